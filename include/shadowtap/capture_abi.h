@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one contract between the kernel program (bpf/) and the agent (agent/capture).
+ *
+ * Treat it as a versioned ABI: never change an offset of an existing field; add
+ * fields only at the end of a struct and bump SHADOWTAP_ABI_VERSION. The C++ side
+ * static_asserts the layout (agent/capture/abi_check.h).
+ *
+ * Plain C, fixed-width kernel types only, so that clang -target bpf and g++ both
+ * include it unchanged.
+ */
+#ifndef SHADOWTAP_CAPTURE_ABI_H
+#define SHADOWTAP_CAPTURE_ABI_H
+
+#include <linux/types.h>
+
+#define SHADOWTAP_ABI_VERSION 1
+
+/* Map names, as libbpf exposes them through the skeleton. */
+#define ST_MAP_RULES "st_rules"
+#define ST_MAP_EVENTS "st_events"
+#define ST_MAP_COUNTERS "st_counters"
+
+/* Name of the TC program; a stale cls_bpf filter of ours is recognised by it. */
+#define ST_PROG_TC_NAME "st_capture_tc"
+
+/*
+ * Payload is copied with fixed-size ring buffer reservations: the smallest class
+ * that holds the payload is used. A payload larger than the largest class is split
+ * into several records, each carrying its own offset into the segment's payload.
+ */
+#define ST_CLASS_0 256
+#define ST_CLASS_1 2048
+#define ST_CLASS_2 16384
+#define ST_CLASS_3 65536
+#define ST_MAX_CHUNK ST_CLASS_3
+/* A segment bigger than this many chunks is truncated (and counted). 4 x 64 KiB
+ * covers the largest GSO skb of a non-BIG-TCP device with room to spare. */
+#define ST_MAX_CHUNKS 4
+
+/* Rules are looked up by destination port in an array of this many entries. */
+#define ST_MAX_PORTS 65536
+
+/* Sampling thresholds are in basis points: 10000 = 100 %. */
+#define ST_SAMPLE_SCALE 10000
+
+/* Value of the rule map; key is the destination port (host order) as __u32. */
+struct st_rule {
+	__u32 rule_id; /* 0 = no rule for this port */
+	__u32 sample_bp; /* connections with hash % 10000 < sample_bp are mirrored */
+};
+
+/* Address families as carried in st_segment.family. */
+#define ST_FAMILY_IPV4 4
+#define ST_FAMILY_IPV6 6
+
+/* TCP flags as in the TCP header's flag byte. */
+#define ST_TCP_FIN 0x01
+#define ST_TCP_SYN 0x02
+#define ST_TCP_RST 0x04
+#define ST_TCP_PSH 0x08
+#define ST_TCP_ACK 0x10
+
+/*
+ * One ring buffer record: this header, followed by cap_len bytes of TCP payload
+ * starting at payload offset chunk_offset. The record's reserved size is
+ * sizeof(struct st_segment) + one of the ST_CLASS_* sizes; bytes past cap_len are
+ * unspecified.
+ *
+ * Addresses and ports are in network byte order; IPv4 addresses occupy the first
+ * 4 bytes of saddr/daddr and the rest is zero.
+ */
+struct st_segment {
+	__u64 ts_ns; /* bpf_ktime_get_ns() at capture */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u32 seq; /* sequence number of the segment's first payload byte (host order) */
+	__u32 ack; /* host order */
+	__u32 ifindex;
+	__u32 rule_id;
+	__u32 payload_len; /* TCP payload bytes of the whole segment */
+	__u32 chunk_offset; /* offset of this record's first byte within that payload */
+	__u32 cap_len; /* payload bytes in this record */
+	__u8 family; /* ST_FAMILY_IPV4 or ST_FAMILY_IPV6 */
+	__u8 tcp_flags;
+	__u8 abi_version; /* SHADOWTAP_ABI_VERSION */
+	__u8 pad0;
+};
+
+/* Per-CPU counters, the index into the st_counters array. Never reorder. */
+enum st_counter {
+	ST_CNT_SEEN = 0, /* every packet the program ran on */
+	ST_CNT_NOT_IP, /* not IPv4/IPv6 (ARP, LLDP, ...) */
+	ST_CNT_NOT_TCP, /* IP but not TCP */
+	ST_CNT_MALFORMED, /* header truncated or inconsistent */
+	ST_CNT_IP_FRAGMENT, /* IPv4 fragment or IPv6 fragment header: skipped */
+	ST_CNT_MATCHED, /* TCP to a port with a rule */
+	ST_CNT_SAMPLED_OUT, /* matched, but the connection is not in the sample */
+	ST_CNT_COPIED, /* segments copied whole into the ring buffer */
+	ST_CNT_COPIED_BYTES, /* payload bytes copied */
+	ST_CNT_RINGBUF_FULL, /* records lost because the ring buffer was full */
+	ST_CNT_TRUNCATED, /* segments longer than ST_MAX_CHUNKS * ST_MAX_CHUNK */
+	ST_CNT_IPV6_EXT_SKIPPED, /* IPv6 extension chain too long or unsupported */
+	ST_CNT_MAX
+};
+
+#endif /* SHADOWTAP_CAPTURE_ABI_H */
