@@ -1,0 +1,28 @@
+#pragma once
+
+// The ring buffer record is defined once, in include/shadowtap/capture_abi.h.
+// These asserts pin its layout so that a change on either side breaks the build
+// instead of silently misreading records.
+
+#include <cstddef>
+
+#include "shadowtap/capture_abi.h"
+
+static_assert(sizeof(st_segment) == 88, "st_segment size is ABI");
+static_assert(offsetof(st_segment, ts_ns) == 0);
+static_assert(offsetof(st_segment, saddr) == 8);
+static_assert(offsetof(st_segment, daddr) == 24);
+static_assert(offsetof(st_segment, sport) == 40);
+static_assert(offsetof(st_segment, dport) == 42);
+static_assert(offsetof(st_segment, seq) == 44);
+static_assert(offsetof(st_segment, ack) == 48);
+static_assert(offsetof(st_segment, ifindex) == 52);
+static_assert(offsetof(st_segment, rule_id) == 56);
+static_assert(offsetof(st_segment, payload_len) == 60);
+static_assert(offsetof(st_segment, chunk_offset) == 64);
+static_assert(offsetof(st_segment, cap_len) == 68);
+static_assert(offsetof(st_segment, family) == 72);
+static_assert(offsetof(st_segment, tcp_flags) == 73);
+static_assert(offsetof(st_segment, abi_version) == 74);
+static_assert(sizeof(st_rule) == 8);
+static_assert(ST_CNT_MAX == 12, "counter indices are ABI: append only");

@@ -1,0 +1,124 @@
+#include "capture/tc_filter.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "shadowtap/capture_abi.h"
+
+namespace shadowtap::capture {
+namespace {
+
+bpf_tc_hook ingressHook(int ifindex) {
+  bpf_tc_hook hook{};
+  hook.sz = sizeof(hook);
+  hook.ifindex = ifindex;
+  hook.attach_point = BPF_TC_INGRESS;
+  return hook;
+}
+
+// Name of the program loaded under prog id, or "" when it cannot be read.
+std::string programName(uint32_t progId) {
+  int fd = bpf_prog_get_fd_by_id(progId);
+  if (fd < 0) {
+    return "";
+  }
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  std::string name;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+    name.assign(info.name, strnlen(info.name, sizeof(info.name)));
+  }
+  close(fd);
+  return name;
+}
+
+}  // namespace
+
+TcFilter::TcFilter(TcFilter&& other) noexcept
+    : ifindex_(std::exchange(other.ifindex_, 0)),
+      ifname_(std::move(other.ifname_)),
+      handle_(other.handle_),
+      priority_(other.priority_) {}
+
+TcFilter& TcFilter::operator=(TcFilter&& other) noexcept {
+  if (this != &other) {
+    detach();
+    ifindex_ = std::exchange(other.ifindex_, 0);
+    ifname_ = std::move(other.ifname_);
+    handle_ = other.handle_;
+    priority_ = other.priority_;
+  }
+  return *this;
+}
+
+TcFilter::~TcFilter() { detach(); }
+
+std::string TcFilter::attach(int ifindex, const std::string& ifname, int progFd, uint32_t handle,
+                             uint32_t priority, bool* replacedStale) {
+  *replacedStale = false;
+  bpf_tc_hook hook = ingressHook(ifindex);
+  int err = bpf_tc_hook_create(&hook);
+  if (err && err != -EEXIST) {
+    return "cannot create the clsact qdisc on " + ifname + ": " + std::strerror(-err);
+  }
+
+  // Is the slot taken? Ours from a killed run is replaced; anyone else's is left alone.
+  bpf_tc_opts query{};
+  query.sz = sizeof(query);
+  query.handle = handle;
+  query.priority = priority;
+  err = bpf_tc_query(&hook, &query);
+  uint32_t flags = 0;
+  if (err == 0) {
+    std::string name = programName(query.prog_id);
+    if (name != ST_PROG_TC_NAME) {
+      return "tc ingress filter handle 0x" + fmt::format("{:x}", handle) + " priority " +
+             std::to_string(priority) + " on " + ifname + " belongs to another program (" +
+             (name.empty() ? "id " + std::to_string(query.prog_id) : name) +
+             "); pick a free slot with --tc-priority";
+    }
+    flags = BPF_TC_F_REPLACE;
+    *replacedStale = true;
+  }
+
+  bpf_tc_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.prog_fd = progFd;
+  opts.handle = handle;
+  opts.priority = priority;
+  opts.flags = flags;
+  err = bpf_tc_attach(&hook, &opts);
+  if (err) {
+    return "cannot attach the tc ingress filter to " + ifname + ": " + std::strerror(-err);
+  }
+  ifindex_ = ifindex;
+  ifname_ = ifname;
+  handle_ = handle;
+  priority_ = priority;
+  return "";
+}
+
+void TcFilter::detach() {
+  if (ifindex_ == 0) {
+    return;
+  }
+  bpf_tc_hook hook = ingressHook(ifindex_);
+  bpf_tc_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.handle = handle_;
+  opts.priority = priority_;
+  int err = bpf_tc_detach(&hook, &opts);
+  if (err && err != -ENOENT && err != -ENODEV && err != -EINVAL) {
+    spdlog::warn("could not detach tc filter from {}: {}", ifname_, std::strerror(-err));
+  }
+  ifindex_ = 0;
+}
+
+}  // namespace shadowtap::capture

@@ -1,0 +1,43 @@
+// shadowtap: parse flags, build the pipeline, run it, exit cleanly.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <iostream>
+
+#include "capture/capture.h"
+#include "config.h"
+#include "pipeline.h"
+
+int main(int argc, char** argv) {
+  shadowtap::Config config;
+  int code = shadowtap::parseConfig(argc, argv, config);
+  if (code >= 0) {
+    return code;
+  }
+  spdlog::set_level(spdlog::level::from_str(config.logLevel));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  shadowtap::capture::routeLibbpfLogsToSpdlog();
+
+  if (geteuid() != 0) {
+    // Capabilities alone can be enough; say what is needed instead of failing deep inside libbpf.
+    spdlog::warn("not running as root: loading BPF needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON");
+  }
+
+  // Signals are taken by the capture loop through a signalfd; block them in
+  // every thread, including the replay thread started below.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::string error;
+  auto pipeline = shadowtap::Pipeline::create(config, &error);
+  if (!pipeline) {
+    std::cerr << "shadowtap: " << error << std::endl;
+    return 1;
+  }
+  return pipeline->run();
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages shadowtap needs to build, test and demo.
+# Idempotent: prints nothing and touches nothing when everything is present.
+# Usage: scripts/install-deps.sh [--bench]   (--bench adds the benchmark tools)
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config clang llvm linux-libc-dev
+  # kernel side
+  libbpf-dev bpftool libxdp-dev libelf-dev zlib1g-dev
+  # agent libraries
+  libcli11-dev libspdlog-dev libfmt-dev node-llhttp prometheus-cpp-dev nlohmann-json3-dev
+  # tests
+  libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps
+)
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(wrk nginx-light linux-perf valgrind)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: missing packages: ${missing[*]}; run as root (or: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
