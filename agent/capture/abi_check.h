@@ -8,7 +8,7 @@
 
 #include "shadowtap/capture_abi.h"
 
-static_assert(sizeof(st_segment) == 88, "st_segment size is ABI");
+static_assert(sizeof(st_segment) == 80, "st_segment size is ABI");
 static_assert(offsetof(st_segment, ts_ns) == 0);
 static_assert(offsetof(st_segment, saddr) == 8);
 static_assert(offsetof(st_segment, daddr) == 24);

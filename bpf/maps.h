@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Maps of the capture program. Names and value types are the ABI in
+ * include/shadowtap/capture_abi.h; include this from exactly one .bpf.c.
+ */
+#ifndef SHADOWTAP_BPF_MAPS_H
+#define SHADOWTAP_BPF_MAPS_H
+
+#include <linux/bpf.h>
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+
+#include "shadowtap/capture_abi.h"
+
+/* Default ring size; userspace may resize with bpf_map__set_max_entries() before load. */
+#define ST_EVENTS_DEFAULT_BYTES (16u << 20)
+
+/* Key: destination port in host order. rule_id 0 means no rule. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ST_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct st_rule);
+} st_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, ST_EVENTS_DEFAULT_BYTES);
+} st_events SEC(".maps");
+
+/* Per-CPU so the hot path needs no atomics; userspace sums over CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ST_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} st_counters SEC(".maps");
+
+static __always_inline void st_count(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&st_counters, &idx);
+
+	if (v)
+		*v += n;
+}
+
+#endif /* SHADOWTAP_BPF_MAPS_H */

@@ -1,0 +1,169 @@
+#pragma once
+
+// Loads the capture program's skeleton (no attach) and runs frames through it
+// with bpf_prog_test_run_opts, collecting ring buffer records and counters.
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "capture_tc.skel.h"
+#include "packet_builder.h"
+#include "shadowtap/capture_abi.h"
+
+namespace shadowtap::bpftest {
+
+inline constexpr uint32_t kTestSeed = 0x5eed1234;
+
+// Kernel BPF needs root. Locally a missing privilege skips; under CI it must fail,
+// so that a misconfigured runner cannot turn the whole suite green.
+inline bool requireStrict() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
+struct Record {
+  st_segment hdr{};
+  size_t reservedSize = 0;  // sizeof(st_segment) + the class chosen by the program
+  Bytes payload;            // the cap_len bytes after the header
+};
+
+struct RunResult {
+  int err = 0;
+  int retval = 0;
+  Bytes dataOut;
+};
+
+using Counters = std::array<uint64_t, ST_CNT_MAX>;
+
+class CaptureFixture : public ::testing::Test {
+ protected:
+  // Ring size used by SetUp; tests that want a full ring override it.
+  virtual uint32_t ringBytes() const { return 0; }
+
+  void SetUp() override {
+    if (geteuid() != 0) {
+      if (requireStrict()) {
+        FAIL() << "BPF tests need root (CI=true, so this is a failure, not a skip)";
+      }
+      GTEST_SKIP() << "BPF tests need root: run as root (or with CAP_BPF+CAP_NET_ADMIN)";
+    }
+    skel_ = capture_tc__open();
+    ASSERT_NE(skel_, nullptr) << "capture_tc__open: " << std::strerror(errno);
+    skel_->rodata->st_hash_seed = kTestSeed;
+    if (ringBytes() != 0) {
+      ASSERT_EQ(bpf_map__set_max_entries(skel_->maps.st_events, ringBytes()), 0);
+    }
+    const int err = capture_tc__load(skel_);
+    if (err == -EPERM || err == -EACCES) {
+      capture_tc__destroy(skel_);
+      skel_ = nullptr;
+      if (requireStrict()) {
+        FAIL() << "loading the BPF program was refused (" << err << ")";
+      }
+      GTEST_SKIP() << "loading the BPF program was refused (" << err << "): need root/CAP_BPF";
+    }
+    ASSERT_EQ(err, 0) << "capture_tc__load failed: " << std::strerror(-err) << " (see libbpf log above)";
+    ring_ = ring_buffer__new(bpf_map__fd(skel_->maps.st_events), &CaptureFixture::onRecord, this, nullptr);
+    ASSERT_NE(ring_, nullptr);
+  }
+
+  void TearDown() override {
+    if (ring_ != nullptr) {
+      ring_buffer__free(ring_);
+    }
+    if (skel_ != nullptr) {
+      capture_tc__destroy(skel_);
+    }
+  }
+
+
+ public:
+  // Helpers are public so that free helper functions of a test can drive them.
+  void setRule(uint16_t port, uint32_t ruleId, uint32_t sampleBp) {
+    const uint32_t key = port;
+    const st_rule rule{ruleId, sampleBp};
+    ASSERT_EQ(bpf_map__update_elem(skel_->maps.st_rules, &key, sizeof(key), &rule, sizeof(rule), BPF_ANY), 0);
+  }
+
+  RunResult run(const Bytes& frame) {
+    RunResult r;
+    r.dataOut.assign(frame.size() + 512, 0xEE);
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = r.dataOut.data(),
+                .data_size_in = static_cast<uint32_t>(frame.size()),
+                .data_size_out = static_cast<uint32_t>(r.dataOut.size()), .repeat = 1);
+    r.err = bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.st_capture_tc), &opts);
+    r.retval = static_cast<int>(opts.retval);
+    r.dataOut.resize(opts.data_size_out);
+    return r;
+  }
+
+  // Runs a frame and asserts the two promises every packet gets: the verdict
+  // lets the chain continue and the bytes are untouched.
+  void runUnchanged(const Bytes& frame) {
+    const RunResult r = run(frame);
+    ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
+    EXPECT_EQ(r.retval, -1) << "verdict must be TC_ACT_UNSPEC";
+    EXPECT_EQ(r.dataOut, frame) << "packet was modified";
+  }
+
+  std::vector<Record> drain() {
+    records_.clear();
+    const int n = ring_buffer__consume(ring_);
+    EXPECT_GE(n, 0);
+    return std::move(records_);
+  }
+
+  Counters counters() {
+    Counters sum{};
+    const int cpus = libbpf_num_possible_cpus();
+    std::vector<uint64_t> perCpu(static_cast<size_t>(cpus));
+    for (uint32_t i = 0; i < ST_CNT_MAX; ++i) {
+      const int err = bpf_map__lookup_elem(skel_->maps.st_counters, &i, sizeof(i), perCpu.data(),
+                                           perCpu.size() * sizeof(uint64_t), 0);
+      EXPECT_EQ(err, 0);
+      for (uint64_t v : perCpu) {
+        sum[i] += v;
+      }
+    }
+    return sum;
+  }
+
+
+ protected:
+  capture_tc* skel_ = nullptr;
+  ring_buffer* ring_ = nullptr;
+
+ private:
+  static int onRecord(void* ctx, void* data, size_t size) {
+    auto* self = static_cast<CaptureFixture*>(ctx);
+    Record rec;
+    rec.reservedSize = size;
+    if (size < sizeof(st_segment)) {
+      ADD_FAILURE() << "record shorter than st_segment: " << size;
+      return 0;
+    }
+    std::memcpy(&rec.hdr, data, sizeof(st_segment));
+    if (sizeof(st_segment) + rec.hdr.cap_len > size) {
+      ADD_FAILURE() << "cap_len " << rec.hdr.cap_len << " exceeds record size " << size;
+      return 0;
+    }
+    const auto* p = static_cast<const uint8_t*>(data) + sizeof(st_segment);
+    rec.payload.assign(p, p + rec.hdr.cap_len);
+    self->records_.push_back(std::move(rec));
+    return 0;
+  }
+
+  std::vector<Record> records_;
+};
+
+}  // namespace shadowtap::bpftest
