@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "http/request.h"
+
+namespace shadowtap::http {
+
+// The tag Istio/Envoy mirroring appends to the host part of a mirrored request.
+inline constexpr std::string_view kDefaultShadowSuffix = "-shadow";
+
+// Index of the ':' that starts the port in a Host/:authority value, or npos.
+// Same rule as Envoy's HeaderUtility::getPortStart: the last ':' counts unless a
+// ']' (end of an IPv6 literal) comes after it. An unbracketed IPv6 address is
+// therefore split at its last ':' exactly as Envoy does.
+size_t hostPortStart(std::string_view host);
+
+// `host` with `suffix` inserted before the port (Envoy's shadow host rule):
+// "httpbin:8000" -> "httpbin-shadow:8000", "[::1]:80" -> "[::1]-shadow:80",
+// "cluster1" -> "cluster1-shadow". An empty host yields `suffix` alone.
+std::string appendShadowSuffix(std::string_view host, std::string_view suffix);
+
+// r.bytes with only the host part of the Host value changed by appendShadowSuffix;
+// every other byte (header order and case, whitespace, other headers, body) is
+// unchanged. A request without a Host value (hostLength == 0) is returned as is.
+std::string rewriteRequestHost(const Request& r, std::string_view suffix);
+
+// True when the host part of `host` (without the port) already ends with `suffix`,
+// compared ASCII case-insensitively, so a mirror that is itself captured is not
+// mirrored again. An empty suffix never matches.
+bool hostHasSuffix(std::string_view host, std::string_view suffix);
+
+}  // namespace shadowtap::http

@@ -1,0 +1,133 @@
+#include "http/host_rewrite.h"
+
+#include <string>
+#include <string_view>
+
+#include <gtest/gtest.h>
+
+namespace shadowtap::http {
+namespace {
+
+struct Vector {
+  std::string_view in;
+  std::string_view out;
+};
+
+TEST(AppendShadowSuffix, EnvoyVectors) {
+  const Vector vectors[] = {
+      {"httpbin:8000", "httpbin-shadow:8000"},
+      {"cluster1", "cluster1-shadow"},
+      {"[::1]:80", "[::1]-shadow:80"},
+      {"[::1]", "[::1]-shadow"},
+      {"[2001:db8::1]:8080", "[2001:db8::1]-shadow:8080"},
+      {"[2001:db8::1]", "[2001:db8::1]-shadow"},
+      {"httpbin.default.svc.cluster.local:8000", "httpbin.default.svc.cluster.local-shadow:8000"},
+      {"198.18.0.2:80", "198.18.0.2-shadow:80"},
+      {"198.18.0.2", "198.18.0.2-shadow"},
+      {"HTTPBIN:8000", "HTTPBIN-shadow:8000"},
+      {"host:", "host-shadow:"},
+      // Envoy splits an unbracketed IPv6 address at its last ':' too.
+      {"::1", ":-shadow:1"},
+      {"", "-shadow"},
+      // No loop guard here: that is hostHasSuffix's job.
+      {"httpbin-shadow:8000", "httpbin-shadow-shadow:8000"},
+  };
+  for (const auto& v : vectors) {
+    EXPECT_EQ(appendShadowSuffix(v.in, kDefaultShadowSuffix), v.out) << v.in;
+  }
+}
+
+TEST(AppendShadowSuffix, SuffixIsConfigurable) {
+  EXPECT_EQ(appendShadowSuffix("httpbin:8000", "-mirror"), "httpbin-mirror:8000");
+  EXPECT_EQ(appendShadowSuffix("[::1]:80", ".canary"), "[::1].canary:80");
+  EXPECT_EQ(appendShadowSuffix("httpbin:8000", ""), "httpbin:8000");
+}
+
+TEST(HostPortStart, FollowsEnvoy) {
+  EXPECT_EQ(hostPortStart("a:80"), 1u);
+  EXPECT_EQ(hostPortStart("a"), std::string_view::npos);
+  EXPECT_EQ(hostPortStart("[::1]"), std::string_view::npos);
+  EXPECT_EQ(hostPortStart("[::1]:80"), 5u);
+  EXPECT_EQ(hostPortStart(""), std::string_view::npos);
+}
+
+TEST(HostHasSuffix, DetectsAlreadySuffixed) {
+  EXPECT_TRUE(hostHasSuffix("httpbin-shadow:8000", "-shadow"));
+  EXPECT_TRUE(hostHasSuffix("httpbin-shadow", "-shadow"));
+  EXPECT_TRUE(hostHasSuffix("HTTPBIN-SHADOW:8000", "-shadow"));
+  EXPECT_TRUE(hostHasSuffix("[::1]-shadow:80", "-shadow"));
+  EXPECT_TRUE(hostHasSuffix("[::1]-shadow", "-shadow"));
+  EXPECT_TRUE(hostHasSuffix("-shadow", "-shadow"));
+  EXPECT_TRUE(hostHasSuffix("a-mirror:1", "-mirror"));
+
+  EXPECT_FALSE(hostHasSuffix("httpbin:8000", "-shadow"));
+  EXPECT_FALSE(hostHasSuffix("httpbin", "-shadow"));
+  EXPECT_FALSE(hostHasSuffix("shadow", "-shadow"));
+  EXPECT_FALSE(hostHasSuffix("[::1]:80", "-shadow"));
+  EXPECT_FALSE(hostHasSuffix("httpbin-shadow.example:80", "-shadow"));
+  EXPECT_FALSE(hostHasSuffix("a-shadow:1", "-mirror"));
+  EXPECT_FALSE(hostHasSuffix("", "-shadow"));
+  EXPECT_FALSE(hostHasSuffix("httpbin", ""));
+  // The port is not part of the host.
+  EXPECT_FALSE(hostHasSuffix("httpbin:8000-shadow", "-shadow"));
+}
+
+TEST(HostHasSuffix, RoundTripsWithAppend) {
+  for (std::string_view h : {"a", "a:1", "[::1]", "[::1]:443", "x.y.z:65535"}) {
+    EXPECT_FALSE(hostHasSuffix(h, kDefaultShadowSuffix)) << h;
+    EXPECT_TRUE(hostHasSuffix(appendShadowSuffix(h, kDefaultShadowSuffix), kDefaultShadowSuffix)) << h;
+  }
+}
+
+// A Request whose host span is found by looking for `host` in `bytes`.
+Request makeRequest(std::string bytes, std::string_view host) {
+  Request r;
+  r.bytes = std::move(bytes);
+  r.hostOffset = r.bytes.find(host);
+  r.hostLength = host.size();
+  return r;
+}
+
+TEST(RewriteRequestHost, ChangesOnlyTheHostPart) {
+  const std::string before =
+      "POST /anything HTTP/1.1\r\n"
+      "X-Dup: 1\r\n"
+      "hOsT: \t httpbin:8000  \r\n"
+      "X-Dup: 2\r\n"
+      "Content-Length: 23\r\n"
+      "\r\n"
+      "Host: httpbin:8000\r\nabc";
+  const Request r = makeRequest(before, "httpbin:8000");
+  ASSERT_EQ(r.hostOffset, before.find("httpbin:8000"));
+  const std::string expected =
+      "POST /anything HTTP/1.1\r\n"
+      "X-Dup: 1\r\n"
+      "hOsT: \t httpbin-shadow:8000  \r\n"
+      "X-Dup: 2\r\n"
+      "Content-Length: 23\r\n"
+      "\r\n"
+      "Host: httpbin:8000\r\nabc";
+  EXPECT_EQ(rewriteRequestHost(r, "-shadow"), expected);
+  EXPECT_EQ(rewriteRequestHost(r, "-m"), std::string(expected).replace(expected.find("-shadow"), 7, "-m"));
+}
+
+TEST(RewriteRequestHost, IPv6AndNoPort) {
+  EXPECT_EQ(rewriteRequestHost(makeRequest("GET / HTTP/1.1\r\nHost: [2001:db8::2]:80\r\n\r\n",
+                                           "[2001:db8::2]:80"),
+                               "-shadow"),
+            "GET / HTTP/1.1\r\nHost: [2001:db8::2]-shadow:80\r\n\r\n");
+  EXPECT_EQ(rewriteRequestHost(makeRequest("GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n", "[::1]"), "-shadow"),
+            "GET / HTTP/1.1\r\nHost: [::1]-shadow\r\n\r\n");
+  EXPECT_EQ(rewriteRequestHost(makeRequest("GET / HTTP/1.1\r\nHost: cluster1\r\n\r\n", "cluster1"),
+                               "-shadow"),
+            "GET / HTTP/1.1\r\nHost: cluster1-shadow\r\n\r\n");
+}
+
+TEST(RewriteRequestHost, NoHostLeavesBytesAlone) {
+  Request r;
+  r.bytes = "GET / HTTP/1.0\r\n\r\n";
+  EXPECT_EQ(rewriteRequestHost(r, "-shadow"), r.bytes);
+}
+
+}  // namespace
+}  // namespace shadowtap::http
