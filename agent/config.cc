@@ -124,7 +124,7 @@ int parseConfig(int argc, char** argv, Config& c) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "shadowtap: " << e.what() << " (see shadowtap --help)" << std::endl;
-    return e.get_exit_code() == 0 ? 2 : e.get_exit_code();
+    return 2;
   }
   return -1;
 }

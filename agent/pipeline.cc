@@ -98,7 +98,10 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   if (!p->capture_) {
     return nullptr;
   }
-  p->replayer_->start();
+  if (!p->replayer_->start()) {
+    *error = "cannot start the replay event loop (see the log above)";
+    return nullptr;
+  }
   spdlog::info("mirroring TCP port {} on {} to {} ({}% of connections, host suffix '{}')", config.port,
                fmt::join(config.interfaces, ","), config.mirror, config.mirrorPercentage,
                config.shadowSuffix);
@@ -218,8 +221,7 @@ std::string Pipeline::summary() const {
       load(hs.parseErrors), load(hs.noHost), load(hs.tooLarge), load(hs.droppedByGap),
       load(hs.unmirroredBytes), load(hs.upgrade), load(hs.http2), load(hs.tls),
       load(stats_.loopSkipped), load(stats_.queueFull), load(stats_.queued), load(rs.responses),
-      load(rs.errorsConnect) + load(rs.errorsConnectTimeout) + load(rs.errorsReset) +
-          load(rs.errorsResponseTimeout) + load(rs.errorsBadResponse),
+      rs.errors(),
       load(rs.droppedShutdown));
 }
 

@@ -23,23 +23,20 @@ struct FlowKey {
   std::string toString() const;
 };
 
+// Word-wise multiply-xor mix: several times faster than a byte loop, which
+// matters because every captured segment is hashed once.
 struct FlowKeyHash {
   size_t operator()(const FlowKey& k) const noexcept {
-    // FNV-1a over the fields; flows are not attacker-chosen enough to need SipHash
-    // here, and the table is bounded anyway.
-    uint64_t h = 1469598103934665603ULL;
-    auto mix = [&h](const uint8_t* p, size_t n) {
-      for (size_t i = 0; i < n; ++i) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-      }
+    uint64_t w[4];
+    std::memcpy(w, k.saddr.data(), 16);
+    std::memcpy(w + 2, k.daddr.data(), 16);
+    const uint64_t ports = (uint64_t{k.sport} << 16) | k.dport | (uint64_t{k.family} << 32);
+    auto mix = [](uint64_t a, uint64_t b) {
+      const __uint128_t m = static_cast<__uint128_t>(a ^ 0x9e3779b97f4a7c15ULL) *
+                            (b ^ 0xd1b54a32d192ed03ULL);
+      return static_cast<uint64_t>(m) ^ static_cast<uint64_t>(m >> 64);
     };
-    mix(k.saddr.data(), k.family == 4 ? 4 : 16);
-    mix(k.daddr.data(), k.family == 4 ? 4 : 16);
-    uint8_t ports[4] = {uint8_t(k.sport >> 8), uint8_t(k.sport), uint8_t(k.dport >> 8),
-                        uint8_t(k.dport)};
-    mix(ports, 4);
-    return static_cast<size_t>(h);
+    return static_cast<size_t>(mix(mix(w[0], w[1]) ^ ports, mix(w[2], w[3])));
   }
 };
 

@@ -1,0 +1,102 @@
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+
+#include "replay/replay_error.h"
+#include "replay/replay_job.h"
+
+namespace shadowtap::replay {
+
+// One non-blocking TCP connection to the mirror carrying at most one request at
+// a time: connect, write the whole request, frame the response with llhttp and
+// discard it. Owns its socket. Knows nothing of epoll or time; the Replayer
+// drives it from readiness events and enforces deadlines.
+class MirrorConnection {
+ public:
+  enum class State {
+    kConnecting,  // connect in progress; a job waits on it
+    kIdle,        // established, no job; reusable
+    kBusy,        // writing a request or reading its response
+    kClosed,      // socket closed; to be discarded
+  };
+
+  // What one call changed. At most one job outcome per step.
+  struct Step {
+    bool connected = false;      // the connect completed
+    bool connectFailed = false;  // the connect failed (job outcome: kConnect)
+    bool requestWritten = false; // the last request byte was written
+    uint64_t bytesWritten = 0;
+    uint64_t bytesRead = 0;
+    bool finished = false;       // the job ended: with a response (status > 0) or with `error`
+    int status = 0;
+    ReplayError error = ReplayError::kNone;
+    int osError = 0;             // errno behind `error`, when there is one
+  };
+
+  // Starts a non-blocking connect that will carry `job`. Returns nullptr and
+  // sets `err` (errno) when the socket cannot even be created or the connect
+  // fails at once.
+  static std::unique_ptr<MirrorConnection> open(const sockaddr_storage& addr, size_t addrIndex,
+                                                ReplayJob&& job, size_t maxResponseBytes, int& err);
+  ~MirrorConnection();
+  MirrorConnection(const MirrorConnection&) = delete;
+  MirrorConnection& operator=(const MirrorConnection&) = delete;
+
+  // Gives an idle connection its next job and writes as much as the socket takes.
+  Step startRequest(ReplayJob&& job);
+
+  // Epoll readiness (EPOLLIN/OUT/ERR/HUP/RDHUP bits). `buf` is scratch space for reads.
+  Step onEvents(uint32_t events, std::span<char> buf);
+
+  // Ends the current job with `error` (a deadline passed) and closes.
+  Step abort(ReplayError error);
+
+  // Closes without an outcome; returns the job that was waiting or in flight, if any.
+  std::optional<ReplayJob> close();
+
+  int fd() const { return fd_; }
+  State state() const { return state_; }
+  bool hasJob() const { return job_.has_value(); }
+  // True while the socket needs EPOLLOUT (connecting, or a partial write).
+  bool wantsWrite() const { return state_ == State::kConnecting || (state_ == State::kBusy && writeOffset_ < jobSize()); }
+  size_t addrIndex() const { return addrIndex_; }
+  // The connect succeeded at some point.
+  bool established() const { return established_; }
+
+  // Bookkeeping owned by the Replayer: the state's deadline (connect,
+  // response or idle; steady clock ns) and the epoll interest registered.
+  int64_t deadlineNs = 0;
+  uint32_t registeredEvents = 0;
+
+ // Response framing state (llhttp); opaque outside the .cc.
+  struct Parser;
+
+ private:
+  MirrorConnection(int fd, size_t addrIndex, ReplayJob&& job, size_t maxResponseBytes);
+  size_t jobSize() const { return job_ ? job_->bytes.size() : 0; }
+  void beginResponse();
+  void writeSome(Step& step);
+  void readSome(std::span<char> buf, Step& step);
+  void feed(const char* data, size_t len, Step& step);
+  void finishOk(Step& step);
+  void fail(ReplayError error, Step& step, int osError = 0);
+  void closeSocket();
+
+  int fd_ = -1;
+  State state_ = State::kConnecting;
+  size_t addrIndex_ = 0;
+  bool established_ = false;
+  size_t maxResponseBytes_ = 0;
+  std::optional<ReplayJob> job_;
+  size_t writeOffset_ = 0;
+  size_t responseBytes_ = 0;
+  std::unique_ptr<Parser> parser_;
+};
+
+}  // namespace shadowtap::replay

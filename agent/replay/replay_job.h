@@ -1,0 +1,19 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace shadowtap::replay {
+
+// One request to send to the mirror, already rewritten (Host carries the
+// shadow suffix). `bytes` is the complete request and is sent unchanged.
+struct ReplayJob {
+  uint32_t ruleId = 0;
+  std::string bytes;
+  // The response to a HEAD request has no body even when it carries
+  // Content-Length; the response framer has to be told.
+  bool isHead = false;
+  uint64_t capturedNs = 0;
+};
+
+}  // namespace shadowtap::replay
