@@ -35,9 +35,7 @@ def read_response(f, head=False):
 
 class Conn:
     def __init__(self, addr, port):
-        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-        self.sock = socket.create_connection((addr, port), timeout=30) if family == socket.AF_INET \
-            else socket.create_connection((addr, port, 0, 0), timeout=30)
+        self.sock = socket.create_connection((addr, port), timeout=30)
         self.f = self.sock.makefile("rb")
 
     def exchange(self, requests):
