@@ -5,7 +5,7 @@
 
 #include <iostream>
 
-#include "capture/capture.h"
+#include "capture/libbpf_log.h"
 #include "config.h"
 #include "pipeline.h"
 

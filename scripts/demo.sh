@@ -56,21 +56,24 @@ mkdir -p "/etc/netns/$NS_CLIENT" "/etc/netns/$NS_NODE"
 printf '127.0.0.1 localhost\n198.18.0.2 httpbin\n' > "/etc/netns/$NS_CLIENT/hosts"
 printf '127.0.0.1 localhost\n198.18.1.2 httpbin-mirror\n' > "/etc/netns/$NS_NODE/hosts"
 
-in_ns "$NS_NODE" $PY scripts/demo/httpbin_logged.py v1 8000 >"$WORK/v1.log" 2>&1 & PIDS+=($!)
-in_ns "$NS_MIRROR" $PY scripts/demo/httpbin_logged.py v1-mirroring 8000 >"$WORK/v1-mirroring.log" 2>&1 & PIDS+=($!)
+# Background processes are started with `ip netns exec` itself (it execs the
+# program), so $! is the program's own PID and cleanup can end exactly it.
+ip netns exec "$NS_NODE" $PY scripts/demo/httpbin_logged.py v1 8000 >>"$WORK/v1.log" 2>&1 & PIDS+=($!)
+ip netns exec "$NS_MIRROR" $PY scripts/demo/httpbin_logged.py v1-mirroring 8000 >>"$WORK/v1-mirroring.log" 2>&1 & PIDS+=($!)
 for ns in "$NS_NODE" "$NS_MIRROR"; do
   for _ in $(seq 100); do in_ns "$ns" curl -s -o /dev/null http://127.0.0.1:8000/get && break; sleep 0.1; done
 done
+: >"$WORK/v1.log"; : >"$WORK/v1-mirroring.log"  # keep only the tutorial's requests
 echo "httpbin v1 (node 198.18.0.2:8000) and v1-mirroring (198.18.1.2:8000) are running"
 
 start_shadowtap() {
-  in_ns "$NS_NODE" "$BIN" --interface "${TAG}n" --port 8000 --mirror httpbin-mirror:8000 \
+  ip netns exec "$NS_NODE" "$BIN" --interface "${TAG}n" --port 8000 --mirror httpbin-mirror:8000 \
     --mirror-percentage "$1" >"$WORK/shadowtap.log" 2>&1 & ST_PID=$!
   PIDS+=("$ST_PID")
   for _ in $(seq 100); do grep -q "mirroring TCP port" "$WORK/shadowtap.log" && return; sleep 0.1; done
   cat "$WORK/shadowtap.log"; echo "shadowtap did not start" >&2; exit 1
 }
-stop_shadowtap() { kill -TERM "$ST_PID"; wait "$ST_PID" || true; }
+stop_shadowtap() { kill -TERM "$ST_PID"; wait "$ST_PID" || echo "shadowtap exited with $?"; }
 
 step "Step 2: mirror 100 % of port 8000 to httpbin-mirror:8000"
 echo "\$ shadowtap --interface ${TAG}n --port 8000 --mirror httpbin-mirror:8000 --mirror-percentage 100"
@@ -87,7 +90,7 @@ cat "$WORK/v1.log"
 echo "\$ logs of httpbin v1-mirroring (note the -shadow host)"
 cat "$WORK/v1-mirroring.log"
 stop_shadowtap
-echo "shadowtap log:"; grep "final:" "$WORK/shadowtap.log"
+echo "\$ shadowtap's final counters"; grep "final:" "$WORK/shadowtap.log" || cat "$WORK/shadowtap.log"
 
 step "Step 4: mirror 50 %: 40 requests, each on its own connection"
 start_shadowtap 50
@@ -97,7 +100,7 @@ sleep 1
 stop_shadowtap
 echo "httpbin v1 received:           $(grep -c 'httpbin v1:' "$WORK/v1.log") requests"
 echo "httpbin v1-mirroring received: $(grep -c 'host=httpbin-shadow:8000' "$WORK/v1-mirroring.log") mirrored requests (host httpbin-shadow:8000)"
-grep "final:" "$WORK/shadowtap.log"
+grep "final:" "$WORK/shadowtap.log" || cat "$WORK/shadowtap.log"
 
 step "Clean up"
 echo "removing namespaces $NS_CLIENT $NS_NODE $NS_MIRROR"

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdarg>
 #include <cstring>
 
 #include "capture/abi_check.h"
@@ -18,26 +17,6 @@
 namespace shadowtap::capture {
 namespace {
 
-int libbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
-  char line[1024];
-  int n = vsnprintf(line, sizeof(line), format, args);
-  if (n > 0 && static_cast<size_t>(n) < sizeof(line) && line[n - 1] == '\n') {
-    line[n - 1] = '\0';
-  }
-  switch (level) {
-    case LIBBPF_WARN:
-      spdlog::info("libbpf: {}", line);
-      break;
-    case LIBBPF_INFO:
-      spdlog::debug("libbpf: {}", line);
-      break;
-    default:
-      spdlog::trace("libbpf: {}", line);
-      break;
-  }
-  return 0;
-}
-
 std::string privilegeHint(int err) {
   if (err == -EPERM || err == -EACCES) {
     return " (run as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)";
@@ -46,8 +25,6 @@ std::string privilegeHint(int err) {
 }
 
 }  // namespace
-
-void routeLibbpfLogsToSpdlog() { libbpf_set_print(libbpfPrint); }
 
 struct Capture::Impl {
   capture_tc* skel = nullptr;

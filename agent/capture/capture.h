@@ -83,8 +83,4 @@ class Capture {
   SegmentSink* sink_ = nullptr;
 };
 
-// Routes libbpf's messages into spdlog one level down (libbpf warnings are
-// mostly probing noise).
-void routeLibbpfLogsToSpdlog();
-
 }  // namespace shadowtap::capture

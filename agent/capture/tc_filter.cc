@@ -10,6 +10,7 @@
 #include <cstring>
 #include <utility>
 
+#include "capture/libbpf_log.h"
 #include "shadowtap/capture_abi.h"
 
 namespace shadowtap::capture {
@@ -74,7 +75,10 @@ std::string TcFilter::attach(int ifindex, const std::string& ifname, int progFd,
   query.sz = sizeof(query);
   query.handle = handle;
   query.priority = priority;
-  err = bpf_tc_query(&hook, &query);
+  {
+    LibbpfQuietScope quiet;  // "no such filter" is the usual answer
+    err = bpf_tc_query(&hook, &query);
+  }
   uint32_t flags = 0;
   if (err == 0) {
     std::string name = programName(query.prog_id);
