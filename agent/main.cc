@@ -1,11 +1,11 @@
 // shadowtap: parse flags, build the pipeline, run it, exit cleanly.
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <iostream>
 
 #include "capture/libbpf_log.h"
+#include "capture/privileges.h"
 #include "config.h"
 #include "pipeline.h"
 
@@ -19,9 +19,10 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   shadowtap::capture::routeLibbpfLogsToSpdlog();
 
-  if (geteuid() != 0) {
-    // Capabilities alone can be enough; say what is needed instead of failing deep inside libbpf.
-    spdlog::warn("not running as root: loading BPF needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON");
+  // Say what is missing up front instead of failing deep inside libbpf.
+  if (std::string missing = shadowtap::capture::missingPrivileges(); !missing.empty()) {
+    std::cerr << "shadowtap: " << missing << std::endl;
+    return 1;
   }
 
   // Signals are taken by the capture loop through a signalfd; block them in

@@ -55,6 +55,8 @@ done
 mkdir -p "/etc/netns/$NS_CLIENT" "/etc/netns/$NS_NODE"
 printf '127.0.0.1 localhost\n198.18.0.2 httpbin\n' > "/etc/netns/$NS_CLIENT/hosts"
 printf '127.0.0.1 localhost\n198.18.1.2 httpbin-mirror\n' > "/etc/netns/$NS_NODE/hosts"
+# Name lookups inside the namespaces never leave the machine.
+for ns in "$NS_CLIENT" "$NS_NODE"; do echo 'nameserver 127.0.0.1' > "/etc/netns/$ns/resolv.conf"; done
 
 # Background processes are started with `ip netns exec` itself (it execs the
 # program), so $! is the program's own PID and cleanup can end exactly it.

@@ -51,7 +51,9 @@ class Lab:
         return a, b
 
     def hosts_file(self, ns, entries):
-        """/etc/hosts seen by `ip netns exec ns` (iproute2 bind-mounts /etc/netns/NS/hosts)."""
+        """/etc/hosts and /etc/resolv.conf seen by `ip netns exec ns` (iproute2
+        bind-mounts /etc/netns/NS/*). The resolver points at the namespace's own
+        loopback, so a name lookup there never sends a packet off the machine."""
         d = f"/etc/netns/{ns}"
         os.makedirs(d, exist_ok=True)
         self.hosts_dirs.append(d)
@@ -59,6 +61,8 @@ class Lab:
             f.write("127.0.0.1 localhost\n")
             for name, addr in entries.items():
                 f.write(f"{addr} {name}\n")
+        with open(f"{d}/resolv.conf", "w") as f:
+            f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 
     def spawn(self, ns, argv, **kw):
         p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], **kw)
@@ -82,8 +86,12 @@ class Lab:
             sh("ip", "netns", "delete", ns, check=False, capture=True)
         self.namespaces.clear()
         for d in self.hosts_dirs:
+            for name in ("hosts", "resolv.conf"):
+                try:
+                    os.remove(f"{d}/{name}")
+                except OSError:
+                    pass
             try:
-                os.remove(f"{d}/hosts")
                 os.rmdir(d)
             except OSError:
                 pass
