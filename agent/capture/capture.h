@@ -4,24 +4,49 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "flow/segment.h"
 
 namespace shadowtap::capture {
 
+// A destination address prefix narrowing a rule ("10.0.0.0/24", "2001:db8::/64",
+// a plain address is a full-length prefix). Address in network byte order.
+struct DestinationPrefix {
+  uint8_t family = 4;  // 4 or 6
+  std::array<uint8_t, 16> addr{};
+  uint8_t length = 0;  // prefix length in bits
+  bool operator==(const DestinationPrefix&) const = default;
+};
+
+// Parses "ADDR" or "ADDR/LEN" for IPv4 or IPv6. nullopt and *error set (one
+// sentence quoting the text) when it is not one.
+std::optional<DestinationPrefix> parseDestinationPrefix(std::string_view text, std::string* error);
+
 // A port to capture, with its rule id (carried in every record) and the share
-// of connections to mirror, in basis points (10000 = 100 %).
+// of connections to mirror, in basis points (10000 = 100 %), optionally only for
+// destinations inside a prefix.
 struct PortRule {
   uint16_t port = 0;
   uint32_t ruleId = 0;
   uint32_t sampleBp = 10000;
+  std::optional<DestinationPrefix> destination;
+};
+
+enum class AttachMode {
+  kAuto,  // tcx where the kernel has it, else tc (cls_bpf)
+  kTc,    // clsact + cls_bpf, our own handle and priority
+  kTcx,   // BPF link on the tcx ingress hook (kernel 6.6+)
+  kXdp,   // XDP through libxdp's dispatcher
 };
 
 struct CaptureOptions {
-  std::vector<std::string> interfaces;
+  std::vector<std::string> interfaces;  // names or patterns ("veth*")
   std::vector<PortRule> rules;
+  AttachMode attach = AttachMode::kTc;
   uint32_t ringBufferBytes = 16u << 20;  // power of two, >= page size
   uint32_t tcHandle = 0x5354;            // "ST"
   uint32_t tcPriority = 1;
