@@ -10,13 +10,16 @@ packages=(
   # kernel side
   libbpf-dev bpftool libxdp-dev libelf-dev zlib1g-dev
   # agent libraries
-  libcli11-dev libspdlog-dev libfmt-dev node-llhttp prometheus-cpp-dev nlohmann-json3-dev
+  libcli11-dev libspdlog-dev libfmt-dev node-llhttp prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev
   # tests
   libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light linux-perf valgrind)
 fi
+
+# The deploy manifest check runs on Node.js; use the machine's own if it has one.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
