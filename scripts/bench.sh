@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Runs shadowtap's benchmarks and rewrites tests/bench/RESULTS.md.
+#
+# Usage: scripts/bench.sh [all|kernel|pipeline|impact|fidelity|memory]...   (default: all)
+#
+# Installs the benchmark tools from Debian (scripts/install-deps.sh --bench),
+# builds in Release into build-bench/ (or $BUILD_DIR), runs the parts asked for
+# and regenerates RESULTS.md from every part's latest results
+# ($BUILD_DIR/bench-results/*.json), so running one part keeps the others' figures.
+# Needs root for everything but `pipeline` (BPF, network namespaces). The whole
+# suite takes about 6-7 minutes on 2 cores once built.
+# Environment: BENCH_QUICK=1 shortens every part (smoke test, figures not meaningful);
+# BENCH_NO_BUILD=1 measures the binaries already in $BUILD_DIR without rebuilding.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD_DIR=${BUILD_DIR:-build-bench}
+OUT=$BUILD_DIR/bench-results
+TAG=sbn$$
+
+parts=()
+for a in "${@:-all}"; do
+  case "$a" in
+    all) parts+=(kernel pipeline impact fidelity memory) ;;
+    kernel|pipeline|impact|fidelity|memory) parts+=("$a") ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown part '$a' (kernel|pipeline|impact|fidelity|memory|all)" >&2; exit 2 ;;
+  esac
+done
+
+if [[ $(id -u) -ne 0 ]]; then
+  for p in "${parts[@]}"; do
+    if [[ $p != pipeline ]]; then
+      echo "bench.sh: '$p' needs root (BPF, network namespaces); run as root or ask for 'pipeline' only" >&2
+      exit 1
+    fi
+  done
+fi
+
+# Whatever happens, nothing of ours stays behind: netbench.py cleans up after
+# itself, this catches the case where it was killed outright.
+cleanup() {
+  for r in c s m; do
+    ip netns delete "$TAG-$r" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+# Runs a command and records it, as run, in the part's command log for RESULTS.md.
+run() {
+  local part=$1
+  shift
+  printf '%s\n' "$*" >>"$OUT/commands-$part.txt"
+  "$@"
+}
+
+quick=()
+runs=5
+netruns=3
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+  quick=(--quick)
+  runs=2
+  netruns=1
+fi
+
+mkdir -p "$OUT"
+rm -f "$OUT/commands-setup.txt"
+if [[ $(id -u) -eq 0 ]]; then
+  run setup scripts/install-deps.sh --bench
+fi
+if [[ ${BENCH_NO_BUILD:-0} == 1 ]]; then
+  # Measure the binaries already in $BUILD_DIR (e.g. while the tree does not build).
+  log "BENCH_NO_BUILD=1: using the existing binaries in $BUILD_DIR"
+  echo "# BENCH_NO_BUILD=1: binaries of an earlier Release build in $BUILD_DIR, not rebuilt" >>"$OUT/commands-setup.txt"
+  for b in agent/shadowtap tests/bench/pipeline_bench tests/bench/kernel_bench tests/bench/rate_client; do
+    [[ -x $BUILD_DIR/$b ]] || { echo "bench.sh: $BUILD_DIR/$b missing; build first" >&2; exit 1; }
+  done
+else
+  run setup cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  log "building (Release) in $BUILD_DIR"
+  run setup cmake --build "$BUILD_DIR" --target shadowtap pipeline_bench kernel_bench rate_client -j"$(nproc)" >/dev/null
+fi
+
+git_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null | head -1) ]]; then
+  git_rev="$git_rev (with uncommitted changes)"
+fi
+python3 - "$OUT/meta.json" "$git_rev" "$BUILD_DIR" <<'EOF'
+import json, os, platform, subprocess, sys, time
+def cmd(*a):
+    try:
+        r = subprocess.run(a, capture_output=True, text=True)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "not installed"
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
+osr = next((l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release") if l.startswith("PRETTY_NAME")), "?")
+load = open("/proc/loadavg").read().split()[:3]
+json.dump({
+    "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    "nproc": os.cpu_count(), "cpu": cpu, "mem": f"{int(mem) / 1048576:.0f} GiB",
+    "kernel": platform.release(), "os": osr, "git": sys.argv[2], "build_dir": sys.argv[3],
+    "tools": "; ".join([cmd("nginx", "-v"), cmd("wrk", "-v"), cmd("clang", "--version"), cmd("bpftool", "version")]),
+    "note": f"load average {' '.join(load)} before the run; other processes may share the CPUs, "
+            "so every figure is a median of interleaved runs",
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+
+for p in "${parts[@]}"; do
+  rm -f "$OUT/commands-$p.txt"
+  log "--- $p"
+  case "$p" in
+    kernel)
+      run kernel "$BUILD_DIR/tests/bench/kernel_bench" --runs "$runs" --repeat "$([[ -n ${quick[*]} ]] && echo 100000 || echo 1000000)" \
+        --json "$OUT/kernel.json"
+      ;;
+    pipeline)
+      run pipeline "$BUILD_DIR/tests/bench/pipeline_bench" --runs "$runs" "${quick[@]}" --json "$OUT/pipeline.json"
+      ;;
+    impact)
+      run impact python3 tests/bench/netbench.py impact --build "$BUILD_DIR" --out "$OUT" --tag "$TAG" \
+        --runs "$netruns" --seconds "$([[ -n ${quick[*]} ]] && echo 2 || echo 4)" --conns 32 --rate 2000
+      ;;
+    fidelity)
+      run fidelity python3 tests/bench/netbench.py fidelity --build "$BUILD_DIR" --out "$OUT" --tag "$TAG" \
+        --runs "$netruns" --fidelity-seconds 3 --rates 1000,5000,10000,20000,40000,60000
+      ;;
+    memory)
+      run memory python3 tests/bench/netbench.py memory --build "$BUILD_DIR" --out "$OUT" --tag "$TAG" \
+        --idle-conns 10000 --outage "$([[ -n ${quick[*]} ]] && echo 10 || echo 30)" --outage-rate 1000 --outage-body 16384
+      ;;
+  esac
+done
+
+python3 tests/bench/report.py "$OUT" tests/bench/RESULTS.md
+log "wrote tests/bench/RESULTS.md"
