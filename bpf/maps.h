@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Maps of the capture program. Names and value types are the ABI in
- * include/shadowtap/capture_abi.h; include this from exactly one .bpf.c.
+ * Maps of the capture programs. Names and value types are the ABI in
+ * include/shadowtap/capture_abi.h. The TC and the XDP object both define them
+ * identically, so the agent can create them once and share them between objects
+ * (bpf_map__reuse_fd).
  */
 #ifndef SHADOWTAP_BPF_MAPS_H
 #define SHADOWTAP_BPF_MAPS_H
@@ -15,13 +17,26 @@
 /* Default ring size; userspace may resize with bpf_map__set_max_entries() before load. */
 #define ST_EVENTS_DEFAULT_BYTES (16u << 20)
 
-/* Key: destination port in host order. rule_id 0 means no rule. */
+/*
+ * Key: destination port in host order. The port-only (fallback) rule, and the
+ * flag that says whether st_prefix_rules has narrowed rules for the port: ports
+ * without one never pay for the trie lookup.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, ST_MAX_PORTS);
 	__type(key, __u32);
 	__type(value, struct st_rule);
 } st_rules SEC(".maps");
+
+/* Rules narrowed by destination prefix; the longest prefix wins (see st_prefix_key). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, ST_MAX_PREFIX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct st_prefix_key);
+	__type(value, struct st_rule);
+} st_prefix_rules SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Bounds-checked header parsing for skb programs (TC).
+ * Bounds-checked header parsing, shared by the TC and the XDP program.
  *
- * Headers are read with bpf_skb_load_bytes() into stack copies rather than with
- * direct packet access: the helper works whether or not a header sits in the
- * skb's linear part (GRO/GSO skbs and some drivers leave headers in frags), never
- * requires bpf_skb_pull_data() (which may reallocate the skb), and makes every read
- * bounded by skb->len by construction.
+ * The including program first includes its context header (ctx_tc.h or
+ * ctx_xdp.h), which defines ST_CTX and st_ctx_load()/st_ctx_len()/st_ctx_ifindex().
+ *
+ * Headers are read with the load-bytes helpers (bpf_skb_load_bytes,
+ * bpf_xdp_load_bytes) into stack copies rather than with direct packet access:
+ * the helpers work whether or not a header sits in the linear part (GRO/GSO skbs
+ * and multi-buffer XDP frames leave data in frags), never require
+ * bpf_skb_pull_data() (which may reallocate the skb), and make every read
+ * bounded by the frame length by construction.
  *
  * Every parse step returns either ST_PARSE_OK or the st_counter index that
  * explains why the packet is not ours; the caller bumps exactly that counter, so
@@ -23,6 +27,10 @@
 #include <bpf/bpf_helpers.h>
 
 #include "shadowtap/capture_abi.h"
+
+#ifndef ST_CTX
+#error "include ctx_tc.h or ctx_xdp.h before parse.h"
+#endif
 
 /* Not a counter: "parsing went on fine". */
 #define ST_PARSE_OK ST_CNT_MAX
@@ -49,9 +57,9 @@
 #define ST_NEXTHDR_AUTH 51
 #define ST_NEXTHDR_DEST 60
 
-/* Where the reader is in the frame. `end` is skb->len, the hard limit of every read. */
+/* Where the reader is in the frame. `end` is the frame length, the hard limit of every read. */
 struct st_cursor {
-	struct __sk_buff *skb;
+	ST_CTX *ctx;
 	__u32 off;
 	__u32 end;
 };
@@ -65,16 +73,16 @@ struct st_packet {
 	__u32 seq; /* host order */
 	__u32 ack; /* host order */
 	__u32 payload_off; /* from the start of the frame */
-	__u32 payload_len; /* bounded by the IP length and by skb->len */
+	__u32 payload_len; /* bounded by the IP length and by the frame length */
 	__u8 family;
 	__u8 tcp_flags;
 };
 
-static __always_inline void st_cursor_init(struct st_cursor *c, struct __sk_buff *skb)
+static __always_inline void st_cursor_init(struct st_cursor *c, ST_CTX *ctx)
 {
-	c->skb = skb;
+	c->ctx = ctx;
 	c->off = 0;
-	c->end = skb->len;
+	c->end = st_ctx_len(ctx);
 }
 
 /* Copy n bytes at the cursor into dst and advance. n must be a constant. */
@@ -82,7 +90,7 @@ static __always_inline int st_cursor_pull(struct st_cursor *c, void *dst, __u32 
 {
 	if (c->off > c->end || c->end - c->off < n)
 		return -1;
-	if (bpf_skb_load_bytes(c->skb, c->off, dst, n) < 0)
+	if (st_ctx_load(c->ctx, c->off, dst, n) < 0)
 		return -1;
 	c->off += n;
 	return 0;
@@ -98,8 +106,9 @@ static __always_inline int st_cursor_skip(struct st_cursor *c, __u32 n)
 }
 
 /*
- * Ethernet plus up to ST_MAX_VLAN_TAGS in-band VLAN tags. Stores the inner
- * EtherType (host order) in *proto.
+ * Ethernet plus up to ST_MAX_VLAN_TAGS in-band VLAN tags (802.1Q, or 802.1ad
+ * outer + 802.1Q inner). Stores the inner EtherType (host order) in *proto; a
+ * third tag gives ST_CNT_VLAN_TOO_DEEP.
  */
 static __always_inline int st_parse_eth(struct st_cursor *c, __u16 *proto)
 {
@@ -120,6 +129,8 @@ static __always_inline int st_parse_eth(struct st_cursor *c, __u16 *proto)
 			return ST_CNT_MALFORMED;
 		type = bpf_ntohs(tag[1]);
 	}
+	if (type == ST_ETH_P_8021Q || type == ST_ETH_P_8021AD)
+		return ST_CNT_VLAN_TOO_DEEP;
 	*proto = type;
 	return ST_PARSE_OK;
 }
@@ -127,7 +138,7 @@ static __always_inline int st_parse_eth(struct st_cursor *c, __u16 *proto)
 /*
  * IPv4 header with options. On success the cursor is at the L4 header,
  * *l4proto is the protocol and *ip_end the end of the IP datagram within the
- * frame (Ethernet padding excluded, never beyond skb->len).
+ * frame (Ethernet padding excluded, never beyond the frame length).
  */
 static __always_inline int st_parse_ipv4(struct st_cursor *c, struct st_packet *p, __u8 *l4proto,
 					 __u32 *ip_end)
@@ -173,7 +184,7 @@ static __always_inline int st_parse_ipv4(struct st_cursor *c, struct st_packet *
 
 /*
  * IPv6 header and a bounded walk over hop-by-hop, routing, destination-options
- * and AH extension headers. A fragment header ends parsing (ST_CNT_IP_FRAGMENT);
+ * and AH extension headers. A fragment header ends parsing (ST_CNT_IPV6_FRAGMENT);
  * a chain longer than ST_MAX_IPV6_EXT or an extension we do not walk
  * (mobility, HIP, shim6) gives ST_CNT_IPV6_EXT_SKIPPED.
  */
@@ -209,7 +220,7 @@ static __always_inline int st_parse_ipv6(struct st_cursor *c, struct st_packet *
 		if (nexthdr != ST_NEXTHDR_HOP && nexthdr != ST_NEXTHDR_ROUTING &&
 		    nexthdr != ST_NEXTHDR_DEST && nexthdr != ST_NEXTHDR_AUTH)
 			break;
-		if (c->off + sizeof(ext) > end || bpf_skb_load_bytes(c->skb, c->off, ext, sizeof(ext)) < 0)
+		if (c->off + sizeof(ext) > end || st_ctx_load(c->ctx, c->off, ext, sizeof(ext)) < 0)
 			return ST_CNT_MALFORMED;
 		if (nexthdr == ST_NEXTHDR_AUTH)
 			ext_len = ((__u32)ext[1] + 2) * 4;
@@ -223,7 +234,7 @@ static __always_inline int st_parse_ipv6(struct st_cursor *c, struct st_packet *
 
 	switch (nexthdr) {
 	case ST_NEXTHDR_FRAGMENT:
-		return ST_CNT_IP_FRAGMENT;
+		return ST_CNT_IPV6_FRAGMENT;
 	case ST_NEXTHDR_HOP:
 	case ST_NEXTHDR_ROUTING:
 	case ST_NEXTHDR_DEST:
@@ -271,7 +282,7 @@ static __always_inline int st_parse_tcp(struct st_cursor *c, struct st_packet *p
 }
 
 /* Whole frame: Ethernet (+VLAN), IPv4/IPv6, TCP. */
-static __always_inline int st_parse_packet(struct __sk_buff *skb, struct st_packet *p)
+static __always_inline int st_parse_packet(ST_CTX *ctx, struct st_packet *p)
 {
 	struct st_cursor c;
 	__u32 ip_end = 0;
@@ -279,7 +290,7 @@ static __always_inline int st_parse_packet(struct __sk_buff *skb, struct st_pack
 	__u8 l4proto = 0;
 	int r;
 
-	st_cursor_init(&c, skb);
+	st_cursor_init(&c, ctx);
 	r = st_parse_eth(&c, &proto);
 	if (r != ST_PARSE_OK)
 		return r;

@@ -24,5 +24,16 @@ static_assert(offsetof(st_segment, cap_len) == 68);
 static_assert(offsetof(st_segment, family) == 72);
 static_assert(offsetof(st_segment, tcp_flags) == 73);
 static_assert(offsetof(st_segment, abi_version) == 74);
-static_assert(sizeof(st_rule) == 8);
-static_assert(ST_CNT_MAX == 12, "counter indices are ABI: append only");
+static_assert(SHADOWTAP_ABI_VERSION == 2, "update these asserts with the ABI");
+static_assert(sizeof(st_rule) == 12);
+static_assert(offsetof(st_rule, rule_id) == 0);
+static_assert(offsetof(st_rule, sample_bp) == 4);
+static_assert(offsetof(st_rule, flags) == 8);
+static_assert(sizeof(st_prefix_key) == 24);
+static_assert(offsetof(st_prefix_key, prefixlen) == 0);
+static_assert(offsetof(st_prefix_key, port) == 4);
+static_assert(offsetof(st_prefix_key, family) == 6);
+static_assert(offsetof(st_prefix_key, addr) == 8);
+static_assert(ST_CNT_IPV6_EXT_SKIPPED == 11 && ST_CNT_IPV6_FRAGMENT == 12 && ST_CNT_VLAN_TOO_DEEP == 13 &&
+              ST_CNT_PREFIX_MATCHED == 14 && ST_CNT_WAKEUPS == 15);
+static_assert(ST_CNT_MAX == 16, "counter indices are ABI: append only");

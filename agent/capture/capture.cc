@@ -3,15 +3,24 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fnmatch.h>
 #include <net/if.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <set>
 
 #include "capture/abi_check.h"
+#include "capture/netlink.h"
 #include "capture/tc_filter.h"
+#include "capture/tcx_link.h"
+#include "capture/xdp_attachment.h"
 #include "capture_tc.skel.h"
 
 namespace shadowtap::capture {
@@ -24,40 +33,245 @@ std::string privilegeHint(int err) {
   return "";
 }
 
+bool isPattern(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
+
+// Interfaces of this network namespace, by ifindex.
+std::map<int, std::string> currentInterfaces() {
+  std::map<int, std::string> out;
+  struct if_nameindex* list = if_nameindex();
+  if (!list) {
+    return out;
+  }
+  for (struct if_nameindex* i = list; i->if_index != 0; ++i) {
+    out[static_cast<int>(i->if_index)] = i->if_name;
+  }
+  if_freenameindex(list);
+  return out;
+}
+
+// Fills the port array and the prefix trie. Empty on success.
+std::string writeRules(const std::vector<PortRule>& rules, int rulesFd, int prefixFd) {
+  std::map<uint16_t, st_rule> ports;
+  std::set<std::pair<uint16_t, DestinationPrefix*>> seen;
+  std::map<uint16_t, bool> hasPortOnly;
+  for (const PortRule& r : rules) {
+    if (r.ruleId == 0) {
+      return "rule for port " + std::to_string(r.port) + " has id 0 (ids must be non-zero)";
+    }
+    st_rule& entry = ports[r.port];
+    if (!r.destination) {
+      if (hasPortOnly[r.port]) {
+        return "two rules for port " + std::to_string(r.port) +
+               " without a destination; give one of them a destination prefix";
+      }
+      hasPortOnly[r.port] = true;
+      entry.rule_id = r.ruleId;
+      entry.sample_bp = r.sampleBp;
+      continue;
+    }
+    const DestinationPrefix& d = *r.destination;
+    const unsigned maxLen = d.family == 4 ? 32 : 128;
+    if ((d.family != 4 && d.family != 6) || d.length > maxLen) {
+      return "invalid destination prefix in the rule for port " + std::to_string(r.port);
+    }
+    st_prefix_key key{};
+    key.prefixlen = ST_PREFIX_KEY_FIXED_BITS + d.length;
+    key.port = htons(r.port);
+    key.family = d.family == 4 ? ST_FAMILY_IPV4 : ST_FAMILY_IPV6;
+    std::memcpy(key.addr, d.addr.data(), d.family == 4 ? 4 : 16);
+    st_rule value{r.ruleId, r.sampleBp, 0};
+    if (bpf_map_update_elem(prefixFd, &key, &value, BPF_NOEXIST) != 0) {
+      if (errno == EEXIST) {
+        return "two rules for port " + std::to_string(r.port) + " with the same destination prefix";
+      }
+      return std::string("cannot write the prefix rule map: ") + std::strerror(errno) +
+             (errno == ENOSPC ? " (at most " + std::to_string(ST_MAX_PREFIX_RULES) + " prefix rules)" : "");
+    }
+    entry.flags |= ST_RULE_F_HAS_PREFIX;
+  }
+  for (const auto& [port, value] : ports) {
+    uint32_t key = port;
+    if (bpf_map_update_elem(rulesFd, &key, &value, BPF_ANY) != 0) {
+      return std::string("cannot write the rule map: ") + std::strerror(errno);
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
+std::optional<AttachMode> parseAttachMode(std::string_view text) {
+  if (text == "auto") {
+    return AttachMode::kAuto;
+  }
+  if (text == "tc") {
+    return AttachMode::kTc;
+  }
+  if (text == "tcx") {
+    return AttachMode::kTcx;
+  }
+  if (text == "xdp") {
+    return AttachMode::kXdp;
+  }
+  return std::nullopt;
+}
+
+const char* attachModeName(AttachMode mode) {
+  switch (mode) {
+    case AttachMode::kAuto:
+      return "auto";
+    case AttachMode::kTc:
+      return "tc";
+    case AttachMode::kTcx:
+      return "tcx";
+    case AttachMode::kXdp:
+      return "xdp";
+  }
+  return "?";
+}
+
+// One interface we are attached to; exactly one of the attachments is live.
+struct Attached {
+  std::string name;
+  TcFilter tc;
+  TcxLink tcx;
+  XdpAttachment xdp;
+};
+
 struct Capture::Impl {
+  CaptureOptions options;
+  AttachMode mode = AttachMode::kTc;
   capture_tc* skel = nullptr;
   ring_buffer* ring = nullptr;
-  std::vector<TcFilter> filters;
   int ncpus = 1;
+  std::map<int, Attached> attached;  // by ifindex
+  LinkWatcher links;
+  int epfd = -1;
+  int timerfd = -1;
+  uint32_t intervalUs = 0;
+  bool following = true;  // false after detach(): ignore interfaces appearing
 
   ~Impl() {
-    filters.clear();  // detach before the program goes away
+    attached.clear();  // detach before the program goes away
     if (ring) {
       ring_buffer__free(ring);
     }
     if (skel) {
       capture_tc__destroy(skel);
     }
+    if (timerfd >= 0) {
+      close(timerfd);
+    }
+    if (epfd >= 0) {
+      close(epfd);
+    }
+  }
+
+  bool wanted(const std::string& name) const {
+    return std::any_of(options.interfaces.begin(), options.interfaces.end(),
+                       [&](const std::string& p) { return fnmatch(p.c_str(), name.c_str(), 0) == 0; });
+  }
+
+  void setTimer(uint32_t us) {
+    if (timerfd < 0 || us == intervalUs) {
+      return;
+    }
+    intervalUs = us;
+    itimerspec its{};
+    its.it_interval.tv_sec = us / 1000000;
+    its.it_interval.tv_nsec = static_cast<long>(us % 1000000) * 1000;
+    its.it_value = its.it_interval;
+    timerfd_settime(timerfd, 0, &its, nullptr);
   }
 };
 
 Capture::Capture(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Capture::~Capture() = default;
 
+AttachMode Capture::attachMode() const { return impl_->mode; }
+
+// Attaches to one interface in the resolved mode, after removing what a killed
+// run of ours may have left there. Empty on success.
+std::string Capture::attachInterface(int ifindex, const std::string& name) {
+  Impl& im = *impl_;
+  CaptureStats& stats = stats_;
+  Attached a;
+  a.name = name;
+  std::string why;
+  // A killed tc-mode run leaves its cls_bpf filter; remove it whatever our mode,
+  // or the interface would be captured twice.
+  stats.staleRemoved.fetch_add(static_cast<uint64_t>(removeStaleFilters(ifindex, name, &why)),
+                               std::memory_order_relaxed);
+  if (!why.empty()) {
+    return why;
+  }
+  const int progFd = bpf_program__fd(im.skel->progs.st_capture_tc);
+  switch (im.mode) {
+    case AttachMode::kTc: {
+      bool replaced = false;
+      why = a.tc.attach(ifindex, name, progFd, im.options.tcHandle, im.options.tcPriority, &replaced);
+      if (why.empty()) {
+        spdlog::info("attached to {} (tc ingress, cls_bpf handle 0x{:x} priority {})", name, im.options.tcHandle,
+                     im.options.tcPriority);
+      }
+      break;
+    }
+    case AttachMode::kTcx:
+      why = a.tcx.attach(ifindex, name, progFd);
+      if (why.empty()) {
+        spdlog::info("attached to {} (tcx ingress link, appended after the programs already there)", name);
+      }
+      break;
+    case AttachMode::kXdp: {
+      stats.staleRemoved.fetch_add(static_cast<uint64_t>(removeStaleXdpPrograms(ifindex, name, &why)),
+                                   std::memory_order_relaxed);
+      if (!why.empty()) {
+        return why;
+      }
+      XdpShared shared;
+      shared.rulesFd = bpf_map__fd(im.skel->maps.st_rules);
+      shared.prefixRulesFd = bpf_map__fd(im.skel->maps.st_prefix_rules);
+      shared.eventsFd = bpf_map__fd(im.skel->maps.st_events);
+      shared.countersFd = bpf_map__fd(im.skel->maps.st_counters);
+      shared.hashSeed = im.skel->rodata->st_hash_seed;
+      shared.wakeupBytes = im.skel->rodata->st_wakeup_bytes;
+      why = a.xdp.attach(ifindex, name, shared);
+      if (why.empty()) {
+        spdlog::info("attached to {} (XDP through libxdp's dispatcher, {} mode)", name, a.xdp.modeName());
+      }
+      break;
+    }
+    case AttachMode::kAuto:
+      why = "internal error: attach mode not resolved";
+      break;
+  }
+  if (!why.empty()) {
+    return why;
+  }
+  im.attached.emplace(ifindex, std::move(a));
+  stats.attaches.fetch_add(1, std::memory_order_relaxed);
+  return "";
+}
+
 std::unique_ptr<Capture> Capture::open(const CaptureOptions& options, std::string* error) {
   auto impl = std::make_unique<Impl>();
+  impl->options = options;
 
-  // Resolve interfaces first: a typo should not cost a program load.
-  std::vector<std::pair<std::string, int>> ifaces;
+  // Check names first: a typo should not cost a program load.
+  if (options.interfaces.empty()) {
+    *error = "no interface to capture on (give --interface NAME or a pattern such as 'veth*')";
+    return nullptr;
+  }
   for (const auto& name : options.interfaces) {
-    unsigned idx = if_nametoindex(name.c_str());
-    if (idx == 0) {
+    if (!isPattern(name) && if_nametoindex(name.c_str()) == 0) {
       *error = "unknown interface '" + name + "' (see `ip link` for the interfaces of this host)";
       return nullptr;
     }
-    ifaces.emplace_back(name, static_cast<int>(idx));
+  }
+  if (options.ringBufferBytes < 4096 || (options.ringBufferBytes & (options.ringBufferBytes - 1)) != 0) {
+    *error = "invalid ring buffer size " + std::to_string(options.ringBufferBytes) +
+             " (must be a power of two of at least 4096 bytes)";
+    return nullptr;
   }
 
   impl->skel = capture_tc__open();
@@ -67,6 +281,9 @@ std::unique_ptr<Capture> Capture::open(const CaptureOptions& options, std::strin
     return nullptr;
   }
   impl->skel->rodata->st_hash_seed = options.hashSeed;
+  if (options.adaptiveWakeups) {
+    impl->skel->rodata->st_wakeup_bytes = options.wakeupBytes != 0 ? options.wakeupBytes : options.ringBufferBytes / 8;
+  }
   int err = bpf_map__set_max_entries(impl->skel->maps.st_events, options.ringBufferBytes);
   if (err) {
     *error = "invalid ring buffer size " + std::to_string(options.ringBufferBytes) +
@@ -80,14 +297,11 @@ std::unique_ptr<Capture> Capture::open(const CaptureOptions& options, std::strin
     return nullptr;
   }
 
-  int rulesFd = bpf_map__fd(impl->skel->maps.st_rules);
-  for (const auto& rule : options.rules) {
-    uint32_t key = rule.port;
-    st_rule value{rule.ruleId, rule.sampleBp};
-    if (bpf_map_update_elem(rulesFd, &key, &value, BPF_ANY) != 0) {
-      *error = std::string("cannot write the rule map: ") + std::strerror(errno);
-      return nullptr;
-    }
+  std::string why = writeRules(options.rules, bpf_map__fd(impl->skel->maps.st_rules),
+                               bpf_map__fd(impl->skel->maps.st_prefix_rules));
+  if (!why.empty()) {
+    *error = why;
+    return nullptr;
   }
 
   impl->ncpus = libbpf_num_possible_cpus();
@@ -96,39 +310,179 @@ std::unique_ptr<Capture> Capture::open(const CaptureOptions& options, std::strin
     return nullptr;
   }
 
+  impl->mode = options.attach;
+  if (impl->mode == AttachMode::kAuto) {
+    std::string reason;
+    const bool tcx = tcxSupported(bpf_program__fd(impl->skel->progs.st_capture_tc), &reason);
+    impl->mode = tcx ? AttachMode::kTcx : AttachMode::kTc;
+    spdlog::info("attach mode auto: using {} because {}", attachModeName(impl->mode), reason);
+  } else {
+    spdlog::info("attach mode {} (as configured)", attachModeName(impl->mode));
+  }
+
   auto capture = std::unique_ptr<Capture>(new Capture(std::move(impl)));
   Impl& im = *capture->impl_;
-  im.ring = ring_buffer__new(bpf_map__fd(im.skel->maps.st_events), &Capture::onRecord,
-                             capture.get(), nullptr);
+  im.ring = ring_buffer__new(bpf_map__fd(im.skel->maps.st_events), &Capture::onRecord, capture.get(), nullptr);
   if (!im.ring) {
     *error = std::string("cannot open the ring buffer: ") + std::strerror(errno);
     return nullptr;
   }
 
-  int progFd = bpf_program__fd(im.skel->progs.st_capture_tc);
-  for (const auto& [name, idx] : ifaces) {
-    TcFilter filter;
-    bool replaced = false;
-    std::string why = filter.attach(idx, name, progFd, options.tcHandle, options.tcPriority, &replaced);
+  // Subscribe before listing, so an interface appearing in between is not missed.
+  why = im.links.open();
+  if (!why.empty()) {
+    *error = why;
+    return nullptr;
+  }
+  im.epfd = epoll_create1(EPOLL_CLOEXEC);
+  im.timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (im.epfd < 0 || im.timerfd < 0) {
+    *error = std::string("cannot set up the capture's event sources: ") + std::strerror(errno);
+    return nullptr;
+  }
+  for (int fd : {bpf_map__fd(im.skel->maps.st_events), im.links.fd(), im.timerfd}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (epoll_ctl(im.epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      *error = std::string("cannot set up the capture's event sources: ") + std::strerror(errno);
+      return nullptr;
+    }
+  }
+  if (options.adaptiveWakeups) {
+    im.setTimer(options.pollIntervalUs);
+  }
+
+  for (const auto& [ifindex, name] : currentInterfaces()) {
+    if (!im.wanted(name)) {
+      continue;
+    }
+    why = capture->attachInterface(ifindex, name);
     if (!why.empty()) {
       *error = why;
-      return nullptr;  // filters attached so far are removed by their destructors
+      return nullptr;  // attachments so far are removed by their destructors
     }
-    spdlog::info("attached to {} (tc ingress, cls_bpf handle 0x{:x} priority {}){}", name,
-                 options.tcHandle, options.tcPriority,
-                 replaced ? ", replacing a stale filter left by an earlier run" : "");
-    im.filters.push_back(std::move(filter));
-    capture->attachedNames_.push_back(name);
+  }
+  capture->refreshNames();
+  if (im.attached.empty()) {
+    spdlog::warn("no interface matches {} yet; attaching when one appears",
+                 fmt::format("'{}'", fmt::join(options.interfaces, "', '")));
   }
   return capture;
 }
 
-int Capture::fd() const { return ring_buffer__epoll_fd(impl_->ring); }
+void Capture::refreshNames() {
+  attachedNames_.clear();
+  for (const auto& [ifindex, a] : impl_->attached) {
+    attachedNames_.push_back(a.name);
+  }
+}
+
+void Capture::forget(int ifindex, bool gone) {
+  auto it = impl_->attached.find(ifindex);
+  if (it == impl_->attached.end()) {
+    return;
+  }
+  if (gone) {
+    it->second.tc.release();
+    it->second.xdp.release();
+    // A tcx link of a removed device is already detached; closing the fd is all.
+  }
+  spdlog::info("{} {}: no longer capturing there", it->second.name, gone ? "disappeared" : "no longer matches");
+  impl_->attached.erase(it);
+  stats_.forgotten.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Capture::followInterfaces() {
+  Impl& im = *impl_;
+  bool overflowed = false;
+  std::vector<LinkEvent> events = im.links.read(&overflowed);
+  if (!im.following) {
+    return;
+  }
+  bool changed = false;
+  if (overflowed) {
+    // Notifications were lost: compare with the full list instead.
+    stats_.linkRescans.fetch_add(1, std::memory_order_relaxed);
+    const auto now = currentInterfaces();
+    std::vector<int> goneOrRenamed;
+    for (const auto& [ifindex, a] : im.attached) {
+      auto it = now.find(ifindex);
+      if (it == now.end() || it->second != a.name) {
+        goneOrRenamed.push_back(ifindex);
+      }
+    }
+    for (int ifindex : goneOrRenamed) {
+      forget(ifindex, now.find(ifindex) == now.end());
+      changed = true;
+    }
+    events.clear();
+    for (const auto& [ifindex, name] : now) {
+      events.push_back({LinkEvent::Kind::kPresent, ifindex, name});
+    }
+  }
+  for (const LinkEvent& ev : events) {
+    auto it = im.attached.find(ev.ifindex);
+    if (ev.kind == LinkEvent::Kind::kGone) {
+      if (it != im.attached.end()) {
+        forget(ev.ifindex, true);
+        changed = true;
+      }
+      continue;
+    }
+    const bool want = !ev.name.empty() && im.wanted(ev.name);
+    if (it != im.attached.end()) {
+      if (ev.name.empty() || ev.name == it->second.name) {
+        continue;  // a state change (up/down, MTU...) of an interface we have
+      }
+      if (!want) {
+        forget(ev.ifindex, false);  // renamed away from the patterns
+        changed = true;
+        continue;
+      }
+      it->second.name = ev.name;
+      changed = true;
+      continue;
+    }
+    if (!want) {
+      continue;
+    }
+    std::string why = attachInterface(ev.ifindex, ev.name);
+    if (!why.empty()) {
+      stats_.attachErrors.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("cannot capture on new interface {}: {}", ev.name, why);
+      continue;
+    }
+    changed = true;
+  }
+  if (changed) {
+    refreshNames();
+  }
+}
+
+int Capture::fd() const { return impl_->epfd; }
 
 int Capture::consume(SegmentSink& sink) {
+  Impl& im = *impl_;
+  stats_.polls.fetch_add(1, std::memory_order_relaxed);
+  uint64_t expirations = 0;
+  [[maybe_unused]] ssize_t r = read(im.timerfd, &expirations, sizeof(expirations));
+  followInterfaces();
+
   sink_ = &sink;
-  int n = ring_buffer__consume(impl_->ring);
+  int n = ring_buffer__consume(im.ring);
   sink_ = nullptr;
+
+  if (n <= 0) {
+    stats_.emptyPolls.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (im.options.adaptiveWakeups) {
+    // Poll fast while records flow; back off (doubling) while the ring is quiet.
+    // The kernel forces a wakeup anyway once wakeupBytes are waiting.
+    const uint32_t base = std::max<uint32_t>(im.options.pollIntervalUs, 100);
+    const uint32_t idle = std::max(base, im.options.idlePollIntervalUs);
+    im.setTimer(n > 0 ? base : std::min<uint32_t>(im.intervalUs * 2, idle));
+  }
   return n;
 }
 
@@ -191,6 +545,11 @@ KernelCounters Capture::kernelCounters() const {
   return out;
 }
 
-void Capture::detach() { impl_->filters.clear(); }
+void Capture::detach() {
+  impl_->following = false;
+  stats_.forgotten.fetch_add(impl_->attached.size(), std::memory_order_relaxed);
+  impl_->attached.clear();
+  attachedNames_.clear();
+}
 
 }  // namespace shadowtap::capture

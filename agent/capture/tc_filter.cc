@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "capture/libbpf_log.h"
+#include "capture/netlink.h"
 #include "shadowtap/capture_abi.h"
 
 namespace shadowtap::capture {
@@ -40,7 +41,49 @@ std::string programName(uint32_t progId) {
   return name;
 }
 
+// cls_bpf filters attached by libbpf or tc are named "<prog name>:[<prog id>]".
+bool isOurs(const IngressFilter& f) {
+  if (f.kind != "bpf") {
+    return false;
+  }
+  const std::string prefix = std::string(ST_PROG_TC_NAME) + ":";
+  if (f.bpfName.compare(0, prefix.size(), prefix) == 0) {
+    return true;
+  }
+  return f.progId != 0 && programName(f.progId) == ST_PROG_TC_NAME;
+}
+
 }  // namespace
+
+int removeStaleFilters(int ifindex, const std::string& ifname, std::string* error) {
+  std::string why;
+  const std::vector<IngressFilter> filters = dumpIngressFilters(ifindex, &why);
+  if (!why.empty()) {
+    *error = "cannot list the tc ingress filters of " + ifname + ": " + why;
+    return 0;
+  }
+  int removed = 0;
+  for (const IngressFilter& f : filters) {
+    if (!isOurs(f)) {
+      continue;
+    }
+    bpf_tc_hook hook = ingressHook(ifindex);
+    bpf_tc_opts opts{};
+    opts.sz = sizeof(opts);
+    opts.handle = f.handle;
+    opts.priority = f.priority;
+    int err = bpf_tc_detach(&hook, &opts);
+    if (err && err != -ENOENT) {
+      *error = "cannot remove the stale shadowtap tc filter (priority " + std::to_string(f.priority) +
+               ", handle 0x" + fmt::format("{:x}", f.handle) + ") from " + ifname + ": " + std::strerror(-err);
+      return removed;
+    }
+    spdlog::info("removed a stale shadowtap tc filter from {} (priority {}, handle 0x{:x}, {}) left by an earlier run",
+                 ifname, f.priority, f.handle, f.bpfName);
+    ++removed;
+  }
+  return removed;
+}
 
 TcFilter::TcFilter(TcFilter&& other) noexcept
     : ifindex_(std::exchange(other.ifindex_, 0)),

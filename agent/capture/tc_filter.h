@@ -23,6 +23,9 @@ class TcFilter {
   [[nodiscard]] std::string attach(int ifindex, const std::string& ifname, int progFd,
                                    uint32_t handle, uint32_t priority, bool* replacedStale);
   void detach();
+  // Forgets the filter without talking to the kernel: its interface is gone and
+  // took the filter with it (the ifindex may already name a new interface).
+  void release() { ifindex_ = 0; }
 
   bool attached() const { return ifindex_ != 0; }
   int ifindex() const { return ifindex_; }
@@ -34,5 +37,12 @@ class TcFilter {
   uint32_t handle_ = 0;
   uint32_t priority_ = 0;
 };
+
+// Removes every cls_bpf filter on ifindex's clsact ingress hook whose program is
+// ours (named ST_PROG_TC_NAME), at any priority and handle: what a SIGKILLed tc-mode
+// run leaves behind. Filters of anyone else are never touched. Returns how many
+// were removed; sets *error (and stops) when the hook cannot be listed or a
+// filter cannot be removed.
+int removeStaleFilters(int ifindex, const std::string& ifname, std::string* error);
 
 }  // namespace shadowtap::capture

@@ -14,15 +14,23 @@
 
 #include <linux/types.h>
 
-#define SHADOWTAP_ABI_VERSION 1
+/*
+ * 1: first version.
+ * 2: st_rule.flags appended; st_prefix_rules map; counters IPV6_FRAGMENT,
+ *    VLAN_TOO_DEEP, PREFIX_MATCHED, WAKEUPS appended; XDP program name.
+ */
+#define SHADOWTAP_ABI_VERSION 2
 
 /* Map names, as libbpf exposes them through the skeleton. */
 #define ST_MAP_RULES "st_rules"
 #define ST_MAP_EVENTS "st_events"
 #define ST_MAP_COUNTERS "st_counters"
+#define ST_MAP_PREFIX_RULES "st_prefix_rules"
 
 /* Name of the TC program; a stale cls_bpf filter of ours is recognised by it. */
 #define ST_PROG_TC_NAME "st_capture_tc"
+/* Name of the XDP program; a stale libxdp attachment of ours is recognised by it. */
+#define ST_PROG_XDP_NAME "st_capture_xdp"
 
 /*
  * Payload is copied with fixed-size ring buffer reservations: the smallest class
@@ -44,10 +52,35 @@
 /* Sampling thresholds are in basis points: 10000 = 100 %. */
 #define ST_SAMPLE_SCALE 10000
 
-/* Value of the rule map; key is the destination port (host order) as __u32. */
+/* st_rule.flags */
+#define ST_RULE_F_HAS_PREFIX 0x1 /* st_prefix_rules holds narrowed rules for this port */
+
+/*
+ * Value of both rule maps. In st_rules (an array keyed by the destination port in
+ * host order, as __u32) it is the port-only rule, the fallback; rule_id 0 there
+ * means "no port-only rule". flags is only meaningful in st_rules.
+ */
 struct st_rule {
-	__u32 rule_id; /* 0 = no rule for this port */
+	__u32 rule_id; /* 0 = no rule */
 	__u32 sample_bp; /* connections with hash % 10000 < sample_bp are mirrored */
+	__u32 flags; /* ST_RULE_F_* (ABI 2) */
+};
+
+/*
+ * Key of st_prefix_rules, an LPM trie: rules narrowed to a destination prefix.
+ * prefixlen counts bits from `port` on: 32 (port, family, pad) + the address
+ * prefix length. The kernel looks up with the full 32 + 128 bits, so the longest
+ * (most specific) prefix for the port and family wins. IPv4 addresses occupy the
+ * first 4 bytes of addr, the rest is zero.
+ */
+#define ST_PREFIX_KEY_FIXED_BITS 32
+#define ST_MAX_PREFIX_RULES 4096
+struct st_prefix_key {
+	__u32 prefixlen;
+	__be16 port; /* network order, as in the TCP header */
+	__u8 family; /* ST_FAMILY_IPV4 or ST_FAMILY_IPV6 */
+	__u8 pad;
+	__u8 addr[16];
 };
 
 /* Address families as carried in st_segment.family. */
@@ -95,7 +128,7 @@ enum st_counter {
 	ST_CNT_NOT_IP, /* not IPv4/IPv6 (ARP, LLDP, ...) */
 	ST_CNT_NOT_TCP, /* IP but not TCP */
 	ST_CNT_MALFORMED, /* header truncated or inconsistent */
-	ST_CNT_IP_FRAGMENT, /* IPv4 fragment or IPv6 fragment header: skipped */
+	ST_CNT_IP_FRAGMENT, /* IPv4 fragment (ABI 1 also counted IPv6 ones here): skipped */
 	ST_CNT_MATCHED, /* TCP to a port with a rule */
 	ST_CNT_SAMPLED_OUT, /* matched, but the connection is not in the sample */
 	ST_CNT_COPIED, /* segments copied whole into the ring buffer */
@@ -103,6 +136,10 @@ enum st_counter {
 	ST_CNT_RINGBUF_FULL, /* records lost because the ring buffer was full */
 	ST_CNT_TRUNCATED, /* segments longer than ST_MAX_CHUNKS * ST_MAX_CHUNK */
 	ST_CNT_IPV6_EXT_SKIPPED, /* IPv6 extension chain too long or unsupported */
+	ST_CNT_IPV6_FRAGMENT, /* IPv6 with a fragment header: skipped (ABI 2) */
+	ST_CNT_VLAN_TOO_DEEP, /* more in-band VLAN tags than we step over (ABI 2) */
+	ST_CNT_PREFIX_MATCHED, /* of MATCHED: by a prefix-narrowed rule (ABI 2) */
+	ST_CNT_WAKEUPS, /* records submitted with a forced consumer wakeup (ABI 2) */
 	ST_CNT_MAX
 };
 
