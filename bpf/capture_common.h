@@ -215,6 +215,7 @@ static __always_inline void st_capture(ST_CTX *ctx)
 {
 	struct st_packet pkt = {};
 	const struct st_rule *rule;
+	__u32 sample_bp;
 	int r;
 
 	st_count(ST_CNT_SEEN, 1);
@@ -230,7 +231,10 @@ static __always_inline void st_capture(ST_CTX *ctx)
 		return;
 	st_count(ST_CNT_MATCHED, 1);
 
-	if (st_flow_hash(&pkt, st_hash_seed) % ST_SAMPLE_SCALE >= rule->sample_bp) {
+	/* 0 % and 100 % need no hash: the outcome is the same for every connection. */
+	sample_bp = rule->sample_bp;
+	if (sample_bp < ST_SAMPLE_SCALE &&
+	    (sample_bp == 0 || st_flow_hash(&pkt, st_hash_seed) % ST_SAMPLE_SCALE >= sample_bp)) {
 		st_count(ST_CNT_SAMPLED_OUT, 1);
 		return;
 	}

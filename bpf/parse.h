@@ -5,12 +5,13 @@
  * The including program first includes its context header (ctx_tc.h or
  * ctx_xdp.h), which defines ST_CTX and st_ctx_load()/st_ctx_len()/st_ctx_ifindex().
  *
- * Headers are read with the load-bytes helpers (bpf_skb_load_bytes,
- * bpf_xdp_load_bytes) into stack copies rather than with direct packet access:
- * the helpers work whether or not a header sits in the linear part (GRO/GSO skbs
- * and multi-buffer XDP frames leave data in frags), never require
- * bpf_skb_pull_data() (which may reallocate the skb), and make every read
- * bounded by the frame length by construction.
+ * Headers are copied into stack buffers. When a header lies wholly in the
+ * linear area (between ctx->data and ctx->data_end, which is where headers are
+ * in practically every packet) the copy is a few direct loads; otherwise the
+ * load-bytes helpers (bpf_skb_load_bytes, bpf_xdp_load_bytes) fetch it from the
+ * frags (GRO/GSO skbs, multi-buffer XDP frames). Either way no
+ * bpf_skb_pull_data() (which may reallocate the skb), never a write, and every
+ * read is bounded by the frame length by construction.
  *
  * Every parse step returns either ST_PARSE_OK or the st_counter index that
  * explains why the packet is not ours; the caller bumps exactly that counter, so
@@ -85,12 +86,43 @@ static __always_inline void st_cursor_init(struct st_cursor *c, ST_CTX *ctx)
 	c->end = st_ctx_len(ctx);
 }
 
+/*
+ * Largest offset read through direct packet access; headers further in (long
+ * IPv6 extension chains) take the helper. Bounds the variable offset for the
+ * verifier, which wants packet pointer offsets below 64 KiB.
+ */
+#define ST_DIRECT_MAX_OFF 1024
+
+/*
+ * Copy n bytes at offset off into dst: direct loads when they lie in the linear
+ * area, else the load-bytes helper. n must be a constant. The caller has checked
+ * off + n against the frame length.
+ */
+static __always_inline int st_ctx_read(ST_CTX *ctx, __u32 off, void *dst, const __u32 n)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 o = off;
+
+	/* Keep the bound on the 64-bit register the pointer arithmetic uses. */
+	barrier_var(o);
+	if (o <= ST_DIRECT_MAX_OFF) {
+		void *src = data + o;
+
+		if (src + n <= data_end) {
+			__builtin_memcpy(dst, src, n);
+			return 0;
+		}
+	}
+	return st_ctx_load(ctx, off, dst, n);
+}
+
 /* Copy n bytes at the cursor into dst and advance. n must be a constant. */
-static __always_inline int st_cursor_pull(struct st_cursor *c, void *dst, __u32 n)
+static __always_inline int st_cursor_pull(struct st_cursor *c, void *dst, const __u32 n)
 {
 	if (c->off > c->end || c->end - c->off < n)
 		return -1;
-	if (st_ctx_load(c->ctx, c->off, dst, n) < 0)
+	if (st_ctx_read(c->ctx, c->off, dst, n) < 0)
 		return -1;
 	c->off += n;
 	return 0;
@@ -220,7 +252,7 @@ static __always_inline int st_parse_ipv6(struct st_cursor *c, struct st_packet *
 		if (nexthdr != ST_NEXTHDR_HOP && nexthdr != ST_NEXTHDR_ROUTING &&
 		    nexthdr != ST_NEXTHDR_DEST && nexthdr != ST_NEXTHDR_AUTH)
 			break;
-		if (c->off + sizeof(ext) > end || st_ctx_load(c->ctx, c->off, ext, sizeof(ext)) < 0)
+		if (c->off + sizeof(ext) > end || st_ctx_read(c->ctx, c->off, ext, sizeof(ext)) < 0)
 			return ST_CNT_MALFORMED;
 		if (nexthdr == ST_NEXTHDR_AUTH)
 			ext_len = ((__u32)ext[1] + 2) * 4;

@@ -236,8 +236,11 @@ std::string Capture::attachInterface(int ifindex, const std::string& name) {
       shared.hashSeed = im.skel->rodata->st_hash_seed;
       shared.wakeupBytes = im.skel->rodata->st_wakeup_bytes;
       why = a.xdp.attach(ifindex, name, shared);
-      if (why.empty()) {
+      if (why.empty() && a.xdp.usesDispatcher()) {
         spdlog::info("attached to {} (XDP through libxdp's dispatcher, {} mode)", name, a.xdp.modeName());
+      } else if (why.empty()) {
+        stats.xdpWithoutDispatcher.fetch_add(1, std::memory_order_relaxed);
+        spdlog::info("attached to {} (XDP, {} mode, alone: without libxdp's dispatcher)", name, a.xdp.modeName());
       }
       break;
     }

@@ -91,6 +91,9 @@ struct CaptureStats {
   std::atomic<uint64_t> attachErrors{0};   // matching interfaces we could not attach to
   std::atomic<uint64_t> staleRemoved{0};   // leftovers of earlier runs removed
   std::atomic<uint64_t> linkRescans{0};    // full rescans after lost link notifications
+  // XDP mode: interfaces where libxdp attached our program without its
+  // dispatcher, so other XDP programs cannot run there (logged as a warning).
+  std::atomic<uint64_t> xdpWithoutDispatcher{0};
 };
 
 class SegmentSink {

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <utility>
 
+#include "capture/freplace_probe.h"
 #include "capture_xdp.skel.h"
 #include "shadowtap/capture_abi.h"
 
@@ -70,7 +71,9 @@ XdpAttachment::XdpAttachment(XdpAttachment&& other) noexcept
     : skel_(std::exchange(other.skel_, nullptr)),
       prog_(std::exchange(other.prog_, nullptr)),
       ifindex_(std::exchange(other.ifindex_, 0)),
-      mode_(other.mode_) {}
+      mode_(other.mode_),
+      dispatcher_(other.dispatcher_),
+      noDispatcherReason_(std::move(other.noDispatcherReason_)) {}
 
 XdpAttachment& XdpAttachment::operator=(XdpAttachment&& other) noexcept {
   if (this != &other) {
@@ -79,6 +82,8 @@ XdpAttachment& XdpAttachment::operator=(XdpAttachment&& other) noexcept {
     prog_ = std::exchange(other.prog_, nullptr);
     ifindex_ = std::exchange(other.ifindex_, 0);
     mode_ = other.mode_;
+    dispatcher_ = other.dispatcher_;
+    noDispatcherReason_ = std::move(other.noDispatcherReason_);
   }
   return *this;
 }
@@ -139,15 +144,24 @@ std::string XdpAttachment::attach(int ifindex, const std::string& ifname, const 
   }
   ifindex_ = ifindex;
   // libxdp falls back to a plain single-program attach when it cannot use its
-  // dispatcher (no bpffs, kernel refuses its freplace check): ours then works, but
-  // nobody else can add an XDP program next to it. Say so.
+  // dispatcher (its freplace compatibility check fails, no bpffs): ours then
+  // works, but nobody else can add an XDP program next to it, and whoever tries
+  // gets EBUSY. That defeats the point of XDP mode, so say it loudly and why.
+  dispatcher_ = false;
+  noDispatcherReason_.clear();
   if (xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex); mp && libxdp_get_error(mp) == 0) {
-    if (xdp_multiprog__is_legacy(mp)) {
-      spdlog::warn("libxdp attached to {} without its dispatcher (see the libxdp log); other XDP programs "
-                   "cannot run next to ours there",
-                   ifname);
-    }
+    dispatcher_ = !xdp_multiprog__is_legacy(mp);
     xdp_multiprog__close(mp);
+  }
+  if (!dispatcher_) {
+    const FreplaceProbe probe = probeFreplace();
+    noDispatcherReason_ = probe.works() ? "libxdp could not set up its dispatcher although this kernel allows "
+                                          "freplace programs (is bpffs mounted at /sys/fs/bpf? see the libxdp log)"
+                                        : probe.detail;
+    spdlog::warn("XDP WITHOUT DISPATCHER on {}: our program is attached alone, so no other XDP program can run "
+                 "on {} while shadowtap is attached (theirs fails with EBUSY). Cause: {}. Use --attach tcx or "
+                 "--attach tc to coexist with other programs.",
+                 ifname, ifname, noDispatcherReason_);
   }
   return "";
 }

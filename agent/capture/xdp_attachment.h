@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 struct capture_xdp;
 struct xdp_program;
@@ -42,6 +43,11 @@ class XdpAttachment {
 
   bool attached() const { return prog_ != nullptr; }
   const char* modeName() const;
+  // False when libxdp fell back to attaching our program alone, without its
+  // dispatcher: ours runs, but no other XDP program can join it on that
+  // interface. withoutDispatcherReason() then says why, as far as we can tell.
+  bool usesDispatcher() const { return dispatcher_; }
+  const std::string& withoutDispatcherReason() const { return noDispatcherReason_; }
 
  private:
   void close();
@@ -50,6 +56,8 @@ class XdpAttachment {
   xdp_program* prog_ = nullptr;
   int ifindex_ = 0;
   int mode_ = 0;  // enum xdp_attach_mode
+  bool dispatcher_ = false;
+  std::string noDispatcherReason_;
 };
 
 // Detaches every program named ST_PROG_XDP_NAME from ifindex's libxdp dispatcher

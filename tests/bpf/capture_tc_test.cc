@@ -236,6 +236,10 @@ std::vector<Case> buildCases() {
     cases.push_back(dropCase("ipv6_fragment_first", frameOf(s), expectCounts({{ST_CNT_IPV6_FRAGMENT, 1}})));
     s.exts = {{kExtRouting, 24}, {kExtDestOpts, 8}};
     cases.push_back(tcpCase("ipv6_routing_then_dest_opts", s));
+    // The TCP header at offset 1086, past the reach of direct packet access
+    // (ST_DIRECT_MAX_OFF): read through the load-bytes helper, same answers.
+    s.exts = {{kExtHopByHop, 512}, {kExtDestOpts, 512}, {kExtRouting, 8}};
+    cases.push_back(tcpCase("ipv6_headers_beyond_direct_reach", s));
     s.exts = {{kExtDestOpts, 8}, {kExtFragment, 8}};
     cases.push_back(dropCase("ipv6_dest_opts_then_fragment", frameOf(s), expectCounts({{ST_CNT_IPV6_FRAGMENT, 1}})));
     s.exts.assign(7, Ipv6Ext{kExtDestOpts, 8});

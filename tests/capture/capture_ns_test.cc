@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "capture/capture.h"
+#include "capture/freplace_probe.h"
 #include "capture/netlink.h"
 #include "netns.h"
 #include "testing_noop_tc.skel.h"
@@ -244,6 +245,11 @@ TEST_P(CaptureAttachTest, LargeTransferIsCapturedWhole) {
   // The sender's GSO hands 64 KiB skbs across the veth; generic (skb-mode) XDP
   // sees them whole too, so every mode must chunk, not cut.
   EXPECT_GT(sink.maxPayload, 16384u) << "expected GSO skbs far above the 1500-byte MTU";
+  if (GetParam() == AttachMode::kXdp) {
+    // Without libxdp's dispatcher the capture still works but must say so.
+    const capture::FreplaceProbe probe = capture::probeFreplace();
+    EXPECT_EQ(cap->stats().xdpWithoutDispatcher.load(), probe.works() ? 0u : 1u) << probe.detail;
+  }
   std::printf("[ info ] mode=%s records=%lu polls=%lu empty_polls=%lu forced_wakeups=%lu max_payload=%zu "
               "copied=%lu bytes=%lu\n",
               capture::attachModeName(cap->attachMode()), (unsigned long)cap->stats().records.load(),
@@ -346,6 +352,23 @@ TEST_P(CoexistenceTest, OthersBeforeAndAfterOursSeeEveryPacket) {
     ASSERT_GE(linkBefore, 0) << std::strerror(errno);
   } else {
     ASSERT_EQ(xdpAttach(&xBefore, &xpBefore, 10), 0);
+    // libxdp silently attaches a lone program without its dispatcher when the
+    // kernel fails its freplace check; then no second program can join. Skip
+    // only when the kernel itself refuses freplace to a fully privileged
+    // process, which no code of ours can change; fail on anything else.
+    xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
+    ASSERT_EQ(libxdp_get_error(mp), 0);
+    const bool legacy = xdp_multiprog__is_legacy(mp);
+    xdp_multiprog__close(mp);
+    if (legacy) {
+      const capture::FreplaceProbe probe = capture::probeFreplace();
+      if (probe.refusedByKernel) {
+        GTEST_SKIP() << "libxdp's multi-program dispatcher cannot work on this kernel: " << probe.detail
+                     << ". libxdp fell back to a lone program, so XDP coexistence cannot be tested here.";
+      }
+      FAIL() << "libxdp attached the first program without its dispatcher; freplace probe: "
+             << (probe.works() ? std::string("works") : probe.detail);
+    }
   }
   std::string error;
   auto cap = Capture::open(o, &error);
@@ -356,7 +379,19 @@ TEST_P(CoexistenceTest, OthersBeforeAndAfterOursSeeEveryPacket) {
     linkAfter = tcxAttach(&tcAfter);
     ASSERT_GE(linkAfter, 0) << std::strerror(errno);
   } else {
+    EXPECT_EQ(cap->stats().xdpWithoutDispatcher.load(), 0u);
     ASSERT_EQ(xdpAttach(&xAfter, &xpAfter, 100), 0);
+    // All three behind one dispatcher, in run-priority order: 10, ours (50), 100.
+    xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
+    ASSERT_EQ(libxdp_get_error(mp), 0);
+    std::vector<std::string> names;
+    for (xdp_program* p = xdp_multiprog__next_prog(nullptr, mp); p; p = xdp_multiprog__next_prog(p, mp)) {
+      names.emplace_back(xdp_program__name(p));
+    }
+    const bool legacy = xdp_multiprog__is_legacy(mp);
+    xdp_multiprog__close(mp);
+    EXPECT_FALSE(legacy);
+    EXPECT_EQ(names, (std::vector<std::string>{"st_testing_noop_xdp", ST_PROG_XDP_NAME, "st_testing_noop_xdp"}));
   }
   auto hitsBefore = [&] { return tcBefore ? noopHits(tcBefore->maps.st_noop_hits) : noopHits(xBefore->maps.st_noop_xdp_hits); };
   auto hitsAfter = [&] { return tcAfter ? noopHits(tcAfter->maps.st_noop_hits) : noopHits(xAfter->maps.st_noop_xdp_hits); };
