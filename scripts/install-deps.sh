@@ -11,8 +11,11 @@ packages=(
   libbpf-dev bpftool libxdp-dev libelf-dev zlib1g-dev
   # agent libraries
   libcli11-dev libspdlog-dev libfmt-dev node-llhttp prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev
+  libnghttp2-dev
   # tests
-  libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps
+  libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps nghttp2-client nghttp2-server
+  # fuzzing (libFuzzer runtime; only a Recommends of clang-14)
+  libclang-rt-14-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light linux-perf valgrind)

@@ -25,20 +25,43 @@ std::string appendShadowSuffix(std::string_view host, std::string_view suffix) {
   return out;
 }
 
+namespace {
+
+// Where the suffix goes for a host[:port] at [offset, offset + length) of `bytes`.
+size_t insertPoint(std::string_view bytes, size_t offset, size_t length) {
+  const std::string_view host = bytes.substr(offset, length);
+  const size_t port = hostPortStart(host);
+  return offset + (port == std::string_view::npos ? host.size() : port);
+}
+
+}  // namespace
+
 std::string rewriteRequestHost(const Request& r, std::string_view suffix) {
-  if (r.hostLength == 0 || r.hostOffset + r.hostLength > r.bytes.size()) {
+  const std::string_view bytes(r.bytes);
+  size_t points[2];
+  size_t n = 0;
+  // The target's authority comes first: the request line precedes the headers.
+  if (r.targetHostLength != 0 && r.targetHostOffset + r.targetHostLength <= bytes.size()) {
+    points[n++] = insertPoint(bytes, r.targetHostOffset, r.targetHostLength);
+  }
+  if (r.hostLength != 0 && r.hostOffset + r.hostLength <= bytes.size()) {
+    const size_t p = insertPoint(bytes, r.hostOffset, r.hostLength);
+    if (n == 0 || p > points[0]) {
+      points[n++] = p;
+    }
+  }
+  if (n == 0) {
     return r.bytes;
   }
-  const std::string_view bytes(r.bytes);
-  const std::string_view host = bytes.substr(r.hostOffset, r.hostLength);
-  const size_t port = hostPortStart(host);
-  // Absolute index in `bytes` where the suffix goes.
-  const size_t insertAt = r.hostOffset + (port == std::string_view::npos ? host.size() : port);
   std::string out;
-  out.reserve(bytes.size() + suffix.size());
-  out.append(bytes.substr(0, insertAt));
-  out.append(suffix);
-  out.append(bytes.substr(insertAt));
+  out.reserve(bytes.size() + n * suffix.size());
+  size_t from = 0;
+  for (size_t i = 0; i < n; ++i) {
+    out.append(bytes.substr(from, points[i] - from));
+    out.append(suffix);
+    from = points[i];
+  }
+  out.append(bytes.substr(from));
   return out;
 }
 

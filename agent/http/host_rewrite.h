@@ -22,9 +22,12 @@ size_t hostPortStart(std::string_view host);
 // "cluster1" -> "cluster1-shadow". An empty host yields `suffix` alone.
 std::string appendShadowSuffix(std::string_view host, std::string_view suffix);
 
-// r.bytes with only the host part of the Host value changed by appendShadowSuffix;
-// every other byte (header order and case, whitespace, other headers, body) is
-// unchanged. A request without a Host value (hostLength == 0) is returned as is.
+// r.bytes with only the host part of the Host value changed by appendShadowSuffix,
+// and, for an absolute-form target ("GET http://h:80/x"), the host inside the
+// target too, so both keep naming the same host as on the primary. Every other
+// byte (header order and case, whitespace, other headers, body) is unchanged. A
+// request without a Host value (hostLength == 0) and an origin-form target is
+// returned as is.
 std::string rewriteRequestHost(const Request& r, std::string_view suffix);
 
 // True when the host part of `host` (without the port) already ends with `suffix`,

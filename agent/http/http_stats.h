@@ -10,29 +10,54 @@ namespace shadowtap::http {
 //
 // Identities (exact once the capture thread is quiescent; gauges included):
 //   requestsStarted == requestsParsed + noHost + multipleHost + invalidHost + tooLarge
-//                      + droppedByGap + droppedAtEnd + droppedByAbandon + requestsInProgress
+//                      + headersTooLarge + droppedByGap + droppedAtEnd + droppedByAbandon
+//                      + requestsInProgress
 //   bytesIn == bytesParsed + unmirroredBytes + bytesBuffered
-//   connectionsAbandoned == parseErrors + upgrade + http2 + tls
+//   connectionsAbandoned == parseErrors + upgrade + connect + http2 + tls
+//                           + ambiguousLength + conflictingLength + invalidLength + obsFold
+//                           + bareLf + invalidHeaderName + invalidHeaderValue
+//                           + invalidRequestLine + requestLineTooLong
 // When every stream has ended, the two gauges are 0.
 struct HttpStats {
   // --- streams ---
   std::atomic<uint64_t> streams{0};  // framers created
   std::atomic<uint64_t> gaps{0};     // onGap calls
   std::atomic<uint64_t> resyncs{0};  // searches for a request start (mid-stream join, gap)
-  // Streams given up for good, by reason; the rest of such a stream is unmirroredBytes.
+  // Resync candidate lines longer than the scan limit, skipped (unmirrored).
+  // Diagnostic: a line spanning several segments may be counted more than once.
+  std::atomic<uint64_t> resyncLinesTooLong{0};
+  // A request said the connection closes after it (Connection: close, HTTP/1.0
+  // without keep-alive): what follows is not read by the server, nor by us.
+  std::atomic<uint64_t> closedByRequest{0};
+
+  // Streams given up for good, by reason; the rest of such a stream is
+  // unmirroredBytes and a gap never resynchronises it (it could be an attack).
   std::atomic<uint64_t> connectionsAbandoned{0};
-  std::atomic<uint64_t> parseErrors{0};  // llhttp error: no resync, could be smuggling
-  std::atomic<uint64_t> upgrade{0};      // CONNECT or Connection: upgrade
+  std::atomic<uint64_t> parseErrors{0};  // any other llhttp error
+  std::atomic<uint64_t> upgrade{0};      // Connection: upgrade + Upgrade (WebSocket, h2c)
+  std::atomic<uint64_t> connect{0};      // CONNECT: a tunnel follows
   std::atomic<uint64_t> http2{0};        // HTTP/2 prior-knowledge preface
   std::atomic<uint64_t> tls{0};          // stream starts with a TLS record (0x16)
+  // Ambiguous or hostile framing (RFC 9112 / request smuggling shapes).
+  std::atomic<uint64_t> ambiguousLength{0};     // Content-Length with Transfer-Encoding,
+                                                // or Transfer-Encoding in HTTP/1.0
+  std::atomic<uint64_t> conflictingLength{0};   // more than one Content-Length
+  std::atomic<uint64_t> invalidLength{0};       // bad Content-Length / Transfer-Encoding / chunk size
+  std::atomic<uint64_t> obsFold{0};             // a header value folded over lines
+  std::atomic<uint64_t> bareLf{0};              // a line not ended by CRLF (bare LF, or CR without LF)
+  std::atomic<uint64_t> invalidHeaderName{0};   // empty, or a character outside token
+  std::atomic<uint64_t> invalidHeaderValue{0};  // a control character in a value
+  std::atomic<uint64_t> invalidRequestLine{0};  // bad method, target or version (incl. HTTP/0.9, 2.0)
+  std::atomic<uint64_t> requestLineTooLong{0};  // over maxRequestLineBytes
 
   // --- requests: every request llhttp began ends in exactly one of these ---
   std::atomic<uint64_t> requestsStarted{0};
   std::atomic<uint64_t> requestsParsed{0};    // emitted to the sink
   std::atomic<uint64_t> noHost{0};            // no Host header
   std::atomic<uint64_t> multipleHost{0};      // more than one Host header
-  std::atomic<uint64_t> invalidHost{0};       // one Host, but empty or folded over lines
-  std::atomic<uint64_t> tooLarge{0};          // over maxRequestBytes or maxHeaderBytes
+  std::atomic<uint64_t> invalidHost{0};       // one Host, but empty; or an empty target authority
+  std::atomic<uint64_t> tooLarge{0};          // whole request over maxRequestBytes
+  std::atomic<uint64_t> headersTooLarge{0};   // header section over maxHeaderBytes
   std::atomic<uint64_t> droppedByGap{0};      // in progress when bytes went missing
   std::atomic<uint64_t> droppedAtEnd{0};      // in progress when the stream ended
   std::atomic<uint64_t> droppedByAbandon{0};  // in progress (or CONNECT/PRI) when given up

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "http/chunked_body.h"
 #include "http/request_line.h"
 
 namespace shadowtap::http {
@@ -32,11 +33,16 @@ const llhttp_settings_t& RequestFramer::settings() {
     llhttp_settings_init(&s);
     s.on_message_begin = &RequestFramer::onMessageBegin;
     s.on_method = &RequestFramer::onMethod;
+    s.on_url = &RequestFramer::onUrl;
+    s.on_url_complete = &RequestFramer::onUrlComplete;
+    s.on_version = &RequestFramer::onVersion;
+    s.on_version_complete = &RequestFramer::onVersionComplete;
     s.on_header_field = &RequestFramer::onHeaderField;
     s.on_header_field_complete = &RequestFramer::onHeaderFieldComplete;
     s.on_header_value = &RequestFramer::onHeaderValue;
     s.on_header_value_complete = &RequestFramer::onHeaderValueComplete;
     s.on_headers_complete = &RequestFramer::onHeadersComplete;
+    s.on_chunk_header = &RequestFramer::onChunkHeader;
     s.on_message_complete = &RequestFramer::onMessageComplete;
     return s;
   }();
@@ -50,7 +56,8 @@ RequestFramer::RequestFramer(const flow::FlowKey& key, uint32_t ruleId, bool fro
       fromStart_(fromStart),
       sink_(sink),
       limits_(limits),
-      resyncLineCap_(std::max<size_t>(1, std::min(limits.maxResyncScanBytes, limits.maxHeaderBytes))),
+      resyncLineCap_(std::max<size_t>(1, std::min({limits.maxResyncScanBytes, limits.maxHeaderBytes,
+                                                    limits.maxRequestLineBytes}))),
       stats_(stats) {
   add(stats_.streams);
   llhttp_init(&parser_, HTTP_REQUEST, &settings());
@@ -89,6 +96,7 @@ void RequestFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
       feedResync(data, len, pos, tsNs);
       break;
     case Mode::kAbandoned:
+    case Mode::kClosed:
     case Mode::kEnded:
       account(pos_);
       break;
@@ -98,7 +106,7 @@ void RequestFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
 
 void RequestFramer::onGap(uint64_t /*bytes*/) {
   add(stats_.gaps);
-  if (mode_ == Mode::kAbandoned || mode_ == Mode::kEnded) {
+  if (mode_ == Mode::kAbandoned || mode_ == Mode::kClosed || mode_ == Mode::kEnded) {
     return;
   }
   if (inRequest_) {
@@ -132,8 +140,10 @@ void RequestFramer::finish() {
 void RequestFramer::startParse() {
   mode_ = Mode::kParse;
   pause_ = Pause::kNone;
+  rejectReason_ = nullptr;
   inRequest_ = false;
   skipping_ = false;
+  headersTooLarge_ = false;
   llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
 }
@@ -145,21 +155,30 @@ void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64
   chunkTs_ = tsNs;
   const char* p = data;
   const char* const end = data + len;
-  while (p < end && mode_ == Mode::kParse) {
+  // The line end after a version completed in the previous chunk is here now.
+  if (lineEndPending_ && byteAt(versionEnd_) >= 0 && !checkLineEnd()) {
+    abandon(*std::exchange(rejectReason_, nullptr));
+    return;
+  }
+  // After a pause llhttp runs again even at the end of the chunk: the message
+  // may complete without another byte (a request without a body).
+  while (mode_ == Mode::kParse) {
     const llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(end - p));
     if (err == HPE_OK) {
       break;
     }
     const char* at = llhttp_get_error_pos(&parser_);
+    if (rejectReason_ != nullptr) {
+      abandon(*std::exchange(rejectReason_, nullptr));
+      break;
+    }
     if (err == HPE_PAUSED && pause_ != Pause::kNone) {
       llhttp_resume(&parser_);
       const Pause why = std::exchange(pause_, Pause::kNone);
       if (why == Pause::kMessage) {
         completeRequest(posOf(at));
-      } else if (posOf(at) - reqStart_ > limits_.maxHeaderBytes) {
-        skipping_ = true;
       } else {
-        afterHeaders();
+        afterHeaders(posOf(at));
       }
       p = at;
       continue;
@@ -169,9 +188,21 @@ void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64
     } else if (err == HPE_PAUSED_H2_UPGRADE) {
       abandon(stats_.http2);
     } else {
-      abandon(stats_.parseErrors);
+      abandon(classifyError(err, at));
     }
   }
+  // Keep the chunk's last two bytes: an error at the start of the next chunk is
+  // classified by the bytes before it, whatever the cut.
+  if (len >= 2) {
+    tail_[0] = data[len - 2];
+    tail_[1] = data[len - 1];
+    tailLen_ = 2;
+  } else {
+    tail_[0] = tail_[1];
+    tail_[1] = data[0];
+    tailLen_ = tailEnd_ == pos ? std::min<uint8_t>(tailLen_ + 1, 2) : 1;
+  }
+  tailEnd_ = pos + len;
   finishChunk();
 }
 
@@ -182,9 +213,18 @@ void RequestFramer::finishChunk() {
     return;
   }
   const uint64_t chunkEnd = chunkPos_ + chunkLen_;
+  if (inRequest_ && !lineDone_ && chunkEnd - reqStart_ > limits_.maxRequestLineBytes) {
+    // No server reads a request line this long; resynchronising inside it
+    // could start a request in the middle of an attacker's bytes.
+    abandon(stats_.requestLineTooLong);
+    return;
+  }
   if (inRequest_ && !skipping_) {
     const uint64_t held = chunkEnd - reqStart_;
-    if ((!headersDone_ && held > limits_.maxHeaderBytes) || held > limits_.maxRequestBytes) {
+    if (!headersDone_ && held > limits_.maxHeaderBytes) {
+      skipping_ = true;
+      headersTooLarge_ = true;
+    } else if (held > limits_.maxRequestBytes) {
       skipping_ = true;
     }
   }
@@ -203,20 +243,47 @@ void RequestFramer::finishChunk() {
   bufPos_ = accounted_;
 }
 
-void RequestFramer::afterHeaders() {
-  // A Content-Length body over the limit is skipped from the start; a chunked
-  // one is caught by finishChunk()/completeRequest() as it grows.
-  if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > limits_.maxRequestBytes) {
+// `end` is the first byte after the header section's blank line.
+bool RequestFramer::afterHeaders(uint64_t end) {
+  headersEnd_ = end;
+  if (simpleRequest_) {
+    // Everything before the last LF was the "request line" for finishChunk().
+    abandon(end - 1 - reqStart_ > limits_.maxRequestLineBytes ? stats_.requestLineTooLong
+                                                               : stats_.invalidRequestLine);
+    return false;
+  }
+  // llhttp (outside strict mode) takes "\r\n\n" and "\r\n\r<any>" for the end of
+  // the header section; a server that does not would see different framing.
+  if (!crlfBefore(end)) {
+    abandon(stats_.bareLf);
+    return false;
+  }
+  if (end - reqStart_ > limits_.maxHeaderBytes) {
+    skipping_ = true;
+    headersTooLarge_ = true;
+  } else if ((parser_.flags & F_CONTENT_LENGTH) != 0 &&
+             parser_.content_length > limits_.maxRequestBytes) {
+    // A Content-Length body over the limit is skipped from the start; a chunked
+    // one is caught by finishChunk()/completeRequest() as it grows.
     skipping_ = true;
   }
+  return true;
 }
 
 void RequestFramer::completeRequest(uint64_t end) {
   const bool connect = parser_.method == HTTP_CONNECT;
   const bool upgrade = parser_.upgrade != 0;
+  if ((parser_.flags & F_CHUNKED) != 0 && !crlfBefore(end)) {
+    abandon(stats_.bareLf);  // the last chunk or the trailers ended without CRLF
+    return;
+  }
+  const bool keepAlive = llhttp_should_keep_alive(&parser_) != 0;
   if (connect) {
     // A tunnel, not a request to a service: nothing to mirror.
     resolve(stats_.droppedByAbandon);
+    account(end);
+  } else if (headersTooLarge_) {
+    resolve(stats_.headersTooLarge);
     account(end);
   } else if (skipping_ || end - reqStart_ > limits_.maxRequestBytes) {
     resolve(stats_.tooLarge);
@@ -231,9 +298,21 @@ void RequestFramer::completeRequest(uint64_t end) {
     emit(end);
   }
   skipping_ = false;
-  if (upgrade || connect) {
-    // What follows is another protocol (WebSocket, h2c, a tunnel).
+  headersTooLarge_ = false;
+  if (mode_ != Mode::kParse) {
+    return;  // emit() found the request malformed and gave up
+  }
+  if (connect) {
+    abandon(stats_.connect);
+  } else if (upgrade) {
+    // What follows is another protocol (WebSocket, h2c) if the server agrees,
+    // and we do not see its answer.
     abandon(stats_.upgrade);
+  } else if (!keepAlive) {
+    add(stats_.closedByRequest);
+    mode_ = Mode::kClosed;
+    account(pos_);
+    releaseBuffer(pos_);
   }
 }
 
@@ -250,7 +329,7 @@ void RequestFramer::emit(uint64_t end) {
     req.bytes.append(chunkBase_, end - chunkPos_);
   }
 
-  // llhttp leaves trailing whitespace in the value; a folded value spans lines.
+  // llhttp leaves trailing whitespace in the value (folded values were refused).
   size_t hostBegin = hostStart_ - reqStart_;
   size_t hostEnd = hostEnd_ - reqStart_;
   if (!hostValueSeen_) {
@@ -263,11 +342,27 @@ void RequestFramer::emit(uint64_t end) {
     --hostEnd;
   }
   const std::string_view host(req.bytes.data() + hostBegin, hostEnd - hostBegin);
-  if (host.empty() || host.find_first_of("\r\n") != std::string_view::npos) {
+  const size_t bodyOffset = headersEnd_ - reqStart_;
+  const bool chunked = (parser_.flags & F_CHUNKED) != 0;
+  if (chunked && !isWellFormedChunkedBody(std::string_view(req.bytes).substr(bodyOffset))) {
+    abandon(stats_.bareLf);
+    return;
+  }
+  req.targetOffset = targetStart_ - reqStart_;
+  req.targetLength = targetEnd_ - targetStart_;
+  const TargetHost th = findTargetHost(req.target());
+  if (host.empty() || (th.absoluteForm && th.length == 0)) {
     resolve(stats_.invalidHost);
     account(end);
     return;
   }
+  if (th.absoluteForm) {
+    req.targetHostOffset = req.targetOffset + th.offset;
+    req.targetHostLength = th.length;
+  }
+  req.bodyOffset = bodyOffset;
+  req.bodyLength = chunked ? chunkedBodyBytes_ : size - bodyOffset;
+  req.streamOffset = reqStart_;
 
   req.flow = key_;
   req.ruleId = ruleId_;
@@ -307,13 +402,21 @@ int RequestFramer::onMessageBegin(llhttp_t* parser) {
   RequestFramer& f = framerOf(parser);
   f.inRequest_ = true;
   f.methodSeen_ = false;
+  f.targetSeen_ = false;
+  f.versionSeen_ = false;
+  f.lineDone_ = false;
+  f.lineEndPending_ = false;
+  f.simpleRequest_ = false;
   f.headersDone_ = false;
   f.skipping_ = false;
+  f.headersTooLarge_ = false;
   f.fieldIsHost_ = true;
   f.fieldLen_ = 0;
   f.valueIsHost_ = false;
+  f.valueSpanSeen_ = false;
   f.hostValueSeen_ = false;
   f.hostCount_ = 0;
+  f.chunkedBodyBytes_ = 0;
   f.reqStart_ = f.posOf(f.chunkBase_);  // corrected by the first method byte
   f.reqTs_ = f.chunkTs_;
   add(f.stats_.requestsStarted);
@@ -333,9 +436,91 @@ int RequestFramer::onMethod(llhttp_t* parser, const char* at, size_t /*length*/)
   return 0;
 }
 
-// Header names may arrive in pieces; all we need is whether it is "Host".
+int RequestFramer::onUrl(llhttp_t* parser, const char* at, size_t length) {
+  RequestFramer& f = framerOf(parser);
+  const uint64_t pos = f.posOf(at);
+  if (!f.targetSeen_) {
+    f.targetSeen_ = true;
+    f.targetStart_ = pos;
+  }
+  f.targetEnd_ = pos + length;
+  // Outside strict mode llhttp takes HT and FF inside the target; other parsers
+  // split the request line there.
+  const void* tab = std::memchr(at, '\t', length);
+  const void* ff = std::memchr(at, '\f', length);
+  if (tab != nullptr || ff != nullptr) {
+    const char* bad = static_cast<const char*>(tab == nullptr ? ff : ff == nullptr ? tab : std::min(tab, ff));
+    return f.reject(f.lineReason(f.stats_.invalidRequestLine, f.posOf(bad)));
+  }
+  return 0;
+}
+
+// A target ended by CR or LF is an HTTP/0.9 request ("GET /"). Refused here, at
+// an exact position, rather than when llhttp goes on to parse its "headers".
+int RequestFramer::onUrlComplete(llhttp_t* parser) {
+  RequestFramer& f = framerOf(parser);
+  const int end = f.byteAt(f.targetEnd_);
+  if (end == '\r' || end == '\n') {
+    return f.reject(f.lineReason(f.stats_.invalidRequestLine, f.targetEnd_));
+  }
+  return 0;
+}
+
+int RequestFramer::onVersion(llhttp_t* parser, const char* at, size_t length) {
+  RequestFramer& f = framerOf(parser);
+  const uint64_t pos = f.posOf(at);
+  if (!f.versionSeen_) {
+    f.versionSeen_ = true;
+    f.versionStart_ = pos;
+  }
+  f.versionEnd_ = pos + length;
+  return 0;
+}
+
+int RequestFramer::onVersionComplete(llhttp_t* parser) {
+  RequestFramer& f = framerOf(parser);
+  f.lineDone_ = true;
+  if (parser->method == HTTP_PRI) {
+    return 0;  // the HTTP/2 preface; llhttp stops on it right after
+  }
+  // First, as finishChunk() would have stopped on a line this long already.
+  if (f.versionEnd_ + 2 - f.reqStart_ > f.limits_.maxRequestLineBytes) {
+    return f.reject(f.stats_.requestLineTooLong);
+  }
+  // llhttp requires LF after a CR here, but takes a bare LF. It completes the
+  // version before reading the line end, which may not have arrived yet.
+  if (const int end = f.byteAt(f.versionEnd_); end < 0) {
+    f.lineEndPending_ = true;
+  } else if (end == '\n') {
+    return f.reject(f.stats_.bareLf);
+  }
+  if (parser->http_major != 1 || parser->http_minor > 1) {
+    return f.reject(f.stats_.invalidRequestLine);
+  }
+  // llhttp takes "RTSP/1.0" after an HTTP method too.
+  if (f.versionSeen_ && f.versionStart_ >= 5) {
+    static constexpr char kProtocol[] = "HTTP/";
+    for (uint64_t i = 0; i < 5; ++i) {
+      const int b = f.byteAt(f.versionStart_ - 5 + i);
+      if (b >= 0 && b != kProtocol[i]) {
+        return f.reject(f.stats_.invalidRequestLine);
+      }
+    }
+  }
+  return 0;
+}
+
+// Header names may arrive in pieces. We need whether it is "Host", whether it
+// is a token (llhttp outside strict mode takes SP inside and before the colon:
+// "Transfer-Encoding : chunked"), and where it ends (for obs-fold).
 int RequestFramer::onHeaderField(llhttp_t* parser, const char* at, size_t length) {
   RequestFramer& f = framerOf(parser);
+  if (f.lineEndPending_ && !f.checkLineEnd()) {
+    return -1;
+  }
+  if (std::memchr(at, ' ', length) != nullptr) {
+    return f.reject(f.stats_.invalidHeaderName);
+  }
   if (f.fieldIsHost_) {
     static constexpr char kHost[] = "host";
     if (f.fieldLen_ + length > 4) {
@@ -347,25 +532,51 @@ int RequestFramer::onHeaderField(llhttp_t* parser, const char* at, size_t length
           break;
         }
       }
-      f.fieldLen_ += static_cast<uint32_t>(length);
     }
   }
+  f.fieldLen_ += static_cast<uint32_t>(length);
+  f.fieldEnd_ = f.posOf(at) + length;
   return 0;
 }
 
 int RequestFramer::onHeaderFieldComplete(llhttp_t* parser) {
   RequestFramer& f = framerOf(parser);
+  if (f.fieldLen_ == 0) {
+    return f.reject(f.stats_.invalidHeaderName);  // ": value"
+  }
   // Trailers (after the headers) never count as Host.
   f.valueIsHost_ = !f.headersDone_ && f.fieldIsHost_ && f.fieldLen_ == 4;
   f.fieldIsHost_ = true;
   f.fieldLen_ = 0;
+  f.valueSpanSeen_ = false;
   return 0;
 }
 
+// llhttp accepts obs-fold (RFC 9112 5.2: a server must reject it or replace it
+// by SP, so the mirror could see another value). A folded value shows as a value
+// piece that does not continue the previous one, or whose first piece comes
+// after a line end following the colon.
 int RequestFramer::onHeaderValue(llhttp_t* parser, const char* at, size_t length) {
   RequestFramer& f = framerOf(parser);
+  const uint64_t pos = f.posOf(at);
+  if (!f.valueSpanSeen_) {
+    f.valueSpanSeen_ = true;
+    // ":" OWS value: a line end needs at least ":\r\n " before the value. An
+    // empty value shows as an empty piece at the start of the next line, right
+    // after its own LF.
+    if (pos >= f.fieldEnd_ + 4) {
+      const uint64_t last = length == 0 ? pos - 1 : pos;
+      for (uint64_t q = f.fieldEnd_; q < last; ++q) {
+        if (f.byteAt(q) == '\n') {
+          return f.reject(f.stats_.obsFold);
+        }
+      }
+    }
+  } else if (pos != f.valueEnd_) {
+    return f.reject(f.stats_.obsFold);
+  }
+  f.valueEnd_ = pos + length;
   if (f.valueIsHost_) {
-    const uint64_t pos = f.posOf(at);
     if (!f.hostValueSeen_) {
       f.hostValueSeen_ = true;
       f.hostStart_ = pos;
@@ -387,16 +598,27 @@ int RequestFramer::onHeaderValueComplete(llhttp_t* parser) {
 int RequestFramer::onHeadersComplete(llhttp_t* parser) {
   RequestFramer& f = framerOf(parser);
   f.headersDone_ = true;
-  if (f.skipping_) {
-    return 0;
-  }
-  // The exact end of the header section is only known where llhttp stops; ask
-  // for it only when the headers could be over the limit.
-  if (f.chunkPos_ + f.chunkLen_ - f.reqStart_ > f.limits_.maxHeaderBytes) {
+  if (!f.lineDone_) {
+    // HTTP/0.9 ("GET /" without a version): refused in afterHeaders(), which
+    // knows how long the "line" was.
+    f.simpleRequest_ = true;
     f.pause_ = Pause::kHeaders;
     return HPE_PAUSED;
   }
-  f.afterHeaders();
+  if (f.lineEndPending_ && !f.checkLineEnd()) {
+    return -1;
+  }
+  // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
+  if ((parser->flags & F_TRANSFER_ENCODING) != 0 && parser->http_minor == 0) {
+    return f.reject(f.stats_.ambiguousLength);
+  }
+  // Pause so that llhttp_get_error_pos() tells where the header section ends.
+  f.pause_ = Pause::kHeaders;
+  return HPE_PAUSED;
+}
+
+int RequestFramer::onChunkHeader(llhttp_t* parser) {
+  framerOf(parser).chunkedBodyBytes_ += parser->content_length;
   return 0;
 }
 
@@ -404,6 +626,101 @@ int RequestFramer::onMessageComplete(llhttp_t* parser) {
   // Pause so that llhttp_get_error_pos() tells where the message ends.
   framerOf(parser).pause_ = Pause::kMessage;
   return HPE_PAUSED;
+}
+
+// Whatever is wrong in a request line, a line already over the limit before the
+// byte at `pos` is counted as too long: finishChunk() decides the same way when
+// that byte comes in a later chunk, so the reason does not depend on the cuts.
+std::atomic<uint64_t>& RequestFramer::lineReason(std::atomic<uint64_t>& reason, uint64_t pos) {
+  if (!lineDone_ && pos - reqStart_ > limits_.maxRequestLineBytes) {
+    return stats_.requestLineTooLong;
+  }
+  return reason;
+}
+
+bool RequestFramer::checkLineEnd() {
+  lineEndPending_ = false;
+  if (byteAt(versionEnd_) == '\n') {
+    reject(stats_.bareLf);
+    return false;
+  }
+  return true;
+}
+
+int RequestFramer::reject(std::atomic<uint64_t>& reason) {
+  if (rejectReason_ == nullptr) {
+    rejectReason_ = &reason;
+  }
+  return -1;
+}
+
+// Maps an llhttp error to the reason it is counted under. Only on the error
+// path, so string compares are fine.
+std::atomic<uint64_t>& RequestFramer::classifyError(llhttp_errno_t err, const char* at) {
+  const uint64_t pos = posOf(at);
+  const int b = byteAt(pos);
+  const int prev = pos > 0 ? byteAt(pos - 1) : -1;
+  const bool inLine = inRequest_ && methodSeen_ && !lineDone_;
+  if (inLine && pos - reqStart_ > limits_.maxRequestLineBytes) {
+    return stats_.requestLineTooLong;
+  }
+  if (b == '\n' || (prev == '\r' && b != '\n') ||
+      (prev == '\n' && pos > 1 && byteAt(pos - 2) != '\r')) {
+    return stats_.bareLf;
+  }
+  const char* reason = llhttp_get_error_reason(&parser_);
+  if (inLine) {
+    return stats_.invalidRequestLine;
+  }
+  switch (err) {
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
+      return (parser_.flags & F_TRANSFER_ENCODING) != 0 ? stats_.ambiguousLength
+                                                         : stats_.conflictingLength;
+    case HPE_INVALID_CONTENT_LENGTH:
+    case HPE_INVALID_TRANSFER_ENCODING:
+    case HPE_INVALID_CHUNK_SIZE:
+      return stats_.invalidLength;
+    case HPE_INVALID_HEADER_TOKEN:
+      // llhttp's reasons: "Invalid header token", "Invalid header field char",
+      // "Invalid header value char".
+      if (reason != nullptr && std::strcmp(reason, "Invalid header value char") == 0) {
+        return stats_.invalidHeaderValue;
+      }
+      return stats_.invalidHeaderName;
+    case HPE_LF_EXPECTED:
+    case HPE_CR_EXPECTED:
+      return stats_.bareLf;
+    case HPE_INVALID_METHOD:
+    case HPE_INVALID_URL:
+    case HPE_INVALID_VERSION:
+    case HPE_INVALID_CONSTANT:
+      return stats_.invalidRequestLine;
+    default:
+      return stats_.parseErrors;
+  }
+}
+
+int RequestFramer::byteAt(uint64_t pos) const {
+  if (pos >= chunkPos_ && pos - chunkPos_ < chunkLen_) {
+    return static_cast<uint8_t>(chunkBase_[pos - chunkPos_]);
+  }
+  if (pos >= bufPos_ && pos - bufPos_ < buf_.size()) {
+    return static_cast<uint8_t>(buf_[pos - bufPos_]);
+  }
+  if (tailEnd_ == chunkPos_ && pos < chunkPos_ && chunkPos_ - pos <= tailLen_) {
+    return static_cast<uint8_t>(tail_[2 - (chunkPos_ - pos)]);
+  }
+  return -1;
+}
+
+bool RequestFramer::crlfBefore(uint64_t pos) const {
+  if (pos < 2) {
+    return false;
+  }
+  const int lf = byteAt(pos - 1);
+  const int cr = byteAt(pos - 2);
+  // Bytes no longer held belong to a request being skipped; nothing to check.
+  return (lf < 0 || lf == '\n') && (cr < 0 || cr == '\r');
 }
 
 // ---------------------------------------------------------------------------
@@ -423,6 +740,7 @@ void RequestFramer::feedResync(const char* data, size_t len, uint64_t pos, uint6
     const size_t take = lf != nullptr ? static_cast<size_t>(static_cast<const char*>(lf) - data) + 1 : len;
     if (buf_.size() + take > resyncLineCap_) {
       // Too long to be a request line; continue scanning mid-line.
+      add(stats_.resyncLinesTooLong);
       account(pos);
       releaseBuffer(pos);
       atLineStart_ = false;
@@ -445,6 +763,9 @@ void RequestFramer::feedResync(const char* data, size_t len, uint64_t pos, uint6
           account(pos_);
         }
         return;
+      }
+      if (m == LineMatch::kTooLong) {
+        add(stats_.resyncLinesTooLong);
       }
       account(pos + off);
       releaseBuffer(pos + off);
@@ -470,6 +791,9 @@ void RequestFramer::scanResync(const char* data, size_t len, uint64_t pos, uint6
         startParse();
         feedParse(data + i, len - i, pos + i, tsNs);
         return;
+      }
+      if (m == LineMatch::kTooLong) {
+        add(stats_.resyncLinesTooLong);
       }
       if (m == LineMatch::kNeedMore) {
         account(pos + i);

@@ -18,6 +18,7 @@ namespace shadowtap::http {
 struct FramerLimits {
   size_t maxRequestBytes = 8 << 20;     // whole request, request line to last body byte
   size_t maxHeaderBytes = 64 << 10;     // request line + headers + blank line
+  size_t maxRequestLineBytes = 16 << 10;  // request line with its CRLF
   size_t maxResyncScanBytes = 64 << 10;  // longest candidate request line held while resyncing
 };
 
@@ -26,8 +27,15 @@ struct FramerLimits {
 //
 // - Requests with exactly one non-empty Host are emitted; every other outcome is
 //   counted in HttpStats (see the identities there).
-// - A parse error, CONNECT/Upgrade, the HTTP/2 preface or TLS ends framing for
-//   the rest of the stream (counted, never resynchronised).
+// - Only well-formed HTTP/1.0 and 1.1 is emitted. Ambiguous or hostile framing
+//   (CL+TE, several CLs, obs-fold, a line not ended by CRLF, a bad header name,
+//   a bad request line or one over maxRequestLineBytes), any other parse error,
+//   CONNECT/Upgrade, the HTTP/2 preface or TLS end framing for the rest of the
+//   stream: counted by reason, never resynchronised. These checks hold whether
+//   llhttp is built in strict mode or not.
+// - After a request that closes the connection, the rest is unmirrored.
+// - A header section over maxHeaderBytes or a request over maxRequestBytes is
+//   counted and skipped as llhttp frames it; the stream stays in sync.
 // - After a gap, or when joined mid-stream, the framer skips to the next line
 //   that is a complete `METHOD SP target SP HTTP/1.x CRLF` and parses from there.
 // - Holds at most max(maxHeaderBytes, maxRequestBytes) bytes; oversized requests
@@ -49,16 +57,21 @@ class RequestFramer final : public flow::StreamConsumer {
   const HttpStats& stats() const { return stats_; }
 
  private:
-  enum class Mode : uint8_t { kParse, kResync, kAbandoned, kEnded };
+  enum class Mode : uint8_t { kParse, kResync, kAbandoned, kClosed, kEnded };
   enum class Pause : uint8_t { kNone, kHeaders, kMessage };
 
   static int onMessageBegin(llhttp_t* parser);
   static int onMethod(llhttp_t* parser, const char* at, size_t length);
+  static int onUrl(llhttp_t* parser, const char* at, size_t length);
+  static int onUrlComplete(llhttp_t* parser);
+  static int onVersion(llhttp_t* parser, const char* at, size_t length);
+  static int onVersionComplete(llhttp_t* parser);
   static int onHeaderField(llhttp_t* parser, const char* at, size_t length);
   static int onHeaderFieldComplete(llhttp_t* parser);
   static int onHeaderValue(llhttp_t* parser, const char* at, size_t length);
   static int onHeaderValueComplete(llhttp_t* parser);
   static int onHeadersComplete(llhttp_t* parser);
+  static int onChunkHeader(llhttp_t* parser);
   static int onMessageComplete(llhttp_t* parser);
   static const llhttp_settings_t& settings();
 
@@ -69,9 +82,19 @@ class RequestFramer final : public flow::StreamConsumer {
   void finishChunk();
   void startParse();
   void enterResync();
-  void afterHeaders();
+  bool afterHeaders(uint64_t end);
   void completeRequest(uint64_t end);
   void emit(uint64_t end);
+  // Makes llhttp stop with an error; feedParse() then abandons with `reason`.
+  int reject(std::atomic<uint64_t>& reason);
+  std::atomic<uint64_t>& lineReason(std::atomic<uint64_t>& reason, uint64_t pos);
+  // Checks the byte after the version once it has arrived (false: rejected).
+  bool checkLineEnd();
+  std::atomic<uint64_t>& classifyError(llhttp_errno_t err, const char* at);
+  // The stream byte at `pos` if it is still held (current chunk or buf_), else -1.
+  int byteAt(uint64_t pos) const;
+  // True when the two bytes before `pos` are CR LF (or cannot be checked).
+  bool crlfBefore(uint64_t pos) const;
   void resolve(std::atomic<uint64_t>& outcome);
   void abandon(std::atomic<uint64_t>& reason);
   void finish();
@@ -106,25 +129,47 @@ class RequestFramer final : public flow::StreamConsumer {
   size_t chunkLen_ = 0;
   uint64_t chunkPos_ = 0;
   uint64_t chunkTs_ = 0;
+  // The last bytes of the chunk parsed before, ending at stream position tailEnd_.
+  char tail_[2] = {0, 0};
+  uint8_t tailLen_ = 0;
+  uint64_t tailEnd_ = UINT64_MAX;
 
   // Resync.
   bool atLineStart_ = true;  // the next delivered byte may start a request line
   uint64_t candidateTs_ = 0;
 
-  // The request in progress.
+  // Set by a callback that refuses the request; see reject().
+  std::atomic<uint64_t>* rejectReason_ = nullptr;
+
+  // The request in progress. Positions are stream positions.
   bool inRequest_ = false;
   bool methodSeen_ = false;
+  bool targetSeen_ = false;
+  bool versionSeen_ = false;
+  bool lineDone_ = false;  // request line complete
+  bool lineEndPending_ = false;  // its CR/LF not checked yet
+  bool simpleRequest_ = false;   // HTTP/0.9: no version
   bool headersDone_ = false;
   bool skipping_ = false;  // too large: let llhttp frame it, keep nothing
+  bool headersTooLarge_ = false;
   bool fieldIsHost_ = true;
   bool valueIsHost_ = false;
   bool hostValueSeen_ = false;
-  uint32_t fieldLen_ = 0;
+  bool valueSpanSeen_ = false;  // of the current header value
+  uint32_t fieldLen_ = 0;       // of the current header name
   uint32_t hostCount_ = 0;
   uint64_t reqStart_ = 0;
   uint64_t reqTs_ = 0;
+  uint64_t targetStart_ = 0;
+  uint64_t targetEnd_ = 0;
+  uint64_t versionStart_ = 0;
+  uint64_t versionEnd_ = 0;
+  uint64_t fieldEnd_ = 0;
+  uint64_t valueEnd_ = 0;
   uint64_t hostStart_ = 0;
   uint64_t hostEnd_ = 0;
+  uint64_t headersEnd_ = 0;
+  uint64_t chunkedBodyBytes_ = 0;  // sum of chunk sizes
 };
 
 // Creates one RequestFramer per client-to-server stream. Owns the shared

@@ -30,7 +30,7 @@ bool isKnownMethod(std::string_view token) {
 LineMatch matchRequestLine(std::string_view data, size_t maxLineBytes) {
   const size_t n = std::min(data.size(), maxLineBytes);
   // Running out of bytes is only "need more" while the line may still fit.
-  const LineMatch outOfData = data.size() < maxLineBytes ? LineMatch::kNeedMore : LineMatch::kNoMatch;
+  const LineMatch outOfData = data.size() < maxLineBytes ? LineMatch::kNeedMore : LineMatch::kTooLong;
 
   size_t i = 0;
   while (i < n && ((data[i] >= 'A' && data[i] <= 'Z') || data[i] == '-')) {
@@ -73,6 +73,33 @@ LineMatch matchRequestLine(std::string_view data, size_t maxLineBytes) {
     }
   }
   return LineMatch::kMatch;
+}
+
+TargetHost findTargetHost(std::string_view target) {
+  TargetHost th;
+  if (target.empty() || target[0] == '/' || target == "*") {
+    return th;
+  }
+  th.absoluteForm = true;
+  const size_t scheme = target.find("://");
+  if (scheme == std::string_view::npos || scheme == 0) {
+    return th;
+  }
+  const size_t start = scheme + 3;
+  size_t end = target.find_first_of("/?#", start);
+  if (end == std::string_view::npos) {
+    end = target.size();
+  }
+  const std::string_view authority = target.substr(start, end - start);
+  const size_t at = authority.rfind('@');
+  const size_t hostStart = at == std::string_view::npos ? 0 : at + 1;
+  // An authority with only a port (":80") names no host either.
+  if (hostStart >= authority.size() || authority[hostStart] == ':') {
+    return th;
+  }
+  th.offset = start + hostStart;
+  th.length = authority.size() - hostStart;
+  return th;
 }
 
 }  // namespace shadowtap::http

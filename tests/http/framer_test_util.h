@@ -25,20 +25,29 @@ inline std::span<const uint8_t> asBytes(std::string_view s) {
 
 // Plain copy of HttpStats for comparisons.
 struct StatsSnapshot {
-  uint64_t streams, gaps, resyncs, connectionsAbandoned, parseErrors, upgrade, http2, tls;
+  uint64_t streams, gaps, resyncs, resyncLinesTooLong, closedByRequest;
+  uint64_t connectionsAbandoned, parseErrors, upgrade, connect, http2, tls, ambiguousLength,
+      conflictingLength, invalidLength, obsFold, bareLf, invalidHeaderName, invalidHeaderValue,
+      invalidRequestLine, requestLineTooLong;
   uint64_t requestsStarted, requestsParsed, noHost, multipleHost, invalidHost, tooLarge,
-      droppedByGap, droppedAtEnd, droppedByAbandon, requestsInProgress;
+      headersTooLarge, droppedByGap, droppedAtEnd, droppedByAbandon, requestsInProgress;
   uint64_t bytesIn, bytesParsed, unmirroredBytes, bytesBuffered;
   bool operator==(const StatsSnapshot&) const = default;
 };
 
 inline StatsSnapshot snapshot(const HttpStats& s) {
   auto v = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-  return {v(s.streams),           v(s.gaps),          v(s.resyncs),      v(s.connectionsAbandoned),
-          v(s.parseErrors),       v(s.upgrade),       v(s.http2),        v(s.tls),
-          v(s.requestsStarted),   v(s.requestsParsed), v(s.noHost),      v(s.multipleHost),
-          v(s.invalidHost),       v(s.tooLarge),      v(s.droppedByGap), v(s.droppedAtEnd),
-          v(s.droppedByAbandon),  v(s.requestsInProgress), v(s.bytesIn), v(s.bytesParsed),
+  return {v(s.streams),           v(s.gaps),              v(s.resyncs),
+          v(s.resyncLinesTooLong), v(s.closedByRequest),  v(s.connectionsAbandoned),
+          v(s.parseErrors),       v(s.upgrade),           v(s.connect),
+          v(s.http2),             v(s.tls),               v(s.ambiguousLength),
+          v(s.conflictingLength), v(s.invalidLength),     v(s.obsFold),
+          v(s.bareLf),            v(s.invalidHeaderName), v(s.invalidHeaderValue),
+          v(s.invalidRequestLine), v(s.requestLineTooLong), v(s.requestsStarted),
+          v(s.requestsParsed),    v(s.noHost),            v(s.multipleHost),
+          v(s.invalidHost),       v(s.tooLarge),          v(s.headersTooLarge),
+          v(s.droppedByGap),      v(s.droppedAtEnd),      v(s.droppedByAbandon),
+          v(s.requestsInProgress), v(s.bytesIn),          v(s.bytesParsed),
           v(s.unmirroredBytes),   v(s.bytesBuffered)};
 }
 
@@ -46,24 +55,39 @@ inline std::ostream& operator<<(std::ostream& os, const StatsSnapshot& s) {
   return os << "{started=" << s.requestsStarted << " parsed=" << s.requestsParsed
             << " noHost=" << s.noHost << " multipleHost=" << s.multipleHost
             << " invalidHost=" << s.invalidHost << " tooLarge=" << s.tooLarge
-            << " gap=" << s.droppedByGap << " end=" << s.droppedAtEnd
-            << " abandon=" << s.droppedByAbandon << " inProgress=" << s.requestsInProgress
-            << " bytesIn=" << s.bytesIn << " bytesParsed=" << s.bytesParsed
-            << " unmirrored=" << s.unmirroredBytes << " buffered=" << s.bytesBuffered
-            << " parseErrors=" << s.parseErrors << " upgrade=" << s.upgrade << " http2=" << s.http2
-            << " tls=" << s.tls << " abandoned=" << s.connectionsAbandoned
-            << " resyncs=" << s.resyncs << " gaps=" << s.gaps << "}";
+            << " headersTooLarge=" << s.headersTooLarge << " gap=" << s.droppedByGap
+            << " end=" << s.droppedAtEnd << " abandon=" << s.droppedByAbandon
+            << " inProgress=" << s.requestsInProgress << " bytesIn=" << s.bytesIn
+            << " bytesParsed=" << s.bytesParsed << " unmirrored=" << s.unmirroredBytes
+            << " buffered=" << s.bytesBuffered << " | abandoned=" << s.connectionsAbandoned
+            << " parseErrors=" << s.parseErrors << " upgrade=" << s.upgrade
+            << " connect=" << s.connect << " http2=" << s.http2 << " tls=" << s.tls
+            << " ambiguousLength=" << s.ambiguousLength
+            << " conflictingLength=" << s.conflictingLength
+            << " invalidLength=" << s.invalidLength << " obsFold=" << s.obsFold
+            << " bareLf=" << s.bareLf << " invalidHeaderName=" << s.invalidHeaderName
+            << " invalidHeaderValue=" << s.invalidHeaderValue
+            << " invalidRequestLine=" << s.invalidRequestLine
+            << " requestLineTooLong=" << s.requestLineTooLong << " | resyncs=" << s.resyncs
+            << " resyncLinesTooLong=" << s.resyncLinesTooLong
+            << " closedByRequest=" << s.closedByRequest << " gaps=" << s.gaps << "}";
+}
+
+inline uint64_t abandonReasons(const StatsSnapshot& s) {
+  return s.parseErrors + s.upgrade + s.connect + s.http2 + s.tls + s.ambiguousLength +
+         s.conflictingLength + s.invalidLength + s.obsFold + s.bareLf + s.invalidHeaderName +
+         s.invalidHeaderValue + s.invalidRequestLine + s.requestLineTooLong;
 }
 
 // The identities documented on HttpStats.
 inline void expectIdentities(const HttpStats& st) {
   const StatsSnapshot s = snapshot(st);
   EXPECT_EQ(s.requestsStarted, s.requestsParsed + s.noHost + s.multipleHost + s.invalidHost +
-                                   s.tooLarge + s.droppedByGap + s.droppedAtEnd +
-                                   s.droppedByAbandon + s.requestsInProgress)
+                                   s.tooLarge + s.headersTooLarge + s.droppedByGap +
+                                   s.droppedAtEnd + s.droppedByAbandon + s.requestsInProgress)
       << s;
   EXPECT_EQ(s.bytesIn, s.bytesParsed + s.unmirroredBytes + s.bytesBuffered) << s;
-  EXPECT_EQ(s.connectionsAbandoned, s.parseErrors + s.upgrade + s.http2 + s.tls) << s;
+  EXPECT_EQ(s.connectionsAbandoned, abandonReasons(s)) << s;
 }
 
 }  // namespace shadowtap::http::test

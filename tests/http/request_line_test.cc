@@ -42,8 +42,8 @@ TEST(MatchRequestLine, PrefixOfNoMethodIsRejectedEarly) {
 TEST(MatchRequestLine, LongerThanCapNeverMatches) {
   const std::string line = "GET /" + std::string(100, 'a') + " HTTP/1.1\r\n";
   EXPECT_EQ(matchRequestLine(line, line.size()), LineMatch::kMatch);
-  EXPECT_EQ(matchRequestLine(line, line.size() - 1), LineMatch::kNoMatch);
-  EXPECT_EQ(matchRequestLine(std::string_view(line).substr(0, 50), 50), LineMatch::kNoMatch);
+  EXPECT_EQ(matchRequestLine(line, line.size() - 1), LineMatch::kTooLong);
+  EXPECT_EQ(matchRequestLine(std::string_view(line).substr(0, 50), 50), LineMatch::kTooLong);
   EXPECT_EQ(matchRequestLine(std::string_view(line).substr(0, 49), 50), LineMatch::kNeedMore);
 }
 

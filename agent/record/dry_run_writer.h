@@ -1,0 +1,49 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "http/request.h"
+
+namespace shadowtap::record {
+
+// `--dry-run`: instead of mirroring, print each request that would be mirrored
+// as one JSON line, for live debugging:
+//   {"time":"2024-05-01T12:00:00.123456Z","flow":"198.18.0.1:40000->198.18.0.2:8000",
+//    "rule":1,"method":"GET","target":"/get","host":"httpbin:8000",
+//    "shadow_host":"httpbin-shadow:8000","body_length":0,"bytes":78}
+// Strings are JSON-escaped; bytes that are not UTF-8 become U+FFFD. Each line is
+// flushed, so `| jq` shows requests as they come. Runs on the capture thread.
+class DryRunWriter final : public http::RequestSink {
+ public:
+  struct Stats {
+    std::atomic<uint64_t> lines{0};
+    std::atomic<uint64_t> writeErrors{0};  // short write or flush failure (EPIPE, disk full)
+  };
+
+  // Request times are CLOCK_MONOTONIC; the offset to CLOCK_REALTIME is measured
+  // once here, so a clock step later shifts no line relative to another.
+  DryRunWriter(std::FILE* out, std::string suffix);
+  // For tests: realtime ns = monotonic ns + realtimeOffsetNs.
+  DryRunWriter(std::FILE* out, std::string suffix, int64_t realtimeOffsetNs);
+
+  void onRequest(http::Request&& request) override;
+
+  // The line for `request`, without the newline.
+  std::string format(const http::Request& request) const;
+
+  const Stats& stats() const { return stats_; }
+
+ private:
+  std::FILE* out_;
+  std::string suffix_;
+  int64_t realtimeOffsetNs_;
+  Stats stats_;
+};
+
+// RFC 3339 UTC with microseconds: "2024-05-01T12:00:00.123456Z".
+std::string formatRfc3339Utc(int64_t unixNs);
+
+}  // namespace shadowtap::record
