@@ -3,29 +3,56 @@
 #include <CLI/CLI.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <iostream>
 
 namespace shadowtap {
-
-uint32_t Config::sampleBasisPoints() const {
-  return static_cast<uint32_t>(std::lround(mirrorPercentage * 100.0));
-}
 
 namespace {
 
 // CLI11 validator for host:port: the port must be there and in range; the host
 // is resolved later, where a failure can say more.
-std::string checkHostPort(const std::string& value) {
-  auto colon = value.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == value.size()) {
-    return "expected host:port (for example httpbin-mirror:8000 or [2001:db8::2]:8000)";
+std::string checkHostPort(const std::string& value) { return rules::checkHostPort(value); }
+
+// Turns the shorthand flags and every --rule into rules, checked one by one and
+// as a set. Empty on success, else the one line to print.
+std::string buildRules(Config& c, bool shorthand) {
+  rules::RuleDefaults defaults;
+  defaults.suffix = c.shadowSuffix;
+  defaults.connections = c.mirrorConnections;
+  defaults.queue = c.mirrorQueue;
+  defaults.queueMiB = c.mirrorQueueMiB;
+  defaults.maxRps = c.mirrorMaxRps;
+  defaults.dropPolicy = c.mirrorDropPolicy == "oldest" ? rules::DropPolicy::kOldest : rules::DropPolicy::kNewest;
+  std::vector<std::string> texts;
+  if (shorthand) {
+    if (c.mirror.empty() && !c.dryRun) {
+      return "--mirror is required with --port (or use --rule port=N,mirror=HOST:PORT, or --dry-run)";
+    }
+    char pct[32];
+    std::snprintf(pct, sizeof(pct), "%.17g", c.mirrorPercentage);
+    std::string text = "port=" + std::to_string(c.port) + ",percentage=" + pct;
+    if (!c.mirror.empty()) {
+      text += ",mirror=" + c.mirror;
+    }
+    texts.push_back(text);
+  } else if (!c.mirror.empty()) {
+    return "--port is required with --mirror (or use --rule port=N,mirror=HOST:PORT)";
   }
-  const std::string port = value.substr(colon + 1);
-  if (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 ||
-      std::stoul(port) == 0 || std::stoul(port) > 65535) {
-    return "port '" + port + "' is not a number from 1 to 65535";
+  texts.insert(texts.end(), c.ruleTexts.begin(), c.ruleTexts.end());
+  if (texts.empty()) {
+    return "nothing to mirror: give --port N --mirror HOST:PORT, or one or more --rule port=N,mirror=HOST:PORT";
   }
-  return "";
+  c.rules.clear();
+  for (const std::string& text : texts) {
+    std::string error;
+    auto rule = rules::parseRule(text, defaults, c.dryRun, &error);
+    if (!rule) {
+      return error;
+    }
+    c.rules.push_back(std::move(*rule));
+  }
+  return rules::checkRuleSet(c.rules);
 }
 
 }  // namespace
@@ -35,16 +62,28 @@ int parseConfig(int argc, char** argv, Config& c) {
       "shadowtap: mirror live HTTP/1.1 traffic arriving on an interface to a shadow service,\n"
       "appending a suffix to the Host header, without touching production packets."};
   app.set_version_flag("--version", std::string("shadowtap ") + SHADOWTAP_VERSION);
+  // A misspelt key in the file must not be silently ignored.
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  app.set_config("--config", "", "TOML file with the same settings (keys are the long flag names, "
+                 "rules as rule = [\"port=...\", ...]); flags given on the command line override it");
 
   app.add_option("-i,--interface", c.interfaces, "Interface to capture ingress traffic on (repeatable)")
       ->required()
       ->take_all();
-  app.add_option("-p,--port", c.port, "TCP destination port of the service to mirror")
-      ->required()
+  auto* portOpt = app.add_option("-p,--port", c.port, "TCP destination port of the service to mirror (shorthand for one rule)")
       ->check(CLI::Range(1, 65535));
-  app.add_option("-m,--mirror", c.mirror, "Mirror target host:port (a name is resolved at start)")
-      ->required()
+  app.add_option("-m,--mirror", c.mirror, "Mirror target host:port of the --port rule (a name is re-resolved periodically)")
       ->check(CLI::Validator(checkHostPort, "HOST:PORT"));
+  app.add_option("--rule", c.ruleTexts,
+                 "Mirroring rule (repeatable): port=N,mirror=HOST:PORT[,percentage=P][,suffix=S][,dst=CIDR]"
+                 "[,methods=GET|HEAD][,header=NAME:VALUE]...[,drop-header=NAME]...[,connections=N][,queue=N]"
+                 "[,queue-mib=N][,max-rps=N][,drop-policy=newest|oldest]")
+      ->take_all();
+#ifdef SHADOWTAP_HAVE_DRY_RUN
+  app.add_flag("--dry-run", c.dryRun,
+               "Print the requests that would be mirrored as JSON lines on stdout instead of sending them "
+               "(rules then need no mirror)");
+#endif
   app.add_option("--mirror-percentage", c.mirrorPercentage,
                  "Share of connections mirrored, 0-100, fractions allowed (as Istio's mirrorPercentage)")
       ->capture_default_str()
@@ -52,17 +91,7 @@ int parseConfig(int argc, char** argv, Config& c) {
   app.add_option("--shadow-suffix", c.shadowSuffix, "Appended to the host in Host of mirrored requests")
       ->capture_default_str()
       ->check(CLI::Validator(
-          [](const std::string& s) {
-            if (s.empty()) {
-              return std::string("must not be empty");
-            }
-            for (char ch : s) {
-              if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.' || ch == '_')) {
-                return std::string("may contain only letters, digits, '-', '.' and '_'");
-              }
-            }
-            return std::string();
-          },
+          [](const std::string& s) { return rules::checkSuffix(s); },
           "SUFFIX"));
   app.add_option("--log-level", c.logLevel, "trace, debug, info, warn or error")
       ->capture_default_str()
@@ -111,6 +140,19 @@ int parseConfig(int argc, char** argv, Config& c) {
   app.add_option("--response-timeout-ms", c.responseTimeoutMs, "Mirror response timeout")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--idle-connection-timeout-ms", c.idleTimeoutMs, "An unused keep-alive connection to the mirror is closed after this long")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--resolve-interval", c.resolveIntervalSec,
+                 "Seconds between re-resolutions of mirror names, off the hot path (0: only at start)")
+      ->capture_default_str();
+  app.add_option("--mirror-max-rps", c.mirrorMaxRps,
+                 "Requests per second sent to each mirror target (default of every rule's max-rps; 0: unlimited)")
+      ->capture_default_str();
+  app.add_option("--mirror-drop-policy", c.mirrorDropPolicy,
+                 "When a mirror queue is full, drop the newest request or the oldest queued one")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"newest", "oldest"}));
   app.add_option("--drain-timeout-ms", c.drainTimeoutMs, "On exit, time given to requests still queued for the mirror")
       ->capture_default_str();
   app.add_option("--summary-interval", c.summaryIntervalSec, "Seconds between counter summary lines (0: only at exit)")
@@ -124,6 +166,10 @@ int parseConfig(int argc, char** argv, Config& c) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "shadowtap: " << e.what() << " (see shadowtap --help)" << std::endl;
+    return 2;
+  }
+  if (std::string error = buildRules(c, portOpt->count() > 0); !error.empty()) {
+    std::cerr << "shadowtap: " << error << " (see shadowtap --help)" << std::endl;
     return 2;
   }
   return -1;

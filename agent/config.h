@@ -5,16 +5,24 @@
 #include <string>
 #include <vector>
 
+#include "rules/rule.h"
+
 namespace shadowtap {
 
 // Everything the command line decides. Only main and config know the CLI;
 // the pipeline receives this struct.
 struct Config {
   std::vector<std::string> interfaces;
+  // Shorthand for one rule (--port/--mirror/--mirror-percentage/--shadow-suffix).
   uint16_t port = 0;
   std::string mirror;              // host:port of the mirror target
   double mirrorPercentage = 100.0; // share of connections mirrored, 0-100
-  std::string shadowSuffix = "-shadow";
+  std::string shadowSuffix = "-shadow";  // also the default suffix of every --rule
+  std::vector<std::string> ruleTexts;    // --rule, as given
+  // Every rule, the shorthand's first; ruleId = index + 1. Filled by parseConfig.
+  std::vector<rules::Rule> rules;
+  std::string configFile;
+  bool dryRun = false;  // print requests as JSON lines instead of sending them
   std::string logLevel = "info";
 
   // Capture.
@@ -36,11 +44,13 @@ struct Config {
   uint32_t connectTimeoutMs = 1000;
   uint32_t responseTimeoutMs = 5000;
   uint32_t drainTimeoutMs = 2000;
+  uint32_t idleTimeoutMs = 60000;       // unused keep-alive connection to the mirror
+  uint32_t resolveIntervalSec = 30;     // re-resolution of mirror names; 0: only at start
+  uint32_t mirrorMaxRps = 0;            // default max-rps of every rule; 0: unlimited
+  std::string mirrorDropPolicy = "newest";
 
   uint32_t summaryIntervalSec = 10;
 
-  // Basis points (1 = 0.01 %) of the percentage, as the kernel compares them.
-  uint32_t sampleBasisPoints() const;
 };
 
 // Parses argv. Returns -1 when the program should go on, otherwise the exit code

@@ -1,5 +1,6 @@
 // shadowtap: parse flags, build the pipeline, run it, exit cleanly.
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -14,6 +15,10 @@ int main(int argc, char** argv) {
   int code = shadowtap::parseConfig(argc, argv, config);
   if (code >= 0) {
     return code;
+  }
+  if (config.dryRun) {
+    // stdout carries the JSON lines; the log must not mix into them.
+    spdlog::set_default_logger(spdlog::stderr_color_mt("shadowtap"));
   }
   spdlog::set_level(spdlog::level::from_str(config.logLevel));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");

@@ -9,16 +9,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "http/host_rewrite.h"
+#ifdef SHADOWTAP_HAVE_DRY_RUN
+#include "record/dry_run_writer.h"
+#endif
 #include "shadowtap/capture_abi.h"
 
 namespace shadowtap {
 namespace {
 
-constexpr uint32_t kRuleId = 1;
 constexpr uint64_t kTickNs = 100'000'000;  // expiry and housekeeping every 100 ms
 
 uint64_t monotonicNs() {
@@ -28,6 +32,16 @@ uint64_t monotonicNs() {
 }
 
 uint64_t load(const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); }
+
+std::vector<uint16_t> ports(const std::vector<std::unique_ptr<RuleRuntime>>& rules) {
+  std::vector<uint16_t> out;
+  for (const auto& rt : rules) {
+    if (std::find(out.begin(), out.end(), rt->rule.port) == out.end()) {
+      out.push_back(rt->rule.port);
+    }
+  }
+  return out;
+}
 
 // Closes a file descriptor when it goes out of scope.
 class Fd {
@@ -57,26 +71,58 @@ Pipeline::~Pipeline() {
   }
 }
 
+std::unique_ptr<flow::StreamConsumer> Pipeline::OwnTrafficFilter::create(const flow::FlowKey& key,
+                                                                         uint32_t ruleId, bool fromStart) {
+  if (endpoints_.contains(key.family, key.saddr, key.sport)) {
+    declined_.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  return inner_.create(key, ruleId, fromStart);
+}
+
 std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* error) {
   auto p = std::unique_ptr<Pipeline>(new Pipeline(config));
 
-  replay::ResolveResult resolved = replay::resolveTarget(config.mirror);
-  if (!resolved.error.empty()) {
-    *error = resolved.error;
-    return nullptr;
+  for (size_t i = 0; i < config.rules.size(); ++i) {
+    const rules::Rule& rule = config.rules[i];
+    auto rt = std::make_unique<RuleRuntime>(rule, static_cast<uint32_t>(i + 1));
+    if (config.dryRun) {
+#ifdef SHADOWTAP_HAVE_DRY_RUN
+      rt->dryRun = std::make_unique<record::DryRunWriter>(stdout, rule.suffix);
+      p->rules_.push_back(std::move(rt));
+      continue;
+#else
+      *error = "--dry-run is not available in this build";
+      return nullptr;
+#endif
+    }
+    replay::ResolveResult resolved = replay::resolveTarget(rule.mirror);
+    if (!resolved.error.empty()) {
+      *error = "rule '" + rule.text + "': " + resolved.error;
+      return nullptr;
+    }
+    replay::ReplayOptions ro;
+    ro.target = rule.mirror;
+    ro.addrs = resolved.addrs;
+    ro.resolveInterval = std::chrono::milliseconds(uint64_t(config.resolveIntervalSec) * 1000);
+    ro.maxConnections = rule.connections;
+    ro.queueCapacity = rule.queue;
+    ro.queueBytes = rule.queueMiB << 20;
+    ro.dropPolicy = rule.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest
+                                                                   : replay::DropPolicy::kNewest;
+    ro.maxRps = rule.maxRps;
+    ro.connectTimeout = std::chrono::milliseconds(config.connectTimeoutMs);
+    ro.responseTimeout = std::chrono::milliseconds(config.responseTimeoutMs);
+    ro.idleTimeout = std::chrono::milliseconds(config.idleTimeoutMs);
+    ro.localEndpoints = &p->localEndpoints_;
+    rt->replayer = std::make_unique<replay::Replayer>(ro);
+    p->rules_.push_back(std::move(rt));
   }
-  replay::ReplayOptions ro;
-  ro.addrs = resolved.addrs;
-  ro.maxConnections = config.mirrorConnections;
-  ro.queueCapacity = config.mirrorQueue;
-  ro.queueBytes = config.mirrorQueueMiB << 20;
-  ro.connectTimeout = std::chrono::milliseconds(config.connectTimeoutMs);
-  ro.responseTimeout = std::chrono::milliseconds(config.responseTimeoutMs);
-  p->replayer_ = std::make_unique<replay::Replayer>(ro);
 
   http::FramerLimits fl;
   fl.maxRequestBytes = config.maxRequestMiB << 20;
   p->framers_ = std::make_unique<http::RequestFramerFactory>(*p, fl);
+  p->ownTraffic_ = std::make_unique<OwnTrafficFilter>(*p->framers_, p->localEndpoints_, p->stats_.ownTrafficSegments);
 
   flow::FlowLimits limits;
   limits.maxFlows = config.maxFlows;
@@ -84,11 +130,18 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   limits.maxTotalBufferBytes = config.maxTotalBufferMiB << 20;
   limits.idleTimeoutNs = uint64_t(config.idleTimeoutSec) * 1'000'000'000ULL;
   limits.gapTimeoutNs = uint64_t(config.gapTimeoutMs) * 1'000'000ULL;
-  p->flows_ = std::make_unique<flow::FlowTable>(limits, *p->framers_);
+  p->flows_ = std::make_unique<flow::FlowTable>(limits, *p->ownTraffic_);
 
   capture::CaptureOptions co;
   co.interfaces = config.interfaces;
-  co.rules.push_back({config.port, kRuleId, config.sampleBasisPoints()});
+  for (const auto& rt : p->rules_) {
+    capture::PortRule pr;
+    pr.port = rt->rule.port;
+    pr.ruleId = rt->ruleId;
+    pr.sampleBp = rt->rule.sampleBasisPoints();
+    pr.destination = rt->rule.dst;
+    co.rules.push_back(pr);
+  }
   co.ringBufferBytes = config.ringBufferMiB << 20;
   co.tcPriority = config.tcPriority;
   if (getrandom(&co.hashSeed, sizeof(co.hashSeed), 0) != sizeof(co.hashSeed)) {
@@ -98,13 +151,19 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   if (!p->capture_) {
     return nullptr;
   }
-  if (!p->replayer_->start()) {
-    *error = "cannot start the replay event loop (see the log above)";
-    return nullptr;
+  for (const auto& rt : p->rules_) {
+    if (rt->replayer && !rt->replayer->start()) {
+      *error = "cannot start the replay event loop for rule '" + rt->rule.text + "' (see the log above)";
+      return nullptr;
+    }
   }
-  spdlog::info("mirroring TCP port {} on {} to {} ({}% of connections, host suffix '{}')", config.port,
-               fmt::join(config.interfaces, ","), config.mirror, config.mirrorPercentage,
-               config.shadowSuffix);
+  for (const auto& rt : p->rules_) {
+    spdlog::info("rule {}: {}", rt->ruleId, rt->rule.describe());
+  }
+  // Tests and scripts wait for this line.
+  spdlog::info("mirroring TCP port{} {} on {} ({} rule{}, host suffix '{}')", p->rules_.size() > 1 ? "s" : "",
+               fmt::join(ports(p->rules_), ","), fmt::join(config.interfaces, ","), p->rules_.size(),
+               p->rules_.size() > 1 ? "s" : "", config.shadowSuffix);
   return p;
 }
 
@@ -112,19 +171,36 @@ void Pipeline::onSegment(const flow::Segment& segment) { flows_->ingest(segment)
 
 void Pipeline::onRequest(http::Request&& request) {
   stats_.requests.fetch_add(1, std::memory_order_relaxed);
-  if (http::hostHasSuffix(request.host(), config_.shadowSuffix)) {
-    stats_.loopSkipped.fetch_add(1, std::memory_order_relaxed);
+  if (request.ruleId == 0 || request.ruleId > rules_.size()) {
+    stats_.unknownRule.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  RuleRuntime& rt = *rules_[request.ruleId - 1];
+  RuleStats& rs = rt.stats;
+  rs.requests.fetch_add(1, std::memory_order_relaxed);
+  if (http::hostHasSuffix(request.host(), rt.rule.suffix)) {
+    rs.loopSkipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (!rt.transform.allows(request.method)) {
+    rs.filtered.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  rs.submitted.fetch_add(1, std::memory_order_relaxed);
+  if (rt.dryRun) {
+    rt.dryRun->onRequest(std::move(request));
+    rs.queued.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   replay::ReplayJob job;
   job.ruleId = request.ruleId;
   job.isHead = request.method == "HEAD";
   job.capturedNs = request.tsNs;
-  job.bytes = http::rewriteRequestHost(request, config_.shadowSuffix);
-  if (replayer_->submit(std::move(job))) {
-    stats_.queued.fetch_add(1, std::memory_order_relaxed);
+  job.bytes = rt.transform.apply(http::rewriteRequestHost(request, rt.rule.suffix));
+  if (rt.replayer->submit(std::move(job))) {
+    rs.queued.fetch_add(1, std::memory_order_relaxed);
   } else {
-    stats_.queueFull.fetch_add(1, std::memory_order_relaxed);
+    rs.dropped.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -197,7 +273,16 @@ int Pipeline::run() {
   capture_->detach();
   capture_->consume(*this);
   flows_->shutdown();
-  replayer_->stop(std::chrono::milliseconds(config_.drainTimeoutMs));
+  // Drain the rules' replayers in parallel: each gets the full drain time.
+  std::vector<std::thread> stoppers;
+  for (const auto& rt : rules_) {
+    if (rt->replayer) {
+      stoppers.emplace_back([&rt, this] { rt->replayer->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
+    }
+  }
+  for (auto& t : stoppers) {
+    t.join();
+  }
   spdlog::info("final: {}", summary());
   return 0;
 }
@@ -207,22 +292,53 @@ std::string Pipeline::summary() const {
   const auto& cs = capture_->stats();
   const auto& fs = flows_->stats();
   const auto& hs = framers_->stats();
-  const auto& rs = replayer_->stats();
+  uint64_t loopSkipped = 0, filtered = 0, queued = 0, dropped = 0, responses = 0, errors = 0, shutdown = 0;
+  std::string perRule;
+  for (const auto& rt : rules_) {
+    const RuleStats& r = rt->stats;
+    loopSkipped += load(r.loopSkipped);
+    filtered += load(r.filtered);
+    queued += load(r.queued);
+    dropped += load(r.dropped);
+    if (!rt->replayer) {
+      perRule += fmt::format(" | rule{} port={} requests={} filtered={} loop_skipped={} printed={}", rt->ruleId,
+                             rt->rule.port, load(r.requests), load(r.filtered), load(r.loopSkipped), load(r.queued));
+      continue;
+    }
+    const replay::ReplayStats& s = rt->replayer->stats();
+    responses += load(s.responses);
+    errors += s.errors();
+    shutdown += load(s.droppedShutdown);
+    const uint64_t p50 = s.latency.quantileBoundUs(0.5);
+    const uint64_t p99 = s.latency.quantileBoundUs(0.99);
+    auto ms = [](uint64_t us) { return us == UINT64_MAX ? std::string("inf") : fmt::format("{:g}", us / 1000.0); };
+    perRule += fmt::format(
+        " | rule{} port={} target={} requests={} filtered={} loop_skipped={} queued={} responses={} 2xx={} "
+        "3xx={} 4xx={} 5xx={} connect_errors={} connect_timeouts={} resets={} timeouts={} bad_responses={} "
+        "queue_full={} dropped_oldest={} rate_limited={} dropped_shutdown={} in_flight={} connections={} "
+        "resolves={} address_changes={} latency_p50_ms<={} latency_p99_ms<={}",
+        rt->ruleId, rt->rule.port, rt->rule.mirror, load(r.requests), load(r.filtered), load(r.loopSkipped),
+        load(r.queued), load(s.responses), load(s.responses2xx), load(s.responses3xx), load(s.responses4xx),
+        load(s.responses5xx), load(s.errorsConnect), load(s.errorsConnectTimeout), load(s.errorsReset),
+        load(s.errorsResponseTimeout), load(s.errorsBadResponse) + load(s.errorsResponseTooLarge),
+        load(s.queueFull), load(s.droppedOldest), load(s.droppedRateLimit), load(s.droppedShutdown),
+        s.inFlight.load(std::memory_order_relaxed), s.openConnections.load(std::memory_order_relaxed),
+        load(s.resolves), load(s.addressChanges), ms(p50), ms(p99));
+  }
   return fmt::format(
       "kernel seen={} matched={} sampled_out={} copied={} ringbuf_full={} truncated={} malformed={} | "
-      "records={} bad_records={} | flows active={} created={} midstream={} gaps={} gap_bytes={} evicted={} | "
+      "records={} bad_records={} | flows active={} created={} midstream={} gaps={} gap_bytes={} evicted={} "
+      "own_traffic_segments={} | "
       "http requests={} parse_errors={} no_host={} too_large={} dropped_by_gap={} unmirrored_bytes={} "
-      "skipped_upgrade={} skipped_http2={} skipped_tls={} | loop_skipped={} queue_full={} | "
-      "mirror queued={} responses={} errors={} dropped_shutdown={}",
+      "skipped_upgrade={} skipped_http2={} skipped_tls={} | loop_skipped={} filtered={} submit_dropped={} | "
+      "mirror queued={} responses={} errors={} dropped_shutdown={}{}",
       k[ST_CNT_SEEN], k[ST_CNT_MATCHED], k[ST_CNT_SAMPLED_OUT], k[ST_CNT_COPIED],
       k[ST_CNT_RINGBUF_FULL], k[ST_CNT_TRUNCATED], k[ST_CNT_MALFORMED], load(cs.records),
       load(cs.badRecords), flows_->flowCount(), load(fs.flowsCreated), load(fs.flowsMidstream),
-      load(fs.gaps), load(fs.gapBytes), load(fs.flowsEvicted), load(hs.requestsParsed),
-      load(hs.parseErrors), load(hs.noHost), load(hs.tooLarge), load(hs.droppedByGap),
-      load(hs.unmirroredBytes), load(hs.upgrade), load(hs.http2), load(hs.tls),
-      load(stats_.loopSkipped), load(stats_.queueFull), load(stats_.queued), load(rs.responses),
-      rs.errors(),
-      load(rs.droppedShutdown));
+      load(fs.gaps), load(fs.gapBytes), load(fs.flowsEvicted), load(stats_.ownTrafficSegments),
+      load(hs.requestsParsed), load(hs.parseErrors), load(hs.noHost), load(hs.tooLarge), load(hs.droppedByGap),
+      load(hs.unmirroredBytes), load(hs.upgrade), load(hs.http2), load(hs.tls), loopSkipped, filtered, dropped,
+      queued, responses, errors, shutdown, perRule);
 }
 
 }  // namespace shadowtap

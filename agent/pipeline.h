@@ -3,26 +3,56 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "capture/capture.h"
 #include "config.h"
 #include "flow/flow_table.h"
 #include "http/request.h"
 #include "http/request_framer.h"
+#include "replay/local_endpoints.h"
 #include "replay/replayer.h"
+#include "rules/request_transform.h"
+#include "rules/rule.h"
 
 namespace shadowtap {
 
-// Request-level outcomes decided between framing and the replay queue.
+// Request-level outcomes decided between framing and the replay queue, over
+// all rules.
 struct PipelineStats {
-  std::atomic<uint64_t> requests{0};      // complete requests out of the framer
-  std::atomic<uint64_t> loopSkipped{0};   // host already carried the suffix: never mirrored twice
-  std::atomic<uint64_t> queued{0};        // handed to the replayer
-  std::atomic<uint64_t> queueFull{0};     // replay queue full: dropped
+  std::atomic<uint64_t> requests{0};       // complete requests out of the framer
+  std::atomic<uint64_t> unknownRule{0};    // carried a rule id we did not install (a bug if ever non-zero)
+  std::atomic<uint64_t> ownTrafficSegments{0};  // segments of our own mirror connections, never reassembled
 };
 
-// The one place that wires the stages: capture -> flow -> http -> rewrite -> replay.
-// Runs the capture side on the calling thread; the replayer has its own.
+// Per-rule request outcomes before the replayer: every request of the rule is
+// exactly one of filtered, loopSkipped, submitted (whose outcome the
+// replayer's stats then give; submitted = queued + dropped by submit).
+struct RuleStats {
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> filtered{0};     // method not in the rule's allow-list
+  std::atomic<uint64_t> loopSkipped{0};  // host already carried the suffix: never mirrored twice
+  std::atomic<uint64_t> submitted{0};
+  std::atomic<uint64_t> queued{0};       // taken by the replayer's queue
+  std::atomic<uint64_t> dropped{0};      // refused by submit (queue full, rate limit, shutdown)
+};
+
+// One installed rule with its transform, its replayer (one per rule, hence per
+// target, with the rule's own limits) and its counters.
+struct RuleRuntime {
+  rules::Rule rule;
+  uint32_t ruleId = 0;
+  rules::RequestTransform transform;
+  std::unique_ptr<replay::Replayer> replayer;  // null in dry-run mode
+  std::unique_ptr<http::RequestSink> dryRun;   // only in dry-run mode
+  RuleStats stats;
+
+  RuleRuntime(rules::Rule r, uint32_t id) : rule(std::move(r)), ruleId(id), transform(rule) {}
+};
+
+// The one place that wires the stages: capture -> flow -> http -> rule
+// (filter, rewrite, transform) -> replay (one replayer per rule).
+// Runs the capture side on the calling thread; each replayer has its own.
 class Pipeline : public capture::SegmentSink, public http::RequestSink {
  public:
   // Builds every stage and attaches. nullptr and *error set on failure.
@@ -39,12 +69,33 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink {
   // One line with every counter that matters, for the periodic and final log.
   std::string summary() const;
 
+  const PipelineStats& stats() const { return stats_; }
+  const std::vector<std::unique_ptr<RuleRuntime>>& rules() const { return rules_; }
+
  private:
+  // Declines flows that are our own connections to a mirror (a mirror on the
+  // same node and port as the primary), so they are never reassembled.
+  class OwnTrafficFilter : public flow::StreamConsumerFactory {
+   public:
+    OwnTrafficFilter(flow::StreamConsumerFactory& inner, const replay::LocalEndpoints& endpoints,
+                     std::atomic<uint64_t>& declined)
+        : inner_(inner), endpoints_(endpoints), declined_(declined) {}
+    std::unique_ptr<flow::StreamConsumer> create(const flow::FlowKey& key, uint32_t ruleId,
+                                                 bool fromStart) override;
+
+   private:
+    flow::StreamConsumerFactory& inner_;
+    const replay::LocalEndpoints& endpoints_;
+    std::atomic<uint64_t>& declined_;
+  };
+
   explicit Pipeline(const Config& config);
 
   Config config_;
-  std::unique_ptr<replay::Replayer> replayer_;
+  replay::LocalEndpoints localEndpoints_;
+  std::vector<std::unique_ptr<RuleRuntime>> rules_;  // index = ruleId - 1
   std::unique_ptr<http::RequestFramerFactory> framers_;
+  std::unique_ptr<OwnTrafficFilter> ownTraffic_;
   std::unique_ptr<flow::FlowTable> flows_;
   std::unique_ptr<capture::Capture> capture_;
   PipelineStats stats_;

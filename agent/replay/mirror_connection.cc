@@ -63,7 +63,8 @@ constexpr int kMaxReadsPerEvent = 16;
 }  // namespace
 
 std::unique_ptr<MirrorConnection> MirrorConnection::open(const sockaddr_storage& addr, size_t addrIndex,
-                                                         ReplayJob&& job, size_t maxResponseBytes, int& err) {
+                                                         ReplayJob&& job, size_t maxResponseBytes, int& err,
+                                                         LocalEndpoints* endpoints) {
   err = 0;
   int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (fd < 0) {
@@ -73,15 +74,53 @@ std::unique_ptr<MirrorConnection> MirrorConnection::open(const sockaddr_storage&
   int one = 1;
   // Requests are written whole; Nagle would only delay the last segment.
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  LocalEndpoints::Endpoint published{};
+  bool isPublished = false;
+  if (endpoints != nullptr) {
+    // Bind the local port before connecting so it can be published before the
+    // SYN leaves: the capture thread may see that SYN before connect() returns.
+    sockaddr_storage any{};
+    any.ss_family = addr.ss_family;
+    socklen_t anyLen = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    sockaddr_storage local{};
+    socklen_t localLen = sizeof(local);
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&any), anyLen) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &localLen) == 0) {
+      published = LocalEndpoints::fromSockaddr(local);
+      endpoints->add(published);
+      isPublished = true;
+    }
+  }
   socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), len);
   if (rc != 0 && errno != EINPROGRESS) {
     err = errno;
     ::close(fd);
+    if (isPublished) {
+      endpoints->remove(published);
+    }
     return nullptr;
   }
+  auto conn = std::unique_ptr<MirrorConnection>(new MirrorConnection(fd, addrIndex, std::move(job), maxResponseBytes));
+  conn->remote_ = addr;
+  if (isPublished) {
+    // Narrow the wildcard entry to the address the route chose.
+    sockaddr_storage local{};
+    socklen_t localLen = sizeof(local);
+    LocalEndpoints::Endpoint exact = published;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &localLen) == 0) {
+      exact = LocalEndpoints::fromSockaddr(local);
+    }
+    if (!(exact == published)) {
+      endpoints->add(exact);
+      endpoints->remove(published);
+    }
+    conn->endpoints_ = endpoints;
+    conn->published_ = exact;
+    conn->isPublished_ = true;
+  }
   // Even an immediate success is reported through EPOLLOUT, which keeps one path.
-  return std::unique_ptr<MirrorConnection>(new MirrorConnection(fd, addrIndex, std::move(job), maxResponseBytes));
+  return conn;
 }
 
 MirrorConnection::MirrorConnection(int fd, size_t addrIndex, ReplayJob&& job, size_t maxResponseBytes)
@@ -282,7 +321,15 @@ void MirrorConnection::closeSocket() {
     ::close(fd_);
     fd_ = -1;
   }
+  unpublish();
   state_ = State::kClosed;
+}
+
+void MirrorConnection::unpublish() {
+  if (isPublished_) {
+    endpoints_->remove(published_);
+    isPublished_ = false;
+  }
 }
 
 }  // namespace shadowtap::replay

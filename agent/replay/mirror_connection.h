@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 
+#include "replay/local_endpoints.h"
 #include "replay/replay_error.h"
 #include "replay/replay_job.h"
 
@@ -41,9 +42,11 @@ class MirrorConnection {
 
   // Starts a non-blocking connect that will carry `job`. Returns nullptr and
   // sets `err` (errno) when the socket cannot even be created or the connect
-  // fails at once.
+  // fails at once. With `endpoints`, the socket's local endpoint is published
+  // there from before the connect until the socket is closed.
   static std::unique_ptr<MirrorConnection> open(const sockaddr_storage& addr, size_t addrIndex,
-                                                ReplayJob&& job, size_t maxResponseBytes, int& err);
+                                                ReplayJob&& job, size_t maxResponseBytes, int& err,
+                                                LocalEndpoints* endpoints = nullptr);
   ~MirrorConnection();
   MirrorConnection(const MirrorConnection&) = delete;
   MirrorConnection& operator=(const MirrorConnection&) = delete;
@@ -66,6 +69,9 @@ class MirrorConnection {
   // True while the socket needs EPOLLOUT (connecting, or a partial write).
   bool wantsWrite() const { return state_ == State::kConnecting || (state_ == State::kBusy && writeOffset_ < jobSize()); }
   size_t addrIndex() const { return addrIndex_; }
+  // Re-pointed by the Replayer when the target's address list changes.
+  void setAddrIndex(size_t index) { addrIndex_ = index; }
+  const sockaddr_storage& remoteAddress() const { return remote_; }
   // The connect succeeded at some point.
   bool established() const { return established_; }
 
@@ -73,12 +79,17 @@ class MirrorConnection {
   // response or idle; steady clock ns) and the epoll interest registered.
   int64_t deadlineNs = 0;
   uint32_t registeredEvents = 0;
+  // When the current request started (steady clock ns), for the latency histogram.
+  int64_t requestStartNs = 0;
+  // The address left the target's list (DNS changed): close once idle.
+  bool retired = false;
 
  // Response framing state (llhttp); opaque outside the .cc.
   struct Parser;
 
  private:
   MirrorConnection(int fd, size_t addrIndex, ReplayJob&& job, size_t maxResponseBytes);
+  void unpublish();
   size_t jobSize() const { return job_ ? job_->bytes.size() : 0; }
   void beginResponse();
   void writeSome(Step& step);
@@ -89,6 +100,10 @@ class MirrorConnection {
   void closeSocket();
 
   int fd_ = -1;
+  sockaddr_storage remote_{};
+  LocalEndpoints* endpoints_ = nullptr;
+  LocalEndpoints::Endpoint published_{};
+  bool isPublished_ = false;
   State state_ = State::kConnecting;
   size_t addrIndex_ = 0;
   bool established_ = false;

@@ -4,11 +4,23 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <string>
 #include <vector>
 
 namespace shadowtap::replay {
 
+class LocalEndpoints;
+
+// What a full queue gives up: the job being submitted, or the one queued longest.
+enum class DropPolicy { kNewest, kOldest };
+
 struct ReplayOptions {
+  // "host:port" as configured; names the target in logs and is re-resolved
+  // every resolveInterval (0: never) off the loop, on the replayer's own
+  // resolver thread. A failed or empty resolution keeps the last addresses.
+  std::string target;
+  std::chrono::milliseconds resolveInterval{0};
   // Mirror addresses (from resolveTarget); new connections use them in turn.
   std::vector<sockaddr_storage> addrs;
   // Keep-alive pool size. One request in flight per connection (no pipelining).
@@ -16,6 +28,16 @@ struct ReplayOptions {
   // Jobs waiting for a connection, by count and by bytes; beyond either, submit drops.
   size_t queueCapacity = 4096;
   size_t queueBytes = 64 << 20;
+  // kNewest: submit drops when the queue is full (queueFull). kOldest: the loop
+  // moves queued jobs to its own backlog of the same limits and drops the
+  // oldest there (droppedOldest); memory is then up to twice the limits.
+  DropPolicy dropPolicy = DropPolicy::kNewest;
+  // Requests per second admitted by submit (0: unlimited), with bursts of up
+  // to a tenth of a second's worth (at least one); the excess is dropped and
+  // counted as droppedRateLimit.
+  uint32_t maxRps = 0;
+  // Where our sockets' local endpoints are published (may be null).
+  LocalEndpoints* localEndpoints = nullptr;
   std::chrono::milliseconds connectTimeout{1000};
   // From the first byte written until the final response is complete.
   std::chrono::milliseconds responseTimeout{5000};

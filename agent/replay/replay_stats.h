@@ -1,20 +1,62 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 
 namespace shadowtap::replay {
 
+// Fixed-bucket histogram of durations, lock-free: one relaxed increment per
+// observation. bucket[i] counts observations <= kBoundsUs[i] (not cumulative);
+// the last bucket is +Inf.
+struct LatencyHistogram {
+  static constexpr std::array<uint64_t, 14> kBoundsUs = {500,     1000,    2500,    5000,     10000,
+                                                         25000,   50000,   100000,  250000,   500000,
+                                                         1000000, 2500000, 5000000, 10000000};
+  std::array<std::atomic<uint64_t>, kBoundsUs.size() + 1> buckets{};
+  std::atomic<uint64_t> count{0};
+  std::atomic<uint64_t> sumUs{0};
+
+  void observe(uint64_t us) {
+    size_t i = 0;
+    while (i < kBoundsUs.size() && us > kBoundsUs[i]) {
+      ++i;
+    }
+    buckets[i].fetch_add(1, std::memory_order_relaxed);
+    count.fetch_add(1, std::memory_order_relaxed);
+    sumUs.fetch_add(us, std::memory_order_relaxed);
+  }
+
+  // Smallest bucket bound below which at least `q` (0-1) of the observations
+  // fall; UINT64_MAX when in the +Inf bucket, 0 without observations.
+  uint64_t quantileBoundUs(double q) const {
+    uint64_t total = count.load(std::memory_order_relaxed);
+    if (total == 0) {
+      return 0;
+    }
+    uint64_t seen = 0;
+    for (size_t i = 0; i < buckets.size(); ++i) {
+      seen += buckets[i].load(std::memory_order_relaxed);
+      if (static_cast<double>(seen) >= q * static_cast<double>(total)) {
+        return i < kBoundsUs.size() ? kBoundsUs[i] : UINT64_MAX;
+      }
+    }
+    return UINT64_MAX;
+  }
+};
+
 // Counters of the replay stage; written by the capture thread (submit) and the
 // replay loop, read by anyone (relaxed). Every submitted job ends in exactly
 // one outcome, so after Replayer::stop():
-//   submitted == responses + errors() + queueFull + droppedShutdown
+//   submitted == responses + errors() + queueFull + droppedOldest + droppedRateLimit + droppedShutdown
 struct ReplayStats {
   // Jobs offered to submit(), including the ones it dropped.
   std::atomic<uint64_t> submitted{0};
 
   // Outcomes.
   std::atomic<uint64_t> queueFull{0};        // dropped by submit: queue at capacity (jobs or bytes)
+  std::atomic<uint64_t> droppedOldest{0};    // drop policy oldest: pushed out of the full queue by newer jobs
+  std::atomic<uint64_t> droppedRateLimit{0}; // dropped by submit: beyond max-rps
   std::atomic<uint64_t> responses{0};        // final response read (any status); split by class below
   std::atomic<uint64_t> errorsConnect{0};    // connect refused/unreachable/failed; the job rode on that connect
   std::atomic<uint64_t> errorsConnectTimeout{0};
@@ -41,12 +83,19 @@ struct ReplayStats {
   std::atomic<uint64_t> connectionsOpened{0};  // connects that succeeded
   std::atomic<uint64_t> connectionsClosed{0};  // established connections closed, for any reason
   std::atomic<uint64_t> wakeups{0};            // eventfd writes by submit
+  std::atomic<uint64_t> resolves{0};           // re-resolutions of the target's name
+  std::atomic<uint64_t> resolveErrors{0};      // ... that failed (the last addresses stay in use)
+  std::atomic<uint64_t> addressChanges{0};     // ... that changed the address list
 
   // Gauges.
   std::atomic<int64_t> queueDepth{0};
   std::atomic<int64_t> queueBytes{0};
   std::atomic<int64_t> inFlight{0};            // jobs taken from the queue without an outcome yet
   std::atomic<int64_t> openConnections{0};     // connecting or established
+
+  // Mirror latency of responses (first request byte written to the response
+  // complete), in fixed buckets for a Prometheus histogram.
+  LatencyHistogram latency;
 
   uint64_t errors() const {
     return errorsConnect.load(std::memory_order_relaxed) + errorsConnectTimeout.load(std::memory_order_relaxed) +
@@ -57,7 +106,8 @@ struct ReplayStats {
 
   // Sum of all outcomes; equals `submitted` once the replayer has stopped.
   uint64_t outcomes() const {
-    return queueFull.load(std::memory_order_relaxed) + responses.load(std::memory_order_relaxed) + errors() +
+    return queueFull.load(std::memory_order_relaxed) + droppedOldest.load(std::memory_order_relaxed) +
+           droppedRateLimit.load(std::memory_order_relaxed) + responses.load(std::memory_order_relaxed) + errors() +
            droppedShutdown.load(std::memory_order_relaxed);
   }
 };

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <netinet/in.h>
+
 #include <cstring>
 #include <limits>
 #include <string>
@@ -63,6 +65,11 @@ Replayer::Replayer(ReplayOptions opts)
   if (opts_.maxConnections == 0) {
     opts_.maxConnections = 1;
   }
+  if (opts_.maxRps > 0) {
+    rateIntervalNs_ = 1'000'000'000LL / opts_.maxRps;
+    int64_t burst = std::max<int64_t>(1, opts_.maxRps / 10);
+    rateBurstNs_ = (burst - 1) * rateIntervalNs_;
+  }
   epollFd_ = ::epoll_create1(EPOLL_CLOEXEC);
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epollFd_ >= 0 && wakeFd_ >= 0) {
@@ -108,20 +115,159 @@ bool Replayer::start() {
     spdlog::error("replay: cannot start the event loop thread: {}", e.what());
     return false;
   }
+  if (opts_.resolveInterval.count() > 0 && !opts_.target.empty()) {
+    try {
+      resolver_ = std::thread([this] { resolveLoop(); });
+    } catch (const std::system_error& e) {
+      spdlog::warn("replay: cannot start the resolver thread for {} ({}); its addresses stay as resolved at start",
+                   opts_.target, e.what());
+    }
+  }
   started_ = true;
   std::string targets;
   for (const auto& addr : opts_.addrs) {
     targets += (targets.empty() ? "" : ", ") + formatAddress(addr);
   }
-  spdlog::info("replay: mirroring to {} with up to {} connections, queue {} jobs / {} bytes", targets,
+  spdlog::info("replay: mirroring to {}{} with up to {} connections, queue {} jobs / {} bytes", opts_.target.empty() ? "" : opts_.target + " = ", targets,
                opts_.maxConnections, opts_.queueCapacity, opts_.queueBytes);
   return true;
 }
+
+bool Replayer::admitRate() {
+  const int64_t now = nowNs();
+  int64_t tat = rateTatNs_.load(std::memory_order_relaxed);
+  for (;;) {
+    int64_t base = std::max(tat, now);
+    if (base - now > rateBurstNs_) {
+      return false;
+    }
+    if (rateTatNs_.compare_exchange_weak(tat, base + rateIntervalNs_, std::memory_order_relaxed)) {
+      return true;
+    }
+  }
+}
+
+void Replayer::resolveLoop() {
+  RateLimitedLog failLog(std::chrono::seconds(60));
+  std::unique_lock lock(resolveMutex_);
+  for (;;) {
+    if (resolveCv_.wait_for(lock, opts_.resolveInterval, [this] { return resolveStop_; })) {
+      return;
+    }
+    lock.unlock();
+    // Blocking (getaddrinfo), which is why it runs here and not in the loop.
+    ResolveResult result = resolveTarget(opts_.target);
+    add(stats_.resolves);
+    lock.lock();
+    if (!result.error.empty()) {
+      add(stats_.resolveErrors);
+      uint64_t suppressed = 0;
+      if (failLog.allow(std::chrono::steady_clock::now(), suppressed)) {
+        spdlog::warn("replay: re-resolving {} failed, keeping its last addresses: {} ({} similar suppressed)",
+                     opts_.target, result.error, suppressed);
+      }
+      continue;
+    }
+    pendingAddrs_ = std::move(result.addrs);
+    addrsPending_.store(true, std::memory_order_release);
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wakeFd_, &one, sizeof(one));
+  }
+}
+
+void Replayer::applyAddresses(int64_t now) {
+  std::vector<sockaddr_storage> fresh;
+  {
+    std::lock_guard lock(resolveMutex_);
+    addrsPending_.store(false, std::memory_order_relaxed);
+    if (!pendingAddrs_) {
+      return;
+    }
+    fresh = std::move(*pendingAddrs_);
+    pendingAddrs_.reset();
+  }
+  auto same = [](const sockaddr_storage& a, const sockaddr_storage& b) {
+    size_t len = a.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    return a.ss_family == b.ss_family && std::memcmp(&a, &b, len) == 0;
+  };
+  auto indexIn = [&](const std::vector<sockaddr_storage>& list, const sockaddr_storage& addr) -> int {
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (same(list[i], addr)) {
+        return static_cast<int>(i);
+      }
+    }
+    return -1;
+  };
+  bool changed = fresh.size() != opts_.addrs.size();
+  for (const auto& addr : fresh) {
+    changed = changed || indexIn(opts_.addrs, addr) < 0;
+  }
+  if (!changed || fresh.empty()) {
+    return;
+  }
+  add(stats_.addressChanges);
+  std::vector<AddrState> states(fresh.size());
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    int old = indexIn(opts_.addrs, fresh[i]);
+    if (old >= 0) {
+      states[i] = addrStates_[static_cast<size_t>(old)];
+    }
+  }
+  std::string list;
+  for (const auto& addr : fresh) {
+    list += (list.empty() ? "" : ", ") + formatAddress(addr);
+  }
+  spdlog::info("replay: {} now resolves to {}", opts_.target, list);
+  opts_.addrs = std::move(fresh);
+  addrStates_ = std::move(states);
+  nextAddr_ = 0;
+  // Connections to an address that left the list finish their request and close.
+  for (auto& conn : conns_) {
+    if (conn->state() == MirrorConnection::State::kClosed) {
+      continue;
+    }
+    int index = indexIn(opts_.addrs, conn->remoteAddress());
+    if (index >= 0) {
+      conn->setAddrIndex(static_cast<size_t>(index));
+      continue;
+    }
+    conn->retired = true;
+    conn->setAddrIndex(SIZE_MAX);
+    if (conn->state() == MirrorConnection::State::kIdle) {
+      conn->close();
+    }
+  }
+  (void)now;
+}
+
+void Replayer::absorbQueue() {
+  // Clear before draining: a job pushed after the drain then wakes us again.
+  wakePending_.store(false, std::memory_order_release);
+  ReplayJob job;
+  while (queue_.tryPop(job)) {
+    backlogBytes_ += job.bytes.size();
+    backlog_.push_back(std::move(job));
+  }
+  while (!backlog_.empty() && (backlog_.size() > opts_.queueCapacity || backlogBytes_ > opts_.queueBytes)) {
+    ReplayJob& oldest = backlog_.front();
+    add(stats_.queueDepth, -1);
+    add(stats_.queueBytes, -static_cast<int64_t>(oldest.bytes.size()));
+    add(stats_.droppedOldest);
+    backlogBytes_ -= oldest.bytes.size();
+    backlog_.pop_front();
+  }
+}
+
+bool Replayer::jobsWaiting() const { return !backlog_.empty() || queue_.ready(); }
 
 bool Replayer::submit(ReplayJob&& job) {
   add(stats_.submitted);
   if (!accepting_.load(std::memory_order_acquire)) {
     add(stats_.droppedShutdown);
+    return false;
+  }
+  if (rateIntervalNs_ > 0 && !admitRate()) {
+    add(stats_.droppedRateLimit);
     return false;
   }
   const auto size = static_cast<int64_t>(job.bytes.size());
@@ -156,10 +302,20 @@ void Replayer::stop(std::chrono::milliseconds drain) {
     [[maybe_unused]] ssize_t n = ::write(wakeFd_, &one, sizeof(one));
     thread_.join();
   }
+  if (resolver_.joinable()) {
+    {
+      std::lock_guard lock(resolveMutex_);
+      resolveStop_ = true;
+    }
+    resolveCv_.notify_all();
+    resolver_.join();
+  }
   dropQueued();
   if (started_) {
-    spdlog::info("replay: stopped; {} submitted, {} responses, {} errors, {} queue full, {} dropped at shutdown",
-                 stats_.submitted.load(), stats_.responses.load(), stats_.errors(), stats_.queueFull.load(),
+    spdlog::info("replay: {} stopped; {} submitted, {} responses, {} errors, {} queue full, {} dropped oldest, "
+                 "{} rate limited, {} dropped at shutdown",
+                 opts_.target, stats_.submitted.load(), stats_.responses.load(), stats_.errors(),
+                 stats_.queueFull.load(), stats_.droppedOldest.load(), stats_.droppedRateLimit.load(),
                  stats_.droppedShutdown.load());
   }
 }
@@ -168,8 +324,14 @@ void Replayer::run() {
   epoll_event events[kMaxEvents];
   for (;;) {
     int64_t now = nowNs();
+    if (addrsPending_.load(std::memory_order_acquire)) {
+      applyAddresses(now);
+    }
+    if (opts_.dropPolicy == DropPolicy::kOldest) {
+      absorbQueue();
+    }
     if (stopRequested_.load(std::memory_order_acquire)) {
-      bool idle = queue_.size() == 0 && jobsOnConnections() == 0;
+      bool idle = queue_.size() == 0 && backlog_.empty() && jobsOnConnections() == 0;
       if (idle || now >= drainDeadlineNs_.load(std::memory_order_relaxed)) {
         break;
       }
@@ -206,7 +368,11 @@ void Replayer::run() {
 }
 
 bool Replayer::takeJob(ReplayJob& job) {
-  if (!queue_.tryPop(job)) {
+  if (!backlog_.empty()) {
+    job = std::move(backlog_.front());
+    backlog_.pop_front();
+    backlogBytes_ -= job.bytes.size();
+  } else if (!queue_.tryPop(job)) {
     return false;
   }
   add(stats_.queueDepth, -1);
@@ -217,7 +383,7 @@ bool Replayer::takeJob(ReplayJob& job) {
 
 bool Replayer::dispatch(int64_t now) {
   for (;;) {
-    if (!queue_.ready()) {
+    if (!jobsWaiting()) {
       return true;
     }
     MirrorConnection* idle = nullptr;
@@ -233,6 +399,7 @@ bool Replayer::dispatch(int64_t now) {
         return true;
       }
       idle->deadlineNs = now + toNs(opts_.responseTimeout);
+      idle->requestStartNs = now;
       MirrorConnection::Step step = idle->startRequest(std::move(job));
       handleStep(*idle, step, now);
       continue;
@@ -250,7 +417,7 @@ bool Replayer::dispatch(int64_t now) {
     add(stats_.connectAttempts);
     int err = 0;
     auto conn = MirrorConnection::open(opts_.addrs[addrIndex], static_cast<size_t>(addrIndex), std::move(job),
-                                       opts_.maxResponseBytes, err);
+                                       opts_.maxResponseBytes, err, opts_.localEndpoints);
     if (conn) {
       epoll_event ev{};
       ev.events = kBaseEvents | EPOLLOUT;
@@ -286,24 +453,32 @@ void Replayer::handleStep(MirrorConnection& conn, const MirrorConnection::Step& 
   }
   if (step.connected) {
     add(stats_.connectionsOpened);
-    addrStates_[conn.addrIndex()] = AddrState{};
+    if (conn.addrIndex() < addrStates_.size()) {
+      addrStates_[conn.addrIndex()] = AddrState{};
+    }
     conn.deadlineNs = now + toNs(opts_.responseTimeout);
+    conn.requestStartNs = now;
   }
   if (step.finished) {
     add(stats_.inFlight, -1);
     if (step.status > 0) {
       countResponse(step.status);
+      stats_.latency.observe(static_cast<uint64_t>(std::max<int64_t>(0, nowNs() - conn.requestStartNs)) / 1000);
     } else {
       countError(step.error, &conn, now);
     }
   }
-  if (step.connectFailed) {
+  if (step.connectFailed && conn.addrIndex() < addrStates_.size()) {
     noteConnectFailure(conn.addrIndex(), now, step.error, step.osError);
   }
   if (conn.state() == MirrorConnection::State::kClosed) {
     return;  // the socket left epoll when it was closed; reapClosed() discards it
   }
   if (step.finished && conn.state() == MirrorConnection::State::kIdle) {
+    if (conn.retired) {
+      conn.close();
+      return;
+    }
     conn.deadlineNs = now + toNs(opts_.idleTimeout);
   }
   uint32_t wanted = kBaseEvents | (conn.wantsWrite() ? static_cast<uint32_t>(EPOLLOUT) : 0U);
@@ -346,7 +521,7 @@ int Replayer::timeoutMs(int64_t now) const {
     }
   }
   // Waiting jobs and room for a connection: wake when the next backoff ends.
-  if (queue_.size() > 0 && liveConnections() < opts_.maxConnections) {
+  if ((queue_.size() > 0 || !backlog_.empty()) && liveConnections() < opts_.maxConnections) {
     for (const auto& addr : addrStates_) {
       next = std::min(next, std::max(addr.retryAtNs, now));
     }
@@ -391,6 +566,13 @@ void Replayer::dropEverything() {
 }
 
 void Replayer::dropQueued() {
+  while (!backlog_.empty()) {
+    add(stats_.queueDepth, -1);
+    add(stats_.queueBytes, -static_cast<int64_t>(backlog_.front().bytes.size()));
+    add(stats_.droppedShutdown);
+    backlog_.pop_front();
+  }
+  backlogBytes_ = 0;
   ReplayJob job;
   while (queue_.tryPop(job)) {
     add(stats_.queueDepth, -1);
@@ -451,7 +633,7 @@ void Replayer::countError(ReplayError error, const MirrorConnection* conn, int64
   uint64_t suppressed = 0;
   if (errorLog_.allow(toTimePoint(now), suppressed)) {
     spdlog::warn("replay: request to mirror {}: {} ({} similar warnings suppressed; see the replay counters)",
-                 conn != nullptr ? formatAddress(opts_.addrs[conn->addrIndex()]) : "?", errorName(error),
+                 conn != nullptr ? formatAddress(conn->remoteAddress()) : "?", errorName(error),
                  suppressed);
   }
 }

@@ -2,8 +2,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -41,8 +45,9 @@ class Replayer final : public JobSink {
   bool start();
 
   // Never blocks and never waits on the loop. Queues the job or drops it:
-  // false with queueFull counted when the queue is at its job or byte limit,
-  // false with droppedShutdown counted once stop() has begun.
+  // false with droppedRateLimit counted beyond maxRps, false with queueFull
+  // counted when the queue is at its job or byte limit, false with
+  // droppedShutdown counted once stop() has begun.
   bool submit(ReplayJob&& job) override;
 
   // Stops taking jobs, lets queued and in-flight jobs finish for up to `drain`,
@@ -51,6 +56,7 @@ class Replayer final : public JobSink {
   void stop(std::chrono::milliseconds drain);
 
   const ReplayStats& stats() const { return stats_; }
+  const ReplayOptions& options() const { return opts_; }
 
  private:
   struct AddrState {
@@ -59,6 +65,14 @@ class Replayer final : public JobSink {
   };
 
   void run();
+  void resolveLoop();
+  bool admitRate();
+  // Loop thread: picks up an address list published by the resolver thread.
+  void applyAddresses(int64_t now);
+  // Loop thread, drop policy oldest: moves queued jobs into the backlog and
+  // trims it to the limits from the front.
+  void absorbQueue();
+  bool jobsWaiting() const;
   // Hands ready jobs to idle connections and new connects. True when it
   // stopped for want of jobs, false when for want of connections.
   bool dispatch(int64_t now);
@@ -89,12 +103,25 @@ class Replayer final : public JobSink {
   std::atomic<bool> stopRequested_{false};
   std::atomic<int64_t> drainDeadlineNs_{0};
   std::thread thread_;
+  // GCRA rate limit: the theoretical arrival time of the next request (ns).
+  std::atomic<int64_t> rateTatNs_{0};
+  int64_t rateIntervalNs_ = 0;
+  int64_t rateBurstNs_ = 0;
+  // Resolver thread and the address list it hands to the loop.
+  std::thread resolver_;
+  std::mutex resolveMutex_;
+  std::condition_variable resolveCv_;
+  bool resolveStop_ = false;
+  std::optional<std::vector<sockaddr_storage>> pendingAddrs_;
+  std::atomic<bool> addrsPending_{false};
   bool started_ = false;
   bool stopped_ = false;
 
   // Loop thread only.
   std::vector<std::unique_ptr<MirrorConnection>> conns_;
   std::vector<AddrState> addrStates_;
+  std::deque<ReplayJob> backlog_;  // drop policy oldest only
+  size_t backlogBytes_ = 0;
   size_t nextAddr_ = 0;
   std::vector<char> readBuf_;
   RateLimitedLog connectLog_;

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "flow/flow_key.h"
+
+namespace shadowtap::h2 {
+
+// One header field exactly as HPACK decoded it. HTTP/2 names are lowercase on
+// the wire; pseudo-headers (":method", ":path", ...) come first.
+struct HeaderField {
+  std::string name;
+  std::string value;
+  // Sent as "literal never indexed" (RFC 7541 6.2.3): must stay that way when
+  // forwarded, e.g. an Authorization value a proxy marked sensitive.
+  bool neverIndex = false;
+
+  bool operator==(const HeaderField&) const = default;
+};
+
+// One client stream of an HTTP/2 connection: its request HEADERS (with any
+// CONTINUATION), the DATA payloads joined (padding removed), and the trailing
+// HEADERS if any, all in wire order.
+struct H2Request {
+  flow::FlowKey flow;
+  uint32_t ruleId = 0;
+  int32_t streamId = 0;
+  uint64_t tsNs = 0;  // capture time of the chunk that carried the stream's first HEADERS byte
+  std::vector<HeaderField> headers;
+  std::string body;
+  std::vector<HeaderField> trailers;
+
+  // First value of `name` in headers, or "" (absent and empty are the same here).
+  std::string_view header(std::string_view name) const;
+  std::string_view method() const { return header(":method"); }
+  std::string_view path() const { return header(":path"); }
+  // ":authority", else "host": the value the shadow suffix goes into.
+  std::string_view authority() const;
+};
+
+// Where decoded HTTP/2 requests go. Called on the capture thread; must not block.
+class H2RequestSink {
+ public:
+  virtual ~H2RequestSink() = default;
+  virtual void onRequest(H2Request&& request) = 0;
+};
+
+}  // namespace shadowtap::h2

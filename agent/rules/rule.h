@@ -1,0 +1,79 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "capture/capture.h"
+
+namespace shadowtap::rules {
+
+// What a full per-target queue gives up: the request that just arrived (newest)
+// or the one that has waited longest (oldest).
+enum class DropPolicy { kNewest, kOldest };
+
+// Settings a rule inherits when it does not name them (from the global flags).
+struct RuleDefaults {
+  std::string suffix = "-shadow";
+  size_t connections = 16;
+  size_t queue = 4096;
+  size_t queueMiB = 64;
+  uint32_t maxRps = 0;  // 0: unlimited
+  DropPolicy dropPolicy = DropPolicy::kNewest;
+};
+
+// One mirroring rule: traffic to `port` (optionally only to destinations in
+// `dst`) is mirrored to `mirror`, with its own percentage, suffix, limits and
+// safety switches. Built only by parseRule, so every field is valid.
+struct Rule {
+  std::string text;  // as the user wrote it, for messages
+  uint16_t port = 0;
+  std::string mirror;  // host:port; empty only in dry-run mode
+  double percentage = 100.0;
+  std::string suffix;
+  std::optional<capture::DestinationPrefix> dst;
+  std::string dstText;
+
+  // Safety switches; empty means off.
+  std::vector<std::string> methods;                          // allow-list, upper case
+  std::vector<std::pair<std::string, std::string>> headers;  // added, in order
+  std::vector<std::string> dropHeaders;                      // removed, lower case
+
+  // Per-target limits.
+  size_t connections = 16;
+  size_t queue = 4096;
+  size_t queueMiB = 64;
+  uint32_t maxRps = 0;
+  DropPolicy dropPolicy = DropPolicy::kNewest;
+
+  // Basis points of `percentage`, as the kernel compares them.
+  uint32_t sampleBasisPoints() const;
+  // "port=8000 -> httpbin-mirror:8000 (50%)" for logs.
+  std::string describe() const;
+};
+
+// Parses "key=value,key=value,...". Keys:
+//   port=N (required)           mirror=HOST:PORT (required unless mirrorOptional)
+//   percentage=P (0-100)        suffix=S                  dst=CIDR
+//   methods=GET|HEAD            header=NAME:VALUE (repeatable)
+//   drop-header=NAME (repeatable)
+//   connections=N  queue=N  queue-mib=N  max-rps=N  drop-policy=newest|oldest
+// Values cannot contain ','. nullopt and *error (one line quoting the rule and
+// the offending part) when the text is not a valid rule.
+std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& defaults, bool mirrorOptional,
+                              std::string* error);
+
+// Checks a set of rules together (no two rules for the same port and
+// destination). Empty when fine, else one line.
+std::string checkRuleSet(const std::vector<Rule>& rules);
+
+// Shared with config: valid HTTP header name (RFC 9110 token) and shadow suffix.
+bool isToken(std::string_view s);
+std::string checkSuffix(std::string_view s);   // empty when valid
+std::string checkHostPort(std::string_view s); // empty when valid
+
+}  // namespace shadowtap::rules

@@ -1,0 +1,100 @@
+// Flags, rules and the TOML config file together (parseConfig).
+#include "config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace shadowtap {
+namespace {
+
+int parse(std::vector<std::string> args, Config& c) {
+  args.insert(args.begin(), "shadowtap");
+  std::vector<char*> argv;
+  for (auto& a : args) {
+    argv.push_back(a.data());
+  }
+  return parseConfig(static_cast<int>(argv.size()), argv.data(), c);
+}
+
+class TempFile {
+ public:
+  explicit TempFile(const std::string& text) {
+    char name[] = "/tmp/shadowtap-config-XXXXXX";
+    int fd = mkstemp(name);
+    EXPECT_GE(fd, 0);
+    close(fd);
+    path_ = name;
+    std::ofstream(path_) << text;
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(ConfigTest, ShorthandFlagsMakeTheFirstRule) {
+  Config c;
+  ASSERT_EQ(parse({"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9", "--mirror-percentage", "12.5", "--shadow-suffix",
+                   "-sh", "--mirror-connections", "3", "--rule", "port=9000,mirror=127.0.0.1:10,suffix=-x"},
+                  c),
+            -1);
+  ASSERT_EQ(c.rules.size(), 2u);
+  EXPECT_EQ(c.rules[0].port, 8000);
+  EXPECT_EQ(c.rules[0].mirror, "127.0.0.1:9");
+  EXPECT_EQ(c.rules[0].sampleBasisPoints(), 1250u);
+  EXPECT_EQ(c.rules[0].suffix, "-sh");
+  EXPECT_EQ(c.rules[0].connections, 3u);
+  EXPECT_EQ(c.rules[1].port, 9000);
+  EXPECT_EQ(c.rules[1].suffix, "-x");
+  EXPECT_EQ(c.rules[1].connections, 3u);  // global default
+}
+
+TEST(ConfigTest, ConfigFileAndFlagsOverrideIt) {
+  TempFile file(
+      "interface = [\"lo\"]\n"
+      "summary-interval = 3\n"
+      "mirror-max-rps = 7\n"
+      "mirror-drop-policy = \"oldest\"\n"
+      "rule = [\"port=8000,mirror=127.0.0.1:9,methods=GET|HEAD\", \"port=9000,mirror=127.0.0.1:10,header=x-a:1\"]\n");
+  Config c;
+  ASSERT_EQ(parse({"--config", file.path()}, c), -1);
+  EXPECT_EQ(c.interfaces, std::vector<std::string>{"lo"});
+  EXPECT_EQ(c.summaryIntervalSec, 3u);
+  ASSERT_EQ(c.rules.size(), 2u);
+  EXPECT_EQ(c.rules[0].methods, (std::vector<std::string>{"GET", "HEAD"}));
+  EXPECT_EQ(c.rules[0].maxRps, 7u);
+  EXPECT_EQ(c.rules[0].dropPolicy, rules::DropPolicy::kOldest);
+  ASSERT_EQ(c.rules[1].headers.size(), 1u);
+
+  Config o;
+  ASSERT_EQ(parse({"--config", file.path(), "--summary-interval", "5", "--rule", "port=7000,mirror=127.0.0.1:11"}, o),
+            -1);
+  EXPECT_EQ(o.summaryIntervalSec, 5u);
+  ASSERT_EQ(o.rules.size(), 1u);  // the flag's rules replace the file's
+  EXPECT_EQ(o.rules[0].port, 7000);
+  EXPECT_EQ(o.rules[0].maxRps, 7u);  // other file settings still apply
+}
+
+TEST(ConfigTest, Rejections) {
+  TempFile typo("interface = [\"lo\"]\nrule = [\"port=8000,mirror=127.0.0.1:9\"]\nmirror-queu = 3\n");
+  auto rc = [](std::vector<std::string> args) {
+    Config fresh;
+    return parse(std::move(args), fresh);
+  };
+  EXPECT_EQ(rc({"--config", typo.path()}), 2);
+  EXPECT_EQ(rc({"-i", "lo"}), 2);
+  EXPECT_EQ(rc({"-i", "lo", "-p", "8000"}), 2);
+  EXPECT_EQ(rc({"-i", "lo", "-m", "127.0.0.1:9"}), 2);
+  EXPECT_EQ(rc({"-i", "lo", "--rule", "port=8000,mirror=127.0.0.1:9,percentage=101"}), 2);
+  EXPECT_EQ(rc({"-i", "lo", "--rule", "port=8000,mirror=127.0.0.1:9", "--rule", "port=8000,mirror=127.0.0.1:8"}), 2);
+  EXPECT_EQ(rc({"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9", "--mirror-drop-policy", "random"}), 2);
+}
+
+}  // namespace
+}  // namespace shadowtap
