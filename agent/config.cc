@@ -97,6 +97,22 @@ int parseConfig(int argc, char** argv, Config& c) {
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 
+  app.add_option("--log-format", c.logFormat, "text, or json (one object per line, for log pipelines)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--metrics-address", c.metricsAddress,
+                 "HOST:PORT serving /metrics, /healthz and /readyz, or 'off'")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](const std::string& s) { return s == "off" ? std::string() : rules::checkHostPort(s); }, "HOST:PORT|off"));
+
+  app.add_option("--attach", c.attach,
+                 "How to hook ingress: auto (tcx where the kernel has it, else tc), tc (clsact + cls_bpf), tcx, "
+                 "or xdp (through libxdp's dispatcher)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "tc", "tcx", "xdp"}));
+  app.add_flag("!--no-adaptive-wakeups", c.adaptiveWakeups,
+               "Wake the agent for every ring buffer record instead of in batches (more CPU, lower latency)");
   app.add_option("--tc-priority", c.tcPriority, "Priority of our tc ingress filter (1-65535)")
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));
@@ -125,6 +141,25 @@ int parseConfig(int argc, char** argv, Config& c) {
   app.add_option("--max-request-mib", c.maxRequestMiB, "Largest request mirrored (MiB); larger ones are counted and skipped")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--max-header-kib", c.maxHeaderKiB,
+                 "Largest request line + header section (KiB); larger requests are counted and skipped")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-request-line-kib", c.maxRequestLineKiB,
+                 "Longest request line (KiB); longer ones give up the connection (counted)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-resync-scan-kib", c.maxResyncScanKiB,
+                 "Bytes held while looking for a request start after a gap or a late join (KiB)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-flow-buffer-segments", c.maxFlowBufferSegments,
+                 "Out-of-order pieces held per connection; beyond, the oldest hole becomes a gap")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--closed-linger-ms", c.closedLingerMs,
+                 "How long a closed connection is remembered so late retransmissions are ignored")
+      ->capture_default_str();
   app.add_option("--mirror-connections", c.mirrorConnections, "Keep-alive connections to the mirror")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));

@@ -24,8 +24,12 @@ struct Config {
   std::string configFile;
   bool dryRun = false;  // print requests as JSON lines instead of sending them
   std::string logLevel = "info";
+  std::string logFormat = "text";  // text | json (one object per line)
+  std::string metricsAddress = "127.0.0.1:9464";  // /metrics, /healthz, /readyz; "off" disables
 
   // Capture.
+  std::string attach = "auto";  // auto | tc | tcx | xdp
+  bool adaptiveWakeups = true;
   uint32_t tcPriority = 1;
   uint32_t ringBufferMiB = 16;
 
@@ -36,6 +40,11 @@ struct Config {
   uint32_t idleTimeoutSec = 60;
   uint32_t gapTimeoutMs = 1000;
   size_t maxRequestMiB = 8;
+  size_t maxHeaderKiB = 64;
+  size_t maxRequestLineKiB = 16;
+  size_t maxResyncScanKiB = 64;
+  size_t maxFlowBufferSegments = 4096;
+  uint32_t closedLingerMs = 5000;
 
   // Replay.
   size_t mirrorConnections = 16;

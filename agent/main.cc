@@ -1,6 +1,5 @@
 // shadowtap: parse flags, build the pipeline, run it, exit cleanly.
 #include <signal.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -8,6 +7,7 @@
 #include "capture/libbpf_log.h"
 #include "capture/privileges.h"
 #include "config.h"
+#include "logging.h"
 #include "pipeline.h"
 
 int main(int argc, char** argv) {
@@ -16,12 +16,8 @@ int main(int argc, char** argv) {
   if (code >= 0) {
     return code;
   }
-  if (config.dryRun) {
-    // stdout carries the JSON lines; the log must not mix into them.
-    spdlog::set_default_logger(spdlog::stderr_color_mt("shadowtap"));
-  }
-  spdlog::set_level(spdlog::level::from_str(config.logLevel));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  // With --dry-run stdout carries the JSON lines; the log must not mix into them.
+  shadowtap::setupLogging(config.logLevel, config.logFormat, config.dryRun);
   shadowtap::capture::routeLibbpfLogsToSpdlog();
 
   // Say what is missing up front instead of failing deep inside libbpf.

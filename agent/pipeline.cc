@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "http/host_rewrite.h"
+#include "pipeline_metrics.h"
 #ifdef SHADOWTAP_HAVE_DRY_RUN
 #include "record/dry_run_writer.h"
 #endif
@@ -121,6 +122,9 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
 
   http::FramerLimits fl;
   fl.maxRequestBytes = config.maxRequestMiB << 20;
+  fl.maxHeaderBytes = config.maxHeaderKiB << 10;
+  fl.maxRequestLineBytes = config.maxRequestLineKiB << 10;
+  fl.maxResyncScanBytes = config.maxResyncScanKiB << 10;
   p->framers_ = std::make_unique<http::RequestFramerFactory>(*p, fl);
   p->ownTraffic_ = std::make_unique<OwnTrafficFilter>(*p->framers_, p->localEndpoints_, p->stats_.ownTrafficSegments);
 
@@ -130,6 +134,8 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   limits.maxTotalBufferBytes = config.maxTotalBufferMiB << 20;
   limits.idleTimeoutNs = uint64_t(config.idleTimeoutSec) * 1'000'000'000ULL;
   limits.gapTimeoutNs = uint64_t(config.gapTimeoutMs) * 1'000'000ULL;
+  limits.maxFlowBufferSegments = config.maxFlowBufferSegments;
+  limits.closedLingerNs = uint64_t(config.closedLingerMs) * 1'000'000ULL;
   p->flows_ = std::make_unique<flow::FlowTable>(limits, *p->ownTraffic_);
 
   capture::CaptureOptions co;
@@ -144,6 +150,8 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   }
   co.ringBufferBytes = config.ringBufferMiB << 20;
   co.tcPriority = config.tcPriority;
+  co.attach = *capture::parseAttachMode(config.attach);  // validated by config
+  co.adaptiveWakeups = config.adaptiveWakeups;
   if (getrandom(&co.hashSeed, sizeof(co.hashSeed), 0) != sizeof(co.hashSeed)) {
     co.hashSeed = static_cast<uint32_t>(monotonicNs());
   }
@@ -159,6 +167,15 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   }
   for (const auto& rt : p->rules_) {
     spdlog::info("rule {}: {}", rt->ruleId, rt->rule.describe());
+  }
+  p->attached_ = p->capture_->attachedInterfaces().size();
+  if (config.metricsAddress != "off") {
+    p->metrics_ = std::make_unique<PipelineMetrics>(*p);
+    p->metricsServer_ = metrics::MetricsServer::start(config.metricsAddress, *p->metrics_, {p->metrics_.get()}, error);
+    if (!p->metricsServer_) {
+      return nullptr;
+    }
+    spdlog::info("serving /metrics, /healthz and /readyz on {}", config.metricsAddress);
   }
   // Tests and scripts wait for this line.
   spdlog::info("mirroring TCP port{} {} on {} ({} rule{}, host suffix '{}')", p->rules_.size() > 1 ? "s" : "",
@@ -178,6 +195,15 @@ void Pipeline::onRequest(http::Request&& request) {
   RuleRuntime& rt = *rules_[request.ruleId - 1];
   RuleStats& rs = rt.stats;
   rs.requests.fetch_add(1, std::memory_order_relaxed);
+  {
+    const uint64_t size = request.bytes.size();
+    size_t b = 0;
+    while (b < RuleStats::kSizeBounds.size() && size > RuleStats::kSizeBounds[b]) {
+      ++b;
+    }
+    rs.sizeBuckets[b].fetch_add(1, std::memory_order_relaxed);
+    rs.sizeSum.fetch_add(size, std::memory_order_relaxed);
+  }
   if (http::hostHasSuffix(request.host(), rt.rule.suffix)) {
     rs.loopSkipped.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -235,6 +261,7 @@ int Pipeline::run() {
   const uint64_t summaryEveryNs = uint64_t(config_.summaryIntervalSec) * 1'000'000'000ULL;
   uint64_t nextSummary = monotonicNs() + summaryEveryNs;
   bool stopping = false;
+  loopTurnNs_ = monotonicNs();
   while (!stopping) {
     epoll_event events[4];
     int n = epoll_wait(ep.get(), events, 4, -1);
@@ -249,10 +276,13 @@ int Pipeline::run() {
       int fd = events[i].data.fd;
       if (fd == ringFd) {
         capture_->consume(*this);
+        consumeNs_.store(monotonicNs(), std::memory_order_relaxed);
       } else if (fd == tfd.get()) {
         uint64_t expirations;
         [[maybe_unused]] ssize_t r = read(tfd.get(), &expirations, sizeof(expirations));
         uint64_t now = monotonicNs();
+        loopTurnNs_.store(now, std::memory_order_relaxed);
+        attached_.store(capture_->attachedInterfaces().size(), std::memory_order_relaxed);
         flows_->expire(now);
         if (summaryEveryNs != 0 && now >= nextSummary) {
           spdlog::info("{}", summary());

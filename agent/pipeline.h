@@ -1,6 +1,8 @@
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,12 +12,15 @@
 #include "flow/flow_table.h"
 #include "http/request.h"
 #include "http/request_framer.h"
+#include "metrics/metrics_server.h"
 #include "replay/local_endpoints.h"
 #include "replay/replayer.h"
 #include "rules/request_transform.h"
 #include "rules/rule.h"
 
 namespace shadowtap {
+
+class PipelineMetrics;
 
 // Request-level outcomes decided between framing and the replay queue, over
 // all rules.
@@ -29,6 +34,11 @@ struct PipelineStats {
 // exactly one of filtered, loopSkipped, submitted (whose outcome the
 // replayer's stats then give; submitted = queued + dropped by submit).
 struct RuleStats {
+  // Sizes of the requests the rule saw, for the request size histogram.
+  static constexpr std::array<uint64_t, 8> kSizeBounds = {256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
+  std::array<std::atomic<uint64_t>, kSizeBounds.size() + 1> sizeBuckets{};  // not cumulative; last is +Inf
+  std::atomic<uint64_t> sizeSum{0};
+
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> filtered{0};     // method not in the rule's allow-list
   std::atomic<uint64_t> loopSkipped{0};  // host already carried the suffix: never mirrored twice
@@ -70,7 +80,19 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink {
   std::string summary() const;
 
   const PipelineStats& stats() const { return stats_; }
+  // Rules by id - 1 (null where a rule was removed by a reload). Threads other
+  // than the capture thread hold rulesMutex() while they look.
   const std::vector<std::unique_ptr<RuleRuntime>>& rules() const { return rules_; }
+  std::mutex& rulesMutex() const { return rulesMutex_; }
+  const capture::Capture& capture() const { return *capture_; }
+  const flow::FlowTable& flows() const { return *flows_; }
+  const http::RequestFramerFactory& framers() const { return *framers_; }
+
+  // For /healthz and /readyz: when the capture loop last turned and last read
+  // the ring buffer (CLOCK_MONOTONIC ns), and how many interfaces are attached.
+  uint64_t lastLoopTurnNs() const { return loopTurnNs_.load(std::memory_order_relaxed); }
+  uint64_t lastConsumeNs() const { return consumeNs_.load(std::memory_order_relaxed); }
+  size_t attachedInterfaces() const { return attached_.load(std::memory_order_relaxed); }
 
  private:
   // Declines flows that are our own connections to a mirror (a mirror on the
@@ -99,6 +121,13 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink {
   std::unique_ptr<flow::FlowTable> flows_;
   std::unique_ptr<capture::Capture> capture_;
   PipelineStats stats_;
+  mutable std::mutex rulesMutex_;
+  std::atomic<uint64_t> loopTurnNs_{0};
+  std::atomic<uint64_t> consumeNs_{0};
+  std::atomic<size_t> attached_{0};
+  // Declared last: stopped first, before anything it reads goes away.
+  std::unique_ptr<PipelineMetrics> metrics_;
+  std::unique_ptr<metrics::MetricsServer> metricsServer_;
 };
 
 }  // namespace shadowtap

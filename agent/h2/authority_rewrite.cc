@@ -7,7 +7,7 @@ namespace shadowtap::h2 {
 int rewriteAuthority(H2Request& request, std::string_view suffix) {
   int rewritten = 0;
   for (HeaderField& h : request.headers) {
-    if (h.name == ":authority" || h.name == "host") {
+    if ((h.name == ":authority" || h.name == "host") && !h.value.empty()) {
       h.value = http::appendShadowSuffix(h.value, suffix);
       ++rewritten;
     }

@@ -203,7 +203,25 @@ void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64
     tailLen_ = tailEnd_ == pos ? std::min<uint8_t>(tailLen_ + 1, 2) : 1;
   }
   tailEnd_ = pos + len;
+  noteLfAfterField();
   finishChunk();
+}
+
+// The bytes between a colon and the value may be released before the value
+// arrives; what the obs-fold check needs from them is kept here.
+void RequestFramer::noteLfAfterField() {
+  if (mode_ != Mode::kParse || !inRequest_ || !awaitingValue_ || lfAfterField_ != UINT64_MAX) {
+    return;
+  }
+  const uint64_t from = std::max(fieldEnd_, chunkPos_);
+  const uint64_t chunkEnd = chunkPos_ + chunkLen_;
+  if (from >= chunkEnd) {
+    return;
+  }
+  const void* lf = std::memchr(chunkBase_ + (from - chunkPos_), '\n', chunkEnd - from);
+  if (lf != nullptr) {
+    lfAfterField_ = posOf(static_cast<const char*>(lf));
+  }
 }
 
 // Keeps the request in progress for the next chunk, unless it is known to be
@@ -234,6 +252,16 @@ void RequestFramer::finishChunk() {
     return;
   }
   assert(accounted_ == reqStart_);
+  // A Content-Length body tells how much is still to come: one allocation for
+  // the whole request instead of doubling the buffer segment after segment.
+  // emit() then moves this buffer out as the request's bytes.
+  if (headersDone_ && (parser_.flags & F_CONTENT_LENGTH) != 0 && (parser_.flags & F_CHUNKED) == 0) {
+    const uint64_t held = chunkEnd - reqStart_;
+    const uint64_t want = std::min<uint64_t>(held + parser_.content_length, limits_.maxRequestBytes);
+    if (want > buf_.capacity()) {
+      buf_.reserve(want);
+    }
+  }
   if (accounted_ >= chunkPos_) {
     buf_.assign(chunkBase_ + (accounted_ - chunkPos_), chunkEnd - accounted_);
   } else {
@@ -322,8 +350,17 @@ void RequestFramer::emit(uint64_t end) {
   Request req;
   if (reqStart_ >= chunkPos_) {
     req.bytes.assign(chunkBase_ + (reqStart_ - chunkPos_), size);
+  } else if (reqStart_ == bufPos_) {
+    // The buffer holds exactly the start of this request: complete it and hand
+    // it over rather than copying it. Nothing before chunkPos_ is read again
+    // for this chunk (the next request starts at `end`; tail_ keeps the rest).
+    assert(bufPos_ + buf_.size() == chunkPos_);
+    buf_.append(chunkBase_, end - chunkPos_);
+    req.bytes = std::move(buf_);
+    buf_.clear();
+    bufPos_ = end;
   } else {
-    assert(reqStart_ >= bufPos_ && bufPos_ + buf_.size() == chunkPos_);
+    assert(reqStart_ > bufPos_ && bufPos_ + buf_.size() == chunkPos_);
     req.bytes.reserve(size);
     req.bytes.append(buf_, reqStart_ - bufPos_);
     req.bytes.append(chunkBase_, end - chunkPos_);
@@ -414,6 +451,8 @@ int RequestFramer::onMessageBegin(llhttp_t* parser) {
   f.fieldLen_ = 0;
   f.valueIsHost_ = false;
   f.valueSpanSeen_ = false;
+  f.awaitingValue_ = false;
+  f.lfAfterField_ = UINT64_MAX;
   f.hostValueSeen_ = false;
   f.hostCount_ = 0;
   f.chunkedBodyBytes_ = 0;
@@ -487,13 +526,9 @@ int RequestFramer::onVersionComplete(llhttp_t* parser) {
   if (f.versionEnd_ + 2 - f.reqStart_ > f.limits_.maxRequestLineBytes) {
     return f.reject(f.stats_.requestLineTooLong);
   }
-  // llhttp requires LF after a CR here, but takes a bare LF. It completes the
-  // version before reading the line end, which may not have arrived yet.
-  if (const int end = f.byteAt(f.versionEnd_); end < 0) {
-    f.lineEndPending_ = true;
-  } else if (end == '\n') {
-    return f.reject(f.stats_.bareLf);
-  }
+  // The version is checked before the line end: its bytes come first, and the
+  // line end may not have arrived yet, so the other order would make the reason
+  // depend on the cut.
   if (parser->http_major != 1 || parser->http_minor > 1) {
     return f.reject(f.stats_.invalidRequestLine);
   }
@@ -506,6 +541,13 @@ int RequestFramer::onVersionComplete(llhttp_t* parser) {
         return f.reject(f.stats_.invalidRequestLine);
       }
     }
+  }
+  // llhttp requires LF after a CR here, but takes a bare LF. It completes the
+  // version before reading the line end, which may not have arrived yet.
+  if (const int end = f.byteAt(f.versionEnd_); end < 0) {
+    f.lineEndPending_ = true;
+  } else if (end == '\n') {
+    return f.reject(f.stats_.bareLf);
   }
   return 0;
 }
@@ -549,6 +591,8 @@ int RequestFramer::onHeaderFieldComplete(llhttp_t* parser) {
   f.fieldIsHost_ = true;
   f.fieldLen_ = 0;
   f.valueSpanSeen_ = false;
+  f.awaitingValue_ = true;
+  f.lfAfterField_ = UINT64_MAX;
   return 0;
 }
 
@@ -561,12 +605,16 @@ int RequestFramer::onHeaderValue(llhttp_t* parser, const char* at, size_t length
   const uint64_t pos = f.posOf(at);
   if (!f.valueSpanSeen_) {
     f.valueSpanSeen_ = true;
+    f.awaitingValue_ = false;
     // ":" OWS value: a line end needs at least ":\r\n " before the value. An
     // empty value shows as an empty piece at the start of the next line, right
-    // after its own LF.
+    // after its own LF. Earlier chunks were searched by noteLfAfterField().
     if (pos >= f.fieldEnd_ + 4) {
       const uint64_t last = length == 0 ? pos - 1 : pos;
-      for (uint64_t q = f.fieldEnd_; q < last; ++q) {
+      if (f.lfAfterField_ < last) {
+        return f.reject(f.stats_.obsFold);
+      }
+      for (uint64_t q = std::max(f.fieldEnd_, f.chunkPos_); q < last; ++q) {
         if (f.byteAt(q) == '\n') {
           return f.reject(f.stats_.obsFold);
         }
@@ -664,11 +712,23 @@ std::atomic<uint64_t>& RequestFramer::classifyError(llhttp_errno_t err, const ch
   if (inLine && pos - reqStart_ > limits_.maxRequestLineBytes) {
     return stats_.requestLineTooLong;
   }
+  const char* reason = llhttp_get_error_reason(&parser_);
+  // llhttp stops inside a header name without handing over the piece of it in
+  // this chunk; onHeaderField() would have refused a SP in that piece, and does
+  // when the chunk is cut before the error. llhttp's open span (a field of its
+  // public struct) says where that piece starts; a line start cannot be used,
+  // as llhttp outside strict mode ends a line at a CR followed by anything.
+  if (err == HPE_INVALID_HEADER_TOKEN && reason != nullptr &&
+      std::strcmp(reason, "Invalid header token") == 0 && parser_._span_pos0 != nullptr) {
+    const char* piece = static_cast<const char*>(parser_._span_pos0);
+    if (piece >= chunkBase_ && piece <= at && std::memchr(piece, ' ', static_cast<size_t>(at - piece)) != nullptr) {
+      return stats_.invalidHeaderName;
+    }
+  }
   if (b == '\n' || (prev == '\r' && b != '\n') ||
       (prev == '\n' && pos > 1 && byteAt(pos - 2) != '\r')) {
     return stats_.bareLf;
   }
-  const char* reason = llhttp_get_error_reason(&parser_);
   if (inLine) {
     return stats_.invalidRequestLine;
   }

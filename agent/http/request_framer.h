@@ -80,6 +80,7 @@ class RequestFramer final : public flow::StreamConsumer {
   void feedResync(const char* data, size_t len, uint64_t pos, uint64_t tsNs);
   void scanResync(const char* data, size_t len, uint64_t pos, uint64_t tsNs);
   void finishChunk();
+  void noteLfAfterField();
   void startParse();
   void enterResync();
   bool afterHeaders(uint64_t end);
@@ -156,6 +157,12 @@ class RequestFramer final : public flow::StreamConsumer {
   bool valueIsHost_ = false;
   bool hostValueSeen_ = false;
   bool valueSpanSeen_ = false;  // of the current header value
+  // Between a header name's colon and its value's first byte. The first LF
+  // there (a fold) is remembered at the end of each chunk, so obs-fold is found
+  // whether or not those bytes are still held (a header section over the limit
+  // is not buffered).
+  bool awaitingValue_ = false;
+  uint64_t lfAfterField_ = UINT64_MAX;
   uint32_t fieldLen_ = 0;       // of the current header name
   uint32_t hostCount_ = 0;
   uint64_t reqStart_ = 0;

@@ -93,6 +93,12 @@ class Shadowtap:
             return None
 
 
+def our_programs():
+    """Ids of loaded BPF programs named like our capture program (system-wide)."""
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+    return {p["id"] for p in json.loads(out or "[]") if p.get("name") == "st_capture_tc"}
+
+
 def our_filters(lab, ns, iface):
     out = lab.run(ns, ["tc", "filter", "show", "dev", iface, "ingress"],
                   capture_output=True, text=True).stdout
@@ -172,8 +178,12 @@ def main():
 
     # B. Mirroring 100 %.
     primary_before = len(read_records(primary_rec))
+    # Default attach mode: tcx on this kernel (a BPF link), cls_bpf elsewhere.
+    progs_before = our_programs()
     st = Shadowtap(lab, node, args.shadowtap, node_if, workdir)
-    check(our_filters(lab, node, node_if) == 1, "one filter of ours attached")
+    check(f"attached to {node_if}" in st.text(), "attached to the interface")
+    ours = our_programs() - progs_before
+    check(len(ours) == 1, "one capture program of ours loaded")
     mirrored = client(lab, cli, workdir, "mix")
     check([r["response"] for r in mirrored] == [r["response"] for r in base],
           f"client responses byte-identical with and without shadowtap ({len(base)} responses)")
@@ -195,7 +205,8 @@ def main():
           "every mirrored request carries httpbin-shadow:8000")
     rc = st.stop()
     check(rc == 0, f"SIGTERM: shadowtap exited with {rc}")
-    check(our_filters(lab, node, node_if) == 0, "SIGTERM: no filter of ours left")
+    check(our_filters(lab, node, node_if) == 0 and not (ours & our_programs()),
+          "SIGTERM: no filter, link or program of ours left")
     text = st.text()
     check("final:" in text, "final summary logged at exit")
     check(summary_counter(text, "queued") == len(sent), "summary counts every request as queued")
@@ -223,18 +234,31 @@ def main():
     check(set(read_records(mirror_rec)[before:]) <= set(shadow_host(r) for r in requests_of(half)),
           "50 %: every mirrored request is one the client sent, with the suffix")
 
-    # E. SIGKILL leaves our filter; a restart replaces it instead of adding one.
-    st = Shadowtap(lab, node, args.shadowtap, node_if, workdir)
+    # E. tc (cls_bpf) mode: SIGKILL leaves our filter; a restart replaces it
+    # instead of adding one.
+    st = Shadowtap(lab, node, args.shadowtap, node_if, workdir, "--attach", "tc")
+    check(our_filters(lab, node, node_if) == 1, "tc mode: one filter of ours attached")
     st.stop(signal.SIGKILL)
-    check(our_filters(lab, node, node_if) == 1, "SIGKILL: the filter stays behind")
-    st = Shadowtap(lab, node, args.shadowtap, node_if, workdir)
-    check(our_filters(lab, node, node_if) == 1, "restart after SIGKILL: exactly one filter of ours")
-    check("replacing a stale filter" in st.text(), "restart says it replaced the stale filter")
+    check(our_filters(lab, node, node_if) == 1, "tc mode, SIGKILL: the filter stays behind")
+    st = Shadowtap(lab, node, args.shadowtap, node_if, workdir, "--attach", "tc")
+    check(our_filters(lab, node, node_if) == 1, "tc mode, restart after SIGKILL: exactly one filter of ours")
+    check("removed a stale shadowtap tc filter" in st.text(), "restart says it removed the stale filter")
     before = len(read_records(mirror_rec))
     again = client(lab, cli, workdir, "conns", 10)
     check(wait_count(mirror_rec, before + 10, 20) - before == 10, "restarted shadowtap mirrors again")
     check(st.stop() == 0 and our_filters(lab, node, node_if) == 0, "final SIGTERM removes our filter")
     del again
+
+    # F. tcx mode: a killed process leaves nothing behind (the link dies with it).
+    progs_before = our_programs()
+    st = Shadowtap(lab, node, args.shadowtap, node_if, workdir, "--attach", "tcx")
+    ours = our_programs() - progs_before
+    st.stop(signal.SIGKILL)
+    deadline = time.time() + 5
+    while ours & our_programs() and time.time() < deadline:
+        time.sleep(0.1)
+    check(len(ours) == 1 and not (ours & our_programs()) and our_filters(lab, node, node_if) == 0,
+          "tcx mode, SIGKILL: no link, program or filter of ours left")
 
     lab.close()
     print("e2e: all checks passed" if not FAILURES else f"e2e: {len(FAILURES)} checks failed")

@@ -1,0 +1,41 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shadowtap::compare {
+
+struct Header {
+  std::string name;   // as sent (case kept)
+  std::string value;  // without surrounding whitespace
+};
+
+// One HTTP/1.x response as the application sees it: status, headers in wire
+// order, and the body with any chunk framing removed. The body is kept up to a
+// limit; bodyLength and bodyHash always cover the whole body, so two bodies can
+// be compared exactly even when neither was kept whole.
+struct Response {
+  int status = 0;
+  std::vector<Header> headers;
+  bool headersTruncated = false;  // the header section was over its limit; the rest is missing
+  std::string body;               // the first maxBodyBytes bytes of the body
+  bool bodyTruncated = false;     // body.size() < bodyLength
+  uint64_t bodyLength = 0;
+  uint64_t bodyHash = 0;  // fnv1a64 of the whole body
+  uint64_t tsNs = 0;      // capture (or receive) time of the first byte, CLOCK_MONOTONIC
+
+  // Value of the first header named `name` (case-insensitive), empty if none.
+  std::string_view header(std::string_view name) const;
+  bool hasHeader(std::string_view name) const;
+};
+
+// Incremental 64-bit FNV-1a; fnv1a64(a + b) == fnv1a64(b, fnv1a64(a)).
+inline constexpr uint64_t kFnv1aSeed = 0xcbf29ce484222325ULL;
+uint64_t fnv1a64(std::string_view bytes, uint64_t hash = kFnv1aSeed);
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b);
+std::string toLower(std::string_view s);
+
+}  // namespace shadowtap::compare

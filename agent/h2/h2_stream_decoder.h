@@ -1,0 +1,136 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <unordered_map>
+
+#include "flow/flow_key.h"
+#include "flow/stream_consumer.h"
+#include "h2/h2_decoder_stats.h"
+#include "h2/h2_request.h"
+#include "h2/h2c_upgrade.h"
+
+struct nghttp2_session;
+
+namespace shadowtap::h2 {
+
+struct H2DecoderLimits {
+  size_t maxConcurrentStreams = 256;          // streams being assembled per connection
+  size_t maxHeaderListBytes = 64 << 10;       // per header block, RFC 7541 size (name + value + 32 each)
+  size_t maxStreamBodyBytes = 8 << 20;        // DATA payload per stream
+  size_t maxConnectionBufferedBytes = 16 << 20;  // headers + bodies of all streams in progress
+  // HPACK dynamic table the client's encoder may grow to (it follows the real
+  // server's SETTINGS_HEADER_TABLE_SIZE, which we cannot see); bounds the
+  // decoder's table memory. A client going beyond it is a decode error.
+  uint32_t maxHeaderTableBytes = 64 << 10;
+  size_t maxContinuations = 64;  // CONTINUATION frames per header block
+};
+
+// Decodes ONE client-to-server HTTP/2 cleartext connection (prior knowledge
+// h2c, or the rest of an accepted "Upgrade: h2c") from its first byte, with an
+// nghttp2 server session that only observes: nothing it wants to send goes
+// anywhere. Each client stream's HEADERS (+CONTINUATION), DATA and trailers
+// are assembled and emitted to the sink as one H2Request at END_STREAM.
+//
+// We see only the client's bytes, so the settings the real server announced
+// are unknown. The client may use them (a larger frame size, stream window or
+// HPACK table) only after it has acknowledged them, so the decoder keeps one
+// SETTINGS of its own "in flight" with permissive values (max frame size,
+// max windows, maxHeaderTableBytes), and every SETTINGS ACK the client sends
+// applies it. Connection and stream windows are replenished as data arrives,
+// so flow control never rejects a legitimate client.
+//
+// - The stream must start with the client preface; otherwise counted
+//   (prefaceMismatch) and skipped whole.
+// - Any connection error nghttp2 finds (bad frame, HPACK decoding failed, e.g.
+//   because the connection was joined mid-stream) is counted (decodeErrors);
+//   the rest of the stream is skipped.
+// - onGap(): the HPACK state is lost, so the connection is abandoned (gaps).
+// - Stream-level trouble (RST_STREAM from the client, limits, malformed fields)
+//   drops that stream only; see H2DecoderStats for the outcomes.
+// Not thread-safe; nghttp2 points back at the decoder, so it does not move.
+class H2StreamDecoder final : public flow::StreamConsumer {
+ public:
+  // `upgrade`: the connection continues an accepted "Upgrade: h2c" request (see
+  // h2c_upgrade.h); its request is emitted as stream 1 once the preface is seen.
+  H2StreamDecoder(const flow::FlowKey& key, uint32_t ruleId, H2RequestSink& sink, const H2DecoderLimits& limits,
+                  H2DecoderStats& stats, std::optional<H2cUpgrade> upgrade = std::nullopt);
+  ~H2StreamDecoder() override;
+  H2StreamDecoder(const H2StreamDecoder&) = delete;
+  H2StreamDecoder& operator=(const H2StreamDecoder&) = delete;
+
+  void onData(std::span<const uint8_t> bytes, uint64_t tsNs) override;
+  void onGap(uint64_t bytes) override;
+  void onEnd(flow::EndReason reason) override;
+  size_t bufferedBytes() const override { return buffered_; }
+
+  // True once the connection is given up or ended: later bytes are only counted.
+  bool skipping() const { return state_ != State::kPreface && state_ != State::kDecoding; }
+
+ private:
+  enum class State : uint8_t { kPreface, kDecoding, kSkipping, kEnded };
+
+  struct Stream {
+    H2Request request;
+    size_t headerBytes = 0;  // of the header block being received
+    size_t buffered = 0;     // counted in buffered_
+    bool inTrailers = false;
+  };
+
+  // The nghttp2 callbacks (h2_stream_decoder.cc).
+  friend struct DecoderCallbacks;
+
+  bool startSession();
+  void submitPermissiveSettings();
+  void feed(std::span<const uint8_t> bytes);
+  void drainOutput();
+  // Drops a stream we still assemble: counts `outcome`, resets it in nghttp2
+  // when `reset` (so its further frames are ignored).
+  void dropStream(int32_t streamId, std::atomic<uint64_t>& outcome, bool reset);
+  void completeStream(int32_t streamId);
+  bool addBuffered(Stream& s, size_t n, int32_t streamId);
+  void releaseBuffered(Stream& s);
+  void giveUp(std::atomic<uint64_t>& reason);
+  void abandonStreams();
+  void destroySession();
+
+  const flow::FlowKey key_;
+  const uint32_t ruleId_;
+  H2RequestSink& sink_;
+  const H2DecoderLimits limits_;
+  H2DecoderStats& stats_;
+  std::optional<H2cUpgrade> upgrade_;
+  nghttp2_session* session_ = nullptr;
+  State state_ = State::kPreface;
+  size_t prefaceSeen_ = 0;
+  bool clientGoaway_ = false;
+  uint64_t chunkTs_ = 0;
+  size_t buffered_ = 0;
+  std::unordered_map<int32_t, Stream> streams_;
+};
+
+// Creates one H2StreamDecoder per connection that starts with the preface.
+// Owns the shared stats and limits, so it must outlive every decoder it created.
+class H2StreamDecoderFactory {
+ public:
+  explicit H2StreamDecoderFactory(H2RequestSink& sink, H2DecoderLimits limits = {})
+      : sink_(sink), limits_(limits) {}
+
+  std::unique_ptr<H2StreamDecoder> create(const flow::FlowKey& key, uint32_t ruleId,
+                                          std::optional<H2cUpgrade> upgrade = std::nullopt) {
+    return std::make_unique<H2StreamDecoder>(key, ruleId, sink_, limits_, stats_, std::move(upgrade));
+  }
+
+  const H2DecoderStats& stats() const { return stats_; }
+  const H2DecoderLimits& limits() const { return limits_; }
+
+ private:
+  H2RequestSink& sink_;
+  const H2DecoderLimits limits_;
+  H2DecoderStats stats_;
+};
+
+}  // namespace shadowtap::h2

@@ -1,0 +1,255 @@
+#include "pipeline_metrics.h"
+
+#include <time.h>
+
+#include <string>
+
+#include "metrics/family_builder.h"
+#include "pipeline.h"
+#include "shadowtap/capture_abi.h"
+
+namespace shadowtap {
+namespace {
+
+using metrics::FamilyBuilder;
+using metrics::Labels;
+using prometheus::MetricType;
+
+constexpr uint64_t kAliveWithinNs = 5'000'000'000ULL;  // the loop ticks every 100 ms
+
+uint64_t nowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+double v(const std::atomic<uint64_t>& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); }
+double v(const std::atomic<int64_t>& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); }
+
+// One family with one sample per (label value, counter).
+template <typename Pairs>
+prometheus::MetricFamily labelled(const std::string& name, const std::string& help, MetricType type,
+                                  const std::string& label, const Pairs& pairs) {
+  FamilyBuilder b(name, help, type);
+  for (const auto& [value, counter] : pairs) {
+    b.add(counter, {{label, value}});
+  }
+  return b.take();
+}
+
+prometheus::MetricFamily single(const std::string& name, const std::string& help, MetricType type, double value) {
+  return FamilyBuilder(name, help, type).add(value).take();
+}
+
+std::string ago(uint64_t thenNs, uint64_t now) {
+  if (thenNs == 0) {
+    return "never";
+  }
+  return std::to_string((now - thenNs) / 1'000'000) + " ms ago";
+}
+
+}  // namespace
+
+std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
+  std::vector<prometheus::MetricFamily> out;
+  const auto C = MetricType::Counter;
+  const auto G = MetricType::Gauge;
+
+  // Kernel program, summed over CPUs.
+  const capture::KernelCounters k = p_.capture().kernelCounters();
+  auto kv = [&k](int i) { return static_cast<double>(k[static_cast<size_t>(i)]); };
+  out.push_back(single("shadowtap_kernel_packets_total", "Packets the capture program ran on.", C, kv(ST_CNT_SEEN)));
+  out.push_back(labelled("shadowtap_kernel_packets_skipped_total", "Packets not inspected further, by reason.", C,
+                         "reason",
+                         std::vector<std::pair<std::string, double>>{
+                             {"not_ip", kv(ST_CNT_NOT_IP)},
+                             {"not_tcp", kv(ST_CNT_NOT_TCP)},
+                             {"malformed", kv(ST_CNT_MALFORMED)},
+                             {"ipv4_fragment", kv(ST_CNT_IP_FRAGMENT)},
+                             {"ipv6_fragment", kv(ST_CNT_IPV6_FRAGMENT)},
+                             {"ipv6_extension_unsupported", kv(ST_CNT_IPV6_EXT_SKIPPED)},
+                             {"vlan_too_deep", kv(ST_CNT_VLAN_TOO_DEEP)},
+                         }));
+  out.push_back(single("shadowtap_kernel_packets_matched_total", "TCP packets to a port with a rule.", C,
+                       kv(ST_CNT_MATCHED)));
+  out.push_back(single("shadowtap_kernel_packets_sampled_out_total",
+                       "Matched packets of connections outside the mirror percentage.", C, kv(ST_CNT_SAMPLED_OUT)));
+  out.push_back(single("shadowtap_kernel_segments_copied_total", "Segments copied whole into the ring buffer.", C,
+                       kv(ST_CNT_COPIED)));
+  out.push_back(single("shadowtap_kernel_payload_bytes_copied_total", "Payload bytes copied into the ring buffer.", C,
+                       kv(ST_CNT_COPIED_BYTES)));
+  out.push_back(single("shadowtap_kernel_records_lost_total",
+                       "Ring buffer records lost because the ring buffer was full.", C, kv(ST_CNT_RINGBUF_FULL)));
+  out.push_back(single("shadowtap_kernel_segments_truncated_total", "Segments larger than the chunk limit.", C,
+                       kv(ST_CNT_TRUNCATED)));
+
+  // Ring buffer consumer.
+  const auto& cs = p_.capture().stats();
+  out.push_back(single("shadowtap_capture_records_total", "Ring buffer records read.", C, v(cs.records)));
+  out.push_back(single("shadowtap_capture_bad_records_total", "Ring buffer records rejected.", C, v(cs.badRecords)));
+  out.push_back(single("shadowtap_capture_interfaces", "Interfaces the capture program is attached to.", G,
+                       static_cast<double>(p_.attachedInterfaces())));
+
+  // Reassembly.
+  const auto& fs = p_.flows().stats();
+  out.push_back(single("shadowtap_flow_segments_total", "Segments given to reassembly.", C, v(fs.segments)));
+  out.push_back(single("shadowtap_flow_payload_bytes_total", "Payload bytes given to reassembly.", C,
+                       v(fs.payloadBytes)));
+  out.push_back(single("shadowtap_flow_delivered_bytes_total", "Bytes delivered in order to HTTP framing.", C,
+                       v(fs.deliveredBytes)));
+  out.push_back(single("shadowtap_flow_retransmitted_bytes_total", "Duplicate or overlapping bytes trimmed.", C,
+                       v(fs.retransmitBytes)));
+  out.push_back(labelled("shadowtap_flows_started_total", "Connections tracked, by how they were first seen.", C,
+                         "start",
+                         std::vector<std::pair<std::string, double>>{
+                             {"syn", v(fs.flowsCreated) - v(fs.flowsMidstream)}, {"midstream", v(fs.flowsMidstream)}}));
+  out.push_back(labelled("shadowtap_flows_ended_total", "Connections no longer tracked, by reason.", C, "reason",
+                         std::vector<std::pair<std::string, double>>{{"fin", v(fs.endedFin)},
+                                                                     {"rst", v(fs.endedRst)},
+                                                                     {"idle", v(fs.endedIdle)},
+                                                                     {"evicted", v(fs.endedEvicted)},
+                                                                     {"shutdown", v(fs.endedShutdown)}}));
+  out.push_back(labelled("shadowtap_flow_gaps_total", "Sequence holes given up, by reason.", C, "reason",
+                         std::vector<std::pair<std::string, double>>{{"timeout", v(fs.gapsTimeout)},
+                                                                     {"flow_limit", v(fs.gapsFlowLimit)},
+                                                                     {"total_limit", v(fs.gapsTotalLimit)},
+                                                                     {"at_end", v(fs.gapsAtEnd)}}));
+  out.push_back(single("shadowtap_flow_gap_bytes_total", "Stream bytes never captured.", C, v(fs.gapBytes)));
+  out.push_back(single("shadowtap_flow_own_traffic_total",
+                       "Connections declined because they are the agent's own mirror connections.", C,
+                       v(p_.stats().ownTrafficSegments)));
+  out.push_back(single("shadowtap_flows", "Connections tracked now.", G, v(fs.liveFlows)));
+  out.push_back(single("shadowtap_flow_buffered_bytes", "Bytes held for reassembly and framing.", G,
+                       v(fs.outOfOrderBytes) + v(fs.consumerBytes)));
+
+  // HTTP framing.
+  const auto& hs = p_.framers().stats();
+  out.push_back(single("shadowtap_http_requests_parsed_total", "Complete requests framed.", C, v(hs.requestsParsed)));
+  out.push_back(labelled("shadowtap_http_requests_skipped_total", "Requests not mirrored, by reason.", C, "reason",
+                         std::vector<std::pair<std::string, double>>{
+                             {"no_host", v(hs.noHost)},
+                             {"multiple_host", v(hs.multipleHost)},
+                             {"invalid_host", v(hs.invalidHost)},
+                             {"too_large", v(hs.tooLarge)},
+                             {"headers_too_large", v(hs.headersTooLarge)},
+                             {"gap", v(hs.droppedByGap)},
+                             {"stream_ended", v(hs.droppedAtEnd)},
+                             {"connection_abandoned", v(hs.droppedByAbandon)},
+                         }));
+  out.push_back(labelled("shadowtap_http_connections_abandoned_total",
+                         "Connections whose rest is not mirrored, by reason.", C, "reason",
+                         std::vector<std::pair<std::string, double>>{
+                             {"parse_error", v(hs.parseErrors)},
+                             {"upgrade", v(hs.upgrade)},
+                             {"connect", v(hs.connect)},
+                             {"http2", v(hs.http2)},
+                             {"tls", v(hs.tls)},
+                             {"ambiguous_length", v(hs.ambiguousLength)},
+                             {"conflicting_length", v(hs.conflictingLength)},
+                             {"invalid_length", v(hs.invalidLength)},
+                             {"obs_fold", v(hs.obsFold)},
+                             {"bare_lf", v(hs.bareLf)},
+                             {"invalid_header_name", v(hs.invalidHeaderName)},
+                             {"invalid_header_value", v(hs.invalidHeaderValue)},
+                             {"invalid_request_line", v(hs.invalidRequestLine)},
+                             {"request_line_too_long", v(hs.requestLineTooLong)},
+                         }));
+  out.push_back(single("shadowtap_http_unmirrored_bytes_total",
+                       "Stream bytes skipped (before a resync point, in skipped requests, after abandonment).", C,
+                       v(hs.unmirroredBytes)));
+
+  // Per rule.
+  FamilyBuilder requests("shadowtap_requests_total", "Requests framed for a rule.", C);
+  FamilyBuilder notMirrored("shadowtap_requests_not_mirrored_total",
+                            "Requests of a rule not handed to the mirror, by reason.", C);
+  FamilyBuilder outcomes("shadowtap_mirror_requests_total",
+                         "Requests handed to a rule's mirror, by final outcome.", C);
+  FamilyBuilder queueDepth("shadowtap_mirror_queue_requests", "Requests waiting for the mirror.", G);
+  FamilyBuilder queueBytes("shadowtap_mirror_queue_bytes", "Bytes of requests waiting for the mirror.", G);
+  FamilyBuilder inFlight("shadowtap_mirror_in_flight_requests", "Requests sent and not yet answered.", G);
+  FamilyBuilder connections("shadowtap_mirror_connections", "Open connections to the mirror.", G);
+  FamilyBuilder latency("shadowtap_mirror_latency_seconds", "Mirror response time.", MetricType::Histogram);
+  FamilyBuilder sizes("shadowtap_request_size_bytes", "Size of requests seen by a rule.", MetricType::Histogram);
+  {
+    std::lock_guard<std::mutex> lock(p_.rulesMutex());
+    for (const auto& rt : p_.rules()) {
+      if (!rt) {
+        continue;
+      }
+      const std::string id = std::to_string(rt->ruleId);
+      const RuleStats& r = rt->stats;
+      requests.add(v(r.requests), {{"rule", id}});
+      notMirrored.add(v(r.filtered), {{"rule", id}, {"reason", "method_filtered"}});
+      notMirrored.add(v(r.loopSkipped), {{"rule", id}, {"reason", "already_shadow"}});
+      std::vector<double> bounds(RuleStats::kSizeBounds.begin(), RuleStats::kSizeBounds.end());
+      std::vector<uint64_t> counts;
+      for (const auto& b : r.sizeBuckets) {
+        counts.push_back(b.load(std::memory_order_relaxed));
+      }
+      sizes.addHistogram(bounds, counts, v(r.sizeSum), {{"rule", id}});
+      if (!rt->replayer) {
+        outcomes.add(v(r.queued), {{"rule", id}, {"outcome", "dry_run_printed"}});
+        continue;
+      }
+      const replay::ReplayStats& s = rt->replayer->stats();
+      const std::pair<const char*, double> o[] = {
+          {"response_1xx", v(s.responses1xx)},
+          {"response_2xx", v(s.responses2xx)},
+          {"response_3xx", v(s.responses3xx)},
+          {"response_4xx", v(s.responses4xx)},
+          {"response_5xx", v(s.responses5xx)},
+          {"response_other", v(s.responsesOther)},
+          {"connect_error", v(s.errorsConnect)},
+          {"connect_timeout", v(s.errorsConnectTimeout)},
+          {"reset", v(s.errorsReset)},
+          {"response_timeout", v(s.errorsResponseTimeout)},
+          {"bad_response", v(s.errorsBadResponse)},
+          {"response_too_large", v(s.errorsResponseTooLarge)},
+          {"queue_full", v(s.queueFull)},
+          {"dropped_oldest", v(s.droppedOldest)},
+          {"rate_limited", v(s.droppedRateLimit)},
+          {"dropped_shutdown", v(s.droppedShutdown)},
+      };
+      for (const auto& [name, value] : o) {
+        outcomes.add(value, {{"rule", id}, {"outcome", name}});
+      }
+      queueDepth.add(v(s.queueDepth), {{"rule", id}});
+      queueBytes.add(v(s.queueBytes), {{"rule", id}});
+      inFlight.add(v(s.inFlight), {{"rule", id}});
+      connections.add(v(s.openConnections), {{"rule", id}});
+      std::vector<double> lb;
+      for (uint64_t us : replay::LatencyHistogram::kBoundsUs) {
+        lb.push_back(static_cast<double>(us) / 1e6);
+      }
+      std::vector<uint64_t> lc;
+      for (const auto& b : s.latency.buckets) {
+        lc.push_back(b.load(std::memory_order_relaxed));
+      }
+      latency.addHistogram(lb, lc, v(s.latency.sumUs) / 1e6, {{"rule", id}});
+    }
+  }
+  for (FamilyBuilder* b : {&requests, &notMirrored, &outcomes, &queueDepth, &queueBytes, &inFlight, &connections,
+                           &latency, &sizes}) {
+    out.push_back(b->take());
+  }
+  return out;
+}
+
+metrics::HealthStatus PipelineMetrics::live() const {
+  const uint64_t now = nowNs();
+  const uint64_t turned = p_.lastLoopTurnNs();
+  const bool ok = turned != 0 && now - turned < kAliveWithinNs;
+  return {ok, "capture loop turned " + ago(turned, now)};
+}
+
+metrics::HealthStatus PipelineMetrics::ready() const {
+  const uint64_t now = nowNs();
+  const size_t attached = p_.attachedInterfaces();
+  const uint64_t consumed = p_.lastConsumeNs();
+  const bool fresh = consumed != 0 && now - consumed < kAliveWithinNs;
+  std::string detail = "attached to " + std::to_string(attached) + " interface(s); ring buffer read " +
+                       ago(consumed, now);
+  return {attached > 0 && fresh, detail};
+}
+
+}  // namespace shadowtap

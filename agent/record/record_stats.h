@@ -1,0 +1,35 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace shadowtap::record {
+
+// Counters of one recorder; written by the capture thread (offers, drops) and
+// the writer thread, read by anyone (relaxed). Every offered record ends in
+// exactly one outcome, so once the recorder is closed:
+//   offered == written + dropped + malformed + writeErrors
+struct RecordStats {
+  std::atomic<uint64_t> offered{0};      // requests (har/jsonl) or segments (pcap) handed to the recorder
+  std::atomic<uint64_t> written{0};      // records handed to the file (a HAR entry, a JSON line, a segment)
+  std::atomic<uint64_t> dropped{0};      // queue to the writer thread full (records or bytes): disk too slow
+  std::atomic<uint64_t> malformed{0};    // request that did not split into fields (a framer bug if ever)
+  std::atomic<uint64_t> writeErrors{0};  // records lost to a failed open/write/flush (disk full, directory gone)
+
+  std::atomic<uint64_t> bytesWritten{0};   // file bytes, headers and trailers included
+  std::atomic<uint64_t> packets{0};        // pcap: packets written (a segment over 64 KiB is split)
+  std::atomic<uint64_t> redactedValues{0}; // header and query values replaced by the marker
+  std::atomic<uint64_t> bodiesOmitted{0};  // non-empty bodies recorded as length + hash only
+  std::atomic<uint64_t> filesOpened{0};
+  std::atomic<uint64_t> rotations{0};      // files closed by size or time (not at exit)
+  std::atomic<uint64_t> filesDeleted{0};   // oldest files removed to stay under the disk cap
+  std::atomic<uint64_t> bytesDeleted{0};
+  std::atomic<uint64_t> flushes{0};
+
+  // Gauges.
+  std::atomic<int64_t> queueDepth{0};
+  std::atomic<int64_t> queueBytes{0};
+  std::atomic<int64_t> diskBytes{0};  // bytes in our files, closed and open
+};
+
+}  // namespace shadowtap::record

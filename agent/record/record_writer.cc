@@ -1,0 +1,376 @@
+#include "record/record_writer.h"
+
+#include <spdlog/spdlog.h>
+#include <time.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "record/pcap_writer.h"
+#include "record/record_format.h"
+
+namespace shadowtap::record {
+namespace {
+
+constexpr size_t kFileBuffer = 1 << 20;
+constexpr uint64_t kReopenBackoffNs = 1'000'000'000;
+constexpr uint64_t kErrorLogEveryNs = 10'000'000'000;
+// Per queued record, beyond its payload: what a queue entry costs anyway.
+constexpr size_t kItemOverhead = 128;
+
+uint64_t clockNs(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+int64_t measureRealtimeOffset() {
+  const int64_t m0 = static_cast<int64_t>(clockNs(CLOCK_MONOTONIC));
+  const int64_t r = static_cast<int64_t>(clockNs(CLOCK_REALTIME));
+  const int64_t m1 = static_cast<int64_t>(clockNs(CLOCK_MONOTONIC));
+  return r - (m0 + (m1 - m0) / 2);
+}
+
+std::FILE* openBuffered(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "wbx");  // never overwrite a file
+  if (f != nullptr) {
+    std::setvbuf(f, nullptr, _IOFBF, kFileBuffer);
+  }
+  return f;
+}
+
+bool writeAll(std::FILE* f, std::string_view s, uint64_t& bytes) {
+  if (std::fwrite(s.data(), 1, s.size(), f) != s.size()) {
+    std::clearerr(f);
+    return false;
+  }
+  bytes += s.size();
+  return true;
+}
+
+}  // namespace
+
+RecordWriter::RecordWriter(RecordOptions opts)
+    : opts_(std::move(opts)),
+      realtimeOffsetNs_(opts_.realtimeOffsetNs ? *opts_.realtimeOffsetNs : measureRealtimeOffset()),
+      files_(opts_.path, opts_.maxTotalBytes, stats_) {}
+
+RecordWriter::~RecordWriter() {
+  // Derived classes call close() in their destructors (their hooks must
+  // still exist while the last file is finished); this is a safety net.
+  close();
+}
+
+uint64_t RecordWriter::now() const { return opts_.clock ? opts_.clock() : clockNs(CLOCK_MONOTONIC); }
+
+bool RecordWriter::start() {
+  if (started_) {
+    return false;
+  }
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {
+    spdlog::error("record {}: cannot start the writer thread: {}", opts_.path, e.what());
+    return false;
+  }
+  started_ = true;
+  return true;
+}
+
+void RecordWriter::enqueue(Item&& item, size_t bytes) {
+  stats_.offered.fetch_add(1, std::memory_order_relaxed);
+  bool wake = false;
+  {
+    std::lock_guard lk(mu_);
+    if (closing_ || !started_ || queue_.size() >= opts_.queueCapacity || queuedBytes_ + bytes > opts_.queueBytes) {
+      stats_.dropped.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    queue_.push_back(std::move(item));
+    queuedBytes_ += bytes;
+    wake = waiting_;
+    waiting_ = false;
+  }
+  stats_.queueDepth.fetch_add(1, std::memory_order_relaxed);
+  stats_.queueBytes.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
+  if (wake) {
+    cv_.notify_one();
+  }
+}
+
+void RecordWriter::onRequest(http::Request&& request) {
+  if (wantsSegments()) {
+    return;
+  }
+  const size_t bytes = request.bytes.size() + kItemOverhead;
+  enqueue(Item(std::in_place_type<http::Request>, std::move(request)), bytes);
+}
+
+void RecordWriter::record(const http::Request& request) {
+  if (wantsSegments()) {
+    return;
+  }
+  http::Request copy = request;
+  onRequest(std::move(copy));
+}
+
+void RecordWriter::onSegment(const flow::Segment& s) {
+  if (!wantsSegments()) {
+    return;
+  }
+  SegmentCopy c;
+  c.key = s.key;
+  c.seq = s.seq;
+  c.ack = s.ack;
+  c.flags = s.flags;
+  c.tsNs = s.tsNs;
+  c.payload.assign(reinterpret_cast<const char*>(s.payload.data()), s.payload.size());
+  const size_t bytes = c.payload.size() + kItemOverhead;
+  enqueue(Item(std::in_place_type<SegmentCopy>, std::move(c)), bytes);
+}
+
+void RecordWriter::close() {
+  {
+    std::lock_guard lk(mu_);
+    if (closing_) {
+      return;
+    }
+    closing_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void RecordWriter::run() {
+  std::vector<Item> batch;
+  const uint64_t rotateNs = uint64_t{opts_.rotateSeconds} * 1'000'000'000ULL;
+  while (true) {
+    bool done;
+    {
+      std::unique_lock lk(mu_);
+      auto ready = [&] { return !queue_.empty() || closing_; };
+      if (!ready()) {
+        waiting_ = true;
+        if (rotateNs != 0 && fileOpen_) {
+          // Close a file on time even when no traffic comes.
+          cv_.wait_for(lk, std::chrono::milliseconds(200), ready);
+        } else {
+          cv_.wait(lk, ready);
+        }
+        waiting_ = false;
+      }
+      batch.swap(queue_);
+      stats_.queueDepth.fetch_sub(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
+      stats_.queueBytes.fetch_sub(static_cast<int64_t>(queuedBytes_), std::memory_order_relaxed);
+      queuedBytes_ = 0;
+      done = closing_ && batch.empty();
+    }
+    uint64_t t = now();
+    if (fileOpen_ && rotateNs != 0 && t - openedAtNs_ >= rotateNs) {
+      finishFile(true);
+    }
+    for (Item& item : batch) {
+      writeOne(item, t);
+    }
+    if (!batch.empty() && fileOpen_) {
+      stats_.flushes.fetch_add(1, std::memory_order_relaxed);
+      if (!flushFile()) {
+        // Whatever the buffer held may be lost; start over with a new file.
+        stats_.writeErrors.fetch_add(1, std::memory_order_relaxed);
+        finishFile(false);
+        reopenAfterNs_ = t + kReopenBackoffNs;
+      }
+    }
+    batch.clear();
+    if (done) {
+      break;
+    }
+  }
+  if (fileOpen_) {
+    finishFile(false);
+  }
+}
+
+void RecordWriter::writeOne(Item& item, uint64_t t) {
+  if (!fileOpen_) {
+    if (t < reopenAfterNs_) {
+      stats_.writeErrors.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    const std::string path = files_.nextPath(static_cast<int64_t>(t) + realtimeOffsetNs_);
+    if (!openFile(path)) {
+      const int err = errno;
+      stats_.writeErrors.fetch_add(1, std::memory_order_relaxed);
+      reopenAfterNs_ = t + kReopenBackoffNs;
+      if (lastErrorLogNs_ == 0 || t - lastErrorLogNs_ >= kErrorLogEveryNs) {
+        lastErrorLogNs_ = t;
+        spdlog::warn("record: cannot open {}: {} (records are counted as write errors)", path, std::strerror(err));
+      }
+      return;
+    }
+    fileOpen_ = true;
+    currentPath_ = path;
+    openedAtNs_ = t;
+    stats_.filesOpened.fetch_add(1, std::memory_order_relaxed);
+  }
+  const uint64_t before = fileBytes();
+  switch (writeItem(item)) {
+    case WriteResult::kOk:
+      stats_.written.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case WriteResult::kMalformed:
+      stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case WriteResult::kError:
+      stats_.writeErrors.fetch_add(1, std::memory_order_relaxed);
+      finishFile(false);
+      reopenAfterNs_ = t + kReopenBackoffNs;
+      return;
+  }
+  stats_.bytesWritten.fetch_add(fileBytes() - before, std::memory_order_relaxed);
+  if (fileBytes() >= opts_.maxFileBytes) {
+    finishFile(true);
+  } else {
+    files_.enforceCap(fileBytes());
+  }
+}
+
+void RecordWriter::finishFile(bool rotation) {
+  const uint64_t before = fileBytes();
+  if (!closeFile()) {
+    stats_.writeErrors.fetch_add(1, std::memory_order_relaxed);
+  }
+  const uint64_t bytes = fileBytes();
+  stats_.bytesWritten.fetch_add(bytes - before, std::memory_order_relaxed);
+  fileOpen_ = false;
+  if (rotation) {
+    stats_.rotations.fetch_add(1, std::memory_order_relaxed);
+  }
+  files_.closed(currentPath_, bytes);
+  files_.enforceCap(0);
+}
+
+// ---- HAR ----
+
+HarWriter::HarWriter(RecordOptions opts)
+    : RecordWriter(std::move(opts)),
+      redactor_(options().redact, options().redactHeaders, options().redactQuery) {}
+
+HarWriter::~HarWriter() { close(); }
+
+bool HarWriter::openFile(const std::string& path) {
+  f_ = openBuffered(path);
+  bytes_ = 0;
+  entries_ = 0;
+  if (f_ == nullptr) {
+    return false;
+  }
+  return writeAll(f_, harFileHead(), bytes_);
+}
+
+RecordWriter::WriteResult HarWriter::writeItem(Item& item) {
+  auto* req = std::get_if<http::Request>(&item);
+  if (req == nullptr) {
+    return WriteResult::kMalformed;
+  }
+  auto rec = splitRequest(*req, realtimeOffsetNs(), options().keepBodies);
+  if (!rec) {
+    return WriteResult::kMalformed;
+  }
+  mutableStats().redactedValues.fetch_add(redactor_.apply(*rec), std::memory_order_relaxed);
+  if (!rec->bodyKept && rec->bodyLength > 0) {
+    mutableStats().bodiesOmitted.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::string line = entries_ == 0 ? std::string() : std::string(",");
+  line += harEntry(*rec);
+  line += '\n';
+  if (!writeAll(f_, line, bytes_)) {
+    return WriteResult::kError;
+  }
+  ++entries_;
+  return WriteResult::kOk;
+}
+
+bool HarWriter::flushFile() { return std::fflush(f_) == 0; }
+
+bool HarWriter::closeFile() {
+  if (f_ == nullptr) {
+    return true;
+  }
+  bool ok = writeAll(f_, harFileTail(), bytes_);
+  ok = std::fclose(f_) == 0 && ok;
+  f_ = nullptr;
+  return ok;
+}
+
+// ---- JSON lines ----
+
+JsonlWriter::JsonlWriter(RecordOptions opts)
+    : RecordWriter(std::move(opts)),
+      redactor_(options().redact, options().redactHeaders, options().redactQuery) {}
+
+JsonlWriter::~JsonlWriter() { close(); }
+
+bool JsonlWriter::openFile(const std::string& path) {
+  f_ = openBuffered(path);
+  bytes_ = 0;
+  return f_ != nullptr;
+}
+
+RecordWriter::WriteResult JsonlWriter::writeItem(Item& item) {
+  auto* req = std::get_if<http::Request>(&item);
+  if (req == nullptr) {
+    return WriteResult::kMalformed;
+  }
+  auto rec = splitRequest(*req, realtimeOffsetNs(), options().keepBodies);
+  if (!rec) {
+    return WriteResult::kMalformed;
+  }
+  mutableStats().redactedValues.fetch_add(redactor_.apply(*rec), std::memory_order_relaxed);
+  if (!rec->bodyKept && rec->bodyLength > 0) {
+    mutableStats().bodiesOmitted.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::string line = toJsonLine(*rec);
+  line += '\n';
+  return writeAll(f_, line, bytes_) ? WriteResult::kOk : WriteResult::kError;
+}
+
+bool JsonlWriter::flushFile() { return std::fflush(f_) == 0; }
+
+bool JsonlWriter::closeFile() {
+  if (f_ == nullptr) {
+    return true;
+  }
+  const bool ok = std::fclose(f_) == 0;
+  f_ = nullptr;
+  return ok;
+}
+
+std::unique_ptr<RecordWriter> makeRecordWriter(RecordOptions opts, std::string* error) {
+  if (std::string e = checkRecordOptions(opts); !e.empty()) {
+    *error = e;
+    return nullptr;
+  }
+  std::unique_ptr<RecordWriter> w;
+  switch (opts.format) {
+    case RecordFormat::kHar:
+      w = std::make_unique<HarWriter>(std::move(opts));
+      break;
+    case RecordFormat::kJsonl:
+      w = std::make_unique<JsonlWriter>(std::move(opts));
+      break;
+    case RecordFormat::kPcap:
+      w = std::make_unique<PcapWriter>(std::move(opts));
+      break;
+  }
+  if (!w->start()) {
+    *error = "--record " + w->options().path + ": cannot start the writer thread";
+    return nullptr;
+  }
+  return w;
+}
+
+}  // namespace shadowtap::record

@@ -1,0 +1,246 @@
+#include "record/recorded_request.h"
+
+#include <algorithm>
+
+#include "http/host_rewrite.h"
+#include "http/request_line.h"
+#include "record/codec.h"
+
+namespace shadowtap::record {
+namespace {
+
+std::string_view trimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+}  // namespace
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<std::string> decodeChunked(std::string_view w) {
+  std::string out;
+  size_t i = 0;
+  while (true) {
+    const size_t eol = w.find("\r\n", i);
+    if (eol == std::string_view::npos) {
+      return std::nullopt;
+    }
+    uint64_t size = 0;
+    size_t k = i;
+    for (; k < eol && std::isxdigit(static_cast<unsigned char>(w[k])); ++k) {
+      if (size > (uint64_t{1} << 40)) {
+        return std::nullopt;
+      }
+      const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(w[k])));
+      size = size * 16 + static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    if (k == i) {
+      return std::nullopt;
+    }
+    i = eol + 2;
+    if (size == 0) {
+      return out;  // trailers follow; they stay in the wire body only
+    }
+    if (i + size + 2 > w.size() || w.substr(i + size, 2) != "\r\n") {
+      return std::nullopt;
+    }
+    out.append(w.substr(i, size));
+    i += size + 2;
+  }
+}
+
+std::optional<RecordedRequest> splitRequest(const http::Request& r, int64_t realtimeOffsetNs, bool keepBodies) {
+  RecordedRequest out;
+  out.unixNs = static_cast<int64_t>(r.tsNs) + realtimeOffsetNs;
+  out.flow = r.flow.toString();
+  out.ruleId = r.ruleId;
+  const std::string_view bytes(r.bytes);
+  if (r.bodyOffset < 4 || r.bodyOffset > bytes.size() || bytes.substr(r.bodyOffset - 4, 4) != "\r\n\r\n") {
+    return std::nullopt;
+  }
+  out.headSize = r.bodyOffset;
+  const std::string_view head = bytes.substr(0, r.bodyOffset - 2);  // every line keeps its CRLF
+  size_t lineEnd = head.find("\r\n");
+  const std::string_view requestLine = head.substr(0, lineEnd);
+  const size_t sp1 = requestLine.find(' ');
+  const size_t sp2 = requestLine.rfind(' ');
+  if (sp1 == std::string_view::npos || sp2 == sp1) {
+    return std::nullopt;
+  }
+  out.method = std::string(requestLine.substr(0, sp1));
+  out.target = std::string(requestLine.substr(sp1 + 1, sp2 - sp1 - 1));
+  out.httpVersion = std::string(requestLine.substr(sp2 + 1));
+  bool chunked = false;
+  size_t pos = lineEnd + 2;
+  while (pos < head.size()) {
+    lineEnd = head.find("\r\n", pos);
+    if (lineEnd == std::string_view::npos) {
+      return std::nullopt;
+    }
+    const std::string_view line = head.substr(pos, lineEnd - pos);
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      return std::nullopt;
+    }
+    std::string_view name = line.substr(0, colon);
+    std::string_view value = trimOws(line.substr(colon + 1));
+    if (equalsIgnoreCase(name, "transfer-encoding") && lower(value).find("chunked") != std::string::npos) {
+      chunked = true;
+    }
+    out.headers.emplace_back(std::string(name), std::string(value));
+    pos = lineEnd + 2;
+  }
+  const std::string_view wire = bytes.substr(r.bodyOffset);
+  std::string body;
+  if (chunked) {
+    auto decoded = decodeChunked(wire);
+    if (!decoded) {
+      return std::nullopt;
+    }
+    body = std::move(*decoded);
+  } else {
+    body = std::string(wire);
+  }
+  out.bodyLength = body.size();
+  out.bodySha256 = sha256Hex(body);
+  out.bodyKept = keepBodies;
+  if (keepBodies) {
+    if (chunked) {
+      out.wireBody = std::string(wire);
+    }
+    out.body = std::move(body);
+  }
+  return out;
+}
+
+Redactor::Redactor(bool enabled, const std::vector<std::string>& extraHeaders,
+                   const std::vector<std::string>& queryParams)
+    : enabled_(enabled) {
+  if (!enabled_) {
+    return;
+  }
+  for (std::string_view h : kDefaultRedactedHeaders) {
+    headers_.emplace_back(h);
+  }
+  for (const auto& h : extraHeaders) {
+    headers_.push_back(lower(h));
+  }
+  query_ = queryParams;
+}
+
+bool Redactor::headerRedacted(std::string_view name) const {
+  return std::any_of(headers_.begin(), headers_.end(), [&](const std::string& h) { return equalsIgnoreCase(h, name); });
+}
+
+std::string Redactor::redactTarget(std::string_view target, size_t* replaced) const {
+  const size_t q = target.find('?');
+  if (!enabled_ || query_.empty() || q == std::string_view::npos) {
+    return std::string(target);
+  }
+  const size_t hash = target.find('#', q);
+  const std::string_view query = target.substr(q + 1, hash == std::string_view::npos ? std::string_view::npos : hash - q - 1);
+  std::string out(target.substr(0, q + 1));
+  size_t i = 0;
+  bool first = true;
+  while (i <= query.size()) {
+    size_t amp = query.find('&', i);
+    if (amp == std::string_view::npos) {
+      amp = query.size();
+    }
+    const std::string_view pair = query.substr(i, amp - i);
+    if (!first) {
+      out += '&';
+    }
+    first = false;
+    const size_t eq = pair.find('=');
+    const std::string_view name = pair.substr(0, eq);
+    if (eq != std::string_view::npos && std::find(query_.begin(), query_.end(), name) != query_.end()) {
+      out.append(name);
+      out += '=';
+      out.append(kRedactedMarker);
+      ++*replaced;
+    } else {
+      out.append(pair);
+    }
+    i = amp + 1;
+  }
+  if (hash != std::string_view::npos) {
+    out.append(target.substr(hash));
+  }
+  return out;
+}
+
+size_t Redactor::apply(RecordedRequest& r) const {
+  if (!enabled_) {
+    return 0;
+  }
+  size_t replaced = 0;
+  for (auto& [name, value] : r.headers) {
+    if (headerRedacted(name)) {
+      value = std::string(kRedactedMarker);
+      ++replaced;
+    }
+  }
+  r.target = redactTarget(r.target, &replaced);
+  return replaced;
+}
+
+std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix) {
+  http::Request req;
+  std::string& b = req.bytes;
+  b.reserve(r.target.size() + 64 + r.headers.size() * 32 + std::max(r.body.size(), r.wireBody.size()));
+  b += r.method;
+  b += ' ';
+  req.targetOffset = b.size();
+  req.targetLength = r.target.size();
+  b += r.target;
+  b += ' ';
+  b += r.httpVersion;
+  b += "\r\n";
+  for (const auto& [name, value] : r.headers) {
+    b += name;
+    b += value.empty() ? ":" : ": ";
+    if (req.hostLength == 0 && equalsIgnoreCase(name, "host")) {
+      req.hostOffset = b.size();
+      req.hostLength = value.size();
+    }
+    b += value;
+    b += "\r\n";
+  }
+  b += "\r\n";
+  req.bodyOffset = b.size();
+  b += r.wireBody.empty() ? r.body : r.wireBody;
+  if (suffix.empty()) {
+    return std::move(b);
+  }
+  const http::TargetHost th = http::findTargetHost(r.target);
+  if (th.absoluteForm && th.length > 0) {
+    req.targetHostOffset = req.targetOffset + th.offset;
+    req.targetHostLength = th.length;
+  }
+  return http::rewriteRequestHost(req, suffix);
+}
+
+}  // namespace shadowtap::record

@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "http/request.h"
+#include "record/record_options.h"
+
+namespace shadowtap::record {
+
+// One request as the recordings store it (HAR entry, JSON line), and as
+// `shadowtap replay` reads it back. Request line and headers are kept as
+// fields, so a rebuilt request is "NAME: value" with one space after each
+// colon and CRLF line ends; everything else (order, case, duplicates, the
+// body as framed) comes back byte for byte.
+struct RecordedRequest {
+  int64_t unixNs = 0;  // wall-clock time of the request's first byte
+  std::string flow;    // "198.18.0.1:40000->198.18.0.2:8000"; requests of one flow keep their order
+  uint32_t ruleId = 0;
+  std::string method;
+  std::string target;                // request-target as sent
+  std::string httpVersion = "HTTP/1.1";
+  std::vector<std::pair<std::string, std::string>> headers;  // in order, values without surrounding OWS
+  // The body as the application sees it (chunks joined). Empty and
+  // bodyKept=false when bodies are not recorded.
+  std::string body;
+  bool bodyKept = true;
+  uint64_t bodyLength = 0;
+  std::string bodySha256;  // hex of the application body
+  // The body as framed on the wire when it differs from `body` (chunked:
+  // chunk sizes, extensions, trailers); empty otherwise.
+  std::string wireBody;
+  size_t headSize = 0;  // bytes of request line + headers + blank line, as captured
+};
+
+// Splits a framed request (http::Request from the framer) into fields.
+// nullopt when the head does not split into "NAME:value" CRLF lines or a
+// chunked body does not decode (never for the framer's output).
+std::optional<RecordedRequest> splitRequest(const http::Request& r, int64_t realtimeOffsetNs, bool keepBodies);
+
+// Replaces sensitive values with kRedactedMarker: the values of the headers
+// named in kDefaultRedactedHeaders and `extraHeaders` (any case) and of the
+// query parameters named in `queryParams` (in the target). Returns how many
+// values were replaced.
+class Redactor {
+ public:
+  Redactor(bool enabled, const std::vector<std::string>& extraHeaders, const std::vector<std::string>& queryParams);
+  size_t apply(RecordedRequest& r) const;
+  // The target with the values of the configured query parameters replaced.
+  std::string redactTarget(std::string_view target, size_t* replaced) const;
+  bool headerRedacted(std::string_view name) const;
+
+ private:
+  bool enabled_;
+  std::vector<std::string> headers_;  // lower case
+  std::vector<std::string> query_;
+};
+
+// The request bytes rebuilt from the fields: request line, headers, blank
+// line, then wireBody if set, else body. Host (and the authority of an
+// absolute-form target) get `suffix` as in live mirroring (empty: unchanged).
+std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix);
+
+// Decodes a chunked body framed on the wire. nullopt when malformed.
+std::optional<std::string> decodeChunked(std::string_view wire);
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b);
+
+}  // namespace shadowtap::record
