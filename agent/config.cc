@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 
 namespace shadowtap {
 
@@ -57,7 +58,30 @@ std::string buildRules(Config& c, bool shorthand) {
 
 }  // namespace
 
-int parseConfig(int argc, char** argv, Config& c) {
+namespace {
+int parseInto(int argc, char** argv, Config& c, std::ostream& err);
+}  // namespace
+
+int parseConfig(int argc, char** argv, Config& c) { return parseInto(argc, argv, c, std::cerr); }
+
+bool reparseConfig(int argc, char** argv, Config& c, std::string* error) {
+  std::ostringstream err;
+  int code = parseInto(argc, argv, c, err);
+  if (code == -1) {
+    return true;
+  }
+  *error = err.str();
+  while (!error->empty() && error->back() == '\n') {
+    error->pop_back();
+  }
+  if (error->empty()) {
+    *error = "the command line asked for help or the version";
+  }
+  return false;
+}
+
+namespace {
+int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
   CLI::App app{
       "shadowtap: mirror live HTTP/1.1 traffic arriving on an interface to a shadow service,\n"
       "appending a suffix to the Host header, without touching production packets."};
@@ -200,14 +224,15 @@ int parseConfig(int argc, char** argv, Config& c) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "shadowtap: " << e.what() << " (see shadowtap --help)" << std::endl;
+    err << "shadowtap: " << e.what() << " (see shadowtap --help)" << std::endl;
     return 2;
   }
   if (std::string error = buildRules(c, portOpt->count() > 0); !error.empty()) {
-    std::cerr << "shadowtap: " << error << " (see shadowtap --help)" << std::endl;
+    err << "shadowtap: " << error << " (see shadowtap --help)" << std::endl;
     return 2;
   }
   return -1;
 }
+}  // namespace
 
 }  // namespace shadowtap

@@ -67,4 +67,7 @@ struct Config {
 // been printed as one line saying what is wrong).
 int parseConfig(int argc, char** argv, Config& out);
 
+// The same, for a reload: never prints; a failure is in *error.
+bool reparseConfig(int argc, char** argv, Config& out, std::string* error);
+
 }  // namespace shadowtap

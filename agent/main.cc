@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -41,5 +42,13 @@ int main(int argc, char** argv) {
     std::cerr << "shadowtap: " << error << std::endl;
     return 1;
   }
+  // SIGHUP re-reads the same flags and the --config file.
+  pipeline->setReloadSource([argc, argv](std::string* error) -> std::optional<shadowtap::Config> {
+    shadowtap::Config next;
+    if (!shadowtap::reparseConfig(argc, argv, next, error)) {
+      return std::nullopt;
+    }
+    return next;
+  });
   return pipeline->run();
 }

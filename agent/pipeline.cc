@@ -85,38 +85,10 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   auto p = std::unique_ptr<Pipeline>(new Pipeline(config));
 
   for (size_t i = 0; i < config.rules.size(); ++i) {
-    const rules::Rule& rule = config.rules[i];
-    auto rt = std::make_unique<RuleRuntime>(rule, static_cast<uint32_t>(i + 1));
-    if (config.dryRun) {
-#ifdef SHADOWTAP_HAVE_DRY_RUN
-      rt->dryRun = std::make_unique<record::DryRunWriter>(stdout, rule.suffix);
-      p->rules_.push_back(std::move(rt));
-      continue;
-#else
-      *error = "--dry-run is not available in this build";
-      return nullptr;
-#endif
-    }
-    replay::ResolveResult resolved = replay::resolveTarget(rule.mirror);
-    if (!resolved.error.empty()) {
-      *error = "rule '" + rule.text + "': " + resolved.error;
+    auto rt = p->makeRuntime(config.rules[i], static_cast<uint32_t>(i + 1), error);
+    if (!rt) {
       return nullptr;
     }
-    replay::ReplayOptions ro;
-    ro.target = rule.mirror;
-    ro.addrs = resolved.addrs;
-    ro.resolveInterval = std::chrono::milliseconds(uint64_t(config.resolveIntervalSec) * 1000);
-    ro.maxConnections = rule.connections;
-    ro.queueCapacity = rule.queue;
-    ro.queueBytes = rule.queueMiB << 20;
-    ro.dropPolicy = rule.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest
-                                                                   : replay::DropPolicy::kNewest;
-    ro.maxRps = rule.maxRps;
-    ro.connectTimeout = std::chrono::milliseconds(config.connectTimeoutMs);
-    ro.responseTimeout = std::chrono::milliseconds(config.responseTimeoutMs);
-    ro.idleTimeout = std::chrono::milliseconds(config.idleTimeoutMs);
-    ro.localEndpoints = &p->localEndpoints_;
-    rt->replayer = std::make_unique<replay::Replayer>(ro);
     p->rules_.push_back(std::move(rt));
   }
 
@@ -140,14 +112,11 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
 
   capture::CaptureOptions co;
   co.interfaces = config.interfaces;
+  std::vector<const RuleRuntime*> initial;
   for (const auto& rt : p->rules_) {
-    capture::PortRule pr;
-    pr.port = rt->rule.port;
-    pr.ruleId = rt->ruleId;
-    pr.sampleBp = rt->rule.sampleBasisPoints();
-    pr.destination = rt->rule.dst;
-    co.rules.push_back(pr);
+    initial.push_back(rt.get());
   }
+  co.rules = portRules(initial);
   co.ringBufferBytes = config.ringBufferMiB << 20;
   co.tcPriority = config.tcPriority;
   co.attach = *capture::parseAttachMode(config.attach);  // validated by config
@@ -184,12 +153,128 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   return p;
 }
 
+std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint32_t ruleId, std::string* error) {
+  auto rt = std::make_unique<RuleRuntime>(rule, ruleId);
+  if (config_.dryRun) {
+#ifdef SHADOWTAP_HAVE_DRY_RUN
+    rt->dryRun = std::make_unique<record::DryRunWriter>(stdout, rule.suffix);
+    return rt;
+#else
+    *error = "--dry-run is not available in this build";
+    return nullptr;
+#endif
+  }
+  replay::ResolveResult resolved = replay::resolveTarget(rule.mirror);
+  if (!resolved.error.empty()) {
+    *error = "rule '" + rule.text + "': " + resolved.error;
+    return nullptr;
+  }
+  replay::ReplayOptions ro;
+  ro.target = rule.mirror;
+  ro.addrs = resolved.addrs;
+  ro.resolveInterval = std::chrono::milliseconds(uint64_t(config_.resolveIntervalSec) * 1000);
+  ro.maxConnections = rule.connections;
+  ro.queueCapacity = rule.queue;
+  ro.queueBytes = rule.queueMiB << 20;
+  ro.dropPolicy =
+      rule.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
+  ro.maxRps = rule.maxRps;
+  ro.connectTimeout = std::chrono::milliseconds(config_.connectTimeoutMs);
+  ro.responseTimeout = std::chrono::milliseconds(config_.responseTimeoutMs);
+  ro.idleTimeout = std::chrono::milliseconds(config_.idleTimeoutMs);
+  ro.localEndpoints = &localEndpoints_;
+  rt->replayer = std::make_unique<replay::Replayer>(ro);
+  return rt;
+}
+
+std::vector<capture::PortRule> Pipeline::portRules(const std::vector<const RuleRuntime*>& runtimes) {
+  std::vector<capture::PortRule> out;
+  for (const RuleRuntime* rt : runtimes) {
+    capture::PortRule pr;
+    pr.port = rt->rule.port;
+    pr.ruleId = rt->ruleId;
+    pr.sampleBp = rt->rule.sampleBasisPoints();
+    pr.destination = rt->rule.dst;
+    out.push_back(pr);
+  }
+  return out;
+}
+
+void Pipeline::reload() {
+  if (!reloadSource_) {
+    spdlog::warn("SIGHUP: no configuration to reload (start with --config FILE)");
+    return;
+  }
+  std::string error;
+  std::optional<Config> next = reloadSource_(&error);
+  if (!next) {
+    spdlog::error("reload refused, the current rules stay: {}", error);
+    return;
+  }
+  // A rule that is the same in every setting keeps its id, its replayer and
+  // its mirror connections; anything else is a new rule.
+  std::vector<bool> kept(rules_.size(), false);
+  std::vector<const RuleRuntime*> active;
+  std::vector<std::unique_ptr<RuleRuntime>> added;
+  uint32_t nextId = static_cast<uint32_t>(rules_.size()) + 1;
+  for (const rules::Rule& rule : next->rules) {
+    bool found = false;
+    for (size_t i = 0; i < rules_.size() && !found; ++i) {
+      if (rules_[i] && !kept[i] && rules_[i]->rule.sameAs(rule)) {
+        kept[i] = true;
+        active.push_back(rules_[i].get());
+        found = true;
+      }
+    }
+    if (!found) {
+      auto rt = makeRuntime(rule, nextId++, &error);
+      if (!rt) {
+        spdlog::error("reload refused, the current rules stay: {}", error);
+        return;
+      }
+      active.push_back(rt.get());
+      added.push_back(std::move(rt));
+    }
+  }
+  if (std::string why = capture_->updateRules(portRules(active)); !why.empty()) {
+    spdlog::error("reload refused, the current rules stay: {}", why);
+    return;
+  }
+  for (const auto& rt : added) {
+    if (rt->replayer && !rt->replayer->start()) {
+      spdlog::error("reload: cannot start the replay loop of rule '{}'", rt->rule.text);
+    }
+  }
+  size_t removed = 0;
+  {
+    std::lock_guard<std::mutex> lock(rulesMutex_);
+    for (size_t i = 0; i < kept.size(); ++i) {
+      if (rules_[i] && !kept[i]) {
+        // Its in-flight requests get the drain time, off the capture thread.
+        RuleRuntime* rt = rules_[i].get();
+        retired_.push_back(std::move(rules_[i]));
+        if (rt->replayer) {
+          const auto drain = std::chrono::milliseconds(config_.drainTimeoutMs);
+          retiring_.emplace_back([rt, drain] { rt->replayer->stop(drain); });
+        }
+        ++removed;
+      }
+    }
+    for (auto& rt : added) {
+      spdlog::info("rule {}: {}", rt->ruleId, rt->rule.describe());
+      rules_.push_back(std::move(rt));
+    }
+  }
+  spdlog::info("reloaded the configuration: {} rule(s) kept, {} added, {} removed",
+               active.size() - (rules_.size() - kept.size()), rules_.size() - kept.size(), removed);
+}
+
 void Pipeline::onSegment(const flow::Segment& segment) { flows_->ingest(segment); }
 
 void Pipeline::onRequest(http::Request&& request) {
   stats_.requests.fetch_add(1, std::memory_order_relaxed);
-  if (request.ruleId == 0 || request.ruleId > rules_.size()) {
-    stats_.unknownRule.fetch_add(1, std::memory_order_relaxed);
+  if (request.ruleId == 0 || request.ruleId > rules_.size() || !rules_[request.ruleId - 1]) {
+    stats_.unknownRule.fetch_add(1, std::memory_order_relaxed);  // e.g. removed by a reload
     return;
   }
   RuleRuntime& rt = *rules_[request.ruleId - 1];
@@ -235,6 +320,7 @@ int Pipeline::run() {
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGHUP);
   Fd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
   Fd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   Fd ep(epoll_create1(EPOLL_CLOEXEC));
@@ -291,8 +377,13 @@ int Pipeline::run() {
       } else if (fd == sfd.get()) {
         signalfd_siginfo si{};
         if (read(sfd.get(), &si, sizeof(si)) == sizeof(si)) {
-          spdlog::info("received {}, stopping", strsignal(static_cast<int>(si.ssi_signo)));
-          stopping = true;
+          if (si.ssi_signo == SIGHUP) {
+            spdlog::info("received SIGHUP, reloading the configuration");
+            reload();
+          } else {
+            spdlog::info("received {}, stopping", strsignal(static_cast<int>(si.ssi_signo)));
+            stopping = true;
+          }
         }
       }
     }
@@ -306,13 +397,17 @@ int Pipeline::run() {
   // Drain the rules' replayers in parallel: each gets the full drain time.
   std::vector<std::thread> stoppers;
   for (const auto& rt : rules_) {
-    if (rt->replayer) {
+    if (rt && rt->replayer) {
       stoppers.emplace_back([&rt, this] { rt->replayer->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
     }
   }
   for (auto& t : stoppers) {
     t.join();
   }
+  for (auto& t : retiring_) {
+    t.join();
+  }
+  retiring_.clear();
   spdlog::info("final: {}", summary());
   return 0;
 }
@@ -325,6 +420,9 @@ std::string Pipeline::summary() const {
   uint64_t loopSkipped = 0, filtered = 0, queued = 0, dropped = 0, responses = 0, errors = 0, shutdown = 0;
   std::string perRule;
   for (const auto& rt : rules_) {
+    if (!rt) {
+      continue;  // removed by a reload
+    }
     const RuleStats& r = rt->stats;
     loopSkipped += load(r.loopSkipped);
     filtered += load(r.filtered);

@@ -2,7 +2,10 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <mutex>
+#include <optional>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -73,6 +76,13 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink {
   // Returns the process exit code.
   int run();
 
+  // Where SIGHUP gets the new configuration from (main re-reads the flags and
+  // the --config file). Only the rules are reloaded: a rule unchanged in every
+  // setting keeps its mirror connections; added rules start, removed ones drain.
+  using ConfigSource = std::function<std::optional<Config>(std::string* error)>;
+  void setReloadSource(ConfigSource source) { reloadSource_ = std::move(source); }
+  void reload();
+
   void onSegment(const flow::Segment& segment) override;
   void onRequest(http::Request&& request) override;
 
@@ -112,6 +122,8 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink {
   };
 
   explicit Pipeline(const Config& config);
+  std::unique_ptr<RuleRuntime> makeRuntime(const rules::Rule& rule, uint32_t ruleId, std::string* error);
+  static std::vector<capture::PortRule> portRules(const std::vector<const RuleRuntime*>& runtimes);
 
   Config config_;
   replay::LocalEndpoints localEndpoints_;
@@ -122,6 +134,9 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink {
   std::unique_ptr<capture::Capture> capture_;
   PipelineStats stats_;
   mutable std::mutex rulesMutex_;
+  ConfigSource reloadSource_;
+  std::vector<std::unique_ptr<RuleRuntime>> retired_;  // removed by a reload, draining
+  std::vector<std::thread> retiring_;
   std::atomic<uint64_t> loopTurnNs_{0};
   std::atomic<uint64_t> consumeNs_{0};
   std::atomic<size_t> attached_{0};

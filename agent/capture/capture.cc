@@ -49,22 +49,36 @@ std::map<int, std::string> currentInterfaces() {
   return out;
 }
 
-// Fills the port array and the prefix trie. Empty on success.
-std::string writeRules(const std::vector<PortRule>& rules, int rulesFd, int prefixFd) {
+st_prefix_key prefixKey(const PortRule& r) {
+  const DestinationPrefix& d = *r.destination;
+  st_prefix_key key{};
+  key.prefixlen = ST_PREFIX_KEY_FIXED_BITS + d.length;
+  key.port = htons(r.port);
+  key.family = d.family == 4 ? ST_FAMILY_IPV4 : ST_FAMILY_IPV6;
+  std::memcpy(key.addr, d.addr.data(), d.family == 4 ? 4 : 16);
+  return key;
+}
+
+// The map contents a rule set stands for: one entry per port, one trie entry per
+// prefix rule. Empty string on success, else what is wrong with the set.
+struct RuleMaps {
   std::map<uint16_t, st_rule> ports;
-  std::set<std::pair<uint16_t, DestinationPrefix*>> seen;
-  std::map<uint16_t, bool> hasPortOnly;
+  std::vector<std::pair<st_prefix_key, st_rule>> prefixes;
+};
+
+std::string buildRuleMaps(const std::vector<PortRule>& rules, RuleMaps* out) {
+  std::set<std::vector<uint8_t>> prefixesSeen;
+  std::set<uint16_t> portOnly;
   for (const PortRule& r : rules) {
     if (r.ruleId == 0) {
       return "rule for port " + std::to_string(r.port) + " has id 0 (ids must be non-zero)";
     }
-    st_rule& entry = ports[r.port];
+    st_rule& entry = out->ports[r.port];
     if (!r.destination) {
-      if (hasPortOnly[r.port]) {
+      if (!portOnly.insert(r.port).second) {
         return "two rules for port " + std::to_string(r.port) +
                " without a destination; give one of them a destination prefix";
       }
-      hasPortOnly[r.port] = true;
       entry.rule_id = r.ruleId;
       entry.sample_bp = r.sampleBp;
       continue;
@@ -74,25 +88,55 @@ std::string writeRules(const std::vector<PortRule>& rules, int rulesFd, int pref
     if ((d.family != 4 && d.family != 6) || d.length > maxLen) {
       return "invalid destination prefix in the rule for port " + std::to_string(r.port);
     }
-    st_prefix_key key{};
-    key.prefixlen = ST_PREFIX_KEY_FIXED_BITS + d.length;
-    key.port = htons(r.port);
-    key.family = d.family == 4 ? ST_FAMILY_IPV4 : ST_FAMILY_IPV6;
-    std::memcpy(key.addr, d.addr.data(), d.family == 4 ? 4 : 16);
-    st_rule value{r.ruleId, r.sampleBp, 0};
-    if (bpf_map_update_elem(prefixFd, &key, &value, BPF_NOEXIST) != 0) {
-      if (errno == EEXIST) {
-        return "two rules for port " + std::to_string(r.port) + " with the same destination prefix";
-      }
-      return std::string("cannot write the prefix rule map: ") + std::strerror(errno) +
-             (errno == ENOSPC ? " (at most " + std::to_string(ST_MAX_PREFIX_RULES) + " prefix rules)" : "");
+    st_prefix_key key = prefixKey(r);
+    const auto* raw = reinterpret_cast<const uint8_t*>(&key);
+    if (!prefixesSeen.insert(std::vector<uint8_t>(raw, raw + sizeof(key))).second) {
+      return "two rules for port " + std::to_string(r.port) + " with the same destination prefix";
     }
+    out->prefixes.push_back({key, st_rule{r.ruleId, r.sampleBp, 0}});
     entry.flags |= ST_RULE_F_HAS_PREFIX;
   }
-  for (const auto& [port, value] : ports) {
+  if (out->prefixes.size() > ST_MAX_PREFIX_RULES) {
+    return "at most " + std::to_string(ST_MAX_PREFIX_RULES) + " rules with a destination prefix";
+  }
+  return "";
+}
+
+// Makes the maps hold `next` instead of `prev`: new and changed entries are
+// written first, entries only `prev` had are removed after, so a port present
+// in both never goes without a rule. Empty on success.
+std::string replaceRules(const std::vector<PortRule>& prev, const std::vector<PortRule>& next, int rulesFd,
+                         int prefixFd) {
+  RuleMaps want, had;
+  if (std::string why = buildRuleMaps(next, &want); !why.empty()) {
+    return why;
+  }
+  buildRuleMaps(prev, &had);  // was valid when installed
+  for (const auto& [key, value] : want.prefixes) {
+    if (bpf_map_update_elem(prefixFd, &key, &value, BPF_ANY) != 0) {
+      return std::string("cannot write the prefix rule map: ") + std::strerror(errno);
+    }
+  }
+  for (const auto& [port, value] : want.ports) {
     uint32_t key = port;
     if (bpf_map_update_elem(rulesFd, &key, &value, BPF_ANY) != 0) {
       return std::string("cannot write the rule map: ") + std::strerror(errno);
+    }
+  }
+  for (const auto& [key, value] : had.prefixes) {
+    bool kept = false;
+    for (const auto& w : want.prefixes) {
+      kept = kept || std::memcmp(&w.first, &key, sizeof(key)) == 0;
+    }
+    if (!kept) {
+      bpf_map_delete_elem(prefixFd, &key);
+    }
+  }
+  for (const auto& [port, value] : had.ports) {
+    if (!want.ports.count(port)) {
+      uint32_t key = port;
+      st_rule none{};
+      bpf_map_update_elem(rulesFd, &key, &none, BPF_ANY);
     }
   }
   return "";
@@ -300,8 +344,8 @@ std::unique_ptr<Capture> Capture::open(const CaptureOptions& options, std::strin
     return nullptr;
   }
 
-  std::string why = writeRules(options.rules, bpf_map__fd(impl->skel->maps.st_rules),
-                               bpf_map__fd(impl->skel->maps.st_prefix_rules));
+  std::string why = replaceRules({}, options.rules, bpf_map__fd(impl->skel->maps.st_rules),
+                                 bpf_map__fd(impl->skel->maps.st_prefix_rules));
   if (!why.empty()) {
     *error = why;
     return nullptr;
@@ -553,6 +597,15 @@ void Capture::detach() {
   stats_.forgotten.fetch_add(impl_->attached.size(), std::memory_order_relaxed);
   impl_->attached.clear();
   attachedNames_.clear();
+}
+
+std::string Capture::updateRules(const std::vector<PortRule>& rules) {
+  std::string why = replaceRules(impl_->options.rules, rules, bpf_map__fd(impl_->skel->maps.st_rules),
+                                 bpf_map__fd(impl_->skel->maps.st_prefix_rules));
+  if (why.empty()) {
+    impl_->options.rules = rules;
+  }
+  return why;
 }
 
 }  // namespace shadowtap::capture

@@ -127,6 +127,11 @@ class Capture {
   // The attach mode in use (kAuto resolved).
   AttachMode attachMode() const;
 
+  // Replaces the installed rules (SIGHUP reload) without detaching: entries of
+  // rules kept stay in place throughout. Empty on success, else why the new set
+  // was refused (the old one then stays).
+  std::string updateRules(const std::vector<PortRule>& rules);
+
   KernelCounters kernelCounters() const;
   const CaptureStats& stats() const { return stats_; }
   const std::vector<std::string>& attachedInterfaces() const { return attachedNames_; }

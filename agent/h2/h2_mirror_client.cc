@@ -83,7 +83,10 @@ struct ClientCallbacks {
     return 0;  // response bodies are discarded (auto window update keeps them flowing)
   }
 
-  static int onFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void*) {
+  static int onFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+    if (frame->hd.type == NGHTTP2_SETTINGS && (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
+      self(user).settingsSeen_ = true;
+    }
     if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
         (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
       auto* p =
@@ -205,6 +208,11 @@ bool H2MirrorClient::submit(H2Request&& request, H2Callback done, uint64_t nowNs
 }
 
 void H2MirrorClient::startQueued(uint64_t nowNs) {
+  if (!settingsSeen_) {
+    // A server with a lower SETTINGS_MAX_CONCURRENT_STREAMS refuses streams
+    // opened before its SETTINGS arrive; one round trip is cheaper.
+    return;
+  }
   const uint32_t remoteMax = nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
   const size_t limit = std::min<size_t>(opts_.maxConcurrentStreams, remoteMax);
   while (!queue_.empty() && active_.size() < limit && !closed_) {

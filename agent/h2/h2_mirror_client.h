@@ -112,6 +112,7 @@ class H2MirrorClient {
   nghttp2_session* session_ = nullptr;
   bool connected_ = false;
   bool closed_ = false;
+  bool settingsSeen_ = false;  // the server's first SETTINGS arrived
   uint64_t connectStartNs_ = 0;
   uint64_t nowNs_ = 0;
   std::string outBuf_;  // bytes nghttp2 produced that the socket did not take yet

@@ -22,6 +22,8 @@ void sub(std::atomic<uint64_t>& counter, uint64_t n = 1) {
 // An idle framer keeps at most this much buffer capacity: thousands of flows
 // must not each sit on the capacity of the largest request they ever carried.
 constexpr size_t kIdleCapacity = 16 << 10;
+// How far ahead of the bytes held a Content-Length may make us reserve.
+constexpr uint64_t kReserveAhead = 64 << 10;
 
 RequestFramer& framerOf(llhttp_t* parser) { return *static_cast<RequestFramer*>(parser->data); }
 
@@ -95,6 +97,9 @@ void RequestFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
     case Mode::kResync:
       feedResync(data, len, pos, tsNs);
       break;
+    case Mode::kFailing:
+      failPending(data, len, pos);
+      break;
     case Mode::kAbandoned:
     case Mode::kClosed:
     case Mode::kEnded:
@@ -106,6 +111,9 @@ void RequestFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
 
 void RequestFramer::onGap(uint64_t /*bytes*/) {
   add(stats_.gaps);
+  if (mode_ == Mode::kFailing) {
+    failPending(nullptr, 0, pos_);  // what follows the gap is not the next byte
+  }
   if (mode_ == Mode::kAbandoned || mode_ == Mode::kClosed || mode_ == Mode::kEnded) {
     return;
   }
@@ -124,6 +132,9 @@ void RequestFramer::onEnd(flow::EndReason /*reason*/) { finish(); }
 void RequestFramer::finish() {
   if (mode_ == Mode::kEnded) {
     return;
+  }
+  if (mode_ == Mode::kFailing) {
+    failPending(nullptr, 0, pos_);
   }
   if (inRequest_) {
     resolve(stats_.droppedAtEnd);
@@ -187,8 +198,19 @@ void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64
       abandon(stats_.upgrade);
     } else if (err == HPE_PAUSED_H2_UPGRADE) {
       abandon(stats_.http2);
+    } else if (std::atomic<uint64_t>* before = classifyBefore(err, at)) {
+      abandon(*before);
+    } else if (at == end) {
+      // llhttp may have failed without reading the byte at `at`; had the chunk
+      // gone on, the reason could depend on that byte. Wait for it, so the
+      // reason does not depend on where the stream was cut.
+      pendingError_ = err;
+      pendingPos_ = posOf(at);
+      mode_ = Mode::kFailing;
+      account(pos_);
+      releaseBuffer(pos_);
     } else {
-      abandon(classifyError(err, at));
+      abandon(classifyError(err, posOf(at)));
     }
   }
   // Keep the chunk's last two bytes: an error at the start of the next chunk is
@@ -254,10 +276,13 @@ void RequestFramer::finishChunk() {
   assert(accounted_ == reqStart_);
   // A Content-Length body tells how much is still to come: one allocation for
   // the whole request instead of doubling the buffer segment after segment.
-  // emit() then moves this buffer out as the request's bytes.
+  // emit() then moves this buffer out as the request's bytes. A length that is
+  // only announced is not trusted with memory: at most twice what is held (or
+  // kReserveAhead) is reserved, as the string's own growth would.
   if (headersDone_ && (parser_.flags & F_CONTENT_LENGTH) != 0 && (parser_.flags & F_CHUNKED) == 0) {
     const uint64_t held = chunkEnd - reqStart_;
-    const uint64_t want = std::min<uint64_t>(held + parser_.content_length, limits_.maxRequestBytes);
+    const uint64_t want = std::min<uint64_t>({held + parser_.content_length, limits_.maxRequestBytes,
+                                              std::max<uint64_t>(2 * held, kReserveAhead)});
     if (want > buf_.capacity()) {
       buf_.reserve(want);
     }
@@ -704,13 +729,11 @@ int RequestFramer::reject(std::atomic<uint64_t>& reason) {
 
 // Maps an llhttp error to the reason it is counted under. Only on the error
 // path, so string compares are fine.
-std::atomic<uint64_t>& RequestFramer::classifyError(llhttp_errno_t err, const char* at) {
+std::atomic<uint64_t>* RequestFramer::classifyBefore(llhttp_errno_t err, const char* at) {
   const uint64_t pos = posOf(at);
-  const int b = byteAt(pos);
-  const int prev = pos > 0 ? byteAt(pos - 1) : -1;
   const bool inLine = inRequest_ && methodSeen_ && !lineDone_;
   if (inLine && pos - reqStart_ > limits_.maxRequestLineBytes) {
-    return stats_.requestLineTooLong;
+    return &stats_.requestLineTooLong;
   }
   const char* reason = llhttp_get_error_reason(&parser_);
   // llhttp stops inside a header name without handing over the piece of it in
@@ -722,9 +745,23 @@ std::atomic<uint64_t>& RequestFramer::classifyError(llhttp_errno_t err, const ch
       std::strcmp(reason, "Invalid header token") == 0 && parser_._span_pos0 != nullptr) {
     const char* piece = static_cast<const char*>(parser_._span_pos0);
     if (piece >= chunkBase_ && piece <= at && std::memchr(piece, ' ', static_cast<size_t>(at - piece)) != nullptr) {
-      return stats_.invalidHeaderName;
+      return &stats_.invalidHeaderName;
     }
   }
+  // llhttp refuses a complete but unsupported version ("HTTP/1.9") at the byte
+  // after it, which may not have arrived: that byte must not decide the reason.
+  if (err == HPE_INVALID_VERSION && reason != nullptr &&
+      std::strcmp(reason, "Invalid HTTP version") == 0) {
+    return &stats_.invalidRequestLine;
+  }
+  return nullptr;
+}
+
+std::atomic<uint64_t>& RequestFramer::classifyError(llhttp_errno_t err, uint64_t pos) {
+  const int b = byteAt(pos);
+  const int prev = pos > 0 ? byteAt(pos - 1) : -1;
+  const bool inLine = inRequest_ && methodSeen_ && !lineDone_;
+  const char* reason = llhttp_get_error_reason(&parser_);
   if (b == '\n' || (prev == '\r' && b != '\n') ||
       (prev == '\n' && pos > 1 && byteAt(pos - 2) != '\r')) {
     return stats_.bareLf;
@@ -758,6 +795,16 @@ std::atomic<uint64_t>& RequestFramer::classifyError(llhttp_errno_t err, const ch
     default:
       return stats_.parseErrors;
   }
+}
+
+void RequestFramer::failPending(const char* data, size_t len, uint64_t pos) {
+  assert(mode_ == Mode::kFailing && pos == pendingPos_ && tailEnd_ == pendingPos_);
+  // byteAt() then sees this chunk and the tail of the failed one, nothing stale.
+  chunkBase_ = data;
+  chunkLen_ = len;
+  chunkPos_ = pos;
+  mode_ = Mode::kParse;
+  abandon(classifyError(pendingError_, pendingPos_));
 }
 
 int RequestFramer::byteAt(uint64_t pos) const {
@@ -819,6 +866,8 @@ void RequestFramer::feedResync(const char* data, size_t len, uint64_t pos, uint6
         feedParse(line.data(), line.size(), linePos, candidateTs_);
         if (mode_ == Mode::kParse && off < len) {
           feedParse(data + off, len - off, pos + off, tsNs);
+        } else if (mode_ == Mode::kFailing && off < len) {
+          failPending(data + off, len - off, pos + off);
         } else if (mode_ != Mode::kParse) {
           account(pos_);
         }

@@ -57,7 +57,9 @@ class RequestFramer final : public flow::StreamConsumer {
   const HttpStats& stats() const { return stats_; }
 
  private:
-  enum class Mode : uint8_t { kParse, kResync, kAbandoned, kClosed, kEnded };
+  // kFailing: llhttp failed right at the end of a chunk; the reason waits for
+  // the next byte (see failPending()).
+  enum class Mode : uint8_t { kParse, kResync, kFailing, kAbandoned, kClosed, kEnded };
   enum class Pause : uint8_t { kNone, kHeaders, kMessage };
 
   static int onMessageBegin(llhttp_t* parser);
@@ -91,7 +93,13 @@ class RequestFramer final : public flow::StreamConsumer {
   std::atomic<uint64_t>& lineReason(std::atomic<uint64_t>& reason, uint64_t pos);
   // Checks the byte after the version once it has arrived (false: rejected).
   bool checkLineEnd();
-  std::atomic<uint64_t>& classifyError(llhttp_errno_t err, const char* at);
+  // Reasons decided by the bytes before the error position (nullptr: none).
+  std::atomic<uint64_t>* classifyBefore(llhttp_errno_t err, const char* at);
+  // The other reasons, which may look at the byte at `pos` too.
+  std::atomic<uint64_t>& classifyError(llhttp_errno_t err, uint64_t pos);
+  // Gives the stream up for the error pending since the last chunk, now that the
+  // byte after it is `data[0]` (len > 0) or will never come (len == 0).
+  void failPending(const char* data, size_t len, uint64_t pos);
   // The stream byte at `pos` if it is still held (current chunk or buf_), else -1.
   int byteAt(uint64_t pos) const;
   // True when the two bytes before `pos` are CR LF (or cannot be checked).
@@ -141,6 +149,9 @@ class RequestFramer final : public flow::StreamConsumer {
 
   // Set by a callback that refuses the request; see reject().
   std::atomic<uint64_t>* rejectReason_ = nullptr;
+  // kFailing: the llhttp error and its stream position (the next chunk's start).
+  llhttp_errno_t pendingError_ = HPE_OK;
+  uint64_t pendingPos_ = 0;
 
   // The request in progress. Positions are stream positions.
   bool inRequest_ = false;

@@ -1,5 +1,7 @@
 #include "rules/rule.h"
 
+#include <tuple>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -301,6 +303,14 @@ std::string checkRuleSet(const std::vector<Rule>& rules) {
     }
   }
   return "";
+}
+
+bool Rule::sameAs(const Rule& o) const {
+  auto key = [](const Rule& r) {
+    return std::tie(r.port, r.mirror, r.percentage, r.suffix, r.dst, r.methods, r.headers, r.dropHeaders,
+                    r.connections, r.queue, r.queueMiB, r.maxRps, r.dropPolicy);
+  };
+  return key(*this) == key(o);
 }
 
 }  // namespace shadowtap::rules

@@ -54,6 +54,8 @@ struct Rule {
   uint32_t sampleBasisPoints() const;
   // "port=8000 -> httpbin-mirror:8000 (50%)" for logs.
   std::string describe() const;
+  // Same in every setting that matters (the text may be spelt differently).
+  bool sameAs(const Rule& other) const;
 };
 
 // Parses "key=value,key=value,...". Keys:

@@ -13,139 +13,17 @@ SIGTERM leaves no filter of ours; SIGKILL and a restart leave exactly one.
 Usage: test_mirror.py --shadowtap PATH
 """
 import argparse
-import base64
 import collections
-import json
 import os
-import re
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-PY = "/usr/bin/python3"
-HOST = "httpbin:8000"
-PORT = 8000
-FAILURES = []
-
-
-def check(cond, what):
-    print(("ok    " if cond else "FAIL  ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
-    return cond
-
-
-def shadow_host(request: bytes) -> bytes:
-    """The expected mirror bytes, computed independently of shadowtap: the host part
-    of the Host value gets the suffix, before the port."""
-    head, sep, body = request.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    for i, line in enumerate(lines):
-        name, colon, value = line.partition(b":")
-        if colon and name.lower() == b"host":
-            v = value.strip()
-            host, _, port = v.partition(b":")
-            new = host + b"-shadow" + (b":" + port if port else b"")
-            lines[i] = name + colon + value.replace(v, new, 1)
-            break
-    return b"\r\n".join(lines) + sep + body
-
-
-def read_records(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [base64.b64decode(json.loads(l)["raw"]) for l in f if l.strip()]
-
-
-class Shadowtap:
-    def __init__(self, lab, ns, binary, iface, workdir, *extra):
-        self.log_path = os.path.join(workdir, f"shadowtap-{time.monotonic_ns()}.log")
-        self.log = open(self.log_path, "w")
-        self.proc = lab.spawn(ns, [binary, "--interface", iface, "--port", str(PORT),
-                                   "--mirror", "httpbin-mirror:8000", "--summary-interval", "1",
-                                   *extra], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if "mirroring TCP port" in self.text():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("shadowtap did not start:\n" + self.text())
-
-    def text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def stop(self, sig=signal.SIGTERM, timeout=15):
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return None
-
-
-def our_programs():
-    """Ids of loaded BPF programs named like our capture program (system-wide)."""
-    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
-    return {p["id"] for p in json.loads(out or "[]") if p.get("name") == "st_capture_tc"}
-
-
-def our_filters(lab, ns, iface):
-    out = lab.run(ns, ["tc", "filter", "show", "dev", iface, "ingress"],
-                  capture_output=True, text=True).stdout
-    return sum(1 for line in out.splitlines() if "st_capture_tc" in line)
-
-
-def wait_count(path, want, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        n = len(read_records(path))
-        if n >= want:
-            return n
-        time.sleep(0.1)
-    return len(read_records(path))
-
-
-def wait_stable(path, quiet=2.0, timeout=30):
-    last, since, deadline = -1, time.time(), time.time() + timeout
-    while time.time() < deadline:
-        n = len(read_records(path))
-        if n != last:
-            last, since = n, time.time()
-        elif time.time() - since >= quiet:
-            break
-        time.sleep(0.1)
-    return last
-
-
-def client(lab, ns, workdir, workload, count=0):
-    out = os.path.join(workdir, f"client-{time.monotonic_ns()}.json")
-    argv = [PY, os.path.join(HERE, "client.py"), "--v4", "198.18.0.2", "--v6", "2001:db8::2",
-            "--port", str(PORT), "--host-header", HOST, "--workload", workload,
-            "--count", str(count), "--out", out]
-    r = lab.run(ns, argv, timeout=300)
-    if r.returncode != 0:
-        raise RuntimeError(f"client {workload} failed with {r.returncode}")
-    with open(out) as f:
-        return json.load(f)
-
-
-def requests_of(results):
-    return [base64.b64decode(r["request"]) for r in results]
-
-
-def summary_counter(text, name):
-    found = re.findall(rf"\b{name}=(\d+)", text)
-    return int(found[-1]) if found else None
+from harness import (MirrorLab, Shadowtap, check, client, finish, our_filters,  # noqa: E402,F401
+                     our_programs, read_records, requests_of, shadow_host, summary_counter, wait_count,
+                     wait_stable)
 
 
 def main():
@@ -154,21 +32,9 @@ def main():
     args = ap.parse_args()
     netlab.require_root_or_skip("the end-to-end mirror test")
 
-    lab = netlab.Lab()
-    workdir = tempfile.mkdtemp(prefix="st-e2e-")
-    cli, node, mir = lab.netns("cli"), lab.netns("node"), lab.netns("mir")
-    _, node_if = lab.link(cli, node, ["198.18.0.1/24", "2001:db8::1/64"],
-                          ["198.18.0.2/24", "2001:db8::2/64"], "c")
-    lab.link(node, mir, ["198.18.1.1/24"], ["198.18.1.2/24"], "m")
-    lab.hosts_file(node, {"httpbin-mirror": "198.18.1.2"})
-
-    primary_rec = os.path.join(workdir, "primary.jsonl")
-    mirror_rec = os.path.join(workdir, "mirror.jsonl")
-    for ns, rec, name in ((node, primary_rec, "v1"), (mir, mirror_rec, "v1-mirroring")):
-        p = lab.spawn(ns, [PY, os.path.join(HERE, "recording_server.py"), "--port", str(PORT),
-                           "--record", rec, "--name", name], stdout=subprocess.PIPE, text=True)
-        if p.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"{name} server did not start")
+    m = MirrorLab()
+    lab, workdir, cli, node, node_if = m.lab, m.workdir, m.cli, m.node, m.node_if
+    primary_rec, mirror_rec = m.primary_rec, m.mirror_rec
 
     # A. Baseline without shadowtap.
     base = client(lab, cli, workdir, "mix")
@@ -260,9 +126,8 @@ def main():
     check(len(ours) == 1 and not (ours & our_programs()) and our_filters(lab, node, node_if) == 0,
           "tcx mode, SIGKILL: no link, program or filter of ours left")
 
-    lab.close()
-    print("e2e: all checks passed" if not FAILURES else f"e2e: {len(FAILURES)} checks failed")
-    return 1 if FAILURES else 0
+    m.close()
+    return finish("e2e")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,184 @@
+#include "compare/compare_engine.h"
+
+#include <utility>
+
+namespace shadowtap::compare {
+namespace {
+
+void add(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
+void sub(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_sub(n, std::memory_order_relaxed); }
+
+}  // namespace
+
+CompareEngine::CompareEngine(const EngineOptions& options, std::vector<std::unique_ptr<Comparator>> comparators,
+                             DiffWriter* writer)
+    : options_(options), comparators_(std::move(comparators)), writer_(writer), stats_(options.maxEndpoints) {
+  sinks_[0].bind(this, Part::kPrimary);
+  sinks_[1].bind(this, Part::kMirror);
+  sinks_[2].bind(this, Part::kSecondary);
+}
+
+CompareEngine::~CompareEngine() { stop(); }
+
+bool CompareEngine::start() {
+  std::lock_guard lock(mutex_);
+  if (running_) {
+    return false;
+  }
+  running_ = true;
+  stopping_ = false;
+  thread_ = std::thread([this] { run(); });
+  return true;
+}
+
+void CompareEngine::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!running_) {
+      return;
+    }
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  std::lock_guard lock(mutex_);
+  running_ = false;
+}
+
+uint64_t CompareEngine::begin(uint32_t ruleId, std::string method, std::string target, bool withSecondary,
+                              uint64_t nowNs) {
+  if (ruleId == 0 || ruleId > comparators_.size() || !comparators_[ruleId - 1]) {
+    return 0;
+  }
+  const uint64_t id = nextId_.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(mutex_);
+  if (pending_.size() >= options_.maxPending) {
+    add(stats_.refused);
+    return 0;
+  }
+  Exchange ex;
+  ex.ruleId = ruleId;
+  ex.method = std::move(method);
+  ex.target = std::move(target);
+  ex.beganNs = nowNs;
+  if (!withSecondary) {
+    ex.state[static_cast<size_t>(Part::kSecondary)] = PartState::kMissing;
+  }
+  pending_.emplace(id, std::move(ex));
+  add(stats_.exchanges);
+  add(stats_.pending);
+  return id;
+}
+
+void CompareEngine::onResponse(uint64_t id, Part part, Response&& response) {
+  resolve(id, part, PartState::kHave, &response);
+}
+
+void CompareEngine::onMissing(uint64_t id, Part part) { resolve(id, part, PartState::kMissing, nullptr); }
+
+void CompareEngine::resolve(uint64_t id, Part part, PartState state, Response* response) {
+  std::unique_lock lock(mutex_);
+  auto it = pending_.find(id);
+  const size_t p = static_cast<size_t>(part);
+  if (it == pending_.end() || it->second.state[p] != PartState::kWaiting) {
+    add(stats_.unknownParts);
+    return;
+  }
+  Exchange& ex = it->second;
+  ex.state[p] = state;
+  if (response != nullptr) {
+    ex.response[p] = std::move(*response);
+  }
+  for (PartState s : ex.state) {
+    if (s == PartState::kWaiting) {
+      return;
+    }
+  }
+  Exchange done = std::move(ex);
+  pending_.erase(it);
+  sub(stats_.pending);
+  if (done.state[0] != PartState::kHave) {
+    add(stats_.noPrimary);
+    return;
+  }
+  if (done.state[1] != PartState::kHave) {
+    add(stats_.noMirror);
+    return;
+  }
+  if (running_) {
+    if (queue_.size() >= options_.queueCapacity) {
+      add(stats_.queueFull);
+      return;
+    }
+    queue_.push_back(std::move(done));
+    add(stats_.queued);
+    lock.unlock();
+    cv_.notify_one();
+    return;
+  }
+  lock.unlock();
+  compareNow(done);
+}
+
+void CompareEngine::compareNow(Exchange& ex) {
+  std::lock_guard lock(compareMutex_);
+  Comparator& comparator = *comparators_[ex.ruleId - 1];
+  const bool haveSecondary = ex.state[2] == PartState::kHave;
+  const CompareResult result = comparator.compare(ex.method, ex.target, ex.response[0], ex.response[1],
+                                                  haveSecondary ? &ex.response[2] : nullptr);
+  stats_.count(ex.ruleId, result.endpoint, result.outcome);
+  add(stats_.compared);
+  if (!haveSecondary) {
+    add(stats_.noSecondary);
+  }
+  if (writer_ != nullptr) {
+    DiffRecord rec;
+    rec.ruleId = ex.ruleId;
+    rec.method = ex.method;
+    rec.target = ex.target;
+    rec.result = &result;
+    rec.primary = &ex.response[0];
+    rec.mirror = &ex.response[1];
+    rec.secondary = haveSecondary ? &ex.response[2] : nullptr;
+    writer_->write(rec);
+  }
+}
+
+void CompareEngine::run() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) {
+      return;  // stopping, everything queued compared
+    }
+    Exchange ex = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    compareNow(ex);
+    sub(stats_.queued);
+    lock.lock();
+  }
+}
+
+void CompareEngine::expire(uint64_t nowNs) {
+  std::lock_guard lock(mutex_);
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (nowNs > it->second.beganNs && nowNs - it->second.beganNs > options_.pendingTimeoutNs) {
+      add(stats_.expired);
+      sub(stats_.pending);
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::vector<std::string> CompareEngine::noisyPaths(uint32_t ruleId, const std::string& endpoint) const {
+  std::lock_guard lock(compareMutex_);
+  if (ruleId == 0 || ruleId > comparators_.size() || !comparators_[ruleId - 1]) {
+    return {};
+  }
+  return comparators_[ruleId - 1]->noisyPaths(endpoint);
+}
+
+}  // namespace shadowtap::compare

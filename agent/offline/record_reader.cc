@@ -1,0 +1,328 @@
+#include "offline/record_reader.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "record/codec.h"
+
+namespace shadowtap::offline {
+namespace {
+
+using Json = nlohmann::json;
+using record::RecordedRequest;
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+const Json* field(const Json& j, const char* name, Json::value_t type) {
+  auto it = j.find(name);
+  if (it == j.end() || it->type() != type) {
+    return nullptr;
+  }
+  return &*it;
+}
+
+std::optional<std::string> str(const Json& j, const char* name) {
+  auto it = j.find(name);
+  if (it == j.end() || !it->is_string()) {
+    return std::nullopt;
+  }
+  return it->get<std::string>();
+}
+
+bool decodeBody(const std::string& text, const std::string& encoding, std::string* out, std::string* why) {
+  if (encoding == "base64") {
+    auto d = record::base64Decode(text);
+    if (!d) {
+      *why = "body is not valid base64";
+      return false;
+    }
+    *out = std::move(*d);
+    return true;
+  }
+  *out = text;
+  return true;
+}
+
+std::optional<RecordedRequest> fromJsonLine(const Json& j, std::string* why) {
+  RecordedRequest r;
+  auto time = str(j, "time");
+  auto method = str(j, "method");
+  auto target = str(j, "target");
+  const Json* headers = field(j, "headers", Json::value_t::array);
+  if (!time || !method || !target || headers == nullptr) {
+    *why = "needs time, method, target and headers";
+    return std::nullopt;
+  }
+  auto t = record::parseRfc3339(*time);
+  if (!t) {
+    *why = "time is not RFC 3339";
+    return std::nullopt;
+  }
+  r.unixNs = *t;
+  r.method = *method;
+  r.target = *target;
+  r.httpVersion = str(j, "version").value_or("HTTP/1.1");
+  r.flow = str(j, "flow").value_or("");
+  if (auto it = j.find("rule"); it != j.end() && it->is_number_unsigned()) {
+    r.ruleId = it->get<uint32_t>();
+  }
+  for (const auto& h : *headers) {
+    if (!h.is_array() || h.size() != 2 || !h[0].is_string() || !h[1].is_string()) {
+      *why = "headers must be [name, value] pairs";
+      return std::nullopt;
+    }
+    r.headers.emplace_back(h[0].get<std::string>(), h[1].get<std::string>());
+  }
+  if (auto it = j.find("body_length"); it != j.end() && it->is_number_unsigned()) {
+    r.bodyLength = it->get<uint64_t>();
+  }
+  r.bodySha256 = str(j, "body_sha256").value_or("");
+  auto body = str(j, "body");
+  r.bodyKept = body.has_value();
+  if (body) {
+    if (!decodeBody(*body, str(j, "body_encoding").value_or("text"), &r.body, why)) {
+      return std::nullopt;
+    }
+    if (!j.contains("body_length")) {
+      r.bodyLength = r.body.size();
+    }
+  } else if (!j.contains("body_length")) {
+    r.bodyKept = true;  // no body at all
+  }
+  if (auto wire = str(j, "wire_body")) {
+    auto d = record::base64Decode(*wire);
+    if (!d) {
+      *why = "wire_body is not valid base64";
+      return std::nullopt;
+    }
+    r.wireBody = std::move(*d);
+  }
+  return r;
+}
+
+std::optional<RecordedRequest> fromHarEntry(const Json& e, std::string* why) {
+  if (!e.is_object()) {
+    *why = "entry is not an object";
+    return std::nullopt;
+  }
+  const Json* req = field(e, "request", Json::value_t::object);
+  auto started = str(e, "startedDateTime");
+  if (req == nullptr || !started) {
+    *why = "entry needs startedDateTime and request";
+    return std::nullopt;
+  }
+  auto method = str(*req, "method");
+  auto url = str(*req, "url");
+  const Json* headers = field(*req, "headers", Json::value_t::array);
+  if (!method || !url || headers == nullptr) {
+    *why = "request needs method, url and headers";
+    return std::nullopt;
+  }
+  auto t = record::parseRfc3339(*started);
+  if (!t) {
+    *why = "startedDateTime is not RFC 3339";
+    return std::nullopt;
+  }
+  RecordedRequest r;
+  r.unixNs = *t;
+  r.method = *method;
+  std::string authority;
+  if (auto target = str(e, "_target")) {
+    r.target = *target;
+  } else {
+    // Other tools: origin-form target from the absolute URL.
+    const size_t scheme = url->find("://");
+    const size_t pathStart = scheme == std::string::npos ? 0 : url->find('/', scheme + 3);
+    if (scheme != std::string::npos) {
+      authority = url->substr(scheme + 3, pathStart == std::string::npos ? std::string::npos : pathStart - scheme - 3);
+    }
+    r.target = pathStart == std::string::npos ? "/" : url->substr(pathStart);
+    const size_t hash = r.target.find('#');
+    if (hash != std::string::npos) {
+      r.target.resize(hash);
+    }
+  }
+  const std::string version = str(*req, "httpVersion").value_or("HTTP/1.1");
+  r.httpVersion = version.starts_with("HTTP/1.") ? version : "HTTP/1.1";
+  bool hasHost = false;
+  for (const auto& h : *headers) {
+    auto n = h.is_object() ? str(h, "name") : std::nullopt;
+    auto v = h.is_object() ? str(h, "value") : std::nullopt;
+    if (!n || !v) {
+      *why = "headers must be {name, value} objects";
+      return std::nullopt;
+    }
+    if (!n->empty() && (*n)[0] == ':') {
+      if (*n == ":authority" && authority.empty()) {
+        authority = *v;
+      }
+      continue;  // HTTP/2 pseudo-header
+    }
+    hasHost = hasHost || record::equalsIgnoreCase(*n, "host");
+    r.headers.emplace_back(*n, *v);
+  }
+  if (!hasHost && !authority.empty()) {
+    r.headers.insert(r.headers.begin(), {"Host", authority});
+  }
+  r.flow = str(e, "_flow").value_or("");
+  if (auto it = e.find("_rule"); it != e.end() && it->is_number_unsigned()) {
+    r.ruleId = it->get<uint32_t>();
+  }
+  r.bodySha256 = str(e, "_bodySha256").value_or("");
+  if (auto it = e.find("_bodyKept"); it != e.end() && it->is_boolean()) {
+    r.bodyKept = it->get<bool>();
+  }
+  if (const Json* post = field(*req, "postData", Json::value_t::object)) {
+    std::string encoding = str(*post, "_encoding").value_or(str(*post, "encoding").value_or(""));
+    if (!decodeBody(str(*post, "text").value_or(""), encoding, &r.body, why)) {
+      return std::nullopt;
+    }
+  }
+  if (auto it = req->find("bodySize"); it != req->end() && it->is_number_integer() && it->get<int64_t>() >= 0) {
+    r.bodyLength = it->get<uint64_t>();
+  } else {
+    r.bodyLength = r.body.size();
+  }
+  if (auto wire = str(e, "_wireBody")) {
+    auto d = record::base64Decode(*wire);
+    if (!d) {
+      *why = "_wireBody is not valid base64";
+      return std::nullopt;
+    }
+    r.wireBody = std::move(*d);
+  }
+  return r;
+}
+
+Json parseOrDiscard(std::string_view text) {
+  return Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+}
+
+}  // namespace
+
+std::optional<RecordedRequest> parseJsonLine(std::string_view line, std::string* why) {
+  Json j = parseOrDiscard(line);
+  if (!j.is_object()) {
+    *why = "not a JSON object";
+    return std::nullopt;
+  }
+  return fromJsonLine(j, why);
+}
+
+std::optional<RecordedRequest> parseHarEntryText(std::string_view entry, std::string* why) {
+  Json j = parseOrDiscard(entry);
+  if (j.is_discarded()) {
+    *why = "not JSON";
+    return std::nullopt;
+  }
+  return fromHarEntry(j, why);
+}
+
+ReadResult parseRecordText(std::string_view text) {
+  ReadResult out;
+  std::string why;
+  const std::string_view body = trim(text);
+  if (body.empty()) {
+    out.format = ReadResult::Format::kJsonl;  // an empty recording: nothing to send
+    return out;
+  }
+  const Json whole = parseOrDiscard(body);
+  if (whole.is_object() && whole.contains("log")) {
+    out.format = ReadResult::Format::kHar;
+    const Json& log = whole["log"];
+    const Json* entries = log.is_object() ? field(log, "entries", Json::value_t::array) : nullptr;
+    if (entries == nullptr) {
+      out.error = "HAR without log.entries";
+      return out;
+    }
+    for (const Json& e : *entries) {
+      if (auto r = fromHarEntry(e, &why)) {
+        out.requests.push_back(std::move(*r));
+      } else {
+        ++out.malformed;
+      }
+    }
+    return out;
+  }
+  const size_t firstNl = body.find('\n');
+  const std::string_view firstLine = body.substr(0, firstNl);
+  if (whole.is_discarded() && firstLine.starts_with("{\"log\"") && firstLine.ends_with("\"entries\":[")) {
+    // A shadowtap HAR cut by a crash: one entry per line after the head line.
+    out.format = ReadResult::Format::kHar;
+    out.cut = true;
+    std::string_view rest = firstNl == std::string_view::npos ? std::string_view() : body.substr(firstNl + 1);
+    while (!rest.empty()) {
+      const size_t nl = rest.find('\n');
+      std::string_view line = trim(rest.substr(0, nl));
+      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+      if (line == "]}}") {
+        out.cut = false;  // complete after all, only something else was wrong
+        break;
+      }
+      if (line.starts_with(",")) {
+        line.remove_prefix(1);
+      }
+      if (line.empty()) {
+        continue;
+      }
+      if (auto r = parseHarEntryText(line, &why)) {
+        out.requests.push_back(std::move(*r));
+      } else if (!rest.empty()) {
+        ++out.malformed;
+      }
+      // else: the partial last line a crash leaves behind; `cut` says so.
+    }
+    return out;
+  }
+  out.format = ReadResult::Format::kJsonl;
+  uint64_t lines = 0;
+  std::string_view rest = body;
+  while (!rest.empty()) {
+    const size_t nl = rest.find('\n');
+    const std::string_view line = trim(rest.substr(0, nl));
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    if (line.empty()) {
+      continue;
+    }
+    ++lines;
+    if (auto r = parseJsonLine(line, &why)) {
+      out.requests.push_back(std::move(*r));
+    } else {
+      ++out.malformed;
+    }
+  }
+  if (out.requests.empty() && out.malformed > 0) {
+    out.format = ReadResult::Format::kUnknown;
+    out.error = "neither HAR nor shadowtap JSON lines (" + std::to_string(out.malformed) + " unreadable line" +
+                (out.malformed == 1 ? "" : "s") + ", first: " + why + ")";
+  }
+  return out;
+}
+
+ReadResult readRecordFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ReadResult r;
+    r.error = "cannot open " + path + ": " + std::strerror(errno);
+    return r;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) {
+    ReadResult r;
+    r.error = "cannot read " + path;
+    return r;
+  }
+  return parseRecordText(ss.str());
+}
+
+}  // namespace shadowtap::offline

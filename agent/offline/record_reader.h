@@ -1,0 +1,39 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "record/recorded_request.h"
+
+namespace shadowtap::offline {
+
+// What one recording file held. `error` set (one line) means the file could
+// not be used at all (unreadable, neither HAR nor JSON lines).
+struct ReadResult {
+  enum class Format { kUnknown, kHar, kJsonl };
+  Format format = Format::kUnknown;
+  std::vector<record::RecordedRequest> requests;
+  uint64_t malformed = 0;  // records (lines, entries) that did not parse or lacked a field; skipped
+  bool cut = false;        // HAR without its closing "]}}" (crash): read up to the last complete entry
+  std::string error;
+};
+
+// Reads a HAR 1.2 or JSON lines recording, telling them apart by content: a
+// JSON document with "log" is HAR; a shadowtap HAR cut by a crash (its head
+// line, then one entry per line, without the closing line) is read entry by
+// entry up to the last complete one; anything else is read as JSON lines.
+// HAR files from other tools (browsers) are accepted too: the target comes
+// from the URL, HTTP/2 pseudo-headers are dropped, and :authority becomes
+// Host when there is none.
+ReadResult readRecordFile(const std::string& path);
+ReadResult parseRecordText(std::string_view text);
+
+// One JSON line or one HAR entry (as JSON text). nullopt with *why when it
+// lacks a required field.
+std::optional<record::RecordedRequest> parseJsonLine(std::string_view line, std::string* why);
+std::optional<record::RecordedRequest> parseHarEntryText(std::string_view entry, std::string* why);
+
+}  // namespace shadowtap::offline

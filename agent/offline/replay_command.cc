@@ -1,0 +1,244 @@
+#include "offline/replay_command.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+
+#include "http/host_rewrite.h"
+#include "offline/record_reader.h"
+#include "offline/replay_run.h"
+#include "replay/replayer.h"
+#include "replay/target.h"
+
+namespace shadowtap::offline {
+namespace {
+
+std::atomic<bool> gStop{false};
+
+void onSignal(int) { gStop.store(true, std::memory_order_relaxed); }
+
+uint64_t load(const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); }
+
+std::string row(std::string_view label, uint64_t v) { return fmt::format("  {:<30}{:>12}\n", label, v); }
+
+}  // namespace
+
+std::string formatProgress(uint64_t submitted, uint64_t total, double seconds, const replay::ReplayStats& r) {
+  const double rate = seconds > 0 ? static_cast<double>(submitted) / seconds : 0.0;
+  std::string sent = total > 0 ? fmt::format("{}/{}", submitted, total) : fmt::format("{}", submitted);
+  return fmt::format(
+      "replay {:.1f}s sent {} ({:.1f} req/s) | 2xx {} 3xx {} 4xx {} 5xx {} | errors {} | dropped {} | in flight {}",
+      seconds, sent, rate, load(r.responses2xx), load(r.responses3xx), load(r.responses4xx), load(r.responses5xx),
+      r.errors(), load(r.queueFull) + load(r.droppedOldest) + load(r.droppedRateLimit) + load(r.droppedShutdown),
+      r.inFlight.load(std::memory_order_relaxed));
+}
+
+std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r) {
+  std::string out = s.interrupted ? "shadowtap replay summary (interrupted)\n" : "shadowtap replay summary\n";
+  out += row("files", s.files);
+  out += row("requests read", s.requestsRead);
+  out += row("  unreadable records skipped", s.malformed);
+  out += row("  files cut by a crash", s.cutFiles);
+  out += row("  filtered out", s.filtered);
+  out += row("  body not recorded, skipped", s.noBody);
+  out += row("passes", s.passes);
+  out += row("sent to the replayer", load(r.submitted));
+  out += row("written to the mirror", load(r.sent));
+  out += row("responses", load(r.responses));
+  out += row("  1xx", load(r.responses1xx));
+  out += row("  2xx", load(r.responses2xx));
+  out += row("  3xx", load(r.responses3xx));
+  out += row("  4xx", load(r.responses4xx));
+  out += row("  5xx", load(r.responses5xx));
+  out += row("  other status", load(r.responsesOther));
+  out += row("errors", r.errors());
+  out += row("  connect", load(r.errorsConnect));
+  out += row("  connect timeout", load(r.errorsConnectTimeout));
+  out += row("  reset", load(r.errorsReset));
+  out += row("  response timeout", load(r.errorsResponseTimeout));
+  out += row("  bad response", load(r.errorsBadResponse));
+  out += row("  response too large", load(r.errorsResponseTooLarge));
+  out += row("dropped", load(r.queueFull) + load(r.droppedOldest) + load(r.droppedRateLimit) + load(r.droppedShutdown));
+  out += row("  queue full", load(r.queueFull));
+  out += row("  dropped oldest", load(r.droppedOldest));
+  out += row("  rate limited", load(r.droppedRateLimit));
+  out += row("  shutdown", load(r.droppedShutdown));
+  const double rate = s.seconds > 0 ? static_cast<double>(s.submitted) / s.seconds : 0.0;
+  out += fmt::format("  {:<30}{:>12.2f}\n", "seconds", s.seconds);
+  out += fmt::format("  {:<30}{:>12.1f}\n", "requests per second", rate);
+  return out;
+}
+
+int runReplayCommand(int argc, char** argv) {
+  CLI::App app{"Send recorded requests (HAR or JSON lines from --record) to a target, with the live "
+               "mirror's Host rewrite, pool, limits and outcome counters."};
+  app.name("shadowtap replay");
+  std::vector<std::string> files;
+  std::string mirror;
+  double speed = 1.0;
+  uint32_t maxRps = 0;
+  std::vector<std::string> loopValues;
+  std::vector<std::string> methods;
+  std::vector<std::string> prefixes;
+  std::string suffix(http::kDefaultShadowSuffix);
+  size_t connections = 16;
+  uint32_t timeoutMs = 5000;
+  size_t queue = 4096;
+  app.add_option("files", files, "recordings (.har / .jsonl; the format is read from the content)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app.add_option("-m,--mirror", mirror, "target host:port")->required();
+  app.add_option("--speed", speed, "1: original pacing, 2: twice as fast, 0: as fast as allowed")
+      ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--max-rps", maxRps, "requests per second at most (0: unlimited); paces, never drops");
+  auto* loopOpt = app.add_option("--loop", loopValues, "play the files N times; without N: until SIGINT")
+                      ->expected(0, 1);
+  app.add_option("--method", methods, "only these methods (repeatable)");
+  app.add_option("--path-prefix", prefixes, "only targets whose path starts with this (repeatable)");
+  app.add_option("--shadow-suffix", suffix, "appended to the host part of Host (\"\" sends Host unchanged)");
+  app.add_option("--connections", connections, "keep-alive connections to the target")->check(CLI::Range(1, 4096));
+  app.add_option("--timeout-ms", timeoutMs, "connect and response timeout")->check(CLI::Range(1u, 3600000u));
+  app.add_option("--queue", queue, "requests waiting for a connection; beyond, dropped (speed > 0)")
+      ->check(CLI::Range(1, 1 << 24));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::string msg = e.what();
+    std::cerr << "shadowtap replay: " << msg << " (see shadowtap replay --help)" << std::endl;
+    return 2;
+  }
+  uint64_t passes = 1;
+  if (loopOpt->count() > 0) {
+    passes = 0;
+    if (!loopValues.empty() && !loopValues[0].empty()) {
+      try {
+        size_t used = 0;
+        const long long n = std::stoll(loopValues[0], &used);
+        if (used != loopValues[0].size() || n < 1) {
+          throw std::invalid_argument("loop");
+        }
+        passes = static_cast<uint64_t>(n);
+      } catch (const std::exception&) {
+        std::cerr << "shadowtap replay: --loop takes a number of passes >= 1 (or nothing: forever)" << std::endl;
+        return 2;
+      }
+    }
+  }
+  for (auto& m : methods) {
+    std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return std::toupper(c); });
+  }
+  if (!suffix.empty() && suffix.find_first_of(" \t\r\n:/[]@") != std::string::npos) {
+    std::cerr << "shadowtap replay: --shadow-suffix '" << suffix << "' must be host name characters" << std::endl;
+    return 2;
+  }
+
+  // Read every file before sending anything, so a bad file stops the replay
+  // before it starts.
+  ReplaySummary summary;
+  ReplayPlan plan;
+  plan.speed = speed;
+  plan.maxRps = maxRps;
+  plan.passes = passes;
+  plan.suffix = suffix;
+  RequestFilter filter{methods, prefixes};
+  for (const auto& path : files) {
+    ReadResult rr = readRecordFile(path);
+    if (!rr.error.empty()) {
+      std::cerr << "shadowtap replay: " << path << ": " << rr.error << std::endl;
+      return 1;
+    }
+    ++summary.files;
+    summary.requestsRead += rr.requests.size();
+    summary.malformed += rr.malformed;
+    summary.cutFiles += rr.cut ? 1 : 0;
+    for (auto& r : rr.requests) {
+      if (!filter.matches(r)) {
+        ++summary.filtered;
+      } else if (!r.bodyKept && r.bodyLength > 0) {
+        ++summary.noBody;
+      } else {
+        plan.requests.push_back(std::move(r));
+      }
+    }
+  }
+  // Several files (rotated ones, or several agents') play in recorded time
+  // order; a stable sort keeps each connection's own order.
+  std::stable_sort(plan.requests.begin(), plan.requests.end(),
+                   [](const auto& a, const auto& b) { return a.unixNs < b.unixNs; });
+
+  replay::ResolveResult resolved = replay::resolveTarget(mirror);
+  if (!resolved.error.empty()) {
+    std::cerr << "shadowtap replay: --mirror " << mirror << ": " << resolved.error << std::endl;
+    return 1;
+  }
+  spdlog::set_default_logger(spdlog::stderr_color_mt("shadowtap-replay"));
+  spdlog::set_level(spdlog::level::warn);
+  replay::ReplayOptions ro;
+  ro.target = mirror;
+  ro.addrs = resolved.addrs;
+  ro.maxConnections = connections;
+  ro.queueCapacity = queue;
+  ro.maxRps = 0;  // the pacer spaces requests for --max-rps; a replay waits instead of dropping
+  ro.connectTimeout = std::chrono::milliseconds(timeoutMs);
+  ro.responseTimeout = std::chrono::milliseconds(timeoutMs);
+  replay::Replayer replayer(ro);
+  signal(SIGPIPE, SIG_IGN);
+  if (!replayer.start()) {
+    std::cerr << "shadowtap replay: cannot start the replay event loop" << std::endl;
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = onSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  const bool tty = isatty(STDOUT_FILENO) == 1;
+  SteadyClock clock;
+  RunCounters counters;
+  const uint64_t startNs = clock.nowNs();
+  uint64_t nextProgress = startNs + (tty ? 200'000'000ULL : 5'000'000'000ULL);
+  const uint64_t total = passes == 0 ? 0 : plan.requests.size() * passes;
+  const replay::ReplayStats& rs = replayer.stats();
+  auto tick = [&] {
+    const uint64_t now = clock.nowNs();
+    if (now < nextProgress) {
+      return;
+    }
+    nextProgress = now + (tty ? 200'000'000ULL : 5'000'000'000ULL);
+    const std::string line = formatProgress(load(counters.submitted), total, double(now - startNs) / 1e9, rs);
+    if (tty) {
+      std::printf("\r%s\033[K", line.c_str());
+    } else {
+      std::printf("%s\n", line.c_str());
+    }
+    std::fflush(stdout);
+  };
+  // As fast as allowed: keep the queue short so the pool sets the pace.
+  const auto busy = [&] {
+    return rs.queueDepth.load(std::memory_order_relaxed) >= static_cast<int64_t>(std::max<size_t>(connections, 4));
+  };
+  runPlan(plan, replayer, clock, gStop, busy, tick, counters);
+  // Let what is queued and in flight finish (bounded by the timeouts).
+  replayer.stop(std::chrono::milliseconds(gStop.load() ? 1000 : uint64_t{timeoutMs} * 2 + 1000));
+  if (tty) {
+    std::printf("\r%s\033[K\n",
+                formatProgress(load(counters.submitted), total, double(clock.nowNs() - startNs) / 1e9, rs).c_str());
+  }
+  summary.passes = load(counters.passes);
+  summary.submitted = load(counters.submitted);
+  summary.seconds = double(clock.nowNs() - startNs) / 1e9;
+  summary.interrupted = gStop.load();
+  std::printf("%s", formatSummary(summary, rs).c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace shadowtap::offline

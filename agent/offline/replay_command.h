@@ -1,0 +1,39 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "replay/replay_stats.h"
+
+namespace shadowtap::offline {
+
+// `shadowtap replay FILE... --mirror host:port [options]`: sends recorded
+// requests (HAR or JSON lines, see record_reader.h) to a target with the live
+// mirror's Host rewrite and replay::Replayer (pool, queue, timeouts, outcome
+// counters). argv[0] is "replay" (main passes argc - 1, argv + 1). Prints
+// progress (\r updates on a terminal, a plain line every 5 s otherwise) and a
+// summary table on stdout; returns 0 when done (also after SIGINT/SIGTERM,
+// which end the replay early), non-zero after one line on stderr for bad
+// files or flags.
+int runReplayCommand(int argc, char** argv);
+
+// What the summary needs besides the replayer's counters.
+struct ReplaySummary {
+  uint64_t files = 0;
+  uint64_t requestsRead = 0;
+  uint64_t malformed = 0;      // unreadable records, skipped
+  uint64_t cutFiles = 0;       // HAR files cut by a crash, read up to their last entry
+  uint64_t filtered = 0;       // not matching --method / --path-prefix
+  uint64_t noBody = 0;         // recorded without their body: cannot be rebuilt
+  uint64_t passes = 0;
+  uint64_t submitted = 0;
+  double seconds = 0;
+  bool interrupted = false;
+};
+
+// The final table (several lines, each "  label  value").
+std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r);
+// One progress line without line end: rate, sent, outcomes.
+std::string formatProgress(uint64_t submitted, uint64_t total, double seconds, const replay::ReplayStats& r);
+
+}  // namespace shadowtap::offline

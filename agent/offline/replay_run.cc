@@ -1,0 +1,84 @@
+#include "offline/replay_run.h"
+
+#include <algorithm>
+
+namespace shadowtap::offline {
+
+std::string_view targetPath(std::string_view t) {
+  if (!t.starts_with("/")) {
+    const size_t scheme = t.find("://");
+    if (scheme == std::string_view::npos) {
+      return t;  // "*" or authority-form
+    }
+    const size_t slash = t.find('/', scheme + 3);
+    t = slash == std::string_view::npos ? std::string_view("/") : t.substr(slash);
+  }
+  return t.substr(0, t.find_first_of("?#"));
+}
+
+bool RequestFilter::matches(const record::RecordedRequest& r) const {
+  if (!methods.empty() && std::find(methods.begin(), methods.end(), r.method) == methods.end()) {
+    return false;
+  }
+  if (pathPrefixes.empty()) {
+    return true;
+  }
+  const std::string_view path = targetPath(r.target);
+  return std::any_of(pathPrefixes.begin(), pathPrefixes.end(),
+                     [&](const std::string& p) { return path.starts_with(p); });
+}
+
+void runPlan(const ReplayPlan& plan, replay::JobSink& sink, Clock& clock, const std::atomic<bool>& stop,
+             const std::function<bool()>& busy, const std::function<void()>& tick, RunCounters& counters,
+             uint64_t tickNs) {
+  Pacer pacer(plan.speed, plan.maxRps);
+  // Waits until `until` in steps of tickNs, calling tick; false when stopped.
+  auto waitUntil = [&](uint64_t until) {
+    while (!stop.load(std::memory_order_relaxed)) {
+      const uint64_t now = clock.nowNs();
+      if (now >= until) {
+        return true;
+      }
+      clock.sleepUntilNs(std::min(until, now + tickNs));
+      if (tick) {
+        tick();
+      }
+    }
+    return false;
+  };
+  for (uint64_t pass = 0; plan.passes == 0 || pass < plan.passes; ++pass) {
+    if (plan.requests.empty()) {
+      break;
+    }
+    pacer.startPass(clock.nowNs());
+    for (const auto& r : plan.requests) {
+      if (!waitUntil(pacer.due(r.unixNs))) {
+        return;
+      }
+      if (plan.speed == 0 && busy) {
+        while (busy()) {
+          if (!waitUntil(clock.nowNs() + 1'000'000)) {
+            return;
+          }
+        }
+      }
+      replay::ReplayJob job;
+      job.ruleId = r.ruleId;
+      job.isHead = r.method == "HEAD";
+      const uint64_t now = clock.nowNs();
+      job.capturedNs = now;
+      job.bytes = record::buildRequestBytes(r, plan.suffix);
+      counters.submitted.fetch_add(1, std::memory_order_relaxed);
+      if (!sink.submit(std::move(job))) {
+        counters.refused.fetch_add(1, std::memory_order_relaxed);
+      }
+      pacer.sent(now);
+      if (tick) {
+        tick();
+      }
+    }
+    counters.passes.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace shadowtap::offline
