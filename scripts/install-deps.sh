@@ -11,9 +11,9 @@ packages=(
   libbpf-dev bpftool libxdp-dev libelf-dev zlib1g-dev
   # agent libraries
   libcli11-dev libspdlog-dev libfmt-dev node-llhttp prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev
-  libnghttp2-dev
+  libnghttp2-dev libpcap-dev
   # tests
-  libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps nghttp2-client nghttp2-server
+  libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps nghttp2-client nghttp2-server tcpdump
   # fuzzing (libFuzzer runtime; only a Recommends of clang-14)
   libclang-rt-14-dev
 )

@@ -1,0 +1,214 @@
+#include "h2_test_server.h"
+
+#include <arpa/inet.h>
+#include <nghttp2/nghttp2.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace shadowtap::h2::test {
+namespace {
+
+struct Conn {
+  H2TestServer* server;
+  std::map<int32_t, H2Request> streams;
+  std::map<int32_t, std::string> bodies;  // response bodies being sent
+  std::map<int32_t, int> grpc;
+  std::function<void(H2Request&&)> record;
+  size_t responseBody;
+  bool inTrailers = false;
+};
+
+std::string_view field(const H2Request& r, std::string_view name) { return r.header(name); }
+
+ssize_t readResponse(nghttp2_session* session, int32_t id, uint8_t* buf, size_t len, uint32_t* flags,
+                     nghttp2_data_source*, void* user) {
+  Conn& c = *static_cast<Conn*>(user);
+  std::string& b = c.bodies[id];
+  const size_t n = std::min(len, b.size());
+  std::memcpy(buf, b.data(), n);
+  b.erase(0, n);
+  if (b.empty()) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    auto g = c.grpc.find(id);
+    if (g != c.grpc.end()) {
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      static const std::string name = "grpc-status";
+      std::string value = std::to_string(g->second);
+      nghttp2_nv nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                    reinterpret_cast<uint8_t*>(value.data()), name.size(), value.size(), NGHTTP2_NV_FLAG_NONE};
+      nghttp2_submit_trailer(session, id, &nv, 1);
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
+
+int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  Conn& c = *static_cast<Conn*>(user);
+  if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    c.streams[frame->hd.stream_id].streamId = frame->hd.stream_id;
+  }
+  return 0;
+}
+
+int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+             const uint8_t* value, size_t valuelen, uint8_t flags, void* user) {
+  Conn& c = *static_cast<Conn*>(user);
+  H2Request& r = c.streams[frame->hd.stream_id];
+  HeaderField f{std::string(reinterpret_cast<const char*>(name), namelen),
+                std::string(reinterpret_cast<const char*>(value), valuelen), (flags & NGHTTP2_NV_FLAG_NO_INDEX) != 0};
+  (frame->headers.cat == NGHTTP2_HCAT_REQUEST ? r.headers : r.trailers).push_back(std::move(f));
+  return 0;
+}
+
+int onData(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, size_t len, void* user) {
+  static_cast<Conn*>(user)->streams[id].body.append(reinterpret_cast<const char*>(data), len);
+  return 0;
+}
+
+int onFrame(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+  Conn& c = *static_cast<Conn*>(user);
+  const int32_t id = frame->hd.stream_id;
+  if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+      (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0 || !c.streams.contains(id)) {
+    return 0;
+  }
+  H2Request r = std::move(c.streams[id]);
+  c.streams.erase(id);
+  const bool never = field(r, "x-respond-never") == "1";
+  const bool reset = field(r, "x-respond-reset") == "1";
+  std::string status(field(r, "x-respond-status").empty() ? "200" : field(r, "x-respond-status"));
+  std::string grpc(field(r, "x-respond-grpc"));
+  c.record(std::move(r));
+  if (never) {
+    return 0;
+  }
+  if (reset) {
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
+    return 0;
+  }
+  if (!grpc.empty()) {
+    c.grpc[id] = std::stoi(grpc);
+  }
+  c.bodies[id] = std::string(c.responseBody, 'r');
+  nghttp2_nv nv{reinterpret_cast<uint8_t*>(const_cast<char*>(":status")),
+                reinterpret_cast<uint8_t*>(status.data()), 7, status.size(), NGHTTP2_NV_FLAG_NONE};
+  nghttp2_data_provider dp{};
+  dp.read_callback = readResponse;
+  nghttp2_submit_response(session, id, &nv, 1, &dp);
+  return 0;
+}
+
+}  // namespace
+
+H2TestServer::H2TestServer(uint32_t maxConcurrentStreams, size_t responseBody)
+    : maxConcurrent_(maxConcurrentStreams), responseBody_(responseBody) {
+  listenFd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(listenFd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  listen(listenFd_, 64);
+  socklen_t len = sizeof(a);
+  getsockname(listenFd_, reinterpret_cast<sockaddr*>(&a), &len);
+  port_ = ntohs(a.sin_port);
+  acceptor_ = std::thread([this] { acceptLoop(); });
+}
+
+H2TestServer::~H2TestServer() {
+  stop_ = true;
+  shutdown(listenFd_, SHUT_RDWR);
+  acceptor_.join();
+  close(listenFd_);
+  for (auto& t : workers_) {
+    t.join();
+  }
+}
+
+sockaddr_storage H2TestServer::address() const {
+  sockaddr_storage ss{};
+  auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+  a->sin_family = AF_INET;
+  a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a->sin_port = htons(port_);
+  return ss;
+}
+
+std::vector<H2Request> H2TestServer::requests() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return requests_;
+}
+
+size_t H2TestServer::requestCount() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return requests_.size();
+}
+
+void H2TestServer::dropConnections() { ++dropGeneration_; }
+
+void H2TestServer::acceptLoop() {
+  while (!stop_) {
+    pollfd p{listenFd_, POLLIN, 0};
+    if (poll(&p, 1, 20) <= 0) {
+      continue;
+    }
+    const int fd = accept4(listenFd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      continue;
+    }
+    ++connections_;
+    std::lock_guard<std::mutex> lock(mutex_);
+    workers_.emplace_back([this, fd] { serve(fd); });
+  }
+}
+
+void H2TestServer::serve(int fd) {
+  const uint64_t generation = dropGeneration_;
+  Conn c{this, {}, {}, {}, [this](H2Request&& r) {
+           std::lock_guard<std::mutex> lock(mutex_);
+           requests_.push_back(std::move(r));
+         },
+         responseBody_};
+  nghttp2_session_callbacks* cb = nullptr;
+  nghttp2_session_callbacks_new(&cb);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, onBeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(cb, onHeader);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, onData);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, onFrame);
+  nghttp2_session* s = nullptr;
+  nghttp2_session_server_new(&s, cb, &c);
+  nghttp2_session_callbacks_del(cb);
+  const nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, maxConcurrent_}};
+  nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, 1);
+  uint8_t buf[16384];
+  while (!stop_ && dropGeneration_ == generation) {
+    const uint8_t* out = nullptr;
+    ssize_t n;
+    bool failed = false;
+    while ((n = nghttp2_session_mem_send(s, &out)) > 0) {
+      if (send(fd, out, static_cast<size_t>(n), MSG_NOSIGNAL) != n) {
+        failed = true;
+        break;
+      }
+    }
+    if (failed || (!nghttp2_session_want_read(s) && !nghttp2_session_want_write(s))) {
+      break;
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 20) <= 0) {
+      continue;
+    }
+    n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0 || nghttp2_session_mem_recv(s, buf, static_cast<size_t>(n)) < 0) {
+      break;
+    }
+  }
+  nghttp2_session_del(s);
+  close(fd);
+}
+
+}  // namespace shadowtap::h2::test

@@ -1,0 +1,55 @@
+#pragma once
+
+// A loopback HTTP/2 cleartext server for client tests: an nghttp2 server
+// session per accepted connection on its own thread. Records every request
+// (fields exactly as decoded, body, trailers) and answers according to
+// request fields:
+//   x-respond-status: N     -> :status N (default 200)
+//   x-respond-grpc: N       -> response trailers with grpc-status N
+//   x-respond-reset: 1      -> RST_STREAM (REFUSED_STREAM... INTERNAL_ERROR) instead of a response
+//   x-respond-never: 1      -> no answer at all
+// The response body is `responseBody` bytes.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "h2/h2_request.h"
+
+namespace shadowtap::h2::test {
+
+class H2TestServer {
+ public:
+  explicit H2TestServer(uint32_t maxConcurrentStreams = 100, size_t responseBody = 100);
+  ~H2TestServer();
+
+  uint16_t port() const { return port_; }
+  sockaddr_storage address() const;
+  std::vector<H2Request> requests();
+  size_t requestCount();
+  size_t connections() const { return connections_.load(); }
+  // Closes every accepted connection at once (abruptly).
+  void dropConnections();
+
+ private:
+  void acceptLoop();
+  void serve(int fd);
+
+  int listenFd_ = -1;
+  uint16_t port_ = 0;
+  uint32_t maxConcurrent_;
+  size_t responseBody_;
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> connections_{0};
+  std::atomic<uint64_t> dropGeneration_{0};
+  std::thread acceptor_;
+  std::mutex mutex_;
+  std::vector<std::thread> workers_;
+  std::vector<H2Request> requests_;
+};
+
+}  // namespace shadowtap::h2::test
