@@ -3,14 +3,20 @@
 #include <spdlog/spdlog.h>
 
 #include <iostream>
+#include <string_view>
 
 #include "capture/libbpf_log.h"
 #include "capture/privileges.h"
+#include "compare/report.h"
 #include "config.h"
 #include "logging.h"
 #include "pipeline.h"
 
 int main(int argc, char** argv) {
+  // Subcommands that work on files, without capturing anything.
+  if (argc > 1 && std::string_view(argv[1]) == "report") {
+    return shadowtap::compare::runReportCommand(argc - 1, argv + 1);
+  }
   shadowtap::Config config;
   int code = shadowtap::parseConfig(argc, argv, config);
   if (code >= 0) {

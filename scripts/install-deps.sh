@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages shadowtap needs to build, test and demo.
 # Idempotent: prints nothing and touches nothing when everything is present.
-# Usage: scripts/install-deps.sh [--bench]   (--bench adds the benchmark tools)
+# Usage: scripts/install-deps.sh [--bench] [--browser]
+#   --bench adds the benchmark tools; --browser adds Chromium (large) for the
+#   headless-browser test of `shadowtap report` (tests/e2e/test_compare_report.py).
 set -euo pipefail
 
 packages=(
@@ -17,9 +19,12 @@ packages=(
   # fuzzing (libFuzzer runtime; only a Recommends of clang-14)
   libclang-rt-14-dev
 )
-if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(wrk nginx-light linux-perf valgrind)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --bench) packages+=(wrk nginx-light linux-perf valgrind) ;;
+    --browser) packages+=(chromium) ;;
+  esac
+done
 
 # The deploy manifest check runs on Node.js; use the machine's own if it has one.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -138,6 +138,7 @@ tr.regression td{background:#fff5f5}
 )CSS";
 
 const char* kScript = R"JS(
+document.documentElement.setAttribute('data-report-ready', 'yes');
 document.getElementById('filter').addEventListener('input', function (e) {
   var q = e.target.value.toLowerCase();
   document.querySelectorAll('section.endpoint').forEach(function (s) {

@@ -1,0 +1,139 @@
+#include "compare/compare_engine.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "compare_test_util.h"
+
+namespace shadowtap::compare {
+namespace {
+
+using test::jsonResponse;
+using test::load;
+
+std::vector<std::unique_ptr<Comparator>> comparators(size_t rules) {
+  std::vector<std::unique_ptr<Comparator>> out;
+  for (size_t i = 0; i < rules; ++i) {
+    std::string error;
+    out.push_back(Comparator::create({}, &error));
+  }
+  return out;
+}
+
+void expectIdentity(const CompareStats& s) {
+  EXPECT_EQ(load(s.exchanges), load(s.compared) + load(s.noPrimary) + load(s.noMirror) + load(s.expired) +
+                                   load(s.queueFull) + load(s.pending) + load(s.queued));
+  uint64_t compared = 0, parts = 0;
+  s.forEachRule([&](uint32_t, const CompareCounters& c) {
+    compared += load(c.compared);
+    parts += load(c.equal) + load(c.different) + load(c.noisy);
+  });
+  EXPECT_EQ(compared, load(s.compared));
+  EXPECT_EQ(parts, compared);
+}
+
+TEST(CompareEngine, JoinsPartsInAnyOrder) {
+  CompareEngine engine(EngineOptions{}, comparators(2), nullptr);
+  const uint64_t a = engine.begin(1, "GET", "/users/1", false, 0);
+  const uint64_t b = engine.begin(2, "GET", "/users/2", false, 0);
+  ASSERT_NE(a, 0u);
+  ASSERT_NE(b, a);
+  engine.onResponse(a, Part::kMirror, jsonResponse(200, R"({"n":1})"));
+  EXPECT_EQ(load(engine.stats().pending), 2u);
+  engine.onResponse(a, Part::kPrimary, jsonResponse(200, R"({"n":1})"));
+  engine.sink(Part::kPrimary).onResponse(b, jsonResponse(200, R"({"n":1})"));
+  engine.sink(Part::kMirror).onResponse(b, jsonResponse(200, R"({"n":2})"));
+  const CompareStats& s = engine.stats();
+  EXPECT_EQ(load(s.compared), 2u);
+  EXPECT_EQ(load(s.pending), 0u);
+  std::map<std::pair<uint32_t, std::string>, std::pair<uint64_t, uint64_t>> seen;
+  s.forEachEndpoint([&](uint32_t rule, const std::string& ep, const CompareCounters& c) {
+    seen[{rule, ep}] = {load(c.equal), load(c.different)};
+  });
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[std::make_pair(1u, std::string("GET /users/{n}"))], std::make_pair(uint64_t{1}, uint64_t{0}));
+  EXPECT_EQ(seen[std::make_pair(2u, std::string("GET /users/{n}"))], std::make_pair(uint64_t{0}, uint64_t{1}));
+  expectIdentity(s);
+}
+
+TEST(CompareEngine, MissingPartsAreCountedOnce) {
+  CompareEngine engine(EngineOptions{}, comparators(1), nullptr);
+  const uint64_t a = engine.begin(1, "GET", "/", false, 0);
+  const uint64_t b = engine.begin(1, "GET", "/", false, 0);
+  engine.sink(Part::kPrimary).onNoResponse(a, NoResponse::kGap);
+  EXPECT_EQ(load(engine.stats().noPrimary), 0u);  // still waiting for the mirror's
+  engine.onResponse(a, Part::kMirror, jsonResponse(200, "{}"));
+  EXPECT_EQ(load(engine.stats().noPrimary), 1u);
+  engine.onResponse(b, Part::kPrimary, jsonResponse(200, "{}"));
+  engine.onMissing(b, Part::kMirror);
+  EXPECT_EQ(load(engine.stats().noMirror), 1u);
+  engine.onResponse(b, Part::kMirror, jsonResponse(200, "{}"));  // late
+  engine.onResponse(999, Part::kPrimary, jsonResponse(200, "{}"));
+  EXPECT_EQ(load(engine.stats().unknownParts), 2u);
+  EXPECT_EQ(engine.begin(5, "GET", "/", false, 0), 0u);  // rule without comparator
+  expectIdentity(engine.stats());
+}
+
+TEST(CompareEngine, SecondaryMakesNoise) {
+  CompareEngine engine(EngineOptions{}, comparators(1), nullptr);
+  const uint64_t a = engine.begin(1, "GET", "/clock", true, 0);
+  engine.onResponse(a, Part::kPrimary, jsonResponse(200, R"({"t":"1","v":1})"));
+  engine.onResponse(a, Part::kMirror, jsonResponse(200, R"({"t":"3","v":1})"));
+  EXPECT_EQ(load(engine.stats().compared), 0u);  // waits for the secondary
+  engine.onResponse(a, Part::kSecondary, jsonResponse(200, R"({"t":"2","v":1})"));
+  EXPECT_EQ(load(engine.stats().compared), 1u);
+  EXPECT_EQ(engine.noisyPaths(1, "GET /clock"), std::vector<std::string>{"$.t"});
+  // A secondary that never comes: compared without it.
+  const uint64_t b = engine.begin(1, "GET", "/clock", true, 0);
+  engine.onResponse(b, Part::kPrimary, jsonResponse(200, R"({"t":"1","v":1})"));
+  engine.onResponse(b, Part::kMirror, jsonResponse(200, R"({"t":"5","v":1})"));
+  engine.onMissing(b, Part::kSecondary);
+  EXPECT_EQ(load(engine.stats().noSecondary), 1u);
+  uint64_t noisy = 0;
+  engine.stats().forEachRule([&](uint32_t, const CompareCounters& c) { noisy = load(c.noisy); });
+  EXPECT_EQ(noisy, 2u);
+  expectIdentity(engine.stats());
+}
+
+TEST(CompareEngine, ExpiresAndBoundsPending) {
+  EngineOptions o;
+  o.maxPending = 2;
+  o.pendingTimeoutNs = 100;
+  CompareEngine engine(o, comparators(1), nullptr);
+  EXPECT_NE(engine.begin(1, "GET", "/", false, 10), 0u);
+  EXPECT_NE(engine.begin(1, "GET", "/", false, 50), 0u);
+  EXPECT_EQ(engine.begin(1, "GET", "/", false, 50), 0u);
+  EXPECT_EQ(load(engine.stats().refused), 1u);
+  engine.expire(120);
+  EXPECT_EQ(load(engine.stats().expired), 1u);
+  EXPECT_EQ(load(engine.stats().pending), 1u);
+  expectIdentity(engine.stats());
+}
+
+TEST(CompareEngine, ComparesOnItsOwnThread) {
+  CompareEngine engine(EngineOptions{}, comparators(1), nullptr);
+  ASSERT_TRUE(engine.start());
+  constexpr int kN = 2000;
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < kN; ++i) {
+    ids.push_back(engine.begin(1, "GET", "/item/" + std::to_string(i), false, 0));
+  }
+  std::thread mirror([&] {
+    for (int i = 0; i < kN; ++i) {
+      engine.onResponse(ids[i], Part::kMirror, jsonResponse(200, i % 10 == 0 ? R"({"v":2})" : R"({"v":1})"));
+    }
+  });
+  for (int i = 0; i < kN; ++i) {
+    engine.onResponse(ids[i], Part::kPrimary, jsonResponse(200, R"({"v":1})"));
+  }
+  mirror.join();
+  engine.stop();
+  const CompareStats& s = engine.stats();
+  EXPECT_EQ(load(s.compared) + load(s.queueFull), uint64_t{kN});
+  EXPECT_EQ(load(s.queued), 0u);
+  expectIdentity(s);
+}
+
+}  // namespace
+}  // namespace shadowtap::compare
