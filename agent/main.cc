@@ -9,6 +9,7 @@
 #include "capture/privileges.h"
 #include "compare/report.h"
 #include "config.h"
+#include "offline/replay_command.h"
 #include "logging.h"
 #include "pipeline.h"
 
@@ -16,6 +17,9 @@ int main(int argc, char** argv) {
   // Subcommands that work on files, without capturing anything.
   if (argc > 1 && std::string_view(argv[1]) == "report") {
     return shadowtap::compare::runReportCommand(argc - 1, argv + 1);
+  }
+  if (argc > 1 && std::string_view(argv[1]) == "replay") {
+    return shadowtap::offline::runReplayCommand(argc - 1, argv + 1);
   }
   shadowtap::Config config;
   int code = shadowtap::parseConfig(argc, argv, config);

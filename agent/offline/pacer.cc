@@ -39,7 +39,7 @@ uint64_t Pacer::due(int64_t recordedUnixNs) {
     at += static_cast<uint64_t>(static_cast<double>(offset) / speed_);
   }
   if (maxRps_ > 0 && haveLast_) {
-    at = std::max(at, lastSentNs_ + 1'000'000'000ULL / maxRps_);
+    at = std::max<uint64_t>(at, lastSentNs_ + 1000000000ULL / maxRps_);
   }
   return at;
 }

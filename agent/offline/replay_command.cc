@@ -1,6 +1,7 @@
 #include "offline/replay_command.h"
 
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -179,7 +180,9 @@ int runReplayCommand(int argc, char** argv) {
     std::cerr << "shadowtap replay: --mirror " << mirror << ": " << resolved.error << std::endl;
     return 1;
   }
-  spdlog::set_default_logger(spdlog::stderr_color_mt("shadowtap-replay"));
+  // stdout carries progress and the summary; warnings (connect failures) go to stderr.
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("replay", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   spdlog::set_level(spdlog::level::warn);
   replay::ReplayOptions ro;
   ro.target = mirror;

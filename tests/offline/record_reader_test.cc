@@ -1,0 +1,190 @@
+#include "offline/record_reader.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "http/host_rewrite.h"
+#include "record/record_writer.h"
+#include "record_test_util.h"
+
+namespace shadowtap::offline {
+namespace {
+
+using record::testing::makeRequest;
+using record::testing::slurp;
+using record::testing::TempDir;
+
+constexpr int64_t kMay1 = int64_t{1714564800} * 1'000'000'000;
+
+const std::vector<std::string> kRequests = {
+    "GET /r/1?q=%20x&y=1 HTTP/1.1\r\nhOsT: httpbin:8000\r\nUser-Agent: st/1\r\nX-Dup: a\r\nX-Dup: b\r\n\r\n",
+    "POST /r/2 HTTP/1.1\r\nHost: httpbin:8000\r\nContent-Type: application/octet-stream\r\nContent-Length: 4\r\n\r\n"
+    "\x00\xff\x10\x80",
+    "POST /r/3 HTTP/1.1\r\nHost: httpbin:8000\r\nTransfer-Encoding: chunked\r\n\r\n"
+    "3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: done\r\n\r\n",
+    "HEAD /r/4 HTTP/1.1\r\nHost: [2001:db8::2]:8000\r\nAuthorization: Basic Zm9v\r\n\r\n",
+    "GET http://httpbin:8000/abs HTTP/1.1\r\nHost: httpbin:8000\r\n\r\n",
+};
+
+// What live mirroring sends for the same request (the independent reference).
+std::string shadowed(const std::string& bytes) {
+  http::Request r = makeRequest(bytes);
+  // makeRequest looks for "Host: " exactly; the lower-case variant needs help.
+  const size_t h = bytes.find("hOsT: ");
+  if (h != std::string::npos) {
+    r.hostOffset = h + 6;
+    r.hostLength = bytes.find("\r\n", h) - r.hostOffset;
+  }
+  if (bytes.find("http://") != std::string::npos) {
+    r.targetHostOffset = bytes.find("http://") + 7;
+    r.targetHostLength = 12;
+  }
+  return http::rewriteRequestHost(r, "-shadow");
+}
+
+std::vector<std::string> recordAndRead(const std::string& name, const std::string& redact, ReadResult* out) {
+  TempDir dir;
+  record::RecordOptions o;
+  o.path = dir.path() + "/" + name;
+  o.format = *record::formatFromPath(name);
+  o.realtimeOffsetNs = kMay1;
+  EXPECT_EQ(record::applyRedactSpec(redact, o), "");
+  std::string error;
+  auto w = record::makeRecordWriter(o, &error);
+  EXPECT_NE(w, nullptr) << error;
+  uint64_t ts = 1'000'000;
+  for (const auto& b : kRequests) {
+    w->onRequest(makeRequest(b, ts += 250'000'000));
+  }
+  w->close();
+  const auto files = dir.files(name.substr(0, name.find('.')), name.substr(name.find('.')));
+  EXPECT_EQ(files.size(), 1u);
+  *out = readRecordFile(files.at(0));
+  std::vector<std::string> rebuilt;
+  for (const auto& r : out->requests) {
+    rebuilt.push_back(record::buildRequestBytes(r, "-shadow"));
+  }
+  return rebuilt;
+}
+
+class RoundTrip : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(RoundTrip, RebuiltBytesEqualLiveMirrorBytes) {
+  ReadResult rr;
+  const auto rebuilt = recordAndRead(GetParam(), "none", &rr);
+  EXPECT_EQ(rr.error, "");
+  EXPECT_EQ(rr.malformed, 0u);
+  EXPECT_FALSE(rr.cut);
+  ASSERT_EQ(rebuilt.size(), kRequests.size());
+  for (size_t i = 0; i < kRequests.size(); ++i) {
+    EXPECT_EQ(rebuilt[i], shadowed(kRequests[i])) << i;
+  }
+  EXPECT_EQ(rr.requests[0].unixNs, kMay1 + 251'000'000);
+  EXPECT_EQ(rr.requests[1].unixNs - rr.requests[0].unixNs, 250'000'000);
+  EXPECT_EQ(rr.requests[0].flow, "198.18.0.1:40000->198.18.0.2:8000");
+  EXPECT_EQ(rr.requests[2].body, "abcde");
+  EXPECT_EQ(rr.requests[2].bodyLength, 5u);
+}
+
+TEST_P(RoundTrip, RedactedValuesComeBackAsTheMarker) {
+  ReadResult rr;
+  const auto rebuilt = recordAndRead(GetParam(), "default", &rr);
+  ASSERT_EQ(rebuilt.size(), kRequests.size());
+  std::string expected = shadowed(kRequests[3]);
+  expected.replace(expected.find("Basic Zm9v"), 10, "[REDACTED]");
+  EXPECT_EQ(rebuilt[3], expected);
+  EXPECT_EQ(rebuilt[0], shadowed(kRequests[0]));
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, RoundTrip, ::testing::Values("t.har", "t.jsonl"));
+
+TEST(RecordReader, CrashCutHarIsReadUpToItsLastCompleteEntry) {
+  TempDir dir;
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The child records and dies without closing: what a crash leaves.
+    record::RecordOptions o;
+    o.path = dir.path() + "/crash.har";
+    o.format = record::RecordFormat::kHar;
+    o.realtimeOffsetNs = kMay1;
+    std::string error;
+    auto w = record::makeRecordWriter(o, &error);
+    for (int i = 0; i < 3; ++i) {
+      w->onRequest(makeRequest(kRequests[static_cast<size_t>(i)]));
+    }
+    for (int i = 0; i < 2000 && !(w->stats().written == 3 && w->stats().flushes > 0 && w->stats().queueDepth == 0);
+         ++i) {
+      usleep(1000);
+    }
+    usleep(20000);  // let the flush that follows the last write finish
+    _exit(42);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_EQ(WEXITSTATUS(status), 42);
+  const auto files = dir.files("crash", ".har");
+  ASSERT_EQ(files.size(), 1u);
+  std::string text = slurp(files[0]);
+  EXPECT_FALSE(text.ends_with("]}}\n"));
+  ReadResult rr = parseRecordText(text);
+  EXPECT_EQ(rr.error, "");
+  EXPECT_TRUE(rr.cut);
+  EXPECT_EQ(rr.format, ReadResult::Format::kHar);
+  ASSERT_EQ(rr.requests.size(), 3u);
+  EXPECT_EQ(record::buildRequestBytes(rr.requests[2], ""), kRequests[2]);
+  // Cut in the middle of the last entry: the two complete ones are read.
+  text.resize(text.size() - 40);
+  rr = parseRecordText(text);
+  EXPECT_TRUE(rr.cut);
+  EXPECT_EQ(rr.requests.size(), 2u);
+  EXPECT_EQ(rr.malformed, 0u);
+  // The documented repair (drop the partial line, append "]}}") makes it valid HAR.
+  text.resize(text.rfind('\n') + 1);
+  text += "]}}\n";
+  rr = parseRecordText(text);
+  EXPECT_FALSE(rr.cut);
+  EXPECT_EQ(rr.requests.size(), 2u);
+}
+
+TEST(RecordReader, BrowserHar) {
+  const std::string har = R"({"log":{"version":"1.2","creator":{"name":"WebInspector","version":"537.36"},
+    "entries":[{"startedDateTime":"2024-05-01T12:00:00.000+02:00","time":5,
+      "request":{"method":"POST","url":"https://example.test:8443/api/x?y=1#frag","httpVersion":"http/2.0",
+        "headers":[{"name":":authority","value":"example.test:8443"},{"name":":method","value":"POST"},
+                   {"name":"content-type","value":"text/plain"},{"name":"content-length","value":"2"}],
+        "queryString":[],"cookies":[],"headersSize":-1,"bodySize":2,
+        "postData":{"mimeType":"text/plain","text":"hi"}},
+      "response":{"status":200,"statusText":"","httpVersion":"","cookies":[],"headers":[],
+        "content":{"size":0,"mimeType":""},"redirectURL":"","headersSize":-1,"bodySize":-1},
+      "cache":{},"timings":{"send":0,"wait":0,"receive":0}}]}})";
+  ReadResult rr = parseRecordText(har);
+  ASSERT_EQ(rr.requests.size(), 1u);
+  EXPECT_EQ(record::buildRequestBytes(rr.requests[0], "-shadow"),
+            "POST /api/x?y=1 HTTP/1.1\r\nHost: example.test-shadow:8443\r\ncontent-type: text/plain\r\n"
+            "content-length: 2\r\n\r\nhi");
+  EXPECT_EQ(rr.requests[0].unixNs, kMay1 - int64_t{7200} * 1'000'000'000);
+}
+
+TEST(RecordReader, MalformedLinesAreCountedAndBadFilesRejected) {
+  const std::string good =
+      R"({"time":"2024-05-01T12:00:00Z","method":"GET","target":"/","headers":[["Host","h"]]})";
+  ReadResult rr = parseRecordText(good + "\n{\"time\":1}\nnot json\n" + good + "\n");
+  EXPECT_EQ(rr.format, ReadResult::Format::kJsonl);
+  EXPECT_EQ(rr.requests.size(), 2u);
+  EXPECT_EQ(rr.malformed, 2u);
+  rr = parseRecordText("hello\nworld\n");
+  EXPECT_NE(rr.error, "");
+  rr = parseRecordText(R"({"log":{"version":"1.2"}})");
+  EXPECT_NE(rr.error, "");
+  rr = readRecordFile("/nonexistent/x.har");
+  EXPECT_NE(rr.error.find("cannot open"), std::string::npos);
+  rr = parseRecordText("");
+  EXPECT_EQ(rr.error, "");
+  EXPECT_TRUE(rr.requests.empty());
+}
+
+}  // namespace
+}  // namespace shadowtap::offline
