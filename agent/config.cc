@@ -27,8 +27,9 @@ std::string buildRules(Config& c, bool shorthand) {
   defaults.dropPolicy = c.mirrorDropPolicy == "oldest" ? rules::DropPolicy::kOldest : rules::DropPolicy::kNewest;
   std::vector<std::string> texts;
   if (shorthand) {
-    if (c.mirror.empty() && !c.dryRun) {
-      return "--mirror is required with --port (or use --rule port=N,mirror=HOST:PORT, or --dry-run)";
+    if (c.mirror.empty() && !c.dryRun && c.recordPath.empty()) {
+      return "--mirror is required with --port (or use --rule port=N,mirror=HOST:PORT; only --dry-run or "
+             "--record work without a mirror)";
     }
     char pct[32];
     std::snprintf(pct, sizeof(pct), "%.17g", c.mirrorPercentage);
@@ -47,7 +48,8 @@ std::string buildRules(Config& c, bool shorthand) {
   c.rules.clear();
   for (const std::string& text : texts) {
     std::string error;
-    auto rule = rules::parseRule(text, defaults, c.dryRun, &error);
+    // Recording alone needs no mirror: such a rule captures and records only.
+    auto rule = rules::parseRule(text, defaults, c.dryRun || !c.recordPath.empty(), &error);
     if (!rule) {
       return error;
     }
@@ -213,6 +215,26 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
       ->capture_default_str()
       ->check(CLI::IsMember({"newest", "oldest"}));
   app.add_option("--drain-timeout-ms", c.drainTimeoutMs, "On exit, time given to requests still queued for the mirror")
+      ->capture_default_str();
+  app.add_option("--record", c.recordPath,
+                 "Also write every captured request to PATH: .har (HAR 1.2), .jsonl (one JSON object per request) "
+                 "or .pcap (the captured TCP segments); rotated, capped, redacted by default");
+  app.add_option("--record-redact", c.recordRedact,
+                 "Redaction of recordings: default (Authorization, Proxy-Authorization, Cookie, Set-Cookie), none, "
+                 "or default plus header:NAME and query:NAME items, comma-separated")
+      ->capture_default_str();
+  app.add_option("--record-bodies", c.recordBodies, "Keep request bodies in recordings (false: length and SHA-256 only)")
+      ->capture_default_str();
+  app.add_flag("--record-pcap-unredacted", c.recordPcapUnredacted,
+               "Allow a .pcap recording, which stores segments raw, while redaction is on");
+  app.add_option("--record-max-file-mib", c.recordMaxFileMiB, "Rotate a recording file at this size")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--record-max-total-mib", c.recordMaxTotalMiB,
+                 "Disk used by recordings; the oldest files are deleted beyond it")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--record-rotate-seconds", c.recordRotateSeconds, "Also rotate after this many seconds (0: never)")
       ->capture_default_str();
   app.add_option("--summary-interval", c.summaryIntervalSec, "Seconds between counter summary lines (0: only at exit)")
       ->capture_default_str();
