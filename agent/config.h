@@ -60,6 +60,14 @@ struct Config {
 
   uint32_t summaryIntervalSec = 10;
 
+  // Recording (a side output; works with or without a live mirror).
+  std::string recordPath;               // .har, .jsonl or .pcap; empty: off
+  std::string recordRedact = "default";  // none | default | header:NAME,query:NAME,...
+  bool recordBodies = true;
+  bool recordPcapUnredacted = false;
+  uint64_t recordMaxFileMiB = 64;
+  uint64_t recordMaxTotalMiB = 1024;
+  uint32_t recordRotateSeconds = 0;
 };
 
 // Parses argv. Returns -1 when the program should go on, otherwise the exit code

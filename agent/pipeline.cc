@@ -14,6 +14,7 @@
 #include <cstring>
 #include <thread>
 
+#include "h2/authority_rewrite.h"
 #include "http/host_rewrite.h"
 #include "pipeline_metrics.h"
 #ifdef SHADOWTAP_HAVE_DRY_RUN
@@ -97,8 +98,13 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   fl.maxHeaderBytes = config.maxHeaderKiB << 10;
   fl.maxRequestLineBytes = config.maxRequestLineKiB << 10;
   fl.maxResyncScanBytes = config.maxResyncScanKiB << 10;
-  p->framers_ = std::make_unique<http::RequestFramerFactory>(*p, fl);
-  p->ownTraffic_ = std::make_unique<OwnTrafficFilter>(*p->framers_, p->localEndpoints_, p->stats_.ownTrafficSegments);
+  // HTTP/2 streams get the same request and header limits as HTTP/1.
+  h2::H2DecoderLimits hl;
+  hl.maxStreamBodyBytes = fl.maxRequestBytes;
+  hl.maxHeaderListBytes = fl.maxHeaderBytes;
+  p->sniffers_ = std::make_unique<h2::ProtocolSnifferFactory>(*p, *p, fl, hl);
+  p->ownTraffic_ =
+      std::make_unique<OwnTrafficFilter>(*p->sniffers_, p->localEndpoints_, p->stats_.ownTrafficSegments);
 
   flow::FlowLimits limits;
   limits.maxFlows = config.maxFlows;
@@ -137,6 +143,28 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   for (const auto& rt : p->rules_) {
     spdlog::info("rule {}: {}", rt->ruleId, rt->rule.describe());
   }
+  if (!config.recordPath.empty()) {
+    record::RecordOptions ro;
+    ro.path = config.recordPath;
+    if (auto format = record::formatFromPath(ro.path)) {
+      ro.format = *format;
+    }
+    if (std::string why = record::applyRedactSpec(config.recordRedact, ro); !why.empty()) {
+      *error = why;
+      return nullptr;
+    }
+    ro.keepBodies = config.recordBodies;
+    ro.pcapUnredacted = config.recordPcapUnredacted;
+    ro.maxFileBytes = config.recordMaxFileMiB << 20;
+    ro.maxTotalBytes = config.recordMaxTotalMiB << 20;
+    ro.rotateSeconds = config.recordRotateSeconds;
+    p->recorder_ = record::makeRecordWriter(std::move(ro), error);
+    if (!p->recorder_) {
+      return nullptr;
+    }
+    spdlog::info("recording captured {} to {}", p->recorder_->wantsSegments() ? "segments" : "requests",
+                 config.recordPath);
+  }
   p->attached_ = p->capture_->attachedInterfaces().size();
   if (config.metricsAddress != "off") {
     p->metrics_ = std::make_unique<PipelineMetrics>(*p);
@@ -164,6 +192,9 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
     return nullptr;
 #endif
   }
+  if (rule.mirror.empty()) {
+    return rt;  // --record only: captured and recorded, sent nowhere
+  }
   replay::ResolveResult resolved = replay::resolveTarget(rule.mirror);
   if (!resolved.error.empty()) {
     *error = "rule '" + rule.text + "': " + resolved.error;
@@ -183,6 +214,7 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   ro.responseTimeout = std::chrono::milliseconds(config_.responseTimeoutMs);
   ro.idleTimeout = std::chrono::milliseconds(config_.idleTimeoutMs);
   ro.localEndpoints = &localEndpoints_;
+  rt->mirrorAddrs = resolved.addrs;
   rt->replayer = std::make_unique<replay::Replayer>(ro);
   return rt;
 }
@@ -255,7 +287,12 @@ void Pipeline::reload() {
         retired_.push_back(std::move(rules_[i]));
         if (rt->replayer) {
           const auto drain = std::chrono::milliseconds(config_.drainTimeoutMs);
-          retiring_.emplace_back([rt, drain] { rt->replayer->stop(drain); });
+          retiring_.emplace_back([rt, drain] {
+            rt->replayer->stop(drain);
+            if (rt->h2Pool) {
+              rt->h2Pool->stop(drain);
+            }
+          });
         }
         ++removed;
       }
@@ -269,7 +306,13 @@ void Pipeline::reload() {
                active.size() - (rules_.size() - kept.size()), rules_.size() - kept.size(), removed);
 }
 
-void Pipeline::onSegment(const flow::Segment& segment) { flows_->ingest(segment); }
+void Pipeline::onSegment(const flow::Segment& segment) {
+  if (recorder_ && recorder_->wantsSegments() &&
+      !localEndpoints_.contains(segment.key.family, segment.key.saddr, segment.key.sport)) {
+    recorder_->onSegment(segment);
+  }
+  flows_->ingest(segment);
+}
 
 void Pipeline::onRequest(http::Request&& request) {
   stats_.requests.fetch_add(1, std::memory_order_relaxed);
@@ -280,21 +323,21 @@ void Pipeline::onRequest(http::Request&& request) {
   RuleRuntime& rt = *rules_[request.ruleId - 1];
   RuleStats& rs = rt.stats;
   rs.requests.fetch_add(1, std::memory_order_relaxed);
-  {
-    const uint64_t size = request.bytes.size();
-    size_t b = 0;
-    while (b < RuleStats::kSizeBounds.size() && size > RuleStats::kSizeBounds[b]) {
-      ++b;
-    }
-    rs.sizeBuckets[b].fetch_add(1, std::memory_order_relaxed);
-    rs.sizeSum.fetch_add(size, std::memory_order_relaxed);
-  }
+  rs.observeSize(request.bytes.size());
   if (http::hostHasSuffix(request.host(), rt.rule.suffix)) {
     rs.loopSkipped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  // The recording holds what was captured, not what the method allow-list lets through.
+  if (recorder_) {
+    recorder_->record(request);
+  }
   if (!rt.transform.allows(request.method)) {
     rs.filtered.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (!rt.dryRun && !rt.replayer) {
+    rs.recordOnly.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   rs.submitted.fetch_add(1, std::memory_order_relaxed);
@@ -309,6 +352,106 @@ void Pipeline::onRequest(http::Request&& request) {
   job.capturedNs = request.tsNs;
   job.bytes = rt.transform.apply(http::rewriteRequestHost(request, rt.rule.suffix));
   if (rt.replayer->submit(std::move(job))) {
+    rs.queued.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    rs.dropped.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+namespace {
+
+// The rule's header switches on an HTTP/2 request: drop-header removes every
+// field of that name (pseudo-headers are never named by a rule), header=
+// appends fields after the request's own, with the lowercase names HTTP/2
+// requires.
+void applyHeaderSwitches(const rules::Rule& rule, h2::H2Request& request) {
+  if (!rule.dropHeaders.empty()) {
+    std::erase_if(request.headers, [&rule](const h2::HeaderField& f) {
+      return std::find(rule.dropHeaders.begin(), rule.dropHeaders.end(), f.name) != rule.dropHeaders.end();
+    });
+  }
+  for (const auto& [name, value] : rule.headers) {
+    h2::HeaderField f;
+    f.name = name;
+    std::transform(f.name.begin(), f.name.end(), f.name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    f.value = value;
+    request.headers.push_back(std::move(f));
+  }
+}
+
+uint64_t h2RequestSize(const h2::H2Request& r) {
+  // HPACK-independent: field bytes as HTTP/1 would carry them, plus the body.
+  uint64_t n = r.body.size();
+  for (const auto* fields : {&r.headers, &r.trailers}) {
+    for (const auto& f : *fields) {
+      n += f.name.size() + f.value.size() + 4;
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
+h2::H2Pool* Pipeline::h2PoolFor(RuleRuntime& rt) {
+  if (rt.h2Pool || rt.h2PoolFailed) {
+    return rt.h2Pool.get();
+  }
+  h2::H2PoolOptions o;
+  o.addrs = rt.mirrorAddrs;
+  o.connections = std::max<size_t>(1, rt.rule.connections);
+  o.queueCapacity = rt.rule.queue;
+  o.client.connectTimeoutNs = uint64_t(config_.connectTimeoutMs) * 1'000'000ULL;
+  o.client.responseTimeoutNs = uint64_t(config_.responseTimeoutMs) * 1'000'000ULL;
+  auto pool = std::make_unique<h2::H2Pool>(std::move(o));
+  if (rt.mirrorAddrs.empty() || !pool->start()) {
+    rt.h2PoolFailed = true;
+    spdlog::error("rule {}: cannot start the HTTP/2 mirror pool; its HTTP/2 requests are dropped", rt.ruleId);
+    return nullptr;
+  }
+  spdlog::info("rule {}: first HTTP/2 request, opening h2c connections to {}", rt.ruleId, rt.rule.mirror);
+  std::lock_guard<std::mutex> lock(rulesMutex_);
+  rt.h2Pool = std::move(pool);
+  return rt.h2Pool.get();
+}
+
+void Pipeline::onRequest(h2::H2Request&& request) {
+  stats_.h2Requests.fetch_add(1, std::memory_order_relaxed);
+  if (request.ruleId == 0 || request.ruleId > rules_.size() || !rules_[request.ruleId - 1]) {
+    stats_.unknownRule.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  RuleRuntime& rt = *rules_[request.ruleId - 1];
+  RuleStats& rs = rt.stats;
+  rs.requests.fetch_add(1, std::memory_order_relaxed);
+  rs.h2Requests.fetch_add(1, std::memory_order_relaxed);
+  rs.observeSize(h2RequestSize(request));
+  if (http::hostHasSuffix(request.authority(), rt.rule.suffix)) {
+    rs.loopSkipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (!rt.transform.allows(request.method())) {
+    rs.filtered.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (rt.dryRun) {
+    rs.h2DryRun.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (!rt.replayer) {
+    rs.recordOnly.fetch_add(1, std::memory_order_relaxed);  // HTTP/2 requests are not recorded (yet)
+    return;
+  }
+  rs.submitted.fetch_add(1, std::memory_order_relaxed);
+  h2::rewriteAuthority(request, rt.rule.suffix);
+  applyHeaderSwitches(rt.rule, request);
+  h2::H2Pool* pool = h2PoolFor(rt);
+  if (pool == nullptr) {
+    rs.h2PoolUnavailable.fetch_add(1, std::memory_order_relaxed);
+    rs.dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (pool->submit(std::move(request))) {
     rs.queued.fetch_add(1, std::memory_order_relaxed);
   } else {
     rs.dropped.fetch_add(1, std::memory_order_relaxed);
@@ -394,11 +537,17 @@ int Pipeline::run() {
   capture_->detach();
   capture_->consume(*this);
   flows_->shutdown();
+  if (recorder_) {
+    recorder_->close();  // every framed request is in; HAR gets its closing brackets
+  }
   // Drain the rules' replayers in parallel: each gets the full drain time.
   std::vector<std::thread> stoppers;
   for (const auto& rt : rules_) {
     if (rt && rt->replayer) {
       stoppers.emplace_back([&rt, this] { rt->replayer->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
+    }
+    if (rt && rt->h2Pool) {
+      stoppers.emplace_back([&rt, this] { rt->h2Pool->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
     }
   }
   for (auto& t : stoppers) {
@@ -416,7 +565,9 @@ std::string Pipeline::summary() const {
   const capture::KernelCounters k = capture_->kernelCounters();
   const auto& cs = capture_->stats();
   const auto& fs = flows_->stats();
-  const auto& hs = framers_->stats();
+  const auto& hs = framers().stats();
+  const auto& h2s = h2Decoders().stats();
+  const auto& ss = sniffing();
   uint64_t loopSkipped = 0, filtered = 0, queued = 0, dropped = 0, responses = 0, errors = 0, shutdown = 0;
   std::string perRule;
   for (const auto& rt : rules_) {
@@ -433,6 +584,26 @@ std::string Pipeline::summary() const {
                              rt->rule.port, load(r.requests), load(r.filtered), load(r.loopSkipped), load(r.queued));
       continue;
     }
+    std::string h2;
+    if (load(r.h2Requests) != 0) {
+      // HTTP/2 part of the rule, once it has seen any.
+      h2 = fmt::format(" h2_requests={} h2_pool_unavailable={}", load(r.h2Requests), load(r.h2PoolUnavailable));
+      if (rt->h2Pool) {
+        const h2::H2PoolStats& q = rt->h2Pool->stats();
+        responses += load(q.responses);
+        errors += q.errors();
+        shutdown += load(q.droppedShutdown);
+        h2 += fmt::format(
+            " h2_responses={} h2_2xx={} h2_4xx={} h2_5xx={} h2_grpc_ok={} h2_grpc_error={} h2_connect_errors={} "
+            "h2_resets={} h2_connection_errors={} h2_timeouts={} h2_rejected={} h2_queue_full={} "
+            "h2_dropped_shutdown={} h2_in_flight={} h2_connections={}",
+            load(q.responses), load(q.responses2xx), load(q.responses4xx), load(q.responses5xx), load(q.grpcOk),
+            load(q.grpcError), load(q.errorsConnect), load(q.errorsReset), load(q.errorsConnection),
+            load(q.errorsTimeout), load(q.errorsRejected), load(q.queueFull), load(q.droppedShutdown),
+            q.inFlight.load(std::memory_order_relaxed),
+            load(q.connectionsOpened) - load(q.connectionsClosed));
+      }
+    }
     const replay::ReplayStats& s = rt->replayer->stats();
     responses += load(s.responses);
     errors += s.errors();
@@ -444,28 +615,44 @@ std::string Pipeline::summary() const {
         " | rule{} port={} target={} requests={} filtered={} loop_skipped={} queued={} responses={} 2xx={} "
         "3xx={} 4xx={} 5xx={} connect_errors={} connect_timeouts={} resets={} timeouts={} bad_responses={} "
         "queue_full={} dropped_oldest={} rate_limited={} dropped_shutdown={} in_flight={} connections={} "
-        "resolves={} address_changes={} latency_p50_ms<={} latency_p99_ms<={}",
+        "resolves={} address_changes={} latency_p50_ms<={} latency_p99_ms<={}{}",
         rt->ruleId, rt->rule.port, rt->rule.mirror, load(r.requests), load(r.filtered), load(r.loopSkipped),
         load(r.queued), load(s.responses), load(s.responses2xx), load(s.responses3xx), load(s.responses4xx),
         load(s.responses5xx), load(s.errorsConnect), load(s.errorsConnectTimeout), load(s.errorsReset),
         load(s.errorsResponseTimeout), load(s.errorsBadResponse) + load(s.errorsResponseTooLarge),
         load(s.queueFull), load(s.droppedOldest), load(s.droppedRateLimit), load(s.droppedShutdown),
         s.inFlight.load(std::memory_order_relaxed), s.openConnections.load(std::memory_order_relaxed),
-        load(s.resolves), load(s.addressChanges), ms(p50), ms(p99));
+        load(s.resolves), load(s.addressChanges), ms(p50), ms(p99), h2);
+  }
+  if (recorder_) {
+    const record::RecordStats& w = recorder_->stats();
+    perRule += fmt::format(" | record offered={} written={} dropped={} malformed={} write_errors={} files={} "
+                           "rotations={} files_deleted={} disk_bytes={}",
+                           load(w.offered), load(w.written), load(w.dropped), load(w.malformed), load(w.writeErrors),
+                           load(w.filesOpened), load(w.rotations), load(w.filesDeleted),
+                           w.diskBytes.load(std::memory_order_relaxed));
   }
   return fmt::format(
       "kernel seen={} matched={} sampled_out={} copied={} ringbuf_full={} truncated={} malformed={} | "
       "records={} bad_records={} | flows active={} created={} midstream={} gaps={} gap_bytes={} evicted={} "
       "own_traffic_segments={} | "
       "http requests={} parse_errors={} no_host={} too_large={} dropped_by_gap={} unmirrored_bytes={} "
-      "skipped_upgrade={} skipped_http2={} skipped_tls={} | loop_skipped={} filtered={} submit_dropped={} | "
+      "skipped_upgrade={} skipped_http2={} skipped_tls={} | "
+      "h2 connections={} prior_knowledge={} upgrades={} upgrades_declined={} requests={} streams={} "
+      "streams_reset={} streams_refused={} streams_too_large={} streams_buffer_full={} streams_malformed={} "
+      "streams_abandoned={} decode_errors={} h2_gaps={} | loop_skipped={} filtered={} submit_dropped={} | "
       "mirror queued={} responses={} errors={} dropped_shutdown={}{}",
       k[ST_CNT_SEEN], k[ST_CNT_MATCHED], k[ST_CNT_SAMPLED_OUT], k[ST_CNT_COPIED],
       k[ST_CNT_RINGBUF_FULL], k[ST_CNT_TRUNCATED], k[ST_CNT_MALFORMED], load(cs.records),
       load(cs.badRecords), flows_->flowCount(), load(fs.flowsCreated), load(fs.flowsMidstream),
       load(fs.gaps), load(fs.gapBytes), load(fs.flowsEvicted), load(stats_.ownTrafficSegments),
       load(hs.requestsParsed), load(hs.parseErrors), load(hs.noHost), load(hs.tooLarge), load(hs.droppedByGap),
-      load(hs.unmirroredBytes), load(hs.upgrade), load(hs.http2), load(hs.tls), loopSkipped, filtered, dropped,
+      load(hs.unmirroredBytes), load(hs.upgrade), load(hs.http2), load(hs.tls), load(h2s.connections),
+      load(ss.prefaceH2), load(ss.upgradesAccepted), load(ss.upgradesDeclined), load(h2s.requests),
+      load(h2s.streamsOpened), load(h2s.streamsReset), load(h2s.streamsRefused),
+      load(h2s.streamsHeadersTooLarge) + load(h2s.streamsBodyTooLarge), load(h2s.streamsBufferFull),
+      load(h2s.streamsMalformed), load(h2s.streamsAbandoned), load(h2s.decodeErrors), load(h2s.gaps), loopSkipped,
+      filtered, dropped,
       queued, responses, errors, shutdown, perRule);
 }
 

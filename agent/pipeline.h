@@ -13,9 +13,13 @@
 #include "capture/capture.h"
 #include "config.h"
 #include "flow/flow_table.h"
+#include "h2/h2_pool.h"
+#include "h2/h2_request.h"
+#include "h2/protocol_sniffer.h"
 #include "http/request.h"
 #include "http/request_framer.h"
 #include "metrics/metrics_server.h"
+#include "record/record_writer.h"
 #include "replay/local_endpoints.h"
 #include "replay/replayer.h"
 #include "rules/request_transform.h"
@@ -29,18 +33,28 @@ class PipelineMetrics;
 // all rules.
 struct PipelineStats {
   std::atomic<uint64_t> requests{0};       // complete requests out of the framer
+  std::atomic<uint64_t> h2Requests{0};     // complete requests out of the HTTP/2 decoders
   std::atomic<uint64_t> unknownRule{0};    // carried a rule id we did not install (a bug if ever non-zero)
   std::atomic<uint64_t> ownTrafficSegments{0};  // segments of our own mirror connections, never reassembled
 };
 
-// Per-rule request outcomes before the replayer: every request of the rule is
-// exactly one of filtered, loopSkipped, submitted (whose outcome the
-// replayer's stats then give; submitted = queued + dropped by submit).
+// Per-rule request outcomes before the replayer: every request of the rule
+// (HTTP/1 and HTTP/2 alike) is exactly one of filtered, loopSkipped,
+// h2DryRun, submitted (whose outcome the replayer's or the HTTP/2 pool's stats
+// then give; submitted = queued + dropped by submit).
 struct RuleStats {
   // Sizes of the requests the rule saw, for the request size histogram.
   static constexpr std::array<uint64_t, 8> kSizeBounds = {256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
   std::array<std::atomic<uint64_t>, kSizeBounds.size() + 1> sizeBuckets{};  // not cumulative; last is +Inf
   std::atomic<uint64_t> sizeSum{0};
+  void observeSize(uint64_t size) {
+    size_t b = 0;
+    while (b < kSizeBounds.size() && size > kSizeBounds[b]) {
+      ++b;
+    }
+    sizeBuckets[b].fetch_add(1, std::memory_order_relaxed);
+    sizeSum.fetch_add(size, std::memory_order_relaxed);
+  }
 
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> filtered{0};     // method not in the rule's allow-list
@@ -48,6 +62,12 @@ struct RuleStats {
   std::atomic<uint64_t> submitted{0};
   std::atomic<uint64_t> queued{0};       // taken by the replayer's queue
   std::atomic<uint64_t> dropped{0};      // refused by submit (queue full, rate limit, shutdown)
+
+  // HTTP/2 (counted in the fields above too).
+  std::atomic<uint64_t> h2Requests{0};
+  std::atomic<uint64_t> recordOnly{0};        // the rule has no mirror: captured for --record only
+  std::atomic<uint64_t> h2DryRun{0};          // not printed: --dry-run writes HTTP/1 requests only
+  std::atomic<uint64_t> h2PoolUnavailable{0};  // submitted, but no HTTP/2 pool could be started (dropped)
 };
 
 // One installed rule with its transform, its replayer (one per rule, hence per
@@ -58,6 +78,14 @@ struct RuleRuntime {
   rules::RequestTransform transform;
   std::unique_ptr<replay::Replayer> replayer;  // null in dry-run mode
   std::unique_ptr<http::RequestSink> dryRun;   // only in dry-run mode
+  // HTTP/2 requests go to their own pool of h2c (prior knowledge) connections
+  // to the same target, started on the rule's first HTTP/2 request (so a
+  // mirror that never sees HTTP/2 never gets an h2c connection). Set on the
+  // capture thread under the pipeline's rules mutex; other threads read it
+  // under that mutex.
+  std::unique_ptr<h2::H2Pool> h2Pool;
+  std::vector<sockaddr_storage> mirrorAddrs;  // resolved when the rule was made
+  bool h2PoolFailed = false;                  // start() failed once: not retried
   RuleStats stats;
 
   RuleRuntime(rules::Rule r, uint32_t id) : rule(std::move(r)), ruleId(id), transform(rule) {}
@@ -66,7 +94,7 @@ struct RuleRuntime {
 // The one place that wires the stages: capture -> flow -> http -> rule
 // (filter, rewrite, transform) -> replay (one replayer per rule).
 // Runs the capture side on the calling thread; each replayer has its own.
-class Pipeline : public capture::SegmentSink, public http::RequestSink {
+class Pipeline : public capture::SegmentSink, public http::RequestSink, public h2::H2RequestSink {
  public:
   // Builds every stage and attaches. nullptr and *error set on failure.
   static std::unique_ptr<Pipeline> create(const Config& config, std::string* error);
@@ -85,6 +113,9 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink {
 
   void onSegment(const flow::Segment& segment) override;
   void onRequest(http::Request&& request) override;
+  // HTTP/2: the same per-rule steps (loop guard on :authority, method filter,
+  // :authority suffix, header switches), then the rule's HTTP/2 pool.
+  void onRequest(h2::H2Request&& request) override;
 
   // One line with every counter that matters, for the periodic and final log.
   std::string summary() const;
@@ -96,7 +127,10 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink {
   std::mutex& rulesMutex() const { return rulesMutex_; }
   const capture::Capture& capture() const { return *capture_; }
   const flow::FlowTable& flows() const { return *flows_; }
-  const http::RequestFramerFactory& framers() const { return *framers_; }
+  const http::RequestFramerFactory& framers() const { return sniffers_->framers(); }
+  const record::RecordWriter* recorder() const { return recorder_.get(); }
+  const h2::H2StreamDecoderFactory& h2Decoders() const { return sniffers_->decoders(); }
+  const h2::SnifferStats& sniffing() const { return sniffers_->stats(); }
 
   // For /healthz and /readyz: when the capture loop last turned and last read
   // the ring buffer (CLOCK_MONOTONIC ns), and how many interfaces are attached.
@@ -123,16 +157,19 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink {
 
   explicit Pipeline(const Config& config);
   std::unique_ptr<RuleRuntime> makeRuntime(const rules::Rule& rule, uint32_t ruleId, std::string* error);
+  h2::H2Pool* h2PoolFor(RuleRuntime& rt);
   static std::vector<capture::PortRule> portRules(const std::vector<const RuleRuntime*>& runtimes);
 
   Config config_;
   replay::LocalEndpoints localEndpoints_;
   std::vector<std::unique_ptr<RuleRuntime>> rules_;  // index = ruleId - 1
-  std::unique_ptr<http::RequestFramerFactory> framers_;
+  // HTTP/1 framers and HTTP/2 decoders behind the protocol sniffers.
+  std::unique_ptr<h2::ProtocolSnifferFactory> sniffers_;
   std::unique_ptr<OwnTrafficFilter> ownTraffic_;
   std::unique_ptr<flow::FlowTable> flows_;
   std::unique_ptr<capture::Capture> capture_;
   PipelineStats stats_;
+  std::unique_ptr<record::RecordWriter> recorder_;  // --record; null when off
   mutable std::mutex rulesMutex_;
   ConfigSource reloadSource_;
   std::vector<std::unique_ptr<RuleRuntime>> retired_;  // removed by a reload, draining

@@ -158,6 +158,49 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
                        "Stream bytes skipped (before a resync point, in skipped requests, after abandonment).", C,
                        v(hs.unmirroredBytes)));
 
+  // Protocol detection and HTTP/2 decoding.
+  const auto& ss = p_.sniffing();
+  out.push_back(labelled("shadowtap_connections_detected_total",
+                         "Client connections by the protocol their first bytes showed.", C, "protocol",
+                         std::vector<std::pair<std::string, double>>{{"h2_prior_knowledge", v(ss.prefaceH2)},
+                                                                     {"http1", v(ss.http1)},
+                                                                     {"midstream_http1", v(ss.midstream)}}));
+  out.push_back(labelled("shadowtap_h2c_upgrades_total",
+                         "HTTP/1.1 requests asking for Upgrade: h2c, by what the client did next.", C, "outcome",
+                         std::vector<std::pair<std::string, double>>{{"accepted", v(ss.upgradesAccepted)},
+                                                                     {"declined", v(ss.upgradesDeclined)}}));
+  const auto& h2s = p_.h2Decoders().stats();
+  out.push_back(single("shadowtap_h2_connections_total", "HTTP/2 client connections decoded.", C,
+                       v(h2s.connections)));
+  out.push_back(labelled("shadowtap_h2_connections_failed_total",
+                         "HTTP/2 connections whose rest was skipped, by reason.", C, "reason",
+                         std::vector<std::pair<std::string, double>>{{"preface_mismatch", v(h2s.prefaceMismatch)},
+                                                                     {"decode_error", v(h2s.decodeErrors)},
+                                                                     {"gap", v(h2s.gaps)}}));
+  out.push_back(single("shadowtap_h2_goaways_total", "GOAWAY frames sent by clients.", C, v(h2s.goaways)));
+  out.push_back(single("shadowtap_h2_streams_opened_total", "Client streams that began a request.", C,
+                       v(h2s.streamsOpened)));
+  out.push_back(labelled("shadowtap_h2_streams_total", "Client streams by outcome.", C, "outcome",
+                         std::vector<std::pair<std::string, double>>{
+                             {"request", v(h2s.requests)},
+                             {"reset", v(h2s.streamsReset)},
+                             {"refused", v(h2s.streamsRefused)},
+                             {"headers_too_large", v(h2s.streamsHeadersTooLarge)},
+                             {"body_too_large", v(h2s.streamsBodyTooLarge)},
+                             {"buffer_full", v(h2s.streamsBufferFull)},
+                             {"malformed", v(h2s.streamsMalformed)},
+                             {"abandoned", v(h2s.streamsAbandoned)},
+                         }));
+  out.push_back(single("shadowtap_h2_requests_with_trailers_total", "HTTP/2 requests that carried trailers.", C,
+                       v(h2s.trailers)));
+  out.push_back(single("shadowtap_h2_invalid_frames_total", "Frames the HTTP/2 decoder rejected.", C,
+                       v(h2s.invalidFrames)));
+  out.push_back(labelled("shadowtap_h2_bytes_total", "HTTP/2 connection bytes, decoded or skipped.", C, "state",
+                         std::vector<std::pair<std::string, double>>{{"decoded", v(h2s.bytesDecoded)},
+                                                                     {"skipped", v(h2s.bytesSkipped)}}));
+  out.push_back(single("shadowtap_h2_buffered_bytes", "Bytes held by HTTP/2 streams being assembled.", G,
+                       v(h2s.bufferedBytes)));
+
   // Per rule.
   FamilyBuilder requests("shadowtap_requests_total", "Requests framed for a rule.", C);
   FamilyBuilder notMirrored("shadowtap_requests_not_mirrored_total",
@@ -169,6 +212,9 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
   FamilyBuilder inFlight("shadowtap_mirror_in_flight_requests", "Requests sent and not yet answered.", G);
   FamilyBuilder connections("shadowtap_mirror_connections", "Open connections to the mirror.", G);
   FamilyBuilder latency("shadowtap_mirror_latency_seconds", "Mirror response time.", MetricType::Histogram);
+  FamilyBuilder h2Requests("shadowtap_h2_requests_total", "HTTP/2 requests decoded for a rule.", C);
+  FamilyBuilder grpc("shadowtap_mirror_grpc_responses_total",
+                     "HTTP/2 mirror responses carrying grpc-status, by status class.", C);
   FamilyBuilder sizes("shadowtap_request_size_bytes", "Size of requests seen by a rule.", MetricType::Histogram);
   {
     std::lock_guard<std::mutex> lock(p_.rulesMutex());
@@ -181,6 +227,9 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
       requests.add(v(r.requests), {{"rule", id}});
       notMirrored.add(v(r.filtered), {{"rule", id}, {"reason", "method_filtered"}});
       notMirrored.add(v(r.loopSkipped), {{"rule", id}, {"reason", "already_shadow"}});
+      notMirrored.add(v(r.h2DryRun), {{"rule", id}, {"reason", "h2_dry_run"}});
+      notMirrored.add(v(r.recordOnly), {{"rule", id}, {"reason", "record_only"}});
+      h2Requests.add(v(r.h2Requests), {{"rule", id}});
       std::vector<double> bounds(RuleStats::kSizeBounds.begin(), RuleStats::kSizeBounds.end());
       std::vector<uint64_t> counts;
       for (const auto& b : r.sizeBuckets) {
@@ -188,7 +237,7 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
       }
       sizes.addHistogram(bounds, counts, v(r.sizeSum), {{"rule", id}});
       if (!rt->replayer) {
-        outcomes.add(v(r.queued), {{"rule", id}, {"outcome", "dry_run_printed"}});
+        outcomes.add(v(r.queued), {{"rule", id}, {"protocol", "http1"}, {"outcome", "dry_run_printed"}});
         continue;
       }
       const replay::ReplayStats& s = rt->replayer->stats();
@@ -211,12 +260,38 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
           {"dropped_shutdown", v(s.droppedShutdown)},
       };
       for (const auto& [name, value] : o) {
-        outcomes.add(value, {{"rule", id}, {"outcome", name}});
+        outcomes.add(value, {{"rule", id}, {"protocol", "http1"}, {"outcome", name}});
       }
-      queueDepth.add(v(s.queueDepth), {{"rule", id}});
+      queueDepth.add(v(s.queueDepth), {{"rule", id}, {"protocol", "http1"}});
       queueBytes.add(v(s.queueBytes), {{"rule", id}});
-      inFlight.add(v(s.inFlight), {{"rule", id}});
-      connections.add(v(s.openConnections), {{"rule", id}});
+      inFlight.add(v(s.inFlight), {{"rule", id}, {"protocol", "http1"}});
+      connections.add(v(s.openConnections), {{"rule", id}, {"protocol", "http1"}});
+      // HTTP/2: the pool exists from the rule's first HTTP/2 request; zeros before.
+      static const h2::H2PoolStats kNoPool;
+      const h2::H2PoolStats& q = rt->h2Pool ? rt->h2Pool->stats() : kNoPool;
+      const std::pair<const char*, double> o2[] = {
+          {"response_2xx", v(q.responses2xx)},
+          {"response_3xx", v(q.responses3xx)},
+          {"response_4xx", v(q.responses4xx)},
+          {"response_5xx", v(q.responses5xx)},
+          {"response_other", v(q.responsesOther)},
+          {"connect_error", v(q.errorsConnect)},
+          {"reset", v(q.errorsReset)},
+          {"connection_error", v(q.errorsConnection)},
+          {"response_timeout", v(q.errorsTimeout)},
+          {"rejected", v(q.errorsRejected)},
+          {"queue_full", v(q.queueFull)},
+          {"dropped_shutdown", v(q.droppedShutdown)},
+          {"pool_unavailable", v(r.h2PoolUnavailable)},
+      };
+      for (const auto& [name, value] : o2) {
+        outcomes.add(value, {{"rule", id}, {"protocol", "h2"}, {"outcome", name}});
+      }
+      queueDepth.add(v(q.queueDepth), {{"rule", id}, {"protocol", "h2"}});
+      inFlight.add(v(q.inFlight), {{"rule", id}, {"protocol", "h2"}});
+      connections.add(v(q.connectionsOpened) - v(q.connectionsClosed), {{"rule", id}, {"protocol", "h2"}});
+      grpc.add(v(q.grpcOk), {{"rule", id}, {"status", "ok"}});
+      grpc.add(v(q.grpcError), {{"rule", id}, {"status", "error"}});
       std::vector<double> lb;
       for (uint64_t us : replay::LatencyHistogram::kBoundsUs) {
         lb.push_back(static_cast<double>(us) / 1e6);
@@ -229,8 +304,28 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
     }
   }
   for (FamilyBuilder* b : {&requests, &notMirrored, &outcomes, &queueDepth, &queueBytes, &inFlight, &connections,
-                           &latency, &sizes}) {
+                           &latency, &sizes, &h2Requests, &grpc}) {
     out.push_back(b->take());
+  }
+  if (const record::RecordWriter* rec = p_.recorder()) {
+    const record::RecordStats& w = rec->stats();
+    out.push_back(labelled("shadowtap_record_items_total",
+                           "Requests (HAR, JSON lines) or segments (pcap) given to the recorder, by outcome.", C,
+                           "outcome",
+                           std::vector<std::pair<std::string, double>>{{"written", v(w.written)},
+                                                                       {"dropped_queue_full", v(w.dropped)},
+                                                                       {"malformed", v(w.malformed)},
+                                                                       {"write_error", v(w.writeErrors)}}));
+    out.push_back(single("shadowtap_record_bytes_written_total", "Bytes written to recording files.", C,
+                         v(w.bytesWritten)));
+    out.push_back(single("shadowtap_record_redacted_values_total", "Header and query values redacted.", C,
+                         v(w.redactedValues)));
+    out.push_back(single("shadowtap_record_rotations_total", "Recording files closed by size or time.", C,
+                         v(w.rotations)));
+    out.push_back(single("shadowtap_record_files_deleted_total", "Oldest recording files removed for the disk cap.",
+                         C, v(w.filesDeleted)));
+    out.push_back(single("shadowtap_record_disk_bytes", "Bytes in recording files now.", G, v(w.diskBytes)));
+    out.push_back(single("shadowtap_record_queue_items", "Records waiting for the writer thread.", G, v(w.queueDepth)));
   }
   return out;
 }

@@ -15,7 +15,7 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev node-llhttp prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev
   libnghttp2-dev libpcap-dev
   # tests
-  libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps nghttp2-client nghttp2-server tcpdump
+  libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps nghttp2-client nghttp2-server python3-h2 tcpdump
   # fuzzing (libFuzzer runtime; only a Recommends of clang-14)
   libclang-rt-14-dev
 )

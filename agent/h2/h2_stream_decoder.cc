@@ -139,8 +139,16 @@ struct DecoderCallbacks {
     return 0;
   }
 
-  static int onInvalidFrameRecv(nghttp2_session*, const nghttp2_frame*, int, void* user) {
-    bump(self(user).stats_.invalidFrames);
+  static int onInvalidFrameRecv(nghttp2_session*, const nghttp2_frame* frame, int, void* user) {
+    H2StreamDecoder& d = self(user);
+    bump(d.stats_.invalidFrames);
+    // nghttp2 resets the stream, but onStreamClose runs only once that
+    // RST_STREAM is "sent" (drainOutput, after the chunk). Decide now, so the
+    // outcome does not depend on whether a connection error follows in the
+    // same chunk (it would abandon the stream instead).
+    if (frame != nullptr && d.streams_.contains(frame->hd.stream_id)) {
+      d.dropStream(frame->hd.stream_id, d.stats_.streamsMalformed, false);
+    }
     return 0;
   }
 

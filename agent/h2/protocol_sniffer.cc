@@ -1,0 +1,241 @@
+#include "h2/protocol_sniffer.h"
+
+#include <utility>
+
+#include "h2/preface.h"
+
+namespace shadowtap::h2 {
+namespace {
+
+void bump(std::atomic<uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
+
+std::span<const uint8_t> asBytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+}  // namespace
+
+ProtocolSniffer::ProtocolSniffer(ProtocolSnifferFactory& factory, const flow::FlowKey& key, uint32_t ruleId,
+                                 bool fromStart)
+    : factory_(factory), key_(key), ruleId_(ruleId), mode_(fromStart ? Mode::kSniffPreface : Mode::kHttp1) {
+  bump(factory_.stats_.connections);
+  if (!fromStart) {
+    bump(factory_.stats_.midstream);
+    framer_ = factory_.framers_.create(key_, ruleId_, false);
+  }
+}
+
+ProtocolSniffer::~ProtocolSniffer() {
+  // Destroyed without onEnd (the flow table always ends a stream first, but
+  // keep the gauge right regardless).
+  setHeld({});
+  if (upgradeRequest_) {
+    factory_.stats_.heldBytes.fetch_sub(static_cast<int64_t>(upgradeRequest_->bytes.size()),
+                                        std::memory_order_relaxed);
+  }
+}
+
+size_t ProtocolSniffer::bufferedBytes() const {
+  size_t n = held_.size();
+  if (upgradeRequest_) {
+    n += upgradeRequest_->bytes.size();
+  }
+  if (framer_) {
+    n += framer_->bufferedBytes();
+  }
+  if (h2_) {
+    n += h2_->bufferedBytes();
+  }
+  return n;
+}
+
+void ProtocolSniffer::setHeld(std::string held) {
+  held_ = std::move(held);
+  factory_.stats_.heldBytes.fetch_add(static_cast<int64_t>(held_.size()) - static_cast<int64_t>(heldCounted_),
+                                      std::memory_order_relaxed);
+  heldCounted_ = held_.size();
+}
+
+void ProtocolSniffer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
+  switch (mode_) {
+    case Mode::kSniffPreface:
+    case Mode::kSniffUpgrade:
+      sniff(bytes, tsNs);
+      break;
+    case Mode::kHttp1:
+      feedFramer(bytes, tsNs);
+      break;
+    case Mode::kH2:
+      h2_->onData(bytes, tsNs);
+      break;
+    case Mode::kEnded:
+      break;
+  }
+}
+
+void ProtocolSniffer::sniff(std::span<const uint8_t> bytes, uint64_t tsNs) {
+  std::string joined;
+  std::span<const uint8_t> all = bytes;
+  uint64_t ts = tsNs;
+  if (!held_.empty()) {
+    joined = held_;
+    joined.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    all = asBytes(joined);
+    ts = heldTs_;
+  }
+  switch (matchPreface(all)) {
+    case PrefaceMatch::kNeedMore:
+      // A proper prefix of the 24-byte preface: at most 23 bytes held.
+      heldTs_ = ts;
+      setHeld(std::string(reinterpret_cast<const char*>(all.data()), all.size()));
+      return;
+    case PrefaceMatch::kYes:
+      setHeld({});  // `all` is `bytes` or `joined`, never held_
+      toH2(all, ts);
+      return;
+    case PrefaceMatch::kNo:
+      setHeld({});
+      toHttp1(all, ts);
+      return;
+  }
+}
+
+void ProtocolSniffer::toH2(std::span<const uint8_t> bytes, uint64_t tsNs) {
+  std::optional<H2cUpgrade> upgrade;
+  if (mode_ == Mode::kSniffUpgrade) {
+    bump(factory_.stats_.upgradesAccepted);
+    factory_.stats_.heldBytes.fetch_sub(static_cast<int64_t>(upgradeRequest_->bytes.size()),
+                                        std::memory_order_relaxed);
+    upgradeRequest_.reset();
+    upgrade = std::move(upgrade_);
+    upgrade_.reset();
+    // The framer has abandoned the stream; it gets no more bytes and ends
+    // with the stream.
+  } else {
+    bump(factory_.stats_.prefaceH2);
+  }
+  mode_ = Mode::kH2;
+  h2_ = factory_.decoders_.create(key_, ruleId_, std::move(upgrade));
+  h2_->onData(bytes, tsNs);
+}
+
+void ProtocolSniffer::toHttp1(std::span<const uint8_t> bytes, uint64_t tsNs) {
+  if (mode_ == Mode::kSniffUpgrade) {
+    releaseUpgrade();
+  } else {
+    bump(factory_.stats_.http1);
+    framer_ = factory_.framers_.create(key_, ruleId_, true);
+  }
+  mode_ = Mode::kHttp1;
+  if (!bytes.empty()) {
+    feedFramer(bytes, tsNs);
+  }
+}
+
+void ProtocolSniffer::releaseUpgrade() {
+  bump(factory_.stats_.upgradesDeclined);
+  factory_.stats_.heldBytes.fetch_sub(static_cast<int64_t>(upgradeRequest_->bytes.size()),
+                                      std::memory_order_relaxed);
+  http::Request r = std::move(*upgradeRequest_);
+  upgradeRequest_.reset();
+  upgrade_.reset();
+  factory_.http1Sink_.onRequest(std::move(r));
+}
+
+void ProtocolSniffer::feedFramer(std::span<const uint8_t> bytes, uint64_t tsNs) {
+  const uint64_t chunkPos = framerPos_;
+  ProtocolSniffer* outer = std::exchange(factory_.feeding_, this);
+  framer_->onData(bytes, tsNs);
+  factory_.feeding_ = outer;
+  framerPos_ += bytes.size();
+  if (!upgradeRequest_ || mode_ != Mode::kHttp1) {
+    return;
+  }
+  // The framer emitted an "Upgrade: h2c" request in this chunk (and gave the
+  // stream up); what follows it decides the protocol.
+  mode_ = Mode::kSniffUpgrade;
+  const uint64_t end = upgradeRequest_->streamOffset + upgradeRequest_->bytes.size();
+  if (end < chunkPos || end > framerPos_) {
+    releaseUpgrade();  // cannot happen: the request ends in the chunk just parsed
+    mode_ = Mode::kHttp1;
+    return;
+  }
+  const auto rest = bytes.subspan(static_cast<size_t>(end - chunkPos));
+  if (!rest.empty()) {
+    sniff(rest, tsNs);
+  }
+}
+
+void ProtocolSniffer::holdUpgrade(http::Request&& request, H2cUpgrade&& upgrade) {
+  if (upgradeRequest_ || mode_ != Mode::kHttp1) {
+    factory_.http1Sink_.onRequest(std::move(request));  // one per stream; the framer stops after it
+    return;
+  }
+  bump(factory_.stats_.upgradesSeen);
+  factory_.stats_.heldBytes.fetch_add(static_cast<int64_t>(request.bytes.size()), std::memory_order_relaxed);
+  upgradeRequest_ = std::move(request);
+  upgrade_ = std::move(upgrade);
+}
+
+void ProtocolSniffer::onGap(uint64_t bytes) {
+  switch (mode_) {
+    case Mode::kSniffPreface:
+    case Mode::kSniffUpgrade: {
+      // Whatever comes next cannot be told apart any more: HTTP/1, which
+      // resynchronises (or, after an upgrade, stays abandoned).
+      std::string held = std::move(held_);
+      setHeld({});
+      toHttp1(asBytes(held), heldTs_);
+      framer_->onGap(bytes);
+      break;
+    }
+    case Mode::kHttp1:
+      framer_->onGap(bytes);
+      break;
+    case Mode::kH2:
+      h2_->onGap(bytes);
+      break;
+    case Mode::kEnded:
+      break;
+  }
+}
+
+void ProtocolSniffer::onEnd(flow::EndReason reason) {
+  if (mode_ == Mode::kSniffPreface || mode_ == Mode::kSniffUpgrade) {
+    std::string held = std::move(held_);
+    setHeld({});
+    toHttp1(asBytes(held), heldTs_);
+  }
+  if (mode_ == Mode::kEnded) {
+    return;
+  }
+  mode_ = Mode::kEnded;
+  if (h2_) {
+    h2_->onEnd(reason);
+  }
+  if (framer_) {
+    framer_->onEnd(reason);
+  }
+}
+
+ProtocolSnifferFactory::ProtocolSnifferFactory(http::RequestSink& http1Sink, H2RequestSink& h2Sink,
+                                               http::FramerLimits framerLimits, H2DecoderLimits h2Limits)
+    : http1Sink_(http1Sink), framers_(*this, framerLimits), decoders_(h2Sink, h2Limits) {}
+
+std::unique_ptr<flow::StreamConsumer> ProtocolSnifferFactory::create(const flow::FlowKey& key, uint32_t ruleId,
+                                                                     bool fromStart) {
+  return std::make_unique<ProtocolSniffer>(*this, key, ruleId, fromStart);
+}
+
+void ProtocolSnifferFactory::onRequest(http::Request&& request) {
+  if (feeding_ != nullptr && feeding_->key() == request.flow) {
+    H2cUpgrade upgrade;
+    if (parseH2cUpgrade(request, upgrade) == UpgradeParse::kUpgrade) {
+      feeding_->holdUpgrade(std::move(request), std::move(upgrade));
+      return;
+    }
+  }
+  http1Sink_.onRequest(std::move(request));
+}
+
+}  // namespace shadowtap::h2

@@ -1,0 +1,123 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "flow/flow_key.h"
+#include "flow/stream_consumer.h"
+#include "h2/h2_request.h"
+#include "h2/h2_stream_decoder.h"
+#include "h2/h2c_upgrade.h"
+#include "http/request.h"
+#include "http/request_framer.h"
+
+namespace shadowtap::h2 {
+
+// How the sniffers routed their connections. Written on the capture thread,
+// read anywhere (relaxed). Once every sniffer has ended:
+//   connections == prefaceH2 + http1 + midstream
+//   upgradesSeen == upgradesAccepted + upgradesDeclined
+struct SnifferStats {
+  std::atomic<uint64_t> connections{0};       // sniffers created
+  std::atomic<uint64_t> prefaceH2{0};         // started with the client preface: HTTP/2 decoder
+  std::atomic<uint64_t> http1{0};             // seen from the SYN, not the preface: HTTP/1 framer
+  std::atomic<uint64_t> midstream{0};         // joined mid-stream: HTTP/1 framer (it counts an HTTP/2
+                                              // preface it may find as abandoned "http2")
+  std::atomic<uint64_t> upgradesSeen{0};      // valid "Upgrade: h2c" requests held back
+  std::atomic<uint64_t> upgradesAccepted{0};  // ... followed by the preface: the rest decoded as HTTP/2
+  std::atomic<uint64_t> upgradesDeclined{0};  // ... followed by anything else, a gap or the end:
+                                              // the request goes on as HTTP/1
+  std::atomic<int64_t> heldBytes{0};          // gauge: preface candidates and held upgrade requests
+};
+
+class ProtocolSnifferFactory;
+
+// The consumer of one client-to-server stream until its protocol is known.
+// A stream seen from its SYN is held until its first bytes decide
+// (matchPreface, at most 24 bytes): the client preface hands the stream to an
+// H2StreamDecoder, anything else (or a gap, or the end) to the HTTP/1
+// RequestFramer with the held bytes replayed. A stream joined mid-stream goes
+// to the framer at once.
+//
+// "Upgrade: h2c": the framer emits the upgrade request and then abandons the
+// stream. The factory (the framer's sink) holds that request back in the
+// sniffer feeding the framer, and the sniffer looks at the bytes right after
+// it: the preface means the server accepted, and the rest goes to an
+// H2StreamDecoder that emits the request as stream 1; anything else means it
+// declined, and the request is released to the HTTP/1 sink as usual (the rest
+// of such a stream stays unmirrored: the framer has abandoned it).
+// Not thread-safe.
+class ProtocolSniffer final : public flow::StreamConsumer {
+ public:
+  ProtocolSniffer(ProtocolSnifferFactory& factory, const flow::FlowKey& key, uint32_t ruleId, bool fromStart);
+  ~ProtocolSniffer() override;
+  ProtocolSniffer(const ProtocolSniffer&) = delete;
+  ProtocolSniffer& operator=(const ProtocolSniffer&) = delete;
+
+  void onData(std::span<const uint8_t> bytes, uint64_t tsNs) override;
+  void onGap(uint64_t bytes) override;
+  void onEnd(flow::EndReason reason) override;
+  size_t bufferedBytes() const override;
+
+  const flow::FlowKey& key() const { return key_; }
+  bool decodingH2() const { return mode_ == Mode::kH2; }
+
+ private:
+  friend class ProtocolSnifferFactory;
+  enum class Mode : uint8_t { kSniffPreface, kHttp1, kSniffUpgrade, kH2, kEnded };
+
+  // Called by the factory while this sniffer feeds the framer.
+  void holdUpgrade(http::Request&& request, H2cUpgrade&& upgrade);
+  // Looks for the preface in held_ + bytes; decides or holds.
+  void sniff(std::span<const uint8_t> bytes, uint64_t tsNs);
+  void toHttp1(std::span<const uint8_t> bytes, uint64_t tsNs);
+  void toH2(std::span<const uint8_t> bytes, uint64_t tsNs);
+  void feedFramer(std::span<const uint8_t> bytes, uint64_t tsNs);
+  void releaseUpgrade();
+  void setHeld(std::string held);
+
+  ProtocolSnifferFactory& factory_;
+  const flow::FlowKey key_;
+  const uint32_t ruleId_;
+  Mode mode_;
+  std::string held_;  // stream bytes not yet given to anyone
+  uint64_t heldTs_ = 0;
+  std::unique_ptr<flow::StreamConsumer> framer_;
+  std::unique_ptr<H2StreamDecoder> h2_;
+  uint64_t framerPos_ = 0;  // bytes fed to the framer (its stream positions)
+  std::optional<http::Request> upgradeRequest_;
+  std::optional<H2cUpgrade> upgrade_;
+  size_t heldCounted_ = 0;  // in stats heldBytes
+};
+
+// Creates a ProtocolSniffer per stream, and owns the HTTP/1 framer factory
+// and the HTTP/2 decoder factory they hand streams to. Is the framers' sink:
+// passes every request on to `http1Sink`, except an "Upgrade: h2c" request,
+// which waits in its sniffer until the next bytes say which protocol follows.
+class ProtocolSnifferFactory final : public flow::StreamConsumerFactory, public http::RequestSink {
+ public:
+  ProtocolSnifferFactory(http::RequestSink& http1Sink, H2RequestSink& h2Sink, http::FramerLimits framerLimits = {},
+                         H2DecoderLimits h2Limits = {});
+
+  std::unique_ptr<flow::StreamConsumer> create(const flow::FlowKey& key, uint32_t ruleId, bool fromStart) override;
+  void onRequest(http::Request&& request) override;
+
+  const http::RequestFramerFactory& framers() const { return framers_; }
+  const H2StreamDecoderFactory& decoders() const { return decoders_; }
+  const SnifferStats& stats() const { return stats_; }
+
+ private:
+  friend class ProtocolSniffer;
+
+  http::RequestSink& http1Sink_;
+  http::RequestFramerFactory framers_;
+  H2StreamDecoderFactory decoders_;
+  SnifferStats stats_;
+  ProtocolSniffer* feeding_ = nullptr;  // the sniffer inside framer->onData()
+};
+
+}  // namespace shadowtap::h2

@@ -1,0 +1,224 @@
+#include "h2/protocol_sniffer.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "h2_wire.h"
+
+namespace shadowtap::h2 {
+namespace {
+
+using test::RequestSpec;
+using test::WireClient;
+
+struct Sinks : H2RequestSink, http::RequestSink {
+  std::vector<H2Request> h2;
+  std::vector<http::Request> http1;
+  void onRequest(H2Request&& r) override { h2.push_back(std::move(r)); }
+  void onRequest(http::Request&& r) override { http1.push_back(std::move(r)); }
+};
+
+flow::FlowKey keyOf(uint16_t sport) {
+  flow::FlowKey k{};
+  k.family = 4;
+  k.sport = sport;
+  k.dport = 8080;
+  return k;
+}
+
+// One stream through a fresh factory, fed in slices of `slice` bytes (0: whole).
+struct Sniffing {
+  Sinks sinks;
+  ProtocolSnifferFactory factory{sinks, sinks};
+  std::unique_ptr<flow::StreamConsumer> c;
+
+  explicit Sniffing(bool fromStart = true) { c = factory.create(keyOf(40000), 5, fromStart); }
+  void feed(const std::string& bytes, size_t slice = 0) {
+    const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+    slice = slice == 0 ? bytes.size() : slice;
+    for (size_t off = 0; off < bytes.size(); off += slice) {
+      c->onData({p + off, std::min(slice, bytes.size() - off)}, 100 + off);
+    }
+  }
+  void end() {
+    c->onEnd(flow::EndReason::kFin);
+    EXPECT_EQ(c->bufferedBytes(), 0u);
+    c.reset();
+    const SnifferStats& s = factory.stats();
+    EXPECT_EQ(s.connections.load(), s.prefaceH2.load() + s.http1.load() + s.midstream.load());
+    EXPECT_EQ(s.upgradesSeen.load(), s.upgradesAccepted.load() + s.upgradesDeclined.load());
+    EXPECT_EQ(s.heldBytes.load(), 0);
+    const H2DecoderStats& d = factory.decoders().stats();
+    EXPECT_EQ(d.streamsOpened.load(), d.streamOutcomes());
+  }
+};
+
+std::vector<HeaderField> post(const std::string& path) {
+  return {{":method", "POST", false},     {":scheme", "http", false},  {":authority", "api:8080", false},
+          {":path", path, false},         {"content-type", "application/grpc", false},
+          {"te", "trailers", false}};
+}
+
+// SETTINGS payload: MAX_CONCURRENT_STREAMS=100, INITIAL_WINDOW_SIZE=65535.
+const std::string kSettingsPayload("\x00\x03\x00\x00\x00\x64\x00\x04\x00\x00\xff\xff", 12);
+const std::string kUpgradeRequest =
+    "GET /first HTTP/1.1\r\nHost: web:80\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+    "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n";
+
+TEST(ProtocolSniffer, PriorKnowledgeGoesToTheDecoderAtEveryCut) {
+  WireClient w;
+  RequestSpec a{post("/svc/A"), std::string(40000, 'x'), {{"grpc-status", "0", false}}, 1000};
+  RequestSpec b{post("/svc/B"), "hello"};
+  w.submit(a);
+  w.submit(b);
+  w.pump();
+  const std::string& bytes = w.captured();
+  for (size_t slice : {size_t(0), size_t(1), size_t(2), size_t(7), size_t(23), size_t(24), size_t(25), size_t(500)}) {
+    SCOPED_TRACE(slice);
+    Sniffing r;
+    r.feed(bytes, slice);
+    ASSERT_EQ(r.sinks.h2.size(), 2u);
+    // Emitted at END_STREAM: the short stream B completes first.
+    std::sort(r.sinks.h2.begin(), r.sinks.h2.end(),
+              [](const H2Request& x, const H2Request& y) { return x.streamId < y.streamId; });
+    EXPECT_EQ(r.sinks.h2[0].headers, a.headers);
+    EXPECT_TRUE(r.sinks.h2[0].body == a.body);
+    EXPECT_EQ(r.sinks.h2[0].trailers, a.trailers);
+    EXPECT_EQ(r.sinks.h2[0].ruleId, 5u);
+    EXPECT_EQ(r.sinks.h2[1].body, "hello");
+    EXPECT_TRUE(r.sinks.http1.empty());
+    EXPECT_EQ(r.factory.stats().prefaceH2.load(), 1u);
+    EXPECT_EQ(r.factory.framers().stats().streams.load(), 0u);  // no framer was made
+    r.end();
+  }
+}
+
+TEST(ProtocolSniffer, Http1IsReplayedToTheFramerAtEveryCut) {
+  const std::string bytes = "PUT /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: h\r\n\r\n";
+  for (size_t slice = 1; slice <= bytes.size(); ++slice) {
+    SCOPED_TRACE(slice);
+    Sniffing r;
+    r.feed(bytes, slice);
+    ASSERT_EQ(r.sinks.http1.size(), 2u);
+    EXPECT_EQ(r.sinks.http1[0].bytes + r.sinks.http1[1].bytes, bytes);
+    EXPECT_EQ(r.sinks.http1[0].tsNs, 100u);
+    EXPECT_TRUE(r.sinks.h2.empty());
+    EXPECT_EQ(r.factory.stats().http1.load(), 1u);
+    r.end();
+  }
+}
+
+TEST(ProtocolSniffer, AlmostThePrefaceIsHttp1) {
+  // "PRI * HTTP/2.0" with anything else after it is no preface; the framer
+  // then refuses the request line.
+  Sniffing r;
+  r.feed("PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n");
+  EXPECT_TRUE(r.sinks.h2.empty());
+  EXPECT_EQ(r.factory.stats().http1.load(), 1u);
+  r.end();
+}
+
+TEST(ProtocolSniffer, ShortStreamsAndGapsEndAsHttp1) {
+  {
+    Sniffing r;
+    r.feed("PRI * HT");
+    EXPECT_EQ(r.c->bufferedBytes(), 8u);
+    EXPECT_EQ(r.factory.stats().heldBytes.load(), 8);
+    r.end();  // the held bytes go to the framer, which counts them
+    EXPECT_EQ(r.factory.stats().http1.load(), 1u);
+    EXPECT_EQ(r.factory.framers().stats().streams.load(), 1u);
+  }
+  {
+    Sniffing r;
+    r.feed("PRI *");
+    r.c->onGap(100);
+    r.feed("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    EXPECT_EQ(r.sinks.http1.size(), 1u);  // resynchronised after the gap
+    EXPECT_TRUE(r.sinks.h2.empty());
+    r.end();
+  }
+  {
+    Sniffing r;  // empty stream
+    r.end();
+    EXPECT_EQ(r.factory.stats().http1.load(), 1u);
+  }
+}
+
+TEST(ProtocolSniffer, MidstreamJoinStaysWithTheFramer) {
+  WireClient w;
+  w.submit({post("/x"), "body"});
+  w.pump();
+  Sniffing r(false);
+  r.feed(w.captured());
+  EXPECT_TRUE(r.sinks.h2.empty());
+  EXPECT_TRUE(r.sinks.http1.empty());
+  EXPECT_EQ(r.factory.stats().midstream.load(), 1u);
+  EXPECT_EQ(r.factory.decoders().stats().connections.load(), 0u);
+  r.end();
+}
+
+TEST(ProtocolSniffer, AcceptedUpgradeIsDecodedWithStreamOneAtEveryCut) {
+  WireClient w(true, {}, &kSettingsPayload);
+  RequestSpec second{post("/svc/Second"), std::string(3000, 'q'), {}, 1000};
+  EXPECT_EQ(w.submit(second), 3);
+  w.pump();
+  // An HTTP/1 request before the upgrade one is mirrored as HTTP/1.
+  const std::string before = "GET /plain HTTP/1.1\r\nHost: web:80\r\n\r\n";
+  const std::string bytes = before + kUpgradeRequest + w.captured();
+  for (size_t slice = 1; slice <= bytes.size(); slice += (slice < 200 ? 1 : 97)) {
+    SCOPED_TRACE(slice);
+    Sniffing r;
+    r.feed(bytes, slice);
+    ASSERT_EQ(r.sinks.http1.size(), 1u);
+    EXPECT_EQ(r.sinks.http1[0].bytes, before);
+    ASSERT_EQ(r.sinks.h2.size(), 2u);
+    EXPECT_EQ(r.sinks.h2[0].streamId, 1);
+    EXPECT_EQ(r.sinks.h2[0].path(), "/first");
+    EXPECT_EQ(r.sinks.h2[0].authority(), "web:80");
+    EXPECT_EQ(r.sinks.h2[1].streamId, 3);
+    EXPECT_EQ(r.sinks.h2[1].headers, second.headers);
+    EXPECT_TRUE(r.sinks.h2[1].body == second.body);
+    EXPECT_EQ(r.factory.stats().upgradesAccepted.load(), 1u);
+    EXPECT_EQ(r.factory.decoders().stats().upgrades.load(), 1u);
+    EXPECT_EQ(r.factory.decoders().stats().decodeErrors.load(), 0u);
+    r.end();
+  }
+}
+
+TEST(ProtocolSniffer, DeclinedUpgradeIsMirroredAsHttp1) {
+  const std::string next = "GET /again HTTP/1.1\r\nHost: web\r\n\r\n";
+  for (size_t slice : {size_t(0), size_t(1), size_t(5)}) {
+    SCOPED_TRACE(slice);
+    Sniffing r;
+    r.feed(kUpgradeRequest + next, slice);
+    ASSERT_EQ(r.sinks.http1.size(), 1u);  // the upgrade request; the framer abandoned the rest
+    EXPECT_EQ(r.sinks.http1[0].bytes, kUpgradeRequest);
+    EXPECT_TRUE(r.sinks.h2.empty());
+    EXPECT_EQ(r.factory.stats().upgradesDeclined.load(), 1u);
+    r.end();
+  }
+  {
+    // The connection ends right after the upgrade request: released too.
+    Sniffing r;
+    r.feed(kUpgradeRequest);
+    EXPECT_TRUE(r.sinks.http1.empty());
+    EXPECT_EQ(r.c->bufferedBytes(), kUpgradeRequest.size());
+    r.end();
+    ASSERT_EQ(r.sinks.http1.size(), 1u);
+    EXPECT_EQ(r.factory.stats().upgradesDeclined.load(), 1u);
+  }
+}
+
+TEST(ProtocolSniffer, UpgradeRequestsOfOtherFlowsPassThrough) {
+  // A request the factory gets outside any sniffer's feeding is just forwarded.
+  Sinks sinks;
+  ProtocolSnifferFactory f(sinks, sinks);
+  http::Request r;
+  r.bytes = kUpgradeRequest;
+  f.onRequest(std::move(r));
+  EXPECT_EQ(sinks.http1.size(), 1u);
+}
+
+}  // namespace
+}  // namespace shadowtap::h2
