@@ -544,12 +544,13 @@ int RequestFramer::onVersion(llhttp_t* parser, const char* at, size_t length) {
 int RequestFramer::onVersionComplete(llhttp_t* parser) {
   RequestFramer& f = framerOf(parser);
   f.lineDone_ = true;
-  if (parser->method == HTTP_PRI) {
-    return 0;  // the HTTP/2 preface; llhttp stops on it right after
-  }
-  // First, as finishChunk() would have stopped on a line this long already.
+  // First, as finishChunk() would have stopped on a line this long already
+  // (even one that starts like the HTTP/2 preface).
   if (f.versionEnd_ + 2 - f.reqStart_ > f.limits_.maxRequestLineBytes) {
     return f.reject(f.stats_.requestLineTooLong);
+  }
+  if (parser->method == HTTP_PRI) {
+    return 0;  // the HTTP/2 preface; llhttp stops on it right after
   }
   // The version is checked before the line end: its bytes come first, and the
   // line end may not have arrived yet, so the other order would make the reason
@@ -730,24 +731,28 @@ int RequestFramer::reject(std::atomic<uint64_t>& reason) {
 // Maps an llhttp error to the reason it is counted under. Only on the error
 // path, so string compares are fine.
 std::atomic<uint64_t>* RequestFramer::classifyBefore(llhttp_errno_t err, const char* at) {
+  // llhttp stops inside a span (target, header name or value...) without
+  // handing over the piece of it in this chunk; had the chunk been cut at the
+  // error, llhttp would have handed it over at the end of the chunk, and our
+  // callback might have refused it for an earlier byte (a TAB in the target, a
+  // SP in a name). Hand it over now, as llhttp would (its open span is in
+  // fields of its public struct), so the reason is the same for every cut.
+  if (parser_._span_pos0 != nullptr && parser_._span_cb0 != nullptr) {
+    using SpanCallback = int (*)(llhttp_t*, const char*, const char*);
+    const char* piece = static_cast<const char*>(std::exchange(parser_._span_pos0, nullptr));
+    const auto callback = reinterpret_cast<SpanCallback>(parser_._span_cb0);
+    assert(piece >= chunkBase_ && piece <= at);
+    callback(&parser_, piece, at);
+    if (rejectReason_ != nullptr) {
+      return std::exchange(rejectReason_, nullptr);
+    }
+  }
   const uint64_t pos = posOf(at);
   const bool inLine = inRequest_ && methodSeen_ && !lineDone_;
   if (inLine && pos - reqStart_ > limits_.maxRequestLineBytes) {
     return &stats_.requestLineTooLong;
   }
   const char* reason = llhttp_get_error_reason(&parser_);
-  // llhttp stops inside a header name without handing over the piece of it in
-  // this chunk; onHeaderField() would have refused a SP in that piece, and does
-  // when the chunk is cut before the error. llhttp's open span (a field of its
-  // public struct) says where that piece starts; a line start cannot be used,
-  // as llhttp outside strict mode ends a line at a CR followed by anything.
-  if (err == HPE_INVALID_HEADER_TOKEN && reason != nullptr &&
-      std::strcmp(reason, "Invalid header token") == 0 && parser_._span_pos0 != nullptr) {
-    const char* piece = static_cast<const char*>(parser_._span_pos0);
-    if (piece >= chunkBase_ && piece <= at && std::memchr(piece, ' ', static_cast<size_t>(at - piece)) != nullptr) {
-      return &stats_.invalidHeaderName;
-    }
-  }
   // llhttp refuses a complete but unsupported version ("HTTP/1.9") at the byte
   // after it, which may not have arrived: that byte must not decide the reason.
   if (err == HPE_INVALID_VERSION && reason != nullptr &&

@@ -40,6 +40,8 @@ struct FramerLimits {
 //   that is a complete `METHOD SP target SP HTTP/1.x CRLF` and parses from there.
 // - Holds at most max(maxHeaderBytes, maxRequestBytes) bytes; oversized requests
 //   are skipped as llhttp frames them, without buffering.
+// - Requests emitted and every counter (reasons included) depend on the bytes
+//   and gaps only, never on how the stream was cut into onData() calls.
 // Not thread-safe; the parser points back at the framer, so it does not move.
 class RequestFramer final : public flow::StreamConsumer {
  public:

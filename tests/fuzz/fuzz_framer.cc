@@ -50,12 +50,13 @@ void checkIdentities(const HttpStats& s) {
 std::vector<uint64_t> statsVector(const HttpStats& s) {
   // resyncLinesTooLong is left out: a diagnostic that may count one long line
   // once per chunk it spans.
-  // Which hostile-request reason is counted may still depend on the cut for rare
-  // inputs (tests/fuzz/findings/); that the stream is given up, and everything
-  // else, may not.
+  // Every reason a stream is given up for is compared one by one: which one is
+  // counted must not depend on the cuts either.
   return {v(s.streams), v(s.gaps), v(s.resyncs), v(s.closedByRequest),
-          v(s.connectionsAbandoned), v(s.upgrade), v(s.connect), v(s.http2),
-          v(s.tls), v(s.requestsStarted),
+          v(s.connectionsAbandoned), v(s.parseErrors), v(s.upgrade), v(s.connect), v(s.http2),
+          v(s.tls), v(s.ambiguousLength), v(s.conflictingLength), v(s.invalidLength),
+          v(s.obsFold), v(s.bareLf), v(s.invalidHeaderName), v(s.invalidHeaderValue),
+          v(s.invalidRequestLine), v(s.requestLineTooLong), v(s.requestsStarted),
           v(s.requestsParsed), v(s.noHost), v(s.multipleHost), v(s.invalidHost), v(s.tooLarge),
           v(s.headersTooLarge), v(s.droppedByGap), v(s.droppedAtEnd), v(s.droppedByAbandon),
           v(s.bytesIn), v(s.bytesParsed), v(s.unmirroredBytes)};

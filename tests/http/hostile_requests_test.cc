@@ -226,6 +226,18 @@ std::vector<Case> cases() {
   add(bad("obs_fold_in_trailer",
           "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: x\r\n y\r\n\r\n",
           &StatsSnapshot::obsFold));
+  {
+    // The header section is over the limit before the fold, so it is no longer
+    // buffered when the folded value arrives: the LF, more than the two bytes
+    // kept across cuts before the value, must still be seen at every cut (fuzz
+    // finding regress_obsfold_after_unbuffered_headers).
+    Case c = bad("obs_fold_after_headers_over_limit",
+                 "GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + std::string(200, 'a') +
+                     "\r\nX-B:\r\n    c\r\n\r\n",
+                 &StatsSnapshot::obsFold);
+    c.limits = smallLimits();
+    add(c);
+  }
 
   // --- lines not ended by CRLF ---
   add(bad("space_before_colon_plain", "GET / HTTP/1.1\r\nHost: a\r\nX-Foo : 1\r\n\r\n",
@@ -242,6 +254,9 @@ std::vector<Case> cases() {
   // llhttp fails on the next chunk size here, so this one counts as a bad length.
   add(bad("bare_lf_chunk_data", te + "5\r\nhello\n0\r\n\r\n", &StatsSnapshot::invalidLength));
   add(bad("bare_lf_chunk_ext", te + "5;x=y\nhello\r\n0\r\n\r\n", &StatsSnapshot::bareLf));
+  // llhttp reports the bad extension byte at the byte after it: the reason waits
+  // for that byte when a cut falls between them (regress_chunk_ext_error_at_cut).
+  add(bad("bad_chunk_ext_char_then_bare_lf", te + "5;n=v\x83\nhello\r\n0\r\n\r\n", &StatsSnapshot::bareLf));
   add(bad("cr_without_lf_chunk_data", te + "5\r\nhello\rX0\r\n\r\n", &StatsSnapshot::bareLf));
   add(bad("cr_without_lf_chunk_size", te + "5\rXhello\r\n0\r\n\r\n", &StatsSnapshot::bareLf));
   add(bad("cr_without_lf_chunk_ext", te + "5;a=b\rXhello\r\n0\r\n\r\n", &StatsSnapshot::bareLf));
@@ -253,6 +268,14 @@ std::vector<Case> cases() {
   // --- header names and values ---
   add(bad("space_in_name", "GET / HTTP/1.1\r\nX y: 1\r\nHost: a\r\n\r\n", &StatsSnapshot::invalidHeaderName,
           kPost));
+  // The SP comes before the bare LF, whether or not llhttp handed over the name
+  // before stopping at the LF (fuzz finding regress_field_space_then_lf).
+  add(bad("space_in_name_then_bare_lf", "GET / HTTP/1.1\r\nHost: a\r\nT chX\n\r\n",
+          &StatsSnapshot::invalidHeaderName));
+  // llhttp ends the empty value at the CR and takes "Ea" for the next name; the SP
+  // before the CR is not part of a name (fuzz finding regress_cr_any_then_field_lf).
+  add(bad("cr_without_lf_then_name_with_lf", "GET / HTTP/1.1\r\nHost: a\r\nX: \rxEa\n\r\n",
+          &StatsSnapshot::bareLf));
   add(bad("space_before_colon",
           "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
           &StatsSnapshot::invalidHeaderName));
@@ -277,12 +300,34 @@ std::vector<Case> cases() {
     c.limits = smallLimits();
     add(c);
   }
+  {
+    // llhttp fails far into the line, past the limit, before handing over the
+    // target with its form feed: the earlier byte decides, at every cut
+    // (fuzz finding regress_ff_in_target_then_long_line).
+    Case c = bad("form_feed_in_target_then_line_over_limit",
+                 "GET /a\f" + std::string(80, 'b') + "\x10 HTTP/1.1\r\nHost: a\r\n\r\n",
+                 &StatsSnapshot::invalidRequestLine);
+    c.limits = smallLimits();
+    add(c);
+  }
+  {
+    // Shaped like the HTTP/2 preface, but the line is over the limit
+    // (fuzz finding regress_preface_line_over_limit).
+    Case c = bad("preface_line_over_limit", "PRI *" + std::string(80, 'I') + " HTTP/2.0\r\n\r\nSM\r\n\r\n",
+                 &StatsSnapshot::requestLineTooLong);
+    c.limits = smallLimits();
+    add(c);
+  }
   add(bad("tab_in_target", "GET /a\tb HTTP/1.1\r\nHost: a\r\n\r\n", &StatsSnapshot::invalidRequestLine));
   add(bad("form_feed_in_target", "GET /a\fb HTTP/1.1\r\nHost: a\r\n\r\n",
           &StatsSnapshot::invalidRequestLine));
   add(bad("del_in_target", "GET /a\x7f HTTP/1.1\r\nHost: a\r\n\r\n", &StatsSnapshot::invalidRequestLine));
   add(bad("http_2_0_version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", &StatsSnapshot::invalidRequestLine,
           kPost));
+  // The bad version comes before the bare LF, whether or not the LF has arrived
+  // when llhttp completes the version (fuzz finding regress_bad_version_bare_lf).
+  add(bad("http_1_9_version_bare_lf", "POST /c HTTP/1.9\nHost: a\n\n", &StatsSnapshot::invalidRequestLine));
+  add(bad("http_2_0_version_bare_lf", "GET / HTTP/2.0\nHost: a\n\n", &StatsSnapshot::invalidRequestLine));
   add(bad("http_1_2_version", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", &StatsSnapshot::invalidRequestLine));
   add(bad("http_0_9_simple_request", "GET /\r\n\r\n", &StatsSnapshot::invalidRequestLine));
   add(bad("rtsp_version", "GET / RTSP/1.0\r\nHost: a\r\n\r\n", &StatsSnapshot::invalidRequestLine));

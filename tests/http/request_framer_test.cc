@@ -530,6 +530,39 @@ TEST(RequestFramer, DestructionCountsTheRequestInProgress) {
   expectIdentities(stats);
 }
 
+// llhttp reports some errors at the byte after the offending one. When a
+// segment ends between them, the reason waits for that byte; if it never comes
+// (end, gap), the result is the one of the stream fed whole.
+TEST(RequestFramer, ErrorAtTheEndOfASegmentWaitsForTheNextByte) {
+  const std::string head =
+      "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;n=v\x83";
+  for (const char* next : {"\nhello", "Xhello", ""}) {
+    Harness whole;
+    whole.feed(head + next);
+    whole.framer.onEnd(flow::EndReason::kFin);
+    Harness cut;
+    cut.feed(head);
+    EXPECT_EQ(cut.stats.connectionsAbandoned.load(), 0u) << "decided before the next byte";
+    expectIdentities(cut.stats);
+    if (*next != 0) {
+      cut.feed(next);
+    }
+    cut.framer.onEnd(flow::EndReason::kFin);
+    EXPECT_EQ(snapshot(cut.stats), snapshot(whole.stats)) << "next: " << next;
+    EXPECT_EQ(whole.stats.connectionsAbandoned.load(), 1u);
+    EXPECT_EQ(whole.stats.droppedByAbandon.load(), 1u);
+    expectIdentities(cut.stats);
+  }
+  Harness gap;
+  gap.feed(head);
+  gap.framer.onGap(10);
+  gap.feed("\nhello");
+  EXPECT_EQ(gap.stats.connectionsAbandoned.load(), 1u);
+  EXPECT_EQ(gap.stats.bareLf.load(), 0u) << "the byte after a gap is not the next one";
+  EXPECT_EQ(gap.stats.resyncs.load(), 0u);
+  expectIdentities(gap.stats);
+}
+
 TEST(RequestFramerFactory, FramersShareTheFactoryStats) {
   CollectingSink sink;
   RequestFramerFactory factory(sink);
