@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "compare/comparator.h"
+
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -58,6 +60,32 @@ std::string buildRules(Config& c, bool shorthand) {
   return rules::checkRuleSet(c.rules);
 }
 
+// The compare flags against the rules. Empty when fine, else the one line to print.
+std::string checkCompare(const Config& c) {
+  bool any = false;
+  for (const rules::Rule& r : c.rules) {
+    if (r.compare && r.mirror.empty()) {
+      return "rule '" + r.text + "': compare=true needs a mirror to compare with";
+    }
+    any = any || r.compare;
+  }
+  if (any && c.dryRun) {
+    return "compare=true cannot be used with --dry-run (nothing is sent, so there is no response to compare)";
+  }
+  const bool flags = !c.compareOutput.empty() || !c.compareIgnoreHeaders.empty() || !c.compareIgnorePaths.empty();
+  if (flags && !any) {
+    return "--compare-output/--compare-ignore-* need a rule with compare=true (e.g. --rule port=N,mirror=H:P,compare=true)";
+  }
+  compare::CompareOptions co;
+  co.ignoreHeaders = c.compareIgnoreHeaders;
+  co.ignorePaths = c.compareIgnorePaths;
+  std::string error;
+  if (any && !compare::Comparator::create(co, &error)) {
+    return "--compare-ignore-path: " + error;
+  }
+  return "";
+}
+
 }  // namespace
 
 namespace {
@@ -103,7 +131,7 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
   app.add_option("--rule", c.ruleTexts,
                  "Mirroring rule (repeatable): port=N,mirror=HOST:PORT[,percentage=P][,suffix=S][,dst=CIDR]"
                  "[,methods=GET|HEAD][,header=NAME:VALUE]...[,drop-header=NAME]...[,connections=N][,queue=N]"
-                 "[,queue-mib=N][,max-rps=N][,drop-policy=newest|oldest]")
+                 "[,queue-mib=N][,max-rps=N][,drop-policy=newest|oldest][,compare=true[,secondary=HOST:PORT]]")
       ->take_all();
 #ifdef SHADOWTAP_HAVE_DRY_RUN
   app.add_flag("--dry-run", c.dryRun,
@@ -236,6 +264,15 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
       ->check(CLI::PositiveNumber);
   app.add_option("--record-rotate-seconds", c.recordRotateSeconds, "Also rotate after this many seconds (0: never)")
       ->capture_default_str();
+  app.add_option("--compare-output", c.compareOutput,
+                 "Rules with compare=true: write differing response pairs as JSON lines to PATH (the input of "
+                 "`shadowtap report PATH -o report.html`)");
+  app.add_option("--compare-ignore-header", c.compareIgnoreHeaders,
+                 "Response header never compared, in addition to Date, Server, Connection, Keep-Alive (repeatable)")
+      ->take_all();
+  app.add_option("--compare-ignore-path", c.compareIgnorePaths,
+                 "JSON path not compared in JSON bodies, e.g. $.timestamp or $.items[*].id (repeatable)")
+      ->take_all();
   app.add_option("--summary-interval", c.summaryIntervalSec, "Seconds between counter summary lines (0: only at exit)")
       ->capture_default_str();
 
@@ -250,6 +287,10 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
     return 2;
   }
   if (std::string error = buildRules(c, portOpt->count() > 0); !error.empty()) {
+    err << "shadowtap: " << error << " (see shadowtap --help)" << std::endl;
+    return 2;
+  }
+  if (std::string error = checkCompare(c); !error.empty()) {
     err << "shadowtap: " << error << " (see shadowtap --help)" << std::endl;
     return 2;
   }

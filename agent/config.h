@@ -60,6 +60,11 @@ struct Config {
 
   uint32_t summaryIntervalSec = 10;
 
+  // Response comparison (rules with compare=true).
+  std::string compareOutput;                   // JSON lines of differing pairs, for `shadowtap report`
+  std::vector<std::string> compareIgnoreHeaders;  // in addition to Date, Server, ...
+  std::vector<std::string> compareIgnorePaths;    // JSON paths such as $.timestamp
+
   // Recording (a side output; works with or without a live mirror).
   std::string recordPath;               // .har, .jsonl or .pcap; empty: off
   std::string recordRedact = "default";  // none | default | header:NAME,query:NAME,...

@@ -11,9 +11,11 @@
 #include "config.h"
 #include "offline/replay_command.h"
 #include "logging.h"
+#include "memory_tuning.h"
 #include "pipeline.h"
 
 int main(int argc, char** argv) {
+  shadowtap::tuneAllocatorForRequests();
   // Subcommands that work on files, without capturing anything.
   if (argc > 1 && std::string_view(argv[1]) == "report") {
     return shadowtap::compare::runReportCommand(argc - 1, argv + 1);

@@ -35,6 +35,17 @@ uint64_t monotonicNs() {
 
 uint64_t load(const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); }
 
+// Comparisons with `outcome`, over every rule.
+uint64_t totalOutcome(const compare::CompareStats& s, compare::Outcome outcome) {
+  uint64_t n = 0;
+  s.forEachRule([&](uint32_t, const compare::CompareCounters& c) {
+    n += load(outcome == compare::Outcome::kEqual       ? c.equal
+              : outcome == compare::Outcome::kDifferent ? c.different
+                                                        : c.noisy);
+  });
+  return n;
+}
+
 std::vector<uint16_t> ports(const std::vector<std::unique_ptr<RuleRuntime>>& rules) {
   std::vector<uint16_t> out;
   for (const auto& rt : rules) {
@@ -84,6 +95,10 @@ std::unique_ptr<flow::StreamConsumer> Pipeline::OwnTrafficFilter::create(const f
 
 std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* error) {
   auto p = std::unique_ptr<Pipeline>(new Pipeline(config));
+  // Before the rules: their replayers report mirror responses to the engine.
+  if (!p->setUpCompare(error)) {
+    return nullptr;
+  }
 
   for (size_t i = 0; i < config.rules.size(); ++i) {
     auto rt = p->makeRuntime(config.rules[i], static_cast<uint32_t>(i + 1), error);
@@ -115,6 +130,12 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   limits.maxFlowBufferSegments = config.maxFlowBufferSegments;
   limits.closedLingerNs = uint64_t(config.closedLingerMs) * 1'000'000ULL;
   p->flows_ = std::make_unique<flow::FlowTable>(limits, *p->ownTraffic_);
+  if (p->engine_) {
+    // The primary's responses: a flow table of their own (server -> client
+    // keys), whose streams are framed and paired with the requests by order.
+    p->pairing_ = std::make_unique<compare::ResponsePairing>(p->engine_->sink(compare::Part::kPrimary));
+    p->responseFlows_ = std::make_unique<flow::FlowTable>(limits, *p->pairing_);
+  }
 
   capture::CaptureOptions co;
   co.interfaces = config.interfaces;
@@ -135,7 +156,7 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
     return nullptr;
   }
   for (const auto& rt : p->rules_) {
-    if (rt->replayer && !rt->replayer->start()) {
+    if ((rt->replayer && !rt->replayer->start()) || (rt->secondary && !rt->secondary->start())) {
       *error = "cannot start the replay event loop for rule '" + rt->rule.text + "' (see the log above)";
       return nullptr;
     }
@@ -215,8 +236,112 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   ro.idleTimeout = std::chrono::milliseconds(config_.idleTimeoutMs);
   ro.localEndpoints = &localEndpoints_;
   rt->mirrorAddrs = resolved.addrs;
+  // Compare mode: mirror (and secondary) responses are kept and go to the
+  // engine. A rule added by a reload has no comparator (the engine's are made
+  // at start): its begin() refuses and it is mirrored only.
+  if (engine_ && rule.compare) {
+    rt->compared = true;
+    compare::CompareEngine* engine = engine_.get();
+    ro.comparePart = compare::Part::kMirror;
+    ro.onKeptResponse = [engine](uint64_t id, compare::Part part, compare::Response&& response) {
+      engine->onResponse(id, part, std::move(response));
+    };
+    ro.onMissingResponse = [engine](uint64_t id, compare::Part part) { engine->onMissing(id, part); };
+    if (!rule.secondary.empty()) {
+      replay::ResolveResult second = replay::resolveTarget(rule.secondary);
+      if (!second.error.empty()) {
+        *error = "rule '" + rule.text + "': secondary: " + second.error;
+        return nullptr;
+      }
+      replay::ReplayOptions so = ro;
+      so.target = rule.secondary;
+      so.addrs = second.addrs;
+      so.comparePart = compare::Part::kSecondary;
+      rt->secondary = std::make_unique<replay::Replayer>(so);
+    }
+  }
   rt->replayer = std::make_unique<replay::Replayer>(ro);
   return rt;
+}
+
+bool Pipeline::setUpCompare(std::string* error) {
+  const bool any = std::any_of(config_.rules.begin(), config_.rules.end(),
+                               [](const rules::Rule& r) { return r.compare && !r.mirror.empty(); });
+  if (!any || config_.dryRun) {
+    return true;
+  }
+  compare::CompareOptions co;
+  co.ignoreHeaders = config_.compareIgnoreHeaders;
+  co.ignorePaths = config_.compareIgnorePaths;
+  // One comparator per rule id (index id - 1): each keeps its own noise memory.
+  std::vector<std::unique_ptr<compare::Comparator>> comparators;
+  for (const rules::Rule& r : config_.rules) {
+    if (!r.compare || r.mirror.empty()) {
+      comparators.push_back(nullptr);
+      continue;
+    }
+    std::string why;
+    auto c = compare::Comparator::create(co, &why);
+    if (!c) {
+      *error = "--compare-ignore-path: " + why;
+      return false;
+    }
+    comparators.push_back(std::move(c));
+  }
+  if (!config_.compareOutput.empty()) {
+    diffWriter_ = compare::DiffWriter::open(config_.compareOutput, compare::DiffWriterOptions{}, error);
+    if (!diffWriter_) {
+      return false;
+    }
+  }
+  engine_ = std::make_unique<compare::CompareEngine>(compare::EngineOptions{}, std::move(comparators),
+                                                     diffWriter_.get());
+  if (!engine_->start()) {
+    *error = "cannot start the comparison thread";
+    return false;
+  }
+  spdlog::info("comparing responses of the rules with compare=true{}",
+               config_.compareOutput.empty() ? std::string() : "; differences go to " + config_.compareOutput);
+  return true;
+}
+
+void Pipeline::submitCompared(RuleRuntime& rt, const http::Request& request, replay::ReplayJob& job) {
+  const uint64_t id = engine_->begin(rt.ruleId, request.method, std::string(request.target()),
+                                     rt.secondary != nullptr, monotonicNs());
+  if (id == 0) {
+    return;  // refused (pending limit, or a rule added by a reload): mirrored only
+  }
+  if (!pairing_->expect(request, id)) {
+    engine_->onMissing(id, compare::Part::kPrimary);
+  }
+  job.exchangeId = id;
+  job.method = request.method;
+  if (rt.secondary) {
+    replay::ReplayJob copy = job;
+    rt.secondary->submit(std::move(copy));  // a drop is reported to the engine as a missing part
+  }
+}
+
+void Pipeline::finishCompare() {
+  if (!engine_) {
+    return;
+  }
+  // Every stream has ended and every replayer stopped: each part of each
+  // exchange has been reported, except requests whose response stream never
+  // appeared, which end now; whatever is still pending is given up.
+  pairing_->expire(UINT64_MAX);
+  engine_->stop();
+  engine_->expire(UINT64_MAX);
+  const compare::CompareStats& s = engine_->stats();
+  if (diffWriter_) {
+    diffWriter_->writeSummary(s);
+  }
+  spdlog::info("compare: exchanges={} compared={} equal={} different={} noisy={} no_primary={} no_mirror={} "
+               "expired={} refused={} queue_full={}{}",
+               load(s.exchanges), load(s.compared), totalOutcome(s, compare::Outcome::kEqual),
+               totalOutcome(s, compare::Outcome::kDifferent), totalOutcome(s, compare::Outcome::kNoisy),
+               load(s.noPrimary), load(s.noMirror), load(s.expired), load(s.refused), load(s.queueFull),
+               diffWriter_ ? fmt::format(" diff_lines={}", load(diffWriter_->stats().lines)) : std::string());
 }
 
 std::vector<capture::PortRule> Pipeline::portRules(const std::vector<const RuleRuntime*>& runtimes) {
@@ -227,6 +352,7 @@ std::vector<capture::PortRule> Pipeline::portRules(const std::vector<const RuleR
     pr.ruleId = rt->ruleId;
     pr.sampleBp = rt->rule.sampleBasisPoints();
     pr.destination = rt->rule.dst;
+    pr.compare = rt->compared;  // the kernel then also copies this rule's responses
     out.push_back(pr);
   }
   return out;
@@ -273,8 +399,12 @@ void Pipeline::reload() {
     return;
   }
   for (const auto& rt : added) {
-    if (rt->replayer && !rt->replayer->start()) {
+    if ((rt->replayer && !rt->replayer->start()) || (rt->secondary && !rt->secondary->start())) {
       spdlog::error("reload: cannot start the replay loop of rule '{}'", rt->rule.text);
+    }
+    if (rt->rule.compare && !engine_) {
+      spdlog::warn("reload: rule '{}' asks for compare=true, but comparison is set up only at start; it is "
+                   "mirrored without comparing", rt->rule.text);
     }
   }
   size_t removed = 0;
@@ -289,6 +419,9 @@ void Pipeline::reload() {
           const auto drain = std::chrono::milliseconds(config_.drainTimeoutMs);
           retiring_.emplace_back([rt, drain] {
             rt->replayer->stop(drain);
+            if (rt->secondary) {
+              rt->secondary->stop(drain);
+            }
             if (rt->h2Pool) {
               rt->h2Pool->stop(drain);
             }
@@ -307,6 +440,20 @@ void Pipeline::reload() {
 }
 
 void Pipeline::onSegment(const flow::Segment& segment) {
+  if (segment.fromServer) {
+    // Compare mode's egress capture: the primary's responses. Those to our own
+    // mirror connections (a mirror on this node and port) are not the primary's.
+    if (!responseFlows_) {
+      return;
+    }
+    if (localEndpoints_.contains(segment.key.family, segment.key.daddr, segment.key.dport)) {
+      stats_.ownResponseSegments.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    stats_.responseSegments.fetch_add(1, std::memory_order_relaxed);
+    responseFlows_->ingest(segment);
+    return;
+  }
   if (recorder_ && recorder_->wantsSegments() &&
       !localEndpoints_.contains(segment.key.family, segment.key.saddr, segment.key.sport)) {
     recorder_->onSegment(segment);
@@ -351,6 +498,9 @@ void Pipeline::onRequest(http::Request&& request) {
   job.isHead = request.method == "HEAD";
   job.capturedNs = request.tsNs;
   job.bytes = rt.transform.apply(http::rewriteRequestHost(request, rt.rule.suffix));
+  if (rt.compared) {
+    submitCompared(rt, request, job);
+  }
   if (rt.replayer->submit(std::move(job))) {
     rs.queued.fetch_add(1, std::memory_order_relaxed);
   } else {
@@ -513,6 +663,11 @@ int Pipeline::run() {
         loopTurnNs_.store(now, std::memory_order_relaxed);
         attached_.store(capture_->attachedInterfaces().size(), std::memory_order_relaxed);
         flows_->expire(now);
+        if (engine_) {
+          responseFlows_->expire(now);
+          pairing_->expire(now);
+          engine_->expire(now);
+        }
         if (summaryEveryNs != 0 && now >= nextSummary) {
           spdlog::info("{}", summary());
           nextSummary = now + summaryEveryNs;
@@ -537,6 +692,9 @@ int Pipeline::run() {
   capture_->detach();
   capture_->consume(*this);
   flows_->shutdown();
+  if (responseFlows_) {
+    responseFlows_->shutdown();  // responses in progress end; their exchanges miss the primary part
+  }
   if (recorder_) {
     recorder_->close();  // every framed request is in; HAR gets its closing brackets
   }
@@ -545,6 +703,9 @@ int Pipeline::run() {
   for (const auto& rt : rules_) {
     if (rt && rt->replayer) {
       stoppers.emplace_back([&rt, this] { rt->replayer->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
+    }
+    if (rt && rt->secondary) {
+      stoppers.emplace_back([&rt, this] { rt->secondary->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
     }
     if (rt && rt->h2Pool) {
       stoppers.emplace_back([&rt, this] { rt->h2Pool->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
@@ -557,6 +718,7 @@ int Pipeline::run() {
     t.join();
   }
   retiring_.clear();
+  finishCompare();
   spdlog::info("final: {}", summary());
   return 0;
 }
@@ -623,6 +785,15 @@ std::string Pipeline::summary() const {
         load(s.queueFull), load(s.droppedOldest), load(s.droppedRateLimit), load(s.droppedShutdown),
         s.inFlight.load(std::memory_order_relaxed), s.openConnections.load(std::memory_order_relaxed),
         load(s.resolves), load(s.addressChanges), ms(p50), ms(p99), h2);
+  }
+  if (engine_) {
+    const compare::CompareStats& c = engine_->stats();
+    perRule += fmt::format(" | compare response_segments={} exchanges={} compared={} equal={} different={} noisy={} "
+                           "no_primary={} no_mirror={} expired={} pending={}",
+                           load(stats_.responseSegments), load(c.exchanges), load(c.compared),
+                           totalOutcome(c, compare::Outcome::kEqual), totalOutcome(c, compare::Outcome::kDifferent),
+                           totalOutcome(c, compare::Outcome::kNoisy), load(c.noPrimary), load(c.noMirror),
+                           load(c.expired), load(c.pending));
   }
   if (recorder_) {
     const record::RecordStats& w = recorder_->stats();

@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "capture/capture.h"
+#include "compare/compare_engine.h"
+#include "compare/diff_writer.h"
+#include "compare/response_pairing.h"
 #include "config.h"
 #include "flow/flow_table.h"
 #include "h2/h2_pool.h"
@@ -36,6 +39,10 @@ struct PipelineStats {
   std::atomic<uint64_t> h2Requests{0};     // complete requests out of the HTTP/2 decoders
   std::atomic<uint64_t> unknownRule{0};    // carried a rule id we did not install (a bug if ever non-zero)
   std::atomic<uint64_t> ownTrafficSegments{0};  // segments of our own mirror connections, never reassembled
+  // Compare mode: response segments (egress capture) into the response flow
+  // table, and those of our own mirror connections, skipped.
+  std::atomic<uint64_t> responseSegments{0};
+  std::atomic<uint64_t> ownResponseSegments{0};
 };
 
 // Per-rule request outcomes before the replayer: every request of the rule
@@ -86,6 +93,10 @@ struct RuleRuntime {
   std::unique_ptr<h2::H2Pool> h2Pool;
   std::vector<sockaddr_storage> mirrorAddrs;  // resolved when the rule was made
   bool h2PoolFailed = false;                  // start() failed once: not retried
+  // Compare mode: exchanges begun for this rule's requests (HTTP/1 only) go to
+  // the engine; the secondary (rule.secondary) gets the same requests.
+  bool compared = false;
+  std::unique_ptr<replay::Replayer> secondary;
   RuleStats stats;
 
   RuleRuntime(rules::Rule r, uint32_t id) : rule(std::move(r)), ruleId(id), transform(rule) {}
@@ -131,6 +142,11 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink, public h
   const record::RecordWriter* recorder() const { return recorder_.get(); }
   const h2::H2StreamDecoderFactory& h2Decoders() const { return sniffers_->decoders(); }
   const h2::SnifferStats& sniffing() const { return sniffers_->stats(); }
+  // Compare mode (null/absent when no rule compares).
+  const compare::CompareEngine* compareEngine() const { return engine_.get(); }
+  const compare::ResponsePairing* responsePairing() const { return pairing_.get(); }
+  const flow::FlowTable* responseFlows() const { return responseFlows_.get(); }
+  const compare::DiffWriter* diffWriter() const { return diffWriter_.get(); }
 
   // For /healthz and /readyz: when the capture loop last turned and last read
   // the ring buffer (CLOCK_MONOTONIC ns), and how many interfaces are attached.
@@ -160,13 +176,26 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink, public h
   h2::H2Pool* h2PoolFor(RuleRuntime& rt);
   static std::vector<capture::PortRule> portRules(const std::vector<const RuleRuntime*>& runtimes);
 
+  bool setUpCompare(std::string* error);
+  void submitCompared(RuleRuntime& rt, const http::Request& request, replay::ReplayJob& job);
+  void finishCompare();
+
   Config config_;
   replay::LocalEndpoints localEndpoints_;
+  // Compare mode. Declared before the rules (whose replayers report to the
+  // engine) and before the response flow table (whose framers do), so it
+  // outlives both.
+  std::unique_ptr<compare::DiffWriter> diffWriter_;
+  std::unique_ptr<compare::CompareEngine> engine_;
   std::vector<std::unique_ptr<RuleRuntime>> rules_;  // index = ruleId - 1
   // HTTP/1 framers and HTTP/2 decoders behind the protocol sniffers.
   std::unique_ptr<h2::ProtocolSnifferFactory> sniffers_;
   std::unique_ptr<OwnTrafficFilter> ownTraffic_;
   std::unique_ptr<flow::FlowTable> flows_;
+  // Compare mode: the primary's responses, reassembled per connection and
+  // paired with the requests by order.
+  std::unique_ptr<compare::ResponsePairing> pairing_;
+  std::unique_ptr<flow::FlowTable> responseFlows_;
   std::unique_ptr<capture::Capture> capture_;
   PipelineStats stats_;
   std::unique_ptr<record::RecordWriter> recorder_;  // --record; null when off

@@ -307,6 +307,42 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
                            &latency, &sizes, &h2Requests, &grpc}) {
     out.push_back(b->take());
   }
+  if (const compare::CompareEngine* engine = p_.compareEngine()) {
+    const compare::CompareStats& cs = engine->stats();
+    // Per rule and endpoint (method + path template); equal + different + noisy = compared.
+    FamilyBuilder exchanges("shadowtap_compare_exchanges_total",
+                            "Compared exchanges (primary vs mirror response) by rule, endpoint and result.", C);
+    cs.forEachEndpoint([&](uint32_t rule, const std::string& endpoint, const compare::CompareCounters& c) {
+      const std::string id = std::to_string(rule);
+      exchanges.add(v(c.equal), {{"rule", id}, {"endpoint", endpoint}, {"result", "equal"}});
+      exchanges.add(v(c.different), {{"rule", id}, {"endpoint", endpoint}, {"result", "different"}});
+      exchanges.add(v(c.noisy), {{"rule", id}, {"endpoint", endpoint}, {"result", "noisy"}});
+    });
+    out.push_back(exchanges.take());
+    // Every exchange begun ends compared or in one of these.
+    out.push_back(labelled("shadowtap_compare_exchanges_uncompared_total",
+                           "Exchanges begun but not compared, by reason.", C, "reason",
+                           std::vector<std::pair<std::string, double>>{{"no_primary", v(cs.noPrimary)},
+                                                                       {"no_mirror", v(cs.noMirror)},
+                                                                       {"expired", v(cs.expired)},
+                                                                       {"queue_full", v(cs.queueFull)}}));
+    out.push_back(single("shadowtap_compare_exchanges_begun_total", "Exchanges begun (requests of compared rules).",
+                         C, v(cs.exchanges)));
+    out.push_back(single("shadowtap_compare_exchanges_refused_total",
+                         "Requests of compared rules not compared: too many exchanges pending.", C, v(cs.refused)));
+    out.push_back(single("shadowtap_compare_exchanges_pending", "Exchanges waiting for responses.", G, v(cs.pending)));
+    out.push_back(single("shadowtap_compare_response_segments_total",
+                         "Response segments of the primary (egress capture) reassembled for comparison.", C,
+                         v(p_.stats().responseSegments)));
+    const capture::KernelCounters k = p_.capture().kernelCounters();
+    out.push_back(single("shadowtap_kernel_egress_segments_copied_total",
+                         "Response segments copied by the egress program (compare mode).", C,
+                         static_cast<double>(k[ST_CNT_EGRESS_COPIED])));
+    if (const compare::DiffWriter* w = p_.diffWriter()) {
+      out.push_back(single("shadowtap_compare_diff_lines_total", "Differing pairs written to --compare-output.", C,
+                           v(w->stats().lines)));
+    }
+  }
   if (const record::RecordWriter* rec = p_.recorder()) {
     const record::RecordStats& w = rec->stats();
     out.push_back(labelled("shadowtap_record_items_total",

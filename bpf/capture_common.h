@@ -115,7 +115,7 @@ __noinline int st_emit_chunk(ST_CTX *ctx, const struct st_segment *tmpl, __u32 p
 }
 
 static __always_inline void st_fill_template(struct st_segment *t, const struct st_packet *p, ST_CTX *ctx,
-					     __u32 rule_id)
+					     __u32 rule_id, const int egress)
 {
 	__builtin_memset(t, 0, sizeof(*t));
 	t->ts_ns = bpf_ktime_get_ns();
@@ -131,20 +131,23 @@ static __always_inline void st_fill_template(struct st_segment *t, const struct 
 	t->family = p->family;
 	t->tcp_flags = p->tcp_flags;
 	t->abi_version = SHADOWTAP_ABI_VERSION;
+	t->direction = egress ? ST_DIR_FROM_SERVER : ST_DIR_TO_SERVER;
 }
 
 /*
  * Copy one segment as 1..ST_MAX_CHUNKS records. Segments without payload still
- * produce one record (cap_len 0) so that SYN/FIN/RST reach the agent.
+ * produce one record (cap_len 0) so that SYN/FIN/RST reach the agent. egress is
+ * a constant after inlining: it only picks the direction and the counters.
  */
-static __always_inline void st_copy_segment(ST_CTX *ctx, const struct st_packet *p, __u32 rule_id)
+static __always_inline void st_copy_segment(ST_CTX *ctx, const struct st_packet *p, __u32 rule_id,
+					    const int egress)
 {
 	struct st_segment tmpl;
 	__u32 copy_len = p->payload_len;
 	__u64 bytes = 0;
 	int lost = 0;
 
-	st_fill_template(&tmpl, p, ctx, rule_id);
+	st_fill_template(&tmpl, p, ctx, rule_id, egress);
 
 	if (copy_len > ST_MAX_CHUNKS * ST_MAX_CHUNK) {
 		copy_len = ST_MAX_CHUNKS * ST_MAX_CHUNK;
@@ -170,9 +173,9 @@ static __always_inline void st_copy_segment(ST_CTX *ctx, const struct st_packet 
 	}
 
 	if (!lost)
-		st_count(ST_CNT_COPIED, 1);
+		st_count(egress ? ST_CNT_EGRESS_COPIED : ST_CNT_COPIED, 1);
 	if (bytes)
-		st_count(ST_CNT_COPIED_BYTES, bytes);
+		st_count(egress ? ST_CNT_EGRESS_COPIED_BYTES : ST_CNT_COPIED_BYTES, bytes);
 }
 
 /* Global for the same reason as st_emit_chunk: parse paths stay out of the copy paths. */
@@ -184,14 +187,17 @@ __noinline int st_parse_frame(ST_CTX *ctx, struct st_packet *p)
 }
 
 /*
- * The rule for a parsed segment, or NULL. A rule narrowed to a destination prefix
- * (longest prefix first) wins over the port-only rule, which is the fallback.
+ * The rule for a parsed segment, or NULL, by the service side's port and
+ * address: the destination for requests (ingress), the source for responses
+ * (egress; a constant after inlining, so the ingress code is what it was). A
+ * rule narrowed to a prefix (longest prefix first) wins over the port-only
+ * rule, which is the fallback.
  */
-static __always_inline const struct st_rule *st_match_rule(const struct st_packet *p)
+static __always_inline const struct st_rule *st_match_rule(const struct st_packet *p, const int egress)
 {
 	struct st_prefix_key key;
 	const struct st_rule *rule, *narrowed;
-	__u32 port = bpf_ntohs(p->dport);
+	__u32 port = bpf_ntohs(egress ? p->sport : p->dport);
 
 	rule = bpf_map_lookup_elem(&st_rules, &port);
 	if (!rule)
@@ -199,9 +205,12 @@ static __always_inline const struct st_rule *st_match_rule(const struct st_packe
 	if (rule->flags & ST_RULE_F_HAS_PREFIX) {
 		__builtin_memset(&key, 0, sizeof(key));
 		key.prefixlen = ST_PREFIX_KEY_FIXED_BITS + 128;
-		key.port = p->dport;
+		key.port = egress ? p->sport : p->dport;
 		key.family = p->family;
-		__builtin_memcpy(key.addr, p->daddr, sizeof(key.addr));
+		if (egress)
+			__builtin_memcpy(key.addr, p->saddr, sizeof(key.addr));
+		else
+			__builtin_memcpy(key.addr, p->daddr, sizeof(key.addr));
 		narrowed = bpf_map_lookup_elem(&st_prefix_rules, &key);
 		if (narrowed && narrowed->rule_id != 0) {
 			st_count(ST_CNT_PREFIX_MATCHED, 1);
@@ -211,11 +220,20 @@ static __always_inline const struct st_rule *st_match_rule(const struct st_packe
 	return rule->rule_id != 0 ? rule : NULL;
 }
 
+/* Whether the connection is in the rule's sample; the hash is symmetric, so both directions agree. */
+static __always_inline int st_sampled(const struct st_packet *p, const struct st_rule *rule)
+{
+	/* 0 % and 100 % need no hash: the outcome is the same for every connection. */
+	__u32 sample_bp = rule->sample_bp;
+
+	return sample_bp >= ST_SAMPLE_SCALE ||
+	       (sample_bp != 0 && st_flow_hash(p, st_hash_seed) % ST_SAMPLE_SCALE < sample_bp);
+}
+
 static __always_inline void st_capture(ST_CTX *ctx)
 {
 	struct st_packet pkt = {};
 	const struct st_rule *rule;
-	__u32 sample_bp;
 	int r;
 
 	st_count(ST_CNT_SEEN, 1);
@@ -226,20 +244,48 @@ static __always_inline void st_capture(ST_CTX *ctx)
 		return;
 	}
 
-	rule = st_match_rule(&pkt);
+	rule = st_match_rule(&pkt, 0);
 	if (!rule)
 		return;
 	st_count(ST_CNT_MATCHED, 1);
 
-	/* 0 % and 100 % need no hash: the outcome is the same for every connection. */
-	sample_bp = rule->sample_bp;
-	if (sample_bp < ST_SAMPLE_SCALE &&
-	    (sample_bp == 0 || st_flow_hash(&pkt, st_hash_seed) % ST_SAMPLE_SCALE >= sample_bp)) {
+	if (!st_sampled(&pkt, rule)) {
 		st_count(ST_CNT_SAMPLED_OUT, 1);
 		return;
 	}
 
-	st_copy_segment(ctx, &pkt, rule->rule_id);
+	st_copy_segment(ctx, &pkt, rule->rule_id, 0);
+}
+
+/*
+ * Compare mode: the service's responses, i.e. segments leaving from a rule's
+ * port (and address, for a narrowed rule) whose rule has ST_RULE_F_COMPARE.
+ * Attached to egress hooks only while some rule compares, so the ingress
+ * program above is not touched by it. A prefix-narrowed match still counts
+ * PREFIX_MATCHED (it says which trie answered, whichever direction asked).
+ */
+static __always_inline void st_capture_egress(ST_CTX *ctx)
+{
+	struct st_packet pkt = {};
+	const struct st_rule *rule;
+
+	st_count(ST_CNT_EGRESS_SEEN, 1);
+
+	/* Parse failures are the ingress side's diagnostics; here they are just not ours. */
+	if (st_parse_frame(ctx, &pkt) != ST_PARSE_OK)
+		return;
+
+	rule = st_match_rule(&pkt, 1);
+	if (!rule || !(rule->flags & ST_RULE_F_COMPARE))
+		return;
+	st_count(ST_CNT_EGRESS_MATCHED, 1);
+
+	if (!st_sampled(&pkt, rule)) {
+		st_count(ST_CNT_EGRESS_SAMPLED_OUT, 1);
+		return;
+	}
+
+	st_copy_segment(ctx, &pkt, rule->rule_id, 1);
 }
 
 #endif /* SHADOWTAP_BPF_CAPTURE_COMMON_H */

@@ -17,4 +17,16 @@ int st_capture_tc(struct __sk_buff *skb)
 	return ST_VERDICT;
 }
 
+/*
+ * The egress twin (compare mode, named ST_PROG_TC_EGRESS_NAME): copies the
+ * responses of sampled connections of rules with ST_RULE_F_COMPARE. Attached to
+ * egress hooks only while some rule compares. Same verdict promise.
+ */
+SEC("tc")
+int st_capture_egr(struct __sk_buff *skb)
+{
+	st_capture_egress(skb);
+	return ST_VERDICT;
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

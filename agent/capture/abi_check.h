@@ -24,7 +24,9 @@ static_assert(offsetof(st_segment, cap_len) == 68);
 static_assert(offsetof(st_segment, family) == 72);
 static_assert(offsetof(st_segment, tcp_flags) == 73);
 static_assert(offsetof(st_segment, abi_version) == 74);
-static_assert(SHADOWTAP_ABI_VERSION == 2, "update these asserts with the ABI");
+static_assert(offsetof(st_segment, pad0) == 75);
+static_assert(offsetof(st_segment, direction) == 76);
+static_assert(SHADOWTAP_ABI_VERSION == 3, "update these asserts with the ABI");
 static_assert(sizeof(st_rule) == 12);
 static_assert(offsetof(st_rule, rule_id) == 0);
 static_assert(offsetof(st_rule, sample_bp) == 4);
@@ -36,4 +38,8 @@ static_assert(offsetof(st_prefix_key, family) == 6);
 static_assert(offsetof(st_prefix_key, addr) == 8);
 static_assert(ST_CNT_IPV6_EXT_SKIPPED == 11 && ST_CNT_IPV6_FRAGMENT == 12 && ST_CNT_VLAN_TOO_DEEP == 13 &&
               ST_CNT_PREFIX_MATCHED == 14 && ST_CNT_WAKEUPS == 15);
-static_assert(ST_CNT_MAX == 16, "counter indices are ABI: append only");
+static_assert(ST_CNT_EGRESS_SEEN == 16 && ST_CNT_EGRESS_MATCHED == 17 && ST_CNT_EGRESS_SAMPLED_OUT == 18 &&
+              ST_CNT_EGRESS_COPIED == 19 && ST_CNT_EGRESS_COPIED_BYTES == 20);
+static_assert(ST_RULE_F_HAS_PREFIX == 0x1 && ST_RULE_F_COMPARE == 0x2);
+static_assert(ST_DIR_TO_SERVER == 0 && ST_DIR_FROM_SERVER == 1);
+static_assert(ST_CNT_MAX == 21, "counter indices are ABI: append only");

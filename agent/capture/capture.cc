@@ -81,6 +81,9 @@ std::string buildRuleMaps(const std::vector<PortRule>& rules, RuleMaps* out) {
       }
       entry.rule_id = r.ruleId;
       entry.sample_bp = r.sampleBp;
+      if (r.compare) {
+        entry.flags |= ST_RULE_F_COMPARE;
+      }
       continue;
     }
     const DestinationPrefix& d = *r.destination;
@@ -93,7 +96,7 @@ std::string buildRuleMaps(const std::vector<PortRule>& rules, RuleMaps* out) {
     if (!prefixesSeen.insert(std::vector<uint8_t>(raw, raw + sizeof(key))).second) {
       return "two rules for port " + std::to_string(r.port) + " with the same destination prefix";
     }
-    out->prefixes.push_back({key, st_rule{r.ruleId, r.sampleBp, 0}});
+    out->prefixes.push_back({key, st_rule{r.ruleId, r.sampleBp, r.compare ? ST_RULE_F_COMPARE : 0u}});
     entry.flags |= ST_RULE_F_HAS_PREFIX;
   }
   if (out->prefixes.size() > ST_MAX_PREFIX_RULES) {
@@ -142,6 +145,10 @@ std::string replaceRules(const std::vector<PortRule>& prev, const std::vector<Po
   return "";
 }
 
+bool anyCompare(const std::vector<PortRule>& rules) {
+  return std::any_of(rules.begin(), rules.end(), [](const PortRule& r) { return r.compare; });
+}
+
 }  // namespace
 
 std::optional<AttachMode> parseAttachMode(std::string_view text) {
@@ -174,17 +181,23 @@ const char* attachModeName(AttachMode mode) {
   return "?";
 }
 
-// One interface we are attached to; exactly one of the attachments is live.
+// One interface we are attached to; exactly one of tc, tcx, xdp is live, and in
+// compare mode one of the egress twins as well.
 struct Attached {
   std::string name;
   TcFilter tc;
   TcxLink tcx;
   XdpAttachment xdp;
+  TcFilter tcEgress;
+  TcxLink tcxEgress;
+  bool egress() const { return tcEgress.attached() || tcxEgress.attached(); }
 };
 
 struct Capture::Impl {
   CaptureOptions options;
   AttachMode mode = AttachMode::kTc;
+  AttachMode egressMode = AttachMode::kTc;  // kTc or kTcx
+  bool compare = false;                     // some rule compares: egress hooks wanted
   capture_tc* skel = nullptr;
   ring_buffer* ring = nullptr;
   int ncpus = 1;
@@ -233,6 +246,36 @@ Capture::Capture(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Capture::~Capture() = default;
 
 AttachMode Capture::attachMode() const { return impl_->mode; }
+AttachMode Capture::egressMode() const { return impl_->egressMode; }
+bool Capture::egressAttached() const {
+  return std::any_of(impl_->attached.begin(), impl_->attached.end(),
+                     [](const auto& entry) { return entry.second.egress(); });
+}
+
+// Compare mode: the egress twin on an interface we are attached to. Same tc
+// handle and priority as ingress (a different hook, so no clash). Empty on success.
+std::string Capture::attachEgress(int ifindex, const std::string& name) {
+  Impl& im = *impl_;
+  auto it = im.attached.find(ifindex);
+  if (it == im.attached.end() || it->second.egress()) {
+    return "";
+  }
+  Attached& a = it->second;
+  const int progFd = bpf_program__fd(im.skel->progs.st_capture_egr);
+  std::string why;
+  if (im.egressMode == AttachMode::kTcx) {
+    why = a.tcxEgress.attach(ifindex, name, progFd, true);
+  } else {
+    bool replaced = false;
+    why = a.tcEgress.attach(ifindex, name, progFd, im.options.tcHandle, im.options.tcPriority, &replaced, true);
+  }
+  if (!why.empty()) {
+    return why;
+  }
+  stats_.egressAttaches.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("attached to {} ({} egress: responses of rules with compare)", name, attachModeName(im.egressMode));
+  return "";
+}
 
 // Attaches to one interface in the resolved mode, after removing what a killed
 // run of ours may have left there. Empty on success.
@@ -245,6 +288,12 @@ std::string Capture::attachInterface(int ifindex, const std::string& name) {
   // A killed tc-mode run leaves its cls_bpf filter; remove it whatever our mode,
   // or the interface would be captured twice.
   stats.staleRemoved.fetch_add(static_cast<uint64_t>(removeStaleFilters(ifindex, name, &why)),
+                               std::memory_order_relaxed);
+  if (!why.empty()) {
+    return why;
+  }
+  // Same for the egress twin of a killed compare run, whether or not we compare now.
+  stats.staleRemoved.fetch_add(static_cast<uint64_t>(removeStaleFilters(ifindex, name, &why, true)),
                                std::memory_order_relaxed);
   if (!why.empty()) {
     return why;
@@ -297,6 +346,13 @@ std::string Capture::attachInterface(int ifindex, const std::string& name) {
   }
   im.attached.emplace(ifindex, std::move(a));
   stats.attaches.fetch_add(1, std::memory_order_relaxed);
+  if (im.compare) {
+    why = attachEgress(ifindex, name);
+    if (!why.empty()) {
+      im.attached.erase(ifindex);  // all or nothing: requests without responses would only count as missing
+      return why;
+    }
+  }
   return "";
 }
 
@@ -366,6 +422,15 @@ std::unique_ptr<Capture> Capture::open(const CaptureOptions& options, std::strin
   } else {
     spdlog::info("attach mode {} (as configured)", attachModeName(impl->mode));
   }
+  impl->compare = anyCompare(options.rules);
+  if (impl->mode == AttachMode::kXdp) {
+    // XDP has no egress hook: responses are captured at tc egress, tcx if possible.
+    std::string reason;
+    impl->egressMode = tcxSupported(bpf_program__fd(impl->skel->progs.st_capture_egr), &reason) ? AttachMode::kTcx
+                                                                                              : AttachMode::kTc;
+  } else {
+    impl->egressMode = impl->mode;
+  }
 
   auto capture = std::unique_ptr<Capture>(new Capture(std::move(impl)));
   Impl& im = *capture->impl_;
@@ -433,6 +498,7 @@ void Capture::forget(int ifindex, bool gone) {
   if (gone) {
     it->second.tc.release();
     it->second.xdp.release();
+    it->second.tcEgress.release();
     // A tcx link of a removed device is already detached; closing the fd is all.
   }
   spdlog::info("{} {}: no longer capturing there", it->second.name, gone ? "disappeared" : "no longer matches");
@@ -546,7 +612,15 @@ int Capture::onRecord(void* ctx, void* data, size_t size) {
     self->stats_.badRecords.fetch_add(1, std::memory_order_relaxed);
     return 0;
   }
+  if (rec->direction != ST_DIR_TO_SERVER && rec->direction != ST_DIR_FROM_SERVER) {
+    self->stats_.badRecords.fetch_add(1, std::memory_order_relaxed);
+    return 0;
+  }
   flow::Segment seg;
+  seg.fromServer = rec->direction == ST_DIR_FROM_SERVER;
+  if (seg.fromServer) {
+    self->stats_.fromServerRecords.fetch_add(1, std::memory_order_relaxed);
+  }
   std::memcpy(seg.key.saddr.data(), rec->saddr, 16);
   std::memcpy(seg.key.daddr.data(), rec->daddr, 16);
   seg.key.sport = ntohs(rec->sport);
@@ -600,12 +674,40 @@ void Capture::detach() {
 }
 
 std::string Capture::updateRules(const std::vector<PortRule>& rules) {
-  std::string why = replaceRules(impl_->options.rules, rules, bpf_map__fd(impl_->skel->maps.st_rules),
-                                 bpf_map__fd(impl_->skel->maps.st_prefix_rules));
-  if (why.empty()) {
-    impl_->options.rules = rules;
+  Impl& im = *impl_;
+  const bool want = anyCompare(rules);
+  const bool attachNow = want && !im.compare && im.following;
+  auto dropEgress = [&im] {
+    for (auto& [ifindex, a] : im.attached) {
+      a.tcEgress.detach();
+      a.tcxEgress.detach();
+    }
+  };
+  // Egress hooks first, so that the new compare rules see their responses from
+  // the first request on; all or nothing.
+  if (attachNow) {
+    for (const auto& [ifindex, a] : im.attached) {
+      std::string why = attachEgress(ifindex, a.name);
+      if (!why.empty()) {
+        dropEgress();
+        return why;
+      }
+    }
   }
-  return why;
+  std::string why = replaceRules(im.options.rules, rules, bpf_map__fd(im.skel->maps.st_rules),
+                                 bpf_map__fd(im.skel->maps.st_prefix_rules));
+  if (!why.empty()) {
+    if (attachNow) {
+      dropEgress();
+    }
+    return why;
+  }
+  im.options.rules = rules;
+  if (im.compare && !want) {
+    dropEgress();  // no rule compares any more: the egress path costs nothing again
+  }
+  im.compare = want;
+  return "";
 }
 
 }  // namespace shadowtap::capture

@@ -32,12 +32,15 @@ std::optional<DestinationPrefix> parseDestinationPrefix(std::string_view text, s
 // destinations inside a prefix. Several rules may share a port: for a segment the
 // rule with the longest matching destination prefix wins, and the port's rule
 // without a destination (at most one per port) is the fallback. Rule ids must be
-// non-zero.
+// non-zero. `compare`: also capture the rule's responses (segments FROM the port
+// and destination, of the same sampled connections), delivered with
+// Segment::fromServer set; egress hooks are attached only while some rule compares.
 struct PortRule {
   uint16_t port = 0;
   uint32_t ruleId = 0;
   uint32_t sampleBp = 10000;
   std::optional<DestinationPrefix> destination;
+  bool compare = false;
 };
 
 enum class AttachMode {
@@ -94,6 +97,10 @@ struct CaptureStats {
   // XDP mode: interfaces where libxdp attached our program without its
   // dispatcher, so other XDP programs cannot run there (logged as a warning).
   std::atomic<uint64_t> xdpWithoutDispatcher{0};
+  // Compare mode: records of the egress (response) direction, of `records`, and
+  // egress hooks attached (an interface counts once per time its hook is attached).
+  std::atomic<uint64_t> fromServerRecords{0};
+  std::atomic<uint64_t> egressAttaches{0};
 };
 
 class SegmentSink {
@@ -121,15 +128,21 @@ class Capture {
   int fd() const;
 
   // Handles interface notifications (attach/forget), then delivers every waiting
-  // record to `sink`; returns the number of records consumed.
+  // record, of both directions (Segment::fromServer), to `sink`; returns the
+  // number of records consumed.
   int consume(SegmentSink& sink);
 
   // The attach mode in use (kAuto resolved).
   AttachMode attachMode() const;
+  // Whether egress hooks (compare mode) are attached, and how: kTc or kTcx (XDP
+  // has no egress hook, so XDP mode uses tcx or tc there).
+  bool egressAttached() const;
+  AttachMode egressMode() const;
 
   // Replaces the installed rules (SIGHUP reload) without detaching: entries of
-  // rules kept stay in place throughout. Empty on success, else why the new set
-  // was refused (the old one then stays).
+  // rules kept stay in place throughout. Egress hooks are attached when the new
+  // set is the first to compare and removed when it no longer does. Empty on
+  // success, else why the new set was refused (the old one then stays).
   std::string updateRules(const std::vector<PortRule>& rules);
 
   KernelCounters kernelCounters() const;
@@ -148,6 +161,7 @@ class Capture {
   void forget(int ifindex, bool gone);
   void refreshNames();
   std::string attachInterface(int ifindex, const std::string& name);
+  std::string attachEgress(int ifindex, const std::string& name);
 
   std::unique_ptr<Impl> impl_;
   std::vector<std::string> attachedNames_;

@@ -50,7 +50,7 @@ std::string attrString(const void* data, size_t len) {
 
 }  // namespace
 
-std::vector<IngressFilter> dumpIngressFilters(int ifindex, std::string* error) {
+std::vector<IngressFilter> dumpIngressFilters(int ifindex, std::string* error, bool egress) {
   std::vector<IngressFilter> out;
   Socket sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
   if (sock.get() < 0) {
@@ -67,7 +67,7 @@ std::vector<IngressFilter> dumpIngressFilters(int ifindex, std::string* error) {
   req.nh.nlmsg_seq = 1;
   req.tc.tcm_family = AF_UNSPEC;
   req.tc.tcm_ifindex = ifindex;
-  req.tc.tcm_parent = TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS);
+  req.tc.tcm_parent = TC_H_MAKE(TC_H_CLSACT, egress ? TC_H_MIN_EGRESS : TC_H_MIN_INGRESS);
   if (send(sock.get(), &req, sizeof(req), 0) < 0) {
     *error = std::string("cannot ask rtnetlink for tc filters: ") + std::strerror(errno);
     return out;

@@ -15,10 +15,11 @@ struct IngressFilter {
   std::string bpfName;  // cls_bpf only: "name:[id]" as libbpf and tc set it
 };
 
-// Lists every filter on ifindex's clsact ingress hook with RTM_GETTFILTER (libbpf
-// 1.1 can query one known slot but not list them). An interface without clsact
-// has no filters: empty list, no error. On failure sets *error.
-std::vector<IngressFilter> dumpIngressFilters(int ifindex, std::string* error);
+// Lists every filter on ifindex's clsact ingress hook (egress hook when `egress`)
+// with RTM_GETTFILTER (libbpf 1.1 can query one known slot but not list them). An
+// interface without clsact has no filters: empty list, no error. On failure sets
+// *error.
+std::vector<IngressFilter> dumpIngressFilters(int ifindex, std::string* error, bool egress = false);
 
 // A change of a network interface, from rtnetlink link notifications.
 struct LinkEvent {

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "capture/libbpf_log.h"
@@ -17,13 +18,16 @@
 namespace shadowtap::capture {
 namespace {
 
-bpf_tc_hook ingressHook(int ifindex) {
+bpf_tc_hook clsactHook(int ifindex, bool egress) {
   bpf_tc_hook hook{};
   hook.sz = sizeof(hook);
   hook.ifindex = ifindex;
-  hook.attach_point = BPF_TC_INGRESS;
+  hook.attach_point = egress ? BPF_TC_EGRESS : BPF_TC_INGRESS;
   return hook;
 }
+
+const char* ourProgName(bool egress) { return egress ? ST_PROG_TC_EGRESS_NAME : ST_PROG_TC_NAME; }
+const char* hookName(bool egress) { return egress ? "egress" : "ingress"; }
 
 // Name of the program loaded under prog id, or "" when it cannot be read.
 std::string programName(uint32_t progId) {
@@ -42,32 +46,32 @@ std::string programName(uint32_t progId) {
 }
 
 // cls_bpf filters attached by libbpf or tc are named "<prog name>:[<prog id>]".
-bool isOurs(const IngressFilter& f) {
+bool isOurs(const IngressFilter& f, bool egress) {
   if (f.kind != "bpf") {
     return false;
   }
-  const std::string prefix = std::string(ST_PROG_TC_NAME) + ":";
+  const std::string prefix = std::string(ourProgName(egress)) + ":";
   if (f.bpfName.compare(0, prefix.size(), prefix) == 0) {
     return true;
   }
-  return f.progId != 0 && programName(f.progId) == ST_PROG_TC_NAME;
+  return f.progId != 0 && programName(f.progId) == ourProgName(egress);
 }
 
 }  // namespace
 
-int removeStaleFilters(int ifindex, const std::string& ifname, std::string* error) {
+int removeStaleFilters(int ifindex, const std::string& ifname, std::string* error, bool egress) {
   std::string why;
-  const std::vector<IngressFilter> filters = dumpIngressFilters(ifindex, &why);
+  const std::vector<IngressFilter> filters = dumpIngressFilters(ifindex, &why, egress);
   if (!why.empty()) {
-    *error = "cannot list the tc ingress filters of " + ifname + ": " + why;
+    *error = std::string("cannot list the tc ") + hookName(egress) + " filters of " + ifname + ": " + why;
     return 0;
   }
   int removed = 0;
   for (const IngressFilter& f : filters) {
-    if (!isOurs(f)) {
+    if (!isOurs(f, egress)) {
       continue;
     }
-    bpf_tc_hook hook = ingressHook(ifindex);
+    bpf_tc_hook hook = clsactHook(ifindex, egress);
     bpf_tc_opts opts{};
     opts.sz = sizeof(opts);
     opts.handle = f.handle;
@@ -89,7 +93,8 @@ TcFilter::TcFilter(TcFilter&& other) noexcept
     : ifindex_(std::exchange(other.ifindex_, 0)),
       ifname_(std::move(other.ifname_)),
       handle_(other.handle_),
-      priority_(other.priority_) {}
+      priority_(other.priority_),
+      egress_(other.egress_) {}
 
 TcFilter& TcFilter::operator=(TcFilter&& other) noexcept {
   if (this != &other) {
@@ -98,6 +103,7 @@ TcFilter& TcFilter::operator=(TcFilter&& other) noexcept {
     ifname_ = std::move(other.ifname_);
     handle_ = other.handle_;
     priority_ = other.priority_;
+    egress_ = other.egress_;
   }
   return *this;
 }
@@ -105,10 +111,18 @@ TcFilter& TcFilter::operator=(TcFilter&& other) noexcept {
 TcFilter::~TcFilter() { detach(); }
 
 std::string TcFilter::attach(int ifindex, const std::string& ifname, int progFd, uint32_t handle,
-                             uint32_t priority, bool* replacedStale) {
+                             uint32_t priority, bool* replacedStale, bool egress) {
   *replacedStale = false;
-  bpf_tc_hook hook = ingressHook(ifindex);
-  int err = bpf_tc_hook_create(&hook);
+  bpf_tc_hook hook = clsactHook(ifindex, egress);
+  int err = 0;
+  {
+    // The egress filter goes on the clsact qdisc the ingress filter made: EEXIST is the usual answer.
+    std::optional<LibbpfQuietScope> quiet;
+    if (egress) {
+      quiet.emplace();
+    }
+    err = bpf_tc_hook_create(&hook);
+  }
   if (err && err != -EEXIST) {
     return "cannot create the clsact qdisc on " + ifname + ": " + std::strerror(-err);
   }
@@ -125,8 +139,8 @@ std::string TcFilter::attach(int ifindex, const std::string& ifname, int progFd,
   uint32_t flags = 0;
   if (err == 0) {
     std::string name = programName(query.prog_id);
-    if (name != ST_PROG_TC_NAME) {
-      return "tc ingress filter handle 0x" + fmt::format("{:x}", handle) + " priority " +
+    if (name != ourProgName(egress)) {
+      return std::string("tc ") + hookName(egress) + " filter handle 0x" + fmt::format("{:x}", handle) + " priority " +
              std::to_string(priority) + " on " + ifname + " belongs to another program (" +
              (name.empty() ? "id " + std::to_string(query.prog_id) : name) +
              "); pick a free slot with --tc-priority";
@@ -143,12 +157,13 @@ std::string TcFilter::attach(int ifindex, const std::string& ifname, int progFd,
   opts.flags = flags;
   err = bpf_tc_attach(&hook, &opts);
   if (err) {
-    return "cannot attach the tc ingress filter to " + ifname + ": " + std::strerror(-err);
+    return std::string("cannot attach the tc ") + hookName(egress) + " filter to " + ifname + ": " + std::strerror(-err);
   }
   ifindex_ = ifindex;
   ifname_ = ifname;
   handle_ = handle;
   priority_ = priority;
+  egress_ = egress;
   return "";
 }
 
@@ -156,7 +171,7 @@ void TcFilter::detach() {
   if (ifindex_ == 0) {
     return;
   }
-  bpf_tc_hook hook = ingressHook(ifindex_);
+  bpf_tc_hook hook = clsactHook(ifindex_, egress_);
   bpf_tc_opts opts{};
   opts.sz = sizeof(opts);
   opts.handle = handle_;

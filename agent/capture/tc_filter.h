@@ -5,7 +5,8 @@
 
 namespace shadowtap::capture {
 
-// One cls_bpf filter of ours on an interface's clsact ingress hook.
+// One cls_bpf filter of ours on an interface's clsact ingress hook (or egress
+// hook: compare mode's response capture).
 // Attaching creates clsact when missing (an existing one is fine) and replaces a
 // stale filter of ours at the same handle/priority (left by a killed run); a
 // foreign filter there is never touched. Destruction removes only this filter,
@@ -21,7 +22,7 @@ class TcFilter {
 
   // Returns an empty string on success, otherwise what is wrong and what to do.
   [[nodiscard]] std::string attach(int ifindex, const std::string& ifname, int progFd,
-                                   uint32_t handle, uint32_t priority, bool* replacedStale);
+                                   uint32_t handle, uint32_t priority, bool* replacedStale, bool egress = false);
   void detach();
   // Forgets the filter without talking to the kernel: its interface is gone and
   // took the filter with it (the ifindex may already name a new interface).
@@ -36,13 +37,14 @@ class TcFilter {
   std::string ifname_;
   uint32_t handle_ = 0;
   uint32_t priority_ = 0;
+  bool egress_ = false;
 };
 
 // Removes every cls_bpf filter on ifindex's clsact ingress hook whose program is
 // ours (named ST_PROG_TC_NAME), at any priority and handle: what a SIGKILLed tc-mode
-// run leaves behind. Filters of anyone else are never touched. Returns how many
+// run leaves behind. `egress`: the egress hook and ST_PROG_TC_EGRESS_NAME instead. Filters of anyone else are never touched. Returns how many
 // were removed; sets *error (and stops) when the hook cannot be listed or a
 // filter cannot be removed.
-int removeStaleFilters(int ifindex, const std::string& ifname, std::string* error);
+int removeStaleFilters(int ifindex, const std::string& ifname, std::string* error, bool egress = false);
 
 }  // namespace shadowtap::capture

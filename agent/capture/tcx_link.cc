@@ -16,6 +16,7 @@ namespace {
 // types it does not know straight to the kernel when no type-specific options are
 // given, and appending after the existing programs needs none.
 constexpr int kBpfTcxIngress = 46;
+constexpr int kBpfTcxEgress = 47;
 
 }  // namespace
 
@@ -47,11 +48,12 @@ TcxLink& TcxLink::operator=(TcxLink&& other) noexcept {
 
 TcxLink::~TcxLink() { detach(); }
 
-std::string TcxLink::attach(int ifindex, const std::string& ifname, int progFd) {
-  int fd = bpf_link_create(progFd, ifindex, static_cast<bpf_attach_type>(kBpfTcxIngress), nullptr);
+std::string TcxLink::attach(int ifindex, const std::string& ifname, int progFd, bool egress) {
+  int fd = bpf_link_create(progFd, ifindex, static_cast<bpf_attach_type>(egress ? kBpfTcxEgress : kBpfTcxIngress),
+                           nullptr);
   if (fd < 0) {
     int err = errno;
-    return "cannot attach to the tcx ingress hook of " + ifname + ": " + std::strerror(err) +
+    return std::string("cannot attach to the tcx ") + (egress ? "egress" : "ingress") + " hook of " + ifname + ": " + std::strerror(err) +
            (err == EINVAL ? " (kernel without tcx? use --attach tc)" : "");
   }
   fd_ = fd;

@@ -10,7 +10,7 @@ namespace shadowtap::capture {
 // what the answer rests on, for the log.
 bool tcxSupported(int progFd, std::string* why);
 
-// Our program on an interface's tcx ingress hook, as a BPF link appended after
+// Our program on an interface's tcx ingress (or egress) hook, as a BPF link appended after
 // the programs already there. The link lives as long as its fd: when the process
 // dies, however it dies, the kernel detaches it, so a crash leaves nothing behind.
 class TcxLink {
@@ -22,8 +22,9 @@ class TcxLink {
   TcxLink& operator=(TcxLink&& other) noexcept;
   ~TcxLink();
 
-  // Empty on success, otherwise what is wrong and what to do.
-  [[nodiscard]] std::string attach(int ifindex, const std::string& ifname, int progFd);
+  // Empty on success, otherwise what is wrong and what to do. `egress`: the tcx
+  // egress hook instead (compare mode's response capture).
+  [[nodiscard]] std::string attach(int ifindex, const std::string& ifname, int progFd, bool egress = false);
   void detach();
   bool attached() const { return fd_ >= 0; }
 

@@ -11,6 +11,7 @@ namespace shadowtap::h2 {
 namespace {
 
 constexpr uint32_t kMaxFrameSize = (1U << 24) - 1;  // RFC 9113 6.5.2 upper bound
+constexpr size_t kFrameHeaderBytes = 9;             // RFC 9113 4.1
 
 void bump(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
 
@@ -91,7 +92,13 @@ struct DecoderCallbacks {
       return 0;
     }
     H2StreamDecoder::Stream& s = it->second;
-    if (s.request.body.size() + len > d.limits_.maxStreamBodyBytes) {
+    // A DATA frame arrives in as many pieces as onData() calls it spans. When
+    // a limit is crossed, the one crossed at the earlier byte decides (the body
+    // limit on a tie), so the outcome is the same however the frame was cut.
+    const size_t bodyRoom = d.limits_.maxStreamBodyBytes - std::min(s.request.body.size(), d.limits_.maxStreamBodyBytes);
+    const size_t bufferRoom =
+        d.limits_.maxConnectionBufferedBytes - std::min(d.buffered_, d.limits_.maxConnectionBufferedBytes);
+    if (len > bodyRoom && bodyRoom <= bufferRoom) {
       d.dropStream(streamId, d.stats_.streamsBodyTooLarge, true);
       return 0;
     }
@@ -130,7 +137,6 @@ struct DecoderCallbacks {
         }
         break;
       case NGHTTP2_GOAWAY:
-        d.clientGoaway_ = true;
         bump(d.stats_.goaways);
         break;
       default:
@@ -148,6 +154,16 @@ struct DecoderCallbacks {
     // same chunk (it would abandon the stream instead).
     if (frame != nullptr && d.streams_.contains(frame->hd.stream_id)) {
       d.dropStream(frame->hd.stream_id, d.stats_.streamsMalformed, false);
+    }
+    return 0;
+  }
+
+  static int onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+    // We never submit a GOAWAY: nghttp2 sends one only when it found a
+    // connection error. Unlike want_read(), this is not mistaken for the end
+    // after a client GOAWAY.
+    if (frame->hd.type == NGHTTP2_GOAWAY) {
+      self(user).goawaySent_ = true;
     }
     return 0;
   }
@@ -176,6 +192,7 @@ struct DecoderCallbacks {
       nghttp2_session_callbacks_set_on_frame_recv_callback(cb, onFrameRecv);
       nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, onInvalidFrameRecv);
       nghttp2_session_callbacks_set_on_stream_close_callback(cb, onStreamClose);
+      nghttp2_session_callbacks_set_on_frame_send_callback(cb, onFrameSend);
       return cb;
     }();
     return callbacks;
@@ -297,24 +314,78 @@ void H2StreamDecoder::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
 }
 
 void H2StreamDecoder::feed(std::span<const uint8_t> bytes) {
-  const ssize_t rv = nghttp2_session_mem_recv(session_, bytes.data(), bytes.size());
-  bump(stats_.bytesDecoded, bytes.size());
-  if (rv < 0) {
-    giveUp(stats_.decodeErrors);
-    return;
-  }
-  drainOutput();
-  if (nghttp2_session_want_read(session_) == 0) {
-    if (clientGoaway_) {
-      // Orderly end: GOAWAY and no stream left. Nothing more can follow.
-      abandonStreams();
-      destroySession();
-      state_ = State::kSkipping;
-    } else {
-      // nghttp2 found a connection error and sent (to nowhere) its GOAWAY.
+  // One nghttp2_session_mem_recv per frame, and our output drained after each
+  // complete frame: nghttp2 closes a stream (the RST_STREAM of a finished or
+  // dropped one) or ends the session (its GOAWAY) only once that is "sent", so
+  // draining only between onData() calls would make what the next frame meets
+  // depend on where the stream was cut. E.g. DATA after END_STREAM is a
+  // connection error while the finished stream's RST_STREAM is still queued,
+  // and ignored once it went out.
+  while (!bytes.empty()) {
+    const auto [n, frameEnds] = cursor_.advance(bytes);
+    const ssize_t rv = nghttp2_session_mem_recv(session_, bytes.data(), n);
+    bump(stats_.bytesDecoded, n);
+    bytes = bytes.subspan(n);
+    if (rv < 0) {
+      bump(stats_.bytesSkipped, bytes.size());
       giveUp(stats_.decodeErrors);
+      return;
+    }
+    if (frameEnds && !afterFrame()) {
+      bump(stats_.bytesSkipped, bytes.size());
+      return;
     }
   }
+}
+
+bool H2StreamDecoder::afterFrame() {
+  drainOutput();
+  if (goawaySent_) {
+    // nghttp2 found a connection error and sent (to nowhere) its GOAWAY.
+    giveUp(stats_.decodeErrors);
+    return false;
+  }
+  if (nghttp2_session_want_read(session_) == 0) {
+    // The client sent GOAWAY and no stream is left: nghttp2 (like a real
+    // server) ignores any new stream from here on. Orderly end.
+    abandonStreams();
+    destroySession();
+    state_ = State::kSkipping;
+    return false;
+  }
+  return true;
+}
+
+std::pair<size_t, bool> H2StreamDecoder::FrameCursor::advance(std::span<const uint8_t> bytes) {
+  size_t used = 0;
+  while (used < bytes.size()) {
+    const size_t take = std::min(left_, bytes.size() - used);
+    if (part_ == Part::kHeader) {
+      // Header bytes 0..2 are the 24-bit payload length.
+      for (size_t i = 0; i < take; ++i) {
+        const size_t pos = kFrameHeaderBytes - left_ + i;
+        if (pos < 3) {
+          length_ = (length_ << 8) | bytes[used + i];
+        }
+      }
+    }
+    used += take;
+    left_ -= take;
+    if (left_ > 0) {
+      break;
+    }
+    if (part_ == Part::kHeader && length_ > 0) {
+      part_ = Part::kPayload;
+      left_ = length_;
+      continue;
+    }
+    // The preface, or a frame (header and payload), ends here.
+    part_ = Part::kHeader;
+    left_ = kFrameHeaderBytes;
+    length_ = 0;
+    return {used, true};
+  }
+  return {used, false};
 }
 
 void H2StreamDecoder::onGap(uint64_t) {
@@ -324,6 +395,11 @@ void H2StreamDecoder::onGap(uint64_t) {
 }
 
 void H2StreamDecoder::onEnd(flow::EndReason) {
+  // A connection error nghttp2 found in a last, incomplete frame shows only
+  // once its GOAWAY is drained; whether it counts must not depend on the cuts.
+  if (state_ == State::kDecoding) {
+    afterFrame();
+  }
   if (state_ == State::kPreface || state_ == State::kDecoding) {
     abandonStreams();
     destroySession();

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 #include <unordered_map>
 
 #include "flow/flow_key.h"
@@ -12,6 +13,7 @@
 #include "h2/h2_decoder_stats.h"
 #include "h2/h2_request.h"
 #include "h2/h2c_upgrade.h"
+#include "h2/preface.h"
 
 struct nghttp2_session;
 
@@ -43,12 +45,20 @@ struct H2DecoderLimits {
 // applies it. Connection and stream windows are replenished as data arrives,
 // so flow control never rejects a legitimate client.
 //
+// Outcomes and counters depend only on the byte stream, not on how it is cut
+// into onData() calls: nghttp2 is fed one frame at a time and what it "sends"
+// (RST_STREAM closing a finished stream, its GOAWAY) is drained after every
+// complete frame, never in the middle of one. So a connection error nghttp2
+// finds inside a frame takes effect where that frame ends (or at onEnd()).
+//
 // - The stream must start with the client preface; otherwise counted
 //   (prefaceMismatch) and skipped whole.
 // - Any connection error nghttp2 finds (bad frame, HPACK decoding failed, e.g.
 //   because the connection was joined mid-stream) is counted (decodeErrors);
 //   the rest of the stream is skipped.
 // - onGap(): the HPACK state is lost, so the connection is abandoned (gaps).
+// - A client GOAWAY is counted (goaways); once no stream is left after it,
+//   the rest is skipped (a server ignores new streams then).
 // - Stream-level trouble (RST_STREAM from the client, limits, malformed fields)
 //   drops that stream only; see H2DecoderStats for the outcomes.
 // Not thread-safe; nghttp2 points back at the decoder, so it does not move.
@@ -80,6 +90,21 @@ class H2StreamDecoder final : public flow::StreamConsumer {
     bool inTrailers = false;
   };
 
+  // Follows the frame layout of the client stream (preface, then 9-byte
+  // header + payload frames) so nghttp2 can be fed up to each frame boundary.
+  class FrameCursor {
+   public:
+    // Moves over `bytes` up to the first frame boundary among them: returns how
+    // many were passed and whether a frame (or the preface) ends right there.
+    std::pair<size_t, bool> advance(std::span<const uint8_t> bytes);
+
+   private:
+    enum class Part : uint8_t { kPreface, kHeader, kPayload };
+    Part part_ = Part::kPreface;
+    size_t left_ = kClientPreface.size();  // bytes left of the current part
+    uint32_t length_ = 0;                  // payload length, from the header's first 3 bytes
+  };
+
   // The nghttp2 callbacks (h2_stream_decoder.cc).
   friend struct DecoderCallbacks;
 
@@ -87,6 +112,9 @@ class H2StreamDecoder final : public flow::StreamConsumer {
   void submitPermissiveSettings();
   void feed(std::span<const uint8_t> bytes);
   void drainOutput();
+  // Drains our output after a complete frame. False when the connection ended
+  // there: nghttp2 found a connection error, or client GOAWAY and no stream left.
+  bool afterFrame();
   // Drops a stream we still assemble: counts `outcome`, resets it in nghttp2
   // when `reset` (so its further frames are ignored).
   void dropStream(int32_t streamId, std::atomic<uint64_t>& outcome, bool reset);
@@ -106,7 +134,8 @@ class H2StreamDecoder final : public flow::StreamConsumer {
   nghttp2_session* session_ = nullptr;
   State state_ = State::kPreface;
   size_t prefaceSeen_ = 0;
-  bool clientGoaway_ = false;
+  bool goawaySent_ = false;  // by nghttp2: it found a connection error
+  FrameCursor cursor_;
   uint64_t chunkTs_ = 0;
   size_t buffered_ = 0;
   std::unordered_map<int32_t, Stream> streams_;

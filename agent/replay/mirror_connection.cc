@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 namespace shadowtap::replay {
@@ -59,6 +60,12 @@ const llhttp_settings_t& settings() {
 }
 
 constexpr int kMaxReadsPerEvent = 16;
+
+uint64_t monotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 }  // namespace
 
@@ -141,6 +148,24 @@ void MirrorConnection::beginResponse() {
   parser_->status = 0;
   writeOffset_ = 0;
   responseBytes_ = 0;
+  framer_.reset();
+  kept_.response_.reset();
+  if (job_->exchangeId != 0 && keepLimits_ != nullptr && keepStats_ != nullptr) {
+    // A framer per job: we never pipeline, so this connection's next bytes are
+    // this request's response, from its first byte.
+    framer_ = std::make_unique<compare::ResponseFramer>(true, kept_, *keepLimits_, *keepStats_);
+    std::string_view method = job_->method;
+    if (method.empty()) {
+      method = job_->isHead ? "HEAD" : "GET";
+    }
+    framer_->expectResponseTo(method, job_->exchangeId);
+  }
+}
+
+std::optional<compare::Response> MirrorConnection::takeKeptResponse() {
+  std::optional<compare::Response> out = std::move(kept_.response_);
+  kept_.response_.reset();
+  return out;
 }
 
 MirrorConnection::Step MirrorConnection::startRequest(ReplayJob&& job) {
@@ -211,6 +236,8 @@ MirrorConnection::Step MirrorConnection::abort(ReplayError error) {
 std::optional<ReplayJob> MirrorConnection::close() {
   std::optional<ReplayJob> job = std::move(job_);
   job_.reset();
+  framer_.reset();
+  kept_.response_.reset();
   closeSocket();
   return job;
 }
@@ -256,6 +283,9 @@ void MirrorConnection::readSome(std::span<char> buf, Step& step) {
     }
     if (n == 0) {
       // EOF ends a response framed by connection close; anything else is cut short.
+      if (framer_) {
+        framer_->onEnd(flow::EndReason::kFin);
+      }
       llhttp_finish(&parser_->http);
       if (parser_->complete) {
         finishOk(step);
@@ -277,6 +307,9 @@ void MirrorConnection::readSome(std::span<char> buf, Step& step) {
 }
 
 void MirrorConnection::feed(const char* data, size_t len, Step& step) {
+  if (framer_) {
+    framer_->onData({reinterpret_cast<const uint8_t*>(data), len}, monotonicNs());
+  }
   llhttp_errno_t err = llhttp_execute(&parser_->http, data, len);
   if (parser_->complete) {
     size_t leftover = 0;
@@ -304,6 +337,8 @@ void MirrorConnection::feed(const char* data, size_t len, Step& step) {
 void MirrorConnection::finishOk(Step& step) {
   step.finished = true;
   step.status = parser_->status;
+  step.exchangeId = job_->exchangeId;
+  framer_.reset();  // a response it did not complete is not kept
   job_.reset();
   state_ = State::kIdle;
 }
@@ -312,6 +347,9 @@ void MirrorConnection::fail(ReplayError error, Step& step, int osError) {
   step.finished = true;
   step.error = error;
   step.osError = osError;
+  step.exchangeId = job_ ? job_->exchangeId : 0;
+  framer_.reset();
+  kept_.response_.reset();
   job_.reset();
   closeSocket();
 }

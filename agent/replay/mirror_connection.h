@@ -8,6 +8,8 @@
 #include <optional>
 #include <span>
 
+#include "compare/response.h"
+#include "compare/response_framer.h"
 #include "replay/local_endpoints.h"
 #include "replay/replay_error.h"
 #include "replay/replay_job.h"
@@ -38,6 +40,7 @@ class MirrorConnection {
     int status = 0;
     ReplayError error = ReplayError::kNone;
     int osError = 0;             // errno behind `error`, when there is one
+    uint64_t exchangeId = 0;     // of the finished job (compare mode; 0 otherwise)
   };
 
   // Starts a non-blocking connect that will carry `job`. Returns nullptr and
@@ -62,6 +65,16 @@ class MirrorConnection {
 
   // Closes without an outcome; returns the job that was waiting or in flight, if any.
   std::optional<ReplayJob> close();
+
+  // Compare mode: jobs with an exchange id get their response framed with a
+  // compare::ResponseFramer (limits and stats outlive the connection). After a
+  // step that finished such a job with a status, takeKeptResponse() returns the
+  // response (nullopt when the framer could not read it).
+  void keepResponses(const compare::ResponseLimits* limits, compare::ResponseStats* stats) {
+    keepLimits_ = limits;
+    keepStats_ = stats;
+  }
+  std::optional<compare::Response> takeKeptResponse();
 
   int fd() const { return fd_; }
   State state() const { return state_; }
@@ -112,6 +125,19 @@ class MirrorConnection {
   size_t writeOffset_ = 0;
   size_t responseBytes_ = 0;
   std::unique_ptr<Parser> parser_;
+
+  // Compare mode (see keepResponses). The sink is declared before the framer so
+  // the framer, which reports to it when destroyed, goes first.
+  class KeptSink final : public compare::ResponseSink {
+   public:
+    void onResponse(uint64_t, compare::Response&& response) override { response_ = std::move(response); }
+    void onNoResponse(uint64_t, compare::NoResponse) override {}
+    std::optional<compare::Response> response_;
+  };
+  const compare::ResponseLimits* keepLimits_ = nullptr;
+  compare::ResponseStats* keepStats_ = nullptr;
+  KeptSink kept_;
+  std::unique_ptr<compare::ResponseFramer> framer_;
 };
 
 }  // namespace shadowtap::replay

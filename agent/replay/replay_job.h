@@ -14,6 +14,12 @@ struct ReplayJob {
   // Content-Length; the response framer has to be told.
   bool isHead = false;
   uint64_t capturedNs = 0;
+  // Compare mode: non-zero when the response is kept (framed whole, bounded) and
+  // handed to ReplayOptions::onKeptResponse under this id, or reported through
+  // onMissingResponse when the job ends without one. `method` is the request's
+  // method (a response to HEAD has no body).
+  uint64_t exchangeId = 0;
+  std::string method;
 };
 
 }  // namespace shadowtap::replay

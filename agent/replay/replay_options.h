@@ -5,8 +5,13 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "compare/compare_engine.h"
+#include "compare/response.h"
+#include "compare/response_framer.h"
 
 namespace shadowtap::replay {
 
@@ -50,6 +55,20 @@ struct ReplayOptions {
   // that starts here and doubles up to the maximum; reset by a successful connect.
   std::chrono::milliseconds backoffInitial{100};
   std::chrono::milliseconds backoffMax{5000};
+
+  // Compare mode. A job with exchangeId != 0 keeps its response: it is framed
+  // (compare::ResponseFramer, with responseLimits: the body is kept up to
+  // maxBodyBytes and hashed whole) and handed to onKeptResponse; a job that ends
+  // any other way (error, timeout, drop, shutdown; also a response the framer
+  // could not read) is reported to onMissingResponse instead. So each such job
+  // ends in exactly one call, with `comparePart` (the pipeline makes one
+  // Replayer per target: kMirror, kSecondary). Called on the replay loop
+  // thread, or on the submitting thread for jobs submit() drops; they must not
+  // block. Unset callbacks: jobs are replayed as usual and nothing is reported.
+  compare::Part comparePart = compare::Part::kMirror;
+  std::function<void(uint64_t exchangeId, compare::Part part, compare::Response&& response)> onKeptResponse;
+  std::function<void(uint64_t exchangeId, compare::Part part)> onMissingResponse;
+  compare::ResponseLimits responseLimits;
 };
 
 }  // namespace shadowtap::replay

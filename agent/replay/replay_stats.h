@@ -87,6 +87,10 @@ struct ReplayStats {
   std::atomic<uint64_t> resolveErrors{0};      // ... that failed (the last addresses stay in use)
   std::atomic<uint64_t> addressChanges{0};     // ... that changed the address list
 
+  // Compare mode: jobs with an exchange id end in exactly one of these.
+  std::atomic<uint64_t> keptResponses{0};    // response framed and handed to onKeptResponse
+  std::atomic<uint64_t> missingResponses{0}; // reported to onMissingResponse
+
   // Gauges.
   std::atomic<int64_t> queueDepth{0};
   std::atomic<int64_t> queueBytes{0};

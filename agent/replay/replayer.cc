@@ -253,6 +253,7 @@ void Replayer::absorbQueue() {
     add(stats_.queueDepth, -1);
     add(stats_.queueBytes, -static_cast<int64_t>(oldest.bytes.size()));
     add(stats_.droppedOldest);
+    reportMissing(oldest.exchangeId);
     backlogBytes_ -= oldest.bytes.size();
     backlog_.pop_front();
   }
@@ -262,12 +263,15 @@ bool Replayer::jobsWaiting() const { return !backlog_.empty() || queue_.ready();
 
 bool Replayer::submit(ReplayJob&& job) {
   add(stats_.submitted);
+  const uint64_t exchangeId = job.exchangeId;
   if (!accepting_.load(std::memory_order_acquire)) {
     add(stats_.droppedShutdown);
+    reportMissing(exchangeId);
     return false;
   }
   if (rateIntervalNs_ > 0 && !admitRate()) {
     add(stats_.droppedRateLimit);
+    reportMissing(exchangeId);
     return false;
   }
   const auto size = static_cast<int64_t>(job.bytes.size());
@@ -278,6 +282,7 @@ bool Replayer::submit(ReplayJob&& job) {
     add(stats_.queueDepth, -1);
     add(stats_.queueBytes, -size);
     add(stats_.queueFull);
+    reportMissing(exchangeId);
     return false;
   }
   if (!wakePending_.exchange(true, std::memory_order_acq_rel)) {
@@ -416,8 +421,12 @@ bool Replayer::dispatch(int64_t now) {
     }
     add(stats_.connectAttempts);
     int err = 0;
+    const uint64_t exchangeId = job.exchangeId;
     auto conn = MirrorConnection::open(opts_.addrs[addrIndex], static_cast<size_t>(addrIndex), std::move(job),
                                        opts_.maxResponseBytes, err, opts_.localEndpoints);
+    if (conn && keeping()) {
+      conn->keepResponses(&opts_.responseLimits, &keptStats_);
+    }
     if (conn) {
       epoll_event ev{};
       ev.events = kBaseEvents | EPOLLOUT;
@@ -431,6 +440,7 @@ bool Replayer::dispatch(int64_t now) {
     if (!conn) {
       add(stats_.inFlight, -1);
       add(stats_.errorsConnect);
+      reportMissing(exchangeId);
       noteConnectFailure(static_cast<size_t>(addrIndex), now, ReplayError::kConnect, err);
       continue;
     }
@@ -466,6 +476,14 @@ void Replayer::handleStep(MirrorConnection& conn, const MirrorConnection::Step& 
       stats_.latency.observe(static_cast<uint64_t>(std::max<int64_t>(0, nowNs() - conn.requestStartNs)) / 1000);
     } else {
       countError(step.error, &conn, now);
+    }
+    if (step.exchangeId != 0) {
+      std::optional<compare::Response> kept = step.status > 0 ? conn.takeKeptResponse() : std::nullopt;
+      if (kept) {
+        reportKept(step.exchangeId, std::move(*kept));
+      } else {
+        reportMissing(step.exchangeId);
+      }
     }
   }
   if (step.connectFailed && conn.addrIndex() < addrStates_.size()) {
@@ -556,9 +574,10 @@ void Replayer::reapClosed() {
 
 void Replayer::dropEverything() {
   for (auto& conn : conns_) {
-    if (conn->close().has_value()) {
+    if (std::optional<ReplayJob> job = conn->close(); job.has_value()) {
       add(stats_.inFlight, -1);
       add(stats_.droppedShutdown);
+      reportMissing(job->exchangeId);
     }
   }
   reapClosed();
@@ -570,6 +589,7 @@ void Replayer::dropQueued() {
     add(stats_.queueDepth, -1);
     add(stats_.queueBytes, -static_cast<int64_t>(backlog_.front().bytes.size()));
     add(stats_.droppedShutdown);
+    reportMissing(backlog_.front().exchangeId);
     backlog_.pop_front();
   }
   backlogBytes_ = 0;
@@ -578,7 +598,25 @@ void Replayer::dropQueued() {
     add(stats_.queueDepth, -1);
     add(stats_.queueBytes, -static_cast<int64_t>(job.bytes.size()));
     add(stats_.droppedShutdown);
+    reportMissing(job.exchangeId);
   }
+}
+
+void Replayer::reportKept(uint64_t exchangeId, compare::Response&& response) {
+  if (!opts_.onKeptResponse) {
+    reportMissing(exchangeId);
+    return;
+  }
+  add(stats_.keptResponses);
+  opts_.onKeptResponse(exchangeId, opts_.comparePart, std::move(response));
+}
+
+void Replayer::reportMissing(uint64_t exchangeId) {
+  if (exchangeId == 0 || !keeping()) {
+    return;
+  }
+  add(stats_.missingResponses);
+  opts_.onMissingResponse(exchangeId, opts_.comparePart);
 }
 
 void Replayer::countResponse(int status) {

@@ -26,7 +26,8 @@ namespace shadowtap::replay {
 // Sends jobs to the mirror fire-and-forget from its own event loop thread
 // (epoll, non-blocking sockets, keep-alive pool of up to maxConnections, one
 // request in flight per connection). Responses are framed and discarded; only
-// their status class is counted. Jobs are never retried. A dead or slow mirror
+// their status class is counted, except in compare mode, where a job with an
+// exchange id keeps its response (see ReplayOptions::onKeptResponse). Jobs are never retried. A dead or slow mirror
 // costs at most the bounded queue plus one job per connection, and connects to
 // a failing address back off instead of spinning.
 //
@@ -57,6 +58,8 @@ class Replayer final : public JobSink {
 
   const ReplayStats& stats() const { return stats_; }
   const ReplayOptions& options() const { return opts_; }
+  // Framing counters of kept responses (compare mode).
+  const compare::ResponseStats& keptResponseStats() const { return keptStats_; }
 
  private:
   struct AddrState {
@@ -88,10 +91,15 @@ class Replayer final : public JobSink {
   void noteConnectFailure(size_t addrIndex, int64_t now, ReplayError error, int err);
   int pickAddress(int64_t now);
   size_t liveConnections() const;
+  // Compare mode: the job's exchange ends with a kept response or as missing.
+  bool keeping() const { return static_cast<bool>(opts_.onMissingResponse); }
+  void reportKept(uint64_t exchangeId, compare::Response&& response);
+  void reportMissing(uint64_t exchangeId);
   size_t jobsOnConnections() const;
 
   ReplayOptions opts_;
   ReplayStats stats_;
+  compare::ResponseStats keptStats_;
   JobQueue queue_;
   int epollFd_ = -1;
   int wakeFd_ = -1;

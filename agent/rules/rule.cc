@@ -132,6 +132,9 @@ std::string Rule::describe() const {
   if (maxRps != 0) {
     out += ", max " + std::to_string(maxRps) + " rps";
   }
+  if (compare) {
+    out += ", responses compared" + (secondary.empty() ? std::string() : ", noise from " + secondary);
+  }
   return out + ")";
 }
 
@@ -278,10 +281,23 @@ std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& default
       } else {
         return failWith(bad + "drop-policy must be newest or oldest");
       }
+    } else if (key == "compare") {
+      if (value != "true" && value != "false") {
+        return failWith(bad + "compare must be true or false");
+      }
+      r.compare = value == "true";
+    } else if (key == "secondary") {
+      if (!r.secondary.empty()) {
+        return failWith(bad + "secondary given twice");
+      }
+      if (std::string why = checkHostPort(value); !why.empty()) {
+        return failWith(bad + why);
+      }
+      r.secondary = std::string(value);
     } else {
       return failWith("unknown key '" + std::string(key) +
                       "' (known: port, mirror, percentage, suffix, dst, methods, header, drop-header, connections, "
-                      "queue, queue-mib, max-rps, drop-policy)");
+                      "queue, queue-mib, max-rps, drop-policy, compare, secondary)");
     }
   }
   if (!havePort) {
@@ -289,6 +305,9 @@ std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& default
   }
   if (r.mirror.empty() && !mirrorOptional) {
     return failWith("mirror=HOST:PORT is required");
+  }
+  if (!r.secondary.empty() && !r.compare) {
+    return failWith("secondary=HOST:PORT only makes sense with compare=true");
   }
   return r;
 }
@@ -308,7 +327,7 @@ std::string checkRuleSet(const std::vector<Rule>& rules) {
 bool Rule::sameAs(const Rule& o) const {
   auto key = [](const Rule& r) {
     return std::tie(r.port, r.mirror, r.percentage, r.suffix, r.dst, r.methods, r.headers, r.dropHeaders,
-                    r.connections, r.queue, r.queueMiB, r.maxRps, r.dropPolicy);
+                    r.connections, r.queue, r.queueMiB, r.maxRps, r.dropPolicy, r.compare, r.secondary);
   };
   return key(*this) == key(o);
 }

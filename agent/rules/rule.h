@@ -50,6 +50,13 @@ struct Rule {
   uint32_t maxRps = 0;
   DropPolicy dropPolicy = DropPolicy::kNewest;
 
+  // Compare mode (issue 9): the primary's responses are captured too and
+  // compared with the mirror's. `secondary` (HOST:PORT, optional, needs
+  // compare) runs the primary's version and gets the same requests, so fields
+  // that differ between primary and secondary are known as noise.
+  bool compare = false;
+  std::string secondary;
+
   // Basis points of `percentage`, as the kernel compares them.
   uint32_t sampleBasisPoints() const;
   // "port=8000 -> httpbin-mirror:8000 (50%)" for logs.
@@ -64,6 +71,7 @@ struct Rule {
 //   methods=GET|HEAD            header=NAME:VALUE (repeatable)
 //   drop-header=NAME (repeatable)
 //   connections=N  queue=N  queue-mib=N  max-rps=N  drop-policy=newest|oldest
+//   compare=true|false          secondary=HOST:PORT (needs compare=true)
 // Values cannot contain ','. nullopt and *error (one line quoting the rule and
 // the offending part) when the text is not a valid rule.
 std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& defaults, bool mirrorOptional,

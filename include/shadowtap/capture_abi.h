@@ -18,8 +18,10 @@
  * 1: first version.
  * 2: st_rule.flags appended; st_prefix_rules map; counters IPV6_FRAGMENT,
  *    VLAN_TOO_DEEP, PREFIX_MATCHED, WAKEUPS appended; XDP program name.
+ * 3: st_segment.direction (in what was tail padding: size unchanged);
+ *    ST_RULE_F_COMPARE; the egress program; EGRESS_* counters appended.
  */
-#define SHADOWTAP_ABI_VERSION 2
+#define SHADOWTAP_ABI_VERSION 3
 
 /* Map names, as libbpf exposes them through the skeleton. */
 #define ST_MAP_RULES "st_rules"
@@ -31,6 +33,11 @@
 #define ST_PROG_TC_NAME "st_capture_tc"
 /* Name of the XDP program; a stale libxdp attachment of ours is recognised by it. */
 #define ST_PROG_XDP_NAME "st_capture_xdp"
+/*
+ * Name of the TC egress program (compare mode: the service's responses); a stale
+ * cls_bpf filter of ours on a clsact egress hook is recognised by it. (ABI 3)
+ */
+#define ST_PROG_TC_EGRESS_NAME "st_capture_egr"
 
 /*
  * Payload is copied with fixed-size ring buffer reservations: the smallest class
@@ -54,11 +61,20 @@
 
 /* st_rule.flags */
 #define ST_RULE_F_HAS_PREFIX 0x1 /* st_prefix_rules holds narrowed rules for this port */
+/*
+ * Compare mode (ABI 3): the egress program also copies this rule's responses,
+ * i.e. segments whose SOURCE port (and source address, for a narrowed rule) is
+ * the rule's. Meaningful in both maps: on the port-only rule in st_rules and on
+ * each narrowed rule in st_prefix_rules. The ingress program ignores it.
+ */
+#define ST_RULE_F_COMPARE 0x2
 
 /*
  * Value of both rule maps. In st_rules (an array keyed by the destination port in
  * host order, as __u32) it is the port-only rule, the fallback; rule_id 0 there
- * means "no port-only rule". flags is only meaningful in st_rules.
+ * means "no port-only rule". ST_RULE_F_HAS_PREFIX is only meaningful in st_rules.
+ *
+ * The egress program looks the same rule up by the SOURCE port and address.
  */
 struct st_rule {
 	__u32 rule_id; /* 0 = no rule */
@@ -86,6 +102,10 @@ struct st_prefix_key {
 /* Address families as carried in st_segment.family. */
 #define ST_FAMILY_IPV4 4
 #define ST_FAMILY_IPV6 6
+
+/* st_segment.direction (ABI 3) */
+#define ST_DIR_TO_SERVER 0 /* ingress program: destination port is the rule's (requests) */
+#define ST_DIR_FROM_SERVER 1 /* egress program: source port is the rule's (responses) */
 
 /* TCP flags as in the TCP header's flag byte. */
 #define ST_TCP_FIN 0x01
@@ -120,6 +140,8 @@ struct st_segment {
 	__u8 tcp_flags;
 	__u8 abi_version; /* SHADOWTAP_ABI_VERSION */
 	__u8 pad0;
+	__u8 direction; /* ST_DIR_* (ABI 3; occupies former tail padding) */
+	__u8 pad1[3];
 };
 
 /* Per-CPU counters, the index into the st_counters array. Never reorder. */
@@ -140,6 +162,16 @@ enum st_counter {
 	ST_CNT_VLAN_TOO_DEEP, /* more in-band VLAN tags than we step over (ABI 2) */
 	ST_CNT_PREFIX_MATCHED, /* of MATCHED: by a prefix-narrowed rule (ABI 2) */
 	ST_CNT_WAKEUPS, /* records submitted with a forced consumer wakeup (ABI 2) */
+	/*
+	 * The egress program (compare mode, ABI 3) counts only these; parse failures
+	 * of egress packets are not counted by reason. RINGBUF_FULL and TRUNCATED are
+	 * shared by both directions.
+	 */
+	ST_CNT_EGRESS_SEEN, /* every packet the egress program ran on */
+	ST_CNT_EGRESS_MATCHED, /* TCP from a port (and address) with a compare rule */
+	ST_CNT_EGRESS_SAMPLED_OUT, /* matched, but the connection is not in the sample */
+	ST_CNT_EGRESS_COPIED, /* response segments copied whole into the ring buffer */
+	ST_CNT_EGRESS_COPIED_BYTES, /* response payload bytes copied */
 	ST_CNT_MAX
 };
 

@@ -105,7 +105,8 @@ std::string describe(const Counters& c) {
   static const char* const kNames[ST_CNT_MAX] = {
       "seen",      "not_ip",           "not_tcp",       "malformed",     "ipv4_fragment", "matched",
       "sampled_out", "copied",         "bytes",         "ringbuf_full",  "truncated",     "ipv6_ext_skipped",
-      "ipv6_fragment", "vlan_too_deep", "prefix_matched", "wakeups"};
+      "ipv6_fragment", "vlan_too_deep", "prefix_matched", "wakeups",
+      "egress_seen", "egress_matched", "egress_sampled_out", "egress_copied", "egress_bytes"};
   std::string s;
   for (size_t i = 0; i < c.size(); ++i) {
     if (c[i] != 0) {

@@ -94,6 +94,27 @@ TEST(ConfigTest, Rejections) {
   EXPECT_EQ(rc({"-i", "lo", "--rule", "port=8000,mirror=127.0.0.1:9,percentage=101"}), 2);
   EXPECT_EQ(rc({"-i", "lo", "--rule", "port=8000,mirror=127.0.0.1:9", "--rule", "port=8000,mirror=127.0.0.1:8"}), 2);
   EXPECT_EQ(rc({"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9", "--mirror-drop-policy", "random"}), 2);
+  // Compare flags need a compare rule; ignore paths must parse.
+  EXPECT_EQ(rc({"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9", "--compare-output", "/tmp/x.jsonl"}), 2);
+  EXPECT_EQ(rc({"-i", "lo", "--rule", "port=8000,mirror=127.0.0.1:9,compare=true", "--compare-ignore-path",
+                "timestamp"}),
+            2);
+}
+
+TEST(ConfigTest, CompareFlags) {
+  Config c;
+  ASSERT_EQ(parse({"-i", "lo", "--rule", "port=8000,mirror=127.0.0.1:9,compare=true,secondary=127.0.0.1:10",
+                   "--compare-output", "/tmp/d.jsonl", "--compare-ignore-header", "X-Request-Id",
+                   "--compare-ignore-header", "Etag", "--compare-ignore-path", "$.now", "--compare-ignore-path",
+                   "$.items[*].id"},
+                  c),
+            -1);
+  ASSERT_EQ(c.rules.size(), 1u);
+  EXPECT_TRUE(c.rules[0].compare);
+  EXPECT_EQ(c.rules[0].secondary, "127.0.0.1:10");
+  EXPECT_EQ(c.compareOutput, "/tmp/d.jsonl");
+  EXPECT_EQ(c.compareIgnoreHeaders, (std::vector<std::string>{"X-Request-Id", "Etag"}));
+  EXPECT_EQ(c.compareIgnorePaths, (std::vector<std::string>{"$.now", "$.items[*].id"}));
 }
 
 }  // namespace

@@ -108,6 +108,26 @@ TEST(RuleTest, InvalidRulesQuoteTheText) {
   }
 }
 
+TEST(RuleTest, CompareAndSecondary) {
+  std::string error;
+  auto r = parse("port=8000,mirror=v2:8000,compare=true,secondary=v1-copy:8000", &error);
+  ASSERT_TRUE(r) << error;
+  EXPECT_TRUE(r->compare);
+  EXPECT_EQ(r->secondary, "v1-copy:8000");
+  auto plain = parse("port=8000,mirror=v2:8000", &error);
+  ASSERT_TRUE(plain) << error;
+  EXPECT_FALSE(plain->compare);
+  EXPECT_FALSE(r->sameAs(*plain)) << "a reload that turns compare on is a new rule";
+  auto off = parse("port=8000,mirror=v2:8000,compare=false", &error);
+  ASSERT_TRUE(off) << error;
+  EXPECT_TRUE(off->sameAs(*plain));
+  EXPECT_FALSE(parse("port=8000,mirror=v2:8000,compare=yes", &error));
+  EXPECT_NE(error.find("compare must be true or false"), std::string::npos) << error;
+  EXPECT_FALSE(parse("port=8000,mirror=v2:8000,secondary=v1:8000", &error));
+  EXPECT_NE(error.find("compare=true"), std::string::npos) << error;
+  EXPECT_FALSE(parse("port=8000,mirror=v2:8000,compare=true,secondary=nohostport", &error));
+}
+
 TEST(RuleTest, RuleSetRejectsTwoRulesForTheSameTraffic) {
   std::string error;
   auto a = parse("port=80,mirror=a:1", &error);

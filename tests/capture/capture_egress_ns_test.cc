@@ -1,0 +1,318 @@
+// Compare mode attached for real: with a compare rule, the capture also attaches
+// to the egress hook (tc, tcx; XDP mode uses tcx there) and delivers the server's
+// responses, marked fromServer, to the same sink as the requests. Without one no
+// egress hook exists; a rule reload turns it on and off.
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "capture/capture.h"
+#include "capture/netlink.h"
+#include "netns.h"
+
+namespace shadowtap::capturetest {
+namespace {
+
+using capture::AttachMode;
+using capture::Capture;
+using capture::CaptureOptions;
+using capture::PortRule;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint16_t kPort = 8080;
+constexpr uint32_t kRuleId = 5;
+
+std::string pattern(char tag, size_t n) {
+  std::string s(n, tag);
+  for (size_t i = 0; i < n; i += 97) {
+    s[i] = static_cast<char>('a' + (i / 97) % 26);
+  }
+  return s;
+}
+
+// Payload by direction, placed by sequence number relative to each side's SYN.
+class DirectionSink : public capture::SegmentSink {
+ public:
+  struct Side {
+    bool haveSyn = false;
+    uint32_t isn = 0;
+    std::map<uint32_t, std::string> chunks;
+    uint64_t segments = 0;
+    bool keysOk = true;
+    bool rulesOk = true;
+  };
+
+  void onSegment(const flow::Segment& s) override {
+    Side& side = s.fromServer ? fromServer : toServer;
+    ++side.segments;
+    // Requests go to the service port, responses leave from it.
+    side.keysOk = side.keysOk && (s.fromServer ? s.key.sport == kPort : s.key.dport == kPort);
+    side.rulesOk = side.rulesOk && s.ruleId == kRuleId;
+    if (s.flags & flow::kTcpSyn) {
+      side.haveSyn = true;
+      side.isn = s.seq;
+    }
+    if (!s.payload.empty()) {
+      side.chunks[s.seq] = std::string(s.payload.begin(), s.payload.end());
+    }
+  }
+
+  static std::string stream(const Side& side) {
+    std::string out;
+    if (!side.haveSyn) {
+      return out;
+    }
+    for (const auto& [seq, bytes] : side.chunks) {
+      const uint32_t off = seq - (side.isn + 1);
+      if (off > out.size()) {
+        return out;  // a hole
+      }
+      if (off + bytes.size() > out.size()) {
+        out.append(bytes, out.size() - off, std::string::npos);
+      }
+    }
+    return out;
+  }
+
+  Side toServer;
+  Side fromServer;
+};
+
+// One request/response exchange over a fresh connection to 198.18.4.1:kPort.
+class Exchange {
+ public:
+  Exchange(const VethPair& net, std::string request, std::string response)
+      : request_(std::move(request)), response_(std::move(response)) {
+    {
+      NetnsScope in(net.server);
+      listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int one = 1;
+      setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      sockaddr_in a = addr();
+      ok_ = in.ok() && bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 && listen(listener_, 4) == 0;
+    }
+    {
+      NetnsScope in(net.client);
+      client_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      ok_ = ok_ && in.ok() && client_ >= 0;
+    }
+    if (!ok_) {
+      return;
+    }
+    server_ = std::thread([this] {
+      int c = accept(listener_, nullptr, nullptr);
+      if (c < 0) {
+        return;
+      }
+      std::string got;
+      char buf[65536];
+      while (got.size() < request_.size()) {
+        ssize_t n = read(c, buf, sizeof(buf));
+        if (n <= 0) {
+          break;
+        }
+        got.append(buf, static_cast<size_t>(n));
+      }
+      writeAll(c, response_);
+      shutdown(c, SHUT_WR);
+      while (read(c, buf, sizeof(buf)) > 0) {
+      }
+      close(c);
+    });
+    client_thread_ = std::thread([this] {
+      sockaddr_in a = addr();
+      if (connect(client_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+        done_ = true;
+        return;
+      }
+      writeAll(client_, request_);
+      char buf[65536];
+      ssize_t n;
+      while ((n = read(client_, buf, sizeof(buf))) > 0) {
+        received_ += static_cast<size_t>(n);
+      }
+      shutdown(client_, SHUT_WR);
+      done_ = true;
+    });
+  }
+  ~Exchange() { join(); }
+
+  void join() {
+    if (client_thread_.joinable()) {
+      client_thread_.join();
+    }
+    if (server_.joinable()) {
+      server_.join();
+    }
+    for (int* fd : {&client_, &listener_}) {
+      if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+      }
+    }
+  }
+  bool ok() const { return ok_; }
+  bool done() const { return done_; }
+  size_t received() const { return received_; }
+
+ private:
+  static sockaddr_in addr() {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(kPort);
+    inet_pton(AF_INET, "198.18.4.1", &a.sin_addr);
+    return a;
+  }
+  static void writeAll(int fd, const std::string& s) {
+    size_t off = 0;
+    while (off < s.size()) {
+      ssize_t n = write(fd, s.data() + off, s.size() - off);
+      if (n <= 0) {
+        return;
+      }
+      off += static_cast<size_t>(n);
+    }
+  }
+
+  std::string request_;
+  std::string response_;
+  int listener_ = -1;
+  int client_ = -1;
+  bool ok_ = false;
+  std::atomic<bool> done_{false};
+  std::atomic<size_t> received_{0};
+  std::thread server_;
+  std::thread client_thread_;
+};
+
+CaptureOptions optionsFor(AttachMode mode, const std::string& ifname, bool compare) {
+  CaptureOptions o;
+  o.interfaces = {ifname};
+  PortRule r;
+  r.port = kPort;
+  r.ruleId = kRuleId;
+  r.compare = compare;
+  o.rules.push_back(r);
+  o.attach = mode;
+  o.ringBufferBytes = 16u << 20;
+  return o;
+}
+
+template <typename Pred>
+bool pump(Capture& cap, capture::SegmentSink& sink, Pred pred, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    pollfd p{cap.fd(), POLLIN, 0};
+    poll(&p, 1, 20);
+    cap.consume(sink);
+    if (pred()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Runs one exchange under `cap` and returns what was captured per direction.
+DirectionSink exchangeUnder(Capture& cap, const VethPair& net, const std::string& req, const std::string& resp,
+                            bool expectResponses) {
+  DirectionSink sink;
+  Exchange x(net, req, resp);
+  EXPECT_TRUE(x.ok());
+  pump(
+      cap, sink,
+      [&] {
+        return x.done() && DirectionSink::stream(sink.toServer) == req &&
+               (!expectResponses || DirectionSink::stream(sink.fromServer) == resp);
+      },
+      std::chrono::seconds(expectResponses ? 10 : 2));
+  x.join();
+  cap.consume(sink);
+  EXPECT_EQ(x.received(), resp.size());
+  return sink;
+}
+
+class CaptureEgressTest : public ::testing::TestWithParam<AttachMode> {};
+
+TEST_P(CaptureEgressTest, ResponsesOfCompareRulesArriveMarked) {
+  ST_REQUIRE_ROOT();
+  VethPair net;
+  ASSERT_TRUE(net.ok()) << "cannot build the namespaces";
+  NetnsScope in(net.server);
+  ASSERT_TRUE(in.ok());
+  std::string error;
+  auto cap = Capture::open(optionsFor(GetParam(), net.serverIf, true), &error);
+  ASSERT_NE(cap, nullptr) << error;
+  EXPECT_TRUE(cap->egressAttached());
+  EXPECT_EQ(cap->egressMode(), GetParam() == AttachMode::kTc ? AttachMode::kTc : AttachMode::kTcx);
+  EXPECT_EQ(cap->stats().egressAttaches.load(), 1u);
+
+  const std::string req = "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n" + pattern('q', 200000);
+  const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n" + pattern('r', 300000);
+  DirectionSink sink = exchangeUnder(*cap, net, req, resp, true);
+  EXPECT_EQ(DirectionSink::stream(sink.toServer), req);
+  EXPECT_EQ(DirectionSink::stream(sink.fromServer), resp) << "every response byte, in order";
+  EXPECT_TRUE(sink.toServer.keysOk && sink.fromServer.keysOk);
+  EXPECT_TRUE(sink.toServer.rulesOk && sink.fromServer.rulesOk);
+  const auto k = cap->kernelCounters();
+  EXPECT_EQ(cap->stats().fromServerRecords.load(), sink.fromServer.segments);
+  EXPECT_GT(k[ST_CNT_EGRESS_COPIED], 0u);
+  EXPECT_EQ(k[ST_CNT_EGRESS_SAMPLED_OUT], 0u);
+  EXPECT_EQ(k[ST_CNT_RINGBUF_FULL], 0u);
+  EXPECT_EQ(cap->stats().badRecords.load(), 0u);
+}
+
+TEST_P(CaptureEgressTest, NoEgressHookWithoutCompareAndReloadTogglesIt) {
+  ST_REQUIRE_ROOT();
+  VethPair net;
+  ASSERT_TRUE(net.ok()) << "cannot build the namespaces";
+  NetnsScope in(net.server);
+  ASSERT_TRUE(in.ok());
+  std::string error;
+  CaptureOptions o = optionsFor(GetParam(), net.serverIf, false);
+  auto cap = Capture::open(o, &error);
+  ASSERT_NE(cap, nullptr) << error;
+  EXPECT_FALSE(cap->egressAttached());
+  const std::string req = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+  DirectionSink off = exchangeUnder(*cap, net, req, resp, false);
+  EXPECT_EQ(DirectionSink::stream(off.toServer), req);
+  EXPECT_EQ(off.fromServer.segments, 0u);
+  EXPECT_EQ(cap->kernelCounters()[ST_CNT_EGRESS_SEEN], 0u) << "no egress program runs without compare";
+
+  o.rules[0].compare = true;
+  ASSERT_EQ(cap->updateRules(o.rules), "");
+  EXPECT_TRUE(cap->egressAttached());
+  DirectionSink on = exchangeUnder(*cap, net, req, resp, true);
+  EXPECT_EQ(DirectionSink::stream(on.fromServer), resp);
+
+  o.rules[0].compare = false;
+  ASSERT_EQ(cap->updateRules(o.rules), "");
+  EXPECT_FALSE(cap->egressAttached());
+  const uint64_t seen = cap->kernelCounters()[ST_CNT_EGRESS_SEEN];
+  DirectionSink offAgain = exchangeUnder(*cap, net, req, resp, false);
+  EXPECT_EQ(offAgain.fromServer.segments, 0u);
+  EXPECT_EQ(cap->kernelCounters()[ST_CNT_EGRESS_SEEN], seen);
+  if (GetParam() == AttachMode::kTc) {
+    std::string why;
+    EXPECT_TRUE(capture::dumpIngressFilters(if_nametoindex(net.serverIf.c_str()), &why, true).empty()) << why;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, CaptureEgressTest,
+                         ::testing::Values(AttachMode::kTc, AttachMode::kTcx, AttachMode::kXdp),
+                         [](const auto& info) { return std::string(capture::attachModeName(info.param)); });
+
+}  // namespace
+}  // namespace shadowtap::capturetest
