@@ -95,7 +95,8 @@ struct DecoderCallbacks {
     // A DATA frame arrives in as many pieces as onData() calls it spans. When
     // a limit is crossed, the one crossed at the earlier byte decides (the body
     // limit on a tie), so the outcome is the same however the frame was cut.
-    const size_t bodyRoom = d.limits_.maxStreamBodyBytes - std::min(s.request.body.size(), d.limits_.maxStreamBodyBytes);
+    const size_t bodyRoom =
+        d.limits_.maxStreamBodyBytes - std::min(s.request.body.size(), d.limits_.maxStreamBodyBytes);
     const size_t bufferRoom =
         d.limits_.maxConnectionBufferedBytes - std::min(d.buffered_, d.limits_.maxConnectionBufferedBytes);
     if (len > bodyRoom && bodyRoom <= bufferRoom) {

@@ -64,10 +64,59 @@ struct Decoding {
   }
 };
 
+// Every counter but bytesDecoded/bytesSkipped (how those split after a
+// connection error depends on where the chunk carrying it ended): their sum.
+std::vector<uint64_t> counters(const H2DecoderStats& s) {
+  std::vector<uint64_t> v;
+  for (const std::atomic<uint64_t>* c :
+       {&s.connections, &s.upgrades, &s.prefaceMismatch, &s.decodeErrors, &s.gaps, &s.goaways, &s.streamsOpened,
+        &s.requests, &s.streamsReset, &s.streamsRefused, &s.streamsHeadersTooLarge, &s.streamsBodyTooLarge,
+        &s.streamsBufferFull, &s.streamsMalformed, &s.streamsAbandoned, &s.trailers, &s.invalidFrames}) {
+    v.push_back(c->load());
+  }
+  v.push_back(s.bytesDecoded.load() + s.bytesSkipped.load());
+  return v;
+}
+
+// Decodes `bytes` whole, cut in two at every position, and byte by byte;
+// every run must emit the same requests and end with the same counters.
+// Returns the whole run, ended.
+std::unique_ptr<Decoding> expectCutIndependent(const std::string& bytes, const H2DecoderLimits& limits = {});
+
 void expectSame(const H2Request& got, const RequestSpec& want) {
   EXPECT_EQ(got.headers, want.headers);
   EXPECT_EQ(got.body, want.body);
   EXPECT_EQ(got.trailers, want.trailers);
+}
+
+std::unique_ptr<Decoding> expectCutIndependent(const std::string& bytes, const H2DecoderLimits& limits) {
+  auto whole = std::make_unique<Decoding>(limits);
+  whole->feed(bytes);
+  whole->end();
+  whole->expectIdentity();
+  auto check = [&](Decoding& r, const std::string& how) {
+    r.end();
+    r.expectIdentity();
+    EXPECT_EQ(counters(r.stats), counters(whole->stats)) << how;
+    EXPECT_EQ(r.stats.bytesDecoded.load() + r.stats.bytesSkipped.load(), bytes.size()) << how;
+    ASSERT_EQ(r.sink.requests.size(), whole->sink.requests.size()) << how;
+    for (size_t i = 0; i < r.sink.requests.size(); ++i) {
+      EXPECT_EQ(r.sink.requests[i].streamId, whole->sink.requests[i].streamId) << how;
+      EXPECT_EQ(r.sink.requests[i].headers, whole->sink.requests[i].headers) << how;
+      EXPECT_EQ(r.sink.requests[i].body, whole->sink.requests[i].body) << how;
+      EXPECT_EQ(r.sink.requests[i].trailers, whole->sink.requests[i].trailers) << how;
+    }
+  };
+  for (size_t cut = 1; cut < bytes.size(); ++cut) {
+    Decoding r(limits);
+    r.feed(bytes.substr(0, cut));
+    r.feed(bytes.substr(cut));
+    check(r, "cut at " + std::to_string(cut));
+  }
+  Decoding bytewise(limits);
+  bytewise.feed(bytes, 1);
+  check(bytewise, "byte by byte");
+  return whole;
 }
 
 TEST(H2StreamDecoder, UnaryGet) {
@@ -290,14 +339,31 @@ TEST(H2StreamDecoder, GarbageIsCountedAndSkipped) {
   for (int i = 0; i < 500; ++i) {
     bad.push_back(static_cast<char>(rng()));
   }
-  bad[24 + 3] = 0;  // a DATA frame where the client's SETTINGS must come first
+  // A DATA frame (8 bytes of payload) where the client's SETTINGS must come first.
+  bad[24] = 0;
+  bad[24 + 1] = 0;
+  bad[24 + 2] = 8;
+  bad[24 + 3] = 0;
   Decoding g;
   g.feed(bad, 7);
+  // Acted on where that frame ends: the rest is skipped.
   EXPECT_EQ(g.stats.decodeErrors.load(), 1u);
   EXPECT_TRUE(g.decoder->skipping());
+  EXPECT_EQ(g.stats.bytesDecoded.load(), 24u + 9 + 8);
+  EXPECT_EQ(g.stats.bytesSkipped.load(), bad.size() - (24 + 9 + 8));
   EXPECT_TRUE(g.sink.requests.empty());
   g.end();
   g.expectIdentity();
+
+  // The same error in a frame longer than the stream: counted at the end.
+  bad[24 + 1] = 0x40;
+  Decoding longFrame;
+  longFrame.feed(bad, 7);
+  EXPECT_EQ(longFrame.stats.decodeErrors.load(), 0u);
+  longFrame.end();
+  EXPECT_EQ(longFrame.stats.decodeErrors.load(), 1u);
+  longFrame.expectIdentity();
+  expectCutIndependent(bad);
 }
 
 TEST(H2StreamDecoder, JoinedMidStreamHpackStateIsMissing) {
@@ -433,6 +499,36 @@ TEST(H2StreamDecoder, ConnectionBufferLimit) {
   r.expectIdentity();
 }
 
+TEST(H2StreamDecoder, LimitCrossedFirstInADataFrameDecidesHoweverItIsCut) {
+  // Stream 3's one DATA frame (150 bytes) crosses the connection buffer limit
+  // at its 51st byte and its body limit (100) at its 101st: buffer full, also
+  // when the frame arrives whole (both limits crossed in one piece).
+  WireClient c;
+  c.submit({get("/open"), pattern(10), {}, 0, false});
+  c.submit({grpc("B"), pattern(150)});
+  c.pump();
+  const std::string& bytes = c.captured();
+  size_t off = 24;
+  size_t lastData = 0;
+  for (const FrameInfo& f : test::frames(bytes)) {
+    if (f.type == NGHTTP2_DATA && f.streamId == 3) {
+      lastData = off;
+      ASSERT_EQ(f.length, 150u);
+    }
+    off += 9 + f.length;
+  }
+  Decoding before;
+  before.feed(bytes.substr(0, lastData));
+  H2DecoderLimits limits;
+  limits.maxStreamBodyBytes = 100;
+  limits.maxConnectionBufferedBytes = before.decoder->bufferedBytes() + 50;
+  std::unique_ptr<Decoding> r = expectCutIndependent(bytes, limits);
+  EXPECT_EQ(r->stats.streamsBufferFull.load(), 1u);
+  EXPECT_EQ(r->stats.streamsBodyTooLarge.load(), 0u);
+  EXPECT_EQ(r->stats.streamsAbandoned.load(), 1u);  // stream 1, still open at the end
+  EXPECT_TRUE(r->sink.requests.empty());
+}
+
 TEST(H2StreamDecoder, MalformedStreamsAreCounted) {
   WireClient c;
   RequestSpec upper{get("/u")};
@@ -456,13 +552,62 @@ TEST(H2StreamDecoder, MalformedStreamsAreCounted) {
 TEST(H2StreamDecoder, ClientGoawayEndsTheConnectionCleanly) {
   WireClient c;
   c.submit({get("/last")});
+  c.pump();
   c.goaway();
   c.pump();
-  Decoding r;
-  r.feed(c.captured());
-  EXPECT_EQ(r.sink.requests.size(), 1u);
-  EXPECT_EQ(r.stats.goaways.load(), 1u);
-  EXPECT_EQ(r.stats.decodeErrors.load(), 0u);
+  std::unique_ptr<Decoding> r = expectCutIndependent(c.captured());
+  ASSERT_EQ(r->sink.requests.size(), 1u);
+  EXPECT_EQ(r->sink.requests[0].streamId, 1);
+  EXPECT_EQ(r->stats.goaways.load(), 1u);
+  EXPECT_EQ(r->stats.decodeErrors.load(), 0u);
+}
+
+TEST(H2StreamDecoder, StreamOpenedAfterClientGoawayIsIgnored) {
+  // nghttp2 queues GOAWAY before the HEADERS submitted earlier. With no stream
+  // left after a client GOAWAY, a server ignores new streams; so does the
+  // decoder, and not only when the GOAWAY arrived in the same chunk as some
+  // frame that still had an answer pending (the old behaviour).
+  WireClient c;
+  c.submit({get("/late")});
+  c.goaway();
+  c.pump();
+  const std::vector<FrameInfo> fs = test::frames(c.captured());
+  ASSERT_GE(fs.size(), 3u);
+  ASSERT_EQ(fs[1].type, NGHTTP2_GOAWAY);
+  ASSERT_EQ(fs[2].type, NGHTTP2_HEADERS);
+  std::unique_ptr<Decoding> r = expectCutIndependent(c.captured());
+  EXPECT_TRUE(r->sink.requests.empty());
+  EXPECT_EQ(r->stats.goaways.load(), 1u);
+  EXPECT_EQ(r->stats.streamsOpened.load(), 0u);
+  EXPECT_EQ(r->stats.decodeErrors.load(), 0u);
+}
+
+TEST(H2StreamDecoder, RegressDataAfterEndStreamDoesNotDependOnCut) {
+  // tests/fuzz/findings/h2_decode_error_depends_on_cut (fuzz_h2, small
+  // limits): SETTINGS, HEADERS with END_STREAM on stream 1, then DATA on
+  // stream 1. The finished stream is reset (to forget it) by a RST_STREAM that
+  // takes effect when our output is drained. Drained only between onData()
+  // calls, the DATA was a connection error (stream half-closed) when it came
+  // in the same chunk, and ignored (stream gone) when cut before it.
+  const uint8_t finding[] = {
+      0x00, 0x00, 0x2a, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x10, 0x00, 0x00, 0x02, 0x00,
+      0x00, 0x00, 0x01, 0x00, 0x04, 0x00, 0x00, 0xff, 0xff, 0x00, 0x05, 0x00, 0x00, 0x40, 0x00, 0x00, 0x08, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x13, 0x64, 0x00, 0x06, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x12,
+      0x01, 0x05, 0x00, 0x00, 0x00, 0x01, 0x42, 0x83, 0xd7, 0xc3, 0x7f, 0x86, 0x41, 0x86, 0x47, 0x72, 0x5c, 0x78,
+      0x0f, 0x03, 0x44, 0x82, 0x62, 0xcf, 0x00, 0x01, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x78, 0x78, 0x78,
+      0x78, 0x78, 0x78, 0x78, 0x78, 0x08, 0x78, 0x00, 0x78, 0x78, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x40, 0x00};
+  const std::string bytes =
+      std::string(NGHTTP2_CLIENT_MAGIC) + std::string(reinterpret_cast<const char*>(finding), sizeof(finding));
+  H2DecoderLimits limits;  // the fuzz target's small limits
+  limits.maxConcurrentStreams = 2;
+  limits.maxHeaderListBytes = 300;
+  limits.maxStreamBodyBytes = 100;
+  limits.maxConnectionBufferedBytes = 400;
+  limits.maxHeaderTableBytes = 256;
+  limits.maxContinuations = 2;
+  std::unique_ptr<Decoding> r = expectCutIndependent(bytes, limits);
+  EXPECT_EQ(r->stats.streamsOpened.load(), 1u);
+  EXPECT_EQ(r->stats.decodeErrors.load(), 0u);
 }
 
 TEST(H2StreamDecoder, ClientWithoutServerAnswers) {
