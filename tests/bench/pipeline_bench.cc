@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "memory_tuning.h"
 #include "flow/flow_table.h"
 #include "http/host_rewrite.h"
 #include "http/request_framer.h"
@@ -320,6 +321,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  shadowtap::tuneAllocatorForRequests();  // as the agent does at start
   int runs = 5;
   bool quick = false;
   const char* jsonPath = nullptr;
