@@ -17,9 +17,11 @@ Usage: test_faults.py --shadowtap PATH
 (internal: test_faults.py --serve-mirror ... / --load ...)
 """
 import argparse
+import atexit
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -183,6 +185,7 @@ class Env:
         self.binary = binary
         self.lab = netlab.Lab("sf")
         self.work = tempfile.mkdtemp(prefix="st-faults-")
+        atexit.register(shutil.rmtree, self.work, True)  # removed also on failure
         lab = self.lab
         self.cli, self.node, self.mir = lab.netns("cli"), lab.netns("node"), lab.netns("mir")
         _, self.node_if = lab.link(self.cli, self.node, ["198.18.0.1/24"], ["198.18.0.2/24"], "c")

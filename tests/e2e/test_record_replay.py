@@ -19,12 +19,14 @@ Skips (77) while `shadowtap --help` does not list --record.
 Usage: test_record_replay.py --shadowtap PATH
 """
 import argparse
+import atexit
 import base64
 import collections
 import glob
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -285,6 +287,7 @@ def main():
 
     lab = netlab.Lab()
     workdir = tempfile.mkdtemp(prefix="st-e2e-rec-")
+    atexit.register(shutil.rmtree, workdir, True)  # removed also on failure
     cli, node, mir = lab.netns("cli"), lab.netns("node"), lab.netns("mir")
     _, node_if = lab.link(cli, node, ["198.18.0.1/24", "2001:db8::1/64"], ["198.18.0.2/24", "2001:db8::2/64"], "c")
     lab.link(node, mir, ["198.18.1.1/24"], ["198.18.1.2/24"], "m")
