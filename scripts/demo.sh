@@ -17,7 +17,11 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 scripts/install-deps.sh
-scripts/build.sh >/dev/null
+build_log=$(mktemp /tmp/shadowtap-build.XXXXXX)
+if ! scripts/build.sh >"$build_log" 2>&1; then
+  tail -40 "$build_log"; rm -f "$build_log"; echo "demo.sh: the build failed (output above)" >&2; exit 1
+fi
+rm -f "$build_log"
 BIN=$ROOT/${BUILD_DIR:-build}/agent/shadowtap
 PY=/usr/bin/python3
 

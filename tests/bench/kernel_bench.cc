@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const uint32_t portAll = 8000, portNone = 8001;
-  const st_rule all{1, ST_SAMPLE_SCALE}, none{2, 0};
+  const st_rule all{1, ST_SAMPLE_SCALE, 0}, none{2, 0, 0};
   bpf_map__update_elem(cap->maps.st_rules, &portAll, 4, &all, sizeof(all), BPF_ANY);
   bpf_map__update_elem(cap->maps.st_rules, &portNone, 4, &none, sizeof(none), BPF_ANY);
 
