@@ -32,6 +32,10 @@ struct H2Request {
   std::vector<HeaderField> headers;
   std::string body;
   std::vector<HeaderField> trailers;
+  // Compare mode: the exchange this request's responses belong to (0: none).
+  // Set by the pipeline; a mirror client given a request with an exchange id
+  // reports its response (or its absence) for that exchange.
+  uint64_t exchangeId = 0;
 
   // First value of `name` in headers, or "" (absent and empty are the same here).
   std::string_view header(std::string_view name) const;

@@ -121,7 +121,16 @@ void ProtocolSniffer::toH2(std::span<const uint8_t> bytes, uint64_t tsNs) {
 
 void ProtocolSniffer::toHttp1(std::span<const uint8_t> bytes, uint64_t tsNs) {
   if (mode_ == Mode::kSniffUpgrade) {
+    // Declined: the client goes on with HTTP/1 right after the upgrade request
+    // (curl, Java's HttpClient do). The framer gave the stream up at the
+    // upgrade, so a new one takes over at that request boundary. The bytes of
+    // the chunk that carried the request's end are counted by both framers
+    // (the old one as unmirrored), as when the upgrade is accepted.
+    const uint64_t end = upgradeRequest_->streamOffset + upgradeRequest_->bytes.size();
     releaseUpgrade();
+    framer_->onEnd(flow::EndReason::kFin);
+    framer_ = factory_.framers_.createAt(key_, ruleId_, end);
+    framerPos_ = end;
   } else {
     bump(factory_.stats_.http1);
     framer_ = factory_.framers_.create(key_, ruleId_, true);

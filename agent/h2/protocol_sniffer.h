@@ -48,8 +48,8 @@ class ProtocolSnifferFactory;
 // sniffer feeding the framer, and the sniffer looks at the bytes right after
 // it: the preface means the server accepted, and the rest goes to an
 // H2StreamDecoder that emits the request as stream 1; anything else means it
-// declined, and the request is released to the HTTP/1 sink as usual (the rest
-// of such a stream stays unmirrored: the framer has abandoned it).
+// declined, and the request is released to the HTTP/1 sink as usual and a new
+// framer takes the rest of the stream from the request's end.
 // Not thread-safe.
 class ProtocolSniffer final : public flow::StreamConsumer {
  public:

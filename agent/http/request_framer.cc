@@ -52,7 +52,7 @@ const llhttp_settings_t& RequestFramer::settings() {
 }
 
 RequestFramer::RequestFramer(const flow::FlowKey& key, uint32_t ruleId, bool fromStart,
-                             RequestSink& sink, const FramerLimits& limits, HttpStats& stats)
+                             RequestSink& sink, const FramerLimits& limits, HttpStats& stats, uint64_t startOffset)
     : key_(key),
       ruleId_(ruleId),
       fromStart_(fromStart),
@@ -64,6 +64,8 @@ RequestFramer::RequestFramer(const flow::FlowKey& key, uint32_t ruleId, bool fro
   add(stats_.streams);
   llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
+  pos_ = accounted_ = bufPos_ = chunkPos_ = startOffset;
+  startOffset_ = startOffset;
   if (!fromStart_) {
     enterResync();
   }
@@ -88,7 +90,7 @@ void RequestFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
     case Mode::kParse:
       // A TLS handshake record cannot be an HTTP/1 method byte; say why we stop
       // instead of reporting it as a parse error.
-      if (pos == 0 && fromStart_ && static_cast<uint8_t>(data[0]) == 0x16) {
+      if (pos == 0 && startOffset_ == 0 && fromStart_ && static_cast<uint8_t>(data[0]) == 0x16) {
         abandon(stats_.tls);
         break;
       }
@@ -969,6 +971,11 @@ RequestFramerFactory::RequestFramerFactory(RequestSink& sink, FramerLimits limit
 std::unique_ptr<flow::StreamConsumer> RequestFramerFactory::create(const flow::FlowKey& key,
                                                                    uint32_t ruleId, bool fromStart) {
   return std::make_unique<RequestFramer>(key, ruleId, fromStart, sink_, limits_, stats_);
+}
+
+std::unique_ptr<flow::StreamConsumer> RequestFramerFactory::createAt(const flow::FlowKey& key, uint32_t ruleId,
+                                                                     uint64_t startOffset) {
+  return std::make_unique<RequestFramer>(key, ruleId, true, sink_, limits_, stats_, startOffset);
 }
 
 }  // namespace shadowtap::http

@@ -45,8 +45,11 @@ struct FramerLimits {
 // Not thread-safe; the parser points back at the framer, so it does not move.
 class RequestFramer final : public flow::StreamConsumer {
  public:
+  // `startOffset`: the stream position of the first byte this framer will be
+  // given (non-zero when it takes over a stream at a request boundary, e.g.
+  // after a declined "Upgrade: h2c"); requests' streamOffset count from it.
   RequestFramer(const flow::FlowKey& key, uint32_t ruleId, bool fromStart, RequestSink& sink,
-                const FramerLimits& limits, HttpStats& stats);
+                const FramerLimits& limits, HttpStats& stats, uint64_t startOffset = 0);
   ~RequestFramer() override;
   RequestFramer(const RequestFramer&) = delete;
   RequestFramer& operator=(const RequestFramer&) = delete;
@@ -118,6 +121,7 @@ class RequestFramer final : public flow::StreamConsumer {
   const flow::FlowKey key_;
   const uint32_t ruleId_;
   const bool fromStart_;
+  uint64_t startOffset_ = 0;
   RequestSink& sink_;
   const FramerLimits limits_;
   const size_t resyncLineCap_;
@@ -200,6 +204,10 @@ class RequestFramerFactory final : public flow::StreamConsumerFactory {
 
   std::unique_ptr<flow::StreamConsumer> create(const flow::FlowKey& key, uint32_t ruleId,
                                                bool fromStart) override;
+  // A framer taking over a stream at a request boundary at `startOffset` (the
+  // bytes before it went elsewhere): it parses from its first byte, as from
+  // the start, but its requests carry their real stream offsets.
+  std::unique_ptr<flow::StreamConsumer> createAt(const flow::FlowKey& key, uint32_t ruleId, uint64_t startOffset);
 
   const HttpStats& stats() const { return stats_; }
   const FramerLimits& limits() const { return limits_; }

@@ -186,17 +186,29 @@ TEST(ProtocolSniffer, AcceptedUpgradeIsDecodedWithStreamOneAtEveryCut) {
   }
 }
 
-TEST(ProtocolSniffer, DeclinedUpgradeIsMirroredAsHttp1) {
+TEST(ProtocolSniffer, DeclinedUpgradeIsMirroredAsHttp1AndTheConnectionGoesOn) {
+  // The server answered the upgrade request in HTTP/1 (we do not see it); the
+  // client goes on with HTTP/1 on the same connection: every request is framed,
+  // with its real stream offset, at every cut.
   const std::string next = "GET /again HTTP/1.1\r\nHost: web\r\n\r\n";
-  for (size_t slice : {size_t(0), size_t(1), size_t(5)}) {
+  const std::string post = "POST /third HTTP/1.1\r\nHost: web\r\nContent-Length: 5\r\n\r\nhello";
+  const std::string all = kUpgradeRequest + next + post;
+  for (size_t slice = 0; slice <= all.size(); slice += (slice < 30 ? 1 : 17)) {
     SCOPED_TRACE(slice);
     Sniffing r;
-    r.feed(kUpgradeRequest + next, slice);
-    ASSERT_EQ(r.sinks.http1.size(), 1u);  // the upgrade request; the framer abandoned the rest
+    r.feed(all, slice);
+    r.end();
+    ASSERT_EQ(r.sinks.http1.size(), 3u);
     EXPECT_EQ(r.sinks.http1[0].bytes, kUpgradeRequest);
+    EXPECT_EQ(r.sinks.http1[1].bytes, next);
+    EXPECT_EQ(r.sinks.http1[2].bytes, post);
+    EXPECT_EQ(r.sinks.http1[0].streamOffset, 0u);
+    EXPECT_EQ(r.sinks.http1[1].streamOffset, kUpgradeRequest.size());
+    EXPECT_EQ(r.sinks.http1[2].streamOffset, kUpgradeRequest.size() + next.size());
     EXPECT_TRUE(r.sinks.h2.empty());
     EXPECT_EQ(r.factory.stats().upgradesDeclined.load(), 1u);
-    r.end();
+    const http::HttpStats& h = r.factory.framers().stats();
+    EXPECT_EQ(h.bytesIn.load(), h.bytesParsed.load() + h.unmirroredBytes.load() + h.bytesBuffered.load());
   }
   {
     // The connection ends right after the upgrade request: released too.
@@ -206,6 +218,18 @@ TEST(ProtocolSniffer, DeclinedUpgradeIsMirroredAsHttp1) {
     EXPECT_EQ(r.c->bufferedBytes(), kUpgradeRequest.size());
     r.end();
     ASSERT_EQ(r.sinks.http1.size(), 1u);
+    EXPECT_EQ(r.factory.stats().upgradesDeclined.load(), 1u);
+  }
+  {
+    // A gap right after the upgrade request: declined, and the new framer
+    // resynchronises on the next request line.
+    Sniffing r;
+    r.feed(kUpgradeRequest);
+    r.c->onGap(100);
+    r.feed(next);
+    r.end();
+    ASSERT_EQ(r.sinks.http1.size(), 2u);
+    EXPECT_EQ(r.sinks.http1[1].bytes, next);
     EXPECT_EQ(r.factory.stats().upgradesDeclined.load(), 1u);
   }
 }
