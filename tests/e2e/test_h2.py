@@ -16,7 +16,9 @@ connection) reaches the mirror with ":authority" suffixed and every other
 field, the body and the trailers identical; the upgraded request reaches the
 mirror as HTTP/2; an HTTP/2 connection open before shadowtap started is
 counted (mid-stream) and skipped, and its requests still get their answers;
-the summary and /metrics count it all.
+an HTTP/1-only primary declining curl's "Upgrade: h2c" still has every
+request of that connection mirrored as HTTP/1; the summary and /metrics count
+it all.
 
 Usage: test_h2.py --shadowtap PATH
 """
@@ -31,12 +33,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from harness import PY, MirrorLab, check, finish  # noqa: E402
+from harness import PY, MirrorLab, check, finish, read_records, shadow_host, wait_count  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PORT = 8080
 UPGRADE_PORT = 8081
 NGHTTPD_PORT = 8082
+HTTP1_PORT = 8083  # HTTP/1-only primary: declines "Upgrade: h2c"
 METRICS = "127.0.0.1:9465"
 AUTHORITY = "grpc.svc:8080"
 SHADOW_AUTHORITY = "grpc.svc-shadow:8080"
@@ -114,6 +117,13 @@ def main():
                                "--record", rec], stdout=subprocess.PIPE, text=True)
             if p.stdout.readline().strip() != "ready":
                 raise RuntimeError("h2 recording server did not start")
+        h1_prim_rec = os.path.join(workdir, "primary-h1.jsonl")
+        h1_mirr_rec = os.path.join(workdir, "mirror-h1.jsonl")
+        for ns, rec in ((node, h1_prim_rec), (mir, h1_mirr_rec)):
+            p = lab.spawn(ns, [PY, os.path.join(HERE, "recording_server.py"), "--port", str(HTTP1_PORT),
+                               "--record", rec], stdout=subprocess.PIPE, text=True)
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError("HTTP/1 recording server did not start")
         docroot = os.path.join(workdir, "docroot")
         os.makedirs(docroot)
         with open(os.path.join(docroot, "index.html"), "w") as f:
@@ -131,7 +141,8 @@ def main():
             "--interface", m.node_if,
             "--rule", f"port={PORT},mirror=httpbin-mirror:{PORT}",
             "--rule", f"port={UPGRADE_PORT},mirror=httpbin-mirror:{PORT}",
-            "--rule", f"port={NGHTTPD_PORT},mirror=httpbin-mirror:{PORT}"])
+            "--rule", f"port={NGHTTPD_PORT},mirror=httpbin-mirror:{PORT}",
+            "--rule", f"port={HTTP1_PORT},mirror=httpbin-mirror:{HTTP1_PORT}"])
 
         held.stdin.write("go\n")
         held.stdin.flush()
@@ -160,6 +171,15 @@ def main():
             nghttp(lab, cli, "-H", "x-from: nghttpd-client", f"http://198.18.0.2:{NGHTTPD_PORT}/index.html"),
         ]
         check(rc == [0] * len(rc), f"nghttp clients all succeeded (exit codes {rc})")
+        # curl --http2 on http:// asks for "Upgrade: h2c" on its first request;
+        # the HTTP/1-only primary declines and curl goes on in HTTP/1 on the
+        # same connection: all three requests are mirrored.
+        h1 = lab.run(cli, ["curl", "-sS", "--http2", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                           "-w", "%{num_connects} ", f"http://198.18.0.2:{HTTP1_PORT}/u1",
+                           f"http://198.18.0.2:{HTTP1_PORT}/u2", f"http://198.18.0.2:{HTTP1_PORT}/u3"],
+                     capture_output=True, text=True, timeout=30)
+        check(h1.returncode == 0 and h1.stdout.split() == ["1", "0", "0"],
+              f"curl --http2 against the HTTP/1 primary: one connection for three requests ({h1.stdout!r})")
 
         # 1 + 1 + 1 + 3 captured on :8080, 1 upgraded on :8081, 1 to nghttpd on :8082;
         # /before and /after are not mirrored.
@@ -180,6 +200,14 @@ def main():
             got = by_path.get(path)
             check(got is not None and got == expected_mirror(p),
                   f"{path}: mirror got the primary's request with :authority suffixed, the rest identical")
+        h1_prim = read_records(h1_prim_rec)
+        wait_count(h1_mirr_rec, 3, 20)
+        h1_mirr = read_records(h1_mirr_rec)
+        check(len(h1_prim) == 3 and h1_prim[0].find(b"Upgrade: h2c") > 0,
+              f"HTTP/1 primary got 3 requests, the first asking for h2c ({len(h1_prim)})")
+        check(h1_mirr == [shadow_host(r) for r in h1_prim],
+              "declined upgrade: the upgrade request and the two HTTP/1 requests after it on the same "
+              "connection reach the mirror, Host suffixed, the rest identical")
         ups = records(upgrade_rec)
         up = by_path.get("/up")
         check(len(ups) == 1 and up is not None and field(up, ":authority") == f"198.18.0.2-shadow:{UPGRADE_PORT}"
@@ -202,6 +230,10 @@ def main():
         check(total(mt, "shadowtap_connections_detected_total", protocol="midstream_http1") >= 1,
               "metrics: the connection open before start counted as joined mid-stream")
         check(total(mt, "shadowtap_h2c_upgrades_total", outcome="accepted") == 1, "metrics: one h2c upgrade accepted")
+        asked = sum(1 for r in h1_prim if b"\r\nUpgrade: h2c\r\n" in r)  # curl asks on every HTTP/1 request
+        declined = total(mt, "shadowtap_h2c_upgrades_total", outcome="declined")
+        check(declined == asked >= 1, f"metrics: every h2c upgrade the HTTP/1 primary declined counted ({declined:.0f} "
+              f"== {asked})")
         check(total(mt, "shadowtap_h2_streams_total", outcome="request") == want_mirror,
               f"metrics: {want_mirror} HTTP/2 requests decoded")
         check(total(mt, "shadowtap_h2_connections_failed_total") == 0, "metrics: no HTTP/2 decoding failure")
@@ -209,7 +241,7 @@ def main():
         check(h2_2xx == want_mirror, f"metrics: {want_mirror} HTTP/2 mirror responses 2xx ({h2_2xx:.0f})")
         check(total(mt, "shadowtap_mirror_grpc_responses_total", rule=1, status="ok") == 1,
               "metrics: the gRPC mirror response's grpc-status counted")
-        for rule in (1, 2, 3):
+        for rule in (1, 2, 3, 4):
             req = total(mt, "shadowtap_requests_total", rule=rule)
             accounted = (total(mt, "shadowtap_requests_not_mirrored_total", rule=rule) +
                          total(mt, "shadowtap_mirror_requests_total", rule=rule) +
