@@ -37,6 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
+from harness import Shadowtap  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"
@@ -128,35 +129,6 @@ def read_records(path):
         return []
     with open(path) as f:
         return [(tuple(json.loads(l)["peer"]), base64.b64decode(json.loads(l)["raw"])) for l in f if l.strip()]
-
-
-class Shadowtap:
-    def __init__(self, lab, ns, binary, iface, workdir, *extra):
-        self.log_path = os.path.join(workdir, f"shadowtap-{time.monotonic_ns()}.log")
-        self.log = open(self.log_path, "w")
-        self.proc = lab.spawn(ns, [binary, "--interface", iface, "--port", str(PORT),
-                                   "--mirror", "httpbin-mirror:8000", "--summary-interval", "1", *extra],
-                              stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if "mirroring TCP port" in self.text():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("shadowtap did not start:\n" + self.text())
-
-    def text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def stop(self, sig=signal.SIGTERM, timeout=15):
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return None
 
 
 def run_client(lab, ns, workdir):
