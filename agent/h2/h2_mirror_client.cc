@@ -62,7 +62,7 @@ struct ClientCallbacks {
   }
 
   static int onHeader(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
-                      const uint8_t* value, size_t valuelen, uint8_t, void*) {
+                      const uint8_t* value, size_t valuelen, uint8_t, void* user) {
     if (frame->hd.type != NGHTTP2_HEADERS) {
       return 0;
     }
@@ -73,14 +73,68 @@ struct ClientCallbacks {
     const std::string_view n(reinterpret_cast<const char*>(name), namelen);
     if (n == ":status") {
       p->status = parseInt(value, valuelen);  // a final status overwrites interim 1xx ones
+      p->finalSeen = p->status >= 200;
     } else if (n == "grpc-status") {
       p->grpcStatus = parseInt(value, valuelen);
+    }
+    if (p->kept) {
+      keepField(*p, n, std::string_view(reinterpret_cast<const char*>(value), valuelen), self(user).opts_);
     }
     return 0;
   }
 
-  static int onDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*) {
-    return 0;  // response bodies are discarded (auto window update keeps them flowing)
+  static void keepField(H2MirrorClient::Pending& p, std::string_view name, std::string_view value,
+                        const H2ClientOptions& opts) {
+    compare::Response& r = *p.kept;
+    if ((!name.empty() && name.front() == ':') || r.headersTruncated || (p.inTrailers && !opts.keepTrailers)) {
+      return;
+    }
+    const size_t bytes = name.size() + value.size();
+    if (p.keptHeaderBytes + bytes > opts.responseLimits.maxHeaderBytes) {
+      r.headersTruncated = true;  // flagged so the comparator knows later fields are missing
+      return;
+    }
+    p.keptHeaderBytes += bytes;
+    r.headers.push_back({std::string(name), std::string(value)});
+  }
+
+  static int onBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+    if (frame->hd.type != NGHTTP2_HEADERS) {
+      return 0;
+    }
+    auto* p = static_cast<H2MirrorClient::Pending*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+    if (p == nullptr || !p->kept) {
+      return 0;
+    }
+    if (p->finalSeen) {
+      p->inTrailers = true;
+      return 0;
+    }
+    // A new response header block: an interim (1xx) one before it is forgotten.
+    p->kept->headers.clear();
+    p->kept->headersTruncated = false;
+    p->keptHeaderBytes = 0;
+    p->kept->tsNs = self(user).nowNs_;
+    return 0;
+  }
+
+  static int onDataChunk(nghttp2_session* session, uint8_t, int32_t streamId, const uint8_t* data, size_t len,
+                         void* user) {
+    // Response bodies are discarded (auto window update keeps them flowing),
+    // except the prefix of a kept one; its hash and length cover all of it.
+    auto* p = static_cast<H2MirrorClient::Pending*>(nghttp2_session_get_stream_user_data(session, streamId));
+    if (p == nullptr || !p->kept) {
+      return 0;
+    }
+    compare::Response& r = *p->kept;
+    const std::string_view chunk(reinterpret_cast<const char*>(data), len);
+    r.bodyLength += len;
+    r.bodyHash = compare::fnv1a64(chunk, r.bodyHash);
+    const size_t max = self(user).opts_.responseLimits.maxBodyBytes;
+    if (r.body.size() < max) {
+      r.body.append(chunk.substr(0, max - r.body.size()));
+    }
+    return 0;
   }
 
   static int onFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
@@ -111,6 +165,11 @@ struct ClientCallbacks {
     o.grpcStatus = p->grpcStatus;
     if (p->complete) {
       o.kind = H2Outcome::Kind::kResponse;
+      if (p->kept) {
+        p->kept->status = p->status;
+        p->kept->bodyTruncated = p->kept->body.size() < p->kept->bodyLength;
+        o.response = p->kept.get();
+      }
     } else if (p->timedOut) {
       o.kind = H2Outcome::Kind::kTimeout;
     } else {
@@ -127,6 +186,7 @@ struct ClientCallbacks {
       if (nghttp2_session_callbacks_new(&cb) != 0) {
         return static_cast<nghttp2_session_callbacks*>(nullptr);
       }
+      nghttp2_session_callbacks_set_on_begin_headers_callback(cb, onBeginHeaders);
       nghttp2_session_callbacks_set_on_header_callback(cb, onHeader);
       nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, onDataChunk);
       nghttp2_session_callbacks_set_on_frame_recv_callback(cb, onFrameRecv);
@@ -200,6 +260,10 @@ bool H2MirrorClient::submit(H2Request&& request, H2Callback done, uint64_t nowNs
   auto p = std::make_unique<Pending>();
   p->request = std::move(request);
   p->done = std::move(done);
+  if (opts_.keepResponses && p->request.exchangeId != 0) {
+    p->kept = std::make_unique<compare::Response>();
+    p->kept->bodyHash = compare::kFnv1aSeed;
+  }
   queue_.push_back(std::move(p));
   if (connected_) {
     startQueued(nowNs);

@@ -10,6 +10,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "compare/response.h"
+#include "compare/response_framer.h"
 #include "h2/h2_request.h"
 
 struct nghttp2_session;
@@ -32,6 +34,10 @@ struct H2Outcome {
   int grpcStatus = -1;     // grpc-status from the trailers or a trailers-only response; -1 if absent
   uint32_t errorCode = 0;  // HTTP/2 error code of the RST_STREAM (kStreamReset)
   uint64_t latencyNs = 0;  // from the stream's submission to nghttp2 until the outcome
+  // kResponse of a request kept for comparison (H2ClientOptions::keepResponses
+  // and a non-zero exchangeId): the response, which the callback may move
+  // from. Null in every other case.
+  compare::Response* response = nullptr;
 };
 
 // Called exactly once per accepted request, on the thread driving the client,
@@ -44,6 +50,16 @@ struct H2ClientOptions {
   size_t maxQueued = 256;             // accepted requests waiting for a stream slot
   uint64_t connectTimeoutNs = 2'000'000'000;
   uint64_t responseTimeoutNs = 10'000'000'000;
+  // Compare mode: a request with exchangeId != 0 keeps its final response:
+  // :status, the response header fields in wire order (pseudo-headers left
+  // out; HTTP/2 names are lowercase), then, with keepTrailers, the trailer
+  // fields; names and values count against responseLimits.maxHeaderBytes
+  // (beyond: headersTruncated, later fields left out). The body is kept up to
+  // responseLimits.maxBodyBytes and hashed and counted whole. Requests without
+  // an exchange id keep nothing.
+  bool keepResponses = false;
+  bool keepTrailers = true;
+  compare::ResponseLimits responseLimits;
 };
 
 // One HTTP/2 cleartext (prior knowledge) connection to the mirror, driven by
@@ -51,7 +67,8 @@ struct H2ClientOptions {
 // while wantsWrite(), call onReadable()/onWritable() when ready and
 // checkTimeouts() now and then. Each submitted request becomes a new stream
 // with exactly its header fields (in order, never-index flags kept), body and
-// trailers; the response body is read and discarded. Once closed() the client
+// trailers; the response body is read and discarded (kept in compare mode, see
+// H2ClientOptions::keepResponses). Once closed() the client
 // does no more I/O and every request it accepted has its outcome.
 // Not thread-safe.
 class H2MirrorClient {
@@ -97,6 +114,11 @@ class H2MirrorClient {
     int grpcStatus = -1;
     bool complete = false;
     bool timedOut = false;
+    // Compare mode only (null otherwise).
+    std::unique_ptr<compare::Response> kept;
+    size_t keptHeaderBytes = 0;
+    bool finalSeen = false;   // a final (non-1xx) :status arrived
+    bool inTrailers = false;  // the current header block is the trailers
   };
   friend struct ClientCallbacks;
 

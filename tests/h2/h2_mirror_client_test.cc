@@ -245,5 +245,49 @@ TEST(H2MirrorClient, DestructionEndsEverythingWithShutdown) {
   EXPECT_EQ(shutdowns, 3);
 }
 
+TEST(H2MirrorClient, KeepsResponsesOnlyForExchanges) {
+  test::H2TestServer server;
+  H2ClientOptions opts;
+  opts.keepResponses = true;
+  opts.keepTrailers = false;
+  opts.responseLimits.maxBodyBytes = 10;
+  auto c = open(server, opts);
+  std::map<uint64_t, compare::Response> kept;
+  std::map<uint64_t, bool> hadResponse;
+  auto rec = [&](uint64_t id) {
+    return [&kept, &hadResponse, id](const H2Outcome& o) {
+      hadResponse[id] = o.response != nullptr;
+      if (o.response != nullptr) {
+        kept[id] = std::move(*o.response);
+      }
+    };
+  };
+  H2Request a = get("/a", {{"x-respond-interim", "1", false},
+                           {"x-respond-header", "x-a=1", false},
+                           {"x-respond-body-size", "25", false},
+                           {"x-respond-grpc", "3", false}});
+  a.exchangeId = 5;
+  H2Request b = get("/b", {{"x-respond-body-size", "25", false}});  // no exchange: nothing kept
+  H2Request r = get("/r", {{"x-respond-reset", "1", false}});
+  r.exchangeId = 6;
+  c->submit(std::move(a), rec(5), nowNs());
+  c->submit(std::move(b), rec(0), nowNs());
+  c->submit(std::move(r), rec(6), nowNs());
+  ASSERT_TRUE(drive(*c, [&] { return hadResponse.size() == 3; }));
+  EXPECT_TRUE(hadResponse[5]);
+  EXPECT_FALSE(hadResponse[0]);
+  EXPECT_FALSE(hadResponse[6]);  // reset: no response to keep
+  const compare::Response& k = kept[5];
+  EXPECT_EQ(k.status, 200);
+  ASSERT_EQ(k.headers.size(), 1u);  // not the 103's link, not the grpc-status trailer
+  EXPECT_EQ(k.headers[0].name, "x-a");
+  EXPECT_EQ(k.headers[0].value, "1");
+  EXPECT_EQ(k.body, test::H2TestServer::bodyPattern(25).substr(0, 10));
+  EXPECT_TRUE(k.bodyTruncated);
+  EXPECT_EQ(k.bodyLength, 25u);
+  EXPECT_EQ(k.bodyHash, compare::fnv1a64(test::H2TestServer::bodyPattern(25)));
+  EXPECT_GT(k.tsNs, 0u);
+}
+
 }  // namespace
 }  // namespace shadowtap::h2

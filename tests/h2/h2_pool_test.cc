@@ -5,9 +5,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "h2/authority_rewrite.h"
 #include "h2_test_server.h"
@@ -26,6 +31,58 @@ H2Request call(int i) {
                {"x-respond-grpc", i % 10 == 0 ? "13" : "0", false}};
   r.body = std::string(static_cast<size_t>(i % 50) * 100, 'b');
   return r;
+}
+
+
+bool waitFor(const std::function<bool()>& done, int timeoutMs = 15000) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+H2Request tagged(const std::string& path, std::vector<HeaderField> extra = {}, std::string body = "") {
+  H2Request r;
+  r.headers = {{":method", "POST", false}, {":scheme", "http", false}, {":authority", "svc:80", false},
+               {":path", path, false}};
+  for (auto& f : extra) {
+    r.headers.push_back(std::move(f));
+  }
+  r.body = std::move(body);
+  return r;
+}
+
+std::multiset<std::string> pathsSeen(test::H2TestServer& server) {
+  std::multiset<std::string> out;
+  for (const H2Request& r : server.requests()) {
+    out.emplace(r.path());
+  }
+  return out;
+}
+
+// One connection with one stream and one request queued on it: two hanging
+// requests fill both (only the first reaches the server), so everything
+// submitted afterwards waits in the pool queue until the server drops the
+// connection.
+H2PoolOptions stalledOptions(const test::H2TestServer& server) {
+  H2PoolOptions o;
+  o.addrs = {server.address()};
+  o.connections = 1;
+  o.client.maxConcurrentStreams = 1;
+  o.client.maxQueued = 1;
+  o.client.responseTimeoutNs = 120'000'000'000ULL;  // never on a slow machine: the test releases them
+  return o;
+}
+
+void stall(H2Pool& pool, test::H2TestServer& server) {
+  ASSERT_TRUE(pool.submit(tagged("/hang0", {{"x-respond-never", "1", false}})));
+  ASSERT_TRUE(waitFor([&] { return server.requestCount() == 1; }));
+  ASSERT_TRUE(pool.submit(tagged("/hang1", {{"x-respond-never", "1", false}})));
+  ASSERT_TRUE(waitFor([&] { return pool.stats().queueDepth.load() == 0 && pool.stats().inFlight.load() == 2; }));
 }
 
 void expectAddsUp(const H2PoolStats& s) {
@@ -58,6 +115,8 @@ TEST(H2Pool, MirrorsEverythingOverFewConnections) {
   EXPECT_LE(s.connectionsOpened.load(), 3u);
   EXPECT_EQ(s.connectionsOpened.load(), s.connectionsClosed.load());
   expectAddsUp(s);
+  EXPECT_EQ(s.latency.count.load(), 600u);
+  EXPECT_GT(s.latency.sumUs.load(), 0u);
   const auto got = server.requests();
   ASSERT_EQ(got.size(), 600u);
   for (const H2Request& g : got) {
@@ -95,6 +154,7 @@ TEST(H2Pool, DeadTargetAndFullQueueAddUp) {
   EXPECT_GT(s.errorsConnect.load(), 0u);
   EXPECT_EQ(s.responses.load(), 0u);
   EXPECT_EQ(s.connectionsOpened.load(), 0u);
+  EXPECT_EQ(s.latency.count.load(), 0u);
   expectAddsUp(s);
 }
 
@@ -167,6 +227,286 @@ TEST(H2Pool, AgainstNghttpd) {
   EXPECT_EQ(pool.stats().responses4xx.load(), 10u);
   EXPECT_GT(pool.stats().bytesReceived.load(), 10u * 70000u);
   expectAddsUp(pool.stats());
+}
+
+TEST(H2Pool, MaxRpsAdmitsTheBurstAndDropsTheExcess) {
+  test::H2TestServer server;
+  H2PoolOptions o;
+  o.addrs = {server.address()};
+  o.maxRps = 100;  // one every 10 ms, bursts of 10
+  H2Pool pool(o);
+  ASSERT_TRUE(pool.start());
+  auto burst = [&pool](size_t n) {
+    size_t admitted = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < n; ++i) {
+      admitted += pool.submit(tagged("/rate/" + std::to_string(i))) ? 1 : 0;
+    }
+    const auto elapsed = std::chrono::steady_clock::now() - t0;
+    // Exactly the burst within one interval; each further interval lets one more in.
+    return std::pair<size_t, size_t>(admitted, 10 + static_cast<size_t>(elapsed / std::chrono::milliseconds(10)));
+  };
+  const auto [first, firstMax] = burst(50);
+  EXPECT_GE(first, 10u);
+  EXPECT_LE(first, firstMax);
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the burst allowance is back
+  const auto [second, secondMax] = burst(50);
+  EXPECT_GE(second, 10u);
+  EXPECT_LE(second, secondMax);
+  EXPECT_EQ(pool.stats().droppedRateLimit.load(), 100u - first - second);
+  ASSERT_TRUE(waitFor([&] { return pool.stats().responses.load() == first + second; }));
+  pool.stop(std::chrono::milliseconds(1000));
+  EXPECT_EQ(server.requestCount(), first + second);
+  EXPECT_EQ(pool.stats().latency.count.load(), first + second);
+  expectAddsUp(pool.stats());
+}
+
+TEST(H2Pool, MaxRpsBelowTenAllowsABurstOfOne) {
+  test::H2TestServer server;
+  H2PoolOptions o;
+  o.addrs = {server.address()};
+  o.maxRps = 10;  // one every 100 ms, burst max(1, 10/10) = 1
+  H2Pool pool(o);
+  ASSERT_TRUE(pool.start());
+  size_t admitted = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 50; ++i) {
+    admitted += pool.submit(tagged("/slow")) ? 1 : 0;
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(admitted, 1u);
+  EXPECT_LE(admitted, 1 + static_cast<size_t>(elapsed / std::chrono::milliseconds(100)));
+  if (elapsed < std::chrono::milliseconds(100)) {
+    EXPECT_EQ(admitted, 1u);
+  }
+  pool.stop(std::chrono::milliseconds(1000));
+  EXPECT_EQ(pool.stats().droppedRateLimit.load(), 50u - admitted);
+  EXPECT_EQ(pool.stats().responses.load(), admitted);
+  expectAddsUp(pool.stats());
+}
+
+std::multiset<std::string> runFullQueue(replay::DropPolicy policy) {
+  test::H2TestServer server;
+  H2PoolOptions o = stalledOptions(server);
+  o.queueCapacity = 5;
+  o.dropPolicy = policy;
+  H2Pool pool(o);
+  EXPECT_TRUE(pool.start());
+  stall(pool, server);
+  size_t accepted = 0;
+  for (int i = 0; i < 20; ++i) {
+    accepted += pool.submit(tagged("/r" + std::to_string(i))) ? 1 : 0;
+  }
+  const H2PoolStats& s = pool.stats();
+  EXPECT_EQ(s.queueDepth.load(), 5);
+  if (policy == replay::DropPolicy::kOldest) {
+    EXPECT_EQ(accepted, 20u);
+    EXPECT_EQ(s.droppedOldest.load(), 15u);
+    EXPECT_EQ(s.queueFull.load(), 0u);
+  } else {
+    EXPECT_EQ(accepted, 5u);
+    EXPECT_EQ(s.droppedOldest.load(), 0u);
+    EXPECT_EQ(s.queueFull.load(), 15u);
+  }
+  server.dropConnections();  // the two hanging requests fail, the queue drains over a new connection
+  EXPECT_TRUE(waitFor([&] { return s.responses.load() == 5; }));
+  pool.stop(std::chrono::milliseconds(2000));
+  EXPECT_EQ(s.errorsConnection.load(), 2u);
+  EXPECT_EQ(s.submitted.load(), 22u);
+  expectAddsUp(s);
+  return pathsSeen(server);
+}
+
+TEST(H2Pool, DropOldestKeepsTheNewest) {
+  const auto seen = runFullQueue(replay::DropPolicy::kOldest);
+  EXPECT_EQ(seen, (std::multiset<std::string>{"/hang0", "/r15", "/r16", "/r17", "/r18", "/r19"}));
+}
+
+TEST(H2Pool, DropNewestKeepsTheOldest) {
+  const auto seen = runFullQueue(replay::DropPolicy::kNewest);
+  EXPECT_EQ(seen, (std::multiset<std::string>{"/hang0", "/r0", "/r1", "/r2", "/r3", "/r4"}));
+}
+
+TEST(H2Pool, ByteLimitAppliesTheDropPolicy) {
+  for (const auto policy : {replay::DropPolicy::kNewest, replay::DropPolicy::kOldest}) {
+    SCOPED_TRACE(policy == replay::DropPolicy::kOldest ? "oldest" : "newest");
+    test::H2TestServer server;
+    H2PoolOptions o = stalledOptions(server);
+    const size_t one = queuedSize(tagged("/b0", {}, std::string(1000, 'x')));
+    EXPECT_EQ(one, 7 + 4 + 7 + 4 + 10 + 6 + 5 + 3 + 1000u);  // names, values and body
+    o.queueCapacity = 1000;
+    o.queueBytes = 3 * one + one / 2;
+    o.dropPolicy = policy;
+    H2Pool pool(o);
+    ASSERT_TRUE(pool.start());
+    stall(pool, server);
+    for (int i = 0; i < 10; ++i) {
+      pool.submit(tagged("/b" + std::to_string(i), {}, std::string(1000, 'x')));
+    }
+    const H2PoolStats& s = pool.stats();
+    EXPECT_EQ(s.queueDepth.load(), 3);
+    EXPECT_EQ(s.queueBytes.load(), static_cast<int64_t>(3 * one));
+    // Too large on its own: refused whatever the policy, and pushes nothing out.
+    const uint64_t oldestBefore = s.droppedOldest.load();
+    EXPECT_FALSE(pool.submit(tagged("/huge", {}, std::string(4 * one, 'h'))));
+    EXPECT_EQ(s.droppedOldest.load(), oldestBefore);
+    EXPECT_EQ(s.queueDepth.load(), 3);
+    if (policy == replay::DropPolicy::kOldest) {
+      EXPECT_EQ(s.droppedOldest.load(), 7u);
+      EXPECT_EQ(s.queueFull.load(), 1u);
+    } else {
+      EXPECT_EQ(s.droppedOldest.load(), 0u);
+      EXPECT_EQ(s.queueFull.load(), 8u);
+    }
+    server.dropConnections();
+    ASSERT_TRUE(waitFor([&] { return s.responses.load() == 3; }));
+    pool.stop(std::chrono::milliseconds(2000));
+    EXPECT_EQ(s.queueBytes.load(), 0);
+    expectAddsUp(s);
+    const std::multiset<std::string> want =
+        policy == replay::DropPolicy::kOldest
+            ? std::multiset<std::string>{"/hang0", "/b7", "/b8", "/b9"}
+            : std::multiset<std::string>{"/hang0", "/b0", "/b1", "/b2"};
+    EXPECT_EQ(pathsSeen(server), want);
+  }
+}
+
+TEST(H2Pool, ReResolutionMovesNewConnectionsToTheNewAddress) {
+  test::H2TestServer a;
+  test::H2TestServer b;
+  std::atomic<int> mode{0};  // 0: resolves to a, 1: to b, 2: fails
+  H2PoolOptions o;
+  o.addrs = {a.address()};
+  o.connections = 1;
+  o.target = "mirror.test:80";
+  o.resolveInterval = std::chrono::milliseconds(20);
+  o.resolve = [&](const std::string& hostPort) {
+    EXPECT_EQ(hostPort, "mirror.test:80");
+    replay::ResolveResult r;
+    switch (mode.load()) {
+      case 0:
+        r.addrs = {a.address()};
+        break;
+      case 1:
+        r.addrs = {b.address()};
+        break;
+      default:
+        r.error = "cannot resolve";
+        break;
+    }
+    return r;
+  };
+  H2Pool pool(o);
+  ASSERT_TRUE(pool.start());
+  const H2PoolStats& s = pool.stats();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(pool.submit(tagged("/a1")));
+  }
+  ASSERT_TRUE(waitFor([&] { return s.responses.load() == 10 && s.resolves.load() >= 2; }));
+  EXPECT_EQ(s.addressChanges.load(), 0u);  // the same list is no change
+  mode = 2;
+  ASSERT_TRUE(waitFor([&] { return s.resolveErrors.load() >= 1; }));
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(pool.submit(tagged("/a2")));  // a failed resolution keeps the last addresses
+  }
+  ASSERT_TRUE(waitFor([&] { return s.responses.load() == 15; }));
+  EXPECT_EQ(a.requestCount(), 15u);
+  EXPECT_EQ(s.connectionsOpened.load(), 1u);
+  mode = 1;
+  ASSERT_TRUE(waitFor([&] { return s.addressChanges.load() == 1; }));
+  // The connection to a has nothing in flight: it is closed, and the next request opens one to b.
+  ASSERT_TRUE(waitFor([&] { return s.connectionsClosed.load() == 1; }));
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(pool.submit(tagged("/b")));
+  }
+  ASSERT_TRUE(waitFor([&] { return s.responses.load() == 25; }));
+  pool.stop(std::chrono::milliseconds(1000));
+  EXPECT_EQ(a.requestCount(), 15u);
+  EXPECT_EQ(b.requestCount(), 10u);
+  EXPECT_EQ(a.connections(), 1u);
+  EXPECT_EQ(b.connections(), 1u);
+  EXPECT_EQ(s.addressChanges.load(), 1u);
+  EXPECT_EQ(s.connectionsOpened.load(), 2u);
+  EXPECT_EQ(s.connectionsClosed.load(), 2u);
+  EXPECT_GE(s.resolves.load(), s.resolveErrors.load() + 3);
+  expectAddsUp(s);
+}
+
+TEST(H2Pool, RetiredConnectionFinishesItsStreamsFirst) {
+  test::H2TestServer a;
+  test::H2TestServer b;
+  std::atomic<bool> moved{false};
+  H2PoolOptions o;
+  o.addrs = {a.address()};
+  o.connections = 1;
+  o.target = "mirror.test:80";
+  o.resolveInterval = std::chrono::milliseconds(20);
+  o.client.responseTimeoutNs = 300'000'000;
+  o.resolve = [&](const std::string&) {
+    replay::ResolveResult r;
+    r.addrs = {moved ? b.address() : a.address()};
+    return r;
+  };
+  H2Pool pool(o);
+  ASSERT_TRUE(pool.start());
+  const H2PoolStats& s = pool.stats();
+  ASSERT_TRUE(pool.submit(tagged("/slow", {{"x-respond-never", "1", false}})));
+  ASSERT_TRUE(waitFor([&] { return a.requestCount() == 1; }));
+  moved = true;
+  ASSERT_TRUE(waitFor([&] { return s.addressChanges.load() == 1; }));
+  ASSERT_TRUE(pool.submit(tagged("/new")));
+  ASSERT_TRUE(waitFor([&] { return s.responses.load() == 1; }));
+  EXPECT_EQ(b.requestCount(), 1u);
+  // The stream on the retired connection ends its own way (here: timeout), not as a connection error.
+  ASSERT_TRUE(waitFor([&] { return s.errorsTimeout.load() == 1 && s.connectionsClosed.load() == 1; }));
+  pool.stop(std::chrono::milliseconds(1000));
+  EXPECT_EQ(s.errorsConnection.load(), 0u);
+  expectAddsUp(s);
+}
+
+TEST(H2Pool, ReResolvesTheTargetWithResolveTarget) {
+  test::H2TestServer a;
+  test::H2TestServer b;
+  H2PoolOptions o;
+  o.addrs = {a.address()};
+  o.target = "127.0.0.1:" + std::to_string(b.port());  // resolves to b, not to the start address a
+  o.resolveInterval = std::chrono::milliseconds(20);
+  H2Pool pool(o);
+  ASSERT_TRUE(pool.start());
+  ASSERT_TRUE(waitFor([&] { return pool.stats().addressChanges.load() == 1; }));
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(pool.submit(tagged("/x")));
+  }
+  ASSERT_TRUE(waitFor([&] { return pool.stats().responses.load() == 5; }));
+  pool.stop(std::chrono::milliseconds(1000));
+  EXPECT_EQ(a.requestCount(), 0u);
+  EXPECT_EQ(b.requestCount(), 5u);
+  EXPECT_EQ(pool.stats().resolveErrors.load(), 0u);
+  expectAddsUp(pool.stats());
+}
+
+TEST(H2Pool, LatencyCountsOnlyResponses) {
+  test::H2TestServer server;
+  H2PoolOptions o;
+  o.addrs = {server.address()};
+  H2Pool pool(o);
+  ASSERT_TRUE(pool.start());
+  for (int i = 0; i < 30; ++i) {
+    pool.submit(tagged("/l", {{i % 3 == 0 ? "x-respond-reset" : "x-other", "1", false}}));
+  }
+  ASSERT_TRUE(waitFor([&] { return pool.stats().outcomes() == 30; }));
+  pool.stop(std::chrono::milliseconds(1000));
+  const H2PoolStats& s = pool.stats();
+  EXPECT_EQ(s.responses.load(), 20u);
+  EXPECT_EQ(s.errorsReset.load(), 10u);
+  EXPECT_EQ(s.latency.count.load(), 20u);
+  uint64_t inBuckets = 0;
+  for (const auto& b : s.latency.buckets) {
+    inBuckets += b.load();
+  }
+  EXPECT_EQ(inBuckets, 20u);
+  EXPECT_LE(s.latency.sumUs.load(), 20u * 15'000'000u);  // no observation beyond the test's own time
+  expectAddsUp(s);
 }
 
 }  // namespace

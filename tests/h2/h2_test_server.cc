@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
+#include <utility>
+#include <vector>
 #include <map>
 #include <memory>
 #include <string>
@@ -17,13 +20,36 @@ struct Conn {
   H2TestServer* server;
   std::map<int32_t, H2Request> streams;
   std::map<int32_t, std::string> bodies;  // response bodies being sent
-  std::map<int32_t, int> grpc;
+  std::map<int32_t, std::vector<std::pair<std::string, std::string>>> trailers;
   std::function<void(H2Request&&)> record;
   size_t responseBody;
   bool inTrailers = false;
 };
 
 std::string_view field(const H2Request& r, std::string_view name) { return r.header(name); }
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+std::vector<nghttp2_nv> toNv(const Fields& fields) {
+  std::vector<nghttp2_nv> nv;
+  for (const auto& [n, v] : fields) {
+    nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
+                  reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
+  }
+  return nv;
+}
+
+// Every "name=value" value of the request field `name`, in order.
+Fields pairs(const H2Request& r, std::string_view name) {
+  Fields out;
+  for (const HeaderField& f : r.headers) {
+    const size_t eq = f.value.find('=');
+    if (f.name == name && eq != std::string::npos) {
+      out.emplace_back(f.value.substr(0, eq), f.value.substr(eq + 1));
+    }
+  }
+  return out;
+}
 
 ssize_t readResponse(nghttp2_session* session, int32_t id, uint8_t* buf, size_t len, uint32_t* flags,
                      nghttp2_data_source*, void* user) {
@@ -34,14 +60,12 @@ ssize_t readResponse(nghttp2_session* session, int32_t id, uint8_t* buf, size_t 
   b.erase(0, n);
   if (b.empty()) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
-    auto g = c.grpc.find(id);
-    if (g != c.grpc.end()) {
+    auto t = c.trailers.find(id);
+    if (t != c.trailers.end()) {
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      static const std::string name = "grpc-status";
-      std::string value = std::to_string(g->second);
-      nghttp2_nv nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                    reinterpret_cast<uint8_t*>(value.data()), name.size(), value.size(), NGHTTP2_NV_FLAG_NONE};
-      nghttp2_submit_trailer(session, id, &nv, 1);
+      std::vector<nghttp2_nv> nv = toNv(t->second);
+      nghttp2_submit_trailer(session, id, nv.data(), nv.size());
+      c.trailers.erase(t);
     }
   }
   return static_cast<ssize_t>(n);
@@ -81,8 +105,21 @@ int onFrame(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
   c.streams.erase(id);
   const bool never = field(r, "x-respond-never") == "1";
   const bool reset = field(r, "x-respond-reset") == "1";
+  const bool interim = field(r, "x-respond-interim") == "1";
   std::string status(field(r, "x-respond-status").empty() ? "200" : field(r, "x-respond-status"));
   std::string grpc(field(r, "x-respond-grpc"));
+  std::string bodySize(field(r, "x-respond-body-size"));
+  Fields headers = {{":status", status}};
+  for (auto& f : pairs(r, "x-respond-header")) {
+    headers.push_back(std::move(f));
+  }
+  Fields trailers;
+  if (!grpc.empty()) {
+    trailers.emplace_back("grpc-status", grpc);
+  }
+  for (auto& f : pairs(r, "x-respond-trailer")) {
+    trailers.push_back(std::move(f));
+  }
   c.record(std::move(r));
   if (never) {
     return 0;
@@ -91,19 +128,31 @@ int onFrame(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
     return 0;
   }
-  if (!grpc.empty()) {
-    c.grpc[id] = std::stoi(grpc);
+  if (interim) {
+    const Fields early = {{":status", "103"}, {"link", "</interim>"}};
+    std::vector<nghttp2_nv> nv = toNv(early);
+    nghttp2_submit_headers(session, NGHTTP2_FLAG_NONE, id, nullptr, nv.data(), nv.size(), nullptr);
   }
-  c.bodies[id] = std::string(c.responseBody, 'r');
-  nghttp2_nv nv{reinterpret_cast<uint8_t*>(const_cast<char*>(":status")),
-                reinterpret_cast<uint8_t*>(status.data()), 7, status.size(), NGHTTP2_NV_FLAG_NONE};
+  if (!trailers.empty()) {
+    c.trailers[id] = std::move(trailers);
+  }
+  c.bodies[id] = bodySize.empty() ? std::string(c.responseBody, 'r') : H2TestServer::bodyPattern(std::stoul(bodySize));
+  std::vector<nghttp2_nv> nv = toNv(headers);
   nghttp2_data_provider dp{};
   dp.read_callback = readResponse;
-  nghttp2_submit_response(session, id, &nv, 1, &dp);
+  nghttp2_submit_response(session, id, nv.data(), nv.size(), &dp);
   return 0;
 }
 
 }  // namespace
+
+std::string H2TestServer::bodyPattern(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    s[i] = static_cast<char>('a' + (i * 7 + i / 26) % 26);
+  }
+  return s;
+}
 
 H2TestServer::H2TestServer(uint32_t maxConcurrentStreams, size_t responseBody)
     : maxConcurrent_(maxConcurrentStreams), responseBody_(responseBody) {

@@ -8,13 +8,18 @@
 //   x-respond-grpc: N       -> response trailers with grpc-status N
 //   x-respond-reset: 1      -> RST_STREAM (REFUSED_STREAM... INTERNAL_ERROR) instead of a response
 //   x-respond-never: 1      -> no answer at all
-// The response body is `responseBody` bytes.
+//   x-respond-header: n=v   -> response header field n: v (repeatable, in order)
+//   x-respond-trailer: n=v  -> response trailer field n: v (repeatable, after grpc-status)
+//   x-respond-body-size: N  -> a body of N bytes of bodyPattern(N)
+//   x-respond-interim: 1    -> a 103 response (with "link: </interim>") before the final one
+// The response body is otherwise `responseBody` bytes of 'r'.
 
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <atomic>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -26,6 +31,10 @@ class H2TestServer {
  public:
   explicit H2TestServer(uint32_t maxConcurrentStreams = 100, size_t responseBody = 100);
   ~H2TestServer();
+
+  // The body x-respond-body-size asks for: not one repeated byte, so hashes
+  // and prefixes are checked for real.
+  static std::string bodyPattern(size_t n);
 
   uint16_t port() const { return port_; }
   sockaddr_storage address() const;
