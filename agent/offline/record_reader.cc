@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "record/codec.h"
+#include "record/h2_record.h"
 
 namespace shadowtap::offline {
 namespace {
@@ -52,6 +53,55 @@ bool decodeBody(const std::string& text, const std::string& encoding, std::strin
   return true;
 }
 
+// [name, value] pairs into `out`. False when something else is there.
+bool readPairs(const Json& fields, std::vector<std::pair<std::string, std::string>>& out) {
+  for (const auto& h : fields) {
+    if (!h.is_array() || h.size() != 2 || !h[0].is_string() || !h[1].is_string()) {
+      return false;
+    }
+    out.emplace_back(h[0].get<std::string>(), h[1].get<std::string>());
+  }
+  return true;
+}
+
+// An optional array of field indices ("headers_never_index"). False when not
+// an array of indices below `fields`.
+bool readIndices(const Json& j, const char* name, size_t fields, std::vector<uint32_t>& out) {
+  auto it = j.find(name);
+  if (it == j.end()) {
+    return true;
+  }
+  if (!it->is_array()) {
+    return false;
+  }
+  for (const auto& v : *it) {
+    if (!v.is_number_unsigned() || v.get<uint64_t>() >= fields) {
+      return false;
+    }
+    out.push_back(v.get<uint32_t>());
+  }
+  return true;
+}
+
+// HAR {name, value} objects (HTTP/2: with "_neverIndex") into `out`.
+bool readHarFields(const Json& fields, std::vector<std::pair<std::string, std::string>>& out,
+                   std::vector<uint32_t>* neverIndex) {
+  for (const auto& h : fields) {
+    auto n = h.is_object() ? str(h, "name") : std::nullopt;
+    auto v = h.is_object() ? str(h, "value") : std::nullopt;
+    if (!n || !v) {
+      return false;
+    }
+    if (neverIndex != nullptr) {
+      if (auto it = h.find("_neverIndex"); it != h.end() && it->is_boolean() && it->get<bool>()) {
+        neverIndex->push_back(static_cast<uint32_t>(out.size()));
+      }
+    }
+    out.emplace_back(std::move(*n), std::move(*v));
+  }
+  return true;
+}
+
 std::optional<RecordedRequest> fromJsonLine(const Json& j, std::string* why) {
   RecordedRequest r;
   auto time = str(j, "time");
@@ -70,17 +120,30 @@ std::optional<RecordedRequest> fromJsonLine(const Json& j, std::string* why) {
   r.unixNs = *t;
   r.method = *method;
   r.target = *target;
-  r.httpVersion = str(j, "version").value_or("HTTP/1.1");
+  r.httpVersion = str(j, "version").value_or(str(j, "http_version").value_or("HTTP/1.1"));
+  const bool http2 = record::isHttp2Version(r.httpVersion);
+  if (http2) {
+    r.httpVersion = std::string(record::kHttp2Version);
+  }
   r.flow = str(j, "flow").value_or("");
   if (auto it = j.find("rule"); it != j.end() && it->is_number_unsigned()) {
     r.ruleId = it->get<uint32_t>();
   }
-  for (const auto& h : *headers) {
-    if (!h.is_array() || h.size() != 2 || !h[0].is_string() || !h[1].is_string()) {
-      *why = "headers must be [name, value] pairs";
+  if (!readPairs(*headers, r.headers)) {
+    *why = "headers must be [name, value] pairs";
+    return std::nullopt;
+  }
+  if (http2) {
+    const Json* trailers = field(j, "trailers", Json::value_t::array);
+    if ((j.contains("trailers") && trailers == nullptr) || (trailers != nullptr && !readPairs(*trailers, r.trailers))) {
+      *why = "trailers must be [name, value] pairs";
       return std::nullopt;
     }
-    r.headers.emplace_back(h[0].get<std::string>(), h[1].get<std::string>());
+    if (!readIndices(j, "headers_never_index", r.headers.size(), r.neverIndexHeaders) ||
+        !readIndices(j, "trailers_never_index", r.trailers.size(), r.neverIndexTrailers)) {
+      *why = "never_index must list field indices";
+      return std::nullopt;
+    }
   }
   if (auto it = j.find("body_length"); it != j.end() && it->is_number_unsigned()) {
     r.bodyLength = it->get<uint64_t>();
@@ -105,6 +168,10 @@ std::optional<RecordedRequest> fromJsonLine(const Json& j, std::string* why) {
       return std::nullopt;
     }
     r.wireBody = std::move(*d);
+  }
+  if (http2) {
+    r.wireBody.clear();  // HTTP/2 has no body framing of its own
+    record::normalizeH2(r, "", "");
   }
   return r;
 }
@@ -135,43 +202,66 @@ std::optional<RecordedRequest> fromHarEntry(const Json& e, std::string* why) {
   RecordedRequest r;
   r.unixNs = *t;
   r.method = *method;
+  // The absolute URL's parts: what other tools' entries are rebuilt from.
+  std::string scheme;
   std::string authority;
-  if (auto target = str(e, "_target")) {
-    r.target = *target;
-  } else {
-    // Other tools: origin-form target from the absolute URL.
-    const size_t scheme = url->find("://");
-    const size_t pathStart = scheme == std::string::npos ? 0 : url->find('/', scheme + 3);
-    if (scheme != std::string::npos) {
-      authority = url->substr(scheme + 3, pathStart == std::string::npos ? std::string::npos : pathStart - scheme - 3);
+  std::string urlTarget;
+  {
+    const size_t schemeEnd = url->find("://");
+    const size_t pathStart = schemeEnd == std::string::npos ? 0 : url->find('/', schemeEnd + 3);
+    if (schemeEnd != std::string::npos) {
+      scheme = url->substr(0, schemeEnd);
+      authority = url->substr(schemeEnd + 3, pathStart == std::string::npos ? std::string::npos : pathStart - schemeEnd - 3);
     }
-    r.target = pathStart == std::string::npos ? "/" : url->substr(pathStart);
-    const size_t hash = r.target.find('#');
+    urlTarget = pathStart == std::string::npos ? "/" : url->substr(pathStart);
+    const size_t hash = urlTarget.find('#');
     if (hash != std::string::npos) {
-      r.target.resize(hash);
+      urlTarget.resize(hash);
     }
   }
+  const auto target = str(e, "_target");
+  r.target = target ? *target : urlTarget;
   const std::string version = str(*req, "httpVersion").value_or("HTTP/1.1");
-  r.httpVersion = version.starts_with("HTTP/1.") ? version : "HTTP/1.1";
-  bool hasHost = false;
-  for (const auto& h : *headers) {
-    auto n = h.is_object() ? str(h, "name") : std::nullopt;
-    auto v = h.is_object() ? str(h, "value") : std::nullopt;
-    if (!n || !v) {
+  const bool http2 = record::isHttp2Version(version);
+  if (http2) {
+    // Every field as recorded, pseudo-headers included; normalizeH2 below
+    // fills in what other tools leave out.
+    r.httpVersion = std::string(record::kHttp2Version);
+    if (!readHarFields(*headers, r.headers, &r.neverIndexHeaders)) {
       *why = "headers must be {name, value} objects";
       return std::nullopt;
     }
-    if (!n->empty() && (*n)[0] == ':') {
-      if (*n == ":authority" && authority.empty()) {
-        authority = *v;
+    if (auto it = req->find("_trailers"); it != req->end()) {
+      if (!it->is_array() || !readHarFields(*it, r.trailers, &r.neverIndexTrailers)) {
+        *why = "_trailers must be {name, value} objects";
+        return std::nullopt;
       }
-      continue;  // HTTP/2 pseudo-header
     }
-    hasHost = hasHost || record::equalsIgnoreCase(*n, "host");
-    r.headers.emplace_back(*n, *v);
-  }
-  if (!hasHost && !authority.empty()) {
-    r.headers.insert(r.headers.begin(), {"Host", authority});
+  } else {
+    r.httpVersion = version.starts_with("HTTP/1.") ? version : "HTTP/1.1";
+    if (target) {
+      authority.clear();  // ours: Host is in the headers
+    }
+    bool hasHost = false;
+    for (const auto& h : *headers) {
+      auto n = h.is_object() ? str(h, "name") : std::nullopt;
+      auto v = h.is_object() ? str(h, "value") : std::nullopt;
+      if (!n || !v) {
+        *why = "headers must be {name, value} objects";
+        return std::nullopt;
+      }
+      if (!n->empty() && (*n)[0] == ':') {
+        if (*n == ":authority" && authority.empty()) {
+          authority = *v;
+        }
+        continue;  // HTTP/2 pseudo-header in an HTTP/1 (or HTTP/3) entry
+      }
+      hasHost = hasHost || record::equalsIgnoreCase(*n, "host");
+      r.headers.emplace_back(*n, *v);
+    }
+    if (!hasHost && !authority.empty()) {
+      r.headers.insert(r.headers.begin(), {"Host", authority});
+    }
   }
   r.flow = str(e, "_flow").value_or("");
   if (auto it = e.find("_rule"); it != e.end() && it->is_number_unsigned()) {
@@ -199,6 +289,10 @@ std::optional<RecordedRequest> fromHarEntry(const Json& e, std::string* why) {
       return std::nullopt;
     }
     r.wireBody = std::move(*d);
+  }
+  if (http2) {
+    r.wireBody.clear();
+    record::normalizeH2(r, scheme, authority);
   }
   return r;
 }

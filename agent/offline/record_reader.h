@@ -26,8 +26,12 @@ struct ReadResult {
 // line, then one entry per line, without the closing line) is read entry by
 // entry up to the last complete one; anything else is read as JSON lines.
 // HAR files from other tools (browsers) are accepted too: the target comes
-// from the URL, HTTP/2 pseudo-headers are dropped, and :authority becomes
-// Host when there is none.
+// from the URL, and in HTTP/1 entries :authority becomes Host when there is
+// none. HTTP/2 entries (HAR httpVersion, JSON lines "version" or
+// "http_version" one of HTTP/2, HTTP/2.0, h2, h2c in any case) come back as
+// records with httpVersion record::kHttp2Version, every field in order with
+// pseudo-headers, trailers and never-index flags, passed through
+// record::normalizeH2 (so browser entries without :path/:scheme are sendable).
 ReadResult readRecordFile(const std::string& path);
 ReadResult parseRecordText(std::string_view text);
 

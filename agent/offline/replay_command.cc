@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "h2/h2_pool.h"
 #include "http/host_rewrite.h"
 #include "offline/record_reader.h"
 #include "offline/replay_run.h"
@@ -28,22 +29,45 @@ uint64_t load(const std::atomic<uint64_t>& v) { return v.load(std::memory_order_
 
 std::string row(std::string_view label, uint64_t v) { return fmt::format("  {:<30}{:>12}\n", label, v); }
 
-}  // namespace
-
-std::string formatProgress(uint64_t submitted, uint64_t total, double seconds, const replay::ReplayStats& r) {
-  const double rate = seconds > 0 ? static_cast<double>(submitted) / seconds : 0.0;
-  std::string sent = total > 0 ? fmt::format("{}/{}", submitted, total) : fmt::format("{}", submitted);
-  return fmt::format(
-      "replay {:.1f}s sent {} ({:.1f} req/s) | 2xx {} 3xx {} 4xx {} 5xx {} | errors {} | dropped {} | in flight {}",
-      seconds, sent, rate, load(r.responses2xx), load(r.responses3xx), load(r.responses4xx), load(r.responses5xx),
-      r.errors(), load(r.queueFull) + load(r.droppedOldest) + load(r.droppedRateLimit) + load(r.droppedShutdown),
-      r.inFlight.load(std::memory_order_relaxed));
+uint64_t h2Load(const h2::H2PoolStats* h2, const std::atomic<uint64_t> h2::H2PoolStats::*field) {
+  return h2 == nullptr ? 0 : load(h2->*field);
 }
 
-std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r) {
+// The command's HTTP/2 sink: the pool, created only when the plan holds
+// HTTP/2 records.
+class PoolSink final : public H2JobSink {
+ public:
+  explicit PoolSink(h2::H2Pool& pool) : pool_(pool) {}
+  bool submit(h2::H2Request&& request) override { return pool_.submit(std::move(request)); }
+
+ private:
+  h2::H2Pool& pool_;
+};
+
+}  // namespace
+
+std::string formatProgress(uint64_t submitted, uint64_t total, double seconds, const replay::ReplayStats& r,
+                           const h2::H2PoolStats* h2) {
+  using S = h2::H2PoolStats;
+  const double rate = seconds > 0 ? static_cast<double>(submitted) / seconds : 0.0;
+  std::string sent = total > 0 ? fmt::format("{}/{}", submitted, total) : fmt::format("{}", submitted);
+  const uint64_t errors = r.errors() + (h2 == nullptr ? 0 : h2->errors());
+  const uint64_t dropped = load(r.queueFull) + load(r.droppedOldest) + load(r.droppedRateLimit) +
+                           load(r.droppedShutdown) + h2Load(h2, &S::queueFull) + h2Load(h2, &S::droppedShutdown);
+  const int64_t inFlight =
+      r.inFlight.load(std::memory_order_relaxed) + (h2 == nullptr ? 0 : h2->inFlight.load(std::memory_order_relaxed));
+  return fmt::format(
+      "replay {:.1f}s sent {} ({:.1f} req/s) | 2xx {} 3xx {} 4xx {} 5xx {} | errors {} | dropped {} | in flight {}",
+      seconds, sent, rate, load(r.responses2xx) + h2Load(h2, &S::responses2xx),
+      load(r.responses3xx) + h2Load(h2, &S::responses3xx), load(r.responses4xx) + h2Load(h2, &S::responses4xx),
+      load(r.responses5xx) + h2Load(h2, &S::responses5xx), errors, dropped, inFlight);
+}
+
+std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r, const h2::H2PoolStats* h2) {
   std::string out = s.interrupted ? "shadowtap replay summary (interrupted)\n" : "shadowtap replay summary\n";
   out += row("files", s.files);
   out += row("requests read", s.requestsRead);
+  out += row("  of them HTTP/2", s.http2Read);
   out += row("  unreadable records skipped", s.malformed);
   out += row("  files cut by a crash", s.cutFiles);
   out += row("  filtered out", s.filtered);
@@ -70,6 +94,27 @@ std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r) 
   out += row("  dropped oldest", load(r.droppedOldest));
   out += row("  rate limited", load(r.droppedRateLimit));
   out += row("  shutdown", load(r.droppedShutdown));
+  if (h2 != nullptr) {
+    out += "HTTP/2 (h2c)\n";
+    out += row("sent to the HTTP/2 pool", load(h2->submitted));
+    out += row("responses", load(h2->responses));
+    out += row("  2xx", load(h2->responses2xx));
+    out += row("  3xx", load(h2->responses3xx));
+    out += row("  4xx", load(h2->responses4xx));
+    out += row("  5xx", load(h2->responses5xx));
+    out += row("  other status", load(h2->responsesOther));
+    out += row("  grpc-status 0", load(h2->grpcOk));
+    out += row("  grpc-status not 0", load(h2->grpcError));
+    out += row("errors", h2->errors());
+    out += row("  connect", load(h2->errorsConnect));
+    out += row("  stream reset", load(h2->errorsReset));
+    out += row("  connection lost", load(h2->errorsConnection));
+    out += row("  response timeout", load(h2->errorsTimeout));
+    out += row("  rejected by nghttp2", load(h2->errorsRejected));
+    out += row("dropped", load(h2->queueFull) + load(h2->droppedShutdown));
+    out += row("  queue full", load(h2->queueFull));
+    out += row("  shutdown", load(h2->droppedShutdown));
+  }
   const double rate = s.seconds > 0 ? static_cast<double>(s.submitted) / s.seconds : 0.0;
   out += fmt::format("  {:<30}{:>12.2f}\n", "seconds", s.seconds);
   out += fmt::format("  {:<30}{:>12.1f}\n", "requests per second", rate);
@@ -78,7 +123,7 @@ std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r) 
 
 int runReplayCommand(int argc, char** argv) {
   CLI::App app{"Send recorded requests (HAR or JSON lines from --record) to a target, with the live "
-               "mirror's Host rewrite, pool, limits and outcome counters."};
+               "mirror's Host rewrite, pool, limits and outcome counters; HTTP/2 records go over h2c."};
   app.name("shadowtap replay");
   std::vector<std::string> files;
   std::string mirror;
@@ -89,6 +134,7 @@ int runReplayCommand(int argc, char** argv) {
   std::vector<std::string> prefixes;
   std::string suffix(http::kDefaultShadowSuffix);
   size_t connections = 16;
+  size_t h2Connections = 2;
   uint32_t timeoutMs = 5000;
   size_t queue = 4096;
   app.add_option("files", files, "recordings (.har / .jsonl; the format is read from the content)")
@@ -102,8 +148,11 @@ int runReplayCommand(int argc, char** argv) {
                       ->expected(0, 1);
   app.add_option("--method", methods, "only these methods (repeatable)");
   app.add_option("--path-prefix", prefixes, "only targets whose path starts with this (repeatable)");
-  app.add_option("--shadow-suffix", suffix, "appended to the host part of Host (\"\" sends Host unchanged)");
+  app.add_option("--shadow-suffix", suffix,
+                 "appended to the host part of Host / HTTP/2 :authority (\"\" sends it unchanged)");
   app.add_option("--connections", connections, "keep-alive connections to the target")->check(CLI::Range(1, 4096));
+  app.add_option("--h2-connections", h2Connections, "HTTP/2 (h2c) connections to the target, for HTTP/2 records")
+      ->check(CLI::Range(1, 256));
   app.add_option("--timeout-ms", timeoutMs, "connect and response timeout")->check(CLI::Range(1u, 3600000u));
   app.add_option("--queue", queue, "requests waiting for a connection; beyond, dropped (speed > 0)")
       ->check(CLI::Range(1, 1 << 24));
@@ -158,6 +207,8 @@ int runReplayCommand(int argc, char** argv) {
     }
     ++summary.files;
     summary.requestsRead += rr.requests.size();
+    summary.http2Read += static_cast<uint64_t>(
+        std::count_if(rr.requests.begin(), rr.requests.end(), [](const auto& r) { return r.isHttp2(); }));
     summary.malformed += rr.malformed;
     summary.cutFiles += rr.cut ? 1 : 0;
     for (auto& r : rr.requests) {
@@ -198,6 +249,26 @@ int runReplayCommand(int argc, char** argv) {
     std::cerr << "shadowtap replay: cannot start the replay event loop" << std::endl;
     return 1;
   }
+  // HTTP/2 records go over h2c with prior knowledge (what the live mirror
+  // does); the pool exists only when the plan holds some.
+  std::unique_ptr<h2::H2Pool> pool;
+  std::unique_ptr<PoolSink> poolSink;
+  if (std::any_of(plan.requests.begin(), plan.requests.end(), [](const auto& r) { return r.isHttp2(); })) {
+    h2::H2PoolOptions po;
+    po.addrs = resolved.addrs;
+    po.connections = h2Connections;
+    po.queueCapacity = queue;
+    po.client.connectTimeoutNs = uint64_t{timeoutMs} * 1'000'000;
+    po.client.responseTimeoutNs = uint64_t{timeoutMs} * 1'000'000;
+    pool = std::make_unique<h2::H2Pool>(po);
+    if (!pool->start()) {
+      replayer.stop(std::chrono::milliseconds(0));
+      std::cerr << "shadowtap replay: cannot start the HTTP/2 event loop" << std::endl;
+      return 1;
+    }
+    poolSink = std::make_unique<PoolSink>(*pool);
+  }
+  const h2::H2PoolStats* h2Stats = pool ? &pool->stats() : nullptr;
   struct sigaction sa {};
   sa.sa_handler = onSignal;
   sigaction(SIGINT, &sa, nullptr);
@@ -216,7 +287,8 @@ int runReplayCommand(int argc, char** argv) {
       return;
     }
     nextProgress = now + (tty ? 200'000'000ULL : 5'000'000'000ULL);
-    const std::string line = formatProgress(load(counters.submitted), total, double(now - startNs) / 1e9, rs);
+    const std::string line =
+        formatProgress(load(counters.submitted), total, double(now - startNs) / 1e9, rs, h2Stats);
     if (tty) {
       std::printf("\r%s\033[K", line.c_str());
     } else {
@@ -225,21 +297,33 @@ int runReplayCommand(int argc, char** argv) {
     std::fflush(stdout);
   };
   // As fast as allowed: keep the queue short so the pool sets the pace.
+  // HTTP/2: streams, not connections, set the pace.
+  const int64_t h2Streams = static_cast<int64_t>(h2Connections * h2::H2ClientOptions{}.maxConcurrentStreams);
   const auto busy = [&] {
-    return rs.queueDepth.load(std::memory_order_relaxed) >= static_cast<int64_t>(std::max<size_t>(connections, 4));
+    if (rs.queueDepth.load(std::memory_order_relaxed) >= static_cast<int64_t>(std::max<size_t>(connections, 4))) {
+      return true;
+    }
+    return h2Stats != nullptr &&
+           (h2Stats->queueDepth.load(std::memory_order_relaxed) >= static_cast<int64_t>(std::max<size_t>(h2Connections, 4)) ||
+            h2Stats->inFlight.load(std::memory_order_relaxed) >= h2Streams);
   };
-  runPlan(plan, replayer, clock, gStop, busy, tick, counters);
+  runPlan(plan, replayer, poolSink.get(), clock, gStop, busy, tick, counters);
   // Let what is queued and in flight finish (bounded by the timeouts).
-  replayer.stop(std::chrono::milliseconds(gStop.load() ? 1000 : uint64_t{timeoutMs} * 2 + 1000));
+  const auto drain = std::chrono::milliseconds(gStop.load() ? 1000 : uint64_t{timeoutMs} * 2 + 1000);
+  replayer.stop(drain);
+  if (pool) {
+    pool->stop(drain);
+  }
   if (tty) {
     std::printf("\r%s\033[K\n",
-                formatProgress(load(counters.submitted), total, double(clock.nowNs() - startNs) / 1e9, rs).c_str());
+                formatProgress(load(counters.submitted), total, double(clock.nowNs() - startNs) / 1e9, rs, h2Stats)
+                    .c_str());
   }
   summary.passes = load(counters.passes);
   summary.submitted = load(counters.submitted);
   summary.seconds = double(clock.nowNs() - startNs) / 1e9;
   summary.interrupted = gStop.load();
-  std::printf("%s", formatSummary(summary, rs).c_str());
+  std::printf("%s", formatSummary(summary, rs, h2Stats).c_str());
   std::fflush(stdout);
   return 0;
 }

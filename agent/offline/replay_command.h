@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 
+#include "h2/h2_pool.h"
 #include "replay/replay_stats.h"
 
 namespace shadowtap::offline {
@@ -10,7 +11,8 @@ namespace shadowtap::offline {
 // `shadowtap replay FILE... --mirror host:port [options]`: sends recorded
 // requests (HAR or JSON lines, see record_reader.h) to a target with the live
 // mirror's Host rewrite and replay::Replayer (pool, queue, timeouts, outcome
-// counters). argv[0] is "replay" (main passes argc - 1, argv + 1). Prints
+// counters); HTTP/2 records go over an h2::H2Pool (h2c with prior knowledge,
+// :authority gets the suffix), each record with its own protocol. argv[0] is "replay" (main passes argc - 1, argv + 1). Prints
 // progress (\r updates on a terminal, a plain line every 5 s otherwise) and a
 // summary table on stdout; returns 0 when done (also after SIGINT/SIGTERM,
 // which end the replay early), non-zero after one line on stderr for bad
@@ -21,6 +23,7 @@ int runReplayCommand(int argc, char** argv);
 struct ReplaySummary {
   uint64_t files = 0;
   uint64_t requestsRead = 0;
+  uint64_t http2Read = 0;      // of requestsRead, HTTP/2 records
   uint64_t malformed = 0;      // unreadable records, skipped
   uint64_t cutFiles = 0;       // HAR files cut by a crash, read up to their last entry
   uint64_t filtered = 0;       // not matching --method / --path-prefix
@@ -31,9 +34,13 @@ struct ReplaySummary {
   bool interrupted = false;
 };
 
-// The final table (several lines, each "  label  value").
-std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r);
-// One progress line without line end: rate, sent, outcomes.
-std::string formatProgress(uint64_t submitted, uint64_t total, double seconds, const replay::ReplayStats& r);
+// The final table (several lines, each "  label  value"); with `h2` (the
+// replay used an HTTP/2 pool) an HTTP/2 section follows the HTTP/1 one.
+std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r,
+                          const h2::H2PoolStats* h2 = nullptr);
+// One progress line without line end: rate, sent, outcomes (HTTP/1 and
+// HTTP/2 added up).
+std::string formatProgress(uint64_t submitted, uint64_t total, double seconds, const replay::ReplayStats& r,
+                           const h2::H2PoolStats* h2 = nullptr);
 
 }  // namespace shadowtap::offline

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "record/h2_record.h"
+
 namespace shadowtap::offline {
 
 std::string_view targetPath(std::string_view t) {
@@ -31,6 +33,12 @@ bool RequestFilter::matches(const record::RecordedRequest& r) const {
 void runPlan(const ReplayPlan& plan, replay::JobSink& sink, Clock& clock, const std::atomic<bool>& stop,
              const std::function<bool()>& busy, const std::function<void()>& tick, RunCounters& counters,
              uint64_t tickNs) {
+  runPlan(plan, sink, nullptr, clock, stop, busy, tick, counters, tickNs);
+}
+
+void runPlan(const ReplayPlan& plan, replay::JobSink& sink, H2JobSink* h2Sink, Clock& clock,
+             const std::atomic<bool>& stop, const std::function<bool()>& busy, const std::function<void()>& tick,
+             RunCounters& counters, uint64_t tickNs) {
   Pacer pacer(plan.speed, plan.maxRps);
   // Waits until `until` in steps of tickNs, calling tick; false when stopped.
   auto waitUntil = [&](uint64_t until) {
@@ -62,14 +70,25 @@ void runPlan(const ReplayPlan& plan, replay::JobSink& sink, Clock& clock, const 
           }
         }
       }
-      replay::ReplayJob job;
-      job.ruleId = r.ruleId;
-      job.isHead = r.method == "HEAD";
       const uint64_t now = clock.nowNs();
-      job.capturedNs = now;
-      job.bytes = record::buildRequestBytes(r, plan.suffix);
       counters.submitted.fetch_add(1, std::memory_order_relaxed);
-      if (!sink.submit(std::move(job))) {
+      bool accepted = false;
+      if (r.isHttp2()) {
+        counters.h2Submitted.fetch_add(1, std::memory_order_relaxed);
+        if (h2Sink != nullptr) {
+          h2::H2Request h2req = record::buildH2Request(r, plan.suffix);
+          h2req.tsNs = now;
+          accepted = h2Sink->submit(std::move(h2req));
+        }
+      } else {
+        replay::ReplayJob job;
+        job.ruleId = r.ruleId;
+        job.isHead = r.method == "HEAD";
+        job.capturedNs = now;
+        job.bytes = record::buildRequestBytes(r, plan.suffix);
+        accepted = sink.submit(std::move(job));
+      }
+      if (!accepted) {
         counters.refused.fetch_add(1, std::memory_order_relaxed);
       }
       pacer.sent(now);

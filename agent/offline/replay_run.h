@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "h2/h2_request.h"
 #include "offline/pacer.h"
 #include "record/recorded_request.h"
 #include "replay/job_sink.h"
@@ -30,21 +31,39 @@ struct ReplayPlan {
   std::string suffix = "-shadow";
 };
 
-// Progress of a run; written by the sending thread, read by anyone.
-struct RunCounters {
-  std::atomic<uint64_t> submitted{0};  // jobs offered to the sink
-  std::atomic<uint64_t> refused{0};    // ... that the sink dropped (counted there by reason)
-  std::atomic<uint64_t> passes{0};     // passes completed
+// Where a plan's HTTP/2 requests go: an h2::H2Pool (h2c, prior knowledge)
+// in the command, a fake in tests.
+class H2JobSink {
+ public:
+  virtual ~H2JobSink() = default;
+  // Never blocks; false when the request was dropped (counted by the sink).
+  virtual bool submit(h2::H2Request&& request) = 0;
 };
 
-// Sends the plan's requests to `sink`, rebuilt with buildRequestBytes (Host
-// gets the suffix), paced by a Pacer over `clock`. With speed 0 it waits while
+// Progress of a run; written by the sending thread, read by anyone.
+struct RunCounters {
+  std::atomic<uint64_t> submitted{0};    // requests offered to a sink (HTTP/1 and HTTP/2)
+  std::atomic<uint64_t> refused{0};      // ... that the sink dropped (counted there by reason), or HTTP/2
+                                         // requests with no HTTP/2 sink
+  std::atomic<uint64_t> h2Submitted{0};  // of `submitted`, HTTP/2 requests
+  std::atomic<uint64_t> passes{0};       // passes completed
+};
+
+// Sends the plan's HTTP/1 requests to `sink`, rebuilt with buildRequestBytes
+// (Host gets the suffix), and its HTTP/2 requests to `h2Sink`, rebuilt with
+// record::buildH2Request (:authority gets the suffix; nullptr: they are
+// counted as refused), one sequence in plan order paced by a Pacer over
+// `clock`. With speed 0 it waits while
 // `busy()` says the sink is saturated, so an as-fast-as-allowed replay is
 // bounded by the pool instead of overflowing the queue; with speed > 0 it
 // keeps the recorded pacing and the sink's queue limit drops what the target
 // cannot take (as in live mirroring). `tick` is called at least every
 // `tickNs` while waiting and after each request (for progress output).
 // Returns when every pass is done or `stop` is set.
+void runPlan(const ReplayPlan& plan, replay::JobSink& sink, H2JobSink* h2Sink, Clock& clock,
+             const std::atomic<bool>& stop, const std::function<bool()>& busy, const std::function<void()>& tick,
+             RunCounters& counters, uint64_t tickNs = 100'000'000);
+// HTTP/1 only (HTTP/2 requests are refused).
 void runPlan(const ReplayPlan& plan, replay::JobSink& sink, Clock& clock, const std::atomic<bool>& stop,
              const std::function<bool()>& busy, const std::function<void()>& tick, RunCounters& counters,
              uint64_t tickNs = 100'000'000);

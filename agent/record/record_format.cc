@@ -23,6 +23,51 @@ std::string headerValue(const RecordedRequest& r, std::string_view name) {
   return "";
 }
 
+// HTTP/2 fields as JSON lines store them: [name, value] pairs.
+Json pairs(const std::vector<std::pair<std::string, std::string>>& fields) {
+  Json out = Json::array();
+  for (const auto& [n, v] : fields) {
+    out.push_back(Json::array({n, v}));
+  }
+  return out;
+}
+
+// ... and as HAR stores them: {name, value} objects, "_neverIndex": true on
+// the fields sent never-indexed.
+Json harFields(const std::vector<std::pair<std::string, std::string>>& fields, const std::vector<uint32_t>& neverIndex) {
+  Json out = Json::array();
+  for (const auto& [n, v] : fields) {
+    out.push_back(Json{{"name", n}, {"value", v}});
+  }
+  for (uint32_t i : neverIndex) {
+    if (i < out.size()) {
+      out[i]["_neverIndex"] = true;
+    }
+  }
+  return out;
+}
+
+// An HTTP/2 request's URL from its pseudo-headers (Chrome's convention).
+std::string h2Url(const RecordedRequest& r) {
+  std::string scheme;
+  std::string authority;
+  std::string path;
+  bool haveAuthority = false;
+  for (const auto& [n, v] : r.headers) {
+    if (n == ":scheme" && scheme.empty()) {
+      scheme = v;
+    } else if (n == ":authority" && !haveAuthority) {
+      authority = v;
+      haveAuthority = true;
+    } else if (n == ":path" && path.empty()) {
+      path = v;
+    } else if (n == "host" && authority.empty()) {
+      authority = v;  // no :authority: the host field stands in (RFC 9113 8.3.1)
+    }
+  }
+  return (scheme.empty() ? std::string("http") : scheme) + "://" + authority + path;
+}
+
 }  // namespace
 
 std::string toJsonLine(const RecordedRequest& r) {
@@ -38,6 +83,15 @@ std::string toJsonLine(const RecordedRequest& r) {
     headers.push_back(Json::array({n, v}));
   }
   j["headers"] = std::move(headers);
+  if (r.isHttp2()) {
+    if (!r.neverIndexHeaders.empty()) {
+      j["headers_never_index"] = r.neverIndexHeaders;
+    }
+    j["trailers"] = pairs(r.trailers);
+    if (!r.neverIndexTrailers.empty()) {
+      j["trailers_never_index"] = r.neverIndexTrailers;
+    }
+  }
   j["body_length"] = r.bodyLength;
   j["body_sha256"] = r.bodySha256;
   if (r.bodyKept) {
@@ -70,7 +124,9 @@ std::string harEntry(const RecordedRequest& r) {
   Json req;
   req["method"] = r.method;
   const std::string host = headerValue(r, "host");
-  if (!r.target.empty() && r.target[0] == '/') {
+  if (r.isHttp2()) {
+    req["url"] = h2Url(r);
+  } else if (!r.target.empty() && r.target[0] == '/') {
     req["url"] = "http://" + host + r.target;
   } else if (r.target == "*") {
     req["url"] = "http://" + host + "/";
@@ -99,11 +155,10 @@ std::string harEntry(const RecordedRequest& r) {
     }
   }
   req["cookies"] = std::move(cookies);
-  Json headers = Json::array();
-  for (const auto& [n, v] : r.headers) {
-    headers.push_back(Json{{"name", n}, {"value", v}});
+  req["headers"] = harFields(r.headers, r.neverIndexHeaders);
+  if (r.isHttp2()) {
+    req["_trailers"] = harFields(r.trailers, r.neverIndexTrailers);
   }
-  req["headers"] = std::move(headers);
   Json query = Json::array();
   const size_t q = r.target.find('?');
   if (q != std::string::npos) {
@@ -133,7 +188,8 @@ std::string harEntry(const RecordedRequest& r) {
     }
     req["postData"] = std::move(post);
   }
-  req["headersSize"] = r.headSize;
+  // HTTP/2: the HPACK-compressed size is not known (HAR's "not available").
+  req["headersSize"] = r.isHttp2() ? int64_t{-1} : static_cast<int64_t>(r.headSize);
   req["bodySize"] = r.bodyLength;
 
   Json resp;  // not captured: HAR's "no response" convention (status 0)

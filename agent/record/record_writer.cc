@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "record/h2_record.h"
 #include "record/pcap_writer.h"
 #include "record/record_format.h"
 
@@ -113,6 +114,44 @@ void RecordWriter::record(const http::Request& request) {
   }
   http::Request copy = request;
   onRequest(std::move(copy));
+}
+
+void RecordWriter::record(const h2::H2Request& request) {
+  if (wantsSegments()) {
+    return;
+  }
+  h2::H2Request copy = request;
+  record(std::move(copy));
+}
+
+void RecordWriter::record(h2::H2Request&& request) {
+  if (wantsSegments()) {
+    return;
+  }
+  size_t bytes = request.body.size() + kItemOverhead;
+  for (const auto* fields : {&request.headers, &request.trailers}) {
+    for (const h2::HeaderField& f : *fields) {
+      bytes += f.name.size() + f.value.size() + sizeof(h2::HeaderField);
+    }
+  }
+  enqueue(Item(std::in_place_type<h2::H2Request>, std::move(request)), bytes);
+}
+
+std::optional<RecordedRequest> RecordWriter::recordedFrom(Item& item, const Redactor& redactor) {
+  std::optional<RecordedRequest> rec;
+  if (auto* req = std::get_if<http::Request>(&item)) {
+    rec = splitRequest(*req, realtimeOffsetNs_, opts_.keepBodies);
+  } else if (auto* h2req = std::get_if<h2::H2Request>(&item)) {
+    rec = fromH2Request(std::move(*h2req), realtimeOffsetNs_, opts_.keepBodies);
+  }
+  if (!rec) {
+    return rec;
+  }
+  stats_.redactedValues.fetch_add(redactor.apply(*rec), std::memory_order_relaxed);
+  if (!rec->bodyKept && rec->bodyLength > 0) {
+    stats_.bodiesOmitted.fetch_add(1, std::memory_order_relaxed);
+  }
+  return rec;
 }
 
 void RecordWriter::onSegment(const flow::Segment& s) {
@@ -272,17 +311,9 @@ bool HarWriter::openFile(const std::string& path) {
 }
 
 RecordWriter::WriteResult HarWriter::writeItem(Item& item) {
-  auto* req = std::get_if<http::Request>(&item);
-  if (req == nullptr) {
-    return WriteResult::kMalformed;
-  }
-  auto rec = splitRequest(*req, realtimeOffsetNs(), options().keepBodies);
+  auto rec = recordedFrom(item, redactor_);
   if (!rec) {
     return WriteResult::kMalformed;
-  }
-  mutableStats().redactedValues.fetch_add(redactor_.apply(*rec), std::memory_order_relaxed);
-  if (!rec->bodyKept && rec->bodyLength > 0) {
-    mutableStats().bodiesOmitted.fetch_add(1, std::memory_order_relaxed);
   }
   std::string line = entries_ == 0 ? std::string() : std::string(",");
   line += harEntry(*rec);
@@ -321,17 +352,9 @@ bool JsonlWriter::openFile(const std::string& path) {
 }
 
 RecordWriter::WriteResult JsonlWriter::writeItem(Item& item) {
-  auto* req = std::get_if<http::Request>(&item);
-  if (req == nullptr) {
-    return WriteResult::kMalformed;
-  }
-  auto rec = splitRequest(*req, realtimeOffsetNs(), options().keepBodies);
+  auto rec = recordedFrom(item, redactor_);
   if (!rec) {
     return WriteResult::kMalformed;
-  }
-  mutableStats().redactedValues.fetch_add(redactor_.apply(*rec), std::memory_order_relaxed);
-  if (!rec->bodyKept && rec->bodyLength > 0) {
-    mutableStats().bodiesOmitted.fetch_add(1, std::memory_order_relaxed);
   }
   std::string line = toJsonLine(*rec);
   line += '\n';

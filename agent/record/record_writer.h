@@ -4,12 +4,14 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <variant>
 #include <vector>
 
 #include "flow/segment.h"
+#include "h2/h2_request.h"
 #include "http/request.h"
 #include "record/record_options.h"
 #include "record/record_stats.h"
@@ -53,6 +55,12 @@ class RecordWriter : public http::RequestSink {
   void onRequest(http::Request&& request) override;
   // The same, copying the request (when the caller still needs it to mirror).
   void record(const http::Request& request);
+  // HTTP/2 requests (HAR and JSON lines; the pcap recorder ignores them,
+  // uncounted, since it has the connection's segments). The copy queued is
+  // the request itself: redaction, hashing and formatting happen on the
+  // writer thread, as for HTTP/1.
+  void record(const h2::H2Request& request);
+  void record(h2::H2Request&& request);
   void onSegment(const flow::Segment& segment);
   virtual bool wantsSegments() const { return false; }
 
@@ -71,7 +79,7 @@ class RecordWriter : public http::RequestSink {
   explicit RecordWriter(RecordOptions opts);
 
   enum class WriteResult { kOk, kMalformed, kError };
-  using Item = std::variant<http::Request, SegmentCopy>;
+  using Item = std::variant<http::Request, SegmentCopy, h2::H2Request>;
 
   // Writer thread hooks. openFile writes the file header; writeItem one record;
   // closeFile the trailer (false on any failure of the write or close).
@@ -83,6 +91,10 @@ class RecordWriter : public http::RequestSink {
 
   int64_t realtimeOffsetNs() const { return realtimeOffsetNs_; }
   RecordStats& mutableStats() { return stats_; }
+  // A request item (HTTP/1 or HTTP/2) as fields, redacted, with
+  // redactedValues/bodiesOmitted counted; nullopt for a malformed request or
+  // a segment.
+  std::optional<RecordedRequest> recordedFrom(Item& item, const Redactor& redactor);
 
  private:
   void enqueue(Item&& item, size_t bytes);

@@ -27,6 +27,13 @@ std::string lower(std::string_view s) {
 
 }  // namespace
 
+bool RecordedRequest::isHttp2() const { return httpVersion == kHttp2Version; }
+
+bool isHttp2Version(std::string_view v) {
+  return equalsIgnoreCase(v, "HTTP/2") || equalsIgnoreCase(v, "HTTP/2.0") || equalsIgnoreCase(v, "h2") ||
+         equalsIgnoreCase(v, "h2c");
+}
+
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) {
     return false;
@@ -198,6 +205,16 @@ size_t Redactor::apply(RecordedRequest& r) const {
   }
   size_t replaced = 0;
   for (auto& [name, value] : r.headers) {
+    if (headerRedacted(name)) {
+      value = std::string(kRedactedMarker);
+      ++replaced;
+    } else if (name == ":path") {
+      // HTTP/2: the query lives in :path; r.target repeats it (counted once).
+      size_t ignored = 0;
+      value = redactTarget(value, &ignored);
+    }
+  }
+  for (auto& [name, value] : r.trailers) {
     if (headerRedacted(name)) {
       value = std::string(kRedactedMarker);
       ++replaced;

@@ -34,8 +34,26 @@ struct RecordedRequest {
   // The body as framed on the wire when it differs from `body` (chunked:
   // chunk sizes, extensions, trailers); empty otherwise.
   std::string wireBody;
-  size_t headSize = 0;  // bytes of request line + headers + blank line, as captured
+  size_t headSize = 0;  // bytes of request line + headers + blank line, as captured (0: HTTP/2)
+
+  // HTTP/2 (httpVersion == kHttp2Version): `headers` holds every field in
+  // wire order, pseudo-headers (":method", ":path", ...) included, and
+  // method/target repeat :method/:path. The trailing HEADERS fields follow
+  // here; the never-index flags (RFC 7541 6.2.3) as indices into headers and
+  // trailers. Empty for HTTP/1 (whose trailers stay in wireBody).
+  std::vector<std::pair<std::string, std::string>> trailers;
+  std::vector<uint32_t> neverIndexHeaders;
+  std::vector<uint32_t> neverIndexTrailers;
+
+  bool isHttp2() const;
+  bool operator==(const RecordedRequest&) const = default;
 };
+
+// How recordings name HTTP/2.
+inline constexpr std::string_view kHttp2Version = "HTTP/2";
+// True for the spellings of HTTP/2 in recordings (ours and browsers'):
+// "HTTP/2", "HTTP/2.0", "h2", "h2c", any case.
+bool isHttp2Version(std::string_view version);
 
 // Splits a framed request (http::Request from the framer) into fields.
 // nullopt when the head does not split into "NAME:value" CRLF lines or a
@@ -43,9 +61,10 @@ struct RecordedRequest {
 std::optional<RecordedRequest> splitRequest(const http::Request& r, int64_t realtimeOffsetNs, bool keepBodies);
 
 // Replaces sensitive values with kRedactedMarker: the values of the headers
-// named in kDefaultRedactedHeaders and `extraHeaders` (any case) and of the
-// query parameters named in `queryParams` (in the target). Returns how many
-// values were replaced.
+// (and HTTP/2 trailers) named in kDefaultRedactedHeaders and `extraHeaders`
+// (any case) and of the query parameters named in `queryParams` (in the
+// target, and in an HTTP/2 request's :path field). Returns how many values
+// were replaced.
 class Redactor {
  public:
   Redactor(bool enabled, const std::vector<std::string>& extraHeaders, const std::vector<std::string>& queryParams);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "http/host_rewrite.h"
+#include "record/h2_record.h"
 #include "record/record_writer.h"
 #include "record_test_util.h"
 
@@ -160,12 +161,27 @@ TEST(RecordReader, BrowserHar) {
       "response":{"status":200,"statusText":"","httpVersion":"","cookies":[],"headers":[],
         "content":{"size":0,"mimeType":""},"redirectURL":"","headersSize":-1,"bodySize":-1},
       "cache":{},"timings":{"send":0,"wait":0,"receive":0}}]}})";
+  // An HTTP/2 entry is replayed as HTTP/2: the pseudo-headers it lacks come from the URL.
   ReadResult rr = parseRecordText(har);
+  ASSERT_EQ(rr.requests.size(), 1u);
+  ASSERT_TRUE(rr.requests[0].isHttp2());
+  const h2::H2Request h2req = record::buildH2Request(rr.requests[0], "-shadow");
+  const std::vector<h2::HeaderField> expected = {
+      {":authority", "example.test-shadow:8443", false}, {":method", "POST", false}, {":scheme", "https", false},
+      {":path", "/api/x?y=1", false}, {"content-type", "text/plain", false}, {"content-length", "2", false}};
+  EXPECT_EQ(h2req.headers, expected);
+  EXPECT_EQ(h2req.body, "hi");
+  EXPECT_EQ(rr.requests[0].target, "/api/x?y=1");
+  EXPECT_EQ(rr.requests[0].unixNs, kMay1 - int64_t{7200} * 1'000'000'000);
+
+  // Another version (here HTTP/3): HTTP/1.1 bytes, pseudo-headers dropped, :authority as Host.
+  std::string h3 = har;
+  h3.replace(h3.find("http/2.0"), 8, "h3");
+  rr = parseRecordText(h3);
   ASSERT_EQ(rr.requests.size(), 1u);
   EXPECT_EQ(record::buildRequestBytes(rr.requests[0], "-shadow"),
             "POST /api/x?y=1 HTTP/1.1\r\nHost: example.test-shadow:8443\r\ncontent-type: text/plain\r\n"
             "content-length: 2\r\n\r\nhi");
-  EXPECT_EQ(rr.requests[0].unixNs, kMay1 - int64_t{7200} * 1'000'000'000);
 }
 
 TEST(RecordReader, MalformedLinesAreCountedAndBadFilesRejected) {

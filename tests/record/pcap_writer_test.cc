@@ -178,5 +178,44 @@ TEST(PcapWriter, SegmentsReadBackWithLibpcap) {
   EXPECT_EQ(pk[3].payload + pk[4].payload, big);
 }
 
+// The pcap recorder does not look at the protocol: an h2c connection's
+// segments (preface, SETTINGS, HPACK-coded HEADERS) go in byte for byte,
+// and its decoded HTTP/2 requests are not taken (the segments already hold them).
+TEST(PcapWriter, H2cSegmentsAreRecordedAsCaptured) {
+  TempDir dir;
+  RecordOptions o;
+  o.path = dir.path() + "/h2c.pcap";
+  o.format = RecordFormat::kPcap;
+  o.redact = false;
+  std::string error;
+  auto w = makeRecordWriter(o, &error);
+  ASSERT_NE(w, nullptr) << error;
+  flow::FlowKey k;
+  k.saddr = {198, 18, 0, 1};
+  k.daddr = {198, 18, 0, 2};
+  k.sport = 40002;
+  k.dport = 50051;
+  const std::string preface = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
+                              std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);  // empty SETTINGS
+  // HEADERS, stream 1, END_STREAM|END_HEADERS: :method GET, :scheme http, :path /, :authority (literal) "a".
+  const std::string headers("\x00\x00\x06\x01\x05\x00\x00\x00\x01\x82\x86\x84\x41\x01\x61", 15);
+  w->onSegment(segment(k, 1, preface, flow::kTcpAck));
+  w->onSegment(segment(k, 1 + static_cast<uint32_t>(preface.size()), headers, flow::kTcpAck));
+  h2::H2Request decoded;
+  decoded.headers = {{":method", "GET", false}, {":path", "/", false}};
+  w->record(decoded);
+  w->close();
+  EXPECT_EQ(w->stats().offered, 2u);
+  EXPECT_EQ(w->stats().written, 2u);
+  int linktype = -1;
+  const auto pk = readBack(dir.files("h2c", ".pcap").at(0), &linktype);
+  ASSERT_EQ(pk.size(), 2u);
+  EXPECT_EQ(pk[0].payload, preface);
+  EXPECT_EQ(pk[1].payload, headers);
+  EXPECT_EQ(pk[1].seq, 1 + preface.size());
+  EXPECT_EQ(pk[1].dport, 50051);
+  EXPECT_TRUE(pk[1].tcpChecksumOk);
+}
+
 }  // namespace
 }  // namespace shadowtap::record
