@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Runs shadowtap's benchmarks and rewrites tests/bench/RESULTS.md.
 #
-# Usage: scripts/bench.sh [all|kernel|pipeline|impact|fidelity|memory]...   (default: all)
+# Usage: scripts/bench.sh [all|kernel|pipeline|impact|fidelity|memory|h2]...   (default: all)
 #
 # Installs the benchmark tools from Debian (scripts/install-deps.sh --bench),
 # builds in Release into build-bench/ (or $BUILD_DIR), runs the parts asked for
 # and regenerates RESULTS.md from every part's latest results
 # ($BUILD_DIR/bench-results/*.json), so running one part keeps the others' figures.
 # Needs root for everything but `pipeline` (BPF, network namespaces). The whole
-# suite takes about 6-7 minutes on 2 cores once built.
+# suite takes about 6-7 minutes on 2 cores once built, plus under 4 for `h2`
+# (h2c with nghttpd and h2load: tests/bench/h2bench.py).
 # Environment: BENCH_QUICK=1 shortens every part (smoke test, figures not meaningful);
 # BENCH_NO_BUILD=1 measures the binaries already in $BUILD_DIR without rebuilding.
 set -euo pipefail
@@ -21,10 +22,10 @@ TAG=sbn$$
 parts=()
 for a in "${@:-all}"; do
   case "$a" in
-    all) parts+=(kernel pipeline impact fidelity memory) ;;
-    kernel|pipeline|impact|fidelity|memory) parts+=("$a") ;;
+    all) parts+=(kernel pipeline impact fidelity memory h2) ;;
+    kernel|pipeline|impact|fidelity|memory|h2) parts+=("$a") ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown part '$a' (kernel|pipeline|impact|fidelity|memory|all)" >&2; exit 2 ;;
+    *) echo "bench.sh: unknown part '$a' (kernel|pipeline|impact|fidelity|memory|h2|all)" >&2; exit 2 ;;
   esac
 done
 
@@ -132,8 +133,21 @@ for p in "${parts[@]}"; do
       run memory python3 tests/bench/netbench.py memory --build "$BUILD_DIR" --out "$OUT" --tag "$TAG" \
         --idle-conns 10000 --outage "$([[ -n ${quick[*]} ]] && echo 10 || echo 30)" --outage-rate 1000 --outage-body 16384
       ;;
+    h2)
+      # h2c: production impact (none / mirror ok / mirror refused), fidelity at rising
+      # rates until < 99 %, gRPC-shaped POSTs; writes h2.json, its RESULTS.md section below.
+      if [[ -n ${quick[*]} ]]; then
+        h2args=(--seconds 3 --rates 5000,20000 --fidelity-seconds 2 --grpc-seconds 2)
+      else
+        h2args=(--seconds 10 --rates 5000,20000,40000,60000 --fidelity-seconds 3 --grpc-seconds 4)
+      fi
+      run h2 python3 tests/bench/h2bench.py --build "$BUILD_DIR" --out "$OUT" --tag "$TAG" --runs "$netruns" \
+        --attach tcx --clients 4 --streams 10 --rate 2000 "${h2args[@]}"
+      ;;
   esac
 done
 
 python3 tests/bench/report.py "$OUT" tests/bench/RESULTS.md
+# The h2c section (section 6) from h2.json, if any, spliced in before the hand-written analysis.
+python3 tests/bench/h2bench.py report "$OUT" tests/bench/RESULTS.md
 log "wrote tests/bench/RESULTS.md"
