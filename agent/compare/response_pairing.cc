@@ -1,6 +1,10 @@
 #include "compare/response_pairing.h"
 
+#include <algorithm>
+#include <limits>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 namespace shadowtap::compare {
 namespace {
@@ -13,37 +17,347 @@ void sub(std::atomic<uint64_t>& counter, uint64_t n = 1) {
   counter.fetch_sub(n, std::memory_order_relaxed);
 }
 
+uint64_t stampOf(uint64_t nowNs) { return nowNs == 0 ? 1 : nowNs; }
+
+// An entry is due when it was stamped by an earlier sweep more than timeoutNs
+// ago, or at the final sweep (nowNs == UINT64_MAX), which ends everything.
+bool aged(uint64_t stampNs, uint64_t nowNs, uint64_t timeoutNs) {
+  if (nowNs == std::numeric_limits<uint64_t>::max()) {
+    return true;
+  }
+  return stampNs != 0 && nowNs > stampNs && nowNs - stampNs > timeoutNs;
+}
+
+std::string_view trimmed(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) {
+    v.remove_prefix(1);
+  }
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == '\r')) {
+    v.remove_suffix(1);
+  }
+  return v;
+}
+
+// True when the head (status line and fields, up to the blank line) has
+// "Upgrade: h2c".
+bool upgradesToH2c(std::string_view head) {
+  size_t pos = head.find("\r\n");
+  while (pos != std::string_view::npos && pos + 2 < head.size()) {
+    const size_t begin = pos + 2;
+    const size_t eol = head.find("\r\n", begin);
+    const std::string_view line = head.substr(begin, eol == std::string_view::npos ? eol : eol - begin);
+    const size_t colon = line.find(':');
+    if (colon != std::string_view::npos && equalsIgnoreCase(trimmed(line.substr(0, colon)), "upgrade") &&
+        equalsIgnoreCase(trimmed(line.substr(colon + 1)), "h2c")) {
+      return true;
+    }
+    pos = eol;
+  }
+  return false;
+}
+
+constexpr std::string_view kUpgradeStatus = "HTTP/1.1 101";
+
+size_t responseBytes(const Response& r) {
+  size_t n = r.body.size();
+  for (const Header& h : r.headers) {
+    n += h.name.size() + h.value.size();
+  }
+  return n;
+}
+
 }  // namespace
 
-// The egress flow's consumer: a ResponseFramer that tells the registry when the
+// The egress flow's consumer. Until the first bytes tell the protocol it holds
+// them (a few bytes, or an "HTTP/1.1 101" head); then it feeds either the HTTP/1
+// ResponseFramer (created at once, so HTTP/1 requests can be handed to it as
+// before) or an H2ResponseDecoder, whose per-stream results it pairs with
+// expectH2() registrations by stream id. It tells the registry when the
 // response stream ends, so the connection is forgotten.
-class ResponsePairing::Consumer final : public flow::StreamConsumer {
+class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2ResponseHandler {
  public:
+  enum class Proto : uint8_t { kSniff, kHttp1, kH2 };
+
   Consumer(ResponsePairing& owner, const flow::FlowKey& requestFlow, bool fromStart)
       : owner_(owner),
         requestFlow_(requestFlow),
-        framer_(fromStart, owner.sink_, owner.limits_.framer, owner.framerStats_) {}
+        framer_(fromStart, owner.sink_, owner.limits_.framer, owner.framerStats_),
+        proto_(fromStart ? Proto::kSniff : Proto::kHttp1) {
+    if (!fromStart) {
+      add(owner_.stats_.streamsHttp1);
+    }
+  }
   ~Consumer() override { onEnd(flow::EndReason::kShutdown); }
 
-  void onData(std::span<const uint8_t> bytes, uint64_t tsNs) override { framer_.onData(bytes, tsNs); }
-  void onGap(uint64_t bytes) override { framer_.onGap(bytes); }
+  void onData(std::span<const uint8_t> bytes, uint64_t tsNs) override {
+    if (ended_) {
+      return;
+    }
+    switch (proto_) {
+      case Proto::kSniff:
+        sniff(bytes, tsNs);
+        break;
+      case Proto::kHttp1:
+        framer_.onData(bytes, tsNs);
+        break;
+      case Proto::kH2:
+        decoder_->onData(bytes, tsNs);
+        break;
+    }
+  }
+  void onGap(uint64_t bytes) override {
+    if (ended_) {
+      return;
+    }
+    if (proto_ == Proto::kSniff) {
+      toHttp1(NoResponse::kGap);
+    }
+    if (proto_ == Proto::kH2) {
+      decoder_->onGap(bytes);
+    } else {
+      framer_.onGap(bytes);
+    }
+  }
   void onEnd(flow::EndReason reason) override {
     if (ended_) {
       return;
     }
+    if (proto_ == Proto::kSniff) {
+      toHttp1(NoResponse::kStreamEnded);
+    }
     ended_ = true;
     framer_.onEnd(reason);
-    owner_.onConsumerEnd(requestFlow_, &framer_);
+    if (decoder_ != nullptr) {
+      decoder_->onEnd(reason);  // onH2End() resolves every waiting exchange
+    }
+    dropUnmatched();
+    owner_.onConsumerEnd(requestFlow_, this);
   }
-  size_t bufferedBytes() const override { return framer_.bufferedBytes(); }
+  size_t bufferedBytes() const override {
+    return sniff_.size() + framer_.bufferedBytes() + (decoder_ != nullptr ? decoder_->bufferedBytes() : 0) +
+           unmatchedBytes_;
+  }
 
+  Proto proto() const { return proto_; }
   ResponseFramer& framer() { return framer_; }
 
+  // See ResponsePairing::expectH2(); counts h2Handed when it returns true.
+  bool expectH2(int32_t streamId, uint64_t exchangeId) {
+    PairingStats& st = owner_.stats_;
+    if (proto_ != Proto::kH2 || h2Ended_ || streamId > goAwayLast_ || waiting_.count(streamId) != 0 ||
+        waiting_.size() >= owner_.limits_.maxH2Waiting) {
+      return false;
+    }
+    add(st.h2Handed);
+    for (auto it = unmatched_.begin(); it != unmatched_.end(); ++it) {
+      if (it->streamId != streamId) {
+        continue;
+      }
+      Unmatched u = std::move(*it);
+      unmatched_.erase(it);
+      unmatchedBytes_ -= u.bytes;
+      sub(st.unmatchedWaiting);
+      add(st.unmatchedMatched);
+      deliver(exchangeId, u.have, std::move(u.response), u.reason);
+      return true;
+    }
+    waiting_.emplace(streamId, Waiting{exchangeId, 0});
+    add(st.h2Waiting);
+    return true;
+  }
+
+  void expireH2(uint64_t nowNs) {
+    const PairingLimits& lim = owner_.limits_;
+    PairingStats& st = owner_.stats_;
+    while (!unmatched_.empty() && aged(unmatched_.front().stampNs, nowNs, lim.unmatchedTimeoutNs)) {
+      popUnmatched(st.unmatchedExpired);
+    }
+    for (Unmatched& u : unmatched_) {
+      if (u.stampNs == 0) {
+        u.stampNs = stampOf(nowNs);
+      }
+    }
+    std::vector<std::pair<int32_t, uint64_t>> late;
+    for (auto& [streamId, w] : waiting_) {
+      if (aged(w.stampNs, nowNs, lim.h2WaitTimeoutNs)) {
+        late.emplace_back(streamId, w.id);
+      } else if (w.stampNs == 0) {
+        w.stampNs = stampOf(nowNs);
+      }
+    }
+    std::sort(late.begin(), late.end());
+    for (const auto& [streamId, id] : late) {
+      waiting_.erase(streamId);
+      add(st.h2WaitExpired);
+      deliver(id, false, Response(), NoResponse::kUnpairable, true);
+    }
+  }
+
  private:
+  struct Waiting {
+    uint64_t id;
+    uint64_t stampNs;  // 0: not seen by expire() yet
+  };
+  // A stream outcome whose registration has not come (yet).
+  struct Unmatched {
+    int32_t streamId = 0;
+    bool have = false;  // a response, else `reason`
+    Response response;
+    NoResponse reason = NoResponse::kStreamEnded;
+    size_t bytes = 0;
+    uint64_t stampNs = 0;
+  };
+
+  // The sniff: the first bytes of the stream, held until they tell.
+  void sniff(std::span<const uint8_t> bytes, uint64_t tsNs) {
+    if (sniff_.empty()) {
+      sniffTs_ = tsNs;
+    }
+    sniff_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    const std::string_view s = sniff_;
+    if (s[0] != 'H') {
+      // RFC 9113 3.4: the server's first frame is SETTINGS (type 4, not ACK) on stream 0.
+      if (s.size() < 9) {
+        return;
+      }
+      const bool settings = s[3] == 0x04 && s[4] == 0 && s[5] == 0 && s[6] == 0 && s[7] == 0 && s[8] == 0;
+      settings ? toH2() : toHttp1(NoResponse::kUnpairable);
+      return;
+    }
+    const size_t n = std::min(s.size(), kUpgradeStatus.size());
+    if (s.compare(0, n, kUpgradeStatus.substr(0, n)) != 0) {
+      toHttp1(NoResponse::kUnpairable);
+      return;
+    }
+    const size_t end = s.find("\r\n\r\n");
+    if (end == std::string_view::npos) {
+      if (s.size() >= owner_.limits_.h2.maxUpgradeHeadBytes) {
+        toHttp1(NoResponse::kUnpairable);
+      }
+      return;
+    }
+    upgradesToH2c(s.substr(0, end + 2)) ? toH2() : toHttp1(NoResponse::kUnpairable);
+  }
+
+  void toHttp1(NoResponse h2Reason) {
+    proto_ = Proto::kHttp1;
+    add(owner_.stats_.streamsHttp1);
+    owner_.onProtocolKnown(requestFlow_, this, false, h2Reason);
+    std::string bytes;
+    bytes.swap(sniff_);
+    if (!bytes.empty()) {
+      framer_.onData({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, sniffTs_);
+    }
+  }
+
+  void toH2() {
+    proto_ = Proto::kH2;
+    add(owner_.stats_.streamsH2);
+    // HTTP/1 requests told to this connection cannot be answered by HTTP/2.
+    framer_.breakPairing();
+    decoder_ = std::make_unique<H2ResponseDecoder>(static_cast<H2ResponseHandler&>(*this), owner_.limits_.framer, owner_.limits_.h2,
+                                                   owner_.h2Stats_);
+    owner_.onProtocolKnown(requestFlow_, this, true, NoResponse::kUnpairable);
+    std::string bytes;
+    bytes.swap(sniff_);
+    decoder_->onData({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, sniffTs_);
+  }
+
+  // H2ResponseHandler
+  void onH2Response(int32_t streamId, Response&& response) override { settle(streamId, true, std::move(response), {}); }
+  void onH2NoResponse(int32_t streamId, NoResponse reason) override { settle(streamId, false, Response(), reason); }
+  void onH2GoAway(int32_t lastStreamId) override {
+    goAwayLast_ = std::min(goAwayLast_, lastStreamId);
+    failWaiting([&](int32_t streamId) { return streamId > goAwayLast_; }, NoResponse::kStreamEnded);
+  }
+  void onH2End(NoResponse reason) override {
+    h2Ended_ = true;
+    failWaiting([](int32_t) { return true; }, reason);
+    dropUnmatched();
+  }
+
+  void settle(int32_t streamId, bool have, Response&& response, NoResponse reason) {
+    auto it = waiting_.find(streamId);
+    if (it != waiting_.end()) {
+      const uint64_t id = it->second.id;
+      waiting_.erase(it);
+      deliver(id, have, std::move(response), reason, true);
+      return;
+    }
+    PairingStats& st = owner_.stats_;
+    const PairingLimits& lim = owner_.limits_;
+    Unmatched u;
+    u.streamId = streamId;
+    u.have = have;
+    u.reason = reason;
+    u.bytes = have ? responseBytes(response) : 0;
+    u.response = std::move(response);
+    unmatchedBytes_ += u.bytes;
+    unmatched_.push_back(std::move(u));
+    add(st.unmatchedKept);
+    add(st.unmatchedWaiting);
+    while (!unmatched_.empty() &&
+           (unmatched_.size() > lim.maxUnmatchedResponses || unmatchedBytes_ > lim.maxUnmatchedBytes)) {
+      popUnmatched(st.unmatchedDropped);
+    }
+  }
+
+  // One sink call for a handed-over exchange; `wasWaiting` releases the gauge.
+  void deliver(uint64_t id, bool have, Response&& response, NoResponse reason, bool wasWaiting = false) {
+    PairingStats& st = owner_.stats_;
+    if (wasWaiting) {
+      sub(st.h2Waiting);
+    }
+    if (have) {
+      add(st.h2Responses);
+      owner_.sink_.onResponse(id, std::move(response));
+    } else {
+      add(st.h2NoResponse);
+      owner_.sink_.onNoResponse(id, reason);
+    }
+  }
+
+  template <typename Pred>
+  void failWaiting(Pred pred, NoResponse reason) {
+    std::vector<std::pair<int32_t, uint64_t>> gone;
+    for (const auto& [streamId, w] : waiting_) {
+      if (pred(streamId)) {
+        gone.emplace_back(streamId, w.id);
+      }
+    }
+    std::sort(gone.begin(), gone.end());  // stream order, not hash order
+    for (const auto& [streamId, id] : gone) {
+      waiting_.erase(streamId);
+      deliver(id, false, Response(), reason, true);
+    }
+  }
+
+  void popUnmatched(std::atomic<uint64_t>& counter) {
+    unmatchedBytes_ -= unmatched_.front().bytes;
+    unmatched_.pop_front();
+    sub(owner_.stats_.unmatchedWaiting);
+    add(counter);
+  }
+
+  void dropUnmatched() {
+    while (!unmatched_.empty()) {
+      popUnmatched(owner_.stats_.unmatchedDropped);
+    }
+  }
+
   ResponsePairing& owner_;
   const flow::FlowKey requestFlow_;
   ResponseFramer framer_;
+  Proto proto_;
   bool ended_ = false;
+  std::string sniff_;
+  uint64_t sniffTs_ = 0;
+  std::unique_ptr<H2ResponseDecoder> decoder_;
+  bool h2Ended_ = false;
+  int32_t goAwayLast_ = std::numeric_limits<int32_t>::max();
+  std::unordered_map<int32_t, Waiting> waiting_;
+  std::deque<Unmatched> unmatched_;  // oldest first
+  size_t unmatchedBytes_ = 0;
 };
 
 flow::FlowKey ResponsePairing::reverse(const flow::FlowKey& key) {
@@ -59,6 +373,7 @@ ResponsePairing::ResponsePairing(ResponseSink& sink, PairingLimits limits)
 ResponsePairing::~ResponsePairing() {
   for (auto& [key, conn] : conns_) {
     failEarly(conn, NoResponse::kStreamEnded, stats_.earlyExpired);
+    failEarlyH2(conn, NoResponse::kStreamEnded, stats_.earlyExpired);
   }
 }
 
@@ -77,7 +392,11 @@ std::unique_ptr<flow::StreamConsumer> ResponsePairing::create(const flow::FlowKe
   Conn& conn = it->second;
   auto consumer = std::make_unique<Consumer>(*this, requestFlow, fromStart);
   ResponseFramer& framer = consumer->framer();
-  conn.framer = &framer;
+  conn.consumer = consumer.get();
+  if (!fromStart) {
+    // HTTP/2 cannot be decoded without the HPACK state from the start.
+    failEarlyH2(conn, NoResponse::kUnpairable, stats_.earlyDropped);
+  }
   if (conn.broken) {
     framer.breakPairing();
   }
@@ -117,12 +436,13 @@ bool ResponsePairing::expect(const http::Request& request, uint64_t exchangeId) 
     add(stats_.refused);
     return false;
   }
-  if (conn.framer != nullptr) {
-    if (!conn.framer->pairing()) {
+  if (conn.consumer != nullptr) {
+    ResponseFramer& framer = conn.consumer->framer();
+    if (!framer.pairing()) {
       add(stats_.refused);
       return false;
     }
-    conn.framer->expectResponseTo(request.method, exchangeId);
+    framer.expectResponseTo(request.method, exchangeId);
     return true;
   }
   if (conn.early.size() >= limits_.maxEarlyRequests) {
@@ -139,6 +459,66 @@ bool ResponsePairing::expect(const http::Request& request, uint64_t exchangeId) 
   return true;
 }
 
+bool ResponsePairing::expectH2(const flow::FlowKey& requestFlow, int32_t streamId, uint64_t exchangeId) {
+  add(stats_.registered);
+  if (streamId <= 0 || streamId % 2 == 0) {
+    add(stats_.refused);  // not a client-initiated stream
+    return false;
+  }
+  auto it = conns_.find(requestFlow);
+  if (it == conns_.end()) {
+    if (conns_.size() >= limits_.maxConnections) {
+      add(stats_.refused);
+      return false;
+    }
+    it = conns_.emplace(requestFlow, Conn{}).first;
+    publishConnections();
+  }
+  Conn& conn = it->second;
+  if (conn.consumer != nullptr && conn.consumer->proto() != Consumer::Proto::kSniff) {
+    if (!conn.consumer->expectH2(streamId, exchangeId)) {
+      add(stats_.refused);
+      return false;
+    }
+    return true;
+  }
+  // No response stream yet, or its protocol is not known yet.
+  const bool duplicate = std::any_of(conn.h2Early.begin(), conn.h2Early.end(),
+                                     [&](const EarlyH2& e) { return e.streamId == streamId; });
+  if (duplicate || conn.h2Early.size() >= limits_.maxEarlyRequests) {
+    // Pairing is by id: refusing this one leaves the others intact.
+    add(stats_.refused);
+    return false;
+  }
+  conn.h2Early.push_back({streamId, exchangeId, 0});
+  add(stats_.earlyWaiting);
+  return true;
+}
+
+void ResponsePairing::onProtocolKnown(const flow::FlowKey& requestFlow, Consumer* consumer, bool h2,
+                                      NoResponse reason) {
+  auto it = conns_.find(requestFlow);
+  if (it == conns_.end() || it->second.consumer != consumer) {
+    return;
+  }
+  Conn& conn = it->second;
+  if (!h2) {
+    failEarlyH2(conn, reason, stats_.earlyDropped);
+    return;
+  }
+  std::deque<EarlyH2> early;
+  early.swap(conn.h2Early);
+  for (const EarlyH2& e : early) {
+    sub(stats_.earlyWaiting);
+    if (!consumer->expectH2(e.streamId, e.id)) {
+      // Cannot happen on a fresh decoder within the limits, but an exchange
+      // promised a sink call must get one.
+      add(stats_.earlyDropped);
+      sink_.onNoResponse(e.id, NoResponse::kUnpairable);
+    }
+  }
+}
+
 void ResponsePairing::requestStreamBroken(const flow::FlowKey& requestFlow) {
   auto it = conns_.find(requestFlow);
   if (it != conns_.end()) {
@@ -152,8 +532,8 @@ void ResponsePairing::markBroken(Conn& conn) {
   }
   conn.broken = true;
   add(stats_.brokenStreams);
-  if (conn.framer != nullptr) {
-    conn.framer->breakPairing();
+  if (conn.consumer != nullptr) {
+    conn.consumer->framer().breakPairing();
   }
   failEarly(conn, NoResponse::kUnpairable, stats_.earlyDropped);
 }
@@ -161,11 +541,30 @@ void ResponsePairing::markBroken(Conn& conn) {
 void ResponsePairing::expire(uint64_t nowNs) {
   for (auto it = conns_.begin(); it != conns_.end();) {
     Conn& conn = it->second;
-    if (conn.framer == nullptr && !conn.early.empty() && nowNs > conn.firstEarlyNs &&
+    if (conn.consumer == nullptr && !conn.early.empty() && nowNs > conn.firstEarlyNs &&
         nowNs - conn.firstEarlyNs > limits_.earlyTimeoutNs) {
       failEarly(conn, NoResponse::kStreamEnded, stats_.earlyExpired);
     }
-    if (conn.framer == nullptr && conn.early.empty()) {
+    if (conn.consumer == nullptr) {
+      // Each entry ages from the first sweep that saw it.
+      std::deque<EarlyH2> keep;
+      for (EarlyH2& e : conn.h2Early) {
+        if (aged(e.stampNs, nowNs, limits_.earlyTimeoutNs)) {
+          sub(stats_.earlyWaiting);
+          add(stats_.earlyExpired);
+          sink_.onNoResponse(e.id, NoResponse::kStreamEnded);
+        } else {
+          if (e.stampNs == 0) {
+            e.stampNs = stampOf(nowNs);
+          }
+          keep.push_back(e);
+        }
+      }
+      conn.h2Early.swap(keep);
+    } else if (conn.consumer->proto() == Consumer::Proto::kH2) {
+      conn.consumer->expireH2(nowNs);
+    }
+    if (conn.consumer == nullptr && conn.early.empty() && conn.h2Early.empty()) {
       // Nothing waits: forgetting it loses only the offset, and a later request
       // on it then starts past 0, which is treated as broken anyway.
       it = conns_.erase(it);
@@ -186,10 +585,20 @@ void ResponsePairing::failEarly(Conn& conn, NoResponse reason, std::atomic<uint6
   }
 }
 
-void ResponsePairing::onConsumerEnd(const flow::FlowKey& requestFlow, ResponseFramer* framer) {
+void ResponsePairing::failEarlyH2(Conn& conn, NoResponse reason, std::atomic<uint64_t>& counter) {
+  std::deque<EarlyH2> early;
+  early.swap(conn.h2Early);
+  for (const EarlyH2& e : early) {
+    sub(stats_.earlyWaiting);
+    add(counter);
+    sink_.onNoResponse(e.id, reason);
+  }
+}
+
+void ResponsePairing::onConsumerEnd(const flow::FlowKey& requestFlow, Consumer* consumer) {
   auto it = conns_.find(requestFlow);
-  if (it != conns_.end() && it->second.framer == framer) {
-    // The framer has answered everything it was given; the connection is over.
+  if (it != conns_.end() && it->second.consumer == consumer) {
+    // The consumer has answered everything it was given; the connection is over.
     conns_.erase(it);
     publishConnections();
   }
