@@ -258,6 +258,7 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
       so.addrs = second.addrs;
       so.comparePart = compare::Part::kSecondary;
       rt->secondary = std::make_unique<replay::Replayer>(so);
+      rt->secondaryAddrs = second.addrs;
     }
   }
   rt->replayer = std::make_unique<replay::Replayer>(ro);
@@ -425,6 +426,9 @@ void Pipeline::reload() {
             if (rt->h2Pool) {
               rt->h2Pool->stop(drain);
             }
+            if (rt->h2SecondaryPool) {
+              rt->h2SecondaryPool->stop(drain);
+            }
           });
         }
         ++removed;
@@ -543,26 +547,68 @@ uint64_t h2RequestSize(const h2::H2Request& r) {
 
 }  // namespace
 
-h2::H2Pool* Pipeline::h2PoolFor(RuleRuntime& rt) {
-  if (rt.h2Pool || rt.h2PoolFailed) {
-    return rt.h2Pool.get();
+h2::H2Pool* Pipeline::h2PoolFor(RuleRuntime& rt, compare::Part part) {
+  const bool secondary = part == compare::Part::kSecondary;
+  std::unique_ptr<h2::H2Pool>& slot = secondary ? rt.h2SecondaryPool : rt.h2Pool;
+  bool& failed = secondary ? rt.h2SecondaryFailed : rt.h2PoolFailed;
+  if (slot || failed) {
+    return slot.get();
   }
+  const std::string& target = secondary ? rt.rule.secondary : rt.rule.mirror;
   h2::H2PoolOptions o;
-  o.addrs = rt.mirrorAddrs;
+  o.addrs = secondary ? rt.secondaryAddrs : rt.mirrorAddrs;
+  o.target = target;
+  o.resolveInterval = std::chrono::milliseconds(uint64_t(config_.resolveIntervalSec) * 1000);
   o.connections = std::max<size_t>(1, rt.rule.connections);
   o.queueCapacity = rt.rule.queue;
+  o.queueBytes = rt.rule.queueMiB << 20;
+  o.dropPolicy =
+      rt.rule.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
+  o.maxRps = rt.rule.maxRps;
   o.client.connectTimeoutNs = uint64_t(config_.connectTimeoutMs) * 1'000'000ULL;
   o.client.responseTimeoutNs = uint64_t(config_.responseTimeoutMs) * 1'000'000ULL;
+  if (rt.compared) {
+    compare::CompareEngine* engine = engine_.get();
+    o.comparePart = part;
+    o.onKeptResponse = [engine](uint64_t id, compare::Part p, compare::Response&& response) {
+      engine->onResponse(id, p, std::move(response));
+    };
+    o.onMissingResponse = [engine](uint64_t id, compare::Part p) { engine->onMissing(id, p); };
+  }
+  const bool noAddress = o.addrs.empty();
   auto pool = std::make_unique<h2::H2Pool>(std::move(o));
-  if (rt.mirrorAddrs.empty() || !pool->start()) {
-    rt.h2PoolFailed = true;
-    spdlog::error("rule {}: cannot start the HTTP/2 mirror pool; its HTTP/2 requests are dropped", rt.ruleId);
+  if (noAddress || !pool->start()) {
+    failed = true;
+    spdlog::error("rule {}: cannot start the HTTP/2 {} pool to {}; its HTTP/2 requests are dropped", rt.ruleId,
+                  secondary ? "secondary" : "mirror", target);
     return nullptr;
   }
-  spdlog::info("rule {}: first HTTP/2 request, opening h2c connections to {}", rt.ruleId, rt.rule.mirror);
+  spdlog::info("rule {}: first HTTP/2 request, opening h2c connections to {}", rt.ruleId, target);
   std::lock_guard<std::mutex> lock(rulesMutex_);
-  rt.h2Pool = std::move(pool);
-  return rt.h2Pool.get();
+  slot = std::move(pool);
+  return slot.get();
+}
+
+void Pipeline::submitCompared(RuleRuntime& rt, h2::H2Request& request) {
+  const bool withSecondary = rt.secondary != nullptr;
+  const uint64_t id = engine_->begin(rt.ruleId, std::string(request.method()), std::string(request.path()),
+                                     withSecondary, monotonicNs());
+  if (id == 0) {
+    return;  // refused (pending limit, or a rule added by a reload): mirrored only
+  }
+  if (!pairing_->expectH2(request.flow, request.streamId, id)) {
+    engine_->onMissing(id, compare::Part::kPrimary);
+  }
+  request.exchangeId = id;
+  if (withSecondary) {
+    h2::H2Pool* pool = h2PoolFor(rt, compare::Part::kSecondary);
+    if (pool == nullptr) {
+      engine_->onMissing(id, compare::Part::kSecondary);
+    } else {
+      h2::H2Request copy = request;
+      pool->submit(std::move(copy));  // a drop is reported to the engine as a missing part
+    }
+  }
 }
 
 void Pipeline::onRequest(h2::H2Request&& request) {
@@ -580,6 +626,10 @@ void Pipeline::onRequest(h2::H2Request&& request) {
     rs.loopSkipped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  // As for HTTP/1: the recording holds what was captured.
+  if (recorder_) {
+    recorder_->record(request);
+  }
   if (!rt.transform.allows(request.method())) {
     rs.filtered.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -589,17 +639,20 @@ void Pipeline::onRequest(h2::H2Request&& request) {
     return;
   }
   if (!rt.replayer) {
-    rs.recordOnly.fetch_add(1, std::memory_order_relaxed);  // HTTP/2 requests are not recorded (yet)
+    rs.recordOnly.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   rs.submitted.fetch_add(1, std::memory_order_relaxed);
   h2::rewriteAuthority(request, rt.rule.suffix);
   applyHeaderSwitches(rt.rule, request);
-  h2::H2Pool* pool = h2PoolFor(rt);
+  h2::H2Pool* pool = h2PoolFor(rt, compare::Part::kMirror);
   if (pool == nullptr) {
     rs.h2PoolUnavailable.fetch_add(1, std::memory_order_relaxed);
     rs.dropped.fetch_add(1, std::memory_order_relaxed);
     return;
+  }
+  if (rt.compared) {
+    submitCompared(rt, request);
   }
   if (pool->submit(std::move(request))) {
     rs.queued.fetch_add(1, std::memory_order_relaxed);
@@ -710,6 +763,10 @@ int Pipeline::run() {
     if (rt && rt->h2Pool) {
       stoppers.emplace_back([&rt, this] { rt->h2Pool->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
     }
+    if (rt && rt->h2SecondaryPool) {
+      stoppers.emplace_back(
+          [&rt, this] { rt->h2SecondaryPool->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
+    }
   }
   for (auto& t : stoppers) {
     t.join();
@@ -746,6 +803,7 @@ std::string Pipeline::summary() const {
                              rt->rule.port, load(r.requests), load(r.filtered), load(r.loopSkipped), load(r.queued));
       continue;
     }
+    auto ms = [](uint64_t us) { return us == UINT64_MAX ? std::string("inf") : fmt::format("{:g}", us / 1000.0); };
     std::string h2;
     if (load(r.h2Requests) != 0) {
       // HTTP/2 part of the rule, once it has seen any.
@@ -758,12 +816,14 @@ std::string Pipeline::summary() const {
         h2 += fmt::format(
             " h2_responses={} h2_2xx={} h2_4xx={} h2_5xx={} h2_grpc_ok={} h2_grpc_error={} h2_connect_errors={} "
             "h2_resets={} h2_connection_errors={} h2_timeouts={} h2_rejected={} h2_queue_full={} "
-            "h2_dropped_shutdown={} h2_in_flight={} h2_connections={}",
+            "h2_dropped_oldest={} h2_rate_limited={} h2_dropped_shutdown={} h2_in_flight={} h2_connections={} "
+            "h2_resolves={} h2_address_changes={} h2_latency_p50_ms<={} h2_latency_p99_ms<={}",
             load(q.responses), load(q.responses2xx), load(q.responses4xx), load(q.responses5xx), load(q.grpcOk),
             load(q.grpcError), load(q.errorsConnect), load(q.errorsReset), load(q.errorsConnection),
-            load(q.errorsTimeout), load(q.errorsRejected), load(q.queueFull), load(q.droppedShutdown),
-            q.inFlight.load(std::memory_order_relaxed),
-            load(q.connectionsOpened) - load(q.connectionsClosed));
+            load(q.errorsTimeout), load(q.errorsRejected), load(q.queueFull), load(q.droppedOldest),
+            load(q.droppedRateLimit), load(q.droppedShutdown), q.inFlight.load(std::memory_order_relaxed),
+            load(q.connectionsOpened) - load(q.connectionsClosed), load(q.resolves), load(q.addressChanges),
+            ms(q.latency.quantileBoundUs(0.5)), ms(q.latency.quantileBoundUs(0.99)));
       }
     }
     const replay::ReplayStats& s = rt->replayer->stats();
@@ -772,7 +832,6 @@ std::string Pipeline::summary() const {
     shutdown += load(s.droppedShutdown);
     const uint64_t p50 = s.latency.quantileBoundUs(0.5);
     const uint64_t p99 = s.latency.quantileBoundUs(0.99);
-    auto ms = [](uint64_t us) { return us == UINT64_MAX ? std::string("inf") : fmt::format("{:g}", us / 1000.0); };
     perRule += fmt::format(
         " | rule{} port={} target={} requests={} filtered={} loop_skipped={} queued={} responses={} 2xx={} "
         "3xx={} 4xx={} 5xx={} connect_errors={} connect_timeouts={} resets={} timeouts={} bad_responses={} "

@@ -93,10 +93,14 @@ struct RuleRuntime {
   std::unique_ptr<h2::H2Pool> h2Pool;
   std::vector<sockaddr_storage> mirrorAddrs;  // resolved when the rule was made
   bool h2PoolFailed = false;                  // start() failed once: not retried
-  // Compare mode: exchanges begun for this rule's requests (HTTP/1 only) go to
-  // the engine; the secondary (rule.secondary) gets the same requests.
+  // Compare mode: exchanges begun for this rule's requests (HTTP/1 and HTTP/2)
+  // go to the engine; the secondary (rule.secondary) gets the same requests,
+  // HTTP/2 ones on a pool of its own, made like h2Pool.
   bool compared = false;
   std::unique_ptr<replay::Replayer> secondary;
+  std::unique_ptr<h2::H2Pool> h2SecondaryPool;
+  std::vector<sockaddr_storage> secondaryAddrs;
+  bool h2SecondaryFailed = false;
   RuleStats stats;
 
   RuleRuntime(rules::Rule r, uint32_t id) : rule(std::move(r)), ruleId(id), transform(rule) {}
@@ -173,11 +177,14 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink, public h
 
   explicit Pipeline(const Config& config);
   std::unique_ptr<RuleRuntime> makeRuntime(const rules::Rule& rule, uint32_t ruleId, std::string* error);
-  h2::H2Pool* h2PoolFor(RuleRuntime& rt);
+  // The rule's HTTP/2 pool to the mirror (kMirror) or the secondary
+  // (kSecondary), started on first use; null when it cannot be started.
+  h2::H2Pool* h2PoolFor(RuleRuntime& rt, compare::Part part);
   static std::vector<capture::PortRule> portRules(const std::vector<const RuleRuntime*>& runtimes);
 
   bool setUpCompare(std::string* error);
   void submitCompared(RuleRuntime& rt, const http::Request& request, replay::ReplayJob& job);
+  void submitCompared(RuleRuntime& rt, h2::H2Request& request);
   void finishCompare();
 
   Config config_;

@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <string>
 
 #include "metrics/family_builder.h"
@@ -216,6 +217,9 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
   FamilyBuilder grpc("shadowtap_mirror_grpc_responses_total",
                      "HTTP/2 mirror responses carrying grpc-status, by status class.", C);
   FamilyBuilder sizes("shadowtap_request_size_bytes", "Size of requests seen by a rule.", MetricType::Histogram);
+  FamilyBuilder resolves("shadowtap_mirror_resolves_total", "Re-resolutions of a rule's mirror name, by result.", C);
+  FamilyBuilder addressChanges("shadowtap_mirror_address_changes_total",
+                               "Re-resolutions that changed a rule's mirror addresses.", C);
   {
     std::lock_guard<std::mutex> lock(p_.rulesMutex());
     for (const auto& rt : p_.rules()) {
@@ -263,7 +267,7 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
         outcomes.add(value, {{"rule", id}, {"protocol", "http1"}, {"outcome", name}});
       }
       queueDepth.add(v(s.queueDepth), {{"rule", id}, {"protocol", "http1"}});
-      queueBytes.add(v(s.queueBytes), {{"rule", id}});
+      queueBytes.add(v(s.queueBytes), {{"rule", id}, {"protocol", "http1"}});
       inFlight.add(v(s.inFlight), {{"rule", id}, {"protocol", "http1"}});
       connections.add(v(s.openConnections), {{"rule", id}, {"protocol", "http1"}});
       // HTTP/2: the pool exists from the rule's first HTTP/2 request; zeros before.
@@ -281,6 +285,8 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
           {"response_timeout", v(q.errorsTimeout)},
           {"rejected", v(q.errorsRejected)},
           {"queue_full", v(q.queueFull)},
+          {"dropped_oldest", v(q.droppedOldest)},
+          {"rate_limited", v(q.droppedRateLimit)},
           {"dropped_shutdown", v(q.droppedShutdown)},
           {"pool_unavailable", v(r.h2PoolUnavailable)},
       };
@@ -292,19 +298,29 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
       connections.add(v(q.connectionsOpened) - v(q.connectionsClosed), {{"rule", id}, {"protocol", "h2"}});
       grpc.add(v(q.grpcOk), {{"rule", id}, {"status", "ok"}});
       grpc.add(v(q.grpcError), {{"rule", id}, {"status", "error"}});
+      queueBytes.add(v(q.queueBytes), {{"rule", id}, {"protocol", "h2"}});
+      resolves.add(v(q.resolves) - v(q.resolveErrors), {{"rule", id}, {"protocol", "h2"}, {"result", "ok"}});
+      resolves.add(v(q.resolveErrors), {{"rule", id}, {"protocol", "h2"}, {"result", "error"}});
+      addressChanges.add(v(q.addressChanges), {{"rule", id}, {"protocol", "h2"}});
+      resolves.add(v(s.resolves) - v(s.resolveErrors), {{"rule", id}, {"protocol", "http1"}, {"result", "ok"}});
+      resolves.add(v(s.resolveErrors), {{"rule", id}, {"protocol", "http1"}, {"result", "error"}});
+      addressChanges.add(v(s.addressChanges), {{"rule", id}, {"protocol", "http1"}});
       std::vector<double> lb;
       for (uint64_t us : replay::LatencyHistogram::kBoundsUs) {
         lb.push_back(static_cast<double>(us) / 1e6);
       }
-      std::vector<uint64_t> lc;
-      for (const auto& b : s.latency.buckets) {
-        lc.push_back(b.load(std::memory_order_relaxed));
+      for (const auto& [proto, hist] : {std::pair<const char*, const replay::LatencyHistogram*>{"http1", &s.latency},
+                                        {"h2", &q.latency}}) {
+        std::vector<uint64_t> lc;
+        for (const auto& b : hist->buckets) {
+          lc.push_back(b.load(std::memory_order_relaxed));
+        }
+        latency.addHistogram(lb, lc, v(hist->sumUs) / 1e6, {{"rule", id}, {"protocol", proto}});
       }
-      latency.addHistogram(lb, lc, v(s.latency.sumUs) / 1e6, {{"rule", id}});
     }
   }
   for (FamilyBuilder* b : {&requests, &notMirrored, &outcomes, &queueDepth, &queueBytes, &inFlight, &connections,
-                           &latency, &sizes, &h2Requests, &grpc}) {
+                           &latency, &sizes, &h2Requests, &grpc, &resolves, &addressChanges}) {
     out.push_back(b->take());
   }
   if (const compare::CompareEngine* engine = p_.compareEngine()) {
@@ -334,6 +350,33 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
     out.push_back(single("shadowtap_compare_response_segments_total",
                          "Response segments of the primary (egress capture) reassembled for comparison.", C,
                          v(p_.stats().responseSegments)));
+    if (const compare::ResponsePairing* pairing = p_.responsePairing()) {
+      const compare::PairingStats& ps = pairing->stats();
+      out.push_back(labelled("shadowtap_compare_response_streams_total",
+                             "Primary response streams (egress) by the protocol their first bytes showed.", C,
+                             "protocol",
+                             std::vector<std::pair<std::string, double>>{{"http1", v(ps.streamsHttp1)},
+                                                                         {"h2", v(ps.streamsH2)}}));
+      const compare::H2ResponseStats& hs = pairing->h2Stats();
+      out.push_back(labelled("shadowtap_compare_h2_response_streams_total",
+                             "HTTP/2 primary response streams decoded for comparison, by outcome.", C, "outcome",
+                             std::vector<std::pair<std::string, double>>{{"response", v(hs.responses)},
+                                                                         {"reset", v(hs.reset)},
+                                                                         {"evicted", v(hs.evicted)},
+                                                                         {"malformed", v(hs.malformedStreams)},
+                                                                         {"abandoned", v(hs.abandoned)}}));
+      out.push_back(labelled("shadowtap_compare_h2_response_connections_failed_total",
+                             "HTTP/2 primary response streams whose decoding stopped early, by reason.", C, "reason",
+                             std::vector<std::pair<std::string, double>>{{"bad_preface", v(hs.badPreface)},
+                                                                         {"hpack_error", v(hs.hpackErrors)},
+                                                                         {"frame_too_large", v(hs.frameTooLarge)},
+                                                                         {"other_decode_error",
+                                                                          std::max(0.0, v(hs.decodeErrors) -
+                                                                                            v(hs.badPreface) -
+                                                                                            v(hs.hpackErrors) -
+                                                                                            v(hs.frameTooLarge))},
+                                                                         {"gap", v(hs.gaps)}}));
+    }
     const capture::KernelCounters k = p_.capture().kernelCounters();
     out.push_back(single("shadowtap_kernel_egress_segments_copied_total",
                          "Response segments copied by the egress program (compare mode).", C,

@@ -16,10 +16,10 @@ if ! command -v clang++ >/dev/null; then
 fi
 CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHADOWTAP_FUZZ=ON \
   -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" >/dev/null
-cmake --build "$build" --target fuzz_framer fuzz_reassembler fuzz_h2 -j2 >/dev/null
+cmake --build "$build" --target fuzz_framer fuzz_reassembler fuzz_h2 fuzz_h2_response -j2 >/dev/null
 
 total=0
-for target in framer reassembler h2; do
+for target in framer reassembler h2 h2_response; do
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   cp tests/fuzz/corpus/"$target"/* "$work"/

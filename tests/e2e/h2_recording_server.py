@@ -4,13 +4,16 @@ prior knowledge, or "Upgrade: h2c" from HTTP/1.1 (the upgrade request is
 recorded as stream 1 with the fields an HTTP/2 server sees). Records every request as one JSON line
 {"headers": [[name, value]...], "body": base64, "trailers": [[name, value]...]}
 in the order the streams end, and answers 200 (gRPC-shaped requests get
-grpc-status 0 trailers). Prints "ready" once listening.
+grpc-status 0 trailers). With --app v1|v2 it is instead a tiny JSON service
+for the compare tests (v2 differs from v1 on /users/<n> $.plan and on the
+status of /orders/<n>; /time differs on every call). Prints "ready" once listening.
 """
 import argparse
 import base64
 import json
 import socket
 import threading
+import time
 
 import h2.config
 import h2.connection
@@ -37,7 +40,22 @@ def upgrade(conn_sock, conn, head, streams):
     return rest
 
 
-def serve(conn_sock, record, lock):
+def app_response(app, path):
+    """(status, body) of the compare tests' JSON service."""
+    parts = path.split("?")[0].strip("/").split("/")
+    if parts[0] == "users" and len(parts) == 2:
+        return 200, json.dumps({"id": int(parts[1]), "name": f"user{parts[1]}",
+                                "plan": "pro" if app == "v2" else "free"}).encode()
+    if parts[0] == "orders" and len(parts) == 2:
+        if app == "v2":
+            return 500, b'{"error": "internal"}'
+        return 200, json.dumps({"order": int(parts[1]), "items": list(range(200))}).encode()
+    if parts[0] == "time":
+        return 200, json.dumps({"now": time.time_ns()}).encode()
+    return 404, b'{"error": "not found"}'
+
+
+def serve(conn_sock, record, lock, app=None):
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
     streams = {}
     data = b""
@@ -85,7 +103,15 @@ def serve(conn_sock, record, lock):
                         with open(record, "a") as f:
                             f.write(line + "\n")
                     grpc = any(n == "content-type" and v.startswith("application/grpc") for n, v in s["headers"])
-                    if grpc:
+                    if app:
+                        path = dict((n, v) for n, v in s["headers"]).get(":path", "/")
+                        status, payload = app_response(app, path)
+                        conn.send_headers(ev.stream_id, [(":status", str(status)), ("content-type", "application/json"),
+                                                         ("content-length", str(len(payload)))])
+                        # Several DATA frames, so the response side is assembled too.
+                        for i in range(0, len(payload), 100):
+                            conn.send_data(ev.stream_id, payload[i:i + 100], end_stream=i + 100 >= len(payload))
+                    elif grpc:
                         conn.send_headers(ev.stream_id, [(":status", "200"), ("content-type", "application/grpc")])
                         conn.send_data(ev.stream_id, b"\x00\x00\x00\x00\x00")
                         conn.send_headers(ev.stream_id, [("grpc-status", "0")], end_stream=True)
@@ -108,6 +134,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--record", required=True)
+    ap.add_argument("--app", choices=("v1", "v2"), help="answer as the compare tests' JSON service")
     args = ap.parse_args()
     lock = threading.Lock()
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -117,7 +144,7 @@ def main():
     print("ready", flush=True)
     while True:
         c, _ = srv.accept()
-        threading.Thread(target=serve, args=(c, args.record, lock), daemon=True).start()
+        threading.Thread(target=serve, args=(c, args.record, lock, args.app), daemon=True).start()
 
 
 if __name__ == "__main__":
