@@ -45,6 +45,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from netbench import cpu_seconds, proc_status  # noqa: E402
+from report import fratio, fus, med  # noqa: E402
+
 C_ADDR, S_ADDR, S_MADDR, M_ADDR = "198.18.0.1", "198.18.0.2", "198.18.1.1", "198.18.1.2"
 PORT = 8080
 METRICS = "127.0.0.1:9477"
@@ -60,11 +64,6 @@ def log(msg):
 
 def sh(*args, check=True):
     return subprocess.run(args, check=check, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
 
 
 def percentile(sorted_xs, q):
@@ -205,28 +204,6 @@ class Lab:
 def total(metrics, name, **want):
     return sum(v for (n, labels), v in metrics.items()
                if n == name and all((k, str(x)) in labels for k, x in want.items()))
-
-
-def proc_status(pid):
-    vals = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for ln in f:
-                if ln.startswith(("VmHWM", "VmRSS")):
-                    k, v = ln.split(":")
-                    vals[k] = int(v.split()[0])  # kB
-    except OSError:
-        pass
-    return vals
-
-
-def cpu_seconds(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
 
 
 H2_OUTCOMES = ("response_2xx", "response_3xx", "response_4xx", "response_5xx", "response_other", "connect_error",
@@ -395,20 +372,6 @@ def grpc(lab, args):
 
 
 # --- report ---
-def fus(us):
-    if us is None:
-        return "n/a"
-    if us >= 10_000:
-        return f"{us / 1000:,.0f} ms"
-    if us >= 1000:
-        return f"{us / 1000:,.2f} ms"
-    return f"{us:,.0f} µs"
-
-
-def fratio(x):
-    return "n/a" if x is None else f"{x:.2f}×"
-
-
 def ratio(runs, base, key):
     n = min(len(runs), len(base))
     return med([runs[i][key] / base[i][key] for i in range(n) if base[i].get(key) and runs[i].get(key) is not None])

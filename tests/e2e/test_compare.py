@@ -80,6 +80,43 @@ def endpoint_like(counts, fragment):
     return names.pop() if len(names) == 1 else None
 
 
+def check_endpoints(counts, metrics, total, per):
+    """Every exchange compared; per endpoint exactly the two regressions differ
+    and the timestamp is noise. Returns the endpoint names (users, orders, time)."""
+    check(sum(counts.values()) == total, f"all {total} exchanges compared ({sum(counts.values())})")
+    users, orders, clock = (endpoint_like(counts, f) for f in ("/users/", "/orders/", "/time"))
+    check(users is not None and orders is not None and clock is not None,
+          f"one endpoint each for users, orders and time in the metrics ({sorted({e for e, _ in counts})})")
+    check(counts.get((users, "different")) == per and counts.get((users, "equal")) == 0,
+          f"{users}: all {per} different (body field)")
+    check(counts.get((orders, "different")) == per and counts.get((orders, "equal")) == 0,
+          f"{orders}: all {per} different (status)")
+    check(counts.get((clock, "noisy")) == per and counts.get((clock, "different")) == 0,
+          f"{clock}: all {per} noisy, none different")
+    for reason in ("no_primary", "no_mirror", "expired"):
+        check(metric(metrics, "shadowtap_compare_exchanges_uncompared_total", f'{{reason="{reason}"}}') == 0,
+              f"no exchange ended as {reason}")
+    return users, orders, clock
+
+
+def check_diff_lines(diffs, users, orders, clock):
+    """The JSON lines: only the two regressions are 'different'; the timestamp is noise."""
+    lines = [json.loads(l) for l in open(diffs) if l.strip()] if os.path.exists(diffs) else []
+    diff_lines = [l for l in lines if l.get("type") == "diff"]
+    different = {l["endpoint"] for l in diff_lines if l["outcome"] == "different"}
+    check(different == {users, orders}, f"differing pairs are exactly users and orders ({different})")
+    user_paths = {d["path"] for l in diff_lines if l["endpoint"] == users for d in l["differences"]
+                  if not d.get("noisy")}
+    check("$.plan" in user_paths and "status" not in user_paths, f"users differ in $.plan ({user_paths})")
+    order_paths = {d["path"] for l in diff_lines if l["endpoint"] == orders for d in l["differences"]
+                   if not d.get("noisy")}
+    check("status" in order_paths, f"orders differ in status ({order_paths})")
+    noisy = [l for l in diff_lines if l["endpoint"] == clock]
+    check(all(l["outcome"] == "noisy" for l in noisy) and noisy and all("$.now" in l["noisy_fields"] for l in noisy),
+          "time pairs are noisy in $.now")
+    check(any(l.get("type") == "summary" for l in lines), "summary lines at exit")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap", required=True)
@@ -118,20 +155,7 @@ def main():
             if sum(counts.values()) >= total:
                 break
             time.sleep(0.2)
-        check(sum(counts.values()) == total, f"all {total} exchanges compared ({sum(counts.values())})")
-        users, orders, clock = (endpoint_like(counts, f) for f in ("/users/", "/orders/", "/time"))
-        check(users is not None and orders is not None and clock is not None,
-              f"one endpoint each for users, orders and time in the metrics ({sorted({e for e, _ in counts})})")
-        per = CONNECTIONS * ROUNDS
-        check(counts.get((users, "different")) == per and counts.get((users, "equal")) == 0,
-              f"{users}: all {per} different (body field)")
-        check(counts.get((orders, "different")) == per and counts.get((orders, "equal")) == 0,
-              f"{orders}: all {per} different (status)")
-        check(counts.get((clock, "noisy")) == per and counts.get((clock, "different")) == 0,
-              f"{clock}: all {per} noisy, none different")
-        for reason in ("no_primary", "no_mirror", "expired"):
-            check(metric(metrics, "shadowtap_compare_exchanges_uncompared_total", f'{{reason="{reason}"}}') == 0,
-                  f"no exchange ended as {reason}")
+        users, orders, clock = check_endpoints(counts, metrics, total, CONNECTIONS * ROUNDS)
         check((metric(metrics, "shadowtap_kernel_egress_segments_copied_total") or 0) > 0,
               "the kernel copied response segments (egress)")
 
@@ -143,21 +167,7 @@ def main():
         out = lab.run(node, ["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
         check("st_capture_egr" not in out, "no egress program left loaded")
 
-        # The JSON lines: only the two regressions are 'different'; the timestamp is noise.
-        lines = [json.loads(l) for l in open(diffs) if l.strip()]
-        diff_lines = [l for l in lines if l.get("type") == "diff"]
-        different = {l["endpoint"] for l in diff_lines if l["outcome"] == "different"}
-        check(different == {users, orders}, f"differing pairs are exactly users and orders ({different})")
-        user_paths = {d["path"] for l in diff_lines if l["endpoint"] == users for d in l["differences"]
-                      if not d.get("noisy")}
-        check("$.plan" in user_paths and "status" not in user_paths, f"users differ in $.plan ({user_paths})")
-        order_paths = {d["path"] for l in diff_lines if l["endpoint"] == orders for d in l["differences"]
-                       if not d.get("noisy")}
-        check("status" in order_paths, f"orders differ in status ({order_paths})")
-        noisy = [l for l in diff_lines if l["endpoint"] == clock]
-        check(all(l["outcome"] == "noisy" for l in noisy) and noisy and all("$.now" in l["noisy_fields"] for l in noisy),
-              "time pairs are noisy in $.now")
-        check(any(l.get("type") == "summary" for l in lines), "summary lines at exit")
+        check_diff_lines(diffs, users, orders, clock)
 
         # The report names exactly the two regressions and marks the timestamp as noise.
         html_path = os.path.join(workdir, "report.html")
