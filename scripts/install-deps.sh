@@ -16,6 +16,8 @@ packages=(
   libnghttp2-dev libpcap-dev
   # tests
   libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps nghttp2-client nghttp2-server python3-h2 tcpdump
+  # a real gRPC client and service for the HTTP/2 end-to-end test (Debian package, no codegen needed)
+  python3-grpcio
   # fuzzing (libFuzzer runtime; only a Recommends of clang-14)
   libclang-rt-14-dev
 )
