@@ -206,7 +206,9 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   auto rt = std::make_unique<RuleRuntime>(rule, ruleId);
   if (config_.dryRun) {
 #ifdef SHADOWTAP_HAVE_DRY_RUN
-    rt->dryRun = std::make_unique<record::DryRunWriter>(stdout, rule.suffix);
+    auto writer = std::make_unique<record::DryRunWriter>(stdout, rule.suffix);
+    rt->dryRunH2 = writer.get();
+    rt->dryRun = std::move(writer);
     return rt;
 #else
     *error = "--dry-run is not available in this build";
@@ -634,8 +636,10 @@ void Pipeline::onRequest(h2::H2Request&& request) {
     rs.filtered.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (rt.dryRun) {
-    rs.h2DryRun.fetch_add(1, std::memory_order_relaxed);
+  if (rt.dryRunH2 != nullptr) {
+    rs.submitted.fetch_add(1, std::memory_order_relaxed);
+    rt.dryRunH2->onRequest(std::move(request));
+    rs.queued.fetch_add(1, std::memory_order_relaxed);  // printed
     return;
   }
   if (!rt.replayer) {

@@ -47,7 +47,7 @@ struct PipelineStats {
 
 // Per-rule request outcomes before the replayer: every request of the rule
 // (HTTP/1 and HTTP/2 alike) is exactly one of filtered, loopSkipped,
-// h2DryRun, submitted (whose outcome the replayer's or the HTTP/2 pool's stats
+// submitted (whose outcome the replayer's or the HTTP/2 pool's stats
 // then give; submitted = queued + dropped by submit).
 struct RuleStats {
   // Sizes of the requests the rule saw, for the request size histogram.
@@ -73,7 +73,6 @@ struct RuleStats {
   // HTTP/2 (counted in the fields above too).
   std::atomic<uint64_t> h2Requests{0};
   std::atomic<uint64_t> recordOnly{0};        // the rule has no mirror: captured for --record only
-  std::atomic<uint64_t> h2DryRun{0};          // not printed: --dry-run writes HTTP/1 requests only
   std::atomic<uint64_t> h2PoolUnavailable{0};  // submitted, but no HTTP/2 pool could be started (dropped)
 };
 
@@ -85,6 +84,7 @@ struct RuleRuntime {
   rules::RequestTransform transform;
   std::unique_ptr<replay::Replayer> replayer;  // null in dry-run mode
   std::unique_ptr<http::RequestSink> dryRun;   // only in dry-run mode
+  h2::H2RequestSink* dryRunH2 = nullptr;       // the same writer, for HTTP/2 requests
   // HTTP/2 requests go to their own pool of h2c (prior knowledge) connections
   // to the same target, started on the rule's first HTTP/2 request (so a
   // mirror that never sees HTTP/2 never gets an h2c connection). Set on the

@@ -231,7 +231,6 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
       requests.add(v(r.requests), {{"rule", id}});
       notMirrored.add(v(r.filtered), {{"rule", id}, {"reason", "method_filtered"}});
       notMirrored.add(v(r.loopSkipped), {{"rule", id}, {"reason", "already_shadow"}});
-      notMirrored.add(v(r.h2DryRun), {{"rule", id}, {"reason", "h2_dry_run"}});
       notMirrored.add(v(r.recordOnly), {{"rule", id}, {"reason", "record_only"}});
       h2Requests.add(v(r.h2Requests), {{"rule", id}});
       std::vector<double> bounds(RuleStats::kSizeBounds.begin(), RuleStats::kSizeBounds.end());

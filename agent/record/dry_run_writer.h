@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "h2/h2_request.h"
 #include "http/request.h"
 
 namespace shadowtap::record {
@@ -14,9 +15,13 @@ namespace shadowtap::record {
 //   {"time":"2024-05-01T12:00:00.123456Z","flow":"198.18.0.1:40000->198.18.0.2:8000",
 //    "rule":1,"method":"GET","target":"/get","host":"httpbin:8000",
 //    "shadow_host":"httpbin-shadow:8000","body_length":0,"bytes":78}
+// An HTTP/2 request gets the same fields (method and target from :method and
+// :path, host from :authority) plus "protocol":"h2", its "stream" id and the
+// number of "trailers"; "bytes" is then its fields (name + value + 4 each, as
+// HTTP/1 would carry them) plus the body.
 // Strings are JSON-escaped; bytes that are not UTF-8 become U+FFFD. Each line is
 // flushed, so `| jq` shows requests as they come. Runs on the capture thread.
-class DryRunWriter final : public http::RequestSink {
+class DryRunWriter final : public http::RequestSink, public h2::H2RequestSink {
  public:
   struct Stats {
     std::atomic<uint64_t> lines{0};
@@ -30,9 +35,11 @@ class DryRunWriter final : public http::RequestSink {
   DryRunWriter(std::FILE* out, std::string suffix, int64_t realtimeOffsetNs);
 
   void onRequest(http::Request&& request) override;
+  void onRequest(h2::H2Request&& request) override;
 
   // The line for `request`, without the newline.
   std::string format(const http::Request& request) const;
+  std::string format(const h2::H2Request& request) const;
 
   const Stats& stats() const { return stats_; }
 
@@ -41,6 +48,8 @@ class DryRunWriter final : public http::RequestSink {
   std::string suffix_;
   int64_t realtimeOffsetNs_;
   Stats stats_;
+
+  void writeLine(std::string line);
 };
 
 // RFC 3339 UTC with microseconds: "2024-05-01T12:00:00.123456Z".

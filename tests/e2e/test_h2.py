@@ -260,6 +260,18 @@ def main():
         check(num("h2_responses") >= 6, f"summary: rule 1 h2_responses={num('h2_responses')}")
         held.stdin.close()
         held.wait(timeout=10)
+
+        # --dry-run prints HTTP/2 requests as JSON lines (stdout) and sends nothing.
+        before = len(records(mirror_rec))
+        dry = m.shadowtap(args.shadowtap, argv=["--interface", m.node_if, "--rule", f"port={PORT}", "--dry-run"])
+        rc = nghttp(lab, cli, *auth, f"{url}/dry1", f"{url}/dry2")
+        time.sleep(1.0)
+        check(rc == 0 and dry.stop() == 0, "dry run: client answered, shadowtap exits 0")
+        lines = [json.loads(l) for l in dry.text().splitlines() if l.startswith("{")]
+        got = sorted((l.get("protocol"), l.get("target"), l.get("host"), l.get("shadow_host")) for l in lines)
+        check(got == [("h2", p, AUTHORITY, SHADOW_AUTHORITY) for p in ("/dry1", "/dry2")],
+              f"dry run: both HTTP/2 requests printed with protocol h2 and the shadow authority ({got})")
+        check(len(records(mirror_rec)) == before, "dry run: nothing sent to the mirror")
     finally:
         m.close()
     return finish("test_h2")

@@ -118,5 +118,34 @@ TEST(FormatRfc3339Utc, Epochs) {
   EXPECT_EQ(formatRfc3339Utc(int64_t{951782400} * 1'000'000'000 + 999'999'999), "2000-02-29T00:00:00.999999Z");
 }
 
+TEST(DryRunWriter, Http2RequestsGetTheirOwnFields) {
+  std::FILE* f = std::tmpfile();
+  ASSERT_NE(f, nullptr);
+  DryRunWriter w(f, "-shadow", int64_t{1714564800} * 1'000'000'000);
+  h2::H2Request r;
+  r.flow = sampleRequest().flow;
+  r.ruleId = 2;
+  r.streamId = 5;
+  r.tsNs = 1'500'000;
+  r.headers = {{":method", "POST", false},
+               {":scheme", "http", false},
+               {":authority", "grpc.svc:8080", false},
+               {":path", "/helloworld.Greeter/SayHello", false},
+               {"te", "trailers", false}};
+  r.body = std::string("\0\0\0\0\x03abc", 8);
+  r.trailers = {{"x-checksum", "42", false}};
+  w.onRequest(std::move(r));
+  const std::string out = contents(f);
+  std::fclose(f);
+  // Fields: 7+4+4 + 7+4+4 + 10+13+4 + 5+28+4 + 2+8+4 = 108, trailer 10+2+4 = 16, body 8.
+  EXPECT_EQ(out,
+            R"({"time":"2024-05-01T12:00:00.001500Z","flow":"198.18.0.1:40000->198.18.0.2:8000",)"
+            R"("rule":2,"method":"POST","target":"/helloworld.Greeter/SayHello","host":"grpc.svc:8080",)"
+            R"("shadow_host":"grpc.svc-shadow:8080","body_length":8,"bytes":132,"protocol":"h2","stream":5,)"
+            R"("trailers":1})"
+            "\n");
+  EXPECT_EQ(w.stats().lines.load(), 1u);
+}
+
 }  // namespace
 }  // namespace shadowtap::record
