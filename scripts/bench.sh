@@ -139,7 +139,7 @@ for p in "${parts[@]}"; do
       if [[ -n ${quick[*]} ]]; then
         h2args=(--seconds 3 --rates 5000,20000 --fidelity-seconds 2 --grpc-seconds 2)
       else
-        h2args=(--seconds 10 --rates 5000,20000,40000,60000 --fidelity-seconds 3 --grpc-seconds 4)
+        h2args=(--seconds 10 --rates 5000,20000,40000,60000,80000,100000 --fidelity-seconds 3 --grpc-seconds 4)
       fi
       run h2 python3 tests/bench/h2bench.py --build "$BUILD_DIR" --out "$OUT" --tag "$TAG" --runs "$netruns" \
         --attach tcx --clients 4 --streams 10 --rate 2000 "${h2args[@]}"
