@@ -308,7 +308,9 @@ std::vector<Difference> Comparator::diffWith(const Response& a, const Response& 
     const Grouped ga = group(a);
     const Grouped gb = group(b);
     for (const auto& [name, values] : ga) {
-      auto it = std::find_if(gb.begin(), gb.end(), [&](const auto& e) { return e.first == name; });
+      // clang 14 cannot capture a structured binding: compare through a plain reference.
+      const std::string& key = name;
+      auto it = std::find_if(gb.begin(), gb.end(), [&key](const auto& e) { return e.first == key; });
       if (it == gb.end()) {
         d.add("headers." + name, join(values), std::nullopt);
       } else if (it->second != values) {
@@ -316,7 +318,8 @@ std::vector<Difference> Comparator::diffWith(const Response& a, const Response& 
       }
     }
     for (const auto& [name, values] : gb) {
-      if (std::find_if(ga.begin(), ga.end(), [&](const auto& e) { return e.first == name; }) == ga.end()) {
+      const std::string& key = name;
+      if (std::find_if(ga.begin(), ga.end(), [&key](const auto& e) { return e.first == key; }) == ga.end()) {
         d.add("headers." + name, std::nullopt, join(values));
       }
     }
