@@ -170,6 +170,10 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
   app.add_option("--tc-priority", c.tcPriority, "Priority of our tc ingress filter (1-65535)")
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));
+  app.add_option("--state-dir", c.stateDir,
+                 "tc mode: directory shared by the shadowtap instances of a host, where each locks the filters it "
+                 "attached, so a second instance leaves the first one's alone ('' turns this off)")
+      ->capture_default_str();
   app.add_option("--ring-buffer-mib", c.ringBufferMiB, "Kernel ring buffer size in MiB (power of two)")
       ->capture_default_str()
       ->check(CLI::Validator(

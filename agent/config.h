@@ -31,6 +31,8 @@ struct Config {
   std::string attach = "auto";  // auto | tc | tcx | xdp
   bool adaptiveWakeups = true;
   uint32_t tcPriority = 1;
+  // tc mode: locks that tell another running instance's filters from leftovers.
+  std::string stateDir = "/run/shadowtap";
   uint32_t ringBufferMiB = 16;
 
   // Reassembly and framing limits.

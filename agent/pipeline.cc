@@ -146,6 +146,7 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   co.rules = portRules(initial);
   co.ringBufferBytes = config.ringBufferMiB << 20;
   co.tcPriority = config.tcPriority;
+  co.stateDir = config.stateDir;
   co.attach = *capture::parseAttachMode(config.attach);  // validated by config
   co.adaptiveWakeups = config.adaptiveWakeups;
   if (getrandom(&co.hashSeed, sizeof(co.hashSeed), 0) != sizeof(co.hashSeed)) {

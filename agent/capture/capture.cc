@@ -267,7 +267,8 @@ std::string Capture::attachEgress(int ifindex, const std::string& name) {
     why = a.tcxEgress.attach(ifindex, name, progFd, true);
   } else {
     bool replaced = false;
-    why = a.tcEgress.attach(ifindex, name, progFd, im.options.tcHandle, im.options.tcPriority, &replaced, true);
+    why = a.tcEgress.attach(ifindex, name, progFd, im.options.tcHandle, im.options.tcPriority, &replaced, true,
+                            im.options.stateDir);
   }
   if (!why.empty()) {
     return why;
@@ -287,14 +288,16 @@ std::string Capture::attachInterface(int ifindex, const std::string& name) {
   std::string why;
   // A killed tc-mode run leaves its cls_bpf filter; remove it whatever our mode,
   // or the interface would be captured twice.
-  stats.staleRemoved.fetch_add(static_cast<uint64_t>(removeStaleFilters(ifindex, name, &why)),
-                               std::memory_order_relaxed);
+  stats.staleRemoved.fetch_add(
+      static_cast<uint64_t>(removeStaleFilters(ifindex, name, &why, false, im.options.stateDir)),
+      std::memory_order_relaxed);
   if (!why.empty()) {
     return why;
   }
   // Same for the egress twin of a killed compare run, whether or not we compare now.
-  stats.staleRemoved.fetch_add(static_cast<uint64_t>(removeStaleFilters(ifindex, name, &why, true)),
-                               std::memory_order_relaxed);
+  stats.staleRemoved.fetch_add(
+      static_cast<uint64_t>(removeStaleFilters(ifindex, name, &why, true, im.options.stateDir)),
+      std::memory_order_relaxed);
   if (!why.empty()) {
     return why;
   }
@@ -302,9 +305,10 @@ std::string Capture::attachInterface(int ifindex, const std::string& name) {
   switch (im.mode) {
     case AttachMode::kTc: {
       bool replaced = false;
-      why = a.tc.attach(ifindex, name, progFd, im.options.tcHandle, im.options.tcPriority, &replaced);
+      why = a.tc.attach(ifindex, name, progFd, im.options.tcHandle, im.options.tcPriority, &replaced, false,
+                        im.options.stateDir);
       if (why.empty()) {
-        spdlog::info("attached to {} (tc ingress, cls_bpf handle 0x{:x} priority {})", name, im.options.tcHandle,
+        spdlog::info("attached to {} (tc ingress, cls_bpf handle 0x{:x} priority {})", name, a.tc.handle(),
                      im.options.tcPriority);
       }
       break;

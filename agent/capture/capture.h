@@ -64,6 +64,9 @@ struct CaptureOptions {
   uint32_t ringBufferBytes = 16u << 20;  // power of two, >= page size
   uint32_t tcHandle = 0x5354;            // "ST"; tc mode only
   uint32_t tcPriority = 1;               // tc mode only
+  // tc mode: where the slot locks live (SlotLock), shared by the instances of a
+  // host; empty: none, so a filter of ours is always taken for a leftover.
+  std::string stateDir;
   uint32_t hashSeed = 0;                 // seed of the per-connection sampling hash
   // Adaptive wakeups: the kernel wakes the agent only once wakeupBytes are
   // waiting (0: ringBufferBytes / 8); otherwise the agent polls every

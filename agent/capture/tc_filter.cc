@@ -13,6 +13,7 @@
 
 #include "capture/libbpf_log.h"
 #include "capture/netlink.h"
+#include "capture/slot_lock.h"
 #include "shadowtap/capture_abi.h"
 
 namespace shadowtap::capture {
@@ -59,7 +60,8 @@ bool isOurs(const IngressFilter& f, bool egress) {
 
 }  // namespace
 
-int removeStaleFilters(int ifindex, const std::string& ifname, std::string* error, bool egress) {
+int removeStaleFilters(int ifindex, const std::string& ifname, std::string* error, bool egress,
+                       const std::string& stateDir) {
   std::string why;
   const std::vector<IngressFilter> filters = dumpIngressFilters(ifindex, &why, egress);
   if (!why.empty()) {
@@ -69,6 +71,14 @@ int removeStaleFilters(int ifindex, const std::string& ifname, std::string* erro
   int removed = 0;
   for (const IngressFilter& f : filters) {
     if (!isOurs(f, egress)) {
+      continue;
+    }
+    SlotLock lock;
+    std::string lockWhy;
+    if (SlotLock::tryAcquire(stateDir, ifindex, egress, f.handle, f.priority, &lock, &lockWhy) ==
+        SlotLock::Result::kHeld) {
+      spdlog::info("left the tc {} filter on {} (priority {}, handle 0x{:x}): another running shadowtap owns it",
+                   hookName(egress), ifname, f.priority, f.handle);
       continue;
     }
     bpf_tc_hook hook = clsactHook(ifindex, egress);
@@ -94,7 +104,8 @@ TcFilter::TcFilter(TcFilter&& other) noexcept
       ifname_(std::move(other.ifname_)),
       handle_(other.handle_),
       priority_(other.priority_),
-      egress_(other.egress_) {}
+      egress_(other.egress_),
+      lock_(std::move(other.lock_)) {}
 
 TcFilter& TcFilter::operator=(TcFilter&& other) noexcept {
   if (this != &other) {
@@ -104,6 +115,7 @@ TcFilter& TcFilter::operator=(TcFilter&& other) noexcept {
     handle_ = other.handle_;
     priority_ = other.priority_;
     egress_ = other.egress_;
+    lock_ = std::move(other.lock_);
   }
   return *this;
 }
@@ -111,8 +123,37 @@ TcFilter& TcFilter::operator=(TcFilter&& other) noexcept {
 TcFilter::~TcFilter() { detach(); }
 
 std::string TcFilter::attach(int ifindex, const std::string& ifname, int progFd, uint32_t handle,
-                             uint32_t priority, bool* replacedStale, bool egress) {
+                             uint32_t priority, bool* replacedStale, bool egress, const std::string& stateDir) {
   *replacedStale = false;
+  // The first handle from `handle` on whose slot no other running instance
+  // holds: a second shadowtap on this interface gets a filter of its own
+  // instead of replacing (and, at its exit, deleting) the first one's.
+  for (uint32_t h = handle; h < handle + kMaxInstances; ++h) {
+    SlotLock lock;
+    std::string why;
+    const SlotLock::Result r = SlotLock::tryAcquire(stateDir, ifindex, egress, h, priority, &lock, &why);
+    if (r == SlotLock::Result::kHeld) {
+      spdlog::info("tc {} handle 0x{:x} priority {} on {} belongs to another running shadowtap; trying the next handle",
+                   hookName(egress), h, priority, ifname);
+      continue;
+    }
+    if (r == SlotLock::Result::kUnavailable && !stateDir.empty()) {
+      spdlog::warn("cannot tell whether another shadowtap runs on {} ({}); a second instance there would replace "
+                   "this one's tc filter", ifname, why);
+    }
+    std::string error = attachAt(ifindex, ifname, progFd, h, priority, replacedStale, egress);
+    if (error.empty()) {
+      lock_ = std::move(lock);
+    }
+    return error;
+  }
+  return fmt::format("tc {} handles 0x{:x}-0x{:x} at priority {} on {} are all held by other running shadowtap "
+                     "instances; stop one of them or pick another --tc-priority",
+                     hookName(egress), handle, handle + kMaxInstances - 1, priority, ifname);
+}
+
+std::string TcFilter::attachAt(int ifindex, const std::string& ifname, int progFd, uint32_t handle,
+                               uint32_t priority, bool* replacedStale, bool egress) {
   bpf_tc_hook hook = clsactHook(ifindex, egress);
   int err = 0;
   {
@@ -180,6 +221,7 @@ void TcFilter::detach() {
   if (err && err != -ENOENT && err != -ENODEV && err != -EINVAL) {
     spdlog::warn("could not detach tc filter from {}: {}", ifname_, std::strerror(-err));
   }
+  lock_.release();  // after the filter is gone: the slot is free for the next instance
   ifindex_ = 0;
 }
 
