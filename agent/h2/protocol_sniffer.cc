@@ -237,7 +237,10 @@ std::unique_ptr<flow::StreamConsumer> ProtocolSnifferFactory::create(const flow:
 }
 
 void ProtocolSnifferFactory::onRequest(http::Request&& request) {
-  if (feeding_ != nullptr && feeding_->key() == request.flow) {
+  // Only a request after which the framer stops (llhttp saw the upgrade too):
+  // otherwise the framer goes on with the next request itself, and holding this
+  // one would reorder or, after a decline, repeat what follows.
+  if (feeding_ != nullptr && feeding_->key() == request.flow && request.upgrade) {
     H2cUpgrade upgrade;
     if (parseH2cUpgrade(request, upgrade) == UpgradeParse::kUpgrade) {
       feeding_->holdUpgrade(std::move(request), std::move(upgrade));

@@ -8,6 +8,10 @@
 
 namespace shadowtap::http {
 
+// Capacity the framer leaves after a request's bytes, so the Host rewrite
+// (takeRewrittenRequest) can insert the suffix in place without reallocating.
+inline constexpr size_t kRewriteSlack = 64;
+
 // One complete HTTP/1.x request exactly as it crossed the wire, plus the few
 // fields later stages need. `bytes` is byte-identical to the captured request
 // (request line, headers in order and case, body as framed, chunked or not).
@@ -35,6 +39,9 @@ struct Request {
   // Body length as the application sees it: Content-Length, or the sum of the
   // chunk sizes.
   uint64_t bodyLength = 0;
+  // llhttp took it for a protocol upgrade (Connection: upgrade + Upgrade): the
+  // framer gives the rest of the stream up after it.
+  bool upgrade = false;
   // Position of bytes[0] in the stream of delivered bytes (gaps are not counted).
   uint64_t streamOffset = 0;
 

@@ -375,20 +375,26 @@ void RequestFramer::emit(uint64_t end) {
   assert(accounted_ == reqStart_ && end >= chunkPos_);
   const uint64_t size = end - reqStart_;
   Request req;
+  // Every path leaves kRewriteSlack of capacity: the Host rewrite then inserts
+  // the suffix in place instead of copying the request again.
   if (reqStart_ >= chunkPos_) {
+    req.bytes.reserve(size + kRewriteSlack);
     req.bytes.assign(chunkBase_ + (reqStart_ - chunkPos_), size);
   } else if (reqStart_ == bufPos_) {
     // The buffer holds exactly the start of this request: complete it and hand
     // it over rather than copying it. Nothing before chunkPos_ is read again
     // for this chunk (the next request starts at `end`; tail_ keeps the rest).
     assert(bufPos_ + buf_.size() == chunkPos_);
+    if (buf_.capacity() < size) {
+      buf_.reserve(size + kRewriteSlack);  // it grows here anyway: grow once, with the slack
+    }
     buf_.append(chunkBase_, end - chunkPos_);
     req.bytes = std::move(buf_);
     buf_.clear();
     bufPos_ = end;
   } else {
     assert(reqStart_ > bufPos_ && bufPos_ + buf_.size() == chunkPos_);
-    req.bytes.reserve(size);
+    req.bytes.reserve(size + kRewriteSlack);
     req.bytes.append(buf_, reqStart_ - bufPos_);
     req.bytes.append(chunkBase_, end - chunkPos_);
   }
@@ -427,6 +433,7 @@ void RequestFramer::emit(uint64_t end) {
   req.bodyOffset = bodyOffset;
   req.bodyLength = chunked ? chunkedBodyBytes_ : size - bodyOffset;
   req.streamOffset = reqStart_;
+  req.upgrade = parser_.upgrade != 0;
 
   req.flow = key_;
   req.ruleId = ruleId_;
