@@ -42,33 +42,46 @@ SlotLock::Result SlotLock::tryAcquire(const std::string& dir, int ifindex, bool 
   const unsigned long long netns = stat("/proc/self/ns/net", &ns) == 0 ? static_cast<unsigned long long>(ns.st_ino) : 0;
   std::string path = fmt::format("{}/tc-{}-{}-{}-{:x}-{}.lock", dir, netns, ifindex, egress ? "egress" : "ingress",
                                  handle, priority);
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) {
-    *why = "cannot open " + path + ": " + std::strerror(errno);
-    return Result::kUnavailable;
-  }
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    close(fd);
-    if (err == EWOULDBLOCK) {
-      return Result::kHeld;
+  // The holder unlinks its file when it releases (see release()). A file
+  // opened just before that is locked only once it is unlinked, so a lock is
+  // ours only if the path still names the file we locked; else try again.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+      *why = "cannot open " + path + ": " + std::strerror(errno);
+      return Result::kUnavailable;
     }
-    *why = "cannot lock " + path + ": " + std::strerror(err);
-    return Result::kUnavailable;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      close(fd);
+      if (err == EWOULDBLOCK) {
+        return Result::kHeld;
+      }
+      *why = "cannot lock " + path + ": " + std::strerror(err);
+      return Result::kUnavailable;
+    }
+    struct stat locked {};
+    struct stat named {};
+    if (fstat(fd, &locked) == 0 && stat(path.c_str(), &named) == 0 && locked.st_dev == named.st_dev &&
+        locked.st_ino == named.st_ino) {
+      out->release();
+      out->fd_ = fd;
+      out->path_ = std::move(path);
+      return Result::kAcquired;
+    }
+    close(fd);  // released and unlinked under us: the slot changed hands, look again
   }
-  out->release();
-  out->fd_ = fd;
-  out->path_ = std::move(path);
-  return Result::kAcquired;
+  *why = "the lock file " + path + " keeps changing";
+  return Result::kUnavailable;
 }
 
 void SlotLock::release() {
   if (fd_ < 0) {
     return;
   }
-  // Unlink while still holding the lock: an instance that opened the file just
-  // before gets the lock on an unlinked file once we close, and by then our
-  // filter is gone, so the slot is free for it anyway.
+  // Unlink while still holding the lock: only the holder ever unlinks, so the
+  // path names our file here. An instance that opened it just before gets the
+  // lock of an unlinked file once we close, sees that and looks again.
   unlink(path_.c_str());
   close(fd_);
   fd_ = -1;
