@@ -473,7 +473,9 @@ void H2ResponseDecoder::onField(std::string_view name, std::string_view value) {
   if (b.truncated) {
     return;
   }
-  const size_t size = name.size() + value.size();
+  // Charged like an HPACK table entry, so a block of empty or tiny fields (one
+  // indexed byte each) cannot grow without limit.
+  const size_t size = name.size() + value.size() + kH2FieldOverhead;
   const bool overBuffer = buffered_ + b.fieldBytes + size > limits_.maxBufferedBytes;
   if (b.fieldBytes + size > b.budget || overBuffer) {
     b.truncated = true;

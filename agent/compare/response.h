@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -30,6 +31,12 @@ struct Response {
   std::string_view header(std::string_view name) const;
   bool hasHeader(std::string_view name) const;
 };
+
+// Bytes an HTTP/2 header field kept in a Response is charged against
+// ResponseLimits::maxHeaderBytes on top of its name and value, like an HPACK
+// table entry (RFC 7541 4.1): one indexed byte on the wire can repeat a field,
+// so empty fields must cost something. Primary and mirror count the same way.
+inline constexpr size_t kH2FieldOverhead = 32;
 
 // Incremental 64-bit FNV-1a; fnv1a64(a + b) == fnv1a64(b, fnv1a64(a)).
 inline constexpr uint64_t kFnv1aSeed = 0xcbf29ce484222325ULL;

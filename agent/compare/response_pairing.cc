@@ -210,6 +210,9 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
 
   // The sniff: the first bytes of the stream, held until they tell.
   void sniff(std::span<const uint8_t> bytes, uint64_t tsNs) {
+    if (bytes.empty()) {
+      return;
+    }
     if (sniff_.empty()) {
       sniffTs_ = tsNs;
     }
@@ -234,6 +237,12 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
       if (s.size() >= owner_.limits_.h2.maxUpgradeHeadBytes) {
         toHttp1(NoResponse::kUnpairable);
       }
+      return;
+    }
+    // The same limit when the whole head came at once, so the outcome does not
+    // depend on how the stream was cut.
+    if (end + 4 > owner_.limits_.h2.maxUpgradeHeadBytes) {
+      toHttp1(NoResponse::kUnpairable);
       return;
     }
     upgradesToH2c(s.substr(0, end + 2)) ? toH2() : toHttp1(NoResponse::kUnpairable);

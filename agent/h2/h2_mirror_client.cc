@@ -89,7 +89,7 @@ struct ClientCallbacks {
     if ((!name.empty() && name.front() == ':') || r.headersTruncated || (p.inTrailers && !opts.keepTrailers)) {
       return;
     }
-    const size_t bytes = name.size() + value.size();
+    const size_t bytes = name.size() + value.size() + compare::kH2FieldOverhead;  // as the primary's decoder
     if (p.keptHeaderBytes + bytes > opts.responseLimits.maxHeaderBytes) {
       r.headersTruncated = true;  // flagged so the comparator knows later fields are missing
       return;

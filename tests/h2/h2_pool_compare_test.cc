@@ -201,13 +201,14 @@ TEST(H2PoolCompare, HeaderLimitTruncatesAndTrailersCanBeLeftOut) {
   Recorder rec;
   H2PoolOptions o;
   o.addrs = {server.address()};
-  o.responseLimits.maxHeaderBytes = 20;
+  // Each field costs name + value + compare::kH2FieldOverhead (32), as in the primary's decoder.
+  o.responseLimits.maxHeaderBytes = 76;
   o.keepTrailers = false;
   rec.attach(o, compare::Part::kMirror);
   H2Pool pool(o);
   ASSERT_TRUE(pool.start());
-  pool.submit(exchange(1, "/h", {{"x-respond-header", "x-a=1", false},                    // 4 bytes
-                                 {"x-respond-header", "x-b=" + std::string(20, 'v'), false},  // 23: over
+  pool.submit(exchange(1, "/h", {{"x-respond-header", "x-a=1", false},                    // 36 bytes
+                                 {"x-respond-header", "x-b=" + std::string(20, 'v'), false},  // 55: over
                                  {"x-respond-header", "x-c=3", false}}));                   // after the cut
   pool.submit(exchange(2, "/t", {{"x-respond-header", "x-a=1", false}, {"x-respond-trailer", "x-t=end", false}}));
   ASSERT_TRUE(waitFor([&] { return rec.calls() == 2; }));
