@@ -169,6 +169,10 @@ bool H2Pool::submit(H2Request&& request) {
         stats_.queueBytes.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
         queue_.push_back(Queued{std::move(request), bytes});
         queued = true;
+        // Under the mutex: stop() closes the eventfd under it, so it is still open here.
+        if (wasEmpty && wakeFd_ >= 0) {
+          wake(wakeFd_);
+        }
       }
     }
   }
@@ -180,9 +184,6 @@ bool H2Pool::submit(H2Request&& request) {
     bump(shutdown ? stats_.droppedShutdown : stats_.queueFull);
     reportMissing(exchangeId);
     return false;
-  }
-  if (wasEmpty && wakeFd_ >= 0) {
-    wake(wakeFd_);
   }
   return true;
 }
@@ -228,6 +229,7 @@ void H2Pool::stop(std::chrono::milliseconds drain) {
   if (epollFd_ >= 0) {
     close(epollFd_);
   }
+  std::lock_guard<std::mutex> lock(mutex_);  // a submit() racing with stop() writes it under the mutex
   if (wakeFd_ >= 0) {
     close(wakeFd_);
   }
