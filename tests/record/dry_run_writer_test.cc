@@ -132,7 +132,7 @@ TEST(DryRunWriter, Http2RequestsGetTheirOwnFields) {
                {":authority", "grpc.svc:8080", false},
                {":path", "/helloworld.Greeter/SayHello", false},
                {"te", "trailers", false}};
-  r.body = std::string("\0\0\0\0\x03abc", 8);
+  r.body = std::string("\0\0\0\0\x03" "abc", 8);
   r.trailers = {{"x-checksum", "42", false}};
   w.onRequest(std::move(r));
   const std::string out = contents(f);
