@@ -309,21 +309,16 @@ bool Pipeline::setUpCompare(std::string* error) {
   return true;
 }
 
-void Pipeline::submitCompared(RuleRuntime& rt, const http::Request& request, replay::ReplayJob& job) {
+uint64_t Pipeline::beginCompared(RuleRuntime& rt, const http::Request& request) {
   const uint64_t id = engine_->begin(rt.ruleId, request.method, std::string(request.target()),
                                      rt.secondary != nullptr, monotonicNs());
   if (id == 0) {
-    return;  // refused (pending limit, or a rule added by a reload): mirrored only
+    return 0;  // refused (pending limit, or a rule added by a reload): mirrored only
   }
   if (!pairing_->expect(request, id)) {
     engine_->onMissing(id, compare::Part::kPrimary);
   }
-  job.exchangeId = id;
-  job.method = request.method;
-  if (rt.secondary) {
-    replay::ReplayJob copy = job;
-    rt.secondary->submit(std::move(copy));  // a drop is reported to the engine as a missing part
-  }
+  return id;
 }
 
 void Pipeline::finishCompare() {
@@ -504,9 +499,16 @@ void Pipeline::onRequest(http::Request&& request) {
   job.ruleId = request.ruleId;
   job.isHead = request.method == "HEAD";
   job.capturedNs = request.tsNs;
-  job.bytes = rt.transform.apply(http::rewriteRequestHost(request, rt.rule.suffix));
-  if (rt.compared) {
-    submitCompared(rt, request, job);
+  // Compare mode pairs the request as captured, so before the rewrite.
+  const uint64_t exchangeId = rt.compared ? beginCompared(rt, request) : 0;
+  job.bytes = rt.transform.apply(http::takeRewrittenRequest(std::move(request), rt.rule.suffix));
+  if (exchangeId != 0) {
+    job.exchangeId = exchangeId;
+    job.method = request.method;  // takeRewrittenRequest took only the bytes
+    if (rt.secondary) {
+      replay::ReplayJob copy = job;
+      rt.secondary->submit(std::move(copy));  // a drop is reported to the engine as a missing part
+    }
   }
   if (rt.replayer->submit(std::move(job))) {
     rs.queued.fetch_add(1, std::memory_order_relaxed);

@@ -183,7 +183,9 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink, public h
   static std::vector<capture::PortRule> portRules(const std::vector<const RuleRuntime*>& runtimes);
 
   bool setUpCompare(std::string* error);
-  void submitCompared(RuleRuntime& rt, const http::Request& request, replay::ReplayJob& job);
+  // Begins the exchange of a request of a compared rule and registers it for
+  // pairing; its id, or 0 when it is not compared.
+  uint64_t beginCompared(RuleRuntime& rt, const http::Request& request);
   void submitCompared(RuleRuntime& rt, h2::H2Request& request);
   void finishCompare();
 

@@ -1,5 +1,7 @@
 #include "http/host_rewrite.h"
 
+#include <cstring>
+
 namespace shadowtap::http {
 
 size_t hostPortStart(std::string_view host) {
@@ -34,13 +36,11 @@ size_t insertPoint(std::string_view bytes, size_t offset, size_t length) {
   return offset + (port == std::string_view::npos ? host.size() : port);
 }
 
-}  // namespace
-
-std::string rewriteRequestHost(const Request& r, std::string_view suffix) {
+// Where the suffix goes, in increasing order (the request line's authority
+// precedes the headers); returns how many points (0-2).
+size_t rewritePoints(const Request& r, size_t points[2]) {
   const std::string_view bytes(r.bytes);
-  size_t points[2];
   size_t n = 0;
-  // The target's authority comes first: the request line precedes the headers.
   if (r.targetHostLength != 0 && r.targetHostOffset + r.targetHostLength <= bytes.size()) {
     points[n++] = insertPoint(bytes, r.targetHostOffset, r.targetHostLength);
   }
@@ -50,9 +50,18 @@ std::string rewriteRequestHost(const Request& r, std::string_view suffix) {
       points[n++] = p;
     }
   }
+  return n;
+}
+
+}  // namespace
+
+std::string rewriteRequestHost(const Request& r, std::string_view suffix) {
+  size_t points[2];
+  const size_t n = rewritePoints(r, points);
   if (n == 0) {
     return r.bytes;
   }
+  const std::string_view bytes(r.bytes);
   std::string out;
   out.reserve(bytes.size() + n * suffix.size());
   size_t from = 0;
@@ -62,6 +71,29 @@ std::string rewriteRequestHost(const Request& r, std::string_view suffix) {
     from = points[i];
   }
   out.append(bytes.substr(from));
+  return out;
+}
+
+std::string takeRewrittenRequest(Request&& r, std::string_view suffix) {
+  size_t points[2];
+  const size_t n = suffix.empty() ? 0 : rewritePoints(r, points);
+  std::string out = std::move(r.bytes);
+  r.bytes.clear();
+  if (n == 0) {
+    return out;
+  }
+  const size_t k = suffix.size();
+  const size_t old = out.size();
+  out.resize(old + n * k);
+  char* p = out.data();
+  // From the back: the part after point i moves by (i + 1) suffixes, then the
+  // suffix goes in front of it; the body moves once.
+  for (size_t i = n; i-- > 0;) {
+    const size_t from = points[i];
+    const size_t to = i + 1 < n ? points[i + 1] : old;
+    std::memmove(p + from + (i + 1) * k, p + from, to - from);
+    std::memcpy(p + from + i * k, suffix.data(), k);
+  }
   return out;
 }
 

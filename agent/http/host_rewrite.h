@@ -30,6 +30,13 @@ std::string appendShadowSuffix(std::string_view host, std::string_view suffix);
 // returned as is.
 std::string rewriteRequestHost(const Request& r, std::string_view suffix);
 
+// The same bytes as rewriteRequestHost, made in the request's own buffer and
+// moved out of it: the body is moved once within the buffer instead of copied
+// into a new one (no allocation when the capacity has room for the suffix; the
+// framer leaves kRewriteSlack). Afterwards r.bytes is empty and r's offsets no
+// longer apply; its other fields (method, flow, ...) are untouched.
+std::string takeRewrittenRequest(Request&& r, std::string_view suffix);
+
 // True when the host part of `host` (without the port) already ends with `suffix`,
 // compared ASCII case-insensitively, so a mirror that is itself captured is not
 // mirrored again. An empty suffix never matches.

@@ -1,6 +1,6 @@
 // Pipeline throughput: a synthetic capture (many interleaved keep-alive
 // connections, segments of at most 1448 payload bytes) through
-// flow::FlowTable -> http::RequestFramerFactory -> http::rewriteRequestHost into
+// flow::FlowTable -> http::RequestFramerFactory -> http::takeRewrittenRequest into
 // a sink that only counts, on one core; against llhttp parsing the same request
 // bytes from one contiguous buffer with no-op callbacks (the limit of framing).
 //
@@ -201,7 +201,7 @@ struct CountingSink final : shadowtap::http::RequestSink {
       ++skipped;
       return;
     }
-    std::string out = shadowtap::http::rewriteRequestHost(r, shadowtap::http::kDefaultShadowSuffix);
+    std::string out = shadowtap::http::takeRewrittenRequest(std::move(r), shadowtap::http::kDefaultShadowSuffix);
     bytes += out.size();
   }
 };

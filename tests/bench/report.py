@@ -84,7 +84,7 @@ def pipeline_section(p, out, summary, misses):
                f"each, then FIN and a new connection), segments of at most 1448 payload bytes taken round-robin "
                f"over the connections, payloads laid out in capture order in one buffer like ring-buffer "
                f"records. Fed as `flow::Segment`s through `flow::FlowTable` → `http::RequestFramerFactory` → "
-               f"`http::hostHasSuffix` + `http::rewriteRequestHost` (exactly what `Pipeline::onRequest` does "
+               f"`http::hostHasSuffix` + `http::takeRewrittenRequest` (exactly what `Pipeline::onRequest` does "
                f"before queueing) into a sink that only counts. Baseline: bare `llhttp_execute` over the same "
                f"request bytes, back to back in one contiguous buffer, with only an `on_message_complete` "
                f"counter. {p['runs']} runs interleaved, median; the ratio is pipeline time / bare-parse time "

@@ -129,6 +129,9 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
     }
     // The rewrite only inserts the suffix before the port of each host.
     const std::string out = rewriteRequestHost(r, kSuffix);
+    // The in-place rewrite the pipeline uses gives the same bytes.
+    Request moved = r;
+    FUZZ_CHECK(takeRewrittenRequest(std::move(moved), kSuffix) == out);
     const size_t k = r.targetHostLength > 0 ? 2 : 1;
     FUZZ_CHECK(out.size() == n + k * kSuffix.size());
     std::string undone = out;

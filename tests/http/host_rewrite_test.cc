@@ -2,6 +2,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -127,6 +128,46 @@ TEST(RewriteRequestHost, NoHostLeavesBytesAlone) {
   Request r;
   r.bytes = "GET / HTTP/1.0\r\n\r\n";
   EXPECT_EQ(rewriteRequestHost(r, "-shadow"), r.bytes);
+}
+
+// The in-place rewrite the pipeline uses: the same bytes as rewriteRequestHost
+// for a Host alone, a Host and an absolute-form target, IPv6, no port, no Host,
+// an empty suffix; with and without room in the buffer.
+TEST(TakeRewrittenRequest, SameBytesAsTheCopyingRewrite) {
+  std::vector<Request> cases;
+  cases.push_back(makeRequest("POST /a HTTP/1.1\r\nHost: httpbin:8000\r\nContent-Length: 5\r\n\r\nhello",
+                              "httpbin:8000"));
+  cases.push_back(makeRequest("GET / HTTP/1.1\r\nHost: [2001:db8::2]:80\r\n\r\n", "[2001:db8::2]:80"));
+  cases.push_back(makeRequest("GET / HTTP/1.1\r\nHost: cluster1\r\n\r\n", "cluster1"));
+  Request abs = makeRequest("GET http://api:81/x HTTP/1.1\r\nHost: api:81\r\n\r\nbody", "api:81");
+  abs.targetHostOffset = abs.bytes.find("api:81");
+  abs.targetHostLength = 6;
+  abs.hostOffset = abs.bytes.rfind("api:81");
+  cases.push_back(abs);
+  Request none;
+  none.bytes = "GET / HTTP/1.0\r\n\r\n";
+  cases.push_back(none);
+  for (const Request& r : cases) {
+    for (std::string_view suffix : {std::string_view("-shadow"), std::string_view(""),
+                                    std::string_view("-a-very-long-suffix-that-does-not-fit-in-the-slack-at-all-"
+                                                     "because-it-is-much-longer-than-64-bytes")}) {
+      SCOPED_TRACE(r.bytes + " / " + std::string(suffix));
+      const std::string want = rewriteRequestHost(r, suffix);
+      Request tight = r;
+      tight.bytes.shrink_to_fit();
+      Request roomy = r;
+      roomy.bytes.reserve(r.bytes.size() + kRewriteSlack);
+      const char* before = roomy.bytes.data();
+      EXPECT_EQ(takeRewrittenRequest(std::move(tight), suffix), want);
+      const std::string got = takeRewrittenRequest(std::move(roomy), suffix);
+      EXPECT_EQ(got, want);
+      if (suffix.size() * 2 <= kRewriteSlack) {
+        EXPECT_EQ(got.data(), before) << "rewritten in place, no new buffer";
+      }
+      EXPECT_TRUE(roomy.bytes.empty());
+      EXPECT_EQ(roomy.method, r.method);
+    }
+  }
 }
 
 }  // namespace
