@@ -283,7 +283,9 @@ void RequestFramer::finishChunk() {
   // kReserveAhead) is reserved, as the string's own growth would.
   if (headersDone_ && (parser_.flags & F_CONTENT_LENGTH) != 0 && (parser_.flags & F_CHUNKED) == 0) {
     const uint64_t held = chunkEnd - reqStart_;
-    const uint64_t want = std::min<uint64_t>({held + parser_.content_length, limits_.maxRequestBytes,
+    // (+ kRewriteSlack: room for the Host rewrite, done in this same buffer.)
+    const uint64_t want = std::min<uint64_t>({held + parser_.content_length + kRewriteSlack,
+                                              limits_.maxRequestBytes + kRewriteSlack,
                                               std::max<uint64_t>(2 * held, kReserveAhead)});
     if (want > buf_.capacity()) {
       buf_.reserve(want);
