@@ -104,6 +104,13 @@ start_shadowtap 50
 for i in $(seq 40); do in_ns "$NS_CLIENT" curl -s -o /dev/null "http://httpbin:8000/anything/$i"; done
 sleep 1
 stop_shadowtap
+# shadowtap's final line says how many mirrored requests the mirror answered; give
+# the mirror's log a moment to show the last of them.
+answered=$(grep "final:" "$WORK/shadowtap.log" | grep -o ' responses=[0-9]*' | tail -1 | cut -d= -f2)
+for _ in $(seq 50); do
+  [[ $(grep -c 'host=httpbin-shadow:8000' "$WORK/v1-mirroring.log") -ge ${answered:-0} ]] && break
+  sleep 0.1
+done
 echo "httpbin v1 received:           $(grep -c 'httpbin v1:' "$WORK/v1.log") requests"
 echo "httpbin v1-mirroring received: $(grep -c 'host=httpbin-shadow:8000' "$WORK/v1-mirroring.log") mirrored requests (host httpbin-shadow:8000)"
 grep "final:" "$WORK/shadowtap.log" || cat "$WORK/shadowtap.log"
