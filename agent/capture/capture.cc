@@ -320,8 +320,9 @@ std::string Capture::attachInterface(int ifindex, const std::string& name) {
       }
       break;
     case AttachMode::kXdp: {
-      stats.staleRemoved.fetch_add(static_cast<uint64_t>(removeStaleXdpPrograms(ifindex, name, &why)),
-                                   std::memory_order_relaxed);
+      stats.staleRemoved.fetch_add(
+          static_cast<uint64_t>(removeStaleXdpPrograms(ifindex, name, &why, im.options.stateDir)),
+          std::memory_order_relaxed);
       if (!why.empty()) {
         return why;
       }
@@ -332,7 +333,7 @@ std::string Capture::attachInterface(int ifindex, const std::string& name) {
       shared.countersFd = bpf_map__fd(im.skel->maps.st_counters);
       shared.hashSeed = im.skel->rodata->st_hash_seed;
       shared.wakeupBytes = im.skel->rodata->st_wakeup_bytes;
-      why = a.xdp.attach(ifindex, name, shared);
+      why = a.xdp.attach(ifindex, name, shared, im.options.stateDir);
       if (why.empty() && a.xdp.usesDispatcher()) {
         spdlog::info("attached to {} (XDP through libxdp's dispatcher, {} mode)", name, a.xdp.modeName());
       } else if (why.empty()) {

@@ -27,8 +27,14 @@ SlotLock& SlotLock::operator=(SlotLock&& other) noexcept {
 
 SlotLock::~SlotLock() { release(); }
 
-SlotLock::Result SlotLock::tryAcquire(const std::string& dir, int ifindex, bool egress, uint32_t handle,
-                                      uint32_t priority, SlotLock* out, std::string* why) {
+std::string SlotLock::tcSlot(int ifindex, bool egress, uint32_t handle, uint32_t priority) {
+  return fmt::format("tc-{}-{}-{:x}-{}", ifindex, egress ? "egress" : "ingress", handle, priority);
+}
+
+std::string SlotLock::xdpSlot(int ifindex) { return fmt::format("xdp-{}", ifindex); }
+
+SlotLock::Result SlotLock::tryAcquire(const std::string& dir, const std::string& slot, SlotLock* out,
+                                      std::string* why) {
   if (dir.empty()) {
     *why = "no --state-dir";
     return Result::kUnavailable;
@@ -40,8 +46,7 @@ SlotLock::Result SlotLock::tryAcquire(const std::string& dir, int ifindex, bool 
   // Interface indexes are per network namespace: the namespace's inode is part of the name.
   struct stat ns {};
   const unsigned long long netns = stat("/proc/self/ns/net", &ns) == 0 ? static_cast<unsigned long long>(ns.st_ino) : 0;
-  std::string path = fmt::format("{}/tc-{}-{}-{}-{:x}-{}.lock", dir, netns, ifindex, egress ? "egress" : "ingress",
-                                 handle, priority);
+  std::string path = fmt::format("{}/{}-{}.lock", dir, netns, slot);
   // The holder unlinks its file when it releases (see release()). A file
   // opened just before that is locked only once it is unlinked, so a lock is
   // ours only if the path still names the file we locked; else try again.

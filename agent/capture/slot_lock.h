@@ -6,9 +6,10 @@
 namespace shadowtap::capture {
 
 // Which running shadowtap owns a tc filter slot (interface, hook, handle,
-// priority). cls_bpf filters outlive their process, so a filter of ours found
-// on an interface is either a leftover of a killed run (to be removed) or the
-// live filter of another instance on the same host (a DaemonSet pod during a
+// priority) or an interface's XDP hook. cls_bpf filters and XDP programs
+// attached through netlink outlive their process, so one of ours found on an
+// interface is either a leftover of a killed run (to be removed) or the
+// live one of another instance on the same host (a DaemonSet pod during a
 // surge update, or someone's `--dry-run` next to it), which must be left alone.
 // Every instance holds an flock(2) on one file per slot it attached, in a
 // directory the instances of a host share (default /run/shadowtap; the
@@ -30,9 +31,12 @@ class SlotLock {
   ~SlotLock();  // release()
 
   // Tries to take the slot's lock without waiting. `dir` empty: kUnavailable.
-  // Creates `dir` (mode 0700) when missing.
-  static Result tryAcquire(const std::string& dir, int ifindex, bool egress, uint32_t handle, uint32_t priority,
-                           SlotLock* out, std::string* why);
+  // Creates `dir` (mode 0700) when missing. `slot` names the slot within this
+  // network namespace (tcSlot, xdpSlot).
+  static Result tryAcquire(const std::string& dir, const std::string& slot, SlotLock* out, std::string* why);
+  // A cls_bpf filter slot, and an interface's XDP hook.
+  static std::string tcSlot(int ifindex, bool egress, uint32_t handle, uint32_t priority);
+  static std::string xdpSlot(int ifindex);
 
   // Removes the lock file and drops the lock (call after the filter is gone).
   void release();

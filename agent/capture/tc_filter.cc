@@ -75,7 +75,7 @@ int removeStaleFilters(int ifindex, const std::string& ifname, std::string* erro
     }
     SlotLock lock;
     std::string lockWhy;
-    if (SlotLock::tryAcquire(stateDir, ifindex, egress, f.handle, f.priority, &lock, &lockWhy) ==
+    if (SlotLock::tryAcquire(stateDir, SlotLock::tcSlot(ifindex, egress, f.handle, f.priority), &lock, &lockWhy) ==
         SlotLock::Result::kHeld) {
       spdlog::info("left the tc {} filter on {} (priority {}, handle 0x{:x}): another running shadowtap owns it",
                    hookName(egress), ifname, f.priority, f.handle);
@@ -131,7 +131,8 @@ std::string TcFilter::attach(int ifindex, const std::string& ifname, int progFd,
   for (uint32_t h = handle; h < handle + kMaxInstances; ++h) {
     SlotLock lock;
     std::string why;
-    const SlotLock::Result r = SlotLock::tryAcquire(stateDir, ifindex, egress, h, priority, &lock, &why);
+    const SlotLock::Result r =
+        SlotLock::tryAcquire(stateDir, SlotLock::tcSlot(ifindex, egress, h, priority), &lock, &why);
     if (r == SlotLock::Result::kHeld) {
       spdlog::info("tc {} handle 0x{:x} priority {} on {} belongs to another running shadowtap; trying the next handle",
                    hookName(egress), h, priority, ifname);

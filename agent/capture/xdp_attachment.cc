@@ -1,5 +1,7 @@
 #include "capture/xdp_attachment.h"
 
+#include "capture/slot_lock.h"
+
 #include <bpf/libbpf.h>
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
@@ -73,7 +75,8 @@ XdpAttachment::XdpAttachment(XdpAttachment&& other) noexcept
       ifindex_(std::exchange(other.ifindex_, 0)),
       mode_(other.mode_),
       dispatcher_(other.dispatcher_),
-      noDispatcherReason_(std::move(other.noDispatcherReason_)) {}
+      noDispatcherReason_(std::move(other.noDispatcherReason_)),
+      lock_(std::move(other.lock_)) {}
 
 XdpAttachment& XdpAttachment::operator=(XdpAttachment&& other) noexcept {
   if (this != &other) {
@@ -84,6 +87,7 @@ XdpAttachment& XdpAttachment::operator=(XdpAttachment&& other) noexcept {
     mode_ = other.mode_;
     dispatcher_ = other.dispatcher_;
     noDispatcherReason_ = std::move(other.noDispatcherReason_);
+    lock_ = std::move(other.lock_);
   }
   return *this;
 }
@@ -103,8 +107,14 @@ const char* XdpAttachment::modeName() const {
   }
 }
 
-std::string XdpAttachment::attach(int ifindex, const std::string& ifname, const XdpShared& shared) {
+std::string XdpAttachment::attach(int ifindex, const std::string& ifname, const XdpShared& shared,
+                                  const std::string& stateDir) {
   routeLibxdpLogs();
+  std::string lockWhy;
+  SlotLock lock;
+  if (SlotLock::tryAcquire(stateDir, SlotLock::xdpSlot(ifindex), &lock, &lockWhy) == SlotLock::Result::kHeld) {
+    return "another running shadowtap captures " + ifname + " in XDP mode; stop it first or use --attach tcx/tc";
+  }
   skel_ = capture_xdp__open();
   if (!skel_) {
     return std::string("cannot open the XDP program: ") + std::strerror(errno);
@@ -143,6 +153,7 @@ std::string XdpAttachment::attach(int ifindex, const std::string& ifname, const 
                 : "");
   }
   ifindex_ = ifindex;
+  lock_ = std::move(lock);
   // libxdp falls back to a plain single-program attach when it cannot use its
   // dispatcher (its freplace compatibility check fails, no bpffs): ours then
   // works, but nobody else can add an XDP program next to it, and whoever tries
@@ -186,15 +197,24 @@ void XdpAttachment::detach() {
   }
   ifindex_ = 0;
   close();
+  lock_.release();  // after the program is gone: the hook is free for the next instance
 }
 
 void XdpAttachment::release() {
   ifindex_ = 0;
   close();
+  lock_.release();
 }
 
-int removeStaleXdpPrograms(int ifindex, const std::string& ifname, std::string* error) {
+int removeStaleXdpPrograms(int ifindex, const std::string& ifname, std::string* error,
+                           const std::string& stateDir) {
   routeLibxdpLogs();
+  // Ours on this hook belongs to another running instance while it holds the lock.
+  SlotLock lock;
+  std::string lockWhy;
+  if (SlotLock::tryAcquire(stateDir, SlotLock::xdpSlot(ifindex), &lock, &lockWhy) == SlotLock::Result::kHeld) {
+    return 0;
+  }
   libxdp_clean_references(ifindex);
   // Each detach replaces the dispatcher, so look again after every removal.
   constexpr int kMaxStale = 16;
@@ -205,8 +225,27 @@ int removeStaleXdpPrograms(int ifindex, const std::string& ifname, std::string* 
       return removed;  // nothing attached
     }
     if (xdp_multiprog__is_legacy(mp)) {
+      // A single program without the dispatcher: ours when libxdp could not set
+      // its dispatcher up (no freplace); it stays attached after a SIGKILL and
+      // would block every restart. Anyone else's is left alone.
+      xdp_program* main = xdp_multiprog__main_prog(mp);
+      const bool isOurs = main != nullptr && std::strcmp(xdp_program__name(main), ST_PROG_XDP_NAME) == 0;
+      int err = 0;
+      if (isOurs) {
+        err = xdp_multiprog__detach(mp);
+      }
       xdp_multiprog__close(mp);
-      return removed;  // a single program attached without libxdp: not ours to touch
+      if (!isOurs) {
+        return removed;
+      }
+      if (err) {
+        *error = "cannot remove a stale shadowtap XDP program from " + ifname + ": " + xdpError(err);
+        return removed;
+      }
+      spdlog::info("removed a stale shadowtap XDP program from {} left by an earlier run (attached without "
+                   "libxdp's dispatcher)", ifname);
+      ++removed;
+      continue;
     }
     xdp_program* ours = nullptr;
     for (xdp_program* p = xdp_multiprog__next_prog(nullptr, mp); p; p = xdp_multiprog__next_prog(p, mp)) {

@@ -4,6 +4,8 @@
 #include <string>
 #include <utility>
 
+#include "capture/slot_lock.h"
+
 struct capture_xdp;
 struct xdp_program;
 
@@ -35,8 +37,11 @@ class XdpAttachment {
   XdpAttachment& operator=(XdpAttachment&& other) noexcept;
   ~XdpAttachment();
 
-  // Empty on success, otherwise what is wrong and what to do.
-  [[nodiscard]] std::string attach(int ifindex, const std::string& ifname, const XdpShared& shared);
+  // Empty on success, otherwise what is wrong and what to do. With a
+  // `stateDir`, the interface's XDP hook is locked while attached (SlotLock),
+  // and one locked by another running instance is refused.
+  [[nodiscard]] std::string attach(int ifindex, const std::string& ifname, const XdpShared& shared,
+                                   const std::string& stateDir = "");
   void detach();
   // Forgets the attachment without detaching: the interface is gone.
   void release();
@@ -58,11 +63,15 @@ class XdpAttachment {
   int mode_ = 0;  // enum xdp_attach_mode
   bool dispatcher_ = false;
   std::string noDispatcherReason_;
+  SlotLock lock_;
 };
 
-// Detaches every program named ST_PROG_XDP_NAME from ifindex's libxdp dispatcher
-// (left by a killed run) and lets libxdp clean its stale pins. Other programs
-// stay. Returns how many were removed; sets *error on failure.
-int removeStaleXdpPrograms(int ifindex, const std::string& ifname, std::string* error);
+// Detaches every program named ST_PROG_XDP_NAME from ifindex's libxdp dispatcher,
+// or ours attached alone (without the dispatcher), left by a killed run, and lets
+// libxdp clean its stale pins. Other programs stay, and so does ours while another
+// running instance holds the interface's XDP lock (with a `stateDir`). Returns how
+// many were removed; sets *error on failure.
+int removeStaleXdpPrograms(int ifindex, const std::string& ifname, std::string* error,
+                           const std::string& stateDir = "");
 
 }  // namespace shadowtap::capture

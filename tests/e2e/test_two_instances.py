@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end: two shadowtap instances on one interface in tc mode (kernels before
-6.6 have no tcx): a DaemonSet pod during a surge update, or someone's `--dry-run`
-next to the running agent.
+6.6 have no tcx) and in XDP mode: a DaemonSet pod during a surge update, or
+someone's `--dry-run` next to the running agent.
 
   cli (198.18.0.1) --veth-- node (198.18.0.2; primary :8000; shadowtap A, B, ...)
                             node (198.18.1.1) --veth-- mir (198.18.1.2; mirror :8000)
@@ -11,8 +11,11 @@ of a killed run or another live instance's. Asserts: a second instance gets a
 filter of its own (another handle) instead of replacing the first one's; both
 capture; stopping the second leaves the first one's filter and mirroring intact;
 a tcx instance started next to it leaves it alone too; after SIGKILL the
-leftover is recognised (its lock is free) and replaced by the next instance;
-nothing is left at the end, lock files included.
+leftover is recognised (its lock is free) and replaced by the next instance.
+XDP: a second instance is refused with a clear error (one XDP program per
+interface without libxdp's dispatcher) and the first keeps mirroring; after
+SIGKILL the program left attached is removed by the next start instead of
+blocking it. Nothing is left at the end, lock files included.
 
 Usage: test_two_instances.py --shadowtap PATH
 """
@@ -50,6 +53,11 @@ def wait_mirrored(path, tag, want, timeout=10):
         time.sleep(0.1)
     time.sleep(0.3)
     return mirrored(path, tag)
+
+
+def xdp_attached(lab, ns, iface):
+    out = lab.run(ns, ["ip", "-d", "link", "show", iface], capture_output=True, text=True).stdout
+    return "st_capture_xdp" in out
 
 
 def printed(st):
@@ -100,6 +108,29 @@ def main():
         check(send(lab, cli, "d", 4) == 4 and wait_mirrored(m.mirror_rec, "d", 4) == 4, "D mirrors")
         check(d.stop() == 0, "D exits 0")
         check(our_filters(lab, node, iface) == 0, "no filter of ours left")
+
+        # XDP mode (without libxdp's dispatcher on kernels that refuse freplace, as
+        # here): a program attached through netlink also outlives a SIGKILL.
+        xdp_argv = ["--interface", iface, "--attach", "xdp", "--state-dir", state,
+                    "--rule", f"port={PORT},mirror=httpbin-mirror:{PORT}"]
+        e = m.shadowtap(args.shadowtap, argv=xdp_argv)
+        check(xdp_attached(lab, node, iface), "E (XDP mode): our XDP program attached")
+        try:
+            f = m.shadowtap(args.shadowtap, argv=dry_argv + ["--attach", "xdp"])
+            f.stop()
+            refused = ""
+        except RuntimeError as err:
+            refused = str(err)
+        check("another running shadowtap captures" in refused,
+              "F (XDP mode) next to E is refused with a clear error instead of removing E's program")
+        check(xdp_attached(lab, node, iface) and send(lab, cli, "e", 3) == 3 and
+              wait_mirrored(m.mirror_rec, "e", 3) == 3, "E still attached and mirroring")
+        e.stop(signal.SIGKILL)
+        check(xdp_attached(lab, node, iface), "SIGKILL leaves E's XDP program attached")
+        g = m.shadowtap(args.shadowtap, argv=xdp_argv)
+        check("removed a stale shadowtap XDP program" in g.text(), "G removes E's leftover and attaches")
+        check(send(lab, cli, "g", 3) == 3 and wait_mirrored(m.mirror_rec, "g", 3) == 3, "G mirrors")
+        check(g.stop() == 0 and not xdp_attached(lab, node, iface), "G exits 0 and leaves no XDP program")
         left = os.listdir(state) if os.path.isdir(state) else []
         check(left == [], f"no lock file left ({left})")
     finally:
