@@ -292,31 +292,37 @@ void RecordWriter::finishFile(bool rotation) {
   files_.enforceCap(0);
 }
 
-// ---- HAR ----
+// ---- HAR and JSON lines ----
 
-HarWriter::HarWriter(RecordOptions opts)
+LineRecordWriter::LineRecordWriter(RecordOptions opts)
     : RecordWriter(std::move(opts)),
+      har_(options().format == RecordFormat::kHar),
       redactor_(options().redact, options().redactHeaders, options().redactQuery) {}
 
-HarWriter::~HarWriter() { close(); }
+LineRecordWriter::~LineRecordWriter() { close(); }
 
-bool HarWriter::openFile(const std::string& path) {
+bool LineRecordWriter::openFile(const std::string& path) {
   f_ = openBuffered(path);
   bytes_ = 0;
   entries_ = 0;
   if (f_ == nullptr) {
     return false;
   }
-  return writeAll(f_, harFileHead(), bytes_);
+  return !har_ || writeAll(f_, harFileHead(), bytes_);
 }
 
-RecordWriter::WriteResult HarWriter::writeItem(Item& item) {
+RecordWriter::WriteResult LineRecordWriter::writeItem(Item& item) {
   auto rec = recordedFrom(item, redactor_);
   if (!rec) {
     return WriteResult::kMalformed;
   }
-  std::string line = entries_ == 0 ? std::string() : std::string(",");
-  line += harEntry(*rec);
+  std::string line;
+  if (har_) {
+    line = entries_ == 0 ? std::string() : std::string(",");  // every HAR entry after the first
+    line += harEntry(*rec);
+  } else {
+    line = toJsonLine(*rec);
+  }
   line += '\n';
   if (!writeAll(f_, line, bytes_)) {
     return WriteResult::kError;
@@ -325,49 +331,14 @@ RecordWriter::WriteResult HarWriter::writeItem(Item& item) {
   return WriteResult::kOk;
 }
 
-bool HarWriter::flushFile() { return std::fflush(f_) == 0; }
+bool LineRecordWriter::flushFile() { return std::fflush(f_) == 0; }
 
-bool HarWriter::closeFile() {
+bool LineRecordWriter::closeFile() {
   if (f_ == nullptr) {
     return true;
   }
-  bool ok = writeAll(f_, harFileTail(), bytes_);
+  bool ok = !har_ || writeAll(f_, harFileTail(), bytes_);
   ok = std::fclose(f_) == 0 && ok;
-  f_ = nullptr;
-  return ok;
-}
-
-// ---- JSON lines ----
-
-JsonlWriter::JsonlWriter(RecordOptions opts)
-    : RecordWriter(std::move(opts)),
-      redactor_(options().redact, options().redactHeaders, options().redactQuery) {}
-
-JsonlWriter::~JsonlWriter() { close(); }
-
-bool JsonlWriter::openFile(const std::string& path) {
-  f_ = openBuffered(path);
-  bytes_ = 0;
-  return f_ != nullptr;
-}
-
-RecordWriter::WriteResult JsonlWriter::writeItem(Item& item) {
-  auto rec = recordedFrom(item, redactor_);
-  if (!rec) {
-    return WriteResult::kMalformed;
-  }
-  std::string line = toJsonLine(*rec);
-  line += '\n';
-  return writeAll(f_, line, bytes_) ? WriteResult::kOk : WriteResult::kError;
-}
-
-bool JsonlWriter::flushFile() { return std::fflush(f_) == 0; }
-
-bool JsonlWriter::closeFile() {
-  if (f_ == nullptr) {
-    return true;
-  }
-  const bool ok = std::fclose(f_) == 0;
   f_ = nullptr;
   return ok;
 }
@@ -380,10 +351,8 @@ std::unique_ptr<RecordWriter> makeRecordWriter(RecordOptions opts, std::string* 
   std::unique_ptr<RecordWriter> w;
   switch (opts.format) {
     case RecordFormat::kHar:
-      w = std::make_unique<HarWriter>(std::move(opts));
-      break;
     case RecordFormat::kJsonl:
-      w = std::make_unique<JsonlWriter>(std::move(opts));
+      w = std::make_unique<LineRecordWriter>(std::move(opts));
       break;
     case RecordFormat::kPcap:
       w = std::make_unique<PcapWriter>(std::move(opts));

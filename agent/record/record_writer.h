@@ -125,11 +125,14 @@ class RecordWriter : public http::RequestSink {
   uint64_t lastErrorLogNs_ = 0;
 };
 
-// HAR 1.2 recorder (see record_format.h for the file layout).
-class HarWriter final : public RecordWriter {
+// HAR 1.2 and JSON lines recorders (opts.format; see record_format.h for the
+// layouts): one text line per request. They differ only in the file's head and
+// tail (HAR's opening and closing lines, nothing for JSON lines) and in how a
+// request becomes a line.
+class LineRecordWriter final : public RecordWriter {
  public:
-  explicit HarWriter(RecordOptions opts);
-  ~HarWriter() override;
+  explicit LineRecordWriter(RecordOptions opts);
+  ~LineRecordWriter() override;
 
  private:
   bool openFile(const std::string& path) override;
@@ -138,28 +141,11 @@ class HarWriter final : public RecordWriter {
   bool closeFile() override;
   uint64_t fileBytes() const override { return bytes_; }
 
+  const bool har_;
   Redactor redactor_;
   std::FILE* f_ = nullptr;
   uint64_t bytes_ = 0;
-  uint64_t entries_ = 0;
-};
-
-// JSON lines recorder: one request per line (see record_format.h).
-class JsonlWriter final : public RecordWriter {
- public:
-  explicit JsonlWriter(RecordOptions opts);
-  ~JsonlWriter() override;
-
- private:
-  bool openFile(const std::string& path) override;
-  WriteResult writeItem(Item& item) override;
-  bool flushFile() override;
-  bool closeFile() override;
-  uint64_t fileBytes() const override { return bytes_; }
-
-  Redactor redactor_;
-  std::FILE* f_ = nullptr;
-  uint64_t bytes_ = 0;
+  uint64_t entries_ = 0;  // in the open file
 };
 
 // Creates the recorder for opts.format after checkRecordOptions, and starts
