@@ -89,113 +89,6 @@ class DirectionSink : public capture::SegmentSink {
   Side fromServer;
 };
 
-// One request/response exchange over a fresh connection to 198.18.4.1:kPort.
-class Exchange {
- public:
-  Exchange(const VethPair& net, std::string request, std::string response)
-      : request_(std::move(request)), response_(std::move(response)) {
-    {
-      NetnsScope in(net.server);
-      listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      int one = 1;
-      setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-      sockaddr_in a = addr();
-      ok_ = in.ok() && bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 && listen(listener_, 4) == 0;
-    }
-    {
-      NetnsScope in(net.client);
-      client_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      ok_ = ok_ && in.ok() && client_ >= 0;
-    }
-    if (!ok_) {
-      return;
-    }
-    server_ = std::thread([this] {
-      int c = accept(listener_, nullptr, nullptr);
-      if (c < 0) {
-        return;
-      }
-      std::string got;
-      char buf[65536];
-      while (got.size() < request_.size()) {
-        ssize_t n = read(c, buf, sizeof(buf));
-        if (n <= 0) {
-          break;
-        }
-        got.append(buf, static_cast<size_t>(n));
-      }
-      writeAll(c, response_);
-      shutdown(c, SHUT_WR);
-      while (read(c, buf, sizeof(buf)) > 0) {
-      }
-      close(c);
-    });
-    client_thread_ = std::thread([this] {
-      sockaddr_in a = addr();
-      if (connect(client_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-        done_ = true;
-        return;
-      }
-      writeAll(client_, request_);
-      char buf[65536];
-      ssize_t n;
-      while ((n = read(client_, buf, sizeof(buf))) > 0) {
-        received_ += static_cast<size_t>(n);
-      }
-      shutdown(client_, SHUT_WR);
-      done_ = true;
-    });
-  }
-  ~Exchange() { join(); }
-
-  void join() {
-    if (client_thread_.joinable()) {
-      client_thread_.join();
-    }
-    if (server_.joinable()) {
-      server_.join();
-    }
-    for (int* fd : {&client_, &listener_}) {
-      if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-      }
-    }
-  }
-  bool ok() const { return ok_; }
-  bool done() const { return done_; }
-  size_t received() const { return received_; }
-
- private:
-  static sockaddr_in addr() {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(kPort);
-    inet_pton(AF_INET, "198.18.4.1", &a.sin_addr);
-    return a;
-  }
-  static void writeAll(int fd, const std::string& s) {
-    size_t off = 0;
-    while (off < s.size()) {
-      ssize_t n = write(fd, s.data() + off, s.size() - off);
-      if (n <= 0) {
-        return;
-      }
-      off += static_cast<size_t>(n);
-    }
-  }
-
-  std::string request_;
-  std::string response_;
-  int listener_ = -1;
-  int client_ = -1;
-  bool ok_ = false;
-  std::atomic<bool> done_{false};
-  std::atomic<size_t> received_{0};
-  std::thread server_;
-  std::thread client_thread_;
-};
-
 CaptureOptions optionsFor(AttachMode mode, const std::string& ifname, bool compare) {
   CaptureOptions o;
   o.interfaces = {ifname};
@@ -227,7 +120,7 @@ bool pump(Capture& cap, capture::SegmentSink& sink, Pred pred, std::chrono::mill
 DirectionSink exchangeUnder(Capture& cap, const VethPair& net, const std::string& req, const std::string& resp,
                             bool expectResponses) {
   DirectionSink sink;
-  Exchange x(net, req, resp);
+  TcpExchange x(net, kPort, req, resp);
   EXPECT_TRUE(x.ok());
   pump(
       cap, sink,
@@ -238,7 +131,7 @@ DirectionSink exchangeUnder(Capture& cap, const VethPair& net, const std::string
       std::chrono::seconds(expectResponses ? 10 : 2));
   x.join();
   cap.consume(sink);
-  EXPECT_EQ(x.received(), resp.size());
+  EXPECT_EQ(x.clientReceived(), resp.size());
   return sink;
 }
 

@@ -95,90 +95,6 @@ class CollectingSink : public capture::SegmentSink {
   std::vector<std::pair<uint32_t, std::vector<uint8_t>>> chunks_;
 };
 
-// A TCP transfer of `data` from the client namespace to 198.18.4.1:kPort in the
-// server namespace, on its own threads.
-class Transfer {
- public:
-  Transfer(const VethPair& net, const std::vector<uint8_t>& data) : data_(data) {
-    {
-      NetnsScope in(net.server);
-      listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      int one = 1;
-      setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(kPort);
-      inet_pton(AF_INET, "198.18.4.1", &a.sin_addr);
-      ok_ = in.ok() && bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 && listen(listener_, 4) == 0;
-    }
-    {
-      NetnsScope in(net.client);
-      client_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      ok_ = ok_ && in.ok() && client_ >= 0;
-    }
-    if (!ok_) {
-      return;
-    }
-    server_ = std::thread([this] {
-      int c = accept(listener_, nullptr, nullptr);
-      std::vector<uint8_t> buf(1 << 16);
-      ssize_t n;
-      while (c >= 0 && (n = read(c, buf.data(), buf.size())) > 0) {
-        received_ += static_cast<size_t>(n);
-      }
-      if (c >= 0) {
-        close(c);
-      }
-    });
-    sender_ = std::thread([this] {
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(kPort);
-      inet_pton(AF_INET, "198.18.4.1", &a.sin_addr);
-      if (connect(client_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
-        size_t off = 0;
-        while (off < data_.size()) {
-          ssize_t n = write(client_, data_.data() + off, data_.size() - off);
-          if (n <= 0) {
-            break;
-          }
-          off += static_cast<size_t>(n);
-        }
-      }
-      shutdown(client_, SHUT_WR);
-      done_ = true;
-    });
-  }
-  ~Transfer() { join(); }
-  void join() {
-    if (sender_.joinable()) {
-      sender_.join();
-    }
-    if (server_.joinable()) {
-      server_.join();
-    }
-    for (int* fd : {&client_, &listener_}) {
-      if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-      }
-    }
-  }
-  bool ok() const { return ok_; }
-  bool done() const { return done_; }
-  size_t received() const { return received_; }
-
- private:
-  const std::vector<uint8_t>& data_;
-  int listener_ = -1;
-  int client_ = -1;
-  bool ok_ = false;
-  std::atomic<bool> done_{false};
-  std::atomic<size_t> received_{0};
-  std::thread server_;
-  std::thread sender_;
-};
-
 CaptureOptions optionsFor(AttachMode mode, std::vector<std::string> interfaces) {
   CaptureOptions o;
   o.interfaces = std::move(interfaces);
@@ -225,7 +141,7 @@ TEST_P(CaptureAttachTest, LargeTransferIsCapturedWhole) {
 
   const std::vector<uint8_t> data = body(8u << 20);
   CollectingSink sink;
-  Transfer t(net, data);
+  TcpExchange t(net, kPort, std::string(data.begin(), data.end()));
   ASSERT_TRUE(t.ok());
   size_t mismatched = 0;
   const bool all = pump(
@@ -236,7 +152,7 @@ TEST_P(CaptureAttachTest, LargeTransferIsCapturedWhole) {
   const size_t covered = sink.covered(data, &mismatched);
   const auto k = cap->kernelCounters();
   EXPECT_TRUE(all);
-  EXPECT_EQ(t.received(), data.size());
+  EXPECT_EQ(t.serverReceived(), data.size());
   EXPECT_EQ(covered, data.size()) << "captured records must cover every byte";
   EXPECT_EQ(mismatched, 0u);
   EXPECT_EQ(k[ST_CNT_TRUNCATED], 0u);
@@ -402,11 +318,11 @@ TEST_P(CoexistenceTest, OthersBeforeAndAfterOursSeeEveryPacket) {
   const std::vector<uint8_t> data = body(1u << 20);
   CollectingSink sink;
   {
-    Transfer t(net, data);
+    TcpExchange t(net, kPort, std::string(data.begin(), data.end()));
     ASSERT_TRUE(t.ok());
     pump(*cap, sink, [&] { return t.done(); }, std::chrono::seconds(10));
     t.join();
-    EXPECT_EQ(t.received(), data.size()) << "traffic must flow through all three programs";
+    EXPECT_EQ(t.serverReceived(), data.size()) << "traffic must flow through all three programs";
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // last ACK/FIN
   cap->consume(sink);

@@ -3,13 +3,19 @@
 // Network namespaces and veth pairs for capture tests, removed on destruction
 // (also when an assertion fails). Addresses only from 198.18.0.0/15.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 namespace shadowtap::capturetest {
 
@@ -86,6 +92,109 @@ class VethPair {
 
  private:
   bool ok_ = false;
+};
+
+// One TCP exchange over a fresh connection from the client namespace to
+// 198.18.4.1:`port` in the server namespace: the client writes `request`; the
+// server reads it whole (or to EOF), answers `response` (may be empty), and
+// closes its side; the client reads the answer to EOF and closes. The sockets
+// are made in their namespaces, then both ends run on threads of their own.
+class TcpExchange {
+ public:
+  TcpExchange(const VethPair& net, uint16_t port, std::string request, std::string response = "")
+      : request_(std::move(request)), response_(std::move(response)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, "198.18.4.1", &a.sin_addr);
+    {
+      NetnsScope in(net.server);
+      listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int one = 1;
+      setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      ok_ = in.ok() && bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 && listen(listener_, 4) == 0;
+    }
+    {
+      NetnsScope in(net.client);
+      client_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      ok_ = ok_ && in.ok() && client_ >= 0;
+    }
+    if (!ok_) {
+      return;
+    }
+    server_ = std::thread([this] {
+      const int c = accept(listener_, nullptr, nullptr);
+      if (c < 0) {
+        return;
+      }
+      std::string buf(1 << 16, '\0');
+      ssize_t n;
+      while (serverReceived_ < request_.size() && (n = read(c, buf.data(), buf.size())) > 0) {
+        serverReceived_ += static_cast<size_t>(n);
+      }
+      writeAll(c, response_);
+      shutdown(c, SHUT_WR);
+      while (read(c, buf.data(), buf.size()) > 0) {
+      }
+      close(c);
+    });
+    client_thread_ = std::thread([this, a] {
+      if (connect(client_, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) == 0) {
+        writeAll(client_, request_);
+        std::string buf(1 << 16, '\0');
+        ssize_t n;
+        while ((n = read(client_, buf.data(), buf.size())) > 0) {
+          clientReceived_ += static_cast<size_t>(n);
+        }
+      }
+      shutdown(client_, SHUT_WR);
+      done_ = true;
+    });
+  }
+  ~TcpExchange() { join(); }
+  TcpExchange(const TcpExchange&) = delete;
+  TcpExchange& operator=(const TcpExchange&) = delete;
+
+  void join() {
+    for (std::thread* t : {&client_thread_, &server_}) {
+      if (t->joinable()) {
+        t->join();
+      }
+    }
+    for (int* fd : {&client_, &listener_}) {
+      if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+      }
+    }
+  }
+  bool ok() const { return ok_; }
+  bool done() const { return done_; }
+  size_t serverReceived() const { return serverReceived_; }  // request bytes that arrived
+  size_t clientReceived() const { return clientReceived_; }  // response bytes that arrived
+
+ private:
+  static void writeAll(int fd, const std::string& s) {
+    size_t off = 0;
+    while (off < s.size()) {
+      const ssize_t n = write(fd, s.data() + off, s.size() - off);
+      if (n <= 0) {
+        return;
+      }
+      off += static_cast<size_t>(n);
+    }
+  }
+
+  const std::string request_;
+  const std::string response_;
+  int listener_ = -1;
+  int client_ = -1;
+  bool ok_ = false;
+  std::atomic<bool> done_{false};
+  std::atomic<size_t> serverReceived_{0};
+  std::atomic<size_t> clientReceived_{0};
+  std::thread server_;
+  std::thread client_thread_;
 };
 
 #define ST_REQUIRE_ROOT()                                                            \
