@@ -33,7 +33,6 @@ RESULTS.md from OUT/h2.json (between marker comments, before the hand-written
 analysis), so it survives report.py regenerating the rest of the file.
 """
 import argparse
-import atexit
 import json
 import os
 import re
@@ -46,6 +45,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netbench  # noqa: E402
 from netbench import cpu_seconds, proc_status  # noqa: E402
 from report import fratio, fus, med  # noqa: E402
 
@@ -73,37 +73,16 @@ def percentile(sorted_xs, q):
     return sorted_xs[i]
 
 
-class Lab:
-    def __init__(self, tag, shadowtap, workdir):
-        self.tag = tag
-        self.shadowtap_bin = shadowtap
-        self.dir = workdir
-        self.ns = {r: f"{tag}-{r}" for r in ("c", "s", "m")}
-        self.if_c0, self.if_s0 = f"{tag}c0", f"{tag}s0"
-        self.if_s1, self.if_m0 = f"{tag}s1", f"{tag}m0"
-        self.procs = {}
-        self.created = []
-        self.closed = False
-        atexit.register(self.close)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
+class Lab(netbench.Lab):
+    """netbench's three namespaces (client, server, mirror) and process handling,
+    plus nghttpd's document root and shadowtap's binary."""
 
-    def _on_signal(self, signum, _frame):
-        self.close()
-        sys.exit(128 + signum)
+    def __init__(self, tag, shadowtap, workdir):
+        super().__init__(tag, None, workdir)
+        self.shadowtap_bin = shadowtap
 
     def setup(self):
-        for ns in self.ns.values():
-            sh("ip", "netns", "add", ns)
-            self.created.append(ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        c, s, m = self.ns["c"], self.ns["s"], self.ns["m"]
-        sh("ip", "link", "add", self.if_c0, "netns", c, "type", "veth", "peer", "name", self.if_s0, "netns", s)
-        sh("ip", "link", "add", self.if_s1, "netns", s, "type", "veth", "peer", "name", self.if_m0, "netns", m)
-        for ns, dev, addr in ((c, self.if_c0, C_ADDR + "/24"), (s, self.if_s0, S_ADDR + "/24"),
-                              (s, self.if_s1, S_MADDR + "/24"), (m, self.if_m0, M_ADDR + "/24")):
-            sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
+        super().setup()
         docroot = os.path.join(self.dir, "docroot")
         os.makedirs(os.path.join(docroot, GRPC_PATH.strip("/").split("/")[0]))
         with open(os.path.join(docroot, PLAIN_PATH.lstrip("/")), "w") as f:
@@ -113,52 +92,8 @@ class Lab:
             f.write(b"\x00" + len(msg).to_bytes(4, "big") + msg)
         self.docroot = docroot
 
-    def run(self, ns, argv, **kw):
-        return subprocess.run(["ip", "netns", "exec", ns, *argv], text=True, **kw)
-
-    def spawn(self, name, ns, argv, **kw):
-        # `ip netns exec` execs the program, so the PID is the program's own.
-        p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], **kw)
-        self.procs[name] = p
-        return p
-
     def stop(self, name, sig=signal.SIGTERM, timeout=20):
-        p = self.procs.pop(name, None)
-        if p is None:
-            return None
-        if p.poll() is not None:
-            return p.returncode
-        p.send_signal(sig)
-        try:
-            return p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            return p.wait()
-
-    def close(self):
-        if self.closed:
-            return
-        self.closed = True
-        for name in list(self.procs):
-            p = self.procs.pop(name)
-            if p.poll() is None:
-                p.kill()
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
-        for ns in self.created:
-            sh("ip", "netns", "delete", ns, check=False)
-
-    def wait_port(self, ns, addr, port, timeout=5.0):
-        deadline = time.time() + timeout
-        probe = f"import socket; socket.create_connection(('{addr}', {port}), 0.5).close()"
-        while time.time() < deadline:
-            if self.run(ns, [sys.executable, "-c", probe], stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL).returncode == 0:
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"nothing listening on {addr}:{port} in {ns}")
+        return super().stop(name, sig, timeout)
 
     def start_nghttpd(self, name, ns, addr):
         self.spawn(name, ns, ["nghttpd", "--no-tls", "-n", "1", "-d", self.docroot, "-a", addr, str(PORT)],
