@@ -28,7 +28,6 @@ using capture::AttachMode;
 using capture::Capture;
 using capture::CaptureOptions;
 using capture::PortRule;
-using Clock = std::chrono::steady_clock;
 
 constexpr uint16_t kPort = 8080;
 constexpr uint32_t kRuleId = 5;
@@ -102,19 +101,6 @@ CaptureOptions optionsFor(AttachMode mode, const std::string& ifname, bool compa
   return o;
 }
 
-template <typename Pred>
-bool pump(Capture& cap, capture::SegmentSink& sink, Pred pred, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    pollfd p{cap.fd(), POLLIN, 0};
-    poll(&p, 1, 20);
-    cap.consume(sink);
-    if (pred()) {
-      return true;
-    }
-  }
-  return false;
-}
 
 // Runs one exchange under `cap` and returns what was captured per direction.
 DirectionSink exchangeUnder(Capture& cap, const VethPair& net, const std::string& req, const std::string& resp,

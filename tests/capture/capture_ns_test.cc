@@ -38,7 +38,6 @@ namespace {
 using capture::AttachMode;
 using capture::Capture;
 using capture::CaptureOptions;
-using Clock = std::chrono::steady_clock;
 
 constexpr uint16_t kPort = 8080;
 constexpr uint32_t kRuleId = 3;
@@ -104,20 +103,6 @@ CaptureOptions optionsFor(AttachMode mode, std::vector<std::string> interfaces) 
   return o;
 }
 
-// Consumes until pred() holds or the deadline passes, waiting on the capture's fd.
-template <typename Pred>
-bool pump(Capture& cap, capture::SegmentSink& sink, Pred pred, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    pollfd p{cap.fd(), POLLIN, 0};
-    poll(&p, 1, 20);
-    cap.consume(sink);
-    if (pred()) {
-      return true;
-    }
-  }
-  return false;
-}
 
 class CaptureAttachTest : public ::testing::TestWithParam<AttachMode> {};
 

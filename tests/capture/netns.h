@@ -7,15 +7,19 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <thread>
+
+#include "capture/capture.h"
 
 namespace shadowtap::capturetest {
 
@@ -196,6 +200,22 @@ class TcpExchange {
   std::thread server_;
   std::thread client_thread_;
 };
+
+// Consumes `cap` into `sink` until pred() holds or the deadline passes, waiting on
+// the capture's fd in between.
+template <typename Pred>
+bool pump(capture::Capture& cap, capture::SegmentSink& sink, Pred pred, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{cap.fd(), POLLIN, 0};
+    poll(&p, 1, 20);
+    cap.consume(sink);
+    if (pred()) {
+      return true;
+    }
+  }
+  return false;
+}
 
 #define ST_REQUIRE_ROOT()                                                            \
   do {                                                                               \

@@ -16,11 +16,10 @@
 namespace shadowtap::offline {
 namespace {
 
+using record::testing::kMay1;
 using record::testing::makeRequest;
 using record::testing::slurp;
 using record::testing::TempDir;
-
-constexpr int64_t kMay1 = int64_t{1714564800} * 1'000'000'000;
 
 h2::H2Request h2Request(uint64_t tsNs, std::string path, std::string body, bool trailers) {
   h2::H2Request r;
@@ -56,14 +55,9 @@ struct Mixed {
 };
 
 Mixed recordMixed(const TempDir& dir, const std::string& name, const std::string& redact) {
-  record::RecordOptions o;
-  o.path = dir.path() + "/" + name;
-  o.format = *record::formatFromPath(name);
-  o.realtimeOffsetNs = kMay1;
+  record::RecordOptions o = record::testing::optionsFor(dir, name);
   EXPECT_EQ(record::applyRedactSpec(redact, o), "");
-  std::string error;
-  auto w = record::makeRecordWriter(o, &error);
-  EXPECT_NE(w, nullptr) << error;
+  auto w = record::testing::make(o);
   Mixed m;
   m.h2.push_back(h2Request(1'000'000, "/pkg.Svc/Call", std::string("\x00\x00\x00\x00\x02\xff\x01", 7), true));
   m.h2.push_back(h2Request(3'000'000, "/get?x=1", "", false));
@@ -292,13 +286,8 @@ std::string summaryValue(const std::string& t, const std::string& section, const
 
 TEST(H2Replay, CommandReplaysAnHttp2RecordingOverH2c) {
   TempDir dir;
-  record::RecordOptions o;
-  o.path = dir.path() + "/only.jsonl";
-  o.format = record::RecordFormat::kJsonl;
-  o.realtimeOffsetNs = kMay1;
-  std::string error;
-  auto w = record::makeRecordWriter(o, &error);
-  ASSERT_NE(w, nullptr) << error;
+  auto w = record::testing::make(record::testing::optionsFor(dir, "only.jsonl"));
+  ASSERT_NE(w, nullptr);
   for (int i = 0; i < 20; ++i) {
     h2::H2Request r = h2Request(1'000'000 + i * 1000, "/n/" + std::to_string(i), i % 2 ? "b" : "", i % 3 == 0);
     if (i == 7) {

@@ -13,11 +13,10 @@
 namespace shadowtap::offline {
 namespace {
 
+using record::testing::kMay1;
 using record::testing::makeRequest;
 using record::testing::slurp;
 using record::testing::TempDir;
-
-constexpr int64_t kMay1 = int64_t{1714564800} * 1'000'000'000;
 
 const std::vector<std::string> kRequests = {
     "GET /r/1?q=%20x&y=1 HTTP/1.1\r\nhOsT: httpbin:8000\r\nUser-Agent: st/1\r\nX-Dup: a\r\nX-Dup: b\r\n\r\n",
@@ -47,14 +46,9 @@ std::string shadowed(const std::string& bytes) {
 
 std::vector<std::string> recordAndRead(const std::string& name, const std::string& redact, ReadResult* out) {
   TempDir dir;
-  record::RecordOptions o;
-  o.path = dir.path() + "/" + name;
-  o.format = *record::formatFromPath(name);
-  o.realtimeOffsetNs = kMay1;
+  record::RecordOptions o = record::testing::optionsFor(dir, name);
   EXPECT_EQ(record::applyRedactSpec(redact, o), "");
-  std::string error;
-  auto w = record::makeRecordWriter(o, &error);
-  EXPECT_NE(w, nullptr) << error;
+  auto w = record::testing::make(o);
   uint64_t ts = 1'000'000;
   for (const auto& b : kRequests) {
     w->onRequest(makeRequest(b, ts += 250'000'000));

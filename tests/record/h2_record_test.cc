@@ -12,10 +12,12 @@ namespace shadowtap::record {
 namespace {
 
 using testing::slurp;
+using testing::kMay1;
+using testing::make;
+using testing::optionsFor;
 using testing::TempDir;
 using Json = nlohmann::json;
 
-constexpr int64_t kMay1 = int64_t{1714564800} * 1'000'000'000;  // 2024-05-01T12:00:00Z
 // A gRPC message frame: not UTF-8, so it is stored as base64.
 const std::string kGrpcBody("\x00\x00\x00\x00\x03\xff\x08\x01", 8);
 
@@ -42,21 +44,6 @@ h2::H2Request grpcCall() {
   r.body = kGrpcBody;
   r.trailers = {{"x-checksum", "c1", false}, {"x-secret", "zz", true}};
   return r;
-}
-
-RecordOptions optionsFor(const TempDir& dir, const std::string& name) {
-  RecordOptions o;
-  o.path = dir.path() + "/" + name;
-  o.format = *formatFromPath(name);
-  o.realtimeOffsetNs = kMay1;
-  return o;
-}
-
-std::unique_ptr<RecordWriter> make(RecordOptions o) {
-  std::string error;
-  auto w = makeRecordWriter(std::move(o), &error);
-  EXPECT_NE(w, nullptr) << error;
-  return w;
 }
 
 Json pairsJson(std::initializer_list<std::pair<const char*, const char*>> l) {

@@ -11,7 +11,13 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include <memory>
+
 #include "http/request.h"
+#include "record/record_options.h"
+#include "record/record_writer.h"
 
 namespace shadowtap::record::testing {
 
@@ -73,6 +79,26 @@ inline http::Request makeRequest(std::string bytes, uint64_t tsNs = 1'500'000, u
   r.bodyOffset = r.bytes.find("\r\n\r\n") + 4;
   r.bodyLength = r.bytes.size() - r.bodyOffset;
   return r;
+}
+
+// Monotonic 0 is 2024-05-01T12:00:00Z in the writers' tests.
+inline constexpr int64_t kMay1 = int64_t{1714564800} * 1'000'000'000;
+
+// Options for a recording at `dir`/`name`, the format from its extension.
+inline RecordOptions optionsFor(const TempDir& dir, const std::string& name) {
+  RecordOptions o;
+  o.path = dir.path() + "/" + name;
+  o.format = *formatFromPath(name);
+  o.realtimeOffsetNs = kMay1;
+  return o;
+}
+
+// The started recorder for `o` (a test failure, and null, when it cannot start).
+inline std::unique_ptr<RecordWriter> make(RecordOptions o) {
+  std::string error;
+  auto w = makeRecordWriter(std::move(o), &error);
+  EXPECT_NE(w, nullptr) << error;
+  return w;
 }
 
 }  // namespace shadowtap::record::testing

@@ -14,25 +14,12 @@ namespace {
 
 using testing::makeRequest;
 using testing::slurp;
+using testing::kMay1;
+using testing::make;
+using testing::optionsFor;
 using testing::TempDir;
 using Json = nlohmann::json;
 
-constexpr int64_t kMay1 = int64_t{1714564800} * 1'000'000'000;  // 2024-05-01T12:00:00Z
-
-RecordOptions optionsFor(const TempDir& dir, const std::string& name) {
-  RecordOptions o;
-  o.path = dir.path() + "/" + name;
-  o.format = *formatFromPath(name);
-  o.realtimeOffsetNs = kMay1;
-  return o;
-}
-
-std::unique_ptr<RecordWriter> make(RecordOptions o) {
-  std::string error;
-  auto w = makeRecordWriter(std::move(o), &error);
-  EXPECT_NE(w, nullptr) << error;
-  return w;
-}
 
 std::vector<Json> jsonLines(const std::string& text) {
   std::vector<Json> out;
