@@ -203,6 +203,26 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   return p;
 }
 
+namespace {
+
+replay::DropPolicy dropPolicyOf(const rules::Rule& rule) {
+  return rule.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
+}
+
+// Compare mode: a sender (replay::ReplayOptions, h2::H2PoolOptions) keeps the
+// responses of requests with an exchange id and reports them, or their
+// absence, to the engine as `part`.
+template <typename SenderOptions>
+void reportTo(compare::CompareEngine& engine, compare::Part part, SenderOptions& o) {
+  o.comparePart = part;
+  o.onKeptResponse = [&engine](uint64_t id, compare::Part p, compare::Response&& response) {
+    engine.onResponse(id, p, std::move(response));
+  };
+  o.onMissingResponse = [&engine](uint64_t id, compare::Part p) { engine.onMissing(id, p); };
+}
+
+}  // namespace
+
 std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint32_t ruleId, std::string* error) {
   auto rt = std::make_unique<RuleRuntime>(rule, ruleId);
   if (config_.dryRun) {
@@ -231,8 +251,7 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   ro.maxConnections = rule.connections;
   ro.queueCapacity = rule.queue;
   ro.queueBytes = rule.queueMiB << 20;
-  ro.dropPolicy =
-      rule.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
+  ro.dropPolicy = dropPolicyOf(rule);
   ro.maxRps = rule.maxRps;
   ro.connectTimeout = std::chrono::milliseconds(config_.connectTimeoutMs);
   ro.responseTimeout = std::chrono::milliseconds(config_.responseTimeoutMs);
@@ -244,12 +263,7 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   // at start): its begin() refuses and it is mirrored only.
   if (engine_ && rule.compare) {
     rt->compared = true;
-    compare::CompareEngine* engine = engine_.get();
-    ro.comparePart = compare::Part::kMirror;
-    ro.onKeptResponse = [engine](uint64_t id, compare::Part part, compare::Response&& response) {
-      engine->onResponse(id, part, std::move(response));
-    };
-    ro.onMissingResponse = [engine](uint64_t id, compare::Part part) { engine->onMissing(id, part); };
+    reportTo(*engine_, compare::Part::kMirror, ro);
     if (!rule.secondary.empty()) {
       replay::ResolveResult second = replay::resolveTarget(rule.secondary);
       if (!second.error.empty()) {
@@ -567,18 +581,12 @@ h2::H2Pool* Pipeline::h2PoolFor(RuleRuntime& rt, compare::Part part) {
   o.connections = std::max<size_t>(1, rt.rule.connections);
   o.queueCapacity = rt.rule.queue;
   o.queueBytes = rt.rule.queueMiB << 20;
-  o.dropPolicy =
-      rt.rule.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
+  o.dropPolicy = dropPolicyOf(rt.rule);
   o.maxRps = rt.rule.maxRps;
   o.client.connectTimeoutNs = uint64_t(config_.connectTimeoutMs) * 1'000'000ULL;
   o.client.responseTimeoutNs = uint64_t(config_.responseTimeoutMs) * 1'000'000ULL;
   if (rt.compared) {
-    compare::CompareEngine* engine = engine_.get();
-    o.comparePart = part;
-    o.onKeptResponse = [engine](uint64_t id, compare::Part p, compare::Response&& response) {
-      engine->onResponse(id, p, std::move(response));
-    };
-    o.onMissingResponse = [engine](uint64_t id, compare::Part p) { engine->onMissing(id, p); };
+    reportTo(*engine_, part, o);
   }
   const bool noAddress = o.addrs.empty();
   auto pool = std::make_unique<h2::H2Pool>(std::move(o));
