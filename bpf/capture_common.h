@@ -21,6 +21,11 @@
 #include "maps.h"
 #include "parse.h"
 
+/* st_emit_record bounds the copy length with a mask: every class must be a power of two. */
+#define ST_POW2(x) (((x) & ((x) - 1)) == 0)
+_Static_assert(ST_POW2(ST_CLASS_0) && ST_POW2(ST_CLASS_1) && ST_POW2(ST_CLASS_2) && ST_POW2(ST_CLASS_3),
+	       "ST_CLASS_* must be powers of two");
+
 /* Set through the skeleton's rodata before load. */
 const volatile __u32 st_hash_seed = 0;
 
@@ -64,17 +69,18 @@ static __always_inline int st_emit_record(ST_CTX *ctx, const struct st_segment *
 	rec->cap_len = 0;
 	if (class_size > 0 && cap > 0) {
 		/*
-		 * Restate the caller's bound on a 64-bit copy that the compiler cannot
-		 * fold into an earlier 32-bit compare, so the verifier sees
-		 * 1 <= len <= class_size on the register passed to the helper.
+		 * The caller guarantees 1 <= cap <= class_size, and every class is a
+		 * power of two, so ((cap - 1) & (class_size - 1)) + 1 == cap. Written
+		 * this way the bound is proven by arithmetic every verifier tracks
+		 * (an AND with a constant, then +1), not by branches: 6.1's verifier
+		 * lost `if (len == 0) len = 1` after clang's rewrite of it and
+		 * refused the program ("R3 min value is outside of the allowed
+		 * memory range"). barrier_var keeps clang from undoing the mask.
 		 */
 		__u64 len = cap;
 
 		barrier_var(len);
-		if (len > class_size)
-			len = class_size;
-		if (len == 0)
-			len = 1;
+		len = ((len - 1) & (class_size - 1)) + 1;
 		cap = len;
 		if (st_ctx_load(ctx, payload_off + chunk_off, (void *)(rec + 1), len) < 0) {
 			/* Cannot happen while payload_len is bounded by the frame; never submit junk. */
