@@ -166,7 +166,7 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink, public h
     OwnTrafficFilter(flow::StreamConsumerFactory& inner, const replay::LocalEndpoints& endpoints,
                      std::atomic<uint64_t>& declined)
         : inner_(inner), endpoints_(endpoints), declined_(declined) {}
-    std::unique_ptr<flow::StreamConsumer> create(const flow::FlowKey& key, uint32_t ruleId,
+    std::unique_ptr<flow::StreamConsumer> create(const model::FlowKey& key, uint32_t ruleId,
                                                  bool fromStart) override;
 
    private:

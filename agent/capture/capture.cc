@@ -52,7 +52,7 @@ std::map<int, std::string> currentInterfaces() {
 }
 
 st_prefix_key prefixKey(const PortRule& r) {
-  const DestinationPrefix& d = *r.destination;
+  const model::DestinationPrefix& d = *r.destination;
   st_prefix_key key{};
   key.prefixlen = ST_PREFIX_KEY_FIXED_BITS + d.length;
   key.port = htons(r.port);
@@ -88,7 +88,7 @@ std::string buildRuleMaps(const std::vector<PortRule>& rules, RuleMaps* out) {
       }
       continue;
     }
-    const DestinationPrefix& d = *r.destination;
+    const model::DestinationPrefix& d = *r.destination;
     const unsigned maxLen = d.family == 4 ? 32 : 128;
     if ((d.family != 4 && d.family != 6) || d.length > maxLen) {
       return "invalid destination prefix in the rule for port " + std::to_string(r.port);

@@ -15,7 +15,7 @@
 #include "compare/comparator.h"
 #include "compare/compare_stats.h"
 #include "compare/diff_writer.h"
-#include "compare/response.h"
+#include "model/response.h"
 #include "compare/response_framer.h"
 
 namespace shadowtap::compare {
@@ -58,7 +58,7 @@ class CompareEngine {
   // (rule not compared, maxPending reached: counted in `refused`). With
   // `withSecondary` the exchange waits for a secondary response as well.
   uint64_t begin(uint32_t ruleId, std::string method, std::string target, bool withSecondary, uint64_t nowNs);
-  void onResponse(uint64_t id, Part part, Response&& response);
+  void onResponse(uint64_t id, Part part, model::Response&& response);
   // The part's response will never come.
   void onMissing(uint64_t id, Part part);
   // Periodic: exchanges older than pendingTimeoutNs are given up (expired).
@@ -81,7 +81,7 @@ class CompareEngine {
     std::string target;
     uint64_t beganNs = 0;
     PartState state[3] = {PartState::kWaiting, PartState::kWaiting, PartState::kWaiting};
-    Response response[3];
+    model::Response response[3];
   };
   class PartSink final : public ResponseSink {
    public:
@@ -90,7 +90,7 @@ class CompareEngine {
       engine_ = engine;
       part_ = part;
     }
-    void onResponse(uint64_t id, Response&& response) override { engine_->onResponse(id, part_, std::move(response)); }
+    void onResponse(uint64_t id, model::Response&& response) override { engine_->onResponse(id, part_, std::move(response)); }
     void onNoResponse(uint64_t id, NoResponse) override { engine_->onMissing(id, part_); }
 
    private:
@@ -98,7 +98,7 @@ class CompareEngine {
     Part part_ = Part::kPrimary;
   };
 
-  void resolve(uint64_t id, Part part, PartState state, Response* response);
+  void resolve(uint64_t id, Part part, PartState state, model::Response* response);
   void compareNow(Exchange& ex);
   void run();
 

@@ -7,16 +7,11 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "base/counters.h"
+#include "base/strings.h"
+
 namespace shadowtap::compare {
 namespace {
-
-void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-  counter.fetch_add(n, std::memory_order_relaxed);
-}
-
-void sub(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-  counter.fetch_sub(n, std::memory_order_relaxed);
-}
 
 constexpr uint8_t kData = 0x0;
 constexpr uint8_t kHeaders = 0x1;
@@ -58,7 +53,7 @@ int parseStatus(std::string_view v) {
 H2ResponseDecoder::H2ResponseDecoder(H2ResponseHandler& handler, const ResponseLimits& responseLimits,
                                      const H2DecoderLimits& limits, H2ResponseStats& stats)
     : handler_(handler), responseLimits_(responseLimits), limits_(limits), stats_(stats) {
-  add(stats_.decoders);
+  base::bump(stats_.decoders);
   if (nghttp2_hd_inflate_new(&inflater_) != 0) {
     inflater_ = nullptr;
   } else {
@@ -86,13 +81,13 @@ void H2ResponseDecoder::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
   if (bytes.empty()) {
     return;
   }
-  add(stats_.bytesIn, bytes.size());
+  base::bump(stats_.bytesIn, bytes.size());
   if (state_ == State::kDone) {
-    add(stats_.bytesIgnored, bytes.size());
+    base::bump(stats_.bytesIgnored, bytes.size());
     return;
   }
   if (inflater_ == nullptr) {
-    add(stats_.bytesIgnored, bytes.size());
+    base::bump(stats_.bytesIgnored, bytes.size());
     fail(NoResponse::kParseError, nullptr);
     return;
   }
@@ -104,7 +99,7 @@ void H2ResponseDecoder::onGap(uint64_t /*bytes*/) {
   if (state_ == State::kDone) {
     return;
   }
-  add(stats_.gaps);
+  base::bump(stats_.gaps);
   fail(NoResponse::kGap, nullptr);
 }
 
@@ -127,7 +122,7 @@ void H2ResponseDecoder::consume(const uint8_t* p, size_t n) {
         // A frame header starting with 'H' would announce a frame of 4.5 MiB
         // or more: the first frame is SETTINGS, far smaller. So 'H' is the 101.
         if (*p == 'H') {
-          add(stats_.upgraded);
+          base::bump(stats_.upgraded);
           state_ = State::kUpgradeHead;
         } else {
           state_ = State::kFrameHeader;
@@ -186,11 +181,11 @@ void H2ResponseDecoder::consume(const uint8_t* p, size_t n) {
         break;
     }
   }
-  add(stats_.bytesIgnored, static_cast<uint64_t>(end - p));
+  base::bump(stats_.bytesIgnored, static_cast<uint64_t>(end - p));
 }
 
 void H2ResponseDecoder::unitDone() {
-  add(stats_.bytesDecoded, unitBytes_);
+  base::bump(stats_.bytesDecoded, unitBytes_);
   unitBytes_ = 0;
 }
 
@@ -231,7 +226,7 @@ void H2ResponseDecoder::startFrame() {
   type_ = hdr_[3];
   flags_ = hdr_[4];
   streamId_ = static_cast<int32_t>(read32(&hdr_[5]) & 0x7fffffffU);
-  add(stats_.frames);
+  base::bump(stats_.frames);
   ++frameSeq_;
   if (length_ > limits_.maxFrameLength) {
     fail(NoResponse::kParseError, &stats_.frameTooLarge);
@@ -260,7 +255,7 @@ void H2ResponseDecoder::startFrame() {
       if (!bad) {
         auto it = streams_.find(streamId_);
         if (it == streams_.end()) {
-          add(stats_.framesIgnored);
+          base::bump(stats_.framesIgnored);
         } else if (!it->second.finalHeaders || it->second.inTrailers) {
           dropStream(streamId_, NoResponse::kParseError, stats_.malformedStreams);
         } else {
@@ -280,10 +275,10 @@ void H2ResponseDecoder::startFrame() {
       block_.tsNs = frameTs_;
       block_.budget = responseLimits_.maxHeaderBytes;
       if (type_ == kPushPromise) {
-        add(stats_.pushPromises);
+        base::bump(stats_.pushPromises);
         block_.discard = true;
       } else if (streamId_ % 2 == 0) {
-        add(stats_.framesIgnored);  // a pushed stream: nobody asked for it
+        base::bump(stats_.framesIgnored);  // a pushed stream: nobody asked for it
         block_.discard = true;
       } else if (auto it = streams_.find(streamId_); it != streams_.end()) {
         it->second.lastUse = frameSeq_;
@@ -305,7 +300,7 @@ void H2ResponseDecoder::startFrame() {
       // SETTINGS, PING, WINDOW_UPDATE, PRIORITY and extensions carry nothing a
       // response needs; their payloads are skipped.
       if (type_ > kContinuation) {
-        add(stats_.framesIgnored);
+        base::bump(stats_.framesIgnored);
       }
       break;
   }
@@ -355,8 +350,8 @@ void H2ResponseDecoder::onContent(const uint8_t* p, size_t n) {
         return;
       }
       Stream& s = it->second;
-      Response& r = s.response;
-      r.bodyHash = fnv1a64(std::string_view(reinterpret_cast<const char*>(p), n), r.bodyHash);
+      model::Response& r = s.response;
+      r.bodyHash = base::fnv1a64(std::string_view(reinterpret_cast<const char*>(p), n), r.bodyHash);
       r.bodyLength += n;
       size_t take = 0;
       if (r.body.size() < responseLimits_.maxBodyBytes) {
@@ -365,7 +360,7 @@ void H2ResponseDecoder::onContent(const uint8_t* p, size_t n) {
         if (take > room) {
           take = room;
           if (!r.bodyTruncated) {
-            add(stats_.bufferLimited);
+            base::bump(stats_.bufferLimited);
           }
         }
         r.body.append(reinterpret_cast<const char*>(p), take);
@@ -373,7 +368,7 @@ void H2ResponseDecoder::onContent(const uint8_t* p, size_t n) {
       }
       if (r.bodyLength > r.body.size() && !r.bodyTruncated) {
         r.bodyTruncated = true;
-        add(stats_.bodiesTruncated);
+        base::bump(stats_.bodiesTruncated);
       }
       break;
     }
@@ -411,7 +406,7 @@ void H2ResponseDecoder::endFrame() {
       }
       break;
     case kGoAway:
-      add(stats_.goaways);
+      base::bump(stats_.goaways);
       handler_.onH2GoAway(static_cast<int32_t>(read32(prefix_.data()) & 0x7fffffffU));
       break;
     default:
@@ -475,12 +470,12 @@ void H2ResponseDecoder::onField(std::string_view name, std::string_view value) {
   }
   // Charged like an HPACK table entry, so a block of empty or tiny fields (one
   // indexed byte each) cannot grow without limit.
-  const size_t size = name.size() + value.size() + kH2FieldOverhead;
+  const size_t size = name.size() + value.size() + model::kH2FieldOverhead;
   const bool overBuffer = buffered_ + b.fieldBytes + size > limits_.maxBufferedBytes;
   if (b.fieldBytes + size > b.budget || overBuffer) {
     b.truncated = true;
     if (overBuffer) {
-      add(stats_.bufferLimited);
+      base::bump(stats_.bufferLimited);
     }
     return;
   }
@@ -500,7 +495,7 @@ void H2ResponseDecoder::finishBlock() {
     if (!b.sawStatus) {
       // Not a response start: trailers of a stream given up on (evicted, or
       // opened before a limit), or a broken server. Nothing to pair it with.
-      add(stats_.headerBlocksIgnored);
+      base::bump(stats_.headerBlocksIgnored);
       return;
     }
     openStream(id, b);
@@ -515,17 +510,17 @@ void H2ResponseDecoder::finishBlock() {
       return;
     }
     if (b.anyPseudo) {
-      add(stats_.badTrailers);
+      base::bump(stats_.badTrailers);
     } else {
-      add(stats_.trailers);
-      for (Header& h : b.fields) {
+      base::bump(stats_.trailers);
+      for (model::HeaderField& h : b.fields) {
         s.response.headers.push_back(std::move(h));
       }
       s.headerBytes += b.fieldBytes;
       keep(s, b.fieldBytes);
       if (b.truncated && !s.response.headersTruncated) {
         s.response.headersTruncated = true;
-        add(stats_.headersTruncated);
+        base::bump(stats_.headersTruncated);
       }
     }
     emit(id);
@@ -536,7 +531,7 @@ void H2ResponseDecoder::finishBlock() {
     return;
   }
   if (b.status < 200) {
-    add(stats_.interim);
+    base::bump(stats_.interim);
     if (b.endStream) {
       dropStream(id, NoResponse::kParseError, stats_.malformedStreams);
     }
@@ -549,7 +544,7 @@ void H2ResponseDecoder::finishBlock() {
   keep(s, b.fieldBytes);
   if (b.truncated) {
     s.response.headersTruncated = true;
-    add(stats_.headersTruncated);
+    base::bump(stats_.headersTruncated);
   }
   if (b.endStream) {
     emit(id);
@@ -567,10 +562,10 @@ void H2ResponseDecoder::openStream(int32_t id, Block& block) {
   }
   Stream& s = streams_[id];
   s.response.tsNs = block.tsNs;
-  s.response.bodyHash = kFnv1aSeed;
+  s.response.bodyHash = base::kFnv1aSeed;
   s.lastUse = frameSeq_;
-  add(stats_.streamsOpened);
-  add(stats_.openStreams);
+  base::bump(stats_.streamsOpened);
+  base::bump(stats_.openStreams);
 }
 
 void H2ResponseDecoder::keep(Stream& s, size_t n) {
@@ -583,11 +578,11 @@ void H2ResponseDecoder::emit(int32_t id) {
   if (it == streams_.end()) {
     return;
   }
-  Response r = std::move(it->second.response);
+  model::Response r = std::move(it->second.response);
   buffered_ -= it->second.keptBytes;
   streams_.erase(it);
-  sub(stats_.openStreams);
-  add(stats_.responses);
+  base::subtract(stats_.openStreams);
+  base::bump(stats_.responses);
   handler_.onH2Response(id, std::move(r));
 }
 
@@ -598,8 +593,8 @@ void H2ResponseDecoder::dropStream(int32_t id, NoResponse reason, std::atomic<ui
   }
   buffered_ -= it->second.keptBytes;
   streams_.erase(it);
-  sub(stats_.openStreams);
-  add(counter);
+  base::subtract(stats_.openStreams);
+  base::bump(counter);
   handler_.onH2NoResponse(id, reason);
 }
 
@@ -608,15 +603,15 @@ void H2ResponseDecoder::fail(NoResponse reason, std::atomic<uint64_t>* counter) 
     return;
   }
   if (reason == NoResponse::kParseError) {
-    add(stats_.decodeErrors);
+    base::bump(stats_.decodeErrors);
   }
   if (counter != nullptr) {
-    add(*counter);
+    base::bump(*counter);
   }
   state_ = State::kDone;
   // The frame (or head) that failed counts as ignored whole, wherever in it
   // the failure was found: so the counters do not depend on the cuts.
-  add(stats_.bytesIgnored, unitBytes_);
+  base::bump(stats_.bytesIgnored, unitBytes_);
   unitBytes_ = 0;
   std::string().swap(head_);
   hdrFill_ = 0;
@@ -633,8 +628,8 @@ void H2ResponseDecoder::fail(NoResponse reason, std::atomic<uint64_t>* counter) 
   }
   std::sort(ids.begin(), ids.end());
   for (int32_t id : ids) {
-    sub(stats_.openStreams);
-    add(stats_.abandoned);
+    base::subtract(stats_.openStreams);
+    base::bump(stats_.abandoned);
     handler_.onH2NoResponse(id, reason);
   }
   handler_.onH2End(reason);

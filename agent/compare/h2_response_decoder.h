@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "compare/response.h"
+#include "model/response.h"
 #include "compare/response_framer.h"
 #include "flow/stream_consumer.h"
 
@@ -81,7 +81,7 @@ class H2ResponseHandler {
  public:
   virtual ~H2ResponseHandler() = default;
   // The final response of client stream `streamId` (odd), complete.
-  virtual void onH2Response(int32_t streamId, Response&& response) = 0;
+  virtual void onH2Response(int32_t streamId, model::Response&& response) = 0;
   // Client stream `streamId` was answered but its response will not be complete.
   virtual void onH2NoResponse(int32_t streamId, NoResponse reason) = 0;
   // GOAWAY: streams above `lastStreamId` were not processed and get no response;
@@ -100,7 +100,7 @@ class H2ResponseHandler {
 // Frames are parsed here and payloads streamed (never buffered whole); header
 // blocks (HEADERS + CONTINUATION, and PUSH_PROMISE, which is inflated and
 // discarded to keep the HPACK state) go through nghttp2's HPACK inflater.
-// Per client stream a Response is assembled: status from :status (1xx blocks
+// Per client stream a model::Response is assembled: status from :status (1xx blocks
 // skipped), the regular fields of the final block in order (pseudo-headers
 // excluded, names lowercase as sent), DATA joined (kept up to maxBodyBytes,
 // hashed and counted whole), and the fields of a trailer block appended after
@@ -133,7 +133,7 @@ class H2ResponseDecoder final : public flow::StreamConsumer {
   enum class State : uint8_t { kStart, kUpgradeHead, kFrameHeader, kPayload, kDone };
   enum class Phase : uint8_t { kPrefix, kContent, kPadding };
   struct Stream {
-    Response response;
+    model::Response response;
     bool finalHeaders = false;  // a non-1xx :status block was seen
     bool inTrailers = false;
     uint64_t lastUse = 0;      // for eviction: frame sequence of the last frame
@@ -149,7 +149,7 @@ class H2ResponseDecoder final : public flow::StreamConsumer {
     bool sawStatus = false;
     bool anyPseudo = false;
     int status = 0;
-    std::vector<Header> fields;  // regular fields, before the limit
+    std::vector<model::HeaderField> fields;  // regular fields, before the limit
     size_t fieldBytes = 0;
     size_t budget = 0;         // header bytes this block may still add to its response
     bool truncated = false;

@@ -3,16 +3,11 @@
 #include <cassert>
 #include <utility>
 
+#include "base/counters.h"
+#include "base/strings.h"
+
 namespace shadowtap::compare {
 namespace {
-
-void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-  counter.fetch_add(n, std::memory_order_relaxed);
-}
-
-void sub(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-  counter.fetch_sub(n, std::memory_order_relaxed);
-}
 
 ResponseFramer& framerOf(llhttp_t* parser) { return *static_cast<ResponseFramer*>(parser->data); }
 
@@ -67,7 +62,7 @@ const llhttp_settings_t& ResponseFramer::settings() {
 ResponseFramer::ResponseFramer(bool fromStart, ResponseSink& sink, const ResponseLimits& limits,
                                ResponseStats& stats)
     : fromStart_(fromStart), sink_(sink), limits_(limits), stats_(stats) {
-  add(stats_.streams);
+  base::bump(stats_.streams);
   llhttp_init(&parser_, HTTP_RESPONSE, &settings());
   parser_.data = this;
   if (!fromStart_) {
@@ -84,19 +79,19 @@ size_t ResponseFramer::bufferedBytes() const { return held_.size() + cur_.body.s
 // Requests
 
 void ResponseFramer::expectResponseTo(std::string_view method, uint64_t exchangeId) {
-  add(stats_.expected);
+  base::bump(stats_.expected);
   if (mode_ != Mode::kParse) {
-    add(stats_.unanswered);
+    base::bump(stats_.unanswered);
     sink_.onNoResponse(exchangeId, endReason_);
     return;
   }
   if (expectations_.size() >= limits_.maxAwaiting) {
-    add(stats_.awaiting);  // resolved with the others by giveUp()
+    base::bump(stats_.awaiting);  // resolved with the others by giveUp()
     expectations_.push_back({exchangeId, method == "HEAD"});
     giveUp(NoResponse::kUnpairable, &stats_.tooManyAwaiting);
     return;
   }
-  add(stats_.awaiting);
+  base::bump(stats_.awaiting);
   expectations_.push_back({exchangeId, method == "HEAD"});
   if (!feeding_ && !held_.empty()) {
     drainHeld();
@@ -116,10 +111,10 @@ void ResponseFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
   if (bytes.empty()) {
     return;
   }
-  add(stats_.bytesIn, bytes.size());
+  base::bump(stats_.bytesIn, bytes.size());
   const char* data = reinterpret_cast<const char*>(bytes.data());
   if (mode_ != Mode::kParse) {
-    add(stats_.bytesUnframed, bytes.size());
+    base::bump(stats_.bytesUnframed, bytes.size());
     return;
   }
   chunkTs_ = tsNs;
@@ -132,7 +127,7 @@ void ResponseFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
 }
 
 void ResponseFramer::onGap(uint64_t /*bytes*/) {
-  add(stats_.gaps);
+  base::bump(stats_.gaps);
   if (mode_ == Mode::kParse) {
     giveUp(NoResponse::kGap, nullptr);
   }
@@ -164,7 +159,7 @@ void ResponseFramer::hold(const char* data, size_t len) {
   if (held_.size() + len > limits_.maxHeldBytes) {
     // Responses nobody asked for (their requests were not mirrored, or were
     // never seen): the order is lost.
-    add(stats_.bytesUnframed, len);
+    base::bump(stats_.bytesUnframed, len);
     giveUp(NoResponse::kUnpairable, &stats_.unexpected);
     return;
   }
@@ -195,7 +190,7 @@ void ResponseFramer::feed(const char* data, size_t len) {
     }
     const llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(end - p));
     if (err == HPE_OK) {
-      add(stats_.bytesFramed, static_cast<uint64_t>(end - p));
+      base::bump(stats_.bytesFramed, static_cast<uint64_t>(end - p));
       p = end;
       break;
     }
@@ -203,7 +198,7 @@ void ResponseFramer::feed(const char* data, size_t len) {
     if (at == nullptr || at < p || at > end) {
       at = end;
     }
-    add(stats_.bytesFramed, static_cast<uint64_t>(at - p));
+    base::bump(stats_.bytesFramed, static_cast<uint64_t>(at - p));
     p = at;
     if (upgraded_) {
       giveUp(NoResponse::kUpgrade, &stats_.upgrades);
@@ -217,20 +212,20 @@ void ResponseFramer::feed(const char* data, size_t len) {
   }
   feeding_ = false;
   if (p < end) {
-    add(stats_.bytesUnframed, static_cast<uint64_t>(end - p));
+    base::bump(stats_.bytesUnframed, static_cast<uint64_t>(end - p));
   }
 }
 
 void ResponseFramer::giveUp(NoResponse reason, std::atomic<uint64_t>* counter) {
   if (counter != nullptr) {
-    add(*counter);
+    base::bump(*counter);
   }
   if (inMessage_) {
-    add(stats_.incomplete);
+    base::bump(stats_.incomplete);
   }
   mode_ = Mode::kGivenUp;
   endReason_ = reason;
-  add(stats_.bytesUnframed, held_.size());
+  base::bump(stats_.bytesUnframed, held_.size());
   std::string().swap(held_);
   resetMessage();
   publishHeld();
@@ -243,8 +238,8 @@ void ResponseFramer::failWaiting(NoResponse reason) {
   std::deque<Expectation> waiting;
   waiting.swap(expectations_);
   for (const Expectation& e : waiting) {
-    sub(stats_.awaiting);
-    add(stats_.unanswered);
+    base::subtract(stats_.awaiting);
+    base::bump(stats_.unanswered);
     sink_.onNoResponse(e.id, reason);
   }
 }
@@ -254,15 +249,15 @@ void ResponseFramer::resetMessage() {
   headersDone_ = false;
   fieldOpen_ = false;
   headerBytes_ = 0;
-  cur_ = Response();
+  cur_ = model::Response();
 }
 
 void ResponseFramer::publishHeld() {
   const size_t now = held_.size();
   if (now > publishedHeld_) {
-    add(stats_.bytesHeld, now - publishedHeld_);
+    base::bump(stats_.bytesHeld, now - publishedHeld_);
   } else if (now < publishedHeld_) {
-    sub(stats_.bytesHeld, publishedHeld_ - now);
+    base::subtract(stats_.bytesHeld, publishedHeld_ - now);
   }
   publishedHeld_ = now;
 }
@@ -271,7 +266,7 @@ void ResponseFramer::addHeaderBytes(size_t n) {
   headerBytes_ += n;
   if (headerBytes_ > limits_.maxHeaderBytes && !cur_.headersTruncated) {
     cur_.headersTruncated = true;
-    add(stats_.headersTruncated);
+    base::bump(stats_.headersTruncated);
     if (fieldOpen_ && !cur_.headers.empty()) {
       cur_.headers.pop_back();  // never keep half a header
     }
@@ -287,7 +282,7 @@ int ResponseFramer::onMessageBegin(llhttp_t* parser) {
   f.resetMessage();
   f.inMessage_ = true;
   f.cur_.tsNs = f.chunkTs_;
-  f.cur_.bodyHash = kFnv1aSeed;
+  f.cur_.bodyHash = base::kFnv1aSeed;
   return 0;
 }
 
@@ -345,9 +340,9 @@ int ResponseFramer::onHeadersComplete(llhttp_t* parser) {
 
 int ResponseFramer::onBody(llhttp_t* parser, const char* at, size_t length) {
   ResponseFramer& f = framerOf(parser);
-  Response& r = f.cur_;
+  model::Response& r = f.cur_;
   const std::string_view piece(at, length);
-  r.bodyHash = fnv1a64(piece, r.bodyHash);
+  r.bodyHash = base::fnv1a64(piece, r.bodyHash);
   r.bodyLength += length;
   if (r.body.size() < f.limits_.maxBodyBytes) {
     const size_t take = std::min(length, f.limits_.maxBodyBytes - r.body.size());
@@ -355,7 +350,7 @@ int ResponseFramer::onBody(llhttp_t* parser, const char* at, size_t length) {
   }
   if (r.bodyLength > r.body.size() && !r.bodyTruncated) {
     r.bodyTruncated = true;
-    add(f.stats_.bodiesTruncated);
+    base::bump(f.stats_.bodiesTruncated);
   }
   return 0;
 }
@@ -365,7 +360,7 @@ int ResponseFramer::onMessageComplete(llhttp_t* parser) {
   const int status = parser->status_code;
   if (status >= 100 && status < 200 && status != 101) {
     // Interim (100 Continue, 103 Early Hints): the final response follows.
-    add(f.stats_.interim);
+    base::bump(f.stats_.interim);
     f.resetMessage();
     return 0;
   }
@@ -375,9 +370,9 @@ int ResponseFramer::onMessageComplete(llhttp_t* parser) {
   }
   const Expectation e = f.expectations_.front();
   f.expectations_.pop_front();
-  sub(f.stats_.awaiting);
-  add(f.stats_.responses);
-  Response r = std::move(f.cur_);
+  base::subtract(f.stats_.awaiting);
+  base::bump(f.stats_.responses);
+  model::Response r = std::move(f.cur_);
   r.status = status;
   f.resetMessage();
   if (status == 101) {

@@ -9,7 +9,7 @@
 
 #include <llhttp.h>
 
-#include "compare/response.h"
+#include "model/response.h"
 #include "compare/response_stats.h"
 #include "flow/stream_consumer.h"
 
@@ -37,7 +37,7 @@ class ResponseSink {
  public:
   virtual ~ResponseSink() = default;
   // The final response to the request registered with `exchangeId`.
-  virtual void onResponse(uint64_t exchangeId, Response&& response) = 0;
+  virtual void onResponse(uint64_t exchangeId, model::Response&& response) = 0;
   // The request registered with `exchangeId` will get no response from this stream.
   virtual void onNoResponse(uint64_t exchangeId, NoResponse reason) = 0;
 };
@@ -131,7 +131,7 @@ class ResponseFramer final : public flow::StreamConsumer {
   bool headersDone_ = false;  // header callbacks after this are trailers (ignored)
   bool fieldOpen_ = false;    // headers.back() is still receiving its name or value
   size_t headerBytes_ = 0;
-  Response cur_;
+  model::Response cur_;
 };
 
 }  // namespace shadowtap::compare

@@ -8,7 +8,7 @@
 
 #include "compare/h2_response_decoder.h"
 #include "compare/response_framer.h"
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 #include "flow/stream_consumer.h"
 #include "http/request.h"
 
@@ -100,7 +100,7 @@ class ResponsePairing final : public flow::StreamConsumerFactory {
   ResponsePairing& operator=(const ResponsePairing&) = delete;
 
   // `key` is the egress direction (server -> client).
-  std::unique_ptr<flow::StreamConsumer> create(const flow::FlowKey& key, uint32_t ruleId,
+  std::unique_ptr<flow::StreamConsumer> create(const model::FlowKey& key, uint32_t ruleId,
                                                bool fromStart) override;
 
   // Registers `request` (client -> server, as framed) under `exchangeId`. False
@@ -114,12 +114,12 @@ class ResponsePairing final : public flow::StreamConsumerFactory {
   // come later. False when it can never be paired (not a client stream id,
   // registered twice, the connection is HTTP/1, mid-stream, failed, above a
   // GOAWAY, or over the limits): no sink call follows then.
-  bool expectH2(const flow::FlowKey& requestFlow, int32_t streamId, uint64_t exchangeId);
+  bool expectH2(const model::FlowKey& requestFlow, int32_t streamId, uint64_t exchangeId);
 
   // The request direction of this connection lost bytes (a gap): HTTP/1 pairing
   // stops for the connection (the order is lost). HTTP/2 pairing by stream id
   // is not affected. `requestFlow` is client -> server.
-  void requestStreamBroken(const flow::FlowKey& requestFlow);
+  void requestStreamBroken(const model::FlowKey& requestFlow);
 
   // Periodic: requests waiting longer than earlyTimeoutNs for a response stream
   // that never appeared get onNoResponse(kStreamEnded); HTTP/2 requests waiting
@@ -133,7 +133,7 @@ class ResponsePairing final : public flow::StreamConsumerFactory {
   const ResponseStats& framerStats() const { return framerStats_; }
   const H2ResponseStats& h2Stats() const { return h2Stats_; }
 
-  static flow::FlowKey reverse(const flow::FlowKey& key);
+  static model::FlowKey reverse(const model::FlowKey& key);
 
  private:
   class Consumer;
@@ -156,10 +156,10 @@ class ResponsePairing final : public flow::StreamConsumerFactory {
     std::deque<EarlyH2> h2Early;
   };
 
-  void onConsumerEnd(const flow::FlowKey& requestFlow, Consumer* consumer);
+  void onConsumerEnd(const model::FlowKey& requestFlow, Consumer* consumer);
   // The consumer of `requestFlow` found its protocol: HTTP/2 early requests go
   // to it, or get onNoResponse(reason) when it is HTTP/1.
-  void onProtocolKnown(const flow::FlowKey& requestFlow, Consumer* consumer, bool h2, NoResponse reason);
+  void onProtocolKnown(const model::FlowKey& requestFlow, Consumer* consumer, bool h2, NoResponse reason);
   void failEarly(Conn& conn, NoResponse reason, std::atomic<uint64_t>& counter);
   void failEarlyH2(Conn& conn, NoResponse reason, std::atomic<uint64_t>& counter);
   void markBroken(Conn& conn);
@@ -170,7 +170,7 @@ class ResponsePairing final : public flow::StreamConsumerFactory {
   PairingStats stats_;
   ResponseStats framerStats_;
   H2ResponseStats h2Stats_;
-  std::unordered_map<flow::FlowKey, Conn, flow::FlowKeyHash> conns_;
+  std::unordered_map<model::FlowKey, Conn, model::FlowKeyHash> conns_;
 };
 
 }  // namespace shadowtap::compare

@@ -10,7 +10,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "compare/response.h"
+#include "model/response.h"
 #include "compare/response_framer.h"
 #include "h2/h2_request.h"
 
@@ -37,7 +37,7 @@ struct H2Outcome {
   // kResponse of a request kept for comparison (H2ClientOptions::keepResponses
   // and a non-zero exchangeId): the response, which the callback may move
   // from. Null in every other case.
-  compare::Response* response = nullptr;
+  model::Response* response = nullptr;
 };
 
 // Called exactly once per accepted request, on the thread driving the client,
@@ -115,7 +115,7 @@ class H2MirrorClient {
     bool complete = false;
     bool timedOut = false;
     // Compare mode only (null otherwise).
-    std::unique_ptr<compare::Response> kept;
+    std::unique_ptr<model::Response> kept;
     size_t keptHeaderBytes = 0;
     bool finalSeen = false;   // a final (non-1xx) :status arrived
     bool inTrailers = false;  // the current header block is the trailers

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "compare/compare_engine.h"
-#include "compare/response.h"
+#include "model/response.h"
 #include "compare/response_framer.h"
 #include "h2/h2_mirror_client.h"
 #include "h2/h2_request.h"
@@ -65,7 +65,7 @@ struct H2PoolOptions {
   // for requests dropped there; must not block or call back into the pool.
   // Unset onMissingResponse: nothing is kept or reported.
   compare::Part comparePart = compare::Part::kMirror;
-  std::function<void(uint64_t exchangeId, compare::Part part, compare::Response&& response)> onKeptResponse;
+  std::function<void(uint64_t exchangeId, compare::Part part, model::Response&& response)> onKeptResponse;
   std::function<void(uint64_t exchangeId, compare::Part part)> onMissingResponse;
   compare::ResponseLimits responseLimits;
   bool keepTrailers = true;
@@ -116,7 +116,7 @@ struct H2PoolStats {
   std::atomic<int64_t> queueBytes{0};
   std::atomic<int64_t> inFlight{0};  // handed to a connection, no outcome yet
   // Submission to nghttp2 until the response completed, of every response.
-  replay::LatencyHistogram latency;
+  base::LatencyHistogram latency;
 
   uint64_t errors() const {
     return errorsConnect.load(std::memory_order_relaxed) + errorsReset.load(std::memory_order_relaxed) +

@@ -5,27 +5,18 @@
 #include <string_view>
 #include <vector>
 
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
+#include "model/header_field.h"
 
 namespace shadowtap::h2 {
 
-// One header field exactly as HPACK decoded it. HTTP/2 names are lowercase on
-// the wire; pseudo-headers (":method", ":path", ...) come first.
-struct HeaderField {
-  std::string name;
-  std::string value;
-  // Sent as "literal never indexed" (RFC 7541 6.2.3): must stay that way when
-  // forwarded, e.g. an Authorization value a proxy marked sensitive.
-  bool neverIndex = false;
-
-  bool operator==(const HeaderField&) const = default;
-};
+using model::HeaderField;
 
 // One client stream of an HTTP/2 connection: its request HEADERS (with any
 // CONTINUATION), the DATA payloads joined (padding removed), and the trailing
 // HEADERS if any, all in wire order.
 struct H2Request {
-  flow::FlowKey flow;
+  model::FlowKey flow;
   uint32_t ruleId = 0;
   int32_t streamId = 0;
   uint64_t tsNs = 0;  // capture time of the chunk that carried the stream's first HEADERS byte

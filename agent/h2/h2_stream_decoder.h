@@ -8,7 +8,7 @@
 #include <utility>
 #include <unordered_map>
 
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 #include "flow/stream_consumer.h"
 #include "h2/h2_decoder_stats.h"
 #include "h2/h2_request.h"
@@ -66,7 +66,7 @@ class H2StreamDecoder final : public flow::StreamConsumer {
  public:
   // `upgrade`: the connection continues an accepted "Upgrade: h2c" request (see
   // h2c_upgrade.h); its request is emitted as stream 1 once the preface is seen.
-  H2StreamDecoder(const flow::FlowKey& key, uint32_t ruleId, H2RequestSink& sink, const H2DecoderLimits& limits,
+  H2StreamDecoder(const model::FlowKey& key, uint32_t ruleId, H2RequestSink& sink, const H2DecoderLimits& limits,
                   H2DecoderStats& stats, std::optional<H2cUpgrade> upgrade = std::nullopt);
   ~H2StreamDecoder() override;
   H2StreamDecoder(const H2StreamDecoder&) = delete;
@@ -125,7 +125,7 @@ class H2StreamDecoder final : public flow::StreamConsumer {
   void abandonStreams();
   void destroySession();
 
-  const flow::FlowKey key_;
+  const model::FlowKey key_;
   const uint32_t ruleId_;
   H2RequestSink& sink_;
   const H2DecoderLimits limits_;
@@ -148,7 +148,7 @@ class H2StreamDecoderFactory {
   explicit H2StreamDecoderFactory(H2RequestSink& sink, H2DecoderLimits limits = {})
       : sink_(sink), limits_(limits) {}
 
-  std::unique_ptr<H2StreamDecoder> create(const flow::FlowKey& key, uint32_t ruleId,
+  std::unique_ptr<H2StreamDecoder> create(const model::FlowKey& key, uint32_t ruleId,
                                           std::optional<H2cUpgrade> upgrade = std::nullopt) {
     return std::make_unique<H2StreamDecoder>(key, ruleId, sink_, limits_, stats_, std::move(upgrade));
   }

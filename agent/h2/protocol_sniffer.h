@@ -7,7 +7,7 @@
 #include <span>
 #include <string>
 
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 #include "flow/stream_consumer.h"
 #include "h2/h2_request.h"
 #include "h2/h2_stream_decoder.h"
@@ -53,7 +53,7 @@ class ProtocolSnifferFactory;
 // Not thread-safe.
 class ProtocolSniffer final : public flow::StreamConsumer {
  public:
-  ProtocolSniffer(ProtocolSnifferFactory& factory, const flow::FlowKey& key, uint32_t ruleId, bool fromStart);
+  ProtocolSniffer(ProtocolSnifferFactory& factory, const model::FlowKey& key, uint32_t ruleId, bool fromStart);
   ~ProtocolSniffer() override;
   ProtocolSniffer(const ProtocolSniffer&) = delete;
   ProtocolSniffer& operator=(const ProtocolSniffer&) = delete;
@@ -63,7 +63,7 @@ class ProtocolSniffer final : public flow::StreamConsumer {
   void onEnd(flow::EndReason reason) override;
   size_t bufferedBytes() const override;
 
-  const flow::FlowKey& key() const { return key_; }
+  const model::FlowKey& key() const { return key_; }
   bool decodingH2() const { return mode_ == Mode::kH2; }
 
  private:
@@ -81,7 +81,7 @@ class ProtocolSniffer final : public flow::StreamConsumer {
   void setHeld(std::string held);
 
   ProtocolSnifferFactory& factory_;
-  const flow::FlowKey key_;
+  const model::FlowKey key_;
   const uint32_t ruleId_;
   Mode mode_;
   std::string held_;  // stream bytes not yet given to anyone
@@ -103,7 +103,7 @@ class ProtocolSnifferFactory final : public flow::StreamConsumerFactory, public 
   ProtocolSnifferFactory(http::RequestSink& http1Sink, H2RequestSink& h2Sink, http::FramerLimits framerLimits = {},
                          H2DecoderLimits h2Limits = {});
 
-  std::unique_ptr<flow::StreamConsumer> create(const flow::FlowKey& key, uint32_t ruleId, bool fromStart) override;
+  std::unique_ptr<flow::StreamConsumer> create(const model::FlowKey& key, uint32_t ruleId, bool fromStart) override;
   void onRequest(http::Request&& request) override;
 
   const http::RequestFramerFactory& framers() const { return framers_; }

@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 
 namespace shadowtap::http {
 
@@ -17,7 +17,7 @@ inline constexpr size_t kRewriteSlack = 64;
 // (request line, headers in order and case, body as framed, chunked or not).
 // Every offset below indexes `bytes`.
 struct Request {
-  flow::FlowKey flow;
+  model::FlowKey flow;
   uint32_t ruleId = 0;
   uint64_t tsNs = 0;  // capture time of the request's first byte (CLOCK_MONOTONIC)
   std::string bytes;

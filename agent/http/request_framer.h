@@ -8,7 +8,7 @@
 
 #include <llhttp.h>
 
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 #include "flow/stream_consumer.h"
 #include "http/http_stats.h"
 #include "http/request.h"
@@ -48,7 +48,7 @@ class RequestFramer final : public flow::StreamConsumer {
   // `startOffset`: the stream position of the first byte this framer will be
   // given (non-zero when it takes over a stream at a request boundary, e.g.
   // after a declined "Upgrade: h2c"); requests' streamOffset count from it.
-  RequestFramer(const flow::FlowKey& key, uint32_t ruleId, bool fromStart, RequestSink& sink,
+  RequestFramer(const model::FlowKey& key, uint32_t ruleId, bool fromStart, RequestSink& sink,
                 const FramerLimits& limits, HttpStats& stats, uint64_t startOffset = 0);
   ~RequestFramer() override;
   RequestFramer(const RequestFramer&) = delete;
@@ -118,7 +118,7 @@ class RequestFramer final : public flow::StreamConsumer {
   void publishBuffered();
   uint64_t posOf(const char* p) const { return chunkPos_ + static_cast<uint64_t>(p - chunkBase_); }
 
-  const flow::FlowKey key_;
+  const model::FlowKey key_;
   const uint32_t ruleId_;
   const bool fromStart_;
   uint64_t startOffset_ = 0;
@@ -202,12 +202,12 @@ class RequestFramerFactory final : public flow::StreamConsumerFactory {
  public:
   explicit RequestFramerFactory(RequestSink& sink, FramerLimits limits = {});
 
-  std::unique_ptr<flow::StreamConsumer> create(const flow::FlowKey& key, uint32_t ruleId,
+  std::unique_ptr<flow::StreamConsumer> create(const model::FlowKey& key, uint32_t ruleId,
                                                bool fromStart) override;
   // A framer taking over a stream at a request boundary at `startOffset` (the
   // bytes before it went elsewhere): it parses from its first byte, as from
   // the start, but its requests carry their real stream offsets.
-  std::unique_ptr<flow::StreamConsumer> createAt(const flow::FlowKey& key, uint32_t ruleId, uint64_t startOffset);
+  std::unique_ptr<flow::StreamConsumer> createAt(const model::FlowKey& key, uint32_t ruleId, uint64_t startOffset);
 
   const HttpStats& stats() const { return stats_; }
   const FramerLimits& limits() const { return limits_; }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/strings.h"
 #include "h2/authority_rewrite.h"
 #include "record/codec.h"
 
@@ -55,7 +56,7 @@ const h2::HeaderField* find(const Fields& fields, std::string_view name) {
 // RFC 9113 8.2.2: a request carrying these is malformed.
 bool connectionSpecific(const h2::HeaderField& f) {
   if (f.name == "te") {
-    return !equalsIgnoreCase(f.value, "trailers");
+    return !base::equalsIgnoreCase(f.value, "trailers");
   }
   return f.name == "connection" || f.name == "keep-alive" || f.name == "proxy-connection" ||
          f.name == "transfer-encoding" || f.name == "upgrade";

@@ -22,7 +22,7 @@ namespace shadowtap::record {
 
 // A captured segment, copied off the capture thread's buffer.
 struct SegmentCopy {
-  flow::FlowKey key;
+  model::FlowKey key;
   uint32_t seq = 0;
   uint32_t ack = 0;
   uint8_t flags = 0;

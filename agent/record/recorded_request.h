@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/strings.h"
 #include "http/request.h"
 #include "record/record_options.h"
 
@@ -86,7 +87,5 @@ std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix)
 
 // Decodes a chunked body framed on the wire. nullopt when malformed.
 std::optional<std::string> decodeChunked(std::string_view wire);
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
 
 }  // namespace shadowtap::record

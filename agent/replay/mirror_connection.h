@@ -8,7 +8,7 @@
 #include <optional>
 #include <span>
 
-#include "compare/response.h"
+#include "model/response.h"
 #include "compare/response_framer.h"
 #include "replay/local_endpoints.h"
 #include "replay/replay_error.h"
@@ -74,7 +74,7 @@ class MirrorConnection {
     keepLimits_ = limits;
     keepStats_ = stats;
   }
-  std::optional<compare::Response> takeKeptResponse();
+  std::optional<model::Response> takeKeptResponse();
 
   int fd() const { return fd_; }
   State state() const { return state_; }
@@ -130,9 +130,9 @@ class MirrorConnection {
   // the framer, which reports to it when destroyed, goes first.
   class KeptSink final : public compare::ResponseSink {
    public:
-    void onResponse(uint64_t, compare::Response&& response) override { response_ = std::move(response); }
+    void onResponse(uint64_t, model::Response&& response) override { response_ = std::move(response); }
     void onNoResponse(uint64_t, compare::NoResponse) override {}
-    std::optional<compare::Response> response_;
+    std::optional<model::Response> response_;
   };
   const compare::ResponseLimits* keepLimits_ = nullptr;
   compare::ResponseStats* keepStats_ = nullptr;

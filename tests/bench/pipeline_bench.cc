@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "memory_tuning.h"
+#include "base/memory_tuning.h"
 #include "flow/flow_table.h"
 #include "http/host_rewrite.h"
 #include "http/request_framer.h"
@@ -27,7 +27,7 @@
 namespace {
 
 using shadowtap::flow::EndReason;
-using shadowtap::flow::FlowKey;
+using shadowtap::model::FlowKey;
 using shadowtap::flow::FlowLimits;
 using shadowtap::flow::FlowTable;
 using shadowtap::flow::Segment;
@@ -80,7 +80,7 @@ struct Workload {
   std::string name;
   std::vector<uint8_t> captureBytes;
   struct Seg {
-    FlowKey key;
+    shadowtap::model::FlowKey key;
     uint32_t seq;
     uint8_t flags;
     size_t off;
@@ -101,7 +101,7 @@ Workload makeWorkload(const std::string& name, uint64_t totalRequests, size_t co
   Workload w;
   w.name = name;
   struct Conn {
-    FlowKey key;
+    shadowtap::model::FlowKey key;
     uint32_t nextSeq = 0;
     size_t requestsLeft = 0;
     std::string pending;  // bytes of the current request not yet segmented
@@ -217,7 +217,7 @@ struct ByteCounter final : StreamConsumer {
 };
 struct ByteCounterFactory final : StreamConsumerFactory {
   uint64_t total = 0;
-  std::unique_ptr<StreamConsumer> create(const FlowKey&, uint32_t, bool) override {
+  std::unique_ptr<StreamConsumer> create(const shadowtap::model::FlowKey&, uint32_t, bool) override {
     return std::make_unique<ByteCounter>(&total);
   }
 };

@@ -7,7 +7,8 @@
 #include <utility>
 #include <vector>
 
-#include "compare/response.h"
+#include "base/strings.h"
+#include "model/response.h"
 #include "compare/response_framer.h"
 
 namespace shadowtap::compare::test {
@@ -19,23 +20,23 @@ inline std::span<const uint8_t> asBytes(std::string_view s) {
 inline uint64_t load(const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); }
 
 struct CollectingSink : ResponseSink {
-  void onResponse(uint64_t id, Response&& r) override { responses.emplace_back(id, std::move(r)); }
+  void onResponse(uint64_t id, model::Response&& r) override { responses.emplace_back(id, std::move(r)); }
   void onNoResponse(uint64_t id, NoResponse reason) override { missing.emplace_back(id, reason); }
-  std::vector<std::pair<uint64_t, Response>> responses;
+  std::vector<std::pair<uint64_t, model::Response>> responses;
   std::vector<std::pair<uint64_t, NoResponse>> missing;
 };
 
-inline Response makeResponse(int status, std::vector<Header> headers, std::string body) {
-  Response r;
+inline model::Response makeResponse(int status, std::vector<model::HeaderField> headers, std::string body) {
+  model::Response r;
   r.status = status;
   r.headers = std::move(headers);
   r.bodyLength = body.size();
-  r.bodyHash = fnv1a64(body);
+  r.bodyHash = base::fnv1a64(body);
   r.body = std::move(body);
   return r;
 }
 
-inline Response jsonResponse(int status, std::string body) {
+inline model::Response jsonResponse(int status, std::string body) {
   const std::string length = std::to_string(body.size());
   return makeResponse(status, {{"Content-Type", "application/json"}, {"Content-Length", length}}, std::move(body));
 }

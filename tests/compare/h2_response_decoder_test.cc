@@ -1,3 +1,4 @@
+#include "base/strings.h"
 #include "compare/h2_response_decoder.h"
 
 #include <gtest/gtest.h>
@@ -330,7 +331,7 @@ std::vector<FrameInfo> frames(std::string_view s) {
 struct Collect : H2ResponseHandler {
   // A damaged stream may open a stream id again after it closed (the decoder
   // keeps no set of closed ids); valid streams never do.
-  void onH2Response(int32_t id, Response&& r) override {
+  void onH2Response(int32_t id, model::Response&& r) override {
     EXPECT_FALSE(ended) << "outcome after the end";
     EXPECT_TRUE(damaged || responses.count(id) + missing.count(id) == 0) << "two outcomes for stream " << id;
     order.push_back(id);
@@ -354,7 +355,7 @@ struct Collect : H2ResponseHandler {
     std::ostringstream os;
     for (const auto& [id, r] : responses) {
       os << id << ":" << r.status << "|";
-      for (const Header& h : r.headers) {
+      for (const model::HeaderField& h : r.headers) {
         os << h.name << "=" << h.value << ";";
       }
       os << "|" << r.body << "|" << r.bodyLength << "|" << r.bodyHash << "|" << r.bodyTruncated
@@ -374,7 +375,7 @@ struct Collect : H2ResponseHandler {
   }
 
   bool damaged = false;
-  std::map<int32_t, Response> responses;
+  std::map<int32_t, model::Response> responses;
   std::map<int32_t, NoResponse> missing;
   std::vector<int32_t> order;
   std::vector<int32_t> goAways;
@@ -452,19 +453,19 @@ TEST(H2ResponseDecoder, ConcurrentStreamsInterleaveAndSplitBodies) {
 
   auto run = decode(bytes);
   ASSERT_EQ(run->out.responses.size(), 3u);
-  const Response& a = run->out.responses.at(1);
+  const model::Response& a = run->out.responses.at(1);
   EXPECT_EQ(a.status, 200);
   EXPECT_EQ(a.body, specs[0].body);
   EXPECT_EQ(a.header("content-type"), "text/plain");
   EXPECT_EQ(a.header("x-a"), "1");
   EXPECT_EQ(run->out.responses.at(3).status, 404);
   EXPECT_EQ(run->out.responses.at(3).body, specs[1].body);
-  const Response& c = run->out.responses.at(5);
+  const model::Response& c = run->out.responses.at(5);
   EXPECT_EQ(c.bodyLength, 70000u);
-  EXPECT_EQ(c.bodyHash, fnv1a64(specs[2].body));
+  EXPECT_EQ(c.bodyHash, base::fnv1a64(specs[2].body));
   EXPECT_FALSE(c.bodyTruncated);
   for (const auto& [id, r] : run->out.responses) {
-    for (const Header& h : r.headers) {
+    for (const model::HeaderField& h : r.headers) {
       EXPECT_NE(h.name[0], ':');  // pseudo-headers are not headers
     }
   }
@@ -484,7 +485,7 @@ TEST(H2ResponseDecoder, GrpcTrailersAreAppendedAfterTheHeaders) {
   const std::string bytes = serve(specs);
   auto run = decode(bytes);
   ASSERT_EQ(run->out.responses.size(), 2u);
-  const Response& r = run->out.responses.at(1);
+  const model::Response& r = run->out.responses.at(1);
   ASSERT_EQ(r.headers.size(), 3u);
   EXPECT_EQ(r.headers[0].name, "content-type");
   EXPECT_EQ(r.headers[1].name, "grpc-status");
@@ -559,7 +560,7 @@ TEST(H2ResponseDecoder, LargeHeaderBlockComesInContinuations) {
   }
   ASSERT_GE(continuations, 2u);
   auto run = decode(bytes);
-  const Response& r = run->out.responses.at(1);
+  const model::Response& r = run->out.responses.at(1);
   EXPECT_EQ(r.header("x-big").size(), 40000u);
   EXPECT_EQ(r.header("x-after"), "yes");
   EXPECT_FALSE(r.headersTruncated);
@@ -647,11 +648,11 @@ std::string richFixture() {
 
 void checkRich(const Decoded& run) {
   ASSERT_EQ(run.out.responses.size(), 3u) << run.out.summary();
-  const Response& one = run.out.responses.at(1);
+  const model::Response& one = run.out.responses.at(1);
   EXPECT_EQ(one.status, 200);
   EXPECT_EQ(one.body, "one!");
   EXPECT_EQ(one.header("content-type"), "text/plain");
-  const Response& three = run.out.responses.at(3);
+  const model::Response& three = run.out.responses.at(3);
   EXPECT_EQ(three.body, "hello");
   ASSERT_EQ(three.headers.size(), 2u);
   EXPECT_EQ(three.headers[1].name, "grpc-status");
@@ -690,7 +691,7 @@ TEST(H2ResponseDecoder, ResultDoesNotDependOnTheCuts) {
   auto strip = [](const Decoded& r) {
     Collect c;
     for (const auto& [id, resp] : r.out.responses) {
-      Response copy = resp;
+      model::Response copy = resp;
       copy.tsNs = 0;
       c.responses.emplace(id, std::move(copy));
     }
@@ -905,10 +906,10 @@ TEST(H2ResponseDecoder, LimitsAreCounted) {
     ResponseLimits rl;
     rl.maxBodyBytes = 12;
     auto run = decode(w.out, {}, rl);
-    const Response& r = run->out.responses.at(1);
+    const model::Response& r = run->out.responses.at(1);
     EXPECT_EQ(r.body, "0123456789ab");
     EXPECT_EQ(r.bodyLength, 16u);
-    EXPECT_EQ(r.bodyHash, fnv1a64("0123456789abcdef"));
+    EXPECT_EQ(r.bodyHash, base::fnv1a64("0123456789abcdef"));
     EXPECT_TRUE(r.bodyTruncated);
     EXPECT_EQ(load(run->stats.bodiesTruncated), 1u);
   }

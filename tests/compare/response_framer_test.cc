@@ -1,3 +1,4 @@
+#include "base/strings.h"
 #include "compare/response_framer.h"
 
 #include <gtest/gtest.h>
@@ -35,7 +36,7 @@ void checkPipelined(const CollectingSink& sink) {
   for (size_t i = 0; i < 5; ++i) {
     EXPECT_EQ(sink.responses[i].first, 100 + i);
   }
-  const Response& a = sink.responses[0].second;
+  const model::Response& a = sink.responses[0].second;
   EXPECT_EQ(a.status, 200);
   ASSERT_EQ(a.headers.size(), 4u);
   EXPECT_EQ(a.headers[0].name, "Content-Type");
@@ -44,18 +45,18 @@ void checkPipelined(const CollectingSink& sink) {
   EXPECT_EQ(a.headers[2].value, "b");
   EXPECT_EQ(a.body, "hello");
   EXPECT_EQ(a.bodyLength, 5u);
-  EXPECT_EQ(a.bodyHash, fnv1a64("hello"));
+  EXPECT_EQ(a.bodyHash, base::fnv1a64("hello"));
   EXPECT_FALSE(a.bodyTruncated);
 
-  const Response& head = sink.responses[1].second;
+  const model::Response& head = sink.responses[1].second;
   EXPECT_EQ(head.status, 200);
   EXPECT_EQ(head.header("content-length"), "1000");
   EXPECT_EQ(head.bodyLength, 0u);
 
-  const Response& created = sink.responses[2].second;
+  const model::Response& created = sink.responses[2].second;
   EXPECT_EQ(created.status, 201);
   EXPECT_EQ(created.body, "wikipedia");
-  EXPECT_EQ(created.bodyHash, fnv1a64("wikipedia"));
+  EXPECT_EQ(created.bodyHash, base::fnv1a64("wikipedia"));
   ASSERT_EQ(created.headers.size(), 1u);  // the trailer is not a header
   EXPECT_FALSE(created.hasHeader("Link"));  // the 103's header stays with the 103
 
@@ -165,11 +166,11 @@ TEST(ResponseFramer, BodyOverTheLimitIsCutButHashedWhole) {
   f.onData(asBytes("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcdef"), 1);
   f.onData(asBytes("ghij"), 2);
   ASSERT_EQ(sink.responses.size(), 1u);
-  const Response& r = sink.responses[0].second;
+  const model::Response& r = sink.responses[0].second;
   EXPECT_EQ(r.body, "abcd");
   EXPECT_TRUE(r.bodyTruncated);
   EXPECT_EQ(r.bodyLength, 10u);
-  EXPECT_EQ(r.bodyHash, fnv1a64("abcdefghij"));
+  EXPECT_EQ(r.bodyHash, base::fnv1a64("abcdefghij"));
   EXPECT_EQ(load(stats.bodiesTruncated), 1u);
 }
 
@@ -182,7 +183,7 @@ TEST(ResponseFramer, HeaderSectionOverTheLimitKeepsWholeHeadersOnly) {
   f.expectResponseTo("GET", 1);
   f.onData(asBytes("HTTP/1.1 200 OK\r\nA: 1234567\r\nB: 1234567\r\nC: 1234567\r\nContent-Length: 0\r\n\r\n"), 1);
   ASSERT_EQ(sink.responses.size(), 1u);
-  const Response& r = sink.responses[0].second;
+  const model::Response& r = sink.responses[0].second;
   EXPECT_TRUE(r.headersTruncated);
   ASSERT_EQ(r.headers.size(), 2u);  // A (8 bytes) and B (16); C would make 24
   EXPECT_EQ(r.headers[1].name, "B");

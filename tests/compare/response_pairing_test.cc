@@ -14,8 +14,8 @@ using test::asBytes;
 using test::CollectingSink;
 using test::load;
 
-flow::FlowKey clientToServer() {
-  flow::FlowKey k;
+model::FlowKey clientToServer() {
+  model::FlowKey k;
   k.saddr = {198, 18, 0, 1};
   k.daddr = {198, 18, 0, 2};
   k.sport = 40000;
@@ -51,7 +51,7 @@ TEST(ResponsePairing, RequestsBeforeTheResponseStreamWaitForIt) {
   ASSERT_TRUE(pairing.expect(request("GET", 0, 40), 11));
   ASSERT_TRUE(pairing.expect(request("HEAD", 42, 30), 12));  // 2 CRLF bytes between: fine
   EXPECT_EQ(load(pairing.stats().earlyWaiting), 2u);
-  const flow::FlowKey egress = ResponsePairing::reverse(clientToServer());
+  const model::FlowKey egress = ResponsePairing::reverse(clientToServer());
   EXPECT_EQ(egress.sport, 8000);
   EXPECT_EQ(egress.saddr, clientToServer().daddr);
   auto consumer = pairing.create(egress, 1, true);
@@ -158,7 +158,7 @@ TEST(ResponsePairing, ConnectionLimitDeclinesResponseStreams) {
   ResponsePairing pairing(sink, limits);
   auto first = pairing.create(ResponsePairing::reverse(clientToServer()), 1, true);
   ASSERT_NE(first, nullptr);
-  flow::FlowKey other = ResponsePairing::reverse(clientToServer());
+  model::FlowKey other = ResponsePairing::reverse(clientToServer());
   other.dport = 40001;
   EXPECT_EQ(pairing.create(other, 1, true), nullptr);
   EXPECT_EQ(load(pairing.stats().overLimit), 1u);
@@ -209,7 +209,7 @@ class H2Bytes {
   std::string out_;
 };
 
-const flow::FlowKey kEgress = ResponsePairing::reverse(clientToServer());
+const model::FlowKey kEgress = ResponsePairing::reverse(clientToServer());
 
 TEST(ResponsePairingH2, PairsByStreamIdInEitherOrder) {
   CollectingSink sink;

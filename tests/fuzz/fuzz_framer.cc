@@ -81,7 +81,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
   std::vector<uint64_t> gapAt;  // delivered-stream positions of gaps
   const size_t cap = std::max(limits.maxHeaderBytes, limits.maxRequestBytes);
   {
-    RequestFramer f(flow::FlowKey{}, 1, fromStart, sink, limits, stats);
+    RequestFramer f(model::FlowKey{}, 1, fromStart, sink, limits, stats);
     for (const Piece& p : pieces) {
       if (p.gap) {
         f.onGap(p.length);
@@ -150,7 +150,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
     Collect again;
     HttpStats againStats;
     {
-      RequestFramer g(flow::FlowKey{}, 1, true, again, limits, againStats);
+      RequestFramer g(model::FlowKey{}, 1, true, again, limits, againStats);
       g.onData({reinterpret_cast<const uint8_t*>(r.bytes.data()), n}, 0);
     }
     FUZZ_CHECK(again.requests.size() == 1);

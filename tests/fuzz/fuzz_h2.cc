@@ -73,9 +73,9 @@ Outcome run(const std::string& stream, uint8_t mode, size_t gapAt, const std::ve
   H2DecoderStats ownStats;
   std::unique_ptr<flow::StreamConsumer> c;
   if (mode & 1) {
-    c = sniffers.create(flow::FlowKey{}, 1, true);
+    c = sniffers.create(model::FlowKey{}, 1, true);
   } else {
-    c = std::make_unique<H2StreamDecoder>(flow::FlowKey{}, 1, sink, limits, ownStats);
+    c = std::make_unique<H2StreamDecoder>(model::FlowKey{}, 1, sink, limits, ownStats);
   }
   const auto* p = reinterpret_cast<const uint8_t*>(stream.data());
   size_t off = 0;

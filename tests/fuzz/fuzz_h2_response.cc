@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "base/strings.h"
 #include "compare/h2_response_decoder.h"
 #include "fuzz_check.h"
 
@@ -25,13 +26,13 @@ namespace {
 struct Collect : H2ResponseHandler {
   std::vector<std::string> events;
   bool ended = false;
-  void onH2Response(int32_t id, Response&& r) override {
+  void onH2Response(int32_t id, model::Response&& r) override {
     FUZZ_CHECK(!ended);
     FUZZ_CHECK(id > 0 && id % 2 == 1);
     FUZZ_CHECK(r.status >= 200 && r.status <= 599);
     FUZZ_CHECK(r.body.size() <= r.bodyLength);
     FUZZ_CHECK(r.bodyTruncated == (r.body.size() < r.bodyLength));
-    FUZZ_CHECK(r.bodyHash == fnv1a64(r.body) || r.bodyTruncated);
+    FUZZ_CHECK(r.bodyHash == base::fnv1a64(r.body) || r.bodyTruncated);
     events.push_back("R" + std::to_string(id) + ":" + std::to_string(r.status) + ":" + std::to_string(r.bodyLength) +
                      ":" + std::to_string(r.bodyHash) + ":" + std::to_string(r.headers.size()));
   }

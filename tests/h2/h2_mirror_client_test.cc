@@ -1,3 +1,4 @@
+#include "base/strings.h"
 #include "h2/h2_mirror_client.h"
 
 #include <gtest/gtest.h>
@@ -252,7 +253,7 @@ TEST(H2MirrorClient, KeepsResponsesOnlyForExchanges) {
   opts.keepTrailers = false;
   opts.responseLimits.maxBodyBytes = 10;
   auto c = open(server, opts);
-  std::map<uint64_t, compare::Response> kept;
+  std::map<uint64_t, model::Response> kept;
   std::map<uint64_t, bool> hadResponse;
   auto rec = [&](uint64_t id) {
     return [&kept, &hadResponse, id](const H2Outcome& o) {
@@ -277,7 +278,7 @@ TEST(H2MirrorClient, KeepsResponsesOnlyForExchanges) {
   EXPECT_TRUE(hadResponse[5]);
   EXPECT_FALSE(hadResponse[0]);
   EXPECT_FALSE(hadResponse[6]);  // reset: no response to keep
-  const compare::Response& k = kept[5];
+  const model::Response& k = kept[5];
   EXPECT_EQ(k.status, 200);
   ASSERT_EQ(k.headers.size(), 1u);  // not the 103's link, not the grpc-status trailer
   EXPECT_EQ(k.headers[0].name, "x-a");
@@ -285,7 +286,7 @@ TEST(H2MirrorClient, KeepsResponsesOnlyForExchanges) {
   EXPECT_EQ(k.body, test::H2TestServer::bodyPattern(25).substr(0, 10));
   EXPECT_TRUE(k.bodyTruncated);
   EXPECT_EQ(k.bodyLength, 25u);
-  EXPECT_EQ(k.bodyHash, compare::fnv1a64(test::H2TestServer::bodyPattern(25)));
+  EXPECT_EQ(k.bodyHash, base::fnv1a64(test::H2TestServer::bodyPattern(25)));
   EXPECT_GT(k.tsNs, 0u);
 }
 

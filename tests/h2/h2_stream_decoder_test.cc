@@ -46,7 +46,7 @@ struct Decoding {
   Collector sink;
   std::unique_ptr<H2StreamDecoder> decoder;
   explicit Decoding(const H2DecoderLimits& limits = {}, std::optional<H2cUpgrade> upgrade = std::nullopt) {
-    decoder = std::make_unique<H2StreamDecoder>(flow::FlowKey{}, 7, sink, limits, stats, std::move(upgrade));
+    decoder = std::make_unique<H2StreamDecoder>(model::FlowKey{}, 7, sink, limits, stats, std::move(upgrade));
   }
   void feed(const std::string& bytes, size_t slice = 0) {
     const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());

@@ -123,7 +123,7 @@ TEST(H2cUpgrade, DecoderEmitsStreamOneThenTheClientsStreams) {
 
   H2DecoderStats stats;
   Collector sink;
-  H2StreamDecoder d(flow::FlowKey{}, 3, sink, {}, stats, std::move(u));
+  H2StreamDecoder d(model::FlowKey{}, 3, sink, {}, stats, std::move(u));
   d.onData({p, 10}, 1);
   EXPECT_TRUE(sink.requests.empty());  // preface not confirmed yet
   d.onData({p + 10, c.captured().size() - 10}, 2);

@@ -19,8 +19,8 @@ struct Sinks : H2RequestSink, http::RequestSink {
   void onRequest(http::Request&& r) override { http1.push_back(std::move(r)); }
 };
 
-flow::FlowKey keyOf(uint16_t sport) {
-  flow::FlowKey k{};
+model::FlowKey keyOf(uint16_t sport) {
+  model::FlowKey k{};
   k.family = 4;
   k.sport = sport;
   k.dport = 8080;

@@ -368,7 +368,7 @@ template <typename Feed>
 CaseRun runCase(const Case& c, Feed feed) {
   CollectingSink sink;
   HttpStats stats;
-  flow::FlowKey key;
+  model::FlowKey key;
   {
     RequestFramer f(key, 1, c.fromStart, sink, c.limits, stats);
     feed(f);
@@ -446,7 +446,7 @@ TEST(HostileRequestsTable, HasAtLeastFortyCases) { EXPECT_GE(cases().size(), 40u
 TEST(RequestFields, AbsoluteFormGetsTheSuffixInTargetAndHost) {
   CollectingSink sink;
   HttpStats stats;
-  RequestFramer f(flow::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
+  RequestFramer f(model::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
   const std::string req = "GET http://u:p@app:8000/x?y=1 HTTP/1.1\r\nHost: app:8000\r\n\r\n";
   const std::string v6 = "GET http://[2001:db8::1]/ HTTP/1.1\r\nHost: [2001:db8::1]\r\n\r\n";
   const std::string origin = "GET /x HTTP/1.1\r\nHost: app\r\n\r\n";
@@ -466,7 +466,7 @@ TEST(RequestFields, AbsoluteFormGetsTheSuffixInTargetAndHost) {
 TEST(RequestFields, TargetBodyOffsetAndLength) {
   CollectingSink sink;
   HttpStats stats;
-  RequestFramer f(flow::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
+  RequestFramer f(model::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
   const std::string chunked =
       "POST /c?q HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
       "5;e=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nT: 1\r\n\r\n";
@@ -494,7 +494,7 @@ TEST(RequestFields, TargetBodyOffsetAndLength) {
 TEST(RequestFields, ExpectContinueBodyArrivesLater) {
   CollectingSink sink;
   HttpStats stats;
-  RequestFramer f(flow::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
+  RequestFramer f(model::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
   const std::string head = "PUT /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
   f.onData(asBytes(head), 100);
   EXPECT_TRUE(sink.requests.empty());
@@ -511,7 +511,7 @@ TEST(RequestFields, ExpectContinueBodyArrivesLater) {
 TEST(HostileRequestsTable, AbandonedStreamNeverResyncs) {
   CollectingSink sink;
   HttpStats stats;
-  RequestFramer f(flow::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
+  RequestFramer f(model::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
   f.onData(asBytes("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"), 1);
   f.onGap(10);
   f.onData(asBytes(kGet + kGet), 2);

@@ -20,8 +20,8 @@ using test::expectIdentities;
 using test::snapshot;
 using test::StatsSnapshot;
 
-flow::FlowKey testKey() {
-  flow::FlowKey k;
+model::FlowKey testKey() {
+  model::FlowKey k;
   k.saddr = {198, 18, 0, 1};
   k.daddr = {198, 18, 0, 2};
   k.sport = 40000;

@@ -1,8 +1,8 @@
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 
 #include <arpa/inet.h>
 
-namespace shadowtap::flow {
+namespace shadowtap::model {
 
 namespace {
 
@@ -34,4 +34,4 @@ std::string FlowKey::toString() const {
   return out;
 }
 
-}  // namespace shadowtap::flow
+}  // namespace shadowtap::model

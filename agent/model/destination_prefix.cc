@@ -1,11 +1,12 @@
+#include "model/destination_prefix.h"
+
 #include <arpa/inet.h>
 
 #include <charconv>
 #include <string>
 
-#include "capture/capture.h"
 
-namespace shadowtap::capture {
+namespace shadowtap::model {
 
 std::optional<DestinationPrefix> parseDestinationPrefix(std::string_view text, std::string* error) {
   const std::string quoted = "'" + std::string(text) + "'";
@@ -39,4 +40,4 @@ std::optional<DestinationPrefix> parseDestinationPrefix(std::string_view text, s
   return p;
 }
 
-}  // namespace shadowtap::capture
+}  // namespace shadowtap::model

@@ -3,7 +3,7 @@
 #include <chrono>
 #include <cstdint>
 
-namespace shadowtap::replay {
+namespace shadowtap::base {
 
 // Lets the first event through, then at most one per interval; counts what it
 // held back so the next line can say how many were suppressed. Single-threaded.
@@ -33,4 +33,4 @@ class RateLimitedLog {
   uint64_t held_ = 0;
 };
 
-}  // namespace shadowtap::replay
+}  // namespace shadowtap::base

@@ -6,7 +6,7 @@
 #include <functional>
 #include <string>
 
-namespace shadowtap::flow {
+namespace shadowtap::model {
 
 // One direction of a TCP connection: client (source) to server (destination).
 // Addresses are in network byte order; an IPv4 address fills the first 4 bytes.
@@ -40,4 +40,4 @@ struct FlowKeyHash {
   }
 };
 
-}  // namespace shadowtap::flow
+}  // namespace shadowtap::model

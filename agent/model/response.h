@@ -6,20 +6,17 @@
 #include <string_view>
 #include <vector>
 
-namespace shadowtap::compare {
+#include "model/header_field.h"
 
-struct Header {
-  std::string name;   // as sent (case kept)
-  std::string value;  // without surrounding whitespace
-};
+namespace shadowtap::model {
 
-// One HTTP/1.x response as the application sees it: status, headers in wire
+// One response (HTTP/1.x or HTTP/2) as the application sees it: status, headers in wire
 // order, and the body with any chunk framing removed. The body is kept up to a
 // limit; bodyLength and bodyHash always cover the whole body, so two bodies can
 // be compared exactly even when neither was kept whole.
 struct Response {
   int status = 0;
-  std::vector<Header> headers;
+  std::vector<HeaderField> headers;
   bool headersTruncated = false;  // the header section was over its limit; the rest is missing
   std::string body;               // the first maxBodyBytes bytes of the body
   bool bodyTruncated = false;     // body.size() < bodyLength
@@ -38,11 +35,5 @@ struct Response {
 // so empty fields must cost something. Primary and mirror count the same way.
 inline constexpr size_t kH2FieldOverhead = 32;
 
-// Incremental 64-bit FNV-1a; fnv1a64(a + b) == fnv1a64(b, fnv1a64(a)).
-inline constexpr uint64_t kFnv1aSeed = 0xcbf29ce484222325ULL;
-uint64_t fnv1a64(std::string_view bytes, uint64_t hash = kFnv1aSeed);
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
-std::string toLower(std::string_view s);
-
-}  // namespace shadowtap::compare
+}  // namespace shadowtap::model
