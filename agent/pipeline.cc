@@ -17,7 +17,6 @@
 #include "base/clock.h"
 #include "base/counters.h"
 #include "base/fd.h"
-#include "h2/authority_rewrite.h"
 #include "http/host_rewrite.h"
 #include "pipeline_metrics.h"
 #ifdef SHADOWTAP_HAVE_DRY_RUN
@@ -96,7 +95,7 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   h2::H2DecoderLimits hl;
   hl.maxStreamBodyBytes = fl.maxRequestBytes;
   hl.maxHeaderListBytes = fl.maxHeaderBytes;
-  p->sniffers_ = std::make_unique<h2::ProtocolSnifferFactory>(*p, *p, fl, hl);
+  p->sniffers_ = std::make_unique<h2::ProtocolSnifferFactory>(*p, fl, hl);
   p->ownTraffic_ =
       std::make_unique<OwnTrafficFilter>(*p->sniffers_, p->localEndpoints_, p->stats_.ownTrafficSegments);
 
@@ -206,9 +205,7 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   auto rt = std::make_unique<RuleRuntime>(rule, ruleId);
   if (config_.dryRun) {
 #ifdef SHADOWTAP_HAVE_DRY_RUN
-    auto writer = std::make_unique<record::DryRunWriter>(stdout, rule.suffix);
-    rt->dryRunH2 = writer.get();
-    rt->dryRun = std::move(writer);
+    rt->dryRun = std::make_unique<record::DryRunWriter>(stdout, rule.suffix);
     return rt;
 #else
     *error = "--dry-run is not available in this build";
@@ -302,13 +299,15 @@ bool Pipeline::setUpCompare(std::string* error) {
   return true;
 }
 
-uint64_t Pipeline::beginCompared(RuleRuntime& rt, const http::Request& request) {
+uint64_t Pipeline::beginCompared(RuleRuntime& rt, const model::Request& request) {
   const uint64_t id = engine_->begin(rt.ruleId, request.method, std::string(request.target()),
                                      rt.secondary != nullptr, base::monotonicNs());
   if (id == 0) {
     return 0;  // refused (pending limit, or a rule added by a reload): mirrored only
   }
-  if (!pairing_->expect(request, id)) {
+  const bool paired = request.isHttp2() ? pairing_->expectH2(request.flow, request.streamId, id)
+                                        : pairing_->expect(request, id);
+  if (!paired) {
     engine_->onMissing(id, compare::Part::kPrimary);
   }
   return id;
@@ -456,94 +455,70 @@ void Pipeline::onSegment(const flow::Segment& segment) {
   flows_->ingest(segment);
 }
 
-void Pipeline::onRequest(http::Request&& request) {
-  stats_.requests.fetch_add(1, std::memory_order_relaxed);
+void Pipeline::onRequest(model::Request&& request) {
+  const bool h2 = request.isHttp2();
+  base::bump(h2 ? stats_.h2Requests : stats_.requests);
   if (request.ruleId == 0 || request.ruleId > rules_.size() || !rules_[request.ruleId - 1]) {
-    stats_.unknownRule.fetch_add(1, std::memory_order_relaxed);  // e.g. removed by a reload
+    base::bump(stats_.unknownRule);  // e.g. removed by a reload
     return;
   }
   RuleRuntime& rt = *rules_[request.ruleId - 1];
   RuleStats& rs = rt.stats;
-  rs.requests.fetch_add(1, std::memory_order_relaxed);
-  rs.observeSize(request.bytes.size());
-  if (http::hostHasSuffix(request.host(), rt.rule.suffix)) {
-    rs.loopSkipped.fetch_add(1, std::memory_order_relaxed);
+  base::bump(rs.requests);
+  if (h2) {
+    base::bump(rs.h2Requests);
+  }
+  rs.observeSize(request.size());
+  const rules::Router::Verdict verdict = rt.router.classify(request);
+  if (verdict == rules::Router::Verdict::kAlreadyShadow) {
+    base::bump(rs.loopSkipped);
     return;
   }
   // The recording holds what was captured, not what the method allow-list lets through.
   if (recorder_) {
     recorder_->record(request);
   }
-  if (!rt.transform.allows(request.method)) {
-    rs.filtered.fetch_add(1, std::memory_order_relaxed);
+  if (verdict == rules::Router::Verdict::kMethodFiltered) {
+    base::bump(rs.filtered);
     return;
   }
-  if (!rt.dryRun && !rt.replayer) {
-    rs.recordOnly.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  rs.submitted.fetch_add(1, std::memory_order_relaxed);
   if (rt.dryRun) {
+    base::bump(rs.submitted);
     rt.dryRun->onRequest(std::move(request));
-    rs.queued.fetch_add(1, std::memory_order_relaxed);
+    base::bump(rs.queued);  // printed
     return;
   }
+  if (!rt.replayer) {
+    base::bump(rs.recordOnly);
+    return;
+  }
+  base::bump(rs.submitted);
+  if (h2) {
+    sendHttp2(rt, std::move(request));
+  } else {
+    sendHttp1(rt, std::move(request));
+  }
+}
+
+void Pipeline::sendHttp1(RuleRuntime& rt, model::Request&& request) {
+  // Compare mode pairs the request as captured, so before the rewrite.
+  const uint64_t exchangeId = rt.compared ? beginCompared(rt, request) : 0;
+  rt.router.rewrite(request);
   replay::ReplayJob job;
   job.ruleId = request.ruleId;
   job.isHead = request.method == "HEAD";
   job.capturedNs = request.tsNs;
-  // Compare mode pairs the request as captured, so before the rewrite.
-  const uint64_t exchangeId = rt.compared ? beginCompared(rt, request) : 0;
-  job.bytes = rt.transform.apply(http::takeRewrittenRequest(std::move(request), rt.rule.suffix));
+  job.bytes = std::move(request.bytes);
   if (exchangeId != 0) {
     job.exchangeId = exchangeId;
-    job.method = request.method;  // takeRewrittenRequest took only the bytes
+    job.method = request.method;
     if (rt.secondary) {
       replay::ReplayJob copy = job;
       rt.secondary->submit(std::move(copy));  // a drop is reported to the engine as a missing part
     }
   }
-  if (rt.replayer->submit(std::move(job))) {
-    rs.queued.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    rs.dropped.fetch_add(1, std::memory_order_relaxed);
-  }
+  base::bump(rt.replayer->submit(std::move(job)) ? rt.stats.queued : rt.stats.dropped);
 }
-
-namespace {
-
-// The rule's header switches on an HTTP/2 request: drop-header removes every
-// field of that name (pseudo-headers are never named by a rule), header=
-// appends fields after the request's own, with the lowercase names HTTP/2
-// requires.
-void applyHeaderSwitches(const rules::Rule& rule, h2::H2Request& request) {
-  if (!rule.dropHeaders.empty()) {
-    std::erase_if(request.headers, [&rule](const h2::HeaderField& f) {
-      return std::find(rule.dropHeaders.begin(), rule.dropHeaders.end(), f.name) != rule.dropHeaders.end();
-    });
-  }
-  for (const auto& [name, value] : rule.headers) {
-    h2::HeaderField f;
-    f.name = name;
-    std::transform(f.name.begin(), f.name.end(), f.name.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    f.value = value;
-    request.headers.push_back(std::move(f));
-  }
-}
-
-uint64_t h2RequestSize(const h2::H2Request& r) {
-  // HPACK-independent: field bytes as HTTP/1 would carry them, plus the body.
-  uint64_t n = r.body.size();
-  for (const auto* fields : {&r.headers, &r.trailers}) {
-    for (const auto& f : *fields) {
-      n += f.name.size() + f.value.size() + 4;
-    }
-  }
-  return n;
-}
-
-}  // namespace
 
 h2::H2Pool* Pipeline::h2PoolFor(RuleRuntime& rt, compare::Part part) {
   const bool secondary = part == compare::Part::kSecondary;
@@ -581,78 +556,27 @@ h2::H2Pool* Pipeline::h2PoolFor(RuleRuntime& rt, compare::Part part) {
   return slot.get();
 }
 
-void Pipeline::submitCompared(RuleRuntime& rt, h2::H2Request& request) {
-  const bool withSecondary = rt.secondary != nullptr;
-  const uint64_t id = engine_->begin(rt.ruleId, std::string(request.method()), std::string(request.path()),
-                                     withSecondary, base::monotonicNs());
-  if (id == 0) {
-    return;  // refused (pending limit, or a rule added by a reload): mirrored only
-  }
-  if (!pairing_->expectH2(request.flow, request.streamId, id)) {
-    engine_->onMissing(id, compare::Part::kPrimary);
-  }
-  request.exchangeId = id;
-  if (withSecondary) {
-    h2::H2Pool* pool = h2PoolFor(rt, compare::Part::kSecondary);
-    if (pool == nullptr) {
-      engine_->onMissing(id, compare::Part::kSecondary);
-    } else {
-      h2::H2Request copy = request;
-      pool->submit(std::move(copy));  // a drop is reported to the engine as a missing part
-    }
-  }
-}
-
-void Pipeline::onRequest(h2::H2Request&& request) {
-  stats_.h2Requests.fetch_add(1, std::memory_order_relaxed);
-  if (request.ruleId == 0 || request.ruleId > rules_.size() || !rules_[request.ruleId - 1]) {
-    stats_.unknownRule.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  RuleRuntime& rt = *rules_[request.ruleId - 1];
-  RuleStats& rs = rt.stats;
-  rs.requests.fetch_add(1, std::memory_order_relaxed);
-  rs.h2Requests.fetch_add(1, std::memory_order_relaxed);
-  rs.observeSize(h2RequestSize(request));
-  if (http::hostHasSuffix(request.authority(), rt.rule.suffix)) {
-    rs.loopSkipped.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  // As for HTTP/1: the recording holds what was captured.
-  if (recorder_) {
-    recorder_->record(request);
-  }
-  if (!rt.transform.allows(request.method())) {
-    rs.filtered.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  if (rt.dryRunH2 != nullptr) {
-    rs.submitted.fetch_add(1, std::memory_order_relaxed);
-    rt.dryRunH2->onRequest(std::move(request));
-    rs.queued.fetch_add(1, std::memory_order_relaxed);  // printed
-    return;
-  }
-  if (!rt.replayer) {
-    rs.recordOnly.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  rs.submitted.fetch_add(1, std::memory_order_relaxed);
-  h2::rewriteAuthority(request, rt.rule.suffix);
-  applyHeaderSwitches(rt.rule, request);
+void Pipeline::sendHttp2(RuleRuntime& rt, model::Request&& request) {
+  rt.router.rewrite(request);
   h2::H2Pool* pool = h2PoolFor(rt, compare::Part::kMirror);
   if (pool == nullptr) {
-    rs.h2PoolUnavailable.fetch_add(1, std::memory_order_relaxed);
-    rs.dropped.fetch_add(1, std::memory_order_relaxed);
+    base::bump(rt.stats.h2PoolUnavailable);
+    base::bump(rt.stats.dropped);
     return;
   }
   if (rt.compared) {
-    submitCompared(rt, request);
+    request.exchangeId = beginCompared(rt, request);
+    if (request.exchangeId != 0 && rt.secondary) {
+      h2::H2Pool* second = h2PoolFor(rt, compare::Part::kSecondary);
+      if (second == nullptr) {
+        engine_->onMissing(request.exchangeId, compare::Part::kSecondary);
+      } else {
+        model::Request copy = request;
+        second->submit(std::move(copy));  // a drop is reported to the engine as a missing part
+      }
+    }
   }
-  if (pool->submit(std::move(request))) {
-    rs.queued.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    rs.dropped.fetch_add(1, std::memory_order_relaxed);
-  }
+  base::bump(pool->submit(std::move(request)) ? rt.stats.queued : rt.stats.dropped);
 }
 
 int Pipeline::run() {

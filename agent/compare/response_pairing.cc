@@ -413,7 +413,7 @@ std::unique_ptr<flow::StreamConsumer> ResponsePairing::create(const model::FlowK
   return consumer;
 }
 
-bool ResponsePairing::expect(const http::Request& request, uint64_t exchangeId) {
+bool ResponsePairing::expect(const model::Request& request, uint64_t exchangeId) {
   base::bump(stats_.registered);
   auto it = conns_.find(request.flow);
   if (it == conns_.end()) {

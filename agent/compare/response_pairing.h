@@ -10,7 +10,7 @@
 #include "compare/response_framer.h"
 #include "model/flow_key.h"
 #include "flow/stream_consumer.h"
-#include "http/request.h"
+#include "model/request.h"
 
 namespace shadowtap::compare {
 
@@ -106,7 +106,7 @@ class ResponsePairing final : public flow::StreamConsumerFactory {
   // Registers `request` (client -> server, as framed) under `exchangeId`. False
   // when it can never be paired (the request stream skipped bytes before it,
   // the response stream joined mid-way or broke): no sink call follows then.
-  bool expect(const http::Request& request, uint64_t exchangeId);
+  bool expect(const model::Request& request, uint64_t exchangeId);
 
   // Registers HTTP/2 client stream `streamId` (odd) of the connection whose
   // client-to-server direction is `requestFlow` under `exchangeId`. Pairs by

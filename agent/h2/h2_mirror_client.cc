@@ -26,10 +26,10 @@ int parseInt(const uint8_t* p, size_t n) {
   return v;
 }
 
-std::vector<nghttp2_nv> toNv(const std::vector<HeaderField>& fields) {
+std::vector<nghttp2_nv> toNv(const std::vector<model::HeaderField>& fields) {
   std::vector<nghttp2_nv> nv;
   nv.reserve(fields.size());
-  for (const HeaderField& f : fields) {
+  for (const model::HeaderField& f : fields) {
     nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(f.name.data())),
                   reinterpret_cast<uint8_t*>(const_cast<char*>(f.value.data())), f.name.size(), f.value.size(),
                   static_cast<uint8_t>(f.neverIndex ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE)});
@@ -255,7 +255,7 @@ bool H2MirrorClient::wantsWrite() const {
   return !connected_ || !outBuf_.empty() || nghttp2_session_want_write(session_) != 0;
 }
 
-bool H2MirrorClient::submit(H2Request&& request, H2Callback done, uint64_t nowNs) {
+bool H2MirrorClient::submit(model::Request&& request, H2Callback done, uint64_t nowNs) {
   if (!canAccept()) {
     return false;
   }

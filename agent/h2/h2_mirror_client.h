@@ -12,7 +12,7 @@
 
 #include "model/response.h"
 #include "compare/response_framer.h"
-#include "h2/h2_request.h"
+#include "model/request.h"
 
 struct nghttp2_session;
 
@@ -95,7 +95,7 @@ class H2MirrorClient {
 
   // Takes the request unless the queue is full or the client closed (false:
   // `done` is not called). Sent as soon as a stream slot is free.
-  bool submit(H2Request&& request, H2Callback done, uint64_t nowNs);
+  bool submit(model::Request&& request, H2Callback done, uint64_t nowNs);
 
   void onReadable(uint64_t nowNs);
   void onWritable(uint64_t nowNs);
@@ -106,7 +106,7 @@ class H2MirrorClient {
 
  private:
   struct Pending {
-    H2Request request;
+    model::Request request;
     H2Callback done;
     uint64_t submittedNs = 0;  // to nghttp2
     size_t bodyOffset = 0;

@@ -41,9 +41,9 @@ int indexIn(const std::vector<sockaddr_storage>& list, const sockaddr_storage& a
   return -1;
 }
 
-size_t fieldsSize(const std::vector<HeaderField>& fields) {
+size_t fieldsSize(const std::vector<model::HeaderField>& fields) {
   size_t n = 0;
-  for (const HeaderField& f : fields) {
+  for (const model::HeaderField& f : fields) {
     n += f.name.size() + f.value.size();
   }
   return n;
@@ -53,7 +53,7 @@ constexpr int kTickMs = 50;
 
 }  // namespace
 
-size_t queuedSize(const H2Request& request) {
+size_t queuedSize(const model::Request& request) {
   return fieldsSize(request.headers) + request.body.size() + fieldsSize(request.trailers);
 }
 
@@ -126,7 +126,7 @@ H2Pool::Queued H2Pool::popFront() {
   return q;
 }
 
-bool H2Pool::submit(H2Request&& request) {
+bool H2Pool::submit(model::Request&& request) {
   base::bump(stats_.submitted);
   const uint64_t exchangeId = request.exchangeId;
   if (!accepting_.load(std::memory_order_acquire)) {

@@ -19,7 +19,7 @@
 #include "model/response.h"
 #include "compare/response_framer.h"
 #include "h2/h2_mirror_client.h"
-#include "h2/h2_request.h"
+#include "model/request.h"
 #include "replay/replay_options.h"
 #include "replay/replay_stats.h"
 #include "replay/target.h"
@@ -131,7 +131,7 @@ struct H2PoolStats {
 };
 
 // Bytes a request holds while queued: what queueBytes limits.
-size_t queuedSize(const H2Request& request);
+size_t queuedSize(const model::Request& request);
 
 // Mirrors HTTP/2 requests over up to `connections` nghttp2 client connections
 // to one target, from its own epoll thread, fire-and-forget: responses are
@@ -154,7 +154,7 @@ class H2Pool {
   // newest or the request alone is over queueBytes (queueFull), or once stop()
   // has begun (droppedShutdown). True when queued, which under drop policy
   // oldest may have pushed older requests out (droppedOldest).
-  bool submit(H2Request&& request);
+  bool submit(model::Request&& request);
   // Stops taking requests, lets queued and in-flight ones finish for up to
   // `drain`, drops the rest (droppedShutdown), closes every connection and
   // joins the threads. Idempotent. Afterwards submitted == stats().outcomes().
@@ -172,7 +172,7 @@ class H2Pool {
     sockaddr_storage addr{};
   };
   struct Queued {
-    H2Request request;
+    model::Request request;
     size_t bytes = 0;
   };
 

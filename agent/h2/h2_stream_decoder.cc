@@ -66,7 +66,7 @@ struct DecoderCallbacks {
     if (!d.addBuffered(s, namelen + valuelen, frame->hd.stream_id)) {
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    HeaderField f{std::string(reinterpret_cast<const char*>(name), namelen),
+    model::HeaderField f{std::string(reinterpret_cast<const char*>(name), namelen),
                   std::string(reinterpret_cast<const char*>(value), valuelen),
                   (flags & NGHTTP2_NV_FLAG_NO_INDEX) != 0};
     (s.inTrailers ? s.request.trailers : s.request.headers).push_back(std::move(f));
@@ -200,7 +200,7 @@ struct DecoderCallbacks {
   }
 };
 
-H2StreamDecoder::H2StreamDecoder(const model::FlowKey& key, uint32_t ruleId, H2RequestSink& sink,
+H2StreamDecoder::H2StreamDecoder(const model::FlowKey& key, uint32_t ruleId, model::RequestSink& sink,
                                  const H2DecoderLimits& limits, H2DecoderStats& stats,
                                  std::optional<H2cUpgrade> upgrade)
     : key_(key), ruleId_(ruleId), sink_(sink), limits_(limits), stats_(stats), upgrade_(std::move(upgrade)) {
@@ -297,10 +297,11 @@ void H2StreamDecoder::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
     if (prefaceSeen_ == kClientPreface.size()) {
       state_ = State::kDecoding;
       if (upgrade_) {
-        H2Request r = std::move(upgrade_->request);
+        model::Request r = std::move(upgrade_->request);
         r.flow = key_;
         r.ruleId = ruleId_;
         r.streamId = 1;
+        r.finishHttp2();
         base::bump(stats_.streamsOpened);
         base::bump(stats_.requests);
         if (!r.trailers.empty()) {
@@ -442,8 +443,9 @@ void H2StreamDecoder::dropStream(int32_t streamId, std::atomic<uint64_t>& outcom
 void H2StreamDecoder::completeStream(int32_t streamId) {
   auto it = streams_.find(streamId);
   releaseBuffered(it->second);
-  H2Request r = std::move(it->second.request);
+  model::Request r = std::move(it->second.request);
   streams_.erase(it);
+  r.finishHttp2();
   base::bump(stats_.requests);
   if (!r.trailers.empty()) {
     base::bump(stats_.trailers);

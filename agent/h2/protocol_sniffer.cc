@@ -145,10 +145,10 @@ void ProtocolSniffer::releaseUpgrade() {
   base::bump(factory_.stats_.upgradesDeclined);
   factory_.stats_.heldBytes.fetch_sub(static_cast<int64_t>(upgradeRequest_->bytes.size()),
                                       std::memory_order_relaxed);
-  http::Request r = std::move(*upgradeRequest_);
+  model::Request r = std::move(*upgradeRequest_);
   upgradeRequest_.reset();
   upgrade_.reset();
-  factory_.http1Sink_.onRequest(std::move(r));
+  factory_.sink_.onRequest(std::move(r));
 }
 
 void ProtocolSniffer::feedFramer(std::span<const uint8_t> bytes, uint64_t tsNs) {
@@ -175,9 +175,9 @@ void ProtocolSniffer::feedFramer(std::span<const uint8_t> bytes, uint64_t tsNs) 
   }
 }
 
-void ProtocolSniffer::holdUpgrade(http::Request&& request, H2cUpgrade&& upgrade) {
+void ProtocolSniffer::holdUpgrade(model::Request&& request, H2cUpgrade&& upgrade) {
   if (upgradeRequest_ || mode_ != Mode::kHttp1) {
-    factory_.http1Sink_.onRequest(std::move(request));  // one per stream; the framer stops after it
+    factory_.sink_.onRequest(std::move(request));  // one per stream; the framer stops after it
     return;
   }
   base::bump(factory_.stats_.upgradesSeen);
@@ -227,16 +227,16 @@ void ProtocolSniffer::onEnd(flow::EndReason reason) {
   }
 }
 
-ProtocolSnifferFactory::ProtocolSnifferFactory(http::RequestSink& http1Sink, H2RequestSink& h2Sink,
-                                               http::FramerLimits framerLimits, H2DecoderLimits h2Limits)
-    : http1Sink_(http1Sink), framers_(*this, framerLimits), decoders_(h2Sink, h2Limits) {}
+ProtocolSnifferFactory::ProtocolSnifferFactory(model::RequestSink& sink, http::FramerLimits framerLimits,
+                                               H2DecoderLimits h2Limits)
+    : sink_(sink), framers_(*this, framerLimits), decoders_(sink, h2Limits) {}
 
 std::unique_ptr<flow::StreamConsumer> ProtocolSnifferFactory::create(const model::FlowKey& key, uint32_t ruleId,
                                                                      bool fromStart) {
   return std::make_unique<ProtocolSniffer>(*this, key, ruleId, fromStart);
 }
 
-void ProtocolSnifferFactory::onRequest(http::Request&& request) {
+void ProtocolSnifferFactory::onRequest(model::Request&& request) {
   // Only a request after which the framer stops (llhttp saw the upgrade too):
   // otherwise the framer goes on with the next request itself, and holding this
   // one would reorder or, after a decline, repeat what follows.
@@ -247,7 +247,7 @@ void ProtocolSnifferFactory::onRequest(http::Request&& request) {
       return;
     }
   }
-  http1Sink_.onRequest(std::move(request));
+  sink_.onRequest(std::move(request));
 }
 
 }  // namespace shadowtap::h2

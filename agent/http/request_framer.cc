@@ -7,6 +7,7 @@
 
 #include "base/counters.h"
 #include "http/chunked_body.h"
+#include "http/host_rewrite.h"
 #include "http/request_line.h"
 
 namespace shadowtap::http {
@@ -45,7 +46,7 @@ const llhttp_settings_t& RequestFramer::settings() {
 }
 
 RequestFramer::RequestFramer(const model::FlowKey& key, uint32_t ruleId, bool fromStart,
-                             RequestSink& sink, const FramerLimits& limits, HttpStats& stats, uint64_t startOffset)
+                             model::RequestSink& sink, const FramerLimits& limits, HttpStats& stats, uint64_t startOffset)
     : key_(key),
       ruleId_(ruleId),
       fromStart_(fromStart),
@@ -369,7 +370,7 @@ void RequestFramer::completeRequest(uint64_t end) {
 void RequestFramer::emit(uint64_t end) {
   assert(accounted_ == reqStart_ && end >= chunkPos_);
   const uint64_t size = end - reqStart_;
-  Request req;
+  model::Request req;
   // Every path leaves kRewriteSlack of capacity: the Host rewrite then inserts
   // the suffix in place instead of copying the request again.
   if (reqStart_ >= chunkPos_) {
@@ -967,7 +968,7 @@ void RequestFramer::publishBuffered() {
 
 // ---------------------------------------------------------------------------
 
-RequestFramerFactory::RequestFramerFactory(RequestSink& sink, FramerLimits limits)
+RequestFramerFactory::RequestFramerFactory(model::RequestSink& sink, FramerLimits limits)
     : sink_(sink), limits_(limits) {}
 
 std::unique_ptr<flow::StreamConsumer> RequestFramerFactory::create(const model::FlowKey& key,

@@ -38,7 +38,7 @@ uint64_t h2Load(const h2::H2PoolStats* h2, const std::atomic<uint64_t> h2::H2Poo
 class PoolSink final : public H2JobSink {
  public:
   explicit PoolSink(h2::H2Pool& pool) : pool_(pool) {}
-  bool submit(h2::H2Request&& request) override { return pool_.submit(std::move(request)); }
+  bool submit(model::Request&& request) override { return pool_.submit(std::move(request)); }
 
  private:
   h2::H2Pool& pool_;

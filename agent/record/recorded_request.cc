@@ -67,7 +67,7 @@ std::optional<std::string> decodeChunked(std::string_view w) {
   }
 }
 
-std::optional<RecordedRequest> splitRequest(const http::Request& r, int64_t realtimeOffsetNs, bool keepBodies) {
+std::optional<RecordedRequest> splitRequest(const model::Request& r, int64_t realtimeOffsetNs, bool keepBodies) {
   RecordedRequest out;
   out.unixNs = static_cast<int64_t>(r.tsNs) + realtimeOffsetNs;
   out.flow = r.flow.toString();
@@ -214,7 +214,7 @@ size_t Redactor::apply(RecordedRequest& r) const {
 }
 
 std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix) {
-  http::Request req;
+  model::Request req;
   std::string& b = req.bytes;
   b.reserve(r.target.size() + 64 + r.headers.size() * 32 + std::max(r.body.size(), r.wireBody.size()));
   b += r.method;

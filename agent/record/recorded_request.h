@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "base/strings.h"
-#include "http/request.h"
+#include "model/request.h"
 #include "record/record_options.h"
 
 namespace shadowtap::record {
@@ -56,10 +56,10 @@ inline constexpr std::string_view kHttp2Version = "HTTP/2";
 // "HTTP/2", "HTTP/2.0", "h2", "h2c", any case.
 bool isHttp2Version(std::string_view version);
 
-// Splits a framed request (http::Request from the framer) into fields.
+// Splits a framed request (model::Request from the framer) into fields.
 // nullopt when the head does not split into "NAME:value" CRLF lines or a
 // chunked body does not decode (never for the framer's output).
-std::optional<RecordedRequest> splitRequest(const http::Request& r, int64_t realtimeOffsetNs, bool keepBodies);
+std::optional<RecordedRequest> splitRequest(const model::Request& r, int64_t realtimeOffsetNs, bool keepBodies);
 
 // Replaces sensitive values with kRedactedMarker: the values of the headers
 // (and HTTP/2 trailers) named in kDefaultRedactedHeaders and `extraHeaders`

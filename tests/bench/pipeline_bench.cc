@@ -185,19 +185,19 @@ Workload makeWorkload(const std::string& name, uint64_t totalRequests, size_t co
 
 // --- sinks ---
 
-struct CountingSink final : shadowtap::http::RequestSink {
+struct CountingSink final : shadowtap::model::RequestSink {
   bool rewrite = true;
   uint64_t requests = 0;
   uint64_t bytes = 0;
   uint64_t skipped = 0;
-  void onRequest(shadowtap::http::Request&& r) override {
+  void onRequest(shadowtap::model::Request&& r) override {
     ++requests;
     if (!rewrite) {
       bytes += r.bytes.size();
       return;
     }
     // Exactly what the agent does before queueing (agent/pipeline.cc).
-    if (shadowtap::http::hostHasSuffix(r.host(), shadowtap::http::kDefaultShadowSuffix)) {
+    if (shadowtap::http::hostHasSuffix(r.authority(), shadowtap::http::kDefaultShadowSuffix)) {
       ++skipped;
       return;
     }

@@ -23,8 +23,8 @@ model::FlowKey clientToServer() {
   return k;
 }
 
-http::Request request(const std::string& method, uint64_t offset, size_t size, uint64_t tsNs = 1) {
-  http::Request r;
+model::Request request(const std::string& method, uint64_t offset, size_t size, uint64_t tsNs = 1) {
+  model::Request r;
   r.flow = clientToServer();
   r.method = method;
   r.streamOffset = offset;

@@ -38,14 +38,15 @@ bool waitFor(const std::function<bool()>& done, int timeoutMs = 15000) {
   return true;
 }
 
-H2Request exchange(uint64_t id, const std::string& path, std::vector<HeaderField> extra = {}) {
-  H2Request r;
+model::Request exchange(uint64_t id, const std::string& path, std::vector<model::HeaderField> extra = {}) {
+  model::Request r;
   r.exchangeId = id;
   r.headers = {{":method", "GET", false}, {":scheme", "http", false}, {":authority", "svc-shadow:80", false},
                {":path", path, false}};
   for (auto& f : extra) {
     r.headers.push_back(std::move(f));
   }
+  r.finishHttp2();
   return r;
 }
 
@@ -237,7 +238,7 @@ TEST(H2PoolCompare, MissingOnceForResetTimeoutRejectedAndShutdown) {
   ASSERT_TRUE(pool.start());
   pool.submit(exchange(10, "/reset", {{"x-respond-reset", "1", false}}));
   pool.submit(exchange(11, "/never", {{"x-respond-never", "1", false}}));
-  H2Request bad = exchange(12, "/bad");
+  model::Request bad = exchange(12, "/bad");
   bad.headers.erase(bad.headers.begin());  // no :method: never sent as is
   pool.submit(std::move(bad));
   pool.submit(exchange(13, "/ok"));
@@ -311,7 +312,7 @@ TEST(H2PoolCompare, MissingOnceWhenRateLimitedOversizedOrUnreachable) {
   H2Pool pool(o);
   ASSERT_TRUE(pool.start());
   const auto t0 = std::chrono::steady_clock::now();
-  H2Request big = exchange(1, "/big");
+  model::Request big = exchange(1, "/big");
   big.body = std::string(1000, 'b');
   EXPECT_FALSE(pool.submit(std::move(big)));  // admitted by the rate, too large for the queue
   EXPECT_TRUE(pool.submit(exchange(2, "/small")));  // admitted, queued, its connect is refused

@@ -360,7 +360,7 @@ std::vector<Case> cases() {
 }
 
 struct CaseRun {
-  std::vector<Request> requests;
+  std::vector<model::Request> requests;
   StatsSnapshot stats;
 };
 
@@ -378,7 +378,7 @@ CaseRun runCase(const Case& c, Feed feed) {
   return {std::move(sink.requests), snapshot(stats)};
 }
 
-std::vector<std::string> bytesOf(const std::vector<Request>& rs) {
+std::vector<std::string> bytesOf(const std::vector<model::Request>& rs) {
   std::vector<std::string> out;
   for (const auto& r : rs) {
     out.push_back(r.bytes);
@@ -417,8 +417,8 @@ TEST_P(HostileRequests, MirroredBytesOrCountedReason) {
     ASSERT_EQ(bytesOf(split.requests), c.emitted) << "cut at " << cut << " " << split.stats;
     ASSERT_EQ(split.stats, whole.stats) << "cut at " << cut;
     for (size_t i = 0; i < split.requests.size(); ++i) {
-      const Request& a = split.requests[i];
-      const Request& b = whole.requests[i];
+      const model::Request& a = split.requests[i];
+      const model::Request& b = whole.requests[i];
       ASSERT_EQ(a.hostOffset, b.hostOffset);
       ASSERT_EQ(a.targetOffset, b.targetOffset);
       ASSERT_EQ(a.targetLength, b.targetLength);
@@ -473,12 +473,12 @@ TEST(RequestFields, TargetBodyOffsetAndLength) {
   const std::string options = "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n";
   f.onData(asBytes("\r\n" + kPost + chunked + options), 1);
   ASSERT_EQ(sink.requests.size(), 3u);
-  const Request& p = sink.requests[0];
+  const model::Request& p = sink.requests[0];
   EXPECT_EQ(p.target(), "/p");
   EXPECT_EQ(p.bodyOffset, kPost.size() - 5);
   EXPECT_EQ(p.bodyLength, 5u);
   EXPECT_EQ(p.streamOffset, 2u);
-  const Request& c = sink.requests[1];
+  const model::Request& c = sink.requests[1];
   EXPECT_EQ(c.target(), "/c?q");
   EXPECT_EQ(c.bytes.substr(c.bodyOffset, 7), "5;e=1\r\n");
   EXPECT_EQ(c.bodyLength, 21u);

@@ -201,8 +201,9 @@ TEST(PcapWriter, H2cSegmentsAreRecordedAsCaptured) {
   const std::string headers("\x00\x00\x06\x01\x05\x00\x00\x00\x01\x82\x86\x84\x41\x01\x61", 15);
   w->onSegment(segment(k, 1, preface, flow::kTcpAck));
   w->onSegment(segment(k, 1 + static_cast<uint32_t>(preface.size()), headers, flow::kTcpAck));
-  h2::H2Request decoded;
+  model::Request decoded;
   decoded.headers = {{":method", "GET", false}, {":path", "/", false}};
+  decoded.finishHttp2();
   w->record(decoded);
   w->close();
   EXPECT_EQ(w->stats().offered, 2u);

@@ -1,9 +1,9 @@
-#include "rules/request_transform.h"
+#include "http/header_edit.h"
 
 #include <algorithm>
 #include <cctype>
 
-namespace shadowtap::rules {
+namespace shadowtap::http {
 namespace {
 
 bool equalsLower(std::string_view name, std::string_view lowerName) {
@@ -20,14 +20,7 @@ bool equalsLower(std::string_view name, std::string_view lowerName) {
 
 }  // namespace
 
-RequestTransform::RequestTransform(const Rule& rule)
-    : methods_(rule.methods), drop_(rule.dropHeaders), add_(rule.headers) {}
-
-bool RequestTransform::allows(std::string_view method) const {
-  return methods_.empty() || std::find(methods_.begin(), methods_.end(), method) != methods_.end();
-}
-
-std::string RequestTransform::apply(std::string bytes) const {
+std::string HeaderEdit::apply(std::string bytes) const {
   if (!changesHeaders()) {
     return bytes;
   }
@@ -75,4 +68,4 @@ std::string RequestTransform::apply(std::string bytes) const {
   return bytes;
 }
 
-}  // namespace shadowtap::rules
+}  // namespace shadowtap::http

@@ -1,8 +1,11 @@
 #pragma once
 
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
-#include "h2/h2_request.h"
+#include "model/request.h"
 
 namespace shadowtap::h2 {
 
@@ -13,6 +16,13 @@ namespace shadowtap::h2 {
 // the field order, the never-index flags, body and trailers are unchanged.
 // Empty values stay empty (as an HTTP/1 request without a Host value). Returns
 // the number of fields rewritten (0: no authority, the request is unchanged).
-int rewriteAuthority(H2Request& request, std::string_view suffix);
+int rewriteAuthority(model::Request& request, std::string_view suffix);
+
+// A rule's header switches on an HTTP/2 request: every field named in `drop`
+// (lower case; pseudo-headers are never named by a rule) is removed, then `add`
+// is appended after the request's own fields, with the lowercase names HTTP/2
+// requires. Trailers are left alone.
+void editFields(model::Request& request, const std::vector<std::string>& drop,
+                const std::vector<std::pair<std::string, std::string>>& add);
 
 }  // namespace shadowtap::h2

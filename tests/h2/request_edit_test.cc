@@ -1,24 +1,25 @@
-#include "h2/authority_rewrite.h"
+#include "h2/request_edit.h"
 
 #include <gtest/gtest.h>
 
 namespace shadowtap::h2 {
 namespace {
 
-H2Request req(std::vector<HeaderField> headers) {
-  H2Request r;
+model::Request req(std::vector<model::HeaderField> headers) {
+  model::Request r;
   r.headers = std::move(headers);
   r.body = "body";
   r.trailers = {{"x-t", "v", false}};
+  r.finishHttp2();
   return r;
 }
 
 TEST(RewriteAuthority, SuffixBeforePortLikeHost) {
-  H2Request r = req({{":method", "GET", false},
+  model::Request r = req({{":method", "GET", false},
                      {":authority", "greeter:50051", false},
                      {":path", "/", false},
                      {"authorization", "secret", true}});
-  const H2Request before = r;
+  const model::Request before = r;
   EXPECT_EQ(rewriteAuthority(r, "-shadow"), 1);
   EXPECT_EQ(r.authority(), "greeter-shadow:50051");
   ASSERT_EQ(r.headers.size(), before.headers.size());
@@ -33,31 +34,31 @@ TEST(RewriteAuthority, SuffixBeforePortLikeHost) {
 }
 
 TEST(RewriteAuthority, Ipv6AndNoPort) {
-  H2Request a = req({{":authority", "[::1]:80", false}});
+  model::Request a = req({{":authority", "[::1]:80", false}});
   rewriteAuthority(a, "-shadow");
   EXPECT_EQ(a.authority(), "[::1]-shadow:80");
-  H2Request b = req({{":authority", "svc", false}});
+  model::Request b = req({{":authority", "svc", false}});
   rewriteAuthority(b, "-m");
   EXPECT_EQ(b.authority(), "svc-m");
 }
 
 TEST(RewriteAuthority, HostWhenNoAuthority) {
-  H2Request r = req({{":method", "GET", false}, {":path", "/", false}, {"host", "web:8080", false}});
+  model::Request r = req({{":method", "GET", false}, {":path", "/", false}, {"host", "web:8080", false}});
   EXPECT_EQ(rewriteAuthority(r, "-shadow"), 1);
   EXPECT_EQ(r.header("host"), "web-shadow:8080");
   EXPECT_EQ(r.authority(), "web-shadow:8080");
 }
 
 TEST(RewriteAuthority, BothKeptInAgreement) {
-  H2Request r = req({{":authority", "a:1", false}, {"host", "a:1", false}});
+  model::Request r = req({{":authority", "a:1", false}, {"host", "a:1", false}});
   EXPECT_EQ(rewriteAuthority(r, "-shadow"), 2);
   EXPECT_EQ(r.headers[0].value, "a-shadow:1");
   EXPECT_EQ(r.headers[1].value, "a-shadow:1");
 }
 
 TEST(RewriteAuthority, NoneOrEmptyLeftAlone) {
-  H2Request r = req({{":method", "GET", false}, {":authority", "", false}});
-  const H2Request before = r;
+  model::Request r = req({{":method", "GET", false}, {":authority", "", false}});
+  const model::Request before = r;
   EXPECT_EQ(rewriteAuthority(r, "-shadow"), 0);
   EXPECT_EQ(r.headers, before.headers);
 }
