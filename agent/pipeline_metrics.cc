@@ -351,7 +351,7 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
                              "protocol",
                              std::vector<std::pair<std::string, double>>{{"http1", v(ps.streamsHttp1)},
                                                                          {"h2", v(ps.streamsH2)}}));
-      const compare::H2ResponseStats& hs = pairing->h2Stats();
+      const h2::H2ResponseStats& hs = pairing->h2Stats();
       out.push_back(labelled("shadowtap_compare_h2_response_streams_total",
                              "HTTP/2 primary response streams decoded for comparison, by outcome.", C, "outcome",
                              std::vector<std::pair<std::string, double>>{{"response", v(hs.responses)},

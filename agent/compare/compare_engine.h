@@ -16,7 +16,7 @@
 #include "compare/compare_stats.h"
 #include "compare/diff_writer.h"
 #include "model/response.h"
-#include "compare/response_framer.h"
+#include "http/response_framer.h"
 
 namespace shadowtap::compare {
 
@@ -65,8 +65,8 @@ class CompareEngine {
   void expire(uint64_t nowNs);
 
   // Adapters for the framers: ResponsePairing(engine.sink(Part::kPrimary)),
-  // or a ResponseFramer over a mirror connection's bytes.
-  ResponseSink& sink(Part part) { return sinks_[static_cast<size_t>(part)]; }
+  // or a http::ResponseFramer over a mirror connection's bytes.
+  http::ResponseSink& sink(Part part) { return sinks_[static_cast<size_t>(part)]; }
 
   const CompareStats& stats() const { return stats_; }
   // Noisy fields remembered for an endpoint of a rule (for tests and debugging;
@@ -83,7 +83,7 @@ class CompareEngine {
     PartState state[3] = {PartState::kWaiting, PartState::kWaiting, PartState::kWaiting};
     model::Response response[3];
   };
-  class PartSink final : public ResponseSink {
+  class PartSink final : public http::ResponseSink {
    public:
     PartSink() = default;
     void bind(CompareEngine* engine, Part part) {
@@ -91,7 +91,7 @@ class CompareEngine {
       part_ = part;
     }
     void onResponse(uint64_t id, model::Response&& response) override { engine_->onResponse(id, part_, std::move(response)); }
-    void onNoResponse(uint64_t id, NoResponse) override { engine_->onMissing(id, part_); }
+    void onNoResponse(uint64_t id, http::NoResponse) override { engine_->onMissing(id, part_); }
 
    private:
     CompareEngine* engine_ = nullptr;

@@ -65,11 +65,11 @@ size_t responseBytes(const model::Response& r) {
 
 // The egress flow's consumer. Until the first bytes tell the protocol it holds
 // them (a few bytes, or an "HTTP/1.1 101" head); then it feeds either the HTTP/1
-// ResponseFramer (created at once, so HTTP/1 requests can be handed to it as
-// before) or an H2ResponseDecoder, whose per-stream results it pairs with
+// http::ResponseFramer (created at once, so HTTP/1 requests can be handed to it as
+// before) or an h2::H2ResponseDecoder, whose per-stream results it pairs with
 // expectH2() registrations by stream id. It tells the registry when the
 // response stream ends, so the connection is forgotten.
-class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2ResponseHandler {
+class ResponsePairing::Consumer final : public flow::StreamConsumer, private h2::H2ResponseHandler {
  public:
   enum class Proto : uint8_t { kSniff, kHttp1, kH2 };
 
@@ -105,7 +105,7 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
       return;
     }
     if (proto_ == Proto::kSniff) {
-      toHttp1(NoResponse::kGap);
+      toHttp1(http::NoResponse::kGap);
     }
     if (proto_ == Proto::kH2) {
       decoder_->onGap(bytes);
@@ -118,7 +118,7 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
       return;
     }
     if (proto_ == Proto::kSniff) {
-      toHttp1(NoResponse::kStreamEnded);
+      toHttp1(http::NoResponse::kStreamEnded);
     }
     ended_ = true;
     framer_.onEnd(reason);
@@ -134,7 +134,7 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
   }
 
   Proto proto() const { return proto_; }
-  ResponseFramer& framer() { return framer_; }
+  http::ResponseFramer& framer() { return framer_; }
 
   // See ResponsePairing::expectH2(); counts h2Handed when it returns true.
   bool expectH2(int32_t streamId, uint64_t exchangeId) {
@@ -184,7 +184,7 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
     for (const auto& [streamId, id] : late) {
       waiting_.erase(streamId);
       base::bump(st.h2WaitExpired);
-      deliver(id, false, model::Response(), NoResponse::kUnpairable, true);
+      deliver(id, false, model::Response(), http::NoResponse::kUnpairable, true);
     }
   }
 
@@ -198,7 +198,7 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
     int32_t streamId = 0;
     bool have = false;  // a response, else `reason`
     model::Response response;
-    NoResponse reason = NoResponse::kStreamEnded;
+    http::NoResponse reason = http::NoResponse::kStreamEnded;
     size_t bytes = 0;
     uint64_t stampNs = 0;
   };
@@ -219,31 +219,31 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
         return;
       }
       const bool settings = s[3] == 0x04 && s[4] == 0 && s[5] == 0 && s[6] == 0 && s[7] == 0 && s[8] == 0;
-      settings ? toH2() : toHttp1(NoResponse::kUnpairable);
+      settings ? toH2() : toHttp1(http::NoResponse::kUnpairable);
       return;
     }
     const size_t n = std::min(s.size(), kUpgradeStatus.size());
     if (s.compare(0, n, kUpgradeStatus.substr(0, n)) != 0) {
-      toHttp1(NoResponse::kUnpairable);
+      toHttp1(http::NoResponse::kUnpairable);
       return;
     }
     const size_t end = s.find("\r\n\r\n");
     if (end == std::string_view::npos) {
       if (s.size() >= owner_.limits_.h2.maxUpgradeHeadBytes) {
-        toHttp1(NoResponse::kUnpairable);
+        toHttp1(http::NoResponse::kUnpairable);
       }
       return;
     }
     // The same limit when the whole head came at once, so the outcome does not
     // depend on how the stream was cut.
     if (end + 4 > owner_.limits_.h2.maxUpgradeHeadBytes) {
-      toHttp1(NoResponse::kUnpairable);
+      toHttp1(http::NoResponse::kUnpairable);
       return;
     }
-    upgradesToH2c(s.substr(0, end + 2)) ? toH2() : toHttp1(NoResponse::kUnpairable);
+    upgradesToH2c(s.substr(0, end + 2)) ? toH2() : toHttp1(http::NoResponse::kUnpairable);
   }
 
-  void toHttp1(NoResponse h2Reason) {
+  void toHttp1(http::NoResponse h2Reason) {
     proto_ = Proto::kHttp1;
     base::bump(owner_.stats_.streamsHttp1);
     owner_.onProtocolKnown(requestFlow_, this, false, h2Reason);
@@ -259,28 +259,28 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
     base::bump(owner_.stats_.streamsH2);
     // HTTP/1 requests told to this connection cannot be answered by HTTP/2.
     framer_.breakPairing();
-    decoder_ = std::make_unique<H2ResponseDecoder>(static_cast<H2ResponseHandler&>(*this), owner_.limits_.framer, owner_.limits_.h2,
+    decoder_ = std::make_unique<h2::H2ResponseDecoder>(static_cast<h2::H2ResponseHandler&>(*this), owner_.limits_.framer, owner_.limits_.h2,
                                                    owner_.h2Stats_);
-    owner_.onProtocolKnown(requestFlow_, this, true, NoResponse::kUnpairable);
+    owner_.onProtocolKnown(requestFlow_, this, true, http::NoResponse::kUnpairable);
     std::string bytes;
     bytes.swap(sniff_);
     decoder_->onData({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, sniffTs_);
   }
 
-  // H2ResponseHandler
+  // h2::H2ResponseHandler
   void onH2Response(int32_t streamId, model::Response&& response) override { settle(streamId, true, std::move(response), {}); }
-  void onH2NoResponse(int32_t streamId, NoResponse reason) override { settle(streamId, false, model::Response(), reason); }
+  void onH2NoResponse(int32_t streamId, http::NoResponse reason) override { settle(streamId, false, model::Response(), reason); }
   void onH2GoAway(int32_t lastStreamId) override {
     goAwayLast_ = std::min(goAwayLast_, lastStreamId);
-    failWaiting([&](int32_t streamId) { return streamId > goAwayLast_; }, NoResponse::kStreamEnded);
+    failWaiting([&](int32_t streamId) { return streamId > goAwayLast_; }, http::NoResponse::kStreamEnded);
   }
-  void onH2End(NoResponse reason) override {
+  void onH2End(http::NoResponse reason) override {
     h2Ended_ = true;
     failWaiting([](int32_t) { return true; }, reason);
     dropUnmatched();
   }
 
-  void settle(int32_t streamId, bool have, model::Response&& response, NoResponse reason) {
+  void settle(int32_t streamId, bool have, model::Response&& response, http::NoResponse reason) {
     auto it = waiting_.find(streamId);
     if (it != waiting_.end()) {
       const uint64_t id = it->second.id;
@@ -307,7 +307,7 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
   }
 
   // One sink call for a handed-over exchange; `wasWaiting` releases the gauge.
-  void deliver(uint64_t id, bool have, model::Response&& response, NoResponse reason, bool wasWaiting = false) {
+  void deliver(uint64_t id, bool have, model::Response&& response, http::NoResponse reason, bool wasWaiting = false) {
     PairingStats& st = owner_.stats_;
     if (wasWaiting) {
       base::subtract(st.h2Waiting);
@@ -322,7 +322,7 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
   }
 
   template <typename Pred>
-  void failWaiting(Pred pred, NoResponse reason) {
+  void failWaiting(Pred pred, http::NoResponse reason) {
     std::vector<std::pair<int32_t, uint64_t>> gone;
     for (const auto& [streamId, w] : waiting_) {
       if (pred(streamId)) {
@@ -351,12 +351,12 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
 
   ResponsePairing& owner_;
   const model::FlowKey requestFlow_;
-  ResponseFramer framer_;
+  http::ResponseFramer framer_;
   Proto proto_;
   bool ended_ = false;
   std::string sniff_;
   uint64_t sniffTs_ = 0;
-  std::unique_ptr<H2ResponseDecoder> decoder_;
+  std::unique_ptr<h2::H2ResponseDecoder> decoder_;
   bool h2Ended_ = false;
   int32_t goAwayLast_ = std::numeric_limits<int32_t>::max();
   std::unordered_map<int32_t, Waiting> waiting_;
@@ -371,13 +371,13 @@ model::FlowKey ResponsePairing::reverse(const model::FlowKey& key) {
   return r;
 }
 
-ResponsePairing::ResponsePairing(ResponseSink& sink, PairingLimits limits)
+ResponsePairing::ResponsePairing(http::ResponseSink& sink, PairingLimits limits)
     : sink_(sink), limits_(limits) {}
 
 ResponsePairing::~ResponsePairing() {
   for (auto& [key, conn] : conns_) {
-    failEarly(conn, NoResponse::kStreamEnded, stats_.earlyExpired);
-    failEarlyH2(conn, NoResponse::kStreamEnded, stats_.earlyExpired);
+    failEarly(conn, http::NoResponse::kStreamEnded, stats_.earlyExpired);
+    failEarlyH2(conn, http::NoResponse::kStreamEnded, stats_.earlyExpired);
   }
 }
 
@@ -395,11 +395,11 @@ std::unique_ptr<flow::StreamConsumer> ResponsePairing::create(const model::FlowK
   }
   Conn& conn = it->second;
   auto consumer = std::make_unique<Consumer>(*this, requestFlow, fromStart);
-  ResponseFramer& framer = consumer->framer();
+  http::ResponseFramer& framer = consumer->framer();
   conn.consumer = consumer.get();
   if (!fromStart) {
     // HTTP/2 cannot be decoded without the HPACK state from the start.
-    failEarlyH2(conn, NoResponse::kUnpairable, stats_.earlyDropped);
+    failEarlyH2(conn, http::NoResponse::kUnpairable, stats_.earlyDropped);
   }
   if (conn.broken) {
     framer.breakPairing();
@@ -441,7 +441,7 @@ bool ResponsePairing::expect(const model::Request& request, uint64_t exchangeId)
     return false;
   }
   if (conn.consumer != nullptr) {
-    ResponseFramer& framer = conn.consumer->framer();
+    http::ResponseFramer& framer = conn.consumer->framer();
     if (!framer.pairing()) {
       base::bump(stats_.refused);
       return false;
@@ -500,7 +500,7 @@ bool ResponsePairing::expectH2(const model::FlowKey& requestFlow, int32_t stream
 }
 
 void ResponsePairing::onProtocolKnown(const model::FlowKey& requestFlow, Consumer* consumer, bool h2,
-                                      NoResponse reason) {
+                                      http::NoResponse reason) {
   auto it = conns_.find(requestFlow);
   if (it == conns_.end() || it->second.consumer != consumer) {
     return;
@@ -518,7 +518,7 @@ void ResponsePairing::onProtocolKnown(const model::FlowKey& requestFlow, Consume
       // Cannot happen on a fresh decoder within the limits, but an exchange
       // promised a sink call must get one.
       base::bump(stats_.earlyDropped);
-      sink_.onNoResponse(e.id, NoResponse::kUnpairable);
+      sink_.onNoResponse(e.id, http::NoResponse::kUnpairable);
     }
   }
 }
@@ -539,7 +539,7 @@ void ResponsePairing::markBroken(Conn& conn) {
   if (conn.consumer != nullptr) {
     conn.consumer->framer().breakPairing();
   }
-  failEarly(conn, NoResponse::kUnpairable, stats_.earlyDropped);
+  failEarly(conn, http::NoResponse::kUnpairable, stats_.earlyDropped);
 }
 
 void ResponsePairing::expire(uint64_t nowNs) {
@@ -547,7 +547,7 @@ void ResponsePairing::expire(uint64_t nowNs) {
     Conn& conn = it->second;
     if (conn.consumer == nullptr && !conn.early.empty() && nowNs > conn.firstEarlyNs &&
         nowNs - conn.firstEarlyNs > limits_.earlyTimeoutNs) {
-      failEarly(conn, NoResponse::kStreamEnded, stats_.earlyExpired);
+      failEarly(conn, http::NoResponse::kStreamEnded, stats_.earlyExpired);
     }
     if (conn.consumer == nullptr) {
       // Each entry ages from the first sweep that saw it.
@@ -556,7 +556,7 @@ void ResponsePairing::expire(uint64_t nowNs) {
         if (aged(e.stampNs, nowNs, limits_.earlyTimeoutNs)) {
           base::subtract(stats_.earlyWaiting);
           base::bump(stats_.earlyExpired);
-          sink_.onNoResponse(e.id, NoResponse::kStreamEnded);
+          sink_.onNoResponse(e.id, http::NoResponse::kStreamEnded);
         } else {
           if (e.stampNs == 0) {
             e.stampNs = stampOf(nowNs);
@@ -579,7 +579,7 @@ void ResponsePairing::expire(uint64_t nowNs) {
   publishConnections();
 }
 
-void ResponsePairing::failEarly(Conn& conn, NoResponse reason, std::atomic<uint64_t>& counter) {
+void ResponsePairing::failEarly(Conn& conn, http::NoResponse reason, std::atomic<uint64_t>& counter) {
   std::deque<Early> early;
   early.swap(conn.early);
   for (const Early& e : early) {
@@ -589,7 +589,7 @@ void ResponsePairing::failEarly(Conn& conn, NoResponse reason, std::atomic<uint6
   }
 }
 
-void ResponsePairing::failEarlyH2(Conn& conn, NoResponse reason, std::atomic<uint64_t>& counter) {
+void ResponsePairing::failEarlyH2(Conn& conn, http::NoResponse reason, std::atomic<uint64_t>& counter) {
   std::deque<EarlyH2> early;
   early.swap(conn.h2Early);
   for (const EarlyH2& e : early) {

@@ -6,8 +6,8 @@
 #include <string>
 #include <unordered_map>
 
-#include "compare/h2_response_decoder.h"
-#include "compare/response_framer.h"
+#include "h2/h2_response_decoder.h"
+#include "http/response_framer.h"
 #include "model/flow_key.h"
 #include "flow/stream_consumer.h"
 #include "model/request.h"
@@ -15,8 +15,8 @@
 namespace shadowtap::compare {
 
 struct PairingLimits {
-  ResponseLimits framer;  // HTTP/1 framing; its body and header limits apply to HTTP/2 responses too
-  H2DecoderLimits h2;     // HTTP/2 decoding; h2.maxUpgradeHeadBytes also bounds the protocol sniff
+  http::ResponseLimits framer;  // HTTP/1 framing; its body and header limits apply to HTTP/2 responses too
+  h2::H2ResponseLimits h2;     // HTTP/2 decoding; h2.maxUpgradeHeadBytes also bounds the protocol sniff
   size_t maxConnections = 65536;       // connections with requests registered but no response stream yet
   size_t maxEarlyRequests = 64;        // such requests per connection (HTTP/1 and HTTP/2 each)
   uint64_t earlyTimeoutNs = 10'000'000'000ULL;  // how long they wait for the response stream to appear
@@ -83,8 +83,8 @@ struct PairingStats {
 //
 // The protocol of a response stream seen from its start is sniffed from its
 // first bytes: a SETTINGS frame header on stream 0 (prior-knowledge h2c), or an
-// "HTTP/1.1 101" head with "Upgrade: h2c", means HTTP/2 (H2ResponseDecoder);
-// anything else is HTTP/1 (ResponseFramer). A stream joined mid-way is HTTP/1
+// "HTTP/1.1 101" head with "Upgrade: h2c", means HTTP/2 (h2::H2ResponseDecoder);
+// anything else is HTTP/1 (http::ResponseFramer). A stream joined mid-way is HTTP/1
 // and unpairable (HPACK state is unknown for HTTP/2).
 //
 // Requests registered before the response stream (or its protocol) is known
@@ -94,7 +94,7 @@ struct PairingStats {
 class ResponsePairing final : public flow::StreamConsumerFactory {
  public:
   // `sink` must outlive the pairing and every framer it created.
-  explicit ResponsePairing(ResponseSink& sink, PairingLimits limits = {});
+  explicit ResponsePairing(http::ResponseSink& sink, PairingLimits limits = {});
   ~ResponsePairing() override;
   ResponsePairing(const ResponsePairing&) = delete;
   ResponsePairing& operator=(const ResponsePairing&) = delete;
@@ -130,8 +130,8 @@ class ResponsePairing final : public flow::StreamConsumerFactory {
   void expire(uint64_t nowNs);
 
   const PairingStats& stats() const { return stats_; }
-  const ResponseStats& framerStats() const { return framerStats_; }
-  const H2ResponseStats& h2Stats() const { return h2Stats_; }
+  const http::ResponseStats& framerStats() const { return framerStats_; }
+  const h2::H2ResponseStats& h2Stats() const { return h2Stats_; }
 
   static model::FlowKey reverse(const model::FlowKey& key);
 
@@ -159,17 +159,17 @@ class ResponsePairing final : public flow::StreamConsumerFactory {
   void onConsumerEnd(const model::FlowKey& requestFlow, Consumer* consumer);
   // The consumer of `requestFlow` found its protocol: HTTP/2 early requests go
   // to it, or get onNoResponse(reason) when it is HTTP/1.
-  void onProtocolKnown(const model::FlowKey& requestFlow, Consumer* consumer, bool h2, NoResponse reason);
-  void failEarly(Conn& conn, NoResponse reason, std::atomic<uint64_t>& counter);
-  void failEarlyH2(Conn& conn, NoResponse reason, std::atomic<uint64_t>& counter);
+  void onProtocolKnown(const model::FlowKey& requestFlow, Consumer* consumer, bool h2, http::NoResponse reason);
+  void failEarly(Conn& conn, http::NoResponse reason, std::atomic<uint64_t>& counter);
+  void failEarlyH2(Conn& conn, http::NoResponse reason, std::atomic<uint64_t>& counter);
   void markBroken(Conn& conn);
   void publishConnections();
 
-  ResponseSink& sink_;
+  http::ResponseSink& sink_;
   const PairingLimits limits_;
   PairingStats stats_;
-  ResponseStats framerStats_;
-  H2ResponseStats h2Stats_;
+  http::ResponseStats framerStats_;
+  h2::H2ResponseStats h2Stats_;
   std::unordered_map<model::FlowKey, Conn, model::FlowKeyHash> conns_;
 };
 

@@ -11,7 +11,7 @@
 #include <unordered_map>
 
 #include "model/response.h"
-#include "compare/response_framer.h"
+#include "http/response_framer.h"
 #include "model/request.h"
 
 struct nghttp2_session;
@@ -59,7 +59,7 @@ struct H2ClientOptions {
   // an exchange id keep nothing.
   bool keepResponses = false;
   bool keepTrailers = true;
-  compare::ResponseLimits responseLimits;
+  http::ResponseLimits responseLimits;
 };
 
 // One HTTP/2 cleartext (prior knowledge) connection to the mirror, driven by

@@ -17,7 +17,7 @@
 
 #include "compare/compare_engine.h"
 #include "model/response.h"
-#include "compare/response_framer.h"
+#include "http/response_framer.h"
 #include "h2/h2_mirror_client.h"
 #include "model/request.h"
 #include "replay/replay_options.h"
@@ -67,7 +67,7 @@ struct H2PoolOptions {
   compare::Part comparePart = compare::Part::kMirror;
   std::function<void(uint64_t exchangeId, compare::Part part, model::Response&& response)> onKeptResponse;
   std::function<void(uint64_t exchangeId, compare::Part part)> onMissingResponse;
-  compare::ResponseLimits responseLimits;
+  http::ResponseLimits responseLimits;
   bool keepTrailers = true;
 };
 

@@ -149,7 +149,7 @@ void MirrorConnection::beginResponse() {
   if (job_->exchangeId != 0 && keepLimits_ != nullptr && keepStats_ != nullptr) {
     // A framer per job: we never pipeline, so this connection's next bytes are
     // this request's response, from its first byte.
-    framer_ = std::make_unique<compare::ResponseFramer>(true, kept_, *keepLimits_, *keepStats_);
+    framer_ = std::make_unique<http::ResponseFramer>(true, kept_, *keepLimits_, *keepStats_);
     std::string_view method = job_->method;
     if (method.empty()) {
       method = job_->isHead ? "HEAD" : "GET";

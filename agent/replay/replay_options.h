@@ -13,7 +13,7 @@
 
 #include "compare/compare_engine.h"
 #include "model/response.h"
-#include "compare/response_framer.h"
+#include "http/response_framer.h"
 
 namespace shadowtap::replay {
 
@@ -58,7 +58,7 @@ struct ReplayOptions {
   std::chrono::milliseconds backoffMax{5000};
 
   // Compare mode. A job with exchangeId != 0 keeps its response: it is framed
-  // (compare::ResponseFramer, with responseLimits: the body is kept up to
+  // (http::ResponseFramer, with responseLimits: the body is kept up to
   // maxBodyBytes and hashed whole) and handed to onKeptResponse; a job that ends
   // any other way (error, timeout, drop, shutdown; also a response the framer
   // could not read) is reported to onMissingResponse instead. So each such job
@@ -69,7 +69,7 @@ struct ReplayOptions {
   compare::Part comparePart = compare::Part::kMirror;
   std::function<void(uint64_t exchangeId, compare::Part part, model::Response&& response)> onKeptResponse;
   std::function<void(uint64_t exchangeId, compare::Part part)> onMissingResponse;
-  compare::ResponseLimits responseLimits;
+  http::ResponseLimits responseLimits;
 };
 
 }  // namespace shadowtap::replay

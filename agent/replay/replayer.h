@@ -59,7 +59,7 @@ class Replayer final : public JobSink {
   const ReplayStats& stats() const { return stats_; }
   const ReplayOptions& options() const { return opts_; }
   // Framing counters of kept responses (compare mode).
-  const compare::ResponseStats& keptResponseStats() const { return keptStats_; }
+  const http::ResponseStats& keptResponseStats() const { return keptStats_; }
 
  private:
   struct AddrState {
@@ -99,7 +99,7 @@ class Replayer final : public JobSink {
 
   ReplayOptions opts_;
   ReplayStats stats_;
-  compare::ResponseStats keptStats_;
+  http::ResponseStats keptStats_;
   JobQueue queue_;
   int epollFd_ = -1;
   int wakeFd_ = -1;

@@ -15,11 +15,12 @@
 #include <vector>
 
 #include "base/strings.h"
-#include "compare/h2_response_decoder.h"
+#include "h2/h2_response_decoder.h"
 #include "fuzz_check.h"
 
 using namespace shadowtap;
-using namespace shadowtap::compare;
+using namespace shadowtap::h2;
+using namespace shadowtap::http;
 
 namespace {
 
@@ -66,7 +67,7 @@ std::vector<uint64_t> snapshot(const H2ResponseStats& s) {
 
 std::vector<std::string> run(const std::string& bytes, uint8_t mode, uint8_t seed, bool cut, H2ResponseStats& st) {
   ResponseLimits rl;
-  H2DecoderLimits hl;
+  H2ResponseLimits hl;
   if ((mode & 2) != 0) {
     rl.maxBodyBytes = 16;
     rl.maxHeaderBytes = 64;

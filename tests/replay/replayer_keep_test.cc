@@ -143,7 +143,7 @@ TEST(ReplayerKeep, ResponsesAreKeptWholeAndPairedById) {
   EXPECT_EQ(s.keptResponses.load(), 5u);
   EXPECT_EQ(s.missingResponses.load(), 0u);
   EXPECT_EQ(s.responses.load(), 6u);
-  const compare::ResponseStats& f = replayer.keptResponseStats();
+  const http::ResponseStats& f = replayer.keptResponseStats();
   EXPECT_EQ(f.expected.load(), 5u);
   EXPECT_EQ(f.responses.load(), 5u);
   EXPECT_EQ(f.interim.load(), 1u);

@@ -1,5 +1,5 @@
 #include "base/strings.h"
-#include "compare/h2_response_decoder.h"
+#include "h2/h2_response_decoder.h"
 
 #include <gtest/gtest.h>
 #include <nghttp2/nghttp2.h>
@@ -10,13 +10,13 @@
 #include <random>
 #include <sstream>
 
-#include "compare_test_util.h"
+#include "response_test_util.h"
 
-namespace shadowtap::compare {
+namespace shadowtap::h2 {
 namespace {
 
-using test::asBytes;
-using test::load;
+using shadowtap::test::asBytes;
+using shadowtap::test::load;
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
 // ---------------------------------------------------------------------------
@@ -337,14 +337,14 @@ struct Collect : H2ResponseHandler {
     order.push_back(id);
     responses.emplace(id, std::move(r));
   }
-  void onH2NoResponse(int32_t id, NoResponse reason) override {
+  void onH2NoResponse(int32_t id, http::NoResponse reason) override {
     EXPECT_FALSE(ended) << "outcome after the end";
     EXPECT_TRUE(damaged || responses.count(id) + missing.count(id) == 0) << "two outcomes for stream " << id;
     order.push_back(-id);
     missing.emplace(id, reason);
   }
   void onH2GoAway(int32_t last) override { goAways.push_back(last); }
-  void onH2End(NoResponse reason) override {
+  void onH2End(http::NoResponse reason) override {
     EXPECT_FALSE(ended);
     ended = true;
     endReason = reason;
@@ -376,11 +376,11 @@ struct Collect : H2ResponseHandler {
 
   bool damaged = false;
   std::map<int32_t, model::Response> responses;
-  std::map<int32_t, NoResponse> missing;
+  std::map<int32_t, http::NoResponse> missing;
   std::vector<int32_t> order;
   std::vector<int32_t> goAways;
   bool ended = false;
-  NoResponse endReason = NoResponse::kUnpairable;
+  http::NoResponse endReason = http::NoResponse::kUnpairable;
 };
 
 void expectIdentities(const H2ResponseStats& s) {
@@ -396,7 +396,7 @@ struct Decoded {
 
 // Decodes `bytes` cut at `cuts` (ascending offsets), chunk i stamped i + 1, then ends it.
 std::unique_ptr<Decoded> decode(const std::string& bytes, const std::vector<size_t>& cuts = {},
-                            ResponseLimits rl = {}, H2DecoderLimits hl = {}, bool damaged = false) {
+                            http::ResponseLimits rl = {}, H2ResponseLimits hl = {}, bool damaged = false) {
   auto run = std::make_unique<Decoded>();
   run->out.damaged = damaged;
   {
@@ -472,7 +472,7 @@ TEST(H2ResponseDecoder, ConcurrentStreamsInterleaveAndSplitBodies) {
   EXPECT_EQ(load(run->stats.responses), 3u);
   EXPECT_EQ(load(run->stats.openStreams), 0u);
   EXPECT_TRUE(run->out.ended);
-  EXPECT_EQ(run->out.endReason, NoResponse::kStreamEnded);
+  EXPECT_EQ(run->out.endReason, http::NoResponse::kStreamEnded);
 }
 
 TEST(H2ResponseDecoder, GrpcTrailersAreAppendedAfterTheHeaders) {
@@ -524,7 +524,7 @@ TEST(H2ResponseDecoder, ResetStreamGetsNoResponseOthersDo) {
   ASSERT_TRUE(sawRst);
   auto run = decode(bytes);
   ASSERT_EQ(run->out.missing.size(), 1u);
-  EXPECT_EQ(run->out.missing.at(1), NoResponse::kStreamEnded);
+  EXPECT_EQ(run->out.missing.at(1), http::NoResponse::kStreamEnded);
   EXPECT_EQ(run->out.responses.at(3).body, "fine");
   EXPECT_EQ(load(run->stats.reset), 1u);
 }
@@ -565,7 +565,7 @@ TEST(H2ResponseDecoder, LargeHeaderBlockComesInContinuations) {
   EXPECT_EQ(r.header("x-after"), "yes");
   EXPECT_FALSE(r.headersTruncated);
   // The same over the header limit: the response is kept, the fields are cut.
-  ResponseLimits small;
+  http::ResponseLimits small;
   small.maxHeaderBytes = 1000;
   auto cut = decode(bytes, {}, small);
   EXPECT_TRUE(cut->out.responses.at(1).headersTruncated);
@@ -657,8 +657,8 @@ void checkRich(const Decoded& run) {
   ASSERT_EQ(three.headers.size(), 2u);
   EXPECT_EQ(three.headers[1].name, "grpc-status");
   EXPECT_EQ(run.out.responses.at(7).status, 204);
-  EXPECT_EQ(run.out.missing.at(5), NoResponse::kStreamEnded);
-  EXPECT_EQ(run.out.missing.at(9), NoResponse::kStreamEnded);
+  EXPECT_EQ(run.out.missing.at(5), http::NoResponse::kStreamEnded);
+  EXPECT_EQ(run.out.missing.at(9), http::NoResponse::kStreamEnded);
   EXPECT_EQ(run.out.goAways, std::vector<int32_t>{9});
   EXPECT_EQ(load(run.stats.pushPromises), 1u);
   EXPECT_EQ(load(run.stats.interim), 1u);
@@ -764,10 +764,10 @@ TEST(H2ResponseDecoder, GapAbandonsOpenStreams) {
     EXPECT_EQ(d.bufferedBytes(), 0u);
     d.onData(asBytes("more bytes"), 2);
   }
-  EXPECT_EQ(run.out.missing.at(1), NoResponse::kGap);
-  EXPECT_EQ(run.out.missing.at(3), NoResponse::kGap);
+  EXPECT_EQ(run.out.missing.at(1), http::NoResponse::kGap);
+  EXPECT_EQ(run.out.missing.at(3), http::NoResponse::kGap);
   EXPECT_EQ(run.out.order, (std::vector<int32_t>{-1, -3}));
-  EXPECT_EQ(run.out.endReason, NoResponse::kGap);
+  EXPECT_EQ(run.out.endReason, http::NoResponse::kGap);
   EXPECT_EQ(load(run.stats.gaps), 1u);
   EXPECT_EQ(load(run.stats.bytesIgnored), 10u);
   expectIdentities(run.stats);
@@ -787,11 +787,11 @@ TEST(H2ResponseDecoder, MalformedInputIsCountedNotFatal) {
     H2Writer w;
     w.headers(1, {{":status", "200"}}, false);
     w.data(1, std::string(2000, 'x'), true);
-    H2DecoderLimits hl;
+    H2ResponseLimits hl;
     hl.maxFrameLength = 1000;
     auto run = decode(w.out, {}, {}, hl);
     EXPECT_EQ(load(run->stats.frameTooLarge), 1u);
-    EXPECT_EQ(run->out.missing.at(1), NoResponse::kParseError);
+    EXPECT_EQ(run->out.missing.at(1), http::NoResponse::kParseError);
   }
   // A header block that does not inflate.
   {
@@ -828,9 +828,9 @@ TEST(H2ResponseDecoder, MalformedInputIsCountedNotFatal) {
     auto run = decode(w.out);
     EXPECT_EQ(load(run->stats.headerBlocksIgnored), 1u);
     EXPECT_EQ(load(run->stats.malformedStreams), 3u);
-    EXPECT_EQ(run->out.missing.at(3), NoResponse::kParseError);
-    EXPECT_EQ(run->out.missing.at(5), NoResponse::kParseError);
-    EXPECT_EQ(run->out.missing.at(7), NoResponse::kParseError);
+    EXPECT_EQ(run->out.missing.at(3), http::NoResponse::kParseError);
+    EXPECT_EQ(run->out.missing.at(5), http::NoResponse::kParseError);
+    EXPECT_EQ(run->out.missing.at(7), http::NoResponse::kParseError);
     EXPECT_EQ(load(run->stats.badTrailers), 1u);
     EXPECT_FALSE(run->out.responses.at(9).hasHeader("x-t"));
     EXPECT_EQ(run->out.responses.at(11).status, 200);
@@ -887,10 +887,10 @@ TEST(H2ResponseDecoder, LimitsAreCounted) {
     w.headers(3, {{"grpc-status", "0"}}, true);  // trailers of an evicted stream: ignored
     w.data(1, "b", true);
     w.data(5, "c", true);
-    H2DecoderLimits hl;
+    H2ResponseLimits hl;
     hl.maxStreams = 2;
     auto run = decode(w.out, {}, {}, hl);
-    EXPECT_EQ(run->out.missing.at(3), NoResponse::kUnpairable);
+    EXPECT_EQ(run->out.missing.at(3), http::NoResponse::kUnpairable);
     EXPECT_EQ(run->out.responses.at(1).body, "ab");
     EXPECT_EQ(run->out.responses.at(5).body, "c");
     EXPECT_EQ(load(run->stats.evicted), 1u);
@@ -903,7 +903,7 @@ TEST(H2ResponseDecoder, LimitsAreCounted) {
     w.headers(1, {{":status", "200"}}, false);
     w.data(1, "0123456789", false);
     w.data(1, "abcdef", true);
-    ResponseLimits rl;
+    http::ResponseLimits rl;
     rl.maxBodyBytes = 12;
     auto run = decode(w.out, {}, rl);
     const model::Response& r = run->out.responses.at(1);
@@ -922,7 +922,7 @@ TEST(H2ResponseDecoder, LimitsAreCounted) {
     w.data(3, std::string(60, 'b'), false);
     w.data(1, "", true);
     w.data(3, "", true);
-    H2DecoderLimits hl;
+    H2ResponseLimits hl;
     hl.maxBufferedBytes = 100;
     auto run = decode(w.out, {}, {}, hl);
     EXPECT_EQ(run->out.responses.at(1).body.size(), 60u);
@@ -937,7 +937,7 @@ TEST(H2ResponseDecoder, LimitsAreCounted) {
     nghttp2_hd_deflate_change_table_size(w.deflater(), table);
     w.headers(1, {{":status", "200"}, {"x-v", std::string(100, 'q')}}, true);
     auto run = decode(w.out);
-    if (table <= H2DecoderLimits().maxDynamicTableSize) {
+    if (table <= H2ResponseLimits().maxDynamicTableSize) {
       EXPECT_EQ(run->out.responses.size(), 1u);
     } else {
       EXPECT_EQ(load(run->stats.hpackErrors), 1u);
@@ -952,10 +952,10 @@ TEST(H2ResponseDecoder, EndWithoutEndStreamAbandons) {
   w.data(1, "partial", false);
   w.out += std::string("\x00\x00", 2);  // half a frame header
   auto run = decode(w.out);
-  EXPECT_EQ(run->out.missing.at(1), NoResponse::kStreamEnded);
+  EXPECT_EQ(run->out.missing.at(1), http::NoResponse::kStreamEnded);
   EXPECT_EQ(load(run->stats.abandoned), 1u);
   EXPECT_EQ(load(run->stats.openStreams), 0u);
 }
 
 }  // namespace
-}  // namespace shadowtap::compare
+}  // namespace shadowtap::h2

@@ -1,4 +1,4 @@
-#include "compare/response_framer.h"
+#include "http/response_framer.h"
 
 #include <cassert>
 #include <utility>
@@ -6,7 +6,7 @@
 #include "base/counters.h"
 #include "base/strings.h"
 
-namespace shadowtap::compare {
+namespace shadowtap::http {
 namespace {
 
 ResponseFramer& framerOf(llhttp_t* parser) { return *static_cast<ResponseFramer*>(parser->data); }
@@ -387,4 +387,4 @@ int ResponseFramer::onMessageComplete(llhttp_t* parser) {
   return 0;
 }
 
-}  // namespace shadowtap::compare
+}  // namespace shadowtap::http

@@ -10,16 +10,16 @@
 #include <vector>
 
 #include "model/response.h"
-#include "compare/response_framer.h"
+#include "http/response_framer.h"
 #include "flow/stream_consumer.h"
 
 struct nghttp2_hd_inflater;
 
-namespace shadowtap::compare {
+namespace shadowtap::h2 {
 
 // Limits of one HTTP/2 response decoder (body and header limits come from
-// ResponseLimits, shared with HTTP/1).
-struct H2DecoderLimits {
+// http::ResponseLimits, shared with HTTP/1).
+struct H2ResponseLimits {
   size_t maxStreams = 1024;             // responses assembled at once; over it the oldest is evicted
   size_t maxBufferedBytes = 16 << 20;   // headers + bodies kept by all open streams; over it bodies are only hashed
   size_t maxDynamicTableSize = 64 << 10;  // largest HPACK table the server may switch to
@@ -83,13 +83,13 @@ class H2ResponseHandler {
   // The final response of client stream `streamId` (odd), complete.
   virtual void onH2Response(int32_t streamId, model::Response&& response) = 0;
   // Client stream `streamId` was answered but its response will not be complete.
-  virtual void onH2NoResponse(int32_t streamId, NoResponse reason) = 0;
+  virtual void onH2NoResponse(int32_t streamId, http::NoResponse reason) = 0;
   // GOAWAY: streams above `lastStreamId` were not processed and get no response;
   // streams at or below it may still complete. Called for each GOAWAY.
   virtual void onH2GoAway(int32_t lastStreamId) = 0;
   // Nothing more will be decoded (error, gap, end). Every stream still open
   // got onH2NoResponse first; streams never answered get no call at all.
-  virtual void onH2End(NoResponse reason) = 0;
+  virtual void onH2End(http::NoResponse reason) = 0;
 };
 
 // Decodes ONE server-to-client HTTP/2 byte stream from its first byte: the
@@ -113,8 +113,8 @@ class H2ResponseHandler {
 // stream is cut into onData() calls. Not thread-safe.
 class H2ResponseDecoder final : public flow::StreamConsumer {
  public:
-  H2ResponseDecoder(H2ResponseHandler& handler, const ResponseLimits& responseLimits,
-                    const H2DecoderLimits& limits, H2ResponseStats& stats);
+  H2ResponseDecoder(H2ResponseHandler& handler, const http::ResponseLimits& responseLimits,
+                    const H2ResponseLimits& limits, H2ResponseStats& stats);
   ~H2ResponseDecoder() override;
   H2ResponseDecoder(const H2ResponseDecoder&) = delete;
   H2ResponseDecoder& operator=(const H2ResponseDecoder&) = delete;
@@ -167,14 +167,14 @@ class H2ResponseDecoder final : public flow::StreamConsumer {
   void finishBlock();
   void openStream(int32_t id, Block& block);
   void emit(int32_t id);
-  void dropStream(int32_t id, NoResponse reason, std::atomic<uint64_t>& counter);
-  void fail(NoResponse reason, std::atomic<uint64_t>* counter);
+  void dropStream(int32_t id, http::NoResponse reason, std::atomic<uint64_t>& counter);
+  void fail(http::NoResponse reason, std::atomic<uint64_t>* counter);
   void keep(Stream& s, size_t n);
   bool skipUpgradeHead(const uint8_t*& p, const uint8_t* end);
 
   H2ResponseHandler& handler_;
-  const ResponseLimits responseLimits_;
-  const H2DecoderLimits limits_;
+  const http::ResponseLimits responseLimits_;
+  const H2ResponseLimits limits_;
   H2ResponseStats& stats_;
   nghttp2_hd_inflater* inflater_ = nullptr;
 
@@ -205,4 +205,4 @@ class H2ResponseDecoder final : public flow::StreamConsumer {
   size_t buffered_ = 0;  // keptBytes of all streams
 };
 
-}  // namespace shadowtap::compare
+}  // namespace shadowtap::h2

@@ -1,4 +1,4 @@
-#include "compare/h2_response_decoder.h"
+#include "h2/h2_response_decoder.h"
 
 #include <algorithm>
 #include <cstring>
@@ -10,7 +10,7 @@
 #include "base/counters.h"
 #include "base/strings.h"
 
-namespace shadowtap::compare {
+namespace shadowtap::h2 {
 namespace {
 
 constexpr uint8_t kData = 0x0;
@@ -50,8 +50,8 @@ int parseStatus(std::string_view v) {
 
 }  // namespace
 
-H2ResponseDecoder::H2ResponseDecoder(H2ResponseHandler& handler, const ResponseLimits& responseLimits,
-                                     const H2DecoderLimits& limits, H2ResponseStats& stats)
+H2ResponseDecoder::H2ResponseDecoder(H2ResponseHandler& handler, const http::ResponseLimits& responseLimits,
+                                     const H2ResponseLimits& limits, H2ResponseStats& stats)
     : handler_(handler), responseLimits_(responseLimits), limits_(limits), stats_(stats) {
   base::bump(stats_.decoders);
   if (nghttp2_hd_inflate_new(&inflater_) != 0) {
@@ -88,7 +88,7 @@ void H2ResponseDecoder::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
   }
   if (inflater_ == nullptr) {
     base::bump(stats_.bytesIgnored, bytes.size());
-    fail(NoResponse::kParseError, nullptr);
+    fail(http::NoResponse::kParseError, nullptr);
     return;
   }
   chunkTs_ = tsNs;
@@ -100,12 +100,12 @@ void H2ResponseDecoder::onGap(uint64_t /*bytes*/) {
     return;
   }
   base::bump(stats_.gaps);
-  fail(NoResponse::kGap, nullptr);
+  fail(http::NoResponse::kGap, nullptr);
 }
 
 void H2ResponseDecoder::onEnd(flow::EndReason /*reason*/) {
   if (state_ != State::kDone) {
-    fail(NoResponse::kStreamEnded, nullptr);
+    fail(http::NoResponse::kStreamEnded, nullptr);
   }
 }
 
@@ -199,7 +199,7 @@ bool H2ResponseDecoder::skipUpgradeHead(const uint8_t*& p, const uint8_t* end) {
   const size_t cmp = std::min(head_.size(), kUpgradeStatus.size());
   if (head_.compare(0, cmp, kUpgradeStatus, 0, cmp) != 0) {
     p += take;
-    fail(NoResponse::kParseError, &stats_.badPreface);
+    fail(http::NoResponse::kParseError, &stats_.badPreface);
     return false;
   }
   const size_t from = old >= 3 ? old - 3 : 0;
@@ -215,7 +215,7 @@ bool H2ResponseDecoder::skipUpgradeHead(const uint8_t*& p, const uint8_t* end) {
   }
   p += take;
   if (head_.size() >= limits_.maxUpgradeHeadBytes) {
-    fail(NoResponse::kParseError, &stats_.badPreface);
+    fail(http::NoResponse::kParseError, &stats_.badPreface);
   }
   return false;
 }
@@ -229,20 +229,20 @@ void H2ResponseDecoder::startFrame() {
   base::bump(stats_.frames);
   ++frameSeq_;
   if (length_ > limits_.maxFrameLength) {
-    fail(NoResponse::kParseError, &stats_.frameTooLarge);
+    fail(http::NoResponse::kParseError, &stats_.frameTooLarge);
     return;
   }
   if (!sawSettings_) {
     // RFC 9113 3.4: the server's preface is a SETTINGS frame.
     if (type_ != kSettings || streamId_ != 0 || (flags_ & kAck) != 0) {
-      fail(NoResponse::kParseError, &stats_.badPreface);
+      fail(http::NoResponse::kParseError, &stats_.badPreface);
       return;
     }
     sawSettings_ = true;
   }
   // RFC 9113 6.10: a header block is contiguous.
   if (block_.active != (type_ == kContinuation) || (block_.active && streamId_ != block_.streamId)) {
-    fail(NoResponse::kParseError, nullptr);
+    fail(http::NoResponse::kParseError, nullptr);
     return;
   }
   const bool padded = (flags_ & kPadded) != 0;
@@ -257,7 +257,7 @@ void H2ResponseDecoder::startFrame() {
         if (it == streams_.end()) {
           base::bump(stats_.framesIgnored);
         } else if (!it->second.finalHeaders || it->second.inTrailers) {
-          dropStream(streamId_, NoResponse::kParseError, stats_.malformedStreams);
+          dropStream(streamId_, http::NoResponse::kParseError, stats_.malformedStreams);
         } else {
           it->second.lastUse = frameSeq_;
         }
@@ -305,7 +305,7 @@ void H2ResponseDecoder::startFrame() {
       break;
   }
   if (bad || length_ < prefixLen_) {
-    fail(NoResponse::kParseError, nullptr);
+    fail(http::NoResponse::kParseError, nullptr);
     return;
   }
   state_ = State::kPayload;
@@ -325,7 +325,7 @@ void H2ResponseDecoder::onPrefix() {
   const size_t rest = length_ - prefixLen_;
   prefixFill_ = 0;
   if (pad > rest) {
-    fail(NoResponse::kParseError, nullptr);  // RFC 9113 6.1: padding longer than the payload
+    fail(http::NoResponse::kParseError, nullptr);  // RFC 9113 6.1: padding longer than the payload
     return;
   }
   contentLeft_ = rest - pad;
@@ -402,7 +402,7 @@ void H2ResponseDecoder::endFrame() {
       break;
     case kRstStream:
       if (streams_.count(streamId_) != 0) {
-        dropStream(streamId_, NoResponse::kStreamEnded, stats_.reset);
+        dropStream(streamId_, http::NoResponse::kStreamEnded, stats_.reset);
       }
       break;
     case kGoAway:
@@ -427,7 +427,7 @@ bool H2ResponseDecoder::inflate(const uint8_t* p, size_t n, bool final) {
     int flags = 0;
     const ssize_t rv = nghttp2_hd_inflate_hd2(inflater_, &nv, &flags, p, n, final ? 1 : 0);
     if (rv < 0) {
-      fail(NoResponse::kParseError, &stats_.hpackErrors);
+      fail(http::NoResponse::kParseError, &stats_.hpackErrors);
       return false;
     }
     p += rv;
@@ -444,7 +444,7 @@ bool H2ResponseDecoder::inflate(const uint8_t* p, size_t n, bool final) {
       if (final) {
         // Cannot happen with nghttp2 (it reports an incomplete block as an
         // error), but a block that did not end must not be taken as whole.
-        fail(NoResponse::kParseError, &stats_.hpackErrors);
+        fail(http::NoResponse::kParseError, &stats_.hpackErrors);
         return false;
       }
       return true;
@@ -506,7 +506,7 @@ void H2ResponseDecoder::finishBlock() {
   if (s.finalHeaders) {
     // Trailers (RFC 9113 8.1): they end the stream and carry no pseudo-header.
     if (!b.endStream) {
-      dropStream(id, NoResponse::kParseError, stats_.malformedStreams);
+      dropStream(id, http::NoResponse::kParseError, stats_.malformedStreams);
       return;
     }
     if (b.anyPseudo) {
@@ -527,13 +527,13 @@ void H2ResponseDecoder::finishBlock() {
     return;
   }
   if (!b.sawStatus || b.status < 0 || b.status > 599 || b.status == 101) {
-    dropStream(id, NoResponse::kParseError, stats_.malformedStreams);
+    dropStream(id, http::NoResponse::kParseError, stats_.malformedStreams);
     return;
   }
   if (b.status < 200) {
     base::bump(stats_.interim);
     if (b.endStream) {
-      dropStream(id, NoResponse::kParseError, stats_.malformedStreams);
+      dropStream(id, http::NoResponse::kParseError, stats_.malformedStreams);
     }
     return;
   }
@@ -558,7 +558,7 @@ void H2ResponseDecoder::openStream(int32_t id, Block& block) {
     auto oldest = std::min_element(streams_.begin(), streams_.end(), [](const auto& a, const auto& b) {
       return a.second.lastUse < b.second.lastUse;
     });
-    dropStream(oldest->first, NoResponse::kUnpairable, stats_.evicted);
+    dropStream(oldest->first, http::NoResponse::kUnpairable, stats_.evicted);
   }
   Stream& s = streams_[id];
   s.response.tsNs = block.tsNs;
@@ -586,7 +586,7 @@ void H2ResponseDecoder::emit(int32_t id) {
   handler_.onH2Response(id, std::move(r));
 }
 
-void H2ResponseDecoder::dropStream(int32_t id, NoResponse reason, std::atomic<uint64_t>& counter) {
+void H2ResponseDecoder::dropStream(int32_t id, http::NoResponse reason, std::atomic<uint64_t>& counter) {
   auto it = streams_.find(id);
   if (it == streams_.end()) {
     return;
@@ -598,11 +598,11 @@ void H2ResponseDecoder::dropStream(int32_t id, NoResponse reason, std::atomic<ui
   handler_.onH2NoResponse(id, reason);
 }
 
-void H2ResponseDecoder::fail(NoResponse reason, std::atomic<uint64_t>* counter) {
+void H2ResponseDecoder::fail(http::NoResponse reason, std::atomic<uint64_t>* counter) {
   if (state_ == State::kDone) {
     return;
   }
-  if (reason == NoResponse::kParseError) {
+  if (reason == http::NoResponse::kParseError) {
     base::bump(stats_.decodeErrors);
   }
   if (counter != nullptr) {
@@ -635,4 +635,4 @@ void H2ResponseDecoder::fail(NoResponse reason, std::atomic<uint64_t>* counter) 
   handler_.onH2End(reason);
 }
 
-}  // namespace shadowtap::compare
+}  // namespace shadowtap::h2

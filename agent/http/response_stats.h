@@ -3,7 +3,7 @@
 #include <atomic>
 #include <cstdint>
 
-namespace shadowtap::compare {
+namespace shadowtap::http {
 
 // Counters of response framing, shared by the framers of one factory (or one
 // test). Written with relaxed atomics on the capture thread, read anywhere.
@@ -43,4 +43,4 @@ struct ResponseStats {
   std::atomic<uint64_t> bytesHeld{0};      // gauge: waiting for the request they answer
 };
 
-}  // namespace shadowtap::compare
+}  // namespace shadowtap::http

@@ -1,16 +1,16 @@
 #include "base/strings.h"
-#include "compare/response_framer.h"
+#include "http/response_framer.h"
 
 #include <gtest/gtest.h>
 
-#include "compare_test_util.h"
+#include "response_test_util.h"
 
-namespace shadowtap::compare {
+namespace shadowtap::http {
 namespace {
 
-using test::asBytes;
-using test::CollectingSink;
-using test::load;
+using shadowtap::test::asBytes;
+using shadowtap::test::CollectingSink;
+using shadowtap::test::load;
 
 void expectIdentities(const ResponseStats& s) {
   EXPECT_EQ(load(s.expected), load(s.responses) + load(s.unanswered) + load(s.awaiting));
@@ -306,4 +306,4 @@ TEST(ResponseFramer, EndAnswersEveryWaitingRequest) {
 }
 
 }  // namespace
-}  // namespace shadowtap::compare
+}  // namespace shadowtap::http

@@ -10,10 +10,10 @@
 #include <llhttp.h>
 
 #include "model/response.h"
-#include "compare/response_stats.h"
+#include "http/response_stats.h"
 #include "flow/stream_consumer.h"
 
-namespace shadowtap::compare {
+namespace shadowtap::http {
 
 struct ResponseLimits {
   size_t maxBodyBytes = 1 << 20;     // body kept per response; the rest is only hashed
@@ -134,4 +134,4 @@ class ResponseFramer final : public flow::StreamConsumer {
   model::Response cur_;
 };
 
-}  // namespace shadowtap::compare
+}  // namespace shadowtap::http
