@@ -10,11 +10,13 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -215,6 +217,40 @@ bool pump(capture::Capture& cap, capture::SegmentSink& sink, Pred pred, std::chr
     }
   }
   return false;
+}
+
+// Whether this kernel has tcx hooks: Linux 6.6 and later. Read from the release,
+// not from the agent's own probe, so that a wrong probe cannot agree with itself.
+inline bool kernelHasTcx() {
+  utsname u{};
+  int major = 0;
+  int minor = 0;
+  if (uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) {
+    ADD_FAILURE() << "cannot read the kernel release";
+    return false;
+  }
+  return major > 6 || (major == 6 && minor >= 6);
+}
+
+inline std::string kernelRelease() {
+  utsname u{};
+  return uname(&u) == 0 ? u.release : "?";
+}
+
+// tcx mode on a kernel without tcx: Capture::open must refuse it with one line
+// that names tcx and the way out (--attach tc or auto). Returns true when it
+// checked that; the caller then returns, as tcx mode has nothing else to test
+// on this kernel. False (nothing checked) for other modes and on 6.6+.
+inline bool checkedTcxRefused(const capture::CaptureOptions& o) {
+  if (o.attach != capture::AttachMode::kTcx || kernelHasTcx()) {
+    return false;
+  }
+  std::string error;
+  auto cap = capture::Capture::open(o, &error);
+  EXPECT_EQ(cap, nullptr) << "tcx mode must be refused on " << kernelRelease() << " (tcx is in Linux 6.6+)";
+  EXPECT_NE(error.find("tcx"), std::string::npos) << error;
+  EXPECT_NE(error.find("--attach tc"), std::string::npos) << "the error must say what to do: " << error;
+  return true;
 }
 
 #define ST_REQUIRE_ROOT()                                                            \
