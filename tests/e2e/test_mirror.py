@@ -48,6 +48,9 @@ def main():
     progs_before = our_programs()
     st = Shadowtap(lab, node, args.shadowtap, node_if, workdir)
     check(f"attached to {node_if}" in st.text(), "attached to the interface")
+    auto = ("attach mode auto: using tcx because" if netlab.kernel_has_tcx()
+            else "attach mode auto: using tc because the kernel has no tcx")
+    check(auto in st.text(), f"auto picks what {os.uname().release} has and says why ('{auto}')")
     ours = our_programs() - progs_before
     check(len(ours) == 1, "one capture program of ours loaded")
     mirrored = client(lab, cli, workdir, "mix")
