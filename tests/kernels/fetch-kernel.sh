@@ -36,8 +36,12 @@ if [[ "$version" != "$series".* ]]; then
 fi
 
 dir=$cache/$version
+mkdir -p "$cache"
+# One fetch at a time per cache (several build trees may share it); a kernel
+# once ready is never replaced, so running guests keep theirs.
+exec 9>"$cache/.lock"
+flock 9
 if [[ ! -f "$dir/.ready" ]]; then
-  mkdir -p "$cache"
   tmp=$(mktemp -d "$cache/.fetch.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   echo "fetch-kernel: downloading $pkg" >&2
