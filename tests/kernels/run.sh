@@ -13,7 +13,8 @@
 # a test skipped, or the guest did not boot or finish in time; 77 a prerequisite
 # is missing (qemu, busybox-static, kmod, apt), which is a failure (1) under CI=true.
 # Env: SHADOWTAP_KERNEL_CACHE (default /var/cache/shadowtap-kernels as root, else
-# DIR/kernels/cache), KMATRIX_KEEP=1 keeps the guest's console and logs on success.
+# DIR/kernels/cache), KMATRIX_KEEP=1 also keeps the unpacked initramfs. The guest's
+# console and logs stay in DIR/kernels/SERIES.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 series=
@@ -77,9 +78,8 @@ mkdir -p "$out" "$work/initramfs/modules"
 # initramfs: busybox, /init, and the modules that reach the root filesystem
 # (virtio_pci, 9p and overlay are modules on 6.1; some are built in on 6.12).
 ird=$work/initramfs
-cp "$(command -v busybox)" "$ird/busybox"
 mkdir -p "$ird/bin"
-mv "$ird/busybox" "$ird/bin/busybox"
+cp "$(command -v busybox)" "$ird/bin/busybox"
 install -m 0755 "$here/initramfs-init.sh" "$ird/init"
 : >"$ird/modules.list"
 declare -A seen=()
