@@ -155,7 +155,7 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--metrics-address", c.metricsAddress,
-                 "HOST:PORT serving /metrics, /healthz and /readyz, or 'off'")
+                 "HOST:PORT serving /metrics, /stats, /healthz and /readyz, or 'off'")
       ->capture_default_str()
       ->check(CLI::Validator(
           [](const std::string& s) { return s == "off" ? std::string() : rules::checkHostPort(s); }, "HOST:PORT|off"));
@@ -279,6 +279,8 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
       ->take_all();
   app.add_option("--summary-interval", c.summaryIntervalSec, "Seconds between counter summary lines (0: only at exit)")
       ->capture_default_str();
+  app.add_option("--stats-file", c.statsFile,
+                 "Write every counter as one JSON object (as /stats serves it) to FILE at every summary and at exit");
 
   try {
     app.parse(argc, argv);

@@ -22,6 +22,7 @@
 #include "model/request.h"
 #include "http/request_framer.h"
 #include "metrics/metrics_server.h"
+#include "metrics/registry.h"
 #include "record/record_writer.h"
 #include "replay/local_endpoints.h"
 #include "replay/replayer.h"
@@ -30,7 +31,7 @@
 
 namespace shadowtap {
 
-class PipelineMetrics;
+class PipelineHealth;
 
 // Request-level outcomes decided between framing and the replay queue, over
 // all rules.
@@ -130,8 +131,11 @@ class Pipeline : public capture::SegmentSink, public model::RequestSink {
   // recorder, the dry-run printer or the rule's mirror (and compare).
   void onRequest(model::Request&& request) override;
 
-  // One line with every counter that matters, for the periodic and final log.
-  std::string summary() const;
+  // Every stage's counters (the registry /metrics and /stats serve).
+  metrics::Snapshot counters() const { return registry_.collect(); }
+  // The summary lines (summary.h) on the log, each prefixed; and, with
+  // --stats-file, the stats dump written to it.
+  void report(const char* prefix) const;
 
   const PipelineStats& stats() const { return stats_; }
   // Rules by id - 1 (null where a rule was removed by a reload). Threads other
@@ -215,7 +219,8 @@ class Pipeline : public capture::SegmentSink, public model::RequestSink {
   std::atomic<uint64_t> consumeNs_{0};
   std::atomic<size_t> attached_{0};
   // Declared last: stopped first, before anything it reads goes away.
-  std::unique_ptr<PipelineMetrics> metrics_;
+  metrics::Registry registry_;
+  std::unique_ptr<PipelineHealth> health_;
   std::unique_ptr<metrics::MetricsServer> metricsServer_;
 };
 

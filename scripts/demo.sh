@@ -104,9 +104,10 @@ start_shadowtap 50
 for i in $(seq 40); do in_ns "$NS_CLIENT" curl -s -o /dev/null "http://httpbin:8000/anything/$i"; done
 sleep 1
 stop_shadowtap
-# shadowtap's final line says how many mirrored requests the mirror answered; give
-# the mirror's log a moment to show the last of them.
-answered=$(grep "final:" "$WORK/shadowtap.log" | grep -o ' responses=[0-9]*' | tail -1 | cut -d= -f2)
+# shadowtap's final summary says how many mirrored requests the mirror answered
+# ("final: requests: N seen -> N to mirrors -> N answered; ..."); give the
+# mirror's log a moment to show the last of them.
+answered=$(grep "final: requests:" "$WORK/shadowtap.log" | grep -o '[0-9]* answered' | tail -1 | cut -d' ' -f1)
 for _ in $(seq 50); do
   [[ $(grep -c 'host=httpbin-shadow:8000' "$WORK/v1-mirroring.log") -ge ${answered:-0} ]] && break
   sleep 0.1

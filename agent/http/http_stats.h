@@ -3,6 +3,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "base/stats_sink.h"
+
 namespace shadowtap::http {
 
 // Counters of the HTTP framing stage, shared by all framers of one factory.
@@ -69,5 +71,8 @@ struct HttpStats {
   std::atomic<uint64_t> unmirroredBytes{0};  // skipped, dropped, or after abandonment
   std::atomic<uint64_t> bytesBuffered{0};    // gauge: sum of bufferedBytes()
 };
+
+// The request framers' counters.
+void exportStats(const HttpStats& stats, base::StatsSink& out);
 
 }  // namespace shadowtap::http
