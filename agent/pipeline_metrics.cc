@@ -216,7 +216,7 @@ void registerExporters(const Pipeline& p, metrics::Registry& registry) {
   });
   registry.add([&p](StatsSink& out) {
     if (const record::RecordWriter* rec = p.recorder()) {
-      record::exportStats(rec->stats(), out);
+      rec->exportStats(out);  // the Kafka recorder adds its own
     }
   });
 }

@@ -13,9 +13,11 @@ packages=(
   libbpf-dev bpftool libxdp-dev libelf-dev zlib1g-dev
   # agent libraries
   libcli11-dev libspdlog-dev libfmt-dev node-llhttp prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev
-  libnghttp2-dev libpcap-dev
+  libnghttp2-dev libpcap-dev librdkafka-dev
   # tests
   libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps nghttp2-client nghttp2-server python3-h2 tcpdump
+  # a Kafka consumer for the Kafka recording test (tests/e2e/test_kafka.py) and docs/kafka.md
+  kcat
   # a real gRPC client and service for the HTTP/2 end-to-end test (Debian package, no codegen needed)
   python3-grpcio
   # the kernel matrix (tests/kernels): Debian's 6.1 and 6.12 kernels booted under qemu

@@ -82,7 +82,7 @@ std::string buildTcpPacket(const model::FlowKey& key, uint32_t seq, uint32_t ack
   return b;
 }
 
-PcapWriter::PcapWriter(RecordOptions opts) : RecordWriter(std::move(opts)) {
+PcapWriter::PcapWriter(RecordOptions opts) : FileRecordWriter(std::move(opts)) {
   dead_ = pcap_open_dead(DLT_RAW, 65535);
 }
 
@@ -114,7 +114,7 @@ bool PcapWriter::openFile(const std::string& path) {
   return std::ferror(f_) == 0;
 }
 
-RecordWriter::WriteResult PcapWriter::writeItem(Item& item) {
+FileRecordWriter::WriteResult PcapWriter::writeItem(Item& item) {
   auto* seg = std::get_if<SegmentCopy>(&item);
   if (seg == nullptr || (seg->key.family != 4 && seg->key.family != 6)) {
     return WriteResult::kMalformed;

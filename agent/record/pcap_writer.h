@@ -19,7 +19,7 @@ namespace shadowtap::record {
 // (GSO/BIG TCP) is written as several packets with consecutive sequence
 // numbers. Only the client-to-server direction is captured, so the file holds
 // no responses. Segments are stored unredacted (see checkRecordOptions).
-class PcapWriter final : public RecordWriter {
+class PcapWriter final : public FileRecordWriter {
  public:
   explicit PcapWriter(RecordOptions opts);
   ~PcapWriter() override;

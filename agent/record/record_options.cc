@@ -6,6 +6,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/strings.h"
+
 namespace shadowtap::record {
 namespace {
 
@@ -13,19 +15,12 @@ bool endsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 }  // namespace
 
 std::optional<RecordFormat> formatFromPath(std::string_view path) {
+  if (isKafkaTarget(path)) {
+    return RecordFormat::kKafka;
+  }
   if (endsWith(path, ".har")) {
     return RecordFormat::kHar;
   }
@@ -46,12 +41,14 @@ std::string_view formatName(RecordFormat f) {
       return "jsonl";
     case RecordFormat::kPcap:
       return "pcap";
+    case RecordFormat::kKafka:
+      return "kafka";
   }
   return "?";
 }
 
 std::string applyRedactSpec(std::string_view spec, RecordOptions& opts) {
-  spec = trim(spec);
+  spec = base::trimOws(spec);
   if (spec == "none") {
     opts.redact = false;
     opts.redactHeaders.clear();
@@ -64,7 +61,7 @@ std::string applyRedactSpec(std::string_view spec, RecordOptions& opts) {
   }
   while (!spec.empty()) {
     const size_t comma = spec.find(',');
-    std::string_view item = trim(spec.substr(0, comma));
+    std::string_view item = base::trimOws(spec.substr(0, comma));
     spec = comma == std::string_view::npos ? std::string_view() : spec.substr(comma + 1);
     if (item.empty()) {
       continue;
@@ -99,7 +96,7 @@ std::string checkRecordOptions(const RecordOptions& opts) {
   }
   const auto f = formatFromPath(opts.path);
   if (!f) {
-    return what + "unknown format; the file name must end in .har, .jsonl or .pcap";
+    return what + "unknown format; the file name must end in .har, .jsonl or .pcap (or write kafka://BROKER/TOPIC)";
   }
   if (*f != opts.format) {
     return what + "the extension does not match the format";
@@ -112,6 +109,10 @@ std::string checkRecordOptions(const RecordOptions& opts) {
   }
   if (opts.queueCapacity == 0 || opts.queueBytes == 0) {
     return what + "the record queue limits must be positive";
+  }
+  if (opts.format == RecordFormat::kKafka) {
+    KafkaOptions k;
+    return parseKafkaTarget(opts.path, k);
   }
   if (opts.format == RecordFormat::kPcap && opts.redact && !opts.pcapUnredacted) {
     return what +

@@ -8,9 +8,12 @@
 #include <string_view>
 #include <vector>
 
+#include "record/kafka_options.h"
+
 namespace shadowtap::record {
 
-enum class RecordFormat { kHar, kJsonl, kPcap };
+// kKafka: not a file; --record kafka://BROKER[,BROKER...]/TOPIC (KafkaRecordWriter).
+enum class RecordFormat { kHar, kJsonl, kPcap, kKafka };
 
 // The marker that replaces redacted values, in headers and query parameters.
 inline constexpr std::string_view kRedactedMarker = "[REDACTED]";
@@ -22,10 +25,15 @@ inline constexpr std::string_view kDefaultRedactedHeaders[] = {"authorization", 
 // Everything one recorder needs. Built from --record* flags (or a rule's record=).
 struct RecordOptions {
   // "dir/traffic.har": files are dir/traffic-<seq>-<UTC time>.har, see RotatingFiles.
+  // "kafka://b1:9092,b2:9092/topic": the Kafka recorder (brokers and topic go
+  // into `kafka` when the recorder is made).
   std::string path;
   RecordFormat format = RecordFormat::kJsonl;
 
-  // Redaction (HAR and JSON lines): on by default with kDefaultRedactedHeaders;
+  // The Kafka recorder's settings (format kKafka).
+  KafkaOptions kafka;
+
+  // Redaction (HAR, JSON lines and Kafka): on by default with kDefaultRedactedHeaders;
   // extra header names and query parameter names add to it. redact=false
   // (--record-redact none) records everything as captured.
   bool redact = true;
@@ -56,7 +64,7 @@ struct RecordOptions {
   std::optional<int64_t> realtimeOffsetNs;
 };
 
-// Format from the file extension: .har, .jsonl (also .ndjson), .pcap.
+// Format from the file extension: .har, .jsonl (also .ndjson), .pcap; kafka:// is kKafka.
 std::optional<RecordFormat> formatFromPath(std::string_view path);
 std::string_view formatName(RecordFormat f);
 
@@ -67,7 +75,7 @@ std::string_view formatName(RecordFormat f);
 std::string applyRedactSpec(std::string_view spec, RecordOptions& opts);
 
 // Checks options together (format known, sizes, pcap redaction opt-in,
-// directory writable). Empty when fine, else one line saying what to do.
+// directory writable; for Kafka the URL). Empty when fine, else one line saying what to do.
 std::string checkRecordOptions(const RecordOptions& opts);
 
 }  // namespace shadowtap::record

@@ -13,12 +13,14 @@ namespace shadowtap::record {
 //   offered == written + dropped + malformed + writeErrors
 struct RecordStats {
   std::atomic<uint64_t> offered{0};      // requests (har/jsonl) or segments (pcap) handed to the recorder
-  std::atomic<uint64_t> written{0};      // records handed to the file (a HAR entry, a JSON line, a segment)
+  std::atomic<uint64_t> written{0};      // records handed to the file (a HAR entry, a JSON line, a segment);
+                                         // Kafka: acknowledged by the brokers
   std::atomic<uint64_t> dropped{0};      // queue to the writer thread full (records or bytes): disk too slow
   std::atomic<uint64_t> malformed{0};    // request that did not split into fields (a framer bug if ever)
-  std::atomic<uint64_t> writeErrors{0};  // records lost to a failed open/write/flush (disk full, directory gone)
+  std::atomic<uint64_t> writeErrors{0};  // records lost to a failed open/write/flush (disk full, directory gone);
+                                         // Kafka: not delivered (KafkaStats::undelivered has the reasons)
 
-  std::atomic<uint64_t> bytesWritten{0};   // file bytes, headers and trailers included
+  std::atomic<uint64_t> bytesWritten{0};   // file bytes, headers and trailers included; Kafka: values delivered
   std::atomic<uint64_t> packets{0};        // pcap: packets written (a segment over 64 KiB is split)
   std::atomic<uint64_t> redactedValues{0}; // header and query values replaced by the marker
   std::atomic<uint64_t> bodiesOmitted{0};  // non-empty bodies recorded as length + hash only

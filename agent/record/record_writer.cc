@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "record/h2_record.h"
+#include "record/kafka_record_writer.h"
 #include "record/pcap_writer.h"
 #include "record/record_format.h"
 
@@ -54,14 +55,15 @@ bool writeAll(std::FILE* f, std::string_view s, uint64_t& bytes) {
 
 RecordWriter::RecordWriter(RecordOptions opts)
     : opts_(std::move(opts)),
-      realtimeOffsetNs_(opts_.realtimeOffsetNs ? *opts_.realtimeOffsetNs : measureRealtimeOffset()),
-      files_(opts_.path, opts_.maxTotalBytes, stats_) {}
+      realtimeOffsetNs_(opts_.realtimeOffsetNs ? *opts_.realtimeOffsetNs : measureRealtimeOffset()) {}
 
 RecordWriter::~RecordWriter() {
   // Derived classes call close() in their destructors (their hooks must
   // still exist while the last file is finished); this is a safety net.
   close();
 }
+
+void RecordWriter::exportStats(base::StatsSink& out) const { record::exportStats(stats_, out); }
 
 uint64_t RecordWriter::now() const { return opts_.clock ? opts_.clock() : clockNs(CLOCK_MONOTONIC); }
 
@@ -159,6 +161,7 @@ void RecordWriter::close() {
       return;
     }
     closing_ = true;
+    closeRequestedNs_ = clockNs(CLOCK_MONOTONIC);
   }
   cv_.notify_one();
   if (thread_.joinable()) {
@@ -168,7 +171,6 @@ void RecordWriter::close() {
 
 void RecordWriter::run() {
   std::vector<Item> batch;
-  const uint64_t rotateNs = uint64_t{opts_.rotateSeconds} * 1'000'000'000ULL;
   while (true) {
     bool done;
     {
@@ -176,9 +178,8 @@ void RecordWriter::run() {
       auto ready = [&] { return !queue_.empty() || closing_; };
       if (!ready()) {
         waiting_ = true;
-        if (rotateNs != 0 && fileOpen_) {
-          // Close a file on time even when no traffic comes.
-          cv_.wait_for(lk, std::chrono::milliseconds(200), ready);
+        if (const uint64_t tick = tickNs(); tick != 0) {
+          cv_.wait_for(lk, std::chrono::nanoseconds(tick), ready);
         } else {
           cv_.wait(lk, ready);
         }
@@ -190,42 +191,62 @@ void RecordWriter::run() {
       queuedBytes_ = 0;
       done = closing_ && batch.empty();
     }
-    uint64_t t = now();
-    if (fileOpen_ && rotateNs != 0 && t - openedAtNs_ >= rotateNs) {
-      finishFile(true);
-    }
-    for (Item& item : batch) {
-      writeOne(item, t);
-    }
-    if (!batch.empty() && fileOpen_) {
-      stats_.flushes.fetch_add(1, std::memory_order_relaxed);
-      if (!flushFile()) {
-        // Whatever the buffer held may be lost; start over with a new file.
-        stats_.writeErrors.fetch_add(1, std::memory_order_relaxed);
-        finishFile(false);
-        reopenAfterNs_ = t + kReopenBackoffNs;
-      }
-    }
+    writeBatch(batch, now());
     batch.clear();
     if (done) {
       break;
     }
   }
+  finish(now());
+}
+
+// ---- rotating files ----
+
+FileRecordWriter::FileRecordWriter(RecordOptions opts)
+    : RecordWriter(std::move(opts)), files_(options().path, options().maxTotalBytes, mutableStats()) {}
+
+uint64_t FileRecordWriter::tickNs() const {
+  // Close a file on time even when no traffic comes.
+  return options().rotateSeconds != 0 && fileOpen_ ? 200'000'000 : 0;
+}
+
+void FileRecordWriter::writeBatch(std::vector<Item>& batch, uint64_t t) {
+  RecordStats& stats = mutableStats();
+  const uint64_t rotateNs = uint64_t{options().rotateSeconds} * 1'000'000'000ULL;
+  if (fileOpen_ && rotateNs != 0 && t - openedAtNs_ >= rotateNs) {
+    finishFile(true);
+  }
+  for (Item& item : batch) {
+    writeOne(item, t);
+  }
+  if (!batch.empty() && fileOpen_) {
+    stats.flushes.fetch_add(1, std::memory_order_relaxed);
+    if (!flushFile()) {
+      // Whatever the buffer held may be lost; start over with a new file.
+      stats.writeErrors.fetch_add(1, std::memory_order_relaxed);
+      finishFile(false);
+      reopenAfterNs_ = t + kReopenBackoffNs;
+    }
+  }
+}
+
+void FileRecordWriter::finish(uint64_t) {
   if (fileOpen_) {
     finishFile(false);
   }
 }
 
-void RecordWriter::writeOne(Item& item, uint64_t t) {
+void FileRecordWriter::writeOne(Item& item, uint64_t t) {
+  RecordStats& stats = mutableStats();
   if (!fileOpen_) {
     if (t < reopenAfterNs_) {
-      stats_.writeErrors.fetch_add(1, std::memory_order_relaxed);
+      stats.writeErrors.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    const std::string path = files_.nextPath(static_cast<int64_t>(t) + realtimeOffsetNs_);
+    const std::string path = files_.nextPath(static_cast<int64_t>(t) + realtimeOffsetNs());
     if (!openFile(path)) {
       const int err = errno;
-      stats_.writeErrors.fetch_add(1, std::memory_order_relaxed);
+      stats.writeErrors.fetch_add(1, std::memory_order_relaxed);
       reopenAfterNs_ = t + kReopenBackoffNs;
       if (lastErrorLogNs_ == 0 || t - lastErrorLogNs_ >= kErrorLogEveryNs) {
         lastErrorLogNs_ = t;
@@ -236,40 +257,41 @@ void RecordWriter::writeOne(Item& item, uint64_t t) {
     fileOpen_ = true;
     currentPath_ = path;
     openedAtNs_ = t;
-    stats_.filesOpened.fetch_add(1, std::memory_order_relaxed);
+    stats.filesOpened.fetch_add(1, std::memory_order_relaxed);
   }
   const uint64_t before = fileBytes();
   switch (writeItem(item)) {
     case WriteResult::kOk:
-      stats_.written.fetch_add(1, std::memory_order_relaxed);
+      stats.written.fetch_add(1, std::memory_order_relaxed);
       break;
     case WriteResult::kMalformed:
-      stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+      stats.malformed.fetch_add(1, std::memory_order_relaxed);
       break;
     case WriteResult::kError:
-      stats_.writeErrors.fetch_add(1, std::memory_order_relaxed);
+      stats.writeErrors.fetch_add(1, std::memory_order_relaxed);
       finishFile(false);
       reopenAfterNs_ = t + kReopenBackoffNs;
       return;
   }
-  stats_.bytesWritten.fetch_add(fileBytes() - before, std::memory_order_relaxed);
-  if (fileBytes() >= opts_.maxFileBytes) {
+  stats.bytesWritten.fetch_add(fileBytes() - before, std::memory_order_relaxed);
+  if (fileBytes() >= options().maxFileBytes) {
     finishFile(true);
   } else {
     files_.enforceCap(fileBytes());
   }
 }
 
-void RecordWriter::finishFile(bool rotation) {
+void FileRecordWriter::finishFile(bool rotation) {
+  RecordStats& stats = mutableStats();
   const uint64_t before = fileBytes();
   if (!closeFile()) {
-    stats_.writeErrors.fetch_add(1, std::memory_order_relaxed);
+    stats.writeErrors.fetch_add(1, std::memory_order_relaxed);
   }
   const uint64_t bytes = fileBytes();
-  stats_.bytesWritten.fetch_add(bytes - before, std::memory_order_relaxed);
+  stats.bytesWritten.fetch_add(bytes - before, std::memory_order_relaxed);
   fileOpen_ = false;
   if (rotation) {
-    stats_.rotations.fetch_add(1, std::memory_order_relaxed);
+    stats.rotations.fetch_add(1, std::memory_order_relaxed);
   }
   files_.closed(currentPath_, bytes);
   files_.enforceCap(0);
@@ -278,7 +300,7 @@ void RecordWriter::finishFile(bool rotation) {
 // ---- HAR and JSON lines ----
 
 LineRecordWriter::LineRecordWriter(RecordOptions opts)
-    : RecordWriter(std::move(opts)),
+    : FileRecordWriter(std::move(opts)),
       har_(options().format == RecordFormat::kHar),
       redactor_(options().redact, options().redactHeaders, options().redactQuery) {}
 
@@ -294,7 +316,7 @@ bool LineRecordWriter::openFile(const std::string& path) {
   return !har_ || writeAll(f_, harFileHead(), bytes_);
 }
 
-RecordWriter::WriteResult LineRecordWriter::writeItem(Item& item) {
+FileRecordWriter::WriteResult LineRecordWriter::writeItem(Item& item) {
   auto rec = recordedFrom(item, redactor_);
   if (!rec) {
     return WriteResult::kMalformed;
@@ -339,6 +361,12 @@ std::unique_ptr<RecordWriter> makeRecordWriter(RecordOptions opts, std::string* 
       break;
     case RecordFormat::kPcap:
       w = std::make_unique<PcapWriter>(std::move(opts));
+      break;
+    case RecordFormat::kKafka:
+      w = KafkaRecordWriter::create(std::move(opts), error);
+      if (!w) {
+        return nullptr;
+      }
       break;
   }
   if (!w->start()) {

@@ -12,7 +12,6 @@
 
 #include "flow/segment.h"
 #include "model/request.h"
-#include "model/request.h"
 #include "record/record_options.h"
 #include "record/record_stats.h"
 #include "record/recorded_request.h"
@@ -33,14 +32,15 @@ struct SegmentCopy {
 // A recorder: a side output that never blocks the capture thread for long.
 // onRequest/onSegment copy the record into a bounded hand-off queue (limits
 // RecordOptions::queueCapacity/queueBytes; beyond them the record is dropped
-// and counted) and return; a writer thread of its own redacts, formats and
-// writes through a 1 MiB stdio buffer, flushes whenever the queue runs empty,
-// rotates files by size and time and keeps the total under the disk cap.
-// A slow or full disk therefore costs the capture thread one short mutex
-// hold per record and shows up as `dropped` / `writeErrors`.
+// and counted) and return; a writer thread of its own takes the queued
+// records in batches and hands them to the subclass (files, Kafka), which
+// redacts, formats and writes them. A slow disk or broker therefore costs the
+// capture thread one short mutex hold per record and shows up as `dropped` /
+// `writeErrors`.
 //
 // Threads: onRequest/onSegment from one thread (the capture thread); close()
-// from the control thread; stats() from anywhere.
+// from the control thread; stats() from anywhere. The hooks run on the
+// writer thread only.
 class RecordWriter : public model::RequestSink {
  public:
   ~RecordWriter() override;
@@ -50,8 +50,8 @@ class RecordWriter : public model::RequestSink {
   // Starts the writer thread. False when it cannot be started.
   bool start();
 
-  // HAR and JSON lines recorders take requests; the pcap recorder ignores them
-  // (uncounted) and takes segments instead. See wantsSegments().
+  // HAR, JSON lines and Kafka recorders take requests; the pcap recorder
+  // ignores them (uncounted) and takes segments instead. See wantsSegments().
   void onRequest(model::Request&& request) override;
   // The same, copying the request (when the caller still needs it to mirror).
   // Redaction, hashing and formatting happen on the writer thread.
@@ -59,31 +59,34 @@ class RecordWriter : public model::RequestSink {
   void onSegment(const flow::Segment& segment);
   virtual bool wantsSegments() const { return false; }
 
-  // Writes out everything queued, finishes the open file (a HAR file gets its
-  // closing brackets) and joins the writer thread. Idempotent; later records
-  // are dropped (counted).
+  // Writes out everything queued, lets the subclass finish (a HAR file gets
+  // its closing brackets, Kafka flushes within its drain time) and joins the
+  // writer thread. Idempotent; later records are dropped (counted).
   void close();
 
   const RecordStats& stats() const { return stats_; }
   const RecordOptions& options() const { return opts_; }
-  // Prefix and extension of the recording's file names ("dir/traffic-", ".har").
-  std::string filePrefix() const { return files_.prefix(); }
-  std::string fileExtension() const { return files_.extension(); }
+  // The recorder's counters into the metrics registry (exportStats(stats()),
+  // and a subclass's own).
+  virtual void exportStats(base::StatsSink& out) const;
 
  protected:
   explicit RecordWriter(RecordOptions opts);
 
-  enum class WriteResult { kOk, kMalformed, kError };
   using Item = std::variant<model::Request, SegmentCopy>;
 
-  // Writer thread hooks. openFile writes the file header; writeItem one record;
-  // closeFile the trailer (false on any failure of the write or close).
-  virtual bool openFile(const std::string& path) = 0;
-  virtual WriteResult writeItem(Item& item) = 0;
-  virtual bool flushFile() = 0;
-  virtual bool closeFile() = 0;
-  virtual uint64_t fileBytes() const = 0;
+  // Writer thread hooks. writeBatch takes what the queue held (empty when the
+  // thread woke for a tick); finish runs once after the last batch, on close.
+  virtual void writeBatch(std::vector<Item>& batch, uint64_t now) = 0;
+  virtual void finish(uint64_t now) = 0;
+  // While this returns non-zero the idle writer thread wakes at least this
+  // often (ns) and calls writeBatch with an empty batch.
+  virtual uint64_t tickNs() const { return 0; }
 
+  uint64_t now() const;
+  // CLOCK_MONOTONIC (never the injected clock) when close() was called; for
+  // finish() to keep a drain time.
+  uint64_t closeRequestedNs() const { return closeRequestedNs_; }
   int64_t realtimeOffsetNs() const { return realtimeOffsetNs_; }
   RecordStats& mutableStats() { return stats_; }
   // A request item (HTTP/1 or HTTP/2) as fields, redacted, with
@@ -94,25 +97,53 @@ class RecordWriter : public model::RequestSink {
  private:
   void enqueue(Item&& item, size_t bytes);
   void run();
-  void writeOne(Item& item, uint64_t now);
-  void finishFile(bool rotation);
-  uint64_t now() const;
 
   RecordOptions opts_;
   RecordStats stats_;
   int64_t realtimeOffsetNs_;
-  RotatingFiles files_;
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Item> queue_;
   size_t queuedBytes_ = 0;
   bool closing_ = false;
+  uint64_t closeRequestedNs_ = 0;
   bool waiting_ = false;
   std::thread thread_;
   bool started_ = false;
+};
 
-  // Writer thread only.
+// A recorder to rotating files (RotatingFiles: size and time rotation, the
+// disk cap): writes each batch through the subclass's file hooks, flushes
+// whenever the queue runs empty, and after a failed open or write starts over
+// with a new file at most once a second.
+class FileRecordWriter : public RecordWriter {
+ public:
+  // Prefix and extension of the recording's file names ("dir/traffic-", ".har").
+  std::string filePrefix() const { return files_.prefix(); }
+  std::string fileExtension() const { return files_.extension(); }
+
+ protected:
+  explicit FileRecordWriter(RecordOptions opts);
+
+  enum class WriteResult { kOk, kMalformed, kError };
+
+  // openFile writes the file header; writeItem one record; closeFile the
+  // trailer (false on any failure of the write or close).
+  virtual bool openFile(const std::string& path) = 0;
+  virtual WriteResult writeItem(Item& item) = 0;
+  virtual bool flushFile() = 0;
+  virtual bool closeFile() = 0;
+  virtual uint64_t fileBytes() const = 0;
+
+ private:
+  void writeBatch(std::vector<Item>& batch, uint64_t now) final;
+  void finish(uint64_t now) final;
+  uint64_t tickNs() const final;
+  void writeOne(Item& item, uint64_t now);
+  void finishFile(bool rotation);
+
+  RotatingFiles files_;
   bool fileOpen_ = false;
   std::string currentPath_;
   uint64_t openedAtNs_ = 0;
@@ -124,7 +155,7 @@ class RecordWriter : public model::RequestSink {
 // layouts): one text line per request. They differ only in the file's head and
 // tail (HAR's opening and closing lines, nothing for JSON lines) and in how a
 // request becomes a line.
-class LineRecordWriter final : public RecordWriter {
+class LineRecordWriter final : public FileRecordWriter {
  public:
   explicit LineRecordWriter(RecordOptions opts);
   ~LineRecordWriter() override;

@@ -10,16 +10,6 @@
 namespace shadowtap::record {
 namespace {
 
-std::string_view trimOws(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 std::string lower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -101,7 +91,7 @@ std::optional<RecordedRequest> splitRequest(const model::Request& r, int64_t rea
       return std::nullopt;
     }
     std::string_view name = line.substr(0, colon);
-    std::string_view value = trimOws(line.substr(colon + 1));
+    std::string_view value = base::trimOws(line.substr(colon + 1));
     if (base::equalsIgnoreCase(name, "transfer-encoding") && lower(value).find("chunked") != std::string::npos) {
       chunked = true;
     }
