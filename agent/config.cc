@@ -3,7 +3,9 @@
 #include <CLI/CLI.hpp>
 
 #include "compare/comparator.h"
+#include "record/kafka_options.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -82,6 +84,27 @@ std::string checkCompare(const Config& c) {
   std::string error;
   if (any && !compare::Comparator::create(co, &error)) {
     return "--compare-ignore-path: " + error;
+  }
+  return "";
+}
+
+// The Kafka recording flags. Empty when fine, else the one line to print.
+std::string checkKafka(const Config& c, bool kafkaFlagsGiven) {
+  const bool kafka = record::isKafkaTarget(c.recordPath);
+  if (kafkaFlagsGiven && !kafka) {
+    return "--record-kafka-* need a Kafka recording: --record kafka://BROKER[,BROKER...]/TOPIC";
+  }
+  if (!kafka) {
+    return "";
+  }
+  record::KafkaOptions k;
+  if (std::string error = record::parseKafkaTarget(c.recordPath, k); !error.empty()) {
+    return error;
+  }
+  for (const std::string& opt : c.recordKafkaOpts) {
+    if (std::string error = record::parseKafkaProperty(opt, k); !error.empty()) {
+      return error;
+    }
   }
   return "";
 }
@@ -246,11 +269,14 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
                  "When a mirror queue is full, drop the newest request or the oldest queued one")
       ->capture_default_str()
       ->check(CLI::IsMember({"newest", "oldest"}));
-  app.add_option("--drain-timeout-ms", c.drainTimeoutMs, "On exit, time given to requests still queued for the mirror")
+  app.add_option("--drain-timeout-ms", c.drainTimeoutMs,
+                 "On exit, time given to requests still queued for the mirror and to Kafka recording messages "
+                 "not yet delivered")
       ->capture_default_str();
   app.add_option("--record", c.recordPath,
                  "Also write every captured request to PATH: .har (HAR 1.2), .jsonl (one JSON object per request) "
-                 "or .pcap (the captured TCP segments); rotated, capped, redacted by default");
+                 "or .pcap (the captured TCP segments), rotated and capped; or to Kafka, one message per request "
+                 "(the .jsonl object): kafka://BROKER[,BROKER...]/TOPIC. Redacted by default");
   app.add_option("--record-redact", c.recordRedact,
                  "Redaction of recordings: default (Authorization, Proxy-Authorization, Cookie, Set-Cookie), none, "
                  "or default plus header:NAME and query:NAME items, comma-separated")
@@ -268,6 +294,24 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
       ->check(CLI::PositiveNumber);
   app.add_option("--record-rotate-seconds", c.recordRotateSeconds, "Also rotate after this many seconds (0: never)")
       ->capture_default_str();
+  std::vector<CLI::Option*> kafkaFlags;
+  kafkaFlags.push_back(app.add_option("--record-kafka-acks", c.recordKafkaAcks,
+                                      "Kafka recording: acknowledgement a message waits for: all (every in-sync "
+                                      "replica; idempotent, ordered), 1 (the leader) or 0 (none)")
+                           ->capture_default_str()
+                           ->check(CLI::IsMember({"all", "1", "0"})));
+  kafkaFlags.push_back(app.add_option("--record-kafka-compression", c.recordKafkaCompression,
+                                      "Kafka recording: none, gzip, snappy, lz4 or zstd")
+                           ->capture_default_str()
+                           ->check(CLI::IsMember({"none", "gzip", "snappy", "lz4", "zstd"})));
+  kafkaFlags.push_back(app.add_option("--record-kafka-client-id", c.recordKafkaClientId,
+                                      "Kafka recording: the client.id the brokers see (quotas, logs)")
+                           ->capture_default_str());
+  kafkaFlags.push_back(app.add_option("--record-kafka-opt", c.recordKafkaOpts,
+                                      "Kafka recording: a librdkafka producer property KEY=VALUE (repeatable), e.g. "
+                                      "security.protocol=SASL_SSL, sasl.mechanism=SCRAM-SHA-512, ssl.ca.location=FILE, "
+                                      "queue.buffering.max.kbytes=N; applied last, so it wins")
+                           ->take_all());
   app.add_option("--compare-output", c.compareOutput,
                  "Rules with compare=true: write differing response pairs as JSON lines to PATH (the input of "
                  "`shadowtap report PATH -o report.html`)");
@@ -297,6 +341,12 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
     return 2;
   }
   if (std::string error = checkCompare(c); !error.empty()) {
+    err << "shadowtap: " << error << " (see shadowtap --help)" << std::endl;
+    return 2;
+  }
+  const bool kafkaFlagsGiven =
+      std::any_of(kafkaFlags.begin(), kafkaFlags.end(), [](const CLI::Option* o) { return o->count() > 0; });
+  if (std::string error = checkKafka(c, kafkaFlagsGiven); !error.empty()) {
     err << "shadowtap: " << error << " (see shadowtap --help)" << std::endl;
     return 2;
   }

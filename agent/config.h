@@ -71,13 +71,18 @@ struct Config {
   std::vector<std::string> compareIgnorePaths;    // JSON paths such as $.timestamp
 
   // Recording (a side output; works with or without a live mirror).
-  std::string recordPath;               // .har, .jsonl or .pcap; empty: off
+  std::string recordPath;               // .har, .jsonl, .pcap or kafka://...; empty: off
   std::string recordRedact = "default";  // none | default | header:NAME,query:NAME,...
   bool recordBodies = true;
   bool recordPcapUnredacted = false;
   uint64_t recordMaxFileMiB = 64;
   uint64_t recordMaxTotalMiB = 1024;
   uint32_t recordRotateSeconds = 0;
+  // --record kafka://BROKER[,BROKER...]/TOPIC.
+  std::string recordKafkaAcks = "all";          // all | 1 | 0
+  std::string recordKafkaCompression = "lz4";   // none | gzip | snappy | lz4 | zstd
+  std::string recordKafkaClientId = "shadowtap";
+  std::vector<std::string> recordKafkaOpts;     // librdkafka KEY=VALUE, as given
 };
 
 // Parses argv. Returns -1 when the program should go on, otherwise the exit code

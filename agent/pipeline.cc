@@ -160,6 +160,16 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
     ro.maxFileBytes = config.recordMaxFileMiB << 20;
     ro.maxTotalBytes = config.recordMaxTotalMiB << 20;
     ro.rotateSeconds = config.recordRotateSeconds;
+    ro.kafka.acks = config.recordKafkaAcks;
+    ro.kafka.compression = config.recordKafkaCompression;
+    ro.kafka.clientId = config.recordKafkaClientId;
+    for (const std::string& opt : config.recordKafkaOpts) {
+      if (std::string why = record::parseKafkaProperty(opt, ro.kafka); !why.empty()) {
+        *error = why;
+        return nullptr;
+      }
+    }
+    ro.kafka.drainTimeoutMs = config.drainTimeoutMs;
     p->recorder_ = record::makeRecordWriter(std::move(ro), error);
     if (!p->recorder_) {
       return nullptr;
@@ -663,11 +673,13 @@ int Pipeline::run() {
   if (responseFlows_) {
     responseFlows_->shutdown();  // responses in progress end; their exchanges miss the primary part
   }
-  if (recorder_) {
-    recorder_->close();  // every framed request is in; HAR gets its closing brackets
-  }
-  // Drain the rules' replayers in parallel: each gets the full drain time.
+  // Drain the recorder and the rules' replayers in parallel: each gets the
+  // full drain time.
   std::vector<std::thread> stoppers;
+  if (recorder_) {
+    // Every framed request is in: HAR gets its closing brackets, Kafka its flush.
+    stoppers.emplace_back([this] { recorder_->close(); });
+  }
   for (const auto& rt : rules_) {
     if (rt && rt->replayer) {
       stoppers.emplace_back([&rt, this] { rt->replayer->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });

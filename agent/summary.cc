@@ -165,6 +165,23 @@ std::string compareLine(const Snapshot& s) {
 }
 
 std::string recordLine(const Snapshot& s) {
+  if (s.find("shadowtap_record_kafka_undelivered_total") != nullptr) {
+    // Kafka: write errors are the undelivered records, by librdkafka's reason.
+    std::string why = reasons(s, "shadowtap_record_items_total", "outcome", {},
+                              [](const std::string& o) { return o != "written" && o != "write_error"; });
+    const std::string kafka = reasons(s, "shadowtap_record_kafka_undelivered_total", "reason", {});
+    if (!why.empty() && !kafka.empty()) {
+      why = why.substr(0, why.size() - 1) + ", " + kafka.substr(2);
+    } else {
+      why += kafka;
+    }
+    return fmt::format("record: {} delivered to Kafka, {} waiting in the producer; not delivered {}{}",
+                       n(s.sum("shadowtap_record_items_total", {{"outcome", "written"}})),
+                       n(s.sum("shadowtap_record_kafka_producer_queue_messages")),
+                       n(s.sum("shadowtap_record_items_total")) -
+                           n(s.sum("shadowtap_record_items_total", {{"outcome", "written"}})),
+                       why);
+  }
   return fmt::format("record: {} written, {} bytes on disk; not written {}{}",
                      n(s.sum("shadowtap_record_items_total", {{"outcome", "written"}})),
                      n(s.sum("shadowtap_record_disk_bytes")),

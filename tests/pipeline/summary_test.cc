@@ -42,5 +42,21 @@ TEST(Summary, FewShortLinesWithTheFiguresThatAddUp) {
   }
 }
 
+TEST(Summary, KafkaRecordLineSaysDeliveredWaitingAndWhyNot) {
+  metrics::Registry r;
+  r.add([](base::StatsSink& out) {
+    out.counters("shadowtap_record_items_total", "", "outcome",
+                 {{"written", 100}, {"dropped_queue_full", 2}, {"malformed", 0}, {"write_error", 38}});
+    out.counters("shadowtap_record_kafka_undelivered_total", "", "reason",
+                 {{"queue_full", 35}, {"msg_timed_out", 0}, {"purge_queue", 3}});
+    out.gauge("shadowtap_record_kafka_producer_queue_messages", "", 5);
+  });
+  const std::vector<std::string> lines = formatSummary(r.collect());
+  ASSERT_EQ(lines.size(), 3u);  // requests, capture, record
+  EXPECT_EQ(lines[2],
+            "record: 100 delivered to Kafka, 5 waiting in the producer; not delivered 40 "
+            "(dropped_queue_full 2, queue_full 35, purge_queue 3)");
+}
+
 }  // namespace
 }  // namespace shadowtap
