@@ -16,8 +16,8 @@ packages=(
   libnghttp2-dev libpcap-dev librdkafka-dev
   # tests
   libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps nghttp2-client nghttp2-server python3-h2 tcpdump
-  # a Kafka consumer for the Kafka recording test (tests/e2e/test_kafka.py) and docs/kafka.md
-  kcat
+  # a Kafka consumer and a JSON Schema validator for the Kafka recording test (tests/e2e/test_kafka.py)
+  kcat python3-jsonschema
   # a real gRPC client and service for the HTTP/2 end-to-end test (Debian package, no codegen needed)
   python3-grpcio
   # the kernel matrix (tests/kernels): Debian's 6.1 and 6.12 kernels booted under qemu

@@ -130,7 +130,8 @@ std::unique_ptr<KafkaRecordWriter> KafkaRecordWriter::create(RecordOptions opts,
   w->rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
   if (w->rk_ == nullptr) {
     rd_kafka_conf_destroy(conf);
-    *error = "--record " + w->options().path + ": " + errstr;
+    *error = "--record " + w->options().path + ": cannot create the Kafka producer (check the TLS/SASL "
+             "--record-kafka-opt settings): " + errstr;
     return nullptr;
   }
   w->topic_ = rd_kafka_topic_new(w->rk_, k.topic.c_str(), nullptr);

@@ -49,6 +49,17 @@ def main():
     case(b, ["-i", "lo", "-p", "8000", "-m", "127.0.0.1:9", "--bogus"], 2, "--bogus")
     case(b, ["-i", "st-no-such-if0", "-p", "8000", "-m", "127.0.0.1:9"], 1, "unknown interface 'st-no-such-if0'")
     case(b, ["-i", "lo", "-p", "8000", "-m", "no-such-host.invalid:80"], 1, "cannot resolve 'no-such-host.invalid'")
+    # Kafka recording: the URL and flags at parse time, librdkafka's refusals at start.
+    case(b, ["-i", "lo", "-p", "8000", "--record", "kafka://127.0.0.1:9"], 2, "no topic")
+    case(b, ["-i", "lo", "-p", "8000", "--record", "kafka://127.0.0.1:9/a b"], 2, "not a Kafka topic name")
+    case(b, ["-i", "lo", "-p", "8000", "--record", "/tmp/x.jsonl", "--record-kafka-acks", "1"], 2,
+         "--record-kafka-* need a Kafka recording")
+    case(b, ["-i", "lo", "-p", "8000", "--record", "kafka://127.0.0.1:9/t", "--record-kafka-opt", "linger.ms"], 2,
+         "write KEY=VALUE")
+    case(b, ["-i", "lo", "-p", "8000", "--record", "kafka://127.0.0.1:9/t", "--record-kafka-compression", "brotli"],
+         2, "--record-kafka-compression")
+    case(b, ["-i", "lo", "-p", "8000", "--record", "kafka://127.0.0.1:9/t", "--record-kafka-opt", "no.such.property=1"],
+         1, "--record-kafka-opt no.such.property: No such configuration property")
     case(b, ["-i", "lo", "-p", "8000", "-m", "127.0.0.1:9"], 1, "missing privileges",
          prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"))
     lab.close()

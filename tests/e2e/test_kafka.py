@@ -10,8 +10,9 @@ record-kafka-* keys) and NODE_NAME set. The topic is read back with kcat, as an 
 would, and checked:
   1. brokers up: every HTTP/1 request of a mixed workload (keep-alive, pipelined, chunked, IPv6, many
      connections, credentials) and every HTTP/2 request arrives exactly once, as the .jsonl object of
-     what the client sent (credentials redacted), keyed by its connection: one key per client
-     connection, in one partition, in the order sent; headers node (from NODE_NAME) and rule;
+     what the client sent (credentials redacted), valid against docs/kafka-record.schema.json, keyed
+     by its connection: one key per client connection, in one partition, in the order sent; headers
+     node (from NODE_NAME) and rule;
   2. brokers down (the mock cluster's brokers set down): the mirror still gets every request, the
      recorder's bounded producer queue fills and the rest is dropped at once, counted as undelivered
      queue_full, the queued ones time out (msg_timed_out); nothing is counted written;
@@ -39,6 +40,7 @@ import netlab  # noqa: E402
 from harness import PY, PORT, HOST, MirrorLab, check, finish, read_records, wait_count  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SCHEMA = os.path.join(HERE, "..", "..", "docs", "kafka-record.schema.json")
 H2_PORT = 8080
 TOPIC = "shadowtap.requests"
 PARTITIONS = 6
@@ -120,13 +122,13 @@ def expected_record(raw):
             "body_length": len(body), "body_sha256": hashlib.sha256(body).hexdigest()}
 
 
-def consume(lab, ns, bootstrap):
-    """Every message of the topic, read with kcat from the beginning to the end."""
+def consume(lab, ns, bootstrap, raw=False):
+    """Every message of the topic, read with kcat from the beginning to the end (raw: kcat's output)."""
     r = lab.run(ns, ["kcat", "-C", "-b", bootstrap, "-t", TOPIC, "-o", "beginning", "-e", "-J", "-q"],
                 capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         print("      kcat:", r.stderr.strip()[:500])
-    return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+    return r.stdout if raw else [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
 
 
 def headers_of(msg):
@@ -164,6 +166,13 @@ def main():
             print(f"FAIL: {tool} is missing (scripts/install-deps.sh installs kcat and nghttp2-client)",
                   file=sys.stderr)
             return 1
+    try:
+        import jsonschema
+    except ImportError:
+        print("FAIL: python3-jsonschema is missing (scripts/install-deps.sh installs it)", file=sys.stderr)
+        return 1
+    with open(SCHEMA) as f:
+        validator = jsonschema.Draft202012Validator(json.load(f))
 
     m = MirrorLab("stkf")
     lab, cli, node, workdir = m.lab, m.cli, m.node, m.workdir
@@ -225,7 +234,8 @@ def main():
         written1 = s.value("shadowtap_record_items_total", outcome="written")
         check(written1 == total, f"{total} requests recorded and acknowledged by the brokers ({written1})")
 
-        msgs = consume(lab, node, bootstrap)
+        text = consume(lab, node, bootstrap, raw=True)
+        msgs = [json.loads(l) for l in text.splitlines() if l.strip()]
         check(len(msgs) == total, f"kcat reads {len(msgs)} messages for {total} requests")
         values = [json.loads(msg["payload"]) for msg in msgs]
         h1 = [(msg, v) for msg, v in zip(msgs, values) if v["version"] == "HTTP/1.1"]
@@ -239,6 +249,16 @@ def main():
                 expected_record(base64.b64decode(sent[request_id(v["target"])]["request"]))]
         check(len(same) == n_h1, f"each message is the JSON lines object of what the client sent, redacted "
                                  f"({len(same)} of {n_h1})")
+        errors = [f"{v.get('target')}: {e.message}" for v in values for e in validator.iter_errors(v)]
+        check(not errors, f"every message matches docs/kafka-record.schema.json {errors[:3]}")
+        broken = [dict(values[0], flow=None), {k: v for k, v in values[0].items() if k != "body_sha256"},
+                  dict(values[0], headers=[["a"]]), dict(values[0], extra=1)]
+        check(all(not validator.is_valid(b) for b in broken), "the schema refuses broken records")
+        example = subprocess.run([PY, os.path.join(HERE, "..", "..", "docs", "kafka_consumer_example.py")],
+                                 input=text, capture_output=True, text=True, timeout=60)
+        want = f"total: {total} requests from 1 nodes over {len({msg['key'] for msg in msgs})} connections"
+        check(example.returncode == 0 and want in example.stdout,
+              f"docs/kafka_consumer_example.py reads kcat's output: {want!r}")
         check(len(h2) == n_h2 and sorted(dict(v["headers"])[":path"] for _, v in h2) ==
               ["/h2/a", "/h2/b", "/h2/c", "/h2/upload"], f"the {n_h2} HTTP/2 requests arrived once each")
         check(all(v["rule"] == 2 and headers_of(msg).get("rule") == "2" for msg, v in h2)
