@@ -32,17 +32,6 @@ namespace {
 constexpr uint64_t kTickNs = 100'000'000;  // expiry and housekeeping every 100 ms
 
 
-// Comparisons with `outcome`, over every rule.
-uint64_t totalOutcome(const compare::CompareStats& s, compare::Outcome outcome) {
-  uint64_t n = 0;
-  s.forEachRule([&](uint32_t, const compare::CompareCounters& c) {
-    n += base::load(outcome == compare::Outcome::kEqual       ? c.equal
-              : outcome == compare::Outcome::kDifferent ? c.different
-                                                        : c.noisy);
-  });
-  return n;
-}
-
 std::vector<uint16_t> ports(const std::vector<std::unique_ptr<RuleRuntime>>& rules) {
   std::vector<uint16_t> out;
   for (const auto& rt : rules) {
