@@ -150,10 +150,29 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
                              {"invalid_length", v(hs.invalidLength)},
                              {"obs_fold", v(hs.obsFold)},
                              {"bare_lf", v(hs.bareLf)},
+                             {"bare_cr", v(hs.bareCr)},
+                             {"transfer_coding", v(hs.transferCoding)},
+                             {"asterisk_form", v(hs.asteriskForm)},
                              {"invalid_header_name", v(hs.invalidHeaderName)},
                              {"invalid_header_value", v(hs.invalidHeaderValue)},
                              {"invalid_request_line", v(hs.invalidRequestLine)},
                              {"request_line_too_long", v(hs.requestLineTooLong)},
+                         }));
+  out.push_back(labelled("shadowtap_http_connections_closed_total",
+                         "Connections whose rest is not mirrored because the server closes them after a request, "
+                         "by reason.",
+                         C, "reason",
+                         std::vector<std::pair<std::string, double>>{
+                             {"connection_close", v(hs.closedByRequest)},
+                             {"refused_request", v(hs.closedAfterRefused)},
+                         }));
+  out.push_back(labelled("shadowtap_http_requests_tolerated_total",
+                         "Requests mirrored though not in canonical form, by variation (docs/http1.md).", C,
+                         "variation",
+                         std::vector<std::pair<std::string, double>>{
+                             {"bare_lf", v(hs.toleratedBareLf)},
+                             {"extension_method", v(hs.extensionMethod)},
+                             {"http10_without_host", v(hs.http10WithoutHost)},
                          }));
   out.push_back(single("shadowtap_http_unmirrored_bytes_total",
                        "Stream bytes skipped (before a resync point, in skipped requests, after abandonment).", C,

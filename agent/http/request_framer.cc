@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <string_view>
 #include <utility>
 
 #include "http/chunked_body.h"
@@ -27,14 +28,56 @@ constexpr uint64_t kReserveAhead = 64 << 10;
 
 RequestFramer& framerOf(llhttp_t* parser) { return *static_cast<RequestFramer*>(parser->data); }
 
+// Header names the framer looks for (bits of fieldMatch_).
+constexpr uint8_t kFieldHost = 1;
+constexpr uint8_t kFieldTransferEncoding = 2;
+constexpr std::string_view kFieldNames[] = {"host", "transfer-encoding"};
+
+// llhttp is given this method in place of one it does not know: every request
+// method is framed the same way (Content-Length or chunked, else no body), and
+// llhttp only treats CONNECT and PRI apart.
+constexpr std::string_view kStandInMethod = "POST";
+
+void initParser(llhttp_t& parser, const llhttp_settings_t& settings, void* data) {
+  llhttp_init(&parser, HTTP_REQUEST, &settings);
+  parser.data = data;
+  // Lets a header line end in LF alone (as nginx and most servers do). It also
+  // lets through what the framer then refuses itself: any control byte in a
+  // value, a SP before a colon (refused as a SP in the name) and a SP before
+  // the first header line.
+  llhttp_set_lenient_headers(&parser, 1);
+}
+
+bool isControl(uint8_t c) { return (c < 0x20 && c != '\t') || c == 0x7f; }
+
+// A CR not followed by LF (or at the very end).
+bool hasBareCr(std::string_view s) {
+  for (size_t i = s.find('\r'); i != std::string_view::npos; i = s.find('\r', i + 1)) {
+    if (i + 1 == s.size() || s[i + 1] != '\n') {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A LF not preceded by CR.
+bool hasBareLf(std::string_view s) {
+  for (size_t i = s.find('\n'); i != std::string_view::npos; i = s.find('\n', i + 1)) {
+    if (i == 0 || s[i - 1] != '\r') {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 const llhttp_settings_t& RequestFramer::settings() {
   static const llhttp_settings_t kSettings = [] {
     llhttp_settings_t s;
     llhttp_settings_init(&s);
-    s.on_message_begin = &RequestFramer::onMessageBegin;
-    s.on_method = &RequestFramer::onMethod;
+    // No on_message_begin / on_method: scanMethod() begins each request and
+    // reads its method before llhttp sees it.
     s.on_url = &RequestFramer::onUrl;
     s.on_url_complete = &RequestFramer::onUrlComplete;
     s.on_version = &RequestFramer::onVersion;
@@ -62,8 +105,7 @@ RequestFramer::RequestFramer(const flow::FlowKey& key, uint32_t ruleId, bool fro
                                                     limits.maxRequestLineBytes}))),
       stats_(stats) {
   add(stats_.streams);
-  llhttp_init(&parser_, HTTP_REQUEST, &settings());
-  parser_.data = this;
+  initParser(parser_, settings(), this);
   pos_ = accounted_ = bufPos_ = chunkPos_ = startOffset;
   startOffset_ = startOffset;
   if (!fromStart_) {
@@ -157,8 +199,8 @@ void RequestFramer::startParse() {
   inRequest_ = false;
   skipping_ = false;
   headersTooLarge_ = false;
-  llhttp_init(&parser_, HTTP_REQUEST, &settings());
-  parser_.data = this;
+  atBoundary_ = true;
+  initParser(parser_, settings(), this);
 }
 
 void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64_t tsNs) {
@@ -168,14 +210,15 @@ void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64
   chunkTs_ = tsNs;
   const char* p = data;
   const char* const end = data + len;
-  // The line end after a version completed in the previous chunk is here now.
-  if (lineEndPending_ && byteAt(versionEnd_) >= 0 && !checkLineEnd()) {
-    abandon(*std::exchange(rejectReason_, nullptr));
-    return;
-  }
   // After a pause llhttp runs again even at the end of the chunk: the message
   // may complete without another byte (a request without a body).
   while (mode_ == Mode::kParse) {
+    if (atBoundary_) {
+      p = scanMethod(p, end);
+      if (p == nullptr) {
+        break;
+      }
+    }
     const llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(end - p));
     if (err == HPE_OK) {
       break;
@@ -231,21 +274,136 @@ void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64
   finishChunk();
 }
 
+// At a request boundary the framer reads the method itself: llhttp 8.1 refuses
+// any method outside its table (QUERY, extension methods), which servers serve.
+// Skips the empty lines llhttp would skip, begins the request at its first
+// byte, and once the SP after the method is here, gives llhttp the method (or,
+// for one it does not know, kStandInMethod) from a string of its own; from the
+// SP on llhttp reads the stream again. The bytes mirrored stay the client's.
+// Returns where llhttp goes on, or nullptr when the chunk ended first (the
+// method so far is held with the request) or the request line was refused.
+const char* RequestFramer::scanMethod(const char* p, const char* end) {
+  if (!inRequest_) {
+    while (p < end && (*p == '\r' || *p == '\n')) {
+      ++p;
+    }
+    if (p == end) {
+      return nullptr;
+    }
+    beginRequest(posOf(p));
+  }
+  for (; p < end && *p != ' '; ++p) {
+    // As finishChunk() decides when a cut falls here: a line already over the
+    // limit is too long, whatever its next byte.
+    if (posOf(p) - reqStart_ >= limits_.maxRequestLineBytes) {
+      abandon(stats_.requestLineTooLong);
+      return nullptr;
+    }
+    if (!isMethodChar(*p)) {
+      abandon(stats_.invalidRequestLine);
+      return nullptr;
+    }
+    if (methodLen_ < sizeof(method_)) {
+      method_[methodLen_] = *p;
+    }
+    ++methodLen_;
+  }
+  if (p == end) {
+    return nullptr;
+  }
+  if (methodLen_ == 0) {
+    abandon(stats_.invalidRequestLine);
+    return nullptr;
+  }
+  atBoundary_ = false;
+  methodSeen_ = true;
+  const char* known =
+      methodLen_ <= sizeof(method_) ? knownMethodName(std::string_view(method_, methodLen_)) : nullptr;
+  extensionMethod_ = known == nullptr;
+  const std::string_view given = known != nullptr ? std::string_view(known) : kStandInMethod;
+  // A known method, then the SP from the stream: llhttp cannot fail here.
+  [[maybe_unused]] const llhttp_errno_t err = llhttp_execute(&parser_, given.data(), given.size());
+  assert(err == HPE_OK);
+  return p;
+}
+
+void RequestFramer::beginRequest(uint64_t pos) {
+  inRequest_ = true;
+  methodSeen_ = false;
+  extensionMethod_ = false;
+  methodLen_ = 0;
+  targetSeen_ = false;
+  versionSeen_ = false;
+  lineDone_ = false;
+  simpleRequest_ = false;
+  headersDone_ = false;
+  skipping_ = false;
+  headersTooLarge_ = false;
+  fieldMatch_ = kFieldHost | kFieldTransferEncoding;
+  fieldLen_ = 0;
+  valueIsHost_ = false;
+  valueIsTe_ = false;
+  valueSpanSeen_ = false;
+  awaitingValue_ = false;
+  lfAfterField_ = UINT64_MAX;
+  crAfterField_ = UINT64_MAX;
+  hostValueSeen_ = false;
+  hostCount_ = 0;
+  teCount_ = 0;
+  teChunkedOnly_ = true;
+  chunkedBodyBytes_ = 0;
+  reqStart_ = pos;
+  reqTs_ = chunkTs_;
+  account(pos);  // the empty lines before it
+  add(stats_.requestsStarted);
+  add(stats_.requestsInProgress);
+}
+
 // The bytes between a colon and the value may be released before the value
-// arrives; what the obs-fold check needs from them is kept here.
+// arrives; what the obs-fold and bare CR checks need from them is kept here.
 void RequestFramer::noteLfAfterField() {
-  if (mode_ != Mode::kParse || !inRequest_ || !awaitingValue_ || lfAfterField_ != UINT64_MAX) {
+  if (mode_ != Mode::kParse || !inRequest_ || !awaitingValue_) {
     return;
   }
+  noteLineEndsAfterField(std::max(fieldEnd_, chunkPos_), chunkPos_ + chunkLen_);
+}
+
+// Remembers the first LF and the first CR in [from, to), a range of the chunk.
+void RequestFramer::noteLineEndsAfterField(uint64_t from, uint64_t to) {
+  if (from >= to) {
+    return;
+  }
+  const char* p = chunkBase_ + (from - chunkPos_);
+  if (lfAfterField_ == UINT64_MAX) {
+    if (const void* lf = std::memchr(p, '\n', to - from)) {
+      lfAfterField_ = posOf(static_cast<const char*>(lf));
+    }
+  }
+  if (crAfterField_ == UINT64_MAX) {
+    if (const void* cr = std::memchr(p, '\r', to - from)) {
+      crAfterField_ = posOf(static_cast<const char*>(cr));
+    }
+  }
+}
+
+// llhttp takes a line end between the colon and the value for a fold (RFC 9112
+// 5.2: a server must reject it or replace it by SP, so the mirror could see
+// another value), and outside strict mode it takes CR followed by any byte
+// there for a line end, which a server that ends the line at the CR does not.
+bool RequestFramer::checkBeforeValue(uint64_t last) {
   const uint64_t from = std::max(fieldEnd_, chunkPos_);
-  const uint64_t chunkEnd = chunkPos_ + chunkLen_;
-  if (from >= chunkEnd) {
-    return;
+  noteLineEndsAfterField(from, std::max(from, last));
+  const uint64_t cr = crAfterField_;
+  const uint64_t lf = lfAfterField_;
+  if (cr < last && cr < lf) {
+    reject(lf == cr + 1 ? stats_.obsFold : stats_.bareCr);
+    return false;
   }
-  const void* lf = std::memchr(chunkBase_ + (from - chunkPos_), '\n', chunkEnd - from);
-  if (lf != nullptr) {
-    lfAfterField_ = posOf(static_cast<const char*>(lf));
+  if (lf < last) {
+    reject(stats_.obsFold);
+    return false;
   }
+  return true;
 }
 
 // Keeps the request in progress for the next chunk, unless it is known to be
@@ -309,10 +467,19 @@ bool RequestFramer::afterHeaders(uint64_t end) {
                                                                : stats_.invalidRequestLine);
     return false;
   }
-  // llhttp (outside strict mode) takes "\r\n\n" and "\r\n\r<any>" for the end of
-  // the header section; a server that does not would see different framing.
-  if (!crlfBefore(end)) {
-    abandon(stats_.bareLf);
+  // The blank line is "\r\n" or "\n" after a line end. llhttp (outside strict
+  // mode) also takes "\r<any>" for it, and after the request line it skips one
+  // SP first (lenient headers), which servers refuse. These bytes were read in
+  // this chunk or are the two kept from the one before.
+  const int lf = byteAt(end - 1);
+  const int b2 = end >= 2 ? byteAt(end - 2) : -1;
+  const int b3 = end >= 3 ? byteAt(end - 3) : -1;
+  if (lf >= 0 && lf != '\n') {
+    abandon(stats_.bareCr);
+    return false;
+  }
+  if (b2 >= 0 && b2 != '\n' && !(b2 == '\r' && (b3 < 0 || b3 == '\n'))) {
+    abandon(stats_.obsFold);  // a line of whitespace before the blank line
     return false;
   }
   if (end - reqStart_ > limits_.maxHeaderBytes) {
@@ -330,11 +497,16 @@ bool RequestFramer::afterHeaders(uint64_t end) {
 void RequestFramer::completeRequest(uint64_t end) {
   const bool connect = parser_.method == HTTP_CONNECT;
   const bool upgrade = parser_.upgrade != 0;
-  if ((parser_.flags & F_CHUNKED) != 0 && !crlfBefore(end)) {
-    abandon(stats_.bareLf);  // the last chunk or the trailers ended without CRLF
-    return;
+  if ((parser_.flags & F_CHUNKED) != 0) {
+    // The last chunk or the trailers ended without CRLF.
+    if (std::atomic<uint64_t>* reason = chunkedLineEndReason(end)) {
+      abandon(*reason);
+      return;
+    }
   }
   const bool keepAlive = llhttp_should_keep_alive(&parser_) != 0;
+  // Servers answer these with 400 and close the connection.
+  bool refused = false;
   if (connect) {
     // A tunnel, not a request to a service: nothing to mirror.
     resolve(stats_.droppedByAbandon);
@@ -345,17 +517,20 @@ void RequestFramer::completeRequest(uint64_t end) {
   } else if (skipping_ || end - reqStart_ > limits_.maxRequestBytes) {
     resolve(stats_.tooLarge);
     account(end);
-  } else if (hostCount_ == 0) {
+  } else if (hostCount_ == 0 && parser_.http_minor != 0) {
     resolve(stats_.noHost);
     account(end);
+    refused = true;
   } else if (hostCount_ > 1) {
     resolve(stats_.multipleHost);
     account(end);
+    refused = true;
   } else {
-    emit(end);
+    refused = !emit(end);
   }
   skipping_ = false;
   headersTooLarge_ = false;
+  atBoundary_ = true;
   if (mode_ != Mode::kParse) {
     return;  // emit() found the request malformed and gave up
   }
@@ -365,15 +540,15 @@ void RequestFramer::completeRequest(uint64_t end) {
     // What follows is another protocol (WebSocket, h2c) if the server agrees,
     // and we do not see its answer.
     abandon(stats_.upgrade);
-  } else if (!keepAlive) {
-    add(stats_.closedByRequest);
+  } else if (refused || !keepAlive) {
+    add(refused ? stats_.closedAfterRefused : stats_.closedByRequest);
     mode_ = Mode::kClosed;
     account(pos_);
     releaseBuffer(pos_);
   }
 }
 
-void RequestFramer::emit(uint64_t end) {
+bool RequestFramer::emit(uint64_t end) {
   assert(accounted_ == reqStart_ && end >= chunkPos_);
   const uint64_t size = end - reqStart_;
   Request req;
@@ -416,17 +591,21 @@ void RequestFramer::emit(uint64_t end) {
   const std::string_view host(req.bytes.data() + hostBegin, hostEnd - hostBegin);
   const size_t bodyOffset = headersEnd_ - reqStart_;
   const bool chunked = (parser_.flags & F_CHUNKED) != 0;
-  if (chunked && !isWellFormedChunkedBody(std::string_view(req.bytes).substr(bodyOffset))) {
-    abandon(stats_.bareLf);
-    return;
+  if (chunked) {
+    const std::string_view body = std::string_view(req.bytes).substr(bodyOffset);
+    if (!isWellFormedChunkedBody(body)) {
+      abandon(hasBareCr(body) ? stats_.bareCr : stats_.bareLf);
+      return false;
+    }
   }
   req.targetOffset = targetStart_ - reqStart_;
   req.targetLength = targetEnd_ - targetStart_;
   const TargetHost th = findTargetHost(req.target());
-  if (host.empty() || (th.absoluteForm && th.length == 0)) {
+  // (hostCount_ is 0 only in HTTP/1.0 here.)
+  if ((hostCount_ == 1 && host.empty()) || (th.absoluteForm && th.length == 0)) {
     resolve(stats_.invalidHost);
     account(end);
-    return;
+    return false;
   }
   if (th.absoluteForm) {
     req.targetHostOffset = req.targetOffset + th.offset;
@@ -442,11 +621,21 @@ void RequestFramer::emit(uint64_t end) {
   req.tsNs = reqTs_;
   req.hostOffset = hostBegin;
   req.hostLength = hostEnd - hostBegin;
-  req.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  req.method.assign(req.bytes, 0, methodLen_);
+  if (hasBareLf(std::string_view(req.bytes).substr(0, bodyOffset))) {
+    add(stats_.toleratedBareLf);
+  }
+  if (extensionMethod_) {
+    add(stats_.extensionMethod);
+  }
+  if (hostCount_ == 0) {
+    add(stats_.http10WithoutHost);
+  }
   resolve(stats_.requestsParsed);
   add(stats_.bytesParsed, size);
   accounted_ = end;
   sink_.onRequest(std::move(req));
+  return true;
 }
 
 void RequestFramer::resolve(std::atomic<uint64_t>& outcome) {
@@ -471,46 +660,6 @@ void RequestFramer::abandon(std::atomic<uint64_t>& reason) {
 // ---------------------------------------------------------------------------
 // llhttp callbacks (return 0 to go on, HPE_PAUSED to stop llhttp_execute here)
 
-int RequestFramer::onMessageBegin(llhttp_t* parser) {
-  RequestFramer& f = framerOf(parser);
-  f.inRequest_ = true;
-  f.methodSeen_ = false;
-  f.targetSeen_ = false;
-  f.versionSeen_ = false;
-  f.lineDone_ = false;
-  f.lineEndPending_ = false;
-  f.simpleRequest_ = false;
-  f.headersDone_ = false;
-  f.skipping_ = false;
-  f.headersTooLarge_ = false;
-  f.fieldIsHost_ = true;
-  f.fieldLen_ = 0;
-  f.valueIsHost_ = false;
-  f.valueSpanSeen_ = false;
-  f.awaitingValue_ = false;
-  f.lfAfterField_ = UINT64_MAX;
-  f.hostValueSeen_ = false;
-  f.hostCount_ = 0;
-  f.chunkedBodyBytes_ = 0;
-  f.reqStart_ = f.posOf(f.chunkBase_);  // corrected by the first method byte
-  f.reqTs_ = f.chunkTs_;
-  add(f.stats_.requestsStarted);
-  add(f.stats_.requestsInProgress);
-  return 0;
-}
-
-// The first method byte is the request's first byte (llhttp has skipped any
-// CRLF between pipelined requests by then).
-int RequestFramer::onMethod(llhttp_t* parser, const char* at, size_t /*length*/) {
-  RequestFramer& f = framerOf(parser);
-  if (!f.methodSeen_) {
-    f.methodSeen_ = true;
-    f.reqStart_ = f.posOf(at);
-    f.account(f.reqStart_);
-  }
-  return 0;
-}
-
 int RequestFramer::onUrl(llhttp_t* parser, const char* at, size_t length) {
   RequestFramer& f = framerOf(parser);
   const uint64_t pos = f.posOf(at);
@@ -519,6 +668,9 @@ int RequestFramer::onUrl(llhttp_t* parser, const char* at, size_t length) {
     f.targetStart_ = pos;
   }
   f.targetEnd_ = pos + length;
+  if (pos == f.targetStart_ && length > 0) {
+    f.targetFirst_ = at[0];
+  }
   // Outside strict mode llhttp takes HT and FF inside the target; other parsers
   // split the request line there.
   const void* tab = std::memchr(at, '\t', length);
@@ -537,6 +689,12 @@ int RequestFramer::onUrlComplete(llhttp_t* parser) {
   const int end = f.byteAt(f.targetEnd_);
   if (end == '\r' || end == '\n') {
     return f.reject(f.lineReason(f.stats_.invalidRequestLine, f.targetEnd_));
+  }
+  // "*" names the server as a whole, for OPTIONS only (RFC 9112 3.2.4); nginx
+  // and others refuse any other method with it. (PRI: the HTTP/2 preface.)
+  if (f.targetEnd_ - f.targetStart_ == 1 && f.targetFirst_ == '*' && parser->method != HTTP_PRI &&
+      (parser->method != HTTP_OPTIONS || f.extensionMethod_)) {
+    return f.reject(f.lineReason(f.stats_.asteriskForm, f.targetEnd_));
   }
   return 0;
 }
@@ -579,42 +737,44 @@ int RequestFramer::onVersionComplete(llhttp_t* parser) {
       }
     }
   }
-  // llhttp requires LF after a CR here, but takes a bare LF. It completes the
-  // version before reading the line end, which may not have arrived yet.
-  if (const int end = f.byteAt(f.versionEnd_); end < 0) {
-    f.lineEndPending_ = true;
-  } else if (end == '\n') {
-    return f.reject(f.stats_.bareLf);
-  }
+  // The line end is llhttp's: CRLF or a bare LF; a CR followed by anything
+  // else fails there (counted as bareCr).
   return 0;
 }
 
-// Header names may arrive in pieces. We need whether it is "Host", whether it
-// is a token (llhttp outside strict mode takes SP inside and before the colon:
-// "Transfer-Encoding : chunked"), and where it ends (for obs-fold).
+// Header names may arrive in pieces. We need whether it is Host or
+// Transfer-Encoding, whether it is a token (llhttp outside strict mode takes SP
+// inside and before the colon: "Transfer-Encoding : chunked"), whether it
+// starts its line (with lenient headers llhttp skips a SP before the first
+// one), and where it ends (for obs-fold).
 int RequestFramer::onHeaderField(llhttp_t* parser, const char* at, size_t length) {
   RequestFramer& f = framerOf(parser);
-  if (f.lineEndPending_ && !f.checkLineEnd()) {
-    return -1;
+  const uint64_t pos = f.posOf(at);
+  if (f.fieldLen_ == 0 && pos > 0 && f.byteAt(pos - 1) == ' ') {
+    return f.reject(f.stats_.obsFold);  // a line starting with whitespace
   }
   if (std::memchr(at, ' ', length) != nullptr) {
     return f.reject(f.stats_.invalidHeaderName);
   }
-  if (f.fieldIsHost_) {
-    static constexpr char kHost[] = "host";
-    if (f.fieldLen_ + length > 4) {
-      f.fieldIsHost_ = false;
-    } else {
-      for (size_t i = 0; i < length; ++i) {
-        if ((at[i] | 0x20) != kHost[f.fieldLen_ + i]) {
-          f.fieldIsHost_ = false;
-          break;
-        }
+  for (size_t k = 0; k < std::size(kFieldNames); ++k) {
+    const uint8_t bit = static_cast<uint8_t>(1u << k);
+    if ((f.fieldMatch_ & bit) == 0) {
+      continue;
+    }
+    const std::string_view name = kFieldNames[k];
+    if (f.fieldLen_ + length > name.size()) {
+      f.fieldMatch_ &= static_cast<uint8_t>(~bit);
+      continue;
+    }
+    for (size_t i = 0; i < length; ++i) {
+      if ((at[i] | 0x20) != name[f.fieldLen_ + i]) {
+        f.fieldMatch_ &= static_cast<uint8_t>(~bit);
+        break;
       }
     }
   }
   f.fieldLen_ += static_cast<uint32_t>(length);
-  f.fieldEnd_ = f.posOf(at) + length;
+  f.fieldEnd_ = pos + length;
   return 0;
 }
 
@@ -623,42 +783,48 @@ int RequestFramer::onHeaderFieldComplete(llhttp_t* parser) {
   if (f.fieldLen_ == 0) {
     return f.reject(f.stats_.invalidHeaderName);  // ": value"
   }
-  // Trailers (after the headers) never count as Host.
-  f.valueIsHost_ = !f.headersDone_ && f.fieldIsHost_ && f.fieldLen_ == 4;
-  f.fieldIsHost_ = true;
+  // Trailers (after the headers) never count as Host or Transfer-Encoding.
+  const bool inHeaders = !f.headersDone_;
+  f.valueIsHost_ = inHeaders && (f.fieldMatch_ & kFieldHost) != 0 && f.fieldLen_ == kFieldNames[0].size();
+  f.valueIsTe_ =
+      inHeaders && (f.fieldMatch_ & kFieldTransferEncoding) != 0 && f.fieldLen_ == kFieldNames[1].size();
+  f.teValueLen_ = 0;
+  f.fieldMatch_ = kFieldHost | kFieldTransferEncoding;
   f.fieldLen_ = 0;
   f.valueSpanSeen_ = false;
   f.awaitingValue_ = true;
   f.lfAfterField_ = UINT64_MAX;
+  f.crAfterField_ = UINT64_MAX;
   return 0;
 }
 
-// llhttp accepts obs-fold (RFC 9112 5.2: a server must reject it or replace it
-// by SP, so the mirror could see another value). A folded value shows as a value
-// piece that does not continue the previous one, or whose first piece comes
-// after a line end following the colon.
+// A folded value (obs-fold) shows as a value piece that does not continue the
+// previous one, or whose first piece comes after a line end following the
+// colon. An empty value shows as an empty piece at the start of the next line,
+// right after its own line end (checked in onHeaderValueComplete(); an empty
+// piece also comes before an error).
 int RequestFramer::onHeaderValue(llhttp_t* parser, const char* at, size_t length) {
   RequestFramer& f = framerOf(parser);
   const uint64_t pos = f.posOf(at);
   if (!f.valueSpanSeen_) {
+    if (length == 0) {
+      f.emptyValuePos_ = pos;
+      return 0;
+    }
     f.valueSpanSeen_ = true;
     f.awaitingValue_ = false;
-    // ":" OWS value: a line end needs at least ":\r\n " before the value. An
-    // empty value shows as an empty piece at the start of the next line, right
-    // after its own LF. Earlier chunks were searched by noteLfAfterField().
-    if (pos >= f.fieldEnd_ + 4) {
-      const uint64_t last = length == 0 ? pos - 1 : pos;
-      if (f.lfAfterField_ < last) {
-        return f.reject(f.stats_.obsFold);
-      }
-      for (uint64_t q = std::max(f.fieldEnd_, f.chunkPos_); q < last; ++q) {
-        if (f.byteAt(q) == '\n') {
-          return f.reject(f.stats_.obsFold);
-        }
-      }
+    if (!f.checkBeforeValue(pos)) {
+      return -1;
     }
   } else if (pos != f.valueEnd_) {
     return f.reject(f.stats_.obsFold);
+  }
+  // Lenient headers let any byte but CR and LF into a value; servers refuse
+  // control bytes other than HT (RFC 9110 5.5).
+  for (size_t i = 0; i < length; ++i) {
+    if (isControl(static_cast<uint8_t>(at[i]))) {
+      return f.reject(f.stats_.invalidHeaderValue);
+    }
   }
   f.valueEnd_ = pos + length;
   if (f.valueIsHost_) {
@@ -668,14 +834,50 @@ int RequestFramer::onHeaderValue(llhttp_t* parser, const char* at, size_t length
     }
     f.hostEnd_ = pos + length;
   }
+  if (f.valueIsTe_) {
+    for (size_t i = 0; i < length; ++i, ++f.teValueLen_) {
+      if (f.teValueLen_ < sizeof(f.teValue_)) {
+        f.teValue_[f.teValueLen_] = at[i];
+      }
+    }
+  }
   return 0;
 }
 
 int RequestFramer::onHeaderValueComplete(llhttp_t* parser) {
   RequestFramer& f = framerOf(parser);
+  if (!f.valueSpanSeen_) {
+    // Outside strict mode llhttp ends an empty value at "\r<any>" too: the
+    // x:\rTransfer-Encoding: chunked of request smuggling. (The two bytes
+    // before the empty piece are in this chunk or kept from the one before.)
+    const uint64_t pos = f.emptyValuePos_;
+    if (pos < 1 || f.byteAt(pos - 1) != '\n') {
+      return f.reject(f.stats_.bareCr);
+    }
+    f.awaitingValue_ = false;
+    if (!f.checkBeforeValue(pos >= 2 && f.byteAt(pos - 2) == '\r' ? pos - 2 : pos - 1)) {
+      return -1;
+    }
+  }
   if (f.valueIsHost_) {
     ++f.hostCount_;
     f.valueIsHost_ = false;
+  }
+  if (f.valueIsTe_) {
+    // The value without the OWS llhttp leaves after it.
+    // (Longer than kept: not "chunked" with a little OWS; refused.)
+    std::string_view v(f.teValue_, std::min<size_t>(f.teValueLen_, sizeof(f.teValue_)));
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) {
+      v.remove_suffix(1);
+    }
+    constexpr std::string_view kChunked = "chunked";
+    bool chunked = f.teValueLen_ <= sizeof(f.teValue_) && v.size() == kChunked.size();
+    for (size_t i = 0; chunked && i < v.size(); ++i) {
+      chunked = (v[i] | 0x20) == kChunked[i];
+    }
+    ++f.teCount_;
+    f.teChunkedOnly_ = f.teChunkedOnly_ && chunked;
+    f.valueIsTe_ = false;
   }
   return 0;
 }
@@ -690,12 +892,18 @@ int RequestFramer::onHeadersComplete(llhttp_t* parser) {
     f.pause_ = Pause::kHeaders;
     return HPE_PAUSED;
   }
-  if (f.lineEndPending_ && !f.checkLineEnd()) {
-    return -1;
-  }
-  // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
-  if ((parser->flags & F_TRANSFER_ENCODING) != 0 && parser->http_minor == 0) {
-    return f.reject(f.stats_.ambiguousLength);
+  if (f.teCount_ > 0) {
+    // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
+    if (parser->http_minor == 0) {
+      return f.reject(f.stats_.ambiguousLength);
+    }
+    // Another coding before chunked ("gzip, chunked"), or the field twice:
+    // unambiguous for llhttp, but nginx answers 501 or 400 and closes, others
+    // frame it otherwise or refuse it. An empty value (which llhttp ignores,
+    // framing by Content-Length) too.
+    if (f.teCount_ > 1 || !f.teChunkedOnly_) {
+      return f.reject(f.stats_.transferCoding);
+    }
   }
   // Pause so that llhttp_get_error_pos() tells where the header section ends.
   f.pause_ = Pause::kHeaders;
@@ -721,15 +929,6 @@ std::atomic<uint64_t>& RequestFramer::lineReason(std::atomic<uint64_t>& reason, 
     return stats_.requestLineTooLong;
   }
   return reason;
-}
-
-bool RequestFramer::checkLineEnd() {
-  lineEndPending_ = false;
-  if (byteAt(versionEnd_) == '\n') {
-    reject(stats_.bareLf);
-    return false;
-  }
-  return true;
 }
 
 int RequestFramer::reject(std::atomic<uint64_t>& reason) {
@@ -778,8 +977,13 @@ std::atomic<uint64_t>& RequestFramer::classifyError(llhttp_errno_t err, uint64_t
   const int prev = pos > 0 ? byteAt(pos - 1) : -1;
   const bool inLine = inRequest_ && methodSeen_ && !lineDone_;
   const char* reason = llhttp_get_error_reason(&parser_);
-  if (b == '\n' || (prev == '\r' && b != '\n') ||
-      (prev == '\n' && pos > 1 && byteAt(pos - 2) != '\r')) {
+  // llhttp took a CR and failed on the byte after it, which is not LF.
+  if (prev == '\r' && b != '\n') {
+    return stats_.bareCr;
+  }
+  // In the head a bare LF ends a line; in chunked framing a line ends in CRLF.
+  if (headersDone_ && (parser_.flags & F_CHUNKED) != 0 &&
+      (b == '\n' || (prev == '\n' && pos > 1 && byteAt(pos - 2) != '\r'))) {
     return stats_.bareLf;
   }
   if (inLine) {
@@ -789,8 +993,9 @@ std::atomic<uint64_t>& RequestFramer::classifyError(llhttp_errno_t err, uint64_t
     case HPE_UNEXPECTED_CONTENT_LENGTH:
       return (parser_.flags & F_TRANSFER_ENCODING) != 0 ? stats_.ambiguousLength
                                                          : stats_.conflictingLength;
-    case HPE_INVALID_CONTENT_LENGTH:
     case HPE_INVALID_TRANSFER_ENCODING:
+      return stats_.transferCoding;  // "chunked, gzip", "chunked" twice, no chunked
+    case HPE_INVALID_CONTENT_LENGTH:
     case HPE_INVALID_CHUNK_SIZE:
       return stats_.invalidLength;
     case HPE_INVALID_HEADER_TOKEN:
@@ -802,7 +1007,7 @@ std::atomic<uint64_t>& RequestFramer::classifyError(llhttp_errno_t err, uint64_t
       return stats_.invalidHeaderName;
     case HPE_LF_EXPECTED:
     case HPE_CR_EXPECTED:
-      return stats_.bareLf;
+      return stats_.bareCr;
     case HPE_INVALID_METHOD:
     case HPE_INVALID_URL:
     case HPE_INVALID_VERSION:
@@ -836,14 +1041,17 @@ int RequestFramer::byteAt(uint64_t pos) const {
   return -1;
 }
 
-bool RequestFramer::crlfBefore(uint64_t pos) const {
-  if (pos < 2) {
-    return false;
-  }
-  const int lf = byteAt(pos - 1);
-  const int cr = byteAt(pos - 2);
+std::atomic<uint64_t>* RequestFramer::chunkedLineEndReason(uint64_t end) {
+  const int lf = end >= 1 ? byteAt(end - 1) : -1;
+  const int cr = end >= 2 ? byteAt(end - 2) : -1;
   // Bytes no longer held belong to a request being skipped; nothing to check.
-  return (lf < 0 || lf == '\n') && (cr < 0 || cr == '\r');
+  if (lf >= 0 && lf != '\n') {
+    return &stats_.bareCr;  // llhttp took "\r<any>" for the line end
+  }
+  if (cr >= 0 && cr != '\r') {
+    return &stats_.bareLf;
+  }
+  return nullptr;
 }
 
 // ---------------------------------------------------------------------------

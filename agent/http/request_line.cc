@@ -27,6 +27,21 @@ bool isKnownMethod(std::string_view token) {
   return std::find(kMethods.begin(), kMethods.end(), token) != kMethods.end();
 }
 
+const char* knownMethodName(std::string_view token) {
+  static constexpr const char* kNames[] = {
+#define ST_METHOD_LITERAL(num, name, string) #string,
+      HTTP_METHOD_MAP(ST_METHOD_LITERAL)
+#undef ST_METHOD_LITERAL
+      "PRI",
+  };
+  for (const char* name : kNames) {
+    if (token == name) {
+      return name;
+    }
+  }
+  return nullptr;
+}
+
 LineMatch matchRequestLine(std::string_view data, size_t maxLineBytes) {
   const size_t n = std::min(data.size(), maxLineBytes);
   // Running out of bytes is only "need more" while the line may still fit.
