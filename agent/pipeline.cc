@@ -884,7 +884,7 @@ std::string Pipeline::summary() const {
       "http requests={} parse_errors={} no_host={} too_large={} dropped_by_gap={} unmirrored_bytes={} "
       "skipped_upgrade={} skipped_http2={} skipped_tls={} refused_bare_cr={} refused_transfer_coding={} "
       "refused_asterisk_form={} closed_after_refused={} tolerated_bare_lf={} tolerated_extension_method={} "
-      "tolerated_http10_without_host={} | "
+      "tolerated_http10_without_host={} tolerated_ignored_header_name={} | "
       "h2 connections={} prior_knowledge={} upgrades={} upgrades_declined={} requests={} streams={} "
       "streams_reset={} streams_refused={} streams_too_large={} streams_buffer_full={} streams_malformed={} "
       "streams_abandoned={} decode_errors={} h2_gaps={} | loop_skipped={} filtered={} submit_dropped={} | "
@@ -896,7 +896,7 @@ std::string Pipeline::summary() const {
       load(hs.requestsParsed), load(hs.parseErrors), load(hs.noHost), load(hs.tooLarge), load(hs.droppedByGap),
       load(hs.unmirroredBytes), load(hs.upgrade), load(hs.http2), load(hs.tls), load(hs.bareCr),
       load(hs.transferCoding), load(hs.asteriskForm), load(hs.closedAfterRefused), load(hs.toleratedBareLf),
-      load(hs.extensionMethod), load(hs.http10WithoutHost), load(h2s.connections),
+      load(hs.extensionMethod), load(hs.http10WithoutHost), load(hs.ignoredHeaderName), load(h2s.connections),
       load(ss.prefaceH2), load(ss.upgradesAccepted), load(ss.upgradesDeclined), load(h2s.requests),
       load(h2s.streamsOpened), load(h2s.streamsReset), load(h2s.streamsRefused),
       load(h2s.streamsHeadersTooLarge) + load(h2s.streamsBodyTooLarge), load(h2s.streamsBufferFull),

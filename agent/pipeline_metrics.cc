@@ -173,6 +173,7 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
                              {"bare_lf", v(hs.toleratedBareLf)},
                              {"extension_method", v(hs.extensionMethod)},
                              {"http10_without_host", v(hs.http10WithoutHost)},
+                             {"ignored_header_name", v(hs.ignoredHeaderName)},
                          }));
   out.push_back(single("shadowtap_http_unmirrored_bytes_total",
                        "Stream bytes skipped (before a resync point, in skipped requests, after abandonment).", C,

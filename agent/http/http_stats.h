@@ -78,6 +78,7 @@ struct HttpStats {
   std::atomic<uint64_t> toleratedBareLf{0};        // a head line ended by LF alone
   std::atomic<uint64_t> extensionMethod{0};        // a method llhttp 8.1 does not know (QUERY, ...)
   std::atomic<uint64_t> http10WithoutHost{0};      // HTTP/1.0 without Host (the rewrite adds one)
+  std::atomic<uint64_t> ignoredHeaderName{0};      // a header name nginx ignores the line for ("X@y")
 
   // --- bytes: every delivered byte is emitted, unmirrored or buffered ---
   std::atomic<uint64_t> bytesIn{0};          // delivered by onData

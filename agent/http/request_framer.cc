@@ -219,7 +219,26 @@ void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64
         break;
       }
     }
-    const llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(end - p));
+    // In the header section, llhttp stops short of a byte that makes nginx
+    // ignore a header line (see scanNames()).
+    const char* stop = nameScan_ != NameScan::kOff ? scanNames(p, end) : end;
+    llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(stop - p));
+    if (err == HPE_OK && stop != end) {
+      // A name byte that is not a token character: llhttp gets '!' instead,
+      // so it reads an unknown field as nginx ignores one; the bytes mirrored
+      // stay the client's.
+      ignoredName_ = true;
+      static constexpr char kStandIn = '!';
+      synthetic_ = &kStandIn;
+      syntheticPos_ = posOf(stop);
+      err = llhttp_execute(&parser_, &kStandIn, 1);
+      synthetic_ = nullptr;
+      p = stop + 1;
+      if (err == HPE_OK) {
+        continue;
+      }
+      assert(rejectReason_ != nullptr);  // only a callback can refuse it
+    }
     if (err == HPE_OK) {
       break;
     }
@@ -233,6 +252,8 @@ void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64
       const Pause why = std::exchange(pause_, Pause::kNone);
       if (why == Pause::kMessage) {
         completeRequest(posOf(at));
+      } else if (why == Pause::kLine) {
+        nameScan_ = NameScan::kLineEnd;
       } else {
         afterHeaders(posOf(at));
       }
@@ -347,10 +368,13 @@ void RequestFramer::beginRequest(uint64_t pos) {
   awaitingValue_ = false;
   lfAfterField_ = UINT64_MAX;
   crAfterField_ = UINT64_MAX;
+  htAfterField_ = UINT64_MAX;
   hostValueSeen_ = false;
   hostCount_ = 0;
   teCount_ = 0;
   teChunkedOnly_ = true;
+  nameScan_ = NameScan::kOff;
+  ignoredName_ = false;
   chunkedBodyBytes_ = 0;
   reqStart_ = pos;
   reqTs_ = chunkTs_;
@@ -368,7 +392,7 @@ void RequestFramer::noteLfAfterField() {
   noteLineEndsAfterField(std::max(fieldEnd_, chunkPos_), chunkPos_ + chunkLen_);
 }
 
-// Remembers the first LF and the first CR in [from, to), a range of the chunk.
+// Remembers the first LF, CR and HT in [from, to), a range of the chunk.
 void RequestFramer::noteLineEndsAfterField(uint64_t from, uint64_t to) {
   if (from >= to) {
     return;
@@ -382,6 +406,11 @@ void RequestFramer::noteLineEndsAfterField(uint64_t from, uint64_t to) {
   if (crAfterField_ == UINT64_MAX) {
     if (const void* cr = std::memchr(p, '\r', to - from)) {
       crAfterField_ = posOf(static_cast<const char*>(cr));
+    }
+  }
+  if (htAfterField_ == UINT64_MAX) {
+    if (const void* ht = std::memchr(p, '\t', to - from)) {
+      htAfterField_ = posOf(static_cast<const char*>(ht));
     }
   }
 }
@@ -401,6 +430,12 @@ bool RequestFramer::checkBeforeValue(uint64_t last) {
   }
   if (lf < last) {
     reject(stats_.obsFold);
+    return false;
+  }
+  // nginx takes only SP before a value: "Transfer-Encoding:<HT>chunked" is an
+  // unknown coding to it (501), chunked to others.
+  if (valueIsTe_ && htAfterField_ < last) {
+    reject(stats_.transferCoding);
     return false;
   }
   return true;
@@ -456,6 +491,70 @@ void RequestFramer::finishChunk() {
     buf_.append(chunkBase_, chunkLen_);
   }
   bufPos_ = accounted_;
+}
+
+namespace {
+
+// A byte nginx takes in no header name, and for which it ignores the header
+// line (ignore_invalid_headers, its default) instead of refusing the request:
+// a visible byte that is not a token character, or any byte from 0x80. llhttp
+// refuses it. (Control bytes and SP there are refused by nginx too.)
+bool isIgnoredNameByte(uint8_t c) {
+  if (c >= 0x80) {
+    return true;
+  }
+  switch (c) {
+    case '"': case '(': case ')': case ',': case '/': case ';': case '<': case '=': case '>':
+    case '?': case '@': case '[': case '\\': case ']': case '{': case '}':
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+// Follows the lines of the header section, as llhttp will read them, from the
+// end of the request line to the blank line, and returns the first header-name
+// byte llhttp would refuse but nginx ignores the line for (end: none in
+// [p, end)). Only a valid header section is followed exactly: where the two
+// could read lines differently (a bare CR, a fold, a SP before the first
+// field), the request is refused anyway.
+const char* RequestFramer::scanNames(const char* p, const char* end) {
+  for (; p < end; ++p) {
+    const auto c = static_cast<uint8_t>(*p);
+    switch (nameScan_) {
+      case NameScan::kOff:
+        return end;
+      case NameScan::kLineEnd:
+      case NameScan::kRest:
+        if (c == '\n') {
+          nameScan_ = NameScan::kLineStart;
+        }
+        break;
+      case NameScan::kLineStart:
+        if (c == '\r' || c == '\n') {
+          nameScan_ = NameScan::kOff;  // the blank line
+          return end;
+        }
+        if (c == ' ' || c == '\t') {
+          nameScan_ = NameScan::kRest;
+          break;
+        }
+        nameScan_ = NameScan::kName;
+        [[fallthrough]];
+      case NameScan::kName:
+        if (c == ':' || c == '\r') {
+          nameScan_ = NameScan::kRest;
+        } else if (c == '\n') {
+          nameScan_ = NameScan::kLineStart;
+        } else if (isIgnoredNameByte(c)) {
+          return p;
+        }
+        break;
+    }
+  }
+  return end;
 }
 
 // `end` is the first byte after the header section's blank line.
@@ -601,8 +700,9 @@ bool RequestFramer::emit(uint64_t end) {
   req.targetOffset = targetStart_ - reqStart_;
   req.targetLength = targetEnd_ - targetStart_;
   const TargetHost th = findTargetHost(req.target());
-  // (hostCount_ is 0 only in HTTP/1.0 here.)
-  if ((hostCount_ == 1 && host.empty()) || (th.absoluteForm && th.length == 0)) {
+  // (hostCount_ is 0 only in HTTP/1.0 here.) Userinfo in the target: RFC 9110
+  // 4.2.4 says to treat it as an error (phishing), and nginx answers 400.
+  if ((hostCount_ == 1 && host.empty()) || (th.absoluteForm && (th.length == 0 || th.userinfo))) {
     resolve(stats_.invalidHost);
     account(end);
     return false;
@@ -630,6 +730,9 @@ bool RequestFramer::emit(uint64_t end) {
   }
   if (hostCount_ == 0) {
     add(stats_.http10WithoutHost);
+  }
+  if (ignoredName_) {
+    add(stats_.ignoredHeaderName);
   }
   resolve(stats_.requestsParsed);
   add(stats_.bytesParsed, size);
@@ -738,8 +841,10 @@ int RequestFramer::onVersionComplete(llhttp_t* parser) {
     }
   }
   // The line end is llhttp's: CRLF or a bare LF; a CR followed by anything
-  // else fails there (counted as bareCr).
-  return 0;
+  // else fails there (counted as bareCr). Pause, so that the framer looks at
+  // the header section before llhttp does (scanNames()).
+  f.pause_ = Pause::kLine;
+  return HPE_PAUSED;
 }
 
 // Header names may arrive in pieces. We need whether it is Host or
@@ -795,6 +900,7 @@ int RequestFramer::onHeaderFieldComplete(llhttp_t* parser) {
   f.awaitingValue_ = true;
   f.lfAfterField_ = UINT64_MAX;
   f.crAfterField_ = UINT64_MAX;
+  f.htAfterField_ = UINT64_MAX;
   return 0;
 }
 
@@ -864,10 +970,10 @@ int RequestFramer::onHeaderValueComplete(llhttp_t* parser) {
     f.valueIsHost_ = false;
   }
   if (f.valueIsTe_) {
-    // The value without the OWS llhttp leaves after it.
+    // The value without the SP llhttp leaves after it (an HT there, nginx keeps).
     // (Longer than kept: not "chunked" with a little OWS; refused.)
     std::string_view v(f.teValue_, std::min<size_t>(f.teValueLen_, sizeof(f.teValue_)));
-    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) {
+    while (!v.empty() && v.back() == ' ') {
       v.remove_suffix(1);
     }
     constexpr std::string_view kChunked = "chunked";
@@ -885,6 +991,7 @@ int RequestFramer::onHeaderValueComplete(llhttp_t* parser) {
 int RequestFramer::onHeadersComplete(llhttp_t* parser) {
   RequestFramer& f = framerOf(parser);
   f.headersDone_ = true;
+  f.nameScan_ = NameScan::kOff;
   if (!f.lineDone_) {
     // HTTP/0.9 ("GET /" without a version): refused in afterHeaders(), which
     // knows how long the "line" was.

@@ -75,7 +75,9 @@ class RequestFramer final : public flow::StreamConsumer {
   // kFailing: llhttp failed right at the end of a chunk; the reason waits for
   // the next byte (see failPending()).
   enum class Mode : uint8_t { kParse, kResync, kFailing, kAbandoned, kClosed, kEnded };
-  enum class Pause : uint8_t { kNone, kHeaders, kMessage };
+  enum class Pause : uint8_t { kNone, kLine, kHeaders, kMessage };
+  // Where scanNames() is in the header section.
+  enum class NameScan : uint8_t { kOff, kLineEnd, kLineStart, kName, kRest };
 
   static int onUrl(llhttp_t* parser, const char* at, size_t length);
   static int onUrlComplete(llhttp_t* parser);
@@ -101,7 +103,8 @@ class RequestFramer final : public flow::StreamConsumer {
   const char* scanMethod(const char* p, const char* end);
   void beginRequest(uint64_t pos);
   // A CR or LF between a header name's colon and its value's first byte at
-  // `last` (exclusive): false when rejected (obs-fold, or a CR without LF).
+  // `last` (exclusive), or an HT before a Transfer-Encoding value: false when
+  // rejected (obs-fold, a CR without LF, transferCoding).
   bool checkBeforeValue(uint64_t last);
   void noteLineEndsAfterField(uint64_t from, uint64_t to);
   // The reason for a chunk line or trailer line ending at `end` (exclusive)
@@ -131,7 +134,13 @@ class RequestFramer final : public flow::StreamConsumer {
   void account(uint64_t pos);
   void releaseBuffer(uint64_t pos);
   void publishBuffered();
-  uint64_t posOf(const char* p) const { return chunkPos_ + static_cast<uint64_t>(p - chunkBase_); }
+  const char* scanNames(const char* p, const char* end);
+  uint64_t posOf(const char* p) const {
+    if (synthetic_ != nullptr && p >= synthetic_ && p <= synthetic_ + 1) {
+      return syntheticPos_ + static_cast<uint64_t>(p - synthetic_);
+    }
+    return chunkPos_ + static_cast<uint64_t>(p - chunkBase_);
+  }
 
   const flow::FlowKey key_;
   const uint32_t ruleId_;
@@ -153,6 +162,12 @@ class RequestFramer final : public flow::StreamConsumer {
   std::string buf_;
   uint64_t bufPos_ = 0;
   size_t publishedBuffered_ = 0;
+
+  // A byte llhttp is given in place of the stream byte at syntheticPos_.
+  const char* synthetic_ = nullptr;
+  uint64_t syntheticPos_ = 0;
+  NameScan nameScan_ = NameScan::kOff;
+  bool ignoredName_ = false;  // the request has a header line nginx ignores
 
   // The chunk llhttp is running over.
   const char* chunkBase_ = nullptr;
@@ -201,6 +216,7 @@ class RequestFramer final : public flow::StreamConsumer {
   bool awaitingValue_ = false;
   uint64_t lfAfterField_ = UINT64_MAX;
   uint64_t crAfterField_ = UINT64_MAX;
+  uint64_t htAfterField_ = UINT64_MAX;
   // Transfer-Encoding fields (in the header section): how many, and whether
   // every value was exactly "chunked" (case-insensitive, OWS around it).
   uint32_t teCount_ = 0;

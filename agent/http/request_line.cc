@@ -108,6 +108,7 @@ TargetHost findTargetHost(std::string_view target) {
   const std::string_view authority = target.substr(start, end - start);
   const size_t at = authority.rfind('@');
   const size_t hostStart = at == std::string_view::npos ? 0 : at + 1;
+  th.userinfo = at != std::string_view::npos;
   // An authority with only a port (":80") names no host either.
   if (hostStart >= authority.size() || authority[hostStart] == ':') {
     return th;

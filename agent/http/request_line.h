@@ -36,6 +36,7 @@ const char* knownMethodName(std::string_view token);
 // ("http://user@h:80/x" -> "h:80"), relative to the target.
 struct TargetHost {
   bool absoluteForm = false;  // not origin-form ("/..."), not asterisk-form ("*")
+  bool userinfo = false;      // "user@" before the host
   size_t offset = 0;
   size_t length = 0;  // 0: absolute-form without a usable authority
 };

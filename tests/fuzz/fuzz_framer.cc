@@ -63,7 +63,7 @@ std::vector<uint64_t> statsVector(const HttpStats& s) {
           v(s.tls), v(s.ambiguousLength), v(s.conflictingLength), v(s.invalidLength),
           v(s.obsFold), v(s.bareLf), v(s.bareCr), v(s.transferCoding), v(s.asteriskForm),
           v(s.invalidHeaderName), v(s.invalidHeaderValue), v(s.toleratedBareLf),
-          v(s.extensionMethod), v(s.http10WithoutHost),
+          v(s.extensionMethod), v(s.http10WithoutHost), v(s.ignoredHeaderName),
           v(s.invalidRequestLine) + v(s.requestLineTooLong), v(s.requestsStarted),
           v(s.requestsParsed), v(s.noHost), v(s.multipleHost), v(s.invalidHost), v(s.tooLarge),
           v(s.headersTooLarge), v(s.droppedByGap), v(s.droppedAtEnd), v(s.droppedByAbandon),

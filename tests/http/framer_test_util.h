@@ -31,7 +31,7 @@ struct StatsSnapshot {
       invalidHeaderName, invalidHeaderValue, invalidRequestLine, requestLineTooLong;
   uint64_t requestsStarted, requestsParsed, noHost, multipleHost, invalidHost, tooLarge,
       headersTooLarge, droppedByGap, droppedAtEnd, droppedByAbandon, requestsInProgress;
-  uint64_t toleratedBareLf, extensionMethod, http10WithoutHost;
+  uint64_t toleratedBareLf, extensionMethod, http10WithoutHost, ignoredHeaderName;
   uint64_t bytesIn, bytesParsed, unmirroredBytes, bytesBuffered;
   bool operator==(const StatsSnapshot&) const = default;
 };
@@ -50,7 +50,7 @@ inline StatsSnapshot snapshot(const HttpStats& s) {
           v(s.multipleHost),      v(s.invalidHost),       v(s.tooLarge),
           v(s.headersTooLarge),   v(s.droppedByGap),      v(s.droppedAtEnd),
           v(s.droppedByAbandon),  v(s.requestsInProgress), v(s.toleratedBareLf),
-          v(s.extensionMethod),   v(s.http10WithoutHost), v(s.bytesIn),
+          v(s.extensionMethod),   v(s.http10WithoutHost), v(s.ignoredHeaderName), v(s.bytesIn),
           v(s.bytesParsed),       v(s.unmirroredBytes),   v(s.bytesBuffered)};
 }
 
@@ -78,7 +78,8 @@ inline std::ostream& operator<<(std::ostream& os, const StatsSnapshot& s) {
             << " closedByRequest=" << s.closedByRequest
             << " closedAfterRefused=" << s.closedAfterRefused << " gaps=" << s.gaps
             << " | tolerated bareLf=" << s.toleratedBareLf << " extensionMethod=" << s.extensionMethod
-            << " http10WithoutHost=" << s.http10WithoutHost << "}";
+            << " http10WithoutHost=" << s.http10WithoutHost
+            << " ignoredHeaderName=" << s.ignoredHeaderName << "}";
 }
 
 inline uint64_t abandonReasons(const StatsSnapshot& s) {
