@@ -79,8 +79,10 @@ size_t rewriteEdits(const Request& r, std::string_view suffix, std::string& host
     return n;
   }
   // No Host: only an HTTP/1.0 request gets here (the framer refuses the others).
+  // (Port 0: where it was sent is not known, e.g. rebuilt from an old record.)
   const size_t lineEnd = bytes.find('\n', r.targetOffset + r.targetLength);
-  if (lineEnd == std::string_view::npos || r.targetOffset + r.targetLength > bytes.size()) {
+  if (lineEnd == std::string_view::npos || r.targetOffset + r.targetLength > bytes.size() ||
+      (!targetHost && r.flow.dport == 0)) {
     return n;
   }
   hostLine = "Host: ";

@@ -29,8 +29,9 @@ std::string appendShadowSuffix(std::string_view host, std::string_view suffix);
 // A request without Host (hostLength == 0: HTTP/1.0, the framer emits no other)
 // gets "Host: <authority with the suffix>\r\n" as its first header line, the
 // authority being the target's (absolute form) or the address the request was
-// sent to (destinationAuthority), as an HTTP/1.1 client would have sent it;
-// so the mirror sees the suffix, which also guards against mirror loops.
+// sent to (destinationAuthority; none when r.flow.dport is 0), as an HTTP/1.1
+// client would have sent it; so the mirror sees the suffix, which also guards
+// against mirror loops.
 std::string rewriteRequestHost(const Request& r, std::string_view suffix);
 
 // "198.18.0.2:8000", "[2001:db8::2]:8080", "198.18.0.2" (port 80 omitted): the

@@ -21,6 +21,14 @@ namespace {
 
 constexpr std::string_view kSuffix = "-shadow";
 
+// The flow of every stream: where an HTTP/1.0 request without Host was sent.
+flow::FlowKey testFlow() {
+  flow::FlowKey k;
+  k.daddr = {198, 18, 0, 2};
+  k.dport = 8000;
+  return k;
+}
+
 struct Collect : RequestSink {
   void onRequest(Request&& r) override { requests.push_back(std::move(r)); }
   std::vector<Request> requests;
@@ -84,7 +92,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
   std::vector<uint64_t> gapAt;  // delivered-stream positions of gaps
   const size_t cap = std::max(limits.maxHeaderBytes, limits.maxRequestBytes);
   {
-    RequestFramer f(flow::FlowKey{}, 1, fromStart, sink, limits, stats);
+    RequestFramer f(testFlow(), 1, fromStart, sink, limits, stats);
     for (const Piece& p : pieces) {
       if (p.gap) {
         f.onGap(p.length);
@@ -158,7 +166,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
     if (r.hostLength > 0) {
       suffixAt(r.host(), r.hostOffset);
     } else {
-      const std::string_view authority = r.targetHostLength > 0 ? r.targetHost() : "0.0.0.0:0";
+      const std::string_view authority = r.targetHostLength > 0 ? r.targetHost() : "198.18.0.2:8000";
       want.insert(line.size() + 1, "Host: " + appendShadowSuffix(authority, kSuffix) + "\r\n");
     }
     if (r.targetHostLength > 0) {
@@ -169,7 +177,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
     Collect again;
     HttpStats againStats;
     {
-      RequestFramer g(flow::FlowKey{}, 1, true, again, limits, againStats);
+      RequestFramer g(testFlow(), 1, true, again, limits, againStats);
       g.onData({reinterpret_cast<const uint8_t*>(r.bytes.data()), n}, 0);
     }
     FUZZ_CHECK(again.requests.size() == 1);
