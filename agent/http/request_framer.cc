@@ -1,6 +1,7 @@
 #include "http/request_framer.h"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cstring>
 #include <string_view>
@@ -49,6 +50,34 @@ void initParser(llhttp_t& parser, const llhttp_settings_t& settings, void* data)
 }
 
 bool isControl(uint8_t c) { return (c < 0x20 && c != '\t') || c == 0x7f; }
+
+// A control byte other than HT in `s`; eight bytes at a time, as header values
+// are most of a request's head.
+bool hasControl(const char* s, size_t n) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s + i, 8);
+    // A byte below 0x20, or equal to 0x7f (then 0 after the xor): look closer.
+    const uint64_t below = (w - kOnes * 0x20) & ~w & kHighs;
+    const uint64_t del = w ^ (kOnes * 0x7f);
+    if ((below | ((del - kOnes) & ~del & kHighs)) != 0) {
+      for (size_t k = i; k < i + 8; ++k) {
+        if (isControl(static_cast<uint8_t>(s[k]))) {
+          return true;
+        }
+      }
+    }
+  }
+  for (; i < n; ++i) {
+    if (isControl(static_cast<uint8_t>(s[i]))) {
+      return true;
+    }
+  }
+  return false;
+}
 
 // A CR not followed by LF (or at the very end).
 bool hasBareCr(std::string_view s) {
@@ -219,26 +248,7 @@ void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64
         break;
       }
     }
-    // In the header section, llhttp stops short of a byte that makes nginx
-    // ignore a header line (see scanNames()).
-    const char* stop = nameScan_ != NameScan::kOff ? scanNames(p, end) : end;
-    llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(stop - p));
-    if (err == HPE_OK && stop != end) {
-      // A name byte that is not a token character: llhttp gets '!' instead,
-      // so it reads an unknown field as nginx ignores one; the bytes mirrored
-      // stay the client's.
-      ignoredName_ = true;
-      static constexpr char kStandIn = '!';
-      synthetic_ = &kStandIn;
-      syntheticPos_ = posOf(stop);
-      err = llhttp_execute(&parser_, &kStandIn, 1);
-      synthetic_ = nullptr;
-      p = stop + 1;
-      if (err == HPE_OK) {
-        continue;
-      }
-      assert(rejectReason_ != nullptr);  // only a callback can refuse it
-    }
+    llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(end - p));
     if (err == HPE_OK) {
       break;
     }
@@ -247,13 +257,19 @@ void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64
       abandon(*std::exchange(rejectReason_, nullptr));
       break;
     }
+    if (err == HPE_INVALID_HEADER_TOKEN && resumeAfterIgnoredName(at)) {
+      p = at + 1;
+      continue;
+    }
+    if (rejectReason_ != nullptr) {
+      abandon(*std::exchange(rejectReason_, nullptr));  // refused while resuming
+      break;
+    }
     if (err == HPE_PAUSED && pause_ != Pause::kNone) {
       llhttp_resume(&parser_);
       const Pause why = std::exchange(pause_, Pause::kNone);
       if (why == Pause::kMessage) {
         completeRequest(posOf(at));
-      } else if (why == Pause::kLine) {
-        nameScan_ = NameScan::kLineEnd;
       } else {
         afterHeaders(posOf(at));
       }
@@ -361,6 +377,7 @@ void RequestFramer::beginRequest(uint64_t pos) {
   skipping_ = false;
   headersTooLarge_ = false;
   fieldMatch_ = kFieldHost | kFieldTransferEncoding;
+  firstField_ = true;
   fieldLen_ = 0;
   valueIsHost_ = false;
   valueIsTe_ = false;
@@ -373,7 +390,6 @@ void RequestFramer::beginRequest(uint64_t pos) {
   hostCount_ = 0;
   teCount_ = 0;
   teChunkedOnly_ = true;
-  nameScan_ = NameScan::kOff;
   ignoredName_ = false;
   chunkedBodyBytes_ = 0;
   reqStart_ = pos;
@@ -392,25 +408,14 @@ void RequestFramer::noteLfAfterField() {
   noteLineEndsAfterField(std::max(fieldEnd_, chunkPos_), chunkPos_ + chunkLen_);
 }
 
-// Remembers the first LF, CR and HT in [from, to), a range of the chunk.
+// Remembers the first LF, CR and HT in [from, to), a range of the chunk (the
+// few bytes between a colon and its value, as a rule).
 void RequestFramer::noteLineEndsAfterField(uint64_t from, uint64_t to) {
-  if (from >= to) {
-    return;
-  }
-  const char* p = chunkBase_ + (from - chunkPos_);
-  if (lfAfterField_ == UINT64_MAX) {
-    if (const void* lf = std::memchr(p, '\n', to - from)) {
-      lfAfterField_ = posOf(static_cast<const char*>(lf));
-    }
-  }
-  if (crAfterField_ == UINT64_MAX) {
-    if (const void* cr = std::memchr(p, '\r', to - from)) {
-      crAfterField_ = posOf(static_cast<const char*>(cr));
-    }
-  }
-  if (htAfterField_ == UINT64_MAX) {
-    if (const void* ht = std::memchr(p, '\t', to - from)) {
-      htAfterField_ = posOf(static_cast<const char*>(ht));
+  for (uint64_t q = from; q < to; ++q) {
+    const char c = chunkBase_[q - chunkPos_];
+    uint64_t* first = c == '\n' ? &lfAfterField_ : c == '\r' ? &crAfterField_ : c == '\t' ? &htAfterField_ : nullptr;
+    if (first != nullptr && *first == UINT64_MAX) {
+      *first = q;
     }
   }
 }
@@ -420,6 +425,11 @@ void RequestFramer::noteLineEndsAfterField(uint64_t from, uint64_t to) {
 // another value), and outside strict mode it takes CR followed by any byte
 // there for a line end, which a server that ends the line at the CR does not.
 bool RequestFramer::checkBeforeValue(uint64_t last) {
+  // The usual ": value": a fold needs at least ":\n v", and after a bare CR
+  // llhttp skips a byte (":\rX v"), so nothing to look at.
+  if (last < fieldEnd_ + 3 && !valueIsTe_) {
+    return true;
+  }
   const uint64_t from = std::max(fieldEnd_, chunkPos_);
   noteLineEndsAfterField(from, std::max(from, last));
   const uint64_t cr = crAfterField_;
@@ -498,63 +508,86 @@ namespace {
 // A byte nginx takes in no header name, and for which it ignores the header
 // line (ignore_invalid_headers, its default) instead of refusing the request:
 // a visible byte that is not a token character, or any byte from 0x80. llhttp
-// refuses it. (Control bytes and SP there are refused by nginx too.)
+// refuses it. (Control bytes and SP there nginx refuses too.)
 bool isIgnoredNameByte(uint8_t c) {
-  if (c >= 0x80) {
-    return true;
-  }
-  switch (c) {
-    case '"': case '(': case ')': case ',': case '/': case ';': case '<': case '=': case '>':
-    case '?': case '@': case '[': case '\\': case ']': case '{': case '}':
-      return true;
-    default:
-      return false;
-  }
+  return c >= 0x80 || (c > 0x20 && c < 0x7f && std::string_view("\"(),/;<=>?@[\\]{}").find(char(c)) !=
+                                                    std::string_view::npos);
+}
+
+int countMessages(llhttp_t* parser) {
+  ++*static_cast<int*>(parser->data);
+  return 0;
+}
+
+// llhttp fails on such a byte in the state that reads the rest of a header
+// name, leaving nothing else changed but its error fields; the framer puts it
+// back in that state and gives it '!' instead. The state's value is llhttp's
+// own: read from a parser left there, and checked on a request before it is
+// relied on (otherwise such names stay refused).
+const void* headerNameState() {
+  static const void* const kState = []() -> const void* {
+    static llhttp_settings_t settings;
+    llhttp_settings_init(&settings);
+    settings.on_message_complete = &countMessages;
+    int messages = 0;
+    llhttp_t probe;
+    llhttp_init(&probe, HTTP_REQUEST, &settings);
+    llhttp_set_lenient_headers(&probe, 1);
+    probe.data = &messages;
+    constexpr std::string_view kLeft = "GET / HTTP/1.1\r\nXx";
+    if (llhttp_execute(&probe, kLeft.data(), kLeft.size()) != HPE_OK) {
+      return nullptr;
+    }
+    const void* state = probe._current;
+    llhttp_init(&probe, HTTP_REQUEST, &settings);
+    llhttp_set_lenient_headers(&probe, 1);
+    probe.data = &messages;
+    constexpr std::string_view kBad = "GET / HTTP/1.1\r\nX@";
+    if (llhttp_execute(&probe, kBad.data(), kBad.size()) != HPE_INVALID_HEADER_TOKEN ||
+        llhttp_get_error_pos(&probe) != kBad.data() + kBad.size() - 1) {
+      return nullptr;
+    }
+    probe.error = HPE_OK;
+    probe._current = const_cast<void*>(state);
+    constexpr std::string_view kRest = "!: 1\r\nContent-Length: 2\r\n\r\nhiGET / HTTP/1.1\r\n\r\n";
+    if (llhttp_execute(&probe, kRest.data(), kRest.size()) != HPE_OK || messages != 2) {
+      return nullptr;
+    }
+    return state;
+  }();
+  return kState;
 }
 
 }  // namespace
 
-// Follows the lines of the header section, as llhttp will read them, from the
-// end of the request line to the blank line, and returns the first header-name
-// byte llhttp would refuse but nginx ignores the line for (end: none in
-// [p, end)). Only a valid header section is followed exactly: where the two
-// could read lines differently (a bare CR, a fold, a SP before the first
-// field), the request is refused anyway.
-const char* RequestFramer::scanNames(const char* p, const char* end) {
-  for (; p < end; ++p) {
-    const auto c = static_cast<uint8_t>(*p);
-    switch (nameScan_) {
-      case NameScan::kOff:
-        return end;
-      case NameScan::kLineEnd:
-      case NameScan::kRest:
-        if (c == '\n') {
-          nameScan_ = NameScan::kLineStart;
-        }
-        break;
-      case NameScan::kLineStart:
-        if (c == '\r' || c == '\n') {
-          nameScan_ = NameScan::kOff;  // the blank line
-          return end;
-        }
-        if (c == ' ' || c == '\t') {
-          nameScan_ = NameScan::kRest;
-          break;
-        }
-        nameScan_ = NameScan::kName;
-        [[fallthrough]];
-      case NameScan::kName:
-        if (c == ':' || c == '\r') {
-          nameScan_ = NameScan::kRest;
-        } else if (c == '\n') {
-          nameScan_ = NameScan::kLineStart;
-        } else if (isIgnoredNameByte(c)) {
-          return p;
-        }
-        break;
-    }
+// llhttp refused the byte at `at` in a header name: when nginx ignores the
+// line for it instead (isIgnoredNameByte), llhttp reads on as if it were '!',
+// an unknown field as nginx ignores one; the bytes mirrored stay the client's.
+bool RequestFramer::resumeAfterIgnoredName(const char* at) {
+  const char* reason = llhttp_get_error_reason(&parser_);
+  const void* state = headerNameState();
+  if (state == nullptr || headersDone_ || !lineDone_ || at == nullptr || at < chunkBase_ ||
+      at >= chunkBase_ + chunkLen_ || !isIgnoredNameByte(static_cast<uint8_t>(*at)) || reason == nullptr ||
+      std::strcmp(reason, "Invalid header token") != 0 || parser_._span_pos0 == nullptr) {
+    return false;
   }
-  return end;
+  // The name so far, as llhttp would have handed it over at the end of a chunk.
+  using SpanCallback = int (*)(llhttp_t*, const char*, const char*);
+  const auto callback = reinterpret_cast<SpanCallback>(parser_._span_cb0);
+  callback(&parser_, static_cast<const char*>(parser_._span_pos0), at);
+  if (rejectReason_ != nullptr) {
+    return false;
+  }
+  parser_.error = HPE_OK;
+  parser_.reason = nullptr;
+  parser_._current = const_cast<void*>(state);
+  ignoredName_ = true;
+  static constexpr char kStandIn = '!';
+  synthetic_ = &kStandIn;
+  syntheticPos_ = posOf(at);
+  const llhttp_errno_t err = llhttp_execute(&parser_, &kStandIn, 1);  // the name span goes on
+  synthetic_ = nullptr;
+  return err == HPE_OK;
 }
 
 // `end` is the first byte after the header section's blank line.
@@ -841,10 +874,8 @@ int RequestFramer::onVersionComplete(llhttp_t* parser) {
     }
   }
   // The line end is llhttp's: CRLF or a bare LF; a CR followed by anything
-  // else fails there (counted as bareCr). Pause, so that the framer looks at
-  // the header section before llhttp does (scanNames()).
-  f.pause_ = Pause::kLine;
-  return HPE_PAUSED;
+  // else fails there (counted as bareCr).
+  return 0;
 }
 
 // Header names may arrive in pieces. We need whether it is Host or
@@ -855,13 +886,17 @@ int RequestFramer::onVersionComplete(llhttp_t* parser) {
 int RequestFramer::onHeaderField(llhttp_t* parser, const char* at, size_t length) {
   RequestFramer& f = framerOf(parser);
   const uint64_t pos = f.posOf(at);
-  if (f.fieldLen_ == 0 && pos > 0 && f.byteAt(pos - 1) == ' ') {
+  if (f.fieldLen_ == 0 && f.firstField_ && pos > 0 && f.byteAt(pos - 1) == ' ') {
     return f.reject(f.stats_.obsFold);  // a line starting with whitespace
   }
   if (std::memchr(at, ' ', length) != nullptr) {
     return f.reject(f.stats_.invalidHeaderName);
   }
-  for (size_t k = 0; k < std::size(kFieldNames); ++k) {
+  if (f.fieldLen_ == 0 && length > 0) {
+    const char c = static_cast<char>(at[0] | 0x20);
+    f.fieldMatch_ &= c == 'h' ? kFieldHost : c == 't' ? kFieldTransferEncoding : 0;
+  }
+  for (size_t k = 0; f.fieldMatch_ != 0 && k < std::size(kFieldNames); ++k) {
     const uint8_t bit = static_cast<uint8_t>(1u << k);
     if ((f.fieldMatch_ & bit) == 0) {
       continue;
@@ -894,6 +929,7 @@ int RequestFramer::onHeaderFieldComplete(llhttp_t* parser) {
   f.valueIsTe_ =
       inHeaders && (f.fieldMatch_ & kFieldTransferEncoding) != 0 && f.fieldLen_ == kFieldNames[1].size();
   f.teValueLen_ = 0;
+  f.firstField_ = false;
   f.fieldMatch_ = kFieldHost | kFieldTransferEncoding;
   f.fieldLen_ = 0;
   f.valueSpanSeen_ = false;
@@ -927,10 +963,8 @@ int RequestFramer::onHeaderValue(llhttp_t* parser, const char* at, size_t length
   }
   // Lenient headers let any byte but CR and LF into a value; servers refuse
   // control bytes other than HT (RFC 9110 5.5).
-  for (size_t i = 0; i < length; ++i) {
-    if (isControl(static_cast<uint8_t>(at[i]))) {
-      return f.reject(f.stats_.invalidHeaderValue);
-    }
+  if (hasControl(at, length)) {
+    return f.reject(f.stats_.invalidHeaderValue);
   }
   f.valueEnd_ = pos + length;
   if (f.valueIsHost_) {
@@ -991,7 +1025,6 @@ int RequestFramer::onHeaderValueComplete(llhttp_t* parser) {
 int RequestFramer::onHeadersComplete(llhttp_t* parser) {
   RequestFramer& f = framerOf(parser);
   f.headersDone_ = true;
-  f.nameScan_ = NameScan::kOff;
   if (!f.lineDone_) {
     // HTTP/0.9 ("GET /" without a version): refused in afterHeaders(), which
     // knows how long the "line" was.

@@ -75,9 +75,7 @@ class RequestFramer final : public flow::StreamConsumer {
   // kFailing: llhttp failed right at the end of a chunk; the reason waits for
   // the next byte (see failPending()).
   enum class Mode : uint8_t { kParse, kResync, kFailing, kAbandoned, kClosed, kEnded };
-  enum class Pause : uint8_t { kNone, kLine, kHeaders, kMessage };
-  // Where scanNames() is in the header section.
-  enum class NameScan : uint8_t { kOff, kLineEnd, kLineStart, kName, kRest };
+  enum class Pause : uint8_t { kNone, kHeaders, kMessage };
 
   static int onUrl(llhttp_t* parser, const char* at, size_t length);
   static int onUrlComplete(llhttp_t* parser);
@@ -134,7 +132,9 @@ class RequestFramer final : public flow::StreamConsumer {
   void account(uint64_t pos);
   void releaseBuffer(uint64_t pos);
   void publishBuffered();
-  const char* scanNames(const char* p, const char* end);
+  // After llhttp refused the byte at `at` in a header name: true when it reads
+  // on (the byte is one nginx ignores the field for).
+  bool resumeAfterIgnoredName(const char* at);
   uint64_t posOf(const char* p) const {
     if (synthetic_ != nullptr && p >= synthetic_ && p <= synthetic_ + 1) {
       return syntheticPos_ + static_cast<uint64_t>(p - synthetic_);
@@ -166,7 +166,6 @@ class RequestFramer final : public flow::StreamConsumer {
   // A byte llhttp is given in place of the stream byte at syntheticPos_.
   const char* synthetic_ = nullptr;
   uint64_t syntheticPos_ = 0;
-  NameScan nameScan_ = NameScan::kOff;
   bool ignoredName_ = false;  // the request has a header line nginx ignores
 
   // The chunk llhttp is running over.
@@ -205,6 +204,7 @@ class RequestFramer final : public flow::StreamConsumer {
   bool skipping_ = false;  // too large: let llhttp frame it, keep nothing
   bool headersTooLarge_ = false;
   uint8_t fieldMatch_ = 0;  // names the current header name may still be (kField*)
+  bool firstField_ = true;  // the current name is the request's first
   bool valueIsHost_ = false;
   bool valueIsTe_ = false;
   bool hostValueSeen_ = false;

@@ -357,6 +357,17 @@ std::vector<Case> cases() {
   add(bad("leading_space_before_first_header_lf", "GET / HTTP/1.1\n Host: a\n\n", &StatsSnapshot::obsFold));
   add(bad("control_in_value", "GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n", &StatsSnapshot::invalidHeaderValue));
   add(bad("del_in_value", "GET / HTTP/1.1\r\nHost: a\r\nX: \x7f\r\n\r\n", &StatsSnapshot::invalidHeaderValue));
+  // Values are checked eight bytes at a time: control bytes anywhere in a long one.
+  for (const char ctl : {'\x00', '\x01', '\x1f', '\x7f', '\x0b'}) {
+    for (size_t at : {0, 7, 8, 13, 23}) {
+      std::string value = "abcdefgh\tijklmn\x80\xffopqrstuvw";
+      value[at] = ctl;
+      add(bad("control_" + std::to_string(int(ctl)) + "_at_" + std::to_string(at) + "_of_long_value",
+              "GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + value + "\r\n\r\n", &StatsSnapshot::invalidHeaderValue));
+    }
+  }
+  add(ok("long_value_with_tabs_and_obs_text",
+         {"GET / HTTP/1.1\r\nHost: a\r\nX-Long: \t\x80\x9f\xa0\xff ~!\"#$%&'()*+,-./0123456789\t\x7e\x20\r\n\r\n"}));
 
   // --- request line ---
   {
