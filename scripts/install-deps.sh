@@ -20,6 +20,9 @@ packages=(
   nginx-light
   # a real gRPC client and service for the HTTP/2 end-to-end test (Debian package, no codegen needed)
   python3-grpcio
+  # the kernel matrix (tests/kernels): Debian's 6.1 and 6.12 kernels booted under qemu
+  # with an initramfs of busybox-static and the modules kmod's modprobe resolves
+  qemu-system-x86 busybox-static kmod
   # fuzzing (libFuzzer runtime; only a Recommends of clang-14)
   libclang-rt-14-dev
 )

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <utility>
 
 namespace shadowtap::http {
 
@@ -29,7 +30,7 @@ std::string appendShadowSuffix(std::string_view host, std::string_view suffix) {
   return out;
 }
 
-std::string destinationAuthority(const flow::FlowKey& key) {
+std::string destinationAuthority(const model::FlowKey& key) {
   char addr[INET6_ADDRSTRLEN] = {};
   std::string out;
   if (key.family == 6) {
@@ -64,7 +65,7 @@ struct Edit {
 // the headers): the suffix after the target's host (absolute form) and after
 // the Host value's host, or, without Host (HTTP/1.0), a whole Host line after
 // the request line, made in `hostLine`. Returns how many (0-2).
-size_t rewriteEdits(const Request& r, std::string_view suffix, std::string& hostLine, Edit edits[2]) {
+size_t rewriteEdits(const model::Request& r, std::string_view suffix, std::string& hostLine, Edit edits[2]) {
   const std::string_view bytes(r.bytes);
   size_t n = 0;
   const bool targetHost = r.targetHostLength != 0 && r.targetHostOffset + r.targetHostLength <= bytes.size();
@@ -95,7 +96,7 @@ size_t rewriteEdits(const Request& r, std::string_view suffix, std::string& host
 
 }  // namespace
 
-std::string rewriteRequestHost(const Request& r, std::string_view suffix) {
+std::string rewriteRequestHost(const model::Request& r, std::string_view suffix) {
   Edit edits[2];
   std::string hostLine;
   const size_t n = rewriteEdits(r, suffix, hostLine, edits);
@@ -115,15 +116,14 @@ std::string rewriteRequestHost(const Request& r, std::string_view suffix) {
   return out;
 }
 
-std::string takeRewrittenRequest(Request&& r, std::string_view suffix) {
+void rewriteHostInPlace(model::Request& r, std::string_view suffix) {
   Edit edits[2];
   std::string hostLine;
   const size_t n = rewriteEdits(r, suffix, hostLine, edits);
-  std::string out = std::move(r.bytes);
-  r.bytes.clear();
   if (n == 0) {
-    return out;
+    return;
   }
+  std::string& out = r.bytes;
   const size_t old = out.size();
   size_t grow[2] = {0, 0};  // how far the part after edit i moves
   for (size_t i = 0; i < n; ++i) {
@@ -139,7 +139,11 @@ std::string takeRewrittenRequest(Request&& r, std::string_view suffix) {
     std::memmove(p + from + grow[i], p + from, to - from);
     std::memcpy(p + from + grow[i] - edits[i].text.size(), edits[i].text.data(), edits[i].text.size());
   }
-  return out;
+}
+
+std::string takeRewrittenRequest(model::Request&& r, std::string_view suffix) {
+  rewriteHostInPlace(r, suffix);
+  return std::exchange(r.bytes, std::string());
 }
 
 bool hostHasSuffix(std::string_view host, std::string_view suffix) {

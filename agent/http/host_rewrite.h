@@ -4,9 +4,13 @@
 #include <string>
 #include <string_view>
 
-#include "http/request.h"
+#include "model/request.h"
 
 namespace shadowtap::http {
+
+// Capacity the framer leaves after a request's bytes, so the Host rewrite
+// (takeRewrittenRequest) can insert the suffix in place without reallocating.
+inline constexpr size_t kRewriteSlack = 64;
 
 // The tag Istio/Envoy mirroring appends to the host part of a mirrored request.
 inline constexpr std::string_view kDefaultShadowSuffix = "-shadow";
@@ -26,24 +30,26 @@ std::string appendShadowSuffix(std::string_view host, std::string_view suffix);
 // and, for an absolute-form target ("GET http://h:80/x"), the host inside the
 // target too, so both keep naming the same host as on the primary. Every other
 // byte (header order and case, whitespace, other headers, body) is unchanged.
-// A request without Host (hostLength == 0: HTTP/1.0, the framer emits no other)
-// gets "Host: <authority with the suffix>\r\n" as its first header line, the
-// authority being the target's (absolute form) or the address the request was
-// sent to (destinationAuthority; none when r.flow.dport is 0), as an HTTP/1.1
-// client would have sent it; so the mirror sees the suffix, which also guards
-// against mirror loops.
-std::string rewriteRequestHost(const Request& r, std::string_view suffix);
+// An HTTP/1 request without Host (hostLength == 0: HTTP/1.0, the framer emits no
+// other) gets "Host: <authority with the suffix>\r\n" as its first header line,
+// the authority being the target's (absolute form) or the address the request
+// was sent to (destinationAuthority; none when r.flow.dport is 0), as an
+// HTTP/1.1 client would have sent it; so the mirror sees the suffix, which also
+// guards against mirror loops (docs/http1.md).
+std::string rewriteRequestHost(const model::Request& r, std::string_view suffix);
 
 // "198.18.0.2:8000", "[2001:db8::2]:8080", "198.18.0.2" (port 80 omitted): the
 // server side of the flow, as a Host value.
-std::string destinationAuthority(const flow::FlowKey& key);
+std::string destinationAuthority(const model::FlowKey& key);
 
 // The same bytes as rewriteRequestHost, made in the request's own buffer and
 // moved out of it: the body is moved once within the buffer instead of copied
 // into a new one (no allocation when the capacity has room for the suffix; the
 // framer leaves kRewriteSlack). Afterwards r.bytes is empty and r's offsets no
 // longer apply; its other fields (method, flow, ...) are untouched.
-std::string takeRewrittenRequest(Request&& r, std::string_view suffix);
+std::string takeRewrittenRequest(model::Request&& r, std::string_view suffix);
+// The same rewrite, left in r.bytes (whose offsets then no longer apply).
+void rewriteHostInPlace(model::Request& r, std::string_view suffix);
 
 // True when the host part of `host` (without the port) already ends with `suffix`,
 // compared ASCII case-insensitively, so a mirror that is itself captured is not

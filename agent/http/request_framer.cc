@@ -7,19 +7,13 @@
 #include <string_view>
 #include <utility>
 
+#include "base/counters.h"
 #include "http/chunked_body.h"
+#include "http/host_rewrite.h"
 #include "http/request_line.h"
 
 namespace shadowtap::http {
 namespace {
-
-void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-  counter.fetch_add(n, std::memory_order_relaxed);
-}
-
-void sub(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-  counter.fetch_sub(n, std::memory_order_relaxed);
-}
 
 // An idle framer keeps at most this much buffer capacity: thousands of flows
 // must not each sit on the capacity of the largest request they ever carried.
@@ -123,8 +117,8 @@ const llhttp_settings_t& RequestFramer::settings() {
   return kSettings;
 }
 
-RequestFramer::RequestFramer(const flow::FlowKey& key, uint32_t ruleId, bool fromStart,
-                             RequestSink& sink, const FramerLimits& limits, HttpStats& stats, uint64_t startOffset)
+RequestFramer::RequestFramer(const model::FlowKey& key, uint32_t ruleId, bool fromStart,
+                             model::RequestSink& sink, const FramerLimits& limits, HttpStats& stats, uint64_t startOffset)
     : key_(key),
       ruleId_(ruleId),
       fromStart_(fromStart),
@@ -133,7 +127,7 @@ RequestFramer::RequestFramer(const flow::FlowKey& key, uint32_t ruleId, bool fro
       resyncLineCap_(std::max<size_t>(1, std::min({limits.maxResyncScanBytes, limits.maxHeaderBytes,
                                                     limits.maxRequestLineBytes}))),
       stats_(stats) {
-  add(stats_.streams);
+  base::bump(stats_.streams);
   initParser(parser_, settings(), this);
   pos_ = accounted_ = bufPos_ = chunkPos_ = startOffset;
   startOffset_ = startOffset;
@@ -155,7 +149,7 @@ void RequestFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
   const size_t len = bytes.size();
   const uint64_t pos = pos_;
   pos_ += len;
-  add(stats_.bytesIn, len);
+  base::bump(stats_.bytesIn, len);
 
   switch (mode_) {
     case Mode::kParse:
@@ -183,7 +177,7 @@ void RequestFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
 }
 
 void RequestFramer::onGap(uint64_t /*bytes*/) {
-  add(stats_.gaps);
+  base::bump(stats_.gaps);
   if (mode_ == Mode::kFailing) {
     failPending(nullptr, 0, pos_);  // what follows the gap is not the next byte
   }
@@ -395,8 +389,8 @@ void RequestFramer::beginRequest(uint64_t pos) {
   reqStart_ = pos;
   reqTs_ = chunkTs_;
   account(pos);  // the empty lines before it
-  add(stats_.requestsStarted);
-  add(stats_.requestsInProgress);
+  base::bump(stats_.requestsStarted);
+  base::bump(stats_.requestsInProgress);
 }
 
 // The bytes between a colon and the value may be released before the value
@@ -673,7 +667,7 @@ void RequestFramer::completeRequest(uint64_t end) {
     // and we do not see its answer.
     abandon(stats_.upgrade);
   } else if (refused || !keepAlive) {
-    add(refused ? stats_.closedAfterRefused : stats_.closedByRequest);
+    base::bump(refused ? stats_.closedAfterRefused : stats_.closedByRequest);
     mode_ = Mode::kClosed;
     account(pos_);
     releaseBuffer(pos_);
@@ -683,7 +677,7 @@ void RequestFramer::completeRequest(uint64_t end) {
 bool RequestFramer::emit(uint64_t end) {
   assert(accounted_ == reqStart_ && end >= chunkPos_);
   const uint64_t size = end - reqStart_;
-  Request req;
+  model::Request req;
   // Every path leaves kRewriteSlack of capacity: the Host rewrite then inserts
   // the suffix in place instead of copying the request again.
   if (reqStart_ >= chunkPos_) {
@@ -756,19 +750,19 @@ bool RequestFramer::emit(uint64_t end) {
   req.hostLength = hostEnd - hostBegin;
   req.method.assign(req.bytes, 0, methodLen_);
   if (hasBareLf(std::string_view(req.bytes).substr(0, bodyOffset))) {
-    add(stats_.toleratedBareLf);
+    base::bump(stats_.toleratedBareLf);
   }
   if (extensionMethod_) {
-    add(stats_.extensionMethod);
+    base::bump(stats_.extensionMethod);
   }
   if (hostCount_ == 0) {
-    add(stats_.http10WithoutHost);
+    base::bump(stats_.http10WithoutHost);
   }
   if (ignoredName_) {
-    add(stats_.ignoredHeaderName);
+    base::bump(stats_.ignoredHeaderName);
   }
   resolve(stats_.requestsParsed);
-  add(stats_.bytesParsed, size);
+  base::bump(stats_.bytesParsed, size);
   accounted_ = end;
   sink_.onRequest(std::move(req));
   return true;
@@ -777,16 +771,16 @@ bool RequestFramer::emit(uint64_t end) {
 void RequestFramer::resolve(std::atomic<uint64_t>& outcome) {
   assert(inRequest_);
   inRequest_ = false;
-  add(outcome);
-  sub(stats_.requestsInProgress);
+  base::bump(outcome);
+  base::subtract(stats_.requestsInProgress);
 }
 
 void RequestFramer::abandon(std::atomic<uint64_t>& reason) {
   if (inRequest_) {
     resolve(stats_.droppedByAbandon);
   }
-  add(reason);
-  add(stats_.connectionsAbandoned);
+  base::bump(reason);
+  base::bump(stats_.connectionsAbandoned);
   mode_ = Mode::kAbandoned;
   skipping_ = false;
   account(pos_);
@@ -1200,7 +1194,7 @@ std::atomic<uint64_t>* RequestFramer::chunkedLineEndReason(uint64_t end) {
 void RequestFramer::enterResync() {
   mode_ = Mode::kResync;
   atLineStart_ = true;
-  add(stats_.resyncs);
+  base::bump(stats_.resyncs);
 }
 
 void RequestFramer::feedResync(const char* data, size_t len, uint64_t pos, uint64_t tsNs) {
@@ -1211,7 +1205,7 @@ void RequestFramer::feedResync(const char* data, size_t len, uint64_t pos, uint6
     const size_t take = lf != nullptr ? static_cast<size_t>(static_cast<const char*>(lf) - data) + 1 : len;
     if (buf_.size() + take > resyncLineCap_) {
       // Too long to be a request line; continue scanning mid-line.
-      add(stats_.resyncLinesTooLong);
+      base::bump(stats_.resyncLinesTooLong);
       account(pos);
       releaseBuffer(pos);
       atLineStart_ = false;
@@ -1238,7 +1232,7 @@ void RequestFramer::feedResync(const char* data, size_t len, uint64_t pos, uint6
         return;
       }
       if (m == LineMatch::kTooLong) {
-        add(stats_.resyncLinesTooLong);
+        base::bump(stats_.resyncLinesTooLong);
       }
       account(pos + off);
       releaseBuffer(pos + off);
@@ -1266,7 +1260,7 @@ void RequestFramer::scanResync(const char* data, size_t len, uint64_t pos, uint6
         return;
       }
       if (m == LineMatch::kTooLong) {
-        add(stats_.resyncLinesTooLong);
+        base::bump(stats_.resyncLinesTooLong);
       }
       if (m == LineMatch::kNeedMore) {
         account(pos + i);
@@ -1297,7 +1291,7 @@ void RequestFramer::scanResync(const char* data, size_t len, uint64_t pos, uint6
 
 void RequestFramer::account(uint64_t pos) {
   if (pos > accounted_) {
-    add(stats_.unmirroredBytes, pos - accounted_);
+    base::bump(stats_.unmirroredBytes, pos - accounted_);
     accounted_ = pos;
   }
 }
@@ -1313,24 +1307,24 @@ void RequestFramer::releaseBuffer(uint64_t pos) {
 void RequestFramer::publishBuffered() {
   const size_t now = buf_.size();
   if (now > publishedBuffered_) {
-    add(stats_.bytesBuffered, now - publishedBuffered_);
+    base::bump(stats_.bytesBuffered, now - publishedBuffered_);
   } else if (now < publishedBuffered_) {
-    sub(stats_.bytesBuffered, publishedBuffered_ - now);
+    base::subtract(stats_.bytesBuffered, publishedBuffered_ - now);
   }
   publishedBuffered_ = now;
 }
 
 // ---------------------------------------------------------------------------
 
-RequestFramerFactory::RequestFramerFactory(RequestSink& sink, FramerLimits limits)
+RequestFramerFactory::RequestFramerFactory(model::RequestSink& sink, FramerLimits limits)
     : sink_(sink), limits_(limits) {}
 
-std::unique_ptr<flow::StreamConsumer> RequestFramerFactory::create(const flow::FlowKey& key,
+std::unique_ptr<flow::StreamConsumer> RequestFramerFactory::create(const model::FlowKey& key,
                                                                    uint32_t ruleId, bool fromStart) {
   return std::make_unique<RequestFramer>(key, ruleId, fromStart, sink_, limits_, stats_);
 }
 
-std::unique_ptr<flow::StreamConsumer> RequestFramerFactory::createAt(const flow::FlowKey& key, uint32_t ruleId,
+std::unique_ptr<flow::StreamConsumer> RequestFramerFactory::createAt(const model::FlowKey& key, uint32_t ruleId,
                                                                      uint64_t startOffset) {
   return std::make_unique<RequestFramer>(key, ruleId, true, sink_, limits_, stats_, startOffset);
 }

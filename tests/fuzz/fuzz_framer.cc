@@ -22,16 +22,16 @@ namespace {
 constexpr std::string_view kSuffix = "-shadow";
 
 // The flow of every stream: where an HTTP/1.0 request without Host was sent.
-flow::FlowKey testFlow() {
-  flow::FlowKey k;
+model::FlowKey testFlow() {
+  model::FlowKey k;
   k.daddr = {198, 18, 0, 2};
   k.dport = 8000;
   return k;
 }
 
-struct Collect : RequestSink {
-  void onRequest(Request&& r) override { requests.push_back(std::move(r)); }
-  std::vector<Request> requests;
+struct Collect : model::RequestSink {
+  void onRequest(model::Request&& r) override { requests.push_back(std::move(r)); }
+  std::vector<model::Request> requests;
 };
 
 struct Piece {
@@ -79,7 +79,7 @@ std::vector<uint64_t> statsVector(const HttpStats& s) {
 }
 
 struct Result {
-  std::vector<Request> requests;
+  std::vector<model::Request> requests;
   std::vector<uint64_t> stats;
   std::string delivered;
 };
@@ -115,7 +115,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
 
   uint64_t parsed = 0;
   uint64_t nextFree = 0;
-  for (const Request& r : sink.requests) {
+  for (const model::Request& r : sink.requests) {
     const size_t n = r.bytes.size();
     parsed += n;
     // A slice of the delivered stream, in order, not overlapping, no gap inside.
@@ -133,7 +133,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
     const bool http10 = version.ends_with(" HTTP/1.0");
     FUZZ_CHECK(r.hostLength > 0 || http10);
     FUZZ_CHECK(r.hostOffset + r.hostLength <= n);
-    FUZZ_CHECK(r.host().find_first_of("\r\n") == std::string_view::npos);
+    FUZZ_CHECK(r.authority().find_first_of("\r\n") == std::string_view::npos);
     FUZZ_CHECK(r.targetLength > 0 && r.targetOffset + r.targetLength <= line.size());
     FUZZ_CHECK(r.hostLength == 0 || r.hostOffset > line.size());
     FUZZ_CHECK(r.bodyOffset <= n && r.bodyOffset > line.size() && r.bodyOffset > r.hostOffset);
@@ -156,7 +156,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
     // without Host (HTTP/1.0) a Host line after the request line.
     const std::string out = rewriteRequestHost(r, kSuffix);
     // The in-place rewrite the pipeline uses gives the same bytes.
-    Request moved = r;
+    model::Request moved = r;
     FUZZ_CHECK(takeRewrittenRequest(std::move(moved), kSuffix) == out);
     std::string want = r.bytes;
     auto suffixAt = [&want](std::string_view h, size_t off) {
@@ -164,7 +164,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
       want.insert(off + (port == std::string_view::npos ? h.size() : port), kSuffix);
     };
     if (r.hostLength > 0) {
-      suffixAt(r.host(), r.hostOffset);
+      suffixAt(r.authority(), r.hostOffset);
     } else {
       const std::string_view authority = r.targetHostLength > 0 ? r.targetHost() : "198.18.0.2:8000";
       want.insert(line.size() + 1, "Host: " + appendShadowSuffix(authority, kSuffix) + "\r\n");

@@ -80,9 +80,9 @@ TEST(HostHasSuffix, RoundTripsWithAppend) {
   }
 }
 
-// A Request whose host span is found by looking for `host` in `bytes`.
-Request makeRequest(std::string bytes, std::string_view host) {
-  Request r;
+// A model::Request whose host span is found by looking for `host` in `bytes`.
+model::Request makeRequest(std::string bytes, std::string_view host) {
+  model::Request r;
   r.bytes = std::move(bytes);
   r.hostOffset = r.bytes.find(host);
   r.hostLength = host.size();
@@ -98,7 +98,7 @@ TEST(RewriteRequestHost, ChangesOnlyTheHostPart) {
       "Content-Length: 23\r\n"
       "\r\n"
       "Host: httpbin:8000\r\nabc";
-  const Request r = makeRequest(before, "httpbin:8000");
+  const model::Request r = makeRequest(before, "httpbin:8000");
   ASSERT_EQ(r.hostOffset, before.find("httpbin:8000"));
   const std::string expected =
       "POST /anything HTTP/1.1\r\n"
@@ -126,8 +126,8 @@ TEST(RewriteRequestHost, IPv6AndNoPort) {
 
 // Issue 17: an HTTP/1.0 request without Host gets one, as its first header
 // line, naming where it was sent (or its absolute-form target), with the suffix.
-Request http10WithoutHost(std::string bytes, uint8_t family = 4, uint16_t port = 8000) {
-  Request r;
+model::Request http10WithoutHost(std::string bytes, uint8_t family = 4, uint16_t port = 8000) {
+  model::Request r;
   r.bytes = std::move(bytes);
   r.targetOffset = r.bytes.find(' ') + 1;
   r.targetLength = r.bytes.find(' ', r.targetOffset) - r.targetOffset;
@@ -151,14 +151,14 @@ TEST(RewriteRequestHost, Http10WithoutHostGetsOneFromTheDestination) {
 }
 
 TEST(RewriteRequestHost, Http10WithoutHostAbsoluteFormTakesTheTargetsHost) {
-  Request r = http10WithoutHost("GET http://app:81/x HTTP/1.0\r\n\r\n");
+  model::Request r = http10WithoutHost("GET http://app:81/x HTTP/1.0\r\n\r\n");
   r.targetHostOffset = r.bytes.find("app:81");
   r.targetHostLength = 6;
   EXPECT_EQ(rewriteRequestHost(r, "-shadow"), "GET http://app-shadow:81/x HTTP/1.0\r\nHost: app-shadow:81\r\n\r\n");
 }
 
 TEST(DestinationAuthority, AddressAndPortAsAHostValue) {
-  flow::FlowKey k;
+  model::FlowKey k;
   k.daddr = {198, 18, 0, 2};
   k.dport = 8000;
   EXPECT_EQ(destinationAuthority(k), "198.18.0.2:8000");
@@ -174,31 +174,31 @@ TEST(DestinationAuthority, AddressAndPortAsAHostValue) {
 // for a Host alone, a Host and an absolute-form target, IPv6, no port, no Host,
 // an empty suffix; with and without room in the buffer.
 TEST(TakeRewrittenRequest, SameBytesAsTheCopyingRewrite) {
-  std::vector<Request> cases;
+  std::vector<model::Request> cases;
   cases.push_back(makeRequest("POST /a HTTP/1.1\r\nHost: httpbin:8000\r\nContent-Length: 5\r\n\r\nhello",
                               "httpbin:8000"));
   cases.push_back(makeRequest("GET / HTTP/1.1\r\nHost: [2001:db8::2]:80\r\n\r\n", "[2001:db8::2]:80"));
   cases.push_back(makeRequest("GET / HTTP/1.1\r\nHost: cluster1\r\n\r\n", "cluster1"));
-  Request abs = makeRequest("GET http://api:81/x HTTP/1.1\r\nHost: api:81\r\n\r\nbody", "api:81");
+  model::Request abs = makeRequest("GET http://api:81/x HTTP/1.1\r\nHost: api:81\r\n\r\nbody", "api:81");
   abs.targetHostOffset = abs.bytes.find("api:81");
   abs.targetHostLength = 6;
   abs.hostOffset = abs.bytes.rfind("api:81");
   cases.push_back(abs);
   cases.push_back(http10WithoutHost("GET / HTTP/1.0\r\nX: y\r\n\r\n"));
   cases.push_back(http10WithoutHost("GET / HTTP/1.0\r\n\r\n", 6, 65535));
-  Request absNone = http10WithoutHost("GET http://api:81/x HTTP/1.0\r\n\r\nbody");
+  model::Request absNone = http10WithoutHost("GET http://api:81/x HTTP/1.0\r\n\r\nbody");
   absNone.targetHostOffset = absNone.bytes.find("api:81");
   absNone.targetHostLength = 6;
   cases.push_back(absNone);
-  for (const Request& r : cases) {
+  for (const model::Request& r : cases) {
     for (std::string_view suffix : {std::string_view("-shadow"), std::string_view(""),
                                     std::string_view("-a-very-long-suffix-that-does-not-fit-in-the-slack-at-all-"
                                                      "because-it-is-much-longer-than-64-bytes")}) {
       SCOPED_TRACE(r.bytes + " / " + std::string(suffix));
       const std::string want = rewriteRequestHost(r, suffix);
-      Request tight = r;
+      model::Request tight = r;
       tight.bytes.shrink_to_fit();
-      Request roomy = r;
+      model::Request roomy = r;
       roomy.bytes.reserve(r.bytes.size() + kRewriteSlack);
       const char* before = roomy.bytes.data();
       EXPECT_EQ(takeRewrittenRequest(std::move(tight), suffix), want);
