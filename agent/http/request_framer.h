@@ -34,7 +34,8 @@ struct FramerLimits {
 //   invalid Host) the rest of the stream is not mirrored.
 // - Only HTTP/1.0 and 1.1 is emitted. Tolerated and counted: head lines ended
 //   by LF alone, methods llhttp 8.1 does not know (A-Z, '-', '_'; framed by
-//   giving llhttp a known method instead, the bytes stay the client's).
+//   giving llhttp a known method instead), header names with a byte nginx
+//   ignores the line for (llhttp reads '!' there). The bytes stay the client's.
 // - Ambiguous or hostile framing (CL+TE, several CLs, a Transfer-Encoding other
 //   than one "chunked", obs-fold, a CR not followed by LF, a chunk line not
 //   ended by CRLF, a bad header name or value, a "*" target without OPTIONS, a
