@@ -29,10 +29,18 @@ std::string appendShadowSuffix(std::string_view host, std::string_view suffix);
 // r.bytes with only the host part of the Host value changed by appendShadowSuffix,
 // and, for an absolute-form target ("GET http://h:80/x"), the host inside the
 // target too, so both keep naming the same host as on the primary. Every other
-// byte (header order and case, whitespace, other headers, body) is unchanged. A
-// request without a Host value (hostLength == 0) and an origin-form target is
-// returned as is.
+// byte (header order and case, whitespace, other headers, body) is unchanged.
+// An HTTP/1 request without Host (hostLength == 0: HTTP/1.0, the framer emits no
+// other) gets "Host: <authority with the suffix>\r\n" as its first header line,
+// the authority being the target's (absolute form) or the address the request
+// was sent to (destinationAuthority; none when r.flow.dport is 0), as an
+// HTTP/1.1 client would have sent it; so the mirror sees the suffix, which also
+// guards against mirror loops (docs/http1.md).
 std::string rewriteRequestHost(const model::Request& r, std::string_view suffix);
+
+// "198.18.0.2:8000", "[2001:db8::2]:8080", "198.18.0.2" (port 80 omitted): the
+// server side of the flow, as a Host value.
+std::string destinationAuthority(const model::FlowKey& key);
 
 // The same bytes as rewriteRequestHost, made in the request's own buffer and
 // moved out of it: the body is moved once within the buffer instead of copied
