@@ -22,7 +22,6 @@
 #ifdef SHADOWTAP_HAVE_DRY_RUN
 #include "record/dry_run_writer.h"
 #endif
-#include "shadowtap/capture_abi.h"
 
 namespace shadowtap {
 namespace {
@@ -790,8 +789,7 @@ std::string Pipeline::summary() const {
       "streams_reset={} streams_refused={} streams_too_large={} streams_buffer_full={} streams_malformed={} "
       "streams_abandoned={} decode_errors={} h2_gaps={} | loop_skipped={} filtered={} submit_dropped={} | "
       "mirror queued={} responses={} errors={} dropped_shutdown={}{}",
-      k[ST_CNT_SEEN], k[ST_CNT_MATCHED], k[ST_CNT_SAMPLED_OUT], k[ST_CNT_COPIED],
-      k[ST_CNT_RINGBUF_FULL], k[ST_CNT_TRUNCATED], k[ST_CNT_MALFORMED], base::load(cs.records),
+      k.seen, k.matched, k.sampledOut, k.copied, k.ringbufFull, k.truncated, k.malformed, base::load(cs.records),
       base::load(cs.badRecords), flows_->flowCount(), base::load(fs.flowsCreated), base::load(fs.flowsMidstream),
       base::load(fs.gaps), base::load(fs.gapBytes), base::load(fs.flowsEvicted), base::load(stats_.ownTrafficSegments),
       base::load(hs.requestsParsed), base::load(hs.parseErrors), base::load(hs.noHost), base::load(hs.tooLarge), base::load(hs.droppedByGap),

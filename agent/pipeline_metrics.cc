@@ -8,7 +8,6 @@
 #include "base/clock.h"
 #include "metrics/family_builder.h"
 #include "pipeline.h"
-#include "shadowtap/capture_abi.h"
 
 namespace shadowtap {
 namespace {
@@ -53,31 +52,31 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
 
   // Kernel program, summed over CPUs.
   const capture::KernelCounters k = p_.capture().kernelCounters();
-  auto kv = [&k](int i) { return static_cast<double>(k[static_cast<size_t>(i)]); };
-  out.push_back(single("shadowtap_kernel_packets_total", "Packets the capture program ran on.", C, kv(ST_CNT_SEEN)));
+  auto kv = [](uint64_t value) { return static_cast<double>(value); };
+  out.push_back(single("shadowtap_kernel_packets_total", "Packets the capture program ran on.", C, kv(k.seen)));
   out.push_back(labelled("shadowtap_kernel_packets_skipped_total", "Packets not inspected further, by reason.", C,
                          "reason",
                          std::vector<std::pair<std::string, double>>{
-                             {"not_ip", kv(ST_CNT_NOT_IP)},
-                             {"not_tcp", kv(ST_CNT_NOT_TCP)},
-                             {"malformed", kv(ST_CNT_MALFORMED)},
-                             {"ipv4_fragment", kv(ST_CNT_IP_FRAGMENT)},
-                             {"ipv6_fragment", kv(ST_CNT_IPV6_FRAGMENT)},
-                             {"ipv6_extension_unsupported", kv(ST_CNT_IPV6_EXT_SKIPPED)},
-                             {"vlan_too_deep", kv(ST_CNT_VLAN_TOO_DEEP)},
+                             {"not_ip", kv(k.notIp)},
+                             {"not_tcp", kv(k.notTcp)},
+                             {"malformed", kv(k.malformed)},
+                             {"ipv4_fragment", kv(k.ipv4Fragment)},
+                             {"ipv6_fragment", kv(k.ipv6Fragment)},
+                             {"ipv6_extension_unsupported", kv(k.ipv6ExtensionUnsupported)},
+                             {"vlan_too_deep", kv(k.vlanTooDeep)},
                          }));
   out.push_back(single("shadowtap_kernel_packets_matched_total", "TCP packets to a port with a rule.", C,
-                       kv(ST_CNT_MATCHED)));
+                       kv(k.matched)));
   out.push_back(single("shadowtap_kernel_packets_sampled_out_total",
-                       "Matched packets of connections outside the mirror percentage.", C, kv(ST_CNT_SAMPLED_OUT)));
+                       "Matched packets of connections outside the mirror percentage.", C, kv(k.sampledOut)));
   out.push_back(single("shadowtap_kernel_segments_copied_total", "Segments copied whole into the ring buffer.", C,
-                       kv(ST_CNT_COPIED)));
+                       kv(k.copied)));
   out.push_back(single("shadowtap_kernel_payload_bytes_copied_total", "Payload bytes copied into the ring buffer.", C,
-                       kv(ST_CNT_COPIED_BYTES)));
+                       kv(k.copiedBytes)));
   out.push_back(single("shadowtap_kernel_records_lost_total",
-                       "Ring buffer records lost because the ring buffer was full.", C, kv(ST_CNT_RINGBUF_FULL)));
+                       "Ring buffer records lost because the ring buffer was full.", C, kv(k.ringbufFull)));
   out.push_back(single("shadowtap_kernel_segments_truncated_total", "Segments larger than the chunk limit.", C,
-                       kv(ST_CNT_TRUNCATED)));
+                       kv(k.truncated)));
 
   // Ring buffer consumer.
   const auto& cs = p_.capture().stats();
@@ -374,7 +373,7 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
     const capture::KernelCounters k = p_.capture().kernelCounters();
     out.push_back(single("shadowtap_kernel_egress_segments_copied_total",
                          "Response segments copied by the egress program (compare mode).", C,
-                         static_cast<double>(k[ST_CNT_EGRESS_COPIED])));
+                         static_cast<double>(k.egressCopied)));
     if (const compare::DiffWriter* w = p_.diffWriter()) {
       out.push_back(single("shadowtap_compare_diff_lines_total", "Differing pairs written to --compare-output.", C,
                            v(w->stats().lines)));
