@@ -24,7 +24,6 @@
 #ifdef SHADOWTAP_HAVE_DRY_RUN
 #include "record/dry_run_writer.h"
 #endif
-#include "shadowtap/capture_abi.h"
 
 namespace shadowtap {
 namespace {
