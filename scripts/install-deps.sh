@@ -20,6 +20,8 @@ packages=(
   python3-grpcio
   # fuzzing (libFuzzer runtime; only a Recommends of clang-14)
   libclang-rt-14-dev
+  # man pages generated from --help at build time
+  help2man
 )
 for arg in "$@"; do
   case "$arg" in
