@@ -40,8 +40,9 @@ import time
 import tomllib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+E2E = os.path.join(HERE, "..", "e2e")
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+sys.path.insert(0, E2E)
 import netlab  # noqa: E402
 import podman_spec  # noqa: E402
 from harness import PY, check, finish, read_records, shadow_host, wait_stable  # noqa: E402
@@ -127,11 +128,6 @@ def build_image(source, tag, workdir, timer):
     print(f"image {tag}: {size} bytes ({size / 1e6:.1f} MB)", flush=True)
 
 
-def cap_set(status_text, field):
-    value = int(re.search(rf"^{field}:\s*([0-9a-f]+)$", status_text, re.M).group(1), 16)
-    return {name for name, bit in CAP_NUMBERS.items() if value >> bit & 1}, value
-
-
 def bpf_objects(pid):
     """(program ids, link ids) the process holds open, from /proc/PID/fdinfo."""
     progs, links = set(), set()
@@ -187,174 +183,205 @@ def toml_line(key, value):
     return f"{key} = {json.dumps(value)}"  # strings and lists of strings: JSON is valid TOML
 
 
+class ImageTest:
+    """One run: the manifest read once, then build, lab, container, checks, clean-up."""
+
+    def __init__(self, source, image):
+        self.source = source
+        docs = podman_spec.load(os.path.join(source, "deploy", "daemonset.yaml"))
+        self.pod, self.spec = podman_spec.daemonset(docs)
+        self.probes = podman_spec.probes(self.spec)
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+        config_volume = next(volumes[m["name"]] for m in self.spec["volumeMounts"]
+                             if "configMap" in volumes[m["name"]])
+        self.config_name = config_volume["configMap"]["name"]
+        self.config_files = podman_spec.config_map(docs, self.config_name)
+        self.config = tomllib.loads(self.config_files["config.toml"])
+        rules = self.config["rule"]
+        check(len(rules) == 1, f"the ConfigMap has one rule: {rules}")
+        rule = rule_items(rules[0])
+        self.port = int(rule["port"])
+        self.mirror_host, _, mirror_port = rule["mirror"].rpartition(":")
+        self.mirror_port = int(mirror_port)
+        self.suffix = rule.get("suffix", "-shadow")
+        self.percentage = float(rule.get("percentage", 100))
+
+        self.timer = Timer()
+        self.lab = netlab.Lab("sd")
+        self.image = image or f"localhost/shadowtap-test:{self.lab.tag}"
+        self.name = f"shadowtap-{self.lab.tag}"
+        self.workdir = tempfile.mkdtemp(prefix="st-image-")
+        self.container_started = False
+
+    def start_lab(self):
+        lab = self.lab
+        self.cli, self.node, mir = lab.netns("cli"), lab.netns("node"), lab.netns("mir")
+        _, self.node_if = lab.link(self.cli, self.node, ["198.18.0.1/24"], ["198.18.0.2/24"], "c")
+        lab.link(self.node, mir, ["198.18.1.1/24"], ["198.18.1.2/24"], "m")
+        self.primary_rec = os.path.join(self.workdir, "primary.jsonl")
+        self.mirror_rec = os.path.join(self.workdir, "mirror.jsonl")
+        for ns, rec, who, port in ((self.node, self.primary_rec, "v1", self.port),
+                                   (mir, self.mirror_rec, "v1-mirroring", self.mirror_port)):
+            proc = lab.spawn(ns, [PY, os.path.join(E2E, "recording_server.py"), "--port", str(port),
+                                  "--record", rec, "--name", who], stdout=subprocess.PIPE, text=True)
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{who} server did not start")
+
+    def start_container(self):
+        # The ConfigMap, with the node's interface in place of the cluster node's.
+        config_dir = os.path.join(self.workdir, "configmap", self.config_name)
+        os.makedirs(config_dir)
+        for fname, text in self.config_files.items():
+            if fname == "config.toml":
+                self.config["interface"] = [self.node_if]
+                text = "\n".join(toml_line(k, v) for k, v in self.config.items()) + "\n"
+            with open(os.path.join(config_dir, fname), "w") as f:
+                f.write(text)
+        # hostPath volumes: the kernel's BPF filesystem is the node's own; any other
+        # node directory gets a per-run stand-in, so the test leaves the machine's alone.
+        node_root = os.path.join(self.workdir, "node")
+        flags, st_args = podman_spec.podman_run_args(
+            self.pod, self.spec, config_dirs={self.config_name: config_dir},
+            host_path=lambda p: p if p == "/sys/fs/bpf" else node_root + p)
+        # Cluster DNS, as far as this test needs it: the rule's mirror name. Other names
+        # are asked of the node namespace's own loopback, so no query leaves the machine.
+        flags += ["--add-host", f"{self.mirror_host}:198.18.1.2", "--dns", "127.0.0.1", *ulimits()]
+        argv = ["nsenter", f"--net=/run/netns/{self.node}", *PODMAN, "run", "-d", "--name", self.name, *flags,
+                self.image, *st_args]
+        print("$ " + " ".join(argv), flush=True)
+        self.container_started = True
+        run(argv, capture_output=True)
+        self.pid = int(podman("inspect", "-f", "{{.State.Pid}}", self.name).stdout.strip())
+
+    def check_probes(self):
+        """The probes, on the port the manifest names; False when they never answer."""
+        deadline = time.time() + 30
+        ready = set()
+        while time.time() < deadline and len(ready) < len(self.probes):
+            for kind, (path, port) in self.probes.items():
+                if kind not in ready and http_get(self.lab, self.node, f"http://127.0.0.1:{port}{path}")[0] == 200:
+                    ready.add(kind)
+            time.sleep(0.2)
+        for kind, (path, port) in self.probes.items():
+            check(kind in ready, f"{kind} probe: GET :{port}{path} answers 200")
+        if len(ready) < len(self.probes):
+            print(podman("logs", self.name, check=False).stderr[-4000:])
+            return False
+        self.timer.lap("container ready")
+        return True
+
+    def check_privileges(self):
+        """Exactly the manifest's capabilities and mounts; the BPF objects it holds."""
+        with open(f"/proc/{self.pid}/status") as f:
+            status = f.read()
+        want_caps = set(self.spec["securityContext"]["capabilities"]["add"])
+        for field in ("CapEff", "CapBnd"):
+            raw = int(re.search(rf"^{field}:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+            want = sum(1 << CAP_NUMBERS[c] for c in want_caps)
+            check(raw == want, f"{field} is exactly {sorted(want_caps)} ({raw:#x})")
+        with open(f"/proc/{self.pid}/mountinfo") as f:
+            mount_points = {line.split()[4] for line in f}
+        for m in self.spec["volumeMounts"]:
+            check(m["mountPath"] in mount_points, f"{m['mountPath']} is mounted")
+        mounts = json.loads(podman("inspect", "-f", "{{json .Mounts}}", self.name).stdout)
+        given = {(m["Destination"], m["RW"]) for m in mounts}
+        want = {(m["mountPath"], not m.get("readOnly", False)) for m in self.spec["volumeMounts"]}
+        check(given == want,
+              f"the volumes are exactly the manifest's mounts, read-only where it says so: {sorted(given)}")
+        self.progs, self.links = bpf_objects(self.pid)
+        check(len(self.progs) >= 1,
+              f"the agent holds its BPF programs {sorted(self.progs)} (links {sorted(self.links)})")
+
+    def check_mirroring(self, count=40):
+        """One request per connection, so the per-connection sampling shows."""
+        out = os.path.join(self.workdir, "client.json")
+        host_header = f"httpbin:{self.port}"
+        r = self.lab.run(self.cli, [PY, os.path.join(E2E, "client.py"), "--v4", "198.18.0.2", "--port", str(self.port),
+                                    "--host-header", host_header, "--workload", "conns", "--count", str(count),
+                                    "--out", out], timeout=120)
+        check(r.returncode == 0, f"{count} requests on {count} connections answered by the primary")
+        mirrored = wait_stable(self.mirror_rec, quiet=2.0, timeout=30)
+        sent, got = read_records(self.primary_rec), read_records(self.mirror_rec)
+        expected = {shadow_host(x).replace(b"-shadow", self.suffix.encode()) for x in sent}
+        check(len(sent) == count, f"the primary got {len(sent)} of {count} requests")
+        what = f"{mirrored} of {count} connections' requests mirrored ({self.percentage:g} %)"
+        if self.percentage >= 100:
+            check(mirrored == count, what)
+        elif self.percentage <= 0:
+            check(mirrored == 0, what)
+        else:
+            check(0 < mirrored < count, what)
+        check(all(g in expected for g in got) and len(set(got)) == len(got),
+              f"every mirrored request is a primary request, once, with Host httpbin{self.suffix}:{self.port}")
+        _, metrics = http_get(self.lab, self.node, f"http://127.0.0.1:{self.probes['readiness'][1]}/metrics")
+        answered = metric(metrics, "shadowtap_mirror_requests_total", outcome="response_2xx")
+        check(answered == mirrored, f"/metrics: {answered:g} mirror responses 2xx, the mirror got {mirrored}")
+        requests = metric(metrics, "shadowtap_requests_total")
+        check(requests == mirrored, f"/metrics: shadowtap_requests_total is {requests:g}")
+        self.timer.lap("traffic mirrored")
+
+    def check_stop(self):
+        """SIGTERM, as the kubelet sends it, with the manifest's grace period."""
+        grace = podman_spec.stop_timeout(self.pod)
+        t0 = time.monotonic()
+        podman("stop", "-t", str(grace), self.name)
+        took = time.monotonic() - t0
+        code = int(podman("inspect", "-f", "{{.State.ExitCode}}", self.name).stdout.strip())
+        check(code == 0, f"exit code {code} after SIGTERM")
+        check(took < grace, f"stopped in {took:.1f} s, within the {grace} s grace period")
+        left_progs = {p for p in self.progs if bpf_exists("prog", p)}
+        left_links = {link for link in self.links if bpf_exists("link", link)}
+        check(not left_progs and not left_links,
+              f"no BPF program or link of ours left (progs {sorted(left_progs)}, links {sorted(left_links)})")
+        for direction in ("ingress", "egress"):
+            out = self.lab.run(self.node, ["tc", "filter", "show", "dev", self.node_if, direction],
+                               capture_output=True, text=True).stdout
+            check("st_capture" not in out, f"no tc filter of ours on {self.node_if} {direction}")
+        self.timer.lap("stopped")
+
+    def clean_up(self, images_before, remove_images):
+        if self.container_started:
+            podman("rm", "-f", "-t", "0", self.name, check=False)
+        self.lab.close()
+        if remove_images:
+            podman("rmi", "-f", self.image, check=False)
+            # This run's intermediate images (the build stage's layers): the next run
+            # rebuilds them from the cached base and dependency images and ccache.
+            keep = {podman("inspect", "-f", "{{.Id}}", i, check=False).stdout.strip()
+                    for i in (BUILD_DEPS_IMAGE, "localhost/debian:bookworm")}
+            for i in sorted(image_ids() - images_before - keep):
+                podman("rmi", "-f", i, check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--source", required=True, help="the repository (the build context)")
     ap.add_argument("--keep-image", action="store_true", help="leave the built image (for inspection)")
     ap.add_argument("--image", help="run this image instead of building one (while working on the checks)")
     args = ap.parse_args()
-    source = os.path.abspath(args.source)
     need(os.geteuid() == 0, "the image test needs root (podman, network namespaces, BPF)")
     for tool in ("podman", PODMAN[2], "debootstrap", "nsenter", "bpftool", "curl"):
         need(shutil.which(tool), f"the image test needs {tool} (scripts/install-deps.sh installs it)")
 
-    docs = podman_spec.load(os.path.join(source, "deploy", "daemonset.yaml"))
-    pod, spec = podman_spec.daemonset(docs)
-    probes = podman_spec.probes(spec)
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    config_volume = next(volumes[m["name"]] for m in spec["volumeMounts"] if "configMap" in volumes[m["name"]])
-    config_name = config_volume["configMap"]["name"]
-    config_files = podman_spec.config_map(docs, config_name)
-    config = tomllib.loads(config_files["config.toml"])
-    rules = config["rule"]
-    check(len(rules) == 1, f"the ConfigMap has one rule: {rules}")
-    rule = rule_items(rules[0])
-    port = int(rule["port"])
-    mirror_host, _, mirror_port = rule["mirror"].rpartition(":")
-    suffix = rule.get("suffix", "-shadow")
-    percentage = float(rule.get("percentage", 100))
-
     # One run at a time on a machine: the clean-up removes the images this run created,
     # which must not include another run's.
-    lock = open("/run/lock/shadowtap-deploy-image.lock", "w")
+    lock = open(os.path.join("/run/lock" if os.path.isdir("/run/lock") else "/tmp", "shadowtap-deploy-image.lock"), "w")
     fcntl.flock(lock, fcntl.LOCK_EX)
-
-    timer = Timer()
-    lab = netlab.Lab("sd")
-    tag = lab.tag
-    image = args.image or f"localhost/shadowtap-test:{tag}"
-    name = f"shadowtap-{tag}"
-    workdir = tempfile.mkdtemp(prefix="st-image-")
-    before = image_ids()
-    container_started = False
+    images_before = image_ids()
+    t = ImageTest(os.path.abspath(args.source), args.image)
     try:
         if not args.image:
-            build_image(source, image, workdir, timer)
-
-        cli, node, mir = lab.netns("cli"), lab.netns("node"), lab.netns("mir")
-        _, node_if = lab.link(cli, node, ["198.18.0.1/24"], ["198.18.0.2/24"], "c")
-        lab.link(node, mir, ["198.18.1.1/24"], ["198.18.1.2/24"], "m")
-        primary_rec, mirror_rec = os.path.join(workdir, "primary.jsonl"), os.path.join(workdir, "mirror.jsonl")
-        for ns, rec, who, p in ((node, primary_rec, "v1", port), (mir, mirror_rec, "v1-mirroring", int(mirror_port))):
-            proc = lab.spawn(ns, [PY, os.path.join(HERE, "..", "e2e", "recording_server.py"), "--port", str(p),
-                                  "--record", rec, "--name", who], stdout=subprocess.PIPE, text=True)
-            if proc.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"{who} server did not start")
-
-        # The ConfigMap, with the node's interface in place of the cluster node's.
-        config_dir = os.path.join(workdir, "configmap", config_name)
-        os.makedirs(config_dir)
-        for fname, text in config_files.items():
-            if fname == "config.toml":
-                config["interface"] = [node_if]
-                text = "\n".join(toml_line(k, v) for k, v in config.items()) + "\n"
-            with open(os.path.join(config_dir, fname), "w") as f:
-                f.write(text)
-        # hostPath volumes: the kernel's BPF filesystem is the node's own; any other
-        # node directory gets a per-run stand-in, so the test leaves the machine's alone.
-        node_root = os.path.join(workdir, "node")
-        flags, st_args = podman_spec.podman_run_args(
-            pod, spec, config_dirs={config_name: config_dir},
-            host_path=lambda p: p if p == "/sys/fs/bpf" else node_root + p)
-        # Cluster DNS, as far as this test needs it: the rule's mirror name. Other names
-        # are asked of the node namespace's own loopback, so no query leaves the machine.
-        flags += ["--add-host", f"{mirror_host}:198.18.1.2", "--dns", "127.0.0.1", *ulimits()]
-        argv = ["nsenter", f"--net=/run/netns/{node}", *PODMAN, "run", "-d", "--name", name, *flags, image, *st_args]
-        print("$ " + " ".join(argv), flush=True)
-        container_started = True
-        run(argv, capture_output=True)
-        pid = int(podman("inspect", "-f", "{{.State.Pid}}", name).stdout.strip())
-
-        # The probes, on the port the manifest names.
-        deadline = time.time() + 30
-        ready = {}
-        while time.time() < deadline and len(ready) < len(probes):
-            for kind, (path, p) in probes.items():
-                if kind not in ready and http_get(lab, node, f"http://127.0.0.1:{p}{path}")[0] == 200:
-                    ready[kind] = time.time()
-            time.sleep(0.2)
-        for kind, (path, p) in probes.items():
-            check(kind in ready, f"{kind} probe: GET :{p}{path} answers 200")
-        if len(ready) < len(probes):
-            print(podman("logs", name, check=False).stderr[-4000:])
-            return finish("deploy_image")
-        timer.lap("container ready")
-
-        # Exactly the manifest's capabilities, and its mounts.
-        with open(f"/proc/{pid}/status") as f:
-            status = f.read()
-        want_caps = set(spec["securityContext"]["capabilities"]["add"])
-        for field in ("CapEff", "CapBnd"):
-            caps, raw = cap_set(status, field)
-            want = sum(1 << CAP_NUMBERS[c] for c in want_caps)
-            check(raw == want, f"{field} is exactly {sorted(want_caps)} ({raw:#x})")
-        with open(f"/proc/{pid}/mountinfo") as f:
-            mount_points = {line.split()[4] for line in f}
-        for m in spec["volumeMounts"]:
-            check(m["mountPath"] in mount_points, f"{m['mountPath']} is mounted")
-        given = {(m["Destination"], m["RW"]) for m in json.loads(podman("inspect", "-f", "{{json .Mounts}}", name).stdout)}
-        want = {(m["mountPath"], not m.get("readOnly", False)) for m in spec["volumeMounts"]}
-        check(given == want, f"the volumes are exactly the manifest's mounts, read-only where it says so: {sorted(given)}")
-        progs, links = bpf_objects(pid)
-        check(len(progs) >= 1, f"the agent holds its BPF programs {sorted(progs)} (links {sorted(links)})")
-
-        # Traffic: one request per connection, so the per-connection sampling shows.
-        count = 40
-        out = os.path.join(workdir, "client.json")
-        host_header = f"httpbin:{port}"
-        r = lab.run(cli, [PY, os.path.join(HERE, "..", "e2e", "client.py"), "--v4", "198.18.0.2", "--port", str(port),
-                          "--host-header", host_header, "--workload", "conns", "--count", str(count),
-                          "--out", out], timeout=120)
-        check(r.returncode == 0, f"{count} requests on {count} connections answered by the primary")
-        mirrored = wait_stable(mirror_rec, quiet=2.0, timeout=30)
-        sent = [r for r in read_records(primary_rec)]
-        got = read_records(mirror_rec)
-        expected = {shadow_host(x).replace(b"-shadow", suffix.encode()) for x in sent}
-        check(len(sent) == count, f"the primary got {len(sent)} of {count} requests")
-        if percentage >= 100:
-            check(mirrored == count, f"{mirrored} of {count} requests mirrored ({percentage:g} %)")
-        else:
-            check(0 < mirrored < count, f"{mirrored} of {count} connections' requests mirrored ({percentage:g} %)")
-        check(all(g in expected for g in got),
-              f"every mirrored request is a primary request with Host {host_header.replace(':', suffix + ':')}")
-        _, metrics = http_get(lab, node, f"http://127.0.0.1:{probes['readiness'][1]}/metrics")
-        answered = metric(metrics, "shadowtap_mirror_requests_total", outcome="response_2xx")
-        check(answered == mirrored, f"/metrics: {answered:g} mirror responses 2xx (outcome=response_2xx), the mirror got {mirrored}")
-        check(metric(metrics, "shadowtap_requests_total") == mirrored,
-              f"/metrics: shadowtap_requests_total is {metric(metrics, 'shadowtap_requests_total'):g}")
-        timer.lap("traffic mirrored")
-
-        # SIGTERM, as the kubelet sends it, with the manifest's grace period.
-        grace = podman_spec.stop_timeout(pod)
-        t0 = time.monotonic()
-        podman("stop", "-t", str(grace), name)
-        took = time.monotonic() - t0
-        code = int(podman("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip())
-        check(code == 0, f"exit code {code} after SIGTERM")
-        check(took < grace, f"stopped in {took:.1f} s, within the {grace} s grace period")
-        left_progs = {p for p in progs if bpf_exists("prog", p)}
-        left_links = {l for l in links if bpf_exists("link", l)}
-        check(not left_progs and not left_links, f"no BPF program or link of ours left (progs {sorted(left_progs)}, "
-              f"links {sorted(left_links)})")
-        for direction in ("ingress", "egress"):
-            out = lab.run(node, ["tc", "filter", "show", "dev", node_if, direction],
-                          capture_output=True, text=True).stdout
-            check("st_capture" not in out, f"no tc filter of ours on {node_if} {direction}")
-        timer.lap("stopped")
+            build_image(t.source, t.image, t.workdir, t.timer)
+        t.start_lab()
+        t.start_container()
+        if t.check_probes():
+            t.check_privileges()
+            t.check_mirroring()
+            t.check_stop()
     finally:
-        if container_started:
-            podman("rm", "-f", "-t", "0", name, check=False)
-        lab.close()
-        if not args.keep_image and not args.image:
-            podman("rmi", "-f", image, check=False)
-            # This run's intermediate images (the build stage's layers): the next run
-            # rebuilds them from the cached base and dependency images and ccache.
-            keep = {podman("inspect", "-f", "{{.Id}}", i, check=False).stdout.strip()
-                    for i in (BUILD_DEPS_IMAGE, "localhost/debian:bookworm")}
-            for i in sorted(image_ids() - before - keep):
-                podman("rmi", "-f", i, check=False)
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(f"time  total: {sum(t for _, t in timer.phases):.0f} s")
+        t.clean_up(images_before, remove_images=not args.keep_image and not args.image)
+    print(f"time  total: {sum(seconds for _, seconds in t.timer.phases):.0f} s")
     return finish("deploy_image")
 
 
