@@ -47,6 +47,7 @@ import netlab  # noqa: E402
 import podman_spec  # noqa: E402
 from harness import PY, check, finish, read_records, shadow_host, wait_stable  # noqa: E402
 
+BASE_IMAGE = os.environ.get("BASE_IMAGE", "localhost/debian:bookworm")  # deploy/debian-base.sh's
 BUILD_DEPS_IMAGE = "localhost/shadowtap-build-deps:bookworm"
 # runc, not crun: Debian 12's crun (1.8) refuses hosts with hybrid cgroups (v1
 # controllers plus a cgroup2 mount that has a controller), as CI's machines have.
@@ -89,8 +90,13 @@ def podman(*args, **kw):
     return run([*PODMAN, *args], capture_output=True, **kw)
 
 
+def image_id(ref):
+    """The full id without the "sha256:" that `podman images --no-trunc` puts before it."""
+    return ref.strip().removeprefix("sha256:")
+
+
 def image_ids():
-    return set(podman("images", "-a", "-q", "--no-trunc").stdout.split())
+    return {image_id(i) for i in podman("images", "-a", "-q", "--no-trunc").stdout.split()}
 
 
 class Timer:
@@ -107,12 +113,12 @@ class Timer:
 
 def build_image(source, tag, workdir, timer):
     """Base image (cached), build-dependencies stage (cached), then the image."""
-    r = run([os.path.join(source, "deploy", "debian-base.sh")], capture_output=True, check=False)
+    r = run([os.path.join(source, "deploy", "debian-base.sh")], capture_output=True, check=False,
+            env={**os.environ, "BASE_IMAGE": BASE_IMAGE})
     if r.returncode != 0:
         raise RuntimeError("deploy/debian-base.sh failed:\n" + r.stdout + r.stderr)
-    base = r.stdout.strip().splitlines()[-1]
-    timer.lap(f"base image {base}")
-    common = ["build", "--pull=never", "--network", "host", "--layers", "--build-arg", f"DEBIAN_IMAGE={base}",
+    timer.lap(f"base image {BASE_IMAGE}")
+    common = ["build", "--pull=never", "--network", "host", "--layers", "--build-arg", f"DEBIAN_IMAGE={BASE_IMAGE}",
               "-f", os.path.join(source, "deploy", "Dockerfile")]
     log = os.path.join(workdir, "build.log")
     with open(log, "w") as out:
@@ -347,9 +353,13 @@ class ImageTest:
             podman("rmi", "-f", self.image, check=False)
             # This run's intermediate images (the build stage's layers): the next run
             # rebuilds them from the cached base and dependency images and ccache.
-            keep = {podman("inspect", "-f", "{{.Id}}", i, check=False).stdout.strip()
-                    for i in (BUILD_DEPS_IMAGE, "localhost/debian:bookworm")}
-            for i in sorted(image_ids() - images_before - keep):
+            keep = {image_id(podman("image", "inspect", "-f", "{{.Id}}", i, check=False).stdout)
+                    for i in (BUILD_DEPS_IMAGE, BASE_IMAGE)}
+            if "" in keep or len(keep) != 2:
+                print(f"not removing this run's intermediate images: cannot tell {BUILD_DEPS_IMAGE} and "
+                      f"{BASE_IMAGE} apart from them")
+                keep = None
+            for i in sorted(image_ids() - images_before - keep) if keep else []:
                 podman("rmi", "-f", i, check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -381,6 +391,8 @@ def main():
             t.check_stop()
     finally:
         t.clean_up(images_before, remove_images=not args.keep_image and not args.image)
+    for kept in (BASE_IMAGE, BUILD_DEPS_IMAGE):
+        check(podman("image", "exists", kept, check=False).returncode == 0, f"{kept} is kept for the next run")
     print(f"time  total: {sum(seconds for _, seconds in t.timer.phases):.0f} s")
     return finish("deploy_image")
 
