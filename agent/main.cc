@@ -11,7 +11,7 @@
 #include "config.h"
 #include "offline/replay_command.h"
 #include "logging.h"
-#include "memory_tuning.h"
+#include "base/memory_tuning.h"
 #include "pipeline.h"
 
 int main(int argc, char** argv) {

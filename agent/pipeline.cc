@@ -14,7 +14,9 @@
 #include <cstring>
 #include <thread>
 
-#include "h2/authority_rewrite.h"
+#include "base/clock.h"
+#include "base/counters.h"
+#include "base/fd.h"
 #include "http/host_rewrite.h"
 #include "pipeline_metrics.h"
 #ifdef SHADOWTAP_HAVE_DRY_RUN
@@ -27,19 +29,12 @@ namespace {
 
 constexpr uint64_t kTickNs = 100'000'000;  // expiry and housekeeping every 100 ms
 
-uint64_t monotonicNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-uint64_t load(const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); }
 
 // Comparisons with `outcome`, over every rule.
 uint64_t totalOutcome(const compare::CompareStats& s, compare::Outcome outcome) {
   uint64_t n = 0;
   s.forEachRule([&](uint32_t, const compare::CompareCounters& c) {
-    n += load(outcome == compare::Outcome::kEqual       ? c.equal
+    n += base::load(outcome == compare::Outcome::kEqual       ? c.equal
               : outcome == compare::Outcome::kDifferent ? c.different
                                                         : c.noisy);
   });
@@ -56,23 +51,6 @@ std::vector<uint16_t> ports(const std::vector<std::unique_ptr<RuleRuntime>>& rul
   return out;
 }
 
-// Closes a file descriptor when it goes out of scope.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) {
-      close(fd_);
-    }
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 Pipeline::Pipeline(const Config& config) : config_(config) {}
@@ -84,7 +62,7 @@ Pipeline::~Pipeline() {
   }
 }
 
-std::unique_ptr<flow::StreamConsumer> Pipeline::OwnTrafficFilter::create(const flow::FlowKey& key,
+std::unique_ptr<flow::StreamConsumer> Pipeline::OwnTrafficFilter::create(const model::FlowKey& key,
                                                                          uint32_t ruleId, bool fromStart) {
   if (endpoints_.contains(key.family, key.saddr, key.sport)) {
     declined_.fetch_add(1, std::memory_order_relaxed);
@@ -117,7 +95,7 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   h2::H2DecoderLimits hl;
   hl.maxStreamBodyBytes = fl.maxRequestBytes;
   hl.maxHeaderListBytes = fl.maxHeaderBytes;
-  p->sniffers_ = std::make_unique<h2::ProtocolSnifferFactory>(*p, *p, fl, hl);
+  p->sniffers_ = std::make_unique<h2::ProtocolSnifferFactory>(*p, fl, hl);
   p->ownTraffic_ =
       std::make_unique<OwnTrafficFilter>(*p->sniffers_, p->localEndpoints_, p->stats_.ownTrafficSegments);
 
@@ -150,7 +128,7 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   co.attach = *capture::parseAttachMode(config.attach);  // validated by config
   co.adaptiveWakeups = config.adaptiveWakeups;
   if (getrandom(&co.hashSeed, sizeof(co.hashSeed), 0) != sizeof(co.hashSeed)) {
-    co.hashSeed = static_cast<uint32_t>(monotonicNs());
+    co.hashSeed = static_cast<uint32_t>(base::monotonicNs());
   }
   p->capture_ = capture::Capture::open(co, error);
   if (!p->capture_) {
@@ -215,7 +193,7 @@ replay::DropPolicy dropPolicyOf(const rules::Rule& rule) {
 template <typename SenderOptions>
 void reportTo(compare::CompareEngine& engine, compare::Part part, SenderOptions& o) {
   o.comparePart = part;
-  o.onKeptResponse = [&engine](uint64_t id, compare::Part p, compare::Response&& response) {
+  o.onKeptResponse = [&engine](uint64_t id, compare::Part p, model::Response&& response) {
     engine.onResponse(id, p, std::move(response));
   };
   o.onMissingResponse = [&engine](uint64_t id, compare::Part p) { engine.onMissing(id, p); };
@@ -227,9 +205,7 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   auto rt = std::make_unique<RuleRuntime>(rule, ruleId);
   if (config_.dryRun) {
 #ifdef SHADOWTAP_HAVE_DRY_RUN
-    auto writer = std::make_unique<record::DryRunWriter>(stdout, rule.suffix);
-    rt->dryRunH2 = writer.get();
-    rt->dryRun = std::move(writer);
+    rt->dryRun = std::make_unique<record::DryRunWriter>(stdout, rule.suffix);
     return rt;
 #else
     *error = "--dry-run is not available in this build";
@@ -323,13 +299,15 @@ bool Pipeline::setUpCompare(std::string* error) {
   return true;
 }
 
-uint64_t Pipeline::beginCompared(RuleRuntime& rt, const http::Request& request) {
+uint64_t Pipeline::beginCompared(RuleRuntime& rt, const model::Request& request) {
   const uint64_t id = engine_->begin(rt.ruleId, request.method, std::string(request.target()),
-                                     rt.secondary != nullptr, monotonicNs());
+                                     rt.secondary != nullptr, base::monotonicNs());
   if (id == 0) {
     return 0;  // refused (pending limit, or a rule added by a reload): mirrored only
   }
-  if (!pairing_->expect(request, id)) {
+  const bool paired = request.isHttp2() ? pairing_->expectH2(request.flow, request.streamId, id)
+                                        : pairing_->expect(request, id);
+  if (!paired) {
     engine_->onMissing(id, compare::Part::kPrimary);
   }
   return id;
@@ -351,10 +329,10 @@ void Pipeline::finishCompare() {
   }
   spdlog::info("compare: exchanges={} compared={} equal={} different={} noisy={} no_primary={} no_mirror={} "
                "expired={} refused={} queue_full={}{}",
-               load(s.exchanges), load(s.compared), totalOutcome(s, compare::Outcome::kEqual),
+               base::load(s.exchanges), base::load(s.compared), totalOutcome(s, compare::Outcome::kEqual),
                totalOutcome(s, compare::Outcome::kDifferent), totalOutcome(s, compare::Outcome::kNoisy),
-               load(s.noPrimary), load(s.noMirror), load(s.expired), load(s.refused), load(s.queueFull),
-               diffWriter_ ? fmt::format(" diff_lines={}", load(diffWriter_->stats().lines)) : std::string());
+               base::load(s.noPrimary), base::load(s.noMirror), base::load(s.expired), base::load(s.refused), base::load(s.queueFull),
+               diffWriter_ ? fmt::format(" diff_lines={}", base::load(diffWriter_->stats().lines)) : std::string());
 }
 
 std::vector<capture::PortRule> Pipeline::portRules(const std::vector<const RuleRuntime*>& runtimes) {
@@ -477,94 +455,70 @@ void Pipeline::onSegment(const flow::Segment& segment) {
   flows_->ingest(segment);
 }
 
-void Pipeline::onRequest(http::Request&& request) {
-  stats_.requests.fetch_add(1, std::memory_order_relaxed);
+void Pipeline::onRequest(model::Request&& request) {
+  const bool h2 = request.isHttp2();
+  base::bump(h2 ? stats_.h2Requests : stats_.requests);
   if (request.ruleId == 0 || request.ruleId > rules_.size() || !rules_[request.ruleId - 1]) {
-    stats_.unknownRule.fetch_add(1, std::memory_order_relaxed);  // e.g. removed by a reload
+    base::bump(stats_.unknownRule);  // e.g. removed by a reload
     return;
   }
   RuleRuntime& rt = *rules_[request.ruleId - 1];
   RuleStats& rs = rt.stats;
-  rs.requests.fetch_add(1, std::memory_order_relaxed);
-  rs.observeSize(request.bytes.size());
-  if (http::hostHasSuffix(request.host(), rt.rule.suffix)) {
-    rs.loopSkipped.fetch_add(1, std::memory_order_relaxed);
+  base::bump(rs.requests);
+  if (h2) {
+    base::bump(rs.h2Requests);
+  }
+  rs.observeSize(request.size());
+  const rules::Router::Verdict verdict = rt.router.classify(request);
+  if (verdict == rules::Router::Verdict::kAlreadyShadow) {
+    base::bump(rs.loopSkipped);
     return;
   }
   // The recording holds what was captured, not what the method allow-list lets through.
   if (recorder_) {
     recorder_->record(request);
   }
-  if (!rt.transform.allows(request.method)) {
-    rs.filtered.fetch_add(1, std::memory_order_relaxed);
+  if (verdict == rules::Router::Verdict::kMethodFiltered) {
+    base::bump(rs.filtered);
     return;
   }
-  if (!rt.dryRun && !rt.replayer) {
-    rs.recordOnly.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  rs.submitted.fetch_add(1, std::memory_order_relaxed);
   if (rt.dryRun) {
+    base::bump(rs.submitted);
     rt.dryRun->onRequest(std::move(request));
-    rs.queued.fetch_add(1, std::memory_order_relaxed);
+    base::bump(rs.queued);  // printed
     return;
   }
+  if (!rt.replayer) {
+    base::bump(rs.recordOnly);
+    return;
+  }
+  base::bump(rs.submitted);
+  if (h2) {
+    sendHttp2(rt, std::move(request));
+  } else {
+    sendHttp1(rt, std::move(request));
+  }
+}
+
+void Pipeline::sendHttp1(RuleRuntime& rt, model::Request&& request) {
+  // Compare mode pairs the request as captured, so before the rewrite.
+  const uint64_t exchangeId = rt.compared ? beginCompared(rt, request) : 0;
+  rt.router.rewrite(request);
   replay::ReplayJob job;
   job.ruleId = request.ruleId;
   job.isHead = request.method == "HEAD";
   job.capturedNs = request.tsNs;
-  // Compare mode pairs the request as captured, so before the rewrite.
-  const uint64_t exchangeId = rt.compared ? beginCompared(rt, request) : 0;
-  job.bytes = rt.transform.apply(http::takeRewrittenRequest(std::move(request), rt.rule.suffix));
+  job.bytes = std::move(request.bytes);
   if (exchangeId != 0) {
     job.exchangeId = exchangeId;
-    job.method = request.method;  // takeRewrittenRequest took only the bytes
+    job.method = request.method;
     if (rt.secondary) {
       replay::ReplayJob copy = job;
       rt.secondary->submit(std::move(copy));  // a drop is reported to the engine as a missing part
     }
   }
-  if (rt.replayer->submit(std::move(job))) {
-    rs.queued.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    rs.dropped.fetch_add(1, std::memory_order_relaxed);
-  }
+  base::bump(rt.replayer->submit(std::move(job)) ? rt.stats.queued : rt.stats.dropped);
 }
-
-namespace {
-
-// The rule's header switches on an HTTP/2 request: drop-header removes every
-// field of that name (pseudo-headers are never named by a rule), header=
-// appends fields after the request's own, with the lowercase names HTTP/2
-// requires.
-void applyHeaderSwitches(const rules::Rule& rule, h2::H2Request& request) {
-  if (!rule.dropHeaders.empty()) {
-    std::erase_if(request.headers, [&rule](const h2::HeaderField& f) {
-      return std::find(rule.dropHeaders.begin(), rule.dropHeaders.end(), f.name) != rule.dropHeaders.end();
-    });
-  }
-  for (const auto& [name, value] : rule.headers) {
-    h2::HeaderField f;
-    f.name = name;
-    std::transform(f.name.begin(), f.name.end(), f.name.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    f.value = value;
-    request.headers.push_back(std::move(f));
-  }
-}
-
-uint64_t h2RequestSize(const h2::H2Request& r) {
-  // HPACK-independent: field bytes as HTTP/1 would carry them, plus the body.
-  uint64_t n = r.body.size();
-  for (const auto* fields : {&r.headers, &r.trailers}) {
-    for (const auto& f : *fields) {
-      n += f.name.size() + f.value.size() + 4;
-    }
-  }
-  return n;
-}
-
-}  // namespace
 
 h2::H2Pool* Pipeline::h2PoolFor(RuleRuntime& rt, compare::Part part) {
   const bool secondary = part == compare::Part::kSecondary;
@@ -602,78 +556,27 @@ h2::H2Pool* Pipeline::h2PoolFor(RuleRuntime& rt, compare::Part part) {
   return slot.get();
 }
 
-void Pipeline::submitCompared(RuleRuntime& rt, h2::H2Request& request) {
-  const bool withSecondary = rt.secondary != nullptr;
-  const uint64_t id = engine_->begin(rt.ruleId, std::string(request.method()), std::string(request.path()),
-                                     withSecondary, monotonicNs());
-  if (id == 0) {
-    return;  // refused (pending limit, or a rule added by a reload): mirrored only
-  }
-  if (!pairing_->expectH2(request.flow, request.streamId, id)) {
-    engine_->onMissing(id, compare::Part::kPrimary);
-  }
-  request.exchangeId = id;
-  if (withSecondary) {
-    h2::H2Pool* pool = h2PoolFor(rt, compare::Part::kSecondary);
-    if (pool == nullptr) {
-      engine_->onMissing(id, compare::Part::kSecondary);
-    } else {
-      h2::H2Request copy = request;
-      pool->submit(std::move(copy));  // a drop is reported to the engine as a missing part
-    }
-  }
-}
-
-void Pipeline::onRequest(h2::H2Request&& request) {
-  stats_.h2Requests.fetch_add(1, std::memory_order_relaxed);
-  if (request.ruleId == 0 || request.ruleId > rules_.size() || !rules_[request.ruleId - 1]) {
-    stats_.unknownRule.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  RuleRuntime& rt = *rules_[request.ruleId - 1];
-  RuleStats& rs = rt.stats;
-  rs.requests.fetch_add(1, std::memory_order_relaxed);
-  rs.h2Requests.fetch_add(1, std::memory_order_relaxed);
-  rs.observeSize(h2RequestSize(request));
-  if (http::hostHasSuffix(request.authority(), rt.rule.suffix)) {
-    rs.loopSkipped.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  // As for HTTP/1: the recording holds what was captured.
-  if (recorder_) {
-    recorder_->record(request);
-  }
-  if (!rt.transform.allows(request.method())) {
-    rs.filtered.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  if (rt.dryRunH2 != nullptr) {
-    rs.submitted.fetch_add(1, std::memory_order_relaxed);
-    rt.dryRunH2->onRequest(std::move(request));
-    rs.queued.fetch_add(1, std::memory_order_relaxed);  // printed
-    return;
-  }
-  if (!rt.replayer) {
-    rs.recordOnly.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  rs.submitted.fetch_add(1, std::memory_order_relaxed);
-  h2::rewriteAuthority(request, rt.rule.suffix);
-  applyHeaderSwitches(rt.rule, request);
+void Pipeline::sendHttp2(RuleRuntime& rt, model::Request&& request) {
+  rt.router.rewrite(request);
   h2::H2Pool* pool = h2PoolFor(rt, compare::Part::kMirror);
   if (pool == nullptr) {
-    rs.h2PoolUnavailable.fetch_add(1, std::memory_order_relaxed);
-    rs.dropped.fetch_add(1, std::memory_order_relaxed);
+    base::bump(rt.stats.h2PoolUnavailable);
+    base::bump(rt.stats.dropped);
     return;
   }
   if (rt.compared) {
-    submitCompared(rt, request);
+    request.exchangeId = beginCompared(rt, request);
+    if (request.exchangeId != 0 && rt.secondary) {
+      h2::H2Pool* second = h2PoolFor(rt, compare::Part::kSecondary);
+      if (second == nullptr) {
+        engine_->onMissing(request.exchangeId, compare::Part::kSecondary);
+      } else {
+        model::Request copy = request;
+        second->submit(std::move(copy));  // a drop is reported to the engine as a missing part
+      }
+    }
   }
-  if (pool->submit(std::move(request))) {
-    rs.queued.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    rs.dropped.fetch_add(1, std::memory_order_relaxed);
-  }
+  base::bump(pool->submit(std::move(request)) ? rt.stats.queued : rt.stats.dropped);
 }
 
 int Pipeline::run() {
@@ -682,9 +585,9 @@ int Pipeline::run() {
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGHUP);
-  Fd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
-  Fd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
-  Fd ep(epoll_create1(EPOLL_CLOEXEC));
+  base::Fd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  base::Fd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  base::Fd ep(epoll_create1(EPOLL_CLOEXEC));
   if (sfd.get() < 0 || tfd.get() < 0 || ep.get() < 0) {
     spdlog::error("cannot set up the event loop: {}", std::strerror(errno));
     return 1;
@@ -706,9 +609,9 @@ int Pipeline::run() {
   }
 
   const uint64_t summaryEveryNs = uint64_t(config_.summaryIntervalSec) * 1'000'000'000ULL;
-  uint64_t nextSummary = monotonicNs() + summaryEveryNs;
+  uint64_t nextSummary = base::monotonicNs() + summaryEveryNs;
   bool stopping = false;
-  loopTurnNs_ = monotonicNs();
+  loopTurnNs_ = base::monotonicNs();
   while (!stopping) {
     epoll_event events[4];
     int n = epoll_wait(ep.get(), events, 4, -1);
@@ -723,11 +626,11 @@ int Pipeline::run() {
       int fd = events[i].data.fd;
       if (fd == ringFd) {
         capture_->consume(*this);
-        consumeNs_.store(monotonicNs(), std::memory_order_relaxed);
+        consumeNs_.store(base::monotonicNs(), std::memory_order_relaxed);
       } else if (fd == tfd.get()) {
         uint64_t expirations;
         [[maybe_unused]] ssize_t r = read(tfd.get(), &expirations, sizeof(expirations));
-        uint64_t now = monotonicNs();
+        uint64_t now = base::monotonicNs();
         loopTurnNs_.store(now, std::memory_order_relaxed);
         attached_.store(capture_->attachedInterfaces().size(), std::memory_order_relaxed);
         flows_->expire(now);
@@ -809,42 +712,42 @@ std::string Pipeline::summary() const {
       continue;  // removed by a reload
     }
     const RuleStats& r = rt->stats;
-    loopSkipped += load(r.loopSkipped);
-    filtered += load(r.filtered);
-    queued += load(r.queued);
-    dropped += load(r.dropped);
+    loopSkipped += base::load(r.loopSkipped);
+    filtered += base::load(r.filtered);
+    queued += base::load(r.queued);
+    dropped += base::load(r.dropped);
     if (!rt->replayer) {
       perRule += fmt::format(" | rule{} port={} requests={} filtered={} loop_skipped={} printed={}", rt->ruleId,
-                             rt->rule.port, load(r.requests), load(r.filtered), load(r.loopSkipped), load(r.queued));
+                             rt->rule.port, base::load(r.requests), base::load(r.filtered), base::load(r.loopSkipped), base::load(r.queued));
       continue;
     }
     auto ms = [](uint64_t us) { return us == UINT64_MAX ? std::string("inf") : fmt::format("{:g}", us / 1000.0); };
     std::string h2;
-    if (load(r.h2Requests) != 0) {
+    if (base::load(r.h2Requests) != 0) {
       // HTTP/2 part of the rule, once it has seen any.
-      h2 = fmt::format(" h2_requests={} h2_pool_unavailable={}", load(r.h2Requests), load(r.h2PoolUnavailable));
+      h2 = fmt::format(" h2_requests={} h2_pool_unavailable={}", base::load(r.h2Requests), base::load(r.h2PoolUnavailable));
       if (rt->h2Pool) {
         const h2::H2PoolStats& q = rt->h2Pool->stats();
-        responses += load(q.responses);
+        responses += base::load(q.responses);
         errors += q.errors();
-        shutdown += load(q.droppedShutdown);
+        shutdown += base::load(q.droppedShutdown);
         h2 += fmt::format(
             " h2_responses={} h2_2xx={} h2_4xx={} h2_5xx={} h2_grpc_ok={} h2_grpc_error={} h2_connect_errors={} "
             "h2_resets={} h2_connection_errors={} h2_timeouts={} h2_rejected={} h2_queue_full={} "
             "h2_dropped_oldest={} h2_rate_limited={} h2_dropped_shutdown={} h2_in_flight={} h2_connections={} "
             "h2_resolves={} h2_address_changes={} h2_latency_p50_ms<={} h2_latency_p99_ms<={}",
-            load(q.responses), load(q.responses2xx), load(q.responses4xx), load(q.responses5xx), load(q.grpcOk),
-            load(q.grpcError), load(q.errorsConnect), load(q.errorsReset), load(q.errorsConnection),
-            load(q.errorsTimeout), load(q.errorsRejected), load(q.queueFull), load(q.droppedOldest),
-            load(q.droppedRateLimit), load(q.droppedShutdown), q.inFlight.load(std::memory_order_relaxed),
-            load(q.connectionsOpened) - load(q.connectionsClosed), load(q.resolves), load(q.addressChanges),
+            base::load(q.responses), base::load(q.responses2xx), base::load(q.responses4xx), base::load(q.responses5xx), base::load(q.grpcOk),
+            base::load(q.grpcError), base::load(q.errorsConnect), base::load(q.errorsReset), base::load(q.errorsConnection),
+            base::load(q.errorsTimeout), base::load(q.errorsRejected), base::load(q.queueFull), base::load(q.droppedOldest),
+            base::load(q.droppedRateLimit), base::load(q.droppedShutdown), q.inFlight.load(std::memory_order_relaxed),
+            base::load(q.connectionsOpened) - base::load(q.connectionsClosed), base::load(q.resolves), base::load(q.addressChanges),
             ms(q.latency.quantileBoundUs(0.5)), ms(q.latency.quantileBoundUs(0.99)));
       }
     }
     const replay::ReplayStats& s = rt->replayer->stats();
-    responses += load(s.responses);
+    responses += base::load(s.responses);
     errors += s.errors();
-    shutdown += load(s.droppedShutdown);
+    shutdown += base::load(s.droppedShutdown);
     const uint64_t p50 = s.latency.quantileBoundUs(0.5);
     const uint64_t p99 = s.latency.quantileBoundUs(0.99);
     perRule += fmt::format(
@@ -852,29 +755,29 @@ std::string Pipeline::summary() const {
         "3xx={} 4xx={} 5xx={} connect_errors={} connect_timeouts={} resets={} timeouts={} bad_responses={} "
         "queue_full={} dropped_oldest={} rate_limited={} dropped_shutdown={} in_flight={} connections={} "
         "resolves={} address_changes={} latency_p50_ms<={} latency_p99_ms<={}{}",
-        rt->ruleId, rt->rule.port, rt->rule.mirror, load(r.requests), load(r.filtered), load(r.loopSkipped),
-        load(r.queued), load(s.responses), load(s.responses2xx), load(s.responses3xx), load(s.responses4xx),
-        load(s.responses5xx), load(s.errorsConnect), load(s.errorsConnectTimeout), load(s.errorsReset),
-        load(s.errorsResponseTimeout), load(s.errorsBadResponse) + load(s.errorsResponseTooLarge),
-        load(s.queueFull), load(s.droppedOldest), load(s.droppedRateLimit), load(s.droppedShutdown),
+        rt->ruleId, rt->rule.port, rt->rule.mirror, base::load(r.requests), base::load(r.filtered), base::load(r.loopSkipped),
+        base::load(r.queued), base::load(s.responses), base::load(s.responses2xx), base::load(s.responses3xx), base::load(s.responses4xx),
+        base::load(s.responses5xx), base::load(s.errorsConnect), base::load(s.errorsConnectTimeout), base::load(s.errorsReset),
+        base::load(s.errorsResponseTimeout), base::load(s.errorsBadResponse) + base::load(s.errorsResponseTooLarge),
+        base::load(s.queueFull), base::load(s.droppedOldest), base::load(s.droppedRateLimit), base::load(s.droppedShutdown),
         s.inFlight.load(std::memory_order_relaxed), s.openConnections.load(std::memory_order_relaxed),
-        load(s.resolves), load(s.addressChanges), ms(p50), ms(p99), h2);
+        base::load(s.resolves), base::load(s.addressChanges), ms(p50), ms(p99), h2);
   }
   if (engine_) {
     const compare::CompareStats& c = engine_->stats();
     perRule += fmt::format(" | compare response_segments={} exchanges={} compared={} equal={} different={} noisy={} "
                            "no_primary={} no_mirror={} expired={} pending={}",
-                           load(stats_.responseSegments), load(c.exchanges), load(c.compared),
+                           base::load(stats_.responseSegments), base::load(c.exchanges), base::load(c.compared),
                            totalOutcome(c, compare::Outcome::kEqual), totalOutcome(c, compare::Outcome::kDifferent),
-                           totalOutcome(c, compare::Outcome::kNoisy), load(c.noPrimary), load(c.noMirror),
-                           load(c.expired), load(c.pending));
+                           totalOutcome(c, compare::Outcome::kNoisy), base::load(c.noPrimary), base::load(c.noMirror),
+                           base::load(c.expired), base::load(c.pending));
   }
   if (recorder_) {
     const record::RecordStats& w = recorder_->stats();
     perRule += fmt::format(" | record offered={} written={} dropped={} malformed={} write_errors={} files={} "
                            "rotations={} files_deleted={} disk_bytes={}",
-                           load(w.offered), load(w.written), load(w.dropped), load(w.malformed), load(w.writeErrors),
-                           load(w.filesOpened), load(w.rotations), load(w.filesDeleted),
+                           base::load(w.offered), base::load(w.written), base::load(w.dropped), base::load(w.malformed), base::load(w.writeErrors),
+                           base::load(w.filesOpened), base::load(w.rotations), base::load(w.filesDeleted),
                            w.diskBytes.load(std::memory_order_relaxed));
   }
   return fmt::format(
@@ -888,15 +791,15 @@ std::string Pipeline::summary() const {
       "streams_abandoned={} decode_errors={} h2_gaps={} | loop_skipped={} filtered={} submit_dropped={} | "
       "mirror queued={} responses={} errors={} dropped_shutdown={}{}",
       k[ST_CNT_SEEN], k[ST_CNT_MATCHED], k[ST_CNT_SAMPLED_OUT], k[ST_CNT_COPIED],
-      k[ST_CNT_RINGBUF_FULL], k[ST_CNT_TRUNCATED], k[ST_CNT_MALFORMED], load(cs.records),
-      load(cs.badRecords), flows_->flowCount(), load(fs.flowsCreated), load(fs.flowsMidstream),
-      load(fs.gaps), load(fs.gapBytes), load(fs.flowsEvicted), load(stats_.ownTrafficSegments),
-      load(hs.requestsParsed), load(hs.parseErrors), load(hs.noHost), load(hs.tooLarge), load(hs.droppedByGap),
-      load(hs.unmirroredBytes), load(hs.upgrade), load(hs.http2), load(hs.tls), load(h2s.connections),
-      load(ss.prefaceH2), load(ss.upgradesAccepted), load(ss.upgradesDeclined), load(h2s.requests),
-      load(h2s.streamsOpened), load(h2s.streamsReset), load(h2s.streamsRefused),
-      load(h2s.streamsHeadersTooLarge) + load(h2s.streamsBodyTooLarge), load(h2s.streamsBufferFull),
-      load(h2s.streamsMalformed), load(h2s.streamsAbandoned), load(h2s.decodeErrors), load(h2s.gaps), loopSkipped,
+      k[ST_CNT_RINGBUF_FULL], k[ST_CNT_TRUNCATED], k[ST_CNT_MALFORMED], base::load(cs.records),
+      base::load(cs.badRecords), flows_->flowCount(), base::load(fs.flowsCreated), base::load(fs.flowsMidstream),
+      base::load(fs.gaps), base::load(fs.gapBytes), base::load(fs.flowsEvicted), base::load(stats_.ownTrafficSegments),
+      base::load(hs.requestsParsed), base::load(hs.parseErrors), base::load(hs.noHost), base::load(hs.tooLarge), base::load(hs.droppedByGap),
+      base::load(hs.unmirroredBytes), base::load(hs.upgrade), base::load(hs.http2), base::load(hs.tls), base::load(h2s.connections),
+      base::load(ss.prefaceH2), base::load(ss.upgradesAccepted), base::load(ss.upgradesDeclined), base::load(h2s.requests),
+      base::load(h2s.streamsOpened), base::load(h2s.streamsReset), base::load(h2s.streamsRefused),
+      base::load(h2s.streamsHeadersTooLarge) + base::load(h2s.streamsBodyTooLarge), base::load(h2s.streamsBufferFull),
+      base::load(h2s.streamsMalformed), base::load(h2s.streamsAbandoned), base::load(h2s.decodeErrors), base::load(h2s.gaps), loopSkipped,
       filtered, dropped,
       queued, responses, errors, shutdown, perRule);
 }

@@ -17,15 +17,15 @@
 #include "config.h"
 #include "flow/flow_table.h"
 #include "h2/h2_pool.h"
-#include "h2/h2_request.h"
+#include "model/request.h"
 #include "h2/protocol_sniffer.h"
-#include "http/request.h"
+#include "model/request.h"
 #include "http/request_framer.h"
 #include "metrics/metrics_server.h"
 #include "record/record_writer.h"
 #include "replay/local_endpoints.h"
 #include "replay/replayer.h"
-#include "rules/request_transform.h"
+#include "rules/router.h"
 #include "rules/rule.h"
 
 namespace shadowtap {
@@ -76,15 +76,14 @@ struct RuleStats {
   std::atomic<uint64_t> h2PoolUnavailable{0};  // submitted, but no HTTP/2 pool could be started (dropped)
 };
 
-// One installed rule with its transform, its replayer (one per rule, hence per
+// One installed rule with its router, its replayer (one per rule, hence per
 // target, with the rule's own limits) and its counters.
 struct RuleRuntime {
   rules::Rule rule;
   uint32_t ruleId = 0;
-  rules::RequestTransform transform;
+  rules::Router router;
   std::unique_ptr<replay::Replayer> replayer;  // null in dry-run mode
-  std::unique_ptr<http::RequestSink> dryRun;   // only in dry-run mode
-  h2::H2RequestSink* dryRunH2 = nullptr;       // the same writer, for HTTP/2 requests
+  std::unique_ptr<model::RequestSink> dryRun;  // only in dry-run mode
   // HTTP/2 requests go to their own pool of h2c (prior knowledge) connections
   // to the same target, started on the rule's first HTTP/2 request (so a
   // mirror that never sees HTTP/2 never gets an h2c connection). Set on the
@@ -103,13 +102,13 @@ struct RuleRuntime {
   bool h2SecondaryFailed = false;
   RuleStats stats;
 
-  RuleRuntime(rules::Rule r, uint32_t id) : rule(std::move(r)), ruleId(id), transform(rule) {}
+  RuleRuntime(rules::Rule r, uint32_t id) : rule(std::move(r)), ruleId(id), router(rule) {}
 };
 
 // The one place that wires the stages: capture -> flow -> http -> rule
 // (filter, rewrite, transform) -> replay (one replayer per rule).
 // Runs the capture side on the calling thread; each replayer has its own.
-class Pipeline : public capture::SegmentSink, public http::RequestSink, public h2::H2RequestSink {
+class Pipeline : public capture::SegmentSink, public model::RequestSink {
  public:
   // Builds every stage and attaches. nullptr and *error set on failure.
   static std::unique_ptr<Pipeline> create(const Config& config, std::string* error);
@@ -127,10 +126,9 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink, public h
   void reload();
 
   void onSegment(const flow::Segment& segment) override;
-  void onRequest(http::Request&& request) override;
-  // HTTP/2: the same per-rule steps (loop guard on :authority, method filter,
-  // :authority suffix, header switches), then the rule's HTTP/2 pool.
-  void onRequest(h2::H2Request&& request) override;
+  // Every decoded request, HTTP/1 or HTTP/2: the rule's router, then the
+  // recorder, the dry-run printer or the rule's mirror (and compare).
+  void onRequest(model::Request&& request) override;
 
   // One line with every counter that matters, for the periodic and final log.
   std::string summary() const;
@@ -166,7 +164,7 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink, public h
     OwnTrafficFilter(flow::StreamConsumerFactory& inner, const replay::LocalEndpoints& endpoints,
                      std::atomic<uint64_t>& declined)
         : inner_(inner), endpoints_(endpoints), declined_(declined) {}
-    std::unique_ptr<flow::StreamConsumer> create(const flow::FlowKey& key, uint32_t ruleId,
+    std::unique_ptr<flow::StreamConsumer> create(const model::FlowKey& key, uint32_t ruleId,
                                                  bool fromStart) override;
 
    private:
@@ -185,8 +183,9 @@ class Pipeline : public capture::SegmentSink, public http::RequestSink, public h
   bool setUpCompare(std::string* error);
   // Begins the exchange of a request of a compared rule and registers it for
   // pairing; its id, or 0 when it is not compared.
-  uint64_t beginCompared(RuleRuntime& rt, const http::Request& request);
-  void submitCompared(RuleRuntime& rt, h2::H2Request& request);
+  uint64_t beginCompared(RuleRuntime& rt, const model::Request& request);
+  void sendHttp1(RuleRuntime& rt, model::Request&& request);
+  void sendHttp2(RuleRuntime& rt, model::Request&& request);
   void finishCompare();
 
   Config config_;

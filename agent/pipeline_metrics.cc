@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <string>
 
+#include "base/clock.h"
 #include "metrics/family_builder.h"
 #include "pipeline.h"
 #include "shadowtap/capture_abi.h"
@@ -17,12 +18,6 @@ using metrics::Labels;
 using prometheus::MetricType;
 
 constexpr uint64_t kAliveWithinNs = 5'000'000'000ULL;  // the loop ticks every 100 ms
-
-uint64_t nowNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 double v(const std::atomic<uint64_t>& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); }
 double v(const std::atomic<int64_t>& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); }
@@ -305,10 +300,10 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
       resolves.add(v(s.resolveErrors), {{"rule", id}, {"protocol", "http1"}, {"result", "error"}});
       addressChanges.add(v(s.addressChanges), {{"rule", id}, {"protocol", "http1"}});
       std::vector<double> lb;
-      for (uint64_t us : replay::LatencyHistogram::kBoundsUs) {
+      for (uint64_t us : base::LatencyHistogram::kBoundsUs) {
         lb.push_back(static_cast<double>(us) / 1e6);
       }
-      for (const auto& [proto, hist] : {std::pair<const char*, const replay::LatencyHistogram*>{"http1", &s.latency},
+      for (const auto& [proto, hist] : {std::pair<const char*, const base::LatencyHistogram*>{"http1", &s.latency},
                                         {"h2", &q.latency}}) {
         std::vector<uint64_t> lc;
         for (const auto& b : hist->buckets) {
@@ -356,7 +351,7 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
                              "protocol",
                              std::vector<std::pair<std::string, double>>{{"http1", v(ps.streamsHttp1)},
                                                                          {"h2", v(ps.streamsH2)}}));
-      const compare::H2ResponseStats& hs = pairing->h2Stats();
+      const h2::H2ResponseStats& hs = pairing->h2Stats();
       out.push_back(labelled("shadowtap_compare_h2_response_streams_total",
                              "HTTP/2 primary response streams decoded for comparison, by outcome.", C, "outcome",
                              std::vector<std::pair<std::string, double>>{{"response", v(hs.responses)},
@@ -409,14 +404,14 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
 }
 
 metrics::HealthStatus PipelineMetrics::live() const {
-  const uint64_t now = nowNs();
+  const uint64_t now = base::monotonicNs();
   const uint64_t turned = p_.lastLoopTurnNs();
   const bool ok = turned != 0 && now - turned < kAliveWithinNs;
   return {ok, "capture loop turned " + ago(turned, now)};
 }
 
 metrics::HealthStatus PipelineMetrics::ready() const {
-  const uint64_t now = nowNs();
+  const uint64_t now = base::monotonicNs();
   const size_t attached = p_.attachedInterfaces();
   const uint64_t consumed = p_.lastConsumeNs();
   const bool fresh = consumed != 0 && now - consumed < kAliveWithinNs;

@@ -18,6 +18,9 @@ packages=(
   libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps nghttp2-client nghttp2-server python3-h2 tcpdump
   # a real gRPC client and service for the HTTP/2 end-to-end test (Debian package, no codegen needed)
   python3-grpcio
+  # the kernel matrix (tests/kernels): Debian's 6.1 and 6.12 kernels booted under qemu
+  # with an initramfs of busybox-static and the modules kmod's modprobe resolves
+  qemu-system-x86 busybox-static kmod
   # fuzzing (libFuzzer runtime; only a Recommends of clang-14)
   libclang-rt-14-dev
   # man pages generated from --help at build time

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 
+#include "flow/segment.h"
 #include "shadowtap/capture_abi.h"
 
 static_assert(sizeof(st_segment) == 80, "st_segment size is ABI");
@@ -43,3 +44,6 @@ static_assert(ST_CNT_EGRESS_SEEN == 16 && ST_CNT_EGRESS_MATCHED == 17 && ST_CNT_
 static_assert(ST_RULE_F_HAS_PREFIX == 0x1 && ST_RULE_F_COMPARE == 0x2);
 static_assert(ST_DIR_TO_SERVER == 0 && ST_DIR_FROM_SERVER == 1);
 static_assert(ST_CNT_MAX == 21, "counter indices are ABI: append only");
+// Records carry the TCP flag byte as is; flow::Segment names the same bits.
+static_assert(ST_TCP_FIN == shadowtap::flow::kTcpFin && ST_TCP_SYN == shadowtap::flow::kTcpSyn &&
+              ST_TCP_RST == shadowtap::flow::kTcpRst && ST_TCP_ACK == shadowtap::flow::kTcpAck);

@@ -17,6 +17,8 @@
 #include <set>
 
 #include "capture/abi_check.h"
+#include "capture/kernel_support.h"
+#include "capture/libbpf_log.h"
 #include "capture/netlink.h"
 #include "capture/tc_filter.h"
 #include "capture/tcx_link.h"
@@ -50,7 +52,7 @@ std::map<int, std::string> currentInterfaces() {
 }
 
 st_prefix_key prefixKey(const PortRule& r) {
-  const DestinationPrefix& d = *r.destination;
+  const model::DestinationPrefix& d = *r.destination;
   st_prefix_key key{};
   key.prefixlen = ST_PREFIX_KEY_FIXED_BITS + d.length;
   key.port = htons(r.port);
@@ -86,7 +88,7 @@ std::string buildRuleMaps(const std::vector<PortRule>& rules, RuleMaps* out) {
       }
       continue;
     }
-    const DestinationPrefix& d = *r.destination;
+    const model::DestinationPrefix& d = *r.destination;
     const unsigned maxLen = d.family == 4 ? 32 : 128;
     if ((d.family != 4 && d.family != 6) || d.length > maxLen) {
       return "invalid destination prefix in the rule for port " + std::to_string(r.port);
@@ -398,10 +400,14 @@ std::unique_ptr<Capture> Capture::open(const CaptureOptions& options, std::strin
              " (must be a power of two of at least 4096 bytes)";
     return nullptr;
   }
+  if (std::string missing = missingKernelSupport(options.attach == AttachMode::kXdp); !missing.empty()) {
+    *error = missing;
+    return nullptr;
+  }
+  clearVerifierLog();
   err = capture_tc__load(impl->skel);
   if (err) {
-    *error = std::string("cannot load the BPF program into the kernel: ") + std::strerror(-err) +
-             privilegeHint(err) + "; run with --log-level debug for the verifier log";
+    *error = describeLoadFailure("the capture program", err);
     return nullptr;
   }
 

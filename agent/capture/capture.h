@@ -10,22 +10,10 @@
 #include <vector>
 
 #include "flow/segment.h"
+#include "model/destination_prefix.h"
 #include "shadowtap/capture_abi.h"
 
 namespace shadowtap::capture {
-
-// A destination address prefix narrowing a rule ("10.0.0.0/24", "2001:db8::/64",
-// a plain address is a full-length prefix). Address in network byte order.
-struct DestinationPrefix {
-  uint8_t family = 4;  // 4 or 6
-  std::array<uint8_t, 16> addr{};
-  uint8_t length = 0;  // prefix length in bits
-  bool operator==(const DestinationPrefix&) const = default;
-};
-
-// Parses "ADDR" or "ADDR/LEN" for IPv4 or IPv6. nullopt and *error set (one
-// sentence quoting the text) when it is not one.
-std::optional<DestinationPrefix> parseDestinationPrefix(std::string_view text, std::string* error);
 
 // A port to capture, with its rule id (carried in every record) and the share
 // of connections to mirror, in basis points (10000 = 100 %), optionally only for
@@ -39,7 +27,7 @@ struct PortRule {
   uint16_t port = 0;
   uint32_t ruleId = 0;
   uint32_t sampleBp = 10000;
-  std::optional<DestinationPrefix> destination;
+  std::optional<model::DestinationPrefix> destination;
   bool compare = false;
 };
 

@@ -9,20 +9,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/fd.h"
 #include "capture/privileges.h"
 
 namespace shadowtap::capture {
 namespace {
-
-// Closes an fd on scope exit.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) {
-      close(fd);
-    }
-  }
-};
 
 FreplaceProbe failed(int err, std::string stage, std::string detail) {
   FreplaceProbe p;
@@ -68,8 +59,8 @@ FreplaceProbe probeFreplace() {
   bpf_func_info targetInfo{0, static_cast<__u32>(targetId)};
   LIBBPF_OPTS(bpf_prog_load_opts, targetOpts, .prog_btf_fd = static_cast<__u32>(btfFd),
               .func_info = &targetInfo, .func_info_cnt = 1, .func_info_rec_size = sizeof(targetInfo));
-  Fd target{bpf_prog_load(BPF_PROG_TYPE_XDP, "st_probe_target", "GPL", passInsns, 2, &targetOpts)};
-  if (target.fd < 0) {
+  base::Fd target{bpf_prog_load(BPF_PROG_TYPE_XDP, "st_probe_target", "GPL", passInsns, 2, &targetOpts)};
+  if (target.get() < 0) {
     const int e = -errno;
     btf__free(types);
     return failed(e, "setup", std::string("cannot load a plain XDP program: ") + std::strerror(-e));
@@ -78,13 +69,13 @@ FreplaceProbe probeFreplace() {
   char log[1024] = "";
   bpf_func_info extInfo{0, static_cast<__u32>(extId)};
   LIBBPF_OPTS(bpf_prog_load_opts, extOpts, .prog_btf_fd = static_cast<__u32>(btfFd),
-              .attach_btf_id = static_cast<__u32>(targetId), .attach_prog_fd = static_cast<__u32>(target.fd),
+              .attach_btf_id = static_cast<__u32>(targetId), .attach_prog_fd = static_cast<__u32>(target.get()),
               .func_info = &extInfo, .func_info_cnt = 1, .func_info_rec_size = sizeof(extInfo), .log_level = 1,
               .log_size = sizeof(log), .log_buf = log);
-  Fd ext{bpf_prog_load(BPF_PROG_TYPE_EXT, "st_probe_ext", "GPL", passInsns, 2, &extOpts)};
+  base::Fd ext{bpf_prog_load(BPF_PROG_TYPE_EXT, "st_probe_ext", "GPL", passInsns, 2, &extOpts)};
   const int loadErrno = errno;
   btf__free(types);
-  if (ext.fd < 0) {
+  if (ext.get() < 0) {
     std::string d = std::string("the kernel refuses to load a freplace (BPF_PROG_TYPE_EXT) program: ") +
                     std::strerror(loadErrno);
     if (loadErrno == EPERM) {
@@ -100,8 +91,8 @@ FreplaceProbe probeFreplace() {
     return p;
   }
   LIBBPF_OPTS(bpf_link_create_opts, linkOpts, .target_btf_id = static_cast<__u32>(targetId));
-  Fd link{bpf_link_create(ext.fd, target.fd, static_cast<bpf_attach_type>(0), &linkOpts)};
-  if (link.fd < 0) {
+  base::Fd link{bpf_link_create(ext.get(), target.get(), static_cast<bpf_attach_type>(0), &linkOpts)};
+  if (link.get() < 0) {
     const int e = errno;
     return failed(-e, "attach",
                   std::string("the kernel refuses to attach a freplace program to an XDP program: ") +

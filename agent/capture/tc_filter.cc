@@ -166,7 +166,10 @@ std::string TcFilter::attachAt(int ifindex, const std::string& ifname, int progF
     err = bpf_tc_hook_create(&hook);
   }
   if (err && err != -EEXIST) {
-    return "cannot create the clsact qdisc on " + ifname + ": " + std::strerror(-err);
+    return "cannot create the clsact qdisc on " + ifname + ": " + std::strerror(-err) +
+           (err == -ENOENT || err == -EOPNOTSUPP
+                ? " (this kernel has no clsact qdisc: it needs CONFIG_NET_SCH_INGRESS, module sch_ingress)"
+                : "");
   }
 
   // Is the slot taken? Ours from a killed run is replaced; anyone else's is left alone.

@@ -20,6 +20,8 @@
 #include <utility>
 
 #include "capture/freplace_probe.h"
+#include "capture/kernel_support.h"
+#include "capture/libbpf_log.h"
 #include "capture_xdp.skel.h"
 #include "shadowtap/capture_abi.h"
 
@@ -139,11 +141,16 @@ std::string XdpAttachment::attach(int ifindex, const std::string& ifname, const 
 
   const bool veth = driverName(ifname) == "veth";
   mode_ = veth ? XDP_MODE_SKB : XDP_MODE_NATIVE;
+  clearVerifierLog();
   err = xdp_program__attach(prog_, ifindex, static_cast<xdp_attach_mode>(mode_), 0);
   if (err && !veth) {
     spdlog::info("native XDP on {} failed ({}); using skb mode", ifname, xdpError(err));
     mode_ = XDP_MODE_SKB;
     err = xdp_program__attach(prog_, ifindex, XDP_MODE_SKB, 0);
+  }
+  if (err && !lastVerifierLog(1).empty()) {
+    close();
+    return describeLoadFailure("the XDP capture program", err);
   }
   if (err) {
     close();

@@ -1,5 +1,6 @@
 #include "compare/comparator.h"
 
+#include "base/strings.h"
 #include "compare/endpoint.h"
 
 #include <algorithm>
@@ -47,7 +48,7 @@ size_t depthOf(const json& root, size_t limit) {
   return maxDepth;
 }
 
-bool looksJson(const Response& r) {
+bool looksJson(const model::Response& r) {
   const std::string_view ct = r.header("content-type");
   if (!ct.empty()) {
     return isJsonContentType(ct);
@@ -106,7 +107,7 @@ const char* toString(Outcome outcome) {
 }
 
 bool isJsonContentType(std::string_view ct) {
-  std::string lower = toLower(ct.substr(0, ct.find(';')));
+  std::string lower = base::toLower(ct.substr(0, ct.find(';')));
   while (!lower.empty() && (lower.back() == ' ' || lower.back() == '\t')) {
     lower.pop_back();
   }
@@ -193,7 +194,7 @@ struct Comparator::Diff {
 std::unique_ptr<Comparator> Comparator::create(const CompareOptions& options, std::string* error) {
   auto c = std::unique_ptr<Comparator>(new Comparator(options));
   for (const std::string& h : options.ignoreHeaders) {
-    c->ignoreHeadersLower_.push_back(toLower(h));
+    c->ignoreHeadersLower_.push_back(base::toLower(h));
   }
   for (const std::string& p : options.ignorePaths) {
     std::optional<JsonPathPattern> pattern = JsonPathPattern::parse(p, error);
@@ -223,11 +224,11 @@ bool Comparator::ignoredPath(const std::vector<PathStep>& path) const {
   return false;
 }
 
-std::vector<Difference> Comparator::diff(const Response& a, const Response& b, size_t* omitted, bool* json) const {
+std::vector<Difference> Comparator::diff(const model::Response& a, const model::Response& b, size_t* omitted, bool* json) const {
   return diffWith(a, b, nullptr, omitted, json);
 }
 
-std::vector<Difference> Comparator::diffWith(const Response& a, const Response& b, const std::string* noiseEndpoint,
+std::vector<Difference> Comparator::diffWith(const model::Response& a, const model::Response& b, const std::string* noiseEndpoint,
                                              size_t* omitted, bool* jsonOut) const {
   Diff d{*this, noiseEndpoint, {}, 0, {}};
   if (a.status != b.status) {
@@ -255,7 +256,7 @@ std::vector<Difference> Comparator::diffWith(const Response& a, const Response& 
         ++first;
       }
       const size_t from = first > 32 ? first - 32 : 0;
-      auto excerpt = [&](const Response& r) {
+      auto excerpt = [&](const model::Response& r) {
         std::string s = from > 0 ? "..." : "";
         s += r.body.substr(std::min(from, r.body.size()), options_.maxValueBytes);
         if (from + options_.maxValueBytes < r.body.size() || r.bodyTruncated) {
@@ -275,10 +276,10 @@ std::vector<Difference> Comparator::diffWith(const Response& a, const Response& 
   if (options_.compareHeaders) {
     // Header name (lower case) -> values in order, names in order of first appearance.
     using Grouped = std::vector<std::pair<std::string, std::vector<std::string_view>>>;
-    auto group = [&](const Response& r) {
+    auto group = [&](const model::Response& r) {
       Grouped g;
-      for (const Header& h : r.headers) {
-        std::string name = toLower(h.name);
+      for (const model::HeaderField& h : r.headers) {
+        std::string name = base::toLower(h.name);
         if (ignoredHeader(name)) {
           continue;
         }
@@ -336,8 +337,8 @@ std::vector<Difference> Comparator::diffWith(const Response& a, const Response& 
   return std::move(d.out);
 }
 
-CompareResult Comparator::compare(std::string_view method, std::string_view target, const Response& primary,
-                                  const Response& mirror, const Response* secondary) {
+CompareResult Comparator::compare(std::string_view method, std::string_view target, const model::Response& primary,
+                                  const model::Response& mirror, const model::Response* secondary) {
   CompareResult r;
   r.endpoint = endpointOf(method, target);
   if (secondary != nullptr) {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "compare/json_path.h"
-#include "compare/response.h"
+#include "model/response.h"
 
 namespace shadowtap::compare {
 
@@ -72,12 +72,12 @@ class Comparator {
   // nullptr with `error` set when an ignore path does not parse.
   static std::unique_ptr<Comparator> create(const CompareOptions& options, std::string* error);
 
-  CompareResult compare(std::string_view method, std::string_view target, const Response& primary,
-                        const Response& mirror, const Response* secondary = nullptr);
+  CompareResult compare(std::string_view method, std::string_view target, const model::Response& primary,
+                        const model::Response& mirror, const model::Response* secondary = nullptr);
 
   // Differences between two responses, without noise (both statuses, the
   // compared headers, the bodies).
-  std::vector<Difference> diff(const Response& a, const Response& b, size_t* omitted = nullptr,
+  std::vector<Difference> diff(const model::Response& a, const model::Response& b, size_t* omitted = nullptr,
                                bool* json = nullptr) const;
 
   // Noisy fields remembered for `endpoint`, sorted.
@@ -90,7 +90,7 @@ class Comparator {
   struct Diff;  // one diff() run's state
   // With `noiseEndpoint`, differences in the endpoint's noisy fields are marked,
   // and the length headers are skipped when the bodies differ only in noise.
-  std::vector<Difference> diffWith(const Response& a, const Response& b, const std::string* noiseEndpoint,
+  std::vector<Difference> diffWith(const model::Response& a, const model::Response& b, const std::string* noiseEndpoint,
                                    size_t* omitted, bool* json) const;
   bool ignoredHeader(std::string_view name) const;
   bool ignoredPath(const std::vector<PathStep>& path) const;

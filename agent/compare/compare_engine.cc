@@ -2,11 +2,11 @@
 
 #include <utility>
 
+#include "base/counters.h"
+
 namespace shadowtap::compare {
 namespace {
 
-void add(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
-void sub(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_sub(n, std::memory_order_relaxed); }
 
 }  // namespace
 
@@ -53,7 +53,7 @@ uint64_t CompareEngine::begin(uint32_t ruleId, std::string method, std::string t
   const uint64_t id = nextId_.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(mutex_);
   if (pending_.size() >= options_.maxPending) {
-    add(stats_.refused);
+    base::bump(stats_.refused);
     return 0;
   }
   Exchange ex;
@@ -65,23 +65,23 @@ uint64_t CompareEngine::begin(uint32_t ruleId, std::string method, std::string t
     ex.state[static_cast<size_t>(Part::kSecondary)] = PartState::kMissing;
   }
   pending_.emplace(id, std::move(ex));
-  add(stats_.exchanges);
-  add(stats_.pending);
+  base::bump(stats_.exchanges);
+  base::bump(stats_.pending);
   return id;
 }
 
-void CompareEngine::onResponse(uint64_t id, Part part, Response&& response) {
+void CompareEngine::onResponse(uint64_t id, Part part, model::Response&& response) {
   resolve(id, part, PartState::kHave, &response);
 }
 
 void CompareEngine::onMissing(uint64_t id, Part part) { resolve(id, part, PartState::kMissing, nullptr); }
 
-void CompareEngine::resolve(uint64_t id, Part part, PartState state, Response* response) {
+void CompareEngine::resolve(uint64_t id, Part part, PartState state, model::Response* response) {
   std::unique_lock lock(mutex_);
   auto it = pending_.find(id);
   const size_t p = static_cast<size_t>(part);
   if (it == pending_.end() || it->second.state[p] != PartState::kWaiting) {
-    add(stats_.unknownParts);
+    base::bump(stats_.unknownParts);
     return;
   }
   Exchange& ex = it->second;
@@ -96,22 +96,22 @@ void CompareEngine::resolve(uint64_t id, Part part, PartState state, Response* r
   }
   Exchange done = std::move(ex);
   pending_.erase(it);
-  sub(stats_.pending);
+  base::subtract(stats_.pending);
   if (done.state[0] != PartState::kHave) {
-    add(stats_.noPrimary);
+    base::bump(stats_.noPrimary);
     return;
   }
   if (done.state[1] != PartState::kHave) {
-    add(stats_.noMirror);
+    base::bump(stats_.noMirror);
     return;
   }
   if (running_) {
     if (queue_.size() >= options_.queueCapacity) {
-      add(stats_.queueFull);
+      base::bump(stats_.queueFull);
       return;
     }
     queue_.push_back(std::move(done));
-    add(stats_.queued);
+    base::bump(stats_.queued);
     lock.unlock();
     cv_.notify_one();
     return;
@@ -127,9 +127,9 @@ void CompareEngine::compareNow(Exchange& ex) {
   const CompareResult result = comparator.compare(ex.method, ex.target, ex.response[0], ex.response[1],
                                                   haveSecondary ? &ex.response[2] : nullptr);
   stats_.count(ex.ruleId, result.endpoint, result.outcome);
-  add(stats_.compared);
+  base::bump(stats_.compared);
   if (!haveSecondary) {
-    add(stats_.noSecondary);
+    base::bump(stats_.noSecondary);
   }
   if (writer_ != nullptr) {
     DiffRecord rec;
@@ -155,7 +155,7 @@ void CompareEngine::run() {
     queue_.pop_front();
     lock.unlock();
     compareNow(ex);
-    sub(stats_.queued);
+    base::subtract(stats_.queued);
     lock.lock();
   }
 }
@@ -164,8 +164,8 @@ void CompareEngine::expire(uint64_t nowNs) {
   std::lock_guard lock(mutex_);
   for (auto it = pending_.begin(); it != pending_.end();) {
     if (nowNs > it->second.beganNs && nowNs - it->second.beganNs > options_.pendingTimeoutNs) {
-      add(stats_.expired);
-      sub(stats_.pending);
+      base::bump(stats_.expired);
+      base::subtract(stats_.pending);
       it = pending_.erase(it);
     } else {
       ++it;

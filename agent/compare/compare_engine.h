@@ -15,8 +15,8 @@
 #include "compare/comparator.h"
 #include "compare/compare_stats.h"
 #include "compare/diff_writer.h"
-#include "compare/response.h"
-#include "compare/response_framer.h"
+#include "model/response.h"
+#include "http/response_framer.h"
 
 namespace shadowtap::compare {
 
@@ -58,15 +58,15 @@ class CompareEngine {
   // (rule not compared, maxPending reached: counted in `refused`). With
   // `withSecondary` the exchange waits for a secondary response as well.
   uint64_t begin(uint32_t ruleId, std::string method, std::string target, bool withSecondary, uint64_t nowNs);
-  void onResponse(uint64_t id, Part part, Response&& response);
+  void onResponse(uint64_t id, Part part, model::Response&& response);
   // The part's response will never come.
   void onMissing(uint64_t id, Part part);
   // Periodic: exchanges older than pendingTimeoutNs are given up (expired).
   void expire(uint64_t nowNs);
 
   // Adapters for the framers: ResponsePairing(engine.sink(Part::kPrimary)),
-  // or a ResponseFramer over a mirror connection's bytes.
-  ResponseSink& sink(Part part) { return sinks_[static_cast<size_t>(part)]; }
+  // or a http::ResponseFramer over a mirror connection's bytes.
+  http::ResponseSink& sink(Part part) { return sinks_[static_cast<size_t>(part)]; }
 
   const CompareStats& stats() const { return stats_; }
   // Noisy fields remembered for an endpoint of a rule (for tests and debugging;
@@ -81,24 +81,24 @@ class CompareEngine {
     std::string target;
     uint64_t beganNs = 0;
     PartState state[3] = {PartState::kWaiting, PartState::kWaiting, PartState::kWaiting};
-    Response response[3];
+    model::Response response[3];
   };
-  class PartSink final : public ResponseSink {
+  class PartSink final : public http::ResponseSink {
    public:
     PartSink() = default;
     void bind(CompareEngine* engine, Part part) {
       engine_ = engine;
       part_ = part;
     }
-    void onResponse(uint64_t id, Response&& response) override { engine_->onResponse(id, part_, std::move(response)); }
-    void onNoResponse(uint64_t id, NoResponse) override { engine_->onMissing(id, part_); }
+    void onResponse(uint64_t id, model::Response&& response) override { engine_->onResponse(id, part_, std::move(response)); }
+    void onNoResponse(uint64_t id, http::NoResponse) override { engine_->onMissing(id, part_); }
 
    private:
     CompareEngine* engine_ = nullptr;
     Part part_ = Part::kPrimary;
   };
 
-  void resolve(uint64_t id, Part part, PartState state, Response* response);
+  void resolve(uint64_t id, Part part, PartState state, model::Response* response);
   void compareNow(Exchange& ex);
   void run();
 

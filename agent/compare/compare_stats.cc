@@ -1,21 +1,22 @@
 #include "compare/compare_stats.h"
 
+#include "base/counters.h"
+
 namespace shadowtap::compare {
 namespace {
 
-void add(std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
 
 void countInto(CompareCounters& c, Outcome outcome) {
-  add(c.compared);
+  base::bump(c.compared);
   switch (outcome) {
     case Outcome::kEqual:
-      add(c.equal);
+      base::bump(c.equal);
       break;
     case Outcome::kDifferent:
-      add(c.different);
+      base::bump(c.different);
       break;
     case Outcome::kNoisy:
-      add(c.noisy);
+      base::bump(c.noisy);
       break;
   }
 }
@@ -36,7 +37,7 @@ CompareCounters& CompareStats::endpoint(uint32_t ruleId, const std::string& endp
     return *it->second;
   }
   if (endpoints_.size() >= maxEndpoints_) {
-    add(endpointsOverflow);
+    base::bump(endpointsOverflow);
     auto& other = endpoints_[{ruleId, "(other)"}];
     if (!other) {
       other = std::make_unique<CompareCounters>();

@@ -8,6 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/counters.h"
+#include "base/strings.h"
+
 namespace shadowtap::compare {
 namespace {
 
@@ -16,7 +19,6 @@ using nlohmann::json;
 constexpr const char* kRedacted = "[redacted]";
 constexpr std::string_view kAlwaysRedacted[] = {"authorization", "proxy-authorization", "cookie", "set-cookie"};
 
-void add(std::atomic<uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
 
 std::string nowRfc3339() {
   timespec ts{};
@@ -48,7 +50,7 @@ DiffWriter::DiffWriter(std::FILE* out, const DiffWriterOptions& options) : out_(
     redactLower_.emplace_back(h);
   }
   for (const std::string& h : options_.redactHeaders) {
-    redactLower_.push_back(toLower(h));
+    redactLower_.push_back(base::toLower(h));
   }
 }
 
@@ -59,15 +61,15 @@ DiffWriter::~DiffWriter() {
 }
 
 bool DiffWriter::redacted(std::string_view name) const {
-  const std::string lower = toLower(name);
+  const std::string lower = base::toLower(name);
   return std::find(redactLower_.begin(), redactLower_.end(), lower) != redactLower_.end();
 }
 
 std::string DiffWriter::format(const DiffRecord& rec, bool withBodies) const {
   const CompareResult& r = *rec.result;
-  auto response = [&](const Response& resp) {
+  auto response = [&](const model::Response& resp) {
     json headers = json::array();
-    for (const Header& h : resp.headers) {
+    for (const model::HeaderField& h : resp.headers) {
       headers.push_back(json::array({h.name, redacted(h.name) ? std::string(kRedacted) : h.value}));
     }
     json o = {{"status", resp.status}, {"headers", std::move(headers)}};
@@ -120,20 +122,20 @@ std::string DiffWriter::format(const DiffRecord& rec, bool withBodies) const {
 void DiffWriter::write(const DiffRecord& rec) {
   const Outcome o = rec.result->outcome;
   if (o == Outcome::kEqual || (o == Outcome::kNoisy && !options_.writeNoisy)) {
-    add(stats_.equalSkipped);
+    base::bump(stats_.equalSkipped);
     return;
   }
   std::string line = format(rec, true);
   if (line.size() > options_.maxLineBytes) {
     line = format(rec, false);
     if (line.size() > options_.maxLineBytes) {
-      add(stats_.tooLong);
+      base::bump(stats_.tooLong);
       return;
     }
-    add(stats_.shrunk);
+    base::bump(stats_.shrunk);
   }
   if (writeLine(line)) {
-    add(stats_.lines);
+    base::bump(stats_.lines);
   }
 }
 
@@ -148,7 +150,7 @@ void DiffWriter::writeSummary(const CompareStats& stats) {
   });
   for (const std::string& l : lines) {
     if (writeLine(l)) {
-      add(stats_.summaryLines);
+      base::bump(stats_.summaryLines);
     }
   }
 }
@@ -156,12 +158,12 @@ void DiffWriter::writeSummary(const CompareStats& stats) {
 bool DiffWriter::writeLine(const std::string& line) {
   std::lock_guard lock(mutex_);
   if (written_ + line.size() + 1 > options_.maxFileBytes) {
-    add(stats_.fileFull);
+    base::bump(stats_.fileFull);
     return false;
   }
   if (std::fwrite(line.data(), 1, line.size(), out_) != line.size() || std::fputc('\n', out_) == EOF ||
       std::fflush(out_) != 0) {
-    add(stats_.writeErrors);
+    base::bump(stats_.writeErrors);
     return false;
   }
   written_ += line.size() + 1;

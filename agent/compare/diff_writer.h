@@ -10,7 +10,7 @@
 
 #include "compare/compare_stats.h"
 #include "compare/comparator.h"
-#include "compare/response.h"
+#include "model/response.h"
 
 namespace shadowtap::compare {
 
@@ -30,9 +30,9 @@ struct DiffRecord {
   std::string_view method;
   std::string_view target;
   const CompareResult* result = nullptr;
-  const Response* primary = nullptr;
-  const Response* mirror = nullptr;
-  const Response* secondary = nullptr;  // may be null
+  const model::Response* primary = nullptr;
+  const model::Response* mirror = nullptr;
+  const model::Response* secondary = nullptr;  // may be null
 };
 
 // Writes differing pairs as JSON lines, the input of `shadowtap report`:

@@ -6,16 +6,11 @@
 #include <utility>
 #include <vector>
 
+#include "base/counters.h"
+#include "base/strings.h"
+
 namespace shadowtap::compare {
 namespace {
-
-void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-  counter.fetch_add(n, std::memory_order_relaxed);
-}
-
-void sub(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-  counter.fetch_sub(n, std::memory_order_relaxed);
-}
 
 uint64_t stampOf(uint64_t nowNs) { return nowNs == 0 ? 1 : nowNs; }
 
@@ -47,8 +42,8 @@ bool upgradesToH2c(std::string_view head) {
     const size_t eol = head.find("\r\n", begin);
     const std::string_view line = head.substr(begin, eol == std::string_view::npos ? eol : eol - begin);
     const size_t colon = line.find(':');
-    if (colon != std::string_view::npos && equalsIgnoreCase(trimmed(line.substr(0, colon)), "upgrade") &&
-        equalsIgnoreCase(trimmed(line.substr(colon + 1)), "h2c")) {
+    if (colon != std::string_view::npos && base::equalsIgnoreCase(trimmed(line.substr(0, colon)), "upgrade") &&
+        base::equalsIgnoreCase(trimmed(line.substr(colon + 1)), "h2c")) {
       return true;
     }
     pos = eol;
@@ -58,9 +53,9 @@ bool upgradesToH2c(std::string_view head) {
 
 constexpr std::string_view kUpgradeStatus = "HTTP/1.1 101";
 
-size_t responseBytes(const Response& r) {
+size_t responseBytes(const model::Response& r) {
   size_t n = r.body.size();
-  for (const Header& h : r.headers) {
+  for (const model::HeaderField& h : r.headers) {
     n += h.name.size() + h.value.size();
   }
   return n;
@@ -70,21 +65,21 @@ size_t responseBytes(const Response& r) {
 
 // The egress flow's consumer. Until the first bytes tell the protocol it holds
 // them (a few bytes, or an "HTTP/1.1 101" head); then it feeds either the HTTP/1
-// ResponseFramer (created at once, so HTTP/1 requests can be handed to it as
-// before) or an H2ResponseDecoder, whose per-stream results it pairs with
+// http::ResponseFramer (created at once, so HTTP/1 requests can be handed to it as
+// before) or an h2::H2ResponseDecoder, whose per-stream results it pairs with
 // expectH2() registrations by stream id. It tells the registry when the
 // response stream ends, so the connection is forgotten.
-class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2ResponseHandler {
+class ResponsePairing::Consumer final : public flow::StreamConsumer, private h2::H2ResponseHandler {
  public:
   enum class Proto : uint8_t { kSniff, kHttp1, kH2 };
 
-  Consumer(ResponsePairing& owner, const flow::FlowKey& requestFlow, bool fromStart)
+  Consumer(ResponsePairing& owner, const model::FlowKey& requestFlow, bool fromStart)
       : owner_(owner),
         requestFlow_(requestFlow),
         framer_(fromStart, owner.sink_, owner.limits_.framer, owner.framerStats_),
         proto_(fromStart ? Proto::kSniff : Proto::kHttp1) {
     if (!fromStart) {
-      add(owner_.stats_.streamsHttp1);
+      base::bump(owner_.stats_.streamsHttp1);
     }
   }
   ~Consumer() override { onEnd(flow::EndReason::kShutdown); }
@@ -110,7 +105,7 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
       return;
     }
     if (proto_ == Proto::kSniff) {
-      toHttp1(NoResponse::kGap);
+      toHttp1(http::NoResponse::kGap);
     }
     if (proto_ == Proto::kH2) {
       decoder_->onGap(bytes);
@@ -123,7 +118,7 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
       return;
     }
     if (proto_ == Proto::kSniff) {
-      toHttp1(NoResponse::kStreamEnded);
+      toHttp1(http::NoResponse::kStreamEnded);
     }
     ended_ = true;
     framer_.onEnd(reason);
@@ -139,7 +134,7 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
   }
 
   Proto proto() const { return proto_; }
-  ResponseFramer& framer() { return framer_; }
+  http::ResponseFramer& framer() { return framer_; }
 
   // See ResponsePairing::expectH2(); counts h2Handed when it returns true.
   bool expectH2(int32_t streamId, uint64_t exchangeId) {
@@ -148,7 +143,7 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
         waiting_.size() >= owner_.limits_.maxH2Waiting) {
       return false;
     }
-    add(st.h2Handed);
+    base::bump(st.h2Handed);
     for (auto it = unmatched_.begin(); it != unmatched_.end(); ++it) {
       if (it->streamId != streamId) {
         continue;
@@ -156,13 +151,13 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
       Unmatched u = std::move(*it);
       unmatched_.erase(it);
       unmatchedBytes_ -= u.bytes;
-      sub(st.unmatchedWaiting);
-      add(st.unmatchedMatched);
+      base::subtract(st.unmatchedWaiting);
+      base::bump(st.unmatchedMatched);
       deliver(exchangeId, u.have, std::move(u.response), u.reason);
       return true;
     }
     waiting_.emplace(streamId, Waiting{exchangeId, 0});
-    add(st.h2Waiting);
+    base::bump(st.h2Waiting);
     return true;
   }
 
@@ -188,8 +183,8 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
     std::sort(late.begin(), late.end());
     for (const auto& [streamId, id] : late) {
       waiting_.erase(streamId);
-      add(st.h2WaitExpired);
-      deliver(id, false, Response(), NoResponse::kUnpairable, true);
+      base::bump(st.h2WaitExpired);
+      deliver(id, false, model::Response(), http::NoResponse::kUnpairable, true);
     }
   }
 
@@ -202,8 +197,8 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
   struct Unmatched {
     int32_t streamId = 0;
     bool have = false;  // a response, else `reason`
-    Response response;
-    NoResponse reason = NoResponse::kStreamEnded;
+    model::Response response;
+    http::NoResponse reason = http::NoResponse::kStreamEnded;
     size_t bytes = 0;
     uint64_t stampNs = 0;
   };
@@ -224,33 +219,33 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
         return;
       }
       const bool settings = s[3] == 0x04 && s[4] == 0 && s[5] == 0 && s[6] == 0 && s[7] == 0 && s[8] == 0;
-      settings ? toH2() : toHttp1(NoResponse::kUnpairable);
+      settings ? toH2() : toHttp1(http::NoResponse::kUnpairable);
       return;
     }
     const size_t n = std::min(s.size(), kUpgradeStatus.size());
     if (s.compare(0, n, kUpgradeStatus.substr(0, n)) != 0) {
-      toHttp1(NoResponse::kUnpairable);
+      toHttp1(http::NoResponse::kUnpairable);
       return;
     }
     const size_t end = s.find("\r\n\r\n");
     if (end == std::string_view::npos) {
       if (s.size() >= owner_.limits_.h2.maxUpgradeHeadBytes) {
-        toHttp1(NoResponse::kUnpairable);
+        toHttp1(http::NoResponse::kUnpairable);
       }
       return;
     }
     // The same limit when the whole head came at once, so the outcome does not
     // depend on how the stream was cut.
     if (end + 4 > owner_.limits_.h2.maxUpgradeHeadBytes) {
-      toHttp1(NoResponse::kUnpairable);
+      toHttp1(http::NoResponse::kUnpairable);
       return;
     }
-    upgradesToH2c(s.substr(0, end + 2)) ? toH2() : toHttp1(NoResponse::kUnpairable);
+    upgradesToH2c(s.substr(0, end + 2)) ? toH2() : toHttp1(http::NoResponse::kUnpairable);
   }
 
-  void toHttp1(NoResponse h2Reason) {
+  void toHttp1(http::NoResponse h2Reason) {
     proto_ = Proto::kHttp1;
-    add(owner_.stats_.streamsHttp1);
+    base::bump(owner_.stats_.streamsHttp1);
     owner_.onProtocolKnown(requestFlow_, this, false, h2Reason);
     std::string bytes;
     bytes.swap(sniff_);
@@ -261,31 +256,31 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
 
   void toH2() {
     proto_ = Proto::kH2;
-    add(owner_.stats_.streamsH2);
+    base::bump(owner_.stats_.streamsH2);
     // HTTP/1 requests told to this connection cannot be answered by HTTP/2.
     framer_.breakPairing();
-    decoder_ = std::make_unique<H2ResponseDecoder>(static_cast<H2ResponseHandler&>(*this), owner_.limits_.framer, owner_.limits_.h2,
+    decoder_ = std::make_unique<h2::H2ResponseDecoder>(static_cast<h2::H2ResponseHandler&>(*this), owner_.limits_.framer, owner_.limits_.h2,
                                                    owner_.h2Stats_);
-    owner_.onProtocolKnown(requestFlow_, this, true, NoResponse::kUnpairable);
+    owner_.onProtocolKnown(requestFlow_, this, true, http::NoResponse::kUnpairable);
     std::string bytes;
     bytes.swap(sniff_);
     decoder_->onData({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, sniffTs_);
   }
 
-  // H2ResponseHandler
-  void onH2Response(int32_t streamId, Response&& response) override { settle(streamId, true, std::move(response), {}); }
-  void onH2NoResponse(int32_t streamId, NoResponse reason) override { settle(streamId, false, Response(), reason); }
+  // h2::H2ResponseHandler
+  void onH2Response(int32_t streamId, model::Response&& response) override { settle(streamId, true, std::move(response), {}); }
+  void onH2NoResponse(int32_t streamId, http::NoResponse reason) override { settle(streamId, false, model::Response(), reason); }
   void onH2GoAway(int32_t lastStreamId) override {
     goAwayLast_ = std::min(goAwayLast_, lastStreamId);
-    failWaiting([&](int32_t streamId) { return streamId > goAwayLast_; }, NoResponse::kStreamEnded);
+    failWaiting([&](int32_t streamId) { return streamId > goAwayLast_; }, http::NoResponse::kStreamEnded);
   }
-  void onH2End(NoResponse reason) override {
+  void onH2End(http::NoResponse reason) override {
     h2Ended_ = true;
     failWaiting([](int32_t) { return true; }, reason);
     dropUnmatched();
   }
 
-  void settle(int32_t streamId, bool have, Response&& response, NoResponse reason) {
+  void settle(int32_t streamId, bool have, model::Response&& response, http::NoResponse reason) {
     auto it = waiting_.find(streamId);
     if (it != waiting_.end()) {
       const uint64_t id = it->second.id;
@@ -303,8 +298,8 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
     u.response = std::move(response);
     unmatchedBytes_ += u.bytes;
     unmatched_.push_back(std::move(u));
-    add(st.unmatchedKept);
-    add(st.unmatchedWaiting);
+    base::bump(st.unmatchedKept);
+    base::bump(st.unmatchedWaiting);
     while (!unmatched_.empty() &&
            (unmatched_.size() > lim.maxUnmatchedResponses || unmatchedBytes_ > lim.maxUnmatchedBytes)) {
       popUnmatched(st.unmatchedDropped);
@@ -312,22 +307,22 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
   }
 
   // One sink call for a handed-over exchange; `wasWaiting` releases the gauge.
-  void deliver(uint64_t id, bool have, Response&& response, NoResponse reason, bool wasWaiting = false) {
+  void deliver(uint64_t id, bool have, model::Response&& response, http::NoResponse reason, bool wasWaiting = false) {
     PairingStats& st = owner_.stats_;
     if (wasWaiting) {
-      sub(st.h2Waiting);
+      base::subtract(st.h2Waiting);
     }
     if (have) {
-      add(st.h2Responses);
+      base::bump(st.h2Responses);
       owner_.sink_.onResponse(id, std::move(response));
     } else {
-      add(st.h2NoResponse);
+      base::bump(st.h2NoResponse);
       owner_.sink_.onNoResponse(id, reason);
     }
   }
 
   template <typename Pred>
-  void failWaiting(Pred pred, NoResponse reason) {
+  void failWaiting(Pred pred, http::NoResponse reason) {
     std::vector<std::pair<int32_t, uint64_t>> gone;
     for (const auto& [streamId, w] : waiting_) {
       if (pred(streamId)) {
@@ -337,15 +332,15 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
     std::sort(gone.begin(), gone.end());  // stream order, not hash order
     for (const auto& [streamId, id] : gone) {
       waiting_.erase(streamId);
-      deliver(id, false, Response(), reason, true);
+      deliver(id, false, model::Response(), reason, true);
     }
   }
 
   void popUnmatched(std::atomic<uint64_t>& counter) {
     unmatchedBytes_ -= unmatched_.front().bytes;
     unmatched_.pop_front();
-    sub(owner_.stats_.unmatchedWaiting);
-    add(counter);
+    base::subtract(owner_.stats_.unmatchedWaiting);
+    base::bump(counter);
   }
 
   void dropUnmatched() {
@@ -355,13 +350,13 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
   }
 
   ResponsePairing& owner_;
-  const flow::FlowKey requestFlow_;
-  ResponseFramer framer_;
+  const model::FlowKey requestFlow_;
+  http::ResponseFramer framer_;
   Proto proto_;
   bool ended_ = false;
   std::string sniff_;
   uint64_t sniffTs_ = 0;
-  std::unique_ptr<H2ResponseDecoder> decoder_;
+  std::unique_ptr<h2::H2ResponseDecoder> decoder_;
   bool h2Ended_ = false;
   int32_t goAwayLast_ = std::numeric_limits<int32_t>::max();
   std::unordered_map<int32_t, Waiting> waiting_;
@@ -369,30 +364,30 @@ class ResponsePairing::Consumer final : public flow::StreamConsumer, private H2R
   size_t unmatchedBytes_ = 0;
 };
 
-flow::FlowKey ResponsePairing::reverse(const flow::FlowKey& key) {
-  flow::FlowKey r = key;
+model::FlowKey ResponsePairing::reverse(const model::FlowKey& key) {
+  model::FlowKey r = key;
   std::swap(r.saddr, r.daddr);
   std::swap(r.sport, r.dport);
   return r;
 }
 
-ResponsePairing::ResponsePairing(ResponseSink& sink, PairingLimits limits)
+ResponsePairing::ResponsePairing(http::ResponseSink& sink, PairingLimits limits)
     : sink_(sink), limits_(limits) {}
 
 ResponsePairing::~ResponsePairing() {
   for (auto& [key, conn] : conns_) {
-    failEarly(conn, NoResponse::kStreamEnded, stats_.earlyExpired);
-    failEarlyH2(conn, NoResponse::kStreamEnded, stats_.earlyExpired);
+    failEarly(conn, http::NoResponse::kStreamEnded, stats_.earlyExpired);
+    failEarlyH2(conn, http::NoResponse::kStreamEnded, stats_.earlyExpired);
   }
 }
 
-std::unique_ptr<flow::StreamConsumer> ResponsePairing::create(const flow::FlowKey& key, uint32_t /*ruleId*/,
+std::unique_ptr<flow::StreamConsumer> ResponsePairing::create(const model::FlowKey& key, uint32_t /*ruleId*/,
                                                               bool fromStart) {
-  const flow::FlowKey requestFlow = reverse(key);
+  const model::FlowKey requestFlow = reverse(key);
   auto it = conns_.find(requestFlow);
   if (it == conns_.end()) {
     if (conns_.size() >= limits_.maxConnections) {
-      add(stats_.overLimit);
+      base::bump(stats_.overLimit);
       return nullptr;
     }
     it = conns_.emplace(requestFlow, Conn{}).first;
@@ -400,11 +395,11 @@ std::unique_ptr<flow::StreamConsumer> ResponsePairing::create(const flow::FlowKe
   }
   Conn& conn = it->second;
   auto consumer = std::make_unique<Consumer>(*this, requestFlow, fromStart);
-  ResponseFramer& framer = consumer->framer();
+  http::ResponseFramer& framer = consumer->framer();
   conn.consumer = consumer.get();
   if (!fromStart) {
     // HTTP/2 cannot be decoded without the HPACK state from the start.
-    failEarlyH2(conn, NoResponse::kUnpairable, stats_.earlyDropped);
+    failEarlyH2(conn, http::NoResponse::kUnpairable, stats_.earlyDropped);
   }
   if (conn.broken) {
     framer.breakPairing();
@@ -412,18 +407,18 @@ std::unique_ptr<flow::StreamConsumer> ResponsePairing::create(const flow::FlowKe
   std::deque<Early> early;
   early.swap(conn.early);
   for (Early& e : early) {
-    sub(stats_.earlyWaiting);
+    base::subtract(stats_.earlyWaiting);
     framer.expectResponseTo(e.method, e.id);
   }
   return consumer;
 }
 
-bool ResponsePairing::expect(const http::Request& request, uint64_t exchangeId) {
-  add(stats_.registered);
+bool ResponsePairing::expect(const model::Request& request, uint64_t exchangeId) {
+  base::bump(stats_.registered);
   auto it = conns_.find(request.flow);
   if (it == conns_.end()) {
     if (conns_.size() >= limits_.maxConnections) {
-      add(stats_.refused);
+      base::bump(stats_.refused);
       return false;
     }
     it = conns_.emplace(request.flow, Conn{}).first;
@@ -442,13 +437,13 @@ bool ResponsePairing::expect(const http::Request& request, uint64_t exchangeId) 
     markBroken(conn);
   }
   if (conn.broken) {
-    add(stats_.refused);
+    base::bump(stats_.refused);
     return false;
   }
   if (conn.consumer != nullptr) {
-    ResponseFramer& framer = conn.consumer->framer();
+    http::ResponseFramer& framer = conn.consumer->framer();
     if (!framer.pairing()) {
-      add(stats_.refused);
+      base::bump(stats_.refused);
       return false;
     }
     framer.expectResponseTo(request.method, exchangeId);
@@ -457,27 +452,27 @@ bool ResponsePairing::expect(const http::Request& request, uint64_t exchangeId) 
   if (conn.early.size() >= limits_.maxEarlyRequests) {
     // Dropping one would shift the order of the rest.
     markBroken(conn);
-    add(stats_.refused);
+    base::bump(stats_.refused);
     return false;
   }
   if (conn.early.empty()) {
     conn.firstEarlyNs = request.tsNs;
   }
   conn.early.push_back({request.method, exchangeId});
-  add(stats_.earlyWaiting);
+  base::bump(stats_.earlyWaiting);
   return true;
 }
 
-bool ResponsePairing::expectH2(const flow::FlowKey& requestFlow, int32_t streamId, uint64_t exchangeId) {
-  add(stats_.registered);
+bool ResponsePairing::expectH2(const model::FlowKey& requestFlow, int32_t streamId, uint64_t exchangeId) {
+  base::bump(stats_.registered);
   if (streamId <= 0 || streamId % 2 == 0) {
-    add(stats_.refused);  // not a client-initiated stream
+    base::bump(stats_.refused);  // not a client-initiated stream
     return false;
   }
   auto it = conns_.find(requestFlow);
   if (it == conns_.end()) {
     if (conns_.size() >= limits_.maxConnections) {
-      add(stats_.refused);
+      base::bump(stats_.refused);
       return false;
     }
     it = conns_.emplace(requestFlow, Conn{}).first;
@@ -486,7 +481,7 @@ bool ResponsePairing::expectH2(const flow::FlowKey& requestFlow, int32_t streamI
   Conn& conn = it->second;
   if (conn.consumer != nullptr && conn.consumer->proto() != Consumer::Proto::kSniff) {
     if (!conn.consumer->expectH2(streamId, exchangeId)) {
-      add(stats_.refused);
+      base::bump(stats_.refused);
       return false;
     }
     return true;
@@ -496,16 +491,16 @@ bool ResponsePairing::expectH2(const flow::FlowKey& requestFlow, int32_t streamI
                                      [&](const EarlyH2& e) { return e.streamId == streamId; });
   if (duplicate || conn.h2Early.size() >= limits_.maxEarlyRequests) {
     // Pairing is by id: refusing this one leaves the others intact.
-    add(stats_.refused);
+    base::bump(stats_.refused);
     return false;
   }
   conn.h2Early.push_back({streamId, exchangeId, 0});
-  add(stats_.earlyWaiting);
+  base::bump(stats_.earlyWaiting);
   return true;
 }
 
-void ResponsePairing::onProtocolKnown(const flow::FlowKey& requestFlow, Consumer* consumer, bool h2,
-                                      NoResponse reason) {
+void ResponsePairing::onProtocolKnown(const model::FlowKey& requestFlow, Consumer* consumer, bool h2,
+                                      http::NoResponse reason) {
   auto it = conns_.find(requestFlow);
   if (it == conns_.end() || it->second.consumer != consumer) {
     return;
@@ -518,17 +513,17 @@ void ResponsePairing::onProtocolKnown(const flow::FlowKey& requestFlow, Consumer
   std::deque<EarlyH2> early;
   early.swap(conn.h2Early);
   for (const EarlyH2& e : early) {
-    sub(stats_.earlyWaiting);
+    base::subtract(stats_.earlyWaiting);
     if (!consumer->expectH2(e.streamId, e.id)) {
       // Cannot happen on a fresh decoder within the limits, but an exchange
       // promised a sink call must get one.
-      add(stats_.earlyDropped);
-      sink_.onNoResponse(e.id, NoResponse::kUnpairable);
+      base::bump(stats_.earlyDropped);
+      sink_.onNoResponse(e.id, http::NoResponse::kUnpairable);
     }
   }
 }
 
-void ResponsePairing::requestStreamBroken(const flow::FlowKey& requestFlow) {
+void ResponsePairing::requestStreamBroken(const model::FlowKey& requestFlow) {
   auto it = conns_.find(requestFlow);
   if (it != conns_.end()) {
     markBroken(it->second);
@@ -540,11 +535,11 @@ void ResponsePairing::markBroken(Conn& conn) {
     return;
   }
   conn.broken = true;
-  add(stats_.brokenStreams);
+  base::bump(stats_.brokenStreams);
   if (conn.consumer != nullptr) {
     conn.consumer->framer().breakPairing();
   }
-  failEarly(conn, NoResponse::kUnpairable, stats_.earlyDropped);
+  failEarly(conn, http::NoResponse::kUnpairable, stats_.earlyDropped);
 }
 
 void ResponsePairing::expire(uint64_t nowNs) {
@@ -552,16 +547,16 @@ void ResponsePairing::expire(uint64_t nowNs) {
     Conn& conn = it->second;
     if (conn.consumer == nullptr && !conn.early.empty() && nowNs > conn.firstEarlyNs &&
         nowNs - conn.firstEarlyNs > limits_.earlyTimeoutNs) {
-      failEarly(conn, NoResponse::kStreamEnded, stats_.earlyExpired);
+      failEarly(conn, http::NoResponse::kStreamEnded, stats_.earlyExpired);
     }
     if (conn.consumer == nullptr) {
       // Each entry ages from the first sweep that saw it.
       std::deque<EarlyH2> keep;
       for (EarlyH2& e : conn.h2Early) {
         if (aged(e.stampNs, nowNs, limits_.earlyTimeoutNs)) {
-          sub(stats_.earlyWaiting);
-          add(stats_.earlyExpired);
-          sink_.onNoResponse(e.id, NoResponse::kStreamEnded);
+          base::subtract(stats_.earlyWaiting);
+          base::bump(stats_.earlyExpired);
+          sink_.onNoResponse(e.id, http::NoResponse::kStreamEnded);
         } else {
           if (e.stampNs == 0) {
             e.stampNs = stampOf(nowNs);
@@ -584,27 +579,27 @@ void ResponsePairing::expire(uint64_t nowNs) {
   publishConnections();
 }
 
-void ResponsePairing::failEarly(Conn& conn, NoResponse reason, std::atomic<uint64_t>& counter) {
+void ResponsePairing::failEarly(Conn& conn, http::NoResponse reason, std::atomic<uint64_t>& counter) {
   std::deque<Early> early;
   early.swap(conn.early);
   for (const Early& e : early) {
-    sub(stats_.earlyWaiting);
-    add(counter);
+    base::subtract(stats_.earlyWaiting);
+    base::bump(counter);
     sink_.onNoResponse(e.id, reason);
   }
 }
 
-void ResponsePairing::failEarlyH2(Conn& conn, NoResponse reason, std::atomic<uint64_t>& counter) {
+void ResponsePairing::failEarlyH2(Conn& conn, http::NoResponse reason, std::atomic<uint64_t>& counter) {
   std::deque<EarlyH2> early;
   early.swap(conn.h2Early);
   for (const EarlyH2& e : early) {
-    sub(stats_.earlyWaiting);
-    add(counter);
+    base::subtract(stats_.earlyWaiting);
+    base::bump(counter);
     sink_.onNoResponse(e.id, reason);
   }
 }
 
-void ResponsePairing::onConsumerEnd(const flow::FlowKey& requestFlow, Consumer* consumer) {
+void ResponsePairing::onConsumerEnd(const model::FlowKey& requestFlow, Consumer* consumer) {
   auto it = conns_.find(requestFlow);
   if (it != conns_.end() && it->second.consumer == consumer) {
     // The consumer has answered everything it was given; the connection is over.

@@ -6,17 +6,17 @@
 #include <string>
 #include <unordered_map>
 
-#include "compare/h2_response_decoder.h"
-#include "compare/response_framer.h"
-#include "flow/flow_key.h"
+#include "h2/h2_response_decoder.h"
+#include "http/response_framer.h"
+#include "model/flow_key.h"
 #include "flow/stream_consumer.h"
-#include "http/request.h"
+#include "model/request.h"
 
 namespace shadowtap::compare {
 
 struct PairingLimits {
-  ResponseLimits framer;  // HTTP/1 framing; its body and header limits apply to HTTP/2 responses too
-  H2DecoderLimits h2;     // HTTP/2 decoding; h2.maxUpgradeHeadBytes also bounds the protocol sniff
+  http::ResponseLimits framer;  // HTTP/1 framing; its body and header limits apply to HTTP/2 responses too
+  h2::H2ResponseLimits h2;     // HTTP/2 decoding; h2.maxUpgradeHeadBytes also bounds the protocol sniff
   size_t maxConnections = 65536;       // connections with requests registered but no response stream yet
   size_t maxEarlyRequests = 64;        // such requests per connection (HTTP/1 and HTTP/2 each)
   uint64_t earlyTimeoutNs = 10'000'000'000ULL;  // how long they wait for the response stream to appear
@@ -83,8 +83,8 @@ struct PairingStats {
 //
 // The protocol of a response stream seen from its start is sniffed from its
 // first bytes: a SETTINGS frame header on stream 0 (prior-knowledge h2c), or an
-// "HTTP/1.1 101" head with "Upgrade: h2c", means HTTP/2 (H2ResponseDecoder);
-// anything else is HTTP/1 (ResponseFramer). A stream joined mid-way is HTTP/1
+// "HTTP/1.1 101" head with "Upgrade: h2c", means HTTP/2 (h2::H2ResponseDecoder);
+// anything else is HTTP/1 (http::ResponseFramer). A stream joined mid-way is HTTP/1
 // and unpairable (HPACK state is unknown for HTTP/2).
 //
 // Requests registered before the response stream (or its protocol) is known
@@ -94,19 +94,19 @@ struct PairingStats {
 class ResponsePairing final : public flow::StreamConsumerFactory {
  public:
   // `sink` must outlive the pairing and every framer it created.
-  explicit ResponsePairing(ResponseSink& sink, PairingLimits limits = {});
+  explicit ResponsePairing(http::ResponseSink& sink, PairingLimits limits = {});
   ~ResponsePairing() override;
   ResponsePairing(const ResponsePairing&) = delete;
   ResponsePairing& operator=(const ResponsePairing&) = delete;
 
   // `key` is the egress direction (server -> client).
-  std::unique_ptr<flow::StreamConsumer> create(const flow::FlowKey& key, uint32_t ruleId,
+  std::unique_ptr<flow::StreamConsumer> create(const model::FlowKey& key, uint32_t ruleId,
                                                bool fromStart) override;
 
   // Registers `request` (client -> server, as framed) under `exchangeId`. False
   // when it can never be paired (the request stream skipped bytes before it,
   // the response stream joined mid-way or broke): no sink call follows then.
-  bool expect(const http::Request& request, uint64_t exchangeId);
+  bool expect(const model::Request& request, uint64_t exchangeId);
 
   // Registers HTTP/2 client stream `streamId` (odd) of the connection whose
   // client-to-server direction is `requestFlow` under `exchangeId`. Pairs by
@@ -114,12 +114,12 @@ class ResponsePairing final : public flow::StreamConsumerFactory {
   // come later. False when it can never be paired (not a client stream id,
   // registered twice, the connection is HTTP/1, mid-stream, failed, above a
   // GOAWAY, or over the limits): no sink call follows then.
-  bool expectH2(const flow::FlowKey& requestFlow, int32_t streamId, uint64_t exchangeId);
+  bool expectH2(const model::FlowKey& requestFlow, int32_t streamId, uint64_t exchangeId);
 
   // The request direction of this connection lost bytes (a gap): HTTP/1 pairing
   // stops for the connection (the order is lost). HTTP/2 pairing by stream id
   // is not affected. `requestFlow` is client -> server.
-  void requestStreamBroken(const flow::FlowKey& requestFlow);
+  void requestStreamBroken(const model::FlowKey& requestFlow);
 
   // Periodic: requests waiting longer than earlyTimeoutNs for a response stream
   // that never appeared get onNoResponse(kStreamEnded); HTTP/2 requests waiting
@@ -130,10 +130,10 @@ class ResponsePairing final : public flow::StreamConsumerFactory {
   void expire(uint64_t nowNs);
 
   const PairingStats& stats() const { return stats_; }
-  const ResponseStats& framerStats() const { return framerStats_; }
-  const H2ResponseStats& h2Stats() const { return h2Stats_; }
+  const http::ResponseStats& framerStats() const { return framerStats_; }
+  const h2::H2ResponseStats& h2Stats() const { return h2Stats_; }
 
-  static flow::FlowKey reverse(const flow::FlowKey& key);
+  static model::FlowKey reverse(const model::FlowKey& key);
 
  private:
   class Consumer;
@@ -156,21 +156,21 @@ class ResponsePairing final : public flow::StreamConsumerFactory {
     std::deque<EarlyH2> h2Early;
   };
 
-  void onConsumerEnd(const flow::FlowKey& requestFlow, Consumer* consumer);
+  void onConsumerEnd(const model::FlowKey& requestFlow, Consumer* consumer);
   // The consumer of `requestFlow` found its protocol: HTTP/2 early requests go
   // to it, or get onNoResponse(reason) when it is HTTP/1.
-  void onProtocolKnown(const flow::FlowKey& requestFlow, Consumer* consumer, bool h2, NoResponse reason);
-  void failEarly(Conn& conn, NoResponse reason, std::atomic<uint64_t>& counter);
-  void failEarlyH2(Conn& conn, NoResponse reason, std::atomic<uint64_t>& counter);
+  void onProtocolKnown(const model::FlowKey& requestFlow, Consumer* consumer, bool h2, http::NoResponse reason);
+  void failEarly(Conn& conn, http::NoResponse reason, std::atomic<uint64_t>& counter);
+  void failEarlyH2(Conn& conn, http::NoResponse reason, std::atomic<uint64_t>& counter);
   void markBroken(Conn& conn);
   void publishConnections();
 
-  ResponseSink& sink_;
+  http::ResponseSink& sink_;
   const PairingLimits limits_;
   PairingStats stats_;
-  ResponseStats framerStats_;
-  H2ResponseStats h2Stats_;
-  std::unordered_map<flow::FlowKey, Conn, flow::FlowKeyHash> conns_;
+  http::ResponseStats framerStats_;
+  h2::H2ResponseStats h2Stats_;
+  std::unordered_map<model::FlowKey, Conn, model::FlowKeyHash> conns_;
 };
 
 }  // namespace shadowtap::compare

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 #include "flow/reassembler.h"
 #include "flow/stream_consumer.h"
 
@@ -14,10 +14,10 @@ namespace shadowtap::flow::detail {
 // lives in the table's hash map (nodes never move) and is threaded through the
 // table's intrusive lists.
 struct FlowEntry {
-  FlowEntry(const FlowKey& k, const FlowLimits& limits, FlowStats& stats)
+  FlowEntry(const model::FlowKey& k, const FlowLimits& limits, FlowStats& stats)
       : key(k), reassembler(limits, stats) {}
 
-  FlowKey key;
+  model::FlowKey key;
   // Live LRU (front = most recent) while live, closed FIFO while lingering.
   FlowEntry* prev = nullptr;
   FlowEntry* next = nullptr;

@@ -29,7 +29,7 @@ size_t FlowTable::bufferedBytes() const {
   return stats_.outOfOrderBytes.load(std::memory_order_relaxed) + consumerTotal_;
 }
 
-FlowTable::Entry* FlowTable::lookup(const FlowKey& key) {
+FlowTable::Entry* FlowTable::lookup(const model::FlowKey& key) {
   if (last_ != nullptr && last_->key == key) {
     return last_;
   }
@@ -199,7 +199,7 @@ void FlowTable::forget(Entry* e) {
   if (last_ == e) {
     last_ = nullptr;
   }
-  const FlowKey key = e->key;  // erase() destroys e->key
+  const model::FlowKey key = e->key;  // erase() destroys e->key
   flows_.erase(key);
 }
 

@@ -6,7 +6,7 @@
 #include <unordered_map>
 
 #include "flow/flow_entry.h"
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 #include "flow/flow_limits.h"
 #include "flow/flow_stats.h"
 #include "flow/intrusive_list.h"
@@ -63,7 +63,7 @@ class FlowTable {
   using LruList = detail::IntrusiveList<Entry, &Entry::prev, &Entry::next>;
   using WaitList = detail::IntrusiveList<Entry, &Entry::waitPrev, &Entry::waitNext>;
 
-  Entry* lookup(const FlowKey& key);
+  Entry* lookup(const model::FlowKey& key);
   // Starts a flow for `s`, in `reuse` (a closed entry) or a new entry. Returns
   // nullptr when the factory declines.
   Entry* startFlow(const Segment& s, Entry* reuse, bool fromStart);
@@ -82,7 +82,7 @@ class FlowTable {
   FlowLimits limits_;
   StreamConsumerFactory& factory_;
   FlowStats stats_;
-  std::unordered_map<FlowKey, Entry, FlowKeyHash> flows_;
+  std::unordered_map<model::FlowKey, Entry, model::FlowKeyHash> flows_;
   LruList live_;
   LruList closed_;  // front = closed longest ago
   WaitList waiting_;

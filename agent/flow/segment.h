@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <span>
 
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 
 namespace shadowtap::flow {
 
@@ -18,7 +18,7 @@ inline constexpr uint8_t kTcpAck = 0x10;
 // responses, whose key has the service port as sport. `payload` is only valid
 // during the call that receives the Segment.
 struct Segment {
-  FlowKey key;
+  model::FlowKey key;
   uint32_t seq = 0;  // sequence number of payload[0]
   uint32_t ack = 0;
   uint8_t flags = 0;

@@ -4,7 +4,7 @@
 #include <memory>
 #include <span>
 
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 
 namespace shadowtap::flow {
 
@@ -44,7 +44,7 @@ class StreamConsumerFactory {
 
   // `fromStart` is true when the flow was first seen with its SYN, false when the
   // agent joined a connection already open (the consumer must find a request start).
-  virtual std::unique_ptr<StreamConsumer> create(const FlowKey& key, uint32_t ruleId,
+  virtual std::unique_ptr<StreamConsumer> create(const model::FlowKey& key, uint32_t ruleId,
                                                  bool fromStart) = 0;
 };
 

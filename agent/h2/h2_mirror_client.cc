@@ -12,6 +12,8 @@
 #include <cstring>
 #include <vector>
 
+#include "base/strings.h"
+
 namespace shadowtap::h2 {
 namespace {
 
@@ -24,10 +26,10 @@ int parseInt(const uint8_t* p, size_t n) {
   return v;
 }
 
-std::vector<nghttp2_nv> toNv(const std::vector<HeaderField>& fields) {
+std::vector<nghttp2_nv> toNv(const std::vector<model::HeaderField>& fields) {
   std::vector<nghttp2_nv> nv;
   nv.reserve(fields.size());
-  for (const HeaderField& f : fields) {
+  for (const model::HeaderField& f : fields) {
     nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(f.name.data())),
                   reinterpret_cast<uint8_t*>(const_cast<char*>(f.value.data())), f.name.size(), f.value.size(),
                   static_cast<uint8_t>(f.neverIndex ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE)});
@@ -85,11 +87,11 @@ struct ClientCallbacks {
 
   static void keepField(H2MirrorClient::Pending& p, std::string_view name, std::string_view value,
                         const H2ClientOptions& opts) {
-    compare::Response& r = *p.kept;
+    model::Response& r = *p.kept;
     if ((!name.empty() && name.front() == ':') || r.headersTruncated || (p.inTrailers && !opts.keepTrailers)) {
       return;
     }
-    const size_t bytes = name.size() + value.size() + compare::kH2FieldOverhead;  // as the primary's decoder
+    const size_t bytes = name.size() + value.size() + model::kH2FieldOverhead;  // as the primary's decoder
     if (p.keptHeaderBytes + bytes > opts.responseLimits.maxHeaderBytes) {
       r.headersTruncated = true;  // flagged so the comparator knows later fields are missing
       return;
@@ -126,10 +128,10 @@ struct ClientCallbacks {
     if (p == nullptr || !p->kept) {
       return 0;
     }
-    compare::Response& r = *p->kept;
+    model::Response& r = *p->kept;
     const std::string_view chunk(reinterpret_cast<const char*>(data), len);
     r.bodyLength += len;
-    r.bodyHash = compare::fnv1a64(chunk, r.bodyHash);
+    r.bodyHash = base::fnv1a64(chunk, r.bodyHash);
     const size_t max = self(user).opts_.responseLimits.maxBodyBytes;
     if (r.body.size() < max) {
       r.body.append(chunk.substr(0, max - r.body.size()));
@@ -253,7 +255,7 @@ bool H2MirrorClient::wantsWrite() const {
   return !connected_ || !outBuf_.empty() || nghttp2_session_want_write(session_) != 0;
 }
 
-bool H2MirrorClient::submit(H2Request&& request, H2Callback done, uint64_t nowNs) {
+bool H2MirrorClient::submit(model::Request&& request, H2Callback done, uint64_t nowNs) {
   if (!canAccept()) {
     return false;
   }
@@ -261,8 +263,8 @@ bool H2MirrorClient::submit(H2Request&& request, H2Callback done, uint64_t nowNs
   p->request = std::move(request);
   p->done = std::move(done);
   if (opts_.keepResponses && p->request.exchangeId != 0) {
-    p->kept = std::make_unique<compare::Response>();
-    p->kept->bodyHash = compare::kFnv1aSeed;
+    p->kept = std::make_unique<model::Response>();
+    p->kept->bodyHash = base::kFnv1aSeed;
   }
   queue_.push_back(std::move(p));
   if (connected_) {

@@ -10,9 +10,9 @@
 #include <string>
 #include <unordered_map>
 
-#include "compare/response.h"
-#include "compare/response_framer.h"
-#include "h2/h2_request.h"
+#include "model/response.h"
+#include "http/response_framer.h"
+#include "model/request.h"
 
 struct nghttp2_session;
 
@@ -37,7 +37,7 @@ struct H2Outcome {
   // kResponse of a request kept for comparison (H2ClientOptions::keepResponses
   // and a non-zero exchangeId): the response, which the callback may move
   // from. Null in every other case.
-  compare::Response* response = nullptr;
+  model::Response* response = nullptr;
 };
 
 // Called exactly once per accepted request, on the thread driving the client,
@@ -59,7 +59,7 @@ struct H2ClientOptions {
   // an exchange id keep nothing.
   bool keepResponses = false;
   bool keepTrailers = true;
-  compare::ResponseLimits responseLimits;
+  http::ResponseLimits responseLimits;
 };
 
 // One HTTP/2 cleartext (prior knowledge) connection to the mirror, driven by
@@ -95,7 +95,7 @@ class H2MirrorClient {
 
   // Takes the request unless the queue is full or the client closed (false:
   // `done` is not called). Sent as soon as a stream slot is free.
-  bool submit(H2Request&& request, H2Callback done, uint64_t nowNs);
+  bool submit(model::Request&& request, H2Callback done, uint64_t nowNs);
 
   void onReadable(uint64_t nowNs);
   void onWritable(uint64_t nowNs);
@@ -106,7 +106,7 @@ class H2MirrorClient {
 
  private:
   struct Pending {
-    H2Request request;
+    model::Request request;
     H2Callback done;
     uint64_t submittedNs = 0;  // to nghttp2
     size_t bodyOffset = 0;
@@ -115,7 +115,7 @@ class H2MirrorClient {
     bool complete = false;
     bool timedOut = false;
     // Compare mode only (null otherwise).
-    std::unique_ptr<compare::Response> kept;
+    std::unique_ptr<model::Response> kept;
     size_t keptHeaderBytes = 0;
     bool finalSeen = false;   // a final (non-1xx) :status arrived
     bool inTrailers = false;  // the current header block is the trailers

@@ -13,18 +13,13 @@
 #include <cstring>
 #include <system_error>
 
-#include "replay/rate_limited_log.h"
+#include "base/clock.h"
+#include "base/counters.h"
+#include "base/rate_limited_log.h"
 
 namespace shadowtap::h2 {
 namespace {
 
-uint64_t monotonicNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-void bump(std::atomic<uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
 
 void wake(int fd) {
   const uint64_t one = 1;
@@ -46,9 +41,9 @@ int indexIn(const std::vector<sockaddr_storage>& list, const sockaddr_storage& a
   return -1;
 }
 
-size_t fieldsSize(const std::vector<HeaderField>& fields) {
+size_t fieldsSize(const std::vector<model::HeaderField>& fields) {
   size_t n = 0;
-  for (const HeaderField& f : fields) {
+  for (const model::HeaderField& f : fields) {
     n += f.name.size() + f.value.size();
   }
   return n;
@@ -58,7 +53,7 @@ constexpr int kTickMs = 50;
 
 }  // namespace
 
-size_t queuedSize(const H2Request& request) {
+size_t queuedSize(const model::Request& request) {
   return fieldsSize(request.headers) + request.body.size() + fieldsSize(request.trailers);
 }
 
@@ -109,7 +104,7 @@ bool H2Pool::start() {
 }
 
 bool H2Pool::admitRate() {
-  const auto now = static_cast<int64_t>(monotonicNs());
+  const auto now = static_cast<int64_t>(base::monotonicNs());
   int64_t tat = rateTatNs_.load(std::memory_order_relaxed);
   for (;;) {
     const int64_t base = std::max(tat, now);
@@ -131,16 +126,16 @@ H2Pool::Queued H2Pool::popFront() {
   return q;
 }
 
-bool H2Pool::submit(H2Request&& request) {
-  bump(stats_.submitted);
+bool H2Pool::submit(model::Request&& request) {
+  base::bump(stats_.submitted);
   const uint64_t exchangeId = request.exchangeId;
   if (!accepting_.load(std::memory_order_acquire)) {
-    bump(stats_.droppedShutdown);
+    base::bump(stats_.droppedShutdown);
     reportMissing(exchangeId);
     return false;
   }
   if (rateIntervalNs_ > 0 && !admitRate()) {
-    bump(stats_.droppedRateLimit);
+    base::bump(stats_.droppedRateLimit);
     reportMissing(exchangeId);
     return false;
   }
@@ -177,11 +172,11 @@ bool H2Pool::submit(H2Request&& request) {
     }
   }
   for (const Queued& q : pushedOut) {
-    bump(stats_.droppedOldest);
+    base::bump(stats_.droppedOldest);
     reportMissing(q.request.exchangeId);
   }
   if (!queued) {
-    bump(shutdown ? stats_.droppedShutdown : stats_.queueFull);
+    base::bump(shutdown ? stats_.droppedShutdown : stats_.queueFull);
     reportMissing(exchangeId);
     return false;
   }
@@ -199,7 +194,7 @@ void H2Pool::stop(std::chrono::milliseconds drain) {
     accepting_.store(false, std::memory_order_release);
   }
   if (started_) {
-    drainDeadlineNs_.store(static_cast<int64_t>(monotonicNs()) +
+    drainDeadlineNs_.store(static_cast<int64_t>(base::monotonicNs()) +
                                std::chrono::duration_cast<std::chrono::nanoseconds>(drain).count(),
                            std::memory_order_relaxed);
     stopRequested_.store(true, std::memory_order_release);
@@ -223,7 +218,7 @@ void H2Pool::stop(std::chrono::milliseconds drain) {
     }
   }
   for (const Queued& q : left) {
-    bump(stats_.droppedShutdown);
+    base::bump(stats_.droppedShutdown);
     reportMissing(q.request.exchangeId);
   }
   if (epollFd_ >= 0) {
@@ -240,7 +235,7 @@ void H2Pool::reportMissing(uint64_t exchangeId) {
   if (exchangeId == 0 || !keeping()) {
     return;
   }
-  bump(stats_.missingResponses);
+  base::bump(stats_.missingResponses);
   opts_.onMissingResponse(exchangeId, opts_.comparePart);
 }
 
@@ -248,40 +243,40 @@ void H2Pool::onOutcome(const H2Outcome& o, uint64_t exchangeId) {
   stats_.inFlight.fetch_sub(1, std::memory_order_relaxed);
   switch (o.kind) {
     case H2Outcome::Kind::kResponse:
-      bump(stats_.responses);
+      base::bump(stats_.responses);
       if (o.status >= 200 && o.status < 300) {
-        bump(stats_.responses2xx);
+        base::bump(stats_.responses2xx);
       } else if (o.status >= 300 && o.status < 400) {
-        bump(stats_.responses3xx);
+        base::bump(stats_.responses3xx);
       } else if (o.status >= 400 && o.status < 500) {
-        bump(stats_.responses4xx);
+        base::bump(stats_.responses4xx);
       } else if (o.status >= 500 && o.status < 600) {
-        bump(stats_.responses5xx);
+        base::bump(stats_.responses5xx);
       } else {
-        bump(stats_.responsesOther);
+        base::bump(stats_.responsesOther);
       }
       if (o.grpcStatus >= 0) {
-        bump(o.grpcStatus == 0 ? stats_.grpcOk : stats_.grpcError);
+        base::bump(o.grpcStatus == 0 ? stats_.grpcOk : stats_.grpcError);
       }
       stats_.latency.observe(o.latencyNs / 1000);
       break;
     case H2Outcome::Kind::kStreamReset:
-      bump(stats_.errorsReset);
+      base::bump(stats_.errorsReset);
       break;
     case H2Outcome::Kind::kConnectFailed:
-      bump(stats_.errorsConnect);
+      base::bump(stats_.errorsConnect);
       break;
     case H2Outcome::Kind::kConnectionError:
-      bump(stats_.errorsConnection);
+      base::bump(stats_.errorsConnection);
       break;
     case H2Outcome::Kind::kTimeout:
-      bump(stats_.errorsTimeout);
+      base::bump(stats_.errorsTimeout);
       break;
     case H2Outcome::Kind::kRejected:
-      bump(stats_.errorsRejected);
+      base::bump(stats_.errorsRejected);
       break;
     case H2Outcome::Kind::kShutdown:
-      bump(stats_.droppedShutdown);
+      base::bump(stats_.droppedShutdown);
       break;
   }
   if (exchangeId == 0 || !keeping()) {
@@ -292,12 +287,12 @@ void H2Pool::onOutcome(const H2Outcome& o, uint64_t exchangeId) {
     return;
   }
   if (o.response->headersTruncated) {
-    bump(stats_.headersTruncated);
+    base::bump(stats_.headersTruncated);
   }
   if (o.response->bodyTruncated) {
-    bump(stats_.bodiesTruncated);
+    base::bump(stats_.bodiesTruncated);
   }
-  bump(stats_.keptResponses);
+  base::bump(stats_.keptResponses);
   opts_.onKeptResponse(exchangeId, opts_.comparePart, std::move(*o.response));
 }
 
@@ -334,7 +329,7 @@ void H2Pool::connectMore(uint64_t now) {
     }
     const size_t a = nextAddr_;
     nextAddr_ = (nextAddr_ + 1) % opts_.addrs.size();
-    bump(stats_.connectAttempts);
+    base::bump(stats_.connectAttempts);
     int err = 0;
     auto client = H2MirrorClient::connect(opts_.addrs[a], opts_.client, now, &err);
     if (!client) {
@@ -396,18 +391,18 @@ void H2Pool::reap() {
     Conn& c = *conns_[i];
     if (c.client->connected() && !c.opened) {
       c.opened = true;
-      bump(stats_.connectionsOpened);
+      base::bump(stats_.connectionsOpened);
     }
     if (c.retired && !c.client->closed() && c.client->inFlight() + c.client->queued() == 0) {
       c.client->close(H2Outcome::Kind::kConnectionError);  // nothing left on it to end
     }
     if (c.client->closed()) {
       if (c.opened) {
-        bump(stats_.connectionsClosed);
+        base::bump(stats_.connectionsClosed);
       } else if (c.addrIndex < retryAtNs_.size()) {
         // Never came up: back off this address before the next try.
         retryAtNs_[c.addrIndex] =
-            monotonicNs() + static_cast<uint64_t>(opts_.reconnectBackoff.count()) * 1'000'000ULL;
+            base::monotonicNs() + static_cast<uint64_t>(opts_.reconnectBackoff.count()) * 1'000'000ULL;
       }
       stats_.bytesSent.fetch_add(c.client->bytesSent(), std::memory_order_relaxed);
       stats_.bytesReceived.fetch_add(c.client->bytesReceived(), std::memory_order_relaxed);
@@ -429,7 +424,7 @@ bool H2Pool::idle() {
 }
 
 void H2Pool::resolveLoop() {
-  replay::RateLimitedLog failLog(std::chrono::seconds(60));
+  base::RateLimitedLog failLog(std::chrono::seconds(60));
   std::unique_lock<std::mutex> lock(resolveMutex_);
   for (;;) {
     if (resolveCv_.wait_for(lock, opts_.resolveInterval, [this] { return resolveStop_; })) {
@@ -438,10 +433,10 @@ void H2Pool::resolveLoop() {
     lock.unlock();
     // Blocking (getaddrinfo), which is why it runs here and not in the loop.
     replay::ResolveResult result = opts_.resolve ? opts_.resolve(opts_.target) : replay::resolveTarget(opts_.target);
-    bump(stats_.resolves);
+    base::bump(stats_.resolves);
     lock.lock();
     if (!result.error.empty() || result.addrs.empty()) {
-      bump(stats_.resolveErrors);
+      base::bump(stats_.resolveErrors);
       uint64_t suppressed = 0;
       if (failLog.allow(std::chrono::steady_clock::now(), suppressed)) {
         spdlog::warn("h2 pool: re-resolving {} failed, keeping its last addresses: {} ({} similar suppressed)",
@@ -473,7 +468,7 @@ void H2Pool::applyAddresses() {
   if (!changed || fresh.empty()) {
     return;
   }
-  bump(stats_.addressChanges);
+  base::bump(stats_.addressChanges);
   std::vector<uint64_t> retry(fresh.size(), 0);
   for (size_t i = 0; i < fresh.size(); ++i) {
     const int old = indexIn(opts_.addrs, fresh[i]);
@@ -504,7 +499,7 @@ void H2Pool::applyAddresses() {
 void H2Pool::run() {
   epoll_event events[64];
   for (;;) {
-    uint64_t now = monotonicNs();
+    uint64_t now = base::monotonicNs();
     if (addrsPending_.load(std::memory_order_acquire)) {
       applyAddresses();
     }
@@ -522,7 +517,7 @@ void H2Pool::run() {
       break;
     }
     const int n = epoll_wait(epollFd_, events, 64, kTickMs);
-    now = monotonicNs();
+    now = base::monotonicNs();
     for (int i = 0; i < n; ++i) {
       if (events[i].data.ptr == nullptr) {
         uint64_t v;
@@ -546,12 +541,12 @@ void H2Pool::run() {
   // Drain over: what is left on connections ends as kShutdown.
   for (auto& c : conns_) {
     if (c->client->connected() && !c->opened) {
-      bump(stats_.connectionsOpened);
+      base::bump(stats_.connectionsOpened);
       c->opened = true;
     }
     c->client->close(H2Outcome::Kind::kShutdown);
     if (c->opened) {
-      bump(stats_.connectionsClosed);
+      base::bump(stats_.connectionsClosed);
     }
     stats_.bytesSent.fetch_add(c->client->bytesSent(), std::memory_order_relaxed);
     stats_.bytesReceived.fetch_add(c->client->bytesReceived(), std::memory_order_relaxed);

@@ -16,10 +16,10 @@
 #include <vector>
 
 #include "compare/compare_engine.h"
-#include "compare/response.h"
-#include "compare/response_framer.h"
+#include "model/response.h"
+#include "http/response_framer.h"
 #include "h2/h2_mirror_client.h"
-#include "h2/h2_request.h"
+#include "model/request.h"
 #include "replay/replay_options.h"
 #include "replay/replay_stats.h"
 #include "replay/target.h"
@@ -65,9 +65,9 @@ struct H2PoolOptions {
   // for requests dropped there; must not block or call back into the pool.
   // Unset onMissingResponse: nothing is kept or reported.
   compare::Part comparePart = compare::Part::kMirror;
-  std::function<void(uint64_t exchangeId, compare::Part part, compare::Response&& response)> onKeptResponse;
+  std::function<void(uint64_t exchangeId, compare::Part part, model::Response&& response)> onKeptResponse;
   std::function<void(uint64_t exchangeId, compare::Part part)> onMissingResponse;
-  compare::ResponseLimits responseLimits;
+  http::ResponseLimits responseLimits;
   bool keepTrailers = true;
 };
 
@@ -116,7 +116,7 @@ struct H2PoolStats {
   std::atomic<int64_t> queueBytes{0};
   std::atomic<int64_t> inFlight{0};  // handed to a connection, no outcome yet
   // Submission to nghttp2 until the response completed, of every response.
-  replay::LatencyHistogram latency;
+  base::LatencyHistogram latency;
 
   uint64_t errors() const {
     return errorsConnect.load(std::memory_order_relaxed) + errorsReset.load(std::memory_order_relaxed) +
@@ -131,7 +131,7 @@ struct H2PoolStats {
 };
 
 // Bytes a request holds while queued: what queueBytes limits.
-size_t queuedSize(const H2Request& request);
+size_t queuedSize(const model::Request& request);
 
 // Mirrors HTTP/2 requests over up to `connections` nghttp2 client connections
 // to one target, from its own epoll thread, fire-and-forget: responses are
@@ -154,7 +154,7 @@ class H2Pool {
   // newest or the request alone is over queueBytes (queueFull), or once stop()
   // has begun (droppedShutdown). True when queued, which under drop policy
   // oldest may have pushed older requests out (droppedOldest).
-  bool submit(H2Request&& request);
+  bool submit(model::Request&& request);
   // Stops taking requests, lets queued and in-flight ones finish for up to
   // `drain`, drops the rest (droppedShutdown), closes every connection and
   // joins the threads. Idempotent. Afterwards submitted == stats().outcomes().
@@ -172,7 +172,7 @@ class H2Pool {
     sockaddr_storage addr{};
   };
   struct Queued {
-    H2Request request;
+    model::Request request;
     size_t bytes = 0;
   };
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/counters.h"
 #include "h2/preface.h"
 
 namespace shadowtap::h2 {
@@ -13,7 +14,6 @@ namespace {
 constexpr uint32_t kMaxFrameSize = (1U << 24) - 1;  // RFC 9113 6.5.2 upper bound
 constexpr size_t kFrameHeaderBytes = 9;             // RFC 9113 4.1
 
-void bump(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
 
 }  // namespace
 
@@ -28,9 +28,9 @@ struct DecoderCallbacks {
     }
     const int32_t id = frame->hd.stream_id;
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-      bump(d.stats_.streamsOpened);
+      base::bump(d.stats_.streamsOpened);
       if (d.streams_.size() >= d.limits_.maxConcurrentStreams) {
-        bump(d.stats_.streamsRefused);
+        base::bump(d.stats_.streamsRefused);
         // nghttp2 resets the stream and still decodes the block, so HPACK stays in sync.
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
       }
@@ -66,7 +66,7 @@ struct DecoderCallbacks {
     if (!d.addBuffered(s, namelen + valuelen, frame->hd.stream_id)) {
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    HeaderField f{std::string(reinterpret_cast<const char*>(name), namelen),
+    model::HeaderField f{std::string(reinterpret_cast<const char*>(name), namelen),
                   std::string(reinterpret_cast<const char*>(value), valuelen),
                   (flags & NGHTTP2_NV_FLAG_NO_INDEX) != 0};
     (s.inTrailers ? s.request.trailers : s.request.headers).push_back(std::move(f));
@@ -138,7 +138,7 @@ struct DecoderCallbacks {
         }
         break;
       case NGHTTP2_GOAWAY:
-        bump(d.stats_.goaways);
+        base::bump(d.stats_.goaways);
         break;
       default:
         break;
@@ -148,7 +148,7 @@ struct DecoderCallbacks {
 
   static int onInvalidFrameRecv(nghttp2_session*, const nghttp2_frame* frame, int, void* user) {
     H2StreamDecoder& d = self(user);
-    bump(d.stats_.invalidFrames);
+    base::bump(d.stats_.invalidFrames);
     // nghttp2 resets the stream, but onStreamClose runs only once that
     // RST_STREAM is "sent" (drainOutput, after the chunk). Decide now, so the
     // outcome does not depend on whether a connection error follows in the
@@ -200,13 +200,13 @@ struct DecoderCallbacks {
   }
 };
 
-H2StreamDecoder::H2StreamDecoder(const flow::FlowKey& key, uint32_t ruleId, H2RequestSink& sink,
+H2StreamDecoder::H2StreamDecoder(const model::FlowKey& key, uint32_t ruleId, model::RequestSink& sink,
                                  const H2DecoderLimits& limits, H2DecoderStats& stats,
                                  std::optional<H2cUpgrade> upgrade)
     : key_(key), ruleId_(ruleId), sink_(sink), limits_(limits), stats_(stats), upgrade_(std::move(upgrade)) {
-  bump(stats_.connections);
+  base::bump(stats_.connections);
   if (upgrade_) {
-    bump(stats_.upgrades);
+    base::bump(stats_.upgrades);
   }
   if (!startSession()) {
     giveUp(stats_.decodeErrors);
@@ -282,14 +282,14 @@ void H2StreamDecoder::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
     return;
   }
   if (state_ == State::kSkipping || state_ == State::kEnded) {
-    bump(stats_.bytesSkipped, bytes.size());
+    base::bump(stats_.bytesSkipped, bytes.size());
     return;
   }
   chunkTs_ = tsNs;
   if (state_ == State::kPreface) {
     const size_t n = std::min(bytes.size(), kClientPreface.size() - prefaceSeen_);
     if (std::memcmp(bytes.data(), kClientPreface.data() + prefaceSeen_, n) != 0) {
-      bump(stats_.bytesSkipped, bytes.size());
+      base::bump(stats_.bytesSkipped, bytes.size());
       giveUp(stats_.prefaceMismatch);
       return;
     }
@@ -297,14 +297,15 @@ void H2StreamDecoder::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
     if (prefaceSeen_ == kClientPreface.size()) {
       state_ = State::kDecoding;
       if (upgrade_) {
-        H2Request r = std::move(upgrade_->request);
+        model::Request r = std::move(upgrade_->request);
         r.flow = key_;
         r.ruleId = ruleId_;
         r.streamId = 1;
-        bump(stats_.streamsOpened);
-        bump(stats_.requests);
+        r.finishHttp2();
+        base::bump(stats_.streamsOpened);
+        base::bump(stats_.requests);
         if (!r.trailers.empty()) {
-          bump(stats_.trailers);
+          base::bump(stats_.trailers);
         }
         upgrade_.reset();
         sink_.onRequest(std::move(r));
@@ -325,15 +326,15 @@ void H2StreamDecoder::feed(std::span<const uint8_t> bytes) {
   while (!bytes.empty()) {
     const auto [n, frameEnds] = cursor_.advance(bytes);
     const ssize_t rv = nghttp2_session_mem_recv(session_, bytes.data(), n);
-    bump(stats_.bytesDecoded, n);
+    base::bump(stats_.bytesDecoded, n);
     bytes = bytes.subspan(n);
     if (rv < 0) {
-      bump(stats_.bytesSkipped, bytes.size());
+      base::bump(stats_.bytesSkipped, bytes.size());
       giveUp(stats_.decodeErrors);
       return;
     }
     if (frameEnds && !afterFrame()) {
-      bump(stats_.bytesSkipped, bytes.size());
+      base::bump(stats_.bytesSkipped, bytes.size());
       return;
     }
   }
@@ -432,7 +433,7 @@ void H2StreamDecoder::dropStream(int32_t streamId, std::atomic<uint64_t>& outcom
   }
   releaseBuffered(it->second);
   streams_.erase(it);
-  bump(outcome);
+  base::bump(outcome);
   if (reset && session_ != nullptr) {
     // Its further DATA is then ignored by nghttp2 (flow control still counted).
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, streamId, NGHTTP2_CANCEL);
@@ -442,11 +443,12 @@ void H2StreamDecoder::dropStream(int32_t streamId, std::atomic<uint64_t>& outcom
 void H2StreamDecoder::completeStream(int32_t streamId) {
   auto it = streams_.find(streamId);
   releaseBuffered(it->second);
-  H2Request r = std::move(it->second.request);
+  model::Request r = std::move(it->second.request);
   streams_.erase(it);
-  bump(stats_.requests);
+  r.finishHttp2();
+  base::bump(stats_.requests);
   if (!r.trailers.empty()) {
-    bump(stats_.trailers);
+    base::bump(stats_.trailers);
   }
   // The real server answers; our session must forget the stream all the same.
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, streamId, NGHTTP2_NO_ERROR);
@@ -454,14 +456,14 @@ void H2StreamDecoder::completeStream(int32_t streamId) {
 }
 
 void H2StreamDecoder::giveUp(std::atomic<uint64_t>& reason) {
-  bump(reason);
+  base::bump(reason);
   abandonStreams();
   destroySession();
   state_ = State::kSkipping;
 }
 
 void H2StreamDecoder::abandonStreams() {
-  bump(stats_.streamsAbandoned, streams_.size());
+  base::bump(stats_.streamsAbandoned, streams_.size());
   for (auto& [id, s] : streams_) {
     releaseBuffered(s);
   }

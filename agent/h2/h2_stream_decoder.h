@@ -8,10 +8,10 @@
 #include <utility>
 #include <unordered_map>
 
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 #include "flow/stream_consumer.h"
 #include "h2/h2_decoder_stats.h"
-#include "h2/h2_request.h"
+#include "model/request.h"
 #include "h2/h2c_upgrade.h"
 #include "h2/preface.h"
 
@@ -35,7 +35,7 @@ struct H2DecoderLimits {
 // h2c, or the rest of an accepted "Upgrade: h2c") from its first byte, with an
 // nghttp2 server session that only observes: nothing it wants to send goes
 // anywhere. Each client stream's HEADERS (+CONTINUATION), DATA and trailers
-// are assembled and emitted to the sink as one H2Request at END_STREAM.
+// are assembled and emitted to the sink as one model::Request at END_STREAM.
 //
 // We see only the client's bytes, so the settings the real server announced
 // are unknown. The client may use them (a larger frame size, stream window or
@@ -66,7 +66,7 @@ class H2StreamDecoder final : public flow::StreamConsumer {
  public:
   // `upgrade`: the connection continues an accepted "Upgrade: h2c" request (see
   // h2c_upgrade.h); its request is emitted as stream 1 once the preface is seen.
-  H2StreamDecoder(const flow::FlowKey& key, uint32_t ruleId, H2RequestSink& sink, const H2DecoderLimits& limits,
+  H2StreamDecoder(const model::FlowKey& key, uint32_t ruleId, model::RequestSink& sink, const H2DecoderLimits& limits,
                   H2DecoderStats& stats, std::optional<H2cUpgrade> upgrade = std::nullopt);
   ~H2StreamDecoder() override;
   H2StreamDecoder(const H2StreamDecoder&) = delete;
@@ -84,7 +84,7 @@ class H2StreamDecoder final : public flow::StreamConsumer {
   enum class State : uint8_t { kPreface, kDecoding, kSkipping, kEnded };
 
   struct Stream {
-    H2Request request;
+    model::Request request;
     size_t headerBytes = 0;  // of the header block being received
     size_t buffered = 0;     // counted in buffered_
     bool inTrailers = false;
@@ -125,9 +125,9 @@ class H2StreamDecoder final : public flow::StreamConsumer {
   void abandonStreams();
   void destroySession();
 
-  const flow::FlowKey key_;
+  const model::FlowKey key_;
   const uint32_t ruleId_;
-  H2RequestSink& sink_;
+  model::RequestSink& sink_;
   const H2DecoderLimits limits_;
   H2DecoderStats& stats_;
   std::optional<H2cUpgrade> upgrade_;
@@ -145,10 +145,10 @@ class H2StreamDecoder final : public flow::StreamConsumer {
 // Owns the shared stats and limits, so it must outlive every decoder it created.
 class H2StreamDecoderFactory {
  public:
-  explicit H2StreamDecoderFactory(H2RequestSink& sink, H2DecoderLimits limits = {})
+  explicit H2StreamDecoderFactory(model::RequestSink& sink, H2DecoderLimits limits = {})
       : sink_(sink), limits_(limits) {}
 
-  std::unique_ptr<H2StreamDecoder> create(const flow::FlowKey& key, uint32_t ruleId,
+  std::unique_ptr<H2StreamDecoder> create(const model::FlowKey& key, uint32_t ruleId,
                                           std::optional<H2cUpgrade> upgrade = std::nullopt) {
     return std::make_unique<H2StreamDecoder>(key, ruleId, sink_, limits_, stats_, std::move(upgrade));
   }
@@ -157,7 +157,7 @@ class H2StreamDecoderFactory {
   const H2DecoderLimits& limits() const { return limits_; }
 
  private:
-  H2RequestSink& sink_;
+  model::RequestSink& sink_;
   const H2DecoderLimits limits_;
   H2DecoderStats stats_;
 };

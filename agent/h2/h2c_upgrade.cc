@@ -65,7 +65,7 @@ std::vector<std::pair<std::string_view, std::string_view>> headerLines(std::stri
 
 // Decodes a chunked body the framer already checked (isWellFormedChunkedBody);
 // false if it is not one after all.
-bool decodeChunked(std::string_view in, std::string& body, std::vector<HeaderField>& trailers) {
+bool decodeChunked(std::string_view in, std::string& body, std::vector<model::HeaderField>& trailers) {
   for (;;) {
     const size_t eol = in.find("\r\n");
     if (eol == std::string_view::npos) {
@@ -138,7 +138,7 @@ bool decodeBase64Url(std::string_view in, std::string& out) {
   return true;
 }
 
-UpgradeParse parseH2cUpgrade(const http::Request& r, H2cUpgrade& out) {
+UpgradeParse parseH2cUpgrade(const model::Request& r, H2cUpgrade& out) {
   const std::string_view bytes(r.bytes);
   const size_t lineEnd = bytes.find("\r\n");
   if (lineEnd == std::string_view::npos || r.bodyOffset < lineEnd + 2 || r.bodyOffset > bytes.size()) {
@@ -179,7 +179,7 @@ UpgradeParse parseH2cUpgrade(const http::Request& r, H2cUpgrade& out) {
   }
   u.headRequest = r.method == "HEAD";
 
-  H2Request& q = u.request;
+  model::Request& q = u.request;
   q.flow = r.flow;
   q.ruleId = r.ruleId;
   q.streamId = 1;
@@ -197,7 +197,7 @@ UpgradeParse parseH2cUpgrade(const http::Request& r, H2cUpgrade& out) {
   q.headers.push_back({":method", r.method, false});
   q.headers.push_back({":scheme", "http", false});
   if (r.hostLength > 0) {
-    q.headers.push_back({":authority", std::string(r.host()), false});
+    q.headers.push_back({":authority", std::string(r.authority()), false});
   }
   q.headers.push_back({":path", path, false});
   for (const auto& [name, value] : fields) {
@@ -217,6 +217,7 @@ UpgradeParse parseH2cUpgrade(const http::Request& r, H2cUpgrade& out) {
   } else {
     q.body.assign(framedBody);
   }
+  q.finishHttp2();
   out = std::move(u);
   return UpgradeParse::kUpgrade;
 }

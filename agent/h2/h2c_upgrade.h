@@ -3,8 +3,8 @@
 #include <cstdint>
 #include <string>
 
-#include "h2/h2_request.h"
-#include "http/request.h"
+#include "model/request.h"
+#include "model/request.h"
 
 namespace shadowtap::h2 {
 
@@ -32,7 +32,7 @@ struct H2cUpgrade {
   // Upgrade, HTTP2-Settings, Keep-Alive, Proxy-Connection, Transfer-Encoding,
   // Host, and TE unless it is "trailers"). Body decoded from Content-Length or
   // chunked framing; chunked trailer fields become trailers.
-  H2Request request;
+  model::Request request;
 };
 
 enum class UpgradeParse : uint8_t {
@@ -43,7 +43,7 @@ enum class UpgradeParse : uint8_t {
 };
 
 // Looks at one framed HTTP/1.x request (from http::RequestFramer).
-UpgradeParse parseH2cUpgrade(const http::Request& request, H2cUpgrade& out);
+UpgradeParse parseH2cUpgrade(const model::Request& request, H2cUpgrade& out);
 
 // base64url without padding (RFC 4648 5), as HTTP2-Settings uses; padding '='
 // is tolerated. False on any other character or an impossible length.

@@ -2,12 +2,12 @@
 
 #include <utility>
 
+#include "base/counters.h"
 #include "h2/preface.h"
 
 namespace shadowtap::h2 {
 namespace {
 
-void bump(std::atomic<uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
 
 std::span<const uint8_t> asBytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -15,12 +15,12 @@ std::span<const uint8_t> asBytes(const std::string& s) {
 
 }  // namespace
 
-ProtocolSniffer::ProtocolSniffer(ProtocolSnifferFactory& factory, const flow::FlowKey& key, uint32_t ruleId,
+ProtocolSniffer::ProtocolSniffer(ProtocolSnifferFactory& factory, const model::FlowKey& key, uint32_t ruleId,
                                  bool fromStart)
     : factory_(factory), key_(key), ruleId_(ruleId), mode_(fromStart ? Mode::kSniffPreface : Mode::kHttp1) {
-  bump(factory_.stats_.connections);
+  base::bump(factory_.stats_.connections);
   if (!fromStart) {
-    bump(factory_.stats_.midstream);
+    base::bump(factory_.stats_.midstream);
     framer_ = factory_.framers_.create(key_, ruleId_, false);
   }
 }
@@ -103,7 +103,7 @@ void ProtocolSniffer::sniff(std::span<const uint8_t> bytes, uint64_t tsNs) {
 void ProtocolSniffer::toH2(std::span<const uint8_t> bytes, uint64_t tsNs) {
   std::optional<H2cUpgrade> upgrade;
   if (mode_ == Mode::kSniffUpgrade) {
-    bump(factory_.stats_.upgradesAccepted);
+    base::bump(factory_.stats_.upgradesAccepted);
     factory_.stats_.heldBytes.fetch_sub(static_cast<int64_t>(upgradeRequest_->bytes.size()),
                                         std::memory_order_relaxed);
     upgradeRequest_.reset();
@@ -112,7 +112,7 @@ void ProtocolSniffer::toH2(std::span<const uint8_t> bytes, uint64_t tsNs) {
     // The framer has abandoned the stream; it gets no more bytes and ends
     // with the stream.
   } else {
-    bump(factory_.stats_.prefaceH2);
+    base::bump(factory_.stats_.prefaceH2);
   }
   mode_ = Mode::kH2;
   h2_ = factory_.decoders_.create(key_, ruleId_, std::move(upgrade));
@@ -132,7 +132,7 @@ void ProtocolSniffer::toHttp1(std::span<const uint8_t> bytes, uint64_t tsNs) {
     framer_ = factory_.framers_.createAt(key_, ruleId_, end);
     framerPos_ = end;
   } else {
-    bump(factory_.stats_.http1);
+    base::bump(factory_.stats_.http1);
     framer_ = factory_.framers_.create(key_, ruleId_, true);
   }
   mode_ = Mode::kHttp1;
@@ -142,13 +142,13 @@ void ProtocolSniffer::toHttp1(std::span<const uint8_t> bytes, uint64_t tsNs) {
 }
 
 void ProtocolSniffer::releaseUpgrade() {
-  bump(factory_.stats_.upgradesDeclined);
+  base::bump(factory_.stats_.upgradesDeclined);
   factory_.stats_.heldBytes.fetch_sub(static_cast<int64_t>(upgradeRequest_->bytes.size()),
                                       std::memory_order_relaxed);
-  http::Request r = std::move(*upgradeRequest_);
+  model::Request r = std::move(*upgradeRequest_);
   upgradeRequest_.reset();
   upgrade_.reset();
-  factory_.http1Sink_.onRequest(std::move(r));
+  factory_.sink_.onRequest(std::move(r));
 }
 
 void ProtocolSniffer::feedFramer(std::span<const uint8_t> bytes, uint64_t tsNs) {
@@ -175,12 +175,12 @@ void ProtocolSniffer::feedFramer(std::span<const uint8_t> bytes, uint64_t tsNs) 
   }
 }
 
-void ProtocolSniffer::holdUpgrade(http::Request&& request, H2cUpgrade&& upgrade) {
+void ProtocolSniffer::holdUpgrade(model::Request&& request, H2cUpgrade&& upgrade) {
   if (upgradeRequest_ || mode_ != Mode::kHttp1) {
-    factory_.http1Sink_.onRequest(std::move(request));  // one per stream; the framer stops after it
+    factory_.sink_.onRequest(std::move(request));  // one per stream; the framer stops after it
     return;
   }
-  bump(factory_.stats_.upgradesSeen);
+  base::bump(factory_.stats_.upgradesSeen);
   factory_.stats_.heldBytes.fetch_add(static_cast<int64_t>(request.bytes.size()), std::memory_order_relaxed);
   upgradeRequest_ = std::move(request);
   upgrade_ = std::move(upgrade);
@@ -227,16 +227,16 @@ void ProtocolSniffer::onEnd(flow::EndReason reason) {
   }
 }
 
-ProtocolSnifferFactory::ProtocolSnifferFactory(http::RequestSink& http1Sink, H2RequestSink& h2Sink,
-                                               http::FramerLimits framerLimits, H2DecoderLimits h2Limits)
-    : http1Sink_(http1Sink), framers_(*this, framerLimits), decoders_(h2Sink, h2Limits) {}
+ProtocolSnifferFactory::ProtocolSnifferFactory(model::RequestSink& sink, http::FramerLimits framerLimits,
+                                               H2DecoderLimits h2Limits)
+    : sink_(sink), framers_(*this, framerLimits), decoders_(sink, h2Limits) {}
 
-std::unique_ptr<flow::StreamConsumer> ProtocolSnifferFactory::create(const flow::FlowKey& key, uint32_t ruleId,
+std::unique_ptr<flow::StreamConsumer> ProtocolSnifferFactory::create(const model::FlowKey& key, uint32_t ruleId,
                                                                      bool fromStart) {
   return std::make_unique<ProtocolSniffer>(*this, key, ruleId, fromStart);
 }
 
-void ProtocolSnifferFactory::onRequest(http::Request&& request) {
+void ProtocolSnifferFactory::onRequest(model::Request&& request) {
   // Only a request after which the framer stops (llhttp saw the upgrade too):
   // otherwise the framer goes on with the next request itself, and holding this
   // one would reorder or, after a decline, repeat what follows.
@@ -247,7 +247,7 @@ void ProtocolSnifferFactory::onRequest(http::Request&& request) {
       return;
     }
   }
-  http1Sink_.onRequest(std::move(request));
+  sink_.onRequest(std::move(request));
 }
 
 }  // namespace shadowtap::h2

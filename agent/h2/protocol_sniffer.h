@@ -7,12 +7,12 @@
 #include <span>
 #include <string>
 
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 #include "flow/stream_consumer.h"
-#include "h2/h2_request.h"
+#include "model/request.h"
 #include "h2/h2_stream_decoder.h"
 #include "h2/h2c_upgrade.h"
-#include "http/request.h"
+#include "model/request.h"
 #include "http/request_framer.h"
 
 namespace shadowtap::h2 {
@@ -53,7 +53,7 @@ class ProtocolSnifferFactory;
 // Not thread-safe.
 class ProtocolSniffer final : public flow::StreamConsumer {
  public:
-  ProtocolSniffer(ProtocolSnifferFactory& factory, const flow::FlowKey& key, uint32_t ruleId, bool fromStart);
+  ProtocolSniffer(ProtocolSnifferFactory& factory, const model::FlowKey& key, uint32_t ruleId, bool fromStart);
   ~ProtocolSniffer() override;
   ProtocolSniffer(const ProtocolSniffer&) = delete;
   ProtocolSniffer& operator=(const ProtocolSniffer&) = delete;
@@ -63,7 +63,7 @@ class ProtocolSniffer final : public flow::StreamConsumer {
   void onEnd(flow::EndReason reason) override;
   size_t bufferedBytes() const override;
 
-  const flow::FlowKey& key() const { return key_; }
+  const model::FlowKey& key() const { return key_; }
   bool decodingH2() const { return mode_ == Mode::kH2; }
 
  private:
@@ -71,7 +71,7 @@ class ProtocolSniffer final : public flow::StreamConsumer {
   enum class Mode : uint8_t { kSniffPreface, kHttp1, kSniffUpgrade, kH2, kEnded };
 
   // Called by the factory while this sniffer feeds the framer.
-  void holdUpgrade(http::Request&& request, H2cUpgrade&& upgrade);
+  void holdUpgrade(model::Request&& request, H2cUpgrade&& upgrade);
   // Looks for the preface in held_ + bytes; decides or holds.
   void sniff(std::span<const uint8_t> bytes, uint64_t tsNs);
   void toHttp1(std::span<const uint8_t> bytes, uint64_t tsNs);
@@ -81,7 +81,7 @@ class ProtocolSniffer final : public flow::StreamConsumer {
   void setHeld(std::string held);
 
   ProtocolSnifferFactory& factory_;
-  const flow::FlowKey key_;
+  const model::FlowKey key_;
   const uint32_t ruleId_;
   Mode mode_;
   std::string held_;  // stream bytes not yet given to anyone
@@ -89,22 +89,23 @@ class ProtocolSniffer final : public flow::StreamConsumer {
   std::unique_ptr<flow::StreamConsumer> framer_;
   std::unique_ptr<H2StreamDecoder> h2_;
   uint64_t framerPos_ = 0;  // bytes fed to the framer (its stream positions)
-  std::optional<http::Request> upgradeRequest_;
+  std::optional<model::Request> upgradeRequest_;
   std::optional<H2cUpgrade> upgrade_;
   size_t heldCounted_ = 0;  // in stats heldBytes
 };
 
 // Creates a ProtocolSniffer per stream, and owns the HTTP/1 framer factory
 // and the HTTP/2 decoder factory they hand streams to. Is the framers' sink:
-// passes every request on to `http1Sink`, except an "Upgrade: h2c" request,
+// passes every request on to `sink` (HTTP/2 requests go there from the
+// decoders directly), except an "Upgrade: h2c" request,
 // which waits in its sniffer until the next bytes say which protocol follows.
-class ProtocolSnifferFactory final : public flow::StreamConsumerFactory, public http::RequestSink {
+class ProtocolSnifferFactory final : public flow::StreamConsumerFactory, public model::RequestSink {
  public:
-  ProtocolSnifferFactory(http::RequestSink& http1Sink, H2RequestSink& h2Sink, http::FramerLimits framerLimits = {},
-                         H2DecoderLimits h2Limits = {});
+  explicit ProtocolSnifferFactory(model::RequestSink& sink, http::FramerLimits framerLimits = {},
+                                  H2DecoderLimits h2Limits = {});
 
-  std::unique_ptr<flow::StreamConsumer> create(const flow::FlowKey& key, uint32_t ruleId, bool fromStart) override;
-  void onRequest(http::Request&& request) override;
+  std::unique_ptr<flow::StreamConsumer> create(const model::FlowKey& key, uint32_t ruleId, bool fromStart) override;
+  void onRequest(model::Request&& request) override;
 
   const http::RequestFramerFactory& framers() const { return framers_; }
   const H2StreamDecoderFactory& decoders() const { return decoders_; }
@@ -113,7 +114,7 @@ class ProtocolSnifferFactory final : public flow::StreamConsumerFactory, public 
  private:
   friend class ProtocolSniffer;
 
-  http::RequestSink& http1Sink_;
+  model::RequestSink& sink_;
   http::RequestFramerFactory framers_;
   H2StreamDecoderFactory decoders_;
   SnifferStats stats_;

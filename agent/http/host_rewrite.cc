@@ -1,6 +1,7 @@
 #include "http/host_rewrite.h"
 
 #include <cstring>
+#include <utility>
 
 namespace shadowtap::http {
 
@@ -38,7 +39,7 @@ size_t insertPoint(std::string_view bytes, size_t offset, size_t length) {
 
 // Where the suffix goes, in increasing order (the request line's authority
 // precedes the headers); returns how many points (0-2).
-size_t rewritePoints(const Request& r, size_t points[2]) {
+size_t rewritePoints(const model::Request& r, size_t points[2]) {
   const std::string_view bytes(r.bytes);
   size_t n = 0;
   if (r.targetHostLength != 0 && r.targetHostOffset + r.targetHostLength <= bytes.size()) {
@@ -55,7 +56,7 @@ size_t rewritePoints(const Request& r, size_t points[2]) {
 
 }  // namespace
 
-std::string rewriteRequestHost(const Request& r, std::string_view suffix) {
+std::string rewriteRequestHost(const model::Request& r, std::string_view suffix) {
   size_t points[2];
   const size_t n = rewritePoints(r, points);
   if (n == 0) {
@@ -74,14 +75,13 @@ std::string rewriteRequestHost(const Request& r, std::string_view suffix) {
   return out;
 }
 
-std::string takeRewrittenRequest(Request&& r, std::string_view suffix) {
+void rewriteHostInPlace(model::Request& r, std::string_view suffix) {
   size_t points[2];
   const size_t n = suffix.empty() ? 0 : rewritePoints(r, points);
-  std::string out = std::move(r.bytes);
-  r.bytes.clear();
   if (n == 0) {
-    return out;
+    return;
   }
+  std::string& out = r.bytes;
   const size_t k = suffix.size();
   const size_t old = out.size();
   out.resize(old + n * k);
@@ -94,7 +94,11 @@ std::string takeRewrittenRequest(Request&& r, std::string_view suffix) {
     std::memmove(p + from + (i + 1) * k, p + from, to - from);
     std::memcpy(p + from + i * k, suffix.data(), k);
   }
-  return out;
+}
+
+std::string takeRewrittenRequest(model::Request&& r, std::string_view suffix) {
+  rewriteHostInPlace(r, suffix);
+  return std::exchange(r.bytes, std::string());
 }
 
 bool hostHasSuffix(std::string_view host, std::string_view suffix) {

@@ -4,9 +4,13 @@
 #include <string>
 #include <string_view>
 
-#include "http/request.h"
+#include "model/request.h"
 
 namespace shadowtap::http {
+
+// Capacity the framer leaves after a request's bytes, so the Host rewrite
+// (takeRewrittenRequest) can insert the suffix in place without reallocating.
+inline constexpr size_t kRewriteSlack = 64;
 
 // The tag Istio/Envoy mirroring appends to the host part of a mirrored request.
 inline constexpr std::string_view kDefaultShadowSuffix = "-shadow";
@@ -28,14 +32,16 @@ std::string appendShadowSuffix(std::string_view host, std::string_view suffix);
 // byte (header order and case, whitespace, other headers, body) is unchanged. A
 // request without a Host value (hostLength == 0) and an origin-form target is
 // returned as is.
-std::string rewriteRequestHost(const Request& r, std::string_view suffix);
+std::string rewriteRequestHost(const model::Request& r, std::string_view suffix);
 
 // The same bytes as rewriteRequestHost, made in the request's own buffer and
 // moved out of it: the body is moved once within the buffer instead of copied
 // into a new one (no allocation when the capacity has room for the suffix; the
 // framer leaves kRewriteSlack). Afterwards r.bytes is empty and r's offsets no
 // longer apply; its other fields (method, flow, ...) are untouched.
-std::string takeRewrittenRequest(Request&& r, std::string_view suffix);
+std::string takeRewrittenRequest(model::Request&& r, std::string_view suffix);
+// The same rewrite, left in r.bytes (whose offsets then no longer apply).
+void rewriteHostInPlace(model::Request& r, std::string_view suffix);
 
 // True when the host part of `host` (without the port) already ends with `suffix`,
 // compared ASCII case-insensitively, so a mirror that is itself captured is not

@@ -5,19 +5,13 @@
 #include <cstring>
 #include <utility>
 
+#include "base/counters.h"
 #include "http/chunked_body.h"
+#include "http/host_rewrite.h"
 #include "http/request_line.h"
 
 namespace shadowtap::http {
 namespace {
-
-void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-  counter.fetch_add(n, std::memory_order_relaxed);
-}
-
-void sub(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-  counter.fetch_sub(n, std::memory_order_relaxed);
-}
 
 // An idle framer keeps at most this much buffer capacity: thousands of flows
 // must not each sit on the capacity of the largest request they ever carried.
@@ -51,8 +45,8 @@ const llhttp_settings_t& RequestFramer::settings() {
   return kSettings;
 }
 
-RequestFramer::RequestFramer(const flow::FlowKey& key, uint32_t ruleId, bool fromStart,
-                             RequestSink& sink, const FramerLimits& limits, HttpStats& stats, uint64_t startOffset)
+RequestFramer::RequestFramer(const model::FlowKey& key, uint32_t ruleId, bool fromStart,
+                             model::RequestSink& sink, const FramerLimits& limits, HttpStats& stats, uint64_t startOffset)
     : key_(key),
       ruleId_(ruleId),
       fromStart_(fromStart),
@@ -61,7 +55,7 @@ RequestFramer::RequestFramer(const flow::FlowKey& key, uint32_t ruleId, bool fro
       resyncLineCap_(std::max<size_t>(1, std::min({limits.maxResyncScanBytes, limits.maxHeaderBytes,
                                                     limits.maxRequestLineBytes}))),
       stats_(stats) {
-  add(stats_.streams);
+  base::bump(stats_.streams);
   llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
   pos_ = accounted_ = bufPos_ = chunkPos_ = startOffset;
@@ -84,7 +78,7 @@ void RequestFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
   const size_t len = bytes.size();
   const uint64_t pos = pos_;
   pos_ += len;
-  add(stats_.bytesIn, len);
+  base::bump(stats_.bytesIn, len);
 
   switch (mode_) {
     case Mode::kParse:
@@ -112,7 +106,7 @@ void RequestFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
 }
 
 void RequestFramer::onGap(uint64_t /*bytes*/) {
-  add(stats_.gaps);
+  base::bump(stats_.gaps);
   if (mode_ == Mode::kFailing) {
     failPending(nullptr, 0, pos_);  // what follows the gap is not the next byte
   }
@@ -366,7 +360,7 @@ void RequestFramer::completeRequest(uint64_t end) {
     // and we do not see its answer.
     abandon(stats_.upgrade);
   } else if (!keepAlive) {
-    add(stats_.closedByRequest);
+    base::bump(stats_.closedByRequest);
     mode_ = Mode::kClosed;
     account(pos_);
     releaseBuffer(pos_);
@@ -376,7 +370,7 @@ void RequestFramer::completeRequest(uint64_t end) {
 void RequestFramer::emit(uint64_t end) {
   assert(accounted_ == reqStart_ && end >= chunkPos_);
   const uint64_t size = end - reqStart_;
-  Request req;
+  model::Request req;
   // Every path leaves kRewriteSlack of capacity: the Host rewrite then inserts
   // the suffix in place instead of copying the request again.
   if (reqStart_ >= chunkPos_) {
@@ -444,7 +438,7 @@ void RequestFramer::emit(uint64_t end) {
   req.hostLength = hostEnd - hostBegin;
   req.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
   resolve(stats_.requestsParsed);
-  add(stats_.bytesParsed, size);
+  base::bump(stats_.bytesParsed, size);
   accounted_ = end;
   sink_.onRequest(std::move(req));
 }
@@ -452,16 +446,16 @@ void RequestFramer::emit(uint64_t end) {
 void RequestFramer::resolve(std::atomic<uint64_t>& outcome) {
   assert(inRequest_);
   inRequest_ = false;
-  add(outcome);
-  sub(stats_.requestsInProgress);
+  base::bump(outcome);
+  base::subtract(stats_.requestsInProgress);
 }
 
 void RequestFramer::abandon(std::atomic<uint64_t>& reason) {
   if (inRequest_) {
     resolve(stats_.droppedByAbandon);
   }
-  add(reason);
-  add(stats_.connectionsAbandoned);
+  base::bump(reason);
+  base::bump(stats_.connectionsAbandoned);
   mode_ = Mode::kAbandoned;
   skipping_ = false;
   account(pos_);
@@ -494,8 +488,8 @@ int RequestFramer::onMessageBegin(llhttp_t* parser) {
   f.chunkedBodyBytes_ = 0;
   f.reqStart_ = f.posOf(f.chunkBase_);  // corrected by the first method byte
   f.reqTs_ = f.chunkTs_;
-  add(f.stats_.requestsStarted);
-  add(f.stats_.requestsInProgress);
+  base::bump(f.stats_.requestsStarted);
+  base::bump(f.stats_.requestsInProgress);
   return 0;
 }
 
@@ -852,7 +846,7 @@ bool RequestFramer::crlfBefore(uint64_t pos) const {
 void RequestFramer::enterResync() {
   mode_ = Mode::kResync;
   atLineStart_ = true;
-  add(stats_.resyncs);
+  base::bump(stats_.resyncs);
 }
 
 void RequestFramer::feedResync(const char* data, size_t len, uint64_t pos, uint64_t tsNs) {
@@ -863,7 +857,7 @@ void RequestFramer::feedResync(const char* data, size_t len, uint64_t pos, uint6
     const size_t take = lf != nullptr ? static_cast<size_t>(static_cast<const char*>(lf) - data) + 1 : len;
     if (buf_.size() + take > resyncLineCap_) {
       // Too long to be a request line; continue scanning mid-line.
-      add(stats_.resyncLinesTooLong);
+      base::bump(stats_.resyncLinesTooLong);
       account(pos);
       releaseBuffer(pos);
       atLineStart_ = false;
@@ -890,7 +884,7 @@ void RequestFramer::feedResync(const char* data, size_t len, uint64_t pos, uint6
         return;
       }
       if (m == LineMatch::kTooLong) {
-        add(stats_.resyncLinesTooLong);
+        base::bump(stats_.resyncLinesTooLong);
       }
       account(pos + off);
       releaseBuffer(pos + off);
@@ -918,7 +912,7 @@ void RequestFramer::scanResync(const char* data, size_t len, uint64_t pos, uint6
         return;
       }
       if (m == LineMatch::kTooLong) {
-        add(stats_.resyncLinesTooLong);
+        base::bump(stats_.resyncLinesTooLong);
       }
       if (m == LineMatch::kNeedMore) {
         account(pos + i);
@@ -949,7 +943,7 @@ void RequestFramer::scanResync(const char* data, size_t len, uint64_t pos, uint6
 
 void RequestFramer::account(uint64_t pos) {
   if (pos > accounted_) {
-    add(stats_.unmirroredBytes, pos - accounted_);
+    base::bump(stats_.unmirroredBytes, pos - accounted_);
     accounted_ = pos;
   }
 }
@@ -965,24 +959,24 @@ void RequestFramer::releaseBuffer(uint64_t pos) {
 void RequestFramer::publishBuffered() {
   const size_t now = buf_.size();
   if (now > publishedBuffered_) {
-    add(stats_.bytesBuffered, now - publishedBuffered_);
+    base::bump(stats_.bytesBuffered, now - publishedBuffered_);
   } else if (now < publishedBuffered_) {
-    sub(stats_.bytesBuffered, publishedBuffered_ - now);
+    base::subtract(stats_.bytesBuffered, publishedBuffered_ - now);
   }
   publishedBuffered_ = now;
 }
 
 // ---------------------------------------------------------------------------
 
-RequestFramerFactory::RequestFramerFactory(RequestSink& sink, FramerLimits limits)
+RequestFramerFactory::RequestFramerFactory(model::RequestSink& sink, FramerLimits limits)
     : sink_(sink), limits_(limits) {}
 
-std::unique_ptr<flow::StreamConsumer> RequestFramerFactory::create(const flow::FlowKey& key,
+std::unique_ptr<flow::StreamConsumer> RequestFramerFactory::create(const model::FlowKey& key,
                                                                    uint32_t ruleId, bool fromStart) {
   return std::make_unique<RequestFramer>(key, ruleId, fromStart, sink_, limits_, stats_);
 }
 
-std::unique_ptr<flow::StreamConsumer> RequestFramerFactory::createAt(const flow::FlowKey& key, uint32_t ruleId,
+std::unique_ptr<flow::StreamConsumer> RequestFramerFactory::createAt(const model::FlowKey& key, uint32_t ruleId,
                                                                      uint64_t startOffset) {
   return std::make_unique<RequestFramer>(key, ruleId, true, sink_, limits_, stats_, startOffset);
 }

@@ -8,10 +8,10 @@
 
 #include <llhttp.h>
 
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 #include "flow/stream_consumer.h"
 #include "http/http_stats.h"
-#include "http/request.h"
+#include "model/request.h"
 
 namespace shadowtap::http {
 
@@ -23,7 +23,7 @@ struct FramerLimits {
 };
 
 // Frames the HTTP/1.x requests of one client-to-server byte stream with llhttp
-// and hands each complete request, byte-identical, to a RequestSink.
+// and hands each complete request, byte-identical, to a model::RequestSink.
 //
 // - Requests with exactly one non-empty Host are emitted; every other outcome is
 //   counted in HttpStats (see the identities there).
@@ -48,7 +48,7 @@ class RequestFramer final : public flow::StreamConsumer {
   // `startOffset`: the stream position of the first byte this framer will be
   // given (non-zero when it takes over a stream at a request boundary, e.g.
   // after a declined "Upgrade: h2c"); requests' streamOffset count from it.
-  RequestFramer(const flow::FlowKey& key, uint32_t ruleId, bool fromStart, RequestSink& sink,
+  RequestFramer(const model::FlowKey& key, uint32_t ruleId, bool fromStart, model::RequestSink& sink,
                 const FramerLimits& limits, HttpStats& stats, uint64_t startOffset = 0);
   ~RequestFramer() override;
   RequestFramer(const RequestFramer&) = delete;
@@ -118,11 +118,11 @@ class RequestFramer final : public flow::StreamConsumer {
   void publishBuffered();
   uint64_t posOf(const char* p) const { return chunkPos_ + static_cast<uint64_t>(p - chunkBase_); }
 
-  const flow::FlowKey key_;
+  const model::FlowKey key_;
   const uint32_t ruleId_;
   const bool fromStart_;
   uint64_t startOffset_ = 0;
-  RequestSink& sink_;
+  model::RequestSink& sink_;
   const FramerLimits limits_;
   const size_t resyncLineCap_;
   HttpStats& stats_;
@@ -200,20 +200,20 @@ class RequestFramer final : public flow::StreamConsumer {
 // HttpStats and limits, so it must outlive every framer it created.
 class RequestFramerFactory final : public flow::StreamConsumerFactory {
  public:
-  explicit RequestFramerFactory(RequestSink& sink, FramerLimits limits = {});
+  explicit RequestFramerFactory(model::RequestSink& sink, FramerLimits limits = {});
 
-  std::unique_ptr<flow::StreamConsumer> create(const flow::FlowKey& key, uint32_t ruleId,
+  std::unique_ptr<flow::StreamConsumer> create(const model::FlowKey& key, uint32_t ruleId,
                                                bool fromStart) override;
   // A framer taking over a stream at a request boundary at `startOffset` (the
   // bytes before it went elsewhere): it parses from its first byte, as from
   // the start, but its requests carry their real stream offsets.
-  std::unique_ptr<flow::StreamConsumer> createAt(const flow::FlowKey& key, uint32_t ruleId, uint64_t startOffset);
+  std::unique_ptr<flow::StreamConsumer> createAt(const model::FlowKey& key, uint32_t ruleId, uint64_t startOffset);
 
   const HttpStats& stats() const { return stats_; }
   const FramerLimits& limits() const { return limits_; }
 
  private:
-  RequestSink& sink_;
+  model::RequestSink& sink_;
   const FramerLimits limits_;
   HttpStats stats_;
 };

@@ -5,13 +5,11 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "base/clock.h"
+
 namespace shadowtap::offline {
 
-uint64_t SteadyClock::nowNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
+uint64_t SteadyClock::nowNs() { return base::monotonicNs(); }
 
 void SteadyClock::sleepUntilNs(uint64_t ns) {
   timespec ts{};

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "base/strings.h"
 #include "record/codec.h"
 #include "record/h2_record.h"
 
@@ -256,7 +257,7 @@ std::optional<RecordedRequest> fromHarEntry(const Json& e, std::string* why) {
         }
         continue;  // HTTP/2 pseudo-header in an HTTP/1 (or HTTP/3) entry
       }
-      hasHost = hasHost || record::equalsIgnoreCase(*n, "host");
+      hasHost = hasHost || base::equalsIgnoreCase(*n, "host");
       r.headers.emplace_back(*n, *v);
     }
     if (!hasHost && !authority.empty()) {

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "base/counters.h"
 #include "h2/h2_pool.h"
 #include "http/host_rewrite.h"
 #include "offline/record_reader.h"
@@ -25,12 +26,11 @@ std::atomic<bool> gStop{false};
 
 void onSignal(int) { gStop.store(true, std::memory_order_relaxed); }
 
-uint64_t load(const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); }
 
 std::string row(std::string_view label, uint64_t v) { return fmt::format("  {:<30}{:>12}\n", label, v); }
 
 uint64_t h2Load(const h2::H2PoolStats* h2, const std::atomic<uint64_t> h2::H2PoolStats::*field) {
-  return h2 == nullptr ? 0 : load(h2->*field);
+  return h2 == nullptr ? 0 : base::load(h2->*field);
 }
 
 // The command's HTTP/2 sink: the pool, created only when the plan holds
@@ -38,7 +38,7 @@ uint64_t h2Load(const h2::H2PoolStats* h2, const std::atomic<uint64_t> h2::H2Poo
 class PoolSink final : public H2JobSink {
  public:
   explicit PoolSink(h2::H2Pool& pool) : pool_(pool) {}
-  bool submit(h2::H2Request&& request) override { return pool_.submit(std::move(request)); }
+  bool submit(model::Request&& request) override { return pool_.submit(std::move(request)); }
 
  private:
   h2::H2Pool& pool_;
@@ -52,15 +52,15 @@ std::string formatProgress(uint64_t submitted, uint64_t total, double seconds, c
   const double rate = seconds > 0 ? static_cast<double>(submitted) / seconds : 0.0;
   std::string sent = total > 0 ? fmt::format("{}/{}", submitted, total) : fmt::format("{}", submitted);
   const uint64_t errors = r.errors() + (h2 == nullptr ? 0 : h2->errors());
-  const uint64_t dropped = load(r.queueFull) + load(r.droppedOldest) + load(r.droppedRateLimit) +
-                           load(r.droppedShutdown) + h2Load(h2, &S::queueFull) + h2Load(h2, &S::droppedShutdown);
+  const uint64_t dropped = base::load(r.queueFull) + base::load(r.droppedOldest) + base::load(r.droppedRateLimit) +
+                           base::load(r.droppedShutdown) + h2Load(h2, &S::queueFull) + h2Load(h2, &S::droppedShutdown);
   const int64_t inFlight =
       r.inFlight.load(std::memory_order_relaxed) + (h2 == nullptr ? 0 : h2->inFlight.load(std::memory_order_relaxed));
   return fmt::format(
       "replay {:.1f}s sent {} ({:.1f} req/s) | 2xx {} 3xx {} 4xx {} 5xx {} | errors {} | dropped {} | in flight {}",
-      seconds, sent, rate, load(r.responses2xx) + h2Load(h2, &S::responses2xx),
-      load(r.responses3xx) + h2Load(h2, &S::responses3xx), load(r.responses4xx) + h2Load(h2, &S::responses4xx),
-      load(r.responses5xx) + h2Load(h2, &S::responses5xx), errors, dropped, inFlight);
+      seconds, sent, rate, base::load(r.responses2xx) + h2Load(h2, &S::responses2xx),
+      base::load(r.responses3xx) + h2Load(h2, &S::responses3xx), base::load(r.responses4xx) + h2Load(h2, &S::responses4xx),
+      base::load(r.responses5xx) + h2Load(h2, &S::responses5xx), errors, dropped, inFlight);
 }
 
 std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r, const h2::H2PoolStats* h2) {
@@ -73,47 +73,47 @@ std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r, 
   out += row("  filtered out", s.filtered);
   out += row("  body not recorded, skipped", s.noBody);
   out += row("passes", s.passes);
-  out += row("sent to the replayer", load(r.submitted));
-  out += row("written to the mirror", load(r.sent));
-  out += row("responses", load(r.responses));
-  out += row("  1xx", load(r.responses1xx));
-  out += row("  2xx", load(r.responses2xx));
-  out += row("  3xx", load(r.responses3xx));
-  out += row("  4xx", load(r.responses4xx));
-  out += row("  5xx", load(r.responses5xx));
-  out += row("  other status", load(r.responsesOther));
+  out += row("sent to the replayer", base::load(r.submitted));
+  out += row("written to the mirror", base::load(r.sent));
+  out += row("responses", base::load(r.responses));
+  out += row("  1xx", base::load(r.responses1xx));
+  out += row("  2xx", base::load(r.responses2xx));
+  out += row("  3xx", base::load(r.responses3xx));
+  out += row("  4xx", base::load(r.responses4xx));
+  out += row("  5xx", base::load(r.responses5xx));
+  out += row("  other status", base::load(r.responsesOther));
   out += row("errors", r.errors());
-  out += row("  connect", load(r.errorsConnect));
-  out += row("  connect timeout", load(r.errorsConnectTimeout));
-  out += row("  reset", load(r.errorsReset));
-  out += row("  response timeout", load(r.errorsResponseTimeout));
-  out += row("  bad response", load(r.errorsBadResponse));
-  out += row("  response too large", load(r.errorsResponseTooLarge));
-  out += row("dropped", load(r.queueFull) + load(r.droppedOldest) + load(r.droppedRateLimit) + load(r.droppedShutdown));
-  out += row("  queue full", load(r.queueFull));
-  out += row("  dropped oldest", load(r.droppedOldest));
-  out += row("  rate limited", load(r.droppedRateLimit));
-  out += row("  shutdown", load(r.droppedShutdown));
+  out += row("  connect", base::load(r.errorsConnect));
+  out += row("  connect timeout", base::load(r.errorsConnectTimeout));
+  out += row("  reset", base::load(r.errorsReset));
+  out += row("  response timeout", base::load(r.errorsResponseTimeout));
+  out += row("  bad response", base::load(r.errorsBadResponse));
+  out += row("  response too large", base::load(r.errorsResponseTooLarge));
+  out += row("dropped", base::load(r.queueFull) + base::load(r.droppedOldest) + base::load(r.droppedRateLimit) + base::load(r.droppedShutdown));
+  out += row("  queue full", base::load(r.queueFull));
+  out += row("  dropped oldest", base::load(r.droppedOldest));
+  out += row("  rate limited", base::load(r.droppedRateLimit));
+  out += row("  shutdown", base::load(r.droppedShutdown));
   if (h2 != nullptr) {
     out += "HTTP/2 (h2c)\n";
-    out += row("sent to the HTTP/2 pool", load(h2->submitted));
-    out += row("responses", load(h2->responses));
-    out += row("  2xx", load(h2->responses2xx));
-    out += row("  3xx", load(h2->responses3xx));
-    out += row("  4xx", load(h2->responses4xx));
-    out += row("  5xx", load(h2->responses5xx));
-    out += row("  other status", load(h2->responsesOther));
-    out += row("  grpc-status 0", load(h2->grpcOk));
-    out += row("  grpc-status not 0", load(h2->grpcError));
+    out += row("sent to the HTTP/2 pool", base::load(h2->submitted));
+    out += row("responses", base::load(h2->responses));
+    out += row("  2xx", base::load(h2->responses2xx));
+    out += row("  3xx", base::load(h2->responses3xx));
+    out += row("  4xx", base::load(h2->responses4xx));
+    out += row("  5xx", base::load(h2->responses5xx));
+    out += row("  other status", base::load(h2->responsesOther));
+    out += row("  grpc-status 0", base::load(h2->grpcOk));
+    out += row("  grpc-status not 0", base::load(h2->grpcError));
     out += row("errors", h2->errors());
-    out += row("  connect", load(h2->errorsConnect));
-    out += row("  stream reset", load(h2->errorsReset));
-    out += row("  connection lost", load(h2->errorsConnection));
-    out += row("  response timeout", load(h2->errorsTimeout));
-    out += row("  rejected by nghttp2", load(h2->errorsRejected));
-    out += row("dropped", load(h2->queueFull) + load(h2->droppedShutdown));
-    out += row("  queue full", load(h2->queueFull));
-    out += row("  shutdown", load(h2->droppedShutdown));
+    out += row("  connect", base::load(h2->errorsConnect));
+    out += row("  stream reset", base::load(h2->errorsReset));
+    out += row("  connection lost", base::load(h2->errorsConnection));
+    out += row("  response timeout", base::load(h2->errorsTimeout));
+    out += row("  rejected by nghttp2", base::load(h2->errorsRejected));
+    out += row("dropped", base::load(h2->queueFull) + base::load(h2->droppedShutdown));
+    out += row("  queue full", base::load(h2->queueFull));
+    out += row("  shutdown", base::load(h2->droppedShutdown));
   }
   const double rate = s.seconds > 0 ? static_cast<double>(s.submitted) / s.seconds : 0.0;
   out += fmt::format("  {:<30}{:>12.2f}\n", "seconds", s.seconds);
@@ -288,7 +288,7 @@ int runReplayCommand(int argc, char** argv) {
     }
     nextProgress = now + (tty ? 200'000'000ULL : 5'000'000'000ULL);
     const std::string line =
-        formatProgress(load(counters.submitted), total, double(now - startNs) / 1e9, rs, h2Stats);
+        formatProgress(base::load(counters.submitted), total, double(now - startNs) / 1e9, rs, h2Stats);
     if (tty) {
       std::printf("\r%s\033[K", line.c_str());
     } else {
@@ -316,11 +316,11 @@ int runReplayCommand(int argc, char** argv) {
   }
   if (tty) {
     std::printf("\r%s\033[K\n",
-                formatProgress(load(counters.submitted), total, double(clock.nowNs() - startNs) / 1e9, rs, h2Stats)
+                formatProgress(base::load(counters.submitted), total, double(clock.nowNs() - startNs) / 1e9, rs, h2Stats)
                     .c_str());
   }
-  summary.passes = load(counters.passes);
-  summary.submitted = load(counters.submitted);
+  summary.passes = base::load(counters.passes);
+  summary.submitted = base::load(counters.submitted);
   summary.seconds = double(clock.nowNs() - startNs) / 1e9;
   summary.interrupted = gStop.load();
   std::printf("%s", formatSummary(summary, rs, h2Stats).c_str());

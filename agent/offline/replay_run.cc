@@ -76,7 +76,7 @@ void runPlan(const ReplayPlan& plan, replay::JobSink& sink, H2JobSink* h2Sink, C
       if (r.isHttp2()) {
         counters.h2Submitted.fetch_add(1, std::memory_order_relaxed);
         if (h2Sink != nullptr) {
-          h2::H2Request h2req = record::buildH2Request(r, plan.suffix);
+          model::Request h2req = record::buildH2Request(r, plan.suffix);
           h2req.tsNs = now;
           accepted = h2Sink->submit(std::move(h2req));
         }

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "h2/h2_request.h"
+#include "model/request.h"
 #include "offline/pacer.h"
 #include "record/recorded_request.h"
 #include "replay/job_sink.h"
@@ -37,7 +37,7 @@ class H2JobSink {
  public:
   virtual ~H2JobSink() = default;
   // Never blocks; false when the request was dropped (counted by the sink).
-  virtual bool submit(h2::H2Request&& request) = 0;
+  virtual bool submit(model::Request&& request) = 0;
 };
 
 // Progress of a run; written by the sending thread, read by anyone.

@@ -48,47 +48,27 @@ DryRunWriter::DryRunWriter(std::FILE* out, std::string suffix)
 DryRunWriter::DryRunWriter(std::FILE* out, std::string suffix, int64_t realtimeOffsetNs)
     : out_(out), suffix_(std::move(suffix)), realtimeOffsetNs_(realtimeOffsetNs) {}
 
-std::string DryRunWriter::format(const http::Request& r) const {
+std::string DryRunWriter::format(const model::Request& r) const {
   nlohmann::ordered_json j;
   j["time"] = formatRfc3339Utc(static_cast<int64_t>(r.tsNs) + realtimeOffsetNs_);
   j["flow"] = r.flow.toString();
   j["rule"] = r.ruleId;
   j["method"] = r.method;
   j["target"] = std::string(r.target());
-  j["host"] = std::string(r.host());
-  j["shadow_host"] = http::appendShadowSuffix(r.host(), suffix_);
+  j["host"] = std::string(r.authority());
+  j["shadow_host"] = http::appendShadowSuffix(r.authority(), suffix_);
   j["body_length"] = r.bodyLength;
-  j["bytes"] = r.bytes.size();
+  j["bytes"] = r.size();
+  if (r.isHttp2()) {
+    j["protocol"] = "h2";
+    j["stream"] = r.streamId;
+    j["trailers"] = r.trailers.size();
+  }
   // Targets and values may hold any byte; never throw on the capture thread.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string DryRunWriter::format(const h2::H2Request& r) const {
-  uint64_t bytes = r.body.size();
-  for (const auto* fields : {&r.headers, &r.trailers}) {
-    for (const h2::HeaderField& f : *fields) {
-      bytes += f.name.size() + f.value.size() + 4;
-    }
-  }
-  nlohmann::ordered_json j;
-  j["time"] = formatRfc3339Utc(static_cast<int64_t>(r.tsNs) + realtimeOffsetNs_);
-  j["flow"] = r.flow.toString();
-  j["rule"] = r.ruleId;
-  j["method"] = std::string(r.method());
-  j["target"] = std::string(r.path());
-  j["host"] = std::string(r.authority());
-  j["shadow_host"] = http::appendShadowSuffix(r.authority(), suffix_);
-  j["body_length"] = r.body.size();
-  j["bytes"] = bytes;
-  j["protocol"] = "h2";
-  j["stream"] = r.streamId;
-  j["trailers"] = r.trailers.size();
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-void DryRunWriter::onRequest(http::Request&& request) { writeLine(format(request)); }
-
-void DryRunWriter::onRequest(h2::H2Request&& request) { writeLine(format(request)); }
+void DryRunWriter::onRequest(model::Request&& request) { writeLine(format(request)); }
 
 void DryRunWriter::writeLine(std::string line) {
   line += '\n';

@@ -5,8 +5,7 @@
 #include <cstdio>
 #include <string>
 
-#include "h2/h2_request.h"
-#include "http/request.h"
+#include "model/request.h"
 
 namespace shadowtap::record {
 
@@ -21,7 +20,7 @@ namespace shadowtap::record {
 // HTTP/1 would carry them) plus the body.
 // Strings are JSON-escaped; bytes that are not UTF-8 become U+FFFD. Each line is
 // flushed, so `| jq` shows requests as they come. Runs on the capture thread.
-class DryRunWriter final : public http::RequestSink, public h2::H2RequestSink {
+class DryRunWriter final : public model::RequestSink {
  public:
   struct Stats {
     std::atomic<uint64_t> lines{0};
@@ -34,12 +33,10 @@ class DryRunWriter final : public http::RequestSink, public h2::H2RequestSink {
   // For tests: realtime ns = monotonic ns + realtimeOffsetNs.
   DryRunWriter(std::FILE* out, std::string suffix, int64_t realtimeOffsetNs);
 
-  void onRequest(http::Request&& request) override;
-  void onRequest(h2::H2Request&& request) override;
+  void onRequest(model::Request&& request) override;
 
   // The line for `request`, without the newline.
-  std::string format(const http::Request& request) const;
-  std::string format(const h2::H2Request& request) const;
+  std::string format(const model::Request& request) const;
 
   const Stats& stats() const { return stats_; }
 

@@ -2,20 +2,21 @@
 
 #include <algorithm>
 
-#include "h2/authority_rewrite.h"
+#include "base/strings.h"
+#include "h2/request_edit.h"
 #include "record/codec.h"
 
 namespace shadowtap::record {
 namespace {
 
-using Fields = std::vector<h2::HeaderField>;
+using Fields = std::vector<model::HeaderField>;
 using Pairs = std::vector<std::pair<std::string, std::string>>;
 
 void split(Fields&& fields, Pairs& pairs, std::vector<uint32_t>& neverIndex) {
   pairs.clear();
   neverIndex.clear();
   pairs.reserve(fields.size());
-  for (h2::HeaderField& f : fields) {
+  for (model::HeaderField& f : fields) {
     if (f.neverIndex) {
       neverIndex.push_back(static_cast<uint32_t>(pairs.size()));
     }
@@ -27,7 +28,7 @@ Fields join(const Pairs& pairs, const std::vector<uint32_t>& neverIndex) {
   Fields out;
   out.reserve(pairs.size());
   for (const auto& [n, v] : pairs) {
-    out.push_back(h2::HeaderField{n, v, false});
+    out.push_back(model::HeaderField{n, v, false});
   }
   for (uint32_t i : neverIndex) {
     if (i < out.size()) {
@@ -38,13 +39,13 @@ Fields join(const Pairs& pairs, const std::vector<uint32_t>& neverIndex) {
 }
 
 void lowerNames(Fields& fields) {
-  for (h2::HeaderField& f : fields) {
+  for (model::HeaderField& f : fields) {
     std::transform(f.name.begin(), f.name.end(), f.name.begin(), [](unsigned char c) { return std::tolower(c); });
   }
 }
 
-const h2::HeaderField* find(const Fields& fields, std::string_view name) {
-  for (const h2::HeaderField& f : fields) {
+const model::HeaderField* find(const Fields& fields, std::string_view name) {
+  for (const model::HeaderField& f : fields) {
     if (f.name == name) {
       return &f;
     }
@@ -53,9 +54,9 @@ const h2::HeaderField* find(const Fields& fields, std::string_view name) {
 }
 
 // RFC 9113 8.2.2: a request carrying these is malformed.
-bool connectionSpecific(const h2::HeaderField& f) {
+bool connectionSpecific(const model::HeaderField& f) {
   if (f.name == "te") {
-    return !equalsIgnoreCase(f.value, "trailers");
+    return !base::equalsIgnoreCase(f.value, "trailers");
   }
   return f.name == "connection" || f.name == "keep-alive" || f.name == "proxy-connection" ||
          f.name == "transfer-encoding" || f.name == "upgrade";
@@ -63,14 +64,14 @@ bool connectionSpecific(const h2::HeaderField& f) {
 
 }  // namespace
 
-RecordedRequest fromH2Request(h2::H2Request r, int64_t realtimeOffsetNs, bool keepBodies) {
+RecordedRequest fromH2Request(model::Request r, int64_t realtimeOffsetNs, bool keepBodies) {
   RecordedRequest out;
   out.unixNs = static_cast<int64_t>(r.tsNs) + realtimeOffsetNs;
   out.flow = r.flow.toString();
   out.ruleId = r.ruleId;
   out.httpVersion = std::string(kHttp2Version);
-  out.method = std::string(r.method());
-  out.target = std::string(r.path());
+  out.method = r.method;
+  out.target = std::string(r.target());
   split(std::move(r.headers), out.headers, out.neverIndexHeaders);
   split(std::move(r.trailers), out.trailers, out.neverIndexTrailers);
   out.bodyLength = r.body.size();
@@ -82,12 +83,13 @@ RecordedRequest fromH2Request(h2::H2Request r, int64_t realtimeOffsetNs, bool ke
   return out;
 }
 
-h2::H2Request buildH2Request(const RecordedRequest& r, std::string_view suffix) {
-  h2::H2Request out;
+model::Request buildH2Request(const RecordedRequest& r, std::string_view suffix) {
+  model::Request out;
   out.ruleId = r.ruleId;
   out.headers = join(r.headers, r.neverIndexHeaders);
   out.trailers = join(r.trailers, r.neverIndexTrailers);
   out.body = r.body;
+  out.finishHttp2();
   if (!suffix.empty()) {
     h2::rewriteAuthority(out, suffix);
   }
@@ -99,8 +101,8 @@ void normalizeH2(RecordedRequest& r, std::string_view urlScheme, std::string_vie
   lowerNames(fields);
   std::erase_if(fields, connectionSpecific);
   std::stable_partition(fields.begin(), fields.end(),
-                        [](const h2::HeaderField& f) { return !f.name.empty() && f.name[0] == ':'; });
-  const auto firstRegular = std::find_if(fields.begin(), fields.end(), [](const h2::HeaderField& f) {
+                        [](const model::HeaderField& f) { return !f.name.empty() && f.name[0] == ':'; });
+  const auto firstRegular = std::find_if(fields.begin(), fields.end(), [](const model::HeaderField& f) {
     return f.name.empty() || f.name[0] != ':';
   });
   Fields added;
@@ -112,7 +114,7 @@ void normalizeH2(RecordedRequest& r, std::string_view urlScheme, std::string_vie
     added.push_back({":scheme", urlScheme.empty() ? std::string("http") : std::string(urlScheme), false});
   }
   if (find(fields, ":authority") == nullptr) {
-    const h2::HeaderField* host = find(fields, "host");
+    const model::HeaderField* host = find(fields, "host");
     if (!urlAuthority.empty()) {
       added.push_back({":authority", std::string(urlAuthority), false});
     } else if (host != nullptr) {
@@ -124,9 +126,9 @@ void normalizeH2(RecordedRequest& r, std::string_view urlScheme, std::string_vie
   }
   fields.insert(firstRegular, std::make_move_iterator(added.begin()), std::make_move_iterator(added.end()));
   r.method = find(fields, ":method")->value;
-  if (const h2::HeaderField* path = find(fields, ":path")) {
+  if (const model::HeaderField* path = find(fields, ":path")) {
     r.target = path->value;
-  } else if (const h2::HeaderField* authority = find(fields, ":authority")) {
+  } else if (const model::HeaderField* authority = find(fields, ":authority")) {
     r.target = authority->value;  // CONNECT: authority-form
   }
   split(std::move(fields), r.headers, r.neverIndexHeaders);

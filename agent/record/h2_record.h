@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "h2/h2_request.h"
+#include "model/request.h"
 #include "record/recorded_request.h"
 
 namespace shadowtap::record {
@@ -13,13 +13,13 @@ namespace shadowtap::record {
 // flags, the body (or its length and SHA-256 only when !keepBodies); method and
 // target repeat :method and :path. Takes the request by value: the writer
 // thread moves its queued copy in.
-RecordedRequest fromH2Request(h2::H2Request request, int64_t realtimeOffsetNs, bool keepBodies);
+RecordedRequest fromH2Request(model::Request request, int64_t realtimeOffsetNs, bool keepBodies);
 
 // The HTTP/2 request to send for a recorded one: the same fields in the same
 // order with their never-index flags, body and trailers; :authority (and any
 // host field) get `suffix` by h2::rewriteAuthority (empty: unchanged). ruleId
 // is kept; tsNs, flow and exchangeId are left for the caller.
-h2::H2Request buildH2Request(const RecordedRequest& r, std::string_view suffix);
+model::Request buildH2Request(const RecordedRequest& r, std::string_view suffix);
 
 // Makes an HTTP/2 record read from a file sendable as is, for recordings of
 // other tools (browser HARs): field names lower case, connection-specific

@@ -37,7 +37,7 @@ uint16_t fold(uint32_t acc) {
 
 }  // namespace
 
-std::string buildTcpPacket(const flow::FlowKey& key, uint32_t seq, uint32_t ack, uint8_t flags,
+std::string buildTcpPacket(const model::FlowKey& key, uint32_t seq, uint32_t ack, uint8_t flags,
                            std::string_view payload, uint16_t ipId) {
   const bool v6 = key.family == 6;
   const size_t ipLen = v6 ? 40 : 20;

@@ -46,7 +46,7 @@ class PcapWriter final : public RecordWriter {
 
 // One synthesised packet (IP header + TCP header + payload) for tests and the
 // writer: IPv4 or IPv6 after key.family.
-std::string buildTcpPacket(const flow::FlowKey& key, uint32_t seq, uint32_t ack, uint8_t flags,
+std::string buildTcpPacket(const model::FlowKey& key, uint32_t seq, uint32_t ack, uint8_t flags,
                            std::string_view payload, uint16_t ipId);
 
 }  // namespace shadowtap::record

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/strings.h"
 #include "record/codec.h"
 #include "record/dry_run_writer.h"
 
@@ -16,7 +17,7 @@ std::string dump(const Json& j) { return j.dump(-1, ' ', false, nlohmann::json::
 
 std::string headerValue(const RecordedRequest& r, std::string_view name) {
   for (const auto& [n, v] : r.headers) {
-    if (equalsIgnoreCase(n, name)) {
+    if (base::equalsIgnoreCase(n, name)) {
       return v;
     }
   }
@@ -136,7 +137,7 @@ std::string harEntry(const RecordedRequest& r) {
   req["httpVersion"] = r.httpVersion;
   Json cookies = Json::array();
   for (const auto& [n, v] : r.headers) {
-    if (!equalsIgnoreCase(n, "cookie") || v == kRedactedMarker) {
+    if (!base::equalsIgnoreCase(n, "cookie") || v == kRedactedMarker) {
       continue;
     }
     std::string_view rest(v);

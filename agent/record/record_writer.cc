@@ -100,49 +100,32 @@ void RecordWriter::enqueue(Item&& item, size_t bytes) {
   }
 }
 
-void RecordWriter::onRequest(http::Request&& request) {
+void RecordWriter::onRequest(model::Request&& request) {
   if (wantsSegments()) {
     return;
   }
-  const size_t bytes = request.bytes.size() + kItemOverhead;
-  enqueue(Item(std::in_place_type<http::Request>, std::move(request)), bytes);
-}
-
-void RecordWriter::record(const http::Request& request) {
-  if (wantsSegments()) {
-    return;
-  }
-  http::Request copy = request;
-  onRequest(std::move(copy));
-}
-
-void RecordWriter::record(const h2::H2Request& request) {
-  if (wantsSegments()) {
-    return;
-  }
-  h2::H2Request copy = request;
-  record(std::move(copy));
-}
-
-void RecordWriter::record(h2::H2Request&& request) {
-  if (wantsSegments()) {
-    return;
-  }
-  size_t bytes = request.body.size() + kItemOverhead;
+  size_t bytes = request.bytes.size() + request.body.size() + kItemOverhead;
   for (const auto* fields : {&request.headers, &request.trailers}) {
-    for (const h2::HeaderField& f : *fields) {
-      bytes += f.name.size() + f.value.size() + sizeof(h2::HeaderField);
+    for (const model::HeaderField& f : *fields) {
+      bytes += f.name.size() + f.value.size() + sizeof(model::HeaderField);
     }
   }
-  enqueue(Item(std::in_place_type<h2::H2Request>, std::move(request)), bytes);
+  enqueue(Item(std::in_place_type<model::Request>, std::move(request)), bytes);
+}
+
+void RecordWriter::record(const model::Request& request) {
+  if (wantsSegments()) {
+    return;
+  }
+  model::Request copy = request;
+  onRequest(std::move(copy));
 }
 
 std::optional<RecordedRequest> RecordWriter::recordedFrom(Item& item, const Redactor& redactor) {
   std::optional<RecordedRequest> rec;
-  if (auto* req = std::get_if<http::Request>(&item)) {
-    rec = splitRequest(*req, realtimeOffsetNs_, opts_.keepBodies);
-  } else if (auto* h2req = std::get_if<h2::H2Request>(&item)) {
-    rec = fromH2Request(std::move(*h2req), realtimeOffsetNs_, opts_.keepBodies);
+  if (auto* req = std::get_if<model::Request>(&item)) {
+    rec = req->isHttp2() ? fromH2Request(std::move(*req), realtimeOffsetNs_, opts_.keepBodies)
+                         : splitRequest(*req, realtimeOffsetNs_, opts_.keepBodies);
   }
   if (!rec) {
     return rec;

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "flow/segment.h"
-#include "h2/h2_request.h"
-#include "http/request.h"
+#include "model/request.h"
+#include "model/request.h"
 #include "record/record_options.h"
 #include "record/record_stats.h"
 #include "record/recorded_request.h"
@@ -22,7 +22,7 @@ namespace shadowtap::record {
 
 // A captured segment, copied off the capture thread's buffer.
 struct SegmentCopy {
-  flow::FlowKey key;
+  model::FlowKey key;
   uint32_t seq = 0;
   uint32_t ack = 0;
   uint8_t flags = 0;
@@ -41,7 +41,7 @@ struct SegmentCopy {
 //
 // Threads: onRequest/onSegment from one thread (the capture thread); close()
 // from the control thread; stats() from anywhere.
-class RecordWriter : public http::RequestSink {
+class RecordWriter : public model::RequestSink {
  public:
   ~RecordWriter() override;
   RecordWriter(const RecordWriter&) = delete;
@@ -52,15 +52,10 @@ class RecordWriter : public http::RequestSink {
 
   // HAR and JSON lines recorders take requests; the pcap recorder ignores them
   // (uncounted) and takes segments instead. See wantsSegments().
-  void onRequest(http::Request&& request) override;
+  void onRequest(model::Request&& request) override;
   // The same, copying the request (when the caller still needs it to mirror).
-  void record(const http::Request& request);
-  // HTTP/2 requests (HAR and JSON lines; the pcap recorder ignores them,
-  // uncounted, since it has the connection's segments). The copy queued is
-  // the request itself: redaction, hashing and formatting happen on the
-  // writer thread, as for HTTP/1.
-  void record(const h2::H2Request& request);
-  void record(h2::H2Request&& request);
+  // Redaction, hashing and formatting happen on the writer thread.
+  void record(const model::Request& request);
   void onSegment(const flow::Segment& segment);
   virtual bool wantsSegments() const { return false; }
 
@@ -79,7 +74,7 @@ class RecordWriter : public http::RequestSink {
   explicit RecordWriter(RecordOptions opts);
 
   enum class WriteResult { kOk, kMalformed, kError };
-  using Item = std::variant<http::Request, SegmentCopy, h2::H2Request>;
+  using Item = std::variant<model::Request, SegmentCopy>;
 
   // Writer thread hooks. openFile writes the file header; writeItem one record;
   // closeFile the trailer (false on any failure of the write or close).

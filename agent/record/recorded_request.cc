@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/strings.h"
 #include "http/host_rewrite.h"
 #include "http/request_line.h"
 #include "record/codec.h"
@@ -30,20 +31,8 @@ std::string lower(std::string_view s) {
 bool RecordedRequest::isHttp2() const { return httpVersion == kHttp2Version; }
 
 bool isHttp2Version(std::string_view v) {
-  return equalsIgnoreCase(v, "HTTP/2") || equalsIgnoreCase(v, "HTTP/2.0") || equalsIgnoreCase(v, "h2") ||
-         equalsIgnoreCase(v, "h2c");
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
+  return base::equalsIgnoreCase(v, "HTTP/2") || base::equalsIgnoreCase(v, "HTTP/2.0") || base::equalsIgnoreCase(v, "h2") ||
+         base::equalsIgnoreCase(v, "h2c");
 }
 
 std::optional<std::string> decodeChunked(std::string_view w) {
@@ -78,7 +67,7 @@ std::optional<std::string> decodeChunked(std::string_view w) {
   }
 }
 
-std::optional<RecordedRequest> splitRequest(const http::Request& r, int64_t realtimeOffsetNs, bool keepBodies) {
+std::optional<RecordedRequest> splitRequest(const model::Request& r, int64_t realtimeOffsetNs, bool keepBodies) {
   RecordedRequest out;
   out.unixNs = static_cast<int64_t>(r.tsNs) + realtimeOffsetNs;
   out.flow = r.flow.toString();
@@ -113,7 +102,7 @@ std::optional<RecordedRequest> splitRequest(const http::Request& r, int64_t real
     }
     std::string_view name = line.substr(0, colon);
     std::string_view value = trimOws(line.substr(colon + 1));
-    if (equalsIgnoreCase(name, "transfer-encoding") && lower(value).find("chunked") != std::string::npos) {
+    if (base::equalsIgnoreCase(name, "transfer-encoding") && lower(value).find("chunked") != std::string::npos) {
       chunked = true;
     }
     out.headers.emplace_back(std::string(name), std::string(value));
@@ -158,7 +147,7 @@ Redactor::Redactor(bool enabled, const std::vector<std::string>& extraHeaders,
 }
 
 bool Redactor::headerRedacted(std::string_view name) const {
-  return std::any_of(headers_.begin(), headers_.end(), [&](const std::string& h) { return equalsIgnoreCase(h, name); });
+  return std::any_of(headers_.begin(), headers_.end(), [&](const std::string& h) { return base::equalsIgnoreCase(h, name); });
 }
 
 std::string Redactor::redactTarget(std::string_view target, size_t* replaced) const {
@@ -225,7 +214,7 @@ size_t Redactor::apply(RecordedRequest& r) const {
 }
 
 std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix) {
-  http::Request req;
+  model::Request req;
   std::string& b = req.bytes;
   b.reserve(r.target.size() + 64 + r.headers.size() * 32 + std::max(r.body.size(), r.wireBody.size()));
   b += r.method;
@@ -239,7 +228,7 @@ std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix)
   for (const auto& [name, value] : r.headers) {
     b += name;
     b += value.empty() ? ":" : ": ";
-    if (req.hostLength == 0 && equalsIgnoreCase(name, "host")) {
+    if (req.hostLength == 0 && base::equalsIgnoreCase(name, "host")) {
       req.hostOffset = b.size();
       req.hostLength = value.size();
     }

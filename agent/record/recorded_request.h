@@ -7,7 +7,8 @@
 #include <utility>
 #include <vector>
 
-#include "http/request.h"
+#include "base/strings.h"
+#include "model/request.h"
 #include "record/record_options.h"
 
 namespace shadowtap::record {
@@ -55,10 +56,10 @@ inline constexpr std::string_view kHttp2Version = "HTTP/2";
 // "HTTP/2", "HTTP/2.0", "h2", "h2c", any case.
 bool isHttp2Version(std::string_view version);
 
-// Splits a framed request (http::Request from the framer) into fields.
+// Splits a framed request (model::Request from the framer) into fields.
 // nullopt when the head does not split into "NAME:value" CRLF lines or a
 // chunked body does not decode (never for the framer's output).
-std::optional<RecordedRequest> splitRequest(const http::Request& r, int64_t realtimeOffsetNs, bool keepBodies);
+std::optional<RecordedRequest> splitRequest(const model::Request& r, int64_t realtimeOffsetNs, bool keepBodies);
 
 // Replaces sensitive values with kRedactedMarker: the values of the headers
 // (and HTTP/2 trailers) named in kDefaultRedactedHeaders and `extraHeaders`
@@ -86,7 +87,5 @@ std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix)
 
 // Decodes a chunked body framed on the wire. nullopt when malformed.
 std::optional<std::string> decodeChunked(std::string_view wire);
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
 
 }  // namespace shadowtap::record

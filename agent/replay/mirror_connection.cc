@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+
 namespace shadowtap::replay {
 
 struct MirrorConnection::Parser {
@@ -60,12 +62,6 @@ const llhttp_settings_t& settings() {
 }
 
 constexpr int kMaxReadsPerEvent = 16;
-
-uint64_t monotonicNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 }  // namespace
 
@@ -153,7 +149,7 @@ void MirrorConnection::beginResponse() {
   if (job_->exchangeId != 0 && keepLimits_ != nullptr && keepStats_ != nullptr) {
     // A framer per job: we never pipeline, so this connection's next bytes are
     // this request's response, from its first byte.
-    framer_ = std::make_unique<compare::ResponseFramer>(true, kept_, *keepLimits_, *keepStats_);
+    framer_ = std::make_unique<http::ResponseFramer>(true, kept_, *keepLimits_, *keepStats_);
     std::string_view method = job_->method;
     if (method.empty()) {
       method = job_->isHead ? "HEAD" : "GET";
@@ -162,8 +158,8 @@ void MirrorConnection::beginResponse() {
   }
 }
 
-std::optional<compare::Response> MirrorConnection::takeKeptResponse() {
-  std::optional<compare::Response> out = std::move(kept_.response_);
+std::optional<model::Response> MirrorConnection::takeKeptResponse() {
+  std::optional<model::Response> out = std::move(kept_.response_);
   kept_.response_.reset();
   return out;
 }
@@ -308,7 +304,7 @@ void MirrorConnection::readSome(std::span<char> buf, Step& step) {
 
 void MirrorConnection::feed(const char* data, size_t len, Step& step) {
   if (framer_) {
-    framer_->onData({reinterpret_cast<const uint8_t*>(data), len}, monotonicNs());
+    framer_->onData({reinterpret_cast<const uint8_t*>(data), len}, base::monotonicNs());
   }
   llhttp_errno_t err = llhttp_execute(&parser_->http, data, len);
   if (parser_->complete) {

@@ -8,8 +8,8 @@
 #include <optional>
 #include <span>
 
-#include "compare/response.h"
-#include "compare/response_framer.h"
+#include "model/response.h"
+#include "http/response_framer.h"
 #include "replay/local_endpoints.h"
 #include "replay/replay_error.h"
 #include "replay/replay_job.h"
@@ -67,14 +67,14 @@ class MirrorConnection {
   std::optional<ReplayJob> close();
 
   // Compare mode: jobs with an exchange id get their response framed with a
-  // compare::ResponseFramer (limits and stats outlive the connection). After a
+  // http::ResponseFramer (limits and stats outlive the connection). After a
   // step that finished such a job with a status, takeKeptResponse() returns the
   // response (nullopt when the framer could not read it).
-  void keepResponses(const compare::ResponseLimits* limits, compare::ResponseStats* stats) {
+  void keepResponses(const http::ResponseLimits* limits, http::ResponseStats* stats) {
     keepLimits_ = limits;
     keepStats_ = stats;
   }
-  std::optional<compare::Response> takeKeptResponse();
+  std::optional<model::Response> takeKeptResponse();
 
   int fd() const { return fd_; }
   State state() const { return state_; }
@@ -128,16 +128,16 @@ class MirrorConnection {
 
   // Compare mode (see keepResponses). The sink is declared before the framer so
   // the framer, which reports to it when destroyed, goes first.
-  class KeptSink final : public compare::ResponseSink {
+  class KeptSink final : public http::ResponseSink {
    public:
-    void onResponse(uint64_t, compare::Response&& response) override { response_ = std::move(response); }
-    void onNoResponse(uint64_t, compare::NoResponse) override {}
-    std::optional<compare::Response> response_;
+    void onResponse(uint64_t, model::Response&& response) override { response_ = std::move(response); }
+    void onNoResponse(uint64_t, http::NoResponse) override {}
+    std::optional<model::Response> response_;
   };
-  const compare::ResponseLimits* keepLimits_ = nullptr;
-  compare::ResponseStats* keepStats_ = nullptr;
+  const http::ResponseLimits* keepLimits_ = nullptr;
+  http::ResponseStats* keepStats_ = nullptr;
   KeptSink kept_;
-  std::unique_ptr<compare::ResponseFramer> framer_;
+  std::unique_ptr<http::ResponseFramer> framer_;
 };
 
 }  // namespace shadowtap::replay

@@ -9,16 +9,17 @@
 #include <string>
 #include <vector>
 
+#include "base/drop_policy.h"
+
 #include "compare/compare_engine.h"
-#include "compare/response.h"
-#include "compare/response_framer.h"
+#include "model/response.h"
+#include "http/response_framer.h"
 
 namespace shadowtap::replay {
 
 class LocalEndpoints;
 
-// What a full queue gives up: the job being submitted, or the one queued longest.
-enum class DropPolicy { kNewest, kOldest };
+using base::DropPolicy;
 
 struct ReplayOptions {
   // "host:port" as configured; names the target in logs and is re-resolved
@@ -57,7 +58,7 @@ struct ReplayOptions {
   std::chrono::milliseconds backoffMax{5000};
 
   // Compare mode. A job with exchangeId != 0 keeps its response: it is framed
-  // (compare::ResponseFramer, with responseLimits: the body is kept up to
+  // (http::ResponseFramer, with responseLimits: the body is kept up to
   // maxBodyBytes and hashed whole) and handed to onKeptResponse; a job that ends
   // any other way (error, timeout, drop, shutdown; also a response the framer
   // could not read) is reported to onMissingResponse instead. So each such job
@@ -66,9 +67,9 @@ struct ReplayOptions {
   // thread, or on the submitting thread for jobs submit() drops; they must not
   // block. Unset callbacks: jobs are replayed as usual and nothing is reported.
   compare::Part comparePart = compare::Part::kMirror;
-  std::function<void(uint64_t exchangeId, compare::Part part, compare::Response&& response)> onKeptResponse;
+  std::function<void(uint64_t exchangeId, compare::Part part, model::Response&& response)> onKeptResponse;
   std::function<void(uint64_t exchangeId, compare::Part part)> onMissingResponse;
-  compare::ResponseLimits responseLimits;
+  http::ResponseLimits responseLimits;
 };
 
 }  // namespace shadowtap::replay

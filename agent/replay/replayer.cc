@@ -14,6 +14,8 @@
 #include <string>
 #include <system_error>
 
+#include "base/counters.h"
+
 namespace shadowtap::replay {
 namespace {
 
@@ -52,8 +54,6 @@ const char* errorName(ReplayError error) {
   return "?";
 }
 
-void add(std::atomic<uint64_t>& counter, uint64_t n = 1) { counter.fetch_add(n, std::memory_order_relaxed); }
-void add(std::atomic<int64_t>& gauge, int64_t n) { gauge.fetch_add(n, std::memory_order_relaxed); }
 
 }  // namespace
 
@@ -148,7 +148,7 @@ bool Replayer::admitRate() {
 }
 
 void Replayer::resolveLoop() {
-  RateLimitedLog failLog(std::chrono::seconds(60));
+  base::RateLimitedLog failLog(std::chrono::seconds(60));
   std::unique_lock lock(resolveMutex_);
   for (;;) {
     if (resolveCv_.wait_for(lock, opts_.resolveInterval, [this] { return resolveStop_; })) {
@@ -157,10 +157,10 @@ void Replayer::resolveLoop() {
     lock.unlock();
     // Blocking (getaddrinfo), which is why it runs here and not in the loop.
     ResolveResult result = resolveTarget(opts_.target);
-    add(stats_.resolves);
+    base::bump(stats_.resolves);
     lock.lock();
     if (!result.error.empty()) {
-      add(stats_.resolveErrors);
+      base::bump(stats_.resolveErrors);
       uint64_t suppressed = 0;
       if (failLog.allow(std::chrono::steady_clock::now(), suppressed)) {
         spdlog::warn("replay: re-resolving {} failed, keeping its last addresses: {} ({} similar suppressed)",
@@ -205,7 +205,7 @@ void Replayer::applyAddresses(int64_t now) {
   if (!changed || fresh.empty()) {
     return;
   }
-  add(stats_.addressChanges);
+  base::bump(stats_.addressChanges);
   std::vector<AddrState> states(fresh.size());
   for (size_t i = 0; i < fresh.size(); ++i) {
     int old = indexIn(opts_.addrs, fresh[i]);
@@ -250,9 +250,9 @@ void Replayer::absorbQueue() {
   }
   while (!backlog_.empty() && (backlog_.size() > opts_.queueCapacity || backlogBytes_ > opts_.queueBytes)) {
     ReplayJob& oldest = backlog_.front();
-    add(stats_.queueDepth, -1);
-    add(stats_.queueBytes, -static_cast<int64_t>(oldest.bytes.size()));
-    add(stats_.droppedOldest);
+    base::bump(stats_.queueDepth, -1);
+    base::bump(stats_.queueBytes, -static_cast<int64_t>(oldest.bytes.size()));
+    base::bump(stats_.droppedOldest);
     reportMissing(oldest.exchangeId);
     backlogBytes_ -= oldest.bytes.size();
     backlog_.pop_front();
@@ -262,26 +262,26 @@ void Replayer::absorbQueue() {
 bool Replayer::jobsWaiting() const { return !backlog_.empty() || queue_.ready(); }
 
 bool Replayer::submit(ReplayJob&& job) {
-  add(stats_.submitted);
+  base::bump(stats_.submitted);
   const uint64_t exchangeId = job.exchangeId;
   if (!accepting_.load(std::memory_order_acquire)) {
-    add(stats_.droppedShutdown);
+    base::bump(stats_.droppedShutdown);
     reportMissing(exchangeId);
     return false;
   }
   if (rateIntervalNs_ > 0 && !admitRate()) {
-    add(stats_.droppedRateLimit);
+    base::bump(stats_.droppedRateLimit);
     reportMissing(exchangeId);
     return false;
   }
   const auto size = static_cast<int64_t>(job.bytes.size());
   // Gauges go up before the push so the loop's decrement never makes them negative.
-  add(stats_.queueDepth, 1);
-  add(stats_.queueBytes, size);
+  base::bump(stats_.queueDepth, 1);
+  base::bump(stats_.queueBytes, size);
   if (!queue_.tryPush(job)) {
-    add(stats_.queueDepth, -1);
-    add(stats_.queueBytes, -size);
-    add(stats_.queueFull);
+    base::bump(stats_.queueDepth, -1);
+    base::bump(stats_.queueBytes, -size);
+    base::bump(stats_.queueFull);
     reportMissing(exchangeId);
     return false;
   }
@@ -289,7 +289,7 @@ bool Replayer::submit(ReplayJob&& job) {
     uint64_t one = 1;
     // Cannot block: the eventfd is non-blocking and never near its limit.
     [[maybe_unused]] ssize_t n = ::write(wakeFd_, &one, sizeof(one));
-    add(stats_.wakeups);
+    base::bump(stats_.wakeups);
   }
   return true;
 }
@@ -380,9 +380,9 @@ bool Replayer::takeJob(ReplayJob& job) {
   } else if (!queue_.tryPop(job)) {
     return false;
   }
-  add(stats_.queueDepth, -1);
-  add(stats_.queueBytes, -static_cast<int64_t>(job.bytes.size()));
-  add(stats_.inFlight, 1);
+  base::bump(stats_.queueDepth, -1);
+  base::bump(stats_.queueBytes, -static_cast<int64_t>(job.bytes.size()));
+  base::bump(stats_.inFlight, 1);
   return true;
 }
 
@@ -419,7 +419,7 @@ bool Replayer::dispatch(int64_t now) {
     if (!takeJob(job)) {
       return true;
     }
-    add(stats_.connectAttempts);
+    base::bump(stats_.connectAttempts);
     int err = 0;
     const uint64_t exchangeId = job.exchangeId;
     auto conn = MirrorConnection::open(opts_.addrs[addrIndex], static_cast<size_t>(addrIndex), std::move(job),
@@ -438,31 +438,31 @@ bool Replayer::dispatch(int64_t now) {
       }
     }
     if (!conn) {
-      add(stats_.inFlight, -1);
-      add(stats_.errorsConnect);
+      base::bump(stats_.inFlight, -1);
+      base::bump(stats_.errorsConnect);
       reportMissing(exchangeId);
       noteConnectFailure(static_cast<size_t>(addrIndex), now, ReplayError::kConnect, err);
       continue;
     }
     conn->deadlineNs = now + toNs(opts_.connectTimeout);
     conn->registeredEvents = kBaseEvents | EPOLLOUT;
-    add(stats_.openConnections, 1);
+    base::bump(stats_.openConnections, 1);
     conns_.push_back(std::move(conn));
   }
 }
 
 void Replayer::handleStep(MirrorConnection& conn, const MirrorConnection::Step& step, int64_t now) {
   if (step.bytesWritten > 0) {
-    add(stats_.bytesSent, step.bytesWritten);
+    base::bump(stats_.bytesSent, step.bytesWritten);
   }
   if (step.requestWritten) {
-    add(stats_.sent);
+    base::bump(stats_.sent);
   }
   if (step.bytesRead > 0) {
-    add(stats_.bytesReceived, step.bytesRead);
+    base::bump(stats_.bytesReceived, step.bytesRead);
   }
   if (step.connected) {
-    add(stats_.connectionsOpened);
+    base::bump(stats_.connectionsOpened);
     if (conn.addrIndex() < addrStates_.size()) {
       addrStates_[conn.addrIndex()] = AddrState{};
     }
@@ -470,7 +470,7 @@ void Replayer::handleStep(MirrorConnection& conn, const MirrorConnection::Step& 
     conn.requestStartNs = now;
   }
   if (step.finished) {
-    add(stats_.inFlight, -1);
+    base::bump(stats_.inFlight, -1);
     if (step.status > 0) {
       countResponse(step.status);
       stats_.latency.observe(static_cast<uint64_t>(std::max<int64_t>(0, nowNs() - conn.requestStartNs)) / 1000);
@@ -478,7 +478,7 @@ void Replayer::handleStep(MirrorConnection& conn, const MirrorConnection::Step& 
       countError(step.error, &conn, now);
     }
     if (step.exchangeId != 0) {
-      std::optional<compare::Response> kept = step.status > 0 ? conn.takeKeptResponse() : std::nullopt;
+      std::optional<model::Response> kept = step.status > 0 ? conn.takeKeptResponse() : std::nullopt;
       if (kept) {
         reportKept(step.exchangeId, std::move(*kept));
       } else {
@@ -563,9 +563,9 @@ void Replayer::reapClosed() {
     if (conn->state() != MirrorConnection::State::kClosed) {
       return false;
     }
-    add(stats_.openConnections, -1);
+    base::bump(stats_.openConnections, -1);
     if (conn->established()) {
-      add(stats_.connectionsClosed);
+      base::bump(stats_.connectionsClosed);
     }
     return true;
   };
@@ -575,8 +575,8 @@ void Replayer::reapClosed() {
 void Replayer::dropEverything() {
   for (auto& conn : conns_) {
     if (std::optional<ReplayJob> job = conn->close(); job.has_value()) {
-      add(stats_.inFlight, -1);
-      add(stats_.droppedShutdown);
+      base::bump(stats_.inFlight, -1);
+      base::bump(stats_.droppedShutdown);
       reportMissing(job->exchangeId);
     }
   }
@@ -586,28 +586,28 @@ void Replayer::dropEverything() {
 
 void Replayer::dropQueued() {
   while (!backlog_.empty()) {
-    add(stats_.queueDepth, -1);
-    add(stats_.queueBytes, -static_cast<int64_t>(backlog_.front().bytes.size()));
-    add(stats_.droppedShutdown);
+    base::bump(stats_.queueDepth, -1);
+    base::bump(stats_.queueBytes, -static_cast<int64_t>(backlog_.front().bytes.size()));
+    base::bump(stats_.droppedShutdown);
     reportMissing(backlog_.front().exchangeId);
     backlog_.pop_front();
   }
   backlogBytes_ = 0;
   ReplayJob job;
   while (queue_.tryPop(job)) {
-    add(stats_.queueDepth, -1);
-    add(stats_.queueBytes, -static_cast<int64_t>(job.bytes.size()));
-    add(stats_.droppedShutdown);
+    base::bump(stats_.queueDepth, -1);
+    base::bump(stats_.queueBytes, -static_cast<int64_t>(job.bytes.size()));
+    base::bump(stats_.droppedShutdown);
     reportMissing(job.exchangeId);
   }
 }
 
-void Replayer::reportKept(uint64_t exchangeId, compare::Response&& response) {
+void Replayer::reportKept(uint64_t exchangeId, model::Response&& response) {
   if (!opts_.onKeptResponse) {
     reportMissing(exchangeId);
     return;
   }
-  add(stats_.keptResponses);
+  base::bump(stats_.keptResponses);
   opts_.onKeptResponse(exchangeId, opts_.comparePart, std::move(response));
 }
 
@@ -615,30 +615,30 @@ void Replayer::reportMissing(uint64_t exchangeId) {
   if (exchangeId == 0 || !keeping()) {
     return;
   }
-  add(stats_.missingResponses);
+  base::bump(stats_.missingResponses);
   opts_.onMissingResponse(exchangeId, opts_.comparePart);
 }
 
 void Replayer::countResponse(int status) {
-  add(stats_.responses);
+  base::bump(stats_.responses);
   switch (status / 100) {
     case 1:
-      add(stats_.responses1xx);
+      base::bump(stats_.responses1xx);
       break;
     case 2:
-      add(stats_.responses2xx);
+      base::bump(stats_.responses2xx);
       break;
     case 3:
-      add(stats_.responses3xx);
+      base::bump(stats_.responses3xx);
       break;
     case 4:
-      add(stats_.responses4xx);
+      base::bump(stats_.responses4xx);
       break;
     case 5:
-      add(stats_.responses5xx);
+      base::bump(stats_.responses5xx);
       break;
     default:
-      add(stats_.responsesOther);
+      base::bump(stats_.responsesOther);
       break;
   }
 }
@@ -646,26 +646,26 @@ void Replayer::countResponse(int status) {
 void Replayer::countError(ReplayError error, const MirrorConnection* conn, int64_t now) {
   switch (error) {
     case ReplayError::kConnect:
-      add(stats_.errorsConnect);
+      base::bump(stats_.errorsConnect);
       return;  // logged by noteConnectFailure
     case ReplayError::kConnectTimeout:
-      add(stats_.errorsConnectTimeout);
+      base::bump(stats_.errorsConnectTimeout);
       return;
     case ReplayError::kReset:
-      add(stats_.errorsReset);
+      base::bump(stats_.errorsReset);
       break;
     case ReplayError::kResponseTimeout:
-      add(stats_.errorsResponseTimeout);
+      base::bump(stats_.errorsResponseTimeout);
       break;
     case ReplayError::kBadResponse:
-      add(stats_.errorsBadResponse);
+      base::bump(stats_.errorsBadResponse);
       break;
     case ReplayError::kResponseTooLarge:
-      add(stats_.errorsResponseTooLarge);
+      base::bump(stats_.errorsResponseTooLarge);
       break;
     case ReplayError::kNone:
       // A finished job has a status or an error; count it somewhere rather than lose it.
-      add(stats_.errorsBadResponse);
+      base::bump(stats_.errorsBadResponse);
       break;
   }
   uint64_t suppressed = 0;

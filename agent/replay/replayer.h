@@ -14,7 +14,7 @@
 #include "replay/job_queue.h"
 #include "replay/job_sink.h"
 #include "replay/mirror_connection.h"
-#include "replay/rate_limited_log.h"
+#include "base/rate_limited_log.h"
 #include "replay/replay_error.h"
 #include "replay/replay_job.h"
 #include "replay/replay_options.h"
@@ -59,7 +59,7 @@ class Replayer final : public JobSink {
   const ReplayStats& stats() const { return stats_; }
   const ReplayOptions& options() const { return opts_; }
   // Framing counters of kept responses (compare mode).
-  const compare::ResponseStats& keptResponseStats() const { return keptStats_; }
+  const http::ResponseStats& keptResponseStats() const { return keptStats_; }
 
  private:
   struct AddrState {
@@ -93,13 +93,13 @@ class Replayer final : public JobSink {
   size_t liveConnections() const;
   // Compare mode: the job's exchange ends with a kept response or as missing.
   bool keeping() const { return static_cast<bool>(opts_.onMissingResponse); }
-  void reportKept(uint64_t exchangeId, compare::Response&& response);
+  void reportKept(uint64_t exchangeId, model::Response&& response);
   void reportMissing(uint64_t exchangeId);
   size_t jobsOnConnections() const;
 
   ReplayOptions opts_;
   ReplayStats stats_;
-  compare::ResponseStats keptStats_;
+  http::ResponseStats keptStats_;
   JobQueue queue_;
   int epollFd_ = -1;
   int wakeFd_ = -1;
@@ -132,8 +132,8 @@ class Replayer final : public JobSink {
   size_t backlogBytes_ = 0;
   size_t nextAddr_ = 0;
   std::vector<char> readBuf_;
-  RateLimitedLog connectLog_;
-  RateLimitedLog errorLog_;
+  base::RateLimitedLog connectLog_;
+  base::RateLimitedLog errorLog_;
 };
 
 }  // namespace shadowtap::replay

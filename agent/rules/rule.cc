@@ -204,7 +204,7 @@ std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& default
       if (r.dst) {
         return failWith(bad + "dst given twice");
       }
-      r.dst = capture::parseDestinationPrefix(value, &why);
+      r.dst = model::parseDestinationPrefix(value, &why);
       if (!r.dst) {
         return failWith(why);
       }

@@ -8,13 +8,12 @@
 #include <utility>
 #include <vector>
 
-#include "capture/capture.h"
+#include "base/drop_policy.h"
+#include "model/destination_prefix.h"
 
 namespace shadowtap::rules {
 
-// What a full per-target queue gives up: the request that just arrived (newest)
-// or the one that has waited longest (oldest).
-enum class DropPolicy { kNewest, kOldest };
+using base::DropPolicy;
 
 // Settings a rule inherits when it does not name them (from the global flags).
 struct RuleDefaults {
@@ -35,7 +34,7 @@ struct Rule {
   std::string mirror;  // host:port; empty only in dry-run mode
   double percentage = 100.0;
   std::string suffix;
-  std::optional<capture::DestinationPrefix> dst;
+  std::optional<model::DestinationPrefix> dst;
   std::string dstText;
 
   // Safety switches; empty means off.

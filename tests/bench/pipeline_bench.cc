@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "memory_tuning.h"
+#include "base/memory_tuning.h"
 #include "flow/flow_table.h"
 #include "http/host_rewrite.h"
 #include "http/request_framer.h"
@@ -27,7 +27,7 @@
 namespace {
 
 using shadowtap::flow::EndReason;
-using shadowtap::flow::FlowKey;
+using shadowtap::model::FlowKey;
 using shadowtap::flow::FlowLimits;
 using shadowtap::flow::FlowTable;
 using shadowtap::flow::Segment;
@@ -80,7 +80,7 @@ struct Workload {
   std::string name;
   std::vector<uint8_t> captureBytes;
   struct Seg {
-    FlowKey key;
+    shadowtap::model::FlowKey key;
     uint32_t seq;
     uint8_t flags;
     size_t off;
@@ -101,7 +101,7 @@ Workload makeWorkload(const std::string& name, uint64_t totalRequests, size_t co
   Workload w;
   w.name = name;
   struct Conn {
-    FlowKey key;
+    shadowtap::model::FlowKey key;
     uint32_t nextSeq = 0;
     size_t requestsLeft = 0;
     std::string pending;  // bytes of the current request not yet segmented
@@ -185,19 +185,19 @@ Workload makeWorkload(const std::string& name, uint64_t totalRequests, size_t co
 
 // --- sinks ---
 
-struct CountingSink final : shadowtap::http::RequestSink {
+struct CountingSink final : shadowtap::model::RequestSink {
   bool rewrite = true;
   uint64_t requests = 0;
   uint64_t bytes = 0;
   uint64_t skipped = 0;
-  void onRequest(shadowtap::http::Request&& r) override {
+  void onRequest(shadowtap::model::Request&& r) override {
     ++requests;
     if (!rewrite) {
       bytes += r.bytes.size();
       return;
     }
     // Exactly what the agent does before queueing (agent/pipeline.cc).
-    if (shadowtap::http::hostHasSuffix(r.host(), shadowtap::http::kDefaultShadowSuffix)) {
+    if (shadowtap::http::hostHasSuffix(r.authority(), shadowtap::http::kDefaultShadowSuffix)) {
       ++skipped;
       return;
     }
@@ -217,7 +217,7 @@ struct ByteCounter final : StreamConsumer {
 };
 struct ByteCounterFactory final : StreamConsumerFactory {
   uint64_t total = 0;
-  std::unique_ptr<StreamConsumer> create(const FlowKey&, uint32_t, bool) override {
+  std::unique_ptr<StreamConsumer> create(const shadowtap::model::FlowKey&, uint32_t, bool) override {
     return std::make_unique<ByteCounter>(&total);
   }
 };

@@ -28,7 +28,7 @@ std::vector<std::string> paths(const CompareResult& r) {
 
 TEST(Comparator, EqualResponsesAreEqual) {
   auto c = comparator();
-  const Response a = jsonResponse(200, R"({"a":1})");
+  const model::Response a = jsonResponse(200, R"({"a":1})");
   const CompareResult r = c->compare("GET", "/x/1", a, a);
   EXPECT_EQ(r.outcome, Outcome::kEqual);
   EXPECT_TRUE(r.differences.empty());
@@ -48,7 +48,7 @@ TEST(Comparator, StatusDifference) {
 }
 
 TEST(Comparator, HeaderIgnoreList) {
-  const Response a = makeResponse(200,
+  const model::Response a = makeResponse(200,
                                   {{"Date", "Mon, 01 Jan 2024 00:00:00 GMT"},
                                    {"Server", "v1"},
                                    {"Connection", "close"},
@@ -56,7 +56,7 @@ TEST(Comparator, HeaderIgnoreList) {
                                    {"Vary", "Accept"},
                                    {"Vary", "Origin"}},
                                   "body");
-  const Response b = makeResponse(200,
+  const model::Response b = makeResponse(200,
                                   {{"date", "Tue, 02 Jan 2024 00:00:00 GMT"},
                                    {"Server", "v2"},
                                    {"X-Version", "2"},
@@ -89,15 +89,15 @@ TEST(Comparator, ContentLengthOnlyWhenBodiesDiffer) {
   r = c->compare("GET", "/", jsonResponse(200, R"({"a":1})"), jsonResponse(200, R"({"a":22})"));
   EXPECT_EQ(paths(r), (std::vector<std::string>{"headers.content-length", "$.a"}));
   // Chunked on one side, Content-Length on the other: framing, not content.
-  Response chunked = makeResponse(200, {{"Transfer-Encoding", "chunked"}}, "same");
-  Response sized = makeResponse(200, {{"Content-Length", "4"}}, "same");
+  model::Response chunked = makeResponse(200, {{"Transfer-Encoding", "chunked"}}, "same");
+  model::Response sized = makeResponse(200, {{"Content-Length", "4"}}, "same");
   EXPECT_EQ(c->compare("GET", "/", chunked, sized).outcome, Outcome::kEqual);
 }
 
 TEST(Comparator, JsonFieldDifferencesWithIgnorePaths) {
-  const Response a = jsonResponse(
+  const model::Response a = jsonResponse(
       200, R"({"id":1,"name":"ann","timestamp":100,"items":[{"id":1,"price":2},{"id":2,"price":3}],"meta":{"t":1}})");
-  const Response b = jsonResponse(
+  const model::Response b = jsonResponse(
       200, R"({"id":1,"name":"bob","timestamp":200,"items":[{"id":9,"price":2},{"id":8,"price":4.5}],"meta":{"t":2},"extra":true})");
   CompareOptions o;
   o.ignorePaths = {"$.timestamp", "$.items[*].id", "$.meta"};
@@ -151,7 +151,7 @@ TEST(Comparator, TruncatedBodiesCompareByLengthAndHash) {
   o.compareHeaders = false;
   auto c = comparator(o);
   auto truncated = [](const std::string& whole) {
-    Response r = makeResponse(200, {}, whole);
+    model::Response r = makeResponse(200, {}, whole);
     r.body.resize(4);
     r.bodyTruncated = true;
     return r;
@@ -163,22 +163,22 @@ TEST(Comparator, TruncatedBodiesCompareByLengthAndHash) {
 TEST(Comparator, NoiseFromASecondaryIsNotARegression) {
   CompareOptions o;
   auto c = comparator(o);
-  const Response primary = jsonResponse(200, R"({"now":"12:00:01","items":[{"ts":1,"v":1}],"v":1})");
-  const Response secondary = jsonResponse(200, R"({"now":"12:00:02","items":[{"ts":2,"v":1}],"v":1})");
-  const Response mirror = jsonResponse(200, R"({"now":"12:00:03","items":[{"ts":3,"v":1},{"ts":4,"v":1}],"v":1})");
+  const model::Response primary = jsonResponse(200, R"({"now":"12:00:01","items":[{"ts":1,"v":1}],"v":1})");
+  const model::Response secondary = jsonResponse(200, R"({"now":"12:00:02","items":[{"ts":2,"v":1}],"v":1})");
+  const model::Response mirror = jsonResponse(200, R"({"now":"12:00:03","items":[{"ts":3,"v":1},{"ts":4,"v":1}],"v":1})");
   CompareResult r = c->compare("GET", "/clock/1", primary, mirror, &secondary);
   // items[1] is missing on the primary side: not noise.
   EXPECT_EQ(r.outcome, Outcome::kDifferent);
   EXPECT_EQ(r.noisyPaths, (std::vector<std::string>{"$.items[*].ts", "$.now"}));
 
-  const Response mirror2 = jsonResponse(200, R"({"now":"12:00:09","items":[{"ts":9,"v":1}],"v":1})");
+  const model::Response mirror2 = jsonResponse(200, R"({"now":"12:00:09","items":[{"ts":9,"v":1}],"v":1})");
   r = c->compare("GET", "/clock/2", primary, mirror2);  // same endpoint, no secondary this time
   EXPECT_EQ(r.outcome, Outcome::kNoisy);
   ASSERT_EQ(r.differences.size(), 2u);
   EXPECT_TRUE(r.differences[0].noisy);
   EXPECT_TRUE(r.differences[1].noisy);
 
-  const Response mirror3 = jsonResponse(200, R"({"now":"12:00:09","items":[{"ts":9,"v":1}],"v":2})");
+  const model::Response mirror3 = jsonResponse(200, R"({"now":"12:00:09","items":[{"ts":9,"v":1}],"v":2})");
   r = c->compare("GET", "/clock/3", primary, mirror3);
   EXPECT_EQ(r.outcome, Outcome::kDifferent);
   for (const Difference& d : r.differences) {
@@ -192,8 +192,8 @@ TEST(Comparator, NoiseFromASecondaryIsNotARegression) {
 TEST(Comparator, LengthHeaderFollowsNoise) {
   // Bodies that differ only in noisy fields may differ in length too.
   auto c = comparator();
-  const Response primary = jsonResponse(200, R"({"t":"1"})");
-  const Response secondary = jsonResponse(200, R"({"t":"2"})");  // same length
+  const model::Response primary = jsonResponse(200, R"({"t":"1"})");
+  const model::Response secondary = jsonResponse(200, R"({"t":"2"})");  // same length
   c->compare("GET", "/t", primary, primary, &secondary);
   const CompareResult r = c->compare("GET", "/t", primary, jsonResponse(200, R"({"t":"12345"})"));
   EXPECT_EQ(r.outcome, Outcome::kNoisy) << ::testing::PrintToString(paths(r));

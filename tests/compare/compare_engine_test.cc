@@ -61,7 +61,7 @@ TEST(CompareEngine, MissingPartsAreCountedOnce) {
   CompareEngine engine(EngineOptions{}, comparators(1), nullptr);
   const uint64_t a = engine.begin(1, "GET", "/", false, 0);
   const uint64_t b = engine.begin(1, "GET", "/", false, 0);
-  engine.sink(Part::kPrimary).onNoResponse(a, NoResponse::kGap);
+  engine.sink(Part::kPrimary).onNoResponse(a, http::NoResponse::kGap);
   EXPECT_EQ(load(engine.stats().noPrimary), 0u);  // still waiting for the mirror's
   engine.onResponse(a, Part::kMirror, jsonResponse(200, "{}"));
   EXPECT_EQ(load(engine.stats().noPrimary), 1u);

@@ -38,12 +38,12 @@ struct Captured {
 };
 
 struct Pair {
-  Response primary = makeResponse(200,
+  model::Response primary = makeResponse(200,
                                   {{"Content-Type", "text/plain"},
                                    {"Set-Cookie", "session=SECRET-P"},
                                    {"authorization", "Bearer SECRET-A"}},
                                   "primary body \xff");
-  Response mirror = makeResponse(500, {{"Content-Type", "text/plain"}, {"Set-Cookie", "session=SECRET-M"}}, "mirror body");
+  model::Response mirror = makeResponse(500, {{"Content-Type", "text/plain"}, {"Set-Cookie", "session=SECRET-M"}}, "mirror body");
   CompareResult result;
   DiffRecord record() {
     result.endpoint = "GET /users/{n}";

@@ -26,12 +26,12 @@ std::string generateDiffs() {
     std::string error;
     cs.push_back(Comparator::create({}, &error));
     CompareEngine engine(EngineOptions{}, std::move(cs), &writer);
-    auto exchange = [&](const std::string& target, const Response& p, const Response& m, const Response* s) {
+    auto exchange = [&](const std::string& target, const model::Response& p, const model::Response& m, const model::Response* s) {
       const uint64_t id = engine.begin(1, "GET", target, s != nullptr, 0);
-      engine.onResponse(id, Part::kPrimary, Response(p));
-      engine.onResponse(id, Part::kMirror, Response(m));
+      engine.onResponse(id, Part::kPrimary, model::Response(p));
+      engine.onResponse(id, Part::kMirror, model::Response(m));
       if (s != nullptr) {
-        engine.onResponse(id, Part::kSecondary, Response(*s));
+        engine.onResponse(id, Part::kSecondary, model::Response(*s));
       }
     };
     // /users/{n}: 1 of 4 differ (25 %). /orders/{n}: 2 of 2 differ (100 %, status).
@@ -44,9 +44,9 @@ std::string generateDiffs() {
       exchange("/orders/" + std::to_string(i), jsonResponse(200, "{}"), jsonResponse(500, "{}"), nullptr);
     }
     for (int i = 0; i < 3; ++i) {
-      const Response p = jsonResponse(200, R"({"timestamp":")" + std::to_string(100 + i) + R"("})");
-      const Response s = jsonResponse(200, R"({"timestamp":")" + std::to_string(200 + i) + R"("})");
-      const Response m = jsonResponse(200, R"({"timestamp":")" + std::to_string(300 + i) + R"("})");
+      const model::Response p = jsonResponse(200, R"({"timestamp":")" + std::to_string(100 + i) + R"("})");
+      const model::Response s = jsonResponse(200, R"({"timestamp":")" + std::to_string(200 + i) + R"("})");
+      const model::Response m = jsonResponse(200, R"({"timestamp":")" + std::to_string(300 + i) + R"("})");
       exchange("/time", p, m, &s);
     }
     exchange("/health", jsonResponse(200, "{}"), jsonResponse(200, "{}"), nullptr);

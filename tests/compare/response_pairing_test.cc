@@ -14,8 +14,8 @@ using test::asBytes;
 using test::CollectingSink;
 using test::load;
 
-flow::FlowKey clientToServer() {
-  flow::FlowKey k;
+model::FlowKey clientToServer() {
+  model::FlowKey k;
   k.saddr = {198, 18, 0, 1};
   k.daddr = {198, 18, 0, 2};
   k.sport = 40000;
@@ -23,8 +23,8 @@ flow::FlowKey clientToServer() {
   return k;
 }
 
-http::Request request(const std::string& method, uint64_t offset, size_t size, uint64_t tsNs = 1) {
-  http::Request r;
+model::Request request(const std::string& method, uint64_t offset, size_t size, uint64_t tsNs = 1) {
+  model::Request r;
   r.flow = clientToServer();
   r.method = method;
   r.streamOffset = offset;
@@ -51,7 +51,7 @@ TEST(ResponsePairing, RequestsBeforeTheResponseStreamWaitForIt) {
   ASSERT_TRUE(pairing.expect(request("GET", 0, 40), 11));
   ASSERT_TRUE(pairing.expect(request("HEAD", 42, 30), 12));  // 2 CRLF bytes between: fine
   EXPECT_EQ(load(pairing.stats().earlyWaiting), 2u);
-  const flow::FlowKey egress = ResponsePairing::reverse(clientToServer());
+  const model::FlowKey egress = ResponsePairing::reverse(clientToServer());
   EXPECT_EQ(egress.sport, 8000);
   EXPECT_EQ(egress.saddr, clientToServer().daddr);
   auto consumer = pairing.create(egress, 1, true);
@@ -83,7 +83,7 @@ TEST(ResponsePairing, ASkippedRequestBreaksTheOrder) {
   // too large...): the server answers it, so the order is lost.
   EXPECT_FALSE(pairing.expect(request("GET", 100, 40), 2));
   ASSERT_EQ(sink.missing.size(), 1u);
-  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, NoResponse::kUnpairable));
+  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, http::NoResponse::kUnpairable));
   EXPECT_FALSE(pairing.expect(request("GET", 140, 40), 3));
   EXPECT_EQ(load(pairing.stats().brokenStreams), 1u);
   EXPECT_EQ(load(pairing.stats().refused), 2u);
@@ -107,7 +107,7 @@ TEST(ResponsePairing, RequestGapBreaksPairing) {
   ASSERT_TRUE(pairing.expect(request("GET", 0, 40), 1));
   pairing.requestStreamBroken(clientToServer());
   ASSERT_EQ(sink.missing.size(), 1u);
-  EXPECT_EQ(sink.missing[0].second, NoResponse::kUnpairable);
+  EXPECT_EQ(sink.missing[0].second, http::NoResponse::kUnpairable);
   EXPECT_FALSE(pairing.expect(request("GET", 40, 40), 2));
   expectIdentity(pairing);
 }
@@ -132,7 +132,7 @@ TEST(ResponsePairing, EarlyRequestsExpireWithoutAResponseStream) {
   EXPECT_TRUE(sink.missing.empty());
   pairing.expire(1101);
   ASSERT_EQ(sink.missing.size(), 1u);
-  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, NoResponse::kStreamEnded));
+  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, http::NoResponse::kStreamEnded));
   EXPECT_EQ(load(pairing.stats().earlyExpired), 1u);
   EXPECT_EQ(load(pairing.stats().connections), 0u);
   expectIdentity(pairing);
@@ -158,7 +158,7 @@ TEST(ResponsePairing, ConnectionLimitDeclinesResponseStreams) {
   ResponsePairing pairing(sink, limits);
   auto first = pairing.create(ResponsePairing::reverse(clientToServer()), 1, true);
   ASSERT_NE(first, nullptr);
-  flow::FlowKey other = ResponsePairing::reverse(clientToServer());
+  model::FlowKey other = ResponsePairing::reverse(clientToServer());
   other.dport = 40001;
   EXPECT_EQ(pairing.create(other, 1, true), nullptr);
   EXPECT_EQ(load(pairing.stats().overLimit), 1u);
@@ -209,7 +209,7 @@ class H2Bytes {
   std::string out_;
 };
 
-const flow::FlowKey kEgress = ResponsePairing::reverse(clientToServer());
+const model::FlowKey kEgress = ResponsePairing::reverse(clientToServer());
 
 TEST(ResponsePairingH2, PairsByStreamIdInEitherOrder) {
   CollectingSink sink;
@@ -248,7 +248,7 @@ TEST(ResponsePairingH2, PairsByStreamIdInEitherOrder) {
   EXPECT_FALSE(pairing.expectH2(clientToServer(), 7, 108));
   consumer->onEnd(flow::EndReason::kFin);
   ASSERT_EQ(sink.missing.size(), 1u);
-  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{107}, NoResponse::kStreamEnded));
+  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{107}, http::NoResponse::kStreamEnded));
   EXPECT_EQ(load(pairing.stats().h2Responses), 3u);
   EXPECT_EQ(load(pairing.stats().h2NoResponse), 1u);
   EXPECT_EQ(load(pairing.stats().refused), 3u);
@@ -277,7 +277,7 @@ TEST(ResponsePairingH2, RequestsBeforeTheResponseStreamWait) {
   ASSERT_EQ(sink.responses.size(), 1u);
   EXPECT_EQ(sink.responses[0].first, 3u);
   ASSERT_EQ(sink.missing.size(), 1u);
-  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, NoResponse::kStreamEnded));
+  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, http::NoResponse::kStreamEnded));
   expectIdentity(pairing);
 }
 
@@ -312,7 +312,7 @@ TEST(ResponsePairingH2, OtherUpgradesStayHttp1) {
   EXPECT_EQ(sink.responses[0].first, 1u);
   EXPECT_EQ(sink.responses[0].second.status, 101);
   ASSERT_EQ(sink.missing.size(), 1u);
-  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{2}, NoResponse::kUnpairable));
+  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{2}, http::NoResponse::kUnpairable));
   EXPECT_EQ(load(pairing.stats().streamsHttp1), 1u);
   EXPECT_EQ(load(pairing.framerStats().upgrades), 1u);
   EXPECT_FALSE(pairing.expectH2(clientToServer(), 3, 3));
@@ -327,7 +327,7 @@ TEST(ResponsePairingH2, Http1RequestsOnAnH2ConnectionGetNoResponse) {
   H2Bytes h2;
   consumer->onData(asBytes(h2.take()), 1);
   ASSERT_EQ(sink.missing.size(), 1u);
-  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, NoResponse::kUnpairable));
+  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, http::NoResponse::kUnpairable));
   expectIdentity(pairing);
 }
 
@@ -344,8 +344,8 @@ TEST(ResponsePairingH2, GapAndGoAway) {
   EXPECT_FALSE(pairing.expectH2(clientToServer(), 5, 5));  // above the GOAWAY
   consumer->onGap(10);
   ASSERT_EQ(sink.missing.size(), 2u);
-  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, NoResponse::kGap));
-  EXPECT_EQ(sink.missing[1], std::make_pair(uint64_t{3}, NoResponse::kGap));
+  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, http::NoResponse::kGap));
+  EXPECT_EQ(sink.missing[1], std::make_pair(uint64_t{3}, http::NoResponse::kGap));
   EXPECT_FALSE(pairing.expectH2(clientToServer(), 7, 7));  // decoding stopped
   EXPECT_EQ(load(pairing.h2Stats().gaps), 1u);
   expectIdentity(pairing);
@@ -357,7 +357,7 @@ TEST(ResponsePairingH2, MidStreamConnectionCannotPair) {
   ASSERT_TRUE(pairing.expectH2(clientToServer(), 1, 1));
   auto consumer = pairing.create(kEgress, 1, false);
   ASSERT_EQ(sink.missing.size(), 1u);
-  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, NoResponse::kUnpairable));
+  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, http::NoResponse::kUnpairable));
   EXPECT_FALSE(pairing.expectH2(clientToServer(), 3, 3));
   EXPECT_EQ(load(pairing.stats().earlyDropped), 1u);
   expectIdentity(pairing);
@@ -388,7 +388,7 @@ TEST(ResponsePairingH2, UnmatchedResponsesAreBoundedAndExpire) {
   EXPECT_TRUE(sink.missing.empty());
   pairing.expire(15'500);  // stream 1 waited too long
   ASSERT_EQ(sink.missing.size(), 1u);
-  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, NoResponse::kUnpairable));
+  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, http::NoResponse::kUnpairable));
   EXPECT_EQ(load(pairing.stats().h2WaitExpired), 1u);
   EXPECT_EQ(load(pairing.stats().unmatchedWaiting), 0u);
   expectIdentity(pairing);
@@ -425,7 +425,7 @@ TEST(ResponsePairingH2, StreamEndingBeforeItsProtocolIsKnown) {
   consumer->onData(asBytes(std::string("\x00\x00", 2)), 1);
   consumer->onEnd(flow::EndReason::kFin);
   ASSERT_EQ(sink.missing.size(), 1u);
-  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, NoResponse::kStreamEnded));
+  EXPECT_EQ(sink.missing[0], std::make_pair(uint64_t{1}, http::NoResponse::kStreamEnded));
   EXPECT_EQ(load(pairing.stats().earlyDropped), 1u);
   EXPECT_EQ(load(pairing.framerStats().bytesIn), 2u);  // given to the HTTP/1 framer
   expectIdentity(pairing);

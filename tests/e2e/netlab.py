@@ -98,6 +98,13 @@ class Lab:
         self.hosts_dirs.clear()
 
 
+def kernel_has_tcx():
+    """tcx hooks are in Linux 6.6 and later. Read from the release, not from
+    shadowtap's own probe, so that a wrong probe cannot agree with itself."""
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    return (major, minor) >= (6, 6)
+
+
 def require_root_or_skip(what):
     """Exit 77 (CTest skip) without root, unless CI=true where a skip is a failure."""
     if os.geteuid() == 0:

@@ -44,10 +44,13 @@ def main():
 
     # B. Mirroring 100 %.
     primary_before = len(read_records(primary_rec))
-    # Default attach mode: tcx on this kernel (a BPF link), cls_bpf elsewhere.
+    # Default attach mode: tcx on 6.6+ (a BPF link), cls_bpf before.
     progs_before = our_programs()
     st = Shadowtap(lab, node, args.shadowtap, node_if, workdir)
     check(f"attached to {node_if}" in st.text(), "attached to the interface")
+    auto = ("attach mode auto: using tcx because" if netlab.kernel_has_tcx()
+            else "attach mode auto: using tc because the kernel has no tcx")
+    check(auto in st.text(), f"auto picks what {os.uname().release} has and says why ('{auto}')")
     ours = our_programs() - progs_before
     check(len(ours) == 1, "one capture program of ours loaded")
     mirrored = client(lab, cli, workdir, "mix")
@@ -116,15 +119,27 @@ def main():
     del again
 
     # F. tcx mode: a killed process leaves nothing behind (the link dies with it).
+    # Kernels before 6.6 have no tcx: there it must be refused with what to do.
     progs_before = our_programs()
-    st = Shadowtap(lab, node, args.shadowtap, node_if, workdir, "--attach", "tcx")
-    ours = our_programs() - progs_before
-    st.stop(signal.SIGKILL)
-    deadline = time.time() + 5
-    while ours & our_programs() and time.time() < deadline:
-        time.sleep(0.1)
-    check(len(ours) == 1 and not (ours & our_programs()) and our_filters(lab, node, node_if) == 0,
-          "tcx mode, SIGKILL: no link, program or filter of ours left")
+    if netlab.kernel_has_tcx():
+        st = Shadowtap(lab, node, args.shadowtap, node_if, workdir, "--attach", "tcx")
+        ours = our_programs() - progs_before
+        st.stop(signal.SIGKILL)
+        deadline = time.time() + 5
+        while ours & our_programs() and time.time() < deadline:
+            time.sleep(0.1)
+        check(len(ours) == 1 and not (ours & our_programs()) and our_filters(lab, node, node_if) == 0,
+              "tcx mode, SIGKILL: no link, program or filter of ours left")
+    else:
+        try:
+            Shadowtap(lab, node, args.shadowtap, node_if, workdir, "--attach", "tcx").stop()
+            refused = ""
+        except RuntimeError as err:
+            refused = str(err)
+        check("tcx" in refused and "--attach tc" in refused,
+              f"tcx mode on {os.uname().release} (no tcx before 6.6): refused with what to do")
+        check(not (our_programs() - progs_before) and our_filters(lab, node, node_if) == 0,
+              "tcx mode refused: no program or filter of ours left")
 
     m.close()
     return finish("e2e")

@@ -3,13 +3,13 @@
 
 #include <unordered_set>
 
-#include "flow/flow_key.h"
+#include "model/flow_key.h"
 
 namespace shadowtap::flow {
 namespace {
 
 TEST(FlowKey, ToStringIpv4) {
-  FlowKey k;
+  model::FlowKey k;
   k.family = 4;
   k.saddr = {198, 18, 0, 1};
   k.daddr = {198, 18, 0, 2};
@@ -19,7 +19,7 @@ TEST(FlowKey, ToStringIpv4) {
 }
 
 TEST(FlowKey, ToStringIpv6) {
-  FlowKey k;
+  model::FlowKey k;
   k.family = 6;
   ASSERT_EQ(inet_pton(AF_INET6, "2001:db8::1", k.saddr.data()), 1);
   ASSERT_EQ(inet_pton(AF_INET6, "2001:db8::2", k.daddr.data()), 1);
@@ -29,16 +29,16 @@ TEST(FlowKey, ToStringIpv6) {
 }
 
 TEST(FlowKey, HashAndEqualitySeparatePorts) {
-  FlowKey a;
+  model::FlowKey a;
   a.saddr = {198, 18, 0, 1};
   a.daddr = {198, 18, 0, 2};
   a.sport = 1;
   a.dport = 2;
-  FlowKey b = a;
+  model::FlowKey b = a;
   b.sport = 2;
   b.dport = 1;
   EXPECT_FALSE(a == b);
-  std::unordered_set<FlowKey, FlowKeyHash> set{a, b, a};
+  std::unordered_set<model::FlowKey, model::FlowKeyHash> set{a, b, a};
   EXPECT_EQ(set.size(), 2u);
 }
 

@@ -42,7 +42,7 @@ class FlowTableTest : public ::testing::Test {
   RecordingFactory factory_;
   SegmentBuilder b_;
   std::unique_ptr<FlowTable> table_;
-  const FlowKey key_ = makeKey(40000);
+  const model::FlowKey key_ = makeKey(40000);
 };
 
 TEST_F(FlowTableTest, SynThenDataThenFin) {
@@ -200,7 +200,7 @@ TEST_F(FlowTableTest, RstDeliversInOrderThenGapsThenEnds) {
 
 TEST_F(FlowTableTest, IdleTimeoutViaExpire) {
   limits_.idleTimeoutNs = 10 * kSec;
-  const FlowKey other = makeKey(40001);
+  const model::FlowKey other = makeKey(40001);
   in(b_.syn(key_, 0, 1 * kSec));
   in(b_.data(other, 50, "x", 5 * kSec));
   table().expire(10 * kSec);
@@ -277,7 +277,7 @@ TEST_F(FlowTableTest, PerFlowSegmentLimitMakesGap) {
 
 TEST_F(FlowTableTest, TotalLimitForcesFlowHoldingMostFirst) {
   limits_.maxTotalBufferBytes = 20;
-  const FlowKey small = makeKey(40001);
+  const model::FlowKey small = makeKey(40001);
   in(b_.syn(key_, 0, 1));
   in(b_.syn(small, 0, 1));
   in(b_.data(small, 2, "bc", 2));            // small: 2 buffered
@@ -293,7 +293,7 @@ TEST_F(FlowTableTest, TotalLimitForcesFlowHoldingMostFirst) {
 
 TEST_F(FlowTableTest, TotalLimitCountsConsumersAndEvictsBiggest) {
   limits_.maxTotalBufferBytes = 100;
-  const FlowKey other = makeKey(40001);
+  const model::FlowKey other = makeKey(40001);
   in(b_.data(key_, 1, "a", 1));
   in(b_.data(other, 1, "b", 1));
   factory_.records[0]->buffered = 60;  // consumers hold partial requests
@@ -313,7 +313,7 @@ TEST_F(FlowTableTest, TotalLimitCountsConsumersAndEvictsBiggest) {
 
 TEST_F(FlowTableTest, MaxFlowsEvictsLeastRecentlyUsed) {
   limits_.maxFlows = 2;
-  const FlowKey k1 = makeKey(1), k2 = makeKey(2), k3 = makeKey(3);
+  const model::FlowKey k1 = makeKey(1), k2 = makeKey(2), k3 = makeKey(3);
   in(b_.data(k1, 1, "a", 1));
   in(b_.data(k2, 1, "b", 2));
   in(b_.data(k1, 2, "a", 3));  // k1 is now the most recent
@@ -332,7 +332,7 @@ TEST_F(FlowTableTest, MaxFlowsEvictsLeastRecentlyUsed) {
 
 TEST_F(FlowTableTest, MaxFlowsForgetsClosedFlowsBeforeEvictingLive) {
   limits_.maxFlows = 2;
-  const FlowKey k1 = makeKey(1), k2 = makeKey(2), k3 = makeKey(3);
+  const model::FlowKey k1 = makeKey(1), k2 = makeKey(2), k3 = makeKey(3);
   in(b_.data(k1, 1, "a", 1));
   in(b_.data(k2, 1, "b", 2, kTcpFin));  // k2 closed, lingering
   EXPECT_EQ(table().closedCount(), 1u);
@@ -443,7 +443,7 @@ TEST_F(FlowTableTest, CountersAddUpUnderMixedTraffic) {
   std::mt19937 rng(1);
   uint64_t ts = 1;
   for (int i = 0; i < 20000; ++i) {
-    const FlowKey k = makeKey(uint16_t(1 + rng() % 40));
+    const model::FlowKey k = makeKey(uint16_t(1 + rng() % 40));
     const uint32_t seq = rng() % 400;
     const std::string payload(rng() % 24, char('a' + rng() % 26));
     uint8_t flags = 0;

@@ -58,7 +58,7 @@ void runCase(uint32_t isn, const std::vector<Piece>& pieces, const std::vector<s
   RecordingFactory factory;
   FlowTable table(smallTable(), factory);
   SegmentBuilder b;
-  const FlowKey key = makeKey(40000);
+  const model::FlowKey key = makeKey(40000);
   table.ingest(b.syn(key, isn));
   uint64_t ts = 2;
   for (size_t i : order) {
@@ -151,7 +151,7 @@ TEST(Reassembly, RandomOverlapsAndDuplicates) {
     RecordingFactory factory;
     FlowTable table(smallTable(), factory);
     SegmentBuilder b;
-    const FlowKey key = makeKey(40001);
+    const model::FlowKey key = makeKey(40001);
     const uint32_t isn = rng();
     table.ingest(b.syn(key, isn));
     // Cover the stream with segments, then add random overlapping copies.

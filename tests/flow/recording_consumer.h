@@ -17,7 +17,7 @@ namespace shadowtap::flow::testing {
 
 // What one consumer saw. Owned by the factory so it survives the consumer.
 struct Record {
-  FlowKey key;
+  model::FlowKey key;
   uint32_t ruleId = 0;
   bool fromStart = false;
   std::string data;       // bytes delivered, in order
@@ -66,7 +66,7 @@ class RecordingConsumer : public StreamConsumer {
 
 class RecordingFactory : public StreamConsumerFactory {
  public:
-  std::unique_ptr<StreamConsumer> create(const FlowKey& key, uint32_t ruleId,
+  std::unique_ptr<StreamConsumer> create(const model::FlowKey& key, uint32_t ruleId,
                                          bool fromStart) override {
     if (decline) {
       return nullptr;
@@ -85,8 +85,8 @@ class RecordingFactory : public StreamConsumerFactory {
   std::vector<std::shared_ptr<Record>> records;
 };
 
-inline FlowKey makeKey(uint16_t sport, uint8_t lastOctet = 1) {
-  FlowKey k;
+inline model::FlowKey makeKey(uint16_t sport, uint8_t lastOctet = 1) {
+  model::FlowKey k;
   k.family = 4;
   k.saddr = {198, 18, 0, lastOctet};
   k.daddr = {198, 18, 0, 2};
@@ -99,7 +99,7 @@ inline FlowKey makeKey(uint16_t sport, uint8_t lastOctet = 1) {
 // Segment itself only borrows it (as in production).
 class SegmentBuilder {
  public:
-  Segment make(const FlowKey& key, uint32_t seq, std::string_view payload, uint8_t flags,
+  Segment make(const model::FlowKey& key, uint32_t seq, std::string_view payload, uint8_t flags,
                uint64_t tsNs) {
     store_.push_back(std::make_unique<std::string>(payload));
     Segment s;
@@ -112,12 +112,12 @@ class SegmentBuilder {
     s.payload = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(p.data()), p.size());
     return s;
   }
-  Segment syn(const FlowKey& key, uint32_t isn, uint64_t tsNs = 1) {
+  Segment syn(const model::FlowKey& key, uint32_t isn, uint64_t tsNs = 1) {
     Segment s = make(key, isn, "", kTcpSyn, tsNs);
     s.flags = kTcpSyn;
     return s;
   }
-  Segment data(const FlowKey& key, uint32_t seq, std::string_view payload, uint64_t tsNs = 1,
+  Segment data(const model::FlowKey& key, uint32_t seq, std::string_view payload, uint64_t tsNs = 1,
                uint8_t flags = 0) {
     return make(key, seq, payload, flags, tsNs);
   }

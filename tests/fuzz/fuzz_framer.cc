@@ -21,9 +21,9 @@ namespace {
 
 constexpr std::string_view kSuffix = "-shadow";
 
-struct Collect : RequestSink {
-  void onRequest(Request&& r) override { requests.push_back(std::move(r)); }
-  std::vector<Request> requests;
+struct Collect : model::RequestSink {
+  void onRequest(model::Request&& r) override { requests.push_back(std::move(r)); }
+  std::vector<model::Request> requests;
 };
 
 struct Piece {
@@ -68,7 +68,7 @@ std::vector<uint64_t> statsVector(const HttpStats& s) {
 }
 
 struct Result {
-  std::vector<Request> requests;
+  std::vector<model::Request> requests;
   std::vector<uint64_t> stats;
   std::string delivered;
 };
@@ -81,7 +81,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
   std::vector<uint64_t> gapAt;  // delivered-stream positions of gaps
   const size_t cap = std::max(limits.maxHeaderBytes, limits.maxRequestBytes);
   {
-    RequestFramer f(flow::FlowKey{}, 1, fromStart, sink, limits, stats);
+    RequestFramer f(model::FlowKey{}, 1, fromStart, sink, limits, stats);
     for (const Piece& p : pieces) {
       if (p.gap) {
         f.onGap(p.length);
@@ -104,7 +104,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
 
   uint64_t parsed = 0;
   uint64_t nextFree = 0;
-  for (const Request& r : sink.requests) {
+  for (const model::Request& r : sink.requests) {
     const size_t n = r.bytes.size();
     parsed += n;
     // A slice of the delivered stream, in order, not overlapping, no gap inside.
@@ -118,7 +118,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
     FUZZ_CHECK(n <= limits.maxRequestBytes);
     // Fields inside the request.
     FUZZ_CHECK(r.hostLength > 0 && r.hostOffset + r.hostLength <= n);
-    FUZZ_CHECK(r.host().find_first_of("\r\n") == std::string_view::npos);
+    FUZZ_CHECK(r.authority().find_first_of("\r\n") == std::string_view::npos);
     FUZZ_CHECK(r.targetLength > 0 && r.targetOffset + r.targetLength < r.hostOffset);
     FUZZ_CHECK(r.bodyOffset <= n && r.bodyOffset > r.hostOffset);
     FUZZ_CHECK(r.bodyOffset <= limits.maxHeaderBytes);
@@ -130,7 +130,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
     // The rewrite only inserts the suffix before the port of each host.
     const std::string out = rewriteRequestHost(r, kSuffix);
     // The in-place rewrite the pipeline uses gives the same bytes.
-    Request moved = r;
+    model::Request moved = r;
     FUZZ_CHECK(takeRewrittenRequest(std::move(moved), kSuffix) == out);
     const size_t k = r.targetHostLength > 0 ? 2 : 1;
     FUZZ_CHECK(out.size() == n + k * kSuffix.size());
@@ -150,7 +150,7 @@ Result run(std::string_view input, const std::vector<Piece>& pieces, bool fromSt
     Collect again;
     HttpStats againStats;
     {
-      RequestFramer g(flow::FlowKey{}, 1, true, again, limits, againStats);
+      RequestFramer g(model::FlowKey{}, 1, true, again, limits, againStats);
       g.onData({reinterpret_cast<const uint8_t*>(r.bytes.data()), n}, 0);
     }
     FUZZ_CHECK(again.requests.size() == 1);

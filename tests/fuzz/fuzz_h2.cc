@@ -25,11 +25,16 @@ using namespace shadowtap::h2;
 
 namespace {
 
-struct Collect : H2RequestSink, http::RequestSink {
-  std::vector<H2Request> h2;
+struct Collect : model::RequestSink {
+  std::vector<model::Request> h2;
   std::vector<std::string> http1;
-  void onRequest(H2Request&& r) override { h2.push_back(std::move(r)); }
-  void onRequest(http::Request&& r) override { http1.push_back(std::move(r.bytes)); }
+  void onRequest(model::Request&& r) override {
+    if (r.isHttp2()) {
+      h2.push_back(std::move(r));
+    } else {
+      http1.push_back(std::move(r.bytes));
+    }
+  }
 };
 
 std::vector<uint64_t> snapshot(const H2DecoderStats& s) {
@@ -49,7 +54,7 @@ std::vector<uint64_t> snapshot(const H2DecoderStats& s) {
 }
 
 struct Outcome {
-  std::vector<H2Request> h2;
+  std::vector<model::Request> h2;
   std::vector<std::string> http1;
   std::vector<uint64_t> stats;
   std::vector<uint64_t> sniff;
@@ -69,13 +74,13 @@ Outcome run(const std::string& stream, uint8_t mode, size_t gapAt, const std::ve
   fl.maxRequestBytes = 2048;
   fl.maxHeaderBytes = 1024;
   Collect sink;
-  ProtocolSnifferFactory sniffers(sink, sink, fl, limits);
+  ProtocolSnifferFactory sniffers(sink, fl, limits);
   H2DecoderStats ownStats;
   std::unique_ptr<flow::StreamConsumer> c;
   if (mode & 1) {
-    c = sniffers.create(flow::FlowKey{}, 1, true);
+    c = sniffers.create(model::FlowKey{}, 1, true);
   } else {
-    c = std::make_unique<H2StreamDecoder>(flow::FlowKey{}, 1, sink, limits, ownStats);
+    c = std::make_unique<H2StreamDecoder>(model::FlowKey{}, 1, sink, limits, ownStats);
   }
   const auto* p = reinterpret_cast<const uint8_t*>(stream.data());
   size_t off = 0;
@@ -103,7 +108,7 @@ Outcome run(const std::string& stream, uint8_t mode, size_t gapAt, const std::ve
   FUZZ_CHECK(ss.connections.load() == ss.prefaceH2.load() + ss.http1.load() + ss.midstream.load());
   FUZZ_CHECK(ss.upgradesSeen.load() == ss.upgradesAccepted.load() + ss.upgradesDeclined.load());
   FUZZ_CHECK(ss.heldBytes.load() == 0);
-  for (const H2Request& r : sink.h2) {
+  for (const model::Request& r : sink.h2) {
     FUZZ_CHECK(r.streamId > 0 && r.ruleId == 1);
     FUZZ_CHECK(!(mode & 2) || r.body.size() <= limits.maxStreamBodyBytes);
   }

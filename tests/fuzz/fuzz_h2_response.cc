@@ -14,24 +14,26 @@
 #include <string>
 #include <vector>
 
-#include "compare/h2_response_decoder.h"
+#include "base/strings.h"
+#include "h2/h2_response_decoder.h"
 #include "fuzz_check.h"
 
 using namespace shadowtap;
-using namespace shadowtap::compare;
+using namespace shadowtap::h2;
+using namespace shadowtap::http;
 
 namespace {
 
 struct Collect : H2ResponseHandler {
   std::vector<std::string> events;
   bool ended = false;
-  void onH2Response(int32_t id, Response&& r) override {
+  void onH2Response(int32_t id, model::Response&& r) override {
     FUZZ_CHECK(!ended);
     FUZZ_CHECK(id > 0 && id % 2 == 1);
     FUZZ_CHECK(r.status >= 200 && r.status <= 599);
     FUZZ_CHECK(r.body.size() <= r.bodyLength);
     FUZZ_CHECK(r.bodyTruncated == (r.body.size() < r.bodyLength));
-    FUZZ_CHECK(r.bodyHash == fnv1a64(r.body) || r.bodyTruncated);
+    FUZZ_CHECK(r.bodyHash == base::fnv1a64(r.body) || r.bodyTruncated);
     events.push_back("R" + std::to_string(id) + ":" + std::to_string(r.status) + ":" + std::to_string(r.bodyLength) +
                      ":" + std::to_string(r.bodyHash) + ":" + std::to_string(r.headers.size()));
   }
@@ -65,7 +67,7 @@ std::vector<uint64_t> snapshot(const H2ResponseStats& s) {
 
 std::vector<std::string> run(const std::string& bytes, uint8_t mode, uint8_t seed, bool cut, H2ResponseStats& st) {
   ResponseLimits rl;
-  H2DecoderLimits hl;
+  H2ResponseLimits hl;
   if ((mode & 2) != 0) {
     rl.maxBodyBytes = 16;
     rl.maxHeaderBytes = 64;

@@ -65,7 +65,7 @@ class CheckingConsumer : public StreamConsumer {
 };
 
 struct Factory : StreamConsumerFactory {
-  std::unique_ptr<StreamConsumer> create(const FlowKey& key, uint32_t, bool fromStart) override {
+  std::unique_ptr<StreamConsumer> create(const shadowtap::model::FlowKey& key, uint32_t, bool fromStart) override {
     FUZZ_CHECK(current != nullptr && key == current->key);
     if (decline) {
       return nullptr;

@@ -1,3 +1,4 @@
+#include "base/strings.h"
 #include "h2/h2_mirror_client.h"
 
 #include <gtest/gtest.h>
@@ -8,7 +9,7 @@
 #include <functional>
 #include <map>
 
-#include "h2/authority_rewrite.h"
+#include "h2/request_edit.h"
 #include "h2_test_server.h"
 
 namespace shadowtap::h2 {
@@ -54,8 +55,8 @@ std::string pattern(size_t n, int seed) {
   return s;
 }
 
-H2Request grpcCall(int i) {
-  H2Request r;
+model::Request grpcCall(int i) {
+  model::Request r;
   r.headers = {{":method", "POST", false},
                {":scheme", "http", false},
                {":authority", "greeter:50051", false},
@@ -69,16 +70,18 @@ H2Request grpcCall(int i) {
   if (i % 2 == 0) {
     r.trailers = {{"x-client-trailer", "t" + std::to_string(i), false}};
   }
+  r.finishHttp2();
   return r;
 }
 
-H2Request get(const std::string& path, std::vector<HeaderField> extra = {}) {
-  H2Request r;
+model::Request get(const std::string& path, std::vector<model::HeaderField> extra = {}) {
+  model::Request r;
   r.headers = {{":method", "GET", false}, {":scheme", "http", false}, {":authority", "web:8080", false},
                {":path", path, false}};
   for (auto& f : extra) {
     r.headers.push_back(std::move(f));
   }
+  r.finishHttp2();
   return r;
 }
 
@@ -92,9 +95,9 @@ std::unique_ptr<H2MirrorClient> open(const test::H2TestServer& server, H2ClientO
 TEST(H2MirrorClient, ServerReceivesEveryRequestWithSuffixedAuthority) {
   test::H2TestServer server;
   auto c = open(server);
-  std::vector<H2Request> sent;
+  std::vector<model::Request> sent;
   for (int i = 0; i < 40; ++i) {
-    H2Request r = grpcCall(i);
+    model::Request r = grpcCall(i);
     if (i == 7) {
       r.body = pattern(300000, 7);  // beyond the default 64 KiB stream window
     }
@@ -105,18 +108,18 @@ TEST(H2MirrorClient, ServerReceivesEveryRequestWithSuffixedAuthority) {
   rewriteAuthority(sent.back(), "-shadow");
 
   std::map<std::string, H2Outcome> outcomes;
-  for (const H2Request& r : sent) {
-    const std::string key(r.path().empty() ? "" : std::string(r.header("x-call")) + std::string(r.path()));
-    ASSERT_TRUE(c->submit(H2Request(r), [&outcomes, key](const H2Outcome& o) { outcomes[key] = o; }, nowNs()));
+  for (const model::Request& r : sent) {
+    const std::string key(r.target().empty() ? "" : std::string(r.header("x-call")) + std::string(r.target()));
+    ASSERT_TRUE(c->submit(model::Request(r), [&outcomes, key](const H2Outcome& o) { outcomes[key] = o; }, nowNs()));
   }
   ASSERT_TRUE(drive(*c, [&] { return outcomes.size() == sent.size(); }));
 
-  const std::vector<H2Request> got = server.requests();
+  const std::vector<model::Request> got = server.requests();
   ASSERT_EQ(got.size(), sent.size());
-  for (const H2Request& want : sent) {
+  for (const model::Request& want : sent) {
     bool found = false;
-    for (const H2Request& g : got) {
-      if (g.header("x-call") == want.header("x-call") && g.path() == want.path()) {
+    for (const model::Request& g : got) {
+      if (g.header("x-call") == want.header("x-call") && g.target() == want.target()) {
         found = true;
         EXPECT_EQ(g.headers, want.headers);
         EXPECT_EQ(g.body, want.body);
@@ -124,7 +127,7 @@ TEST(H2MirrorClient, ServerReceivesEveryRequestWithSuffixedAuthority) {
         EXPECT_TRUE(g.authority() == "greeter-shadow:50051" || g.authority() == "web-shadow:8080");
       }
     }
-    EXPECT_TRUE(found) << want.path() << " " << want.header("x-call");
+    EXPECT_TRUE(found) << want.target() << " " << want.header("x-call");
   }
   for (int i = 0; i < 40; ++i) {
     const H2Outcome& o = outcomes[std::to_string(i) + "/helloworld.Greeter/SayHello"];
@@ -180,7 +183,7 @@ TEST(H2MirrorClient, StatusResetAndTimeoutOutcomes) {
   c->submit(get("/404", {{"x-respond-status", "404", false}}), rec("404"), nowNs());
   c->submit(get("/reset", {{"x-respond-reset", "1", false}}), rec("reset"), nowNs());
   c->submit(get("/never", {{"x-respond-never", "1", false}}), rec("never"), nowNs());
-  H2Request bad = get("/bad");
+  model::Request bad = get("/bad");
   bad.headers.erase(bad.headers.begin());  // no :method: nghttp2 refuses to send it
   c->submit(std::move(bad), rec("bad"), nowNs());
   ASSERT_TRUE(drive(*c, [&] { return out.size() == 4; }));
@@ -252,7 +255,7 @@ TEST(H2MirrorClient, KeepsResponsesOnlyForExchanges) {
   opts.keepTrailers = false;
   opts.responseLimits.maxBodyBytes = 10;
   auto c = open(server, opts);
-  std::map<uint64_t, compare::Response> kept;
+  std::map<uint64_t, model::Response> kept;
   std::map<uint64_t, bool> hadResponse;
   auto rec = [&](uint64_t id) {
     return [&kept, &hadResponse, id](const H2Outcome& o) {
@@ -262,13 +265,13 @@ TEST(H2MirrorClient, KeepsResponsesOnlyForExchanges) {
       }
     };
   };
-  H2Request a = get("/a", {{"x-respond-interim", "1", false},
+  model::Request a = get("/a", {{"x-respond-interim", "1", false},
                            {"x-respond-header", "x-a=1", false},
                            {"x-respond-body-size", "25", false},
                            {"x-respond-grpc", "3", false}});
   a.exchangeId = 5;
-  H2Request b = get("/b", {{"x-respond-body-size", "25", false}});  // no exchange: nothing kept
-  H2Request r = get("/r", {{"x-respond-reset", "1", false}});
+  model::Request b = get("/b", {{"x-respond-body-size", "25", false}});  // no exchange: nothing kept
+  model::Request r = get("/r", {{"x-respond-reset", "1", false}});
   r.exchangeId = 6;
   c->submit(std::move(a), rec(5), nowNs());
   c->submit(std::move(b), rec(0), nowNs());
@@ -277,7 +280,7 @@ TEST(H2MirrorClient, KeepsResponsesOnlyForExchanges) {
   EXPECT_TRUE(hadResponse[5]);
   EXPECT_FALSE(hadResponse[0]);
   EXPECT_FALSE(hadResponse[6]);  // reset: no response to keep
-  const compare::Response& k = kept[5];
+  const model::Response& k = kept[5];
   EXPECT_EQ(k.status, 200);
   ASSERT_EQ(k.headers.size(), 1u);  // not the 103's link, not the grpc-status trailer
   EXPECT_EQ(k.headers[0].name, "x-a");
@@ -285,7 +288,7 @@ TEST(H2MirrorClient, KeepsResponsesOnlyForExchanges) {
   EXPECT_EQ(k.body, test::H2TestServer::bodyPattern(25).substr(0, 10));
   EXPECT_TRUE(k.bodyTruncated);
   EXPECT_EQ(k.bodyLength, 25u);
-  EXPECT_EQ(k.bodyHash, compare::fnv1a64(test::H2TestServer::bodyPattern(25)));
+  EXPECT_EQ(k.bodyHash, base::fnv1a64(test::H2TestServer::bodyPattern(25)));
   EXPECT_GT(k.tsNs, 0u);
 }
 

@@ -13,7 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "compare/response.h"
+#include "base/strings.h"
+#include "model/response.h"
 #include "h2/h2_pool.h"
 #include "h2_test_server.h"
 
@@ -37,14 +38,15 @@ bool waitFor(const std::function<bool()>& done, int timeoutMs = 15000) {
   return true;
 }
 
-H2Request exchange(uint64_t id, const std::string& path, std::vector<HeaderField> extra = {}) {
-  H2Request r;
+model::Request exchange(uint64_t id, const std::string& path, std::vector<model::HeaderField> extra = {}) {
+  model::Request r;
   r.exchangeId = id;
   r.headers = {{":method", "GET", false}, {":scheme", "http", false}, {":authority", "svc-shadow:80", false},
                {":path", path, false}};
   for (auto& f : extra) {
     r.headers.push_back(std::move(f));
   }
+  r.finishHttp2();
   return r;
 }
 
@@ -54,7 +56,7 @@ class Recorder {
  public:
   void attach(H2PoolOptions& o, compare::Part part) {
     o.comparePart = part;
-    o.onKeptResponse = [this, part](uint64_t id, compare::Part p, compare::Response&& r) {
+    o.onKeptResponse = [this, part](uint64_t id, compare::Part p, model::Response&& r) {
       EXPECT_EQ(p, part);
       std::lock_guard<std::mutex> lock(mutex_);
       ++kept_[id];
@@ -85,7 +87,7 @@ class Recorder {
     }
     return out;
   }
-  compare::Response response(uint64_t id) {
+  model::Response response(uint64_t id) {
     std::lock_guard<std::mutex> lock(mutex_);
     return responses_.at(id);
   }
@@ -111,10 +113,10 @@ class Recorder {
   std::mutex mutex_;
   std::map<uint64_t, int> kept_;
   std::map<uint64_t, int> missing_;
-  std::map<uint64_t, compare::Response> responses_;
+  std::map<uint64_t, model::Response> responses_;
 };
 
-std::vector<std::pair<std::string, std::string>> fields(const compare::Response& r) {
+std::vector<std::pair<std::string, std::string>> fields(const model::Response& r) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& h : r.headers) {
     out.emplace_back(h.name, h.value);
@@ -156,7 +158,7 @@ TEST(H2PoolCompare, KeptResponsesCarryStatusHeadersBodyAndTrailers) {
   pool.stop(std::chrono::milliseconds(1000));
   rec.expectExactly({1, 2, 3, 4}, {});
 
-  const compare::Response full = rec.response(1);
+  const model::Response full = rec.response(1);
   EXPECT_EQ(full.status, 404);
   EXPECT_EQ(fields(full), (Fields{{"x-a", "1"},
                                   {"content-type", "text/plain"},
@@ -167,26 +169,26 @@ TEST(H2PoolCompare, KeptResponsesCarryStatusHeadersBodyAndTrailers) {
   EXPECT_EQ(full.body, test::H2TestServer::bodyPattern(700));
   EXPECT_FALSE(full.bodyTruncated);
   EXPECT_EQ(full.bodyLength, 700u);
-  EXPECT_EQ(full.bodyHash, compare::fnv1a64(test::H2TestServer::bodyPattern(700)));
+  EXPECT_EQ(full.bodyHash, base::fnv1a64(test::H2TestServer::bodyPattern(700)));
   EXPECT_GE(full.tsNs, t0);
   EXPECT_LE(full.tsNs, t1);
 
-  const compare::Response interim = rec.response(2);
+  const model::Response interim = rec.response(2);
   EXPECT_EQ(interim.status, 200);
   EXPECT_EQ(fields(interim), (Fields{{"x-final", "yes"}}));  // the 103's fields are not the response's
   EXPECT_EQ(interim.body, std::string(100, 'r'));
 
-  const compare::Response large = rec.response(3);
+  const model::Response large = rec.response(3);
   EXPECT_EQ(large.status, 200);
   EXPECT_TRUE(large.bodyTruncated);
   EXPECT_EQ(large.body, test::H2TestServer::bodyPattern(300000).substr(0, 1000));
   EXPECT_EQ(large.bodyLength, 300000u);
-  EXPECT_EQ(large.bodyHash, compare::fnv1a64(test::H2TestServer::bodyPattern(300000)));
+  EXPECT_EQ(large.bodyHash, base::fnv1a64(test::H2TestServer::bodyPattern(300000)));
 
-  const compare::Response empty = rec.response(4);
+  const model::Response empty = rec.response(4);
   EXPECT_EQ(empty.status, 204);
   EXPECT_EQ(empty.bodyLength, 0u);
-  EXPECT_EQ(empty.bodyHash, compare::kFnv1aSeed);
+  EXPECT_EQ(empty.bodyHash, base::kFnv1aSeed);
 
   const H2PoolStats& s = pool.stats();
   EXPECT_EQ(s.keptResponses.load(), 4u);
@@ -214,10 +216,10 @@ TEST(H2PoolCompare, HeaderLimitTruncatesAndTrailersCanBeLeftOut) {
   ASSERT_TRUE(waitFor([&] { return rec.calls() == 2; }));
   pool.stop(std::chrono::milliseconds(1000));
   rec.expectExactly({1, 2}, {});
-  const compare::Response cut = rec.response(1);
+  const model::Response cut = rec.response(1);
   EXPECT_TRUE(cut.headersTruncated);
   EXPECT_EQ(fields(cut), (Fields{{"x-a", "1"}}));
-  const compare::Response noTrailers = rec.response(2);
+  const model::Response noTrailers = rec.response(2);
   EXPECT_FALSE(noTrailers.headersTruncated);
   EXPECT_EQ(fields(noTrailers), (Fields{{"x-a", "1"}}));
   EXPECT_EQ(pool.stats().headersTruncated.load(), 1u);
@@ -236,7 +238,7 @@ TEST(H2PoolCompare, MissingOnceForResetTimeoutRejectedAndShutdown) {
   ASSERT_TRUE(pool.start());
   pool.submit(exchange(10, "/reset", {{"x-respond-reset", "1", false}}));
   pool.submit(exchange(11, "/never", {{"x-respond-never", "1", false}}));
-  H2Request bad = exchange(12, "/bad");
+  model::Request bad = exchange(12, "/bad");
   bad.headers.erase(bad.headers.begin());  // no :method: never sent as is
   pool.submit(std::move(bad));
   pool.submit(exchange(13, "/ok"));
@@ -310,7 +312,7 @@ TEST(H2PoolCompare, MissingOnceWhenRateLimitedOversizedOrUnreachable) {
   H2Pool pool(o);
   ASSERT_TRUE(pool.start());
   const auto t0 = std::chrono::steady_clock::now();
-  H2Request big = exchange(1, "/big");
+  model::Request big = exchange(1, "/big");
   big.body = std::string(1000, 'b');
   EXPECT_FALSE(pool.submit(std::move(big)));  // admitted by the rate, too large for the queue
   EXPECT_TRUE(pool.submit(exchange(2, "/small")));  // admitted, queued, its connect is refused

@@ -14,14 +14,14 @@
 #include <thread>
 #include <vector>
 
-#include "h2/authority_rewrite.h"
+#include "h2/request_edit.h"
 #include "h2_test_server.h"
 
 namespace shadowtap::h2 {
 namespace {
 
-H2Request call(int i) {
-  H2Request r;
+model::Request call(int i) {
+  model::Request r;
   r.headers = {{":method", "POST", false},
                {":scheme", "http", false},
                {":authority", "svc:9000", false},
@@ -30,6 +30,7 @@ H2Request call(int i) {
                {"te", "trailers", false},
                {"x-respond-grpc", i % 10 == 0 ? "13" : "0", false}};
   r.body = std::string(static_cast<size_t>(i % 50) * 100, 'b');
+  r.finishHttp2();
   return r;
 }
 
@@ -45,21 +46,22 @@ bool waitFor(const std::function<bool()>& done, int timeoutMs = 15000) {
   return true;
 }
 
-H2Request tagged(const std::string& path, std::vector<HeaderField> extra = {}, std::string body = "") {
-  H2Request r;
+model::Request tagged(const std::string& path, std::vector<model::HeaderField> extra = {}, std::string body = "") {
+  model::Request r;
   r.headers = {{":method", "POST", false}, {":scheme", "http", false}, {":authority", "svc:80", false},
                {":path", path, false}};
   for (auto& f : extra) {
     r.headers.push_back(std::move(f));
   }
   r.body = std::move(body);
+  r.finishHttp2();
   return r;
 }
 
 std::multiset<std::string> pathsSeen(test::H2TestServer& server) {
   std::multiset<std::string> out;
-  for (const H2Request& r : server.requests()) {
-    out.emplace(r.path());
+  for (const model::Request& r : server.requests()) {
+    out.emplace(r.target());
   }
   return out;
 }
@@ -99,7 +101,7 @@ TEST(H2Pool, MirrorsEverythingOverFewConnections) {
   H2Pool pool(o);
   ASSERT_TRUE(pool.start());
   for (int i = 0; i < 600; ++i) {
-    H2Request r = call(i);
+    model::Request r = call(i);
     rewriteAuthority(r, "-shadow");
     ASSERT_TRUE(pool.submit(std::move(r)));
   }
@@ -119,9 +121,9 @@ TEST(H2Pool, MirrorsEverythingOverFewConnections) {
   EXPECT_GT(s.latency.sumUs.load(), 0u);
   const auto got = server.requests();
   ASSERT_EQ(got.size(), 600u);
-  for (const H2Request& g : got) {
+  for (const model::Request& g : got) {
     EXPECT_EQ(g.authority(), "svc-shadow:9000");
-    const int i = std::stoi(std::string(g.path().substr(3)));
+    const int i = std::stoi(std::string(g.target().substr(3)));
     EXPECT_EQ(g.body, call(i).body);
   }
   EXPECT_FALSE(pool.submit(call(1)));
@@ -166,7 +168,7 @@ TEST(H2Pool, StopWithoutDrainDropsInFlight) {
   H2Pool pool(o);
   ASSERT_TRUE(pool.start());
   for (int i = 0; i < 20; ++i) {
-    H2Request r = call(i);
+    model::Request r = call(i);
     r.headers.push_back({"x-respond-never", "1", false});
     pool.submit(std::move(r));
   }
@@ -210,9 +212,10 @@ TEST(H2Pool, AgainstNghttpd) {
   H2Pool pool(o);
   ASSERT_TRUE(pool.start());
   for (int i = 0; i < 20; ++i) {
-    H2Request r;
+    model::Request r;
     r.headers = {{":method", "GET", false}, {":scheme", "http", false}, {":authority", "web:80", false},
                  {":path", i % 2 ? "/index.html" : "/missing", false}};
+    r.finishHttp2();
     rewriteAuthority(r, "-shadow");
     pool.submit(std::move(r));
   }

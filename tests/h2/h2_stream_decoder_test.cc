@@ -13,12 +13,12 @@ using test::FrameInfo;
 using test::RequestSpec;
 using test::WireClient;
 
-struct Collector : H2RequestSink {
-  std::vector<H2Request> requests;
-  void onRequest(H2Request&& r) override { requests.push_back(std::move(r)); }
+struct Collector : model::RequestSink {
+  std::vector<model::Request> requests;
+  void onRequest(model::Request&& r) override { requests.push_back(std::move(r)); }
 };
 
-std::vector<HeaderField> get(const std::string& path, const std::string& authority = "svc:8080") {
+std::vector<model::HeaderField> get(const std::string& path, const std::string& authority = "svc:8080") {
   return {{":method", "GET", false},
           {":scheme", "http", false},
           {":authority", authority, false},
@@ -26,7 +26,7 @@ std::vector<HeaderField> get(const std::string& path, const std::string& authori
           {"user-agent", "test/1", false}};
 }
 
-std::vector<HeaderField> grpc(const std::string& method) {
+std::vector<model::HeaderField> grpc(const std::string& method) {
   return {{":method", "POST", false},          {":scheme", "http", false},
           {":authority", "greeter:50051", false}, {":path", "/helloworld.Greeter/" + method, false},
           {"content-type", "application/grpc", false}, {"te", "trailers", false},
@@ -46,7 +46,7 @@ struct Decoding {
   Collector sink;
   std::unique_ptr<H2StreamDecoder> decoder;
   explicit Decoding(const H2DecoderLimits& limits = {}, std::optional<H2cUpgrade> upgrade = std::nullopt) {
-    decoder = std::make_unique<H2StreamDecoder>(flow::FlowKey{}, 7, sink, limits, stats, std::move(upgrade));
+    decoder = std::make_unique<H2StreamDecoder>(model::FlowKey{}, 7, sink, limits, stats, std::move(upgrade));
   }
   void feed(const std::string& bytes, size_t slice = 0) {
     const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
@@ -83,7 +83,7 @@ std::vector<uint64_t> counters(const H2DecoderStats& s) {
 // Returns the whole run, ended.
 std::unique_ptr<Decoding> expectCutIndependent(const std::string& bytes, const H2DecoderLimits& limits = {});
 
-void expectSame(const H2Request& got, const RequestSpec& want) {
+void expectSame(const model::Request& got, const RequestSpec& want) {
   EXPECT_EQ(got.headers, want.headers);
   EXPECT_EQ(got.body, want.body);
   EXPECT_EQ(got.trailers, want.trailers);
@@ -228,7 +228,7 @@ TEST(H2StreamDecoder, ManyConcurrentStreamsInterleaved) {
   Decoding r;
   r.feed(c.captured(), 1000);
   ASSERT_EQ(r.sink.requests.size(), specs.size());
-  for (const H2Request& got : r.sink.requests) {
+  for (const model::Request& got : r.sink.requests) {
     expectSame(got, specs[static_cast<size_t>(got.streamId - 1) / 2]);
   }
   r.end();
@@ -267,7 +267,7 @@ TEST(H2StreamDecoder, ManySequentialStreamsOnOneConnection) {
     fed = c.captured().size();
   }
   EXPECT_EQ(r.sink.requests.size(), 3000u);
-  EXPECT_EQ(r.sink.requests.back().path(), "/n/2999");
+  EXPECT_EQ(r.sink.requests.back().target(), "/n/2999");
   EXPECT_EQ(r.stats.decodeErrors.load(), 0u);
   r.end();
   r.expectIdentity();

@@ -18,15 +18,15 @@ namespace {
 
 struct Conn {
   H2TestServer* server;
-  std::map<int32_t, H2Request> streams;
+  std::map<int32_t, model::Request> streams;
   std::map<int32_t, std::string> bodies;  // response bodies being sent
   std::map<int32_t, std::vector<std::pair<std::string, std::string>>> trailers;
-  std::function<void(H2Request&&)> record;
+  std::function<void(model::Request&&)> record;
   size_t responseBody;
   bool inTrailers = false;
 };
 
-std::string_view field(const H2Request& r, std::string_view name) { return r.header(name); }
+std::string_view field(const model::Request& r, std::string_view name) { return r.header(name); }
 
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
@@ -40,9 +40,9 @@ std::vector<nghttp2_nv> toNv(const Fields& fields) {
 }
 
 // Every "name=value" value of the request field `name`, in order.
-Fields pairs(const H2Request& r, std::string_view name) {
+Fields pairs(const model::Request& r, std::string_view name) {
   Fields out;
-  for (const HeaderField& f : r.headers) {
+  for (const model::HeaderField& f : r.headers) {
     const size_t eq = f.value.find('=');
     if (f.name == name && eq != std::string::npos) {
       out.emplace_back(f.value.substr(0, eq), f.value.substr(eq + 1));
@@ -82,8 +82,8 @@ int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user) {
 int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
              const uint8_t* value, size_t valuelen, uint8_t flags, void* user) {
   Conn& c = *static_cast<Conn*>(user);
-  H2Request& r = c.streams[frame->hd.stream_id];
-  HeaderField f{std::string(reinterpret_cast<const char*>(name), namelen),
+  model::Request& r = c.streams[frame->hd.stream_id];
+  model::HeaderField f{std::string(reinterpret_cast<const char*>(name), namelen),
                 std::string(reinterpret_cast<const char*>(value), valuelen), (flags & NGHTTP2_NV_FLAG_NO_INDEX) != 0};
   (frame->headers.cat == NGHTTP2_HCAT_REQUEST ? r.headers : r.trailers).push_back(std::move(f));
   return 0;
@@ -101,7 +101,8 @@ int onFrame(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
       (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0 || !c.streams.contains(id)) {
     return 0;
   }
-  H2Request r = std::move(c.streams[id]);
+  model::Request r = std::move(c.streams[id]);
+  r.finishHttp2();
   c.streams.erase(id);
   const bool never = field(r, "x-respond-never") == "1";
   const bool reset = field(r, "x-respond-reset") == "1";
@@ -187,7 +188,7 @@ sockaddr_storage H2TestServer::address() const {
   return ss;
 }
 
-std::vector<H2Request> H2TestServer::requests() {
+std::vector<model::Request> H2TestServer::requests() {
   std::lock_guard<std::mutex> lock(mutex_);
   return requests_;
 }
@@ -217,7 +218,7 @@ void H2TestServer::acceptLoop() {
 
 void H2TestServer::serve(int fd) {
   const uint64_t generation = dropGeneration_;
-  Conn c{this, {}, {}, {}, [this](H2Request&& r) {
+  Conn c{this, {}, {}, {}, [this](model::Request&& r) {
            std::lock_guard<std::mutex> lock(mutex_);
            requests_.push_back(std::move(r));
          },

@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "h2/h2_request.h"
+#include "model/request.h"
 
 namespace shadowtap::h2::test {
 
@@ -38,7 +38,7 @@ class H2TestServer {
 
   uint16_t port() const { return port_; }
   sockaddr_storage address() const;
-  std::vector<H2Request> requests();
+  std::vector<model::Request> requests();
   size_t requestCount();
   size_t connections() const { return connections_.load(); }
   // Closes every accepted connection at once (abruptly).
@@ -58,7 +58,7 @@ class H2TestServer {
   std::thread acceptor_;
   std::mutex mutex_;
   std::vector<std::thread> workers_;
-  std::vector<H2Request> requests_;
+  std::vector<model::Request> requests_;
 };
 
 }  // namespace shadowtap::h2::test

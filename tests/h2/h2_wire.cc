@@ -7,9 +7,9 @@
 
 namespace shadowtap::h2::test {
 
-std::vector<nghttp2_nv> toNv(const std::vector<HeaderField>& fields) {
+std::vector<nghttp2_nv> toNv(const std::vector<model::HeaderField>& fields) {
   std::vector<nghttp2_nv> nv;
-  for (const HeaderField& f : fields) {
+  for (const model::HeaderField& f : fields) {
     nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(f.name.data())),
                   reinterpret_cast<uint8_t*>(const_cast<char*>(f.value.data())), f.name.size(), f.value.size(),
                   static_cast<uint8_t>(f.neverIndex ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE)});

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "h2/h2_request.h"
+#include "model/request.h"
 
 namespace shadowtap::h2::test {
 
@@ -23,9 +23,9 @@ struct ServerSettings {
 };
 
 struct RequestSpec {
-  std::vector<HeaderField> headers;
+  std::vector<model::HeaderField> headers;
   std::string body;
-  std::vector<HeaderField> trailers;
+  std::vector<model::HeaderField> trailers;
   size_t dataChunk = 0;      // > 0: at most this many body bytes per DATA frame
   bool endStream = true;     // false: leave the stream open after what is given
 };
@@ -54,7 +54,7 @@ class WireClient {
     std::string data;
     size_t offset = 0;
     size_t chunk = 0;
-    std::vector<HeaderField> trailers;
+    std::vector<model::HeaderField> trailers;
     bool endStream = true;
   };
   static ssize_t readBody(nghttp2_session* session, int32_t streamId, uint8_t* buf, size_t length,
@@ -67,7 +67,7 @@ class WireClient {
 };
 
 // A request's fields as nghttp2_nv, pointing into `fields`.
-std::vector<nghttp2_nv> toNv(const std::vector<HeaderField>& fields);
+std::vector<nghttp2_nv> toNv(const std::vector<model::HeaderField>& fields);
 
 // Frame types of an HTTP/2 client stream (after the preface), with stream ids.
 struct FrameInfo {

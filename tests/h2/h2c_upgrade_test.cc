@@ -9,9 +9,9 @@
 namespace shadowtap::h2 {
 namespace {
 
-// Builds an http::Request the way the HTTP/1 framer would for `raw`.
-http::Request framed(const std::string& raw) {
-  http::Request r;
+// Builds an model::Request the way the HTTP/1 framer would for `raw`.
+model::Request framed(const std::string& raw) {
+  model::Request r;
   r.bytes = raw;
   r.method = raw.substr(0, raw.find(' '));
   r.targetOffset = raw.find(' ') + 1;
@@ -48,7 +48,7 @@ TEST(H2cUpgrade, ConvertsTheRequestToStreamOne) {
   ASSERT_EQ(parseH2cUpgrade(framed(raw), u), UpgradeParse::kUpgrade);
   EXPECT_EQ(u.settingsPayload, kSettingsPayload);
   EXPECT_FALSE(u.headRequest);
-  const std::vector<HeaderField> want = {{":method", "POST", false},   {":scheme", "http", false},
+  const std::vector<model::HeaderField> want = {{":method", "POST", false},   {":scheme", "http", false},
                                          {":authority", "api:8080", false}, {":path", "/submit?x=1", false},
                                          {"x-trace", "abc", false},      {"te", "trailers", false},
                                          {"content-length", "5", false}};
@@ -64,10 +64,10 @@ TEST(H2cUpgrade, ChunkedBodyAndAbsoluteTarget) {
       "3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nX-Sum: 9\r\n\r\n";
   H2cUpgrade u;
   ASSERT_EQ(parseH2cUpgrade(framed(raw), u), UpgradeParse::kUpgrade);
-  EXPECT_EQ(u.request.path(), "/p");
+  EXPECT_EQ(u.request.target(), "/p");
   EXPECT_EQ(u.request.body, "abcde");
   ASSERT_EQ(u.request.trailers.size(), 1u);
-  EXPECT_EQ(u.request.trailers[0], (HeaderField{"x-sum", "9", false}));
+  EXPECT_EQ(u.request.trailers[0], (model::HeaderField{"x-sum", "9", false}));
   EXPECT_EQ(u.request.header("transfer-encoding"), "");
 }
 
@@ -97,9 +97,9 @@ TEST(H2cUpgrade, NotAndInvalid) {
             UpgradeParse::kInvalid);
 }
 
-struct Collector : H2RequestSink {
-  std::vector<H2Request> requests;
-  void onRequest(H2Request&& r) override { requests.push_back(std::move(r)); }
+struct Collector : model::RequestSink {
+  std::vector<model::Request> requests;
+  void onRequest(model::Request&& r) override { requests.push_back(std::move(r)); }
 };
 
 TEST(H2cUpgrade, DecoderEmitsStreamOneThenTheClientsStreams) {
@@ -123,13 +123,13 @@ TEST(H2cUpgrade, DecoderEmitsStreamOneThenTheClientsStreams) {
 
   H2DecoderStats stats;
   Collector sink;
-  H2StreamDecoder d(flow::FlowKey{}, 3, sink, {}, stats, std::move(u));
+  H2StreamDecoder d(model::FlowKey{}, 3, sink, {}, stats, std::move(u));
   d.onData({p, 10}, 1);
   EXPECT_TRUE(sink.requests.empty());  // preface not confirmed yet
   d.onData({p + 10, c.captured().size() - 10}, 2);
   ASSERT_EQ(sink.requests.size(), 2u);
   EXPECT_EQ(sink.requests[0].streamId, 1);
-  EXPECT_EQ(sink.requests[0].path(), "/first");
+  EXPECT_EQ(sink.requests[0].target(), "/first");
   EXPECT_EQ(sink.requests[0].authority(), "web:80");
   EXPECT_EQ(sink.requests[0].ruleId, 3u);
   EXPECT_EQ(sink.requests[1].streamId, 3);

@@ -12,15 +12,14 @@ namespace {
 using test::RequestSpec;
 using test::WireClient;
 
-struct Sinks : H2RequestSink, http::RequestSink {
-  std::vector<H2Request> h2;
-  std::vector<http::Request> http1;
-  void onRequest(H2Request&& r) override { h2.push_back(std::move(r)); }
-  void onRequest(http::Request&& r) override { http1.push_back(std::move(r)); }
+struct Sinks : model::RequestSink {
+  std::vector<model::Request> h2;
+  std::vector<model::Request> http1;
+  void onRequest(model::Request&& r) override { (r.isHttp2() ? h2 : http1).push_back(std::move(r)); }
 };
 
-flow::FlowKey keyOf(uint16_t sport) {
-  flow::FlowKey k{};
+model::FlowKey keyOf(uint16_t sport) {
+  model::FlowKey k{};
   k.family = 4;
   k.sport = sport;
   k.dport = 8080;
@@ -30,7 +29,7 @@ flow::FlowKey keyOf(uint16_t sport) {
 // One stream through a fresh factory, fed in slices of `slice` bytes (0: whole).
 struct Sniffing {
   Sinks sinks;
-  ProtocolSnifferFactory factory{sinks, sinks};
+  ProtocolSnifferFactory factory{sinks};
   std::unique_ptr<flow::StreamConsumer> c;
 
   explicit Sniffing(bool fromStart = true) { c = factory.create(keyOf(40000), 5, fromStart); }
@@ -54,7 +53,7 @@ struct Sniffing {
   }
 };
 
-std::vector<HeaderField> post(const std::string& path) {
+std::vector<model::HeaderField> post(const std::string& path) {
   return {{":method", "POST", false},     {":scheme", "http", false},  {":authority", "api:8080", false},
           {":path", path, false},         {"content-type", "application/grpc", false},
           {"te", "trailers", false}};
@@ -81,7 +80,7 @@ TEST(ProtocolSniffer, PriorKnowledgeGoesToTheDecoderAtEveryCut) {
     ASSERT_EQ(r.sinks.h2.size(), 2u);
     // Emitted at END_STREAM: the short stream B completes first.
     std::sort(r.sinks.h2.begin(), r.sinks.h2.end(),
-              [](const H2Request& x, const H2Request& y) { return x.streamId < y.streamId; });
+              [](const model::Request& x, const model::Request& y) { return x.streamId < y.streamId; });
     EXPECT_EQ(r.sinks.h2[0].headers, a.headers);
     EXPECT_TRUE(r.sinks.h2[0].body == a.body);
     EXPECT_EQ(r.sinks.h2[0].trailers, a.trailers);
@@ -174,7 +173,7 @@ TEST(ProtocolSniffer, AcceptedUpgradeIsDecodedWithStreamOneAtEveryCut) {
     EXPECT_EQ(r.sinks.http1[0].bytes, before);
     ASSERT_EQ(r.sinks.h2.size(), 2u);
     EXPECT_EQ(r.sinks.h2[0].streamId, 1);
-    EXPECT_EQ(r.sinks.h2[0].path(), "/first");
+    EXPECT_EQ(r.sinks.h2[0].target(), "/first");
     EXPECT_EQ(r.sinks.h2[0].authority(), "web:80");
     EXPECT_EQ(r.sinks.h2[1].streamId, 3);
     EXPECT_EQ(r.sinks.h2[1].headers, second.headers);
@@ -237,8 +236,8 @@ TEST(ProtocolSniffer, DeclinedUpgradeIsMirroredAsHttp1AndTheConnectionGoesOn) {
 TEST(ProtocolSniffer, UpgradeRequestsOfOtherFlowsPassThrough) {
   // A request the factory gets outside any sniffer's feeding is just forwarded.
   Sinks sinks;
-  ProtocolSnifferFactory f(sinks, sinks);
-  http::Request r;
+  ProtocolSnifferFactory f(sinks);
+  model::Request r;
   r.bytes = kUpgradeRequest;
   f.onRequest(std::move(r));
   EXPECT_EQ(sinks.http1.size(), 1u);

@@ -9,14 +9,14 @@
 #include <gtest/gtest.h>
 
 #include "http/http_stats.h"
-#include "http/request.h"
+#include "model/request.h"
 
 namespace shadowtap::http::test {
 
-class CollectingSink : public RequestSink {
+class CollectingSink : public model::RequestSink {
  public:
-  void onRequest(Request&& request) override { requests.push_back(std::move(request)); }
-  std::vector<Request> requests;
+  void onRequest(model::Request&& request) override { requests.push_back(std::move(request)); }
+  std::vector<model::Request> requests;
 };
 
 inline std::span<const uint8_t> asBytes(std::string_view s) {

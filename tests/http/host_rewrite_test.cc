@@ -80,9 +80,9 @@ TEST(HostHasSuffix, RoundTripsWithAppend) {
   }
 }
 
-// A Request whose host span is found by looking for `host` in `bytes`.
-Request makeRequest(std::string bytes, std::string_view host) {
-  Request r;
+// A model::Request whose host span is found by looking for `host` in `bytes`.
+model::Request makeRequest(std::string bytes, std::string_view host) {
+  model::Request r;
   r.bytes = std::move(bytes);
   r.hostOffset = r.bytes.find(host);
   r.hostLength = host.size();
@@ -98,7 +98,7 @@ TEST(RewriteRequestHost, ChangesOnlyTheHostPart) {
       "Content-Length: 23\r\n"
       "\r\n"
       "Host: httpbin:8000\r\nabc";
-  const Request r = makeRequest(before, "httpbin:8000");
+  const model::Request r = makeRequest(before, "httpbin:8000");
   ASSERT_EQ(r.hostOffset, before.find("httpbin:8000"));
   const std::string expected =
       "POST /anything HTTP/1.1\r\n"
@@ -125,7 +125,7 @@ TEST(RewriteRequestHost, IPv6AndNoPort) {
 }
 
 TEST(RewriteRequestHost, NoHostLeavesBytesAlone) {
-  Request r;
+  model::Request r;
   r.bytes = "GET / HTTP/1.0\r\n\r\n";
   EXPECT_EQ(rewriteRequestHost(r, "-shadow"), r.bytes);
 }
@@ -134,28 +134,28 @@ TEST(RewriteRequestHost, NoHostLeavesBytesAlone) {
 // for a Host alone, a Host and an absolute-form target, IPv6, no port, no Host,
 // an empty suffix; with and without room in the buffer.
 TEST(TakeRewrittenRequest, SameBytesAsTheCopyingRewrite) {
-  std::vector<Request> cases;
+  std::vector<model::Request> cases;
   cases.push_back(makeRequest("POST /a HTTP/1.1\r\nHost: httpbin:8000\r\nContent-Length: 5\r\n\r\nhello",
                               "httpbin:8000"));
   cases.push_back(makeRequest("GET / HTTP/1.1\r\nHost: [2001:db8::2]:80\r\n\r\n", "[2001:db8::2]:80"));
   cases.push_back(makeRequest("GET / HTTP/1.1\r\nHost: cluster1\r\n\r\n", "cluster1"));
-  Request abs = makeRequest("GET http://api:81/x HTTP/1.1\r\nHost: api:81\r\n\r\nbody", "api:81");
+  model::Request abs = makeRequest("GET http://api:81/x HTTP/1.1\r\nHost: api:81\r\n\r\nbody", "api:81");
   abs.targetHostOffset = abs.bytes.find("api:81");
   abs.targetHostLength = 6;
   abs.hostOffset = abs.bytes.rfind("api:81");
   cases.push_back(abs);
-  Request none;
+  model::Request none;
   none.bytes = "GET / HTTP/1.0\r\n\r\n";
   cases.push_back(none);
-  for (const Request& r : cases) {
+  for (const model::Request& r : cases) {
     for (std::string_view suffix : {std::string_view("-shadow"), std::string_view(""),
                                     std::string_view("-a-very-long-suffix-that-does-not-fit-in-the-slack-at-all-"
                                                      "because-it-is-much-longer-than-64-bytes")}) {
       SCOPED_TRACE(r.bytes + " / " + std::string(suffix));
       const std::string want = rewriteRequestHost(r, suffix);
-      Request tight = r;
+      model::Request tight = r;
       tight.bytes.shrink_to_fit();
-      Request roomy = r;
+      model::Request roomy = r;
       roomy.bytes.reserve(r.bytes.size() + kRewriteSlack);
       const char* before = roomy.bytes.data();
       EXPECT_EQ(takeRewrittenRequest(std::move(tight), suffix), want);

@@ -360,7 +360,7 @@ std::vector<Case> cases() {
 }
 
 struct CaseRun {
-  std::vector<Request> requests;
+  std::vector<model::Request> requests;
   StatsSnapshot stats;
 };
 
@@ -368,7 +368,7 @@ template <typename Feed>
 CaseRun runCase(const Case& c, Feed feed) {
   CollectingSink sink;
   HttpStats stats;
-  flow::FlowKey key;
+  model::FlowKey key;
   {
     RequestFramer f(key, 1, c.fromStart, sink, c.limits, stats);
     feed(f);
@@ -378,7 +378,7 @@ CaseRun runCase(const Case& c, Feed feed) {
   return {std::move(sink.requests), snapshot(stats)};
 }
 
-std::vector<std::string> bytesOf(const std::vector<Request>& rs) {
+std::vector<std::string> bytesOf(const std::vector<model::Request>& rs) {
   std::vector<std::string> out;
   for (const auto& r : rs) {
     out.push_back(r.bytes);
@@ -417,8 +417,8 @@ TEST_P(HostileRequests, MirroredBytesOrCountedReason) {
     ASSERT_EQ(bytesOf(split.requests), c.emitted) << "cut at " << cut << " " << split.stats;
     ASSERT_EQ(split.stats, whole.stats) << "cut at " << cut;
     for (size_t i = 0; i < split.requests.size(); ++i) {
-      const Request& a = split.requests[i];
-      const Request& b = whole.requests[i];
+      const model::Request& a = split.requests[i];
+      const model::Request& b = whole.requests[i];
       ASSERT_EQ(a.hostOffset, b.hostOffset);
       ASSERT_EQ(a.targetOffset, b.targetOffset);
       ASSERT_EQ(a.targetLength, b.targetLength);
@@ -446,7 +446,7 @@ TEST(HostileRequestsTable, HasAtLeastFortyCases) { EXPECT_GE(cases().size(), 40u
 TEST(RequestFields, AbsoluteFormGetsTheSuffixInTargetAndHost) {
   CollectingSink sink;
   HttpStats stats;
-  RequestFramer f(flow::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
+  RequestFramer f(model::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
   const std::string req = "GET http://u:p@app:8000/x?y=1 HTTP/1.1\r\nHost: app:8000\r\n\r\n";
   const std::string v6 = "GET http://[2001:db8::1]/ HTTP/1.1\r\nHost: [2001:db8::1]\r\n\r\n";
   const std::string origin = "GET /x HTTP/1.1\r\nHost: app\r\n\r\n";
@@ -466,19 +466,19 @@ TEST(RequestFields, AbsoluteFormGetsTheSuffixInTargetAndHost) {
 TEST(RequestFields, TargetBodyOffsetAndLength) {
   CollectingSink sink;
   HttpStats stats;
-  RequestFramer f(flow::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
+  RequestFramer f(model::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
   const std::string chunked =
       "POST /c?q HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
       "5;e=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nT: 1\r\n\r\n";
   const std::string options = "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n";
   f.onData(asBytes("\r\n" + kPost + chunked + options), 1);
   ASSERT_EQ(sink.requests.size(), 3u);
-  const Request& p = sink.requests[0];
+  const model::Request& p = sink.requests[0];
   EXPECT_EQ(p.target(), "/p");
   EXPECT_EQ(p.bodyOffset, kPost.size() - 5);
   EXPECT_EQ(p.bodyLength, 5u);
   EXPECT_EQ(p.streamOffset, 2u);
-  const Request& c = sink.requests[1];
+  const model::Request& c = sink.requests[1];
   EXPECT_EQ(c.target(), "/c?q");
   EXPECT_EQ(c.bytes.substr(c.bodyOffset, 7), "5;e=1\r\n");
   EXPECT_EQ(c.bodyLength, 21u);
@@ -494,7 +494,7 @@ TEST(RequestFields, TargetBodyOffsetAndLength) {
 TEST(RequestFields, ExpectContinueBodyArrivesLater) {
   CollectingSink sink;
   HttpStats stats;
-  RequestFramer f(flow::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
+  RequestFramer f(model::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
   const std::string head = "PUT /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
   f.onData(asBytes(head), 100);
   EXPECT_TRUE(sink.requests.empty());
@@ -511,7 +511,7 @@ TEST(RequestFields, ExpectContinueBodyArrivesLater) {
 TEST(HostileRequestsTable, AbandonedStreamNeverResyncs) {
   CollectingSink sink;
   HttpStats stats;
-  RequestFramer f(flow::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
+  RequestFramer f(model::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
   f.onData(asBytes("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"), 1);
   f.onGap(10);
   f.onData(asBytes(kGet + kGet), 2);

@@ -20,8 +20,8 @@ using test::expectIdentities;
 using test::snapshot;
 using test::StatsSnapshot;
 
-flow::FlowKey testKey() {
-  flow::FlowKey k;
+model::FlowKey testKey() {
+  model::FlowKey k;
   k.saddr = {198, 18, 0, 1};
   k.daddr = {198, 18, 0, 2};
   k.sport = 40000;
@@ -63,9 +63,9 @@ TEST(RequestFramer, ContentLength) {
   Harness h;
   h.feed(kPostCl, 42);
   ASSERT_EQ(h.sink.requests.size(), 1u);
-  const Request& r = h.sink.requests[0];
+  const model::Request& r = h.sink.requests[0];
   EXPECT_EQ(r.bytes, kPostCl);
-  EXPECT_EQ(r.host(), "httpbin:8000");
+  EXPECT_EQ(r.authority(), "httpbin:8000");
   EXPECT_EQ(r.method, "POST");
   EXPECT_EQ(r.tsNs, 42u);
   EXPECT_EQ(r.ruleId, 7u);
@@ -83,7 +83,7 @@ TEST(RequestFramer, ChunkedWithExtensionAndTrailers) {
   ASSERT_EQ(h.sink.requests.size(), 1u);
   EXPECT_EQ(h.sink.requests[0].bytes, kPostChunked);
   // Trimmed value of the header, not the trailer.
-  EXPECT_EQ(h.sink.requests[0].host(), "httpbin:8000");
+  EXPECT_EQ(h.sink.requests[0].authority(), "httpbin:8000");
   EXPECT_EQ(h.stats.multipleHost, 0u);
   expectIdentities(h.stats);
 }
@@ -126,7 +126,7 @@ TEST(RequestFramer, Http10) {
   h.feed(req + req2);
   EXPECT_EQ(h.bytes(), (std::vector<std::string>{req, req2}));
   EXPECT_EQ(h.sink.requests[1].method, "HEAD");
-  EXPECT_EQ(h.sink.requests[1].host(), "legacy");
+  EXPECT_EQ(h.sink.requests[1].authority(), "legacy");
   expectIdentities(h.stats);
 }
 
@@ -162,7 +162,7 @@ TEST(RequestFramer, HostLikeHeadersAreNotHost) {
   const std::string req = "GET / HTTP/1.1\r\nHostname: x\r\nX-Host: y\r\nHos: z\r\nHost: real\r\n\r\n";
   h.feed(req);
   ASSERT_EQ(h.sink.requests.size(), 1u);
-  EXPECT_EQ(h.sink.requests[0].host(), "real");
+  EXPECT_EQ(h.sink.requests[0].authority(), "real");
 }
 
 TEST(RequestFramer, ParseErrorGivesUpTheConnection) {

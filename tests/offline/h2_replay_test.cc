@@ -21,8 +21,8 @@ using record::testing::makeRequest;
 using record::testing::slurp;
 using record::testing::TempDir;
 
-h2::H2Request h2Request(uint64_t tsNs, std::string path, std::string body, bool trailers) {
-  h2::H2Request r;
+model::Request h2Request(uint64_t tsNs, std::string path, std::string body, bool trailers) {
+  model::Request r;
   r.flow.saddr = {198, 18, 0, 1};
   r.flow.daddr = {198, 18, 0, 2};
   r.flow.sport = 40000;
@@ -41,6 +41,7 @@ h2::H2Request h2Request(uint64_t tsNs, std::string path, std::string body, bool 
   if (trailers) {
     r.trailers = {{"x-checksum", "c1", false}, {"x-sig", "s", true}};
   }
+  r.finishHttp2();
   return r;
 }
 
@@ -50,7 +51,7 @@ const std::string kHttp1Get = "GET /h1/b?q=1 HTTP/1.1\r\nHost: web:8000\r\n\r\n"
 
 // One recording, HTTP/1 and HTTP/2 interleaved (the order of capture).
 struct Mixed {
-  std::vector<h2::H2Request> h2;  // as captured
+  std::vector<model::Request> h2;  // as captured
   std::string path;               // the file
 };
 
@@ -89,7 +90,7 @@ TEST_P(H2RoundTrip, WriteThenReadGivesTheSameRequests) {
     // Identical to what the writer made of the captured request...
     EXPECT_EQ(got, record::fromH2Request(m.h2[k], kMay1, true)) << k;
     // ... and the request rebuilt from it is the captured one.
-    const h2::H2Request back = record::buildH2Request(got, "");
+    const model::Request back = record::buildH2Request(got, "");
     EXPECT_EQ(back.headers, m.h2[k].headers) << k;
     EXPECT_EQ(back.trailers, m.h2[k].trailers) << k;
     EXPECT_EQ(back.body, m.h2[k].body) << k;
@@ -110,13 +111,13 @@ TEST_P(H2RoundTrip, RedactedValuesComeBackAsTheMarkerWithTheirFlags) {
   const Mixed m = recordMixed(dir, GetParam(), "header:x-sig,query:x");
   ReadResult rr = readRecordFile(m.path);
   ASSERT_EQ(rr.requests.size(), 5u);
-  const h2::H2Request a = record::buildH2Request(rr.requests[0], "-shadow");
+  const model::Request a = record::buildH2Request(rr.requests[0], "-shadow");
   EXPECT_EQ(a.header("authorization"), "[REDACTED]");
   EXPECT_TRUE(a.headers[5].neverIndex);
   EXPECT_EQ(a.header(":authority"), "svc-shadow:50051");
-  EXPECT_EQ(a.trailers[1], (h2::HeaderField{"x-sig", "[REDACTED]", true}));
-  EXPECT_EQ(a.trailers[0], (h2::HeaderField{"x-checksum", "c1", false}));
-  const h2::H2Request g = record::buildH2Request(rr.requests[2], "");
+  EXPECT_EQ(a.trailers[1], (model::HeaderField{"x-sig", "[REDACTED]", true}));
+  EXPECT_EQ(a.trailers[0], (model::HeaderField{"x-checksum", "c1", false}));
+  const model::Request g = record::buildH2Request(rr.requests[2], "");
   EXPECT_EQ(g.header(":path"), "/get?x=[REDACTED]");
   EXPECT_EQ(rr.requests[2].target, "/get?x=[REDACTED]");
 }
@@ -133,12 +134,12 @@ TEST(H2Reader, OtherSpellingsAndHandWrittenLines) {
       R"("headers":[[":method","GET"]],"headers_never_index":[5]})");
   ASSERT_EQ(rr.requests.size(), 1u);
   EXPECT_EQ(rr.malformed, 1u);  // the never-index index is past the fields
-  const h2::H2Request r = record::buildH2Request(rr.requests[0], "-shadow");
-  const std::vector<h2::HeaderField> expected = {{":method", "GET", false},  {":scheme", "http", false},
+  const model::Request r = record::buildH2Request(rr.requests[0], "-shadow");
+  const std::vector<model::HeaderField> expected = {{":method", "GET", false},  {":scheme", "http", false},
                                                  {":authority", "svc-shadow:1", false}, {":path", "/a?b=1", false},
                                                  {"host", "svc-shadow:1", false}, {"x-a", "1", false}};
   EXPECT_EQ(r.headers, expected);
-  EXPECT_EQ(r.trailers, (std::vector<h2::HeaderField>{{"x-t", "2", false}}));
+  EXPECT_EQ(r.trailers, (std::vector<model::HeaderField>{{"x-t", "2", false}}));
 
   for (const char* v : {"HTTP/2", "h2", "HTTP/2.0", "http/2.0", "H2C"}) {
     EXPECT_TRUE(record::isHttp2Version(v)) << v;
@@ -152,7 +153,7 @@ TEST(H2Reader, OtherSpellingsAndHandWrittenLines) {
 class PoolSink final : public H2JobSink {
  public:
   explicit PoolSink(h2::H2Pool& p) : pool_(p) {}
-  bool submit(h2::H2Request&& r) override { return pool_.submit(std::move(r)); }
+  bool submit(model::Request&& r) override { return pool_.submit(std::move(r)); }
 
  private:
   h2::H2Pool& pool_;
@@ -175,8 +176,8 @@ bool waitFor(const std::function<bool()>& done) {
 }
 
 // What the mirror must receive for a captured request: only :authority changed.
-std::vector<h2::HeaderField> shadowHeaders(const h2::H2Request& r) {
-  std::vector<h2::HeaderField> out = r.headers;
+std::vector<model::HeaderField> shadowHeaders(const model::Request& r) {
+  std::vector<model::HeaderField> out = r.headers;
   for (auto& f : out) {
     if (f.name == ":authority") {
       f.value = "svc-shadow:50051";
@@ -220,11 +221,11 @@ TEST(H2Replay, MixedRecordingEachRequestWithItsOwnProtocol) {
 
   // The server records a stream when it ends, so a short one may overtake a
   // long one: compare by :path (each recorded request twice, one per pass).
-  std::vector<h2::H2Request> got = server.requests();
+  std::vector<model::Request> got = server.requests();
   ASSERT_EQ(got.size(), 6u);
-  auto byPath = [](const h2::H2Request& a, const h2::H2Request& b) { return a.path() < b.path(); };
+  auto byPath = [](const model::Request& a, const model::Request& b) { return a.target() < b.target(); };
   std::stable_sort(got.begin(), got.end(), byPath);
-  std::vector<h2::H2Request> want = {m.h2[0], m.h2[0], m.h2[1], m.h2[1], m.h2[2], m.h2[2]};
+  std::vector<model::Request> want = {m.h2[0], m.h2[0], m.h2[1], m.h2[1], m.h2[2], m.h2[2]};
   std::stable_sort(want.begin(), want.end(), byPath);
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_EQ(got[i].headers, shadowHeaders(want[i])) << i;
@@ -289,7 +290,7 @@ TEST(H2Replay, CommandReplaysAnHttp2RecordingOverH2c) {
   auto w = record::testing::make(record::testing::optionsFor(dir, "only.jsonl"));
   ASSERT_NE(w, nullptr);
   for (int i = 0; i < 20; ++i) {
-    h2::H2Request r = h2Request(1'000'000 + i * 1000, "/n/" + std::to_string(i), i % 2 ? "b" : "", i % 3 == 0);
+    model::Request r = h2Request(1'000'000 + i * 1000, "/n/" + std::to_string(i), i % 2 ? "b" : "", i % 3 == 0);
     if (i == 7) {
       r.headers.push_back({"x-respond-status", "503", false});
     }
@@ -312,7 +313,7 @@ TEST(H2Replay, CommandReplaysAnHttp2RecordingOverH2c) {
   EXPECT_EQ(summaryValue(out, "HTTP/2 (h2c)", "2xx"), "19") << out;
   EXPECT_EQ(summaryValue(out, "HTTP/2 (h2c)", "5xx"), "1") << out;
   EXPECT_EQ(summaryValue(out, "HTTP/2 (h2c)", "errors"), "0") << out;
-  const std::vector<h2::H2Request> got = server.requests();
+  const std::vector<model::Request> got = server.requests();
   ASSERT_EQ(got.size(), 20u);
   std::vector<std::string> paths;
   for (const auto& r : got) {

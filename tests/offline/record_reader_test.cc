@@ -30,7 +30,7 @@ const std::vector<std::string> kRequests = {
 
 // What live mirroring sends for the same request (the independent reference).
 std::string shadowed(const std::string& bytes) {
-  http::Request r = makeRequest(bytes);
+  model::Request r = makeRequest(bytes);
   // makeRequest looks for "Host: " exactly; the lower-case variant needs help.
   const size_t h = bytes.find("hOsT: ");
   if (h != std::string::npos) {
@@ -159,8 +159,8 @@ TEST(RecordReader, BrowserHar) {
   ReadResult rr = parseRecordText(har);
   ASSERT_EQ(rr.requests.size(), 1u);
   ASSERT_TRUE(rr.requests[0].isHttp2());
-  const h2::H2Request h2req = record::buildH2Request(rr.requests[0], "-shadow");
-  const std::vector<h2::HeaderField> expected = {
+  const model::Request h2req = record::buildH2Request(rr.requests[0], "-shadow");
+  const std::vector<model::HeaderField> expected = {
       {":authority", "example.test-shadow:8443", false}, {":method", "POST", false}, {":scheme", "https", false},
       {":path", "/api/x?y=1", false}, {"content-type", "text/plain", false}, {"content-length", "2", false}};
   EXPECT_EQ(h2req.headers, expected);

@@ -11,8 +11,8 @@
 namespace shadowtap::record {
 namespace {
 
-http::Request sampleRequest() {
-  http::Request r;
+model::Request sampleRequest() {
+  model::Request r;
   r.flow.saddr = {198, 18, 0, 1};
   r.flow.daddr = {198, 18, 0, 2};
   r.flow.sport = 40000;
@@ -48,7 +48,7 @@ TEST(DryRunWriter, OneJsonLinePerRequest) {
   // Monotonic 0 is 2024-05-01T12:00:00Z.
   DryRunWriter w(f, "-shadow", int64_t{1714564800} * 1'000'000'000);
   w.onRequest(sampleRequest());
-  http::Request second = sampleRequest();
+  model::Request second = sampleRequest();
   second.tsNs += 2'000'000'000;
   w.onRequest(std::move(second));
   const std::string out = contents(f);
@@ -70,7 +70,7 @@ TEST(DryRunWriter, OneJsonLinePerRequest) {
 
 TEST(DryRunWriter, InvalidUtf8AndControlBytesStayOneValidLine) {
   DryRunWriter w(stdout, "-shadow", 0);
-  http::Request r = sampleRequest();
+  model::Request r = sampleRequest();
   r.bytes = "GET /caf\xe9\n\x01 HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n";
   r.targetOffset = 4;
   r.targetLength = 7;
@@ -101,7 +101,7 @@ TEST(DryRunWriter, MeasuredOffsetGivesTheCurrentTime) {
   DryRunWriter w(stdout, "-shadow");
   timespec mono{};
   clock_gettime(CLOCK_MONOTONIC, &mono);
-  http::Request r = sampleRequest();
+  model::Request r = sampleRequest();
   r.tsNs = static_cast<uint64_t>(mono.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(mono.tv_nsec);
   const auto j = nlohmann::json::parse(w.format(r));
   const time_t now = time(nullptr);
@@ -122,7 +122,7 @@ TEST(DryRunWriter, Http2RequestsGetTheirOwnFields) {
   std::FILE* f = std::tmpfile();
   ASSERT_NE(f, nullptr);
   DryRunWriter w(f, "-shadow", int64_t{1714564800} * 1'000'000'000);
-  h2::H2Request r;
+  model::Request r;
   r.flow = sampleRequest().flow;
   r.ruleId = 2;
   r.streamId = 5;
@@ -134,6 +134,7 @@ TEST(DryRunWriter, Http2RequestsGetTheirOwnFields) {
                {"te", "trailers", false}};
   r.body = std::string("\0\0\0\0\x03" "abc", 8);
   r.trailers = {{"x-checksum", "42", false}};
+  r.finishHttp2();
   w.onRequest(std::move(r));
   const std::string out = contents(f);
   std::fclose(f);

@@ -1,4 +1,4 @@
-// Recording HTTP/2 requests: the HAR and JSON lines entries of an H2Request.
+// Recording HTTP/2 requests: the HAR and JSON lines entries of an model::Request.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -21,8 +21,8 @@ using Json = nlohmann::json;
 // A gRPC message frame: not UTF-8, so it is stored as base64.
 const std::string kGrpcBody("\x00\x00\x00\x00\x03\xff\x08\x01", 8);
 
-h2::H2Request grpcCall() {
-  h2::H2Request r;
+model::Request grpcCall() {
+  model::Request r;
   r.flow.saddr = {198, 18, 0, 1};
   r.flow.daddr = {198, 18, 0, 2};
   r.flow.sport = 40000;
@@ -43,6 +43,7 @@ h2::H2Request grpcCall() {
                {"x-dup", "b", false}};
   r.body = kGrpcBody;
   r.trailers = {{"x-checksum", "c1", false}, {"x-secret", "zz", true}};
+  r.finishHttp2();
   return r;
 }
 
@@ -59,7 +60,7 @@ TEST(H2Record, JsonLineHasEveryFieldTrailersFlagsAndRedaction) {
   RecordOptions o = optionsFor(dir, "g.jsonl");
   ASSERT_EQ(applyRedactSpec("header:X-Secret,query:token", o), "");
   auto w = make(o);
-  const h2::H2Request original = grpcCall();
+  const model::Request original = grpcCall();
   w->record(original);
   w->close();
   // record() copies; the caller's request is unchanged.
@@ -109,11 +110,11 @@ TEST(H2Record, BodiesAsLengthAndHashOnlyAndNoFlagsWhenNoneSet) {
   RecordOptions o = optionsFor(dir, "h.jsonl");
   o.keepBodies = false;
   auto w = make(o);
-  h2::H2Request r = grpcCall();
+  model::Request r = grpcCall();
   r.headers[6].neverIndex = false;
   r.trailers.clear();
   w->record(std::move(r));
-  h2::H2Request empty = grpcCall();
+  model::Request empty = grpcCall();
   empty.body.clear();
   empty.trailers.clear();
   w->record(empty);
@@ -137,9 +138,10 @@ TEST(H2Record, HarEntryLikeChromeWithTrailersAndNeverIndexFlags) {
   o.redact = false;
   auto w = make(o);
   w->record(grpcCall());
-  h2::H2Request get;
+  model::Request get;
   get.tsNs = 2'000'000;
   get.headers = {{":method", "GET", false}, {":path", "/x?a=1", false}, {"host", "h:1", false}};
+  get.finishHttp2();
   w->record(get);
   w->close();
   const Json har = Json::parse(slurp(dir.files("g", ".har").at(0)));
@@ -150,7 +152,7 @@ TEST(H2Record, HarEntryLikeChromeWithTrailersAndNeverIndexFlags) {
   EXPECT_EQ(req["url"], "http://svc:50051/pkg.Svc/Call?token=s3cret&x=1");
   EXPECT_EQ(req["httpVersion"], "HTTP/2");
   ASSERT_EQ(req["headers"].size(), 11u);
-  const h2::H2Request original = grpcCall();
+  const model::Request original = grpcCall();
   for (size_t i = 0; i < original.headers.size(); ++i) {
     EXPECT_EQ(req["headers"][i]["name"], original.headers[i].name) << i;
     EXPECT_EQ(req["headers"][i]["value"], original.headers[i].value) << i;
@@ -219,19 +221,19 @@ TEST(H2Record, PcapRecorderIgnoresRequestsAndQueueLimitsCount) {
 }
 
 TEST(H2Record, BuildRestoresFieldsFlagsAndSuffixesTheAuthority) {
-  const h2::H2Request original = grpcCall();
+  const model::Request original = grpcCall();
   const RecordedRequest rec = fromH2Request(original, kMay1, true);
   EXPECT_TRUE(rec.isHttp2());
   EXPECT_EQ(rec.unixNs, kMay1 + 1'500'000);
   EXPECT_EQ(rec.neverIndexHeaders, std::vector<uint32_t>{6});
   EXPECT_EQ(rec.headSize, 0u);
-  h2::H2Request same = buildH2Request(rec, "");
+  model::Request same = buildH2Request(rec, "");
   EXPECT_EQ(same.headers, original.headers);
   EXPECT_EQ(same.trailers, original.trailers);
   EXPECT_EQ(same.body, original.body);
   EXPECT_EQ(same.ruleId, 2u);
-  h2::H2Request shadow = buildH2Request(rec, "-shadow");
-  std::vector<h2::HeaderField> expected = original.headers;
+  model::Request shadow = buildH2Request(rec, "-shadow");
+  std::vector<model::HeaderField> expected = original.headers;
   expected[2].value = "svc-shadow:50051";
   EXPECT_EQ(shadow.headers, expected);
   // Normalizing our own record changes nothing.

@@ -98,7 +98,7 @@ std::vector<Parsed> readBack(const std::string& path, int* linktype) {
   return out;
 }
 
-flow::Segment segment(const flow::FlowKey& key, uint32_t seq, std::string_view payload, uint8_t flags) {
+flow::Segment segment(const model::FlowKey& key, uint32_t seq, std::string_view payload, uint8_t flags) {
   flow::Segment s;
   s.key = key;
   s.seq = seq;
@@ -121,12 +121,12 @@ TEST(PcapWriter, SegmentsReadBackWithLibpcap) {
   ASSERT_NE(w, nullptr) << error;
   ASSERT_TRUE(w->wantsSegments());
 
-  flow::FlowKey v4;
+  model::FlowKey v4;
   v4.saddr = {198, 18, 0, 1};
   v4.daddr = {198, 18, 0, 2};
   v4.sport = 40000;
   v4.dport = 8000;
-  flow::FlowKey v6;
+  model::FlowKey v6;
   v6.family = 6;
   v6.saddr = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
   v6.daddr = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
@@ -190,7 +190,7 @@ TEST(PcapWriter, H2cSegmentsAreRecordedAsCaptured) {
   std::string error;
   auto w = makeRecordWriter(o, &error);
   ASSERT_NE(w, nullptr) << error;
-  flow::FlowKey k;
+  model::FlowKey k;
   k.saddr = {198, 18, 0, 1};
   k.daddr = {198, 18, 0, 2};
   k.sport = 40002;
@@ -201,8 +201,9 @@ TEST(PcapWriter, H2cSegmentsAreRecordedAsCaptured) {
   const std::string headers("\x00\x00\x06\x01\x05\x00\x00\x00\x01\x82\x86\x84\x41\x01\x61", 15);
   w->onSegment(segment(k, 1, preface, flow::kTcpAck));
   w->onSegment(segment(k, 1 + static_cast<uint32_t>(preface.size()), headers, flow::kTcpAck));
-  h2::H2Request decoded;
+  model::Request decoded;
   decoded.headers = {{":method", "GET", false}, {":path", "/", false}};
+  decoded.finishHttp2();
   w->record(decoded);
   w->close();
   EXPECT_EQ(w->stats().offered, 2u);

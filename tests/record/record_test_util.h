@@ -15,7 +15,7 @@
 
 #include <memory>
 
-#include "http/request.h"
+#include "model/request.h"
 #include "record/record_options.h"
 #include "record/record_writer.h"
 
@@ -58,8 +58,8 @@ inline std::string slurp(const std::string& path) {
 }
 
 // A framed request as the framer would hand it over.
-inline http::Request makeRequest(std::string bytes, uint64_t tsNs = 1'500'000, uint16_t sport = 40000) {
-  http::Request r;
+inline model::Request makeRequest(std::string bytes, uint64_t tsNs = 1'500'000, uint16_t sport = 40000) {
+  model::Request r;
   r.flow.saddr = {198, 18, 0, 1};
   r.flow.daddr = {198, 18, 0, 2};
   r.flow.sport = sport;

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <set>
 
+#include "base/strings.h"
 #include "replay/replayer.h"
 #include "test_http_server.h"
 
@@ -25,14 +26,14 @@ using testing::TestHttpServer;
 // Collects what the callbacks report, by exchange id.
 struct Collector {
   std::mutex mutex;
-  std::map<uint64_t, compare::Response> kept;
+  std::map<uint64_t, model::Response> kept;
   std::multiset<uint64_t> missing;
   std::multiset<uint64_t> keptIds;  // to catch a second report of one id
   compare::Part part = compare::Part::kPrimary;
 
   void install(ReplayOptions& opts, compare::Part p) {
     opts.comparePart = p;
-    opts.onKeptResponse = [this](uint64_t id, compare::Part got, compare::Response&& r) {
+    opts.onKeptResponse = [this](uint64_t id, compare::Part got, model::Response&& r) {
       std::lock_guard<std::mutex> lock(mutex);
       part = got;
       keptIds.insert(id);
@@ -127,7 +128,7 @@ TEST(ReplayerKeep, ResponsesAreKeptWholeAndPairedById) {
   EXPECT_EQ(c.kept[11].status, 200);
   EXPECT_EQ(c.kept[11].body, R"({"a":1,"b":"x"})");
   EXPECT_EQ(c.kept[11].header("content-type"), "application/json");
-  EXPECT_EQ(c.kept[11].bodyHash, compare::fnv1a64(R"({"a":1,"b":"x"})"));
+  EXPECT_EQ(c.kept[11].bodyHash, base::fnv1a64(R"({"a":1,"b":"x"})"));
   EXPECT_GT(c.kept[11].tsNs, 0u);
   EXPECT_EQ(c.kept[12].status, 201);
   EXPECT_EQ(c.kept[12].body, "abcdefg") << "chunk framing removed";
@@ -142,7 +143,7 @@ TEST(ReplayerKeep, ResponsesAreKeptWholeAndPairedById) {
   EXPECT_EQ(s.keptResponses.load(), 5u);
   EXPECT_EQ(s.missingResponses.load(), 0u);
   EXPECT_EQ(s.responses.load(), 6u);
-  const compare::ResponseStats& f = replayer.keptResponseStats();
+  const http::ResponseStats& f = replayer.keptResponseStats();
   EXPECT_EQ(f.expected.load(), 5u);
   EXPECT_EQ(f.responses.load(), 5u);
   EXPECT_EQ(f.interim.load(), 1u);
@@ -165,7 +166,7 @@ TEST(ReplayerKeep, BodiesOverTheLimitAreCutButHashedWhole) {
   EXPECT_EQ(c.kept[1].body, body.substr(0, 100));
   EXPECT_TRUE(c.kept[1].bodyTruncated);
   EXPECT_EQ(c.kept[1].bodyLength, body.size());
-  EXPECT_EQ(c.kept[1].bodyHash, compare::fnv1a64(body));
+  EXPECT_EQ(c.kept[1].bodyHash, base::fnv1a64(body));
 }
 
 TEST(ReplayerKeep, ABodyEndedByCloseIsKept) {

@@ -1,0 +1,17 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace shadowtap::base {
+
+// ASCII case-insensitive equality (HTTP field names).
+bool equalsIgnoreCase(std::string_view a, std::string_view b);
+std::string toLower(std::string_view s);
+
+// Incremental 64-bit FNV-1a; fnv1a64(a + b) == fnv1a64(b, fnv1a64(a)).
+inline constexpr uint64_t kFnv1aSeed = 0xcbf29ce484222325ULL;
+uint64_t fnv1a64(std::string_view bytes, uint64_t hash = kFnv1aSeed);
+
+}  // namespace shadowtap::base
