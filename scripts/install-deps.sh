@@ -25,6 +25,12 @@ packages=(
   qemu-system-x86 busybox-static kmod
   # fuzzing (libFuzzer runtime; only a Recommends of clang-14)
   libclang-rt-14-dev
+  # man pages generated from --help at build time
+  help2man
+  # the container image test (tests/deploy/test_image.py): root podman builds deploy/Dockerfile
+  # from a base image debootstrapped from Debian's packages and runs it with --network host;
+  # runc because crun refuses hosts with hybrid cgroups. python3-yaml reads the DaemonSet.
+  podman runc debootstrap python3-yaml
 )
 for arg in "$@"; do
   case "$arg" in
