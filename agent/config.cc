@@ -132,7 +132,8 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
   app.add_option("-m,--mirror", c.mirror, "Mirror target host:port of the --port rule (a name is re-resolved periodically)")
       ->check(CLI::Validator(checkHostPort, "HOST:PORT"));
   app.add_option("--rule", c.ruleTexts,
-                 "Mirroring rule (repeatable): port=N,mirror=HOST:PORT[,percentage=P][,suffix=S][,dst=CIDR]"
+                 "Mirroring rule (repeatable): port=N,mirror=HOST:PORT[,percentage=P][,suffix=S]"
+                 "[,host=suffix|keep|HOST[:PORT]][,sample=connection|request|header:NAME][,dst=CIDR]"
                  "[,methods=GET|HEAD][,header=NAME:VALUE]...[,drop-header=NAME]...[,connections=N][,queue=N]"
                  "[,queue-mib=N][,max-rps=N][,drop-policy=newest|oldest][,compare=true[,secondary=HOST:PORT]]")
       ->take_all();

@@ -196,7 +196,9 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   auto rt = std::make_unique<RuleRuntime>(rule, ruleId);
   if (config_.dryRun) {
 #ifdef SHADOWTAP_HAVE_DRY_RUN
-    rt->dryRun = std::make_unique<record::DryRunWriter>(stdout, rule.suffix);
+    const rules::Router* router = &rt->router;
+    rt->dryRun = std::make_unique<record::DryRunWriter>(
+        stdout, [router](std::string_view host) { return router->shadowHost(host); });
     return rt;
 #else
     *error = "--dry-run is not available in this build";
@@ -326,7 +328,7 @@ std::vector<capture::PortRule> Pipeline::portRules(const std::vector<const RuleR
     capture::PortRule pr;
     pr.port = rt->rule.port;
     pr.ruleId = rt->ruleId;
-    pr.sampleBp = rt->rule.sampleBasisPoints();
+    pr.sampleBp = rt->rule.kernelSampleBasisPoints();
     pr.destination = rt->rule.dst;
     pr.compare = rt->compared;  // the kernel then also copies this rule's responses
     out.push_back(pr);
@@ -457,6 +459,10 @@ void Pipeline::onRequest(model::Request&& request) {
   const rules::Router::Verdict verdict = rt.router.classify(request);
   if (verdict == rules::Router::Verdict::kAlreadyShadow) {
     base::bump(rs.loopSkipped);
+    return;
+  }
+  if (verdict == rules::Router::Verdict::kSampledOut) {
+    base::bump(rs.sampledOut);
     return;
   }
   // The recording holds what was captured, not what the method allow-list lets through.

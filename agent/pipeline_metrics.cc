@@ -35,12 +35,21 @@ std::string ago(uint64_t thenNs, uint64_t now) {
 void exportRuleRequests(const RuleRuntime& rt, StatsSink& out) {
   const std::string id = std::to_string(rt.ruleId);
   const RuleStats& r = rt.stats;
-  out.gauge("shadowtap_rule_info", "Always 1: the rule's port and mirror target, to label dashboards by.", 1,
-            {{"rule", id}, {"port", std::to_string(rt.rule.port)}, {"target", rt.rule.mirror}});
+  static constexpr const char* kHostModes[] = {"suffix", "keep", "literal"};
+  static constexpr const char* kSampleModes[] = {"connection", "request", "header"};
+  out.gauge("shadowtap_rule_info", "Always 1: the rule's port, mirror target and modes, to label dashboards by.", 1,
+            {{"rule", id},
+             {"port", std::to_string(rt.rule.port)},
+             {"target", rt.rule.mirror},
+             {"host_mode", kHostModes[static_cast<int>(rt.rule.hostMode)]},
+             {"sample", kSampleModes[static_cast<int>(rt.rule.sampleMode)]}});
   out.counter("shadowtap_requests_total", "Requests framed for a rule.", v(r.requests), {{"rule", id}});
   out.counters("shadowtap_requests_not_mirrored_total", "Requests of a rule not handed to the mirror, by reason.",
                "reason",
-               {{"method_filtered", v(r.filtered)}, {"already_shadow", v(r.loopSkipped)}, {"record_only", v(r.recordOnly)}},
+               {{"method_filtered", v(r.filtered)},
+                {"already_shadow", v(r.loopSkipped)},
+                {"sampled_out", v(r.sampledOut)},
+                {"record_only", v(r.recordOnly)}},
                {{"rule", id}});
   out.counter("shadowtap_h2_requests_total", "HTTP/2 requests decoded for a rule.", v(r.h2Requests), {{"rule", id}});
   std::vector<double> bounds(RuleStats::kSizeBounds.begin(), RuleStats::kSizeBounds.end());

@@ -2,8 +2,10 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 namespace shadowtap::http {
 
@@ -144,6 +146,96 @@ void rewriteHostInPlace(model::Request& r, std::string_view suffix) {
 std::string takeRewrittenRequest(model::Request&& r, std::string_view suffix) {
   rewriteHostInPlace(r, suffix);
   return std::exchange(r.bytes, std::string());
+}
+
+namespace {
+
+bool sameIgnoringCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? char(c + ('a' - 'A')) : c; };
+    if (lower(a[i]) != lower(b[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string_view hostPart(std::string_view host) {
+  const size_t port = hostPortStart(host);
+  return port == std::string_view::npos ? host : host.substr(0, port);
+}
+
+}  // namespace
+
+std::string literalHost(std::string_view literal, std::string_view host) {
+  if (hostPortStart(literal) != std::string_view::npos) {
+    return std::string(literal);
+  }
+  const size_t port = hostPortStart(host);
+  return std::string(literal) + std::string(port == std::string_view::npos ? "" : host.substr(port));
+}
+
+bool hostIsLiteral(std::string_view host, std::string_view literal) {
+  if (!sameIgnoringCase(hostPart(host), hostPart(literal))) {
+    return false;
+  }
+  return hostPortStart(literal) == std::string_view::npos || host.substr(hostPart(host).size()) ==
+                                                                   literal.substr(hostPart(literal).size());
+}
+
+std::string replaceRequestHost(const model::Request& r, std::string_view literal) {
+  const std::string_view bytes(r.bytes);
+  struct Span {
+    size_t at, length;
+    std::string text;
+  };
+  std::vector<Span> spans;
+  if (r.targetHostLength != 0 && r.targetHostOffset + r.targetHostLength <= bytes.size()) {
+    spans.push_back({r.targetHostOffset, r.targetHostLength, literalHost(literal, r.targetHost())});
+  }
+  if (r.hostLength != 0 && r.hostOffset + r.hostLength <= bytes.size()) {
+    spans.push_back({r.hostOffset, r.hostLength, literalHost(literal, r.authority())});
+  } else if (const size_t lineEnd = bytes.find('\n', r.targetOffset + r.targetLength);
+             lineEnd != std::string_view::npos && r.targetOffset + r.targetLength <= bytes.size()) {
+    // HTTP/1.0 without Host: name the literal, with the port the request went to.
+    const std::string to = r.targetHostLength != 0 ? std::string(r.targetHost()) : destinationAuthority(r.flow);
+    spans.push_back({lineEnd + 1, 0, "Host: " + literalHost(literal, to) + "\r\n"});
+  }
+  std::string out;
+  out.reserve(bytes.size() + 64);
+  size_t from = 0;
+  for (const Span& s : spans) {
+    out.append(bytes.substr(from, s.at - from)).append(s.text);
+    from = s.at + s.length;
+  }
+  out.append(bytes.substr(from));
+  return out;
+}
+
+std::optional<std::string_view> findHeader(std::string_view bytes, size_t bodyOffset, std::string_view name) {
+  const std::string_view head = bytes.substr(0, std::min(bodyOffset, bytes.size()));
+  size_t start = head.find('\n');
+  while (start != std::string_view::npos && start + 1 < head.size()) {
+    ++start;
+    const size_t end = head.find('\n', start);
+    std::string_view line = head.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    const size_t colon = line.find(':');
+    if (colon != std::string_view::npos && sameIgnoringCase(line.substr(0, colon), name)) {
+      std::string_view value = line.substr(colon + 1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+        value.remove_prefix(1);
+      }
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t' || value.back() == '\r')) {
+        value.remove_suffix(1);
+      }
+      return value;
+    }
+    start = end;
+  }
+  return std::nullopt;
 }
 
 bool hostHasSuffix(std::string_view host, std::string_view suffix) {

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <string>
+#include <optional>
 #include <string_view>
 
 #include "model/request.h"
@@ -55,5 +56,24 @@ void rewriteHostInPlace(model::Request& r, std::string_view suffix);
 // compared ASCII case-insensitively, so a mirror that is itself captured is not
 // mirrored again. An empty suffix never matches.
 bool hostHasSuffix(std::string_view host, std::string_view suffix);
+
+// `literal` as the new value of a host[:port] that was `host`: the literal's
+// own port when it has one, else the original's ("staging" over "api:8000" is
+// "staging:8000").
+std::string literalHost(std::string_view literal, std::string_view host);
+
+// True when `host` is what literalHost(literal, ...) gives: the same host part,
+// ASCII case-insensitively, and the same port when the literal names one.
+bool hostIsLiteral(std::string_view host, std::string_view literal);
+
+// r.bytes with the Host value and an absolute-form target's host replaced by
+// literalHost(literal, ...) (a request without Host, HTTP/1.0, gets a Host
+// line naming the literal). Every other byte is unchanged.
+std::string replaceRequestHost(const model::Request& r, std::string_view literal);
+
+// The value of the first header field named `name` (ASCII case-insensitively)
+// in the head of `bytes` (a framed HTTP/1 request), without surrounding
+// blanks; nullopt when there is none.
+std::optional<std::string_view> findHeader(std::string_view bytes, size_t bodyOffset, std::string_view name);
 
 }  // namespace shadowtap::http
