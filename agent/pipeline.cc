@@ -24,24 +24,12 @@
 #ifdef SHADOWTAP_HAVE_DRY_RUN
 #include "record/dry_run_writer.h"
 #endif
-#include "shadowtap/capture_abi.h"
 
 namespace shadowtap {
 namespace {
 
 constexpr uint64_t kTickNs = 100'000'000;  // expiry and housekeeping every 100 ms
 
-
-// Comparisons with `outcome`, over every rule.
-uint64_t totalOutcome(const compare::CompareStats& s, compare::Outcome outcome) {
-  uint64_t n = 0;
-  s.forEachRule([&](uint32_t, const compare::CompareCounters& c) {
-    n += base::load(outcome == compare::Outcome::kEqual       ? c.equal
-              : outcome == compare::Outcome::kDifferent ? c.different
-                                                        : c.noisy);
-  });
-  return n;
-}
 
 std::vector<uint16_t> ports(const std::vector<std::unique_ptr<RuleRuntime>>& rules) {
   std::vector<uint16_t> out;
@@ -218,7 +206,9 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   auto rt = std::make_unique<RuleRuntime>(rule, ruleId);
   if (config_.dryRun) {
 #ifdef SHADOWTAP_HAVE_DRY_RUN
-    rt->dryRun = std::make_unique<record::DryRunWriter>(stdout, rule.suffix);
+    const rules::Router* router = &rt->router;
+    rt->dryRun = std::make_unique<record::DryRunWriter>(
+        stdout, [router](std::string_view host) { return router->shadowHost(host); });
     return rt;
 #else
     *error = "--dry-run is not available in this build";
@@ -348,7 +338,7 @@ std::vector<capture::PortRule> Pipeline::portRules(const std::vector<const RuleR
     capture::PortRule pr;
     pr.port = rt->rule.port;
     pr.ruleId = rt->ruleId;
-    pr.sampleBp = rt->rule.sampleBasisPoints();
+    pr.sampleBp = rt->rule.kernelSampleBasisPoints();
     pr.destination = rt->rule.dst;
     pr.compare = rt->compared;  // the kernel then also copies this rule's responses
     out.push_back(pr);
@@ -479,6 +469,10 @@ void Pipeline::onRequest(model::Request&& request) {
   const rules::Router::Verdict verdict = rt.router.classify(request);
   if (verdict == rules::Router::Verdict::kAlreadyShadow) {
     base::bump(rs.loopSkipped);
+    return;
+  }
+  if (verdict == rules::Router::Verdict::kSampledOut) {
+    base::bump(rs.sampledOut);
     return;
   }
   // The recording holds what was captured, not what the method allow-list lets through.

@@ -47,7 +47,7 @@ struct PipelineStats {
 };
 
 // Per-rule request outcomes before the replayer: every request of the rule
-// (HTTP/1 and HTTP/2 alike) is exactly one of filtered, loopSkipped,
+// (HTTP/1 and HTTP/2 alike) is exactly one of filtered, loopSkipped, sampledOut, recordOnly,
 // submitted (whose outcome the replayer's or the HTTP/2 pool's stats
 // then give; submitted = queued + dropped by submit).
 struct RuleStats {
@@ -66,7 +66,8 @@ struct RuleStats {
 
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> filtered{0};     // method not in the rule's allow-list
-  std::atomic<uint64_t> loopSkipped{0};  // host already carried the suffix: never mirrored twice
+  std::atomic<uint64_t> loopSkipped{0};  // already a shadow (the router's loop guard): never mirrored twice
+  std::atomic<uint64_t> sampledOut{0};   // not in the rule's share of requests (sample=request|header)
   std::atomic<uint64_t> submitted{0};
   std::atomic<uint64_t> queued{0};       // taken by the replayer's queue
   std::atomic<uint64_t> dropped{0};      // refused by submit (queue full, rate limit, shutdown)

@@ -5,13 +5,13 @@
 
 #include "base/clock.h"
 #include "base/counters.h"
+#include "capture/capture_metrics.h"
 #include "compare/compare_metrics.h"
 #include "flow/flow_stats.h"
 #include "h2/decoder_metrics.h"
 #include "http/http_stats.h"
 #include "pipeline.h"
 #include "record/record_stats.h"
-#include "shadowtap/capture_abi.h"
 
 namespace shadowtap {
 namespace {
@@ -31,54 +31,25 @@ std::string ago(uint64_t thenNs, uint64_t now) {
   return std::to_string((now - thenNs) / 1'000'000) + " ms ago";
 }
 
-void exportCapture(const Pipeline& p, StatsSink& out) {
-  // Kernel program, summed over CPUs.
-  const capture::KernelCounters k = p.capture().kernelCounters();
-  auto kv = [&k](int i) { return static_cast<double>(k[static_cast<size_t>(i)]); };
-  out.counter("shadowtap_kernel_packets_total", "Packets the capture program ran on.", kv(ST_CNT_SEEN));
-  out.counters("shadowtap_kernel_packets_skipped_total", "Packets not inspected further, by reason.", "reason",
-               {
-                   {"not_ip", kv(ST_CNT_NOT_IP)},
-                   {"not_tcp", kv(ST_CNT_NOT_TCP)},
-                   {"malformed", kv(ST_CNT_MALFORMED)},
-                   {"ipv4_fragment", kv(ST_CNT_IP_FRAGMENT)},
-                   {"ipv6_fragment", kv(ST_CNT_IPV6_FRAGMENT)},
-                   {"ipv6_extension_unsupported", kv(ST_CNT_IPV6_EXT_SKIPPED)},
-                   {"vlan_too_deep", kv(ST_CNT_VLAN_TOO_DEEP)},
-               });
-  out.counter("shadowtap_kernel_packets_matched_total", "TCP packets to a port with a rule.", kv(ST_CNT_MATCHED));
-  out.counter("shadowtap_kernel_packets_sampled_out_total",
-              "Matched packets of connections outside the mirror percentage.", kv(ST_CNT_SAMPLED_OUT));
-  out.counter("shadowtap_kernel_segments_copied_total", "Segments copied whole into the ring buffer.",
-              kv(ST_CNT_COPIED));
-  out.counter("shadowtap_kernel_payload_bytes_copied_total", "Payload bytes copied into the ring buffer.",
-              kv(ST_CNT_COPIED_BYTES));
-  out.counter("shadowtap_kernel_records_lost_total", "Ring buffer records lost because the ring buffer was full.",
-              kv(ST_CNT_RINGBUF_FULL));
-  out.counter("shadowtap_kernel_segments_truncated_total", "Segments larger than the chunk limit.",
-              kv(ST_CNT_TRUNCATED));
-  if (p.compareEngine() != nullptr) {
-    out.counter("shadowtap_kernel_egress_segments_copied_total",
-                "Response segments copied by the egress program (compare mode).", kv(ST_CNT_EGRESS_COPIED));
-  }
-  // Ring buffer consumer.
-  const auto& cs = p.capture().stats();
-  out.counter("shadowtap_capture_records_total", "Ring buffer records read.", v(cs.records));
-  out.counter("shadowtap_capture_bad_records_total", "Ring buffer records rejected.", v(cs.badRecords));
-  out.gauge("shadowtap_capture_interfaces", "Interfaces the capture program is attached to.",
-            static_cast<double>(p.attachedInterfaces()));
-}
-
 // The rule's routing decisions (router, recorder-only, dry run) and its request sizes.
 void exportRuleRequests(const RuleRuntime& rt, StatsSink& out) {
   const std::string id = std::to_string(rt.ruleId);
   const RuleStats& r = rt.stats;
-  out.gauge("shadowtap_rule_info", "Always 1: the rule's port and mirror target, to label dashboards by.", 1,
-            {{"rule", id}, {"port", std::to_string(rt.rule.port)}, {"target", rt.rule.mirror}});
+  static constexpr const char* kHostModes[] = {"suffix", "keep", "literal"};
+  static constexpr const char* kSampleModes[] = {"connection", "request", "header"};
+  out.gauge("shadowtap_rule_info", "Always 1: the rule's port, mirror target and modes, to label dashboards by.", 1,
+            {{"rule", id},
+             {"port", std::to_string(rt.rule.port)},
+             {"target", rt.rule.mirror},
+             {"host_mode", kHostModes[static_cast<int>(rt.rule.hostMode)]},
+             {"sample", kSampleModes[static_cast<int>(rt.rule.sampleMode)]}});
   out.counter("shadowtap_requests_total", "Requests framed for a rule.", v(r.requests), {{"rule", id}});
   out.counters("shadowtap_requests_not_mirrored_total", "Requests of a rule not handed to the mirror, by reason.",
                "reason",
-               {{"method_filtered", v(r.filtered)}, {"already_shadow", v(r.loopSkipped)}, {"record_only", v(r.recordOnly)}},
+               {{"method_filtered", v(r.filtered)},
+                {"already_shadow", v(r.loopSkipped)},
+                {"sampled_out", v(r.sampledOut)},
+                {"record_only", v(r.recordOnly)}},
                {{"rule", id}});
   out.counter("shadowtap_h2_requests_total", "HTTP/2 requests decoded for a rule.", v(r.h2Requests), {{"rule", id}});
   std::vector<double> bounds(RuleStats::kSizeBounds.begin(), RuleStats::kSizeBounds.end());
@@ -197,7 +168,10 @@ void exportRules(const Pipeline& p, StatsSink& out) {
 }  // namespace
 
 void registerExporters(const Pipeline& p, metrics::Registry& registry) {
-  registry.add([&p](StatsSink& out) { exportCapture(p, out); });
+  registry.add([&p](StatsSink& out) {
+    capture::exportStats(p.capture().kernelCounters(), p.capture().stats(), p.attachedInterfaces(),
+                         p.compareEngine() != nullptr, out);
+  });
   registry.add([&p](StatsSink& out) {
     flow::exportStats(p.flows().stats(), out);
     out.counter("shadowtap_flow_own_traffic_total",

@@ -17,8 +17,11 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 scripts/install-deps.sh
+# Only the agent: the tests are not needed here. The build directory is the one
+# scripts/test.sh uses, so a test run afterwards reuses what this compiled.
 build_log=$(mktemp /tmp/shadowtap-build.XXXXXX)
-if ! scripts/build.sh >"$build_log" 2>&1; then
+echo "building the agent into ${BUILD_DIR:-build}/ (the first time takes a few minutes)"
+if ! BUILD_TARGET=shadowtap scripts/build.sh >"$build_log" 2>&1; then
   tail -40 "$build_log"; rm -f "$build_log"; echo "demo.sh: the build failed (output above)" >&2; exit 1
 fi
 rm -f "$build_log"

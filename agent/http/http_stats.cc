@@ -35,6 +35,20 @@ void exportStats(const HttpStats& hs, base::StatsSink& out) {
                    {"invalid_header_value", v(hs.invalidHeaderValue)},
                    {"invalid_request_line", v(hs.invalidRequestLine)},
                    {"request_line_too_long", v(hs.requestLineTooLong)},
+                   {"bare_cr", v(hs.bareCr)},
+                   {"transfer_coding", v(hs.transferCoding)},
+                   {"asterisk_form", v(hs.asteriskForm)},
+               });
+  out.counters("shadowtap_http_connections_closed_total",
+               "Connections whose rest is not mirrored because the server closes them after a request, by reason.",
+               "reason", {{"connection_close", v(hs.closedByRequest)}, {"refused_request", v(hs.closedAfterRefused)}});
+  out.counters("shadowtap_http_requests_tolerated_total",
+               "Requests mirrored though not in canonical form, by variation (docs/http1.md).", "variation",
+               {
+                   {"bare_lf", v(hs.toleratedBareLf)},
+                   {"extension_method", v(hs.extensionMethod)},
+                   {"http10_without_host", v(hs.http10WithoutHost)},
+                   {"ignored_header_name", v(hs.ignoredHeaderName)},
                });
   out.counter("shadowtap_http_unmirrored_bytes_total",
               "Stream bytes skipped (before a resync point, in skipped requests, after abandonment).",

@@ -84,6 +84,24 @@ class Shadowtap:
         """The last stats dump (every summary interval, and at exit): see Stats."""
         return Stats.load(self.stats_path)
 
+    def held_programs(self, name=None):
+        """Ids of the BPF programs this process holds (directly or through a link), named `name` if given.
+        Other processes' programs are left out, so tests can run beside other shadowtaps."""
+        ids = set()
+        fd_dir = f"/proc/{self.proc.pid}/fdinfo"
+        for fd in os.listdir(fd_dir) if os.path.isdir(fd_dir) else []:
+            try:
+                with open(os.path.join(fd_dir, fd)) as f:
+                    m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
+            except OSError:
+                continue
+            if m:
+                ids.add(int(m.group(1)))
+        if name is None:
+            return ids
+        out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+        return {p["id"] for p in json.loads(out or "[]") if p.get("name") == name and p["id"] in ids}
+
     def stop(self, sig=signal.SIGTERM, timeout=15):
         self.proc.send_signal(sig)
         try:
@@ -91,6 +109,12 @@ class Shadowtap:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return None
+
+
+def loaded_programs(ids):
+    """Which of these BPF program ids are still loaded (system-wide)."""
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+    return {p["id"] for p in json.loads(out or "[]")} & set(ids)
 
 
 def our_programs():
