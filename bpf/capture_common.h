@@ -28,6 +28,22 @@ _Static_assert(ST_POW2(ST_CLASS_0) && ST_POW2(ST_CLASS_1) && ST_POW2(ST_CLASS_2)
 
 /* Set through the skeleton's rodata before load. */
 const volatile __u32 st_hash_seed = 0;
+/* How many workers (ring buffers in st_rings) the agent reads; 1: st_events only. */
+const volatile __u32 st_workers = 1;
+
+/* The template of a segment's records and the worker whose ring they go to. */
+struct st_emit {
+	struct st_segment seg;
+	__u32 worker;
+};
+
+/* The worker of a connection with symmetric flow hash `hash` (capture_abi.h). */
+static __always_inline __u32 st_worker_of(__u32 hash)
+{
+	if (st_workers <= 1)
+		return 0;
+	return (__u32)(((__u64)(__u32)(hash * ST_WORKER_MULTIPLIER) * st_workers) >> 32);
+}
 
 /*
  * Adaptive wakeups. 0: let the kernel decide (it wakes the consumer whenever the
@@ -38,11 +54,11 @@ const volatile __u32 st_hash_seed = 0;
  */
 const volatile __u64 st_wakeup_bytes = 0;
 
-static __always_inline __u64 st_submit_flags(void)
+static __always_inline __u64 st_submit_flags(void *ring)
 {
 	if (st_wakeup_bytes == 0)
 		return 0;
-	if (bpf_ringbuf_query(&st_events, BPF_RB_AVAIL_DATA) < st_wakeup_bytes)
+	if (bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) < st_wakeup_bytes)
 		return BPF_RB_NO_WAKEUP;
 	st_count(ST_CNT_WAKEUPS, 1);
 	return BPF_RB_FORCE_WAKEUP;
@@ -53,12 +69,20 @@ static __always_inline __u64 st_submit_flags(void)
  * inlining, as bpf_ringbuf_reserve requires). Returns the payload bytes stored,
  * or -1 when the record was lost.
  */
-static __always_inline int st_emit_record(ST_CTX *ctx, const struct st_segment *tmpl, __u32 payload_off,
+static __always_inline int st_emit_record(ST_CTX *ctx, const struct st_emit *e, __u32 payload_off,
 					  __u32 chunk_off, __u32 cap, const __u32 class_size)
 {
+	const struct st_segment *tmpl = &e->seg;
 	struct st_segment *rec;
+	__u32 worker = e->worker;
+	void *ring;
 
-	rec = bpf_ringbuf_reserve(&st_events, sizeof(*rec) + class_size, 0);
+	ring = bpf_map_lookup_elem(&st_rings, &worker);
+	if (!ring) {
+		st_count(ST_CNT_NO_RING, 1);
+		return -1;
+	}
+	rec = bpf_ringbuf_reserve(ring, sizeof(*rec) + class_size, 0);
 	if (!rec) {
 		st_count(ST_CNT_RINGBUF_FULL, 1);
 		return -1;
@@ -90,7 +114,7 @@ static __always_inline int st_emit_record(ST_CTX *ctx, const struct st_segment *
 		}
 		rec->cap_len = cap;
 	}
-	bpf_ringbuf_submit(rec, st_submit_flags());
+	bpf_ringbuf_submit(rec, st_submit_flags(ring));
 	return class_size > 0 ? (int)cap : 0;
 }
 
@@ -102,7 +126,7 @@ static __always_inline int st_emit_record(ST_CTX *ctx, const struct st_segment *
  * caller. Keeping parsing and emitting apart like this is what keeps the program
  * far below the verifier's complexity limit.
  */
-__noinline int st_emit_chunk(ST_CTX *ctx, const struct st_segment *tmpl, __u32 payload_off, __u32 chunk_off,
+__noinline int st_emit_chunk(ST_CTX *ctx, const struct st_emit *tmpl, __u32 payload_off, __u32 chunk_off,
 			     __u32 cap)
 {
 	if (!ctx || !tmpl)
@@ -146,14 +170,15 @@ static __always_inline void st_fill_template(struct st_segment *t, const struct 
  * a constant after inlining: it only picks the direction and the counters.
  */
 static __always_inline void st_copy_segment(ST_CTX *ctx, const struct st_packet *p, __u32 rule_id,
-					    const int egress)
+					    __u32 worker, const int egress)
 {
-	struct st_segment tmpl;
+	struct st_emit tmpl;
 	__u32 copy_len = p->payload_len;
 	__u64 bytes = 0;
 	int lost = 0;
 
-	st_fill_template(&tmpl, p, ctx, rule_id, egress);
+	st_fill_template(&tmpl.seg, p, ctx, rule_id, egress);
+	tmpl.worker = worker;
 
 	if (copy_len > ST_MAX_CHUNKS * ST_MAX_CHUNK) {
 		copy_len = ST_MAX_CHUNKS * ST_MAX_CHUNK;
@@ -226,20 +251,34 @@ static __always_inline const struct st_rule *st_match_rule(const struct st_packe
 	return rule->rule_id != 0 ? rule : NULL;
 }
 
+/*
+ * The connection's symmetric flow hash, when something needs it: sampling
+ * strictly between 0 and 100 %, or more than one worker. Otherwise 0 (and
+ * unused), so the common single-worker, unsampled path does not pay for it.
+ */
+static __always_inline __u32 st_hash_if_needed(const struct st_packet *p, const struct st_rule *rule)
+{
+	__u32 sample_bp = rule->sample_bp;
+
+	if (st_workers > 1 || (sample_bp != 0 && sample_bp < ST_SAMPLE_SCALE))
+		return st_flow_hash(p, st_hash_seed);
+	return 0;
+}
+
 /* Whether the connection is in the rule's sample; the hash is symmetric, so both directions agree. */
-static __always_inline int st_sampled(const struct st_packet *p, const struct st_rule *rule)
+static __always_inline int st_sampled(const struct st_rule *rule, __u32 hash)
 {
 	/* 0 % and 100 % need no hash: the outcome is the same for every connection. */
 	__u32 sample_bp = rule->sample_bp;
 
-	return sample_bp >= ST_SAMPLE_SCALE ||
-	       (sample_bp != 0 && st_flow_hash(p, st_hash_seed) % ST_SAMPLE_SCALE < sample_bp);
+	return sample_bp >= ST_SAMPLE_SCALE || (sample_bp != 0 && hash % ST_SAMPLE_SCALE < sample_bp);
 }
 
 static __always_inline void st_capture(ST_CTX *ctx)
 {
 	struct st_packet pkt = {};
 	const struct st_rule *rule;
+	__u32 hash;
 	int r;
 
 	st_count(ST_CNT_SEEN, 1);
@@ -255,12 +294,13 @@ static __always_inline void st_capture(ST_CTX *ctx)
 		return;
 	st_count(ST_CNT_MATCHED, 1);
 
-	if (!st_sampled(&pkt, rule)) {
+	hash = st_hash_if_needed(&pkt, rule);
+	if (!st_sampled(rule, hash)) {
 		st_count(ST_CNT_SAMPLED_OUT, 1);
 		return;
 	}
 
-	st_copy_segment(ctx, &pkt, rule->rule_id, 0);
+	st_copy_segment(ctx, &pkt, rule->rule_id, st_worker_of(hash), 0);
 }
 
 /*
@@ -274,6 +314,7 @@ static __always_inline void st_capture_egress(ST_CTX *ctx)
 {
 	struct st_packet pkt = {};
 	const struct st_rule *rule;
+	__u32 hash;
 
 	st_count(ST_CNT_EGRESS_SEEN, 1);
 
@@ -286,12 +327,13 @@ static __always_inline void st_capture_egress(ST_CTX *ctx)
 		return;
 	st_count(ST_CNT_EGRESS_MATCHED, 1);
 
-	if (!st_sampled(&pkt, rule)) {
+	hash = st_hash_if_needed(&pkt, rule);
+	if (!st_sampled(rule, hash)) {
 		st_count(ST_CNT_EGRESS_SAMPLED_OUT, 1);
 		return;
 	}
 
-	st_copy_segment(ctx, &pkt, rule->rule_id, 1);
+	st_copy_segment(ctx, &pkt, rule->rule_id, st_worker_of(hash), 1);
 }
 
 #endif /* SHADOWTAP_BPF_CAPTURE_COMMON_H */

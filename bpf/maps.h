@@ -38,10 +38,29 @@ struct {
 	__type(value, struct st_rule);
 } st_prefix_rules SEC(".maps");
 
-struct {
+struct st_ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, ST_EVENTS_DEFAULT_BYTES);
-} st_events SEC(".maps");
+};
+
+/* Worker 0's ring buffer, and the only one with one worker. */
+struct st_ring st_events SEC(".maps");
+
+/*
+ * The workers' ring buffers (ABI 4), indexed by worker: a connection's records,
+ * both directions, all go to the ring of st_worker_of(its flow hash). Slot 0 is
+ * st_events; the agent creates the others (same type, its chosen size) and puts
+ * them in before it attaches. A slot left empty loses its records, counted as
+ * NO_RING.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, ST_MAX_WORKERS);
+	__type(key, __u32);
+	__array(values, struct st_ring);
+} st_rings SEC(".maps") = {
+	.values = { [0] = &st_events },
+};
 
 /* Per-CPU so the hot path needs no atomics; userspace sums over CPUs. */
 struct {

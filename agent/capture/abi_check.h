@@ -27,7 +27,8 @@ static_assert(offsetof(st_segment, tcp_flags) == 73);
 static_assert(offsetof(st_segment, abi_version) == 74);
 static_assert(offsetof(st_segment, pad0) == 75);
 static_assert(offsetof(st_segment, direction) == 76);
-static_assert(SHADOWTAP_ABI_VERSION == 3, "update these asserts with the ABI");
+static_assert(SHADOWTAP_ABI_VERSION == 4, "update these asserts with the ABI");
+static_assert(ST_MAX_WORKERS == 64 && ST_WORKER_MULTIPLIER == 0x9E3779B1u);
 static_assert(sizeof(st_rule) == 12);
 static_assert(offsetof(st_rule, rule_id) == 0);
 static_assert(offsetof(st_rule, sample_bp) == 4);
@@ -43,7 +44,8 @@ static_assert(ST_CNT_EGRESS_SEEN == 16 && ST_CNT_EGRESS_MATCHED == 17 && ST_CNT_
               ST_CNT_EGRESS_COPIED == 19 && ST_CNT_EGRESS_COPIED_BYTES == 20);
 static_assert(ST_RULE_F_HAS_PREFIX == 0x1 && ST_RULE_F_COMPARE == 0x2);
 static_assert(ST_DIR_TO_SERVER == 0 && ST_DIR_FROM_SERVER == 1);
-static_assert(ST_CNT_MAX == 21, "counter indices are ABI: append only");
+static_assert(ST_CNT_NO_RING == 21);
+static_assert(ST_CNT_MAX == 22, "counter indices are ABI: append only");
 // Records carry the TCP flag byte as is; flow::Segment names the same bits.
 static_assert(ST_TCP_FIN == shadowtap::flow::kTcpFin && ST_TCP_SYN == shadowtap::flow::kTcpSyn &&
               ST_TCP_RST == shadowtap::flow::kTcpRst && ST_TCP_ACK == shadowtap::flow::kTcpAck);

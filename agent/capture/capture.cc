@@ -4,7 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
-#include <initializer_list>
+#include <mutex>
 
 #include "base/fd.h"
 #include "capture/attached_interfaces.h"
@@ -19,7 +19,7 @@ namespace {
 
 // One epoll set over `fds`, readable when any of them is. Invalid and *error
 // set on failure.
-base::Fd epollOver(std::initializer_list<int> fds, std::string* error) {
+base::Fd epollOver(const std::vector<int>& fds, std::string* error) {
   base::Fd epoll(epoll_create1(EPOLL_CLOEXEC));
   for (int fd : fds) {
     epoll_event ev{};
@@ -40,7 +40,7 @@ base::Fd epollOver(std::initializer_list<int> fds, std::string* error) {
 struct Capture::Impl {
   std::unique_ptr<LoadedProgram> program;
   std::unique_ptr<RuleMapSync> rules;
-  std::unique_ptr<RingReader> ring;
+  std::vector<std::unique_ptr<RingReader>> rings;  // one per worker
   std::unique_ptr<InterfaceWatcher> watcher;
   std::unique_ptr<AttachedInterfaces> interfaces;
   base::Fd epoll;
@@ -99,37 +99,66 @@ std::string Capture::start(const CaptureOptions& options) {
   if (std::string why = im.watcher->attachExisting(*im.interfaces); !why.empty()) {
     return why;
   }
+  std::lock_guard lock(namesMutex_);
   attachedNames_ = im.interfaces->names();
   return "";
 }
 
-// Opens the ring buffer reader and the interface watcher, and the epoll set
-// over both. Empty on success.
+// Opens a ring buffer reader per worker and the interface watcher, and the
+// epoll sets over them. Empty on success.
 std::string Capture::listen(const CaptureOptions& options) {
   Impl& im = *impl_;
   std::string error;
   const PollPacing pacing{options.adaptiveWakeups, options.pollIntervalUs, options.idlePollIntervalUs};
-  im.ring = RingReader::open(im.program->eventsFd(), pacing, stats_, &error);
-  if (!im.ring) {
-    return error;
+  std::vector<int> all;
+  for (uint32_t worker = 0; worker < im.program->workers(); ++worker) {
+    im.rings.push_back(RingReader::open(im.program->ringFd(worker), pacing, stats_, &error));
+    if (!im.rings.back()) {
+      return error;
+    }
+    all.push_back(im.rings.back()->ringFd());
+    all.push_back(im.rings.back()->timerFd());
   }
   // Subscribe before listing, so an interface appearing in between is not missed.
   im.watcher = std::make_unique<InterfaceWatcher>(options.interfaces, stats_);
   if (std::string why = im.watcher->open(); !why.empty()) {
     return why;
   }
-  im.epoll = epollOver({im.ring->ringFd(), im.watcher->fd(), im.ring->timerFd()}, &error);
+  all.push_back(im.watcher->fd());
+  im.epoll = epollOver(all, &error);
   return error;
 }
 
 int Capture::fd() const { return impl_->epoll.get(); }
 
 int Capture::consume(SegmentSink& sink) {
-  if (impl_->watcher->follow(*impl_->interfaces)) {
-    attachedNames_ = impl_->interfaces->names();
+  followInterfaces();
+  int n = 0;
+  for (auto& ring : impl_->rings) {
+    const int r = ring->consume(sink);
+    n = r < 0 ? r : n + r;
   }
-  return impl_->ring->consume(sink);
+  return n;
 }
+
+int Capture::interfacesFd() const { return impl_->watcher->fd(); }
+
+bool Capture::followInterfaces() {
+  if (!impl_->watcher->follow(*impl_->interfaces)) {
+    return false;
+  }
+  std::lock_guard lock(namesMutex_);
+  attachedNames_ = impl_->interfaces->names();
+  return true;
+}
+
+std::vector<std::string> Capture::attachedInterfaces() const {
+  std::lock_guard lock(namesMutex_);
+  return attachedNames_;
+}
+
+uint32_t Capture::workers() const { return static_cast<uint32_t>(impl_->rings.size()); }
+RingReader& Capture::ring(uint32_t worker) { return *impl_->rings.at(worker); }
 
 AttachMode Capture::attachMode() const { return impl_->interfaces->modes().ingress; }
 AttachMode Capture::egressMode() const { return impl_->interfaces->modes().egress; }
@@ -140,6 +169,7 @@ KernelCounters Capture::kernelCounters() const { return impl_->program->counters
 void Capture::detach() {
   impl_->watcher->stop();
   impl_->interfaces->clear();
+  std::lock_guard lock(namesMutex_);
   attachedNames_.clear();
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "capture/capture_stats.h"
 #include "capture/kernel_counters.h"
 #include "capture/port_rule.h"
+#include "capture/ring_reader.h"
 #include "capture/segment_sink.h"
 
 namespace shadowtap::capture {
@@ -35,9 +37,20 @@ class Capture {
   int fd() const;
 
   // Handles interface notifications (attach/forget), then delivers every waiting
-  // record, of both directions (Segment::fromServer), to `sink`; returns the
-  // number of records consumed.
+  // record of every worker's ring, of both directions (Segment::fromServer), to
+  // `sink`; returns the number of records consumed. For one thread that does
+  // everything; with worker threads, use followInterfaces() and ring(i).
   int consume(SegmentSink& sink);
+
+  // Workers: one ring buffer each; the kernel sends both directions of a
+  // connection to the same one (CaptureOptions::workers). A worker thread owns
+  // ring(i): it waits on its ringFd() and timerFd() and calls its consume().
+  uint32_t workers() const;
+  RingReader& ring(uint32_t worker);
+  // Readable on interface notifications; followInterfaces() handles them
+  // (attach or forget) and says whether the attached set changed.
+  int interfacesFd() const;
+  bool followInterfaces();
 
   // The attach mode in use (kAuto resolved).
   AttachMode attachMode() const;
@@ -54,7 +67,8 @@ class Capture {
 
   KernelCounters kernelCounters() const;
   const CaptureStats& stats() const { return stats_; }
-  const std::vector<std::string>& attachedInterfaces() const { return attachedNames_; }
+  // A copy: the interfaces' thread may change the set meanwhile.
+  std::vector<std::string> attachedInterfaces() const;
 
   // Removes our filters/links/programs now and stops following interfaces (also
   // done by the destructor). Records already in the ring stay consumable.
@@ -68,6 +82,7 @@ class Capture {
 
   // Declared first: the parts in impl_ count into it until they are gone.
   CaptureStats stats_;
+  mutable std::mutex namesMutex_;
   std::vector<std::string> attachedNames_;
   std::unique_ptr<Impl> impl_;
 };

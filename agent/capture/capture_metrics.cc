@@ -26,6 +26,9 @@ void exportStats(const KernelCounters& k, const CaptureStats& cs, size_t attache
               kv(k.copiedBytes));
   out.counter("shadowtap_kernel_records_lost_total", "Ring buffer records lost because the ring buffer was full.",
               kv(k.ringbufFull));
+  out.counter("shadowtap_kernel_records_no_ring_total",
+              "Ring buffer records lost because their worker had no ring buffer (a bug if ever non-zero).",
+              kv(k.noRing));
   out.counter("shadowtap_kernel_segments_truncated_total", "Segments larger than the chunk limit.", kv(k.truncated));
   if (egress) {
     out.counter("shadowtap_kernel_egress_segments_copied_total",

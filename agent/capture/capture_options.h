@@ -16,7 +16,11 @@ struct CaptureOptions {
   std::vector<std::string> interfaces;
   std::vector<PortRule> rules;
   AttachMode attach = AttachMode::kAuto;
-  uint32_t ringBufferBytes = 16u << 20;  // power of two, >= page size
+  uint32_t ringBufferBytes = 16u << 20;  // power of two, >= page size; all workers' rings together
+  // Workers, each reading its own ring buffer (1..ST_MAX_WORKERS): the kernel
+  // sends a connection's records, both directions, to one worker by its flow
+  // hash. Each ring gets ringBytesPerWorker() of ringBufferBytes.
+  uint32_t workers = 1;
   uint32_t tcHandle = 0x5354;            // "ST"; tc mode only
   uint32_t tcPriority = 1;               // tc mode only
   // tc mode: where the slot locks live (SlotLock), shared by the instances of a
@@ -33,5 +37,9 @@ struct CaptureOptions {
   uint32_t pollIntervalUs = 2000;
   uint32_t idlePollIntervalUs = 50000;
 };
+
+// Each worker's ring buffer: the largest power of two not above
+// ringBufferBytes / workers, at least one page (4096 bytes).
+uint32_t ringBytesPerWorker(uint32_t ringBufferBytes, uint32_t workers);
 
 }  // namespace shadowtap::capture

@@ -31,6 +31,7 @@ constexpr uint64_t KernelCounters::*kByIndex[] = {
     &KernelCounters::egressSampledOut,          // ST_CNT_EGRESS_SAMPLED_OUT
     &KernelCounters::egressCopied,              // ST_CNT_EGRESS_COPIED
     &KernelCounters::egressCopiedBytes,         // ST_CNT_EGRESS_COPIED_BYTES
+    &KernelCounters::noRing,                    // ST_CNT_NO_RING
 };
 static_assert(std::size(kByIndex) == ST_CNT_MAX, "name every kernel counter");
 static_assert(ST_CNT_SEEN == 0 && ST_CNT_NOT_IP == 1 && ST_CNT_NOT_TCP == 2 && ST_CNT_MALFORMED == 3 &&

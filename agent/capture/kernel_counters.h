@@ -32,6 +32,7 @@ struct KernelCounters {
   uint64_t egressSampledOut = 0;          // matched, but the connection is not in the sample
   uint64_t egressCopied = 0;              // response segments copied whole into the ring buffer
   uint64_t egressCopiedBytes = 0;         // response payload bytes copied
+  uint64_t noRing = 0;                    // records lost: their worker had no ring buffer (a bug if ever non-zero)
 };
 
 // Names the kernel's counters: `values` holds `count` of them in the kernel's

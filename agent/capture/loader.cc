@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -32,6 +33,15 @@ std::string checkRingBufferSize(uint32_t bytes) {
   return bytes < 4096 || (bytes & (bytes - 1)) != 0 ? badRingBufferSize(bytes) : "";
 }
 
+uint32_t ringBytesPerWorker(uint32_t ringBufferBytes, uint32_t workers) {
+  const uint32_t share = ringBufferBytes / std::max<uint32_t>(workers, 1);
+  uint32_t bytes = 4096;
+  while (bytes * 2 <= share && bytes * 2 != 0) {
+    bytes *= 2;
+  }
+  return bytes;
+}
+
 std::unique_ptr<LoadedProgram> LoadedProgram::load(const CaptureOptions& options, std::string* error) {
   auto program = std::unique_ptr<LoadedProgram>(new LoadedProgram());
   capture_tc* skel = program->skel_ = capture_tc__open();
@@ -40,11 +50,19 @@ std::unique_ptr<LoadedProgram> LoadedProgram::load(const CaptureOptions& options
     *error = std::string("cannot open the BPF program: ") + std::strerror(-err) + privilegeHint(err);
     return nullptr;
   }
-  skel->rodata->st_hash_seed = options.hashSeed;
-  if (options.adaptiveWakeups) {
-    skel->rodata->st_wakeup_bytes = options.wakeupBytes != 0 ? options.wakeupBytes : options.ringBufferBytes / 8;
+  if (options.workers < 1 || options.workers > ST_MAX_WORKERS) {
+    *error = "invalid number of workers " + std::to_string(options.workers) + " (1 to " +
+             std::to_string(ST_MAX_WORKERS) + ")";
+    return nullptr;
   }
-  if (bpf_map__set_max_entries(skel->maps.st_events, options.ringBufferBytes) != 0) {
+  const uint32_t ringBytes = ringBytesPerWorker(options.ringBufferBytes, options.workers);
+  skel->rodata->st_hash_seed = options.hashSeed;
+  skel->rodata->st_workers = options.workers;
+  if (options.adaptiveWakeups) {
+    skel->rodata->st_wakeup_bytes = options.wakeupBytes != 0 ? std::min<uint64_t>(options.wakeupBytes, ringBytes / 2)
+                                                             : ringBytes / 8;
+  }
+  if (bpf_map__set_max_entries(skel->maps.st_events, ringBytes) != 0) {
     *error = badRingBufferSize(options.ringBufferBytes);
     return nullptr;
   }
@@ -57,12 +75,36 @@ std::unique_ptr<LoadedProgram> LoadedProgram::load(const CaptureOptions& options
     *error = describeLoadFailure("the capture program", err);
     return nullptr;
   }
+  if (std::string why = program->addWorkerRings(options.workers, ringBytes); !why.empty()) {
+    *error = why;
+    return nullptr;
+  }
   program->ncpus_ = libbpf_num_possible_cpus();
   if (program->ncpus_ <= 0) {
     *error = "cannot count the possible CPUs (/sys/devices/system/cpu/possible)";
     return nullptr;
   }
   return program;
+}
+
+std::string LoadedProgram::addWorkerRings(uint32_t workers, uint32_t bytes) {
+  const int rings = bpf_map__fd(skel_->maps.st_rings);
+  for (uint32_t worker = 1; worker < workers; ++worker) {
+    const std::string name = "st_ring_" + std::to_string(worker);
+    base::Fd ring(bpf_map_create(BPF_MAP_TYPE_RINGBUF, name.c_str(), 0, 0, bytes, nullptr));
+    if (!ring.valid()) {
+      const int err = -errno;
+      return "cannot create the ring buffer of worker " + std::to_string(worker) + " (" + std::to_string(bytes) +
+             " bytes): " + std::strerror(-err) + privilegeHint(err);
+    }
+    const int fd = ring.get();
+    if (bpf_map_update_elem(rings, &worker, &fd, BPF_ANY) != 0) {
+      return "cannot give worker " + std::to_string(worker) + " its ring buffer: " + std::strerror(errno) +
+             " (this kernel may not allow ring buffers of different sizes in one map; 5.10 and later do)";
+    }
+    extraRings_.push_back(std::move(ring));
+  }
+  return "";
 }
 
 LoadedProgram::~LoadedProgram() {
@@ -76,12 +118,17 @@ int LoadedProgram::egressProgFd() const { return bpf_program__fd(skel_->progs.st
 int LoadedProgram::rulesFd() const { return bpf_map__fd(skel_->maps.st_rules); }
 int LoadedProgram::prefixRulesFd() const { return bpf_map__fd(skel_->maps.st_prefix_rules); }
 int LoadedProgram::eventsFd() const { return bpf_map__fd(skel_->maps.st_events); }
+int LoadedProgram::ringFd(uint32_t worker) const {
+  return worker == 0 ? eventsFd() : extraRings_.at(worker - 1).get();
+}
 
 XdpShared LoadedProgram::xdpShared() const {
   XdpShared shared;
   shared.rulesFd = rulesFd();
   shared.prefixRulesFd = prefixRulesFd();
   shared.eventsFd = eventsFd();
+  shared.ringsFd = bpf_map__fd(skel_->maps.st_rings);
+  shared.workers = skel_->rodata->st_workers;
   shared.countersFd = bpf_map__fd(skel_->maps.st_counters);
   shared.hashSeed = skel_->rodata->st_hash_seed;
   shared.wakeupBytes = skel_->rodata->st_wakeup_bytes;

@@ -3,6 +3,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "base/fd.h"
 
 #include "capture/capture_options.h"
 #include "capture/kernel_counters.h"
@@ -35,6 +38,9 @@ class LoadedProgram {
   int rulesFd() const;
   int prefixRulesFd() const;
   int eventsFd() const;
+  // Worker i's ring buffer (worker 0's is eventsFd()).
+  int ringFd(uint32_t worker) const;
+  uint32_t workers() const { return static_cast<uint32_t>(extraRings_.size()) + 1; }
   // What an XDP attachment shares with these programs: maps and settings.
   XdpShared xdpShared() const;
   // The programs' counters, summed over CPUs.
@@ -43,7 +49,12 @@ class LoadedProgram {
  private:
   LoadedProgram() = default;
 
+  // Puts a ring buffer of `bytes` for every worker after the first into
+  // st_rings. Empty on success.
+  std::string addWorkerRings(uint32_t workers, uint32_t bytes);
+
   capture_tc* skel_ = nullptr;
+  std::vector<base::Fd> extraRings_;  // workers 1..N-1
   int ncpus_ = 1;
 };
 

@@ -123,10 +123,12 @@ std::string XdpAttachment::attach(int ifindex, const std::string& ifname, const 
   }
   skel_->rodata->st_hash_seed = shared.hashSeed;
   skel_->rodata->st_wakeup_bytes = shared.wakeupBytes;
+  skel_->rodata->st_workers = shared.workers;
   int err = 0;
   err = err ? err : bpf_map__reuse_fd(skel_->maps.st_rules, shared.rulesFd);
   err = err ? err : bpf_map__reuse_fd(skel_->maps.st_prefix_rules, shared.prefixRulesFd);
   err = err ? err : bpf_map__reuse_fd(skel_->maps.st_events, shared.eventsFd);
+  err = err ? err : bpf_map__reuse_fd(skel_->maps.st_rings, shared.ringsFd);
   err = err ? err : bpf_map__reuse_fd(skel_->maps.st_counters, shared.countersFd);
   if (err) {
     close();

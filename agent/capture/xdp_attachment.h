@@ -17,8 +17,10 @@ struct XdpShared {
   int rulesFd = -1;
   int prefixRulesFd = -1;
   int eventsFd = -1;
+  int ringsFd = -1;
   int countersFd = -1;
   uint32_t hashSeed = 0;
+  uint32_t workers = 1;
   uint64_t wakeupBytes = 0;
 };
 

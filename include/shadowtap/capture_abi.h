@@ -20,14 +20,28 @@
  *    VLAN_TOO_DEEP, PREFIX_MATCHED, WAKEUPS appended; XDP program name.
  * 3: st_segment.direction (in what was tail padding: size unchanged);
  *    ST_RULE_F_COMPARE; the egress program; EGRESS_* counters appended.
+ * 4: workers: the st_rings map of ring buffers (slot 0 is st_events), the
+ *    program's st_workers setting, the NO_RING counter appended.
  */
-#define SHADOWTAP_ABI_VERSION 3
+#define SHADOWTAP_ABI_VERSION 4
 
 /* Map names, as libbpf exposes them through the skeleton. */
 #define ST_MAP_RULES "st_rules"
 #define ST_MAP_EVENTS "st_events"
 #define ST_MAP_COUNTERS "st_counters"
 #define ST_MAP_PREFIX_RULES "st_prefix_rules"
+#define ST_MAP_RINGS "st_rings"
+
+/*
+ * Workers (ABI 4): the most ring buffers, one per worker, the kernel chooses
+ * from. A connection goes to worker
+ *   ((hash * 0x9E3779B1) mod 2^32 * workers) >> 32
+ * where hash is the symmetric flow hash of flow_hash.h: both directions of a
+ * connection meet in one worker, and the choice is independent enough of the
+ * sampling (hash % 10000) that every worker gets its share of a sample.
+ */
+#define ST_MAX_WORKERS 64
+#define ST_WORKER_MULTIPLIER 0x9E3779B1u
 
 /* Name of the TC program; a stale cls_bpf filter of ours is recognised by it. */
 #define ST_PROG_TC_NAME "st_capture_tc"
@@ -172,6 +186,7 @@ enum st_counter {
 	ST_CNT_EGRESS_SAMPLED_OUT, /* matched, but the connection is not in the sample */
 	ST_CNT_EGRESS_COPIED, /* response segments copied whole into the ring buffer */
 	ST_CNT_EGRESS_COPIED_BYTES, /* response payload bytes copied */
+	ST_CNT_NO_RING, /* records lost: the worker's slot in st_rings was empty (ABI 4) */
 	ST_CNT_MAX
 };
 

@@ -59,6 +59,9 @@ class CaptureFixture : public ::testing::Test {
   // Ring size used by SetUp; tests that want a full ring override it.
   virtual uint32_t ringBytes() const { return 0; }
   virtual bool useXdp() const { return false; }
+  // The program's st_workers setting; with more than one, slots 1.. of
+  // st_rings stay empty until the test fills them.
+  virtual uint32_t workers() const { return 1; }
   // What the program must return for every packet: TC_ACT_UNSPEC or XDP_PASS.
   int expectedVerdict() const { return useXdp() ? 2 : -1; }
 
@@ -80,6 +83,7 @@ class CaptureFixture : public ::testing::Test {
     skel_ = capture_tc__open();
     ASSERT_NE(skel_, nullptr) << "capture_tc__open: " << std::strerror(errno);
     skel_->rodata->st_hash_seed = kTestSeed;
+    skel_->rodata->st_workers = workers();
     if (ringBytes() != 0) {
       ASSERT_EQ(bpf_map__set_max_entries(skel_->maps.st_events, ringBytes()), 0);
     }
@@ -91,6 +95,7 @@ class CaptureFixture : public ::testing::Test {
     rules_ = skel_->maps.st_rules;
     prefixRules_ = skel_->maps.st_prefix_rules;
     counters_ = skel_->maps.st_counters;
+    rings_ = skel_->maps.st_rings;
     ring_ = ring_buffer__new(bpf_map__fd(skel_->maps.st_events), &CaptureFixture::onRecord, this, nullptr);
     ASSERT_NE(ring_, nullptr);
   }
@@ -99,6 +104,7 @@ class CaptureFixture : public ::testing::Test {
     xskel_ = capture_xdp__open();
     ASSERT_NE(xskel_, nullptr) << "capture_xdp__open: " << std::strerror(errno);
     xskel_->rodata->st_hash_seed = kTestSeed;
+    xskel_->rodata->st_workers = workers();
     if (ringBytes() != 0) {
       ASSERT_EQ(bpf_map__set_max_entries(xskel_->maps.st_events, ringBytes()), 0);
     }
@@ -110,6 +116,7 @@ class CaptureFixture : public ::testing::Test {
     rules_ = xskel_->maps.st_rules;
     prefixRules_ = xskel_->maps.st_prefix_rules;
     counters_ = xskel_->maps.st_counters;
+    rings_ = xskel_->maps.st_rings;
     ring_ = ring_buffer__new(bpf_map__fd(xskel_->maps.st_events), &CaptureFixture::onRecord, this, nullptr);
     ASSERT_NE(ring_, nullptr);
   }
@@ -207,6 +214,7 @@ class CaptureFixture : public ::testing::Test {
   bpf_map* rules_ = nullptr;
   bpf_map* prefixRules_ = nullptr;
   bpf_map* counters_ = nullptr;
+  bpf_map* rings_ = nullptr;  // st_rings; slot 0 is st_events, which ring_ reads
   ring_buffer* ring_ = nullptr;
 
  private:

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "capture_fixture.h"
+#include "reference_hash.h"
 
 namespace shadowtap::bpftest {
 namespace {
@@ -550,44 +551,6 @@ TEST_F(CaptureTcTest, RuleIdIsCarriedPerPort) {
 }
 
 // ---- sampling ----
-
-uint32_t rotl(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
-
-// Independent implementation of the hash documented in bpf/flow_hash.h.
-uint32_t referenceFlowHash(const Ip6Addr& a, uint16_t ap, const Ip6Addr& b, uint16_t bp, uint32_t seed) {
-  auto words = [](const Ip6Addr& x) {
-    std::array<uint32_t, 4> w{};
-    for (int i = 0; i < 4; ++i) {
-      w[i] = (uint32_t{x[4 * i]} << 24) | (uint32_t{x[4 * i + 1]} << 16) | (uint32_t{x[4 * i + 2]} << 8) |
-             x[4 * i + 3];
-    }
-    return w;
-  };
-  auto ea = std::make_pair(words(a), ap);
-  auto eb = std::make_pair(words(b), bp);
-  if (eb < ea) {
-    std::swap(ea, eb);
-  }
-  std::vector<uint32_t> k(ea.first.begin(), ea.first.end());
-  k.insert(k.end(), eb.first.begin(), eb.first.end());
-  k.push_back((uint32_t{ea.second} << 16) | eb.second);
-  uint32_t h = seed;
-  for (uint32_t w : k) {
-    w *= 0xcc9e2d51;
-    w = rotl(w, 15);
-    w *= 0x1b873593;
-    h ^= w;
-    h = rotl(h, 13);
-    h = h * 5 + 0xe6546b64;
-  }
-  h ^= 36;
-  h ^= h >> 16;
-  h *= 0x85ebca6b;
-  h ^= h >> 13;
-  h *= 0xc2b2ae35;
-  h ^= h >> 16;
-  return h;
-}
 
 struct Flow {
   TcpSpec spec;

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -195,6 +196,62 @@ TEST_P(CaptureEgressTest, NoEgressHookWithoutCompareAndReloadTogglesIt) {
     std::string why;
     EXPECT_TRUE(capture::dumpIngressFilters(if_nametoindex(net.serverIf.c_str()), &why, true).empty()) << why;
   }
+}
+
+// Workers: each reads its own ring buffer, and a connection's records, requests
+// and responses alike, all arrive in the ring of one worker. Over a dozen
+// connections both workers get some.
+TEST_P(CaptureEgressTest, EachConnectionBothDirectionsInOneWorkersRing) {
+  ST_REQUIRE_ROOT();
+  VethPair net;
+  ASSERT_TRUE(net.ok()) << "cannot build the namespaces";
+  NetnsScope in(net.server);
+  ASSERT_TRUE(in.ok());
+  CaptureOptions o = optionsFor(GetParam(), net.serverIf, true);
+  o.workers = 2;
+  if (checkedTcxRefused(o)) {
+    return;
+  }
+  std::string error;
+  auto cap = Capture::open(o, &error);
+  ASSERT_NE(cap, nullptr) << error;
+  ASSERT_EQ(cap->workers(), 2u);
+  std::array<int, 2> connections{};
+  for (int i = 0; i < 12; ++i) {
+    const std::string req = "POST /" + std::to_string(i) + " HTTP/1.1\r\nContent-Length: 30000\r\n\r\n" +
+                            pattern('q', 30000);
+    const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 40000\r\n\r\n" + pattern('r', 40000);
+    std::array<DirectionSink, 2> sinks;
+    TcpExchange x(net, kPort, req, resp);
+    ASSERT_TRUE(x.ok());
+    auto whole = [&](const DirectionSink& s) {
+      return DirectionSink::stream(s.toServer) == req && DirectionSink::stream(s.fromServer) == resp;
+    };
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline && !(x.done() && (whole(sinks[0]) || whole(sinks[1])))) {
+      pollfd p{cap->fd(), POLLIN, 0};
+      poll(&p, 1, 20);
+      cap->followInterfaces();
+      for (uint32_t w = 0; w < 2; ++w) {
+        cap->ring(w).consume(sinks[w]);
+      }
+    }
+    x.join();
+    for (uint32_t w = 0; w < 2; ++w) {
+      cap->ring(w).consume(sinks[w]);
+    }
+    const int worker = whole(sinks[0]) ? 0 : 1;
+    EXPECT_TRUE(whole(sinks[worker])) << "connection " << i << ": every byte of both directions in one ring";
+    const DirectionSink& other = sinks[1 - worker];
+    EXPECT_EQ(other.toServer.segments + other.fromServer.segments, 0u)
+        << "connection " << i << " has records in both workers' rings";
+    ++connections[worker];
+  }
+  EXPECT_GT(connections[0], 0) << "12 connections, none for worker 0";
+  EXPECT_GT(connections[1], 0) << "12 connections, none for worker 1";
+  const auto k = cap->kernelCounters();
+  EXPECT_EQ(k.noRing, 0u);
+  EXPECT_EQ(k.ringbufFull, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, CaptureEgressTest,
