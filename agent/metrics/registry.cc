@@ -11,14 +11,16 @@
 namespace shadowtap::metrics {
 
 // Groups samples into families by name (a stage may export a family's samples
-// in several calls, e.g. once per rule).
+// in several calls, e.g. once per rule). A sample exported again with the same
+// labels adds to the first (values, histogram buckets and sums): each worker
+// exports its own stages' counters and the scrape shows their total.
 class Collector final : public base::StatsSink {
  public:
   void counter(std::string_view name, std::string_view help, double value, const base::Labels& labels) override {
-    family(name, help, Kind::kCounter).samples.push_back({labels, value, {}, {}, 0});
+    add(family(name, help, Kind::kCounter), Sample{labels, value, {}, {}, 0});
   }
   void gauge(std::string_view name, std::string_view help, double value, const base::Labels& labels) override {
-    family(name, help, Kind::kGauge).samples.push_back({labels, value, {}, {}, 0});
+    add(family(name, help, Kind::kGauge), Sample{labels, value, {}, {}, 0});
   }
   void histogram(std::string_view name, std::string_view help, std::span<const double> bounds,
                  std::span<const uint64_t> counts, double sum, const base::Labels& labels) override {
@@ -26,7 +28,7 @@ class Collector final : public base::StatsSink {
     for (uint64_t c : counts) {
       s.value += static_cast<double>(c);
     }
-    family(name, help, Kind::kHistogram).samples.push_back(std::move(s));
+    add(family(name, help, Kind::kHistogram), std::move(s));
   }
 
   Snapshot take() {
@@ -36,6 +38,26 @@ class Collector final : public base::StatsSink {
   }
 
  private:
+  void add(Family& f, Sample&& s) {
+    std::string key = f.name;
+    for (const auto& [k, v] : s.labels) {
+      key.append(1, '\0').append(k).append(1, '\0').append(v);
+    }
+    auto [it, added] = samples_.try_emplace(std::move(key), f.samples.size());
+    if (added) {
+      f.samples.push_back(std::move(s));
+      return;
+    }
+    Sample* same = &f.samples[it->second];
+    same->value += s.value;
+    same->sum += s.sum;
+    if (same->counts.size() == s.counts.size() && same->bounds == s.bounds) {
+      for (size_t i = 0; i < s.counts.size(); ++i) {
+        same->counts[i] += s.counts[i];
+      }
+    }
+  }
+
   Family& family(std::string_view name, std::string_view help, Kind kind) {
     auto [it, added] = index_.try_emplace(std::string(name), families_.size());
     if (added) {
@@ -46,6 +68,7 @@ class Collector final : public base::StatsSink {
 
   std::vector<Family> families_;
   std::map<std::string, size_t, std::less<>> index_;
+  std::map<std::string, size_t> samples_;  // family name and labels -> index in its family's samples
 };
 
 namespace {
