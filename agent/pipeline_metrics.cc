@@ -238,7 +238,7 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
         outcomes.add(v(r.queued), {{"rule", id}, {"protocol", "http1"}, {"outcome", "dry_run_printed"}});
         continue;
       }
-      const replay::ReplayStats& s = rt->replayer->stats();
+      const replay::MirrorStats& s = rt->replayer->stats();
       const std::pair<const char*, double> o[] = {
           {"response_1xx", v(s.responses1xx)},
           {"response_2xx", v(s.responses2xx)},
@@ -265,18 +265,18 @@ std::vector<prometheus::MetricFamily> PipelineMetrics::Collect() const {
       inFlight.add(v(s.inFlight), {{"rule", id}, {"protocol", "http1"}});
       connections.add(v(s.openConnections), {{"rule", id}, {"protocol", "http1"}});
       // HTTP/2: the pool exists from the rule's first HTTP/2 request; zeros before.
-      static const h2::H2PoolStats kNoPool;
-      const h2::H2PoolStats& q = rt->h2Pool ? rt->h2Pool->stats() : kNoPool;
+      static const replay::MirrorStats kNoPool;
+      const replay::MirrorStats& q = rt->h2Pool ? rt->h2Pool->stats() : kNoPool;
       const std::pair<const char*, double> o2[] = {
           {"response_2xx", v(q.responses2xx)},
           {"response_3xx", v(q.responses3xx)},
           {"response_4xx", v(q.responses4xx)},
           {"response_5xx", v(q.responses5xx)},
-          {"response_other", v(q.responsesOther)},
-          {"connect_error", v(q.errorsConnect)},
+          {"response_other", v(q.responsesOther) + v(q.responses1xx)},  // h2 has no response_1xx label
+          {"connect_error", v(q.errorsConnect) + v(q.errorsConnectTimeout)},  // h2 has no connect_timeout label
           {"reset", v(q.errorsReset)},
           {"connection_error", v(q.errorsConnection)},
-          {"response_timeout", v(q.errorsTimeout)},
+          {"response_timeout", v(q.errorsResponseTimeout)},
           {"rejected", v(q.errorsRejected)},
           {"queue_full", v(q.queueFull)},
           {"dropped_oldest", v(q.droppedOldest)},
