@@ -19,6 +19,16 @@ namespace {
 
 uint64_t toNs(std::chrono::milliseconds ms) { return static_cast<uint64_t>(ms.count()) * 1'000'000ULL; }
 
+PoolSizer::Options sizingOf(const MirrorPoolOptions& o) {
+  PoolSizer::Options s;
+  s.floor = o.minConnections;
+  s.max = o.maxConnections;
+  s.paceNs = toNs(o.connectPacing);
+  s.holdInitialNs = toNs(o.growthHold);
+  s.holdMaxNs = toNs(o.growthHoldMax);
+  return s;
+}
+
 ConnectionSettings settingsOf(const MirrorPoolOptions& o, MirrorStats& stats) {
   ConnectionSettings s;
   s.connectTimeoutNs = toNs(o.connectTimeout);
@@ -58,8 +68,10 @@ MirrorPool::MirrorPool(MirrorPoolOptions opts, std::unique_ptr<ConnectionKind> k
       kind_(std::move(kind)),
       queue_(opts_.queueCapacity, opts_.queueBytes),
       rate_(opts_.maxRps),
-      addrs_(opts_.addrs, toNs(opts_.backoffInitial), toNs(opts_.backoffMax)) {
-  opts_.maxConnections = std::max<size_t>(1, opts_.maxConnections);
+      addrs_(opts_.addrs, toNs(opts_.backoffInitial), toNs(opts_.backoffMax)),
+      sizer_(sizingOf(opts_)) {
+  opts_.maxConnections = sizer_.max();
+  opts_.minConnections = sizer_.floor();
   if (!kind_) {
     kind_ = opts_.protocol == model::Protocol::kHttp2 ? h2Kind(settings_) : http1Kind(settings_);
   }
@@ -117,9 +129,12 @@ bool MirrorPool::start() {
     return false;
   }
   started_ = true;
-  spdlog::info("mirror pool: mirroring {} to {}{} with up to {} connections, queue {} requests / {} bytes",
-               kind_->name(), opts_.target.empty() ? "" : opts_.target + " = ", addressList(opts_.addrs),
-               opts_.maxConnections, opts_.queueCapacity, opts_.queueBytes);
+  spdlog::info("mirror pool: mirroring {} to {}{} with {} connections, queue {} requests / {} bytes", kind_->name(),
+               opts_.target.empty() ? "" : opts_.target + " = ", addressList(opts_.addrs),
+               opts_.minConnections >= opts_.maxConnections
+                   ? fmt::format("up to {}", opts_.maxConnections)
+                   : fmt::format("{} to {} (as the mirror's latency needs)", opts_.minConnections, opts_.maxConnections),
+               opts_.queueCapacity, opts_.queueBytes);
   return true;
 }
 
@@ -239,8 +254,12 @@ void MirrorPool::onEnded(Ending& ending) {
   base::bump(stats_.counterOf(ending.outcome));
   if (ending.outcome == Outcome::kResponse) {
     countResponse(ending);
-  } else if (ending.outcome != Outcome::kConnectError && ending.outcome != Outcome::kConnectTimeout &&
-             ending.outcome != Outcome::kDroppedShutdown) {
+    sizer_.latency(ending.latencyNs);
+  } else if (ending.outcome == Outcome::kResponseTimeout) {
+    sizer_.distress(clock_.nowNs());
+  }
+  if (ending.outcome != Outcome::kResponse && ending.outcome != Outcome::kConnectError &&
+      ending.outcome != Outcome::kConnectTimeout && ending.outcome != Outcome::kDroppedShutdown) {
     // Connect failures are logged by noteConnectFailure.
     uint64_t suppressed = 0;
     if (errorLog_.allow(std::chrono::steady_clock::now(), suppressed)) {

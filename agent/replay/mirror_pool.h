@@ -15,6 +15,7 @@
 #include "replay/mirror_pool_options.h"
 #include "replay/mirror_sink.h"
 #include "replay/mirror_stats.h"
+#include "replay/pool_sizer.h"
 #include "replay/rate_limiter.h"
 #include "replay/request_queue.h"
 #include "replay/target_resolver.h"
@@ -99,6 +100,7 @@ class MirrorPool final : public MirrorSink, private ConnectionEvents {
   void applyAddresses();
   bool takeRequest(model::Request& request);
   void noteConnectFailure(size_t addrIndex, uint64_t nowNs, int err);
+  size_t activeConnections() const { return live_ - retiredLive_; }
   void dropEverything();
   void dropQueued();
   bool stopping() const { return stopRequested_.load(std::memory_order_acquire); }
@@ -132,6 +134,7 @@ class MirrorPool final : public MirrorSink, private ConnectionEvents {
 
   // Loop thread only.
   AddressBook addrs_;
+  PoolSizer sizer_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<Slot*> ready_;  // slots that may have room, most recently used last
   size_t live_ = 0;           // slots not gone

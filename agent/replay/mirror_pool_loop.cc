@@ -29,6 +29,7 @@ void MirrorPool::run() {
   for (;;) {
     stats_.loopTurns.fetch_add(1, std::memory_order_release);  // tests wait on it (testing::settle)
     uint64_t now = clock_.nowNs();
+    sizer_.arrivals(base::load(stats_.submitted) - base::load(stats_.droppedRateLimit), now);
     if (resolver_) {
       if (resolver_->hasResult()) {
         applyAddresses();
@@ -134,7 +135,10 @@ MirrorPool::Slot* MirrorPool::popReady() {
 }
 
 bool MirrorPool::openConnection(uint64_t now) {
-  if (live_ - retiredLive_ >= opts_.maxConnections) {
+  const size_t waiting = queue_.size();
+  stats_.inFlightWanted.store(static_cast<int64_t>(sizer_.wanted(waiting)), std::memory_order_relaxed);
+  stats_.growthHolds.store(sizer_.holds(), std::memory_order_relaxed);
+  if (!sizer_.mayOpen(now, activeConnections(), held_, waiting)) {
     return false;
   }
   const int index = addrs_.pick(now);
@@ -155,6 +159,17 @@ bool MirrorPool::openConnection(uint64_t now) {
       slot->conn.reset();  // holds no request yet: ends nothing
     }
   }
+  if (!slot->conn && (err == EMFILE || err == ENFILE)) {
+    // Out of descriptors: no fault of the mirror's; stay at this size for a while.
+    sizer_.noDescriptors(now, activeConnections());
+    base::bump(stats_.noDescriptors);
+    uint64_t suppressed = 0;
+    if (connectLog_.allow(std::chrono::steady_clock::now(), suppressed)) {
+      spdlog::warn("mirror pool: no file descriptor for another {} connection ({} open; raise the open files limit) "
+                   "({} similar warnings suppressed)", kind_->name(), activeConnections(), suppressed);
+    }
+    return false;
+  }
   if (!slot->conn) {
     // A connect that fails at once takes the request that asked for it along
     // (one connect per request, as when it fails later), so a dead address
@@ -171,6 +186,7 @@ bool MirrorPool::openConnection(uint64_t now) {
   slot->addr = addrs_.at(addrIndex);
   slot->registeredEvents = kBaseEvents | EPOLLOUT;
   ++live_;
+  sizer_.opened(now, activeConnections());
   base::bump(stats_.openConnections, 1);
   nextSweepNs_ = std::min(nextSweepNs_, now + toNs(opts_.connectTimeout));
   Slot& s = *slot;
@@ -208,7 +224,7 @@ void MirrorPool::settle(Slot& slot, uint64_t now) {
     }
     if (slot.idleSinceNs == 0) {
       slot.idleSinceNs = now;
-      nextSweepNs_ = std::min(nextSweepNs_, now + toNs(opts_.idleTimeout));
+      nextSweepNs_ = std::min(nextSweepNs_, now + std::min(toNs(opts_.idleTimeout), toNs(opts_.shrinkIdle)));
     }
   } else {
     slot.idleSinceNs = 0;
@@ -232,22 +248,25 @@ void MirrorPool::settle(Slot& slot, uint64_t now) {
 // Deadlines (connect, response) and idle connections; then when the next one is.
 void MirrorPool::sweep(uint64_t now) {
   const uint64_t idleNs = toNs(opts_.idleTimeout);
+  const uint64_t shrinkNs = std::min(idleNs, toNs(opts_.shrinkIdle));
   uint64_t next = UINT64_MAX;
   for (auto& slot : slots_) {
     if (slot->gone) {
       continue;
     }
     slot->conn->checkDeadlines(now);
-    if (!slot->conn->closed() && slot->idleSinceNs != 0 && slot->conn->connected() &&
-        now >= slot->idleSinceNs + idleNs) {
-      base::bump(stats_.idleClosed);
-      slot->conn->close(Outcome::kDroppedShutdown);  // holds nothing: ends nothing
+    if (!slot->conn->closed() && slot->idleSinceNs != 0 && slot->conn->connected()) {
+      const bool surplus = activeConnections() > sizer_.floor() && !slot->retired;
+      if (now >= slot->idleSinceNs + idleNs || (surplus && now >= slot->idleSinceNs + shrinkNs)) {
+        base::bump(now >= slot->idleSinceNs + idleNs ? stats_.idleClosed : stats_.surplusClosed);
+        slot->conn->close(Outcome::kDroppedShutdown);  // holds nothing: ends nothing
+      }
     }
     settle(*slot, now);
     if (!slot->gone) {
       next = std::min(next, slot->conn->nextDeadlineNs());
       if (slot->idleSinceNs != 0) {
-        next = std::min(next, slot->idleSinceNs + idleNs);
+        next = std::min(next, slot->idleSinceNs + shrinkNs);
       }
     }
   }
@@ -259,9 +278,11 @@ void MirrorPool::sweep(uint64_t now) {
 
 int MirrorPool::timeoutMs(uint64_t now) const {
   uint64_t next = nextSweepNs_;
-  // Requests waiting and room for a connection: wake when the next backoff ends.
-  if (queue_.size() > 0 && live_ - retiredLive_ < opts_.maxConnections) {
+  // Requests waiting and room for a connection: wake when the next backoff,
+  // pacing interval or growth hold ends.
+  if (queue_.size() > 0 && activeConnections() < opts_.maxConnections) {
     next = std::min(next, addrs_.nextFreeNs(now));
+    next = std::min(next, sizer_.nextChanceNs(now, activeConnections()));
   }
   if (resolver_) {
     next = std::min(next, nextResolveNs_);
@@ -331,6 +352,7 @@ void MirrorPool::applyAddresses() {
 
 void MirrorPool::noteConnectFailure(size_t addrIndex, uint64_t now, int err) {
   const uint64_t backoffNs = addrs_.failed(addrIndex, now);
+  sizer_.distress(now);
   uint64_t suppressed = 0;
   if (connectLog_.allow(std::chrono::steady_clock::now(), suppressed)) {
     spdlog::warn("mirror pool: cannot connect to mirror {} ({}): {}; next attempt in {} ms, requests queue up to the "

@@ -37,9 +37,22 @@ struct MirrorPoolOptions {
   // The mirror's addresses (from resolveTarget); new connections use them in turn.
   std::vector<sockaddr_storage> addrs;
 
-  // Connections at most. HTTP/1 carries one request at a time per connection
-  // (no pipelining); h2c up to maxConcurrentStreams.
+  // Connections: up to minConnections open on demand; beyond that the pool
+  // grows, while requests wait, to what the mirror's latency needs (Little's
+  // law), up to maxConnections, paced one per connectPacing, held after refused
+  // or timed-out connects and response timeouts (growthHold, doubling to
+  // growthHoldMax); connections beyond minConnections close after shrinkIdle
+  // without a request (see PoolSizer). minConnections >= maxConnections is a
+  // fixed pool of maxConnections. HTTP/1 carries one request at a time per
+  // connection (no pipelining); h2c up to maxConcurrentStreams (and the
+  // server's SETTINGS_MAX_CONCURRENT_STREAMS), so an h2c pool fills a
+  // connection's streams before it opens another.
+  size_t minConnections = 16;
   size_t maxConnections = 16;
+  std::chrono::milliseconds connectPacing{5};
+  std::chrono::milliseconds growthHold{1000};
+  std::chrono::milliseconds growthHoldMax{16000};
+  std::chrono::milliseconds shrinkIdle{5000};
 
   // The queue between submit() and the connections holds at most
   // queueCapacity requests and queueBytes bytes of them (see queuedBytes),

@@ -54,6 +54,9 @@ struct MirrorStats {
   std::atomic<uint64_t> connectionsOpened{0};  // connects that succeeded
   std::atomic<uint64_t> connectionsClosed{0};  // established connections closed, for any reason
   std::atomic<uint64_t> idleClosed{0};         // ... of them closed for having nothing to do (idle timeout)
+  std::atomic<uint64_t> surplusClosed{0};      // ... of them beyond the floor, closed after the shrink time
+  std::atomic<uint64_t> growthHolds{0};        // growth stopped after refused/timed-out connects or responses
+  std::atomic<uint64_t> noDescriptors{0};      // socket() failed with EMFILE/ENFILE: the pool stopped growing
   std::atomic<uint64_t> wakeups{0};            // eventfd writes by submit
   std::atomic<uint64_t> loopTurns{0};          // event loop iterations (tests wait on it)
   std::atomic<uint64_t> resolves{0};           // re-resolutions of the target's name
@@ -73,6 +76,7 @@ struct MirrorStats {
   std::atomic<int64_t> queueBytes{0};
   std::atomic<int64_t> inFlight{0};         // taken from the queue by a connection, no outcome yet
   std::atomic<int64_t> openConnections{0};  // connecting or established
+  std::atomic<int64_t> inFlightWanted{0};   // requests in flight Little's law asks for (0: no latency yet)
 
   // Mirror latency of responses: HTTP/1 from the first request byte written,
   // h2c from the stream's submission to nghttp2, until the response is complete.
