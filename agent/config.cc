@@ -113,8 +113,11 @@ bool reparseConfig(int argc, char** argv, Config& c, std::string* error) {
 namespace {
 int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
   CLI::App app{
-      "shadowtap: mirror live HTTP/1.1 traffic arriving on an interface to a shadow service,\n"
-      "appending a suffix to the Host header, without touching production packets."};
+      "shadowtap: mirror live HTTP traffic (HTTP/1.1, and cleartext HTTP/2: h2c, gRPC) arriving on an\n"
+      "interface to a shadow service, appending a suffix to the host in Host or :authority, without\n"
+      "touching production packets.\n\n"
+      "Subcommands: 'shadowtap replay' sends recorded requests again, 'shadowtap report' renders\n"
+      "compare differences as HTML; each has --help."};
   app.set_version_flag("--version", std::string("shadowtap ") + SHADOWTAP_VERSION);
   // A misspelt key in the file must not be silently ignored.
   app.allow_config_extras(CLI::config_extras_mode::error);
@@ -129,7 +132,8 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
   app.add_option("-m,--mirror", c.mirror, "Mirror target host:port of the --port rule (a name is re-resolved periodically)")
       ->check(CLI::Validator(checkHostPort, "HOST:PORT"));
   app.add_option("--rule", c.ruleTexts,
-                 "Mirroring rule (repeatable): port=N,mirror=HOST:PORT[,percentage=P][,suffix=S][,dst=CIDR]"
+                 "Mirroring rule (repeatable): port=N,mirror=HOST:PORT[,percentage=P][,suffix=S]"
+                 "[,host=suffix|keep|HOST[:PORT]][,sample=connection|request|header:NAME][,dst=CIDR]"
                  "[,methods=GET|HEAD][,header=NAME:VALUE]...[,drop-header=NAME]...[,connections=N][,queue=N]"
                  "[,queue-mib=N][,max-rps=N][,drop-policy=newest|oldest][,compare=true[,secondary=HOST:PORT]]")
       ->take_all();
@@ -155,7 +159,7 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--metrics-address", c.metricsAddress,
-                 "HOST:PORT serving /metrics, /healthz and /readyz, or 'off'")
+                 "HOST:PORT serving /metrics, /stats, /healthz and /readyz, or 'off'")
       ->capture_default_str()
       ->check(CLI::Validator(
           [](const std::string& s) { return s == "off" ? std::string() : rules::checkHostPort(s); }, "HOST:PORT|off"));
@@ -279,6 +283,8 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
       ->take_all();
   app.add_option("--summary-interval", c.summaryIntervalSec, "Seconds between counter summary lines (0: only at exit)")
       ->capture_default_str();
+  app.add_option("--stats-file", c.statsFile,
+                 "Write every counter as one JSON object (as /stats serves it) to FILE at every summary and at exit");
 
   try {
     app.parse(argc, argv);

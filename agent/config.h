@@ -61,6 +61,9 @@ struct Config {
   std::string mirrorDropPolicy = "newest";
 
   uint32_t summaryIntervalSec = 10;
+  // Every counter as one JSON object (as /stats serves it), rewritten at every
+  // summary and at exit; empty: none.
+  std::string statsFile;
 
   // Response comparison (rules with compare=true).
   std::string compareOutput;                   // JSON lines of differing pairs, for `shadowtap report`

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include "base/clock.h"
@@ -19,27 +20,16 @@
 #include "base/fd.h"
 #include "http/host_rewrite.h"
 #include "pipeline_metrics.h"
+#include "summary.h"
 #ifdef SHADOWTAP_HAVE_DRY_RUN
 #include "record/dry_run_writer.h"
 #endif
-#include "shadowtap/capture_abi.h"
 
 namespace shadowtap {
 namespace {
 
 constexpr uint64_t kTickNs = 100'000'000;  // expiry and housekeeping every 100 ms
 
-
-// Comparisons with `outcome`, over every rule.
-uint64_t totalOutcome(const compare::CompareStats& s, compare::Outcome outcome) {
-  uint64_t n = 0;
-  s.forEachRule([&](uint32_t, const compare::CompareCounters& c) {
-    n += base::load(outcome == compare::Outcome::kEqual       ? c.equal
-              : outcome == compare::Outcome::kDifferent ? c.different
-                                                        : c.noisy);
-  });
-  return n;
-}
 
 std::vector<uint16_t> ports(const std::vector<std::unique_ptr<RuleRuntime>>& rules) {
   std::vector<uint16_t> out;
@@ -166,9 +156,10 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
                  config.recordPath);
   }
   p->attached_ = p->capture_->attachedInterfaces().size();
+  registerExporters(*p, p->registry_);
   if (config.metricsAddress != "off") {
-    p->metrics_ = std::make_unique<PipelineMetrics>(*p);
-    p->metricsServer_ = metrics::MetricsServer::start(config.metricsAddress, *p->metrics_, {p->metrics_.get()}, error);
+    p->health_ = std::make_unique<PipelineHealth>(*p);
+    p->metricsServer_ = metrics::MetricsServer::start(config.metricsAddress, *p->health_, p->registry_, error);
     if (!p->metricsServer_) {
       return nullptr;
     }
@@ -193,7 +184,9 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   auto rt = std::make_unique<RuleRuntime>(rule, ruleId);
   if (config_.dryRun) {
 #ifdef SHADOWTAP_HAVE_DRY_RUN
-    rt->dryRun = std::make_unique<record::DryRunWriter>(stdout, rule.suffix);
+    const rules::Router* router = &rt->router;
+    rt->dryRun = std::make_unique<record::DryRunWriter>(
+        stdout, [router](std::string_view host) { return router->shadowHost(host); });
     return rt;
 #else
     *error = "--dry-run is not available in this build";
@@ -317,12 +310,6 @@ void Pipeline::finishCompare() {
   if (diffWriter_) {
     diffWriter_->writeSummary(s);
   }
-  spdlog::info("compare: exchanges={} compared={} equal={} different={} noisy={} no_primary={} no_mirror={} "
-               "expired={} refused={} queue_full={}{}",
-               base::load(s.exchanges), base::load(s.compared), totalOutcome(s, compare::Outcome::kEqual),
-               totalOutcome(s, compare::Outcome::kDifferent), totalOutcome(s, compare::Outcome::kNoisy),
-               base::load(s.noPrimary), base::load(s.noMirror), base::load(s.expired), base::load(s.refused), base::load(s.queueFull),
-               diffWriter_ ? fmt::format(" diff_lines={}", base::load(diffWriter_->stats().lines)) : std::string());
 }
 
 std::vector<capture::PortRule> Pipeline::portRules(const std::vector<const RuleRuntime*>& runtimes) {
@@ -331,7 +318,7 @@ std::vector<capture::PortRule> Pipeline::portRules(const std::vector<const RuleR
     capture::PortRule pr;
     pr.port = rt->rule.port;
     pr.ruleId = rt->ruleId;
-    pr.sampleBp = rt->rule.sampleBasisPoints();
+    pr.sampleBp = rt->rule.kernelSampleBasisPoints();
     pr.destination = rt->rule.dst;
     pr.compare = rt->compared;  // the kernel then also copies this rule's responses
     out.push_back(pr);
@@ -462,6 +449,10 @@ void Pipeline::onRequest(model::Request&& request) {
   const rules::Router::Verdict verdict = rt.router.classify(request);
   if (verdict == rules::Router::Verdict::kAlreadyShadow) {
     base::bump(rs.loopSkipped);
+    return;
+  }
+  if (verdict == rules::Router::Verdict::kSampledOut) {
+    base::bump(rs.sampledOut);
     return;
   }
   // The recording holds what was captured, not what the method allow-list lets through.
@@ -614,7 +605,7 @@ int Pipeline::run() {
           engine_->expire(now);
         }
         if (summaryEveryNs != 0 && now >= nextSummary) {
-          spdlog::info("{}", summary());
+          report("");
           nextSummary = now + summaryEveryNs;
         }
       } else if (fd == sfd.get()) {
@@ -668,114 +659,25 @@ int Pipeline::run() {
   }
   retiring_.clear();
   finishCompare();
-  spdlog::info("final: {}", summary());
+  report("final: ");
   return 0;
 }
 
-std::string Pipeline::summary() const {
-  const capture::KernelCounters k = capture_->kernelCounters();
-  const auto& cs = capture_->stats();
-  const auto& fs = flows_->stats();
-  const auto& hs = framers().stats();
-  const auto& h2s = h2Decoders().stats();
-  const auto& ss = sniffing();
-  uint64_t loopSkipped = 0, filtered = 0, queued = 0, dropped = 0, responses = 0, errors = 0, shutdown = 0;
-  std::string perRule;
-  for (const auto& rt : rules_) {
-    if (!rt) {
-      continue;  // removed by a reload
-    }
-    const RuleStats& r = rt->stats;
-    loopSkipped += base::load(r.loopSkipped);
-    filtered += base::load(r.filtered);
-    queued += base::load(r.queued);
-    dropped += base::load(r.dropped);
-    if (!rt->replayer) {
-      perRule += fmt::format(" | rule{} port={} requests={} filtered={} loop_skipped={} printed={}", rt->ruleId,
-                             rt->rule.port, base::load(r.requests), base::load(r.filtered), base::load(r.loopSkipped), base::load(r.queued));
-      continue;
-    }
-    auto ms = [](uint64_t us) { return us == UINT64_MAX ? std::string("inf") : fmt::format("{:g}", us / 1000.0); };
-    std::string h2;
-    if (base::load(r.h2Requests) != 0) {
-      // HTTP/2 part of the rule, once it has seen any.
-      h2 = fmt::format(" h2_requests={} h2_pool_unavailable={}", base::load(r.h2Requests), base::load(r.h2PoolUnavailable));
-      if (rt->h2Pool) {
-        const replay::MirrorStats& q = rt->h2Pool->stats();
-        responses += base::load(q.responses);
-        errors += q.errors();
-        shutdown += base::load(q.droppedShutdown);
-        h2 += fmt::format(
-            " h2_responses={} h2_2xx={} h2_4xx={} h2_5xx={} h2_grpc_ok={} h2_grpc_error={} h2_connect_errors={} "
-            "h2_resets={} h2_connection_errors={} h2_timeouts={} h2_rejected={} h2_queue_full={} "
-            "h2_dropped_oldest={} h2_rate_limited={} h2_dropped_shutdown={} h2_in_flight={} h2_connections={} "
-            "h2_resolves={} h2_address_changes={} h2_latency_p50_ms<={} h2_latency_p99_ms<={}",
-            base::load(q.responses), base::load(q.responses2xx), base::load(q.responses4xx), base::load(q.responses5xx), base::load(q.grpcOk),
-            base::load(q.grpcError), base::load(q.errorsConnect) + base::load(q.errorsConnectTimeout), base::load(q.errorsReset),
-            base::load(q.errorsConnection), base::load(q.errorsResponseTimeout), base::load(q.errorsRejected), base::load(q.queueFull), base::load(q.droppedOldest),
-            base::load(q.droppedRateLimit), base::load(q.droppedShutdown), q.inFlight.load(std::memory_order_relaxed),
-            base::load(q.connectionsOpened) - base::load(q.connectionsClosed), base::load(q.resolves), base::load(q.addressChanges),
-            ms(q.latency.quantileBoundUs(0.5)), ms(q.latency.quantileBoundUs(0.99)));
-      }
-    }
-    const replay::MirrorStats& s = rt->replayer->stats();
-    responses += base::load(s.responses);
-    errors += s.errors();
-    shutdown += base::load(s.droppedShutdown);
-    const uint64_t p50 = s.latency.quantileBoundUs(0.5);
-    const uint64_t p99 = s.latency.quantileBoundUs(0.99);
-    perRule += fmt::format(
-        " | rule{} port={} target={} requests={} filtered={} loop_skipped={} queued={} responses={} 2xx={} "
-        "3xx={} 4xx={} 5xx={} connect_errors={} connect_timeouts={} resets={} timeouts={} bad_responses={} "
-        "queue_full={} dropped_oldest={} rate_limited={} dropped_shutdown={} in_flight={} connections={} "
-        "resolves={} address_changes={} latency_p50_ms<={} latency_p99_ms<={}{}",
-        rt->ruleId, rt->rule.port, rt->rule.mirror, base::load(r.requests), base::load(r.filtered), base::load(r.loopSkipped),
-        base::load(r.queued), base::load(s.responses), base::load(s.responses2xx), base::load(s.responses3xx), base::load(s.responses4xx),
-        base::load(s.responses5xx), base::load(s.errorsConnect), base::load(s.errorsConnectTimeout), base::load(s.errorsReset),
-        base::load(s.errorsResponseTimeout), base::load(s.errorsBadResponse) + base::load(s.errorsResponseTooLarge),
-        base::load(s.queueFull), base::load(s.droppedOldest), base::load(s.droppedRateLimit), base::load(s.droppedShutdown),
-        s.inFlight.load(std::memory_order_relaxed), s.openConnections.load(std::memory_order_relaxed),
-        base::load(s.resolves), base::load(s.addressChanges), ms(p50), ms(p99), h2);
+void Pipeline::report(const char* prefix) const {
+  const metrics::Snapshot snapshot = registry_.collect();
+  for (const std::string& line : formatSummary(snapshot)) {
+    spdlog::info("{}{}", prefix, line);
   }
-  if (engine_) {
-    const compare::CompareStats& c = engine_->stats();
-    perRule += fmt::format(" | compare response_segments={} exchanges={} compared={} equal={} different={} noisy={} "
-                           "no_primary={} no_mirror={} expired={} pending={}",
-                           base::load(stats_.responseSegments), base::load(c.exchanges), base::load(c.compared),
-                           totalOutcome(c, compare::Outcome::kEqual), totalOutcome(c, compare::Outcome::kDifferent),
-                           totalOutcome(c, compare::Outcome::kNoisy), base::load(c.noPrimary), base::load(c.noMirror),
-                           base::load(c.expired), base::load(c.pending));
+  if (!config_.statsFile.empty()) {
+    // Written aside and renamed, so a reader never sees half a dump.
+    const std::string tmp = config_.statsFile + ".tmp";
+    std::ofstream out(tmp, std::ios::trunc);
+    out << snapshot.toJson() << '\n';
+    out.close();
+    if (!out || std::rename(tmp.c_str(), config_.statsFile.c_str()) != 0) {
+      spdlog::warn("cannot write the stats file {}: {}", config_.statsFile, std::strerror(errno));
+    }
   }
-  if (recorder_) {
-    const record::RecordStats& w = recorder_->stats();
-    perRule += fmt::format(" | record offered={} written={} dropped={} malformed={} write_errors={} files={} "
-                           "rotations={} files_deleted={} disk_bytes={}",
-                           base::load(w.offered), base::load(w.written), base::load(w.dropped), base::load(w.malformed), base::load(w.writeErrors),
-                           base::load(w.filesOpened), base::load(w.rotations), base::load(w.filesDeleted),
-                           w.diskBytes.load(std::memory_order_relaxed));
-  }
-  return fmt::format(
-      "kernel seen={} matched={} sampled_out={} copied={} ringbuf_full={} truncated={} malformed={} | "
-      "records={} bad_records={} | flows active={} created={} midstream={} gaps={} gap_bytes={} evicted={} "
-      "own_traffic_segments={} | "
-      "http requests={} parse_errors={} no_host={} too_large={} dropped_by_gap={} unmirrored_bytes={} "
-      "skipped_upgrade={} skipped_http2={} skipped_tls={} | "
-      "h2 connections={} prior_knowledge={} upgrades={} upgrades_declined={} requests={} streams={} "
-      "streams_reset={} streams_refused={} streams_too_large={} streams_buffer_full={} streams_malformed={} "
-      "streams_abandoned={} decode_errors={} h2_gaps={} | loop_skipped={} filtered={} submit_dropped={} | "
-      "mirror queued={} responses={} errors={} dropped_shutdown={}{}",
-      k[ST_CNT_SEEN], k[ST_CNT_MATCHED], k[ST_CNT_SAMPLED_OUT], k[ST_CNT_COPIED],
-      k[ST_CNT_RINGBUF_FULL], k[ST_CNT_TRUNCATED], k[ST_CNT_MALFORMED], base::load(cs.records),
-      base::load(cs.badRecords), flows_->flowCount(), base::load(fs.flowsCreated), base::load(fs.flowsMidstream),
-      base::load(fs.gaps), base::load(fs.gapBytes), base::load(fs.flowsEvicted), base::load(stats_.ownTrafficSegments),
-      base::load(hs.requestsParsed), base::load(hs.parseErrors), base::load(hs.noHost), base::load(hs.tooLarge), base::load(hs.droppedByGap),
-      base::load(hs.unmirroredBytes), base::load(hs.upgrade), base::load(hs.http2), base::load(hs.tls), base::load(h2s.connections),
-      base::load(ss.prefaceH2), base::load(ss.upgradesAccepted), base::load(ss.upgradesDeclined), base::load(h2s.requests),
-      base::load(h2s.streamsOpened), base::load(h2s.streamsReset), base::load(h2s.streamsRefused),
-      base::load(h2s.streamsHeadersTooLarge) + base::load(h2s.streamsBodyTooLarge), base::load(h2s.streamsBufferFull),
-      base::load(h2s.streamsMalformed), base::load(h2s.streamsAbandoned), base::load(h2s.decodeErrors), base::load(h2s.gaps), loopSkipped,
-      filtered, dropped,
-      queued, responses, errors, shutdown, perRule);
 }
 
 }  // namespace shadowtap

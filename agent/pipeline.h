@@ -22,6 +22,7 @@
 #include "model/request.h"
 #include "http/request_framer.h"
 #include "metrics/metrics_server.h"
+#include "metrics/registry.h"
 #include "record/record_writer.h"
 #include "replay/local_endpoints.h"
 #include "replay/mirror_pool.h"
@@ -30,7 +31,7 @@
 
 namespace shadowtap {
 
-class PipelineMetrics;
+class PipelineHealth;
 
 // Request-level outcomes decided between framing and the replay queue, over
 // all rules.
@@ -46,7 +47,7 @@ struct PipelineStats {
 };
 
 // Per-rule request outcomes before the replayer: every request of the rule
-// (HTTP/1 and HTTP/2 alike) is exactly one of filtered, loopSkipped,
+// (HTTP/1 and HTTP/2 alike) is exactly one of filtered, loopSkipped, sampledOut, recordOnly,
 // submitted (whose outcome the replayer's or the HTTP/2 pool's stats
 // then give; submitted = queued + dropped by submit).
 struct RuleStats {
@@ -65,7 +66,8 @@ struct RuleStats {
 
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> filtered{0};     // method not in the rule's allow-list
-  std::atomic<uint64_t> loopSkipped{0};  // host already carried the suffix: never mirrored twice
+  std::atomic<uint64_t> loopSkipped{0};  // already a shadow (the router's loop guard): never mirrored twice
+  std::atomic<uint64_t> sampledOut{0};   // not in the rule's share of requests (sample=request|header)
   std::atomic<uint64_t> submitted{0};
   std::atomic<uint64_t> queued{0};       // taken by the replayer's queue
   std::atomic<uint64_t> dropped{0};      // refused by submit (queue full, rate limit, shutdown)
@@ -130,8 +132,11 @@ class Pipeline : public capture::SegmentSink, public model::RequestSink {
   // recorder, the dry-run printer or the rule's mirror (and compare).
   void onRequest(model::Request&& request) override;
 
-  // One line with every counter that matters, for the periodic and final log.
-  std::string summary() const;
+  // Every stage's counters (the registry /metrics and /stats serve).
+  metrics::Snapshot counters() const { return registry_.collect(); }
+  // The summary lines (summary.h) on the log, each prefixed; and, with
+  // --stats-file, the stats dump written to it.
+  void report(const char* prefix) const;
 
   const PipelineStats& stats() const { return stats_; }
   // Rules by id - 1 (null where a rule was removed by a reload). Threads other
@@ -218,7 +223,8 @@ class Pipeline : public capture::SegmentSink, public model::RequestSink {
   std::atomic<uint64_t> consumeNs_{0};
   std::atomic<size_t> attached_{0};
   // Declared last: stopped first, before anything it reads goes away.
-  std::unique_ptr<PipelineMetrics> metrics_;
+  metrics::Registry registry_;
+  std::unique_ptr<PipelineHealth> health_;
   std::unique_ptr<metrics::MetricsServer> metricsServer_;
 };
 

@@ -1,21 +1,22 @@
 #pragma once
 
-#include <prometheus/collectable.h>
-
 #include "metrics/metrics_server.h"
+#include "metrics/registry.h"
 
 namespace shadowtap {
 
 class Pipeline;
 
-// Reads every stage's counters at scrape time and answers the health probes.
-// Called from the metrics server's threads; reads only atomics, the kernel's
-// counter map, and the rule list under the pipeline's rules mutex.
-class PipelineMetrics : public prometheus::Collectable, public metrics::HealthProbe {
- public:
-  explicit PipelineMetrics(const Pipeline& pipeline) : p_(pipeline) {}
+// Adds every stage's exporter to the registry: kernel and ring buffer,
+// reassembly, framing and decoding, per-rule routing and mirror outcomes,
+// compare mode and the recorder. Exporters read atomics, the kernel's counter
+// map, and the rule list under the pipeline's rules mutex.
+void registerExporters(const Pipeline& pipeline, metrics::Registry& registry);
 
-  std::vector<prometheus::MetricFamily> Collect() const override;
+// /healthz and /readyz from the pipeline's loop and capture times.
+class PipelineHealth final : public metrics::HealthProbe {
+ public:
+  explicit PipelineHealth(const Pipeline& pipeline) : p_(pipeline) {}
   metrics::HealthStatus live() const override;
   metrics::HealthStatus ready() const override;
 

@@ -17,8 +17,11 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 scripts/install-deps.sh
+# Only the agent: the tests are not needed here. The build directory is the one
+# scripts/test.sh uses, so a test run afterwards reuses what this compiled.
 build_log=$(mktemp /tmp/shadowtap-build.XXXXXX)
-if ! scripts/build.sh >"$build_log" 2>&1; then
+echo "building the agent into ${BUILD_DIR:-build}/ (the first time takes a few minutes)"
+if ! BUILD_TARGET=shadowtap scripts/build.sh >"$build_log" 2>&1; then
   tail -40 "$build_log"; rm -f "$build_log"; echo "demo.sh: the build failed (output above)" >&2; exit 1
 fi
 rm -f "$build_log"
@@ -104,9 +107,10 @@ start_shadowtap 50
 for i in $(seq 40); do in_ns "$NS_CLIENT" curl -s -o /dev/null "http://httpbin:8000/anything/$i"; done
 sleep 1
 stop_shadowtap
-# shadowtap's final line says how many mirrored requests the mirror answered; give
-# the mirror's log a moment to show the last of them.
-answered=$(grep "final:" "$WORK/shadowtap.log" | grep -o ' responses=[0-9]*' | tail -1 | cut -d= -f2)
+# shadowtap's final summary says how many mirrored requests the mirror answered
+# ("final: requests: N seen -> N to mirrors -> N answered; ..."); give the
+# mirror's log a moment to show the last of them.
+answered=$(grep "final: requests:" "$WORK/shadowtap.log" | grep -o '[0-9]* answered' | tail -1 | cut -d' ' -f1)
 for _ in $(seq 50); do
   [[ $(grep -c 'host=httpbin-shadow:8000' "$WORK/v1-mirroring.log") -ge ${answered:-0} ]] && break
   sleep 0.1

@@ -16,6 +16,8 @@ packages=(
   libnghttp2-dev libpcap-dev
   # tests
   libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps nghttp2-client nghttp2-server python3-h2 tcpdump
+  # nginx as the primary of the HTTP/1 framing tests (tests/e2e/test_http1_policy.py); also the benchmarks' server
+  nginx-light
   # a real gRPC client and service for the HTTP/2 end-to-end test (Debian package, no codegen needed)
   python3-grpcio
   # the kernel matrix (tests/kernels): Debian's 6.1 and 6.12 kernels booted under qemu
@@ -23,10 +25,16 @@ packages=(
   qemu-system-x86 busybox-static kmod
   # fuzzing (libFuzzer runtime; only a Recommends of clang-14)
   libclang-rt-14-dev
+  # man pages generated from --help at build time
+  help2man
+  # the container image test (tests/deploy/test_image.py): root podman builds deploy/Dockerfile
+  # from a base image debootstrapped from Debian's packages and runs it with --network host;
+  # runc because crun refuses hosts with hybrid cgroups. python3-yaml reads the DaemonSet.
+  podman runc debootstrap python3-yaml
 )
 for arg in "$@"; do
   case "$arg" in
-    --bench) packages+=(wrk nginx-light linux-perf valgrind) ;;
+    --bench) packages+=(wrk linux-perf valgrind) ;;
     --browser) packages+=(chromium) ;;
   esac
 done

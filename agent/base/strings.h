@@ -14,4 +14,16 @@ std::string toLower(std::string_view s);
 inline constexpr uint64_t kFnv1aSeed = 0xcbf29ce484222325ULL;
 uint64_t fnv1a64(std::string_view bytes, uint64_t hash = kFnv1aSeed);
 
+// MurmurHash3's 64-bit finalizer: spreads every input bit over every output bit
+// (FNV-1a's high bits depend little on the last bytes), for hashes whose high
+// bits decide something, e.g. a sampling threshold.
+constexpr uint64_t mix64(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
 }  // namespace shadowtap::base

@@ -2,12 +2,15 @@
 
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
+#include <spdlog/spdlog.h>
+#include <sys/utsname.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "capture/libbpf_log.h"
 #include "capture/privileges.h"
+#include "capture/tcx_link.h"
 
 namespace shadowtap::capture {
 namespace {
@@ -55,6 +58,39 @@ std::string describeLoadFailure(const std::string& what, int err) {
   }
   return "cannot load " + what + " into the kernel: " + std::strerror(e) +
          "; run with --log-level debug for libbpf's messages";
+}
+
+std::optional<AttachModes> resolveAttachModes(AttachMode requested, int ingressProgFd, int egressProgFd,
+                                              std::string* error) {
+  AttachModes modes;
+  std::string reason;
+  switch (requested) {
+    case AttachMode::kAuto:
+      modes.ingress = tcxSupported(ingressProgFd, &reason) ? AttachMode::kTcx : AttachMode::kTc;
+      spdlog::info("attach mode auto: using {} because {}", attachModeName(modes.ingress), reason);
+      break;
+    case AttachMode::kTcx:
+      // Asked before trying: attaching would only fail with EINVAL, which says nothing.
+      if (!tcxSupported(ingressProgFd, &reason)) {
+        utsname u{};
+        *error = std::string("this kernel (") + (uname(&u) == 0 ? u.release : "?") +
+                 ") has no tcx (Linux 6.6 or later), which --attach tcx needs; use --attach tc or --attach auto";
+        spdlog::debug("tcx probe: {}", reason);
+        return std::nullopt;
+      }
+      [[fallthrough]];
+    case AttachMode::kTc:
+    case AttachMode::kXdp:
+      modes.ingress = requested;
+      spdlog::info("attach mode {} (as configured)", attachModeName(modes.ingress));
+      break;
+  }
+  // XDP has no egress hook: responses are captured at tc egress, tcx if possible.
+  modes.egress = modes.ingress;
+  if (modes.ingress == AttachMode::kXdp) {
+    modes.egress = tcxSupported(egressProgFd, &reason) ? AttachMode::kTcx : AttachMode::kTc;
+  }
+  return modes;
 }
 
 }  // namespace shadowtap::capture

@@ -1,6 +1,9 @@
 #pragma once
 
+#include <optional>
 #include <string>
+
+#include "capture/attach_mode.h"
 
 namespace shadowtap::capture {
 
@@ -16,5 +19,13 @@ std::string missingKernelSupport(bool xdp);
 // missing privileges are named as such; anything else is the errno. `what`
 // names the program, e.g. "the capture program".
 std::string describeLoadFailure(const std::string& what, int err);
+
+// Resolves the attach modes for `requested` with the loaded programs' fds
+// (tc/tcx ingress and egress), before anything is attached: kAuto picks tcx
+// where the kernel has it, else tc, and logs why; kTcx on a kernel without tcx
+// is refused with one line saying what to use instead. nullopt and *error set
+// then.
+std::optional<AttachModes> resolveAttachModes(AttachMode requested, int ingressProgFd, int egressProgFd,
+                                              std::string* error);
 
 }  // namespace shadowtap::capture

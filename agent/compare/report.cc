@@ -340,7 +340,7 @@ std::string renderReport(std::istream& in, const ReportOptions& options, ReportS
 
 int runReportCommand(int argc, char** argv) {
   auto usage = [] {
-    std::fprintf(stderr, "usage: shadowtap report DIFFS.jsonl [-o report.html] [--examples N] [--title TEXT]\n");
+    std::fprintf(stderr, "Usage: shadowtap report DIFFS.jsonl [-o|--output report.html] [--examples N] [--title TEXT] [-h|--help]\n");
   };
   std::string input;
   std::string output = "-";

@@ -3,6 +3,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "base/stats_sink.h"
+
 namespace shadowtap::flow {
 
 // Counters of the flow stage. Written by the capture thread only, read by any
@@ -92,5 +94,8 @@ inline void drop(std::atomic<uint64_t>& counter, uint64_t n) {
   counter.store(counter.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
 }
 }  // namespace detail
+
+// The flow table's counters (reassembly, flows, gaps).
+void exportStats(const FlowStats& stats, base::StatsSink& out);
 
 }  // namespace shadowtap::flow

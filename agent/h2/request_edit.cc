@@ -18,6 +18,17 @@ int rewriteAuthority(model::Request& request, std::string_view suffix) {
   return rewritten;
 }
 
+int replaceAuthority(model::Request& request, std::string_view literal) {
+  int rewritten = 0;
+  for (model::HeaderField& h : request.headers) {
+    if ((h.name == ":authority" || h.name == "host") && !h.value.empty()) {
+      h.value = http::literalHost(literal, h.value);
+      ++rewritten;
+    }
+  }
+  return rewritten;
+}
+
 void editFields(model::Request& request, const std::vector<std::string>& drop,
                 const std::vector<std::pair<std::string, std::string>>& add) {
   if (!drop.empty()) {

@@ -18,6 +18,11 @@ namespace shadowtap::h2 {
 // the number of fields rewritten (0: no authority, the request is unchanged).
 int rewriteAuthority(model::Request& request, std::string_view suffix);
 
+// host=LITERAL on an HTTP/2 request: every non-empty ":authority" and "host"
+// field becomes http::literalHost(literal, value) (the port kept unless the
+// literal names one). Returns the number of fields rewritten.
+int replaceAuthority(model::Request& request, std::string_view literal);
+
 // A rule's header switches on an HTTP/2 request: every field named in `drop`
 // (lower case; pseudo-headers are never named by a rule) is removed, then `add`
 // is appended after the request's own fields, with the lowercase names HTTP/2

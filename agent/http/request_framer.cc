@@ -1,8 +1,10 @@
 #include "http/request_framer.h"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cstring>
+#include <string_view>
 #include <utility>
 
 #include "base/counters.h"
@@ -21,14 +23,84 @@ constexpr uint64_t kReserveAhead = 64 << 10;
 
 RequestFramer& framerOf(llhttp_t* parser) { return *static_cast<RequestFramer*>(parser->data); }
 
+// Header names the framer looks for (bits of fieldMatch_).
+constexpr uint8_t kFieldHost = 1;
+constexpr uint8_t kFieldTransferEncoding = 2;
+constexpr std::string_view kFieldNames[] = {"host", "transfer-encoding"};
+
+// llhttp is given this method in place of one it does not know: every request
+// method is framed the same way (Content-Length or chunked, else no body), and
+// llhttp only treats CONNECT and PRI apart.
+constexpr std::string_view kStandInMethod = "POST";
+
+void initParser(llhttp_t& parser, const llhttp_settings_t& settings, void* data) {
+  llhttp_init(&parser, HTTP_REQUEST, &settings);
+  parser.data = data;
+  // Lets a header line end in LF alone (as nginx and most servers do). It also
+  // lets through what the framer then refuses itself: any control byte in a
+  // value, a SP before a colon (refused as a SP in the name) and a SP before
+  // the first header line.
+  llhttp_set_lenient_headers(&parser, 1);
+}
+
+bool isControl(uint8_t c) { return (c < 0x20 && c != '\t') || c == 0x7f; }
+
+// A control byte other than HT in `s`; eight bytes at a time, as header values
+// are most of a request's head.
+bool hasControl(const char* s, size_t n) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s + i, 8);
+    // A byte below 0x20, or equal to 0x7f (then 0 after the xor): look closer.
+    const uint64_t below = (w - kOnes * 0x20) & ~w & kHighs;
+    const uint64_t del = w ^ (kOnes * 0x7f);
+    if ((below | ((del - kOnes) & ~del & kHighs)) != 0) {
+      for (size_t k = i; k < i + 8; ++k) {
+        if (isControl(static_cast<uint8_t>(s[k]))) {
+          return true;
+        }
+      }
+    }
+  }
+  for (; i < n; ++i) {
+    if (isControl(static_cast<uint8_t>(s[i]))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A CR not followed by LF (or at the very end).
+bool hasBareCr(std::string_view s) {
+  for (size_t i = s.find('\r'); i != std::string_view::npos; i = s.find('\r', i + 1)) {
+    if (i + 1 == s.size() || s[i + 1] != '\n') {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A LF not preceded by CR.
+bool hasBareLf(std::string_view s) {
+  for (size_t i = s.find('\n'); i != std::string_view::npos; i = s.find('\n', i + 1)) {
+    if (i == 0 || s[i - 1] != '\r') {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 const llhttp_settings_t& RequestFramer::settings() {
   static const llhttp_settings_t kSettings = [] {
     llhttp_settings_t s;
     llhttp_settings_init(&s);
-    s.on_message_begin = &RequestFramer::onMessageBegin;
-    s.on_method = &RequestFramer::onMethod;
+    // No on_message_begin / on_method: scanMethod() begins each request and
+    // reads its method before llhttp sees it.
     s.on_url = &RequestFramer::onUrl;
     s.on_url_complete = &RequestFramer::onUrlComplete;
     s.on_version = &RequestFramer::onVersion;
@@ -56,8 +128,7 @@ RequestFramer::RequestFramer(const model::FlowKey& key, uint32_t ruleId, bool fr
                                                     limits.maxRequestLineBytes}))),
       stats_(stats) {
   base::bump(stats_.streams);
-  llhttp_init(&parser_, HTTP_REQUEST, &settings());
-  parser_.data = this;
+  initParser(parser_, settings(), this);
   pos_ = accounted_ = bufPos_ = chunkPos_ = startOffset;
   startOffset_ = startOffset;
   if (!fromStart_) {
@@ -151,8 +222,8 @@ void RequestFramer::startParse() {
   inRequest_ = false;
   skipping_ = false;
   headersTooLarge_ = false;
-  llhttp_init(&parser_, HTTP_REQUEST, &settings());
-  parser_.data = this;
+  atBoundary_ = true;
+  initParser(parser_, settings(), this);
 }
 
 void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64_t tsNs) {
@@ -162,21 +233,30 @@ void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64
   chunkTs_ = tsNs;
   const char* p = data;
   const char* const end = data + len;
-  // The line end after a version completed in the previous chunk is here now.
-  if (lineEndPending_ && byteAt(versionEnd_) >= 0 && !checkLineEnd()) {
-    abandon(*std::exchange(rejectReason_, nullptr));
-    return;
-  }
   // After a pause llhttp runs again even at the end of the chunk: the message
   // may complete without another byte (a request without a body).
   while (mode_ == Mode::kParse) {
-    const llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(end - p));
+    if (atBoundary_) {
+      p = scanMethod(p, end);
+      if (p == nullptr) {
+        break;
+      }
+    }
+    llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(end - p));
     if (err == HPE_OK) {
       break;
     }
     const char* at = llhttp_get_error_pos(&parser_);
     if (rejectReason_ != nullptr) {
       abandon(*std::exchange(rejectReason_, nullptr));
+      break;
+    }
+    if (err == HPE_INVALID_HEADER_TOKEN && resumeAfterIgnoredName(at)) {
+      p = at + 1;
+      continue;
+    }
+    if (rejectReason_ != nullptr) {
+      abandon(*std::exchange(rejectReason_, nullptr));  // refused while resuming
       break;
     }
     if (err == HPE_PAUSED && pause_ != Pause::kNone) {
@@ -225,21 +305,144 @@ void RequestFramer::feedParse(const char* data, size_t len, uint64_t pos, uint64
   finishChunk();
 }
 
+// At a request boundary the framer reads the method itself: llhttp 8.1 refuses
+// any method outside its table (QUERY, extension methods), which servers serve.
+// Skips the empty lines llhttp would skip, begins the request at its first
+// byte, and once the SP after the method is here, gives llhttp the method (or,
+// for one it does not know, kStandInMethod) from a string of its own; from the
+// SP on llhttp reads the stream again. The bytes mirrored stay the client's.
+// Returns where llhttp goes on, or nullptr when the chunk ended first (the
+// method so far is held with the request) or the request line was refused.
+const char* RequestFramer::scanMethod(const char* p, const char* end) {
+  if (!inRequest_) {
+    while (p < end && (*p == '\r' || *p == '\n')) {
+      ++p;
+    }
+    if (p == end) {
+      return nullptr;
+    }
+    beginRequest(posOf(p));
+  }
+  for (; p < end && *p != ' '; ++p) {
+    // As finishChunk() decides when a cut falls here: a line already over the
+    // limit is too long, whatever its next byte.
+    if (posOf(p) - reqStart_ >= limits_.maxRequestLineBytes) {
+      abandon(stats_.requestLineTooLong);
+      return nullptr;
+    }
+    if (!isMethodChar(*p)) {
+      abandon(stats_.invalidRequestLine);
+      return nullptr;
+    }
+    if (methodLen_ < sizeof(method_)) {
+      method_[methodLen_] = *p;
+    }
+    ++methodLen_;
+  }
+  if (p == end) {
+    return nullptr;
+  }
+  if (methodLen_ == 0) {
+    abandon(stats_.invalidRequestLine);
+    return nullptr;
+  }
+  atBoundary_ = false;
+  methodSeen_ = true;
+  const char* known =
+      methodLen_ <= sizeof(method_) ? knownMethodName(std::string_view(method_, methodLen_)) : nullptr;
+  extensionMethod_ = known == nullptr;
+  const std::string_view given = known != nullptr ? std::string_view(known) : kStandInMethod;
+  // A known method, then the SP from the stream: llhttp cannot fail here.
+  [[maybe_unused]] const llhttp_errno_t err = llhttp_execute(&parser_, given.data(), given.size());
+  assert(err == HPE_OK);
+  return p;
+}
+
+void RequestFramer::beginRequest(uint64_t pos) {
+  inRequest_ = true;
+  methodSeen_ = false;
+  extensionMethod_ = false;
+  methodLen_ = 0;
+  targetSeen_ = false;
+  versionSeen_ = false;
+  lineDone_ = false;
+  simpleRequest_ = false;
+  headersDone_ = false;
+  skipping_ = false;
+  headersTooLarge_ = false;
+  fieldMatch_ = kFieldHost | kFieldTransferEncoding;
+  firstField_ = true;
+  fieldLen_ = 0;
+  valueIsHost_ = false;
+  valueIsTe_ = false;
+  valueSpanSeen_ = false;
+  awaitingValue_ = false;
+  lfAfterField_ = UINT64_MAX;
+  crAfterField_ = UINT64_MAX;
+  htAfterField_ = UINT64_MAX;
+  hostValueSeen_ = false;
+  hostCount_ = 0;
+  teCount_ = 0;
+  teChunkedOnly_ = true;
+  ignoredName_ = false;
+  chunkedBodyBytes_ = 0;
+  reqStart_ = pos;
+  reqTs_ = chunkTs_;
+  account(pos);  // the empty lines before it
+  base::bump(stats_.requestsStarted);
+  base::bump(stats_.requestsInProgress);
+}
+
 // The bytes between a colon and the value may be released before the value
-// arrives; what the obs-fold check needs from them is kept here.
+// arrives; what the obs-fold and bare CR checks need from them is kept here.
 void RequestFramer::noteLfAfterField() {
-  if (mode_ != Mode::kParse || !inRequest_ || !awaitingValue_ || lfAfterField_ != UINT64_MAX) {
+  if (mode_ != Mode::kParse || !inRequest_ || !awaitingValue_) {
     return;
+  }
+  noteLineEndsAfterField(std::max(fieldEnd_, chunkPos_), chunkPos_ + chunkLen_);
+}
+
+// Remembers the first LF, CR and HT in [from, to), a range of the chunk (the
+// few bytes between a colon and its value, as a rule).
+void RequestFramer::noteLineEndsAfterField(uint64_t from, uint64_t to) {
+  for (uint64_t q = from; q < to; ++q) {
+    const char c = chunkBase_[q - chunkPos_];
+    uint64_t* first = c == '\n' ? &lfAfterField_ : c == '\r' ? &crAfterField_ : c == '\t' ? &htAfterField_ : nullptr;
+    if (first != nullptr && *first == UINT64_MAX) {
+      *first = q;
+    }
+  }
+}
+
+// llhttp takes a line end between the colon and the value for a fold (RFC 9112
+// 5.2: a server must reject it or replace it by SP, so the mirror could see
+// another value), and outside strict mode it takes CR followed by any byte
+// there for a line end, which a server that ends the line at the CR does not.
+bool RequestFramer::checkBeforeValue(uint64_t last) {
+  // The usual ": value": a fold needs at least ":\n v", and after a bare CR
+  // llhttp skips a byte (":\rX v"), so nothing to look at.
+  if (last < fieldEnd_ + 3 && !valueIsTe_) {
+    return true;
   }
   const uint64_t from = std::max(fieldEnd_, chunkPos_);
-  const uint64_t chunkEnd = chunkPos_ + chunkLen_;
-  if (from >= chunkEnd) {
-    return;
+  noteLineEndsAfterField(from, std::max(from, last));
+  const uint64_t cr = crAfterField_;
+  const uint64_t lf = lfAfterField_;
+  if (cr < last && cr < lf) {
+    reject(lf == cr + 1 ? stats_.obsFold : stats_.bareCr);
+    return false;
   }
-  const void* lf = std::memchr(chunkBase_ + (from - chunkPos_), '\n', chunkEnd - from);
-  if (lf != nullptr) {
-    lfAfterField_ = posOf(static_cast<const char*>(lf));
+  if (lf < last) {
+    reject(stats_.obsFold);
+    return false;
   }
+  // nginx takes only SP before a value: "Transfer-Encoding:<HT>chunked" is an
+  // unknown coding to it (501), chunked to others.
+  if (valueIsTe_ && htAfterField_ < last) {
+    reject(stats_.transferCoding);
+    return false;
+  }
+  return true;
 }
 
 // Keeps the request in progress for the next chunk, unless it is known to be
@@ -294,6 +497,93 @@ void RequestFramer::finishChunk() {
   bufPos_ = accounted_;
 }
 
+namespace {
+
+// A byte nginx takes in no header name, and for which it ignores the header
+// line (ignore_invalid_headers, its default) instead of refusing the request:
+// a visible byte that is not a token character, or any byte from 0x80. llhttp
+// refuses it. (Control bytes and SP there nginx refuses too.)
+bool isIgnoredNameByte(uint8_t c) {
+  return c >= 0x80 || (c > 0x20 && c < 0x7f && std::string_view("\"(),/;<=>?@[\\]{}").find(char(c)) !=
+                                                    std::string_view::npos);
+}
+
+int countMessages(llhttp_t* parser) {
+  ++*static_cast<int*>(parser->data);
+  return 0;
+}
+
+// llhttp fails on such a byte in the state that reads the rest of a header
+// name, leaving nothing else changed but its error fields; the framer puts it
+// back in that state and gives it '!' instead. The state's value is llhttp's
+// own: read from a parser left there, and checked on a request before it is
+// relied on (otherwise such names stay refused).
+const void* headerNameState() {
+  static const void* const kState = []() -> const void* {
+    static llhttp_settings_t settings;
+    llhttp_settings_init(&settings);
+    settings.on_message_complete = &countMessages;
+    int messages = 0;
+    llhttp_t probe;
+    llhttp_init(&probe, HTTP_REQUEST, &settings);
+    llhttp_set_lenient_headers(&probe, 1);
+    probe.data = &messages;
+    constexpr std::string_view kLeft = "GET / HTTP/1.1\r\nXx";
+    if (llhttp_execute(&probe, kLeft.data(), kLeft.size()) != HPE_OK) {
+      return nullptr;
+    }
+    const void* state = probe._current;
+    llhttp_init(&probe, HTTP_REQUEST, &settings);
+    llhttp_set_lenient_headers(&probe, 1);
+    probe.data = &messages;
+    constexpr std::string_view kBad = "GET / HTTP/1.1\r\nX@";
+    if (llhttp_execute(&probe, kBad.data(), kBad.size()) != HPE_INVALID_HEADER_TOKEN ||
+        llhttp_get_error_pos(&probe) != kBad.data() + kBad.size() - 1) {
+      return nullptr;
+    }
+    probe.error = HPE_OK;
+    probe._current = const_cast<void*>(state);
+    constexpr std::string_view kRest = "!: 1\r\nContent-Length: 2\r\n\r\nhiGET / HTTP/1.1\r\n\r\n";
+    if (llhttp_execute(&probe, kRest.data(), kRest.size()) != HPE_OK || messages != 2) {
+      return nullptr;
+    }
+    return state;
+  }();
+  return kState;
+}
+
+}  // namespace
+
+// llhttp refused the byte at `at` in a header name: when nginx ignores the
+// line for it instead (isIgnoredNameByte), llhttp reads on as if it were '!',
+// an unknown field as nginx ignores one; the bytes mirrored stay the client's.
+bool RequestFramer::resumeAfterIgnoredName(const char* at) {
+  const char* reason = llhttp_get_error_reason(&parser_);
+  const void* state = headerNameState();
+  if (state == nullptr || headersDone_ || !lineDone_ || at == nullptr || at < chunkBase_ ||
+      at >= chunkBase_ + chunkLen_ || !isIgnoredNameByte(static_cast<uint8_t>(*at)) || reason == nullptr ||
+      std::strcmp(reason, "Invalid header token") != 0 || parser_._span_pos0 == nullptr) {
+    return false;
+  }
+  // The name so far, as llhttp would have handed it over at the end of a chunk.
+  using SpanCallback = int (*)(llhttp_t*, const char*, const char*);
+  const auto callback = reinterpret_cast<SpanCallback>(parser_._span_cb0);
+  callback(&parser_, static_cast<const char*>(parser_._span_pos0), at);
+  if (rejectReason_ != nullptr) {
+    return false;
+  }
+  parser_.error = HPE_OK;
+  parser_.reason = nullptr;
+  parser_._current = const_cast<void*>(state);
+  ignoredName_ = true;
+  static constexpr char kStandIn = '!';
+  synthetic_ = &kStandIn;
+  syntheticPos_ = posOf(at);
+  const llhttp_errno_t err = llhttp_execute(&parser_, &kStandIn, 1);  // the name span goes on
+  synthetic_ = nullptr;
+  return err == HPE_OK;
+}
+
 // `end` is the first byte after the header section's blank line.
 bool RequestFramer::afterHeaders(uint64_t end) {
   headersEnd_ = end;
@@ -303,10 +593,19 @@ bool RequestFramer::afterHeaders(uint64_t end) {
                                                                : stats_.invalidRequestLine);
     return false;
   }
-  // llhttp (outside strict mode) takes "\r\n\n" and "\r\n\r<any>" for the end of
-  // the header section; a server that does not would see different framing.
-  if (!crlfBefore(end)) {
-    abandon(stats_.bareLf);
+  // The blank line is "\r\n" or "\n" after a line end. llhttp (outside strict
+  // mode) also takes "\r<any>" for it, and after the request line it skips one
+  // SP first (lenient headers), which servers refuse. These bytes were read in
+  // this chunk or are the two kept from the one before.
+  const int lf = byteAt(end - 1);
+  const int b2 = end >= 2 ? byteAt(end - 2) : -1;
+  const int b3 = end >= 3 ? byteAt(end - 3) : -1;
+  if (lf >= 0 && lf != '\n') {
+    abandon(stats_.bareCr);
+    return false;
+  }
+  if (b2 >= 0 && b2 != '\n' && !(b2 == '\r' && (b3 < 0 || b3 == '\n'))) {
+    abandon(stats_.obsFold);  // a line of whitespace before the blank line
     return false;
   }
   if (end - reqStart_ > limits_.maxHeaderBytes) {
@@ -324,11 +623,16 @@ bool RequestFramer::afterHeaders(uint64_t end) {
 void RequestFramer::completeRequest(uint64_t end) {
   const bool connect = parser_.method == HTTP_CONNECT;
   const bool upgrade = parser_.upgrade != 0;
-  if ((parser_.flags & F_CHUNKED) != 0 && !crlfBefore(end)) {
-    abandon(stats_.bareLf);  // the last chunk or the trailers ended without CRLF
-    return;
+  if ((parser_.flags & F_CHUNKED) != 0) {
+    // The last chunk or the trailers ended without CRLF.
+    if (std::atomic<uint64_t>* reason = chunkedLineEndReason(end)) {
+      abandon(*reason);
+      return;
+    }
   }
   const bool keepAlive = llhttp_should_keep_alive(&parser_) != 0;
+  // Servers answer these with 400 and close the connection.
+  bool refused = false;
   if (connect) {
     // A tunnel, not a request to a service: nothing to mirror.
     resolve(stats_.droppedByAbandon);
@@ -339,17 +643,20 @@ void RequestFramer::completeRequest(uint64_t end) {
   } else if (skipping_ || end - reqStart_ > limits_.maxRequestBytes) {
     resolve(stats_.tooLarge);
     account(end);
-  } else if (hostCount_ == 0) {
+  } else if (hostCount_ == 0 && parser_.http_minor != 0) {
     resolve(stats_.noHost);
     account(end);
+    refused = true;
   } else if (hostCount_ > 1) {
     resolve(stats_.multipleHost);
     account(end);
+    refused = true;
   } else {
-    emit(end);
+    refused = !emit(end);
   }
   skipping_ = false;
   headersTooLarge_ = false;
+  atBoundary_ = true;
   if (mode_ != Mode::kParse) {
     return;  // emit() found the request malformed and gave up
   }
@@ -359,15 +666,15 @@ void RequestFramer::completeRequest(uint64_t end) {
     // What follows is another protocol (WebSocket, h2c) if the server agrees,
     // and we do not see its answer.
     abandon(stats_.upgrade);
-  } else if (!keepAlive) {
-    base::bump(stats_.closedByRequest);
+  } else if (refused || !keepAlive) {
+    base::bump(refused ? stats_.closedAfterRefused : stats_.closedByRequest);
     mode_ = Mode::kClosed;
     account(pos_);
     releaseBuffer(pos_);
   }
 }
 
-void RequestFramer::emit(uint64_t end) {
+bool RequestFramer::emit(uint64_t end) {
   assert(accounted_ == reqStart_ && end >= chunkPos_);
   const uint64_t size = end - reqStart_;
   model::Request req;
@@ -410,17 +717,22 @@ void RequestFramer::emit(uint64_t end) {
   const std::string_view host(req.bytes.data() + hostBegin, hostEnd - hostBegin);
   const size_t bodyOffset = headersEnd_ - reqStart_;
   const bool chunked = (parser_.flags & F_CHUNKED) != 0;
-  if (chunked && !isWellFormedChunkedBody(std::string_view(req.bytes).substr(bodyOffset))) {
-    abandon(stats_.bareLf);
-    return;
+  if (chunked) {
+    const std::string_view body = std::string_view(req.bytes).substr(bodyOffset);
+    if (!isWellFormedChunkedBody(body)) {
+      abandon(hasBareCr(body) ? stats_.bareCr : stats_.bareLf);
+      return false;
+    }
   }
   req.targetOffset = targetStart_ - reqStart_;
   req.targetLength = targetEnd_ - targetStart_;
   const TargetHost th = findTargetHost(req.target());
-  if (host.empty() || (th.absoluteForm && th.length == 0)) {
+  // (hostCount_ is 0 only in HTTP/1.0 here.) Userinfo in the target: RFC 9110
+  // 4.2.4 says to treat it as an error (phishing), and nginx answers 400.
+  if ((hostCount_ == 1 && host.empty()) || (th.absoluteForm && (th.length == 0 || th.userinfo))) {
     resolve(stats_.invalidHost);
     account(end);
-    return;
+    return false;
   }
   if (th.absoluteForm) {
     req.targetHostOffset = req.targetOffset + th.offset;
@@ -436,11 +748,24 @@ void RequestFramer::emit(uint64_t end) {
   req.tsNs = reqTs_;
   req.hostOffset = hostBegin;
   req.hostLength = hostEnd - hostBegin;
-  req.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  req.method.assign(req.bytes, 0, methodLen_);
+  if (hasBareLf(std::string_view(req.bytes).substr(0, bodyOffset))) {
+    base::bump(stats_.toleratedBareLf);
+  }
+  if (extensionMethod_) {
+    base::bump(stats_.extensionMethod);
+  }
+  if (hostCount_ == 0) {
+    base::bump(stats_.http10WithoutHost);
+  }
+  if (ignoredName_) {
+    base::bump(stats_.ignoredHeaderName);
+  }
   resolve(stats_.requestsParsed);
   base::bump(stats_.bytesParsed, size);
   accounted_ = end;
   sink_.onRequest(std::move(req));
+  return true;
 }
 
 void RequestFramer::resolve(std::atomic<uint64_t>& outcome) {
@@ -465,46 +790,6 @@ void RequestFramer::abandon(std::atomic<uint64_t>& reason) {
 // ---------------------------------------------------------------------------
 // llhttp callbacks (return 0 to go on, HPE_PAUSED to stop llhttp_execute here)
 
-int RequestFramer::onMessageBegin(llhttp_t* parser) {
-  RequestFramer& f = framerOf(parser);
-  f.inRequest_ = true;
-  f.methodSeen_ = false;
-  f.targetSeen_ = false;
-  f.versionSeen_ = false;
-  f.lineDone_ = false;
-  f.lineEndPending_ = false;
-  f.simpleRequest_ = false;
-  f.headersDone_ = false;
-  f.skipping_ = false;
-  f.headersTooLarge_ = false;
-  f.fieldIsHost_ = true;
-  f.fieldLen_ = 0;
-  f.valueIsHost_ = false;
-  f.valueSpanSeen_ = false;
-  f.awaitingValue_ = false;
-  f.lfAfterField_ = UINT64_MAX;
-  f.hostValueSeen_ = false;
-  f.hostCount_ = 0;
-  f.chunkedBodyBytes_ = 0;
-  f.reqStart_ = f.posOf(f.chunkBase_);  // corrected by the first method byte
-  f.reqTs_ = f.chunkTs_;
-  base::bump(f.stats_.requestsStarted);
-  base::bump(f.stats_.requestsInProgress);
-  return 0;
-}
-
-// The first method byte is the request's first byte (llhttp has skipped any
-// CRLF between pipelined requests by then).
-int RequestFramer::onMethod(llhttp_t* parser, const char* at, size_t /*length*/) {
-  RequestFramer& f = framerOf(parser);
-  if (!f.methodSeen_) {
-    f.methodSeen_ = true;
-    f.reqStart_ = f.posOf(at);
-    f.account(f.reqStart_);
-  }
-  return 0;
-}
-
 int RequestFramer::onUrl(llhttp_t* parser, const char* at, size_t length) {
   RequestFramer& f = framerOf(parser);
   const uint64_t pos = f.posOf(at);
@@ -513,6 +798,9 @@ int RequestFramer::onUrl(llhttp_t* parser, const char* at, size_t length) {
     f.targetStart_ = pos;
   }
   f.targetEnd_ = pos + length;
+  if (pos == f.targetStart_ && length > 0) {
+    f.targetFirst_ = at[0];
+  }
   // Outside strict mode llhttp takes HT and FF inside the target; other parsers
   // split the request line there.
   const void* tab = std::memchr(at, '\t', length);
@@ -531,6 +819,12 @@ int RequestFramer::onUrlComplete(llhttp_t* parser) {
   const int end = f.byteAt(f.targetEnd_);
   if (end == '\r' || end == '\n') {
     return f.reject(f.lineReason(f.stats_.invalidRequestLine, f.targetEnd_));
+  }
+  // "*" names the server as a whole, for OPTIONS only (RFC 9112 3.2.4); nginx
+  // and others refuse any other method with it. (PRI: the HTTP/2 preface.)
+  if (f.targetEnd_ - f.targetStart_ == 1 && f.targetFirst_ == '*' && parser->method != HTTP_PRI &&
+      (parser->method != HTTP_OPTIONS || f.extensionMethod_)) {
+    return f.reject(f.lineReason(f.stats_.asteriskForm, f.targetEnd_));
   }
   return 0;
 }
@@ -573,42 +867,48 @@ int RequestFramer::onVersionComplete(llhttp_t* parser) {
       }
     }
   }
-  // llhttp requires LF after a CR here, but takes a bare LF. It completes the
-  // version before reading the line end, which may not have arrived yet.
-  if (const int end = f.byteAt(f.versionEnd_); end < 0) {
-    f.lineEndPending_ = true;
-  } else if (end == '\n') {
-    return f.reject(f.stats_.bareLf);
-  }
+  // The line end is llhttp's: CRLF or a bare LF; a CR followed by anything
+  // else fails there (counted as bareCr).
   return 0;
 }
 
-// Header names may arrive in pieces. We need whether it is "Host", whether it
-// is a token (llhttp outside strict mode takes SP inside and before the colon:
-// "Transfer-Encoding : chunked"), and where it ends (for obs-fold).
+// Header names may arrive in pieces. We need whether it is Host or
+// Transfer-Encoding, whether it is a token (llhttp outside strict mode takes SP
+// inside and before the colon: "Transfer-Encoding : chunked"), whether it
+// starts its line (with lenient headers llhttp skips a SP before the first
+// one), and where it ends (for obs-fold).
 int RequestFramer::onHeaderField(llhttp_t* parser, const char* at, size_t length) {
   RequestFramer& f = framerOf(parser);
-  if (f.lineEndPending_ && !f.checkLineEnd()) {
-    return -1;
+  const uint64_t pos = f.posOf(at);
+  if (f.fieldLen_ == 0 && f.firstField_ && pos > 0 && f.byteAt(pos - 1) == ' ') {
+    return f.reject(f.stats_.obsFold);  // a line starting with whitespace
   }
   if (std::memchr(at, ' ', length) != nullptr) {
     return f.reject(f.stats_.invalidHeaderName);
   }
-  if (f.fieldIsHost_) {
-    static constexpr char kHost[] = "host";
-    if (f.fieldLen_ + length > 4) {
-      f.fieldIsHost_ = false;
-    } else {
-      for (size_t i = 0; i < length; ++i) {
-        if ((at[i] | 0x20) != kHost[f.fieldLen_ + i]) {
-          f.fieldIsHost_ = false;
-          break;
-        }
+  if (f.fieldLen_ == 0 && length > 0) {
+    const char c = static_cast<char>(at[0] | 0x20);
+    f.fieldMatch_ &= c == 'h' ? kFieldHost : c == 't' ? kFieldTransferEncoding : 0;
+  }
+  for (size_t k = 0; f.fieldMatch_ != 0 && k < std::size(kFieldNames); ++k) {
+    const uint8_t bit = static_cast<uint8_t>(1u << k);
+    if ((f.fieldMatch_ & bit) == 0) {
+      continue;
+    }
+    const std::string_view name = kFieldNames[k];
+    if (f.fieldLen_ + length > name.size()) {
+      f.fieldMatch_ &= static_cast<uint8_t>(~bit);
+      continue;
+    }
+    for (size_t i = 0; i < length; ++i) {
+      if ((at[i] | 0x20) != name[f.fieldLen_ + i]) {
+        f.fieldMatch_ &= static_cast<uint8_t>(~bit);
+        break;
       }
     }
   }
   f.fieldLen_ += static_cast<uint32_t>(length);
-  f.fieldEnd_ = f.posOf(at) + length;
+  f.fieldEnd_ = pos + length;
   return 0;
 }
 
@@ -617,42 +917,48 @@ int RequestFramer::onHeaderFieldComplete(llhttp_t* parser) {
   if (f.fieldLen_ == 0) {
     return f.reject(f.stats_.invalidHeaderName);  // ": value"
   }
-  // Trailers (after the headers) never count as Host.
-  f.valueIsHost_ = !f.headersDone_ && f.fieldIsHost_ && f.fieldLen_ == 4;
-  f.fieldIsHost_ = true;
+  // Trailers (after the headers) never count as Host or Transfer-Encoding.
+  const bool inHeaders = !f.headersDone_;
+  f.valueIsHost_ = inHeaders && (f.fieldMatch_ & kFieldHost) != 0 && f.fieldLen_ == kFieldNames[0].size();
+  f.valueIsTe_ =
+      inHeaders && (f.fieldMatch_ & kFieldTransferEncoding) != 0 && f.fieldLen_ == kFieldNames[1].size();
+  f.teValueLen_ = 0;
+  f.firstField_ = false;
+  f.fieldMatch_ = kFieldHost | kFieldTransferEncoding;
   f.fieldLen_ = 0;
   f.valueSpanSeen_ = false;
   f.awaitingValue_ = true;
   f.lfAfterField_ = UINT64_MAX;
+  f.crAfterField_ = UINT64_MAX;
+  f.htAfterField_ = UINT64_MAX;
   return 0;
 }
 
-// llhttp accepts obs-fold (RFC 9112 5.2: a server must reject it or replace it
-// by SP, so the mirror could see another value). A folded value shows as a value
-// piece that does not continue the previous one, or whose first piece comes
-// after a line end following the colon.
+// A folded value (obs-fold) shows as a value piece that does not continue the
+// previous one, or whose first piece comes after a line end following the
+// colon. An empty value shows as an empty piece at the start of the next line,
+// right after its own line end (checked in onHeaderValueComplete(); an empty
+// piece also comes before an error).
 int RequestFramer::onHeaderValue(llhttp_t* parser, const char* at, size_t length) {
   RequestFramer& f = framerOf(parser);
   const uint64_t pos = f.posOf(at);
   if (!f.valueSpanSeen_) {
+    if (length == 0) {
+      f.emptyValuePos_ = pos;
+      return 0;
+    }
     f.valueSpanSeen_ = true;
     f.awaitingValue_ = false;
-    // ":" OWS value: a line end needs at least ":\r\n " before the value. An
-    // empty value shows as an empty piece at the start of the next line, right
-    // after its own LF. Earlier chunks were searched by noteLfAfterField().
-    if (pos >= f.fieldEnd_ + 4) {
-      const uint64_t last = length == 0 ? pos - 1 : pos;
-      if (f.lfAfterField_ < last) {
-        return f.reject(f.stats_.obsFold);
-      }
-      for (uint64_t q = std::max(f.fieldEnd_, f.chunkPos_); q < last; ++q) {
-        if (f.byteAt(q) == '\n') {
-          return f.reject(f.stats_.obsFold);
-        }
-      }
+    if (!f.checkBeforeValue(pos)) {
+      return -1;
     }
   } else if (pos != f.valueEnd_) {
     return f.reject(f.stats_.obsFold);
+  }
+  // Lenient headers let any byte but CR and LF into a value; servers refuse
+  // control bytes other than HT (RFC 9110 5.5).
+  if (hasControl(at, length)) {
+    return f.reject(f.stats_.invalidHeaderValue);
   }
   f.valueEnd_ = pos + length;
   if (f.valueIsHost_) {
@@ -662,14 +968,50 @@ int RequestFramer::onHeaderValue(llhttp_t* parser, const char* at, size_t length
     }
     f.hostEnd_ = pos + length;
   }
+  if (f.valueIsTe_) {
+    for (size_t i = 0; i < length; ++i, ++f.teValueLen_) {
+      if (f.teValueLen_ < sizeof(f.teValue_)) {
+        f.teValue_[f.teValueLen_] = at[i];
+      }
+    }
+  }
   return 0;
 }
 
 int RequestFramer::onHeaderValueComplete(llhttp_t* parser) {
   RequestFramer& f = framerOf(parser);
+  if (!f.valueSpanSeen_) {
+    // Outside strict mode llhttp ends an empty value at "\r<any>" too: the
+    // x:\rTransfer-Encoding: chunked of request smuggling. (The two bytes
+    // before the empty piece are in this chunk or kept from the one before.)
+    const uint64_t pos = f.emptyValuePos_;
+    if (pos < 1 || f.byteAt(pos - 1) != '\n') {
+      return f.reject(f.stats_.bareCr);
+    }
+    f.awaitingValue_ = false;
+    if (!f.checkBeforeValue(pos >= 2 && f.byteAt(pos - 2) == '\r' ? pos - 2 : pos - 1)) {
+      return -1;
+    }
+  }
   if (f.valueIsHost_) {
     ++f.hostCount_;
     f.valueIsHost_ = false;
+  }
+  if (f.valueIsTe_) {
+    // The value without the SP llhttp leaves after it (an HT there, nginx keeps).
+    // (Longer than kept: not "chunked" with a little OWS; refused.)
+    std::string_view v(f.teValue_, std::min<size_t>(f.teValueLen_, sizeof(f.teValue_)));
+    while (!v.empty() && v.back() == ' ') {
+      v.remove_suffix(1);
+    }
+    constexpr std::string_view kChunked = "chunked";
+    bool chunked = f.teValueLen_ <= sizeof(f.teValue_) && v.size() == kChunked.size();
+    for (size_t i = 0; chunked && i < v.size(); ++i) {
+      chunked = (v[i] | 0x20) == kChunked[i];
+    }
+    ++f.teCount_;
+    f.teChunkedOnly_ = f.teChunkedOnly_ && chunked;
+    f.valueIsTe_ = false;
   }
   return 0;
 }
@@ -684,12 +1026,18 @@ int RequestFramer::onHeadersComplete(llhttp_t* parser) {
     f.pause_ = Pause::kHeaders;
     return HPE_PAUSED;
   }
-  if (f.lineEndPending_ && !f.checkLineEnd()) {
-    return -1;
-  }
-  // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
-  if ((parser->flags & F_TRANSFER_ENCODING) != 0 && parser->http_minor == 0) {
-    return f.reject(f.stats_.ambiguousLength);
+  if (f.teCount_ > 0) {
+    // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
+    if (parser->http_minor == 0) {
+      return f.reject(f.stats_.ambiguousLength);
+    }
+    // Another coding before chunked ("gzip, chunked"), or the field twice:
+    // unambiguous for llhttp, but nginx answers 501 or 400 and closes, others
+    // frame it otherwise or refuse it. An empty value (which llhttp ignores,
+    // framing by Content-Length) too.
+    if (f.teCount_ > 1 || !f.teChunkedOnly_) {
+      return f.reject(f.stats_.transferCoding);
+    }
   }
   // Pause so that llhttp_get_error_pos() tells where the header section ends.
   f.pause_ = Pause::kHeaders;
@@ -715,15 +1063,6 @@ std::atomic<uint64_t>& RequestFramer::lineReason(std::atomic<uint64_t>& reason, 
     return stats_.requestLineTooLong;
   }
   return reason;
-}
-
-bool RequestFramer::checkLineEnd() {
-  lineEndPending_ = false;
-  if (byteAt(versionEnd_) == '\n') {
-    reject(stats_.bareLf);
-    return false;
-  }
-  return true;
 }
 
 int RequestFramer::reject(std::atomic<uint64_t>& reason) {
@@ -772,8 +1111,13 @@ std::atomic<uint64_t>& RequestFramer::classifyError(llhttp_errno_t err, uint64_t
   const int prev = pos > 0 ? byteAt(pos - 1) : -1;
   const bool inLine = inRequest_ && methodSeen_ && !lineDone_;
   const char* reason = llhttp_get_error_reason(&parser_);
-  if (b == '\n' || (prev == '\r' && b != '\n') ||
-      (prev == '\n' && pos > 1 && byteAt(pos - 2) != '\r')) {
+  // llhttp took a CR and failed on the byte after it, which is not LF.
+  if (prev == '\r' && b != '\n') {
+    return stats_.bareCr;
+  }
+  // In the head a bare LF ends a line; in chunked framing a line ends in CRLF.
+  if (headersDone_ && (parser_.flags & F_CHUNKED) != 0 &&
+      (b == '\n' || (prev == '\n' && pos > 1 && byteAt(pos - 2) != '\r'))) {
     return stats_.bareLf;
   }
   if (inLine) {
@@ -783,8 +1127,9 @@ std::atomic<uint64_t>& RequestFramer::classifyError(llhttp_errno_t err, uint64_t
     case HPE_UNEXPECTED_CONTENT_LENGTH:
       return (parser_.flags & F_TRANSFER_ENCODING) != 0 ? stats_.ambiguousLength
                                                          : stats_.conflictingLength;
-    case HPE_INVALID_CONTENT_LENGTH:
     case HPE_INVALID_TRANSFER_ENCODING:
+      return stats_.transferCoding;  // "chunked, gzip", "chunked" twice, no chunked
+    case HPE_INVALID_CONTENT_LENGTH:
     case HPE_INVALID_CHUNK_SIZE:
       return stats_.invalidLength;
     case HPE_INVALID_HEADER_TOKEN:
@@ -796,7 +1141,7 @@ std::atomic<uint64_t>& RequestFramer::classifyError(llhttp_errno_t err, uint64_t
       return stats_.invalidHeaderName;
     case HPE_LF_EXPECTED:
     case HPE_CR_EXPECTED:
-      return stats_.bareLf;
+      return stats_.bareCr;
     case HPE_INVALID_METHOD:
     case HPE_INVALID_URL:
     case HPE_INVALID_VERSION:
@@ -830,14 +1175,17 @@ int RequestFramer::byteAt(uint64_t pos) const {
   return -1;
 }
 
-bool RequestFramer::crlfBefore(uint64_t pos) const {
-  if (pos < 2) {
-    return false;
-  }
-  const int lf = byteAt(pos - 1);
-  const int cr = byteAt(pos - 2);
+std::atomic<uint64_t>* RequestFramer::chunkedLineEndReason(uint64_t end) {
+  const int lf = end >= 1 ? byteAt(end - 1) : -1;
+  const int cr = end >= 2 ? byteAt(end - 2) : -1;
   // Bytes no longer held belong to a request being skipped; nothing to check.
-  return (lf < 0 || lf == '\n') && (cr < 0 || cr == '\r');
+  if (lf >= 0 && lf != '\n') {
+    return &stats_.bareCr;  // llhttp took "\r<any>" for the line end
+  }
+  if (cr >= 0 && cr != '\r') {
+    return &stats_.bareLf;
+  }
+  return nullptr;
 }
 
 // ---------------------------------------------------------------------------

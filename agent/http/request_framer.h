@@ -25,11 +25,21 @@ struct FramerLimits {
 // Frames the HTTP/1.x requests of one client-to-server byte stream with llhttp
 // and hands each complete request, byte-identical, to a model::RequestSink.
 //
-// - Requests with exactly one non-empty Host are emitted; every other outcome is
-//   counted in HttpStats (see the identities there).
-// - Only well-formed HTTP/1.0 and 1.1 is emitted. Ambiguous or hostile framing
-//   (CL+TE, several CLs, obs-fold, a line not ended by CRLF, a bad header name,
-//   a bad request line or one over maxRequestLineBytes), any other parse error,
+// The policy (docs/http1.md): as strict as the strictest common server on
+// ambiguity, as tolerant as the common servers on harmless variation.
+// - Requests with exactly one non-empty Host are emitted, and HTTP/1.0 requests
+//   without Host (hostLength 0; the rewrite adds one). Every other outcome is
+//   counted in HttpStats (see the identities there). After a request servers
+//   answer with 400 and a close (HTTP/1.1 without Host, several Host fields, an
+//   invalid Host) the rest of the stream is not mirrored.
+// - Only HTTP/1.0 and 1.1 is emitted. Tolerated and counted: head lines ended
+//   by LF alone, methods llhttp 8.1 does not know (A-Z, '-', '_'; framed by
+//   giving llhttp a known method instead), header names with a byte nginx
+//   ignores the line for (llhttp reads '!' there). The bytes stay the client's.
+// - Ambiguous or hostile framing (CL+TE, several CLs, a Transfer-Encoding other
+//   than one "chunked", obs-fold, a CR not followed by LF, a chunk line not
+//   ended by CRLF, a bad header name or value, a "*" target without OPTIONS, a
+//   bad request line or one over maxRequestLineBytes), any other parse error,
 //   CONNECT/Upgrade, the HTTP/2 preface or TLS end framing for the rest of the
 //   stream: counted by reason, never resynchronised. These checks hold whether
 //   llhttp is built in strict mode or not.
@@ -37,7 +47,8 @@ struct FramerLimits {
 // - A header section over maxHeaderBytes or a request over maxRequestBytes is
 //   counted and skipped as llhttp frames it; the stream stays in sync.
 // - After a gap, or when joined mid-stream, the framer skips to the next line
-//   that is a complete `METHOD SP target SP HTTP/1.x CRLF` and parses from there.
+//   that is a complete `METHOD SP target SP HTTP/1.x CRLF` (a method llhttp
+//   knows) and parses from there.
 // - Holds at most max(maxHeaderBytes, maxRequestBytes) bytes; oversized requests
 //   are skipped as llhttp frames them, without buffering.
 // - Requests emitted and every counter (reasons included) depend on the bytes
@@ -67,8 +78,6 @@ class RequestFramer final : public flow::StreamConsumer {
   enum class Mode : uint8_t { kParse, kResync, kFailing, kAbandoned, kClosed, kEnded };
   enum class Pause : uint8_t { kNone, kHeaders, kMessage };
 
-  static int onMessageBegin(llhttp_t* parser);
-  static int onMethod(llhttp_t* parser, const char* at, size_t length);
   static int onUrl(llhttp_t* parser, const char* at, size_t length);
   static int onUrlComplete(llhttp_t* parser);
   static int onVersion(llhttp_t* parser, const char* at, size_t length);
@@ -89,15 +98,25 @@ class RequestFramer final : public flow::StreamConsumer {
   void finishChunk();
   void noteLfAfterField();
   void startParse();
+  // At a request boundary: the method, read by the framer (see the .cc).
+  const char* scanMethod(const char* p, const char* end);
+  void beginRequest(uint64_t pos);
+  // A CR or LF between a header name's colon and its value's first byte at
+  // `last` (exclusive), or an HT before a Transfer-Encoding value: false when
+  // rejected (obs-fold, a CR without LF, transferCoding).
+  bool checkBeforeValue(uint64_t last);
+  void noteLineEndsAfterField(uint64_t from, uint64_t to);
+  // The reason for a chunk line or trailer line ending at `end` (exclusive)
+  // without CRLF, or nullptr.
+  std::atomic<uint64_t>* chunkedLineEndReason(uint64_t end);
   void enterResync();
   bool afterHeaders(uint64_t end);
   void completeRequest(uint64_t end);
-  void emit(uint64_t end);
+  // False when the request was refused (counted) instead of emitted.
+  bool emit(uint64_t end);
   // Makes llhttp stop with an error; feedParse() then abandons with `reason`.
   int reject(std::atomic<uint64_t>& reason);
   std::atomic<uint64_t>& lineReason(std::atomic<uint64_t>& reason, uint64_t pos);
-  // Checks the byte after the version once it has arrived (false: rejected).
-  bool checkLineEnd();
   // Reasons decided by the bytes before the error position (nullptr: none).
   std::atomic<uint64_t>* classifyBefore(llhttp_errno_t err, const char* at);
   // The other reasons, which may look at the byte at `pos` too.
@@ -107,8 +126,6 @@ class RequestFramer final : public flow::StreamConsumer {
   void failPending(const char* data, size_t len, uint64_t pos);
   // The stream byte at `pos` if it is still held (current chunk or buf_), else -1.
   int byteAt(uint64_t pos) const;
-  // True when the two bytes before `pos` are CR LF (or cannot be checked).
-  bool crlfBefore(uint64_t pos) const;
   void resolve(std::atomic<uint64_t>& outcome);
   void abandon(std::atomic<uint64_t>& reason);
   void finish();
@@ -116,7 +133,15 @@ class RequestFramer final : public flow::StreamConsumer {
   void account(uint64_t pos);
   void releaseBuffer(uint64_t pos);
   void publishBuffered();
-  uint64_t posOf(const char* p) const { return chunkPos_ + static_cast<uint64_t>(p - chunkBase_); }
+  // After llhttp refused the byte at `at` in a header name: true when it reads
+  // on (the byte is one nginx ignores the field for).
+  bool resumeAfterIgnoredName(const char* at);
+  uint64_t posOf(const char* p) const {
+    if (synthetic_ != nullptr && p >= synthetic_ && p <= synthetic_ + 1) {
+      return syntheticPos_ + static_cast<uint64_t>(p - synthetic_);
+    }
+    return chunkPos_ + static_cast<uint64_t>(p - chunkBase_);
+  }
 
   const model::FlowKey key_;
   const uint32_t ruleId_;
@@ -138,6 +163,11 @@ class RequestFramer final : public flow::StreamConsumer {
   std::string buf_;
   uint64_t bufPos_ = 0;
   size_t publishedBuffered_ = 0;
+
+  // A byte llhttp is given in place of the stream byte at syntheticPos_.
+  const char* synthetic_ = nullptr;
+  uint64_t syntheticPos_ = 0;
+  bool ignoredName_ = false;  // the request has a header line nginx ignores
 
   // The chunk llhttp is running over.
   const char* chunkBase_ = nullptr;
@@ -161,17 +191,23 @@ class RequestFramer final : public flow::StreamConsumer {
 
   // The request in progress. Positions are stream positions.
   bool inRequest_ = false;
-  bool methodSeen_ = false;
+  // At a request boundary: the next method is read by scanMethod(), not llhttp.
+  bool atBoundary_ = true;
+  bool methodSeen_ = false;  // the method and the SP after it
+  bool extensionMethod_ = false;  // llhttp was given another method
+  uint32_t methodLen_ = 0;
+  char method_[16] = {};  // its first bytes, to look it up
   bool targetSeen_ = false;
   bool versionSeen_ = false;
   bool lineDone_ = false;  // request line complete
-  bool lineEndPending_ = false;  // its CR/LF not checked yet
   bool simpleRequest_ = false;   // HTTP/0.9: no version
   bool headersDone_ = false;
   bool skipping_ = false;  // too large: let llhttp frame it, keep nothing
   bool headersTooLarge_ = false;
-  bool fieldIsHost_ = true;
+  uint8_t fieldMatch_ = 0;  // names the current header name may still be (kField*)
+  bool firstField_ = true;  // the current name is the request's first
   bool valueIsHost_ = false;
+  bool valueIsTe_ = false;
   bool hostValueSeen_ = false;
   bool valueSpanSeen_ = false;  // of the current header value
   // Between a header name's colon and its value's first byte. The first LF
@@ -180,16 +216,26 @@ class RequestFramer final : public flow::StreamConsumer {
   // is not buffered).
   bool awaitingValue_ = false;
   uint64_t lfAfterField_ = UINT64_MAX;
+  uint64_t crAfterField_ = UINT64_MAX;
+  uint64_t htAfterField_ = UINT64_MAX;
+  // Transfer-Encoding fields (in the header section): how many, and whether
+  // every value was exactly "chunked" (case-insensitive, OWS around it).
+  uint32_t teCount_ = 0;
+  bool teChunkedOnly_ = true;
+  uint32_t teValueLen_ = 0;
+  char teValue_[16] = {};  // the current value's first bytes
   uint32_t fieldLen_ = 0;       // of the current header name
   uint32_t hostCount_ = 0;
   uint64_t reqStart_ = 0;
   uint64_t reqTs_ = 0;
+  char targetFirst_ = 0;
   uint64_t targetStart_ = 0;
   uint64_t targetEnd_ = 0;
   uint64_t versionStart_ = 0;
   uint64_t versionEnd_ = 0;
   uint64_t fieldEnd_ = 0;
   uint64_t valueEnd_ = 0;
+  uint64_t emptyValuePos_ = 0;  // of the current value's empty first piece
   uint64_t hostStart_ = 0;
   uint64_t hostEnd_ = 0;
   uint64_t headersEnd_ = 0;

@@ -27,6 +27,21 @@ bool isKnownMethod(std::string_view token) {
   return std::find(kMethods.begin(), kMethods.end(), token) != kMethods.end();
 }
 
+const char* knownMethodName(std::string_view token) {
+  static constexpr const char* kNames[] = {
+#define ST_METHOD_LITERAL(num, name, string) #string,
+      HTTP_METHOD_MAP(ST_METHOD_LITERAL)
+#undef ST_METHOD_LITERAL
+      "PRI",
+  };
+  for (const char* name : kNames) {
+    if (token == name) {
+      return name;
+    }
+  }
+  return nullptr;
+}
+
 LineMatch matchRequestLine(std::string_view data, size_t maxLineBytes) {
   const size_t n = std::min(data.size(), maxLineBytes);
   // Running out of bytes is only "need more" while the line may still fit.
@@ -93,6 +108,7 @@ TargetHost findTargetHost(std::string_view target) {
   const std::string_view authority = target.substr(start, end - start);
   const size_t at = authority.rfind('@');
   const size_t hostStart = at == std::string_view::npos ? 0 : at + 1;
+  th.userinfo = at != std::string_view::npos;
   // An authority with only a port (":80") names no host either.
   if (hostStart >= authority.size() || authority[hostStart] == ':') {
     return th;

@@ -6,6 +6,8 @@
 
 #include <sstream>
 
+#include "metrics/registry.h"
+
 namespace shadowtap::metrics {
 namespace {
 
@@ -24,8 +26,8 @@ int replyHealth(mg_connection* conn, const HealthStatus& s) {
 
 }  // namespace
 
-MetricsServer::MetricsServer(const HealthProbe& probe, std::vector<const prometheus::Collectable*> collectables)
-    : probe_(probe), collectables_(std::move(collectables)) {}
+MetricsServer::MetricsServer(const HealthProbe& probe, const Registry& registry)
+    : probe_(probe), registry_(registry) {}
 
 MetricsServer::~MetricsServer() {
   if (ctx_) {
@@ -34,9 +36,8 @@ MetricsServer::~MetricsServer() {
 }
 
 std::unique_ptr<MetricsServer> MetricsServer::start(const std::string& address, const HealthProbe& probe,
-                                                    std::vector<const prometheus::Collectable*> collectables,
-                                                    std::string* error) {
-  auto server = std::unique_ptr<MetricsServer>(new MetricsServer(probe, std::move(collectables)));
+                                                    const Registry& registry, std::string* error) {
+  auto server = std::unique_ptr<MetricsServer>(new MetricsServer(probe, registry));
   mg_init_library(0);
   const char* options[] = {"listening_ports", address.c_str(), "num_threads", "2", nullptr};
   mg_callbacks callbacks{};
@@ -47,6 +48,7 @@ std::unique_ptr<MetricsServer> MetricsServer::start(const std::string& address, 
     return nullptr;
   }
   mg_set_request_handler(server->ctx_, "/metrics$", &MetricsServer::handleMetrics, server.get());
+  mg_set_request_handler(server->ctx_, "/stats$", &MetricsServer::handleStats, server.get());
   mg_set_request_handler(server->ctx_, "/healthz$", &MetricsServer::handleHealth, server.get());
   mg_set_request_handler(server->ctx_, "/readyz$", &MetricsServer::handleReady, server.get());
   mg_server_port ports[4];
@@ -58,14 +60,14 @@ std::unique_ptr<MetricsServer> MetricsServer::start(const std::string& address, 
 
 int MetricsServer::handleMetrics(mg_connection* conn, void* self) {
   auto* s = static_cast<MetricsServer*>(self);
-  std::vector<prometheus::MetricFamily> families;
-  for (const auto* c : s->collectables_) {
-    auto more = c->Collect();
-    families.insert(families.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
-  }
   std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, families);
+  prometheus::TextSerializer().Serialize(out, s->registry_.collect().toPrometheus());
   return reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", out.str());
+}
+
+int MetricsServer::handleStats(mg_connection* conn, void* self) {
+  auto* s = static_cast<MetricsServer*>(self);
+  return reply(conn, 200, "application/json", s->registry_.collect().toJson() + "\n");
 }
 
 int MetricsServer::handleHealth(mg_connection* conn, void* self) {

@@ -4,12 +4,12 @@
 #include <string>
 #include <vector>
 
-#include <prometheus/collectable.h>
-
 struct mg_context;
 struct mg_connection;
 
 namespace shadowtap::metrics {
+
+class Registry;
 
 // Answer of a health probe: ok, and a short reason shown in the body.
 struct HealthStatus {
@@ -26,17 +26,17 @@ class HealthProbe {
   virtual HealthStatus ready() const = 0;  // attached, ring buffer consumed recently
 };
 
-// Serves /metrics (Prometheus text format, from the collectables at scrape
-// time: nothing is computed on the data path), /healthz and /readyz on one
+// Serves /metrics (Prometheus text format) and /stats (the same counters as
+// one JSON object, see Snapshot::toJson), both from the registry at request
+// time (nothing is computed on the data path), and /healthz and /readyz on one
 // address. Stops when destroyed.
 class MetricsServer {
  public:
   // `address` is "HOST:PORT" (IPv4 or a name; port 0 picks a free one). nullptr
-  // and *error set when it cannot listen. `probe` and the collectables must
-  // outlive the server.
+  // and *error set when it cannot listen. `probe` and `registry` must outlive
+  // the server.
   static std::unique_ptr<MetricsServer> start(const std::string& address, const HealthProbe& probe,
-                                              std::vector<const prometheus::Collectable*> collectables,
-                                              std::string* error);
+                                              const Registry& registry, std::string* error);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
@@ -44,13 +44,14 @@ class MetricsServer {
   int port() const { return port_; }
 
  private:
-  MetricsServer(const HealthProbe& probe, std::vector<const prometheus::Collectable*> collectables);
+  MetricsServer(const HealthProbe& probe, const Registry& registry);
   static int handleMetrics(mg_connection* conn, void* self);
+  static int handleStats(mg_connection* conn, void* self);
   static int handleHealth(mg_connection* conn, void* self);
   static int handleReady(mg_connection* conn, void* self);
 
   const HealthProbe& probe_;
-  std::vector<const prometheus::Collectable*> collectables_;
+  const Registry& registry_;
   mg_context* ctx_ = nullptr;
   int port_ = 0;
 };

@@ -46,7 +46,12 @@ DryRunWriter::DryRunWriter(std::FILE* out, std::string suffix)
     : DryRunWriter(out, std::move(suffix), measureRealtimeOffset()) {}
 
 DryRunWriter::DryRunWriter(std::FILE* out, std::string suffix, int64_t realtimeOffsetNs)
-    : out_(out), suffix_(std::move(suffix)), realtimeOffsetNs_(realtimeOffsetNs) {}
+    : out_(out),
+      shadowHost_([suffix = std::move(suffix)](std::string_view host) { return http::appendShadowSuffix(host, suffix); }),
+      realtimeOffsetNs_(realtimeOffsetNs) {}
+
+DryRunWriter::DryRunWriter(std::FILE* out, std::function<std::string(std::string_view)> shadowHost)
+    : out_(out), shadowHost_(std::move(shadowHost)), realtimeOffsetNs_(measureRealtimeOffset()) {}
 
 std::string DryRunWriter::format(const model::Request& r) const {
   nlohmann::ordered_json j;
@@ -56,7 +61,7 @@ std::string DryRunWriter::format(const model::Request& r) const {
   j["method"] = r.method;
   j["target"] = std::string(r.target());
   j["host"] = std::string(r.authority());
-  j["shadow_host"] = http::appendShadowSuffix(r.authority(), suffix_);
+  j["shadow_host"] = shadowHost_(r.authority());
   j["body_length"] = r.bodyLength;
   j["bytes"] = r.size();
   if (r.isHttp2()) {

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 
 #include "model/request.h"
@@ -30,6 +31,8 @@ class DryRunWriter final : public model::RequestSink {
   // Request times are CLOCK_MONOTONIC; the offset to CLOCK_REALTIME is measured
   // once here, so a clock step later shifts no line relative to another.
   DryRunWriter(std::FILE* out, std::string suffix);
+  // "shadow_host" is shadowHost(host): what the rule's host mode makes of it.
+  DryRunWriter(std::FILE* out, std::function<std::string(std::string_view)> shadowHost);
   // For tests: realtime ns = monotonic ns + realtimeOffsetNs.
   DryRunWriter(std::FILE* out, std::string suffix, int64_t realtimeOffsetNs);
 
@@ -42,7 +45,7 @@ class DryRunWriter final : public model::RequestSink {
 
  private:
   std::FILE* out_;
-  std::string suffix_;
+  std::function<std::string(std::string_view)> shadowHost_;
   int64_t realtimeOffsetNs_;
   Stats stats_;
 

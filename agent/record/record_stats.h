@@ -3,6 +3,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "base/stats_sink.h"
+
 namespace shadowtap::record {
 
 // Counters of one recorder; written by the capture thread (offers, drops) and
@@ -31,5 +33,8 @@ struct RecordStats {
   std::atomic<int64_t> queueBytes{0};
   std::atomic<int64_t> diskBytes{0};  // bytes in our files, closed and open
 };
+
+// The recorder's counters.
+void exportStats(const RecordStats& stats, base::StatsSink& out);
 
 }  // namespace shadowtap::record

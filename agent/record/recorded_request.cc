@@ -1,6 +1,9 @@
 #include "record/recorded_request.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <charconv>
 
 #include "base/strings.h"
 #include "http/host_rewrite.h"
@@ -24,6 +27,37 @@ std::string lower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
   return out;
+}
+
+// The server side of a recorded flow ("198.18.0.1:40000->198.18.0.2:8000",
+// "[..]:p->[2001:db8::2]:80"): what an HTTP/1.0 request without Host names in
+// the Host the rewrite adds. Port 0 when the text names none.
+model::FlowKey destinationOf(std::string_view flowText) {
+  model::FlowKey k;
+  const size_t arrow = flowText.find("->");
+  const std::string_view d = arrow == std::string_view::npos ? std::string_view() : flowText.substr(arrow + 2);
+  const size_t colon = d.rfind(':');
+  if (colon == std::string_view::npos) {
+    return k;
+  }
+  std::string addr(d.substr(0, colon));
+  if (addr.size() >= 2 && addr.front() == '[' && addr.back() == ']') {
+    addr = addr.substr(1, addr.size() - 2);
+  }
+  uint16_t port = 0;
+  const std::string_view p = d.substr(colon + 1);
+  if (std::from_chars(p.data(), p.data() + p.size(), port).ec != std::errc()) {
+    return k;
+  }
+  if (inet_pton(AF_INET, addr.c_str(), k.daddr.data()) == 1) {
+    k.family = 4;
+  } else if (inet_pton(AF_INET6, addr.c_str(), k.daddr.data()) == 1) {
+    k.family = 6;
+  } else {
+    return k;
+  }
+  k.dport = port;
+  return k;
 }
 
 }  // namespace
@@ -238,9 +272,7 @@ std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix)
   b += "\r\n";
   req.bodyOffset = b.size();
   b += r.wireBody.empty() ? r.body : r.wireBody;
-  if (suffix.empty()) {
-    return std::move(b);
-  }
+  req.flow = destinationOf(r.flow);  // for an HTTP/1.0 request without Host
   const http::TargetHost th = http::findTargetHost(r.target);
   if (th.absoluteForm && th.length > 0) {
     req.targetHostOffset = req.targetOffset + th.offset;

@@ -115,6 +115,10 @@ std::string checkHostPort(std::string_view value) {
 
 uint32_t Rule::sampleBasisPoints() const { return static_cast<uint32_t>(std::lround(percentage * 100.0)); }
 
+uint32_t Rule::kernelSampleBasisPoints() const {
+  return sampleMode == SampleMode::kConnection ? sampleBasisPoints() : 10000;
+}
+
 std::string Rule::describe() const {
   char pct[32];
   std::snprintf(pct, sizeof(pct), "%g", percentage);
@@ -122,7 +126,14 @@ std::string Rule::describe() const {
   if (dst) {
     out += " dst=" + dstText;
   }
-  out += " -> " + (mirror.empty() ? std::string("(dry run)") : mirror) + " (" + pct + "% of connections";
+  const char* unit = sampleMode == SampleMode::kConnection ? "% of connections" : "% of requests";
+  out += " -> " + (mirror.empty() ? std::string("(dry run)") : mirror) + " (" + pct + unit;
+  if (sampleMode == SampleMode::kHeader) {
+    out += " by " + sampleHeader;
+  }
+  if (hostMode != HostMode::kSuffix) {
+    out += hostMode == HostMode::kKeep ? ", host kept" : ", host " + hostLiteral;
+  }
   if (!methods.empty()) {
     out += ", methods ";
     for (size_t i = 0; i < methods.size(); ++i) {
@@ -138,6 +149,243 @@ std::string Rule::describe() const {
   return out + ")";
 }
 
+namespace {
+
+// What a key handler found wrong: `what` follows "rule '...': 'key=value': ",
+// unless `quoted` (the message already quotes the value).
+struct KeyError {
+  std::string what;
+  bool quoted = false;
+};
+using KeyResult = std::optional<KeyError>;
+
+KeyError fail(std::string what) { return {std::move(what), false}; }
+
+// Keys that may be given only once, by name.
+struct Seen {
+  std::vector<std::string_view> keys;
+  bool once(std::string_view key) {
+    if (std::find(keys.begin(), keys.end(), key) != keys.end()) {
+      return false;
+    }
+    keys.push_back(key);
+    return true;
+  }
+};
+
+KeyResult parseMethods(Rule& r, std::string_view value) {
+  if (!r.methods.empty()) {
+    return fail("methods given twice (list them in one key: methods=GET|HEAD)");
+  }
+  size_t start = 0;
+  while (start <= value.size()) {
+    size_t bar = value.find('|', start);
+    std::string_view m = value.substr(start, bar == std::string_view::npos ? std::string_view::npos : bar - start);
+    start = bar == std::string_view::npos ? value.size() + 1 : bar + 1;
+    if (!isToken(m)) {
+      return fail("'" + std::string(m) + "' is not a method; separate methods with '|'");
+    }
+    std::string method = upper(m);
+    if (std::find(r.methods.begin(), r.methods.end(), method) == r.methods.end()) {
+      r.methods.push_back(method);
+    }
+  }
+  return std::nullopt;
+}
+
+std::string_view trimBlanks(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) {
+    v.remove_prefix(1);
+  }
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) {
+    v.remove_suffix(1);
+  }
+  return v;
+}
+
+KeyResult parseHeader(Rule& r, std::string_view value) {
+  size_t colon = value.find(':');
+  if (colon == std::string_view::npos) {
+    return fail("expected header=NAME:VALUE");
+  }
+  std::string_view name = value.substr(0, colon);
+  std::string_view v = trimBlanks(value.substr(colon + 1));
+  if (!isToken(name)) {
+    return fail("'" + std::string(name) + "' is not a valid header name");
+  }
+  if (isProtected(name)) {
+    return fail(std::string(name) + " cannot be added (it would change the request's framing or routing)");
+  }
+  if (!validHeaderValue(v)) {
+    return fail("the header value contains control characters");
+  }
+  r.headers.emplace_back(std::string(name), std::string(v));
+  return std::nullopt;
+}
+
+KeyResult parseDropHeader(Rule& r, std::string_view value) {
+  if (!isToken(value)) {
+    return fail("'" + std::string(value) + "' is not a valid header name");
+  }
+  if (isProtected(value)) {
+    return fail(std::string(value) + " cannot be removed (it would change the request's framing or routing)");
+  }
+  r.dropHeaders.push_back(lower(value));
+  return std::nullopt;
+}
+
+// host=suffix|keep|NAME[:PORT]: a literal is a host name or address as a Host
+// header carries it ("[v6]" for IPv6), optionally with a port.
+KeyResult parseHost(Rule& r, std::string_view value) {
+  if (value == "suffix") {
+    r.hostMode = HostMode::kSuffix;
+  } else if (value == "keep") {
+    r.hostMode = HostMode::kKeep;
+  } else {
+    for (char c : value) {
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string_view("-._:[]").find(c) != std::string_view::npos)) {
+        return fail("host must be suffix, keep, or a host name with an optional :port (e.g. staging.svc:8080)");
+      }
+    }
+    r.hostMode = HostMode::kLiteral;
+    r.hostLiteral = std::string(value);
+  }
+  return std::nullopt;
+}
+
+KeyResult parseSample(Rule& r, std::string_view value) {
+  if (value == "connection") {
+    r.sampleMode = SampleMode::kConnection;
+  } else if (value == "request") {
+    r.sampleMode = SampleMode::kRequest;
+  } else if (value.starts_with("header:") && isToken(value.substr(7))) {
+    r.sampleMode = SampleMode::kHeader;
+    r.sampleHeader = lower(value.substr(7));
+  } else {
+    return fail("sample must be connection, request, or header:NAME (e.g. header:x-user-id)");
+  }
+  return std::nullopt;
+}
+
+template <typename T>
+KeyResult parseLimit(std::string_view value, T min, T max, T& out, const char* what) {
+  if (!parseUnsigned<T>(value, min, max, out)) {
+    return fail(what);
+  }
+  return std::nullopt;
+}
+
+KeyResult parseHostPortOnce(std::string_view value, std::string& out, const char* key) {
+  if (!out.empty()) {
+    return fail(std::string(key) + " given twice");
+  }
+  if (std::string why = checkHostPort(value); !why.empty()) {
+    return fail(why);
+  }
+  out = std::string(value);
+  return std::nullopt;
+}
+
+KeyResult parseKey(Rule& r, Seen& seen, std::string_view key, std::string_view value) {
+  if (key == "port") {
+    if (!seen.once(key)) {
+      return fail("port given twice");
+    }
+    return parseLimit<uint16_t>(value, 1, 65535, r.port, "port must be a number from 1 to 65535");
+  }
+  if (key == "mirror") {
+    return parseHostPortOnce(value, r.mirror, "mirror");
+  }
+  if (key == "secondary") {
+    return parseHostPortOnce(value, r.secondary, "secondary");
+  }
+  if (key == "percentage") {
+    if (!seen.once(key)) {
+      return fail("percentage given twice");
+    }
+    return parsePercentage(value, r.percentage) ? KeyResult() : fail("percentage must be a number from 0 to 100");
+  }
+  if (key == "suffix") {
+    if (!seen.once(key)) {
+      return fail("suffix given twice");
+    }
+    std::string why = checkSuffix(value);
+    r.suffix = std::string(value);
+    return why.empty() ? KeyResult() : fail("suffix " + why);
+  }
+  if (key == "host" || key == "sample") {
+    if (!seen.once(key)) {
+      return fail(std::string(key) + " given twice");
+    }
+    return key == "host" ? parseHost(r, value) : parseSample(r, value);
+  }
+  if (key == "dst") {
+    if (r.dst) {
+      return fail("dst given twice");
+    }
+    std::string why;
+    r.dst = model::parseDestinationPrefix(value, &why);
+    r.dstText = std::string(value);
+    return r.dst ? KeyResult() : KeyResult(KeyError{why, true});
+  }
+  if (key == "methods") {
+    return parseMethods(r, value);
+  }
+  if (key == "header") {
+    return parseHeader(r, value);
+  }
+  if (key == "drop-header") {
+    return parseDropHeader(r, value);
+  }
+  if (key == "connections") {
+    return parseLimit<size_t>(value, 1, 4096, r.connections, "connections must be a number from 1 to 4096");
+  }
+  if (key == "queue") {
+    return parseLimit<size_t>(value, 1, 1 << 24, r.queue, "queue must be a number from 1 to 16777216");
+  }
+  if (key == "queue-mib") {
+    return parseLimit<size_t>(value, 1, 65536, r.queueMiB, "queue-mib must be a number from 1 to 65536");
+  }
+  if (key == "max-rps") {
+    return parseLimit<uint32_t>(value, 0, 10'000'000, r.maxRps,
+                                "max-rps must be a number from 0 (unlimited) to 10000000");
+  }
+  if (key == "drop-policy") {
+    if (value != "newest" && value != "oldest") {
+      return fail("drop-policy must be newest or oldest");
+    }
+    r.dropPolicy = value == "newest" ? DropPolicy::kNewest : DropPolicy::kOldest;
+    return std::nullopt;
+  }
+  if (key == "compare") {
+    if (value != "true" && value != "false") {
+      return fail("compare must be true or false");
+    }
+    r.compare = value == "true";
+    return std::nullopt;
+  }
+  return KeyError{"unknown key '" + std::string(key) +
+                      "' (known: port, mirror, percentage, suffix, host, sample, dst, methods, header, drop-header, "
+                      "connections, queue, queue-mib, max-rps, drop-policy, compare, secondary)",
+                  true};
+}
+
+// The checks that need the whole rule.
+std::string checkWhole(const Rule& r, const Seen& seen, bool mirrorOptional) {
+  if (std::find(seen.keys.begin(), seen.keys.end(), "port") == seen.keys.end()) {
+    return "port=N is required";
+  }
+  if (r.mirror.empty() && !mirrorOptional) {
+    return "mirror=HOST:PORT is required";
+  }
+  if (!r.secondary.empty() && !r.compare) {
+    return "secondary=HOST:PORT only makes sense with compare=true";
+  }
+  return "";
+}
+
+}  // namespace
+
 std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& defaults, bool mirrorOptional,
                               std::string* error) {
   Rule r;
@@ -150,164 +398,34 @@ std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& default
   r.dropPolicy = defaults.dropPolicy;
 
   const std::string quoted = "rule '" + r.text + "': ";
-  auto failWith = [&](const std::string& what) {
-    *error = quoted + what;
-    return std::nullopt;
-  };
-  bool havePort = false;
-  bool havePercentage = false;
-  bool haveSuffix = false;
+  Seen seen;
   size_t pos = 0;
   while (pos <= text.size()) {
     size_t comma = text.find(',', pos);
     std::string_view item = text.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
     pos = comma == std::string_view::npos ? text.size() + 1 : comma + 1;
     if (item.empty()) {
-      return failWith("empty item (two commas in a row, or a trailing comma)");
+      *error = quoted + "empty item (two commas in a row, or a trailing comma)";
+      return std::nullopt;
     }
     size_t eq = item.find('=');
     if (eq == std::string_view::npos) {
-      return failWith("'" + std::string(item) + "' is not key=value");
+      *error = quoted + "'" + std::string(item) + "' is not key=value";
+      return std::nullopt;
     }
-    std::string_view key = item.substr(0, eq);
-    std::string_view value = item.substr(eq + 1);
     const std::string bad = "'" + std::string(item) + "': ";
-    if (value.empty()) {
-      return failWith(bad + "empty value");
+    if (eq + 1 == item.size()) {
+      *error = quoted + bad + "empty value";
+      return std::nullopt;
     }
-    if (key == "port") {
-      if (havePort || !parseUnsigned<uint16_t>(value, 1, 65535, r.port)) {
-        return failWith(bad + (havePort ? "port given twice" : "port must be a number from 1 to 65535"));
-      }
-      havePort = true;
-    } else if (key == "mirror") {
-      if (!r.mirror.empty()) {
-        return failWith(bad + "mirror given twice");
-      }
-      if (std::string why = checkHostPort(value); !why.empty()) {
-        return failWith(bad + why);
-      }
-      r.mirror = std::string(value);
-    } else if (key == "percentage") {
-      if (havePercentage || !parsePercentage(value, r.percentage)) {
-        return failWith(bad + (havePercentage ? "percentage given twice" : "percentage must be a number from 0 to 100"));
-      }
-      havePercentage = true;
-    } else if (key == "suffix") {
-      if (std::string why = checkSuffix(value); haveSuffix || !why.empty()) {
-        return failWith(bad + (haveSuffix ? "suffix given twice" : "suffix " + why));
-      }
-      r.suffix = std::string(value);
-      haveSuffix = true;
-    } else if (key == "dst") {
-      std::string why;
-      if (r.dst) {
-        return failWith(bad + "dst given twice");
-      }
-      r.dst = model::parseDestinationPrefix(value, &why);
-      if (!r.dst) {
-        return failWith(why);
-      }
-      r.dstText = std::string(value);
-    } else if (key == "methods") {
-      if (!r.methods.empty()) {
-        return failWith(bad + "methods given twice (list them in one key: methods=GET|HEAD)");
-      }
-      size_t start = 0;
-      while (start <= value.size()) {
-        size_t bar = value.find('|', start);
-        std::string_view m = value.substr(start, bar == std::string_view::npos ? std::string_view::npos : bar - start);
-        start = bar == std::string_view::npos ? value.size() + 1 : bar + 1;
-        if (!isToken(m)) {
-          return failWith(bad + "'" + std::string(m) + "' is not a method; separate methods with '|'");
-        }
-        std::string method = upper(m);
-        if (std::find(r.methods.begin(), r.methods.end(), method) == r.methods.end()) {
-          r.methods.push_back(method);
-        }
-      }
-    } else if (key == "header") {
-      size_t colon = value.find(':');
-      if (colon == std::string_view::npos) {
-        return failWith(bad + "expected header=NAME:VALUE");
-      }
-      std::string_view name = value.substr(0, colon);
-      std::string_view v = value.substr(colon + 1);
-      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) {
-        v.remove_prefix(1);
-      }
-      while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) {
-        v.remove_suffix(1);
-      }
-      if (!isToken(name)) {
-        return failWith(bad + "'" + std::string(name) + "' is not a valid header name");
-      }
-      if (isProtected(name)) {
-        return failWith(bad + std::string(name) + " cannot be added (it would change the request's framing or routing)");
-      }
-      if (!validHeaderValue(v)) {
-        return failWith(bad + "the header value contains control characters");
-      }
-      r.headers.emplace_back(std::string(name), std::string(v));
-    } else if (key == "drop-header") {
-      if (!isToken(value)) {
-        return failWith(bad + "'" + std::string(value) + "' is not a valid header name");
-      }
-      if (isProtected(value)) {
-        return failWith(bad + std::string(value) + " cannot be removed (it would change the request's framing or routing)");
-      }
-      r.dropHeaders.push_back(lower(value));
-    } else if (key == "connections") {
-      if (!parseUnsigned<size_t>(value, 1, 4096, r.connections)) {
-        return failWith(bad + "connections must be a number from 1 to 4096");
-      }
-    } else if (key == "queue") {
-      if (!parseUnsigned<size_t>(value, 1, 1 << 24, r.queue)) {
-        return failWith(bad + "queue must be a number from 1 to 16777216");
-      }
-    } else if (key == "queue-mib") {
-      if (!parseUnsigned<size_t>(value, 1, 65536, r.queueMiB)) {
-        return failWith(bad + "queue-mib must be a number from 1 to 65536");
-      }
-    } else if (key == "max-rps") {
-      if (!parseUnsigned<uint32_t>(value, 0, 10'000'000, r.maxRps)) {
-        return failWith(bad + "max-rps must be a number from 0 (unlimited) to 10000000");
-      }
-    } else if (key == "drop-policy") {
-      if (value == "newest") {
-        r.dropPolicy = DropPolicy::kNewest;
-      } else if (value == "oldest") {
-        r.dropPolicy = DropPolicy::kOldest;
-      } else {
-        return failWith(bad + "drop-policy must be newest or oldest");
-      }
-    } else if (key == "compare") {
-      if (value != "true" && value != "false") {
-        return failWith(bad + "compare must be true or false");
-      }
-      r.compare = value == "true";
-    } else if (key == "secondary") {
-      if (!r.secondary.empty()) {
-        return failWith(bad + "secondary given twice");
-      }
-      if (std::string why = checkHostPort(value); !why.empty()) {
-        return failWith(bad + why);
-      }
-      r.secondary = std::string(value);
-    } else {
-      return failWith("unknown key '" + std::string(key) +
-                      "' (known: port, mirror, percentage, suffix, dst, methods, header, drop-header, connections, "
-                      "queue, queue-mib, max-rps, drop-policy, compare, secondary)");
+    if (KeyResult e = parseKey(r, seen, item.substr(0, eq), item.substr(eq + 1))) {
+      *error = quoted + (e->quoted ? "" : bad) + e->what;
+      return std::nullopt;
     }
   }
-  if (!havePort) {
-    return failWith("port=N is required");
-  }
-  if (r.mirror.empty() && !mirrorOptional) {
-    return failWith("mirror=HOST:PORT is required");
-  }
-  if (!r.secondary.empty() && !r.compare) {
-    return failWith("secondary=HOST:PORT only makes sense with compare=true");
+  if (std::string why = checkWhole(r, seen, mirrorOptional); !why.empty()) {
+    *error = quoted + why;
+    return std::nullopt;
   }
   return r;
 }
@@ -326,8 +444,9 @@ std::string checkRuleSet(const std::vector<Rule>& rules) {
 
 bool Rule::sameAs(const Rule& o) const {
   auto key = [](const Rule& r) {
-    return std::tie(r.port, r.mirror, r.percentage, r.suffix, r.dst, r.methods, r.headers, r.dropHeaders,
-                    r.connections, r.queue, r.queueMiB, r.maxRps, r.dropPolicy, r.compare, r.secondary);
+    return std::tie(r.port, r.mirror, r.percentage, r.suffix, r.hostMode, r.hostLiteral, r.sampleMode, r.sampleHeader,
+                    r.dst, r.methods, r.headers, r.dropHeaders, r.connections, r.queue, r.queueMiB, r.maxRps,
+                    r.dropPolicy, r.compare, r.secondary);
   };
   return key(*this) == key(o);
 }

@@ -25,6 +25,17 @@ struct RuleDefaults {
   DropPolicy dropPolicy = DropPolicy::kNewest;
 };
 
+// What a mirrored request's host becomes (issue 19): the suffix appended to the
+// host part (Envoy's and the seed's default), the host kept as it is, or a
+// literal host (its port kept unless the literal names one).
+enum class HostMode { kSuffix, kKeep, kLiteral };
+
+// How the rule's percentage picks what is mirrored: whole connections (in the
+// kernel, by a symmetric hash of the connection), each request on its own
+// (Gateway API's percent), or by the value of one request header (the same
+// user or tenant always in or always out).
+enum class SampleMode { kConnection, kRequest, kHeader };
+
 // One mirroring rule: traffic to `port` (optionally only to destinations in
 // `dst`) is mirrored to `mirror`, with its own percentage, suffix, limits and
 // safety switches. Built only by parseRule, so every field is valid.
@@ -34,6 +45,10 @@ struct Rule {
   std::string mirror;  // host:port; empty only in dry-run mode
   double percentage = 100.0;
   std::string suffix;
+  HostMode hostMode = HostMode::kSuffix;
+  std::string hostLiteral;  // kLiteral: "name" or "name:port"
+  SampleMode sampleMode = SampleMode::kConnection;
+  std::string sampleHeader;  // kHeader: the header's name, lower case
   std::optional<model::DestinationPrefix> dst;
   std::string dstText;
 
@@ -56,8 +71,11 @@ struct Rule {
   bool compare = false;
   std::string secondary;
 
-  // Basis points of `percentage`, as the kernel compares them.
+  // Basis points of `percentage`.
   uint32_t sampleBasisPoints() const;
+  // The share of connections the kernel copies: the percentage when sampling
+  // connections, all of them when requests are picked in the agent.
+  uint32_t kernelSampleBasisPoints() const;
   // "port=8000 -> httpbin-mirror:8000 (50%)" for logs.
   std::string describe() const;
   // Same in every setting that matters (the text may be spelt differently).
@@ -71,6 +89,7 @@ struct Rule {
 //   drop-header=NAME (repeatable)
 //   connections=N  queue=N  queue-mib=N  max-rps=N  drop-policy=newest|oldest
 //   compare=true|false          secondary=HOST:PORT (needs compare=true)
+//   host=suffix|keep|HOST[:PORT]  sample=connection|request|header:NAME
 // Values cannot contain ','. nullopt and *error (one line quoting the rule and
 // the offending part) when the text is not a valid rule.
 std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& defaults, bool mirrorOptional,

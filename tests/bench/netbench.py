@@ -259,7 +259,8 @@ http {{
         logpath = os.path.join(self.dir, f"{name}.log")
         f = open(logpath, "w")
         argv = [os.path.join(self.build, "agent", "shadowtap"), "-i", self.if_s0, "-p", str(PRIMARY_PORT),
-                "-m", f"{M_ADDR}:{MIRROR_PORT}", *(extra or ("--summary-interval", "0"))]
+                "-m", f"{M_ADDR}:{MIRROR_PORT}", "--stats-file", logpath + ".stats.json",
+                *(extra or ("--summary-interval", "0"))]
         p = self.spawn(name, self.ns["s"], argv, stdout=f, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -273,30 +274,42 @@ http {{
     def stop_shadowtap(self, name, logpath):
         rc = self.stop(name, signal.SIGINT, timeout=20)
         text = open(logpath).read()
-        return rc, parse_summary(text), text
+        return rc, read_counters(logpath), text
 
 
-def parse_summary(text):
-    """Counters of the last summary line ('final: ...' when present) as a dict."""
-    line = ""
-    for ln in text.splitlines():
-        if "kernel seen=" in ln:
-            line = ln
-    out = {}
-    section = ""
-    for tok in line.replace("|", " | ").split():
-        if tok == "|":
-            section = ""
-            continue
-        if "=" in tok:
-            k, v = tok.split("=", 1)
-            try:
-                out[(section + "." if section else "") + k] = int(v)
-            except ValueError:
-                pass
-        else:
-            section = tok.rstrip(":") if tok in ("kernel", "flows", "http", "mirror") else section
-    return out
+# Flat counter names the reports use, from the stats dump (--stats-file).
+_ANSWERS = {"response_1xx", "response_2xx", "response_3xx", "response_4xx", "response_5xx", "response_other"}
+_DROPS = {"queue_full", "dropped_oldest", "rate_limited", "dropped_shutdown", "pool_unavailable", "dry_run_printed"}
+
+
+def read_counters(logpath):
+    """shadowtap's latest stats dump (written beside its log at every summary and at exit), flattened."""
+    try:
+        with open(logpath + ".stats.json") as f:
+            stats = json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+    def total(name, **labels):
+        return int(sum(s.get("value", s.get("count", 0)) for s in stats.get(name, {}).get("samples", [])
+                       if all(s["labels"].get(k) == v for k, v in labels.items())))
+
+    outcomes = {}
+    for s in stats.get("shadowtap_mirror_requests_total", {}).get("samples", []):
+        o = s["labels"]["outcome"]
+        outcomes[o] = outcomes.get(o, 0) + int(s["value"])
+    return {
+        "kernel.ringbuf_full": total("shadowtap_kernel_records_lost_total"),
+        "flows.gaps": total("shadowtap_flow_gaps_total"),
+        "flows.active": total("shadowtap_flows"),
+        "http.requests": total("shadowtap_http_requests_parsed_total"),
+        "http.dropped_by_gap": total("shadowtap_http_requests_skipped_total", reason="gap"),
+        "http.parse_errors": total("shadowtap_http_connections_abandoned_total", reason="parse_error"),
+        "queue_full": outcomes.get("queue_full", 0),
+        "mirror.responses": sum(v for o, v in outcomes.items() if o in _ANSWERS),
+        "mirror.errors": sum(v for o, v in outcomes.items() if o not in _ANSWERS and o not in _DROPS),
+        "mirror.dropped_shutdown": outcomes.get("dropped_shutdown", 0),
+    }
 
 
 def proc_status(pid):
@@ -473,7 +486,7 @@ def memory(lab, args):
     t_open = time.time() - t0
     time.sleep(2.5)  # two summary lines, so "flows active" is current
     held = proc_status(p.pid)
-    summary_now = parse_summary(open(stlog).read())
+    summary_now = read_counters(stlog)
     client.stdin.close()
     lab.stop("idle", timeout=10)
     _, final, _ = lab.stop_shadowtap("shadowtap", stlog)
@@ -503,7 +516,7 @@ def memory(lab, args):
     outage_client = json.loads([ln for ln in load.stdout.read().splitlines() if ln.startswith("{")][-1])
     lab.procs.pop("outage-load", None)
     outage_kb = proc_status(p.pid)
-    during = parse_summary(open(stlog).read())
+    during = read_counters(stlog)
     set_state(lab, "ok")
     _, final, _ = lab.stop_shadowtap("shadowtap", stlog)
     out["outage"] = {"seconds": args.outage, "rate": args.outage_rate, "body": args.outage_body,

@@ -150,9 +150,9 @@ TEST_P(CaptureEgressTest, ResponsesOfCompareRulesArriveMarked) {
   EXPECT_TRUE(sink.toServer.rulesOk && sink.fromServer.rulesOk);
   const auto k = cap->kernelCounters();
   EXPECT_EQ(cap->stats().fromServerRecords.load(), sink.fromServer.segments);
-  EXPECT_GT(k[ST_CNT_EGRESS_COPIED], 0u);
-  EXPECT_EQ(k[ST_CNT_EGRESS_SAMPLED_OUT], 0u);
-  EXPECT_EQ(k[ST_CNT_RINGBUF_FULL], 0u);
+  EXPECT_GT(k.egressCopied, 0u);
+  EXPECT_EQ(k.egressSampledOut, 0u);
+  EXPECT_EQ(k.ringbufFull, 0u);
   EXPECT_EQ(cap->stats().badRecords.load(), 0u);
 }
 
@@ -176,7 +176,7 @@ TEST_P(CaptureEgressTest, NoEgressHookWithoutCompareAndReloadTogglesIt) {
   DirectionSink off = exchangeUnder(*cap, net, req, resp, false);
   EXPECT_EQ(DirectionSink::stream(off.toServer), req);
   EXPECT_EQ(off.fromServer.segments, 0u);
-  EXPECT_EQ(cap->kernelCounters()[ST_CNT_EGRESS_SEEN], 0u) << "no egress program runs without compare";
+  EXPECT_EQ(cap->kernelCounters().egressSeen, 0u) << "no egress program runs without compare";
 
   o.rules[0].compare = true;
   ASSERT_EQ(cap->updateRules(o.rules), "");
@@ -187,10 +187,10 @@ TEST_P(CaptureEgressTest, NoEgressHookWithoutCompareAndReloadTogglesIt) {
   o.rules[0].compare = false;
   ASSERT_EQ(cap->updateRules(o.rules), "");
   EXPECT_FALSE(cap->egressAttached());
-  const uint64_t seen = cap->kernelCounters()[ST_CNT_EGRESS_SEEN];
+  const uint64_t seen = cap->kernelCounters().egressSeen;
   DirectionSink offAgain = exchangeUnder(*cap, net, req, resp, false);
   EXPECT_EQ(offAgain.fromServer.segments, 0u);
-  EXPECT_EQ(cap->kernelCounters()[ST_CNT_EGRESS_SEEN], seen);
+  EXPECT_EQ(cap->kernelCounters().egressSeen, seen);
   if (GetParam() == AttachMode::kTc) {
     std::string why;
     EXPECT_TRUE(capture::dumpIngressFilters(if_nametoindex(net.serverIf.c_str()), &why, true).empty()) << why;

@@ -29,6 +29,7 @@
 #include "capture/freplace_probe.h"
 #include "capture/netlink.h"
 #include "netns.h"
+#include "shadowtap/capture_abi.h"  // our programs' names, to find them in the kernel
 #include "testing_noop_tc.skel.h"
 #include "testing_noop_xdp.skel.h"
 
@@ -144,8 +145,8 @@ TEST_P(CaptureAttachTest, LargeTransferIsCapturedWhole) {
   EXPECT_EQ(t.serverReceived(), data.size());
   EXPECT_EQ(covered, data.size()) << "captured records must cover every byte";
   EXPECT_EQ(mismatched, 0u);
-  EXPECT_EQ(k[ST_CNT_TRUNCATED], 0u);
-  EXPECT_EQ(k[ST_CNT_RINGBUF_FULL], 0u);
+  EXPECT_EQ(k.truncated, 0u);
+  EXPECT_EQ(k.ringbufFull, 0u);
   EXPECT_EQ(cap->stats().badRecords.load(), 0u);
   // The sender's GSO hands 64 KiB skbs across the veth; generic (skb-mode) XDP
   // sees them whole too, so every mode must chunk, not cut.
@@ -159,8 +160,8 @@ TEST_P(CaptureAttachTest, LargeTransferIsCapturedWhole) {
               "copied=%lu bytes=%lu\n",
               capture::attachModeName(cap->attachMode()), (unsigned long)cap->stats().records.load(),
               (unsigned long)cap->stats().polls.load(), (unsigned long)cap->stats().emptyPolls.load(),
-              (unsigned long)k[ST_CNT_WAKEUPS], sink.maxPayload, (unsigned long)k[ST_CNT_COPIED],
-              (unsigned long)k[ST_CNT_COPIED_BYTES]);
+              (unsigned long)k.wakeups, sink.maxPayload, (unsigned long)k.copied,
+              (unsigned long)k.copiedBytes);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, CaptureAttachTest,
@@ -305,7 +306,7 @@ TEST_P(CoexistenceTest, OthersBeforeAndAfterOursSeeEveryPacket) {
   auto hitsAfter = [&] { return tcAfter ? noopHits(tcAfter->maps.st_noop_hits) : noopHits(xAfter->maps.st_noop_xdp_hits); };
   const uint64_t b0 = hitsBefore();
   const uint64_t a0 = hitsAfter();
-  const uint64_t s0 = cap->kernelCounters()[ST_CNT_SEEN];
+  const uint64_t s0 = cap->kernelCounters().seen;
 
   const std::vector<uint8_t> data = body(1u << 20);
   CollectingSink sink;
@@ -320,7 +321,7 @@ TEST_P(CoexistenceTest, OthersBeforeAndAfterOursSeeEveryPacket) {
   cap->consume(sink);
   const uint64_t before = hitsBefore() - b0;
   const uint64_t after = hitsAfter() - a0;
-  const uint64_t ours = cap->kernelCounters()[ST_CNT_SEEN] - s0;
+  const uint64_t ours = cap->kernelCounters().seen - s0;
   EXPECT_GT(ours, 10u);
   EXPECT_EQ(before, ours) << "program before ours";
   EXPECT_EQ(after, ours) << "program after ours";

@@ -58,11 +58,14 @@ class Shadowtap:
     httpbin-mirror:8000; `argv` replaces those flags entirely when given."""
 
     def __init__(self, lab, ns, binary, iface, workdir, *extra, argv=None, prefix=()):
-        self.log_path = os.path.join(workdir, f"shadowtap-{time.monotonic_ns()}.log")
+        tag = time.monotonic_ns()
+        self.log_path = os.path.join(workdir, f"shadowtap-{tag}.log")
+        self.stats_path = os.path.join(workdir, f"shadowtap-{tag}.stats.json")
         self.log = open(self.log_path, "w")
         if argv is None:
             argv = ["--interface", iface, "--port", str(PORT), "--mirror", "httpbin-mirror:8000"]
-        self.proc = lab.spawn(ns, [*prefix, binary, *argv, "--summary-interval", "1", *extra],
+        self.proc = lab.spawn(ns, [*prefix, binary, *argv, "--summary-interval", "1",
+                                   "--stats-file", self.stats_path, *extra],
                               stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -77,6 +80,28 @@ class Shadowtap:
         with open(self.log_path) as f:
             return f.read()
 
+    def stats(self):
+        """The last stats dump (every summary interval, and at exit): see Stats."""
+        return Stats.load(self.stats_path)
+
+    def held_programs(self, name=None):
+        """Ids of the BPF programs this process holds (directly or through a link), named `name` if given.
+        Other processes' programs are left out, so tests can run beside other shadowtaps."""
+        ids = set()
+        fd_dir = f"/proc/{self.proc.pid}/fdinfo"
+        for fd in os.listdir(fd_dir) if os.path.isdir(fd_dir) else []:
+            try:
+                with open(os.path.join(fd_dir, fd)) as f:
+                    m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
+            except OSError:
+                continue
+            if m:
+                ids.add(int(m.group(1)))
+        if name is None:
+            return ids
+        out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+        return {p["id"] for p in json.loads(out or "[]") if p.get("name") == name and p["id"] in ids}
+
     def stop(self, sig=signal.SIGTERM, timeout=15):
         self.proc.send_signal(sig)
         try:
@@ -84,6 +109,12 @@ class Shadowtap:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return None
+
+
+def loaded_programs(ids):
+    """Which of these BPF program ids are still loaded (system-wide)."""
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+    return {p["id"] for p in json.loads(out or "[]")} & set(ids)
 
 
 def our_programs():
@@ -136,9 +167,45 @@ def requests_of(results):
     return [base64.b64decode(r["request"]) for r in results]
 
 
-def summary_counter(text, name):
-    found = re.findall(rf"\b{name}=(\d+)", text)
-    return int(found[-1]) if found else None
+ANSWERS = {"response_1xx", "response_2xx", "response_3xx", "response_4xx", "response_5xx", "response_other"}
+
+
+class Stats:
+    """shadowtap's stats dump (--stats-file, or GET /stats): every counter of /metrics as
+    {"name": {"type", "help", "samples": [{"labels": {...}, "value": N}, ...]}}."""
+
+    def __init__(self, data):
+        self.data = data
+
+    @classmethod
+    def load(cls, path):
+        try:
+            with open(path) as f:
+                return cls(json.load(f))
+        except (OSError, ValueError):
+            return cls({})
+
+    def value(self, name, **labels):
+        """Sum of the samples of `name` whose labels include `labels` (histograms: the count)."""
+        total = 0
+        for s in self.data.get(name, {}).get("samples", []):
+            if all(s["labels"].get(k) == str(v) for k, v in labels.items()):
+                total += s.get("value", s.get("count", 0))
+        return int(total)
+
+    def answered(self, **labels):
+        """Mirror responses of any status."""
+        return sum(int(s["value"]) for s in self.data.get("shadowtap_mirror_requests_total", {}).get("samples", [])
+                   if s["labels"]["outcome"] in ANSWERS
+                   and all(s["labels"].get(k) == str(v) for k, v in labels.items()))
+
+    def outcomes(self, **labels):
+        """{outcome: count} of mirror requests, non-zero ones."""
+        out = {}
+        for s in self.data.get("shadowtap_mirror_requests_total", {}).get("samples", []):
+            if s["value"] and all(s["labels"].get(k) == str(v) for k, v in labels.items()):
+                out[s["labels"]["outcome"]] = out.get(s["labels"]["outcome"], 0) + int(s["value"])
+        return out
 
 
 

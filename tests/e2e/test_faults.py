@@ -32,6 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
+from harness import Stats  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"
@@ -249,10 +250,12 @@ class Env:
 
 class Agent:
     def __init__(self, env, args, ready="mirroring TCP port", stdout_path=None):
-        self.log_path = os.path.join(env.work, f"shadowtap-{time.monotonic_ns()}.log")
+        tag = time.monotonic_ns()
+        self.log_path = os.path.join(env.work, f"shadowtap-{tag}.log")
+        self.stats_path = os.path.join(env.work, f"shadowtap-{tag}.stats.json")
         self.log = open(self.log_path, "w")
         out = open(stdout_path, "w") if stdout_path else self.log
-        self.proc = env.lab.spawn(env.node, [env.binary, *args], stdout=out,
+        self.proc = env.lab.spawn(env.node, [env.binary, *args, "--stats-file", self.stats_path], stdout=out,
                                   stderr=self.log if stdout_path else subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -268,15 +271,21 @@ class Agent:
             return f.read()
 
     def counters(self):
-        """Counters of rule 1 (and the global ones) from the latest summary line."""
-        lines = [l for l in self.text().splitlines() if "kernel seen=" in l]
-        if not lines:
+        """Counters of rule 1's HTTP/1 mirror (r_*) and a few global ones, from the latest stats dump."""
+        s = Stats.load(self.stats_path)
+        if not s.data:
             return {}
-        line = lines[-1]
-        out = {k: int(v) for k, v in re.findall(r"\b([a-z0-9_]+)=(\d+)\b", line.split(" | rule1 ")[0])}
-        if " | rule1 " in line:
-            for k, v in re.findall(r"\b([a-z0-9_]+)=(\d+)\b", line.split(" | rule1 ")[1].split(" | rule")[0]):
-                out["r_" + k] = int(v)
+        o = s.outcomes(rule=1, protocol="http1")
+        out = {"r_" + k: o.get(v, 0) for k, v in OUTCOME_OF.items()}
+        out["r_responses"] = s.answered(rule=1, protocol="http1")
+        out["r_bad_responses"] = o.get("bad_response", 0) + o.get("response_too_large", 0)
+        out["r_requests"] = s.value("shadowtap_requests_total", rule=1)
+        out["r_not_mirrored"] = s.value("shadowtap_requests_not_mirrored_total", rule=1)
+        out["r_in_flight"] = (s.value("shadowtap_mirror_in_flight_requests", rule=1) +
+                              s.value("shadowtap_mirror_queue_requests", rule=1))
+        out["r_address_changes"] = s.value("shadowtap_mirror_address_changes_total", rule=1, protocol="http1")
+        out["own_traffic_segments"] = s.value("shadowtap_flow_own_traffic_total")
+        out["loop_skipped"] = s.value("shadowtap_requests_not_mirrored_total", reason="already_shadow")
         return out
 
     def settle(self, timeout=12):
@@ -286,9 +295,9 @@ class Agent:
             time.sleep(1.05)
             c = self.counters()
             outcomes = sum(c.get("r_" + k, 0) for k in OUTCOMES)
-            key = [c.get("r_" + k) for k in OUTCOMES + ["requests", "queued", "in_flight"]]
-            if c and c.get("r_in_flight", 1) == 0 and outcomes == c.get("r_queued", -1) + c.get("r_queue_full", 0) \
-                    + c.get("r_rate_limited", 0) and key == last:
+            key = [c.get("r_" + k) for k in OUTCOMES + ["requests", "in_flight"]]
+            if c and c.get("r_in_flight", 1) == 0 and outcomes == c.get("r_requests", -1) - c.get("r_not_mirrored", 0) \
+                    and key == last:
                 return c
             last = key
         return self.counters()
@@ -308,6 +317,10 @@ class Agent:
 
 OUTCOMES = ["responses", "connect_errors", "connect_timeouts", "resets", "timeouts", "bad_responses",
             "queue_full", "dropped_oldest", "rate_limited", "dropped_shutdown"]
+# The test's names for rule 1's mirror outcomes (shadowtap_mirror_requests_total{outcome}).
+OUTCOME_OF = {"connect_errors": "connect_error", "connect_timeouts": "connect_timeout", "resets": "reset",
+              "timeouts": "response_timeout", "queue_full": "queue_full", "dropped_oldest": "dropped_oldest",
+              "rate_limited": "rate_limited", "dropped_shutdown": "dropped_shutdown"}
 
 
 def delta(a, b, k):
@@ -327,7 +340,7 @@ def phase(env, agent, name, count, rps, expect, during=None, lift=None):
     if t:
         t.join()
     after = agent.settle(timeout=15)
-    d = {k: delta(before, after, "r_" + k) for k in OUTCOMES + ["requests", "queued", "address_changes"]}
+    d = {k: delta(before, after, "r_" + k) for k in OUTCOMES + ["requests", "address_changes"]}
     print("  counters:", {k: v for k, v in d.items() if v}, flush=True)
     check(d["requests"] == count, f"  {name}: rule counted {d['requests']} of {count} requests")
     check(sum(d[k] for k in OUTCOMES) == d["requests"],
@@ -453,7 +466,7 @@ def main():
     rc = agent.stop()
     check(rc == 0, f"SIGTERM: shadowtap exited with {rc}")
     text = agent.text()
-    check("final:" in text, "final summary printed")
+    check("final: requests: " in text, "final summary printed")
 
     # Loop: the mirror is the primary itself (same interface, same port); our
     # own connection is captured on lo and must be declined, never mirrored.

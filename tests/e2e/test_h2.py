@@ -250,14 +250,14 @@ def main():
             check(req == accounted, f"metrics rule {rule}: requests {req:.0f} == accounted {accounted:.0f}")
 
         check(st.stop() == 0, "shadowtap exits 0 on SIGTERM")
-        text = st.text()
-        final = [l for l in text.splitlines() if "final:" in l]
-        line = final[-1] if final else ""
-        num = lambda key: int((re.search(rf"\b{key}=(\d+)", line) or [None, -1])[1])  # noqa: E731
-        check(num("prior_knowledge") >= 4 and num("upgrades") == 1 and num("decode_errors") == 0,
-              f"summary: h2 prior_knowledge={num('prior_knowledge')} upgrades={num('upgrades')} "
-              f"decode_errors={num('decode_errors')}")
-        check(num("h2_responses") >= 6, f"summary: rule 1 h2_responses={num('h2_responses')}")
+        stats = st.stats()
+        prior = stats.value("shadowtap_connections_detected_total", protocol="h2_prior_knowledge")
+        upgrades = stats.value("shadowtap_h2c_upgrades_total", outcome="accepted")
+        errors = stats.value("shadowtap_h2_connections_failed_total", reason="decode_error")
+        check(prior >= 4 and upgrades == 1 and errors == 0,
+              f"stats: h2 prior_knowledge={prior} upgrades={upgrades} decode_errors={errors}")
+        answered = stats.answered(rule=1, protocol="h2")
+        check(answered >= 6, f"stats: rule 1 h2 responses={answered}")
         held.stdin.close()
         held.wait(timeout=10)
 

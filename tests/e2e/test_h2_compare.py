@@ -113,8 +113,11 @@ def main():
         rc = st.stop(signal.SIGTERM)
         log = st.text()
         check(rc == 0, f"shadowtap exited cleanly ({rc})")
-        check(re.search(rf"compare: exchanges={total} compared={total} ", log) is not None,
-              "the final compare line counts every exchange compared")
+        stats = st.stats()
+        begun, compared = (stats.value("shadowtap_compare_exchanges_begun_total"),
+                           stats.value("shadowtap_compare_exchanges_total"))
+        check(begun == total and compared == total and "final: compare: " in log,
+              f"the final counters count every exchange compared ({compared} of {begun}, {total} sent)")
 
         check_diff_lines(diffs, users, orders, clock)
 

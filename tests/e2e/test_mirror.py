@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
 from harness import (MirrorLab, Shadowtap, check, client, finish, our_filters,  # noqa: E402,F401
-                     our_programs, read_records, requests_of, shadow_host, summary_counter, wait_count,
+                     our_programs, read_records, requests_of, shadow_host, wait_count,
                      wait_stable)
 
 
@@ -76,10 +76,12 @@ def main():
     check(rc == 0, f"SIGTERM: shadowtap exited with {rc}")
     check(our_filters(lab, node, node_if) == 0 and not (ours & our_programs()),
           "SIGTERM: no filter, link or program of ours left")
-    text = st.text()
-    check("final:" in text, "final summary logged at exit")
-    check(summary_counter(text, "queued") == len(sent), "summary counts every request as queued")
-    check(summary_counter(text, "responses") == len(sent), "summary counts every mirror response")
+    text, stats = st.text(), st.stats()
+    check("final: requests: " in text, "final summary logged at exit")
+    check(stats.value("shadowtap_requests_total") == len(sent), "stats count every request for the rule")
+    check(stats.answered() == len(sent) and set(stats.outcomes()) <= {"response_2xx", "response_3xx",
+                                                                      "response_4xx", "response_5xx"},
+          f"stats count every mirror response and no loss: {stats.outcomes()}")
 
     # C. 0 % mirrors nothing.
     before = len(read_records(mirror_rec))
@@ -88,7 +90,8 @@ def main():
     time.sleep(1.5)
     st.stop()
     check(len(read_records(mirror_rec)) == before, "0 %: mirror received nothing")
-    check(summary_counter(st.text(), "sampled_out") > 0 and summary_counter(st.text(), "copied") == 0,
+    check(st.stats().value("shadowtap_kernel_packets_sampled_out_total") > 0
+          and st.stats().value("shadowtap_kernel_segments_copied_total") == 0,
           "0 %: kernel counted the connections as sampled out")
     check(len(zero) == 40, "0 %: all 40 client requests answered")
 

@@ -25,12 +25,13 @@ inline std::span<const uint8_t> asBytes(std::string_view s) {
 
 // Plain copy of HttpStats for comparisons.
 struct StatsSnapshot {
-  uint64_t streams, gaps, resyncs, resyncLinesTooLong, closedByRequest;
+  uint64_t streams, gaps, resyncs, resyncLinesTooLong, closedByRequest, closedAfterRefused;
   uint64_t connectionsAbandoned, parseErrors, upgrade, connect, http2, tls, ambiguousLength,
-      conflictingLength, invalidLength, obsFold, bareLf, invalidHeaderName, invalidHeaderValue,
-      invalidRequestLine, requestLineTooLong;
+      conflictingLength, invalidLength, obsFold, bareLf, bareCr, transferCoding, asteriskForm,
+      invalidHeaderName, invalidHeaderValue, invalidRequestLine, requestLineTooLong;
   uint64_t requestsStarted, requestsParsed, noHost, multipleHost, invalidHost, tooLarge,
       headersTooLarge, droppedByGap, droppedAtEnd, droppedByAbandon, requestsInProgress;
+  uint64_t toleratedBareLf, extensionMethod, http10WithoutHost, ignoredHeaderName;
   uint64_t bytesIn, bytesParsed, unmirroredBytes, bytesBuffered;
   bool operator==(const StatsSnapshot&) const = default;
 };
@@ -38,17 +39,19 @@ struct StatsSnapshot {
 inline StatsSnapshot snapshot(const HttpStats& s) {
   auto v = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   return {v(s.streams),           v(s.gaps),              v(s.resyncs),
-          v(s.resyncLinesTooLong), v(s.closedByRequest),  v(s.connectionsAbandoned),
-          v(s.parseErrors),       v(s.upgrade),           v(s.connect),
-          v(s.http2),             v(s.tls),               v(s.ambiguousLength),
-          v(s.conflictingLength), v(s.invalidLength),     v(s.obsFold),
-          v(s.bareLf),            v(s.invalidHeaderName), v(s.invalidHeaderValue),
-          v(s.invalidRequestLine), v(s.requestLineTooLong), v(s.requestsStarted),
-          v(s.requestsParsed),    v(s.noHost),            v(s.multipleHost),
-          v(s.invalidHost),       v(s.tooLarge),          v(s.headersTooLarge),
-          v(s.droppedByGap),      v(s.droppedAtEnd),      v(s.droppedByAbandon),
-          v(s.requestsInProgress), v(s.bytesIn),          v(s.bytesParsed),
-          v(s.unmirroredBytes),   v(s.bytesBuffered)};
+          v(s.resyncLinesTooLong), v(s.closedByRequest),  v(s.closedAfterRefused),
+          v(s.connectionsAbandoned), v(s.parseErrors),    v(s.upgrade),
+          v(s.connect),           v(s.http2),             v(s.tls),
+          v(s.ambiguousLength),   v(s.conflictingLength), v(s.invalidLength),
+          v(s.obsFold),           v(s.bareLf),            v(s.bareCr),
+          v(s.transferCoding),    v(s.asteriskForm),      v(s.invalidHeaderName),
+          v(s.invalidHeaderValue), v(s.invalidRequestLine), v(s.requestLineTooLong),
+          v(s.requestsStarted),   v(s.requestsParsed),    v(s.noHost),
+          v(s.multipleHost),      v(s.invalidHost),       v(s.tooLarge),
+          v(s.headersTooLarge),   v(s.droppedByGap),      v(s.droppedAtEnd),
+          v(s.droppedByAbandon),  v(s.requestsInProgress), v(s.toleratedBareLf),
+          v(s.extensionMethod),   v(s.http10WithoutHost), v(s.ignoredHeaderName), v(s.bytesIn),
+          v(s.bytesParsed),       v(s.unmirroredBytes),   v(s.bytesBuffered)};
 }
 
 inline std::ostream& operator<<(std::ostream& os, const StatsSnapshot& s) {
@@ -65,18 +68,25 @@ inline std::ostream& operator<<(std::ostream& os, const StatsSnapshot& s) {
             << " ambiguousLength=" << s.ambiguousLength
             << " conflictingLength=" << s.conflictingLength
             << " invalidLength=" << s.invalidLength << " obsFold=" << s.obsFold
-            << " bareLf=" << s.bareLf << " invalidHeaderName=" << s.invalidHeaderName
+            << " bareLf=" << s.bareLf << " bareCr=" << s.bareCr
+            << " transferCoding=" << s.transferCoding << " asteriskForm=" << s.asteriskForm
+            << " invalidHeaderName=" << s.invalidHeaderName
             << " invalidHeaderValue=" << s.invalidHeaderValue
             << " invalidRequestLine=" << s.invalidRequestLine
             << " requestLineTooLong=" << s.requestLineTooLong << " | resyncs=" << s.resyncs
             << " resyncLinesTooLong=" << s.resyncLinesTooLong
-            << " closedByRequest=" << s.closedByRequest << " gaps=" << s.gaps << "}";
+            << " closedByRequest=" << s.closedByRequest
+            << " closedAfterRefused=" << s.closedAfterRefused << " gaps=" << s.gaps
+            << " | tolerated bareLf=" << s.toleratedBareLf << " extensionMethod=" << s.extensionMethod
+            << " http10WithoutHost=" << s.http10WithoutHost
+            << " ignoredHeaderName=" << s.ignoredHeaderName << "}";
 }
 
 inline uint64_t abandonReasons(const StatsSnapshot& s) {
   return s.parseErrors + s.upgrade + s.connect + s.http2 + s.tls + s.ambiguousLength +
-         s.conflictingLength + s.invalidLength + s.obsFold + s.bareLf + s.invalidHeaderName +
-         s.invalidHeaderValue + s.invalidRequestLine + s.requestLineTooLong;
+         s.conflictingLength + s.invalidLength + s.obsFold + s.bareLf + s.bareCr + s.transferCoding +
+         s.asteriskForm + s.invalidHeaderName + s.invalidHeaderValue + s.invalidRequestLine +
+         s.requestLineTooLong;
 }
 
 // The identities documented on HttpStats.

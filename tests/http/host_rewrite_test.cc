@@ -124,10 +124,50 @@ TEST(RewriteRequestHost, IPv6AndNoPort) {
             "GET / HTTP/1.1\r\nHost: cluster1-shadow\r\n\r\n");
 }
 
-TEST(RewriteRequestHost, NoHostLeavesBytesAlone) {
+// Issue 17: an HTTP/1.0 request without Host gets one, as its first header
+// line, naming where it was sent (or its absolute-form target), with the suffix.
+model::Request http10WithoutHost(std::string bytes, uint8_t family = 4, uint16_t port = 8000) {
   model::Request r;
-  r.bytes = "GET / HTTP/1.0\r\n\r\n";
-  EXPECT_EQ(rewriteRequestHost(r, "-shadow"), r.bytes);
+  r.bytes = std::move(bytes);
+  r.targetOffset = r.bytes.find(' ') + 1;
+  r.targetLength = r.bytes.find(' ', r.targetOffset) - r.targetOffset;
+  r.flow.family = family;
+  if (family == 4) {
+    r.flow.daddr = {198, 18, 0, 2};
+  } else {
+    r.flow.daddr = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
+  }
+  r.flow.dport = port;
+  return r;
+}
+
+TEST(RewriteRequestHost, Http10WithoutHostGetsOneFromTheDestination) {
+  EXPECT_EQ(rewriteRequestHost(http10WithoutHost("GET /a HTTP/1.0\r\nAccept: */*\r\n\r\n"), "-shadow"),
+            "GET /a HTTP/1.0\r\nHost: 198.18.0.2-shadow:8000\r\nAccept: */*\r\n\r\n");
+  EXPECT_EQ(rewriteRequestHost(http10WithoutHost("GET /a HTTP/1.0\n\n", 6, 80), "-shadow"),
+            "GET /a HTTP/1.0\nHost: [2001:db8::2]-shadow\r\n\n");
+  EXPECT_EQ(rewriteRequestHost(http10WithoutHost("POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi"), ""),
+            "POST / HTTP/1.0\r\nHost: 198.18.0.2:8000\r\nContent-Length: 2\r\n\r\nhi");
+}
+
+TEST(RewriteRequestHost, Http10WithoutHostAbsoluteFormTakesTheTargetsHost) {
+  model::Request r = http10WithoutHost("GET http://app:81/x HTTP/1.0\r\n\r\n");
+  r.targetHostOffset = r.bytes.find("app:81");
+  r.targetHostLength = 6;
+  EXPECT_EQ(rewriteRequestHost(r, "-shadow"), "GET http://app-shadow:81/x HTTP/1.0\r\nHost: app-shadow:81\r\n\r\n");
+}
+
+TEST(DestinationAuthority, AddressAndPortAsAHostValue) {
+  model::FlowKey k;
+  k.daddr = {198, 18, 0, 2};
+  k.dport = 8000;
+  EXPECT_EQ(destinationAuthority(k), "198.18.0.2:8000");
+  k.dport = 80;
+  EXPECT_EQ(destinationAuthority(k), "198.18.0.2");
+  k.family = 6;
+  k.daddr = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
+  k.dport = 443;
+  EXPECT_EQ(destinationAuthority(k), "[2001:db8::2]:443");
 }
 
 // The in-place rewrite the pipeline uses: the same bytes as rewriteRequestHost
@@ -144,9 +184,12 @@ TEST(TakeRewrittenRequest, SameBytesAsTheCopyingRewrite) {
   abs.targetHostLength = 6;
   abs.hostOffset = abs.bytes.rfind("api:81");
   cases.push_back(abs);
-  model::Request none;
-  none.bytes = "GET / HTTP/1.0\r\n\r\n";
-  cases.push_back(none);
+  cases.push_back(http10WithoutHost("GET / HTTP/1.0\r\nX: y\r\n\r\n"));
+  cases.push_back(http10WithoutHost("GET / HTTP/1.0\r\n\r\n", 6, 65535));
+  model::Request absNone = http10WithoutHost("GET http://api:81/x HTTP/1.0\r\n\r\nbody");
+  absNone.targetHostOffset = absNone.bytes.find("api:81");
+  absNone.targetHostLength = 6;
+  cases.push_back(absNone);
   for (const model::Request& r : cases) {
     for (std::string_view suffix : {std::string_view("-shadow"), std::string_view(""),
                                     std::string_view("-a-very-long-suffix-that-does-not-fit-in-the-slack-at-all-"
@@ -161,7 +204,7 @@ TEST(TakeRewrittenRequest, SameBytesAsTheCopyingRewrite) {
       EXPECT_EQ(takeRewrittenRequest(std::move(tight), suffix), want);
       const std::string got = takeRewrittenRequest(std::move(roomy), suffix);
       EXPECT_EQ(got, want);
-      if (suffix.size() * 2 <= kRewriteSlack) {
+      if (want.size() - r.bytes.size() <= kRewriteSlack) {
         EXPECT_EQ(got.data(), before) << "rewritten in place, no new buffer";
       }
       EXPECT_TRUE(roomy.bytes.empty());

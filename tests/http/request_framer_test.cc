@@ -142,19 +142,24 @@ TEST(RequestFramer, NothingAfterConnectionClose) {
   expectIdentities(h.stats);
 }
 
-TEST(RequestFramer, NoHostAndTwoHostsAreCountedNotEmitted) {
-  Harness h;
+// Servers answer these with 400 and close: nothing after them is mirrored.
+TEST(RequestFramer, NoHostTwoHostsOrEmptyHostEndTheConnection) {
   const std::string noHost = "GET / HTTP/1.1\r\nAccept: x\r\n\r\n";
   const std::string twoHosts = "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n";
   const std::string emptyHost = "GET / HTTP/1.1\r\nHost:   \r\n\r\n";
-  h.feed(noHost + twoHosts + emptyHost + kGet);
-  EXPECT_EQ(h.bytes(), (std::vector<std::string>{kGet}));
-  EXPECT_EQ(h.stats.noHost, 1u);
-  EXPECT_EQ(h.stats.multipleHost, 1u);
-  EXPECT_EQ(h.stats.invalidHost, 1u);
-  EXPECT_EQ(h.stats.requestsStarted, 4u);
-  EXPECT_EQ(h.stats.unmirroredBytes, noHost.size() + twoHosts.size() + emptyHost.size());
-  expectIdentities(h.stats);
+  for (const std::string* refused : {&noHost, &twoHosts, &emptyHost}) {
+    Harness h;
+    h.feed(kGet + *refused + kGet);
+    EXPECT_EQ(h.bytes(), (std::vector<std::string>{kGet}));
+    EXPECT_EQ(h.stats.noHost + h.stats.multipleHost + h.stats.invalidHost, 1u);
+    EXPECT_EQ(h.stats.closedAfterRefused, 1u);
+    EXPECT_EQ(h.stats.requestsStarted, 2u);
+    EXPECT_EQ(h.stats.unmirroredBytes, refused->size() + kGet.size());
+    h.framer.onGap(10);  // closed: no resync either
+    h.feed(kGet);
+    EXPECT_EQ(h.sink.requests.size(), 1u);
+    expectIdentities(h.stats);
+  }
 }
 
 TEST(RequestFramer, HostLikeHeadersAreNotHost) {
@@ -245,7 +250,7 @@ TEST(RequestFramer, TooLargeChunkedAndHeaders) {
 
 // Every way of cutting the input must give the same requests and counters.
 std::string richInput() {
-  return kGet + kPostCl + "\r\n" + kPostChunked + "GET /nohost HTTP/1.1\r\n\r\n" +
+  return kGet + kPostCl + "\r\n" + kPostChunked + "QUERY /nohost HTTP/1.0\r\nConnection: keep-alive\r\n\n" +
          "GET /ws HTTP/1.0\r\nHost: [2001:db8::2]:80\r\nConnection: keep-alive\r\n\r\n" +
          "PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n" + kGet.substr(0, 20);
 }
@@ -255,8 +260,10 @@ TEST(RequestFramer, SplitAtEveryByteBoundaryGivesSameResult) {
   Harness whole;
   whole.feed(input);
   const StatsSnapshot expected = snapshot(whole.stats);
-  ASSERT_EQ(whole.sink.requests.size(), 5u);
-  EXPECT_EQ(expected.noHost, 1u);
+  ASSERT_EQ(whole.sink.requests.size(), 6u);
+  EXPECT_EQ(expected.http10WithoutHost, 1u);
+  EXPECT_EQ(expected.extensionMethod, 1u);
+  EXPECT_EQ(expected.toleratedBareLf, 1u);
   EXPECT_EQ(expected.requestsInProgress, 1u);
   expectIdentities(whole.stats);
 
@@ -314,11 +321,15 @@ TEST(RequestFramer, RandomInputKeepsIdentitiesAndLimits) {
   limits.maxHeaderBytes = 256;
   limits.maxResyncScanBytes = 128;
   const std::string requests[] = {
-      kGet, kPostCl, kPostChunked, "GET / HTTP/1.1\r\nA: b\r\n\r\n",
-      "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+      kGet, kPostCl, kPostChunked,
       "POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 600\r\n\r\n" + std::string(600, 'b'),
       "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(300, 'h') + "\r\n\r\n",
+      "QUERY /q HTTP/1.1\nHost: a\nContent-Length: 2\n\nhi",
+      "GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
       "\r\n"};
+  // Servers refuse these and close: the stream ends there, so they are rarer.
+  const std::string refused[] = {"GET / HTTP/1.1\r\nA: b\r\n\r\n",
+                                 "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"};
   const std::string fragments[] = {"GET ", "HTTP/1.1\r\n", "Host: x\r\n", "\r\n\r\n", "zzzz",
                                    "5\r\nabcde\r\n", std::string(300, 'a'), "\n"};
   std::mt19937 rng(777);
@@ -332,8 +343,9 @@ TEST(RequestFramer, RandomInputKeepsIdentitiesAndLimits) {
         f.onGap(1 + rng() % 100);
         continue;
       }
-      std::string s = r < 12 ? fragments[rng() % std::size(fragments)]
-                             : requests[rng() % std::size(requests)];
+      std::string s = r < 12   ? fragments[rng() % std::size(fragments)]
+                      : r < 14 ? refused[rng() % std::size(refused)]
+                               : requests[rng() % std::size(requests)];
       if (r < 5) {
         s[rng() % s.size()] = static_cast<char>(rng());
       }
@@ -346,6 +358,7 @@ TEST(RequestFramer, RandomInputKeepsIdentitiesAndLimits) {
       }
     }
     if (rng() % 2 == 0) {
+      f.onData(asBytes("GET /cut-short HTTP/1.1\r\nHo"), 30);
       f.onEnd(flow::EndReason::kRst);
     }
   }
@@ -360,9 +373,13 @@ TEST(RequestFramer, RandomInputKeepsIdentitiesAndLimits) {
   EXPECT_GT(stats.droppedByGap, 0u);
   EXPECT_GT(stats.droppedAtEnd, 0u);
   EXPECT_GT(stats.connectionsAbandoned, 0u);
+  EXPECT_GT(stats.closedAfterRefused, 0u);
+  EXPECT_GT(stats.toleratedBareLf, 0u);
+  EXPECT_GT(stats.extensionMethod, 0u);
+  EXPECT_GT(stats.http10WithoutHost, 0u);
   for (const auto& r : sink.requests) {
     ASSERT_LE(r.hostOffset + r.hostLength, r.bytes.size());
-    ASSERT_GT(r.hostLength, 0u);
+    ASSERT_TRUE(r.hostLength > 0 || r.bytes.find(" HTTP/1.0") != std::string::npos) << r.bytes;
     ASSERT_LE(r.bytes.size(), limits.maxRequestBytes);
   }
 }

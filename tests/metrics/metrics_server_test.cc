@@ -7,8 +7,8 @@
 #include <atomic>
 #include <string>
 
-#include "metrics/family_builder.h"
 #include "metrics/metrics_server.h"
+#include "metrics/registry.h"
 
 namespace shadowtap::metrics {
 namespace {
@@ -42,17 +42,17 @@ struct FakeProbe : HealthProbe {
   HealthStatus ready() const override { return {isReady.load(), isReady ? "attached to 1 interface" : "not attached"}; }
 };
 
-struct FakeCollector : prometheus::Collectable {
+// A stage with one counter and one histogram, exported into a registry.
+struct FakeCollector {
   std::atomic<uint64_t> requests{0};
-  std::vector<prometheus::MetricFamily> Collect() const override {
-    std::vector<prometheus::MetricFamily> out;
-    out.push_back(FamilyBuilder("shadowtap_test_requests_total", "Requests.", prometheus::MetricType::Counter)
-                      .add(static_cast<double>(requests.load()), {{"rule", "1"}})
-                      .take());
-    out.push_back(FamilyBuilder("shadowtap_test_latency_seconds", "Latency.", prometheus::MetricType::Histogram)
-                      .addHistogram({0.001, 0.01}, {2, 3, 1}, 0.05, {{"rule", "1"}})
-                      .take());
-    return out;
+  Registry registry;
+  FakeCollector() {
+    registry.add([this](base::StatsSink& out) {
+      out.counter("shadowtap_test_requests_total", "Requests.", static_cast<double>(requests.load()), {{"rule", "1"}});
+      const double bounds[] = {0.001, 0.01};
+      const uint64_t counts[] = {2, 3, 1};
+      out.histogram("shadowtap_test_latency_seconds", "Latency.", bounds, counts, 0.05, {{"rule", "1"}});
+    });
   }
 };
 
@@ -60,7 +60,7 @@ TEST(MetricsServer, ServesCountersReadAtScrapeTime) {
   FakeProbe probe;
   FakeCollector collector;
   std::string error;
-  auto server = MetricsServer::start("127.0.0.1:0", probe, {&collector}, &error);
+  auto server = MetricsServer::start("127.0.0.1:0", probe, collector.registry, &error);
   ASSERT_TRUE(server) << error;
   ASSERT_GT(server->port(), 0);
 
@@ -76,13 +76,22 @@ TEST(MetricsServer, ServesCountersReadAtScrapeTime) {
   EXPECT_NE(body.find("shadowtap_test_latency_seconds_bucket{rule=\"1\",le=\"0.01\"} 5"), std::string::npos) << body;
   EXPECT_NE(body.find("shadowtap_test_latency_seconds_bucket{rule=\"1\",le=\"+Inf\"} 6"), std::string::npos) << body;
   EXPECT_NE(body.find("shadowtap_test_latency_seconds_count{rule=\"1\"} 6"), std::string::npos) << body;
+
+  // /stats: the same counters as one JSON object.
+  body = get(server->port(), "/stats");
+  EXPECT_NE(body.find("HTTP/1.1 200"), std::string::npos);
+  EXPECT_NE(body.find("application/json"), std::string::npos);
+  EXPECT_NE(body.find(R"("shadowtap_test_requests_total":{"type":"counter","help":"Requests.","samples":[{"labels":{"rule":"1"},"value":42.0}]})"),
+            std::string::npos)
+      << body;
+  EXPECT_NE(body.find(R"("count":6.0,"sum":0.05,"buckets":[[0.001,2],[0.01,3],["+Inf",1]])"), std::string::npos) << body;
 }
 
 TEST(MetricsServer, HealthAndReadinessFollowTheProbe) {
   FakeProbe probe;
   FakeCollector collector;
   std::string error;
-  auto server = MetricsServer::start("127.0.0.1:0", probe, {&collector}, &error);
+  auto server = MetricsServer::start("127.0.0.1:0", probe, collector.registry, &error);
   ASSERT_TRUE(server) << error;
 
   EXPECT_NE(get(server->port(), "/healthz").find("HTTP/1.1 200"), std::string::npos);
@@ -99,10 +108,10 @@ TEST(MetricsServer, UnusableAddressIsAClearError) {
   FakeProbe probe;
   FakeCollector collector;
   std::string error;
-  auto first = MetricsServer::start("127.0.0.1:0", probe, {&collector}, &error);
+  auto first = MetricsServer::start("127.0.0.1:0", probe, collector.registry, &error);
   ASSERT_TRUE(first);
   auto second =
-      MetricsServer::start("127.0.0.1:" + std::to_string(first->port()), probe, {&collector}, &error);
+      MetricsServer::start("127.0.0.1:" + std::to_string(first->port()), probe, collector.registry, &error);
   EXPECT_FALSE(second);
   EXPECT_NE(error.find("--metrics-address"), std::string::npos) << error;
 }

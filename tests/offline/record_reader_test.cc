@@ -26,6 +26,8 @@ const std::vector<std::string> kRequests = {
     "3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: done\r\n\r\n",
     "HEAD /r/4 HTTP/1.1\r\nHost: [2001:db8::2]:8000\r\nAuthorization: Basic Zm9v\r\n\r\n",
     "GET http://httpbin:8000/abs HTTP/1.1\r\nHost: httpbin:8000\r\n\r\n",
+    // Issue 17: rebuilt with the Host live mirroring adds (from the recorded flow).
+    "GET /r/6 HTTP/1.0\r\nAccept: */*\r\n\r\n",
 };
 
 // What live mirroring sends for the same request (the independent reference).
@@ -76,6 +78,7 @@ TEST_P(RoundTrip, RebuiltBytesEqualLiveMirrorBytes) {
   for (size_t i = 0; i < kRequests.size(); ++i) {
     EXPECT_EQ(rebuilt[i], shadowed(kRequests[i])) << i;
   }
+  EXPECT_EQ(rebuilt.back(), "GET /r/6 HTTP/1.0\r\nHost: 198.18.0.2-shadow:8000\r\nAccept: */*\r\n\r\n");
   EXPECT_EQ(rr.requests[0].unixNs, kMay1 + 251'000'000);
   EXPECT_EQ(rr.requests[1].unixNs - rr.requests[0].unixNs, 250'000'000);
   EXPECT_EQ(rr.requests[0].flow, "198.18.0.1:40000->198.18.0.2:8000");

@@ -120,10 +120,18 @@ TEST(RouterTest, VerdictsAreTheSameForBothProtocols) {
       {",methods=GET|HEAD", "POST", "api", V::kMethodFiltered},
       {",methods=GET|HEAD", "HEAD", "api", V::kMirror},
       {",methods=GET", "POST", "api-shadow", V::kAlreadyShadow},  // the loop guard comes first
+      {",host=keep", "GET", "api-shadow", V::kMirror},             // no suffix: the host is no guard
+      {",host=staging", "GET", "api-shadow:8000", V::kMirror},
+      {",host=staging", "GET", "STAGING:8000", V::kAlreadyShadow},  // the literal, any port
+      {",host=staging:9000", "GET", "staging:8000", V::kMirror},    // the literal names its port
+      {",host=staging:9000", "GET", "staging:9000", V::kAlreadyShadow},
+      {",sample=request,percentage=0", "GET", "api", V::kSampledOut},
+      {",sample=request,percentage=0", "GET", "api-shadow", V::kAlreadyShadow},  // the guard first
+      {",sample=request,percentage=0,methods=GET", "POST", "api", V::kSampledOut},  // then the sample
   };
   for (const VerdictCase& c : cases) {
     SCOPED_TRACE(c.rule + " " + c.method + " " + c.host);
-    const Router router(ruleWith(c.rule));
+    Router router(ruleWith(c.rule));
     const std::string body = c.method == "POST" ? "Content-Length: 2\r\n\r\nhi" : "\r\n";
     EXPECT_EQ(router.classify(http1(c.method + " /x HTTP/1.1\r\nHost: " + c.host + "\r\n" + body)), c.want);
     EXPECT_EQ(router.classify(http2(c.method, c.host, "/x")), c.want);
@@ -153,6 +161,100 @@ TEST(RouterTest, AbsoluteFormTargetGetsTheSuffixToo) {
   model::Request r = http1("GET http://api:81/x HTTP/1.1\r\nHost: api:81\r\n\r\n");
   router.rewrite(r);
   EXPECT_EQ(r.bytes, "GET http://api-shadow:81/x HTTP/1.1\r\nHost: api-shadow:81\r\n\r\n");
+}
+
+TEST(RouterTest, HostModesRewriteBothProtocolsAlike) {
+  struct Case {
+    std::string rule, host, want;
+  };
+  const Case cases[] = {
+      {"", "api:8000", "api-shadow:8000"},
+      {",host=suffix,suffix=-m", "api", "api-m"},
+      {",host=keep", "api:8000", "api:8000"},
+      {",host=staging.svc", "api:8000", "staging.svc:8000"},  // the port kept
+      {",host=staging.svc", "api", "staging.svc"},
+      {",host=staging.svc:9000", "api:8000", "staging.svc:9000"},
+      {",host=[2001:db8::9]", "[2001:db8::2]:80", "[2001:db8::9]:80"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.rule + " " + c.host);
+    const Router router(ruleWith(c.rule));
+    model::Request one = http1("GET /x HTTP/1.1\r\nHost: " + c.host + "\r\nAccept: */*\r\n\r\n");
+    router.rewrite(one);
+    EXPECT_EQ(one.bytes, "GET /x HTTP/1.1\r\nHost: " + c.want + "\r\nAccept: */*\r\n\r\n");
+    model::Request two = http2("GET", c.host, "/x");
+    router.rewrite(two);
+    EXPECT_EQ(two.authority(), c.want);
+  }
+  // Absolute form: the target's host follows the Host header.
+  const Router literal(ruleWith(",host=staging"));
+  model::Request abs = http1("GET http://api:81/x HTTP/1.1\r\nHost: api:81\r\n\r\n");
+  literal.rewrite(abs);
+  EXPECT_EQ(abs.bytes, "GET http://staging:81/x HTTP/1.1\r\nHost: staging:81\r\n\r\n");
+}
+
+TEST(RouterTest, KeepModeTakesTheAddedHeadersAsTheShadowMark) {
+  Router router(ruleWith(",host=keep,header=x-shadowtap:1,header=x-env:staging"));
+  const std::string base = "GET /x HTTP/1.1\r\nHost: api\r\n";
+  EXPECT_EQ(router.classify(http1(base + "X-Shadowtap: 1\r\nx-env:  staging\r\n\r\n")),
+            Router::Verdict::kAlreadyShadow);
+  EXPECT_EQ(router.classify(http1(base + "X-Shadowtap: 1\r\n\r\n")), Router::Verdict::kMirror);  // one of two
+  EXPECT_EQ(router.classify(http1(base + "X-Shadowtap: 2\r\nx-env: staging\r\n\r\n")), Router::Verdict::kMirror);
+  EXPECT_EQ(router.classify(http2("GET", "api", "/x", {{"x-shadowtap", "1"}, {"x-env", "staging"}})),
+            Router::Verdict::kAlreadyShadow);
+  // What the router adds is exactly what it then recognises.
+  model::Request r = http1(base + "\r\n");
+  router.rewrite(r);
+  r = http1(r.bytes);
+  EXPECT_EQ(router.classify(r), Router::Verdict::kAlreadyShadow);
+}
+
+// sample=request: over a run of requests on few connections the share taken is
+// the percentage within a request or two (not a binomial spread).
+TEST(RouterTest, RequestSamplingTakesTheShareOfRequests) {
+  for (double pct : {20.0, 35.0, 50.0, 1.0, 99.0}) {
+    Router router(ruleWith(",sample=request,percentage=" + std::to_string(pct)));
+    int taken = 0;
+    for (int i = 0; i < 500; ++i) {
+      model::Request r = i % 2 ? http2("GET", "api", "/x") : http1("GET /x HTTP/1.1\r\nHost: api\r\n\r\n");
+      taken += router.classify(r) == Router::Verdict::kMirror;
+    }
+    EXPECT_NEAR(taken, 5.0 * pct, 2.0) << pct;
+  }
+  Router all(ruleWith(",sample=request"));
+  EXPECT_EQ(all.classify(http2("GET", "api", "/x")), Router::Verdict::kMirror);
+}
+
+TEST(RouterTest, HeaderSamplingIsConsistentPerValue) {
+  Router router(ruleWith(",sample=header:X-User,percentage=30"));
+  int usersIn = 0;
+  for (int u = 0; u < 1000; ++u) {
+    const std::string user = "user-" + std::to_string(u);
+    const bool first = router.classify(http1("GET /a HTTP/1.1\r\nHost: api\r\nx-user: " + user + "\r\n\r\n")) ==
+                       Router::Verdict::kMirror;
+    // The same user, later, on HTTP/2, is decided the same way.
+    const bool again = router.classify(http2("POST", "api", "/b", {{"x-user", user}})) == Router::Verdict::kMirror;
+    EXPECT_EQ(first, again) << user;
+    usersIn += first;
+  }
+  EXPECT_NEAR(usersIn, 300, 60);  // a hash: about 30 % of the users
+  // No header: decided as the empty value, the same way every time.
+  const auto none = router.classify(http1("GET / HTTP/1.1\r\nHost: api\r\n\r\n"));
+  EXPECT_EQ(router.classify(http2("GET", "api", "/")), none);
+}
+
+TEST(RouterTest, KernelCopiesEverythingWhenTheAgentSamples) {
+  EXPECT_EQ(ruleWith(",percentage=25").kernelSampleBasisPoints(), 2500u);
+  EXPECT_EQ(ruleWith(",percentage=25,sample=request").kernelSampleBasisPoints(), 10000u);
+  EXPECT_EQ(ruleWith(",percentage=25,sample=header:x-user").kernelSampleBasisPoints(), 10000u);
+}
+
+TEST(RouterTest, BadModesAreOneClearLine) {
+  std::string error;
+  for (const char* bad : {",host=a b", ",host=x,host=keep", ",sample=requests", ",sample=header:", ",sample=header:a b"}) {
+    EXPECT_FALSE(parseRule(std::string("port=80,mirror=m:80") + bad, RuleDefaults{}, false, &error)) << bad;
+    EXPECT_NE(error.find("rule 'port=80,mirror=m:80"), std::string::npos) << error;
+  }
 }
 
 }  // namespace

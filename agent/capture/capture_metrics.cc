@@ -1,0 +1,40 @@
+#include "capture/capture_metrics.h"
+
+#include "base/counters.h"
+
+namespace shadowtap::capture {
+
+void exportStats(const KernelCounters& k, const CaptureStats& cs, size_t attachedInterfaces, bool egress,
+                 base::StatsSink& out) {
+  auto kv = [](uint64_t value) { return static_cast<double>(value); };
+  out.counter("shadowtap_kernel_packets_total", "Packets the capture program ran on.", kv(k.seen));
+  out.counters("shadowtap_kernel_packets_skipped_total", "Packets not inspected further, by reason.", "reason",
+               {
+                   {"not_ip", kv(k.notIp)},
+                   {"not_tcp", kv(k.notTcp)},
+                   {"malformed", kv(k.malformed)},
+                   {"ipv4_fragment", kv(k.ipv4Fragment)},
+                   {"ipv6_fragment", kv(k.ipv6Fragment)},
+                   {"ipv6_extension_unsupported", kv(k.ipv6ExtensionUnsupported)},
+                   {"vlan_too_deep", kv(k.vlanTooDeep)},
+               });
+  out.counter("shadowtap_kernel_packets_matched_total", "TCP packets to a port with a rule.", kv(k.matched));
+  out.counter("shadowtap_kernel_packets_sampled_out_total",
+              "Matched packets of connections outside the mirror percentage.", kv(k.sampledOut));
+  out.counter("shadowtap_kernel_segments_copied_total", "Segments copied whole into the ring buffer.", kv(k.copied));
+  out.counter("shadowtap_kernel_payload_bytes_copied_total", "Payload bytes copied into the ring buffer.",
+              kv(k.copiedBytes));
+  out.counter("shadowtap_kernel_records_lost_total", "Ring buffer records lost because the ring buffer was full.",
+              kv(k.ringbufFull));
+  out.counter("shadowtap_kernel_segments_truncated_total", "Segments larger than the chunk limit.", kv(k.truncated));
+  if (egress) {
+    out.counter("shadowtap_kernel_egress_segments_copied_total",
+                "Response segments copied by the egress program (compare mode).", kv(k.egressCopied));
+  }
+  out.counter("shadowtap_capture_records_total", "Ring buffer records read.", kv(base::load(cs.records)));
+  out.counter("shadowtap_capture_bad_records_total", "Ring buffer records rejected.", kv(base::load(cs.badRecords)));
+  out.gauge("shadowtap_capture_interfaces", "Interfaces the capture program is attached to.",
+            static_cast<double>(attachedInterfaces));
+}
+
+}  // namespace shadowtap::capture

@@ -1,0 +1,137 @@
+#include "capture/interface_watcher.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <fnmatch.h>
+#include <net/if.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "base/counters.h"
+
+namespace shadowtap::capture {
+namespace {
+
+bool isPattern(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
+
+// Turns a lost-notifications rescan into events: what is gone or renamed is
+// forgotten here (a rename back into the patterns is then attached anew), and
+// every present interface becomes a kPresent event.
+bool forgetMissing(const std::map<int, std::string>& now, InterfaceTarget& target, std::vector<LinkEvent>* events) {
+  bool changed = false;
+  for (const auto& [ifindex, name] : target.attached()) {
+    auto it = now.find(ifindex);
+    if (it == now.end() || it->second != name) {
+      target.forget(ifindex, it == now.end());
+      changed = true;
+    }
+  }
+  events->clear();
+  for (const auto& [ifindex, name] : now) {
+    events->push_back({LinkEvent::Kind::kPresent, ifindex, name});
+  }
+  return changed;
+}
+
+}  // namespace
+
+std::map<int, std::string> currentInterfaces() {
+  std::map<int, std::string> out;
+  struct if_nameindex* list = if_nameindex();
+  if (!list) {
+    return out;
+  }
+  for (struct if_nameindex* i = list; i->if_index != 0; ++i) {
+    out[static_cast<int>(i->if_index)] = i->if_name;
+  }
+  if_freenameindex(list);
+  return out;
+}
+
+std::string InterfaceWatcher::checkNames(const std::vector<std::string>& patterns) {
+  if (patterns.empty()) {
+    return "no interface to capture on (give --interface NAME or a pattern such as 'veth*')";
+  }
+  for (const auto& name : patterns) {
+    if (!isPattern(name) && if_nametoindex(name.c_str()) == 0) {
+      return "unknown interface '" + name + "' (see `ip link` for the interfaces of this host)";
+    }
+  }
+  return "";
+}
+
+bool InterfaceWatcher::wanted(const std::string& name) const {
+  return std::any_of(patterns_.begin(), patterns_.end(),
+                     [&](const std::string& p) { return fnmatch(p.c_str(), name.c_str(), 0) == 0; });
+}
+
+std::string InterfaceWatcher::attachExisting(InterfaceTarget& target) {
+  for (const auto& [ifindex, name] : currentInterfaces()) {
+    if (!wanted(name)) {
+      continue;
+    }
+    if (std::string why = target.attach(ifindex, name); !why.empty()) {
+      return why;
+    }
+  }
+  if (target.attached().empty()) {
+    spdlog::warn("no interface matches {} yet; attaching when one appears",
+                 fmt::format("'{}'", fmt::join(patterns_, "', '")));
+  }
+  return "";
+}
+
+bool InterfaceWatcher::follow(InterfaceTarget& target) {
+  bool overflowed = false;
+  std::vector<LinkEvent> events = links_.read(&overflowed);
+  if (!following_) {
+    return false;
+  }
+  if (!overflowed) {
+    return apply(std::move(events), nullptr, target);
+  }
+  base::bump(stats_.linkRescans);
+  const std::map<int, std::string> now = currentInterfaces();
+  return apply(std::move(events), &now, target);
+}
+
+bool InterfaceWatcher::apply(std::vector<LinkEvent> events, const std::map<int, std::string>* rescan,
+                             InterfaceTarget& target) {
+  bool changed = rescan != nullptr && forgetMissing(*rescan, target, &events);
+  for (const LinkEvent& ev : events) {
+    const std::optional<std::string> have = target.attachedName(ev.ifindex);
+    if (ev.kind == LinkEvent::Kind::kGone) {
+      if (have) {
+        target.forget(ev.ifindex, true);
+        changed = true;
+      }
+      continue;
+    }
+    const bool want = !ev.name.empty() && wanted(ev.name);
+    if (have) {
+      if (ev.name.empty() || ev.name == *have) {
+        continue;  // a state change (up/down, MTU...) of an interface we have
+      }
+      if (want) {
+        target.rename(ev.ifindex, ev.name);
+      } else {
+        target.forget(ev.ifindex, false);  // renamed away from the patterns
+      }
+      changed = true;
+      continue;
+    }
+    if (!want) {
+      continue;
+    }
+    if (std::string why = target.attach(ev.ifindex, ev.name); !why.empty()) {
+      base::bump(stats_.attachErrors);
+      spdlog::warn("cannot capture on new interface {}: {}", ev.name, why);
+      continue;
+    }
+    changed = true;
+  }
+  return changed;
+}
+
+}  // namespace shadowtap::capture

@@ -1,0 +1,77 @@
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "capture/capture_stats.h"
+#include "capture/netlink.h"
+
+namespace shadowtap::capture {
+
+// What the watcher asks of whoever attaches to interfaces (AttachedInterfaces;
+// a fake in tests).
+class InterfaceTarget {
+ public:
+  virtual ~InterfaceTarget() = default;
+  // The name under which we are attached to `ifindex`; nullopt when we are not.
+  virtual std::optional<std::string> attachedName(int ifindex) const = 0;
+  // Every interface we are attached to, by ifindex.
+  virtual std::map<int, std::string> attached() const = 0;
+  // Empty on success, else why not (nothing stays attached then).
+  virtual std::string attach(int ifindex, const std::string& name) = 0;
+  // `gone`: the interface was removed, and our programs with it.
+  virtual void forget(int ifindex, bool gone) = 0;
+  virtual void rename(int ifindex, const std::string& name) = 0;
+};
+
+// Interfaces of this network namespace, by ifindex.
+std::map<int, std::string> currentInterfaces();
+
+// Follows the interfaces whose names match the capture's names and fnmatch(3)
+// patterns ("eth0", "veth*"), from rtnetlink link notifications: one appearing
+// is attached, one renamed is renamed or, renamed away from the patterns,
+// forgotten, one removed is forgotten. When the kernel dropped notifications
+// (a burst of pods), the full interface list is compared instead.
+class InterfaceWatcher {
+ public:
+  InterfaceWatcher(std::vector<std::string> patterns, CaptureStats& stats)
+      : patterns_(std::move(patterns)), stats_(stats) {}
+
+  // Before anything is loaded, so that a typo costs no program load: empty when
+  // there is something to capture on and every plain name (no *?[) exists, else
+  // one line saying what to do.
+  static std::string checkNames(const std::vector<std::string>& patterns);
+
+  // Subscribes to link notifications; empty on success, else why not. Call
+  // before attachExisting(), so that an interface appearing in between is not missed.
+  [[nodiscard]] std::string open() { return links_.open(); }
+  int fd() const { return links_.fd(); }
+
+  bool wanted(const std::string& name) const;
+
+  // Attaches every interface there is that matches. Empty on success, else the
+  // first failure (the caller gives up: at start, every failure is fatal).
+  [[nodiscard]] std::string attachExisting(InterfaceTarget& target);
+
+  // Reads every waiting notification and applies it (after stop(), only reads
+  // them). True when the interfaces attached or their names changed. A new
+  // interface we cannot attach to is counted (attachErrors) and logged.
+  bool follow(InterfaceTarget& target);
+
+  // What follow() does with the notifications read: `rescan` is the full
+  // interface list when notifications were lost, else nullptr.
+  bool apply(std::vector<LinkEvent> events, const std::map<int, std::string>* rescan, InterfaceTarget& target);
+
+  // Stops attaching: the capture is detaching.
+  void stop() { following_ = false; }
+
+ private:
+  std::vector<std::string> patterns_;
+  CaptureStats& stats_;
+  LinkWatcher links_;
+  bool following_ = true;
+};
+
+}  // namespace shadowtap::capture

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "base/fd.h"
+#include "capture/capture_stats.h"
+#include "capture/segment_sink.h"
+
+struct ring_buffer;
+
+namespace shadowtap::capture {
+
+// How often the agent looks at the ring buffer when the kernel does not wake it
+// on every record (adaptive wakeups): every pollIntervalUs while records flow,
+// backing off (doubling) to idlePollIntervalUs while the ring is quiet.
+struct PollPacing {
+  bool adaptive = true;
+  uint32_t pollIntervalUs = 2000;
+  uint32_t idlePollIntervalUs = 50000;
+};
+
+// The poll interval after a consume() that read `consumed` records, the
+// interval having been `currentUs`: the base interval (pollIntervalUs, at least
+// 100 us) while records flow, else twice the current one up to the idle one.
+uint32_t nextPollIntervalUs(int consumed, uint32_t currentUs, const PollPacing& pacing);
+
+// Reads the ring buffer shared by every capture program and hands each valid
+// record to a SegmentSink as a Segment (decodeRecord); invalid ones are counted
+// as badRecords and skipped. With adaptive wakeups, owns the poll timer too.
+class RingReader {
+ public:
+  // `eventsFd`: the ring buffer map. nullptr and *error set on failure.
+  static std::unique_ptr<RingReader> open(int eventsFd, const PollPacing& pacing, CaptureStats& stats,
+                                          std::string* error);
+  ~RingReader();
+  RingReader(const RingReader&) = delete;
+  RingReader& operator=(const RingReader&) = delete;
+
+  // Readable when records wait, and when the poll timer fires (always readable
+  // fds: both go into the capture's epoll set).
+  int ringFd() const { return ringFd_; }
+  int timerFd() const { return timer_.get(); }
+
+  // Delivers every waiting record to `sink`; returns the number of records read
+  // (negative: the ring buffer's error). Re-arms the poll timer.
+  int consume(SegmentSink& sink);
+
+ private:
+  RingReader(int ringFd, const PollPacing& pacing, CaptureStats& stats);
+  static int onRecord(void* ctx, void* data, size_t size);
+  void setTimer(uint32_t us);
+
+  int ringFd_;
+  PollPacing pacing_;
+  CaptureStats& stats_;
+  ring_buffer* ring_ = nullptr;
+  base::Fd timer_;
+  uint32_t intervalUs_ = 0;
+  SegmentSink* sink_ = nullptr;  // during consume() only
+};
+
+}  // namespace shadowtap::capture

@@ -1,0 +1,46 @@
+#include "summary.h"
+
+#include <gtest/gtest.h>
+
+namespace shadowtap {
+namespace {
+
+// Counters of one rule with a mix of outcomes, as the exporters name them.
+metrics::Snapshot sample() {
+  metrics::Registry r;
+  r.add([](base::StatsSink& out) {
+    out.gauge("shadowtap_rule_info", "", 1, {{"rule", "1"}, {"port", "8000"}, {"target", "m:80"}});
+    out.counter("shadowtap_requests_total", "", 120, {{"rule", "1"}});
+    out.counters("shadowtap_requests_not_mirrored_total", "", "reason",
+                 {{"method_filtered", 10}, {"already_shadow", 0}, {"record_only", 0}}, {{"rule", "1"}});
+    out.counters("shadowtap_mirror_requests_total", "", "outcome",
+                 {{"response_2xx", 95}, {"response_5xx", 5}, {"connect_error", 0}, {"queue_full", 6}},
+                 {{"rule", "1"}, {"protocol", "http1"}});
+    out.counters("shadowtap_mirror_requests_total", "", "outcome", {{"response_2xx", 3}, {"reset", 1}, {"response_timeout", 2}},
+                 {{"rule", "1"}, {"protocol", "h2"}});
+    out.gauge("shadowtap_mirror_in_flight_requests", "", 0, {{"rule", "1"}, {"protocol", "http1"}});
+    const double bounds[] = {0.001, 0.01};
+    const uint64_t counts[] = {50, 49, 1};
+    out.histogram("shadowtap_mirror_latency_seconds", "", bounds, counts, 0.3, {{"rule", "1"}, {"protocol", "http1"}});
+    out.counter("shadowtap_kernel_packets_total", "", 500);
+  });
+  return r.collect();
+}
+
+TEST(Summary, FewShortLinesWithTheFiguresThatAddUp) {
+  const std::vector<std::string> lines = formatSummary(sample());
+  ASSERT_EQ(lines.size(), 3u);  // requests, the rule, capture; no compare or record line when they are off
+  EXPECT_EQ(lines[0],
+            "requests: 120 seen -> 110 to mirrors -> 103 answered; lost 9 (queue_full 6, reset 1, response_timeout 2); "
+            "not mirrored 10 (method_filtered 10)");
+  EXPECT_EQ(lines[1],
+            "rule 1 :8000 -> m:80: 120 seen, 103 answered (2xx 98, 5xx 5), lost 9 (queue_full 6, reset 1, response_timeout 2), "
+            "p50 <= 1 ms, p99 <= 10 ms");  // 50 of 100 within 1 ms, 99 within 10 ms
+  EXPECT_EQ(lines[2].rfind("capture: 500 packets,", 0), 0u) << lines[2];
+  for (const std::string& line : lines) {
+    EXPECT_LT(line.size(), 220u) << line;
+  }
+}
+
+}  // namespace
+}  // namespace shadowtap
