@@ -188,18 +188,6 @@ replay::DropPolicy dropPolicyOf(const rules::Rule& rule) {
   return rule.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
 }
 
-// Compare mode: a sender (replay::ReplayOptions, h2::H2PoolOptions) keeps the
-// responses of requests with an exchange id and reports them, or their
-// absence, to the engine as `part`.
-template <typename SenderOptions>
-void reportTo(compare::CompareEngine& engine, compare::Part part, SenderOptions& o) {
-  o.comparePart = part;
-  o.onKeptResponse = [&engine](uint64_t id, compare::Part p, model::Response&& response) {
-    engine.onResponse(id, p, std::move(response));
-  };
-  o.onMissingResponse = [&engine](uint64_t id, compare::Part p) { engine.onMissing(id, p); };
-}
-
 }  // namespace
 
 std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint32_t ruleId, std::string* error) {
@@ -223,7 +211,7 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
     *error = "rule '" + rule.text + "': " + resolved.error;
     return nullptr;
   }
-  replay::ReplayOptions ro;
+  replay::MirrorPoolOptions ro;
   ro.target = rule.mirror;
   ro.addrs = resolved.addrs;
   ro.resolveInterval = std::chrono::milliseconds(uint64_t(config_.resolveIntervalSec) * 1000);
@@ -242,22 +230,22 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   // at start): its begin() refuses and it is mirrored only.
   if (engine_ && rule.compare) {
     rt->compared = true;
-    reportTo(*engine_, compare::Part::kMirror, ro);
+    ro.observer = mirrorObserver_.get();
     if (!rule.secondary.empty()) {
       replay::ResolveResult second = replay::resolveTarget(rule.secondary);
       if (!second.error.empty()) {
         *error = "rule '" + rule.text + "': secondary: " + second.error;
         return nullptr;
       }
-      replay::ReplayOptions so = ro;
+      replay::MirrorPoolOptions so = ro;
       so.target = rule.secondary;
       so.addrs = second.addrs;
-      so.comparePart = compare::Part::kSecondary;
-      rt->secondary = std::make_unique<replay::Replayer>(so);
+      so.observer = secondaryObserver_.get();
+      rt->secondary = std::make_unique<replay::MirrorPool>(so);
       rt->secondaryAddrs = second.addrs;
     }
   }
-  rt->replayer = std::make_unique<replay::Replayer>(ro);
+  rt->replayer = std::make_unique<replay::MirrorPool>(ro);
   return rt;
 }
 
@@ -297,6 +285,8 @@ bool Pipeline::setUpCompare(std::string* error) {
     *error = "cannot start the comparison thread";
     return false;
   }
+  mirrorObserver_ = std::make_unique<compare::PoolObserver>(*engine_, compare::Part::kMirror);
+  secondaryObserver_ = std::make_unique<compare::PoolObserver>(*engine_, compare::Part::kSecondary);
   spdlog::info("comparing responses of the rules with compare=true{}",
                config_.compareOutput.empty() ? std::string() : "; differences go to " + config_.compareOutput);
   return true;
@@ -505,46 +495,30 @@ void Pipeline::sendHttp1(RuleRuntime& rt, model::Request&& request) {
   // Compare mode pairs the request as captured, so before the rewrite.
   const uint64_t exchangeId = rt.compared ? beginCompared(rt, request) : 0;
   rt.router.rewrite(request);
-  replay::ReplayJob job;
-  job.ruleId = request.ruleId;
-  job.isHead = request.method == "HEAD";
-  job.capturedNs = request.tsNs;
-  job.bytes = std::move(request.bytes);
-  if (exchangeId != 0) {
-    job.exchangeId = exchangeId;
-    job.method = request.method;
-    if (rt.secondary) {
-      replay::ReplayJob copy = job;
-      rt.secondary->submit(std::move(copy));  // a drop is reported to the engine as a missing part
-    }
+  request.exchangeId = exchangeId;
+  if (exchangeId != 0 && rt.secondary) {
+    model::Request copy = request;
+    rt.secondary->submit(std::move(copy));  // a drop is reported to the engine as a missing part
   }
-  base::bump(rt.replayer->submit(std::move(job)) ? rt.stats.queued : rt.stats.dropped);
+  base::bump(rt.replayer->submit(std::move(request)) ? rt.stats.queued : rt.stats.dropped);
 }
 
-h2::H2Pool* Pipeline::h2PoolFor(RuleRuntime& rt, compare::Part part) {
+replay::MirrorPool* Pipeline::h2PoolFor(RuleRuntime& rt, compare::Part part) {
   const bool secondary = part == compare::Part::kSecondary;
-  std::unique_ptr<h2::H2Pool>& slot = secondary ? rt.h2SecondaryPool : rt.h2Pool;
+  std::unique_ptr<replay::MirrorPool>& slot = secondary ? rt.h2SecondaryPool : rt.h2Pool;
   bool& failed = secondary ? rt.h2SecondaryFailed : rt.h2PoolFailed;
   if (slot || failed) {
     return slot.get();
   }
   const std::string& target = secondary ? rt.rule.secondary : rt.rule.mirror;
-  h2::H2PoolOptions o;
+  // The rule's HTTP/1 pool's settings, with h2c connections.
+  replay::MirrorPoolOptions o = (secondary ? rt.secondary : rt.replayer)->options();
+  o.protocol = model::Protocol::kHttp2;
   o.addrs = secondary ? rt.secondaryAddrs : rt.mirrorAddrs;
   o.target = target;
-  o.resolveInterval = std::chrono::milliseconds(uint64_t(config_.resolveIntervalSec) * 1000);
-  o.connections = std::max<size_t>(1, rt.rule.connections);
-  o.queueCapacity = rt.rule.queue;
-  o.queueBytes = rt.rule.queueMiB << 20;
-  o.dropPolicy = dropPolicyOf(rt.rule);
-  o.maxRps = rt.rule.maxRps;
-  o.client.connectTimeoutNs = uint64_t(config_.connectTimeoutMs) * 1'000'000ULL;
-  o.client.responseTimeoutNs = uint64_t(config_.responseTimeoutMs) * 1'000'000ULL;
-  if (rt.compared) {
-    reportTo(*engine_, part, o);
-  }
+  o.observer = rt.compared ? (secondary ? secondaryObserver_ : mirrorObserver_).get() : nullptr;
   const bool noAddress = o.addrs.empty();
-  auto pool = std::make_unique<h2::H2Pool>(std::move(o));
+  auto pool = std::make_unique<replay::MirrorPool>(std::move(o));
   if (noAddress || !pool->start()) {
     failed = true;
     spdlog::error("rule {}: cannot start the HTTP/2 {} pool to {}; its HTTP/2 requests are dropped", rt.ruleId,
@@ -559,7 +533,7 @@ h2::H2Pool* Pipeline::h2PoolFor(RuleRuntime& rt, compare::Part part) {
 
 void Pipeline::sendHttp2(RuleRuntime& rt, model::Request&& request) {
   rt.router.rewrite(request);
-  h2::H2Pool* pool = h2PoolFor(rt, compare::Part::kMirror);
+  replay::MirrorPool* pool = h2PoolFor(rt, compare::Part::kMirror);
   if (pool == nullptr) {
     base::bump(rt.stats.h2PoolUnavailable);
     base::bump(rt.stats.dropped);
@@ -568,7 +542,7 @@ void Pipeline::sendHttp2(RuleRuntime& rt, model::Request&& request) {
   if (rt.compared) {
     request.exchangeId = beginCompared(rt, request);
     if (request.exchangeId != 0 && rt.secondary) {
-      h2::H2Pool* second = h2PoolFor(rt, compare::Part::kSecondary);
+      replay::MirrorPool* second = h2PoolFor(rt, compare::Part::kSecondary);
       if (second == nullptr) {
         engine_->onMissing(request.exchangeId, compare::Part::kSecondary);
       } else {

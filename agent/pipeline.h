@@ -13,10 +13,10 @@
 #include "capture/capture.h"
 #include "compare/compare_engine.h"
 #include "compare/diff_writer.h"
+#include "compare/pool_observer.h"
 #include "compare/response_pairing.h"
 #include "config.h"
 #include "flow/flow_table.h"
-#include "h2/h2_pool.h"
 #include "model/request.h"
 #include "h2/protocol_sniffer.h"
 #include "model/request.h"
@@ -25,7 +25,7 @@
 #include "metrics/registry.h"
 #include "record/record_writer.h"
 #include "replay/local_endpoints.h"
-#include "replay/replayer.h"
+#include "replay/mirror_pool.h"
 #include "rules/router.h"
 #include "rules/rule.h"
 
@@ -78,28 +78,28 @@ struct RuleStats {
   std::atomic<uint64_t> h2PoolUnavailable{0};  // submitted, but no HTTP/2 pool could be started (dropped)
 };
 
-// One installed rule with its router, its replayer (one per rule, hence per
-// target, with the rule's own limits) and its counters.
+// One installed rule with its router, its mirror pools (per rule, hence per
+// target, with the rule's own limits; one per protocol) and its counters.
 struct RuleRuntime {
   rules::Rule rule;
   uint32_t ruleId = 0;
   rules::Router router;
-  std::unique_ptr<replay::Replayer> replayer;  // null in dry-run mode
+  std::unique_ptr<replay::MirrorPool> replayer;  // HTTP/1 to the mirror; null in dry-run mode
   std::unique_ptr<model::RequestSink> dryRun;  // only in dry-run mode
   // HTTP/2 requests go to their own pool of h2c (prior knowledge) connections
   // to the same target, started on the rule's first HTTP/2 request (so a
   // mirror that never sees HTTP/2 never gets an h2c connection). Set on the
   // capture thread under the pipeline's rules mutex; other threads read it
   // under that mutex.
-  std::unique_ptr<h2::H2Pool> h2Pool;
+  std::unique_ptr<replay::MirrorPool> h2Pool;
   std::vector<sockaddr_storage> mirrorAddrs;  // resolved when the rule was made
   bool h2PoolFailed = false;                  // start() failed once: not retried
   // Compare mode: exchanges begun for this rule's requests (HTTP/1 and HTTP/2)
   // go to the engine; the secondary (rule.secondary) gets the same requests,
   // HTTP/2 ones on a pool of its own, made like h2Pool.
   bool compared = false;
-  std::unique_ptr<replay::Replayer> secondary;
-  std::unique_ptr<h2::H2Pool> h2SecondaryPool;
+  std::unique_ptr<replay::MirrorPool> secondary;
+  std::unique_ptr<replay::MirrorPool> h2SecondaryPool;
   std::vector<sockaddr_storage> secondaryAddrs;
   bool h2SecondaryFailed = false;
   RuleStats stats;
@@ -182,7 +182,7 @@ class Pipeline : public capture::SegmentSink, public model::RequestSink {
   std::unique_ptr<RuleRuntime> makeRuntime(const rules::Rule& rule, uint32_t ruleId, std::string* error);
   // The rule's HTTP/2 pool to the mirror (kMirror) or the secondary
   // (kSecondary), started on first use; null when it cannot be started.
-  h2::H2Pool* h2PoolFor(RuleRuntime& rt, compare::Part part);
+  replay::MirrorPool* h2PoolFor(RuleRuntime& rt, compare::Part part);
   static std::vector<capture::PortRule> portRules(const std::vector<const RuleRuntime*>& runtimes);
 
   bool setUpCompare(std::string* error);
@@ -200,6 +200,9 @@ class Pipeline : public capture::SegmentSink, public model::RequestSink {
   // outlives both.
   std::unique_ptr<compare::DiffWriter> diffWriter_;
   std::unique_ptr<compare::CompareEngine> engine_;
+  // What the rules' pools to the mirror and to the secondary report to the engine.
+  std::unique_ptr<compare::PoolObserver> mirrorObserver_;
+  std::unique_ptr<compare::PoolObserver> secondaryObserver_;
   std::vector<std::unique_ptr<RuleRuntime>> rules_;  // index = ruleId - 1
   // HTTP/1 framers and HTTP/2 decoders behind the protocol sniffers.
   std::unique_ptr<h2::ProtocolSnifferFactory> sniffers_;

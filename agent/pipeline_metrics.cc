@@ -77,8 +77,21 @@ void exportLatency(const std::string& id, const char* protocol, const base::Late
 constexpr std::string_view kOutcomes = "shadowtap_mirror_requests_total";
 constexpr std::string_view kOutcomesHelp = "Requests handed to a rule's mirror, by final outcome.";
 
-void exportHttp1Mirror(const std::string& id, const replay::ReplayStats& s, StatsSink& out) {
-  const Labels l = {{"rule", id}, {"protocol", "http1"}};
+// What both protocols' mirrors export beside their outcomes (one MirrorStats each).
+void exportMirrorState(const std::string& id, const char* protocol, const replay::MirrorStats& s, StatsSink& out) {
+  const Labels l = {{"rule", id}, {"protocol", protocol}};
+  out.gauge("shadowtap_mirror_queue_requests", "Requests waiting for the mirror.", v(s.queueDepth), l);
+  out.gauge("shadowtap_mirror_queue_bytes", "Bytes of requests waiting for the mirror.", v(s.queueBytes), l);
+  out.gauge("shadowtap_mirror_in_flight_requests", "Requests sent and not yet answered.", v(s.inFlight), l);
+  out.gauge("shadowtap_mirror_connections", "Open connections to the mirror.", v(s.openConnections), l);
+  out.counters("shadowtap_mirror_resolves_total", "Re-resolutions of a rule's mirror name, by result.", "result",
+               {{"ok", v(s.resolves) - v(s.resolveErrors)}, {"error", v(s.resolveErrors)}}, l);
+  out.counter("shadowtap_mirror_address_changes_total", "Re-resolutions that changed a rule's mirror addresses.",
+              v(s.addressChanges), l);
+  exportLatency(id, protocol, s.latency, out);
+}
+
+void exportHttp1Mirror(const std::string& id, const replay::MirrorStats& s, StatsSink& out) {
   out.counters(kOutcomes, kOutcomesHelp, "outcome",
                {
                    {"response_1xx", v(s.responses1xx)},
@@ -98,31 +111,22 @@ void exportHttp1Mirror(const std::string& id, const replay::ReplayStats& s, Stat
                    {"rate_limited", v(s.droppedRateLimit)},
                    {"dropped_shutdown", v(s.droppedShutdown)},
                },
-               l);
-  out.gauge("shadowtap_mirror_queue_requests", "Requests waiting for the mirror.", v(s.queueDepth), l);
-  out.gauge("shadowtap_mirror_queue_bytes", "Bytes of requests waiting for the mirror.", v(s.queueBytes), l);
-  out.gauge("shadowtap_mirror_in_flight_requests", "Requests sent and not yet answered.", v(s.inFlight), l);
-  out.gauge("shadowtap_mirror_connections", "Open connections to the mirror.", v(s.openConnections), l);
-  out.counters("shadowtap_mirror_resolves_total", "Re-resolutions of a rule's mirror name, by result.", "result",
-               {{"ok", v(s.resolves) - v(s.resolveErrors)}, {"error", v(s.resolveErrors)}}, l);
-  out.counter("shadowtap_mirror_address_changes_total", "Re-resolutions that changed a rule's mirror addresses.",
-              v(s.addressChanges), l);
-  exportLatency(id, "http1", s.latency, out);
+               {{"rule", id}, {"protocol", "http1"}});
+  exportMirrorState(id, "http1", s, out);
 }
 
-void exportH2Mirror(const std::string& id, const h2::H2PoolStats& q, const RuleStats& r, StatsSink& out) {
-  const Labels l = {{"rule", id}, {"protocol", "h2"}};
+void exportH2Mirror(const std::string& id, const replay::MirrorStats& q, const RuleStats& r, StatsSink& out) {
   out.counters(kOutcomes, kOutcomesHelp, "outcome",
                {
                    {"response_2xx", v(q.responses2xx)},
                    {"response_3xx", v(q.responses3xx)},
                    {"response_4xx", v(q.responses4xx)},
                    {"response_5xx", v(q.responses5xx)},
-                   {"response_other", v(q.responsesOther)},
-                   {"connect_error", v(q.errorsConnect)},
+                   {"response_other", v(q.responsesOther) + v(q.responses1xx)},  // h2 has no response_1xx label
+                   {"connect_error", v(q.errorsConnect) + v(q.errorsConnectTimeout)},  // nor connect_timeout
                    {"reset", v(q.errorsReset)},
                    {"connection_error", v(q.errorsConnection)},
-                   {"response_timeout", v(q.errorsTimeout)},
+                   {"response_timeout", v(q.errorsResponseTimeout)},
                    {"rejected", v(q.errorsRejected)},
                    {"queue_full", v(q.queueFull)},
                    {"dropped_oldest", v(q.droppedOldest)},
@@ -130,19 +134,10 @@ void exportH2Mirror(const std::string& id, const h2::H2PoolStats& q, const RuleS
                    {"dropped_shutdown", v(q.droppedShutdown)},
                    {"pool_unavailable", v(r.h2PoolUnavailable)},
                },
-               l);
-  out.gauge("shadowtap_mirror_queue_requests", "Requests waiting for the mirror.", v(q.queueDepth), l);
-  out.gauge("shadowtap_mirror_queue_bytes", "Bytes of requests waiting for the mirror.", v(q.queueBytes), l);
-  out.gauge("shadowtap_mirror_in_flight_requests", "Requests sent and not yet answered.", v(q.inFlight), l);
-  out.gauge("shadowtap_mirror_connections", "Open connections to the mirror.",
-            v(q.connectionsOpened) - v(q.connectionsClosed), l);
+               {{"rule", id}, {"protocol", "h2"}});
   out.counters("shadowtap_mirror_grpc_responses_total", "HTTP/2 mirror responses carrying grpc-status, by status class.",
                "status", {{"ok", v(q.grpcOk)}, {"error", v(q.grpcError)}}, {{"rule", id}});
-  out.counters("shadowtap_mirror_resolves_total", "Re-resolutions of a rule's mirror name, by result.", "result",
-               {{"ok", v(q.resolves) - v(q.resolveErrors)}, {"error", v(q.resolveErrors)}}, l);
-  out.counter("shadowtap_mirror_address_changes_total", "Re-resolutions that changed a rule's mirror addresses.",
-              v(q.addressChanges), l);
-  exportLatency(id, "h2", q.latency, out);
+  exportMirrorState(id, "h2", q, out);
 }
 
 void exportRules(const Pipeline& p, StatsSink& out) {
@@ -160,7 +155,7 @@ void exportRules(const Pipeline& p, StatsSink& out) {
     }
     exportHttp1Mirror(id, rt->replayer->stats(), out);
     // HTTP/2: the pool exists from the rule's first HTTP/2 request; zeros before.
-    static const h2::H2PoolStats kNoPool;
+    static const replay::MirrorStats kNoPool;
     exportH2Mirror(id, rt->h2Pool ? rt->h2Pool->stats() : kNoPool, rt->stats, out);
   }
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 namespace shadowtap::base {
@@ -23,17 +24,18 @@ class MonotonicClock final : public Clock {
   static const Clock& instance();
 };
 
-// A clock that moves only when told to. Not thread-safe against a concurrent
-// advance(); tests advance it while the code under test is quiet.
+// A clock that moves only when told to. A test thread may move it while the
+// code under test reads it on threads of its own (a pool's loop); what those
+// threads do with the new time they find out on their next look.
 class FakeClock final : public Clock {
  public:
   explicit FakeClock(uint64_t startNs = 1'000'000'000) : now_(startNs) {}
-  uint64_t nowNs() const override { return now_; }
-  void advance(uint64_t ns) { now_ += ns; }
-  void set(uint64_t ns) { now_ = ns; }
+  uint64_t nowNs() const override { return now_.load(std::memory_order_acquire); }
+  void advance(uint64_t ns) { now_.fetch_add(ns, std::memory_order_acq_rel); }
+  void set(uint64_t ns) { now_.store(ns, std::memory_order_release); }
 
  private:
-  uint64_t now_;
+  std::atomic<uint64_t> now_;
 };
 
 }  // namespace shadowtap::base

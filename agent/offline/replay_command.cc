@@ -12,11 +12,10 @@
 #include <iostream>
 
 #include "base/counters.h"
-#include "h2/h2_pool.h"
 #include "http/host_rewrite.h"
 #include "offline/record_reader.h"
 #include "offline/replay_run.h"
-#include "replay/replayer.h"
+#include "replay/mirror_pool.h"
 #include "replay/target.h"
 
 namespace shadowtap::offline {
@@ -29,26 +28,15 @@ void onSignal(int) { gStop.store(true, std::memory_order_relaxed); }
 
 std::string row(std::string_view label, uint64_t v) { return fmt::format("  {:<30}{:>12}\n", label, v); }
 
-uint64_t h2Load(const h2::H2PoolStats* h2, const std::atomic<uint64_t> h2::H2PoolStats::*field) {
+uint64_t h2Load(const replay::MirrorStats* h2, const std::atomic<uint64_t> replay::MirrorStats::*field) {
   return h2 == nullptr ? 0 : base::load(h2->*field);
 }
 
-// The command's HTTP/2 sink: the pool, created only when the plan holds
-// HTTP/2 records.
-class PoolSink final : public H2JobSink {
- public:
-  explicit PoolSink(h2::H2Pool& pool) : pool_(pool) {}
-  bool submit(model::Request&& request) override { return pool_.submit(std::move(request)); }
-
- private:
-  h2::H2Pool& pool_;
-};
-
 }  // namespace
 
-std::string formatProgress(uint64_t submitted, uint64_t total, double seconds, const replay::ReplayStats& r,
-                           const h2::H2PoolStats* h2) {
-  using S = h2::H2PoolStats;
+std::string formatProgress(uint64_t submitted, uint64_t total, double seconds, const replay::MirrorStats& r,
+                           const replay::MirrorStats* h2) {
+  using S = replay::MirrorStats;
   const double rate = seconds > 0 ? static_cast<double>(submitted) / seconds : 0.0;
   std::string sent = total > 0 ? fmt::format("{}/{}", submitted, total) : fmt::format("{}", submitted);
   const uint64_t errors = r.errors() + (h2 == nullptr ? 0 : h2->errors());
@@ -63,7 +51,7 @@ std::string formatProgress(uint64_t submitted, uint64_t total, double seconds, c
       base::load(r.responses5xx) + h2Load(h2, &S::responses5xx), errors, dropped, inFlight);
 }
 
-std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r, const h2::H2PoolStats* h2) {
+std::string formatSummary(const ReplaySummary& s, const replay::MirrorStats& r, const replay::MirrorStats* h2) {
   std::string out = s.interrupted ? "shadowtap replay summary (interrupted)\n" : "shadowtap replay summary\n";
   out += row("files", s.files);
   out += row("requests read", s.requestsRead);
@@ -106,10 +94,10 @@ std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r, 
     out += row("  grpc-status 0", base::load(h2->grpcOk));
     out += row("  grpc-status not 0", base::load(h2->grpcError));
     out += row("errors", h2->errors());
-    out += row("  connect", base::load(h2->errorsConnect));
+    out += row("  connect", base::load(h2->errorsConnect) + base::load(h2->errorsConnectTimeout));
     out += row("  stream reset", base::load(h2->errorsReset));
     out += row("  connection lost", base::load(h2->errorsConnection));
-    out += row("  response timeout", base::load(h2->errorsTimeout));
+    out += row("  response timeout", base::load(h2->errorsResponseTimeout));
     out += row("  rejected by nghttp2", base::load(h2->errorsRejected));
     out += row("dropped", base::load(h2->queueFull) + base::load(h2->droppedShutdown));
     out += row("  queue full", base::load(h2->queueFull));
@@ -235,7 +223,7 @@ int runReplayCommand(int argc, char** argv) {
   spdlog::set_default_logger(
       std::make_shared<spdlog::logger>("replay", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   spdlog::set_level(spdlog::level::warn);
-  replay::ReplayOptions ro;
+  replay::MirrorPoolOptions ro;
   ro.target = mirror;
   ro.addrs = resolved.addrs;
   ro.maxConnections = connections;
@@ -243,7 +231,7 @@ int runReplayCommand(int argc, char** argv) {
   ro.maxRps = 0;  // the pacer spaces requests for --max-rps; a replay waits instead of dropping
   ro.connectTimeout = std::chrono::milliseconds(timeoutMs);
   ro.responseTimeout = std::chrono::milliseconds(timeoutMs);
-  replay::Replayer replayer(ro);
+  replay::MirrorPool replayer(ro);
   signal(SIGPIPE, SIG_IGN);
   if (!replayer.start()) {
     std::cerr << "shadowtap replay: cannot start the replay event loop" << std::endl;
@@ -251,24 +239,19 @@ int runReplayCommand(int argc, char** argv) {
   }
   // HTTP/2 records go over h2c with prior knowledge (what the live mirror
   // does); the pool exists only when the plan holds some.
-  std::unique_ptr<h2::H2Pool> pool;
-  std::unique_ptr<PoolSink> poolSink;
+  std::unique_ptr<replay::MirrorPool> pool;
   if (std::any_of(plan.requests.begin(), plan.requests.end(), [](const auto& r) { return r.isHttp2(); })) {
-    h2::H2PoolOptions po;
-    po.addrs = resolved.addrs;
-    po.connections = h2Connections;
-    po.queueCapacity = queue;
-    po.client.connectTimeoutNs = uint64_t{timeoutMs} * 1'000'000;
-    po.client.responseTimeoutNs = uint64_t{timeoutMs} * 1'000'000;
-    pool = std::make_unique<h2::H2Pool>(po);
+    replay::MirrorPoolOptions po = ro;
+    po.protocol = model::Protocol::kHttp2;
+    po.maxConnections = h2Connections;
+    pool = std::make_unique<replay::MirrorPool>(po);
     if (!pool->start()) {
       replayer.stop(std::chrono::milliseconds(0));
       std::cerr << "shadowtap replay: cannot start the HTTP/2 event loop" << std::endl;
       return 1;
     }
-    poolSink = std::make_unique<PoolSink>(*pool);
   }
-  const h2::H2PoolStats* h2Stats = pool ? &pool->stats() : nullptr;
+  const replay::MirrorStats* h2Stats = pool ? &pool->stats() : nullptr;
   struct sigaction sa {};
   sa.sa_handler = onSignal;
   sigaction(SIGINT, &sa, nullptr);
@@ -280,7 +263,7 @@ int runReplayCommand(int argc, char** argv) {
   const uint64_t startNs = clock.nowNs();
   uint64_t nextProgress = startNs + (tty ? 200'000'000ULL : 5'000'000'000ULL);
   const uint64_t total = passes == 0 ? 0 : plan.requests.size() * passes;
-  const replay::ReplayStats& rs = replayer.stats();
+  const replay::MirrorStats& rs = replayer.stats();
   auto tick = [&] {
     const uint64_t now = clock.nowNs();
     if (now < nextProgress) {
@@ -298,7 +281,7 @@ int runReplayCommand(int argc, char** argv) {
   };
   // As fast as allowed: keep the queue short so the pool sets the pace.
   // HTTP/2: streams, not connections, set the pace.
-  const int64_t h2Streams = static_cast<int64_t>(h2Connections * h2::H2ClientOptions{}.maxConcurrentStreams);
+  const int64_t h2Streams = static_cast<int64_t>(h2Connections * replay::MirrorPoolOptions{}.maxConcurrentStreams);
   const auto busy = [&] {
     if (rs.queueDepth.load(std::memory_order_relaxed) >= static_cast<int64_t>(std::max<size_t>(connections, 4))) {
       return true;
@@ -307,7 +290,7 @@ int runReplayCommand(int argc, char** argv) {
            (h2Stats->queueDepth.load(std::memory_order_relaxed) >= static_cast<int64_t>(std::max<size_t>(h2Connections, 4)) ||
             h2Stats->inFlight.load(std::memory_order_relaxed) >= h2Streams);
   };
-  runPlan(plan, replayer, poolSink.get(), clock, gStop, busy, tick, counters);
+  runPlan(plan, replayer, pool.get(), clock, gStop, busy, tick, counters);
   // Let what is queued and in flight finish (bounded by the timeouts).
   const auto drain = std::chrono::milliseconds(gStop.load() ? 1000 : uint64_t{timeoutMs} * 2 + 1000);
   replayer.stop(drain);

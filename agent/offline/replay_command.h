@@ -3,15 +3,14 @@
 #include <cstdint>
 #include <string>
 
-#include "h2/h2_pool.h"
-#include "replay/replay_stats.h"
+#include "replay/mirror_stats.h"
 
 namespace shadowtap::offline {
 
 // `shadowtap replay FILE... --mirror host:port [options]`: sends recorded
 // requests (HAR or JSON lines, see record_reader.h) to a target with the live
-// mirror's Host rewrite and replay::Replayer (pool, queue, timeouts, outcome
-// counters); HTTP/2 records go over an h2::H2Pool (h2c with prior knowledge,
+// mirror's Host rewrite and a replay::MirrorPool (pool, queue, timeouts,
+// outcome counters); HTTP/2 records go over a second one of h2c connections (prior knowledge,
 // :authority gets the suffix), each record with its own protocol. argv[0] is "replay" (main passes argc - 1, argv + 1). Prints
 // progress (\r updates on a terminal, a plain line every 5 s otherwise) and a
 // summary table on stdout; returns 0 when done (also after SIGINT/SIGTERM,
@@ -36,11 +35,11 @@ struct ReplaySummary {
 
 // The final table (several lines, each "  label  value"); with `h2` (the
 // replay used an HTTP/2 pool) an HTTP/2 section follows the HTTP/1 one.
-std::string formatSummary(const ReplaySummary& s, const replay::ReplayStats& r,
-                          const h2::H2PoolStats* h2 = nullptr);
+std::string formatSummary(const ReplaySummary& s, const replay::MirrorStats& r,
+                          const replay::MirrorStats* h2 = nullptr);
 // One progress line without line end: rate, sent, outcomes (HTTP/1 and
 // HTTP/2 added up).
-std::string formatProgress(uint64_t submitted, uint64_t total, double seconds, const replay::ReplayStats& r,
-                           const h2::H2PoolStats* h2 = nullptr);
+std::string formatProgress(uint64_t submitted, uint64_t total, double seconds, const replay::MirrorStats& r,
+                           const replay::MirrorStats* h2 = nullptr);
 
 }  // namespace shadowtap::offline

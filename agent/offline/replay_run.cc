@@ -30,13 +30,13 @@ bool RequestFilter::matches(const record::RecordedRequest& r) const {
                      [&](const std::string& p) { return path.starts_with(p); });
 }
 
-void runPlan(const ReplayPlan& plan, replay::JobSink& sink, Clock& clock, const std::atomic<bool>& stop,
+void runPlan(const ReplayPlan& plan, replay::MirrorSink& sink, Clock& clock, const std::atomic<bool>& stop,
              const std::function<bool()>& busy, const std::function<void()>& tick, RunCounters& counters,
              uint64_t tickNs) {
   runPlan(plan, sink, nullptr, clock, stop, busy, tick, counters, tickNs);
 }
 
-void runPlan(const ReplayPlan& plan, replay::JobSink& sink, H2JobSink* h2Sink, Clock& clock,
+void runPlan(const ReplayPlan& plan, replay::MirrorSink& sink, replay::MirrorSink* h2Sink, Clock& clock,
              const std::atomic<bool>& stop, const std::function<bool()>& busy, const std::function<void()>& tick,
              RunCounters& counters, uint64_t tickNs) {
   Pacer pacer(plan.speed, plan.maxRps);
@@ -81,12 +81,12 @@ void runPlan(const ReplayPlan& plan, replay::JobSink& sink, H2JobSink* h2Sink, C
           accepted = h2Sink->submit(std::move(h2req));
         }
       } else {
-        replay::ReplayJob job;
-        job.ruleId = r.ruleId;
-        job.isHead = r.method == "HEAD";
-        job.capturedNs = now;
-        job.bytes = record::buildRequestBytes(r, plan.suffix);
-        accepted = sink.submit(std::move(job));
+        model::Request request;
+        request.ruleId = r.ruleId;
+        request.method = r.method;
+        request.tsNs = now;
+        request.bytes = record::buildRequestBytes(r, plan.suffix);
+        accepted = sink.submit(std::move(request));
       }
       if (!accepted) {
         counters.refused.fetch_add(1, std::memory_order_relaxed);

@@ -9,7 +9,7 @@
 #include "model/request.h"
 #include "offline/pacer.h"
 #include "record/recorded_request.h"
-#include "replay/job_sink.h"
+#include "replay/mirror_sink.h"
 
 namespace shadowtap::offline {
 
@@ -29,15 +29,6 @@ struct ReplayPlan {
   uint32_t maxRps = 0;   // 0: unlimited
   uint64_t passes = 1;   // 0: until stopped
   std::string suffix = "-shadow";
-};
-
-// Where a plan's HTTP/2 requests go: an h2::H2Pool (h2c, prior knowledge)
-// in the command, a fake in tests.
-class H2JobSink {
- public:
-  virtual ~H2JobSink() = default;
-  // Never blocks; false when the request was dropped (counted by the sink).
-  virtual bool submit(model::Request&& request) = 0;
 };
 
 // Progress of a run; written by the sending thread, read by anyone.
@@ -60,11 +51,11 @@ struct RunCounters {
 // cannot take (as in live mirroring). `tick` is called at least every
 // `tickNs` while waiting and after each request (for progress output).
 // Returns when every pass is done or `stop` is set.
-void runPlan(const ReplayPlan& plan, replay::JobSink& sink, H2JobSink* h2Sink, Clock& clock,
+void runPlan(const ReplayPlan& plan, replay::MirrorSink& sink, replay::MirrorSink* h2Sink, Clock& clock,
              const std::atomic<bool>& stop, const std::function<bool()>& busy, const std::function<void()>& tick,
              RunCounters& counters, uint64_t tickNs = 100'000'000);
 // HTTP/1 only (HTTP/2 requests are refused).
-void runPlan(const ReplayPlan& plan, replay::JobSink& sink, Clock& clock, const std::atomic<bool>& stop,
+void runPlan(const ReplayPlan& plan, replay::MirrorSink& sink, Clock& clock, const std::atomic<bool>& stop,
              const std::function<bool()>& busy, const std::function<void()>& tick, RunCounters& counters,
              uint64_t tickNs = 100'000'000);
 

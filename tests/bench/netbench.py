@@ -117,11 +117,17 @@ class Lab:
         for name in list(self.procs):
             p = self.procs.pop(name)
             if p.poll() is None:
-                p.kill()
+                # SIGTERM first: an nginx master killed outright leaves its
+                # workers running (orphaned, in a namespace about to go).
+                p.terminate()
                 try:
                     p.wait(timeout=5)
                 except subprocess.TimeoutExpired:
-                    pass
+                    p.kill()
+                    try:
+                        p.wait(timeout=5)
+                    except subprocess.TimeoutExpired:
+                        pass
         for ns in self.ns.values():
             sh("ip", "netns", "delete", ns, check=False, quiet=True)
 

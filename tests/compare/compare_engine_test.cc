@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "compare/pool_observer.h"
 #include "compare_test_util.h"
 
 namespace shadowtap::compare {
@@ -93,6 +94,30 @@ TEST(CompareEngine, SecondaryMakesNoise) {
   uint64_t noisy = 0;
   engine.stats().forEachRule([&](uint32_t, const CompareCounters& c) { noisy = load(c.noisy); });
   EXPECT_EQ(noisy, 2u);
+  expectIdentity(engine.stats());
+}
+
+// The mirror pools report through PoolObserver, each as its part.
+TEST(CompareEngine, PoolObserversReportTheirPart) {
+  CompareEngine engine(EngineOptions{}, comparators(1), nullptr);
+  PoolObserver mirror(engine, Part::kMirror);
+  PoolObserver secondary(engine, Part::kSecondary);
+  const uint64_t a = engine.begin(1, "GET", "/clock", true, 0);
+  engine.onResponse(a, Part::kPrimary, jsonResponse(200, R"({"t":"1","v":1})"));
+  secondary.onResponse(a, jsonResponse(200, R"({"t":"2","v":1})"));
+  EXPECT_EQ(load(engine.stats().compared), 0u);  // waits for the mirror
+  mirror.onResponse(a, jsonResponse(200, R"({"t":"3","v":1})"));
+  EXPECT_EQ(load(engine.stats().compared), 1u);
+  EXPECT_EQ(engine.noisyPaths(1, "GET /clock"), std::vector<std::string>{"$.t"});
+  const uint64_t b = engine.begin(1, "GET", "/clock", true, 0);
+  engine.onResponse(b, Part::kPrimary, jsonResponse(200, "{}"));
+  mirror.onResponse(b, jsonResponse(200, "{}"));
+  secondary.onMissing(b);
+  EXPECT_EQ(load(engine.stats().noSecondary), 1u);
+  const uint64_t c = engine.begin(1, "GET", "/clock", false, 0);
+  engine.onResponse(c, Part::kPrimary, jsonResponse(200, "{}"));
+  mirror.onMissing(c);
+  EXPECT_EQ(load(engine.stats().noMirror), 1u);
   expectIdentity(engine.stats());
 }
 

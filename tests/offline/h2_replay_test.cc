@@ -4,7 +4,7 @@
 #include <chrono>
 #include <thread>
 
-#include "h2/h2_pool.h"
+#include "replay/mirror_pool.h"
 #include "h2_test_server.h"
 #include "offline/record_reader.h"
 #include "offline/replay_command.h"
@@ -149,23 +149,13 @@ TEST(H2Reader, OtherSpellingsAndHandWrittenLines) {
   }
 }
 
-// A real h2c server on loopback behind the pool the command uses.
-class PoolSink final : public H2JobSink {
+class Http1Collector final : public replay::MirrorSink {
  public:
-  explicit PoolSink(h2::H2Pool& p) : pool_(p) {}
-  bool submit(model::Request&& r) override { return pool_.submit(std::move(r)); }
-
- private:
-  h2::H2Pool& pool_;
-};
-
-class Http1Collector final : public replay::JobSink {
- public:
-  bool submit(replay::ReplayJob&& job) override {
+  bool submit(model::Request&& job) override {
     jobs.push_back(std::move(job));
     return true;
   }
-  std::vector<replay::ReplayJob> jobs;
+  std::vector<model::Request> jobs;
 };
 
 bool waitFor(const std::function<bool()>& done) {
@@ -193,12 +183,13 @@ TEST(H2Replay, MixedRecordingEachRequestWithItsOwnProtocol) {
   ASSERT_EQ(rr.requests.size(), 5u);
 
   h2::test::H2TestServer server;
-  h2::H2PoolOptions po;
+  // A real h2c server on loopback behind the pool the command uses.
+  replay::MirrorPoolOptions po;
+  po.protocol = model::Protocol::kHttp2;
   po.addrs = {server.address()};
-  po.connections = 1;
-  h2::H2Pool pool(po);
+  po.maxConnections = 1;
+  replay::MirrorPool pool(po);
   ASSERT_TRUE(pool.start());
-  PoolSink h2sink(pool);
   Http1Collector h1sink;
   ReplayPlan plan;
   plan.speed = 0;
@@ -207,7 +198,7 @@ TEST(H2Replay, MixedRecordingEachRequestWithItsOwnProtocol) {
   SteadyClock clock;
   std::atomic<bool> stop{false};
   RunCounters c;
-  runPlan(plan, h1sink, &h2sink, clock, stop, nullptr, nullptr, c);
+  runPlan(plan, h1sink, &pool, clock, stop, nullptr, nullptr, c);
   EXPECT_EQ(c.submitted, 10u);
   EXPECT_EQ(c.h2Submitted, 6u);
   EXPECT_EQ(c.refused, 0u);
@@ -327,18 +318,18 @@ TEST(H2Replay, CommandReplaysAnHttp2RecordingOverH2c) {
 }
 
 TEST(H2Replay, ProgressAddsUpBothProtocolsAndSummaryHasAnHttp2Section) {
-  replay::ReplayStats rs;
+  replay::MirrorStats rs;
   rs.responses2xx = 6;
   rs.responses5xx = 1;
   rs.errorsReset = 2;
   rs.queueFull = 1;
-  h2::H2PoolStats hs;
+  replay::MirrorStats hs;
   hs.submitted = 9;
   hs.responses = 6;
   hs.responses2xx = 4;
   hs.responses4xx = 2;
   hs.grpcError = 1;
-  hs.errorsTimeout = 2;
+  hs.errorsResponseTimeout = 2;
   hs.queueFull = 1;
   hs.inFlight = 3;
   EXPECT_EQ(formatProgress(10, 20, 2.0, rs, &hs),

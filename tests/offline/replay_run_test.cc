@@ -21,15 +21,15 @@ class FakeClock final : public Clock {
   uint64_t sleeps = 0;
 };
 
-class Collector final : public replay::JobSink {
+class Collector final : public replay::MirrorSink {
  public:
   explicit Collector(FakeClock& c) : clock_(c) {}
-  bool submit(replay::ReplayJob&& job) override {
+  bool submit(model::Request&& job) override {
     at.push_back(clock_.nowNs());
     jobs.push_back(std::move(job));
     return accept;
   }
-  std::vector<replay::ReplayJob> jobs;
+  std::vector<model::Request> jobs;
   std::vector<uint64_t> at;
   bool accept = true;
 
@@ -67,6 +67,8 @@ TEST(Pacer, OriginalPacingScaledBySpeed) {
     EXPECT_EQ(c.submitted, 4u);
     EXPECT_EQ(c.passes, 1u);
     EXPECT_EQ(sink.jobs[0].bytes, "GET /api/x HTTP/1.1\r\nHost: svc-shadow:80\r\n\r\n");
+    EXPECT_EQ(sink.jobs[0].method, "GET");
+    EXPECT_FALSE(sink.jobs[0].isHttp2());
   }
 }
 
@@ -139,7 +141,7 @@ TEST(RequestFilter, MethodsAndPathPrefixes) {
 }
 
 TEST(ReplayCommand, SummaryAndProgressShowEveryOutcome) {
-  replay::ReplayStats rs;
+  replay::MirrorStats rs;
   rs.submitted = 10;
   rs.responses = 7;
   rs.responses2xx = 6;

@@ -1,4 +1,5 @@
-#include "h2/h2_pool.h"
+// The mirror pool with h2c connections.
+#include "replay/mirror_pool.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -16,9 +17,14 @@
 
 #include "h2/request_edit.h"
 #include "h2_test_server.h"
+#include "pool_test_util.h"
 
-namespace shadowtap::h2 {
+namespace shadowtap::replay {
 namespace {
+
+using h2::rewriteAuthority;
+namespace test = h2::test;
+using namespace testing;
 
 model::Request call(int i) {
   model::Request r;
@@ -35,16 +41,6 @@ model::Request call(int i) {
 }
 
 
-bool waitFor(const std::function<bool()>& done, int timeoutMs = 15000) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      return false;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
 
 model::Request tagged(const std::string& path, std::vector<model::HeaderField> extra = {}, std::string body = "") {
   model::Request r;
@@ -66,39 +62,38 @@ std::multiset<std::string> pathsSeen(test::H2TestServer& server) {
   return out;
 }
 
-// One connection with one stream and one request queued on it: two hanging
-// requests fill both (only the first reaches the server), so everything
-// submitted afterwards waits in the pool queue until the server drops the
-// connection.
-H2PoolOptions stalledOptions(const test::H2TestServer& server) {
-  H2PoolOptions o;
+// One connection with two streams: two hanging requests fill both, so
+// everything submitted afterwards waits in the pool queue until the server
+// drops the connection.
+MirrorPoolOptions stalledOptions(const test::H2TestServer& server) {
+  MirrorPoolOptions o = h2Options();
   o.addrs = {server.address()};
-  o.connections = 1;
-  o.client.maxConcurrentStreams = 1;
-  o.client.maxQueued = 1;
-  o.client.responseTimeoutNs = 120'000'000'000ULL;  // never on a slow machine: the test releases them
+  o.maxConnections = 1;
+  o.maxConcurrentStreams = 2;
+  o.responseTimeout = std::chrono::milliseconds(120'000);  // never on a slow machine: the test releases them
   return o;
 }
 
-void stall(H2Pool& pool, test::H2TestServer& server) {
+void stall(MirrorPool& pool, test::H2TestServer& server) {
   ASSERT_TRUE(pool.submit(tagged("/hang0", {{"x-respond-never", "1", false}})));
   ASSERT_TRUE(waitFor([&] { return server.requestCount() == 1; }));
   ASSERT_TRUE(pool.submit(tagged("/hang1", {{"x-respond-never", "1", false}})));
+  ASSERT_TRUE(waitFor([&] { return server.requestCount() == 2; }));
   ASSERT_TRUE(waitFor([&] { return pool.stats().queueDepth.load() == 0 && pool.stats().inFlight.load() == 2; }));
 }
 
-void expectAddsUp(const H2PoolStats& s) {
+void expectAddsUp(const MirrorStats& s) {
   EXPECT_EQ(s.submitted.load(), s.outcomes());
   EXPECT_EQ(s.inFlight.load(), 0);
   EXPECT_EQ(s.queueDepth.load(), 0);
 }
 
-TEST(H2Pool, MirrorsEverythingOverFewConnections) {
+TEST(MirrorPoolH2, MirrorsEverythingOverFewConnections) {
   test::H2TestServer server;
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {server.address()};
-  o.connections = 3;
-  H2Pool pool(o);
+  o.maxConnections = 3;
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   for (int i = 0; i < 600; ++i) {
     model::Request r = call(i);
@@ -109,7 +104,7 @@ TEST(H2Pool, MirrorsEverythingOverFewConnections) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   pool.stop(std::chrono::milliseconds(2000));
-  const H2PoolStats& s = pool.stats();
+  const MirrorStats& s = pool.stats();
   EXPECT_EQ(s.responses.load(), 600u);
   EXPECT_EQ(s.responses2xx.load(), 600u);
   EXPECT_EQ(s.grpcError.load(), 60u);
@@ -131,18 +126,17 @@ TEST(H2Pool, MirrorsEverythingOverFewConnections) {
   expectAddsUp(s);
 }
 
-TEST(H2Pool, DeadTargetAndFullQueueAddUp) {
+TEST(MirrorPoolH2, DeadTargetAndFullQueueAddUp) {
   sockaddr_storage dead;
   {
     test::H2TestServer gone;
     dead = gone.address();
   }
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {dead};
-  o.connections = 1;
+  o.maxConnections = 1;
   o.queueCapacity = 50;
-  o.client.maxQueued = 10;
-  H2Pool pool(o);
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   size_t accepted = 0;
   for (int i = 0; i < 200; ++i) {
@@ -150,7 +144,7 @@ TEST(H2Pool, DeadTargetAndFullQueueAddUp) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   pool.stop(std::chrono::milliseconds(100));
-  const H2PoolStats& s = pool.stats();
+  const MirrorStats& s = pool.stats();
   EXPECT_EQ(s.submitted.load(), 200u);
   EXPECT_EQ(s.queueFull.load(), 200u - accepted);
   EXPECT_GT(s.errorsConnect.load(), 0u);
@@ -160,12 +154,12 @@ TEST(H2Pool, DeadTargetAndFullQueueAddUp) {
   expectAddsUp(s);
 }
 
-TEST(H2Pool, StopWithoutDrainDropsInFlight) {
+TEST(MirrorPoolH2, StopWithoutDrainDropsInFlight) {
   test::H2TestServer server;
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {server.address()};
-  o.connections = 1;
-  H2Pool pool(o);
+  o.maxConnections = 1;
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   for (int i = 0; i < 20; ++i) {
     model::Request r = call(i);
@@ -181,7 +175,7 @@ TEST(H2Pool, StopWithoutDrainDropsInFlight) {
 }
 
 // Interop with a real HTTP/2 server: nghttpd (nghttp2-server) on loopback, cleartext.
-TEST(H2Pool, AgainstNghttpd) {
+TEST(MirrorPoolH2, AgainstNghttpd) {
   const char* nghttpd = "/usr/sbin/nghttpd";
   if (access(nghttpd, X_OK) != 0) {
     GTEST_SKIP() << "nghttpd not installed (apt-get install nghttp2-server)";
@@ -202,14 +196,14 @@ TEST(H2Pool, AgainstNghttpd) {
     _exit(127);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   sockaddr_storage a{};
   auto* in = reinterpret_cast<sockaddr_in*>(&a);
   in->sin_family = AF_INET;
   in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   in->sin_port = htons(port);
   o.addrs = {a};
-  H2Pool pool(o);
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   for (int i = 0; i < 20; ++i) {
     model::Request r;
@@ -232,77 +226,80 @@ TEST(H2Pool, AgainstNghttpd) {
   expectAddsUp(pool.stats());
 }
 
-TEST(H2Pool, MaxRpsAdmitsTheBurstAndDropsTheExcess) {
+// On a fake clock: the same GCRA as HTTP/1, exactly: a burst of a tenth of a
+// second's worth, then one per interval.
+TEST(MirrorPoolH2, MaxRpsAdmitsTheBurstAndDropsTheExcess) {
   test::H2TestServer server;
-  H2PoolOptions o;
+  base::FakeClock clock;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {server.address()};
   o.maxRps = 100;  // one every 10 ms, bursts of 10
-  H2Pool pool(o);
+  o.clock = &clock;
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   auto burst = [&pool](size_t n) {
     size_t admitted = 0;
-    const auto t0 = std::chrono::steady_clock::now();
     for (size_t i = 0; i < n; ++i) {
       admitted += pool.submit(tagged("/rate/" + std::to_string(i))) ? 1 : 0;
     }
-    const auto elapsed = std::chrono::steady_clock::now() - t0;
-    // Exactly the burst within one interval; each further interval lets one more in.
-    return std::pair<size_t, size_t>(admitted, 10 + static_cast<size_t>(elapsed / std::chrono::milliseconds(10)));
+    return admitted;
   };
-  const auto [first, firstMax] = burst(50);
-  EXPECT_GE(first, 10u);
-  EXPECT_LE(first, firstMax);
-  std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the burst allowance is back
-  const auto [second, secondMax] = burst(50);
-  EXPECT_GE(second, 10u);
-  EXPECT_LE(second, secondMax);
-  EXPECT_EQ(pool.stats().droppedRateLimit.load(), 100u - first - second);
-  ASSERT_TRUE(waitFor([&] { return pool.stats().responses.load() == first + second; }));
+  EXPECT_EQ(burst(50), 10u);
+  clock.advance(9'999'999);
+  EXPECT_EQ(burst(5), 0u);
+  clock.advance(1);
+  EXPECT_EQ(burst(5), 1u);   // each further interval lets one more in
+  clock.advance(250'000'000);  // the burst allowance is back
+  EXPECT_EQ(burst(50), 10u);
+  EXPECT_EQ(pool.stats().droppedRateLimit.load(), 110u - 21u);
+  ASSERT_TRUE(waitFor([&] { return pool.stats().responses.load() == 21; }));
   pool.stop(std::chrono::milliseconds(1000));
-  EXPECT_EQ(server.requestCount(), first + second);
-  EXPECT_EQ(pool.stats().latency.count.load(), first + second);
+  EXPECT_EQ(server.requestCount(), 21u);
+  EXPECT_EQ(pool.stats().latency.count.load(), 21u);
   expectAddsUp(pool.stats());
 }
 
-TEST(H2Pool, MaxRpsBelowTenAllowsABurstOfOne) {
+TEST(MirrorPoolH2, MaxRpsBelowTenAllowsABurstOfOne) {
   test::H2TestServer server;
-  H2PoolOptions o;
+  base::FakeClock clock;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {server.address()};
   o.maxRps = 10;  // one every 100 ms, burst max(1, 10/10) = 1
-  H2Pool pool(o);
+  o.clock = &clock;
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   size_t admitted = 0;
-  const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 50; ++i) {
     admitted += pool.submit(tagged("/slow")) ? 1 : 0;
   }
-  const auto elapsed = std::chrono::steady_clock::now() - t0;
-  EXPECT_GE(admitted, 1u);
-  EXPECT_LE(admitted, 1 + static_cast<size_t>(elapsed / std::chrono::milliseconds(100)));
-  if (elapsed < std::chrono::milliseconds(100)) {
-    EXPECT_EQ(admitted, 1u);
-  }
+  EXPECT_EQ(admitted, 1u);
+  clock.advance(99'000'000);
+  EXPECT_FALSE(pool.submit(tagged("/slow")));
+  clock.advance(1'000'000);
+  EXPECT_TRUE(pool.submit(tagged("/slow")));
+  EXPECT_FALSE(pool.submit(tagged("/slow")));
+  ASSERT_TRUE(waitFor([&] { return pool.stats().responses.load() == 2; }));
   pool.stop(std::chrono::milliseconds(1000));
-  EXPECT_EQ(pool.stats().droppedRateLimit.load(), 50u - admitted);
-  EXPECT_EQ(pool.stats().responses.load(), admitted);
+  EXPECT_EQ(pool.stats().droppedRateLimit.load(), 51u);
+  EXPECT_EQ(pool.stats().responses.load(), 2u);
   expectAddsUp(pool.stats());
 }
 
-std::multiset<std::string> runFullQueue(replay::DropPolicy policy) {
+std::multiset<std::string> runFullQueue(DropPolicy policy) {
   test::H2TestServer server;
-  H2PoolOptions o = stalledOptions(server);
+  MirrorPoolOptions o = stalledOptions(server);
   o.queueCapacity = 5;
   o.dropPolicy = policy;
-  H2Pool pool(o);
+  MirrorPool pool(o);
   EXPECT_TRUE(pool.start());
   stall(pool, server);
   size_t accepted = 0;
   for (int i = 0; i < 20; ++i) {
     accepted += pool.submit(tagged("/r" + std::to_string(i))) ? 1 : 0;
   }
-  const H2PoolStats& s = pool.stats();
+  const MirrorStats& s = pool.stats();
   EXPECT_EQ(s.queueDepth.load(), 5);
-  if (policy == replay::DropPolicy::kOldest) {
+  if (policy == DropPolicy::kOldest) {
     EXPECT_EQ(accepted, 20u);
     EXPECT_EQ(s.droppedOldest.load(), 15u);
     EXPECT_EQ(s.queueFull.load(), 0u);
@@ -320,33 +317,33 @@ std::multiset<std::string> runFullQueue(replay::DropPolicy policy) {
   return pathsSeen(server);
 }
 
-TEST(H2Pool, DropOldestKeepsTheNewest) {
-  const auto seen = runFullQueue(replay::DropPolicy::kOldest);
-  EXPECT_EQ(seen, (std::multiset<std::string>{"/hang0", "/r15", "/r16", "/r17", "/r18", "/r19"}));
+TEST(MirrorPoolH2, DropOldestKeepsTheNewest) {
+  const auto seen = runFullQueue(DropPolicy::kOldest);
+  EXPECT_EQ(seen, (std::multiset<std::string>{"/hang0", "/hang1", "/r15", "/r16", "/r17", "/r18", "/r19"}));
 }
 
-TEST(H2Pool, DropNewestKeepsTheOldest) {
-  const auto seen = runFullQueue(replay::DropPolicy::kNewest);
-  EXPECT_EQ(seen, (std::multiset<std::string>{"/hang0", "/r0", "/r1", "/r2", "/r3", "/r4"}));
+TEST(MirrorPoolH2, DropNewestKeepsTheOldest) {
+  const auto seen = runFullQueue(DropPolicy::kNewest);
+  EXPECT_EQ(seen, (std::multiset<std::string>{"/hang0", "/hang1", "/r0", "/r1", "/r2", "/r3", "/r4"}));
 }
 
-TEST(H2Pool, ByteLimitAppliesTheDropPolicy) {
-  for (const auto policy : {replay::DropPolicy::kNewest, replay::DropPolicy::kOldest}) {
-    SCOPED_TRACE(policy == replay::DropPolicy::kOldest ? "oldest" : "newest");
+TEST(MirrorPoolH2, ByteLimitAppliesTheDropPolicy) {
+  for (const auto policy : {DropPolicy::kNewest, DropPolicy::kOldest}) {
+    SCOPED_TRACE(policy == DropPolicy::kOldest ? "oldest" : "newest");
     test::H2TestServer server;
-    H2PoolOptions o = stalledOptions(server);
-    const size_t one = queuedSize(tagged("/b0", {}, std::string(1000, 'x')));
+    MirrorPoolOptions o = stalledOptions(server);
+    const size_t one = queuedBytes(tagged("/b0", {}, std::string(1000, 'x')));
     EXPECT_EQ(one, 7 + 4 + 7 + 4 + 10 + 6 + 5 + 3 + 1000u);  // names, values and body
     o.queueCapacity = 1000;
     o.queueBytes = 3 * one + one / 2;
     o.dropPolicy = policy;
-    H2Pool pool(o);
+    MirrorPool pool(o);
     ASSERT_TRUE(pool.start());
     stall(pool, server);
     for (int i = 0; i < 10; ++i) {
       pool.submit(tagged("/b" + std::to_string(i), {}, std::string(1000, 'x')));
     }
-    const H2PoolStats& s = pool.stats();
+    const MirrorStats& s = pool.stats();
     EXPECT_EQ(s.queueDepth.load(), 3);
     EXPECT_EQ(s.queueBytes.load(), static_cast<int64_t>(3 * one));
     // Too large on its own: refused whatever the policy, and pushes nothing out.
@@ -354,7 +351,7 @@ TEST(H2Pool, ByteLimitAppliesTheDropPolicy) {
     EXPECT_FALSE(pool.submit(tagged("/huge", {}, std::string(4 * one, 'h'))));
     EXPECT_EQ(s.droppedOldest.load(), oldestBefore);
     EXPECT_EQ(s.queueDepth.load(), 3);
-    if (policy == replay::DropPolicy::kOldest) {
+    if (policy == DropPolicy::kOldest) {
       EXPECT_EQ(s.droppedOldest.load(), 7u);
       EXPECT_EQ(s.queueFull.load(), 1u);
     } else {
@@ -367,25 +364,25 @@ TEST(H2Pool, ByteLimitAppliesTheDropPolicy) {
     EXPECT_EQ(s.queueBytes.load(), 0);
     expectAddsUp(s);
     const std::multiset<std::string> want =
-        policy == replay::DropPolicy::kOldest
-            ? std::multiset<std::string>{"/hang0", "/b7", "/b8", "/b9"}
-            : std::multiset<std::string>{"/hang0", "/b0", "/b1", "/b2"};
+        policy == DropPolicy::kOldest
+            ? std::multiset<std::string>{"/hang0", "/hang1", "/b7", "/b8", "/b9"}
+            : std::multiset<std::string>{"/hang0", "/hang1", "/b0", "/b1", "/b2"};
     EXPECT_EQ(pathsSeen(server), want);
   }
 }
 
-TEST(H2Pool, ReResolutionMovesNewConnectionsToTheNewAddress) {
+TEST(MirrorPoolH2, ReResolutionMovesNewConnectionsToTheNewAddress) {
   test::H2TestServer a;
   test::H2TestServer b;
   std::atomic<int> mode{0};  // 0: resolves to a, 1: to b, 2: fails
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {a.address()};
-  o.connections = 1;
+  o.maxConnections = 1;
   o.target = "mirror.test:80";
   o.resolveInterval = std::chrono::milliseconds(20);
   o.resolve = [&](const std::string& hostPort) {
     EXPECT_EQ(hostPort, "mirror.test:80");
-    replay::ResolveResult r;
+    ResolveResult r;
     switch (mode.load()) {
       case 0:
         r.addrs = {a.address()};
@@ -399,9 +396,9 @@ TEST(H2Pool, ReResolutionMovesNewConnectionsToTheNewAddress) {
     }
     return r;
   };
-  H2Pool pool(o);
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
-  const H2PoolStats& s = pool.stats();
+  const MirrorStats& s = pool.stats();
   for (int i = 0; i < 10; ++i) {
     ASSERT_TRUE(pool.submit(tagged("/a1")));
   }
@@ -435,46 +432,55 @@ TEST(H2Pool, ReResolutionMovesNewConnectionsToTheNewAddress) {
   expectAddsUp(s);
 }
 
-TEST(H2Pool, RetiredConnectionFinishesItsStreamsFirst) {
+// On a fake clock: the connection to the address that left the list keeps its
+// stream but takes nothing new, and does not hold up a connection to the new
+// address (maxConnections 1 counts only connections that stay).
+TEST(MirrorPoolH2, RetiredConnectionFinishesItsStreamsFirst) {
   test::H2TestServer a;
   test::H2TestServer b;
   std::atomic<bool> moved{false};
-  H2PoolOptions o;
+  base::FakeClock clock;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {a.address()};
-  o.connections = 1;
+  o.maxConnections = 1;
   o.target = "mirror.test:80";
   o.resolveInterval = std::chrono::milliseconds(20);
-  o.client.responseTimeoutNs = 300'000'000;
+  o.responseTimeout = std::chrono::milliseconds(300);
+  o.clock = &clock;
   o.resolve = [&](const std::string&) {
-    replay::ResolveResult r;
+    ResolveResult r;
     r.addrs = {moved ? b.address() : a.address()};
     return r;
   };
-  H2Pool pool(o);
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
-  const H2PoolStats& s = pool.stats();
+  const MirrorStats& s = pool.stats();
   ASSERT_TRUE(pool.submit(tagged("/slow", {{"x-respond-never", "1", false}})));
   ASSERT_TRUE(waitFor([&] { return a.requestCount() == 1; }));
   moved = true;
+  advance(clock, pool, std::chrono::milliseconds(20));
   ASSERT_TRUE(waitFor([&] { return s.addressChanges.load() == 1; }));
   ASSERT_TRUE(pool.submit(tagged("/new")));
   ASSERT_TRUE(waitFor([&] { return s.responses.load() == 1; }));
   EXPECT_EQ(b.requestCount(), 1u);
+  EXPECT_EQ(s.errorsResponseTimeout.load(), 0u) << "the new address waited for the old connection";
+  EXPECT_EQ(s.openConnections.load(), 2);
   // The stream on the retired connection ends its own way (here: timeout), not as a connection error.
-  ASSERT_TRUE(waitFor([&] { return s.errorsTimeout.load() == 1 && s.connectionsClosed.load() == 1; }));
-  pool.stop(std::chrono::milliseconds(1000));
+  advance(clock, pool, std::chrono::milliseconds(300));
+  ASSERT_TRUE(waitFor([&] { return s.errorsResponseTimeout.load() == 1 && s.connectionsClosed.load() == 1; }));
+  pool.stop(std::chrono::milliseconds(0));
   EXPECT_EQ(s.errorsConnection.load(), 0u);
   expectAddsUp(s);
 }
 
-TEST(H2Pool, ReResolvesTheTargetWithResolveTarget) {
+TEST(MirrorPoolH2, ReResolvesTheTargetWithResolveTarget) {
   test::H2TestServer a;
   test::H2TestServer b;
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {a.address()};
   o.target = "127.0.0.1:" + std::to_string(b.port());  // resolves to b, not to the start address a
   o.resolveInterval = std::chrono::milliseconds(20);
-  H2Pool pool(o);
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   ASSERT_TRUE(waitFor([&] { return pool.stats().addressChanges.load() == 1; }));
   for (int i = 0; i < 5; ++i) {
@@ -488,18 +494,18 @@ TEST(H2Pool, ReResolvesTheTargetWithResolveTarget) {
   expectAddsUp(pool.stats());
 }
 
-TEST(H2Pool, LatencyCountsOnlyResponses) {
+TEST(MirrorPoolH2, LatencyCountsOnlyResponses) {
   test::H2TestServer server;
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {server.address()};
-  H2Pool pool(o);
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   for (int i = 0; i < 30; ++i) {
     pool.submit(tagged("/l", {{i % 3 == 0 ? "x-respond-reset" : "x-other", "1", false}}));
   }
   ASSERT_TRUE(waitFor([&] { return pool.stats().outcomes() == 30; }));
   pool.stop(std::chrono::milliseconds(1000));
-  const H2PoolStats& s = pool.stats();
+  const MirrorStats& s = pool.stats();
   EXPECT_EQ(s.responses.load(), 20u);
   EXPECT_EQ(s.errorsReset.load(), 10u);
   EXPECT_EQ(s.latency.count.load(), 20u);
@@ -513,4 +519,4 @@ TEST(H2Pool, LatencyCountsOnlyResponses) {
 }
 
 }  // namespace
-}  // namespace shadowtap::h2
+}  // namespace shadowtap::replay

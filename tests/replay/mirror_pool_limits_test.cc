@@ -1,4 +1,4 @@
-// Replayer features for production: rate limit, drop-oldest policy, periodic
+// Mirror pool features for production: rate limit, drop-oldest policy, periodic
 // re-resolution, published local endpoints, latency histogram.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -8,38 +8,25 @@
 #include <set>
 
 #include "replay/local_endpoints.h"
-#include "replay/replayer.h"
+#include "replay/mirror_pool.h"
+#include "pool_test_util.h"
 #include "test_http_server.h"
 
 namespace shadowtap::replay {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::httpResponse;
-using testing::RefusedPort;
-using testing::ServerAction;
-using testing::ServerRequest;
-using testing::TestHttpServer;
+using namespace testing;
 
-ReplayJob job(int seq) {
-  ReplayJob j;
+using namespace testing;
+
+model::Request job(int seq) {
+  model::Request j;
+  j.method = "GET";
   j.bytes = "GET /?seq=" + std::to_string(seq) + " HTTP/1.1\r\nHost: svc-shadow\r\nX-Seq: " + std::to_string(seq) +
             "\r\n\r\n";
   return j;
 }
-
-bool waitFor(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) {
-      return true;
-    }
-    std::this_thread::sleep_for(2ms);
-  }
-  return done();
-}
-
-uint64_t get(const std::atomic<uint64_t>& c) { return c.load(); }
 
 std::set<int> seqsReceived(TestHttpServer& server) {
   std::set<int> out;
@@ -56,33 +43,47 @@ std::string portTarget(const sockaddr_storage& addr) {
   return "127.0.0.1:" + std::to_string(ntohs(in->sin_port));
 }
 
-TEST(ReplayerLimits, RateLimitDropsTheExcessAndCountsIt) {
+// On a fake clock: GCRA admits a burst of a tenth of a second's worth, then
+// one per interval, exactly.
+TEST(MirrorPoolLimits, RateLimitDropsTheExcessAndCountsIt) {
   TestHttpServer server([](const ServerRequest&, size_t, size_t) { return ServerAction{.response = httpResponse(200, "x")}; });
-  ReplayOptions opts;
+  base::FakeClock clock;
+  MirrorPoolOptions opts;
   opts.addrs = {server.address()};
-  opts.maxRps = 20;  // bursts of 2
-  Replayer replayer(opts);
-  ASSERT_TRUE(replayer.start());
+  opts.maxRps = 20;  // one every 50 ms, bursts of 2
+  opts.clock = &clock;
+  MirrorPool pool(opts);
+  ASSERT_TRUE(pool.start());
   int accepted = 0;
   for (int i = 0; i < 50; ++i) {
-    accepted += replayer.submit(job(i)) ? 1 : 0;
+    accepted += pool.submit(job(i)) ? 1 : 0;
   }
   EXPECT_EQ(accepted, 2);
-  EXPECT_EQ(get(replayer.stats().droppedRateLimit), 48u);
-  // Paced below the rate, everything passes.
-  std::this_thread::sleep_for(150ms);
-  for (int i = 50; i < 55; ++i) {
-    EXPECT_TRUE(replayer.submit(job(i))) << i;
-    std::this_thread::sleep_for(60ms);
+  EXPECT_EQ(get(pool.stats().droppedRateLimit), 48u);
+  clock.advance(49'000'000);
+  EXPECT_FALSE(pool.submit(job(50))) << "admitted before the interval passed";
+  clock.advance(1'000'000);
+  EXPECT_TRUE(pool.submit(job(51)));
+  EXPECT_FALSE(pool.submit(job(52)));
+  // Paced at the rate, everything passes.
+  for (int i = 53; i < 58; ++i) {
+    clock.advance(50'000'000);
+    EXPECT_TRUE(pool.submit(job(i))) << i;
   }
-  ASSERT_TRUE(waitFor([&] { return get(replayer.stats().responses) == 7; }, 3s));
-  replayer.stop(1s);
-  const ReplayStats& s = replayer.stats();
+  // Idle for long: the burst allowance is back, and no more.
+  clock.advance(1'000'000'000);
+  EXPECT_TRUE(pool.submit(job(58)));
+  EXPECT_TRUE(pool.submit(job(59)));
+  EXPECT_FALSE(pool.submit(job(60)));
+  ASSERT_TRUE(waitFor([&] { return get(pool.stats().responses) == 10; }, 3s));
+  pool.stop(1s);
+  const MirrorStats& s = pool.stats();
+  EXPECT_EQ(get(s.droppedRateLimit), 51u);
   EXPECT_EQ(get(s.submitted), s.outcomes());
-  EXPECT_EQ(server.requestCount(), 7u);
+  EXPECT_EQ(server.requestCount(), 10u);
 }
 
-TEST(ReplayerLimits, DropOldestKeepsTheNewestJobs) {
+TEST(MirrorPoolLimits, DropOldestKeepsTheNewestJobs) {
   std::atomic<bool> release{false};
   TestHttpServer server([&](const ServerRequest&, size_t, size_t index) {
     if (index == 0) {
@@ -90,101 +91,111 @@ TEST(ReplayerLimits, DropOldestKeepsTheNewestJobs) {
     }
     return ServerAction{.response = httpResponse(200, "x")};
   });
-  ReplayOptions opts;
+  MirrorPoolOptions opts;
   opts.addrs = {server.address()};
   opts.maxConnections = 1;
   opts.queueCapacity = 3;
   opts.dropPolicy = DropPolicy::kOldest;
-  Replayer replayer(opts);
-  ASSERT_TRUE(replayer.start());
-  ASSERT_TRUE(replayer.submit(job(0)));
+  MirrorPool pool(opts);
+  ASSERT_TRUE(pool.start());
+  ASSERT_TRUE(pool.submit(job(0)));
   ASSERT_TRUE(waitFor([&] { return server.requestCount() == 1; }, 2s));
   for (int i = 1; i < 10; ++i) {
-    ASSERT_TRUE(replayer.submit(job(i))) << i;  // never refused: the oldest make room
+    ASSERT_TRUE(pool.submit(job(i))) << i;  // never refused: the oldest make room
     std::this_thread::sleep_for(5ms);
   }
-  ASSERT_TRUE(waitFor([&] { return get(replayer.stats().droppedOldest) == 6; }, 2s));
+  ASSERT_TRUE(waitFor([&] { return get(pool.stats().droppedOldest) == 6; }, 2s));
   release = true;
-  ASSERT_TRUE(waitFor([&] { return get(replayer.stats().responses) == 4; }, 3s));
-  replayer.stop(1s);
+  ASSERT_TRUE(waitFor([&] { return get(pool.stats().responses) == 4; }, 3s));
+  pool.stop(1s);
   EXPECT_EQ(seqsReceived(server), (std::set<int>{0, 7, 8, 9}));
-  const ReplayStats& s = replayer.stats();
+  const MirrorStats& s = pool.stats();
   EXPECT_EQ(get(s.queueFull), 0u);
   EXPECT_EQ(get(s.submitted), s.outcomes());
   EXPECT_EQ(s.queueDepth.load(), 0);
   EXPECT_EQ(s.queueBytes.load(), 0);
 }
 
-TEST(ReplayerLimits, DropOldestDropsAtShutdownWhatIsLeftInTheBacklog) {
+TEST(MirrorPoolLimits, DropOldestDropsAtShutdownWhatIsLeftInTheBacklog) {
   TestHttpServer server([](const ServerRequest&, size_t, size_t) {
     return ServerAction{.delay = 400ms, .response = httpResponse(200, "x")};
   });
-  ReplayOptions opts;
+  MirrorPoolOptions opts;
   opts.addrs = {server.address()};
   opts.maxConnections = 1;
   opts.queueCapacity = 4;
   opts.dropPolicy = DropPolicy::kOldest;
-  Replayer replayer(opts);
-  ASSERT_TRUE(replayer.start());
+  MirrorPool pool(opts);
+  ASSERT_TRUE(pool.start());
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(replayer.submit(job(i)));
+    ASSERT_TRUE(pool.submit(job(i)));
     std::this_thread::sleep_for(5ms);
   }
-  replayer.stop(50ms);
-  const ReplayStats& s = replayer.stats();
+  pool.stop(50ms);
+  const MirrorStats& s = pool.stats();
   EXPECT_EQ(get(s.droppedShutdown), 5u);
   EXPECT_EQ(get(s.submitted), s.outcomes());
   EXPECT_EQ(s.queueDepth.load(), 0);
 }
 
-TEST(ReplayerLimits, ReResolutionMovesToTheNewAddress) {
+// On a fake clock: re-resolution runs when resolveInterval has passed on the
+// pool's clock, with resolveTarget when no resolver is given.
+TEST(MirrorPoolLimits, ReResolutionMovesToTheNewAddress) {
   TestHttpServer server([](const ServerRequest&, size_t, size_t) { return ServerAction{.response = httpResponse(200, "x")}; });
   RefusedPort refused;
-  ReplayOptions opts;
+  base::FakeClock clock;
+  MirrorPoolOptions opts;
   opts.addrs = {refused.address()};                // what the name resolved to at start
   opts.target = portTarget(server.address());      // what it resolves to now
   opts.resolveInterval = 100ms;
   opts.backoffInitial = 20ms;
-  Replayer replayer(opts);
-  ASSERT_TRUE(replayer.start());
-  ASSERT_TRUE(replayer.submit(job(0)));
-  ASSERT_TRUE(waitFor([&] { return get(replayer.stats().errorsConnect) == 1; }, 2s));
-  ASSERT_TRUE(waitFor([&] { return get(replayer.stats().addressChanges) == 1; }, 2s));
-  ASSERT_TRUE(replayer.submit(job(1)));
-  ASSERT_TRUE(waitFor([&] { return get(replayer.stats().responses) == 1; }, 2s));
+  opts.clock = &clock;
+  MirrorPool pool(opts);
+  ASSERT_TRUE(pool.start());
+  ASSERT_TRUE(pool.submit(job(0)));
+  ASSERT_TRUE(waitFor([&] { return get(pool.stats().errorsConnect) == 1; }, 2s));
+  advance(clock, pool, 99ms);
+  EXPECT_EQ(get(pool.stats().resolves), 0u) << "resolved before the interval passed";
+  advance(clock, pool, 1ms);
+  ASSERT_TRUE(waitFor([&] { return get(pool.stats().addressChanges) == 1; }, 2s));
+  ASSERT_TRUE(pool.submit(job(1)));
+  ASSERT_TRUE(waitFor([&] { return get(pool.stats().responses) == 1; }, 2s));
   // Later resolutions give the same address: no further change.
-  ASSERT_TRUE(waitFor([&] { return get(replayer.stats().resolves) >= 3; }, 2s));
-  replayer.stop(1s);
-  EXPECT_EQ(get(replayer.stats().addressChanges), 1u);
-  EXPECT_EQ(get(replayer.stats().resolveErrors), 0u);
+  for (uint64_t n = 2; n <= 3; ++n) {
+    advance(clock, pool, 100ms);
+    ASSERT_TRUE(waitFor([&] { return get(pool.stats().resolves) == n; }, 2s));
+  }
+  pool.stop(1s);
+  EXPECT_EQ(get(pool.stats().addressChanges), 1u);
+  EXPECT_EQ(get(pool.stats().resolveErrors), 0u);
   EXPECT_EQ(seqsReceived(server), (std::set<int>{1}));
 }
 
-TEST(ReplayerLimits, FailedReResolutionKeepsTheAddresses) {
+TEST(MirrorPoolLimits, FailedReResolutionKeepsTheAddresses) {
   TestHttpServer server([](const ServerRequest&, size_t, size_t) { return ServerAction{.response = httpResponse(200, "x")}; });
-  ReplayOptions opts;
+  MirrorPoolOptions opts;
   opts.addrs = {server.address()};
   opts.target = "name.invalid:80";
   opts.resolveInterval = 50ms;
-  Replayer replayer(opts);
-  ASSERT_TRUE(replayer.start());
-  ASSERT_TRUE(waitFor([&] { return get(replayer.stats().resolveErrors) >= 1; }, 10s));
-  ASSERT_TRUE(replayer.submit(job(0)));
-  ASSERT_TRUE(waitFor([&] { return get(replayer.stats().responses) == 1; }, 2s));
-  replayer.stop(1s);
-  EXPECT_EQ(get(replayer.stats().addressChanges), 0u);
+  MirrorPool pool(opts);
+  ASSERT_TRUE(pool.start());
+  ASSERT_TRUE(waitFor([&] { return get(pool.stats().resolveErrors) >= 1; }, 10s));
+  ASSERT_TRUE(pool.submit(job(0)));
+  ASSERT_TRUE(waitFor([&] { return get(pool.stats().responses) == 1; }, 2s));
+  pool.stop(1s);
+  EXPECT_EQ(get(pool.stats().addressChanges), 0u);
 }
 
-TEST(ReplayerLimits, LocalEndpointsArePublishedWhileSocketsLive) {
+TEST(MirrorPoolLimits, LocalEndpointsArePublishedWhileSocketsLive) {
   TestHttpServer server([](const ServerRequest&, size_t, size_t) { return ServerAction{.response = httpResponse(200, "x")}; });
   LocalEndpoints endpoints;
-  ReplayOptions opts;
+  MirrorPoolOptions opts;
   opts.addrs = {server.address()};
   opts.localEndpoints = &endpoints;
-  Replayer replayer(opts);
-  ASSERT_TRUE(replayer.start());
-  ASSERT_TRUE(replayer.submit(job(0)));
-  ASSERT_TRUE(waitFor([&] { return get(replayer.stats().responses) == 1; }, 2s));
+  MirrorPool pool(opts);
+  ASSERT_TRUE(pool.start());
+  ASSERT_TRUE(pool.submit(job(0)));
+  ASSERT_TRUE(waitFor([&] { return get(pool.stats().responses) == 1; }, 2s));
   EXPECT_EQ(endpoints.size(), 1u);  // the keep-alive connection, narrowed to its real address
   std::array<uint8_t, 16> loopback{127, 0, 0, 1};
   bool found = false;
@@ -192,11 +203,11 @@ TEST(ReplayerLimits, LocalEndpointsArePublishedWhileSocketsLive) {
     found = endpoints.contains(4, loopback, static_cast<uint16_t>(port));
   }
   EXPECT_TRUE(found);
-  replayer.stop(1s);
+  pool.stop(1s);
   EXPECT_EQ(endpoints.size(), 0u);
 }
 
-TEST(ReplayerLimits, LocalEndpointsMatchExactOrWildcard) {
+TEST(MirrorPoolLimits, LocalEndpointsMatchExactOrWildcard) {
   LocalEndpoints e;
   std::array<uint8_t, 16> a{198, 18, 0, 2};
   std::array<uint8_t, 16> b{198, 18, 0, 3};
@@ -215,21 +226,21 @@ TEST(ReplayerLimits, LocalEndpointsMatchExactOrWildcard) {
   EXPECT_EQ(e.size(), 0u);
 }
 
-TEST(ReplayerLimits, LatencyIsRecordedForEveryResponse) {
+TEST(MirrorPoolLimits, LatencyIsRecordedForEveryResponse) {
   TestHttpServer server([](const ServerRequest&, size_t, size_t index) {
     return ServerAction{.delay = index == 0 ? 60ms : 0ms, .response = httpResponse(200, "x")};
   });
-  ReplayOptions opts;
+  MirrorPoolOptions opts;
   opts.addrs = {server.address()};
   opts.maxConnections = 1;
-  Replayer replayer(opts);
-  ASSERT_TRUE(replayer.start());
+  MirrorPool pool(opts);
+  ASSERT_TRUE(pool.start());
   for (int i = 0; i < 10; ++i) {
-    ASSERT_TRUE(replayer.submit(job(i)));
+    ASSERT_TRUE(pool.submit(job(i)));
   }
-  ASSERT_TRUE(waitFor([&] { return get(replayer.stats().responses) == 10; }, 3s));
-  replayer.stop(1s);
-  const LatencyHistogram& h = replayer.stats().latency;
+  ASSERT_TRUE(waitFor([&] { return get(pool.stats().responses) == 10; }, 3s));
+  pool.stop(1s);
+  const LatencyHistogram& h = pool.stats().latency;
   EXPECT_EQ(get(h.count), 10u);
   uint64_t inBuckets = 0;
   for (const auto& b : h.buckets) {

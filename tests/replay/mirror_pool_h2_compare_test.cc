@@ -1,5 +1,6 @@
-// Compare mode of the HTTP/2 pool: every request with an exchange id ends in
-// exactly one onKeptResponse or onMissingResponse call, whatever happens to it.
+// Compare mode of the mirror pool with h2c connections: every request with an
+// exchange id ends in exactly one onResponse or onMissing call of the
+// observer, whatever happens to it.
 
 #include <gtest/gtest.h>
 #include <time.h>
@@ -15,11 +16,15 @@
 
 #include "base/strings.h"
 #include "model/response.h"
-#include "h2/h2_pool.h"
+#include "replay/mirror_pool.h"
 #include "h2_test_server.h"
+#include "pool_test_util.h"
 
-namespace shadowtap::h2 {
+namespace shadowtap::replay {
 namespace {
+
+namespace test = h2::test;
+using namespace testing;
 
 uint64_t monotonicNs() {
   timespec ts{};
@@ -27,16 +32,6 @@ uint64_t monotonicNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-bool waitFor(const std::function<bool()>& done, int timeoutMs = 15000) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      return false;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
 
 model::Request exchange(uint64_t id, const std::string& path, std::vector<model::HeaderField> extra = {}) {
   model::Request r;
@@ -50,23 +45,19 @@ model::Request exchange(uint64_t id, const std::string& path, std::vector<model:
   return r;
 }
 
-// Records the compare callbacks; they run on the pool's loop thread and on the
-// submitting / stopping thread.
-class Recorder {
+// Records what the observer is told; it is called on the pool's loop thread
+// and on the submitting / stopping thread.
+class Recorder final : public ResponseObserver {
  public:
-  void attach(H2PoolOptions& o, compare::Part part) {
-    o.comparePart = part;
-    o.onKeptResponse = [this, part](uint64_t id, compare::Part p, model::Response&& r) {
-      EXPECT_EQ(p, part);
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++kept_[id];
-      responses_[id] = std::move(r);
-    };
-    o.onMissingResponse = [this, part](uint64_t id, compare::Part p) {
-      EXPECT_EQ(p, part);
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++missing_[id];
-    };
+  void attach(MirrorPoolOptions& o) { o.observer = this; }
+  void onResponse(uint64_t id, model::Response&& r) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++kept_[id];
+    responses_[id] = std::move(r);
+  }
+  void onMissing(uint64_t id) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++missing_[id];
   }
   size_t calls() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -126,20 +117,20 @@ std::vector<std::pair<std::string, std::string>> fields(const model::Response& r
 
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
-void expectAddsUp(const H2PoolStats& s) {
+void expectAddsUp(const MirrorStats& s) {
   EXPECT_EQ(s.submitted.load(), s.outcomes());
   EXPECT_EQ(s.inFlight.load(), 0);
   EXPECT_EQ(s.queueDepth.load(), 0);
 }
 
-TEST(H2PoolCompare, KeptResponsesCarryStatusHeadersBodyAndTrailers) {
+TEST(MirrorPoolH2Compare, KeptResponsesCarryStatusHeadersBodyAndTrailers) {
   test::H2TestServer server;
   Recorder rec;
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {server.address()};
   o.responseLimits.maxBodyBytes = 1000;
-  rec.attach(o, compare::Part::kSecondary);
-  H2Pool pool(o);
+  rec.attach(o);
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   const uint64_t t0 = monotonicNs();
   pool.submit(exchange(1, "/full", {{"x-respond-status", "404", false},
@@ -190,24 +181,24 @@ TEST(H2PoolCompare, KeptResponsesCarryStatusHeadersBodyAndTrailers) {
   EXPECT_EQ(empty.bodyLength, 0u);
   EXPECT_EQ(empty.bodyHash, base::kFnv1aSeed);
 
-  const H2PoolStats& s = pool.stats();
+  const MirrorStats& s = pool.stats();
   EXPECT_EQ(s.keptResponses.load(), 4u);
   EXPECT_EQ(s.missingResponses.load(), 0u);
-  EXPECT_EQ(s.bodiesTruncated.load(), 1u);
-  EXPECT_EQ(s.headersTruncated.load(), 0u);
+  EXPECT_EQ(s.keptBodiesTruncated.load(), 1u);
+  EXPECT_EQ(s.keptHeadersTruncated.load(), 0u);
   expectAddsUp(s);
 }
 
-TEST(H2PoolCompare, HeaderLimitTruncatesAndTrailersCanBeLeftOut) {
+TEST(MirrorPoolH2Compare, HeaderLimitTruncatesAndTrailersCanBeLeftOut) {
   test::H2TestServer server;
   Recorder rec;
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {server.address()};
   // Each field costs name + value + compare::kH2FieldOverhead (32), as in the primary's decoder.
   o.responseLimits.maxHeaderBytes = 76;
   o.keepTrailers = false;
-  rec.attach(o, compare::Part::kMirror);
-  H2Pool pool(o);
+  rec.attach(o);
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   pool.submit(exchange(1, "/h", {{"x-respond-header", "x-a=1", false},                    // 36 bytes
                                  {"x-respond-header", "x-b=" + std::string(20, 'v'), false},  // 55: over
@@ -222,19 +213,19 @@ TEST(H2PoolCompare, HeaderLimitTruncatesAndTrailersCanBeLeftOut) {
   const model::Response noTrailers = rec.response(2);
   EXPECT_FALSE(noTrailers.headersTruncated);
   EXPECT_EQ(fields(noTrailers), (Fields{{"x-a", "1"}}));
-  EXPECT_EQ(pool.stats().headersTruncated.load(), 1u);
+  EXPECT_EQ(pool.stats().keptHeadersTruncated.load(), 1u);
   expectAddsUp(pool.stats());
 }
 
-TEST(H2PoolCompare, MissingOnceForResetTimeoutRejectedAndShutdown) {
+TEST(MirrorPoolH2Compare, MissingOnceForResetTimeoutRejectedAndShutdown) {
   test::H2TestServer server;
   Recorder rec;
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {server.address()};
-  o.connections = 1;
-  o.client.responseTimeoutNs = 300'000'000;
-  rec.attach(o, compare::Part::kMirror);
-  H2Pool pool(o);
+  o.maxConnections = 1;
+  o.responseTimeout = std::chrono::milliseconds(300);
+  rec.attach(o);
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   pool.submit(exchange(10, "/reset", {{"x-respond-reset", "1", false}}));
   pool.submit(exchange(11, "/never", {{"x-respond-never", "1", false}}));
@@ -247,30 +238,29 @@ TEST(H2PoolCompare, MissingOnceForResetTimeoutRejectedAndShutdown) {
   pool.stop(std::chrono::milliseconds(1000));
   EXPECT_FALSE(pool.submit(exchange(14, "/after-stop")));
   rec.expectExactly({13}, {10, 11, 12, 14});
-  const H2PoolStats& s = pool.stats();
+  const MirrorStats& s = pool.stats();
   EXPECT_EQ(s.errorsReset.load() + s.errorsRejected.load(), 3u);  // /bad: refused by nghttp2 or reset by the server
-  EXPECT_EQ(s.errorsTimeout.load(), 1u);
+  EXPECT_EQ(s.errorsResponseTimeout.load(), 1u);
   EXPECT_EQ(s.droppedShutdown.load(), 1u);
   EXPECT_EQ(s.keptResponses.load(), 1u);
   EXPECT_EQ(s.missingResponses.load(), 4u);
   expectAddsUp(s);
 }
 
-TEST(H2PoolCompare, MissingOnceWhenPushedOutCutOffOrStopped) {
+TEST(MirrorPoolH2Compare, MissingOnceWhenPushedOutCutOffOrStopped) {
   test::H2TestServer server;
   Recorder rec;
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {server.address()};
-  o.connections = 1;
-  o.client.maxConcurrentStreams = 1;
-  o.client.maxQueued = 1;
-  o.client.responseTimeoutNs = 120'000'000'000ULL;
+  o.maxConnections = 1;
+  o.maxConcurrentStreams = 2;  // two hanging requests fill the connection
+  o.responseTimeout = std::chrono::milliseconds(120'000);
   o.queueCapacity = 2;
-  o.dropPolicy = replay::DropPolicy::kOldest;
-  rec.attach(o, compare::Part::kMirror);
-  H2Pool pool(o);
+  o.dropPolicy = DropPolicy::kOldest;
+  rec.attach(o);
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
-  const H2PoolStats& s = pool.stats();
+  const MirrorStats& s = pool.stats();
   auto stall = [&](uint64_t first, uint64_t second) {
     const size_t before = server.requestCount();
     ASSERT_TRUE(pool.submit(exchange(first, "/hang", {{"x-respond-never", "1", false}})));
@@ -297,19 +287,19 @@ TEST(H2PoolCompare, MissingOnceWhenPushedOutCutOffOrStopped) {
   expectAddsUp(s);
 }
 
-TEST(H2PoolCompare, MissingOnceWhenRateLimitedOversizedOrUnreachable) {
+TEST(MirrorPoolH2Compare, MissingOnceWhenRateLimitedOversizedOrUnreachable) {
   sockaddr_storage dead;
   {
     test::H2TestServer gone;
     dead = gone.address();
   }
   Recorder rec;
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {dead};
   o.maxRps = 20;  // one every 50 ms, burst of two
   o.queueBytes = 500;
-  rec.attach(o, compare::Part::kMirror);
-  H2Pool pool(o);
+  rec.attach(o);
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   const auto t0 = std::chrono::steady_clock::now();
   model::Request big = exchange(1, "/big");
@@ -323,7 +313,7 @@ TEST(H2PoolCompare, MissingOnceWhenRateLimitedOversizedOrUnreachable) {
   ASSERT_TRUE(waitFor([&] { return rec.calls() == 6; }));
   pool.stop(std::chrono::milliseconds(500));
   rec.expectExactly({}, {1, 2, 3, 4, 5, 6});
-  const H2PoolStats& s = pool.stats();
+  const MirrorStats& s = pool.stats();
   EXPECT_EQ(s.queueFull.load(), 1u);
   if (quick) {
     EXPECT_EQ(s.droppedRateLimit.load(), 4u);
@@ -335,11 +325,11 @@ TEST(H2PoolCompare, MissingOnceWhenRateLimitedOversizedOrUnreachable) {
   expectAddsUp(s);
 }
 
-TEST(H2PoolCompare, NothingReportedWithoutCallbacks) {
+TEST(MirrorPoolH2Compare, NothingReportedWithoutCallbacks) {
   test::H2TestServer server;
-  H2PoolOptions o;
+  MirrorPoolOptions o = h2Options();
   o.addrs = {server.address()};
-  H2Pool pool(o);
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   pool.submit(exchange(1, "/a"));
   pool.submit(exchange(2, "/b", {{"x-respond-reset", "1", false}}));
@@ -351,4 +341,4 @@ TEST(H2PoolCompare, NothingReportedWithoutCallbacks) {
 }
 
 }  // namespace
-}  // namespace shadowtap::h2
+}  // namespace shadowtap::replay

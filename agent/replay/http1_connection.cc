@@ -1,0 +1,386 @@
+// The HTTP/1 connection kind: one request at a time per connection (no
+// pipelining), kept alive between requests, responses framed with llhttp and
+// discarded (or kept, in compare mode, through http::ResponseFramer).
+#include <errno.h>
+#include <llhttp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "replay/connection.h"
+#include "replay/mirror_socket.h"
+
+namespace shadowtap::replay {
+namespace {
+
+constexpr int kMaxReadsPerEvent = 16;
+constexpr size_t kReadBufferSize = 64 * 1024;
+
+// llhttp state of the response being read.
+struct Parser {
+  llhttp_t http;
+  bool isHead = false;
+  bool complete = false;  // the final (non-1xx, or 101) response is complete
+  bool keepAlive = false;
+  int status = 0;
+};
+
+int onHeadersComplete(llhttp_t* http) {
+  auto* parser = static_cast<Parser*>(http->data);
+  // Responses to HEAD, and 1xx, 204 and 304 responses, have no body whatever
+  // their headers say (RFC 9112 6.3); a HEAD response carries the GET's
+  // Content-Length. 1 tells llhttp there is no body. llhttp 8 would otherwise
+  // wait for a 304's Content-Length bytes.
+  const int status = http->status_code;
+  if (parser->isHead || status < 200 || status == 204 || status == 304) {
+    return 1;
+  }
+  return 0;
+}
+
+int onMessageComplete(llhttp_t* http) {
+  auto* parser = static_cast<Parser*>(http->data);
+  const int status = http->status_code;
+  if (status >= 100 && status < 200 && status != 101) {
+    // Interim response (100 Continue, 103 Early Hints): the final one follows
+    // on the same connection; the request body was already sent.
+    return 0;
+  }
+  parser->complete = true;
+  parser->status = status;
+  parser->keepAlive = llhttp_should_keep_alive(http) != 0;
+  // Stop right after this message so bytes beyond it can be detected.
+  return HPE_PAUSED;
+}
+
+const llhttp_settings_t& parserSettings() {
+  static const llhttp_settings_t kSettings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_headers_complete = onHeadersComplete;
+    s.on_message_complete = onMessageComplete;
+    return s;
+  }();
+  return kSettings;
+}
+
+// Compare mode: what the framer of a kept response hands over.
+class KeptSink final : public http::ResponseSink {
+ public:
+  void onResponse(uint64_t, model::Response&& response) override { response_ = std::move(response); }
+  void onNoResponse(uint64_t, http::NoResponse) override {}
+  std::optional<model::Response> response_;
+};
+
+class Http1Connection final : public Connection {
+ public:
+  Http1Connection(const ConnectionSettings& settings, ConnectionEvents& events, std::span<char> readBuf)
+      : s_(settings), events_(events), readBuf_(readBuf) {}
+  ~Http1Connection() override { close(Outcome::kDroppedShutdown); }
+
+  int start(const sockaddr_storage& addr, uint64_t nowNs) {
+    deadlineNs_ = nowNs + s_.connectTimeoutNs;
+    return socket_.connect(addr, s_.endpoints);
+  }
+
+  int fd() const override { return socket_.fd(); }
+  bool wantsWrite() const override {
+    return state_ == State::kConnecting || (state_ == State::kBusy && writeOffset_ < request_->bytes.size());
+  }
+  bool connected() const override { return connected_; }
+  bool closed() const override { return state_ == State::kClosed; }
+  int connectError() const override { return connectError_; }
+  size_t room() const override {
+    return !request_ && (state_ == State::kConnecting || state_ == State::kIdle) ? 1 : 0;
+  }
+  size_t load() const override { return request_ ? 1 : 0; }
+  size_t onWire() const override { return state_ == State::kBusy ? 1 : 0; }
+
+  bool send(model::Request&& request, uint64_t nowNs) override {
+    if (room() == 0) {
+      return false;
+    }
+    request_.emplace(std::move(request));
+    if (state_ == State::kIdle) {
+      begin(nowNs);
+    }
+    return true;
+  }
+
+  void onEvents(uint32_t events, uint64_t nowNs) override;
+
+  void checkDeadlines(uint64_t nowNs) override {
+    if (nowNs < deadlineNs_) {
+      return;
+    }
+    if (state_ == State::kConnecting) {
+      fail(Outcome::kConnectTimeout, nowNs);
+    } else if (state_ == State::kBusy) {
+      fail(Outcome::kResponseTimeout, nowNs);
+    }
+  }
+
+  uint64_t nextDeadlineNs() const override {
+    return state_ == State::kConnecting || state_ == State::kBusy ? deadlineNs_ : UINT64_MAX;
+  }
+
+  void close(Outcome outcome) override {
+    if (request_) {
+      Ending e{.outcome = outcome, .exchangeId = request_->exchangeId};
+      end(e);
+    }
+    closeSocket();
+  }
+
+ private:
+  enum class State { kConnecting, kIdle, kBusy, kClosed };
+
+  void begin(uint64_t nowNs);
+  void writeSome(uint64_t nowNs);
+  void readSome(uint64_t nowNs);
+  void feed(const char* data, size_t len, uint64_t nowNs);
+  void finishOk(uint64_t nowNs);
+  void fail(Outcome outcome, uint64_t nowNs);
+  void end(Ending& ending);
+  void closeSocket() {
+    socket_.close();
+    state_ = State::kClosed;
+  }
+
+  const ConnectionSettings& s_;
+  ConnectionEvents& events_;
+  std::span<char> readBuf_;
+  MirrorSocket socket_;
+  State state_ = State::kConnecting;
+  bool connected_ = false;
+  int connectError_ = 0;
+  std::optional<model::Request> request_;
+  size_t writeOffset_ = 0;
+  size_t responseBytes_ = 0;
+  uint64_t deadlineNs_ = 0;  // connect or response deadline, by state
+  uint64_t startNs_ = 0;     // the current request's first byte went out (or is about to)
+  Parser parser_;
+  // Compare mode. The sink is declared before the framer so the framer, which
+  // reports to it when destroyed, goes first.
+  KeptSink kept_;
+  std::unique_ptr<http::ResponseFramer> framer_;
+};
+
+void Http1Connection::onEvents(uint32_t events, uint64_t nowNs) {
+  switch (state_) {
+    case State::kConnecting: {
+      if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) {
+        return;
+      }
+      const int err = socket_.connectResult();
+      if (err != 0 || (events & EPOLLOUT) == 0) {
+        connectError_ = err;
+        fail(Outcome::kConnectError, nowNs);
+        return;
+      }
+      connected_ = true;
+      state_ = State::kIdle;
+      if (request_) {
+        begin(nowNs);
+      }
+      return;
+    }
+    case State::kIdle:
+      // Nothing is expected on an idle connection: the peer closed it, reset it
+      // or sent bytes we did not ask for. Either way it cannot be reused.
+      if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        closeSocket();
+      }
+      return;
+    case State::kBusy:
+      if ((events & (EPOLLOUT | EPOLLERR)) && writeOffset_ < request_->bytes.size()) {
+        writeSome(nowNs);
+      }
+      if (state_ == State::kBusy && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+        readSome(nowNs);
+      }
+      return;
+    case State::kClosed:
+      return;
+  }
+}
+
+void Http1Connection::begin(uint64_t nowNs) {
+  state_ = State::kBusy;
+  startNs_ = nowNs;
+  deadlineNs_ = nowNs + s_.responseTimeoutNs;
+  llhttp_init(&parser_.http, HTTP_RESPONSE, &parserSettings());
+  parser_.http.data = &parser_;
+  parser_.isHead = request_->method == "HEAD";
+  parser_.complete = false;
+  parser_.keepAlive = false;
+  parser_.status = 0;
+  writeOffset_ = 0;
+  responseBytes_ = 0;
+  framer_.reset();
+  kept_.response_.reset();
+  if (request_->exchangeId != 0 && s_.keepResponses && s_.keptFraming != nullptr) {
+    // A framer per request: we never pipeline, so this connection's next bytes
+    // are this request's response, from its first byte.
+    framer_ = std::make_unique<http::ResponseFramer>(true, kept_, s_.responseLimits, *s_.keptFraming);
+    framer_->expectResponseTo(request_->method.empty() ? std::string_view("GET") : std::string_view(request_->method),
+                              request_->exchangeId);
+  }
+  writeSome(nowNs);
+}
+
+void Http1Connection::writeSome(uint64_t nowNs) {
+  const std::string& bytes = request_->bytes;
+  uint64_t written = 0;
+  while (writeOffset_ < bytes.size()) {
+    const ssize_t n =
+        ::send(socket_.fd(), bytes.data() + writeOffset_, bytes.size() - writeOffset_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      writeOffset_ += static_cast<size_t>(n);
+      written += static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      break;
+    }
+    events_.onBytes(written, 0);
+    fail(Outcome::kReset, nowNs);
+    return;
+  }
+  events_.onBytes(written, 0);
+  if (writeOffset_ == bytes.size() && written > 0) {
+    events_.onRequestWritten();
+  }
+}
+
+void Http1Connection::readSome(uint64_t nowNs) {
+  for (int i = 0; i < kMaxReadsPerEvent && state_ == State::kBusy; ++i) {
+    const ssize_t n = ::recv(socket_.fd(), readBuf_.data(), readBuf_.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      events_.onBytes(0, static_cast<uint64_t>(n));
+      responseBytes_ += static_cast<size_t>(n);
+      if (responseBytes_ > s_.maxResponseBytes) {
+        fail(Outcome::kResponseTooLarge, nowNs);
+        return;
+      }
+      feed(readBuf_.data(), static_cast<size_t>(n), nowNs);
+      continue;
+    }
+    if (n == 0) {
+      // EOF ends a response framed by connection close; anything else is cut short.
+      if (framer_) {
+        framer_->onEnd(flow::EndReason::kFin);
+      }
+      llhttp_finish(&parser_.http);
+      if (parser_.complete) {
+        finishOk(nowNs);
+        closeSocket();
+      } else {
+        fail(Outcome::kReset, nowNs);
+      }
+      return;
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      fail(Outcome::kReset, nowNs);
+    }
+    return;
+  }
+}
+
+void Http1Connection::feed(const char* data, size_t len, uint64_t nowNs) {
+  if (framer_) {
+    framer_->onData({reinterpret_cast<const uint8_t*>(data), len}, nowNs);
+  }
+  const llhttp_errno_t err = llhttp_execute(&parser_.http, data, len);
+  if (parser_.complete) {
+    size_t leftover = 0;
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+      const char* pos = llhttp_get_error_pos(&parser_.http);
+      if (pos != nullptr && pos >= data && pos <= data + len) {
+        leftover = static_cast<size_t>(data + len - pos);
+      }
+    }
+    // Close when the mirror asked to, when it sent more than one response (we
+    // never pipeline), when it answered before taking the whole request, or
+    // when it switched protocols.
+    const bool mustClose =
+        !parser_.keepAlive || leftover > 0 || writeOffset_ < request_->bytes.size() || parser_.status == 101;
+    finishOk(nowNs);
+    if (mustClose) {
+      closeSocket();
+    }
+    return;
+  }
+  if (err != HPE_OK) {
+    fail(Outcome::kBadResponse, nowNs);
+  }
+}
+
+void Http1Connection::finishOk(uint64_t nowNs) {
+  framer_.reset();  // a response it did not complete is not kept
+  Ending e{.outcome = Outcome::kResponse,
+           .exchangeId = request_->exchangeId,
+           .status = parser_.status,
+           .latencyNs = nowNs > startNs_ ? nowNs - startNs_ : 0};
+  if (kept_.response_) {
+    e.kept = &*kept_.response_;
+  }
+  state_ = State::kIdle;
+  end(e);
+  kept_.response_.reset();
+}
+
+void Http1Connection::fail(Outcome outcome, uint64_t nowNs) {
+  framer_.reset();
+  kept_.response_.reset();
+  if (request_) {
+    Ending e{.outcome = outcome,
+             .exchangeId = request_->exchangeId,
+             .latencyNs = nowNs > startNs_ && startNs_ != 0 ? nowNs - startNs_ : 0};
+    end(e);
+  }
+  closeSocket();
+}
+
+void Http1Connection::end(Ending& ending) {
+  request_.reset();
+  events_.onEnded(ending);
+}
+
+class Http1Kind final : public ConnectionKind {
+ public:
+  explicit Http1Kind(const ConnectionSettings& settings) : settings_(settings), readBuf_(kReadBufferSize) {}
+
+  std::unique_ptr<Connection> open(const sockaddr_storage& addr, ConnectionEvents& events, uint64_t nowNs,
+                                   int& err) override {
+    auto conn = std::make_unique<Http1Connection>(settings_, events, readBuf_);
+    err = conn->start(addr, nowNs);
+    if (err != 0) {
+      return nullptr;
+    }
+    return conn;
+  }
+  const char* name() const override { return "http1"; }
+
+ private:
+  const ConnectionSettings settings_;
+  // Scratch space for reads, shared by the kind's connections (one loop thread).
+  std::vector<char> readBuf_;
+};
+
+}  // namespace
+
+std::unique_ptr<ConnectionKind> http1Kind(const ConnectionSettings& settings) {
+  return std::make_unique<Http1Kind>(settings);
+}
+
+}  // namespace shadowtap::replay

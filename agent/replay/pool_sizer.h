@@ -1,0 +1,97 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace shadowtap::replay {
+
+// Decides when a mirror pool may open one more connection (issue 21): a slow
+// mirror needs many requests in flight, a fast one few, and the pool should
+// hold what the mirror needs, not a fixed number.
+//
+// - Up to `floor` connections open on demand, at once (what a fixed pool of
+//   `floor` does; floor == max is a fixed pool).
+// - Beyond the floor, one more opens only while requests wait for room (the
+//   pool asks only then), and only when all of these hold:
+//     * a response latency has been measured (no measurement, no growth: a
+//       mirror that never answered gets no more than the floor);
+//     * the requests in flight are fewer than Little's law wants for the
+//       arrivals plus draining what waits within a second:
+//       wanted = ceil((arrival rate + waiting / 1 s) x mean latency x 1.25) + 1;
+//     * the last growth connect was at least `paceNs` ago (no burst of
+//       connects: at most 1 s / paceNs new connections a second);
+//     * no growth hold is running: a connect refused or timed out, or a
+//       response timed out, stops growth for holdInitialNs, doubling up to
+//       holdMaxNs while such failures keep coming within a hold's length of
+//       the previous one; the per-address connect backoff applies on top;
+//     * the process has descriptors: after EMFILE/ENFILE the pool stays at
+//       the size it had for holdInitialNs.
+// - Shrinking is the pool's: connections beyond the floor close once idle for
+//   its shrink time (requests go to the most recently used connection first,
+//   so the surplus is what stays idle).
+//
+// Loop thread only; times are the pool's clock.
+class PoolSizer {
+ public:
+  struct Options {
+    size_t floor = 16;
+    size_t max = 16;
+    uint64_t paceNs = 5'000'000;
+    uint64_t holdInitialNs = 1'000'000'000;
+    uint64_t holdMaxNs = 16'000'000'000;
+  };
+
+  explicit PoolSizer(const Options& options);
+
+  // Measurements. `arrivals` is the running total of requests offered to the
+  // pool (rate limited ones left out); sampled at most every 100 ms.
+  void arrivals(uint64_t total, uint64_t nowNs);
+  void latency(uint64_t ns);
+  // A connect refused or timed out, or a response timed out.
+  void distress(uint64_t nowNs);
+  // socket() failed for want of descriptors with `live` connections open.
+  void noDescriptors(uint64_t nowNs, size_t live);
+
+  // May a connection be opened now, with `live` connections (retired ones
+  // left out) holding `inFlight` requests, while `waiting` requests wait for room?
+  bool mayOpen(uint64_t nowNs, size_t live, size_t inFlight, size_t waiting) const;
+  // A connection was opened; `live` now counts it.
+  void opened(uint64_t nowNs, size_t live);
+  // When a refusal for reasons of time (pacing, hold) may turn; UINT64_MAX
+  // when time alone changes nothing.
+  uint64_t nextChanceNs(uint64_t nowNs, size_t live) const;
+
+  size_t floor() const { return floor_; }
+  size_t max() const { return max_; }
+  // Requests in flight Little's law asks for with `waiting` requests queued
+  // (0 before a latency is known).
+  size_t wanted(size_t waiting) const;
+  double ratePerSecond() const { return rate_; }
+  uint64_t latencyNs() const { return static_cast<uint64_t>(latencyNs_); }
+  uint64_t holds() const { return holds_; }
+
+ private:
+  size_t ceiling(uint64_t nowNs) const;
+
+  size_t floor_;
+  size_t max_;
+  uint64_t paceNs_;
+  uint64_t holdInitialNs_;
+  uint64_t holdMaxNs_;
+  // Arrival rate: EWMA of per-window rates, windows of at least 100 ms.
+  double rate_ = 0;
+  bool haveRate_ = false;
+  uint64_t windowStartNs_ = 0;
+  uint64_t windowStartTotal_ = 0;
+  // Mean latency of responses: EWMA.
+  double latencyNs_ = 0;
+  bool haveLatency_ = false;
+  uint64_t nextOpenNs_ = 0;
+  uint64_t holdUntilNs_ = 0;
+  uint64_t holdNs_ = 0;
+  uint64_t holds_ = 0;
+  uint64_t fdHoldUntilNs_ = 0;
+  size_t fdCeiling_ = 0;
+};
+
+}  // namespace shadowtap::replay

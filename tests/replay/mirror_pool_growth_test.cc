@@ -1,0 +1,185 @@
+// Adaptive pool size with real sockets on a fake clock: no growth before a
+// latency is measured, paced growth while requests wait, up to what Little's
+// law wants, surplus connections closed when idle, growth held on failures.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "pool_test_util.h"
+#include "replay/mirror_pool.h"
+#include "test_http_server.h"
+
+namespace shadowtap::replay {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace testing;
+
+// A mirror that answers only when the test says so: each request waits for a
+// permit (so its latency is whatever the test moved the fake clock by);
+// requests for /hang get no answer at all.
+class GatedMirror {
+ public:
+  GatedMirror()
+      : server_([this](const ServerRequest& r, size_t, size_t) {
+          std::unique_lock lock(mutex_);
+          if (r.bytes.find("/hang") != std::string::npos) {
+            cv_.wait(lock, [this] { return open_; });  // answered only at the end
+            return ServerAction{};
+          }
+          cv_.wait(lock, [this] { return permits_ > 0 || open_; });
+          if (!open_) {
+            --permits_;
+          }
+          return ServerAction{.response = httpResponse(200, "x")};
+        }) {}
+  ~GatedMirror() {
+    openAll();
+    server_.stop();
+  }
+  void release(int n) {
+    std::lock_guard lock(mutex_);
+    permits_ += n;
+    cv_.notify_all();
+  }
+  void openAll() {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  TestHttpServer& server() { return server_; }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  int permits_ = 0;
+  bool open_ = false;
+  TestHttpServer server_;
+};
+
+model::Request request(int seq, const std::string& path = "/g/") {
+  model::Request r;
+  r.method = "GET";
+  r.bytes = "GET " + path + std::to_string(seq) + " HTTP/1.1\r\nHost: svc-shadow\r\n\r\n";
+  return r;
+}
+
+MirrorPoolOptions growing(const sockaddr_storage& addr, base::FakeClock& clock) {
+  MirrorPoolOptions o;
+  o.addrs = {addr};
+  o.minConnections = 2;
+  o.maxConnections = 6;
+  o.connectPacing = 5ms;
+  o.shrinkIdle = 1s;
+  o.responseTimeout = 10s;
+  o.clock = &clock;
+  return o;
+}
+
+TEST(MirrorPoolGrowth, GrowsPacedWhileRequestsWaitAndShrinksWhenIdle) {
+  GatedMirror mirror;
+  base::FakeClock clock;
+  MirrorPool pool(growing(mirror.server().address(), clock));
+  ASSERT_TRUE(pool.start());
+  settle(pool);  // the arrival rate is measured from here
+  const MirrorStats& s = pool.stats();
+  int seq = 0;
+  for (; seq < 8; ++seq) {
+    ASSERT_TRUE(pool.submit(request(seq)));
+  }
+  ASSERT_TRUE(mirror.server().waitForRequests(2, 5s));
+  settle(pool);
+  EXPECT_EQ(get(s.connectAttempts), 2u) << "beyond the floor before any latency was measured";
+  EXPECT_EQ(s.queueDepth.load(), 6);
+  // 100 ms later (so 80 requests a second arrived) the two answer: latency 100 ms.
+  advance(clock, pool, 100ms);
+  mirror.release(2);
+  ASSERT_TRUE(waitFor([&] { return get(s.responses) == 2; }));
+  // They took two more; requests still wait: one new connection now, the next 5 ms later.
+  ASSERT_TRUE(waitFor([&] { return get(s.connectAttempts) == 3; }));
+  settle(pool);
+  EXPECT_EQ(get(s.connectAttempts), 3u) << "connects not paced";
+  EXPECT_GT(s.inFlightWanted.load(), 0);
+  advance(clock, pool, 4ms);
+  EXPECT_EQ(get(s.connectAttempts), 3u) << "connected again before the pacing interval";
+  advance(clock, pool, 1ms);
+  ASSERT_TRUE(waitFor([&] { return get(s.connectAttempts) == 4; }));
+  for (int i = 0; i < 10; ++i) {
+    advance(clock, pool, 5ms);
+  }
+  EXPECT_LE(get(s.connectAttempts), 6u) << "beyond maxConnections";
+  ASSERT_TRUE(waitFor([&] { return s.queueDepth.load() == 0; }));
+  const int64_t peak = s.openConnections.load();
+  EXPECT_GT(peak, 2);
+  // Everything answered; idle connections beyond the floor close after the shrink time, the floor stays.
+  mirror.release(100);
+  ASSERT_TRUE(waitFor([&] { return get(s.responses) == 8; }));
+  settle(pool);
+  advance(clock, pool, 999ms);
+  EXPECT_EQ(s.openConnections.load(), peak) << "shrunk early";
+  advance(clock, pool, 1ms);
+  ASSERT_TRUE(waitFor([&] { return s.openConnections.load() == 2; }));
+  EXPECT_EQ(get(s.surplusClosed), static_cast<uint64_t>(peak - 2));
+  EXPECT_EQ(get(s.idleClosed), 0u);
+  pool.stop(0ms);
+  expectOutcomesAddUp(s);
+}
+
+TEST(MirrorPoolGrowth, AResponseTimeoutHoldsGrowth) {
+  GatedMirror mirror;
+  base::FakeClock clock;
+  MirrorPoolOptions o = growing(mirror.server().address(), clock);
+  o.responseTimeout = 200ms;
+  o.growthHold = 1s;
+  MirrorPool pool(o);
+  ASSERT_TRUE(pool.start());
+  settle(pool);
+  const MirrorStats& s = pool.stats();
+  // t=0: /hang on the first connection, a gated request on the second, 38 waiting.
+  ASSERT_TRUE(pool.submit(request(0, "/hang")));
+  ASSERT_TRUE(mirror.server().waitForRequests(1, 5s));
+  for (int seq = 1; seq < 40; ++seq) {
+    ASSERT_TRUE(pool.submit(request(seq)));
+  }
+  ASSERT_TRUE(mirror.server().waitForRequests(2, 5s));
+  settle(pool);
+  EXPECT_EQ(get(s.connectAttempts), 2u);
+  uint64_t answered = 0;
+  // Answers the two gated requests in flight (started `age` ago, within the timeout).
+  auto answerTwo = [&] {
+    mirror.release(2);
+    answered += 2;
+    ASSERT_TRUE(waitFor([&] { return get(s.responses) == answered; }));
+    settle(pool);
+  };
+  // t=100: one answers (a latency of 100 ms) and growth begins: a third connection.
+  advance(clock, pool, 100ms);
+  mirror.release(1);
+  answered = 1;
+  ASSERT_TRUE(waitFor([&] { return get(s.responses) == 1; }));
+  ASSERT_TRUE(waitFor([&] { return get(s.connectAttempts) == 3; }));
+  settle(pool);
+  // t=200: /hang times out: growth is held for 1 s, whatever waits.
+  advance(clock, pool, 100ms);
+  ASSERT_TRUE(waitFor([&] { return get(s.errorsResponseTimeout) == 1; }));
+  settle(pool);
+  EXPECT_EQ(get(s.growthHolds), 1u);
+  EXPECT_EQ(get(s.connectAttempts), 3u);
+  EXPECT_EQ(s.openConnections.load(), 2) << "the timed-out connection closed";
+  advance(clock, pool, 50ms);  // t=250
+  answerTwo();
+  for (int i = 0; i < 9; ++i) {  // t=350 ... t=1150
+    advance(clock, pool, 100ms);
+    answerTwo();
+    EXPECT_EQ(get(s.connectAttempts), 3u) << "grew during the hold (t=" << 350 + 100 * i << " ms)";
+  }
+  EXPECT_GT(s.queueDepth.load(), 0) << "nothing waited: the hold was not what kept the pool at its size";
+  advance(clock, pool, 50ms);  // t=1200: the hold is over
+  ASSERT_TRUE(waitFor([&] { return get(s.connectAttempts) == 4; })) << "no growth after the hold";
+  pool.stop(0ms);
+  expectOutcomesAddUp(s);
+}
+
+}  // namespace
+}  // namespace shadowtap::replay
