@@ -22,6 +22,7 @@ TEST(RuleTest, MinimalRuleTakesDefaults) {
   EXPECT_EQ(r->sampleBasisPoints(), 10000u);
   EXPECT_EQ(r->suffix, "-dflt");
   EXPECT_EQ(r->connections, 7u);
+  EXPECT_EQ(r->maxConnections, 1024u) << "the pool grows from the floor to the default maximum";
   EXPECT_EQ(r->maxRps, 0u);
   EXPECT_EQ(r->dropPolicy, DropPolicy::kNewest);
   EXPECT_TRUE(r->methods.empty());
@@ -51,6 +52,7 @@ TEST(RuleTest, EveryKey) {
   EXPECT_EQ(r->headers[1], (std::pair<std::string, std::string>{"X-Env", "staging"}));
   EXPECT_EQ(r->dropHeaders, (std::vector<std::string>{"authorization", "cookie"}));
   EXPECT_EQ(r->connections, 3u);
+  EXPECT_EQ(r->maxConnections, 3u) << "connections=N in a rule is a fixed pool";
   EXPECT_EQ(r->queue, 10u);
   EXPECT_EQ(r->queueMiB, 2u);
   EXPECT_EQ(r->maxRps, 50u);
