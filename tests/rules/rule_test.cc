@@ -31,6 +31,31 @@ TEST(RuleTest, MinimalRuleTakesDefaults) {
   EXPECT_FALSE(r->dst);
 }
 
+// Issue 21: the pool grows from the floor (connections) to maxConnections; a
+// maximum below the floor is a fixed pool of the floor, and connections=N in the
+// rule a fixed pool of N.
+TEST(RuleTest, ConnectionFloorAndMaximum) {
+  RuleDefaults d;
+  d.connections = 7;
+  d.maxConnections = 4;
+  std::string error;
+  auto r = parseRule("port=80,mirror=a:1", d, false, &error);
+  ASSERT_TRUE(r) << error;
+  EXPECT_EQ(r->connections, 7u);
+  EXPECT_EQ(r->maxConnections, 7u);
+  d.maxConnections = 100;
+  r = parseRule("port=80,mirror=a:1,connections=30", d, false, &error);
+  ASSERT_TRUE(r) << error;
+  EXPECT_EQ(r->connections, 30u);
+  EXPECT_EQ(r->maxConnections, 30u);
+  auto grown = parseRule("port=80,mirror=a:1", d, false, &error);
+  ASSERT_TRUE(grown) << error;
+  d.maxConnections = 200;
+  auto more = parseRule("port=80,mirror=a:1", d, false, &error);
+  ASSERT_TRUE(more) << error;
+  EXPECT_FALSE(grown->sameAs(*more)) << "a reload must see a changed maximum";
+}
+
 TEST(RuleTest, EveryKey) {
   std::string error;
   auto r = parse(
