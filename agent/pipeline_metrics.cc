@@ -88,7 +88,9 @@ void exportPoolSize(const replay::MirrorStats& s, const Labels& l, StatsSink& ou
   out.gauge("shadowtap_mirror_in_flight_wanted_requests",
             "Requests in flight the pool sizes itself for (arrival rate x mirror latency, Little's law; 0: no latency yet).",
             v(s.inFlightWanted), l);
-  out.counter("shadowtap_mirror_connect_attempts_total", "Connects to the mirror started.", v(s.connectAttempts), l);
+  out.counter("shadowtap_mirror_connect_attempts_total",
+              "Connects to the mirror attempted (one refused for want of a descriptor included).", v(s.connectAttempts),
+              l);
   out.counter("shadowtap_mirror_growth_holds_total",
               "Times the pool stopped growing after refused or timed-out connects or a response timeout.",
               v(s.growthHolds), l);

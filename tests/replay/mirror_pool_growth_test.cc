@@ -3,6 +3,9 @@
 // law wants, surplus connections closed when idle, growth held on failures.
 #include <gtest/gtest.h>
 
+#include <errno.h>
+
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -206,6 +209,66 @@ TEST(MirrorPoolGrowth, AResponseTimeoutHoldsGrowth) {
   EXPECT_GT(s.queueDepth.load(), 0) << "nothing waited: the hold was not what kept the pool at its size";
   advance(clock, pool, 50ms);  // t=1200: the hold is over
   ASSERT_TRUE(waitFor([&] { return get(s.connectAttempts) == 4; })) << "no growth after the hold";
+  pool.stop(0ms);
+  expectOutcomesAddUp(s);
+}
+
+// HTTP/1 connections until `allowed` of them are open, then socket() "fails"
+// with EMFILE, as it does when the process is out of descriptors.
+class DescriptorStarvedKind final : public ConnectionKind {
+ public:
+  explicit DescriptorStarvedKind(size_t allowed) : inner_(http1Kind(ConnectionSettings{})), allowed_(allowed) {}
+  std::unique_ptr<Connection> open(const sockaddr_storage& addr, ConnectionEvents& events, uint64_t nowNs,
+                                   int& err) override {
+    if (opened_ >= allowed_.load()) {
+      err = EMFILE;
+      return nullptr;
+    }
+    ++opened_;
+    return inner_->open(addr, events, nowNs, err);
+  }
+  const char* name() const override { return "http1"; }
+  void allow(size_t n) { allowed_.store(n); }
+
+ private:
+  std::unique_ptr<ConnectionKind> inner_;
+  std::atomic<size_t> allowed_;
+  size_t opened_ = 0;  // loop thread only
+};
+
+TEST(MirrorPoolGrowth, OutOfDescriptorsHoldsThePoolAtItsSize) {
+  GatedMirror mirror;
+  base::FakeClock clock;
+  MirrorPoolOptions o = growing(mirror.server().address(), clock);
+  o.minConnections = 4;
+  auto starved = std::make_unique<DescriptorStarvedKind>(2);
+  DescriptorStarvedKind* kind = starved.get();
+  MirrorPool pool(o, std::move(starved));
+  ASSERT_TRUE(pool.start());
+  settle(pool);
+  const MirrorStats& s = pool.stats();
+  for (int seq = 0; seq < 6; ++seq) {
+    ASSERT_TRUE(pool.submit(request(seq)));
+  }
+  ASSERT_TRUE(mirror.waitAtGate(2));
+  settle(pool);
+  // Two connections, then EMFILE: counted, and the requests wait (no connect error, no loss).
+  EXPECT_EQ(get(s.noDescriptors), 1u);
+  EXPECT_EQ(get(s.connectAttempts), 3u);
+  EXPECT_EQ(get(s.errorsConnect), 0u) << "a request was lost to the missing descriptor";
+  EXPECT_EQ(s.queueDepth.load(), 4);
+  EXPECT_EQ(s.openConnections.load(), 2);
+  expectLoopSleeps(pool, "out of descriptors");
+  // The pool stays at its size for 1 s, even below the floor.
+  kind->allow(4);
+  advance(clock, pool, 999ms);
+  EXPECT_EQ(get(s.connectAttempts), 3u) << "tried again within the hold";
+  advance(clock, pool, 1ms);
+  ASSERT_TRUE(waitFor([&] { return s.openConnections.load() == 4; }));
+  ASSERT_TRUE(mirror.waitAtGate(4));
+  EXPECT_EQ(get(s.noDescriptors), 1u);
+  mirror.release(6);
+  ASSERT_TRUE(waitFor([&] { return get(s.responses) == 6; }));
   pool.stop(0ms);
   expectOutcomesAddUp(s);
 }
