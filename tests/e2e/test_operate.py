@@ -3,7 +3,10 @@
 /readyz, JSON logs, SIGHUP reloads of the config file (kept rules keep their
 mirror connections), and a run with only the capabilities the DaemonSet grants.
 
-Usage: test_operate.py --shadowtap PATH
+With --workers N the same with N workers (counters summed over the workers;
+the reload reaches every worker).
+
+Usage: test_operate.py --shadowtap PATH [--workers N]
 """
 import argparse
 import json
@@ -15,7 +18,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from harness import MirrorLab, check, finish, read_records, wait_count  # noqa: E402
+from harness import (MirrorLab, add_workers_arg, check, finish, read_records, use_workers,  # noqa: E402
+                     wait_count)
 
 METRICS = "127.0.0.1:9464"
 
@@ -64,7 +68,10 @@ def mirror_peer_ports(m, since):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap", required=True)
-    binary = ap.parse_args().shadowtap
+    add_workers_arg(ap)
+    args = ap.parse_args()
+    binary = args.shadowtap
+    use_workers(args.workers)
     netlab.require_root_or_skip("the operations test")
 
     m = MirrorLab()
