@@ -42,8 +42,10 @@ def check_workers(stats, n, what=""):
         return
     check(stats.value("shadowtap_workers") == n, f"{what}{n} workers running")
     per = [stats.value("shadowtap_worker_segments_total", worker=w) for w in range(n)]
-    copied = stats.value("shadowtap_kernel_segments_copied_total")
-    check(sum(per) == copied, f"{what}records read by the workers {per} add up to the {copied} the kernel copied")
+    copied = (stats.value("shadowtap_kernel_segments_copied_total")
+              + stats.value("shadowtap_kernel_egress_segments_copied_total"))
+    check(sum(per) == copied, f"{what}records read by the workers {per} add up to the {copied} the kernel copied"
+          " (both directions)")
 FAILURES = []
 
 

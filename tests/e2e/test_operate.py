@@ -126,6 +126,7 @@ def main():
 
     # SIGHUP: add a rule; rule 1 keeps its mirror connections.
     before_ports = mirror_peer_ports(m, 0)
+    open_before = total(scrape(m), "shadowtap_mirror_connections", rule=1)
     mark = len(read_records(m.mirror_rec))
     write_config(conf, [rule1, "port=9000,mirror=httpbin-mirror:8000"])
     st.proc.send_signal(signal.SIGHUP)
@@ -139,8 +140,16 @@ def main():
     wait_count(m.mirror_rec, mark + len(again), 20)
     after_ports = mirror_peer_ports(m, mark)
     check(len(read_records(m.mirror_rec)) - mark == len(again), "after the reload rule 1 still mirrors")
-    check(after_ports and after_ports <= before_ports,
-          f"rule 1 kept its keep-alive mirror connections (ports {sorted(after_ports)} were open before)")
+    open_after = total(scrape(m), "shadowtap_mirror_connections", rule=1)
+    if args.workers > 1:
+        # Each worker's pool holds its share of the connections; the 10 new client connections
+        # spread over the workers differently from the first round, so a pool may open one more.
+        check(after_ports & before_ports and open_after >= open_before,
+              f"rule 1 kept its keep-alive mirror connections ({len(after_ports & before_ports)} of the "
+              f"{len(before_ports)} open before used again; {open_before:.0f} open before, {open_after:.0f} after)")
+    else:
+        check(after_ports and after_ports <= before_ports,
+              f"rule 1 kept its keep-alive mirror connections (ports {sorted(after_ports)} were open before)")
 
     # SIGHUP: remove it again; an invalid file is refused and changes nothing.
     write_config(conf, [rule1])
