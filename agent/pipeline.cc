@@ -149,12 +149,12 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   return p;
 }
 
-WorkerShared Pipeline::workerShared(uint32_t worker) const {
+WorkerShared Pipeline::workerShared(uint32_t worker) {
   WorkerShared ws;
   ws.workers = workerCount_;
-  ws.rules = const_cast<RuleSnapshot*>(&snapshot_);
+  ws.rules = &snapshot_;
   ws.rulesMutex = &rulesMutex_;
-  ws.localEndpoints = const_cast<replay::LocalEndpoints*>(&localEndpoints_);
+  ws.localEndpoints = &localEndpoints_;
   ws.engine = engine_.get();
   ws.mirrorObserver = mirrorObserver_.get();
   ws.secondaryObserver = secondaryObserver_.get();

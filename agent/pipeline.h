@@ -91,7 +91,7 @@ class Pipeline {
   static std::vector<capture::PortRule> portRules(const RuleSet& set);
   bool setUpCompare(std::string* error);
   bool setUpRecorder(std::string* error);
-  WorkerShared workerShared(uint32_t worker) const;
+  WorkerShared workerShared(uint32_t worker);
   void stopPools(const std::vector<std::shared_ptr<RuleRuntime>>& runtimes, std::vector<std::thread>& stoppers);
   void finishCompare();
 
