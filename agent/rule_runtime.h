@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 #include "model/request.h"
@@ -118,20 +120,31 @@ struct RuleSet {
 
 // Where the current RuleSet is published: one writer (the reload, on the main
 // thread), any number of readers. Readers compare generation() with the one
-// they hold, a relaxed-cost load, and load() the set only when it changed.
+// they hold, an atomic load, and load() the set only when it changed (after a
+// reload): the mutex is taken once per reload and reader, never per request.
+// (Not std::atomic<std::shared_ptr>: GCC 12's unlocks its load with relaxed
+// order, which ThreadSanitizer reports as a race with the next store.)
 class RuleSnapshot {
  public:
-  std::shared_ptr<const RuleSet> load() const { return current_.load(std::memory_order_acquire); }
+  std::shared_ptr<const RuleSet> load() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return current_;
+  }
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   // The set's generation must be above the current one.
   void publish(std::shared_ptr<const RuleSet> next) {
     const uint64_t g = next->generation;
-    current_.store(std::move(next), std::memory_order_release);
+    std::shared_ptr<const RuleSet> previous;  // freed outside the lock
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      previous = std::exchange(current_, std::move(next));
+    }
     generation_.store(g, std::memory_order_release);
   }
 
  private:
-  std::atomic<std::shared_ptr<const RuleSet>> current_;
+  mutable std::mutex mutex_;
+  std::shared_ptr<const RuleSet> current_;
   std::atomic<uint64_t> generation_{0};
 };
 
