@@ -183,9 +183,13 @@ TEST(RuleSnapshot, ReadersSeeWholeSetsInOrderWhileReloadsPublish) {
     }
   });
   std::weak_ptr<const RuleSet> first = snapshot.load();
+  while (reads.load() == 0) {
+    std::this_thread::yield();  // the reader runs before the first reload
+  }
   for (uint64_t g = 2; g <= 300; ++g) {
     std::vector<uint16_t> ports(1 + g % 5, 8000);
     snapshot.publish(ruleSet(g, 2, ports));
+    std::this_thread::yield();
   }
   done = true;
   reader.join();
