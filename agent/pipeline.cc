@@ -401,6 +401,9 @@ void Pipeline::reload() {
     spdlog::error("reload refused, the current rules stay: {}", error);
     return;
   }
+  if (next->workers != config_.workers) {
+    spdlog::warn("reload: --workers changes only with a restart; {} worker(s) go on", workerCount_);
+  }
   const std::shared_ptr<const RuleSet> current = snapshot_.load();
   const size_t known = current->rules();
   // A rule that is the same in every setting keeps its id, its replayers and
