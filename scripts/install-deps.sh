@@ -29,6 +29,8 @@ packages=(
   libclang-rt-14-dev
   # man pages generated from --help at build time
   help2man
+  # function extents for scripts/long-functions.py (the size check, label unit)
+  universal-ctags
   # the container image test (tests/deploy/test_image.py): root podman builds deploy/Dockerfile
   # from a base image debootstrapped from Debian's packages and runs it with --network host;
   # runc because crun refuses hosts with hybrid cgroups. python3-yaml reads the DaemonSet.
