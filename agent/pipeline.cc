@@ -87,18 +87,7 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   }
   p->snapshot_.publish(set);
 
-  capture::CaptureOptions co;
-  co.interfaces = config.interfaces;
-  co.rules = portRules(*set);
-  co.ringBufferBytes = config.ringBufferMiB << 20;
-  co.workers = p->workerCount_;
-  co.tcPriority = config.tcPriority;
-  co.stateDir = config.stateDir;
-  co.attach = *capture::parseAttachMode(config.attach);  // validated by config
-  co.adaptiveWakeups = config.adaptiveWakeups;
-  if (getrandom(&co.hashSeed, sizeof(co.hashSeed), 0) != sizeof(co.hashSeed)) {
-    co.hashSeed = static_cast<uint32_t>(base::monotonicNs());
-  }
+  const capture::CaptureOptions co = p->captureOptions(*set);
   p->capture_ = capture::Capture::open(co, error);
   if (!p->capture_) {
     return nullptr;
@@ -147,6 +136,22 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
                fmt::join(ports(config.rules), ","), fmt::join(config.interfaces, ","), n, n > 1 ? "s" : "",
                config.shadowSuffix);
   return p;
+}
+
+capture::CaptureOptions Pipeline::captureOptions(const RuleSet& set) const {
+  capture::CaptureOptions co;
+  co.interfaces = config_.interfaces;
+  co.rules = portRules(set);
+  co.ringBufferBytes = config_.ringBufferMiB << 20;
+  co.workers = workerCount_;
+  co.tcPriority = config_.tcPriority;
+  co.stateDir = config_.stateDir;
+  co.attach = *capture::parseAttachMode(config_.attach);  // validated by config
+  co.adaptiveWakeups = config_.adaptiveWakeups;
+  if (getrandom(&co.hashSeed, sizeof(co.hashSeed), 0) != sizeof(co.hashSeed)) {
+    co.hashSeed = static_cast<uint32_t>(base::monotonicNs());
+  }
+  return co;
 }
 
 WorkerShared Pipeline::workerShared(uint32_t worker) {
@@ -390,121 +395,6 @@ std::vector<capture::PortRule> Pipeline::portRules(const RuleSet& set) {
   return out;
 }
 
-void Pipeline::reload() {
-  if (!reloadSource_) {
-    spdlog::warn("SIGHUP: no configuration to reload (start with --config FILE)");
-    return;
-  }
-  std::string error;
-  std::optional<Config> next = reloadSource_(&error);
-  if (!next) {
-    spdlog::error("reload refused, the current rules stay: {}", error);
-    return;
-  }
-  if (next->workers != config_.workers) {
-    spdlog::warn("reload: --workers changes only with a restart; {} worker(s) go on", workerCount_);
-  }
-  const std::shared_ptr<const RuleSet> current = snapshot_.load();
-  const size_t known = current->rules();
-  // A rule that is the same in every setting keeps its id, its replayers and
-  // its mirror connections; anything else is a new rule (its names resolved
-  // here, off the workers).
-  auto set = std::make_shared<RuleSet>(*current);
-  set->generation = current->generation + 1;
-  for (auto& mine : set->perWorker) {
-    std::fill(mine.begin(), mine.end(), nullptr);
-  }
-  std::vector<bool> kept(known, false);
-  size_t keptCount = 0;
-  std::vector<std::vector<std::shared_ptr<RuleRuntime>>> added;
-  uint32_t nextId = static_cast<uint32_t>(known) + 1;
-  for (const rules::Rule& rule : next->rules) {
-    bool found = false;
-    for (size_t i = 0; i < known && !found; ++i) {
-      const auto& old = current->perWorker.front()[i];
-      if (old && !kept[i] && old->rule.sameAs(rule)) {
-        kept[i] = true;
-        ++keptCount;
-        for (uint32_t w = 0; w < workerCount_; ++w) {
-          set->perWorker[w][i] = current->perWorker[w][i];
-        }
-        found = true;
-      }
-    }
-    if (!found) {
-      auto runtimes = makeRuntimes(rule, nextId++, &error);
-      if (runtimes.empty()) {
-        spdlog::error("reload refused, the current rules stay: {}", error);
-        return;
-      }
-      for (uint32_t w = 0; w < workerCount_; ++w) {
-        set->perWorker[w].push_back(runtimes[w]);
-      }
-      added.push_back(std::move(runtimes));
-    }
-  }
-  if (std::string why = capture_->updateRules(portRules(*set)); !why.empty()) {
-    spdlog::error("reload refused, the current rules stay: {}", why);
-    return;
-  }
-  for (const auto& runtimes : added) {
-    for (const auto& rt : runtimes) {
-      if ((rt->replayer && !rt->replayer->start()) || (rt->secondary && !rt->secondary->start())) {
-        spdlog::error("reload: cannot start the replay loop of rule '{}'", rt->rule.text);
-      }
-    }
-    const rules::Rule& rule = runtimes.front()->rule;
-    if (rule.compare && !engine_) {
-      spdlog::warn("reload: rule '{}' asks for compare=true, but comparison is set up only at start; it is "
-                   "mirrored without comparing", rule.text);
-    }
-    spdlog::info("rule {}: {}", runtimes.front()->ruleId, rule.describe());
-  }
-  // The workers take the new set at their next batch (or at the first request
-  // of a rule they do not know yet).
-  snapshot_.publish(set);
-  size_t removed = 0;
-  for (size_t i = 0; i < known; ++i) {
-    if (!current->perWorker.front()[i] || kept[i]) {
-      continue;
-    }
-    // Its in-flight requests get the drain time, off the workers; a request a
-    // worker still submits meanwhile is counted as dropped at shutdown.
-    std::vector<std::shared_ptr<RuleRuntime>> gone;
-    for (uint32_t w = 0; w < workerCount_; ++w) {
-      gone.push_back(current->perWorker[w][i]);
-      retired_.push_back(current->perWorker[w][i]);
-    }
-    stopPools(gone, retiring_);
-    ++removed;
-  }
-  spdlog::info("reloaded the configuration: {} rule(s) kept, {} added, {} removed", keptCount, added.size(),
-               removed);
-}
-
-void Pipeline::stopPools(const std::vector<std::shared_ptr<RuleRuntime>>& runtimes,
-                         std::vector<std::thread>& stoppers) {
-  const auto drain = std::chrono::milliseconds(config_.drainTimeoutMs);
-  for (const auto& rt : runtimes) {
-    if (!rt) {
-      continue;
-    }
-    for (replay::MirrorPool* pool : {rt->replayer.get(), rt->secondary.get()}) {
-      if (pool != nullptr) {
-        stoppers.emplace_back([pool, drain] { pool->stop(drain); });
-      }
-    }
-    // A worker adds its HTTP/2 pools under the rules mutex. One added after
-    // this look stops when its runtime goes (without drain time).
-    std::lock_guard<std::mutex> lock(rulesMutex_);
-    for (replay::MirrorPool* pool : {rt->h2Pool.get(), rt->h2SecondaryPool.get()}) {
-      if (pool != nullptr) {
-        stoppers.emplace_back([pool, drain] { pool->stop(drain); });
-      }
-    }
-  }
-}
-
 uint64_t Pipeline::lastLoopTurnNs() const {
   uint64_t oldest = loopTurnNs_.load(std::memory_order_relaxed);
   for (const auto& w : workers_) {
@@ -522,6 +412,14 @@ uint64_t Pipeline::lastConsumeNs() const {
 }
 
 int Pipeline::run() {
+  if (!controlLoop()) {
+    return 1;
+  }
+  shutdown();
+  return 0;
+}
+
+bool Pipeline::controlLoop() {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
@@ -532,13 +430,12 @@ int Pipeline::run() {
   base::Fd ep(epoll_create1(EPOLL_CLOEXEC));
   if (sfd.get() < 0 || tfd.get() < 0 || ep.get() < 0) {
     spdlog::error("cannot set up the event loop: {}", std::strerror(errno));
-    return 1;
+    return false;
   }
   itimerspec its{};
   its.it_interval.tv_nsec = static_cast<long>(kTickNs);
   its.it_value.tv_nsec = static_cast<long>(kTickNs);
   timerfd_settime(tfd.get(), 0, &its, nullptr);
-
   // The workers read the rings; this thread follows interfaces, takes
   // signals, expires pending comparisons and writes the summaries.
   const int interfacesFd = capture_->interfacesFd();
@@ -548,15 +445,12 @@ int Pipeline::run() {
     ev.data.fd = fd;
     if (epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
       spdlog::error("cannot set up the event loop: {}", std::strerror(errno));
-      return 1;
+      return false;
     }
   }
-
-  const uint64_t summaryEveryNs = uint64_t(config_.summaryIntervalSec) * 1'000'000'000ULL;
-  uint64_t nextSummary = base::monotonicNs() + summaryEveryNs;
-  bool stopping = false;
+  nextSummaryNs_ = base::monotonicNs() + uint64_t(config_.summaryIntervalSec) * 1'000'000'000ULL;
   loopTurnNs_ = base::monotonicNs();
-  while (!stopping) {
+  for (;;) {
     epoll_event events[4];
     int n = epoll_wait(ep.get(), events, 4, -1);
     if (n < 0) {
@@ -564,41 +458,51 @@ int Pipeline::run() {
         continue;
       }
       spdlog::error("epoll_wait: {}", std::strerror(errno));
-      return 1;
+      return false;
     }
     for (int i = 0; i < n; ++i) {
-      int fd = events[i].data.fd;
+      const int fd = events[i].data.fd;
       if (fd == interfacesFd) {
         capture_->followInterfaces();
         attached_.store(capture_->attachedInterfaces().size(), std::memory_order_relaxed);
       } else if (fd == tfd.get()) {
         uint64_t expirations;
         [[maybe_unused]] ssize_t r = read(tfd.get(), &expirations, sizeof(expirations));
-        uint64_t now = base::monotonicNs();
-        loopTurnNs_.store(now, std::memory_order_relaxed);
-        attached_.store(capture_->attachedInterfaces().size(), std::memory_order_relaxed);
-        if (engine_) {
-          engine_->expire(now);
-        }
-        if (summaryEveryNs != 0 && now >= nextSummary) {
-          report("");
-          nextSummary = now + summaryEveryNs;
-        }
-      } else if (fd == sfd.get()) {
-        signalfd_siginfo si{};
-        if (read(sfd.get(), &si, sizeof(si)) == sizeof(si)) {
-          if (si.ssi_signo == SIGHUP) {
-            spdlog::info("received SIGHUP, reloading the configuration");
-            reload();
-          } else {
-            spdlog::info("received {}, stopping", strsignal(static_cast<int>(si.ssi_signo)));
-            stopping = true;
-          }
-        }
+        tick(base::monotonicNs());
+      } else if (fd == sfd.get() && !onSignal(sfd.get())) {
+        return true;
       }
     }
   }
+}
 
+void Pipeline::tick(uint64_t now) {
+  loopTurnNs_.store(now, std::memory_order_relaxed);
+  attached_.store(capture_->attachedInterfaces().size(), std::memory_order_relaxed);
+  if (engine_) {
+    engine_->expire(now);
+  }
+  if (config_.summaryIntervalSec != 0 && now >= nextSummaryNs_) {
+    report("");
+    nextSummaryNs_ = now + uint64_t(config_.summaryIntervalSec) * 1'000'000'000ULL;
+  }
+}
+
+bool Pipeline::onSignal(int sfd) {
+  signalfd_siginfo si{};
+  if (read(sfd, &si, sizeof(si)) != sizeof(si)) {
+    return true;
+  }
+  if (si.ssi_signo == SIGHUP) {
+    spdlog::info("received SIGHUP, reloading the configuration");
+    reload();
+    return true;
+  }
+  spdlog::info("received {}, stopping", strsignal(static_cast<int>(si.ssi_signo)));
+  return false;
+}
+
+void Pipeline::shutdown() {
   // Stop the kernel side first; each worker takes what is already in its ring
   // and ends its streams; then the mirrors get their drain time.
   capture_->detach();
@@ -625,7 +529,6 @@ int Pipeline::run() {
   retiring_.clear();
   finishCompare();
   report("final: ");
-  return 0;
 }
 
 void Pipeline::report(const char* prefix) const {

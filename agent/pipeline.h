@@ -89,9 +89,26 @@ class Pipeline {
   std::vector<std::shared_ptr<RuleRuntime>> makeRuntimes(const rules::Rule& rule, uint32_t ruleId,
                                                          std::string* error);
   static std::vector<capture::PortRule> portRules(const RuleSet& set);
+  // A reload's rules (pipeline_reload.cc): the current set with the kept
+  // rules' runtimes and the added rules' new ones; false and *error set when
+  // an added rule cannot be made.
+  struct NextRules {
+    std::shared_ptr<RuleSet> set;
+    std::vector<bool> kept;  // by index of the current set
+    size_t keptCount = 0;
+    std::vector<std::vector<std::shared_ptr<RuleRuntime>>> added;  // each: the rule in every worker
+  };
+  bool nextRules(const Config& next, const RuleSet& current, NextRules& out, std::string* error);
+  // The control loop until SIGINT/SIGTERM (false when it cannot run), its
+  // 100 ms housekeeping, a signal (false: stop), and the orderly stop.
+  bool controlLoop();
+  void tick(uint64_t nowNs);
+  bool onSignal(int signalFd);
+  void shutdown();
   bool setUpCompare(std::string* error);
   bool setUpRecorder(std::string* error);
   WorkerShared workerShared(uint32_t worker);
+  capture::CaptureOptions captureOptions(const RuleSet& set) const;
   void stopPools(const std::vector<std::shared_ptr<RuleRuntime>>& runtimes, std::vector<std::thread>& stoppers);
   void finishCompare();
 
@@ -115,6 +132,7 @@ class Pipeline {
   std::unique_ptr<capture::Capture> capture_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<uint64_t> loopTurnNs_{0};
+  uint64_t nextSummaryNs_ = 0;  // control thread only
   std::atomic<size_t> attached_{0};
   // Declared last: stopped first, before anything it reads goes away.
   metrics::Registry registry_;
