@@ -10,6 +10,8 @@
 #include <atomic>
 #include <cstdio>
 #include <iostream>
+#include <memory>
+#include <optional>
 
 #include "base/counters.h"
 #include "http/host_rewrite.h"
@@ -113,40 +115,49 @@ std::string formatSummary(const ReplaySummary& s, const replay::MirrorStats& r, 
   return out;
 }
 
-int runReplayCommand(int argc, char** argv) {
-  CLI::App app{"Send recorded requests (HAR or JSON lines from --record) to a target, with the live "
-               "mirror's Host rewrite, pool, limits and outcome counters; HTTP/2 records go over h2c."};
-  app.name("shadowtap replay");
+namespace {
+
+// `shadowtap replay`'s flags.
+struct ReplayArgs {
   std::vector<std::string> files;
   std::string mirror;
   double speed = 1.0;
   uint32_t maxRps = 0;
-  std::vector<std::string> loopValues;
-  std::vector<std::string> methods;
+  uint64_t passes = 1;  // 0: until stopped
+  std::vector<std::string> methods;  // upper case
   std::vector<std::string> prefixes;
-  std::string suffix(http::kDefaultShadowSuffix);
+  std::string suffix{http::kDefaultShadowSuffix};
   size_t connections = 16;
   size_t h2Connections = 2;
   uint32_t timeoutMs = 5000;
   size_t queue = 4096;
-  app.add_option("files", files, "recordings (.har / .jsonl; the format is read from the content)")
+};
+
+// Reads the command line into `a`; the exit code when the command ends here
+// (--help, or a bad flag, said on stderr).
+std::optional<int> parseArgs(int argc, char** argv, ReplayArgs& a) {
+  CLI::App app{"Send recorded requests (HAR or JSON lines from --record) to a target, with the live "
+               "mirror's Host rewrite, pool, limits and outcome counters; HTTP/2 records go over h2c."};
+  app.name("shadowtap replay");
+  std::vector<std::string> loopValues;
+  app.add_option("files", a.files, "recordings (.har / .jsonl; the format is read from the content)")
       ->required()
       ->check(CLI::ExistingFile);
-  app.add_option("-m,--mirror", mirror, "target host:port")->required();
-  app.add_option("--speed", speed, "1: original pacing, 2: twice as fast, 0: as fast as allowed")
+  app.add_option("-m,--mirror", a.mirror, "target host:port")->required();
+  app.add_option("--speed", a.speed, "1: original pacing, 2: twice as fast, 0: as fast as allowed")
       ->check(CLI::Range(0.0, 1e6));
-  app.add_option("--max-rps", maxRps, "requests per second at most (0: unlimited); paces, never drops");
+  app.add_option("--max-rps", a.maxRps, "requests per second at most (0: unlimited); paces, never drops");
   auto* loopOpt = app.add_option("--loop", loopValues, "play the files N times; without N: until SIGINT")
                       ->expected(0, 1);
-  app.add_option("--method", methods, "only these methods (repeatable)");
-  app.add_option("--path-prefix", prefixes, "only targets whose path starts with this (repeatable)");
-  app.add_option("--shadow-suffix", suffix,
+  app.add_option("--method", a.methods, "only these methods (repeatable)");
+  app.add_option("--path-prefix", a.prefixes, "only targets whose path starts with this (repeatable)");
+  app.add_option("--shadow-suffix", a.suffix,
                  "appended to the host part of Host / HTTP/2 :authority (\"\" sends it unchanged)");
-  app.add_option("--connections", connections, "keep-alive connections to the target")->check(CLI::Range(1, 4096));
-  app.add_option("--h2-connections", h2Connections, "HTTP/2 (h2c) connections to the target, for HTTP/2 records")
+  app.add_option("--connections", a.connections, "keep-alive connections to the target")->check(CLI::Range(1, 4096));
+  app.add_option("--h2-connections", a.h2Connections, "HTTP/2 (h2c) connections to the target, for HTTP/2 records")
       ->check(CLI::Range(1, 256));
-  app.add_option("--timeout-ms", timeoutMs, "connect and response timeout")->check(CLI::Range(1u, 3600000u));
-  app.add_option("--queue", queue, "requests waiting for a connection; beyond, dropped (speed > 0)")
+  app.add_option("--timeout-ms", a.timeoutMs, "connect and response timeout")->check(CLI::Range(1u, 3600000u));
+  app.add_option("--queue", a.queue, "requests waiting for a connection; beyond, dropped (speed > 0)")
       ->check(CLI::Range(1, 1 << 24));
   try {
     app.parse(argc, argv);
@@ -157,9 +168,8 @@ int runReplayCommand(int argc, char** argv) {
     std::cerr << "shadowtap replay: " << msg << " (see shadowtap replay --help)" << std::endl;
     return 2;
   }
-  uint64_t passes = 1;
   if (loopOpt->count() > 0) {
-    passes = 0;
+    a.passes = 0;
     if (!loopValues.empty() && !loopValues[0].empty()) {
       try {
         size_t used = 0;
@@ -167,35 +177,37 @@ int runReplayCommand(int argc, char** argv) {
         if (used != loopValues[0].size() || n < 1) {
           throw std::invalid_argument("loop");
         }
-        passes = static_cast<uint64_t>(n);
+        a.passes = static_cast<uint64_t>(n);
       } catch (const std::exception&) {
         std::cerr << "shadowtap replay: --loop takes a number of passes >= 1 (or nothing: forever)" << std::endl;
         return 2;
       }
     }
   }
-  for (auto& m : methods) {
+  for (auto& m : a.methods) {
     std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return std::toupper(c); });
   }
-  if (!suffix.empty() && suffix.find_first_of(" \t\r\n:/[]@") != std::string::npos) {
-    std::cerr << "shadowtap replay: --shadow-suffix '" << suffix << "' must be host name characters" << std::endl;
+  if (!a.suffix.empty() && a.suffix.find_first_of(" \t\r\n:/[]@") != std::string::npos) {
+    std::cerr << "shadowtap replay: --shadow-suffix '" << a.suffix << "' must be host name characters" << std::endl;
     return 2;
   }
+  return std::nullopt;
+}
 
-  // Read every file before sending anything, so a bad file stops the replay
-  // before it starts.
-  ReplaySummary summary;
-  ReplayPlan plan;
-  plan.speed = speed;
-  plan.maxRps = maxRps;
-  plan.passes = passes;
-  plan.suffix = suffix;
-  RequestFilter filter{methods, prefixes};
-  for (const auto& path : files) {
+// Reads every file before sending anything, so a bad file stops the replay
+// before it starts (said on stderr: false). Several files (rotated ones, or
+// several agents') play in recorded time order.
+bool loadPlan(const ReplayArgs& a, ReplayPlan& plan, ReplaySummary& summary) {
+  plan.speed = a.speed;
+  plan.maxRps = a.maxRps;
+  plan.passes = a.passes;
+  plan.suffix = a.suffix;
+  RequestFilter filter{a.methods, a.prefixes};
+  for (const auto& path : a.files) {
     ReadResult rr = readRecordFile(path);
     if (!rr.error.empty()) {
       std::cerr << "shadowtap replay: " << path << ": " << rr.error << std::endl;
-      return 1;
+      return false;
     }
     ++summary.files;
     summary.requestsRead += rr.requests.size();
@@ -217,46 +229,85 @@ int runReplayCommand(int argc, char** argv) {
   // order; a stable sort keeps each connection's own order.
   std::stable_sort(plan.requests.begin(), plan.requests.end(),
                    [](const auto& a, const auto& b) { return a.unixNs < b.unixNs; });
+  return true;
+}
 
-  replay::ResolveResult resolved = replay::resolveTarget(mirror);
+// The HTTP/1 pool, a fixed one of --connections, and the h2c pool when the
+// plan holds HTTP/2 records (what the live mirror does: prior knowledge).
+// Null pools and a line on stderr when one cannot start.
+bool startPools(const ReplayArgs& a, const replay::ResolveResult& resolved, const ReplayPlan& plan,
+                std::unique_ptr<replay::MirrorPool>& http1, std::unique_ptr<replay::MirrorPool>& h2) {
+  replay::MirrorPoolOptions ro;
+  ro.target = a.mirror;
+  ro.addrs = resolved.addrs;
+  ro.minConnections = a.connections;  // a fixed pool of --connections (no growth)
+  ro.maxConnections = a.connections;
+  ro.maxConcurrentStreams = kReplayStreams;
+  ro.queueCapacity = a.queue;
+  ro.maxRps = 0;  // the pacer spaces requests for --max-rps; a replay waits instead of dropping
+  ro.connectTimeout = std::chrono::milliseconds(a.timeoutMs);
+  ro.responseTimeout = std::chrono::milliseconds(a.timeoutMs);
+  http1 = std::make_unique<replay::MirrorPool>(ro);
+  if (!http1->start()) {
+    http1.reset();
+    std::cerr << "shadowtap replay: cannot start the replay event loop" << std::endl;
+    return false;
+  }
+  if (std::any_of(plan.requests.begin(), plan.requests.end(), [](const auto& r) { return r.isHttp2(); })) {
+    replay::MirrorPoolOptions po = ro;
+    po.protocol = model::Protocol::kHttp2;
+    po.minConnections = a.h2Connections;
+    po.maxConnections = a.h2Connections;
+    h2 = std::make_unique<replay::MirrorPool>(po);
+    if (!h2->start()) {
+      h2.reset();
+      http1->stop(std::chrono::milliseconds(0));
+      http1.reset();
+      std::cerr << "shadowtap replay: cannot start the HTTP/2 event loop" << std::endl;
+      return false;
+    }
+  }
+  return true;
+}
+
+// As fast as allowed: the queue is kept short so the pool sets the pace
+// (HTTP/2: streams, not connections, set it).
+bool poolsBusy(const ReplayArgs& a, const replay::MirrorStats& rs, const replay::MirrorStats* h2Stats) {
+  if (rs.queueDepth.load(std::memory_order_relaxed) >= static_cast<int64_t>(std::max<size_t>(a.connections, 4))) {
+    return true;
+  }
+  const int64_t h2Streams = static_cast<int64_t>(a.h2Connections * kReplayStreams);
+  return h2Stats != nullptr &&
+         (h2Stats->queueDepth.load(std::memory_order_relaxed) >= static_cast<int64_t>(std::max<size_t>(a.h2Connections, 4)) ||
+          h2Stats->inFlight.load(std::memory_order_relaxed) >= h2Streams);
+}
+
+}  // namespace
+
+int runReplayCommand(int argc, char** argv) {
+  ReplayArgs a;
+  if (const std::optional<int> code = parseArgs(argc, argv, a)) {
+    return *code;
+  }
+  ReplaySummary summary;
+  ReplayPlan plan;
+  if (!loadPlan(a, plan, summary)) {
+    return 1;
+  }
+  replay::ResolveResult resolved = replay::resolveTarget(a.mirror);
   if (!resolved.error.empty()) {
-    std::cerr << "shadowtap replay: --mirror " << mirror << ": " << resolved.error << std::endl;
+    std::cerr << "shadowtap replay: --mirror " << a.mirror << ": " << resolved.error << std::endl;
     return 1;
   }
   // stdout carries progress and the summary; warnings (connect failures) go to stderr.
   spdlog::set_default_logger(
       std::make_shared<spdlog::logger>("replay", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   spdlog::set_level(spdlog::level::warn);
-  replay::MirrorPoolOptions ro;
-  ro.target = mirror;
-  ro.addrs = resolved.addrs;
-  ro.minConnections = connections;  // a fixed pool of --connections (no growth)
-  ro.maxConnections = connections;
-  ro.maxConcurrentStreams = kReplayStreams;
-  ro.queueCapacity = queue;
-  ro.maxRps = 0;  // the pacer spaces requests for --max-rps; a replay waits instead of dropping
-  ro.connectTimeout = std::chrono::milliseconds(timeoutMs);
-  ro.responseTimeout = std::chrono::milliseconds(timeoutMs);
-  replay::MirrorPool replayer(ro);
   signal(SIGPIPE, SIG_IGN);
-  if (!replayer.start()) {
-    std::cerr << "shadowtap replay: cannot start the replay event loop" << std::endl;
-    return 1;
-  }
-  // HTTP/2 records go over h2c with prior knowledge (what the live mirror
-  // does); the pool exists only when the plan holds some.
+  std::unique_ptr<replay::MirrorPool> replayer;
   std::unique_ptr<replay::MirrorPool> pool;
-  if (std::any_of(plan.requests.begin(), plan.requests.end(), [](const auto& r) { return r.isHttp2(); })) {
-    replay::MirrorPoolOptions po = ro;
-    po.protocol = model::Protocol::kHttp2;
-    po.minConnections = h2Connections;
-    po.maxConnections = h2Connections;
-    pool = std::make_unique<replay::MirrorPool>(po);
-    if (!pool->start()) {
-      replayer.stop(std::chrono::milliseconds(0));
-      std::cerr << "shadowtap replay: cannot start the HTTP/2 event loop" << std::endl;
-      return 1;
-    }
+  if (!startPools(a, resolved, plan, replayer, pool)) {
+    return 1;
   }
   const replay::MirrorStats* h2Stats = pool ? &pool->stats() : nullptr;
   struct sigaction sa {};
@@ -269,8 +320,8 @@ int runReplayCommand(int argc, char** argv) {
   RunCounters counters;
   const uint64_t startNs = clock.nowNs();
   uint64_t nextProgress = startNs + (tty ? 200'000'000ULL : 5'000'000'000ULL);
-  const uint64_t total = passes == 0 ? 0 : plan.requests.size() * passes;
-  const replay::MirrorStats& rs = replayer.stats();
+  const uint64_t total = a.passes == 0 ? 0 : plan.requests.size() * a.passes;
+  const replay::MirrorStats& rs = replayer->stats();
   auto tick = [&] {
     const uint64_t now = clock.nowNs();
     if (now < nextProgress) {
@@ -286,21 +337,11 @@ int runReplayCommand(int argc, char** argv) {
     }
     std::fflush(stdout);
   };
-  // As fast as allowed: keep the queue short so the pool sets the pace.
-  // HTTP/2: streams, not connections, set the pace.
-  const int64_t h2Streams = static_cast<int64_t>(h2Connections * kReplayStreams);
-  const auto busy = [&] {
-    if (rs.queueDepth.load(std::memory_order_relaxed) >= static_cast<int64_t>(std::max<size_t>(connections, 4))) {
-      return true;
-    }
-    return h2Stats != nullptr &&
-           (h2Stats->queueDepth.load(std::memory_order_relaxed) >= static_cast<int64_t>(std::max<size_t>(h2Connections, 4)) ||
-            h2Stats->inFlight.load(std::memory_order_relaxed) >= h2Streams);
-  };
-  runPlan(plan, replayer, pool.get(), clock, gStop, busy, tick, counters);
+  const auto busy = [&] { return poolsBusy(a, rs, h2Stats); };
+  runPlan(plan, *replayer, pool.get(), clock, gStop, busy, tick, counters);
   // Let what is queued and in flight finish (bounded by the timeouts).
-  const auto drain = std::chrono::milliseconds(gStop.load() ? 1000 : uint64_t{timeoutMs} * 2 + 1000);
-  replayer.stop(drain);
+  const auto drain = std::chrono::milliseconds(gStop.load() ? 1000 : uint64_t{a.timeoutMs} * 2 + 1000);
+  replayer->stop(drain);
   if (pool) {
     pool->stop(drain);
   }
