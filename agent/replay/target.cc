@@ -6,6 +6,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <utility>
 
 namespace shadowtap::replay {
 namespace {
@@ -24,6 +25,49 @@ bool sameAddress(const sockaddr_storage& a, const sockaddr_storage& b) {
   return std::memcmp(&a, &b, len) == 0;
 }
 
+// Splits "host:port" / "[v6]:port" and checks the port; the error (for
+// fail()) when it cannot.
+std::string splitHostPort(const std::string& hostPort, std::string& host, std::string& port) {
+  if (hostPort.front() == '[') {
+    size_t close = hostPort.find(']');
+    if (close == std::string::npos) {
+      return fail(hostPort, "missing ']' after the IPv6 address");
+    }
+    host = hostPort.substr(1, close - 1);
+    if (close + 1 >= hostPort.size() || hostPort[close + 1] != ':') {
+      return fail(hostPort, "missing ':port' after ']'");
+    }
+    port = hostPort.substr(close + 2);
+  } else {
+    size_t colon = hostPort.rfind(':');
+    if (colon == std::string::npos) {
+      return fail(hostPort, "no port");
+    }
+    if (hostPort.find(':') != colon) {
+      return fail(hostPort, "an IPv6 address must be written in brackets, e.g. [::1]:8080");
+    }
+    host = hostPort.substr(0, colon);
+    port = hostPort.substr(colon + 1);
+  }
+
+  if (host.empty()) {
+    return fail(hostPort, "empty host");
+  }
+  if (port.empty()) {
+    return fail(hostPort, "empty port");
+  }
+  unsigned portNumber = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), portNumber);
+  if (ec == std::errc::result_out_of_range ||
+      (ec == std::errc() && end == port.data() + port.size() && (portNumber == 0 || portNumber > 65535))) {
+    return fail(hostPort, "port " + port + " is out of range 1-65535");
+  }
+  if (ec != std::errc() || end != port.data() + port.size()) {
+    return fail(hostPort, "port '" + port + "' is not a number");
+  }
+  return {};
+}
+
 }  // namespace
 
 ResolveResult resolveTarget(const std::string& hostPort) {
@@ -35,49 +79,8 @@ ResolveResult resolveTarget(const std::string& hostPort) {
 
   std::string host;
   std::string port;
-  if (hostPort.front() == '[') {
-    size_t close = hostPort.find(']');
-    if (close == std::string::npos) {
-      result.error = fail(hostPort, "missing ']' after the IPv6 address");
-      return result;
-    }
-    host = hostPort.substr(1, close - 1);
-    if (close + 1 >= hostPort.size() || hostPort[close + 1] != ':') {
-      result.error = fail(hostPort, "missing ':port' after ']'");
-      return result;
-    }
-    port = hostPort.substr(close + 2);
-  } else {
-    size_t colon = hostPort.rfind(':');
-    if (colon == std::string::npos) {
-      result.error = fail(hostPort, "no port");
-      return result;
-    }
-    if (hostPort.find(':') != colon) {
-      result.error = fail(hostPort, "an IPv6 address must be written in brackets, e.g. [::1]:8080");
-      return result;
-    }
-    host = hostPort.substr(0, colon);
-    port = hostPort.substr(colon + 1);
-  }
-
-  if (host.empty()) {
-    result.error = fail(hostPort, "empty host");
-    return result;
-  }
-  if (port.empty()) {
-    result.error = fail(hostPort, "empty port");
-    return result;
-  }
-  unsigned portNumber = 0;
-  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), portNumber);
-  if (ec == std::errc::result_out_of_range ||
-      (ec == std::errc() && end == port.data() + port.size() && (portNumber == 0 || portNumber > 65535))) {
-    result.error = fail(hostPort, "port " + port + " is out of range 1-65535");
-    return result;
-  }
-  if (ec != std::errc() || end != port.data() + port.size()) {
-    result.error = fail(hostPort, "port '" + port + "' is not a number");
+  if (std::string error = splitHostPort(hostPort, host, port); !error.empty()) {
+    result.error = std::move(error);
     return result;
   }
 
