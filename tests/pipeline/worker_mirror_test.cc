@@ -14,6 +14,7 @@
 #include "replay/mirror_pool.h"
 #include "replay/target.h"
 #include "rule_runtime.h"
+#include "synthetic_segment.h"
 #include "test_http_server.h"
 #include "worker.h"
 
@@ -55,19 +56,10 @@ class WorkerMirrorTest : public ::testing::Test {
     server_.stop();
   }
 
-  flow::Segment segment(uint16_t sport, uint32_t seq, uint8_t flags, std::string_view payload = {}) {
-    flow::Segment s;
-    s.key.family = 4;
-    s.key.saddr = {198, 18, 0, 1};
-    s.key.daddr = {198, 18, 0, 2};
-    s.key.sport = sport;
-    s.key.dport = 8000;
-    s.ruleId = 1;
-    s.seq = seq;
-    s.flags = flags;
-    s.payload = {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()};
-    return s;
+  static flow::Segment segment(uint16_t sport, uint32_t seq, uint8_t flags, std::string_view payload = {}) {
+    return testing::syntheticSegment(sport, 8000, 1, seq, flags, payload);
   }
+
 
   TestHttpServer server_;
   replay::LocalEndpoints local_;

@@ -11,6 +11,7 @@
 #include "base/counters.h"
 #include "replay/mirror_pool.h"
 #include "rule_runtime.h"
+#include "synthetic_segment.h"
 #include "worker.h"
 #include "worker_share.h"
 
@@ -214,26 +215,13 @@ class WorkerTest : public ::testing::Test {
 
   // One connection with one GET, from SYN to FIN, for rule `ruleId`.
   void connection(Worker& w, uint16_t sport, uint32_t ruleId) {
-    flow::Segment s;
-    s.key.family = 4;
-    s.key.saddr = {198, 18, 0, 1};
-    s.key.daddr = {198, 18, 0, 2};
-    s.key.sport = sport;
-    s.key.dport = 8000;
-    s.ruleId = ruleId;
-    s.seq = 999;
-    s.flags = flow::kTcpSyn;
-    w.onSegment(s);
     const std::string req = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
-    s.seq = 1000;
-    s.flags = flow::kTcpAck;
-    s.payload = {reinterpret_cast<const uint8_t*>(req.data()), req.size()};
-    w.onSegment(s);
-    s.seq = 1000 + static_cast<uint32_t>(req.size());
-    s.flags = flow::kTcpFin | flow::kTcpAck;
-    s.payload = {};
-    w.onSegment(s);
+    w.onSegment(testing::syntheticSegment(sport, 8000, ruleId, 999, flow::kTcpSyn));
+    w.onSegment(testing::syntheticSegment(sport, 8000, ruleId, 1000, flow::kTcpAck, req));
+    w.onSegment(testing::syntheticSegment(sport, 8000, ruleId, 1000 + static_cast<uint32_t>(req.size()),
+                                          flow::kTcpFin | flow::kTcpAck));
   }
+
 
   RuleSnapshot snapshot_;
   std::mutex mutex_;
