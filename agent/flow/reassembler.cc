@@ -82,6 +82,14 @@ Reassembler::Outcome Reassembler::insert(uint32_t seq, std::span<const uint8_t> 
     start = next;
   }
 
+  return place(start, end, data, tsNs, duplicate);
+}
+
+// Delivers what continues the stream at once (up to the first buffered
+// chunk, whose bytes win), stores the rest, and counts the segment.
+Reassembler::Outcome Reassembler::place(int64_t start, int64_t end, const uint8_t* data, uint64_t tsNs,
+                                        uint64_t duplicate) {
+  const int64_t next = static_cast<int64_t>(nextOffset_);
   size_t delivered = 0;
   if (start == next) {
     // Bytes already buffered win over this copy, so deliver only up to the first

@@ -79,6 +79,7 @@ class Reassembler {
   uint32_t nextSeq() const { return nextSeq_; }
 
  private:
+  Outcome place(int64_t start, int64_t end, const uint8_t* data, uint64_t tsNs, uint64_t duplicate);
   struct Chunk {
     uint64_t tsNs;
     std::vector<uint8_t> bytes;
