@@ -117,6 +117,8 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   co.stateDir = config.stateDir;
   co.attach = *capture::parseAttachMode(config.attach);  // validated by config
   co.adaptiveWakeups = config.adaptiveWakeups;
+  co.tls = config.tls;
+  co.tlsLibrary = config.tlsLibrary;
   if (getrandom(&co.hashSeed, sizeof(co.hashSeed), 0) != sizeof(co.hashSeed)) {
     co.hashSeed = static_cast<uint32_t>(base::monotonicNs());
   }
@@ -164,6 +166,10 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
     }
     spdlog::info("recording captured {} to {}", p->recorder_->wantsSegments() ? "segments" : "requests",
                  config.recordPath);
+  }
+  if (config.tls) {
+    spdlog::info("--tls: reading the OpenSSL plaintext of processes that map {} (uprobes)",
+                 p->capture_->tlsLibrary());
   }
   p->attached_ = p->capture_->attachedInterfaces().size();
   registerExporters(*p, p->registry_);

@@ -1,0 +1,246 @@
+"""HTTPS services mirrored from OpenSSL's plaintext (issue 18): --tls.
+
+  cli (198.18.0.1) --veth-- node (198.18.0.2; nginx HTTPS :8443, a python ssl server :9443; shadowtap --tls)
+                            node (198.18.1.1) --veth-- mir (198.18.1.2; recording_server.py :8000)
+
+shadowtap starts first, then nginx (a server started after shadowtap is
+mirrored: uprobes on the library file cover processes started later). curl
+sends keep-alive, chunked and 1 MiB requests over TLS; what curl sent is taken
+from its own --trace (the plaintext it handed to OpenSSL), and the mirror must
+have received exactly those requests with only the Host rewritten. The python
+server on a port without a rule is not read (the kernel counts its connections
+as no_rule and nothing of it reaches the mirror). After SIGTERM and after
+SIGKILL none of the programs (hence none of the uprobes) stays loaded.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
+from harness import HERE, PY, Shadowtap, check, finish, loaded_programs, read_records, shadow_host, wait_stable  # noqa: E402
+
+PRIMARY = "198.18.0.2"
+TLS_PORT = 8443
+OTHER_PORT = 9443
+TLS_PROGRAMS = {"st_tls_set_fd", "st_tls_read", "st_tls_read_ex", "st_tls_read_ret", "st_tls_read_ex_ret",
+                "st_tls_write", "st_tls_write_ex", "st_tls_write_ret", "st_tls_write_ex_ret", "st_tls_free"}
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+user root;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log info;
+events {{ worker_connections 512; }}
+http {{
+  client_body_temp_path {work}/nginx-tmp;
+  access_log off;
+  client_max_body_size 4m;
+  client_body_buffer_size 2m;
+  server {{
+    listen {primary}:{port} ssl;
+    ssl_certificate {work}/cert.pem;
+    ssl_certificate_key {work}/key.pem;
+    location / {{ return 200 "ok\\n"; }}
+  }}
+}}
+"""
+
+OTHER_SERVER = r"""
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "3"); self.end_headers(); self.wfile.write(b"ok\n")
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("ready", flush=True)
+srv.serve_forever()
+"""
+
+
+def sent_requests(trace_path):
+    """The HTTP requests curl handed to OpenSSL, from its --trace: each starts
+    with a 'Send header' block, followed by its 'Send data' blocks."""
+    requests, current, take = [], None, False
+    with open(trace_path, errors="replace") as f:
+        for line in f:
+            if line.startswith("=> Send header"):
+                current = bytearray()
+                requests.append(current)
+                take = True
+            elif line.startswith("=> Send data"):
+                take = current is not None
+            elif line.startswith(("<=", "==", "=>")):
+                take = False
+            elif take:
+                m = re.match(r"^[0-9a-f]{4}: ((?:[0-9a-f]{2} ){1,16})", line)
+                if m:
+                    current += bytes.fromhex(m.group(1).replace(" ", ""))
+    return [bytes(r) for r in requests]
+
+
+class TlsLab:
+    def __init__(self):
+        self.lab = netlab.Lab("sttls")
+        self.work = tempfile.mkdtemp(prefix="st-tls-")
+        lab = self.lab
+        self.cli, self.node, self.mir = lab.netns("cli"), lab.netns("node"), lab.netns("mir")
+        _, self.node_if = lab.link(self.cli, self.node, ["198.18.0.1/24"], [f"{PRIMARY}/24"], "c")
+        lab.link(self.node, self.mir, ["198.18.1.1/24"], ["198.18.1.2/24"], "m")
+        lab.hosts_file(self.node, {"httpbin-mirror": "198.18.1.2"})
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=primary", "-keyout", f"{self.work}/key.pem", "-out", f"{self.work}/cert.pem"],
+                       check=True, capture_output=True)
+        os.makedirs(f"{self.work}/nginx-tmp", exist_ok=True)
+        self.mirror_rec = os.path.join(self.work, "mirror.jsonl")
+        p = lab.spawn(self.mir, [PY, os.path.join(HERE, "recording_server.py"), "--port", "8000",
+                                 "--record", self.mirror_rec, "--name", "mirror"], stdout=subprocess.PIPE, text=True)
+        if p.stdout.readline().strip() != "ready":
+            raise RuntimeError("mirror server did not start")
+
+    def start_nginx(self):
+        conf = os.path.join(self.work, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(work=self.work, primary=PRIMARY, port=TLS_PORT))
+        self.nginx = self.lab.spawn(self.node, ["nginx", "-c", conf, "-p", self.work])
+        self.wait_port(TLS_PORT)
+
+    def start_other(self):
+        p = self.lab.spawn(self.node, [PY, "-c", OTHER_SERVER, PRIMARY, str(OTHER_PORT), f"{self.work}/cert.pem",
+                                       f"{self.work}/key.pem"], stdout=subprocess.PIPE, text=True)
+        if p.stdout.readline().strip() != "ready":
+            raise RuntimeError("the other TLS server did not start")
+
+    def wait_port(self, port):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            r = self.lab.run(self.cli, ["bash", "-c", f"exec 3<>/dev/tcp/{PRIMARY}/{port}"], capture_output=True)
+            if r.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"nothing listens on {PRIMARY}:{port}")
+
+    def curl(self, name, *args, port=TLS_PORT, urls=("/",)):
+        trace = os.path.join(self.work, f"{name}.trace")
+        targets = [a for u in urls for a in ("-o", "/dev/null", f"https://{PRIMARY}:{port}{u}")]
+        r = self.lab.run(self.cli, ["curl", "-sS", "-k", "--http1.1", "--trace", trace,
+                                    "-w", "%{http_code}\\n", "-H", "User-Agent: st-tls", *args, *targets],
+                         capture_output=True, text=True, timeout=60)
+        codes = r.stdout.split()
+        check(r.returncode == 0 and codes == ["200"] * len(urls),
+              f"{name}: the primary answered every request 200 over TLS (got {codes}, rc {r.returncode} {r.stderr.strip()})")
+        return sent_requests(trace)
+
+    def close(self):
+        self.lab.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def start_shadowtap(t, binary):
+    return Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls",
+                     argv=["--interface", t.node_if, "--port", str(TLS_PORT), "--mirror", "httpbin-mirror:8000"])
+
+
+def held_tls_programs(st):
+    return {i for name in TLS_PROGRAMS for i in st.held_programs(name)}
+
+
+def gone(ids, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline and loaded_programs(ids):
+        time.sleep(0.2)
+    return not loaded_programs(ids)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shadowtap", required=True)
+    args = ap.parse_args()
+    netlab.require_root_or_skip("test_tls")
+    for tool in ("nginx", "curl", "openssl"):
+        if not shutil.which(tool):
+            print(f"SKIP: {tool} not installed")
+            return 77 if os.environ.get("CI") != "true" else 1
+    t = TlsLab()
+    try:
+        st = start_shadowtap(t, args.shadowtap)
+        check(f"reading the OpenSSL plaintext of processes that map" in st.text(), "--tls names the probed library")
+        ids = held_tls_programs(st)
+        check(ids and len(ids) == len(TLS_PROGRAMS), f"shadowtap holds the {len(TLS_PROGRAMS)} TLS programs ({len(ids)})")
+        # Started after shadowtap: covered by the uprobes on the library file.
+        t.start_nginx()
+        t.start_other()
+
+        big = os.path.join(t.work, "big.bin")
+        with open(big, "wb") as f:
+            f.write(os.urandom(1 << 20))
+        chunk_src = os.path.join(t.work, "chunked.bin")
+        with open(chunk_src, "wb") as f:
+            f.write(b"chunk-body-" * 9000)
+        sent = []
+        sent += t.curl("keepalive", urls=("/ka/1", "/ka/2?x=1", "/ka/3"))
+        sent += t.curl("chunked", "-H", "Transfer-Encoding: chunked", "-H", "Content-Type: application/octet-stream",
+                       "--data-binary", f"@{chunk_src}", urls=("/chunked",))
+        sent += t.curl("post1m", "-H", "Expect:", "-H", "Content-Type: application/octet-stream",
+                       "--data-binary", f"@{big}", urls=("/post/1m",))
+        check(len(sent) == 5, f"curl's traces hold the 5 requests it sent ({len(sent)})")
+        check(any(b"Transfer-Encoding: chunked" in r and r.endswith(b"0\r\n\r\n") for r in sent),
+              "the chunked request went out chunked")
+        # Not ours: a TLS server on a port without a rule.
+        t.curl("other", port=OTHER_PORT, urls=("/other",))
+
+        wait_stable(t.mirror_rec, quiet=2.0, timeout=30)
+        got = read_records(t.mirror_rec)
+        want = [shadow_host(r) for r in sent]
+        check(sorted(got) == sorted(want),
+              f"the mirror received exactly the {len(want)} plaintext requests, Host rewritten ({len(got)} received)")
+        check(not any(b"/other" in r for r in got), "nothing of the server outside the rules reached the mirror")
+        big_got = [r for r in got if r.startswith(b"POST /post/1m ")]
+        check(len(big_got) == 1 and big_got[0].endswith(open(big, "rb").read()),
+              "the 1 MiB body arrived whole and byte-identical")
+
+        time.sleep(1.5)  # one more summary interval
+        s = st.stats()
+        followed = s.value("shadowtap_kernel_tls_connections_total", outcome="followed")
+        no_rule = s.value("shadowtap_kernel_tls_connections_total", outcome="no_rule")
+        check(followed == 3, f"the kernel followed the 3 TLS connections to the rule's port, keep-alive's 3 requests on one ({followed})")
+        check(no_rule >= 1, f"the other server's connection was seen and not followed: no_rule ({no_rule})")
+        check(s.value("shadowtap_kernel_tls_read_faults_total") == 0, "no plaintext read faults")
+        check(s.value("shadowtap_kernel_records_lost_total") == 0, "no records lost")
+        copied = s.value("shadowtap_kernel_tls_bytes_copied_total")
+        check(copied == sum(len(r) for r in sent),
+              f"plaintext bytes copied == bytes curl sent ({copied} vs {sum(len(r) for r in sent)})")
+
+        # SIGTERM: everything goes.
+        rc = st.stop(signal.SIGTERM)
+        check(rc == 0, f"shadowtap exits 0 on SIGTERM ({rc})")
+        check(gone(ids), "after SIGTERM none of the TLS programs (or their uprobes) is loaded")
+
+        # SIGKILL: the links are this process's file descriptors, so they go with it.
+        st = start_shadowtap(t, args.shadowtap)
+        ids = held_tls_programs(st)
+        check(len(ids) == len(TLS_PROGRAMS), "a second run holds the TLS programs again")
+        before = len(read_records(t.mirror_rec))
+        t.curl("second-run", urls=("/second",))
+        wait_stable(t.mirror_rec, quiet=1.5, timeout=20)
+        check(len(read_records(t.mirror_rec)) == before + 1,
+              "an nginx started before this run: its new connection is mirrored (probes see every call)")
+        st.stop(signal.SIGKILL)
+        check(gone(ids), "after SIGKILL none of the TLS programs (or their uprobes) is loaded")
+    finally:
+        t.close()
+    return finish("test_tls")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
