@@ -120,7 +120,7 @@ std::string Capture::listen(const CaptureOptions& options) {
   const PollPacing pacing{options.adaptiveWakeups, options.pollIntervalUs, options.idlePollIntervalUs};
   std::vector<int> all;
   for (uint32_t worker = 0; worker < im.program->workers(); ++worker) {
-    im.rings.push_back(RingReader::open(im.program->ringFd(worker), pacing, stats_, &error));
+    im.rings.push_back(RingReader::open(im.program->ringFd(worker), pacing, stats_, &error, options.tls));
     if (!im.rings.back()) {
       return error;
     }

@@ -48,6 +48,24 @@ void exportStats(const KernelCounters& k, const CaptureStats& cs, size_t attache
                      {"sampled_out", kv(k.tlsSampledOut)},
                      {"table_full", kv(k.tlsConnsFull)},
                  });
+    const TlsCoverageStats& tc = cs.tlsCoverage;
+    out.counters("shadowtap_tls_wire_connections_total",
+                 "TLS connections seen on the wire (to a rule's port), by whether their plaintext came from the "
+                 "probes: covered, no_plaintext (the server's TLS is not the probed libssl), joined_late "
+                 "(established before the probes), untracked (the tracker's table was full).",
+                 "plaintext",
+                 {
+                     {"covered", kv(base::load(tc.covered))},
+                     {"no_plaintext", kv(base::load(tc.noPlaintext))},
+                     {"joined_late", kv(base::load(tc.joinedLate))},
+                     {"untracked", kv(base::load(tc.untracked))},
+                 });
+    for (const auto& [server, n] : tc.servers()) {
+      out.counters("shadowtap_tls_wire_connections_without_plaintext_total",
+                   "TLS connections seen on the wire whose plaintext never came, by server (ADDR:PORT; the first 32, "
+                   "then other).",
+                   "server", {{server, kv(n)}});
+    }
     out.counter("shadowtap_kernel_tls_connections_ended_total", "Followed TLS connections ended by SSL_free.",
                 kv(k.tlsFreed));
     out.counter("shadowtap_kernel_tls_calls_copied_total", "SSL_read/SSL_write results copied whole.",

@@ -29,6 +29,7 @@ from harness import HERE, PY, Shadowtap, check, finish, loaded_programs, read_re
 PRIMARY = "198.18.0.2"
 TLS_PORT = 8443
 OTHER_PORT = 9443
+COPY_PORT = 8444  # a rule's port, served through a copy of libssl the probes are not on
 TLS_PROGRAMS = {"st_tls_set_fd", "st_tls_read", "st_tls_read_ex", "st_tls_read_ret", "st_tls_read_ex_ret",
                 "st_tls_write", "st_tls_write_ex", "st_tls_write_ret", "st_tls_write_ex_ret", "st_tls_free"}
 
@@ -115,11 +116,19 @@ class TlsLab:
         self.nginx = self.lab.spawn(self.node, ["nginx", "-c", conf, "-p", self.work])
         self.wait_port(TLS_PORT)
 
-    def start_other(self):
-        p = self.lab.spawn(self.node, [PY, "-c", OTHER_SERVER, PRIMARY, str(OTHER_PORT), f"{self.work}/cert.pem",
-                                       f"{self.work}/key.pem"], stdout=subprocess.PIPE, text=True)
+    def start_other(self, port=OTHER_PORT, env=None):
+        p = self.lab.spawn(self.node, [PY, "-c", OTHER_SERVER, PRIMARY, str(port), f"{self.work}/cert.pem",
+                                       f"{self.work}/key.pem"], stdout=subprocess.PIPE, text=True, env=env)
         if p.stdout.readline().strip() != "ready":
             raise RuntimeError("the other TLS server did not start")
+
+    def start_copy_server(self):
+        """The python server on COPY_PORT with its own copy of libssl.so.3 (as a
+        container would have): TLS the probes cannot see."""
+        lib = os.path.join(self.work, "lib")
+        os.makedirs(lib, exist_ok=True)
+        shutil.copy("/usr/lib/x86_64-linux-gnu/libssl.so.3", lib)
+        self.start_other(COPY_PORT, env={**os.environ, "LD_LIBRARY_PATH": lib})
 
     def wait_port(self, port):
         deadline = time.time() + 10
@@ -148,7 +157,19 @@ class TlsLab:
 
 def start_shadowtap(t, binary):
     return Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls",
-                     argv=["--interface", t.node_if, "--port", str(TLS_PORT), "--mirror", "httpbin-mirror:8000"])
+                     argv=["--interface", t.node_if, "--rule", f"port={TLS_PORT},mirror=httpbin-mirror:8000",
+                           "--rule", f"port={COPY_PORT},mirror=httpbin-mirror:8000"])
+
+
+HELD_CLIENT = r"""
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection((sys.argv[1], int(sys.argv[2]))))
+print("connected", flush=True)
+sys.stdin.readline()
+s.sendall(b"GET /held HTTP/1.1\r\nHost: primary\r\n\r\n")
+print(s.recv(4096)[:12].decode(), flush=True)
+"""
 
 
 def held_tls_programs(st):
@@ -180,6 +201,7 @@ def main():
         # Started after shadowtap: covered by the uprobes on the library file.
         t.start_nginx()
         t.start_other()
+        t.start_copy_server()
 
         big = os.path.join(t.work, "big.bin")
         with open(big, "wb") as f:
@@ -198,17 +220,24 @@ def main():
               "the chunked request went out chunked")
         # Not ours: a TLS server on a port without a rule.
         t.curl("other", port=OTHER_PORT, urls=("/other",))
+        # A rule's port, but TLS the probes cannot see: counted and named.
+        t.curl("copy", port=COPY_PORT, urls=("/copy",))
 
         wait_stable(t.mirror_rec, quiet=2.0, timeout=30)
         got = read_records(t.mirror_rec)
         want = [shadow_host(r) for r in sent]
         check(sorted(got) == sorted(want),
               f"the mirror received exactly the {len(want)} plaintext requests, Host rewritten ({len(got)} received)")
-        check(not any(b"/other" in r for r in got), "nothing of the server outside the rules reached the mirror")
+        check(not any(b"/other" in r or b"/copy" in r for r in got),
+              "nothing of the server outside the rules (or of the unprobed libssl copy) reached the mirror")
         big_got = [r for r in got if r.startswith(b"POST /post/1m ")]
         check(len(big_got) == 1 and big_got[0].endswith(open(big, "rb").read()),
               "the 1 MiB body arrived whole and byte-identical")
 
+        deadline = time.time() + 10  # judged 3 s after the ClientHello, dumped every second
+        while time.time() < deadline and st.stats().value("shadowtap_tls_wire_connections_total",
+                                                          plaintext="no_plaintext") < 1:
+            time.sleep(0.3)
         time.sleep(1.5)  # one more summary interval
         s = st.stats()
         followed = s.value("shadowtap_kernel_tls_connections_total", outcome="followed")
@@ -217,6 +246,12 @@ def main():
         check(no_rule >= 1, f"the other server's connection was seen and not followed: no_rule ({no_rule})")
         check(s.value("shadowtap_kernel_tls_read_faults_total") == 0, "no plaintext read faults")
         check(s.value("shadowtap_kernel_records_lost_total") == 0, "no records lost")
+        check(s.value("shadowtap_tls_wire_connections_total", plaintext="covered") == 3,
+              "the 3 connections to nginx were seen on the wire and covered by plaintext")
+        check(s.value("shadowtap_tls_wire_connections_total", plaintext="no_plaintext") == 1 and
+              s.value("shadowtap_tls_wire_connections_without_plaintext_total", server=f"{PRIMARY}:{COPY_PORT}") == 1,
+              "the connection to the libssl copy is counted as no_plaintext and named by its server")
+        check(f"{PRIMARY}:{COPY_PORT} on the wire, but no plaintext" in st.text(), "... and named in the log")
         copied = s.value("shadowtap_kernel_tls_bytes_copied_total")
         check(copied == sum(len(r) for r in sent),
               f"plaintext bytes copied == bytes curl sent ({copied} vs {sum(len(r) for r in sent)})")
@@ -226,15 +261,31 @@ def main():
         check(rc == 0, f"shadowtap exits 0 on SIGTERM ({rc})")
         check(gone(ids), "after SIGTERM none of the TLS programs (or their uprobes) is loaded")
 
+        # A connection established before shadowtap starts is not read (a known
+        # gap): counted as joined_late, named, and nothing of it is mirrored.
+        held = t.lab.spawn(t.cli, [PY, "-c", HELD_CLIENT, PRIMARY, str(TLS_PORT)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+        check(held.stdout.readline().strip() == "connected", "a client connected before the second run")
         # SIGKILL: the links are this process's file descriptors, so they go with it.
         st = start_shadowtap(t, args.shadowtap)
+        held.stdin.write("go\n")
+        held.stdin.flush()
+        check(held.stdout.readline().strip() == "HTTP/1.1 200", "its request is answered by the primary")
         ids = held_tls_programs(st)
         check(len(ids) == len(TLS_PROGRAMS), "a second run holds the TLS programs again")
         before = len(read_records(t.mirror_rec))
         t.curl("second-run", urls=("/second",))
         wait_stable(t.mirror_rec, quiet=1.5, timeout=20)
-        check(len(read_records(t.mirror_rec)) == before + 1,
+        got = read_records(t.mirror_rec)
+        check(len(got) == before + 1 and got[-1].startswith(b"GET /second "),
               "an nginx started before this run: its new connection is mirrored (probes see every call)")
+        deadline = time.time() + 10
+        while time.time() < deadline and not st.stats().value("shadowtap_tls_wire_connections_total",
+                                                              plaintext="joined_late"):
+            time.sleep(0.3)
+        check(st.stats().value("shadowtap_tls_wire_connections_total", plaintext="joined_late") == 1,
+              "the connection established before the run is counted as joined_late")
+        check("was established before the probes were attached" in st.text(), "... and named in the log")
         st.stop(signal.SIGKILL)
         check(gone(ids), "after SIGKILL none of the TLS programs (or their uprobes) is loaded")
     finally:
