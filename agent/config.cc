@@ -158,7 +158,8 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
                  "Mirroring rule (repeatable): port=N,mirror=HOST:PORT[,percentage=P][,suffix=S]"
                  "[,host=suffix|keep|HOST[:PORT]][,sample=connection|request|header:NAME][,dst=CIDR]"
                  "[,methods=GET|HEAD][,header=NAME:VALUE]...[,drop-header=NAME]...[,connections=N][,queue=N]"
-                 "[,queue-mib=N][,max-rps=N][,drop-policy=newest|oldest][,compare=true[,secondary=HOST:PORT]]")
+                 "[,queue-mib=N][,max-rps=N][,drop-policy=newest|oldest][,compare=true[,secondary=HOST:PORT]]"
+                 "[,tls=true[,tls-verify=false][,tls-ca=FILE]]")
       ->take_all();
 #ifdef SHADOWTAP_HAVE_DRY_RUN
   app.add_flag("--dry-run", c.dryRun,

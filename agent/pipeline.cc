@@ -230,6 +230,15 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   ro.responseTimeout = std::chrono::milliseconds(config_.responseTimeoutMs);
   ro.idleTimeout = std::chrono::milliseconds(config_.idleTimeoutMs);
   ro.localEndpoints = &localEndpoints_;
+  if (rule.tls) {
+    ro.tls = replay::TlsClientConfig::make(
+        rule.tlsVerify, rule.tlsCa,
+        replay::sniName(rule.hostMode == rules::HostMode::kLiteral ? rule.hostLiteral : "", rule.mirror), error);
+    if (!ro.tls) {
+      *error = "rule '" + rule.text + "': " + *error;
+      return nullptr;
+    }
+  }
   rt->mirrorAddrs = resolved.addrs;
   // Compare mode: mirror (and secondary) responses are kept and go to the
   // engine. A rule added by a reload has no comparator (the engine's are made

@@ -13,6 +13,8 @@ as no_rule and nothing of it reaches the mirror). After SIGTERM and after
 SIGKILL none of the programs (hence none of the uprobes) stays loaded.
 """
 import argparse
+import base64
+import json
 import os
 import re
 import shutil
@@ -161,6 +163,44 @@ def start_shadowtap(t, binary):
                            "--rule", f"port={COPY_PORT},mirror=httpbin-mirror:8000"])
 
 
+TLS_MIRROR = r"""
+import base64, json, socket, ssl, sys, threading
+port, cert, key, record = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+names = {}
+def on_sni(sock, name, _ctx):
+    names[id(sock)] = name
+ctx.sni_callback = on_sni
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", port)); srv.listen(64)
+out = open(record, "a", buffering=1); lock = threading.Lock()
+def serve(raw_conn):
+    try:
+        conn = ctx.wrap_socket(raw_conn, server_side=True)
+    except (OSError, ssl.SSLError):
+        raw_conn.close(); return
+    data = bytearray(); conn.settimeout(0.3)
+    try:
+        while True:
+            b = conn.recv(65536)
+            if not b: break
+            data += b
+    except (socket.timeout, OSError, ssl.SSLError):
+        pass
+    if data:
+        with lock:
+            out.write(json.dumps({"raw": base64.b64encode(bytes(data)).decode(), "sni": names.get(id(conn))}) + "\n")
+        try:
+            conn.settimeout(5); conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        except OSError:
+            pass
+    conn.close()
+print("ready", flush=True)
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
 HELD_CLIENT = r"""
 import socket, ssl, sys, time
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
@@ -181,6 +221,45 @@ def gone(ids, timeout=10):
     while time.time() < deadline and loaded_programs(ids):
         time.sleep(0.2)
     return not loaded_programs(ids)
+
+
+def mirror_over_tls(t, binary):
+    """tls=true: the mirror gets the requests over TLS, SNI from the mirror's
+    host, its certificate verified against tls-ca; unverifiable without it
+    (nothing sent, connect errors counted); tls-verify=false accepts it."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=httpbin-mirror", "-addext", "subjectAltName=DNS:httpbin-mirror",
+                    "-keyout", f"{t.work}/mkey.pem", "-out", f"{t.work}/mcert.pem"], check=True, capture_output=True)
+    rec = os.path.join(t.work, "tls-mirror.jsonl")
+    p = t.lab.spawn(t.mir, [PY, "-c", TLS_MIRROR, "8443", f"{t.work}/mcert.pem", f"{t.work}/mkey.pem", rec],
+                    stdout=subprocess.PIPE, text=True)
+    check(p.stdout.readline().strip() == "ready", "the TLS mirror listens")
+
+    def run(keys, name):
+        st = Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls",
+                       argv=["--interface", t.node_if, "--rule", f"port={TLS_PORT},mirror=httpbin-mirror:8443,{keys}"])
+        sent = t.curl(name, urls=(f"/{name}",))
+        wait_stable(rec, quiet=1.5, timeout=15)
+        time.sleep(1.5)
+        s = st.stats()
+        st.stop()
+        return sent, st, s
+
+    sent, st, _ = run(f"tls=true,tls-ca={t.work}/mcert.pem", "verified")
+    got = [json.loads(l) for l in open(rec)] if os.path.exists(rec) else []
+    check(len(got) == 1 and base64.b64decode(got[0]["raw"]) == shadow_host(sent[0]),
+          "tls=true, tls-ca: the mirror got the request over TLS, byte-identical but the host")
+    check(got and got[0]["sni"] == "httpbin-mirror", f"SNI is the mirror's host ({got[0]['sni'] if got else None})")
+
+    _, st, s = run("tls=true", "unverified")
+    check(len(open(rec).readlines()) == 1, "tls=true against a self-signed mirror without tls-ca: nothing is sent")
+    check("certificate" in st.text() and s.outcomes().get("connect_error", 0) >= 1,
+          f"... the verification failure is logged and counted ({s.outcomes()})")
+
+    _, st, _ = run("tls=true,tls-verify=false", "noverify")
+    lines = open(rec).readlines()
+    check(len(lines) == 2 and base64.b64decode(json.loads(lines[-1])["raw"]).startswith(b"GET /noverify "),
+          "tls-verify=false: sent to the unverified mirror")
 
 
 def main():
@@ -288,6 +367,7 @@ def main():
         check("was established before the probes were attached" in st.text(), "... and named in the log")
         st.stop(signal.SIGKILL)
         check(gone(ids), "after SIGKILL none of the TLS programs (or their uprobes) is loaded")
+        mirror_over_tls(t, args.shadowtap)
     finally:
         t.close()
     return finish("test_tls")
