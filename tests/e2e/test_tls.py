@@ -11,6 +11,9 @@ have received exactly those requests with only the Host rewritten. The python
 server on a port without a rule is not read (the kernel counts its connections
 as no_rule and nothing of it reaches the mirror). After SIGTERM and after
 SIGKILL none of the programs (hence none of the uprobes) stays loaded.
+Then tls=true to a TLS mirror (verified with tls-ca, refused without it,
+accepted with tls-verify=false), and HTTP/2 over TLS (ALPN h2, nginx's http2)
+with concurrent streams to an h2c mirror.
 """
 import argparse
 import base64
@@ -31,6 +34,7 @@ from harness import HERE, PY, Shadowtap, check, finish, loaded_programs, read_re
 PRIMARY = "198.18.0.2"
 TLS_PORT = 8443
 OTHER_PORT = 9443
+H2_PORT = 8445  # nginx with http2 on (ALPN h2)
 COPY_PORT = 8444  # a rule's port, served through a copy of libssl the probes are not on
 TLS_PROGRAMS = {"st_tls_set_fd", "st_tls_read", "st_tls_read_ex", "st_tls_read_ret", "st_tls_read_ex_ret",
                 "st_tls_write", "st_tls_write_ex", "st_tls_write_ret", "st_tls_write_ex_ret", "st_tls_free"}
@@ -49,6 +53,12 @@ http {{
   client_body_buffer_size 2m;
   server {{
     listen {primary}:{port} ssl;
+    ssl_certificate {work}/cert.pem;
+    ssl_certificate_key {work}/key.pem;
+    location / {{ return 200 "ok\\n"; }}
+  }}
+  server {{
+    listen {primary}:{h2port} ssl http2;
     ssl_certificate {work}/cert.pem;
     ssl_certificate_key {work}/key.pem;
     location / {{ return 200 "ok\\n"; }}
@@ -114,7 +124,7 @@ class TlsLab:
     def start_nginx(self):
         conf = os.path.join(self.work, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(work=self.work, primary=PRIMARY, port=TLS_PORT))
+            f.write(NGINX_CONF.format(work=self.work, primary=PRIMARY, port=TLS_PORT, h2port=H2_PORT))
         self.nginx = self.lab.spawn(self.node, ["nginx", "-c", conf, "-p", self.work])
         self.wait_port(TLS_PORT)
 
@@ -262,6 +272,39 @@ def mirror_over_tls(t, binary):
           "tls-verify=false: sent to the unverified mirror")
 
 
+def h2_over_tls(t, binary):
+    """ALPN h2: nginx with http2 on; curl sends 3 concurrent streams on one
+    connection; the h2c mirror gets each with :authority suffixed."""
+    rec = os.path.join(t.work, "h2-mirror.jsonl")
+    p = t.lab.spawn(t.mir, [PY, os.path.join(HERE, "h2_recording_server.py"), "--port", "8002", "--record", rec],
+                    stdout=subprocess.PIPE, text=True)
+    check(p.stdout.readline().strip() == "ready", "the h2c mirror listens")
+    st = Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls",
+                   argv=["--interface", t.node_if, "--rule", f"port={H2_PORT},mirror=httpbin-mirror:8002"])
+    paths = ["/h2/a", "/h2/b?q=1", "/h2/c"]
+    targets = [a for u in paths for a in ("-o", "/dev/null", f"https://{PRIMARY}:{H2_PORT}{u}")]
+    r = t.lab.run(t.cli, ["curl", "-sS", "--no-progress-meter", "-k", "--http2", "--parallel", "-w",
+                          "%{http_version} %{http_code}\\n", "-H", "User-Agent: st-tls", *targets],
+                  capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0 and r.stdout.split("\n")[:3] == ["2 200"] * 3,
+          f"curl spoke HTTP/2 over TLS to nginx, 3 streams answered ({r.stdout.split()} {r.stderr.strip()})")
+    deadline = time.time() + 15
+    while time.time() < deadline and (not os.path.exists(rec) or len(open(rec).readlines()) < len(paths)):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    got = [json.loads(l) for l in open(rec)] if os.path.exists(rec) else []
+    heads = [dict(g["headers"]) for g in got]
+    check(sorted(h.get(":path") for h in heads) == sorted(paths),
+          f"the h2c mirror got the 3 streams' requests ({[h.get(':path') for h in heads]})")
+    check(all(h.get(":authority") == f"{PRIMARY}-shadow:{H2_PORT}" and h.get("user-agent") == "st-tls" for h in heads),
+          f"... with :authority suffixed and the other fields as sent ({[h.get(':authority') for h in heads]})")
+    time.sleep(1.5)
+    s = st.stats()
+    followed = s.value("shadowtap_kernel_tls_connections_total", outcome="followed")
+    check(followed == 1, f"one TLS connection followed for the 3 concurrent streams ({followed})")
+    st.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap", required=True)
@@ -368,6 +411,7 @@ def main():
         st.stop(signal.SIGKILL)
         check(gone(ids), "after SIGKILL none of the TLS programs (or their uprobes) is loaded")
         mirror_over_tls(t, args.shadowtap)
+        h2_over_tls(t, args.shadowtap)
     finally:
         t.close()
     return finish("test_tls")
