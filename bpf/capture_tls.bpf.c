@@ -287,9 +287,13 @@ static __always_inline int st_tls_enter(void *ssl, void *buf, void *nbytes, __u3
 	call.buf = (__u64)buf;
 	call.nbytes = (__u64)nbytes;
 	call.write = write;
-	/* BPF_NOEXIST: a nested call (one libssl function calling another) is not copied twice. */
-	if (bpf_map_update_elem(&st_tls_calls, &id, &call, BPF_NOEXIST) != 0 &&
-	    !bpf_map_lookup_elem(&st_tls_calls, &id))
+	/*
+	 * BPF_ANY: an entry left by a call whose return was never seen (its thread
+	 * died in it) must not block the thread id's later calls. OpenSSL 3's
+	 * SSL_read and SSL_read_ex (SSL_write, SSL_write_ex) do not call each
+	 * other, so no call is nested in another and none is copied twice.
+	 */
+	if (bpf_map_update_elem(&st_tls_calls, &id, &call, BPF_ANY) != 0)
 		st_count(ST_CNT_TLS_CALLS_FULL, 1);
 	return 0;
 }
