@@ -52,6 +52,7 @@ struct Config {
 
   // Replay.
   size_t mirrorConnections = 16;
+  size_t mirrorMaxConnections = 1024;
   size_t mirrorQueue = 4096;
   size_t mirrorQueueMiB = 64;
   uint32_t connectTimeoutMs = 1000;

@@ -13,6 +13,7 @@
 #include "logging.h"
 #include "base/memory_tuning.h"
 #include "pipeline.h"
+#include "replay/open_files_limit.h"
 
 int main(int argc, char** argv) {
   shadowtap::tuneAllocatorForRequests();
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  shadowtap::replay::raiseOpenFilesLimit();  // mirror pools grow to --mirror-max-connections sockets
   std::string error;
   auto pipeline = shadowtap::Pipeline::create(config, &error);
   if (!pipeline) {

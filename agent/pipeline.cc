@@ -221,7 +221,8 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   ro.target = rule.mirror;
   ro.addrs = resolved.addrs;
   ro.resolveInterval = std::chrono::milliseconds(uint64_t(config_.resolveIntervalSec) * 1000);
-  ro.maxConnections = rule.connections;
+  ro.minConnections = rule.connections;
+  ro.maxConnections = rule.maxConnections;
   ro.queueCapacity = rule.queue;
   ro.queueBytes = rule.queueMiB << 20;
   ro.dropPolicy = dropPolicyOf(rule);

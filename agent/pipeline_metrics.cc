@@ -77,6 +77,30 @@ void exportLatency(const std::string& id, const char* protocol, const base::Late
 constexpr std::string_view kOutcomes = "shadowtap_mirror_requests_total";
 constexpr std::string_view kOutcomesHelp = "Requests handed to a rule's mirror, by final outcome.";
 
+// The adaptive pool size (issue 21): its bounds, what Little's law wants, growth and shrinking.
+void exportPoolSize(const replay::MirrorStats& s, const Labels& l, StatsSink& out) {
+  for (const auto& [bound, value] : {std::pair{"floor", v(s.connectionsFloor)}, std::pair{"max", v(s.connectionsMax)}}) {
+    Labels bl = l;
+    bl.push_back({"bound", bound});
+    out.gauge("shadowtap_mirror_connections_limit", "Connections to the mirror opened on demand (floor) and at most (max).",
+              value, bl);
+  }
+  out.gauge("shadowtap_mirror_in_flight_wanted_requests",
+            "Requests in flight the pool sizes itself for (arrival rate x mirror latency, Little's law; 0: no latency yet).",
+            v(s.inFlightWanted), l);
+  out.counter("shadowtap_mirror_connect_attempts_total",
+              "Connects to the mirror attempted (one refused for want of a descriptor included).", v(s.connectAttempts),
+              l);
+  out.counter("shadowtap_mirror_growth_holds_total",
+              "Times the pool stopped growing after refused or timed-out connects or a response timeout.",
+              v(s.growthHolds), l);
+  out.counters("shadowtap_mirror_connections_closed_idle_total",
+               "Connections to the mirror closed for having nothing to do, by reason.", "reason",
+               {{"idle", v(s.idleClosed)}, {"surplus", v(s.surplusClosed)}}, l);
+  out.counter("shadowtap_mirror_no_descriptors_total",
+              "Connections to the mirror not opened for want of a file descriptor.", v(s.noDescriptors), l);
+}
+
 // What both protocols' mirrors export beside their outcomes (one MirrorStats each).
 void exportMirrorState(const std::string& id, const char* protocol, const replay::MirrorStats& s, StatsSink& out) {
   const Labels l = {{"rule", id}, {"protocol", protocol}};
@@ -84,6 +108,7 @@ void exportMirrorState(const std::string& id, const char* protocol, const replay
   out.gauge("shadowtap_mirror_queue_bytes", "Bytes of requests waiting for the mirror.", v(s.queueBytes), l);
   out.gauge("shadowtap_mirror_in_flight_requests", "Requests sent and not yet answered.", v(s.inFlight), l);
   out.gauge("shadowtap_mirror_connections", "Open connections to the mirror.", v(s.openConnections), l);
+  exportPoolSize(s, l, out);
   out.counters("shadowtap_mirror_resolves_total", "Re-resolutions of a rule's mirror name, by result.", "result",
                {{"ok", v(s.resolves) - v(s.resolveErrors)}, {"error", v(s.resolveErrors)}}, l);
   out.counter("shadowtap_mirror_address_changes_total", "Re-resolutions that changed a rule's mirror addresses.",

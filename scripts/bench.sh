@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs shadowtap's benchmarks and rewrites tests/bench/RESULTS.md.
 #
-# Usage: scripts/bench.sh [all|kernel|pipeline|impact|fidelity|memory|h2]...   (default: all)
+# Usage: scripts/bench.sh [all|kernel|pipeline|impact|fidelity|memory|h2|slow]...   (default: all)
 #
 # Installs the benchmark tools from Debian (scripts/install-deps.sh --bench),
 # builds in Release into build-bench/ (or $BUILD_DIR), runs the parts asked for
@@ -9,7 +9,9 @@
 # ($BUILD_DIR/bench-results/*.json), so running one part keeps the others' figures.
 # Needs root for everything but `pipeline` (BPF, network namespaces). The whole
 # suite takes about 6-7 minutes on 2 cores once built, plus under 4 for `h2`
-# (h2c with nghttpd and h2load: tests/bench/h2bench.py).
+# (h2c with nghttpd and h2load: tests/bench/h2bench.py), and about 2 for `slow` (a 200 ms
+# mirror at 2,000 req/s, fixed 16 connections against the adaptive pool: tests/bench/slowbench.py,
+# whose figures are written up by hand in tests/bench/analysis.md).
 # Environment: BENCH_QUICK=1 shortens every part (smoke test, figures not meaningful);
 # BENCH_NO_BUILD=1 measures the binaries already in $BUILD_DIR without rebuilding.
 set -euo pipefail
@@ -22,10 +24,10 @@ TAG=sbn$$
 parts=()
 for a in "${@:-all}"; do
   case "$a" in
-    all) parts+=(kernel pipeline impact fidelity memory h2) ;;
-    kernel|pipeline|impact|fidelity|memory|h2) parts+=("$a") ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown part '$a' (kernel|pipeline|impact|fidelity|memory|h2|all)" >&2; exit 2 ;;
+    all) parts+=(kernel pipeline impact fidelity memory h2 slow) ;;
+    kernel|pipeline|impact|fidelity|memory|h2|slow) parts+=("$a") ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown part '$a' (kernel|pipeline|impact|fidelity|memory|h2|slow|all)" >&2; exit 2 ;;
   esac
 done
 
@@ -143,6 +145,12 @@ for p in "${parts[@]}"; do
       fi
       run h2 python3 tests/bench/h2bench.py --build "$BUILD_DIR" --out "$OUT" --tag "$TAG" --runs "$netruns" \
         --attach tcx --clients 4 --streams 10 --rate 2000 "${h2args[@]}"
+      ;;
+    slow)
+      # A 200 ms mirror (issue 21): fixed 16 connections vs the adaptive pool, and the
+      # mirror gone; writes slow.json and a table (analysis.md, section 7, by hand).
+      run slow python3 tests/bench/slowbench.py --build "$BUILD_DIR" --out "$OUT" --tag "$TAG" --runs "$netruns" \
+        --seconds "$([[ -n ${quick[*]} ]] && echo 2 || echo 5)" --rate 2000 --conns 32
       ;;
   esac
 done

@@ -18,6 +18,8 @@ packages=(
   libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps nghttp2-client nghttp2-server python3-h2 tcpdump
   # nginx as the primary of the HTTP/1 framing tests (tests/e2e/test_http1_policy.py); also the benchmarks' server
   nginx-light
+  # echo_sleep: the 200 ms mirror of tests/e2e/test_slow_mirror.py and the benchmarks (tests/bench/slowbench.py)
+  libnginx-mod-http-echo
   # a Kafka consumer and a JSON Schema validator for the Kafka recording test (tests/e2e/test_kafka.py)
   kcat python3-jsonschema
   # a real gRPC client and service for the HTTP/2 end-to-end test (Debian package, no codegen needed)
@@ -29,6 +31,8 @@ packages=(
   libclang-rt-14-dev
   # man pages generated from --help at build time
   help2man
+  # function extents for scripts/long-functions.py (the size check, label unit)
+  universal-ctags
   # the container image test (tests/deploy/test_image.py): root podman builds deploy/Dockerfile
   # from a base image debootstrapped from Debian's packages and runs it with --network host;
   # runc because crun refuses hosts with hybrid cgroups. python3-yaml reads the DaemonSet.

@@ -228,15 +228,7 @@ std::vector<Difference> Comparator::diff(const model::Response& a, const model::
   return diffWith(a, b, nullptr, omitted, json);
 }
 
-std::vector<Difference> Comparator::diffWith(const model::Response& a, const model::Response& b, const std::string* noiseEndpoint,
-                                             size_t* omitted, bool* jsonOut) const {
-  Diff d{*this, noiseEndpoint, {}, 0, {}};
-  if (a.status != b.status) {
-    d.add("status", std::to_string(a.status), std::to_string(b.status));
-  }
-  const size_t statusEnd = d.out.size();
-
-  // Bodies first: whether they compare equal decides the length headers.
+bool Comparator::diffBodies(Diff& d, const model::Response& a, const model::Response& b) const {
   bool json = false;
   const bool sameBytes = a.bodyLength == b.bodyLength && a.bodyHash == b.bodyHash;
   if (!sameBytes) {
@@ -267,6 +259,72 @@ std::vector<Difference> Comparator::diffWith(const model::Response& a, const mod
       d.add("body", excerpt(a), excerpt(b));
     }
   }
+  return json;
+}
+
+void Comparator::diffHeaders(Diff& d, const model::Response& a, const model::Response& b, bool bodiesEqual) const {
+  // Header name (lower case) -> values in order, names in order of first appearance.
+  using Grouped = std::vector<std::pair<std::string, std::vector<std::string_view>>>;
+  auto group = [&](const model::Response& r) {
+    Grouped g;
+    for (const model::HeaderField& h : r.headers) {
+      std::string name = base::toLower(h.name);
+      if (ignoredHeader(name)) {
+        continue;
+      }
+      if (bodiesEqual && std::find(std::begin(kLengthHeaders), std::end(kLengthHeaders), name) !=
+                             std::end(kLengthHeaders)) {
+        continue;
+      }
+      auto it = std::find_if(g.begin(), g.end(), [&](const auto& e) { return e.first == name; });
+      if (it == g.end()) {
+        g.emplace_back(std::move(name), std::vector<std::string_view>{h.value});
+      } else {
+        it->second.push_back(h.value);
+      }
+    }
+    return g;
+  };
+  auto join = [](const std::vector<std::string_view>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (i > 0) {
+        s += ", ";
+      }
+      s += v[i];
+    }
+    return s;
+  };
+  const Grouped ga = group(a);
+  const Grouped gb = group(b);
+  for (const auto& [name, values] : ga) {
+    // clang 14 cannot capture a structured binding: compare through a plain reference.
+    const std::string& key = name;
+    auto it = std::find_if(gb.begin(), gb.end(), [&key](const auto& e) { return e.first == key; });
+    if (it == gb.end()) {
+      d.add("headers." + name, join(values), std::nullopt);
+    } else if (it->second != values) {
+      d.add("headers." + name, join(values), join(it->second));
+    }
+  }
+  for (const auto& [name, values] : gb) {
+    const std::string& key = name;
+    if (std::find_if(ga.begin(), ga.end(), [&key](const auto& e) { return e.first == key; }) == ga.end()) {
+      d.add("headers." + name, std::nullopt, join(values));
+    }
+  }
+}
+
+std::vector<Difference> Comparator::diffWith(const model::Response& a, const model::Response& b, const std::string* noiseEndpoint,
+                                             size_t* omitted, bool* jsonOut) const {
+  Diff d{*this, noiseEndpoint, {}, 0, {}};
+  if (a.status != b.status) {
+    d.add("status", std::to_string(a.status), std::to_string(b.status));
+  }
+  const size_t statusEnd = d.out.size();
+
+  // Bodies first: whether they compare equal decides the length headers.
+  const bool json = diffBodies(d, a, b);
   std::vector<Difference> bodyDiffs(std::make_move_iterator(d.out.begin() + statusEnd),
                                     std::make_move_iterator(d.out.end()));
   d.out.resize(statusEnd);
@@ -274,56 +332,7 @@ std::vector<Difference> Comparator::diffWith(const model::Response& a, const mod
       std::all_of(bodyDiffs.begin(), bodyDiffs.end(), [](const Difference& x) { return x.noisy; }) && d.omitted == 0;
 
   if (options_.compareHeaders) {
-    // Header name (lower case) -> values in order, names in order of first appearance.
-    using Grouped = std::vector<std::pair<std::string, std::vector<std::string_view>>>;
-    auto group = [&](const model::Response& r) {
-      Grouped g;
-      for (const model::HeaderField& h : r.headers) {
-        std::string name = base::toLower(h.name);
-        if (ignoredHeader(name)) {
-          continue;
-        }
-        if (bodiesEqual && std::find(std::begin(kLengthHeaders), std::end(kLengthHeaders), name) !=
-                               std::end(kLengthHeaders)) {
-          continue;
-        }
-        auto it = std::find_if(g.begin(), g.end(), [&](const auto& e) { return e.first == name; });
-        if (it == g.end()) {
-          g.emplace_back(std::move(name), std::vector<std::string_view>{h.value});
-        } else {
-          it->second.push_back(h.value);
-        }
-      }
-      return g;
-    };
-    auto join = [](const std::vector<std::string_view>& v) {
-      std::string s;
-      for (size_t i = 0; i < v.size(); ++i) {
-        if (i > 0) {
-          s += ", ";
-        }
-        s += v[i];
-      }
-      return s;
-    };
-    const Grouped ga = group(a);
-    const Grouped gb = group(b);
-    for (const auto& [name, values] : ga) {
-      // clang 14 cannot capture a structured binding: compare through a plain reference.
-      const std::string& key = name;
-      auto it = std::find_if(gb.begin(), gb.end(), [&key](const auto& e) { return e.first == key; });
-      if (it == gb.end()) {
-        d.add("headers." + name, join(values), std::nullopt);
-      } else if (it->second != values) {
-        d.add("headers." + name, join(values), join(it->second));
-      }
-    }
-    for (const auto& [name, values] : gb) {
-      const std::string& key = name;
-      if (std::find_if(ga.begin(), ga.end(), [&key](const auto& e) { return e.first == key; }) == ga.end()) {
-        d.add("headers." + name, std::nullopt, join(values));
-      }
-    }
+    diffHeaders(d, a, b, bodiesEqual);
   }
   for (Difference& x : bodyDiffs) {
     d.out.push_back(std::move(x));

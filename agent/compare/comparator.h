@@ -92,6 +92,11 @@ class Comparator {
   // and the length headers are skipped when the bodies differ only in noise.
   std::vector<Difference> diffWith(const model::Response& a, const model::Response& b, const std::string* noiseEndpoint,
                                    size_t* omitted, bool* json) const;
+  // Adds the bodies' differences (JSON fields when both parse, else an excerpt
+  // from the first differing byte); true when they were compared as JSON.
+  bool diffBodies(Diff& d, const model::Response& a, const model::Response& b) const;
+  // Adds the headers' differences; the length headers only when the bodies differ.
+  void diffHeaders(Diff& d, const model::Response& a, const model::Response& b, bool bodiesEqual) const;
   bool ignoredHeader(std::string_view name) const;
   bool ignoredPath(const std::vector<PathStep>& path) const;
   void learnNoise(const std::string& endpoint, const std::vector<Difference>& diffs);

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 namespace shadowtap::compare {
@@ -150,7 +151,7 @@ document.getElementById('filter').addEventListener('input', function (e) {
 });
 )JS";
 
-void renderExample(std::ostringstream& h, const json& ex) {
+void renderExample(std::ostream& h, const json& ex) {
   const std::string outcome = str(ex, "outcome");
   h << "<div class=\"example\" data-outcome=\"" << esc(outcome) << "\">";
   h << "<div><b>" << esc(str(ex, "method")) << " " << esc(str(ex, "target")) << "</b> <span class=\"meta\">"
@@ -177,6 +178,102 @@ void renderExample(std::ostringstream& h, const json& ex) {
     << esc(responseText(ex.value("primary", json()))) << "</pre></div><div><h4>mirror</h4><pre class=\"mirror\">"
     << esc(responseText(ex.value("mirror", json()))) << "</pre></div></div>";
   h << "</div>";
+}
+
+}  // namespace
+
+namespace {
+
+// A "diff" line's noisy fields, regressed fields and example.
+void addDiffLine(EndpointReport& e, const json& o, const ReportOptions& options) {
+  const std::string outcome = str(o, "outcome");
+  if (const auto nf = o.find("noisy_fields"); nf != o.end() && nf->is_array()) {
+    for (const json& f : *nf) {
+      if (f.is_string()) {
+        e.noisyFields.insert(f.get<std::string>());
+      }
+    }
+  }
+  if (const auto d = o.find("differences"); d != o.end() && d->is_array()) {
+    for (const json& diff : *d) {
+      if (!diff.is_object()) {
+        continue;
+      }
+      std::string field = str(diff, "field");
+      if (field.empty()) {
+        field = str(diff, "path");
+      }
+      if (diff.value("noisy", false)) {
+        e.noisyFields.insert(field);
+      } else {
+        ++e.regressions[field];
+      }
+    }
+  }
+  if (outcome == "different") {
+    ++e.linesDifferent;
+    if (e.examples.size() < options.examplesPerEndpoint) {
+      e.examples.push_back(o);
+    }
+  } else {
+    ++e.linesNoisy;
+    if (e.noisyExamples.size() < 1) {
+      e.noisyExamples.push_back(o);
+    }
+  }
+}
+
+void renderSummaryTable(std::ostream& h, const std::vector<const EndpointReport*>& order) {
+  h << "<table id=\"summary\"><thead><tr><th>endpoint</th><th>rule</th><th>compared</th><th>different</th>"
+       "<th>noisy</th><th>difference rate</th><th>regressed fields</th></tr></thead><tbody>\n";
+  for (size_t i = 0; i < order.size(); ++i) {
+    const EndpointReport& e = *order[i];
+    h << "<tr data-endpoint=\"" << esc(e.endpoint) << "\"><td><a href=\"#ep-" << i << "\"><code>" << esc(e.endpoint)
+      << "</code></a></td><td class=\"num\">" << e.rule << "</td><td class=\"num\">" << e.compared()
+      << "</td><td class=\"num\">" << e.different() << "</td><td class=\"num\">" << e.noisy()
+      << "</td><td class=\"num\">" << percent(e.rate()) << "</td><td>";
+    size_t n = 0;
+    for (const auto& [field, count] : e.regressions) {
+      h << (n++ > 0 ? ", " : "") << "<code>" << esc(field) << "</code>";
+    }
+    h << "</td></tr>\n";
+  }
+  h << "</tbody></table>\n";
+}
+
+// The endpoint's section; `i` is its place in the summary table (its anchor).
+void renderEndpoint(std::ostream& h, const EndpointReport& e, size_t i) {
+  const bool regression = e.different() > 0;
+  h << "<section class=\"endpoint\" id=\"ep-" << i << "\" data-endpoint=\"" << esc(e.endpoint)
+    << "\" data-rule=\"" << e.rule << "\" data-different=\"" << e.different() << "\" data-compared=\""
+    << e.compared() << "\" data-regression=\"" << (regression ? "true" : "false") << "\">";
+  h << "<h2>" << esc(e.endpoint) << "<span class=\"badge " << (regression ? "regression\">regression" : e.noisy() > 0 ? "noise\">noise only" : "ok\">equal")
+    << "</span></h2>";
+  h << "<div class=\"counts\">rule " << e.rule << " &middot; " << e.compared() << " compared &middot; "
+    << e.different() << " different (" << percent(e.rate()) << ") &middot; " << e.noisy() << " noise only</div>";
+  if (!e.regressions.empty()) {
+    h << "<h3>Regressed fields</h3><ul class=\"regressions\">";
+    for (const auto& [field, count] : e.regressions) {
+      h << "<li data-field=\"" << esc(field) << "\"><code>" << esc(field) << "</code> in " << count
+        << (count == 1 ? " pair" : " pairs") << "</li>";
+    }
+    h << "</ul>";
+  }
+  if (!e.noisyFields.empty()) {
+    h << "<h3>Noisy fields (differ between primary and secondary; not regressions)</h3><ul class=\"noisy-fields\">";
+    for (const std::string& f : e.noisyFields) {
+      h << "<li data-field=\"" << esc(f) << "\"><code>" << esc(f) << "</code></li>";
+    }
+    h << "</ul>";
+  }
+  const std::vector<json>& shown = e.examples.empty() ? e.noisyExamples : e.examples;
+  if (!shown.empty()) {
+    h << "<h3>Examples</h3>";
+    for (const json& ex : shown) {
+      renderExample(h, ex);
+    }
+  }
+  h << "</section>\n";
 }
 
 }  // namespace
@@ -213,41 +310,7 @@ std::string renderReport(std::istream& in, const ReportOptions& options, ReportS
       continue;
     }
     ++summary.diffLines;
-    const std::string outcome = str(o, "outcome");
-    if (const auto nf = o.find("noisy_fields"); nf != o.end() && nf->is_array()) {
-      for (const json& f : *nf) {
-        if (f.is_string()) {
-          e.noisyFields.insert(f.get<std::string>());
-        }
-      }
-    }
-    if (const auto d = o.find("differences"); d != o.end() && d->is_array()) {
-      for (const json& diff : *d) {
-        if (!diff.is_object()) {
-          continue;
-        }
-        std::string field = str(diff, "field");
-        if (field.empty()) {
-          field = str(diff, "path");
-        }
-        if (diff.value("noisy", false)) {
-          e.noisyFields.insert(field);
-        } else {
-          ++e.regressions[field];
-        }
-      }
-    }
-    if (outcome == "different") {
-      ++e.linesDifferent;
-      if (e.examples.size() < options.examplesPerEndpoint) {
-        e.examples.push_back(o);
-      }
-    } else {
-      ++e.linesNoisy;
-      if (e.noisyExamples.size() < 1) {
-        e.noisyExamples.push_back(o);
-      }
-    }
+    addDiffLine(e, o, options);
   }
 
   std::vector<const EndpointReport*> order;
@@ -281,55 +344,10 @@ std::string renderReport(std::istream& in, const ReportOptions& options, ReportS
   }
   h << "</div></header>\n<main>\n";
   h << "<input id=\"filter\" placeholder=\"filter endpoints\" aria-label=\"filter endpoints\">\n";
-  h << "<table id=\"summary\"><thead><tr><th>endpoint</th><th>rule</th><th>compared</th><th>different</th>"
-       "<th>noisy</th><th>difference rate</th><th>regressed fields</th></tr></thead><tbody>\n";
-  for (size_t i = 0; i < order.size(); ++i) {
-    const EndpointReport& e = *order[i];
-    h << "<tr data-endpoint=\"" << esc(e.endpoint) << "\"><td><a href=\"#ep-" << i << "\"><code>" << esc(e.endpoint)
-      << "</code></a></td><td class=\"num\">" << e.rule << "</td><td class=\"num\">" << e.compared()
-      << "</td><td class=\"num\">" << e.different() << "</td><td class=\"num\">" << e.noisy()
-      << "</td><td class=\"num\">" << percent(e.rate()) << "</td><td>";
-    size_t n = 0;
-    for (const auto& [field, count] : e.regressions) {
-      h << (n++ > 0 ? ", " : "") << "<code>" << esc(field) << "</code>";
-    }
-    h << "</td></tr>\n";
-  }
-  h << "</tbody></table>\n";
+  renderSummaryTable(h, order);
 
   for (size_t i = 0; i < order.size(); ++i) {
-    const EndpointReport& e = *order[i];
-    const bool regression = e.different() > 0;
-    h << "<section class=\"endpoint\" id=\"ep-" << i << "\" data-endpoint=\"" << esc(e.endpoint)
-      << "\" data-rule=\"" << e.rule << "\" data-different=\"" << e.different() << "\" data-compared=\""
-      << e.compared() << "\" data-regression=\"" << (regression ? "true" : "false") << "\">";
-    h << "<h2>" << esc(e.endpoint) << "<span class=\"badge " << (regression ? "regression\">regression" : e.noisy() > 0 ? "noise\">noise only" : "ok\">equal")
-      << "</span></h2>";
-    h << "<div class=\"counts\">rule " << e.rule << " &middot; " << e.compared() << " compared &middot; "
-      << e.different() << " different (" << percent(e.rate()) << ") &middot; " << e.noisy() << " noise only</div>";
-    if (!e.regressions.empty()) {
-      h << "<h3>Regressed fields</h3><ul class=\"regressions\">";
-      for (const auto& [field, count] : e.regressions) {
-        h << "<li data-field=\"" << esc(field) << "\"><code>" << esc(field) << "</code> in " << count
-          << (count == 1 ? " pair" : " pairs") << "</li>";
-      }
-      h << "</ul>";
-    }
-    if (!e.noisyFields.empty()) {
-      h << "<h3>Noisy fields (differ between primary and secondary; not regressions)</h3><ul class=\"noisy-fields\">";
-      for (const std::string& f : e.noisyFields) {
-        h << "<li data-field=\"" << esc(f) << "\"><code>" << esc(f) << "</code></li>";
-      }
-      h << "</ul>";
-    }
-    const std::vector<json>& shown = e.examples.empty() ? e.noisyExamples : e.examples;
-    if (!shown.empty()) {
-      h << "<h3>Examples</h3>";
-      for (const json& ex : shown) {
-        renderExample(h, ex);
-      }
-    }
-    h << "</section>\n";
+    renderEndpoint(h, *order[i], i);
   }
   h << "</main>\n<script>" << kScript << "</script>\n</body></html>\n";
   if (summaryOut != nullptr) {
@@ -338,63 +356,47 @@ std::string renderReport(std::istream& in, const ReportOptions& options, ReportS
   return h.str();
 }
 
+namespace {
+
+// Writes the page to `output` ("-": stdout); false (said on stderr) when it cannot.
+bool writePage(const std::string& html, const std::string& output) {
+  if (output == "-") {
+    std::fwrite(html.data(), 1, html.size(), stdout);
+    return std::fflush(stdout) == 0;
+  }
+  std::FILE* f = std::fopen(output.c_str(), "w");
+  if (f == nullptr) {
+    std::fprintf(stderr, "shadowtap report: cannot write '%s': %s\n", output.c_str(), std::strerror(errno));
+    return false;
+  }
+  const bool ok = std::fwrite(html.data(), 1, html.size(), f) == html.size();
+  if (std::fclose(f) != 0 || !ok) {
+    std::fprintf(stderr, "shadowtap report: cannot write '%s': %s\n", output.c_str(), std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 int runReportCommand(int argc, char** argv) {
-  auto usage = [] {
-    std::fprintf(stderr, "Usage: shadowtap report DIFFS.jsonl [-o|--output report.html] [--examples N] [--title TEXT] [-h|--help]\n");
-  };
+  CLI::App app{"Render the differences that shadowtap --compare-output wrote (JSON lines) as one "
+               "self-contained HTML page: endpoints sorted by difference rate, with examples side by side."};
+  app.name("shadowtap report");
   std::string input;
   std::string output = "-";
   ReportOptions options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    auto next = [&](const char* what) -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "shadowtap report: %s needs a value\n", what);
-        return nullptr;
-      }
-      return argv[++i];
-    };
-    if (a == "-h" || a == "--help") {
-      usage();
-      return 0;
-    }
-    if (a == "-o" || a == "--output") {
-      const char* v = next("-o");
-      if (v == nullptr) {
-        return 2;
-      }
-      output = v;
-    } else if (a == "--examples") {
-      const char* v = next("--examples");
-      if (v == nullptr) {
-        return 2;
-      }
-      char* end = nullptr;
-      const unsigned long n = std::strtoul(v, &end, 10);
-      if (*v == '\0' || *end != '\0' || n > 1000) {
-        std::fprintf(stderr, "shadowtap report: --examples must be a number from 0 to 1000\n");
-        return 2;
-      }
-      options.examplesPerEndpoint = n;
-    } else if (a == "--title") {
-      const char* v = next("--title");
-      if (v == nullptr) {
-        return 2;
-      }
-      options.title = v;
-    } else if (a.size() > 1 && a[0] == '-') {
-      std::fprintf(stderr, "shadowtap report: unknown option '%s'\n", argv[i]);
-      usage();
-      return 2;
-    } else if (input.empty()) {
-      input = a;
-    } else {
-      std::fprintf(stderr, "shadowtap report: one input file only ('%s' and '%s')\n", input.c_str(), argv[i]);
-      return 2;
-    }
-  }
-  if (input.empty()) {
-    usage();
+  app.add_option("input", input, "DIFFS.jsonl from --compare-output (- reads stdin)")->required();
+  app.add_option("-o,--output", output, "where the HTML page goes (- or none: stdout)");
+  app.add_option("--examples", options.examplesPerEndpoint, "example differences shown per endpoint")
+      ->check(CLI::Range(0, 1000));
+  app.add_option("--title", options.title, "the page's title");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "shadowtap report: " << e.what() << " (see shadowtap report --help)" << std::endl;
     return 2;
   }
   std::string html;
@@ -415,18 +417,7 @@ int runReportCommand(int argc, char** argv) {
                  input.c_str(), summary.badLines);
     return 2;
   }
-  if (output == "-") {
-    std::fwrite(html.data(), 1, html.size(), stdout);
-    return std::fflush(stdout) == 0 ? 0 : 2;
-  }
-  std::FILE* f = std::fopen(output.c_str(), "w");
-  if (f == nullptr) {
-    std::fprintf(stderr, "shadowtap report: cannot write '%s': %s\n", output.c_str(), std::strerror(errno));
-    return 2;
-  }
-  const bool ok = std::fwrite(html.data(), 1, html.size(), f) == html.size();
-  if (std::fclose(f) != 0 || !ok) {
-    std::fprintf(stderr, "shadowtap report: cannot write '%s': %s\n", output.c_str(), std::strerror(errno));
+  if (!writePage(html, output)) {
     return 2;
   }
   std::fprintf(stderr, "shadowtap report: %zu endpoints from %zu lines -> %s\n", summary.endpoints, summary.lines,

@@ -159,6 +159,8 @@ class H2ResponseDecoder final : public flow::StreamConsumer {
   void consume(const uint8_t* p, size_t n);
   void unitDone();
   void startFrame();
+  void startData();
+  void startHeaderBlock();
   void onPrefix();
   void onContent(const uint8_t* p, size_t n);
   void endFrame();

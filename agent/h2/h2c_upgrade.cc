@@ -45,7 +45,9 @@ bool contains(const std::vector<std::string>& v, std::string_view s) {
 }
 
 // Header lines of a header section (request line and blank line excluded).
-std::vector<std::pair<std::string_view, std::string_view>> headerLines(std::string_view section) {
+using HeaderLines = std::vector<std::pair<std::string_view, std::string_view>>;
+
+HeaderLines headerLines(std::string_view section) {
   std::vector<std::pair<std::string_view, std::string_view>> out;
   while (!section.empty()) {
     const size_t eol = section.find("\r\n");
@@ -138,6 +140,57 @@ bool decodeBase64Url(std::string_view in, std::string& out) {
   return true;
 }
 
+namespace {
+
+// The HTTP/2 request (stream 1) an h2c upgrade request stands for (RFC 7540
+// 3.2): pseudo-headers from its line and Host, its fields without the
+// connection-specific ones, its body de-chunked. False when the body is not.
+bool toH2Request(const model::Request& r, const HeaderLines& fields, const std::vector<std::string>& connection,
+                 bool chunked, model::Request& q) {
+  const std::string_view bytes(r.bytes);
+  q.flow = r.flow;
+  q.ruleId = r.ruleId;
+  q.streamId = 1;
+  q.tsNs = r.tsNs;
+  std::string_view target = r.target();
+  if (target.starts_with("http://") || target.starts_with("https://")) {
+    const size_t authStart = target.find("//") + 2;
+    const size_t pathStart = target.find_first_of("/?", authStart);
+    target = pathStart == std::string_view::npos ? std::string_view("/") : target.substr(pathStart);
+  }
+  std::string path(target);
+  if (!path.empty() && path.front() == '?') {
+    path.insert(path.begin(), '/');
+  }
+  q.headers.push_back({":method", r.method, false});
+  q.headers.push_back({":scheme", "http", false});
+  if (r.hostLength > 0) {
+    q.headers.push_back({":authority", std::string(r.authority()), false});
+  }
+  q.headers.push_back({":path", path, false});
+  for (const auto& [name, value] : fields) {
+    std::string n = lower(name);
+    if (n == "connection" || n == "upgrade" || n == "http2-settings" || n == "keep-alive" ||
+        n == "proxy-connection" || n == "transfer-encoding" || n == "host" || contains(connection, n) ||
+        (n == "te" && lower(value) != "trailers")) {
+      continue;
+    }
+    q.headers.push_back({std::move(n), std::string(value), false});
+  }
+  const std::string_view framedBody = bytes.substr(r.bodyOffset);
+  if (chunked) {
+    if (!decodeChunked(framedBody, q.body, q.trailers)) {
+      return false;
+    }
+  } else {
+    q.body.assign(framedBody);
+  }
+  q.finishHttp2();
+  return true;
+}
+
+}  // namespace
+
 UpgradeParse parseH2cUpgrade(const model::Request& r, H2cUpgrade& out) {
   const std::string_view bytes(r.bytes);
   const size_t lineEnd = bytes.find("\r\n");
@@ -179,45 +232,9 @@ UpgradeParse parseH2cUpgrade(const model::Request& r, H2cUpgrade& out) {
   }
   u.headRequest = r.method == "HEAD";
 
-  model::Request& q = u.request;
-  q.flow = r.flow;
-  q.ruleId = r.ruleId;
-  q.streamId = 1;
-  q.tsNs = r.tsNs;
-  std::string_view target = r.target();
-  if (target.starts_with("http://") || target.starts_with("https://")) {
-    const size_t authStart = target.find("//") + 2;
-    const size_t pathStart = target.find_first_of("/?", authStart);
-    target = pathStart == std::string_view::npos ? std::string_view("/") : target.substr(pathStart);
+  if (!toH2Request(r, fields, connection, chunked, u.request)) {
+    return UpgradeParse::kInvalid;
   }
-  std::string path(target);
-  if (!path.empty() && path.front() == '?') {
-    path.insert(path.begin(), '/');
-  }
-  q.headers.push_back({":method", r.method, false});
-  q.headers.push_back({":scheme", "http", false});
-  if (r.hostLength > 0) {
-    q.headers.push_back({":authority", std::string(r.authority()), false});
-  }
-  q.headers.push_back({":path", path, false});
-  for (const auto& [name, value] : fields) {
-    std::string n = lower(name);
-    if (n == "connection" || n == "upgrade" || n == "http2-settings" || n == "keep-alive" ||
-        n == "proxy-connection" || n == "transfer-encoding" || n == "host" || contains(connection, n) ||
-        (n == "te" && lower(value) != "trailers")) {
-      continue;
-    }
-    q.headers.push_back({std::move(n), std::string(value), false});
-  }
-  const std::string_view framedBody = bytes.substr(r.bodyOffset);
-  if (chunked) {
-    if (!decodeChunked(framedBody, q.body, q.trailers)) {
-      return UpgradeParse::kInvalid;
-    }
-  } else {
-    q.body.assign(framedBody);
-  }
-  q.finishHttp2();
   out = std::move(u);
   return UpgradeParse::kUpgrade;
 }

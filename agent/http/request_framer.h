@@ -114,6 +114,8 @@ class RequestFramer final : public flow::StreamConsumer {
   void completeRequest(uint64_t end);
   // False when the request was refused (counted) instead of emitted.
   bool emit(uint64_t end);
+  void takeBytes(model::Request& req, uint64_t end);
+  void countTolerated(const model::Request& req);
   // Makes llhttp stop with an error; feedParse() then abandons with `reason`.
   int reject(std::atomic<uint64_t>& reason);
   std::atomic<uint64_t>& lineReason(std::atomic<uint64_t>& reason, uint64_t pos);

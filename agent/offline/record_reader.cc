@@ -177,6 +177,89 @@ std::optional<RecordedRequest> fromJsonLine(const Json& j, std::string* why) {
   return r;
 }
 
+struct UrlParts {
+  std::string scheme;
+  std::string authority;
+  std::string target;  // path and query, without a fragment; "/" when the URL has no path
+};
+
+// The absolute URL's parts: what other tools' entries are rebuilt from.
+UrlParts splitUrl(const std::string& url) {
+  UrlParts p;
+  const size_t schemeEnd = url.find("://");
+  const size_t pathStart = schemeEnd == std::string::npos ? 0 : url.find('/', schemeEnd + 3);
+  if (schemeEnd != std::string::npos) {
+    p.scheme = url.substr(0, schemeEnd);
+    p.authority = url.substr(schemeEnd + 3, pathStart == std::string::npos ? std::string::npos : pathStart - schemeEnd - 3);
+  }
+  p.target = pathStart == std::string::npos ? "/" : url.substr(pathStart);
+  const size_t hash = p.target.find('#');
+  if (hash != std::string::npos) {
+    p.target.resize(hash);
+  }
+  return p;
+}
+
+// An HTTP/1 entry's headers: pseudo-headers left out (":authority" kept as the
+// authority when the URL has none), and a Host from the authority when missing.
+bool readHttp1Headers(const Json& headers, RecordedRequest& r, const std::string& urlAuthority, std::string* why) {
+  std::string authority = urlAuthority;
+  bool hasHost = false;
+  for (const auto& h : headers) {
+    auto n = h.is_object() ? str(h, "name") : std::nullopt;
+    auto v = h.is_object() ? str(h, "value") : std::nullopt;
+    if (!n || !v) {
+      *why = "headers must be {name, value} objects";
+      return false;
+    }
+    if (!n->empty() && (*n)[0] == ':') {
+      if (*n == ":authority" && authority.empty()) {
+        authority = *v;
+      }
+      continue;  // HTTP/2 pseudo-header in an HTTP/1 (or HTTP/3) entry
+    }
+    hasHost = hasHost || base::equalsIgnoreCase(*n, "host");
+    r.headers.emplace_back(*n, *v);
+  }
+  if (!hasHost && !authority.empty()) {
+    r.headers.insert(r.headers.begin(), {"Host", authority});
+  }
+  return true;
+}
+
+// shadowtap's own fields (flow, rule, body kept and its hash, the wire body)
+// and the body, from postData.
+bool readHarBody(const Json& e, const Json& req, RecordedRequest& r, std::string* why) {
+  r.flow = str(e, "_flow").value_or("");
+  if (auto it = e.find("_rule"); it != e.end() && it->is_number_unsigned()) {
+    r.ruleId = it->get<uint32_t>();
+  }
+  r.bodySha256 = str(e, "_bodySha256").value_or("");
+  if (auto it = e.find("_bodyKept"); it != e.end() && it->is_boolean()) {
+    r.bodyKept = it->get<bool>();
+  }
+  if (const Json* post = field(req, "postData", Json::value_t::object)) {
+    std::string encoding = str(*post, "_encoding").value_or(str(*post, "encoding").value_or(""));
+    if (!decodeBody(str(*post, "text").value_or(""), encoding, &r.body, why)) {
+      return false;
+    }
+  }
+  if (auto it = req.find("bodySize"); it != req.end() && it->is_number_integer() && it->get<int64_t>() >= 0) {
+    r.bodyLength = it->get<uint64_t>();
+  } else {
+    r.bodyLength = r.body.size();
+  }
+  if (auto wire = str(e, "_wireBody")) {
+    auto d = record::base64Decode(*wire);
+    if (!d) {
+      *why = "_wireBody is not valid base64";
+      return false;
+    }
+    r.wireBody = std::move(*d);
+  }
+  return true;
+}
+
 std::optional<RecordedRequest> fromHarEntry(const Json& e, std::string* why) {
   if (!e.is_object()) {
     *why = "entry is not an object";
@@ -203,25 +286,9 @@ std::optional<RecordedRequest> fromHarEntry(const Json& e, std::string* why) {
   RecordedRequest r;
   r.unixNs = *t;
   r.method = *method;
-  // The absolute URL's parts: what other tools' entries are rebuilt from.
-  std::string scheme;
-  std::string authority;
-  std::string urlTarget;
-  {
-    const size_t schemeEnd = url->find("://");
-    const size_t pathStart = schemeEnd == std::string::npos ? 0 : url->find('/', schemeEnd + 3);
-    if (schemeEnd != std::string::npos) {
-      scheme = url->substr(0, schemeEnd);
-      authority = url->substr(schemeEnd + 3, pathStart == std::string::npos ? std::string::npos : pathStart - schemeEnd - 3);
-    }
-    urlTarget = pathStart == std::string::npos ? "/" : url->substr(pathStart);
-    const size_t hash = urlTarget.find('#');
-    if (hash != std::string::npos) {
-      urlTarget.resize(hash);
-    }
-  }
+  UrlParts parts = splitUrl(*url);
   const auto target = str(e, "_target");
-  r.target = target ? *target : urlTarget;
+  r.target = target ? *target : parts.target;
   const std::string version = str(*req, "httpVersion").value_or("HTTP/1.1");
   const bool http2 = record::isHttp2Version(version);
   if (http2) {
@@ -241,59 +308,18 @@ std::optional<RecordedRequest> fromHarEntry(const Json& e, std::string* why) {
   } else {
     r.httpVersion = version.starts_with("HTTP/1.") ? version : "HTTP/1.1";
     if (target) {
-      authority.clear();  // ours: Host is in the headers
+      parts.authority.clear();  // ours: Host is in the headers
     }
-    bool hasHost = false;
-    for (const auto& h : *headers) {
-      auto n = h.is_object() ? str(h, "name") : std::nullopt;
-      auto v = h.is_object() ? str(h, "value") : std::nullopt;
-      if (!n || !v) {
-        *why = "headers must be {name, value} objects";
-        return std::nullopt;
-      }
-      if (!n->empty() && (*n)[0] == ':') {
-        if (*n == ":authority" && authority.empty()) {
-          authority = *v;
-        }
-        continue;  // HTTP/2 pseudo-header in an HTTP/1 (or HTTP/3) entry
-      }
-      hasHost = hasHost || base::equalsIgnoreCase(*n, "host");
-      r.headers.emplace_back(*n, *v);
-    }
-    if (!hasHost && !authority.empty()) {
-      r.headers.insert(r.headers.begin(), {"Host", authority});
-    }
-  }
-  r.flow = str(e, "_flow").value_or("");
-  if (auto it = e.find("_rule"); it != e.end() && it->is_number_unsigned()) {
-    r.ruleId = it->get<uint32_t>();
-  }
-  r.bodySha256 = str(e, "_bodySha256").value_or("");
-  if (auto it = e.find("_bodyKept"); it != e.end() && it->is_boolean()) {
-    r.bodyKept = it->get<bool>();
-  }
-  if (const Json* post = field(*req, "postData", Json::value_t::object)) {
-    std::string encoding = str(*post, "_encoding").value_or(str(*post, "encoding").value_or(""));
-    if (!decodeBody(str(*post, "text").value_or(""), encoding, &r.body, why)) {
+    if (!readHttp1Headers(*headers, r, parts.authority, why)) {
       return std::nullopt;
     }
   }
-  if (auto it = req->find("bodySize"); it != req->end() && it->is_number_integer() && it->get<int64_t>() >= 0) {
-    r.bodyLength = it->get<uint64_t>();
-  } else {
-    r.bodyLength = r.body.size();
-  }
-  if (auto wire = str(e, "_wireBody")) {
-    auto d = record::base64Decode(*wire);
-    if (!d) {
-      *why = "_wireBody is not valid base64";
-      return std::nullopt;
-    }
-    r.wireBody = std::move(*d);
+  if (!readHarBody(e, *req, r, why)) {
+    return std::nullopt;
   }
   if (http2) {
     r.wireBody.clear();
-    record::normalizeH2(r, scheme, authority);
+    record::normalizeH2(r, parts.scheme, parts.authority);
   }
   return r;
 }

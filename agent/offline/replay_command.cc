@@ -21,6 +21,10 @@
 namespace shadowtap::offline {
 namespace {
 
+// h2c streams per connection a replay keeps open (the live mirror takes what
+// the server advertises, up to 1000).
+constexpr size_t kReplayStreams = 100;
+
 std::atomic<bool> gStop{false};
 
 void onSignal(int) { gStop.store(true, std::memory_order_relaxed); }
@@ -226,7 +230,9 @@ int runReplayCommand(int argc, char** argv) {
   replay::MirrorPoolOptions ro;
   ro.target = mirror;
   ro.addrs = resolved.addrs;
+  ro.minConnections = connections;  // a fixed pool of --connections (no growth)
   ro.maxConnections = connections;
+  ro.maxConcurrentStreams = kReplayStreams;
   ro.queueCapacity = queue;
   ro.maxRps = 0;  // the pacer spaces requests for --max-rps; a replay waits instead of dropping
   ro.connectTimeout = std::chrono::milliseconds(timeoutMs);
@@ -243,6 +249,7 @@ int runReplayCommand(int argc, char** argv) {
   if (std::any_of(plan.requests.begin(), plan.requests.end(), [](const auto& r) { return r.isHttp2(); })) {
     replay::MirrorPoolOptions po = ro;
     po.protocol = model::Protocol::kHttp2;
+    po.minConnections = h2Connections;
     po.maxConnections = h2Connections;
     pool = std::make_unique<replay::MirrorPool>(po);
     if (!pool->start()) {
@@ -281,7 +288,7 @@ int runReplayCommand(int argc, char** argv) {
   };
   // As fast as allowed: keep the queue short so the pool sets the pace.
   // HTTP/2: streams, not connections, set the pace.
-  const int64_t h2Streams = static_cast<int64_t>(h2Connections * replay::MirrorPoolOptions{}.maxConcurrentStreams);
+  const int64_t h2Streams = static_cast<int64_t>(h2Connections * kReplayStreams);
   const auto busy = [&] {
     if (rs.queueDepth.load(std::memory_order_relaxed) >= static_cast<int64_t>(std::max<size_t>(connections, 4))) {
       return true;

@@ -121,20 +121,10 @@ std::string harFileHead() {
 
 std::string harFileTail() { return "]}}\n"; }
 
-std::string harEntry(const RecordedRequest& r) {
-  Json req;
-  req["method"] = r.method;
-  const std::string host = headerValue(r, "host");
-  if (r.isHttp2()) {
-    req["url"] = h2Url(r);
-  } else if (!r.target.empty() && r.target[0] == '/') {
-    req["url"] = "http://" + host + r.target;
-  } else if (r.target == "*") {
-    req["url"] = "http://" + host + "/";
-  } else {
-    req["url"] = r.target;
-  }
-  req["httpVersion"] = r.httpVersion;
+namespace {
+
+// The Cookie headers' name=value pairs (HAR's request.cookies).
+Json harCookies(const RecordedRequest& r) {
   Json cookies = Json::array();
   for (const auto& [n, v] : r.headers) {
     if (!base::equalsIgnoreCase(n, "cookie") || v == kRedactedMarker) {
@@ -155,15 +145,15 @@ std::string harEntry(const RecordedRequest& r) {
       cookies.push_back(Json{{"name", item.substr(0, eq)}, {"value", item.substr(eq + 1)}});
     }
   }
-  req["cookies"] = std::move(cookies);
-  req["headers"] = harFields(r.headers, r.neverIndexHeaders);
-  if (r.isHttp2()) {
-    req["_trailers"] = harFields(r.trailers, r.neverIndexTrailers);
-  }
+  return cookies;
+}
+
+// The target's query string as name/value pairs (HAR's request.queryString).
+Json harQuery(const std::string& target) {
   Json query = Json::array();
-  const size_t q = r.target.find('?');
+  const size_t q = target.find('?');
   if (q != std::string::npos) {
-    std::string_view rest = std::string_view(r.target).substr(q + 1);
+    std::string_view rest = std::string_view(target).substr(q + 1);
     rest = rest.substr(0, rest.find('#'));
     while (!rest.empty()) {
       const size_t amp = rest.find('&');
@@ -177,7 +167,46 @@ std::string harEntry(const RecordedRequest& r) {
                            {"value", eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1)}});
     }
   }
-  req["queryString"] = std::move(query);
+  return query;
+}
+
+// Responses are not captured: HAR's "no response" convention (status 0).
+Json harNoResponse() {
+  Json resp;
+  resp["status"] = 0;
+  resp["statusText"] = "";
+  resp["httpVersion"] = "";
+  resp["cookies"] = Json::array();
+  resp["headers"] = Json::array();
+  resp["content"] = Json{{"size", 0}, {"mimeType", ""}};
+  resp["redirectURL"] = "";
+  resp["headersSize"] = -1;
+  resp["bodySize"] = -1;
+  return resp;
+}
+
+}  // namespace
+
+std::string harEntry(const RecordedRequest& r) {
+  Json req;
+  req["method"] = r.method;
+  const std::string host = headerValue(r, "host");
+  if (r.isHttp2()) {
+    req["url"] = h2Url(r);
+  } else if (!r.target.empty() && r.target[0] == '/') {
+    req["url"] = "http://" + host + r.target;
+  } else if (r.target == "*") {
+    req["url"] = "http://" + host + "/";
+  } else {
+    req["url"] = r.target;
+  }
+  req["httpVersion"] = r.httpVersion;
+  req["cookies"] = harCookies(r);
+  req["headers"] = harFields(r.headers, r.neverIndexHeaders);
+  if (r.isHttp2()) {
+    req["_trailers"] = harFields(r.trailers, r.neverIndexTrailers);
+  }
+  req["queryString"] = harQuery(r.target);
   if (r.bodyKept && (r.bodyLength > 0 || !r.wireBody.empty())) {
     Json post;
     post["mimeType"] = headerValue(r, "content-type");
@@ -193,22 +222,11 @@ std::string harEntry(const RecordedRequest& r) {
   req["headersSize"] = r.isHttp2() ? int64_t{-1} : static_cast<int64_t>(r.headSize);
   req["bodySize"] = r.bodyLength;
 
-  Json resp;  // not captured: HAR's "no response" convention (status 0)
-  resp["status"] = 0;
-  resp["statusText"] = "";
-  resp["httpVersion"] = "";
-  resp["cookies"] = Json::array();
-  resp["headers"] = Json::array();
-  resp["content"] = Json{{"size", 0}, {"mimeType", ""}};
-  resp["redirectURL"] = "";
-  resp["headersSize"] = -1;
-  resp["bodySize"] = -1;
-
   Json e;
   e["startedDateTime"] = formatRfc3339Utc(r.unixNs);
   e["time"] = 0;
   e["request"] = std::move(req);
-  e["response"] = std::move(resp);
+  e["response"] = harNoResponse();
   e["cache"] = Json::object();
   e["timings"] = Json{{"send", 0}, {"wait", 0}, {"receive", 0}};
   // Custom fields (HAR allows names starting with '_'): what replay needs to

@@ -100,7 +100,7 @@ struct ConnectionSettings {
   // h2c: streams per connection at most (the server's
   // SETTINGS_MAX_CONCURRENT_STREAMS also applies); requests taken while no
   // stream slot is free wait on the connection, at most maxQueued of them.
-  size_t maxConcurrentStreams = 100;
+  size_t maxConcurrentStreams = 1000;
   size_t maxQueued = 256;
   // h2c, compare mode: the response's trailer fields follow its header fields.
   bool keepTrailers = true;

@@ -73,6 +73,8 @@ MirrorPool::MirrorPool(MirrorPoolOptions opts, std::unique_ptr<ConnectionKind> k
       sizer_(sizingOf(opts_)) {
   opts_.maxConnections = sizer_.max();
   opts_.minConnections = sizer_.floor();
+  stats_.connectionsFloor.store(static_cast<int64_t>(sizer_.floor()), std::memory_order_relaxed);
+  stats_.connectionsMax.store(static_cast<int64_t>(sizer_.max()), std::memory_order_relaxed);
   if (!kind_) {
     kind_ = opts_.protocol == model::Protocol::kHttp2 ? h2Kind(settings_) : http1Kind(settings_);
   }
@@ -130,11 +132,12 @@ bool MirrorPool::start() {
     return false;
   }
   started_ = true;
-  spdlog::info("mirror pool: mirroring {} to {}{} with {} connections, queue {} requests / {} bytes", kind_->name(),
+  spdlog::info("mirror pool: mirroring {} to {}{} with {}, queue {} requests / {} bytes", kind_->name(),
                opts_.target.empty() ? "" : opts_.target + " = ", addressList(opts_.addrs),
                opts_.minConnections >= opts_.maxConnections
-                   ? fmt::format("up to {}", opts_.maxConnections)
-                   : fmt::format("{} to {} (as the mirror's latency needs)", opts_.minConnections, opts_.maxConnections),
+                   ? fmt::format("up to {} connections (fixed)", opts_.maxConnections)
+                   : fmt::format("{} to {} connections (grown as the mirror's latency needs)", opts_.minConnections,
+                                 opts_.maxConnections),
                opts_.queueCapacity, opts_.queueBytes);
   return true;
 }
@@ -257,7 +260,7 @@ void MirrorPool::onEnded(Ending& ending) {
     countResponse(ending);
     sizer_.latency(ending.latencyNs);
   } else if (ending.outcome == Outcome::kResponseTimeout) {
-    sizer_.distress(clock_.nowNs());
+    noteDistress(clock_.nowNs());
   }
   if (ending.outcome != Outcome::kResponse && ending.outcome != Outcome::kConnectError &&
       ending.outcome != Outcome::kConnectTimeout && ending.outcome != Outcome::kDroppedShutdown) {

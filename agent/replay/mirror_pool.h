@@ -100,6 +100,8 @@ class MirrorPool final : public MirrorSink, private ConnectionEvents {
   void applyAddresses();
   bool takeRequest(model::Request& request);
   void noteConnectFailure(size_t addrIndex, uint64_t nowNs, int err);
+  // A refused or timed-out connect or a response timeout: growth holds (PoolSizer).
+  void noteDistress(uint64_t nowNs);
   size_t activeConnections() const { return live_ - retiredLive_; }
   void dropEverything();
   void dropQueued();

@@ -30,6 +30,7 @@ void MirrorPool::run() {
     stats_.loopTurns.fetch_add(1, std::memory_order_release);  // tests wait on it (testing::settle)
     uint64_t now = clock_.nowNs();
     sizer_.arrivals(base::load(stats_.submitted) - base::load(stats_.droppedRateLimit), now);
+    stats_.inFlightWanted.store(static_cast<int64_t>(sizer_.wanted(queue_.size())), std::memory_order_relaxed);
     if (resolver_) {
       if (resolver_->hasResult()) {
         applyAddresses();
@@ -135,10 +136,7 @@ MirrorPool::Slot* MirrorPool::popReady() {
 }
 
 bool MirrorPool::openConnection(uint64_t now) {
-  const size_t waiting = queue_.size();
-  stats_.inFlightWanted.store(static_cast<int64_t>(sizer_.wanted(waiting)), std::memory_order_relaxed);
-  stats_.growthHolds.store(sizer_.holds(), std::memory_order_relaxed);
-  if (!sizer_.mayOpen(now, activeConnections(), held_, waiting)) {
+  if (!sizer_.mayOpen(now, activeConnections(), held_, queue_.size())) {
     return false;
   }
   const int index = addrs_.pick(now);
@@ -266,7 +264,10 @@ void MirrorPool::sweep(uint64_t now) {
     if (!slot->gone) {
       next = std::min(next, slot->conn->nextDeadlineNs());
       if (slot->idleSinceNs != 0) {
-        next = std::min(next, slot->idleSinceNs + shrinkNs);
+        // A connection within the floor waits for the idle timeout, not the
+        // shrink time (which has passed for it, and would make the loop spin).
+        const bool surplus = activeConnections() > sizer_.floor();
+        next = std::min(next, slot->idleSinceNs + (surplus ? shrinkNs : idleNs));
       }
     }
   }
@@ -278,11 +279,18 @@ void MirrorPool::sweep(uint64_t now) {
 
 int MirrorPool::timeoutMs(uint64_t now) const {
   uint64_t next = nextSweepNs_;
-  // Requests waiting and room for a connection: wake when the next backoff,
-  // pacing interval or growth hold ends.
+  // Requests waiting and room for a connection: wake when both the sizer
+  // (pacing, growth hold) and an address (backoff) allow a connect. When the
+  // sizer refuses for want of latency or because Little's law is met, time
+  // alone changes nothing: a response or a submit wakes the loop, and waking
+  // for a free address would spin (timeout 0) for as long as requests wait.
   if (queue_.size() > 0 && activeConnections() < opts_.maxConnections) {
-    next = std::min(next, addrs_.nextFreeNs(now));
-    next = std::min(next, sizer_.nextChanceNs(now, activeConnections()));
+    const size_t active = activeConnections();
+    const uint64_t chance =
+        sizer_.mayOpen(now, active, held_, queue_.size()) ? now : sizer_.nextChanceNs(now, active);
+    if (chance != UINT64_MAX) {
+      next = std::min(next, std::max(chance, addrs_.nextFreeNs(now)));
+    }
   }
   if (resolver_) {
     next = std::min(next, nextResolveNs_);
@@ -352,7 +360,7 @@ void MirrorPool::applyAddresses() {
 
 void MirrorPool::noteConnectFailure(size_t addrIndex, uint64_t now, int err) {
   const uint64_t backoffNs = addrs_.failed(addrIndex, now);
-  sizer_.distress(now);
+  noteDistress(now);
   uint64_t suppressed = 0;
   if (connectLog_.allow(std::chrono::steady_clock::now(), suppressed)) {
     spdlog::warn("mirror pool: cannot connect to mirror {} ({}): {}; next attempt in {} ms, requests queue up to the "
@@ -360,6 +368,11 @@ void MirrorPool::noteConnectFailure(size_t addrIndex, uint64_t now, int err) {
                  formatAddress(addrs_.at(addrIndex)), kind_->name(),
                  err != 0 ? std::strerror(err) : "refused or timed out", backoffNs / 1'000'000, suppressed);
   }
+}
+
+void MirrorPool::noteDistress(uint64_t now) {
+  sizer_.distress(now);
+  stats_.growthHolds.store(sizer_.holds(), std::memory_order_relaxed);
 }
 
 void MirrorPool::dropEverything() {

@@ -92,9 +92,10 @@ struct MirrorPoolOptions {
   // HTTP/1: response bytes (head and body) read per request before the
   // connection is closed and the request counted as errorsResponseTooLarge.
   size_t maxResponseBytes = 16 << 20;
-  // h2c: streams per connection at most (the server's
-  // SETTINGS_MAX_CONCURRENT_STREAMS applies too).
-  size_t maxConcurrentStreams = 100;
+  // h2c: streams per connection at most; the server's
+  // SETTINGS_MAX_CONCURRENT_STREAMS applies below it, so a pool uses what the
+  // mirror advertises (up to this cap) before it opens another connection.
+  size_t maxConcurrentStreams = 1000;
 
   // Compare mode: with an observer, a request with an exchange id keeps its
   // response within responseLimits (h2c: with keepTrailers, the trailer fields

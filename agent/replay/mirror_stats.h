@@ -77,6 +77,8 @@ struct MirrorStats {
   std::atomic<int64_t> inFlight{0};         // taken from the queue by a connection, no outcome yet
   std::atomic<int64_t> openConnections{0};  // connecting or established
   std::atomic<int64_t> inFlightWanted{0};   // requests in flight Little's law asks for (0: no latency yet)
+  std::atomic<int64_t> connectionsFloor{0};  // connections opened on demand without a latency (set at construction)
+  std::atomic<int64_t> connectionsMax{0};    // connections at most (set at construction)
 
   // Mirror latency of responses: HTTP/1 from the first request byte written,
   // h2c from the stream's submission to nghttp2, until the response is complete.

@@ -342,7 +342,10 @@ KeyResult parseKey(Rule& r, Seen& seen, std::string_view key, std::string_view v
     return parseDropHeader(r, value);
   }
   if (key == "connections") {
-    return parseLimit<size_t>(value, 1, 4096, r.connections, "connections must be a number from 1 to 4096");
+    // A number the user chose for this target: a fixed pool, no growth.
+    KeyResult e = parseLimit<size_t>(value, 1, 4096, r.connections, "connections must be a number from 1 to 4096");
+    r.maxConnections = r.connections;
+    return e;
   }
   if (key == "queue") {
     return parseLimit<size_t>(value, 1, 1 << 24, r.queue, "queue must be a number from 1 to 16777216");
@@ -411,6 +414,7 @@ std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& default
   r.text = std::string(text);
   r.suffix = defaults.suffix;
   r.connections = defaults.connections;
+  r.maxConnections = std::max(defaults.connections, defaults.maxConnections);
   r.queue = defaults.queue;
   r.queueMiB = defaults.queueMiB;
   r.maxRps = defaults.maxRps;
@@ -464,8 +468,8 @@ std::string checkRuleSet(const std::vector<Rule>& rules) {
 bool Rule::sameAs(const Rule& o) const {
   auto key = [](const Rule& r) {
     return std::tie(r.port, r.mirror, r.percentage, r.suffix, r.hostMode, r.hostLiteral, r.sampleMode, r.sampleHeader,
-                    r.dst, r.methods, r.headers, r.dropHeaders, r.connections, r.queue, r.queueMiB, r.maxRps,
-                    r.dropPolicy, r.compare, r.secondary, r.tls, r.tlsVerify, r.tlsCa);
+                    r.dst, r.methods, r.headers, r.dropHeaders, r.connections, r.maxConnections, r.queue, r.queueMiB,
+                    r.maxRps, r.dropPolicy, r.compare, r.secondary, r.tls, r.tlsVerify, r.tlsCa);
   };
   return key(*this) == key(o);
 }

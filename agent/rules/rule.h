@@ -19,6 +19,7 @@ using base::DropPolicy;
 struct RuleDefaults {
   std::string suffix = "-shadow";
   size_t connections = 16;
+  size_t maxConnections = 1024;
   size_t queue = 4096;
   size_t queueMiB = 64;
   uint32_t maxRps = 0;  // 0: unlimited
@@ -57,8 +58,11 @@ struct Rule {
   std::vector<std::pair<std::string, std::string>> headers;  // added, in order
   std::vector<std::string> dropHeaders;                      // removed, lower case
 
-  // Per-target limits.
+  // Per-target limits. Connections: `connections` open on demand (the floor),
+  // grown up to `maxConnections` as the mirror's latency needs; the key
+  // connections=N sets both, a fixed pool of N.
   size_t connections = 16;
+  size_t maxConnections = 1024;
   size_t queue = 4096;
   size_t queueMiB = 64;
   uint32_t maxRps = 0;

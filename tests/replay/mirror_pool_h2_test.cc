@@ -174,6 +174,37 @@ TEST(MirrorPoolH2, StopWithoutDrainDropsInFlight) {
   expectAddsUp(pool.stats());
 }
 
+// Issue 21: an h2c pool uses the streams the mirror advertises (up to 1000, no
+// longer 100) before it opens another connection, and opens one when they are full.
+TEST(MirrorPoolH2, FillsTheAdvertisedStreamsBeforeAnotherConnection) {
+  for (const uint32_t advertised : {3U, 250U}) {
+    SCOPED_TRACE(advertised);
+    test::H2TestServer server(advertised);
+    MirrorPoolOptions o = h2Options();
+    o.addrs = {server.address()};
+    o.minConnections = 4;
+    o.maxConnections = 4;
+    o.responseTimeout = std::chrono::milliseconds(120'000);
+    MirrorPool pool(o);
+    ASSERT_TRUE(pool.start());
+    auto hanging = [](int i) { return tagged("/h" + std::to_string(i), {{"x-respond-never", "1", false}}); };
+    // The first one lets the server's SETTINGS arrive (before them nghttp2 assumes 100).
+    ASSERT_TRUE(pool.submit(hanging(0)));
+    ASSERT_TRUE(waitFor([&] { return server.requestCount() == 1; }));
+    const int fill = static_cast<int>(advertised);
+    for (int i = 1; i < fill; ++i) {
+      ASSERT_TRUE(pool.submit(hanging(i)));
+    }
+    ASSERT_TRUE(waitFor([&] { return server.requestCount() == advertised; }));
+    EXPECT_EQ(pool.stats().connectAttempts.load(), 1u) << "a second connection before the streams were full";
+    ASSERT_TRUE(pool.submit(hanging(fill)));
+    ASSERT_TRUE(waitFor([&] { return server.requestCount() == advertised + 1; }));
+    EXPECT_EQ(pool.stats().connectAttempts.load(), 2u) << "no second connection once the advertised streams were full";
+    pool.stop(std::chrono::milliseconds(0));
+    expectAddsUp(pool.stats());
+  }
+}
+
 // Interop with a real HTTP/2 server: nghttpd (nghttp2-server) on loopback, cleartext.
 TEST(MirrorPoolH2, AgainstNghttpd) {
   const char* nghttpd = "/usr/sbin/nghttpd";

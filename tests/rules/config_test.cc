@@ -41,7 +41,8 @@ class TempFile {
 TEST(ConfigTest, ShorthandFlagsMakeTheFirstRule) {
   Config c;
   ASSERT_EQ(parse({"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9", "--mirror-percentage", "12.5", "--shadow-suffix",
-                   "-sh", "--mirror-connections", "3", "--rule", "port=9000,mirror=127.0.0.1:10,suffix=-x"},
+                   "-sh", "--mirror-connections", "3", "--mirror-max-connections", "40", "--rule",
+                   "port=9000,mirror=127.0.0.1:10,suffix=-x,connections=5"},
                   c),
             -1);
   ASSERT_EQ(c.rules.size(), 2u);
@@ -50,9 +51,11 @@ TEST(ConfigTest, ShorthandFlagsMakeTheFirstRule) {
   EXPECT_EQ(c.rules[0].sampleBasisPoints(), 1250u);
   EXPECT_EQ(c.rules[0].suffix, "-sh");
   EXPECT_EQ(c.rules[0].connections, 3u);
+  EXPECT_EQ(c.rules[0].maxConnections, 40u);  // grows from 3 to 40
   EXPECT_EQ(c.rules[1].port, 9000);
   EXPECT_EQ(c.rules[1].suffix, "-x");
-  EXPECT_EQ(c.rules[1].connections, 3u);  // global default
+  EXPECT_EQ(c.rules[1].connections, 5u);     // the rule's own: a fixed pool
+  EXPECT_EQ(c.rules[1].maxConnections, 5u);
 }
 
 TEST(ConfigTest, ConfigFileAndFlagsOverrideIt) {

@@ -22,12 +22,38 @@ TEST(RuleTest, MinimalRuleTakesDefaults) {
   EXPECT_EQ(r->sampleBasisPoints(), 10000u);
   EXPECT_EQ(r->suffix, "-dflt");
   EXPECT_EQ(r->connections, 7u);
+  EXPECT_EQ(r->maxConnections, 1024u) << "the pool grows from the floor to the default maximum";
   EXPECT_EQ(r->maxRps, 0u);
   EXPECT_EQ(r->dropPolicy, DropPolicy::kNewest);
   EXPECT_TRUE(r->methods.empty());
   EXPECT_TRUE(r->headers.empty());
   EXPECT_TRUE(r->dropHeaders.empty());
   EXPECT_FALSE(r->dst);
+}
+
+// Issue 21: the pool grows from the floor (connections) to maxConnections; a
+// maximum below the floor is a fixed pool of the floor, and connections=N in the
+// rule a fixed pool of N.
+TEST(RuleTest, ConnectionFloorAndMaximum) {
+  RuleDefaults d;
+  d.connections = 7;
+  d.maxConnections = 4;
+  std::string error;
+  auto r = parseRule("port=80,mirror=a:1", d, false, &error);
+  ASSERT_TRUE(r) << error;
+  EXPECT_EQ(r->connections, 7u);
+  EXPECT_EQ(r->maxConnections, 7u);
+  d.maxConnections = 100;
+  r = parseRule("port=80,mirror=a:1,connections=30", d, false, &error);
+  ASSERT_TRUE(r) << error;
+  EXPECT_EQ(r->connections, 30u);
+  EXPECT_EQ(r->maxConnections, 30u);
+  auto grown = parseRule("port=80,mirror=a:1", d, false, &error);
+  ASSERT_TRUE(grown) << error;
+  d.maxConnections = 200;
+  auto more = parseRule("port=80,mirror=a:1", d, false, &error);
+  ASSERT_TRUE(more) << error;
+  EXPECT_FALSE(grown->sameAs(*more)) << "a reload must see a changed maximum";
 }
 
 TEST(RuleTest, EveryKey) {
@@ -51,6 +77,7 @@ TEST(RuleTest, EveryKey) {
   EXPECT_EQ(r->headers[1], (std::pair<std::string, std::string>{"X-Env", "staging"}));
   EXPECT_EQ(r->dropHeaders, (std::vector<std::string>{"authorization", "cookie"}));
   EXPECT_EQ(r->connections, 3u);
+  EXPECT_EQ(r->maxConnections, 3u) << "connections=N in a rule is a fixed pool";
   EXPECT_EQ(r->queue, 10u);
   EXPECT_EQ(r->queueMiB, 2u);
   EXPECT_EQ(r->maxRps, 50u);
