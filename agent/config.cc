@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 
@@ -219,6 +220,21 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
                                                                  : std::string("must be a power of two from 1 to 1024");
           },
           "MiB"));
+  app.add_option("--workers", c.workersText,
+                 "Worker threads, each reading its own ring buffer and owning its connections' flows and mirror "
+                 "connections (1-64, or auto: a quarter of the usable cores, 1 to 4)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](const std::string& s) {
+            if (s == "auto") {
+              return std::string();
+            }
+            char* end = nullptr;
+            const unsigned long v = std::strtoul(s.c_str(), &end, 10);
+            return (!s.empty() && *end == '\0' && v >= 1 && v <= 64) ? std::string()
+                                                                     : std::string("must be 1 to 64, or auto");
+          },
+          "N|auto"));
   app.add_option("--max-flows", c.maxFlows, "Connections tracked at once")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--max-flow-buffer-mib", c.maxFlowBufferMiB, "Out-of-order bytes held per connection (MiB)")
       ->capture_default_str()
@@ -357,6 +373,7 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
     err << "shadowtap: " << e.what() << " (see shadowtap --help)" << std::endl;
     return 2;
   }
+  c.workers = c.workersText == "auto" ? 0 : static_cast<uint32_t>(std::stoul(c.workersText));
   if (std::string error = buildRules(c, portOpt->count() > 0); !error.empty()) {
     err << "shadowtap: " << error << " (see shadowtap --help)" << std::endl;
     return 2;

@@ -36,6 +36,11 @@ struct Config {
   // tc mode: locks that tell another running instance's filters from leftovers.
   std::string stateDir = "/run/shadowtap";
   uint32_t ringBufferMiB = 16;
+  // Worker threads, each with its own ring buffer, flows and mirror
+  // connections (--workers N|auto): 0 is auto (a quarter of the usable
+  // cores, 1 to 4); workersText is the flag as given.
+  uint32_t workers = 0;
+  std::string workersText = "auto";
 
   // Reassembly and framing limits.
   size_t maxFlows = 65536;

@@ -1,5 +1,6 @@
 #include "pipeline.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -21,6 +22,7 @@
 #include "http/host_rewrite.h"
 #include "pipeline_metrics.h"
 #include "summary.h"
+#include "worker_share.h"
 #ifdef SHADOWTAP_HAVE_DRY_RUN
 #include "record/dry_run_writer.h"
 #endif
@@ -28,17 +30,25 @@
 namespace shadowtap {
 namespace {
 
-constexpr uint64_t kTickNs = 100'000'000;  // expiry and housekeeping every 100 ms
+constexpr uint64_t kTickNs = 100'000'000;  // housekeeping every 100 ms
 
-
-std::vector<uint16_t> ports(const std::vector<std::unique_ptr<RuleRuntime>>& rules) {
+std::vector<uint16_t> ports(const std::vector<rules::Rule>& rules) {
   std::vector<uint16_t> out;
-  for (const auto& rt : rules) {
-    if (std::find(out.begin(), out.end(), rt->rule.port) == out.end()) {
-      out.push_back(rt->rule.port);
+  for (const auto& r : rules) {
+    if (std::find(out.begin(), out.end(), r.port) == out.end()) {
+      out.push_back(r.port);
     }
   }
   return out;
+}
+
+// The CPUs this process may run on (its affinity mask: a container's cpuset).
+unsigned usableCores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    return static_cast<unsigned>(CPU_COUNT(&set));
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 }  // namespace
@@ -50,128 +60,71 @@ Pipeline::~Pipeline() {
   if (capture_) {
     capture_->detach();
   }
-}
-
-std::unique_ptr<flow::StreamConsumer> Pipeline::OwnTrafficFilter::create(const model::FlowKey& key,
-                                                                         uint32_t ruleId, bool fromStart) {
-  if (endpoints_.contains(key.family, key.saddr, key.sport)) {
-    declined_.fetch_add(1, std::memory_order_relaxed);
-    return nullptr;
+  for (auto& w : workers_) {
+    w->stop();
   }
-  return inner_.create(key, ruleId, fromStart);
 }
 
 std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* error) {
   auto p = std::unique_ptr<Pipeline>(new Pipeline(config));
+  const unsigned cores = usableCores();
+  p->workerCount_ = config.workers != 0 ? config.workers : autoWorkers(cores);
   // Before the rules: their replayers report mirror responses to the engine.
   if (!p->setUpCompare(error)) {
     return nullptr;
   }
-
+  auto set = std::make_shared<RuleSet>();
+  set->generation = 1;
+  set->perWorker.resize(p->workerCount_);
   for (size_t i = 0; i < config.rules.size(); ++i) {
-    auto rt = p->makeRuntime(config.rules[i], static_cast<uint32_t>(i + 1), error);
-    if (!rt) {
+    auto runtimes = p->makeRuntimes(config.rules[i], static_cast<uint32_t>(i + 1), error);
+    if (runtimes.empty()) {
       return nullptr;
     }
-    p->rules_.push_back(std::move(rt));
+    for (uint32_t w = 0; w < p->workerCount_; ++w) {
+      set->perWorker[w].push_back(std::move(runtimes[w]));
+    }
   }
+  p->snapshot_.publish(set);
 
-  http::FramerLimits fl;
-  fl.maxRequestBytes = config.maxRequestMiB << 20;
-  fl.maxHeaderBytes = config.maxHeaderKiB << 10;
-  fl.maxRequestLineBytes = config.maxRequestLineKiB << 10;
-  fl.maxResyncScanBytes = config.maxResyncScanKiB << 10;
-  // HTTP/2 streams get the same request and header limits as HTTP/1.
-  h2::H2DecoderLimits hl;
-  hl.maxStreamBodyBytes = fl.maxRequestBytes;
-  hl.maxHeaderListBytes = fl.maxHeaderBytes;
-  p->sniffers_ = std::make_unique<h2::ProtocolSnifferFactory>(*p, fl, hl);
-  p->ownTraffic_ =
-      std::make_unique<OwnTrafficFilter>(*p->sniffers_, p->localEndpoints_, p->stats_.ownTrafficSegments);
-
-  flow::FlowLimits limits;
-  limits.maxFlows = config.maxFlows;
-  limits.maxFlowBufferBytes = config.maxFlowBufferMiB << 20;
-  limits.maxTotalBufferBytes = config.maxTotalBufferMiB << 20;
-  limits.idleTimeoutNs = uint64_t(config.idleTimeoutSec) * 1'000'000'000ULL;
-  limits.gapTimeoutNs = uint64_t(config.gapTimeoutMs) * 1'000'000ULL;
-  limits.maxFlowBufferSegments = config.maxFlowBufferSegments;
-  limits.closedLingerNs = uint64_t(config.closedLingerMs) * 1'000'000ULL;
-  p->flows_ = std::make_unique<flow::FlowTable>(limits, *p->ownTraffic_);
-  if (p->engine_) {
-    // The primary's responses: a flow table of their own (server -> client
-    // keys), whose streams are framed and paired with the requests by order.
-    p->pairing_ = std::make_unique<compare::ResponsePairing>(p->engine_->sink(compare::Part::kPrimary));
-    p->responseFlows_ = std::make_unique<flow::FlowTable>(limits, *p->pairing_);
-  }
-
-  capture::CaptureOptions co;
-  co.interfaces = config.interfaces;
-  std::vector<const RuleRuntime*> initial;
-  for (const auto& rt : p->rules_) {
-    initial.push_back(rt.get());
-  }
-  co.rules = portRules(initial);
-  co.ringBufferBytes = config.ringBufferMiB << 20;
-  co.tcPriority = config.tcPriority;
-  co.stateDir = config.stateDir;
-  co.attach = *capture::parseAttachMode(config.attach);  // validated by config
-  co.adaptiveWakeups = config.adaptiveWakeups;
-  co.tls = config.tls;
-  co.tlsLibrary = config.tlsLibrary;
-  if (getrandom(&co.hashSeed, sizeof(co.hashSeed), 0) != sizeof(co.hashSeed)) {
-    co.hashSeed = static_cast<uint32_t>(base::monotonicNs());
-  }
+  const capture::CaptureOptions co = p->captureOptions(*set);
   p->capture_ = capture::Capture::open(co, error);
   if (!p->capture_) {
     return nullptr;
   }
-  for (const auto& rt : p->rules_) {
-    if ((rt->replayer && !rt->replayer->start()) || (rt->secondary && !rt->secondary->start())) {
-      *error = "cannot start the replay event loop for rule '" + rt->rule.text + "' (see the log above)";
-      return nullptr;
-    }
-  }
-  for (const auto& rt : p->rules_) {
+  for (const auto& rt : set->perWorker.front()) {
     spdlog::info("rule {}: {}", rt->ruleId, rt->rule.describe());
   }
-  if (!config.recordPath.empty()) {
-    record::RecordOptions ro;
-    ro.path = config.recordPath;
-    if (auto format = record::formatFromPath(ro.path)) {
-      ro.format = *format;
-    }
-    if (std::string why = record::applyRedactSpec(config.recordRedact, ro); !why.empty()) {
-      *error = why;
-      return nullptr;
-    }
-    ro.keepBodies = config.recordBodies;
-    ro.pcapUnredacted = config.recordPcapUnredacted;
-    ro.maxFileBytes = config.recordMaxFileMiB << 20;
-    ro.maxTotalBytes = config.recordMaxTotalMiB << 20;
-    ro.rotateSeconds = config.recordRotateSeconds;
-    ro.kafka.acks = config.recordKafkaAcks;
-    ro.kafka.compression = config.recordKafkaCompression;
-    ro.kafka.clientId = config.recordKafkaClientId;
-    for (const std::string& opt : config.recordKafkaOpts) {
-      if (std::string why = record::parseKafkaProperty(opt, ro.kafka); !why.empty()) {
-        *error = why;
+  for (const auto& mine : set->perWorker) {
+    for (const auto& rt : mine) {
+      if ((rt->replayer && !rt->replayer->start()) || (rt->secondary && !rt->secondary->start())) {
+        *error = "cannot start the replay event loop for rule '" + rt->rule.text + "' (see the log above)";
         return nullptr;
       }
     }
-    ro.kafka.drainTimeoutMs = config.drainTimeoutMs;
-    p->recorder_ = record::makeRecordWriter(std::move(ro), error);
-    if (!p->recorder_) {
+  }
+  if (!p->setUpRecorder(error)) {
+    return nullptr;
+  }
+  for (uint32_t w = 0; w < p->workerCount_; ++w) {
+    p->workers_.push_back(std::make_unique<Worker>(w, p->workerShared(w)));
+  }
+  for (uint32_t w = 0; w < p->workerCount_; ++w) {
+    if (!p->workers_[w]->start(p->capture_->ring(w))) {
+      *error = "cannot start worker " + std::to_string(w) + " (see the log above)";
       return nullptr;
     }
-    spdlog::info("recording captured {} to {}", p->recorder_->wantsSegments() ? "segments" : "requests",
-                 config.recordPath);
   }
   if (config.tls) {
     spdlog::info("--tls: reading the OpenSSL plaintext of processes that map {} (uprobes)",
                  p->capture_->tlsLibrary());
   }
+  spdlog::info("{} worker{} ({}; {} usable core{}), each with its own ring buffer of {} KiB", p->workerCount_,
+               p->workerCount_ > 1 ? "s" : "",
+               config.workers != 0 ? "--workers" : "--workers auto: a quarter of the cores, 1 to 4", cores,
+               cores > 1 ? "s" : "", capture::ringBytesPerWorker(co.ringBufferBytes, p->workerCount_) >> 10);
   p->attached_ = p->capture_->attachedInterfaces().size();
+  p->loopTurnNs_ = base::monotonicNs();
   registerExporters(*p, p->registry_);
   if (config.metricsAddress != "off") {
     p->health_ = std::make_unique<PipelineHealth>(*p);
@@ -182,10 +135,59 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
     spdlog::info("serving /metrics, /healthz and /readyz on {}", config.metricsAddress);
   }
   // Tests and scripts wait for this line.
-  spdlog::info("mirroring TCP port{} {} on {} ({} rule{}, host suffix '{}')", p->rules_.size() > 1 ? "s" : "",
-               fmt::join(ports(p->rules_), ","), fmt::join(config.interfaces, ","), p->rules_.size(),
-               p->rules_.size() > 1 ? "s" : "", config.shadowSuffix);
+  const size_t n = config.rules.size();
+  spdlog::info("mirroring TCP port{} {} on {} ({} rule{}, host suffix '{}')", n > 1 ? "s" : "",
+               fmt::join(ports(config.rules), ","), fmt::join(config.interfaces, ","), n, n > 1 ? "s" : "",
+               config.shadowSuffix);
   return p;
+}
+
+capture::CaptureOptions Pipeline::captureOptions(const RuleSet& set) const {
+  capture::CaptureOptions co;
+  co.interfaces = config_.interfaces;
+  co.rules = portRules(set);
+  co.ringBufferBytes = config_.ringBufferMiB << 20;
+  co.workers = workerCount_;
+  co.tcPriority = config_.tcPriority;
+  co.stateDir = config_.stateDir;
+  co.attach = *capture::parseAttachMode(config_.attach);  // validated by config
+  co.adaptiveWakeups = config_.adaptiveWakeups;
+  co.tls = config_.tls;
+  co.tlsLibrary = config_.tlsLibrary;
+  if (getrandom(&co.hashSeed, sizeof(co.hashSeed), 0) != sizeof(co.hashSeed)) {
+    co.hashSeed = static_cast<uint32_t>(base::monotonicNs());
+  }
+  return co;
+}
+
+WorkerShared Pipeline::workerShared(uint32_t worker) {
+  WorkerShared ws;
+  ws.workers = workerCount_;
+  ws.rules = &snapshot_;
+  ws.rulesMutex = &rulesMutex_;
+  ws.localEndpoints = &localEndpoints_;
+  ws.engine = engine_.get();
+  ws.mirrorObserver = mirrorObserver_.get();
+  ws.secondaryObserver = secondaryObserver_.get();
+  ws.recorder = recorder_.get();
+  http::FramerLimits& fl = ws.framerLimits;
+  fl.maxRequestBytes = config_.maxRequestMiB << 20;
+  fl.maxHeaderBytes = config_.maxHeaderKiB << 10;
+  fl.maxRequestLineBytes = config_.maxRequestLineKiB << 10;
+  fl.maxResyncScanBytes = config_.maxResyncScanKiB << 10;
+  // HTTP/2 streams get the same request and header limits as HTTP/1.
+  ws.h2Limits.maxStreamBodyBytes = fl.maxRequestBytes;
+  ws.h2Limits.maxHeaderListBytes = fl.maxHeaderBytes;
+  flow::FlowLimits limits;
+  limits.maxFlows = config_.maxFlows;
+  limits.maxFlowBufferBytes = config_.maxFlowBufferMiB << 20;
+  limits.maxTotalBufferBytes = config_.maxTotalBufferMiB << 20;
+  limits.idleTimeoutNs = uint64_t(config_.idleTimeoutSec) * 1'000'000'000ULL;
+  limits.gapTimeoutNs = uint64_t(config_.gapTimeoutMs) * 1'000'000ULL;
+  limits.maxFlowBufferSegments = config_.maxFlowBufferSegments;
+  limits.closedLingerNs = uint64_t(config_.closedLingerMs) * 1'000'000ULL;
+  ws.flowLimits = splitFlowLimits(limits, workerCount_, worker);
+  return ws;
 }
 
 namespace {
@@ -194,28 +196,53 @@ replay::DropPolicy dropPolicyOf(const rules::Rule& rule) {
   return rule.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
 }
 
+// tls=true: the rule's TLS client to its mirror (SNI from host=HOST, else the
+// mirror's name). nullptr and *error (naming the rule) on failure.
+std::shared_ptr<const replay::TlsClientConfig> tlsClientOf(const rules::Rule& rule, std::string* error) {
+  auto tls = replay::TlsClientConfig::make(
+      rule.tlsVerify, rule.tlsCa,
+      replay::sniName(rule.hostMode == rules::HostMode::kLiteral ? rule.hostLiteral : "", rule.mirror), error);
+  if (!tls) {
+    *error = "rule '" + rule.text + "': " + *error;
+  }
+  return tls;
+}
+
+// One limiter for the rule's pools of one kind in every worker, so max-rps is
+// the rule's total whatever the number of workers (null: unlimited, or one
+// worker, whose pool keeps its own).
+std::shared_ptr<replay::RateLimiter> sharedRate(uint32_t maxRps, uint32_t workers) {
+  return maxRps != 0 && workers > 1 ? std::make_shared<replay::RateLimiter>(maxRps) : nullptr;
+}
+
 }  // namespace
 
-std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint32_t ruleId, std::string* error) {
-  auto rt = std::make_unique<RuleRuntime>(rule, ruleId);
+std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Rule& rule, uint32_t ruleId,
+                                                                  std::string* error) {
+  std::vector<std::shared_ptr<RuleRuntime>> out;
+  for (uint32_t w = 0; w < workerCount_; ++w) {
+    out.push_back(std::make_shared<RuleRuntime>(rule, ruleId, w));
+  }
   if (config_.dryRun) {
 #ifdef SHADOWTAP_HAVE_DRY_RUN
-    const rules::Router* router = &rt->router;
-    rt->dryRun = std::make_unique<record::DryRunWriter>(
-        stdout, [router](std::string_view host) { return router->shadowHost(host); });
-    return rt;
+    for (auto& rt : out) {
+      const rules::Router* router = &rt->router;
+      rt->dryRun = std::make_unique<record::DryRunWriter>(
+          stdout, [router](std::string_view host) { return router->shadowHost(host); });
+    }
+    return out;
 #else
     *error = "--dry-run is not available in this build";
-    return nullptr;
+    return {};
 #endif
   }
   if (rule.mirror.empty()) {
-    return rt;  // --record only: captured and recorded, sent nowhere
+    return out;  // --record only: captured and recorded, sent nowhere
   }
   replay::ResolveResult resolved = replay::resolveTarget(rule.mirror);
   if (!resolved.error.empty()) {
     *error = "rule '" + rule.text + "': " + resolved.error;
-    return nullptr;
+    return {};
   }
   replay::MirrorPoolOptions ro;
   ro.target = rule.mirror;
@@ -231,38 +258,85 @@ std::unique_ptr<RuleRuntime> Pipeline::makeRuntime(const rules::Rule& rule, uint
   ro.responseTimeout = std::chrono::milliseconds(config_.responseTimeoutMs);
   ro.idleTimeout = std::chrono::milliseconds(config_.idleTimeoutMs);
   ro.localEndpoints = &localEndpoints_;
-  if (rule.tls) {
-    ro.tls = replay::TlsClientConfig::make(
-        rule.tlsVerify, rule.tlsCa,
-        replay::sniName(rule.hostMode == rules::HostMode::kLiteral ? rule.hostLiteral : "", rule.mirror), error);
-    if (!ro.tls) {
-      *error = "rule '" + rule.text + "': " + *error;
-      return nullptr;
-    }
+  if (rule.tls && !(ro.tls = tlsClientOf(rule, error))) {
+    return {};
   }
-  rt->mirrorAddrs = resolved.addrs;
   // Compare mode: mirror (and secondary) responses are kept and go to the
   // engine. A rule added by a reload has no comparator (the engine's are made
   // at start): its begin() refuses and it is mirrored only.
-  if (engine_ && rule.compare) {
-    rt->compared = true;
+  const bool compared = engine_ && rule.compare;
+  std::vector<sockaddr_storage> secondaryAddrs;
+  if (compared) {
     ro.observer = mirrorObserver_.get();
     if (!rule.secondary.empty()) {
       replay::ResolveResult second = replay::resolveTarget(rule.secondary);
       if (!second.error.empty()) {
         *error = "rule '" + rule.text + "': secondary: " + second.error;
-        return nullptr;
+        return {};
       }
-      replay::MirrorPoolOptions so = ro;
-      so.target = rule.secondary;
-      so.addrs = second.addrs;
-      so.observer = secondaryObserver_.get();
-      rt->secondary = std::make_unique<replay::MirrorPool>(so);
-      rt->secondaryAddrs = second.addrs;
+      secondaryAddrs = second.addrs;
     }
   }
-  rt->replayer = std::make_unique<replay::MirrorPool>(ro);
-  return rt;
+  const auto rate = sharedRate(rule.maxRps, workerCount_);
+  const auto h2Rate = sharedRate(rule.maxRps, workerCount_);
+  const auto secondaryRate = sharedRate(rule.maxRps, workerCount_);
+  const auto h2SecondaryRate = sharedRate(rule.maxRps, workerCount_);
+  for (auto& rt : out) {
+    replay::MirrorPoolOptions mine = ro;
+    splitPoolOptions(mine, workerCount_, rt->worker, rate);
+    rt->mirrorAddrs = resolved.addrs;
+    rt->h2Rate = h2Rate;
+    rt->compared = compared;
+    if (compared && !rule.secondary.empty()) {
+      replay::MirrorPoolOptions so = mine;
+      so.target = rule.secondary;
+      so.addrs = secondaryAddrs;
+      so.observer = secondaryObserver_.get();
+      so.sharedRate = secondaryRate;
+      rt->secondary = std::make_unique<replay::MirrorPool>(so);
+      rt->secondaryAddrs = secondaryAddrs;
+      rt->h2SecondaryRate = h2SecondaryRate;
+    }
+    rt->replayer = std::make_unique<replay::MirrorPool>(mine);
+  }
+  return out;
+}
+
+bool Pipeline::setUpRecorder(std::string* error) {
+  const Config& config = config_;
+  if (!config.recordPath.empty()) {
+    record::RecordOptions ro;
+    ro.path = config.recordPath;
+    if (auto format = record::formatFromPath(ro.path)) {
+      ro.format = *format;
+    }
+    if (std::string why = record::applyRedactSpec(config.recordRedact, ro); !why.empty()) {
+      *error = why;
+      return false;
+    }
+    ro.keepBodies = config.recordBodies;
+    ro.pcapUnredacted = config.recordPcapUnredacted;
+    ro.maxFileBytes = config.recordMaxFileMiB << 20;
+    ro.maxTotalBytes = config.recordMaxTotalMiB << 20;
+    ro.rotateSeconds = config.recordRotateSeconds;
+    ro.kafka.acks = config.recordKafkaAcks;
+    ro.kafka.compression = config.recordKafkaCompression;
+    ro.kafka.clientId = config.recordKafkaClientId;
+    for (const std::string& opt : config.recordKafkaOpts) {
+      if (std::string why = record::parseKafkaProperty(opt, ro.kafka); !why.empty()) {
+        *error = why;
+        return false;
+      }
+    }
+    ro.kafka.drainTimeoutMs = config.drainTimeoutMs;
+    recorder_ = record::makeRecordWriter(std::move(ro), error);
+    if (!recorder_) {
+      return false;
+    }
+    spdlog::info("recording captured {} to {}", recorder_->wantsSegments() ? "segments" : "requests",
+                 config.recordPath);
+  }
+  return true;
 }
 
 bool Pipeline::setUpCompare(std::string* error) {
@@ -308,28 +382,13 @@ bool Pipeline::setUpCompare(std::string* error) {
   return true;
 }
 
-uint64_t Pipeline::beginCompared(RuleRuntime& rt, const model::Request& request) {
-  const uint64_t id = engine_->begin(rt.ruleId, request.method, std::string(request.target()),
-                                     rt.secondary != nullptr, base::monotonicNs());
-  if (id == 0) {
-    return 0;  // refused (pending limit, or a rule added by a reload): mirrored only
-  }
-  const bool paired = request.isHttp2() ? pairing_->expectH2(request.flow, request.streamId, id)
-                                        : pairing_->expect(request, id);
-  if (!paired) {
-    engine_->onMissing(id, compare::Part::kPrimary);
-  }
-  return id;
-}
-
 void Pipeline::finishCompare() {
   if (!engine_) {
     return;
   }
-  // Every stream has ended and every replayer stopped: each part of each
-  // exchange has been reported, except requests whose response stream never
-  // appeared, which end now; whatever is still pending is given up.
-  pairing_->expire(UINT64_MAX);
+  // Every stream has ended (the workers expired their pairings) and every
+  // replayer stopped: each part of each exchange has been reported; whatever
+  // is still pending is given up.
   engine_->stop();
   engine_->expire(UINT64_MAX);
   const compare::CompareStats& s = engine_->stats();
@@ -338,9 +397,15 @@ void Pipeline::finishCompare() {
   }
 }
 
-std::vector<capture::PortRule> Pipeline::portRules(const std::vector<const RuleRuntime*>& runtimes) {
+std::vector<capture::PortRule> Pipeline::portRules(const RuleSet& set) {
   std::vector<capture::PortRule> out;
-  for (const RuleRuntime* rt : runtimes) {
+  if (set.perWorker.empty()) {
+    return out;
+  }
+  for (const auto& rt : set.perWorker.front()) {
+    if (!rt) {
+      continue;
+    }
     capture::PortRule pr;
     pr.port = rt->rule.port;
     pr.ruleId = rt->ruleId;
@@ -352,225 +417,31 @@ std::vector<capture::PortRule> Pipeline::portRules(const std::vector<const RuleR
   return out;
 }
 
-void Pipeline::reload() {
-  if (!reloadSource_) {
-    spdlog::warn("SIGHUP: no configuration to reload (start with --config FILE)");
-    return;
+uint64_t Pipeline::lastLoopTurnNs() const {
+  uint64_t oldest = loopTurnNs_.load(std::memory_order_relaxed);
+  for (const auto& w : workers_) {
+    oldest = std::min(oldest, w->lastLoopTurnNs());
   }
-  std::string error;
-  std::optional<Config> next = reloadSource_(&error);
-  if (!next) {
-    spdlog::error("reload refused, the current rules stay: {}", error);
-    return;
-  }
-  // A rule that is the same in every setting keeps its id, its replayer and
-  // its mirror connections; anything else is a new rule.
-  std::vector<bool> kept(rules_.size(), false);
-  std::vector<const RuleRuntime*> active;
-  std::vector<std::unique_ptr<RuleRuntime>> added;
-  uint32_t nextId = static_cast<uint32_t>(rules_.size()) + 1;
-  for (const rules::Rule& rule : next->rules) {
-    bool found = false;
-    for (size_t i = 0; i < rules_.size() && !found; ++i) {
-      if (rules_[i] && !kept[i] && rules_[i]->rule.sameAs(rule)) {
-        kept[i] = true;
-        active.push_back(rules_[i].get());
-        found = true;
-      }
-    }
-    if (!found) {
-      auto rt = makeRuntime(rule, nextId++, &error);
-      if (!rt) {
-        spdlog::error("reload refused, the current rules stay: {}", error);
-        return;
-      }
-      active.push_back(rt.get());
-      added.push_back(std::move(rt));
-    }
-  }
-  if (std::string why = capture_->updateRules(portRules(active)); !why.empty()) {
-    spdlog::error("reload refused, the current rules stay: {}", why);
-    return;
-  }
-  for (const auto& rt : added) {
-    if ((rt->replayer && !rt->replayer->start()) || (rt->secondary && !rt->secondary->start())) {
-      spdlog::error("reload: cannot start the replay loop of rule '{}'", rt->rule.text);
-    }
-    if (rt->rule.compare && !engine_) {
-      spdlog::warn("reload: rule '{}' asks for compare=true, but comparison is set up only at start; it is "
-                   "mirrored without comparing", rt->rule.text);
-    }
-  }
-  size_t removed = 0;
-  {
-    std::lock_guard<std::mutex> lock(rulesMutex_);
-    for (size_t i = 0; i < kept.size(); ++i) {
-      if (rules_[i] && !kept[i]) {
-        // Its in-flight requests get the drain time, off the capture thread.
-        RuleRuntime* rt = rules_[i].get();
-        retired_.push_back(std::move(rules_[i]));
-        if (rt->replayer) {
-          const auto drain = std::chrono::milliseconds(config_.drainTimeoutMs);
-          retiring_.emplace_back([rt, drain] {
-            rt->replayer->stop(drain);
-            if (rt->secondary) {
-              rt->secondary->stop(drain);
-            }
-            if (rt->h2Pool) {
-              rt->h2Pool->stop(drain);
-            }
-            if (rt->h2SecondaryPool) {
-              rt->h2SecondaryPool->stop(drain);
-            }
-          });
-        }
-        ++removed;
-      }
-    }
-    for (auto& rt : added) {
-      spdlog::info("rule {}: {}", rt->ruleId, rt->rule.describe());
-      rules_.push_back(std::move(rt));
-    }
-  }
-  spdlog::info("reloaded the configuration: {} rule(s) kept, {} added, {} removed",
-               active.size() - (rules_.size() - kept.size()), rules_.size() - kept.size(), removed);
+  return oldest;
 }
 
-void Pipeline::onSegment(const flow::Segment& segment) {
-  if (segment.fromServer) {
-    // Compare mode's egress capture: the primary's responses. Those to our own
-    // mirror connections (a mirror on this node and port) are not the primary's.
-    if (!responseFlows_) {
-      return;
-    }
-    if (localEndpoints_.contains(segment.key.family, segment.key.daddr, segment.key.dport)) {
-      stats_.ownResponseSegments.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    stats_.responseSegments.fetch_add(1, std::memory_order_relaxed);
-    responseFlows_->ingest(segment);
-    return;
+uint64_t Pipeline::lastConsumeNs() const {
+  uint64_t oldest = UINT64_MAX;
+  for (const auto& w : workers_) {
+    oldest = std::min(oldest, w->lastConsumeNs());
   }
-  if (recorder_ && recorder_->wantsSegments() &&
-      !localEndpoints_.contains(segment.key.family, segment.key.saddr, segment.key.sport)) {
-    recorder_->onSegment(segment);
-  }
-  flows_->ingest(segment);
-}
-
-void Pipeline::onRequest(model::Request&& request) {
-  const bool h2 = request.isHttp2();
-  base::bump(h2 ? stats_.h2Requests : stats_.requests);
-  if (request.ruleId == 0 || request.ruleId > rules_.size() || !rules_[request.ruleId - 1]) {
-    base::bump(stats_.unknownRule);  // e.g. removed by a reload
-    return;
-  }
-  RuleRuntime& rt = *rules_[request.ruleId - 1];
-  RuleStats& rs = rt.stats;
-  base::bump(rs.requests);
-  if (h2) {
-    base::bump(rs.h2Requests);
-  }
-  rs.observeSize(request.size());
-  const rules::Router::Verdict verdict = rt.router.classify(request);
-  if (verdict == rules::Router::Verdict::kAlreadyShadow) {
-    base::bump(rs.loopSkipped);
-    return;
-  }
-  if (verdict == rules::Router::Verdict::kSampledOut) {
-    base::bump(rs.sampledOut);
-    return;
-  }
-  // The recording holds what was captured, not what the method allow-list lets through.
-  if (recorder_) {
-    recorder_->record(request);
-  }
-  if (verdict == rules::Router::Verdict::kMethodFiltered) {
-    base::bump(rs.filtered);
-    return;
-  }
-  if (rt.dryRun) {
-    base::bump(rs.submitted);
-    rt.dryRun->onRequest(std::move(request));
-    base::bump(rs.queued);  // printed
-    return;
-  }
-  if (!rt.replayer) {
-    base::bump(rs.recordOnly);
-    return;
-  }
-  base::bump(rs.submitted);
-  if (h2) {
-    sendHttp2(rt, std::move(request));
-  } else {
-    sendHttp1(rt, std::move(request));
-  }
-}
-
-void Pipeline::sendHttp1(RuleRuntime& rt, model::Request&& request) {
-  // Compare mode pairs the request as captured, so before the rewrite.
-  const uint64_t exchangeId = rt.compared ? beginCompared(rt, request) : 0;
-  rt.router.rewrite(request);
-  request.exchangeId = exchangeId;
-  if (exchangeId != 0 && rt.secondary) {
-    model::Request copy = request;
-    rt.secondary->submit(std::move(copy));  // a drop is reported to the engine as a missing part
-  }
-  base::bump(rt.replayer->submit(std::move(request)) ? rt.stats.queued : rt.stats.dropped);
-}
-
-replay::MirrorPool* Pipeline::h2PoolFor(RuleRuntime& rt, compare::Part part) {
-  const bool secondary = part == compare::Part::kSecondary;
-  std::unique_ptr<replay::MirrorPool>& slot = secondary ? rt.h2SecondaryPool : rt.h2Pool;
-  bool& failed = secondary ? rt.h2SecondaryFailed : rt.h2PoolFailed;
-  if (slot || failed) {
-    return slot.get();
-  }
-  const std::string& target = secondary ? rt.rule.secondary : rt.rule.mirror;
-  // The rule's HTTP/1 pool's settings, with h2c connections.
-  replay::MirrorPoolOptions o = (secondary ? rt.secondary : rt.replayer)->options();
-  o.protocol = model::Protocol::kHttp2;
-  o.addrs = secondary ? rt.secondaryAddrs : rt.mirrorAddrs;
-  o.target = target;
-  o.observer = rt.compared ? (secondary ? secondaryObserver_ : mirrorObserver_).get() : nullptr;
-  const bool noAddress = o.addrs.empty();
-  auto pool = std::make_unique<replay::MirrorPool>(std::move(o));
-  if (noAddress || !pool->start()) {
-    failed = true;
-    spdlog::error("rule {}: cannot start the HTTP/2 {} pool to {}; its HTTP/2 requests are dropped", rt.ruleId,
-                  secondary ? "secondary" : "mirror", target);
-    return nullptr;
-  }
-  spdlog::info("rule {}: first HTTP/2 request, opening h2c connections to {}", rt.ruleId, target);
-  std::lock_guard<std::mutex> lock(rulesMutex_);
-  slot = std::move(pool);
-  return slot.get();
-}
-
-void Pipeline::sendHttp2(RuleRuntime& rt, model::Request&& request) {
-  rt.router.rewrite(request);
-  replay::MirrorPool* pool = h2PoolFor(rt, compare::Part::kMirror);
-  if (pool == nullptr) {
-    base::bump(rt.stats.h2PoolUnavailable);
-    base::bump(rt.stats.dropped);
-    return;
-  }
-  if (rt.compared) {
-    request.exchangeId = beginCompared(rt, request);
-    if (request.exchangeId != 0 && rt.secondary) {
-      replay::MirrorPool* second = h2PoolFor(rt, compare::Part::kSecondary);
-      if (second == nullptr) {
-        engine_->onMissing(request.exchangeId, compare::Part::kSecondary);
-      } else {
-        model::Request copy = request;
-        second->submit(std::move(copy));  // a drop is reported to the engine as a missing part
-      }
-    }
-  }
-  base::bump(pool->submit(std::move(request)) ? rt.stats.queued : rt.stats.dropped);
+  return oldest == UINT64_MAX ? 0 : oldest;
 }
 
 int Pipeline::run() {
+  if (!controlLoop()) {
+    return 1;
+  }
+  shutdown();
+  return 0;
+}
+
+bool Pipeline::controlLoop() {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
@@ -581,29 +452,27 @@ int Pipeline::run() {
   base::Fd ep(epoll_create1(EPOLL_CLOEXEC));
   if (sfd.get() < 0 || tfd.get() < 0 || ep.get() < 0) {
     spdlog::error("cannot set up the event loop: {}", std::strerror(errno));
-    return 1;
+    return false;
   }
   itimerspec its{};
   its.it_interval.tv_nsec = static_cast<long>(kTickNs);
   its.it_value.tv_nsec = static_cast<long>(kTickNs);
   timerfd_settime(tfd.get(), 0, &its, nullptr);
-
-  const int ringFd = capture_->fd();
-  for (int fd : {ringFd, sfd.get(), tfd.get()}) {
+  // The workers read the rings; this thread follows interfaces, takes
+  // signals, expires pending comparisons and writes the summaries.
+  const int interfacesFd = capture_->interfacesFd();
+  for (int fd : {interfacesFd, sfd.get(), tfd.get()}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
     if (epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
       spdlog::error("cannot set up the event loop: {}", std::strerror(errno));
-      return 1;
+      return false;
     }
   }
-
-  const uint64_t summaryEveryNs = uint64_t(config_.summaryIntervalSec) * 1'000'000'000ULL;
-  uint64_t nextSummary = base::monotonicNs() + summaryEveryNs;
-  bool stopping = false;
+  nextSummaryNs_ = base::monotonicNs() + uint64_t(config_.summaryIntervalSec) * 1'000'000'000ULL;
   loopTurnNs_ = base::monotonicNs();
-  while (!stopping) {
+  for (;;) {
     epoll_event events[4];
     int n = epoll_wait(ep.get(), events, 4, -1);
     if (n < 0) {
@@ -611,51 +480,56 @@ int Pipeline::run() {
         continue;
       }
       spdlog::error("epoll_wait: {}", std::strerror(errno));
-      return 1;
+      return false;
     }
     for (int i = 0; i < n; ++i) {
-      int fd = events[i].data.fd;
-      if (fd == ringFd) {
-        capture_->consume(*this);
-        consumeNs_.store(base::monotonicNs(), std::memory_order_relaxed);
+      const int fd = events[i].data.fd;
+      if (fd == interfacesFd) {
+        capture_->followInterfaces();
+        attached_.store(capture_->attachedInterfaces().size(), std::memory_order_relaxed);
       } else if (fd == tfd.get()) {
         uint64_t expirations;
         [[maybe_unused]] ssize_t r = read(tfd.get(), &expirations, sizeof(expirations));
-        uint64_t now = base::monotonicNs();
-        loopTurnNs_.store(now, std::memory_order_relaxed);
-        attached_.store(capture_->attachedInterfaces().size(), std::memory_order_relaxed);
-        flows_->expire(now);
-        if (engine_) {
-          responseFlows_->expire(now);
-          pairing_->expire(now);
-          engine_->expire(now);
-        }
-        if (summaryEveryNs != 0 && now >= nextSummary) {
-          report("");
-          nextSummary = now + summaryEveryNs;
-        }
-      } else if (fd == sfd.get()) {
-        signalfd_siginfo si{};
-        if (read(sfd.get(), &si, sizeof(si)) == sizeof(si)) {
-          if (si.ssi_signo == SIGHUP) {
-            spdlog::info("received SIGHUP, reloading the configuration");
-            reload();
-          } else {
-            spdlog::info("received {}, stopping", strsignal(static_cast<int>(si.ssi_signo)));
-            stopping = true;
-          }
-        }
+        tick(base::monotonicNs());
+      } else if (fd == sfd.get() && !onSignal(sfd.get())) {
+        return true;
       }
     }
   }
+}
 
-  // Stop the kernel side first, take what is already in the ring, then end the
-  // streams and give the mirror its drain time.
+void Pipeline::tick(uint64_t now) {
+  loopTurnNs_.store(now, std::memory_order_relaxed);
+  attached_.store(capture_->attachedInterfaces().size(), std::memory_order_relaxed);
+  if (engine_) {
+    engine_->expire(now);
+  }
+  if (config_.summaryIntervalSec != 0 && now >= nextSummaryNs_) {
+    report("");
+    nextSummaryNs_ = now + uint64_t(config_.summaryIntervalSec) * 1'000'000'000ULL;
+  }
+}
+
+bool Pipeline::onSignal(int sfd) {
+  signalfd_siginfo si{};
+  if (read(sfd, &si, sizeof(si)) != sizeof(si)) {
+    return true;
+  }
+  if (si.ssi_signo == SIGHUP) {
+    spdlog::info("received SIGHUP, reloading the configuration");
+    reload();
+    return true;
+  }
+  spdlog::info("received {}, stopping", strsignal(static_cast<int>(si.ssi_signo)));
+  return false;
+}
+
+void Pipeline::shutdown() {
+  // Stop the kernel side first; each worker takes what is already in its ring
+  // and ends its streams; then the mirrors get their drain time.
   capture_->detach();
-  capture_->consume(*this);
-  flows_->shutdown();
-  if (responseFlows_) {
-    responseFlows_->shutdown();  // responses in progress end; their exchanges miss the primary part
+  for (auto& w : workers_) {
+    w->stop();
   }
   // Drain the recorder and the rules' replayers in parallel: each gets the
   // full drain time.
@@ -664,20 +538,9 @@ int Pipeline::run() {
     // Every framed request is in: HAR gets its closing brackets, Kafka its flush.
     stoppers.emplace_back([this] { recorder_->close(); });
   }
-  for (const auto& rt : rules_) {
-    if (rt && rt->replayer) {
-      stoppers.emplace_back([&rt, this] { rt->replayer->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
-    }
-    if (rt && rt->secondary) {
-      stoppers.emplace_back([&rt, this] { rt->secondary->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
-    }
-    if (rt && rt->h2Pool) {
-      stoppers.emplace_back([&rt, this] { rt->h2Pool->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
-    }
-    if (rt && rt->h2SecondaryPool) {
-      stoppers.emplace_back(
-          [&rt, this] { rt->h2SecondaryPool->stop(std::chrono::milliseconds(config_.drainTimeoutMs)); });
-    }
+  const std::shared_ptr<const RuleSet> set = snapshot_.load();
+  for (const auto& mine : set->perWorker) {
+    stopPools(mine, stoppers);
   }
   for (auto& t : stoppers) {
     t.join();
@@ -688,7 +551,6 @@ int Pipeline::run() {
   retiring_.clear();
   finishCompare();
   report("final: ");
-  return 0;
 }
 
 void Pipeline::report(const char* prefix) const {

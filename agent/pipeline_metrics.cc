@@ -31,10 +31,9 @@ std::string ago(uint64_t thenNs, uint64_t now) {
   return std::to_string((now - thenNs) / 1'000'000) + " ms ago";
 }
 
-// The rule's routing decisions (router, recorder-only, dry run) and its request sizes.
-void exportRuleRequests(const RuleRuntime& rt, StatsSink& out) {
+// The rule's labels, once per rule (a gauge: exported again it would add up).
+void exportRuleInfo(const RuleRuntime& rt, StatsSink& out) {
   const std::string id = std::to_string(rt.ruleId);
-  const RuleStats& r = rt.stats;
   static constexpr const char* kHostModes[] = {"suffix", "keep", "literal"};
   static constexpr const char* kSampleModes[] = {"connection", "request", "header"};
   out.gauge("shadowtap_rule_info", "Always 1: the rule's port, mirror target and modes, to label dashboards by.", 1,
@@ -43,6 +42,13 @@ void exportRuleRequests(const RuleRuntime& rt, StatsSink& out) {
              {"target", rt.rule.mirror},
              {"host_mode", kHostModes[static_cast<int>(rt.rule.hostMode)]},
              {"sample", kSampleModes[static_cast<int>(rt.rule.sampleMode)]}});
+}
+
+// One worker's routing decisions for the rule (router, recorder-only, dry
+// run) and its request sizes; the registry adds up the workers'.
+void exportRuleRequests(const RuleRuntime& rt, StatsSink& out) {
+  const std::string id = std::to_string(rt.ruleId);
+  const RuleStats& r = rt.stats;
   out.counter("shadowtap_requests_total", "Requests framed for a rule.", v(r.requests), {{"rule", id}});
   out.counters("shadowtap_requests_not_mirrored_total", "Requests of a rule not handed to the mirror, by reason.",
                "reason",
@@ -166,22 +172,44 @@ void exportH2Mirror(const std::string& id, const replay::MirrorStats& q, const R
 }
 
 void exportRules(const Pipeline& p, StatsSink& out) {
+  const std::shared_ptr<const RuleSet> set = p.rules();
   std::lock_guard<std::mutex> lock(p.rulesMutex());
-  for (const auto& rt : p.rules()) {
-    if (!rt) {
-      continue;  // removed by a reload
+  for (size_t w = 0; w < set->perWorker.size(); ++w) {
+    for (const auto& rt : set->perWorker[w]) {
+      if (!rt) {
+        continue;  // removed by a reload
+      }
+      if (w == 0) {
+        exportRuleInfo(*rt, out);
+      }
+      exportRuleRequests(*rt, out);
+      const std::string id = std::to_string(rt->ruleId);
+      if (!rt->replayer) {
+        out.counter(kOutcomes, kOutcomesHelp, v(rt->stats.queued),
+                    {{"rule", id}, {"protocol", "http1"}, {"outcome", "dry_run_printed"}});
+        continue;
+      }
+      exportHttp1Mirror(id, rt->replayer->stats(), out);
+      // HTTP/2: the pool exists from the worker's first HTTP/2 request of the rule; zeros before.
+      static const replay::MirrorStats kNoPool;
+      exportH2Mirror(id, rt->h2Pool ? rt->h2Pool->stats() : kNoPool, rt->stats, out);
     }
-    exportRuleRequests(*rt, out);
-    const std::string id = std::to_string(rt->ruleId);
-    if (!rt->replayer) {
-      out.counter(kOutcomes, kOutcomesHelp, v(rt->stats.queued),
-                  {{"rule", id}, {"protocol", "http1"}, {"outcome", "dry_run_printed"}});
-      continue;
-    }
-    exportHttp1Mirror(id, rt->replayer->stats(), out);
-    // HTTP/2: the pool exists from the rule's first HTTP/2 request; zeros before.
-    static const replay::MirrorStats kNoPool;
-    exportH2Mirror(id, rt->h2Pool ? rt->h2Pool->stats() : kNoPool, rt->stats, out);
+  }
+}
+
+// What each worker read from its ring and did with it, by worker (the only
+// per-worker labels: everything else is the workers' sum).
+void exportWorkers(const Pipeline& p, StatsSink& out) {
+  out.gauge("shadowtap_workers", "Worker threads, each with its own ring buffer and flows.",
+            static_cast<double>(p.workers().size()));
+  for (const auto& w : p.workers()) {
+    const Labels l = {{"worker", std::to_string(w->index())}};
+    out.counter("shadowtap_worker_segments_total", "Records a worker read from its ring buffer.",
+                v(w->stats().segments), l);
+    out.counter("shadowtap_worker_batches_total", "Reads of a worker's ring buffer that found records.",
+                v(w->stats().batches), l);
+    out.counter("shadowtap_worker_requests_total", "Requests a worker decoded (HTTP/1 and HTTP/2).",
+                v(w->stats().requests) + v(w->stats().h2Requests), l);
   }
 }
 
@@ -192,20 +220,35 @@ void registerExporters(const Pipeline& p, metrics::Registry& registry) {
     capture::exportStats(p.capture().kernelCounters(), p.capture().stats(), p.attachedInterfaces(),
                          p.compareEngine() != nullptr, out);
   });
+  registry.add([&p](StatsSink& out) { exportWorkers(p, out); });
+  // Each worker's stages under the same names: the registry adds them up.
   registry.add([&p](StatsSink& out) {
-    flow::exportStats(p.flows().stats(), out);
-    out.counter("shadowtap_flow_own_traffic_total",
-                "Connections declined because they are the agent's own mirror connections.",
-                v(p.stats().ownTrafficSegments));
+    for (const auto& w : p.workers()) {
+      flow::exportStats(w->flows().stats(), out);
+      out.counter("shadowtap_flow_own_traffic_total",
+                  "Connections declined because they are the agent's own mirror connections.",
+                  v(w->stats().ownTrafficSegments));
+    }
   });
   registry.add([&p](StatsSink& out) {
-    http::exportStats(p.framers().stats(), out);
-    h2::exportStats(p.sniffing(), p.h2Decoders().stats(), out);
+    for (const auto& w : p.workers()) {
+      http::exportStats(w->framers().stats(), out);
+      h2::exportStats(w->sniffing(), w->h2Decoders().stats(), out);
+    }
   });
   registry.add([&p](StatsSink& out) { exportRules(p, out); });
   registry.add([&p](StatsSink& out) {
     if (const compare::CompareEngine* engine = p.compareEngine()) {
-      compare::exportStats(*engine, p.responsePairing(), p.diffWriter(), base::load(p.stats().responseSegments), out);
+      uint64_t responseSegments = 0;
+      for (const auto& w : p.workers()) {
+        responseSegments += base::load(w->stats().responseSegments);
+      }
+      compare::exportStats(*engine, nullptr, p.diffWriter(), responseSegments, out);
+      for (const auto& w : p.workers()) {
+        if (const compare::ResponsePairing* pairing = w->responsePairing()) {
+          compare::exportPairing(*pairing, out);
+        }
+      }
     }
   });
   registry.add([&p](StatsSink& out) {
@@ -219,7 +262,7 @@ metrics::HealthStatus PipelineHealth::live() const {
   const uint64_t now = base::monotonicNs();
   const uint64_t turned = p_.lastLoopTurnNs();
   const bool ok = turned != 0 && now - turned < kAliveWithinNs;
-  return {ok, "capture loop turned " + ago(turned, now)};
+  return {ok, "capture loop turned " + ago(turned, now)};  // the slowest of the control loop and the workers
 }
 
 metrics::HealthStatus PipelineHealth::ready() const {

@@ -10,7 +10,7 @@ namespace {
 
 double v(const std::atomic<uint64_t>& a) { return static_cast<double>(base::load(a)); }
 
-void exportPairing(const ResponsePairing& pairing, base::StatsSink& out) {
+void exportPairingStats(const ResponsePairing& pairing, base::StatsSink& out) {
   const PairingStats& ps = pairing.stats();
   out.counters("shadowtap_compare_response_streams_total",
                "Primary response streams (egress) by the protocol their first bytes showed.", "protocol",
@@ -35,6 +35,8 @@ void exportPairing(const ResponsePairing& pairing, base::StatsSink& out) {
 }
 
 }  // namespace
+
+void exportPairing(const ResponsePairing& pairing, base::StatsSink& out) { exportPairingStats(pairing, out); }
 
 void exportStats(const CompareEngine& engine, const ResponsePairing* pairing, const DiffWriter* diff,
                  uint64_t responseSegments, base::StatsSink& out) {
@@ -62,7 +64,7 @@ void exportStats(const CompareEngine& engine, const ResponsePairing* pairing, co
               "Response segments of the primary (egress capture) reassembled for comparison.",
               static_cast<double>(responseSegments));
   if (pairing != nullptr) {
-    exportPairing(*pairing, out);
+    exportPairingStats(*pairing, out);
   }
   if (diff != nullptr) {
     out.counter("shadowtap_compare_diff_lines_total", "Differing pairs written to --compare-output.",

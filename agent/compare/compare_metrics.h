@@ -15,5 +15,8 @@ namespace shadowtap::compare {
 // the primary's responses the pipeline gave to reassembly.
 void exportStats(const CompareEngine& engine, const ResponsePairing* pairing, const DiffWriter* diff,
                  uint64_t responseSegments, base::StatsSink& out);
+// The primary's response streams of one pairing (exportStats exports them too
+// when given one); with workers, each worker's pairing under the same names.
+void exportPairing(const ResponsePairing& pairing, base::StatsSink& out);
 
 }  // namespace shadowtap::compare

@@ -157,7 +157,8 @@ bool MirrorPool::submit(model::Request&& request) {
     dropped(exchangeId, Outcome::kDroppedShutdown);
     return false;
   }
-  if (rate_.limited() && !rate_.admit(clock_.nowNs())) {
+  RateLimiter& rate = opts_.sharedRate ? *opts_.sharedRate : rate_;
+  if (rate.limited() && !rate.admit(clock_.nowNs())) {
     dropped(exchangeId, Outcome::kRateLimited);
     return false;
   }

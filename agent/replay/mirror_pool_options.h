@@ -15,6 +15,7 @@
 #include "http/response_framer.h"
 #include "model/request.h"
 #include "replay/local_endpoints.h"
+#include "replay/rate_limiter.h"
 #include "replay/response_observer.h"
 #include "replay/target.h"
 #include "replay/tls_client.h"
@@ -75,6 +76,9 @@ struct MirrorPoolOptions {
   // to a tenth of a second's worth (at least one); the excess is dropped and
   // counted (droppedRateLimit).
   uint32_t maxRps = 0;
+  // When set, submit admits through this limiter instead of one of maxRps:
+  // the pools of one rule in every worker share the rule's max-rps.
+  std::shared_ptr<RateLimiter> sharedRate;
 
   // Where the sockets' local endpoints are published (may be null).
   LocalEndpoints* localEndpoints = nullptr;

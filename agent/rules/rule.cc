@@ -290,6 +290,17 @@ KeyResult parseHostPortOnce(std::string_view value, std::string& out, const char
   return std::nullopt;
 }
 
+KeyResult parseTlsCa(Rule& r, Seen& seen, std::string_view value) {
+  if (!seen.once("tls-ca")) {
+    return fail("tls-ca given twice");
+  }
+  if (access(std::string(value).c_str(), R_OK) != 0) {
+    return fail("tls-ca=" + std::string(value) + ": not a readable file");
+  }
+  r.tlsCa = std::string(value);
+  return std::nullopt;
+}
+
 KeyResult parseKey(Rule& r, Seen& seen, std::string_view key, std::string_view value) {
   if (key == "port") {
     if (!seen.once(key)) {
@@ -373,14 +384,7 @@ KeyResult parseKey(Rule& r, Seen& seen, std::string_view key, std::string_view v
     return std::nullopt;
   }
   if (key == "tls-ca") {
-    if (!seen.once(key)) {
-      return fail("tls-ca given twice");
-    }
-    if (access(std::string(value).c_str(), R_OK) != 0) {
-      return fail("tls-ca=" + std::string(value) + ": not a readable file");
-    }
-    r.tlsCa = std::string(value);
-    return std::nullopt;
+    return parseTlsCa(r, seen, value);
   }
   return KeyError{"unknown key '" + std::string(key) +
                       "' (known: port, mirror, percentage, suffix, host, sample, dst, methods, header, drop-header, "

@@ -20,6 +20,32 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"
 HOST = "httpbin:8000"
 PORT = 8000
+# Flags every Shadowtap of the run gets (a test's --workers N: the same assertions
+# with N workers).
+EXTRA_ARGS = []
+
+
+def add_workers_arg(ap):
+    """--workers N for a test that runs its assertions with N workers (default: the agent's auto)."""
+    ap.add_argument("--workers", type=int, default=0)
+
+
+def use_workers(n):
+    if n:
+        EXTRA_ARGS[:] = ["--workers", str(n)]
+
+
+def check_workers(stats, n, what=""):
+    """With N workers: the gauge says N, and the records the workers read add up to what
+    the kernel copied (each record read by exactly one worker)."""
+    if not n:
+        return
+    check(stats.value("shadowtap_workers") == n, f"{what}{n} workers running")
+    per = [stats.value("shadowtap_worker_segments_total", worker=w) for w in range(n)]
+    copied = (stats.value("shadowtap_kernel_segments_copied_total")
+              + stats.value("shadowtap_kernel_egress_segments_copied_total"))
+    check(sum(per) == copied, f"{what}records read by the workers {per} add up to the {copied} the kernel copied"
+          " (both directions)")
 FAILURES = []
 
 
@@ -65,7 +91,7 @@ class Shadowtap:
         if argv is None:
             argv = ["--interface", iface, "--port", str(PORT), "--mirror", "httpbin-mirror:8000"]
         self.proc = lab.spawn(ns, [*prefix, binary, *argv, "--summary-interval", "1",
-                                   "--stats-file", self.stats_path, *extra],
+                                   "--stats-file", self.stats_path, *EXTRA_ARGS, *extra],
                               stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:

@@ -13,7 +13,10 @@ request is compared, the metrics per endpoint, the JSON lines of differing
 pairs, and that `shadowtap report` names exactly the two regressions and marks
 the timestamp as noise.
 
-Usage: test_compare.py --shadowtap PATH
+With --workers N the same with N workers: the kernel sends a connection's
+responses (egress) to the worker of its requests, so every exchange still pairs.
+
+Usage: test_compare.py --shadowtap PATH [--workers N]
 Exits 77 (skip) without root, unless CI=true.
 """
 import argparse
@@ -27,7 +30,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from harness import HERE, PY, Shadowtap, check, finish, loaded_programs  # noqa: E402
+from harness import (HERE, PY, Shadowtap, add_workers_arg, check, check_workers, finish,  # noqa: E402
+                     loaded_programs, use_workers)
 from test_compare_report import Page  # noqa: E402
 
 PORT = 8000
@@ -120,7 +124,9 @@ def check_diff_lines(diffs, users, orders, clock):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap", required=True)
+    add_workers_arg(ap)
     args = ap.parse_args()
+    use_workers(args.workers)
     netlab.require_root_or_skip("the compare end-to-end test")
 
     lab = netlab.Lab("stc")
@@ -170,6 +176,11 @@ def main():
         check(begun == total and compared == total and "final: compare: " in log,
               f"the final counters count every exchange compared ({compared} of {begun}, {total} sent)")
         check(not loaded_programs(egress), "no egress program of ours left loaded")
+        check_workers(stats, args.workers)
+        if args.workers > 1:
+            per = [stats.value("shadowtap_worker_requests_total", worker=w) for w in range(args.workers)]
+            # 4 connections: all on one worker one run in 8, so the spread is shown, not asserted.
+            check(sum(per) == total, f"the workers decoded every request ({per} of {total}), all compared")
 
         check_diff_lines(diffs, users, orders, clock)
 

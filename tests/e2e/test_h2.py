@@ -33,7 +33,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from harness import PY, MirrorLab, check, finish, read_records, shadow_host, wait_count  # noqa: E402
+from harness import (PY, MirrorLab, add_workers_arg, check, finish, read_records, shadow_host,  # noqa: E402
+                     use_workers, wait_count)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PORT = 8080
@@ -96,7 +97,9 @@ def total(metrics, name, **want):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap", required=True)
+    add_workers_arg(ap)  # --workers 2: each worker opens its own h2c pool on its first HTTP/2 request
     args = ap.parse_args()
+    use_workers(args.workers)
     netlab.require_root_or_skip("the end-to-end HTTP/2 test")
     for tool in ("nghttp", "nghttpd"):
         if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode != 0:

@@ -32,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from harness import HERE, PY, Shadowtap, check, finish  # noqa: E402
+from harness import HERE, PY, Shadowtap, add_workers_arg, check, finish, use_workers  # noqa: E402
 from test_compare import check_diff_lines, check_endpoints, compare_counts, metric, scrape  # noqa: E402
 
 PORT = 8000
@@ -55,7 +55,9 @@ def field(rec, name):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap", required=True)
+    add_workers_arg(ap)  # --workers 2: each worker opens its own h2c pool on its first HTTP/2 request
     args = ap.parse_args()
+    use_workers(args.workers)
     netlab.require_root_or_skip("the HTTP/2 compare end-to-end test")
     if subprocess.run(["sh", "-c", "command -v nghttp"], capture_output=True).returncode != 0:
         print("skip: nghttp not installed (scripts/install-deps.sh installs nghttp2-client)")

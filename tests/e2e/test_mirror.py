@@ -10,7 +10,11 @@ receives every request byte-identical except the Host value, which gets "-shadow
 0 % mirrors nothing, 100 % everything, 50 % of 400 connections between 35 % and 65 %;
 SIGTERM leaves no filter of ours; SIGKILL and a restart leave exactly one.
 
-Usage: test_mirror.py --shadowtap PATH
+With --workers N every assertion holds with N workers, and the counters of the
+workers add up (records read = records the kernel copied; 400 connections use every
+worker).
+
+Usage: test_mirror.py --shadowtap PATH [--workers N]
 """
 import argparse
 import collections
@@ -21,15 +25,17 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from harness import (MirrorLab, Shadowtap, check, client, finish, our_filters,  # noqa: E402,F401
-                     our_programs, read_records, requests_of, shadow_host, wait_count,
+from harness import (MirrorLab, Shadowtap, add_workers_arg, check, check_workers,  # noqa: E402,F401
+                     client, finish, our_filters, our_programs, use_workers, read_records, requests_of, shadow_host, wait_count,
                      wait_stable)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap", required=True)
+    add_workers_arg(ap)
     args = ap.parse_args()
+    use_workers(args.workers)
     netlab.require_root_or_skip("the end-to-end mirror test")
 
     m = MirrorLab()
@@ -82,6 +88,9 @@ def main():
     check(stats.answered() == len(sent) and set(stats.outcomes()) <= {"response_2xx", "response_3xx",
                                                                       "response_4xx", "response_5xx"},
           f"stats count every mirror response and no loss: {stats.outcomes()}")
+    check_workers(stats, args.workers, "100 %: ")
+    if args.workers:
+        check(f"{args.workers} worker" in text, "the startup log says how many workers run")
 
     # C. 0 % mirrors nothing.
     before = len(read_records(mirror_rec))
@@ -105,6 +114,14 @@ def main():
     check(0.35 <= share <= 0.65, f"50 %: {n} of {len(half)} connections mirrored ({share:.1%})")
     check(set(read_records(mirror_rec)[before:]) <= set(shadow_host(r) for r in requests_of(half)),
           "50 %: every mirrored request is one the client sent, with the suffix")
+    stats = st.stats()
+    check_workers(stats, args.workers, "50 %: ")
+    check(stats.answered() == n and stats.value("shadowtap_requests_total") == n,
+          f"50 %: the workers' counters add up to the {n} requests mirrored and answered "
+          f"({stats.value('shadowtap_requests_total')} counted, {stats.answered()} answered)")
+    if args.workers > 1:
+        per = [stats.value("shadowtap_worker_segments_total", worker=w) for w in range(args.workers)]
+        check(all(p > 0 for p in per), f"50 %: 400 connections spread over every worker ({per} records)")
 
     # E. tc (cls_bpf) mode: SIGKILL leaves our filter; a restart replaces it
     # instead of adding one.

@@ -21,7 +21,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from harness import PORT, MirrorLab, check, finish, read_records, wait_stable  # noqa: E402
+from harness import (PORT, MirrorLab, add_workers_arg, check, finish, read_records, use_workers,  # noqa: E402
+                     wait_stable)
 
 CLIENT = r'''
 import http.client, json, sys
@@ -61,7 +62,9 @@ m_if = []
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap", required=True)
+    add_workers_arg(ap)  # --workers 2: request sampling keeps its share per worker (within a request or two)
     args = ap.parse_args()
+    use_workers(args.workers)
     netlab.require_root_or_skip("the end-to-end sampling and host mode test")
     m = MirrorLab("md")
     m_if.append(m.node_if)

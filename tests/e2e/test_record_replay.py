@@ -37,7 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from harness import Shadowtap  # noqa: E402
+from harness import Shadowtap, add_workers_arg, use_workers  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"
@@ -257,7 +257,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap")
     ap.add_argument("--extra-client")
+    add_workers_arg(ap)  # --workers 2: the workers feed the one recorder
     args = ap.parse_args()
+    use_workers(args.workers)
     if args.extra_client:
         return extra_client(args.extra_client)
     help_text = subprocess.run([args.shadowtap, "--help"], capture_output=True, text=True).stdout

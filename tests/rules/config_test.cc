@@ -104,6 +104,22 @@ TEST(ConfigTest, Rejections) {
             2);
 }
 
+TEST(ConfigTest, WorkersAreAutoOrOneToSixtyFour) {
+  Config c;
+  ASSERT_EQ(parse({"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9"}, c), -1);
+  EXPECT_EQ(c.workers, 0u) << "auto by default";
+  Config three;
+  ASSERT_EQ(parse({"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9", "--workers", "3"}, three), -1);
+  EXPECT_EQ(three.workers, 3u);
+  Config autoWorkers;
+  ASSERT_EQ(parse({"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9", "--workers", "auto"}, autoWorkers), -1);
+  EXPECT_EQ(autoWorkers.workers, 0u);
+  for (const char* bad : {"0", "65", "two", "2x", ""}) {
+    Config fresh;
+    EXPECT_EQ(parse({"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9", "--workers", bad}, fresh), 2) << bad;
+  }
+}
+
 TEST(ConfigTest, CompareFlags) {
   Config c;
   ASSERT_EQ(parse({"-i", "lo", "--rule", "port=8000,mirror=127.0.0.1:9,compare=true,secondary=127.0.0.1:10",
