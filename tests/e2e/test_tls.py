@@ -3,7 +3,8 @@
   cli (198.18.0.1) --veth-- node (198.18.0.2; nginx HTTPS :8443, a python ssl server :9443; shadowtap --tls)
                             node (198.18.1.1) --veth-- mir (198.18.1.2; recording_server.py :8000)
 
-shadowtap starts first, then nginx (a server started after shadowtap is
+shadowtap (--workers 2: a connection's TLS records and packets must meet in
+one worker) starts first, then nginx (a server started after shadowtap is
 mirrored: uprobes on the library file cover processes started later). curl
 sends keep-alive, chunked and 1 MiB requests over TLS; what curl sent is taken
 from its own --trace (the plaintext it handed to OpenSSL), and the mirror must
@@ -168,7 +169,7 @@ class TlsLab:
 
 
 def start_shadowtap(t, binary):
-    return Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls",
+    return Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls", "--workers", "2",
                      argv=["--interface", t.node_if, "--rule", f"port={TLS_PORT},mirror=httpbin-mirror:8000",
                            "--rule", f"port={COPY_PORT},mirror=httpbin-mirror:8000"])
 
