@@ -160,7 +160,8 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
                  "Mirroring rule (repeatable): port=N,mirror=HOST:PORT[,percentage=P][,suffix=S]"
                  "[,host=suffix|keep|HOST[:PORT]][,sample=connection|request|header:NAME][,dst=CIDR]"
                  "[,methods=GET|HEAD][,header=NAME:VALUE]...[,drop-header=NAME]...[,connections=N][,queue=N]"
-                 "[,queue-mib=N][,max-rps=N][,drop-policy=newest|oldest][,compare=true[,secondary=HOST:PORT]]")
+                 "[,queue-mib=N][,max-rps=N][,drop-policy=newest|oldest][,compare=true[,secondary=HOST:PORT]]"
+                 "[,tls=true[,tls-verify=false][,tls-ca=FILE]]")
       ->take_all();
 #ifdef SHADOWTAP_HAVE_DRY_RUN
   app.add_flag("--dry-run", c.dryRun,
@@ -196,6 +197,13 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
       ->check(CLI::IsMember({"auto", "tc", "tcx", "xdp"}));
   app.add_flag("!--no-adaptive-wakeups", c.adaptiveWakeups,
                "Wake the agent for every ring buffer record instead of in batches (more CPU, lower latency)");
+  app.add_flag("--tls", c.tls,
+               "Also mirror HTTPS services that use OpenSSL 3: read the decrypted traffic of the processes that "
+               "map libssl, through uprobes (only connections whose local port has a rule)");
+  app.add_option("--tls-library", c.tlsLibrary,
+                 "With --tls: the libssl.so.3 file to probe (e.g. a container's /proc/PID/root/usr/lib/...); "
+                 "default: the one this host's loader finds")
+      ->check(CLI::ExistingFile);
   app.add_option("--tc-priority", c.tcPriority, "Priority of our tc ingress filter (1-65535)")
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));

@@ -30,6 +30,8 @@ struct Config {
   // Capture.
   std::string attach = "auto";  // auto | tc | tcx | xdp
   bool adaptiveWakeups = true;
+  bool tls = false;        // --tls: read OpenSSL plaintext through uprobes
+  std::string tlsLibrary;  // --tls-library; empty: the loader's libssl.so.3
   uint32_t tcPriority = 1;
   // tc mode: locks that tell another running instance's filters from leftovers.
   std::string stateDir = "/run/shadowtap";

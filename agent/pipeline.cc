@@ -115,6 +115,10 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
       return nullptr;
     }
   }
+  if (config.tls) {
+    spdlog::info("--tls: reading the OpenSSL plaintext of processes that map {} (uprobes)",
+                 p->capture_->tlsLibrary());
+  }
   spdlog::info("{} worker{} ({}; {} usable core{}), each with its own ring buffer of {} KiB", p->workerCount_,
                p->workerCount_ > 1 ? "s" : "",
                config.workers != 0 ? "--workers" : "--workers auto: a quarter of the cores, 1 to 4", cores,
@@ -148,6 +152,8 @@ capture::CaptureOptions Pipeline::captureOptions(const RuleSet& set) const {
   co.stateDir = config_.stateDir;
   co.attach = *capture::parseAttachMode(config_.attach);  // validated by config
   co.adaptiveWakeups = config_.adaptiveWakeups;
+  co.tls = config_.tls;
+  co.tlsLibrary = config_.tlsLibrary;
   if (getrandom(&co.hashSeed, sizeof(co.hashSeed), 0) != sizeof(co.hashSeed)) {
     co.hashSeed = static_cast<uint32_t>(base::monotonicNs());
   }
@@ -188,6 +194,18 @@ namespace {
 
 replay::DropPolicy dropPolicyOf(const rules::Rule& rule) {
   return rule.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
+}
+
+// tls=true: the rule's TLS client to its mirror (SNI from host=HOST, else the
+// mirror's name). nullptr and *error (naming the rule) on failure.
+std::shared_ptr<const replay::TlsClientConfig> tlsClientOf(const rules::Rule& rule, std::string* error) {
+  auto tls = replay::TlsClientConfig::make(
+      rule.tlsVerify, rule.tlsCa,
+      replay::sniName(rule.hostMode == rules::HostMode::kLiteral ? rule.hostLiteral : "", rule.mirror), error);
+  if (!tls) {
+    *error = "rule '" + rule.text + "': " + *error;
+  }
+  return tls;
 }
 
 // One limiter for the rule's pools of one kind in every worker, so max-rps is
@@ -240,6 +258,9 @@ std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Ru
   ro.responseTimeout = std::chrono::milliseconds(config_.responseTimeoutMs);
   ro.idleTimeout = std::chrono::milliseconds(config_.idleTimeoutMs);
   ro.localEndpoints = &localEndpoints_;
+  if (rule.tls && !(ro.tls = tlsClientOf(rule, error))) {
+    return {};
+  }
   // Compare mode: mirror (and secondary) responses are kept and go to the
   // engine. A rule added by a reload has no comparator (the engine's are made
   // at start): its begin() refuses and it is mirrored only.

@@ -22,7 +22,7 @@
 #include <linux/types.h>
 #include <bpf/bpf_endian.h>
 
-#include "parse.h"
+#include "packet.h"
 
 static __always_inline __u32 st_rotl32(__u32 x, __u32 r)
 {

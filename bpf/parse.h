@@ -28,6 +28,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "shadowtap/capture_abi.h"
+#include "packet.h"
 
 #ifndef ST_CTX
 #error "include ctx_tc.h or ctx_xdp.h before parse.h"
@@ -65,19 +66,6 @@ struct st_cursor {
 	__u32 end;
 };
 
-/* What the capture program needs from one TCP segment. */
-struct st_packet {
-	__u32 saddr[4]; /* network order words; IPv4 uses saddr[0] */
-	__u32 daddr[4];
-	__be16 sport;
-	__be16 dport;
-	__u32 seq; /* host order */
-	__u32 ack; /* host order */
-	__u32 payload_off; /* from the start of the frame */
-	__u32 payload_len; /* bounded by the IP length and by the frame length */
-	__u8 family;
-	__u8 tcp_flags;
-};
 
 static __always_inline void st_cursor_init(struct st_cursor *c, ST_CTX *ctx)
 {

@@ -25,9 +25,9 @@ static_assert(offsetof(st_segment, cap_len) == 68);
 static_assert(offsetof(st_segment, family) == 72);
 static_assert(offsetof(st_segment, tcp_flags) == 73);
 static_assert(offsetof(st_segment, abi_version) == 74);
-static_assert(offsetof(st_segment, pad0) == 75);
+static_assert(offsetof(st_segment, source) == 75);
 static_assert(offsetof(st_segment, direction) == 76);
-static_assert(SHADOWTAP_ABI_VERSION == 4, "update these asserts with the ABI");
+static_assert(SHADOWTAP_ABI_VERSION == 5, "update these asserts with the ABI");
 static_assert(ST_MAX_WORKERS == 64 && ST_WORKER_MULTIPLIER == 0x9E3779B1u);
 static_assert(sizeof(st_rule) == 12);
 static_assert(offsetof(st_rule, rule_id) == 0);
@@ -45,7 +45,12 @@ static_assert(ST_CNT_EGRESS_SEEN == 16 && ST_CNT_EGRESS_MATCHED == 17 && ST_CNT_
 static_assert(ST_RULE_F_HAS_PREFIX == 0x1 && ST_RULE_F_COMPARE == 0x2);
 static_assert(ST_DIR_TO_SERVER == 0 && ST_DIR_FROM_SERVER == 1);
 static_assert(ST_CNT_NO_RING == 21);
-static_assert(ST_CNT_MAX == 22, "counter indices are ABI: append only");
+static_assert(ST_CNT_TLS_SET_FD == 22 && ST_CNT_TLS_NOT_TCP == 23 && ST_CNT_TLS_MATCHED == 24 &&
+              ST_CNT_TLS_SAMPLED_OUT == 25 && ST_CNT_TLS_CONNS_FULL == 26 && ST_CNT_TLS_COPIED == 27 &&
+              ST_CNT_TLS_COPIED_BYTES == 28 && ST_CNT_TLS_READ_FAULT == 29 && ST_CNT_TLS_CALLS_FULL == 30 &&
+              ST_CNT_TLS_FREED == 31);
+static_assert(ST_SRC_WIRE == 0 && ST_SRC_TLS == 1);
+static_assert(ST_CNT_MAX == 32, "counter indices are ABI: append only");
 // Records carry the TCP flag byte as is; flow::Segment names the same bits.
 static_assert(ST_TCP_FIN == shadowtap::flow::kTcpFin && ST_TCP_SYN == shadowtap::flow::kTcpSyn &&
               ST_TCP_RST == shadowtap::flow::kTcpRst && ST_TCP_ACK == shadowtap::flow::kTcpAck);

@@ -13,6 +13,7 @@
 #include "capture/loader.h"
 #include "capture/ring_reader.h"
 #include "capture/rule_map_sync.h"
+#include "capture/tls_probes.h"
 
 namespace shadowtap::capture {
 namespace {
@@ -39,6 +40,7 @@ base::Fd epollOver(const std::vector<int>& fds, std::string* error) {
 // buffer reader before the programs it reads from.
 struct Capture::Impl {
   std::unique_ptr<LoadedProgram> program;
+  std::unique_ptr<TlsProbes> tls;  // --tls only
   std::unique_ptr<RuleMapSync> rules;
   std::vector<std::unique_ptr<RingReader>> rings;  // one per worker
   std::unique_ptr<InterfaceWatcher> watcher;
@@ -74,6 +76,12 @@ std::string Capture::start(const CaptureOptions& options) {
   im.program = LoadedProgram::load(options, &error);
   if (!im.program) {
     return error;
+  }
+  if (options.tls) {
+    im.tls = TlsProbes::open(im.program->xdpShared(), options.tlsLibrary, &error);
+    if (!im.tls) {
+      return error;
+    }
   }
   im.rules = std::make_unique<RuleMapSync>(im.program->rulesFd(), im.program->prefixRulesFd());
   if (std::string why = im.rules->replace(options.rules); !why.empty()) {
@@ -112,7 +120,7 @@ std::string Capture::listen(const CaptureOptions& options) {
   const PollPacing pacing{options.adaptiveWakeups, options.pollIntervalUs, options.idlePollIntervalUs};
   std::vector<int> all;
   for (uint32_t worker = 0; worker < im.program->workers(); ++worker) {
-    im.rings.push_back(RingReader::open(im.program->ringFd(worker), pacing, stats_, &error));
+    im.rings.push_back(RingReader::open(im.program->ringFd(worker), pacing, stats_, &error, options.tls));
     if (!im.rings.back()) {
       return error;
     }
@@ -164,9 +172,16 @@ AttachMode Capture::attachMode() const { return impl_->interfaces->modes().ingre
 AttachMode Capture::egressMode() const { return impl_->interfaces->modes().egress; }
 bool Capture::egressAttached() const { return impl_->interfaces->egressAttached(); }
 
-KernelCounters Capture::kernelCounters() const { return impl_->program->counters(); }
+KernelCounters Capture::kernelCounters() const {
+  KernelCounters k = impl_->program->counters();
+  k.tls = impl_->tls != nullptr;
+  return k;
+}
+
+std::string Capture::tlsLibrary() const { return impl_->tls ? impl_->tls->library() : std::string(); }
 
 void Capture::detach() {
+  impl_->tls.reset();  // the uprobes first: no plaintext comes in after this
   impl_->watcher->stop();
   impl_->interfaces->clear();
   std::lock_guard lock(namesMutex_);

@@ -66,6 +66,8 @@ class Capture {
   std::string updateRules(const std::vector<PortRule>& rules);
 
   KernelCounters kernelCounters() const;
+  // --tls: the libssl file the uprobes are on (empty without --tls or after detach()).
+  std::string tlsLibrary() const;
   const CaptureStats& stats() const { return stats_; }
   // A copy: the interfaces' thread may change the set meanwhile.
   std::vector<std::string> attachedInterfaces() const;

@@ -1,5 +1,7 @@
 #include "capture/capture_metrics.h"
 
+#include <algorithm>
+
 #include "base/counters.h"
 
 namespace shadowtap::capture {
@@ -33,6 +35,47 @@ void exportStats(const KernelCounters& k, const CaptureStats& cs, size_t attache
   if (egress) {
     out.counter("shadowtap_kernel_egress_segments_copied_total",
                 "Response segments copied by the egress program (compare mode).", kv(k.egressCopied));
+  }
+  if (k.tls) {
+    const uint64_t followed = k.tlsMatched - std::min(k.tlsMatched, k.tlsSampledOut + k.tlsConnsFull);
+    const uint64_t noRule = k.tlsSetFd - std::min(k.tlsSetFd, k.tlsNotTcp + k.tlsMatched);
+    out.counters("shadowtap_kernel_tls_connections_total",
+                 "TLS connections (SSL_set_fd calls in probed processes), by what became of them.", "outcome",
+                 {
+                     {"followed", kv(followed)},
+                     {"no_rule", kv(noRule)},
+                     {"not_tcp", kv(k.tlsNotTcp)},
+                     {"sampled_out", kv(k.tlsSampledOut)},
+                     {"table_full", kv(k.tlsConnsFull)},
+                 });
+    const TlsCoverageStats& tc = cs.tlsCoverage;
+    out.counters("shadowtap_tls_wire_connections_total",
+                 "TLS connections seen on the wire (to a rule's port), by whether their plaintext came from the "
+                 "probes: covered, no_plaintext (the server's TLS is not the probed libssl), joined_late "
+                 "(established before the probes), untracked (the tracker's table was full).",
+                 "plaintext",
+                 {
+                     {"covered", kv(base::load(tc.covered))},
+                     {"no_plaintext", kv(base::load(tc.noPlaintext))},
+                     {"joined_late", kv(base::load(tc.joinedLate))},
+                     {"untracked", kv(base::load(tc.untracked))},
+                 });
+    for (const auto& [server, n] : tc.servers()) {
+      out.counters("shadowtap_tls_wire_connections_without_plaintext_total",
+                   "TLS connections seen on the wire whose plaintext never came, by server (ADDR:PORT; the first 32, "
+                   "then other).",
+                   "server", {{server, kv(n)}});
+    }
+    out.counter("shadowtap_kernel_tls_connections_ended_total", "Followed TLS connections ended by SSL_free.",
+                kv(k.tlsFreed));
+    out.counter("shadowtap_kernel_tls_calls_copied_total", "SSL_read/SSL_write results copied whole.",
+                kv(k.tlsCopied));
+    out.counter("shadowtap_kernel_tls_bytes_copied_total", "TLS plaintext bytes copied into the ring buffer.",
+                kv(k.tlsCopiedBytes));
+    out.counter("shadowtap_kernel_tls_read_faults_total",
+                "TLS plaintext the kernel could not read from the process's memory.", kv(k.tlsReadFault));
+    out.counter("shadowtap_kernel_tls_calls_untracked_total",
+                "SSL_read/SSL_write calls not followed: too many in flight at once.", kv(k.tlsCallsFull));
   }
   out.counter("shadowtap_capture_records_total", "Ring buffer records read.", kv(base::load(cs.records)));
   out.counter("shadowtap_capture_bad_records_total", "Ring buffer records rejected.", kv(base::load(cs.badRecords)));

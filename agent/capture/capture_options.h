@@ -36,6 +36,11 @@ struct CaptureOptions {
   uint32_t wakeupBytes = 0;
   uint32_t pollIntervalUs = 2000;
   uint32_t idlePollIntervalUs = 50000;
+  // --tls: also the plaintext of OpenSSL 3 connections of the processes that
+  // map tlsLibrary (empty: the loader's libssl.so.3), through uprobes
+  // (TlsProbes): SSL_read as requests, SSL_write as responses for compare.
+  bool tls = false;
+  std::string tlsLibrary;
 };
 
 // Each worker's ring buffer: the largest power of two not above

@@ -3,6 +3,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "capture/tls_coverage.h"
+
 namespace shadowtap::capture {
 
 // Agent-side counters of the ring buffer consumer and the interface tracking.
@@ -24,6 +26,8 @@ struct CaptureStats {
   // egress hooks attached (an interface counts once per time its hook is attached).
   std::atomic<uint64_t> fromServerRecords{0};
   std::atomic<uint64_t> egressAttaches{0};
+  // --tls: TLS connections on the wire whose plaintext never came (TlsCoverage).
+  TlsCoverageStats tlsCoverage;
 };
 
 }  // namespace shadowtap::capture

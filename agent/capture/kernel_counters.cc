@@ -32,6 +32,16 @@ constexpr uint64_t KernelCounters::*kByIndex[] = {
     &KernelCounters::egressCopied,              // ST_CNT_EGRESS_COPIED
     &KernelCounters::egressCopiedBytes,         // ST_CNT_EGRESS_COPIED_BYTES
     &KernelCounters::noRing,                    // ST_CNT_NO_RING
+    &KernelCounters::tlsSetFd,                  // ST_CNT_TLS_SET_FD
+    &KernelCounters::tlsNotTcp,                 // ST_CNT_TLS_NOT_TCP
+    &KernelCounters::tlsMatched,                // ST_CNT_TLS_MATCHED
+    &KernelCounters::tlsSampledOut,             // ST_CNT_TLS_SAMPLED_OUT
+    &KernelCounters::tlsConnsFull,              // ST_CNT_TLS_CONNS_FULL
+    &KernelCounters::tlsCopied,                 // ST_CNT_TLS_COPIED
+    &KernelCounters::tlsCopiedBytes,            // ST_CNT_TLS_COPIED_BYTES
+    &KernelCounters::tlsReadFault,              // ST_CNT_TLS_READ_FAULT
+    &KernelCounters::tlsCallsFull,              // ST_CNT_TLS_CALLS_FULL
+    &KernelCounters::tlsFreed,                  // ST_CNT_TLS_FREED
 };
 static_assert(std::size(kByIndex) == ST_CNT_MAX, "name every kernel counter");
 static_assert(ST_CNT_SEEN == 0 && ST_CNT_NOT_IP == 1 && ST_CNT_NOT_TCP == 2 && ST_CNT_MALFORMED == 3 &&

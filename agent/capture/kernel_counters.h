@@ -33,6 +33,18 @@ struct KernelCounters {
   uint64_t egressCopied = 0;              // response segments copied whole into the ring buffer
   uint64_t egressCopiedBytes = 0;         // response payload bytes copied
   uint64_t noRing = 0;                    // records lost: their worker had no ring buffer (a bug if ever non-zero)
+  bool tls = false;                       // the TLS programs are loaded (--tls): their counters mean something
+  // The TLS programs (--tls): SSL_set_fd calls, and of those:
+  uint64_t tlsSetFd = 0;
+  uint64_t tlsNotTcp = 0;                 // on an fd that is not a TCP socket
+  uint64_t tlsMatched = 0;                // on a socket with a rule (local port, address)
+  uint64_t tlsSampledOut = 0;             // matched, not in the sample
+  uint64_t tlsConnsFull = 0;              // matched and sampled, but the connection table was full
+  uint64_t tlsCopied = 0;                 // SSL_read/SSL_write results copied whole
+  uint64_t tlsCopiedBytes = 0;            // plaintext bytes copied
+  uint64_t tlsReadFault = 0;              // plaintext the kernel could not read from the process
+  uint64_t tlsCallsFull = 0;              // calls not followed: too many in flight
+  uint64_t tlsFreed = 0;                  // followed connections ended by SSL_free
 };
 
 // Names the kernel's counters: `values` holds `count` of them in the kernel's

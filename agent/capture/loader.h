@@ -41,7 +41,7 @@ class LoadedProgram {
   // Worker i's ring buffer (worker 0's is eventsFd()).
   int ringFd(uint32_t worker) const;
   uint32_t workers() const { return static_cast<uint32_t>(extraRings_.size()) + 1; }
-  // What an XDP attachment shares with these programs: maps and settings.
+  // What an XDP attachment (and the TLS programs) share with these programs: maps and settings.
   XdpShared xdpShared() const;
   // The programs' counters, summed over CPUs.
   KernelCounters counters() const;

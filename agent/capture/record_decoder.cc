@@ -18,7 +18,8 @@ bool decodeRecord(const void* data, size_t size, flow::Segment* out) {
       (rec->family != ST_FAMILY_IPV4 && rec->family != ST_FAMILY_IPV6)) {
     return false;
   }
-  if (rec->direction != ST_DIR_TO_SERVER && rec->direction != ST_DIR_FROM_SERVER) {
+  if ((rec->direction != ST_DIR_TO_SERVER && rec->direction != ST_DIR_FROM_SERVER) ||
+      (rec->source != ST_SRC_WIRE && rec->source != ST_SRC_TLS)) {
     return false;
   }
   flow::Segment& seg = *out;
@@ -29,6 +30,7 @@ bool decodeRecord(const void* data, size_t size, flow::Segment* out) {
   seg.key.sport = ntohs(rec->sport);
   seg.key.dport = ntohs(rec->dport);
   seg.key.family = rec->family;
+  seg.key.source = rec->source == ST_SRC_TLS ? model::FlowSource::kTls : model::FlowSource::kWire;
   seg.seq = rec->seq;
   seg.ack = rec->ack;
   const bool first = rec->chunk_offset == 0;

@@ -8,10 +8,42 @@
 #include <cerrno>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "base/clock.h"
 #include "base/counters.h"
+#include "base/rate_limited_log.h"
 #include "capture/record_decoder.h"
 
 namespace shadowtap::capture {
+namespace {
+
+// How often a ring's TLS coverage tracker judges its connections.
+constexpr uint64_t kJudgeEveryNs = 500'000'000;
+
+// A TLS connection on the wire whose plaintext never came: named in the log
+// (at most one line per 10 s per ring thread; the metrics count every one).
+void logTlsMissed(const model::FlowKey& key, TlsCoverage::Missed why) {
+  thread_local base::RateLimitedLog limit;
+  uint64_t suppressed = 0;
+  if (!limit.allow(std::chrono::steady_clock::now(), suppressed)) {
+    return;
+  }
+  if (why == TlsCoverage::Missed::kNoPlaintext) {
+    spdlog::warn("--tls: TLS connection {} on the wire, but no plaintext from the probed libssl: the server uses "
+                 "another TLS library (statically linked: Go's crypto/tls, BoringSSL in Envoy, Node's bundled "
+                 "OpenSSL) or another libssl file (--tls-library) ({} more not logged)",
+                 key.toString(), suppressed);
+  } else {
+    spdlog::warn("--tls: TLS connection {} on the wire was established before the probes were attached: its "
+                 "plaintext is not read ({} more not logged)",
+                 key.toString(), suppressed);
+  }
+}
+
+}  // namespace
 
 uint32_t nextPollIntervalUs(int consumed, uint32_t currentUs, const PollPacing& pacing) {
   // Poll fast while records flow; back off (doubling) while the ring is quiet.
@@ -31,8 +63,11 @@ RingReader::~RingReader() {
 }
 
 std::unique_ptr<RingReader> RingReader::open(int eventsFd, const PollPacing& pacing, CaptureStats& stats,
-                                             std::string* error) {
+                                             std::string* error, bool tlsCoverage) {
   auto reader = std::unique_ptr<RingReader>(new RingReader(eventsFd, pacing, stats));
+  if (tlsCoverage) {
+    reader->coverage_ = std::make_unique<TlsCoverage>(stats.tlsCoverage, &logTlsMissed);
+  }
   reader->ring_ = ring_buffer__new(eventsFd, &RingReader::onRecord, reader.get(), nullptr);
   if (!reader->ring_) {
     *error = std::string("cannot open the ring buffer: ") + std::strerror(errno);
@@ -68,6 +103,13 @@ int RingReader::consume(SegmentSink& sink) {
   sink_ = &sink;
   const int n = ring_buffer__consume(ring_);
   sink_ = nullptr;
+  if (coverage_) {
+    const uint64_t now = base::monotonicNs();
+    if (now - lastJudgeNs_ >= kJudgeEveryNs) {
+      lastJudgeNs_ = now;
+      coverage_->judge(now);
+    }
+  }
   if (n <= 0) {
     base::bump(stats_.emptyPolls);
   }
@@ -89,6 +131,9 @@ int RingReader::onRecord(void* ctx, void* data, size_t size) {
     base::bump(self->stats_.fromServerRecords);
   }
   base::bump(self->stats_.payloadBytes, seg.payload.size());
+  if (self->coverage_) {
+    self->coverage_->observe(seg);
+  }
   if (self->sink_) {
     self->sink_->onSegment(seg);
   }

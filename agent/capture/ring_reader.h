@@ -8,6 +8,7 @@
 #include "base/fd.h"
 #include "capture/capture_stats.h"
 #include "capture/segment_sink.h"
+#include "capture/tls_coverage.h"
 
 struct ring_buffer;
 
@@ -33,8 +34,10 @@ uint32_t nextPollIntervalUs(int consumed, uint32_t currentUs, const PollPacing& 
 class RingReader {
  public:
   // `eventsFd`: the ring buffer map. nullptr and *error set on failure.
+  // `tlsCoverage`: --tls, judge whether the TLS connections on the wire got
+  // their plaintext (TlsCoverage, counted in stats.tlsCoverage).
   static std::unique_ptr<RingReader> open(int eventsFd, const PollPacing& pacing, CaptureStats& stats,
-                                          std::string* error);
+                                          std::string* error, bool tlsCoverage = false);
   ~RingReader();
   RingReader(const RingReader&) = delete;
   RingReader& operator=(const RingReader&) = delete;
@@ -60,6 +63,8 @@ class RingReader {
   base::Fd timer_;
   uint32_t intervalUs_ = 0;
   SegmentSink* sink_ = nullptr;  // during consume() only
+  std::unique_ptr<TlsCoverage> coverage_;  // --tls only
+  uint64_t lastJudgeNs_ = 0;
 };
 
 }  // namespace shadowtap::capture

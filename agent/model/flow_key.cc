@@ -31,6 +31,9 @@ std::string FlowKey::toString() const {
   appendEndpoint(out, family, saddr, sport);
   out += "->";
   appendEndpoint(out, family, daddr, dport);
+  if (source == FlowSource::kTls) {
+    out += " (tls)";
+  }
   return out;
 }
 

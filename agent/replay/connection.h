@@ -14,6 +14,8 @@
 
 namespace shadowtap::replay {
 
+class TlsClientConfig;
+
 // How one request a connection took ended.
 struct Ending {
   Outcome outcome = Outcome::kResponse;
@@ -102,6 +104,8 @@ struct ConnectionSettings {
   size_t maxQueued = 256;
   // h2c, compare mode: the response's trailer fields follow its header fields.
   bool keepTrailers = true;
+  // HTTP/1, tls=true: TLS to the mirror (null: plaintext). Outlives the pool's connections.
+  const TlsClientConfig* tls = nullptr;
 };
 
 // A connection kind: opens connections of that kind to one address.

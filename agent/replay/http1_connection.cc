@@ -4,14 +4,18 @@
 #include <errno.h>
 #include <llhttp.h>
 #include <sys/epoll.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <chrono>
 #include <optional>
 #include <span>
 #include <vector>
 
+#include "base/rate_limited_log.h"
 #include "replay/connection.h"
 #include "replay/mirror_socket.h"
+#include "replay/tls_client.h"
 
 namespace shadowtap::replay {
 namespace {
@@ -88,7 +92,11 @@ class Http1Connection final : public Connection {
 
   int fd() const override { return socket_.fd(); }
   bool wantsWrite() const override {
-    return state_ == State::kConnecting || (state_ == State::kBusy && writeOffset_ < request_->bytes.size());
+    if (tls_ && state_ != State::kBusy) {
+      return state_ == State::kConnecting && tls_->wantsWrite();  // the handshake's turn to write
+    }
+    return state_ == State::kConnecting ||
+           (state_ == State::kBusy && (writeOffset_ < request_->bytes.size() || (tls_ && tls_->wantsWrite())));
   }
   bool connected() const override { return connected_; }
   bool closed() const override { return state_ == State::kClosed; }
@@ -145,7 +153,17 @@ class Http1Connection final : public Connection {
   void finishOk(uint64_t nowNs);
   void fail(Outcome outcome, uint64_t nowNs);
   void end(Ending& ending);
+  // tls=true: the handshake after the TCP connect; the connection is connected once it is done.
+  void handshake(uint64_t nowNs);
+  // send(2)/recv(2) of the connection's bytes, through TLS when the rule asks for it.
+  ssize_t sendBytes(const char* data, size_t len) {
+    return tls_ ? tls_->send(data, len) : ::send(socket_.fd(), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+  ssize_t recvBytes(char* data, size_t len) {
+    return tls_ ? tls_->recv(data, len) : ::recv(socket_.fd(), data, len, MSG_DONTWAIT);
+  }
   void closeSocket() {
+    tls_.reset();
     socket_.close();
     state_ = State::kClosed;
   }
@@ -154,6 +172,7 @@ class Http1Connection final : public Connection {
   ConnectionEvents& events_;
   std::span<char> readBuf_;
   MirrorSocket socket_;
+  std::unique_ptr<TlsSession> tls_;  // tls=true, from the TCP connect on
   State state_ = State::kConnecting;
   bool connected_ = false;
   int connectError_ = 0;
@@ -172,6 +191,10 @@ class Http1Connection final : public Connection {
 void Http1Connection::onEvents(uint32_t events, uint64_t nowNs) {
   switch (state_) {
     case State::kConnecting: {
+      if (tls_) {
+        handshake(nowNs);
+        return;
+      }
       if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) {
         return;
       }
@@ -179,6 +202,11 @@ void Http1Connection::onEvents(uint32_t events, uint64_t nowNs) {
       if (err != 0 || (events & EPOLLOUT) == 0) {
         connectError_ = err;
         fail(Outcome::kConnectError, nowNs);
+        return;
+      }
+      if (s_.tls) {
+        tls_ = std::make_unique<TlsSession>(*s_.tls, socket_.fd());
+        handshake(nowNs);
         return;
       }
       connected_ = true;
@@ -191,6 +219,14 @@ void Http1Connection::onEvents(uint32_t events, uint64_t nowNs) {
     case State::kIdle:
       // Nothing is expected on an idle connection: the peer closed it, reset it
       // or sent bytes we did not ask for. Either way it cannot be reused.
+      // Over TLS, records without application data (a TLS 1.3 session
+      // ticket) are read and the connection stays.
+      if (tls_ && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0 && (events & EPOLLIN)) {
+        char scratch[64];
+        if (tls_->recv(scratch, sizeof(scratch)) < 0 && errno == EAGAIN) {
+          return;
+        }
+      }
       if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         closeSocket();
       }
@@ -205,6 +241,28 @@ void Http1Connection::onEvents(uint32_t events, uint64_t nowNs) {
       return;
     case State::kClosed:
       return;
+  }
+}
+
+void Http1Connection::handshake(uint64_t nowNs) {
+  const int r = tls_->handshake();
+  if (r == 0) {
+    return;
+  }
+  if (r < 0) {
+    thread_local base::RateLimitedLog limit;
+    uint64_t suppressed = 0;
+    if (limit.allow(std::chrono::steady_clock::now(), suppressed)) {
+      spdlog::warn("TLS to the mirror failed: {} ({} more not logged)", tls_->error(), suppressed);
+    }
+    connectError_ = EPROTO;
+    fail(Outcome::kConnectError, nowNs);
+    return;
+  }
+  connected_ = true;
+  state_ = State::kIdle;
+  if (request_) {
+    begin(nowNs);
   }
 }
 
@@ -236,8 +294,7 @@ void Http1Connection::writeSome(uint64_t nowNs) {
   const std::string& bytes = request_->bytes;
   uint64_t written = 0;
   while (writeOffset_ < bytes.size()) {
-    const ssize_t n =
-        ::send(socket_.fd(), bytes.data() + writeOffset_, bytes.size() - writeOffset_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n = sendBytes(bytes.data() + writeOffset_, bytes.size() - writeOffset_);
     if (n > 0) {
       writeOffset_ += static_cast<size_t>(n);
       written += static_cast<uint64_t>(n);
@@ -261,7 +318,7 @@ void Http1Connection::writeSome(uint64_t nowNs) {
 
 void Http1Connection::readSome(uint64_t nowNs) {
   for (int i = 0; i < kMaxReadsPerEvent && state_ == State::kBusy; ++i) {
-    const ssize_t n = ::recv(socket_.fd(), readBuf_.data(), readBuf_.size(), MSG_DONTWAIT);
+    const ssize_t n = recvBytes(readBuf_.data(), readBuf_.size());
     if (n > 0) {
       events_.onBytes(0, static_cast<uint64_t>(n));
       responseBytes_ += static_cast<size_t>(n);

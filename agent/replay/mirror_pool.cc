@@ -40,6 +40,7 @@ ConnectionSettings settingsOf(const MirrorPoolOptions& o, MirrorStats& stats) {
   s.keptFraming = &stats.keptFraming;
   s.maxConcurrentStreams = std::max<size_t>(1, o.maxConcurrentStreams);
   s.keepTrailers = o.keepTrailers;
+  s.tls = o.tls.get();
   return s;
 }
 

@@ -18,6 +18,7 @@
 #include "replay/rate_limiter.h"
 #include "replay/response_observer.h"
 #include "replay/target.h"
+#include "replay/tls_client.h"
 
 namespace shadowtap::replay {
 
@@ -34,6 +35,8 @@ struct MirrorPoolOptions {
   // a connection to an address that left the list takes no new requests and
   // closes once it has none.
   std::string target;
+  // tls=true: HTTP/1 connections to the target speak TLS (tls_client.h).
+  std::shared_ptr<const TlsClientConfig> tls;
   std::chrono::milliseconds resolveInterval{0};
   std::function<ResolveResult(const std::string& hostPort)> resolve;
   // The mirror's addresses (from resolveTarget); new connections use them in turn.

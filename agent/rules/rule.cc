@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <unistd.h>
 
 namespace shadowtap::rules {
 namespace {
@@ -142,6 +143,9 @@ std::string Rule::describe() const {
   }
   if (maxRps != 0) {
     out += ", max " + std::to_string(maxRps) + " rps";
+  }
+  if (tls) {
+    out += std::string(", TLS to the mirror") + (tlsVerify ? "" : " (not verified)");
   }
   if (compare) {
     out += ", responses compared" + (secondary.empty() ? std::string() : ", noise from " + secondary);
@@ -286,6 +290,17 @@ KeyResult parseHostPortOnce(std::string_view value, std::string& out, const char
   return std::nullopt;
 }
 
+KeyResult parseTlsCa(Rule& r, Seen& seen, std::string_view value) {
+  if (!seen.once("tls-ca")) {
+    return fail("tls-ca given twice");
+  }
+  if (access(std::string(value).c_str(), R_OK) != 0) {
+    return fail("tls-ca=" + std::string(value) + ": not a readable file");
+  }
+  r.tlsCa = std::string(value);
+  return std::nullopt;
+}
+
 KeyResult parseKey(Rule& r, Seen& seen, std::string_view key, std::string_view value) {
   if (key == "port") {
     if (!seen.once(key)) {
@@ -360,16 +375,20 @@ KeyResult parseKey(Rule& r, Seen& seen, std::string_view key, std::string_view v
     r.dropPolicy = value == "newest" ? DropPolicy::kNewest : DropPolicy::kOldest;
     return std::nullopt;
   }
-  if (key == "compare") {
+  if (key == "compare" || key == "tls" || key == "tls-verify") {
     if (value != "true" && value != "false") {
-      return fail("compare must be true or false");
+      return fail(std::string(key) + " must be true or false");
     }
-    r.compare = value == "true";
+    (key == "compare" ? r.compare : key == "tls" ? r.tls : r.tlsVerify) = value == "true";
+    seen.once(key);
     return std::nullopt;
+  }
+  if (key == "tls-ca") {
+    return parseTlsCa(r, seen, value);
   }
   return KeyError{"unknown key '" + std::string(key) +
                       "' (known: port, mirror, percentage, suffix, host, sample, dst, methods, header, drop-header, "
-                      "connections, queue, queue-mib, max-rps, drop-policy, compare, secondary)",
+                      "connections, queue, queue-mib, max-rps, drop-policy, compare, secondary, tls, tls-verify, tls-ca)",
                   true};
 }
 
@@ -383,6 +402,10 @@ std::string checkWhole(const Rule& r, const Seen& seen, bool mirrorOptional) {
   }
   if (!r.secondary.empty() && !r.compare) {
     return "secondary=HOST:PORT only makes sense with compare=true";
+  }
+  const auto given = [&](const char* k) { return std::find(seen.keys.begin(), seen.keys.end(), k) != seen.keys.end(); };
+  if (!r.tls && (given("tls-verify") || given("tls-ca"))) {
+    return "tls-verify and tls-ca only make sense with tls=true";
   }
   return "";
 }
@@ -449,8 +472,8 @@ std::string checkRuleSet(const std::vector<Rule>& rules) {
 bool Rule::sameAs(const Rule& o) const {
   auto key = [](const Rule& r) {
     return std::tie(r.port, r.mirror, r.percentage, r.suffix, r.hostMode, r.hostLiteral, r.sampleMode, r.sampleHeader,
-                    r.dst, r.methods, r.headers, r.dropHeaders, r.connections, r.maxConnections, r.queue, r.queueMiB, r.maxRps,
-                    r.dropPolicy, r.compare, r.secondary);
+                    r.dst, r.methods, r.headers, r.dropHeaders, r.connections, r.maxConnections, r.queue, r.queueMiB,
+                    r.maxRps, r.dropPolicy, r.compare, r.secondary, r.tls, r.tlsVerify, r.tlsCa);
   };
   return key(*this) == key(o);
 }

@@ -75,6 +75,13 @@ struct Rule {
   bool compare = false;
   std::string secondary;
 
+  // TLS to the mirror (issue 18): tls=true originates TLS (HTTP/1 only),
+  // verifying the certificate (against tlsCa, or the system's CAs) unless
+  // tls-verify=false.
+  bool tls = false;
+  bool tlsVerify = true;
+  std::string tlsCa;
+
   // Basis points of `percentage`.
   uint32_t sampleBasisPoints() const;
   // The share of connections the kernel copies: the percentage when sampling
@@ -93,6 +100,7 @@ struct Rule {
 //   drop-header=NAME (repeatable)
 //   connections=N  queue=N  queue-mib=N  max-rps=N  drop-policy=newest|oldest
 //   compare=true|false          secondary=HOST:PORT (needs compare=true)
+//   tls=true|false  tls-verify=true|false  tls-ca=FILE (the last two need tls=true)
 //   host=suffix|keep|HOST[:PORT]  sample=connection|request|header:NAME
 // Values cannot contain ','. nullopt and *error (one line quoting the rule and
 // the offending part) when the text is not a valid rule.

@@ -22,8 +22,10 @@
  *    ST_RULE_F_COMPARE; the egress program; EGRESS_* counters appended.
  * 4: workers: the st_rings map of ring buffers (slot 0 is st_events), the
  *    program's st_workers setting, the NO_RING counter appended.
+ * 5: TLS plaintext: st_segment.source (the former pad0: size unchanged); the
+ *    uprobe programs of capture_tls.bpf.c; TLS_* counters appended.
  */
-#define SHADOWTAP_ABI_VERSION 4
+#define SHADOWTAP_ABI_VERSION 5
 
 /* Map names, as libbpf exposes them through the skeleton. */
 #define ST_MAP_RULES "st_rules"
@@ -117,6 +119,35 @@ struct st_prefix_key {
 #define ST_FAMILY_IPV4 4
 #define ST_FAMILY_IPV6 6
 
+/*
+ * st_segment.source (ABI 5): where the bytes come from. A TLS record carries
+ * the plaintext of one SSL_read/SSL_write call of a probed process (cut into
+ * chunks like a segment), with the connection's 4-tuple from its socket; its
+ * seq is not TCP's but the offset of the record's first byte in that
+ * direction's plaintext stream plus one: a zero-length SYN record at seq 0
+ * opens the stream (SSL_set_fd) and a FIN record closes it (SSL_free), so a
+ * lost record is a hole in the stream, as on the wire. ifindex and ack are 0.
+ */
+#define ST_SRC_WIRE 0
+#define ST_SRC_TLS 1
+
+/* Names of the TLS programs (ABI 5): uprobes (and uretprobes: *_ret) on libssl. */
+#define ST_PROG_TLS_SET_FD "st_tls_set_fd"
+#define ST_PROG_TLS_READ "st_tls_read"
+#define ST_PROG_TLS_READ_EX "st_tls_read_ex"
+#define ST_PROG_TLS_READ_RET "st_tls_read_ret"
+#define ST_PROG_TLS_READ_EX_RET "st_tls_read_ex_ret"
+#define ST_PROG_TLS_WRITE "st_tls_write"
+#define ST_PROG_TLS_WRITE_EX "st_tls_write_ex"
+#define ST_PROG_TLS_WRITE_RET "st_tls_write_ret"
+#define ST_PROG_TLS_WRITE_EX_RET "st_tls_write_ex_ret"
+#define ST_PROG_TLS_FREE "st_tls_free"
+
+/* The most TLS connections (SSL objects of probed processes) followed at once. */
+#define ST_MAX_TLS_CONNS 65536
+/* The most SSL_read/SSL_write calls in flight at once (one per thread). */
+#define ST_MAX_TLS_CALLS 16384
+
 /* st_segment.direction (ABI 3) */
 #define ST_DIR_TO_SERVER 0 /* ingress program: destination port is the rule's (requests) */
 #define ST_DIR_FROM_SERVER 1 /* egress program: source port is the rule's (responses) */
@@ -153,7 +184,7 @@ struct st_segment {
 	__u8 family; /* ST_FAMILY_IPV4 or ST_FAMILY_IPV6 */
 	__u8 tcp_flags;
 	__u8 abi_version; /* SHADOWTAP_ABI_VERSION */
-	__u8 pad0;
+	__u8 source; /* ST_SRC_* (ABI 5; the former pad0) */
 	__u8 direction; /* ST_DIR_* (ABI 3; occupies former tail padding) */
 	__u8 pad1[3];
 };
@@ -187,6 +218,17 @@ enum st_counter {
 	ST_CNT_EGRESS_COPIED, /* response segments copied whole into the ring buffer */
 	ST_CNT_EGRESS_COPIED_BYTES, /* response payload bytes copied */
 	ST_CNT_NO_RING, /* records lost: the worker's slot in st_rings was empty (ABI 4) */
+	/* The TLS programs (ABI 5) count only these (and RINGBUF_FULL, TRUNCATED, NO_RING). */
+	ST_CNT_TLS_SET_FD, /* SSL_set_fd calls seen */
+	ST_CNT_TLS_NOT_TCP, /* ... on an fd that is not a TCP socket we can read */
+	ST_CNT_TLS_MATCHED, /* ... on a socket whose local port (and address) has a rule */
+	ST_CNT_TLS_SAMPLED_OUT, /* matched, but the connection is not in the sample */
+	ST_CNT_TLS_CONNS_FULL, /* matched and sampled, but ST_MAX_TLS_CONNS are followed */
+	ST_CNT_TLS_COPIED, /* SSL_read/SSL_write results copied whole */
+	ST_CNT_TLS_COPIED_BYTES, /* plaintext bytes copied */
+	ST_CNT_TLS_READ_FAULT, /* plaintext the kernel could not read from the process */
+	ST_CNT_TLS_CALLS_FULL, /* calls not followed: ST_MAX_TLS_CALLS in flight */
+	ST_CNT_TLS_FREED, /* followed connections ended by SSL_free */
 	ST_CNT_MAX
 };
 

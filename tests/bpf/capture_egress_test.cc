@@ -81,7 +81,7 @@ TEST_F(CaptureEgressTest, ResponsesOfCompareRulesAreCopiedAndMarked) {
   EXPECT_EQ(ntohs(h.dport), 40000);
   EXPECT_EQ(0, std::memcmp(h.saddr, kServer.data(), 4));
   EXPECT_EQ(h.seq, 5000u);
-  EXPECT_EQ(h.pad0, 0);
+  EXPECT_EQ(h.source, ST_SRC_WIRE);
   EXPECT_EQ(recs[0].payload, kResponse);
   EXPECT_EQ(d[ST_CNT_EGRESS_SEEN], 1u);
   EXPECT_EQ(d[ST_CNT_EGRESS_MATCHED], 1u);

@@ -155,7 +155,7 @@ void expectRecord(const Record& r, const TcpSpec& s, const Bytes& expectPayload,
   EXPECT_EQ(h.family, s.family);
   EXPECT_EQ(h.tcp_flags, s.flags);
   EXPECT_EQ(h.abi_version, SHADOWTAP_ABI_VERSION);
-  EXPECT_EQ(h.pad0, 0);
+  EXPECT_EQ(h.source, ST_SRC_WIRE);
   EXPECT_EQ(r.reservedSize, sizeof(st_segment) + classFor(expectPayload.size()));
   EXPECT_EQ(r.payload, expectPayload);
 }

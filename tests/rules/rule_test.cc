@@ -155,6 +155,27 @@ TEST(RuleTest, CompareAndSecondary) {
   EXPECT_FALSE(parse("port=8000,mirror=v2:8000,compare=true,secondary=nohostport", &error));
 }
 
+TEST(RuleTest, TlsToTheMirror) {
+  std::string error;
+  auto plain = parse("port=443,mirror=v2:8443", &error);
+  ASSERT_TRUE(plain) << error;
+  EXPECT_FALSE(plain->tls);
+  EXPECT_TRUE(plain->tlsVerify);
+  auto r = parse("port=443,mirror=v2:8443,tls=true,tls-verify=false,tls-ca=/dev/null", &error);
+  ASSERT_TRUE(r) << error;
+  EXPECT_TRUE(r->tls);
+  EXPECT_FALSE(r->tlsVerify);
+  EXPECT_EQ(r->tlsCa, "/dev/null");
+  EXPECT_NE(r->describe().find("TLS to the mirror (not verified)"), std::string::npos) << r->describe();
+  EXPECT_FALSE(r->sameAs(*plain)) << "a reload that turns TLS on is a new rule";
+  EXPECT_FALSE(parse("port=443,mirror=v2:8443,tls=yes", &error));
+  EXPECT_NE(error.find("tls must be true or false"), std::string::npos) << error;
+  EXPECT_FALSE(parse("port=443,mirror=v2:8443,tls-verify=false", &error));
+  EXPECT_NE(error.find("only make sense with tls=true"), std::string::npos) << error;
+  EXPECT_FALSE(parse("port=443,mirror=v2:8443,tls=true,tls-ca=/nonexistent/ca.pem", &error));
+  EXPECT_NE(error.find("not a readable file"), std::string::npos) << error;
+}
+
 TEST(RuleTest, RuleSetRejectsTwoRulesForTheSameTraffic) {
   std::string error;
   auto a = parse("port=80,mirror=a:1", &error);

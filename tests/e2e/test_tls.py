@@ -1,0 +1,422 @@
+"""HTTPS services mirrored from OpenSSL's plaintext (issue 18): --tls.
+
+  cli (198.18.0.1) --veth-- node (198.18.0.2; nginx HTTPS :8443, a python ssl server :9443; shadowtap --tls)
+                            node (198.18.1.1) --veth-- mir (198.18.1.2; recording_server.py :8000)
+
+shadowtap (--workers 2: a connection's TLS records and packets must meet in
+one worker) starts first, then nginx (a server started after shadowtap is
+mirrored: uprobes on the library file cover processes started later). curl
+sends keep-alive, chunked and 1 MiB requests over TLS; what curl sent is taken
+from its own --trace (the plaintext it handed to OpenSSL), and the mirror must
+have received exactly those requests with only the Host rewritten. The python
+server on a port without a rule is not read (the kernel counts its connections
+as no_rule and nothing of it reaches the mirror). After SIGTERM and after
+SIGKILL none of the programs (hence none of the uprobes) stays loaded.
+Then tls=true to a TLS mirror (verified with tls-ca, refused without it,
+accepted with tls-verify=false), and HTTP/2 over TLS (ALPN h2, nginx's http2)
+with concurrent streams to an h2c mirror.
+"""
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
+from harness import HERE, PY, Shadowtap, check, finish, loaded_programs, read_records, shadow_host, wait_stable  # noqa: E402
+
+PRIMARY = "198.18.0.2"
+TLS_PORT = 8443
+OTHER_PORT = 9443
+H2_PORT = 8445  # nginx with http2 on (ALPN h2)
+COPY_PORT = 8444  # a rule's port, served through a copy of libssl the probes are not on
+TLS_PROGRAMS = {"st_tls_set_fd", "st_tls_read", "st_tls_read_ex", "st_tls_read_ret", "st_tls_read_ex_ret",
+                "st_tls_write", "st_tls_write_ex", "st_tls_write_ret", "st_tls_write_ex_ret", "st_tls_free"}
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+user root;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log info;
+events {{ worker_connections 512; }}
+http {{
+  client_body_temp_path {work}/nginx-tmp;
+  access_log off;
+  client_max_body_size 4m;
+  client_body_buffer_size 2m;
+  server {{
+    listen {primary}:{port} ssl;
+    ssl_certificate {work}/cert.pem;
+    ssl_certificate_key {work}/key.pem;
+    location / {{ return 200 "ok\\n"; }}
+  }}
+  server {{
+    listen {primary}:{h2port} ssl http2;
+    ssl_certificate {work}/cert.pem;
+    ssl_certificate_key {work}/key.pem;
+    location / {{ return 200 "ok\\n"; }}
+  }}
+}}
+"""
+
+OTHER_SERVER = r"""
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "3"); self.end_headers(); self.wfile.write(b"ok\n")
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("ready", flush=True)
+srv.serve_forever()
+"""
+
+
+def sent_requests(trace_path):
+    """The HTTP requests curl handed to OpenSSL, from its --trace: each starts
+    with a 'Send header' block, followed by its 'Send data' blocks."""
+    requests, current, take = [], None, False
+    with open(trace_path, errors="replace") as f:
+        for line in f:
+            if line.startswith("=> Send header"):
+                current = bytearray()
+                requests.append(current)
+                take = True
+            elif line.startswith("=> Send data"):
+                take = current is not None
+            elif line.startswith(("<=", "==", "=>")):
+                take = False
+            elif take:
+                m = re.match(r"^[0-9a-f]{4}: ((?:[0-9a-f]{2} ){1,16})", line)
+                if m:
+                    current += bytes.fromhex(m.group(1).replace(" ", ""))
+    return [bytes(r) for r in requests]
+
+
+class TlsLab:
+    def __init__(self):
+        self.lab = netlab.Lab("sttls")
+        self.work = tempfile.mkdtemp(prefix="st-tls-")
+        lab = self.lab
+        self.cli, self.node, self.mir = lab.netns("cli"), lab.netns("node"), lab.netns("mir")
+        _, self.node_if = lab.link(self.cli, self.node, ["198.18.0.1/24"], [f"{PRIMARY}/24"], "c")
+        lab.link(self.node, self.mir, ["198.18.1.1/24"], ["198.18.1.2/24"], "m")
+        lab.hosts_file(self.node, {"httpbin-mirror": "198.18.1.2"})
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=primary", "-keyout", f"{self.work}/key.pem", "-out", f"{self.work}/cert.pem"],
+                       check=True, capture_output=True)
+        os.makedirs(f"{self.work}/nginx-tmp", exist_ok=True)
+        self.mirror_rec = os.path.join(self.work, "mirror.jsonl")
+        p = lab.spawn(self.mir, [PY, os.path.join(HERE, "recording_server.py"), "--port", "8000",
+                                 "--record", self.mirror_rec, "--name", "mirror"], stdout=subprocess.PIPE, text=True)
+        if p.stdout.readline().strip() != "ready":
+            raise RuntimeError("mirror server did not start")
+
+    def start_nginx(self):
+        conf = os.path.join(self.work, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(work=self.work, primary=PRIMARY, port=TLS_PORT, h2port=H2_PORT))
+        self.nginx = self.lab.spawn(self.node, ["nginx", "-c", conf, "-p", self.work])
+        self.wait_port(TLS_PORT)
+
+    def start_other(self, port=OTHER_PORT, env=None):
+        p = self.lab.spawn(self.node, [PY, "-c", OTHER_SERVER, PRIMARY, str(port), f"{self.work}/cert.pem",
+                                       f"{self.work}/key.pem"], stdout=subprocess.PIPE, text=True, env=env)
+        if p.stdout.readline().strip() != "ready":
+            raise RuntimeError("the other TLS server did not start")
+
+    def start_copy_server(self):
+        """The python server on COPY_PORT with its own copy of libssl.so.3 (as a
+        container would have): TLS the probes cannot see."""
+        lib = os.path.join(self.work, "lib")
+        os.makedirs(lib, exist_ok=True)
+        shutil.copy("/usr/lib/x86_64-linux-gnu/libssl.so.3", lib)
+        self.start_other(COPY_PORT, env={**os.environ, "LD_LIBRARY_PATH": lib})
+
+    def wait_port(self, port):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            r = self.lab.run(self.cli, ["bash", "-c", f"exec 3<>/dev/tcp/{PRIMARY}/{port}"], capture_output=True)
+            if r.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"nothing listens on {PRIMARY}:{port}")
+
+    def curl(self, name, *args, port=TLS_PORT, urls=("/",)):
+        trace = os.path.join(self.work, f"{name}.trace")
+        targets = [a for u in urls for a in ("-o", "/dev/null", f"https://{PRIMARY}:{port}{u}")]
+        r = self.lab.run(self.cli, ["curl", "-sS", "-k", "--http1.1", "--trace", trace,
+                                    "-w", "%{http_code}\\n", "-H", "User-Agent: st-tls", *args, *targets],
+                         capture_output=True, text=True, timeout=60)
+        codes = r.stdout.split()
+        check(r.returncode == 0 and codes == ["200"] * len(urls),
+              f"{name}: the primary answered every request 200 over TLS (got {codes}, rc {r.returncode} {r.stderr.strip()})")
+        return sent_requests(trace)
+
+    def close(self):
+        self.lab.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def start_shadowtap(t, binary):
+    return Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls", "--workers", "2",
+                     argv=["--interface", t.node_if, "--rule", f"port={TLS_PORT},mirror=httpbin-mirror:8000",
+                           "--rule", f"port={COPY_PORT},mirror=httpbin-mirror:8000"])
+
+
+TLS_MIRROR = r"""
+import base64, json, socket, ssl, sys, threading
+port, cert, key, record = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+names = {}
+def on_sni(sock, name, _ctx):
+    names[id(sock)] = name
+ctx.sni_callback = on_sni
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", port)); srv.listen(64)
+out = open(record, "a", buffering=1); lock = threading.Lock()
+def serve(raw_conn):
+    try:
+        conn = ctx.wrap_socket(raw_conn, server_side=True)
+    except (OSError, ssl.SSLError):
+        raw_conn.close(); return
+    data = bytearray(); conn.settimeout(0.3)
+    try:
+        while True:
+            b = conn.recv(65536)
+            if not b: break
+            data += b
+    except (socket.timeout, OSError, ssl.SSLError):
+        pass
+    if data:
+        with lock:
+            out.write(json.dumps({"raw": base64.b64encode(bytes(data)).decode(), "sni": names.get(id(conn))}) + "\n")
+        try:
+            conn.settimeout(5); conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        except OSError:
+            pass
+    conn.close()
+print("ready", flush=True)
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+HELD_CLIENT = r"""
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection((sys.argv[1], int(sys.argv[2]))))
+print("connected", flush=True)
+sys.stdin.readline()
+s.sendall(b"GET /held HTTP/1.1\r\nHost: primary\r\n\r\n")
+print(s.recv(4096)[:12].decode(), flush=True)
+"""
+
+
+def held_tls_programs(st):
+    return {i for name in TLS_PROGRAMS for i in st.held_programs(name)}
+
+
+def gone(ids, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline and loaded_programs(ids):
+        time.sleep(0.2)
+    return not loaded_programs(ids)
+
+
+def mirror_over_tls(t, binary):
+    """tls=true: the mirror gets the requests over TLS, SNI from the mirror's
+    host, its certificate verified against tls-ca; unverifiable without it
+    (nothing sent, connect errors counted); tls-verify=false accepts it."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=httpbin-mirror", "-addext", "subjectAltName=DNS:httpbin-mirror",
+                    "-keyout", f"{t.work}/mkey.pem", "-out", f"{t.work}/mcert.pem"], check=True, capture_output=True)
+    rec = os.path.join(t.work, "tls-mirror.jsonl")
+    p = t.lab.spawn(t.mir, [PY, "-c", TLS_MIRROR, "8443", f"{t.work}/mcert.pem", f"{t.work}/mkey.pem", rec],
+                    stdout=subprocess.PIPE, text=True)
+    check(p.stdout.readline().strip() == "ready", "the TLS mirror listens")
+
+    def run(keys, name):
+        st = Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls",
+                       argv=["--interface", t.node_if, "--rule", f"port={TLS_PORT},mirror=httpbin-mirror:8443,{keys}"])
+        sent = t.curl(name, urls=(f"/{name}",))
+        wait_stable(rec, quiet=1.5, timeout=15)
+        time.sleep(1.5)
+        s = st.stats()
+        st.stop()
+        return sent, st, s
+
+    sent, st, _ = run(f"tls=true,tls-ca={t.work}/mcert.pem", "verified")
+    got = [json.loads(l) for l in open(rec)] if os.path.exists(rec) else []
+    check(len(got) == 1 and base64.b64decode(got[0]["raw"]) == shadow_host(sent[0]),
+          "tls=true, tls-ca: the mirror got the request over TLS, byte-identical but the host")
+    check(got and got[0]["sni"] == "httpbin-mirror", f"SNI is the mirror's host ({got[0]['sni'] if got else None})")
+
+    _, st, s = run("tls=true", "unverified")
+    check(len(open(rec).readlines()) == 1, "tls=true against a self-signed mirror without tls-ca: nothing is sent")
+    check("certificate" in st.text() and s.outcomes().get("connect_error", 0) >= 1,
+          f"... the verification failure is logged and counted ({s.outcomes()})")
+
+    _, st, _ = run("tls=true,tls-verify=false", "noverify")
+    lines = open(rec).readlines()
+    check(len(lines) == 2 and base64.b64decode(json.loads(lines[-1])["raw"]).startswith(b"GET /noverify "),
+          "tls-verify=false: sent to the unverified mirror")
+
+
+def h2_over_tls(t, binary):
+    """ALPN h2: nginx with http2 on; curl sends 3 concurrent streams on one
+    connection; the h2c mirror gets each with :authority suffixed."""
+    rec = os.path.join(t.work, "h2-mirror.jsonl")
+    p = t.lab.spawn(t.mir, [PY, os.path.join(HERE, "h2_recording_server.py"), "--port", "8002", "--record", rec],
+                    stdout=subprocess.PIPE, text=True)
+    check(p.stdout.readline().strip() == "ready", "the h2c mirror listens")
+    st = Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls",
+                   argv=["--interface", t.node_if, "--rule", f"port={H2_PORT},mirror=httpbin-mirror:8002"])
+    paths = ["/h2/a", "/h2/b?q=1", "/h2/c"]
+    targets = [a for u in paths for a in ("-o", "/dev/null", f"https://{PRIMARY}:{H2_PORT}{u}")]
+    r = t.lab.run(t.cli, ["curl", "-sS", "--no-progress-meter", "-k", "--http2", "--parallel", "-w",
+                          "%{http_version} %{http_code}\\n", "-H", "User-Agent: st-tls", *targets],
+                  capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0 and r.stdout.split("\n")[:3] == ["2 200"] * 3,
+          f"curl spoke HTTP/2 over TLS to nginx, 3 streams answered ({r.stdout.split()} {r.stderr.strip()})")
+    deadline = time.time() + 15
+    while time.time() < deadline and (not os.path.exists(rec) or len(open(rec).readlines()) < len(paths)):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    got = [json.loads(l) for l in open(rec)] if os.path.exists(rec) else []
+    heads = [dict(g["headers"]) for g in got]
+    check(sorted(h.get(":path") for h in heads) == sorted(paths),
+          f"the h2c mirror got the 3 streams' requests ({[h.get(':path') for h in heads]})")
+    check(all(h.get(":authority") == f"{PRIMARY}-shadow:{H2_PORT}" and h.get("user-agent") == "st-tls" for h in heads),
+          f"... with :authority suffixed and the other fields as sent ({[h.get(':authority') for h in heads]})")
+    time.sleep(1.5)
+    s = st.stats()
+    followed = s.value("shadowtap_kernel_tls_connections_total", outcome="followed")
+    check(followed == 1, f"one TLS connection followed for the 3 concurrent streams ({followed})")
+    st.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shadowtap", required=True)
+    args = ap.parse_args()
+    netlab.require_root_or_skip("test_tls")
+    for tool in ("nginx", "curl", "openssl"):
+        if not shutil.which(tool):
+            print(f"SKIP: {tool} not installed")
+            return 77 if os.environ.get("CI") != "true" else 1
+    t = TlsLab()
+    try:
+        st = start_shadowtap(t, args.shadowtap)
+        check(f"reading the OpenSSL plaintext of processes that map" in st.text(), "--tls names the probed library")
+        ids = held_tls_programs(st)
+        check(ids and len(ids) == len(TLS_PROGRAMS), f"shadowtap holds the {len(TLS_PROGRAMS)} TLS programs ({len(ids)})")
+        # Started after shadowtap: covered by the uprobes on the library file.
+        t.start_nginx()
+        t.start_other()
+        t.start_copy_server()
+
+        big = os.path.join(t.work, "big.bin")
+        with open(big, "wb") as f:
+            f.write(os.urandom(1 << 20))
+        chunk_src = os.path.join(t.work, "chunked.bin")
+        with open(chunk_src, "wb") as f:
+            f.write(b"chunk-body-" * 9000)
+        sent = []
+        sent += t.curl("keepalive", urls=("/ka/1", "/ka/2?x=1", "/ka/3"))
+        sent += t.curl("chunked", "-H", "Transfer-Encoding: chunked", "-H", "Content-Type: application/octet-stream",
+                       "--data-binary", f"@{chunk_src}", urls=("/chunked",))
+        sent += t.curl("post1m", "-H", "Expect:", "-H", "Content-Type: application/octet-stream",
+                       "--data-binary", f"@{big}", urls=("/post/1m",))
+        check(len(sent) == 5, f"curl's traces hold the 5 requests it sent ({len(sent)})")
+        check(any(b"Transfer-Encoding: chunked" in r and r.endswith(b"0\r\n\r\n") for r in sent),
+              "the chunked request went out chunked")
+        # Not ours: a TLS server on a port without a rule.
+        t.curl("other", port=OTHER_PORT, urls=("/other",))
+        # A rule's port, but TLS the probes cannot see: counted and named.
+        t.curl("copy", port=COPY_PORT, urls=("/copy",))
+
+        wait_stable(t.mirror_rec, quiet=2.0, timeout=30)
+        got = read_records(t.mirror_rec)
+        want = [shadow_host(r) for r in sent]
+        check(sorted(got) == sorted(want),
+              f"the mirror received exactly the {len(want)} plaintext requests, Host rewritten ({len(got)} received)")
+        check(not any(b"/other" in r or b"/copy" in r for r in got),
+              "nothing of the server outside the rules (or of the unprobed libssl copy) reached the mirror")
+        big_got = [r for r in got if r.startswith(b"POST /post/1m ")]
+        check(len(big_got) == 1 and big_got[0].endswith(open(big, "rb").read()),
+              "the 1 MiB body arrived whole and byte-identical")
+
+        deadline = time.time() + 10  # judged 3 s after the ClientHello, dumped every second
+        while time.time() < deadline and st.stats().value("shadowtap_tls_wire_connections_total",
+                                                          plaintext="no_plaintext") < 1:
+            time.sleep(0.3)
+        time.sleep(1.5)  # one more summary interval
+        s = st.stats()
+        followed = s.value("shadowtap_kernel_tls_connections_total", outcome="followed")
+        no_rule = s.value("shadowtap_kernel_tls_connections_total", outcome="no_rule")
+        check(followed == 3, f"the kernel followed the 3 TLS connections to the rule's port, keep-alive's 3 requests on one ({followed})")
+        check(no_rule >= 1, f"the other server's connection was seen and not followed: no_rule ({no_rule})")
+        check(s.value("shadowtap_kernel_tls_read_faults_total") == 0, "no plaintext read faults")
+        check(s.value("shadowtap_kernel_records_lost_total") == 0, "no records lost")
+        check(s.value("shadowtap_tls_wire_connections_total", plaintext="covered") == 3,
+              "the 3 connections to nginx were seen on the wire and covered by plaintext")
+        check(s.value("shadowtap_tls_wire_connections_total", plaintext="no_plaintext") == 1 and
+              s.value("shadowtap_tls_wire_connections_without_plaintext_total", server=f"{PRIMARY}:{COPY_PORT}") == 1,
+              "the connection to the libssl copy is counted as no_plaintext and named by its server")
+        check(f"{PRIMARY}:{COPY_PORT} on the wire, but no plaintext" in st.text(), "... and named in the log")
+        copied = s.value("shadowtap_kernel_tls_bytes_copied_total")
+        check(copied == sum(len(r) for r in sent),
+              f"plaintext bytes copied == bytes curl sent ({copied} vs {sum(len(r) for r in sent)})")
+
+        # SIGTERM: everything goes.
+        rc = st.stop(signal.SIGTERM)
+        check(rc == 0, f"shadowtap exits 0 on SIGTERM ({rc})")
+        check(gone(ids), "after SIGTERM none of the TLS programs (or their uprobes) is loaded")
+
+        # A connection established before shadowtap starts is not read (a known
+        # gap): counted as joined_late, named, and nothing of it is mirrored.
+        held = t.lab.spawn(t.cli, [PY, "-c", HELD_CLIENT, PRIMARY, str(TLS_PORT)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+        check(held.stdout.readline().strip() == "connected", "a client connected before the second run")
+        # SIGKILL: the links are this process's file descriptors, so they go with it.
+        st = start_shadowtap(t, args.shadowtap)
+        held.stdin.write("go\n")
+        held.stdin.flush()
+        check(held.stdout.readline().strip() == "HTTP/1.1 200", "its request is answered by the primary")
+        ids = held_tls_programs(st)
+        check(len(ids) == len(TLS_PROGRAMS), "a second run holds the TLS programs again")
+        before = len(read_records(t.mirror_rec))
+        t.curl("second-run", urls=("/second",))
+        wait_stable(t.mirror_rec, quiet=1.5, timeout=20)
+        got = read_records(t.mirror_rec)
+        check(len(got) == before + 1 and got[-1].startswith(b"GET /second "),
+              "an nginx started before this run: its new connection is mirrored (probes see every call)")
+        deadline = time.time() + 10
+        while time.time() < deadline and not st.stats().value("shadowtap_tls_wire_connections_total",
+                                                              plaintext="joined_late"):
+            time.sleep(0.3)
+        check(st.stats().value("shadowtap_tls_wire_connections_total", plaintext="joined_late") == 1,
+              "the connection established before the run is counted as joined_late")
+        check("was established before the probes were attached" in st.text(), "... and named in the log")
+        st.stop(signal.SIGKILL)
+        check(gone(ids), "after SIGKILL none of the TLS programs (or their uprobes) is loaded")
+        mirror_over_tls(t, args.shadowtap)
+        h2_over_tls(t, args.shadowtap)
+    finally:
+        t.close()
+    return finish("test_tls")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
