@@ -164,6 +164,7 @@ void exportH2Mirror(const std::string& id, const replay::MirrorStats& q, const R
                    {"rate_limited", v(q.droppedRateLimit)},
                    {"dropped_shutdown", v(q.droppedShutdown)},
                    {"pool_unavailable", v(r.h2PoolUnavailable)},
+                   {"tls_unsupported", v(r.h2TlsUnsupported)},
                },
                {{"rule", id}, {"protocol", "h2"}});
   out.counters("shadowtap_mirror_grpc_responses_total", "HTTP/2 mirror responses carrying grpc-status, by status class.",

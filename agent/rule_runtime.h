@@ -64,6 +64,9 @@ struct RuleStats {
   std::atomic<uint64_t> h2Requests{0};
   std::atomic<uint64_t> recordOnly{0};        // the rule has no mirror: captured for --record only
   std::atomic<uint64_t> h2PoolUnavailable{0};  // submitted, but no HTTP/2 pool could be started (dropped)
+  // HTTP/2 requests of a tls=true rule: dropped, never sent to the mirror in
+  // cleartext (TLS to the mirror is HTTP/1 only).
+  std::atomic<uint64_t> h2TlsUnsupported{0};
 };
 
 // One installed rule as one worker runs it: its router, its mirror pools (per

@@ -295,6 +295,16 @@ replay::MirrorPool* Worker::h2PoolFor(RuleRuntime& rt, compare::Part part) {
 }
 
 void Worker::sendHttp2(RuleRuntime& rt, model::Request&& request) {
+  if (rt.rule.tls) {
+    // The user asked for TLS to this mirror, which the h2c pool cannot give:
+    // dropped and counted, never sent in cleartext.
+    if (rt.stats.h2TlsUnsupported.fetch_add(1, std::memory_order_relaxed) == 0) {
+      spdlog::warn("rule {}: an HTTP/2 request is not mirrored: tls=true originates TLS for HTTP/1.1 only "
+                   "(counted as outcome tls_unsupported)", rt.ruleId);
+    }
+    base::bump(rt.stats.dropped);
+    return;
+  }
   rt.router.rewrite(request);
   replay::MirrorPool* pool = h2PoolFor(rt, compare::Part::kMirror);
   if (pool == nullptr) {

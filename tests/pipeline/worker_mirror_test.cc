@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/counters.h"
+#include "h2_wire.h"
 #include "replay/mirror_pool.h"
 #include "replay/target.h"
 #include "rule_runtime.h"
@@ -127,6 +128,46 @@ TEST_F(WorkerMirrorTest, AGarbageStreamIsCountedAndNothingReachesTheMirror) {
   EXPECT_EQ(server_.requestsByConnection().front().front(), "GET / HTTP/1.1\r\nHost: h-shadow\r\n\r\n");
   EXPECT_EQ(base::load(runtime_->stats.requests), 1u);
   EXPECT_GT(base::load(w.framers().stats().unmirroredBytes), 0u) << "the garbage's bytes are counted as not mirrored";
+}
+
+// tls=true originates TLS for HTTP/1.1 only: an HTTP/2 request of such a rule
+// is dropped and counted, never sent to the mirror in cleartext h2c.
+TEST(WorkerTls, AnHttp2RequestOfATlsRuleIsCountedAndNotSentInCleartext) {
+  std::string error;
+  auto rule = rules::parseRule("port=8000,mirror=127.0.0.1:9,tls=true,tls-verify=false", rules::RuleDefaults{}, true,
+                               &error);
+  ASSERT_TRUE(rule) << error;
+  auto set = std::make_shared<RuleSet>();
+  set->generation = 1;
+  set->perWorker.resize(1);
+  auto rt = std::make_shared<RuleRuntime>(*rule, 1, 0);
+  replay::MirrorPoolOptions o;  // the rule's HTTP/1 pool: never started, nothing goes there
+  o.target = "127.0.0.1:9";
+  o.addrs = replay::resolveTarget(o.target).addrs;
+  rt->replayer = std::make_unique<replay::MirrorPool>(o);
+  set->perWorker[0].push_back(rt);
+  RuleSnapshot snapshot;
+  snapshot.publish(set);
+  std::mutex mutex;
+  replay::LocalEndpoints local;
+  WorkerShared shared;
+  shared.rules = &snapshot;
+  shared.rulesMutex = &mutex;
+  shared.localEndpoints = &local;
+  Worker w(0, shared);
+
+  h2::test::WireClient client;
+  client.submit({.headers = {{":method", "GET", false}, {":scheme", "https", false},
+                             {":authority", "shop.example", false}, {":path", "/", false}}});
+  client.pump();
+  const std::string& bytes = client.captured();
+  w.onSegment(testing::syntheticSegment(40010, 8000, 1, 70, flow::kTcpSyn));
+  w.onSegment(testing::syntheticSegment(40010, 8000, 1, 71, flow::kTcpAck, bytes));
+  EXPECT_EQ(base::load(w.stats().h2Requests), 1u);
+  EXPECT_EQ(base::load(rt->stats.h2TlsUnsupported), 1u);
+  EXPECT_EQ(base::load(rt->stats.dropped), 1u);
+  EXPECT_EQ(base::load(rt->stats.submitted), 1u);
+  EXPECT_EQ(rt->h2Pool, nullptr) << "no h2c connection is opened for a tls=true rule";
 }
 
 }  // namespace
