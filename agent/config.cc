@@ -136,23 +136,13 @@ bool reparseConfig(int argc, char** argv, Config& c, std::string* error) {
 }
 
 namespace {
-int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
-  CLI::App app{
-      "shadowtap: mirror live HTTP traffic (HTTP/1.1, and cleartext HTTP/2: h2c, gRPC) arriving on an\n"
-      "interface to a shadow service, appending a suffix to the host in Host or :authority, without\n"
-      "touching production packets.\n\n"
-      "Subcommands: 'shadowtap replay' sends recorded requests again, 'shadowtap report' renders\n"
-      "compare differences as HTML; each has --help."};
-  app.set_version_flag("--version", std::string("shadowtap ") + SHADOWTAP_VERSION);
-  // A misspelt key in the file must not be silently ignored.
-  app.allow_config_extras(CLI::config_extras_mode::error);
-  app.set_config("--config", "", "TOML file with the same settings (keys are the long flag names, "
-                 "rules as rule = [\"port=...\", ...]); flags given on the command line override it");
-
+// The rules: interfaces, the --port shorthand, --rule, and the rule defaults
+// that are flags. Returns --port (a rule of its own when given).
+CLI::Option* addRuleFlags(CLI::App& app, Config& c) {
   app.add_option("-i,--interface", c.interfaces, "Interface to capture ingress traffic on (repeatable)")
       ->required()
       ->take_all();
-  auto* portOpt = app.add_option("-p,--port", c.port, "TCP destination port of the service to mirror (shorthand for one rule)")
+  CLI::Option* portOpt = app.add_option("-p,--port", c.port, "TCP destination port of the service to mirror (shorthand for one rule)")
       ->check(CLI::Range(1, 65535));
   app.add_option("-m,--mirror", c.mirror, "Mirror target host:port of the --port rule (a name is re-resolved periodically)")
       ->check(CLI::Validator(checkHostPort, "HOST:PORT"));
@@ -177,6 +167,11 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
       ->check(CLI::Validator(
           [](const std::string& s) { return rules::checkSuffix(s); },
           "SUFFIX"));
+  return portOpt;
+}
+
+// Logs, metrics, and how the capture attaches and reads (workers, TLS).
+void addAgentFlags(CLI::App& app, Config& c) {
   app.add_option("--log-level", c.logLevel, "trace, debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -235,6 +230,10 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
                                                                      : std::string("must be 1 to 64, or auto");
           },
           "N|auto"));
+}
+
+// Reassembly and framing limits.
+void addLimitFlags(CLI::App& app, Config& c) {
   app.add_option("--max-flows", c.maxFlows, "Connections tracked at once")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--max-flow-buffer-mib", c.maxFlowBufferMiB, "Out-of-order bytes held per connection (MiB)")
       ->capture_default_str()
@@ -270,6 +269,10 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
   app.add_option("--closed-linger-ms", c.closedLingerMs,
                  "How long a closed connection is remembered so late retransmissions are ignored")
       ->capture_default_str();
+}
+
+// The mirror pools' defaults (rules may override them).
+void addMirrorFlags(CLI::App& app, Config& c) {
   app.add_option("--mirror-connections", c.mirrorConnections,
                  "Keep-alive connections to each mirror opened on demand (the floor); beyond, the pool grows with the "
                  "mirror's latency up to --mirror-max-connections, and shrinks back when idle")
@@ -310,6 +313,11 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
                  "On exit, time given to requests still queued for the mirror and to Kafka recording messages "
                  "not yet delivered")
       ->capture_default_str();
+}
+
+// Recording, to files or Kafka. Returns the Kafka-only flags (refused without
+// a kafka:// target).
+std::vector<CLI::Option*> addRecordFlags(CLI::App& app, Config& c) {
   app.add_option("--record", c.recordPath,
                  "Also write every captured request to PATH: .har (HAR 1.2), .jsonl (one JSON object per request) "
                  "or .pcap (the captured TCP segments), rotated and capped; or to Kafka, one message per request "
@@ -349,6 +357,11 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
                                       "security.protocol=SASL_SSL, sasl.mechanism=SCRAM-SHA-512, ssl.ca.location=FILE, "
                                       "queue.buffering.max.kbytes=N; applied last, so it wins")
                            ->take_all());
+  return kafkaFlags;
+}
+
+// Compare mode's output and the counters' summaries.
+void addOutputFlags(CLI::App& app, Config& c) {
   app.add_option("--compare-output", c.compareOutput,
                  "Rules with compare=true: write differing response pairs as JSON lines to PATH (the input of "
                  "`shadowtap report PATH -o report.html`)");
@@ -362,6 +375,27 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
       ->capture_default_str();
   app.add_option("--stats-file", c.statsFile,
                  "Write every counter as one JSON object (as /stats serves it) to FILE at every summary and at exit");
+}
+
+int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
+  CLI::App app{
+      "shadowtap: mirror live HTTP traffic (HTTP/1.1, and cleartext HTTP/2: h2c, gRPC) arriving on an\n"
+      "interface to a shadow service, appending a suffix to the host in Host or :authority, without\n"
+      "touching production packets.\n\n"
+      "Subcommands: 'shadowtap replay' sends recorded requests again, 'shadowtap report' renders\n"
+      "compare differences as HTML; each has --help."};
+  app.set_version_flag("--version", std::string("shadowtap ") + SHADOWTAP_VERSION);
+  // A misspelt key in the file must not be silently ignored.
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  app.set_config("--config", "", "TOML file with the same settings (keys are the long flag names, "
+                 "rules as rule = [\"port=...\", ...]); flags given on the command line override it");
+
+  CLI::Option* portOpt = addRuleFlags(app, c);
+  addAgentFlags(app, c);
+  addLimitFlags(app, c);
+  addMirrorFlags(app, c);
+  const std::vector<CLI::Option*> kafkaFlags = addRecordFlags(app, c);
+  addOutputFlags(app, c);
 
   try {
     app.parse(argc, argv);
