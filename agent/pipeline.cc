@@ -217,6 +217,26 @@ std::shared_ptr<replay::RateLimiter> sharedRate(uint32_t maxRps, uint32_t worker
 
 }  // namespace
 
+// The rule's mirror pool options, whole (splitPoolOptions gives each worker its share).
+replay::MirrorPoolOptions Pipeline::poolOptionsOf(const rules::Rule& rule,
+                                                  const std::vector<sockaddr_storage>& addrs) {
+  replay::MirrorPoolOptions ro;
+  ro.target = rule.mirror;
+  ro.addrs = addrs;
+  ro.resolveInterval = std::chrono::milliseconds(uint64_t(config_.resolveIntervalSec) * 1000);
+  ro.minConnections = rule.connections;
+  ro.maxConnections = rule.maxConnections;
+  ro.queueCapacity = rule.queue;
+  ro.queueBytes = rule.queueMiB << 20;
+  ro.dropPolicy = dropPolicyOf(rule);
+  ro.maxRps = rule.maxRps;
+  ro.connectTimeout = std::chrono::milliseconds(config_.connectTimeoutMs);
+  ro.responseTimeout = std::chrono::milliseconds(config_.responseTimeoutMs);
+  ro.idleTimeout = std::chrono::milliseconds(config_.idleTimeoutMs);
+  ro.localEndpoints = &localEndpoints_;
+  return ro;
+}
+
 std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Rule& rule, uint32_t ruleId,
                                                                   std::string* error) {
   std::vector<std::shared_ptr<RuleRuntime>> out;
@@ -244,20 +264,7 @@ std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Ru
     *error = "rule '" + rule.text + "': " + resolved.error;
     return {};
   }
-  replay::MirrorPoolOptions ro;
-  ro.target = rule.mirror;
-  ro.addrs = resolved.addrs;
-  ro.resolveInterval = std::chrono::milliseconds(uint64_t(config_.resolveIntervalSec) * 1000);
-  ro.minConnections = rule.connections;
-  ro.maxConnections = rule.maxConnections;
-  ro.queueCapacity = rule.queue;
-  ro.queueBytes = rule.queueMiB << 20;
-  ro.dropPolicy = dropPolicyOf(rule);
-  ro.maxRps = rule.maxRps;
-  ro.connectTimeout = std::chrono::milliseconds(config_.connectTimeoutMs);
-  ro.responseTimeout = std::chrono::milliseconds(config_.responseTimeoutMs);
-  ro.idleTimeout = std::chrono::milliseconds(config_.idleTimeoutMs);
-  ro.localEndpoints = &localEndpoints_;
+  replay::MirrorPoolOptions ro = poolOptionsOf(rule, resolved.addrs);
   if (rule.tls && !(ro.tls = tlsClientOf(rule, error))) {
     return {};
   }

@@ -84,6 +84,9 @@ class Pipeline {
 
  private:
   explicit Pipeline(const Config& config);
+  // The rule's mirror pool options from the rule and the flags, before the
+  // split over the workers.
+  replay::MirrorPoolOptions poolOptionsOf(const rules::Rule& rule, const std::vector<sockaddr_storage>& addrs);
   // The rule's runtime in every worker (one resolution of its names, each
   // worker's share of its limits); empty and *error set on failure.
   std::vector<std::shared_ptr<RuleRuntime>> makeRuntimes(const rules::Rule& rule, uint32_t ruleId,

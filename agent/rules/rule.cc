@@ -301,6 +301,34 @@ KeyResult parseTlsCa(Rule& r, Seen& seen, std::string_view value) {
   return std::nullopt;
 }
 
+// The keys of the rule's mirror pool.
+constexpr std::string_view kPoolKeys[] = {"connections", "queue", "queue-mib", "max-rps", "drop-policy"};
+
+KeyResult parsePoolKey(Rule& r, std::string_view key, std::string_view value) {
+  if (key == "connections") {
+    // A number the user chose for this target: a fixed pool, no growth.
+    KeyResult e = parseLimit<size_t>(value, 1, 4096, r.connections, "connections must be a number from 1 to 4096");
+    r.maxConnections = r.connections;
+    return e;
+  }
+  if (key == "queue") {
+    return parseLimit<size_t>(value, 1, 1 << 24, r.queue, "queue must be a number from 1 to 16777216");
+  }
+  if (key == "queue-mib") {
+    return parseLimit<size_t>(value, 1, 65536, r.queueMiB, "queue-mib must be a number from 1 to 65536");
+  }
+  if (key == "max-rps") {
+    return parseLimit<uint32_t>(value, 0, 10'000'000, r.maxRps,
+                                "max-rps must be a number from 0 (unlimited) to 10000000");
+  }
+  // drop-policy
+  if (value != "newest" && value != "oldest") {
+    return fail("drop-policy must be newest or oldest");
+  }
+  r.dropPolicy = value == "newest" ? DropPolicy::kNewest : DropPolicy::kOldest;
+  return std::nullopt;
+}
+
 KeyResult parseKey(Rule& r, Seen& seen, std::string_view key, std::string_view value) {
   if (key == "port") {
     if (!seen.once(key)) {
@@ -352,28 +380,8 @@ KeyResult parseKey(Rule& r, Seen& seen, std::string_view key, std::string_view v
   if (key == "drop-header") {
     return parseDropHeader(r, value);
   }
-  if (key == "connections") {
-    // A number the user chose for this target: a fixed pool, no growth.
-    KeyResult e = parseLimit<size_t>(value, 1, 4096, r.connections, "connections must be a number from 1 to 4096");
-    r.maxConnections = r.connections;
-    return e;
-  }
-  if (key == "queue") {
-    return parseLimit<size_t>(value, 1, 1 << 24, r.queue, "queue must be a number from 1 to 16777216");
-  }
-  if (key == "queue-mib") {
-    return parseLimit<size_t>(value, 1, 65536, r.queueMiB, "queue-mib must be a number from 1 to 65536");
-  }
-  if (key == "max-rps") {
-    return parseLimit<uint32_t>(value, 0, 10'000'000, r.maxRps,
-                                "max-rps must be a number from 0 (unlimited) to 10000000");
-  }
-  if (key == "drop-policy") {
-    if (value != "newest" && value != "oldest") {
-      return fail("drop-policy must be newest or oldest");
-    }
-    r.dropPolicy = value == "newest" ? DropPolicy::kNewest : DropPolicy::kOldest;
-    return std::nullopt;
+  if (std::find(std::begin(kPoolKeys), std::end(kPoolKeys), key) != std::end(kPoolKeys)) {
+    return parsePoolKey(r, key, value);
   }
   if (key == "compare" || key == "tls" || key == "tls-verify") {
     if (value != "true" && value != "false") {
