@@ -15,13 +15,19 @@ main() {
   mount -t proc proc /proc
   mount -t sysfs sysfs /sys
   mount -t tmpfs -o mode=0755 tmpfs /run
-  mount -t tmpfs -o mode=1777 tmpfs /tmp
-  mkdir -p /dev/pts /dev/shm "$OUT"
-  mount -t devpts devpts /dev/pts
-  mount -t tmpfs tmpfs /dev/shm
+  mkdir -p "$OUT"
   mount -t 9p -o trans=virtio,version=9p2000.L,cache=none out "$OUT" || return 1
   # shellcheck source=/dev/null
   . "$OUT/env"   # from run.sh: KVER MODULES BUILD_DIR CI SUITES
+  # A fresh /tmp, unless the checkout is there (`git clone . /tmp/x && cd /tmp/x &&
+  # .ci/run`): a tmpfs would hide it, and the overlay's /tmp is writable anyway.
+  case "$BUILD_DIR" in
+    /tmp/*) ;;
+    *) mount -t tmpfs -o mode=1777 tmpfs /tmp ;;
+  esac
+  mkdir -p /dev/pts /dev/shm
+  mount -t devpts devpts /dev/pts
+  mount -t tmpfs tmpfs /dev/shm
   echo "booted $(uname -r) in $(cut -d' ' -f1 /proc/uptime) s" >"$OUT/boot"
 
   mount -t bpf bpf /sys/fs/bpf
