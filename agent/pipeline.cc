@@ -57,15 +57,15 @@ Pipeline::Pipeline(const Config& config) : config_(config) {}
 
 Pipeline::~Pipeline() {
   // Detach first so the kernel stops copying, then let the stages go in order.
-  if (capture_) {
-    capture_->detach();
+  if (source_) {
+    source_->detach();
   }
   for (auto& w : workers_) {
     w->stop();
   }
 }
 
-std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* error) {
+std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* error, SourceFactory source) {
   auto p = std::unique_ptr<Pipeline>(new Pipeline(config));
   const unsigned cores = usableCores();
   p->workerCount_ = config.workers != 0 ? config.workers : autoWorkers(cores);
@@ -88,8 +88,12 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   p->snapshot_.publish(set);
 
   const capture::CaptureOptions co = p->captureOptions(*set);
-  p->capture_ = capture::Capture::open(co, error);
-  if (!p->capture_) {
+  if (source) {
+    p->source_ = source(co, error);
+  } else {
+    p->source_ = capture::Capture::open(co, error);
+  }
+  if (!p->source_) {
     return nullptr;
   }
   for (const auto& rt : set->perWorker.front()) {
@@ -110,20 +114,20 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
     p->workers_.push_back(std::make_unique<Worker>(w, p->workerShared(w)));
   }
   for (uint32_t w = 0; w < p->workerCount_; ++w) {
-    if (!p->workers_[w]->start(p->capture_->ring(w))) {
+    if (!p->workers_[w]->start(p->source_->feed(w))) {
       *error = "cannot start worker " + std::to_string(w) + " (see the log above)";
       return nullptr;
     }
   }
   if (config.tls) {
     spdlog::info("--tls: reading the OpenSSL plaintext of processes that map {} (uprobes)",
-                 p->capture_->tlsLibrary());
+                 p->source_->tlsLibrary());
   }
   spdlog::info("{} worker{} ({}; {} usable core{}), each with its own ring buffer of {} KiB", p->workerCount_,
                p->workerCount_ > 1 ? "s" : "",
                config.workers != 0 ? "--workers" : "--workers auto: a quarter of the cores, 1 to 4", cores,
                cores > 1 ? "s" : "", capture::ringBytesPerWorker(co.ringBufferBytes, p->workerCount_) >> 10);
-  p->attached_ = p->capture_->attachedInterfaces().size();
+  p->attached_ = p->source_->attachedInterfaces().size();
   p->loopTurnNs_ = base::monotonicNs();
   registerExporters(*p, p->registry_);
   if (config.metricsAddress != "off") {
@@ -467,8 +471,11 @@ bool Pipeline::controlLoop() {
   timerfd_settime(tfd.get(), 0, &its, nullptr);
   // The workers read the rings; this thread follows interfaces, takes
   // signals, expires pending comparisons and writes the summaries.
-  const int interfacesFd = capture_->interfacesFd();
+  const int interfacesFd = source_->interfacesFd();
   for (int fd : {interfacesFd, sfd.get(), tfd.get()}) {
+    if (fd < 0) {
+      continue;  // a source that follows no interfaces
+    }
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
@@ -492,8 +499,8 @@ bool Pipeline::controlLoop() {
     for (int i = 0; i < n; ++i) {
       const int fd = events[i].data.fd;
       if (fd == interfacesFd) {
-        capture_->followInterfaces();
-        attached_.store(capture_->attachedInterfaces().size(), std::memory_order_relaxed);
+        source_->followInterfaces();
+        attached_.store(source_->attachedInterfaces().size(), std::memory_order_relaxed);
       } else if (fd == tfd.get()) {
         uint64_t expirations;
         [[maybe_unused]] ssize_t r = read(tfd.get(), &expirations, sizeof(expirations));
@@ -507,7 +514,7 @@ bool Pipeline::controlLoop() {
 
 void Pipeline::tick(uint64_t now) {
   loopTurnNs_.store(now, std::memory_order_relaxed);
-  attached_.store(capture_->attachedInterfaces().size(), std::memory_order_relaxed);
+  attached_.store(source_->attachedInterfaces().size(), std::memory_order_relaxed);
   if (engine_) {
     engine_->expire(now);
   }
@@ -531,10 +538,12 @@ bool Pipeline::onSignal(int sfd) {
   return false;
 }
 
+void Pipeline::stop() { shutdown(); }
+
 void Pipeline::shutdown() {
   // Stop the kernel side first; each worker takes what is already in its ring
   // and ends its streams; then the mirrors get their drain time.
-  capture_->detach();
+  source_->detach();
   for (auto& w : workers_) {
     w->stop();
   }

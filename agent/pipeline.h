@@ -41,13 +41,21 @@ class PipelineHealth;
 // own thread reading its own ring buffer (worker.h).
 class Pipeline {
  public:
+  // Where the segments come from: by default the kernel capture
+  // (capture::Capture::open, which loads and attaches the programs); tests and
+  // benchmarks give a synthetic source and drive the real pipeline without BPF.
+  using SourceFactory =
+      std::function<std::unique_ptr<capture::SegmentSource>(const capture::CaptureOptions&, std::string* error)>;
   // Builds every stage and attaches. nullptr and *error set on failure.
-  static std::unique_ptr<Pipeline> create(const Config& config, std::string* error);
+  static std::unique_ptr<Pipeline> create(const Config& config, std::string* error, SourceFactory source = {});
   ~Pipeline();
 
   // Runs until SIGINT/SIGTERM (which the caller has blocked in every thread).
   // Returns the process exit code.
   int run();
+  // What run() does after SIGTERM: detach, drain the workers and the mirrors,
+  // the final summary. For callers that do not run() (tests, benchmarks).
+  void stop();
 
   // Where SIGHUP gets the new configuration from (main re-reads the flags and
   // the --config file). Only the rules are reloaded: a rule unchanged in every
@@ -69,7 +77,7 @@ class Pipeline {
   std::shared_ptr<const RuleSet> rules() const { return snapshot_.load(); }
   std::mutex& rulesMutex() const { return rulesMutex_; }
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
-  const capture::Capture& capture() const { return *capture_; }
+  const capture::SegmentSource& source() const { return *source_; }
   const record::RecordWriter* recorder() const { return recorder_.get(); }
   // Compare mode (null when no rule compares).
   const compare::CompareEngine* compareEngine() const { return engine_.get(); }
@@ -132,7 +140,7 @@ class Pipeline {
   ConfigSource reloadSource_;
   std::vector<std::shared_ptr<RuleRuntime>> retired_;  // removed by a reload, draining
   std::vector<std::thread> retiring_;
-  std::unique_ptr<capture::Capture> capture_;
+  std::unique_ptr<capture::SegmentSource> source_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<uint64_t> loopTurnNs_{0};
   uint64_t nextSummaryNs_ = 0;  // control thread only

@@ -5,7 +5,6 @@
 
 #include "base/clock.h"
 #include "base/counters.h"
-#include "capture/capture_metrics.h"
 #include "compare/compare_metrics.h"
 #include "flow/flow_stats.h"
 #include "h2/decoder_metrics.h"
@@ -218,8 +217,7 @@ void exportWorkers(const Pipeline& p, StatsSink& out) {
 
 void registerExporters(const Pipeline& p, metrics::Registry& registry) {
   registry.add([&p](StatsSink& out) {
-    capture::exportStats(p.capture().kernelCounters(), p.capture().stats(), p.attachedInterfaces(),
-                         p.compareEngine() != nullptr, out);
+    p.source().exportStats(p.compareEngine() != nullptr, out);
   });
   registry.add([&p](StatsSink& out) { exportWorkers(p, out); });
   // Each worker's stages under the same names: the registry adds them up.

@@ -71,7 +71,7 @@ void Pipeline::reload() {
   const std::shared_ptr<RuleSet>& set = nr.set;
   const std::vector<bool>& kept = nr.kept;
   const auto& added = nr.added;
-  if (std::string why = capture_->updateRules(portRules(*set)); !why.empty()) {
+  if (std::string why = source_->updateRules(portRules(*set)); !why.empty()) {
     spdlog::error("reload refused, the current rules stay: {}", why);
     return;
   }

@@ -45,7 +45,7 @@ Worker::Worker(uint32_t index, const WorkerShared& shared) : index_(index), shar
 
 Worker::~Worker() { stop(); }
 
-bool Worker::start(capture::RingReader& ring) {
+bool Worker::start(capture::WorkerFeed& feed) {
   stopFd_ = base::Fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (stopFd_.get() < 0) {
     spdlog::error("worker {}: cannot create its stop event: {}", index_, std::strerror(errno));
@@ -53,7 +53,7 @@ bool Worker::start(capture::RingReader& ring) {
   }
   loopTurnNs_ = base::monotonicNs();
   try {
-    thread_ = std::thread([this, &ring] { run(ring); });
+    thread_ = std::thread([this, &feed] { run(feed); });
   } catch (const std::system_error& e) {
     spdlog::error("worker {}: cannot start its thread: {}", index_, e.what());
     return false;
@@ -70,7 +70,7 @@ void Worker::stop() {
   thread_.join();
 }
 
-void Worker::run(capture::RingReader& ring) {
+void Worker::run(capture::WorkerFeed& feed) {
   base::Fd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   base::Fd ep(epoll_create1(EPOLL_CLOEXEC));
   if (tfd.get() < 0 || ep.get() < 0) {
@@ -81,7 +81,10 @@ void Worker::run(capture::RingReader& ring) {
   its.it_interval.tv_nsec = static_cast<long>(kTickNs);
   its.it_value.tv_nsec = static_cast<long>(kTickNs);
   timerfd_settime(tfd.get(), 0, &its, nullptr);
-  for (int fd : {ring.ringFd(), ring.timerFd(), tfd.get(), stopFd_.get()}) {
+  std::vector<int> fds = feed.readableFds();
+  fds.push_back(tfd.get());
+  fds.push_back(stopFd_.get());
+  for (int fd : fds) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
@@ -117,7 +120,7 @@ void Worker::run(capture::RingReader& ring) {
     if (consume || stopping) {
       // At stop the capture is detached: this takes what is left in the ring.
       refreshRules();
-      if (ring.consume(*this) > 0) {
+      if (feed.consume(*this) > 0) {
         base::bump(stats_.batches);
       }
       consumeNs_.store(base::monotonicNs(), std::memory_order_relaxed);

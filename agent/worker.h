@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "base/fd.h"
-#include "capture/ring_reader.h"
 #include "capture/segment_sink.h"
+#include "capture/segment_source.h"
 #include "compare/compare_engine.h"
 #include "compare/pool_observer.h"
 #include "compare/response_pairing.h"
@@ -54,9 +54,10 @@ class Worker final : public capture::SegmentSink, public model::RequestSink {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Starts the thread that waits on `ring` (its records and its poll timer)
-  // and on a 100 ms tick for expiry. False (logged) when it cannot.
-  bool start(capture::RingReader& ring);
+  // Starts the thread that waits on `feed` (a ring buffer's records and poll
+  // timer, or a synthetic feed) and on a 100 ms tick for expiry. False
+  // (logged) when it cannot.
+  bool start(capture::WorkerFeed& feed);
   // Ends the thread: it reads what is still in its ring (the caller detached
   // the capture first), ends every stream, and exits; joined here. Idempotent.
   void stop();
@@ -100,7 +101,7 @@ class Worker final : public capture::SegmentSink, public model::RequestSink {
     std::atomic<uint64_t>& declined_;
   };
 
-  void run(capture::RingReader& ring);
+  void run(capture::WorkerFeed& feed);
   // Picks up a reload's rules (at each batch, and for a rule id not yet known).
   void refreshRules();
   RuleRuntime* findRule(uint32_t ruleId);

@@ -8,6 +8,7 @@
 
 #include "base/fd.h"
 #include "capture/attached_interfaces.h"
+#include "capture/capture_metrics.h"
 #include "capture/interface_watcher.h"
 #include "capture/kernel_support.h"
 #include "capture/loader.h"
@@ -167,6 +168,12 @@ std::vector<std::string> Capture::attachedInterfaces() const {
 
 uint32_t Capture::workers() const { return static_cast<uint32_t>(impl_->rings.size()); }
 RingReader& Capture::ring(uint32_t worker) { return *impl_->rings.at(worker); }
+WorkerFeed& Capture::feed(uint32_t worker) { return ring(worker); }
+
+void Capture::exportStats(bool egress, base::StatsSink& out) const {
+  const size_t attached = attachedInterfaces().size();
+  capture::exportStats(kernelCounters(), stats_, attached, egress, out);
+}
 
 AttachMode Capture::attachMode() const { return impl_->interfaces->modes().ingress; }
 AttachMode Capture::egressMode() const { return impl_->interfaces->modes().egress; }

@@ -10,6 +10,7 @@
 #include "capture/capture_stats.h"
 #include "capture/kernel_counters.h"
 #include "capture/port_rule.h"
+#include "capture/segment_source.h"
 #include "capture/ring_reader.h"
 #include "capture/segment_sink.h"
 
@@ -22,12 +23,12 @@ namespace shadowtap::capture {
 // libbpf and libxdp; errors come out as sentences. The parts, one job each:
 // LoadedProgram (loader.h), RuleMapSync, AttachedInterfaces and Attachment,
 // InterfaceWatcher, RingReader.
-class Capture {
+class Capture final : public SegmentSource {
  public:
   // Loads the program, fills the rule map and attaches to every interface.
   // On failure returns nullptr and sets *error to one line saying what to do.
   static std::unique_ptr<Capture> open(const CaptureOptions& options, std::string* error);
-  ~Capture();
+  ~Capture() override;
 
   Capture(const Capture&) = delete;
   Capture& operator=(const Capture&) = delete;
@@ -47,10 +48,11 @@ class Capture {
   // ring(i): it waits on its ringFd() and timerFd() and calls its consume().
   uint32_t workers() const;
   RingReader& ring(uint32_t worker);
+  WorkerFeed& feed(uint32_t worker) override;
   // Readable on interface notifications; followInterfaces() handles them
   // (attach or forget) and says whether the attached set changed.
-  int interfacesFd() const;
-  bool followInterfaces();
+  int interfacesFd() const override;
+  bool followInterfaces() override;
 
   // The attach mode in use (kAuto resolved).
   AttachMode attachMode() const;
@@ -63,18 +65,19 @@ class Capture {
   // rules kept stay in place throughout. Egress hooks are attached when the new
   // set is the first to compare and removed when it no longer does. Empty on
   // success, else why the new set was refused (the old one then stays).
-  std::string updateRules(const std::vector<PortRule>& rules);
+  std::string updateRules(const std::vector<PortRule>& rules) override;
 
   KernelCounters kernelCounters() const;
   // --tls: the libssl file the uprobes are on (empty without --tls or after detach()).
-  std::string tlsLibrary() const;
+  std::string tlsLibrary() const override;
   const CaptureStats& stats() const { return stats_; }
   // A copy: the interfaces' thread may change the set meanwhile.
-  std::vector<std::string> attachedInterfaces() const;
+  std::vector<std::string> attachedInterfaces() const override;
+  void exportStats(bool egress, base::StatsSink& out) const override;
 
   // Removes our filters/links/programs now and stops following interfaces (also
   // done by the destructor). Records already in the ring stay consumable.
-  void detach();
+  void detach() override;
 
  private:
   struct Impl;

@@ -4,10 +4,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/fd.h"
 #include "capture/capture_stats.h"
 #include "capture/segment_sink.h"
+#include "capture/segment_source.h"
 #include "capture/tls_coverage.h"
 
 struct ring_buffer;
@@ -31,14 +33,14 @@ uint32_t nextPollIntervalUs(int consumed, uint32_t currentUs, const PollPacing& 
 // Reads the ring buffer shared by every capture program and hands each valid
 // record to a SegmentSink as a Segment (decodeRecord); invalid ones are counted
 // as badRecords and skipped. With adaptive wakeups, owns the poll timer too.
-class RingReader {
+class RingReader final : public WorkerFeed {
  public:
   // `eventsFd`: the ring buffer map. nullptr and *error set on failure.
   // `tlsCoverage`: --tls, judge whether the TLS connections on the wire got
   // their plaintext (TlsCoverage, counted in stats.tlsCoverage).
   static std::unique_ptr<RingReader> open(int eventsFd, const PollPacing& pacing, CaptureStats& stats,
                                           std::string* error, bool tlsCoverage = false);
-  ~RingReader();
+  ~RingReader() override;
   RingReader(const RingReader&) = delete;
   RingReader& operator=(const RingReader&) = delete;
 
@@ -46,10 +48,11 @@ class RingReader {
   // fds: both go into the capture's epoll set).
   int ringFd() const { return ringFd_; }
   int timerFd() const { return timer_.get(); }
+  std::vector<int> readableFds() const override { return {ringFd_, timer_.get()}; }
 
   // Delivers every waiting record to `sink`; returns the number of records read
   // (negative: the ring buffer's error). Re-arms the poll timer.
-  int consume(SegmentSink& sink);
+  int consume(SegmentSink& sink) override;
 
  private:
   RingReader(int ringFd, const PollPacing& pacing, CaptureStats& stats);
