@@ -21,6 +21,7 @@
 #include "base/fd.h"
 #include "http/host_rewrite.h"
 #include "pipeline_metrics.h"
+#include "pipeline_options.h"
 #include "summary.h"
 #include "worker_share.h"
 #ifdef SHADOWTAP_HAVE_DRY_RUN
@@ -147,21 +148,11 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
 }
 
 capture::CaptureOptions Pipeline::captureOptions(const RuleSet& set) const {
-  capture::CaptureOptions co;
-  co.interfaces = config_.interfaces;
-  co.rules = portRules(set);
-  co.ringBufferBytes = config_.ringBufferMiB << 20;
-  co.workers = workerCount_;
-  co.tcPriority = config_.tcPriority;
-  co.stateDir = config_.stateDir;
-  co.attach = *capture::parseAttachMode(config_.attach);  // validated by config
-  co.adaptiveWakeups = config_.adaptiveWakeups;
-  co.tls = config_.tls;
-  co.tlsLibrary = config_.tlsLibrary;
-  if (getrandom(&co.hashSeed, sizeof(co.hashSeed), 0) != sizeof(co.hashSeed)) {
-    co.hashSeed = static_cast<uint32_t>(base::monotonicNs());
+  uint32_t seed = 0;
+  if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed)) {
+    seed = static_cast<uint32_t>(base::monotonicNs());
   }
-  return co;
+  return captureOptionsOf(config_, portRules(set), workerCount_, seed);
 }
 
 WorkerShared Pipeline::workerShared(uint32_t worker) {
@@ -174,23 +165,9 @@ WorkerShared Pipeline::workerShared(uint32_t worker) {
   ws.mirrorObserver = mirrorObserver_.get();
   ws.secondaryObserver = secondaryObserver_.get();
   ws.recorder = recorder_.get();
-  http::FramerLimits& fl = ws.framerLimits;
-  fl.maxRequestBytes = config_.maxRequestMiB << 20;
-  fl.maxHeaderBytes = config_.maxHeaderKiB << 10;
-  fl.maxRequestLineBytes = config_.maxRequestLineKiB << 10;
-  fl.maxResyncScanBytes = config_.maxResyncScanKiB << 10;
-  // HTTP/2 streams get the same request and header limits as HTTP/1.
-  ws.h2Limits.maxStreamBodyBytes = fl.maxRequestBytes;
-  ws.h2Limits.maxHeaderListBytes = fl.maxHeaderBytes;
-  flow::FlowLimits limits;
-  limits.maxFlows = config_.maxFlows;
-  limits.maxFlowBufferBytes = config_.maxFlowBufferMiB << 20;
-  limits.maxTotalBufferBytes = config_.maxTotalBufferMiB << 20;
-  limits.idleTimeoutNs = uint64_t(config_.idleTimeoutSec) * 1'000'000'000ULL;
-  limits.gapTimeoutNs = uint64_t(config_.gapTimeoutMs) * 1'000'000ULL;
-  limits.maxFlowBufferSegments = config_.maxFlowBufferSegments;
-  limits.closedLingerNs = uint64_t(config_.closedLingerMs) * 1'000'000ULL;
-  ws.flowLimits = splitFlowLimits(limits, workerCount_, worker);
+  ws.framerLimits = framerLimitsOf(config_);
+  ws.h2Limits = h2LimitsOf(config_);
+  ws.flowLimits = splitFlowLimits(flowLimitsOf(config_), workerCount_, worker);
   return ws;
 }
 

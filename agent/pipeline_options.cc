@@ -1,0 +1,53 @@
+#include "pipeline_options.h"
+
+#include <utility>
+
+namespace shadowtap {
+
+capture::CaptureOptions captureOptionsOf(const Config& config, std::vector<capture::PortRule> rules, uint32_t workers,
+                                         uint32_t hashSeed) {
+  capture::CaptureOptions co;
+  co.interfaces = config.interfaces;
+  co.rules = std::move(rules);
+  co.ringBufferBytes = static_cast<uint32_t>(config.ringBufferMiB) << 20;
+  co.workers = workers;
+  co.tcPriority = config.tcPriority;
+  co.stateDir = config.stateDir;
+  co.attach = *capture::parseAttachMode(config.attach);  // validated by parseConfig
+  co.adaptiveWakeups = config.adaptiveWakeups;
+  co.tls = config.tls;
+  co.tlsLibrary = config.tlsLibrary;
+  co.hashSeed = hashSeed;
+  return co;
+}
+
+http::FramerLimits framerLimitsOf(const Config& config) {
+  http::FramerLimits fl;
+  fl.maxRequestBytes = config.maxRequestMiB << 20;
+  fl.maxHeaderBytes = config.maxHeaderKiB << 10;
+  fl.maxRequestLineBytes = config.maxRequestLineKiB << 10;
+  fl.maxResyncScanBytes = config.maxResyncScanKiB << 10;
+  return fl;
+}
+
+h2::H2DecoderLimits h2LimitsOf(const Config& config) {
+  const http::FramerLimits fl = framerLimitsOf(config);
+  h2::H2DecoderLimits hl;
+  hl.maxStreamBodyBytes = fl.maxRequestBytes;
+  hl.maxHeaderListBytes = fl.maxHeaderBytes;
+  return hl;
+}
+
+flow::FlowLimits flowLimitsOf(const Config& config) {
+  flow::FlowLimits limits;
+  limits.maxFlows = config.maxFlows;
+  limits.maxFlowBufferBytes = config.maxFlowBufferMiB << 20;
+  limits.maxTotalBufferBytes = config.maxTotalBufferMiB << 20;
+  limits.idleTimeoutNs = uint64_t(config.idleTimeoutSec) * 1'000'000'000ULL;
+  limits.gapTimeoutNs = uint64_t(config.gapTimeoutMs) * 1'000'000ULL;
+  limits.maxFlowBufferSegments = config.maxFlowBufferSegments;
+  limits.closedLingerNs = uint64_t(config.closedLingerMs) * 1'000'000ULL;
+  return limits;
+}
+
+}  // namespace shadowtap

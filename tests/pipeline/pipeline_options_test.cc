@@ -1,0 +1,93 @@
+// Config -> stage options (pipeline_options.h): every flag reaches its stage
+// in the stage's unit, from a parsed command line as a user writes it.
+#include "pipeline_options.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace shadowtap {
+namespace {
+
+Config parse(std::vector<std::string> args) {
+  args.insert(args.begin(), {"shadowtap", "-i", "eth0", "--rule", "port=8000,mirror=127.0.0.1:9000"});
+  std::vector<char*> argv;
+  for (auto& a : args) {
+    argv.push_back(a.data());
+  }
+  Config c;
+  std::string error;
+  EXPECT_TRUE(reparseConfig(static_cast<int>(argv.size()), argv.data(), c, &error)) << error;
+  return c;
+}
+
+TEST(PipelineOptions, CaptureOptionsCarryTheFlagsInBytesAndTheCallersRulesWorkersAndSeed) {
+  const Config c = parse({"-i", "veth*", "--ring-buffer-mib", "64", "--attach", "tc", "--tc-priority", "7",
+                          "--state-dir", "/tmp/st", "--no-adaptive-wakeups", "--tls", "--tls-library", "/usr/lib/x86_64-linux-gnu/libssl.so.3"});
+  capture::PortRule r;
+  r.port = 8000;
+  r.ruleId = 1;
+  const capture::CaptureOptions co = captureOptionsOf(c, {r}, 3, 0xabcd);
+  EXPECT_EQ(co.interfaces, (std::vector<std::string>{"eth0", "veth*"}));
+  EXPECT_EQ(co.ringBufferBytes, 64u << 20);
+  EXPECT_EQ(co.attach, capture::AttachMode::kTc);
+  EXPECT_EQ(co.tcPriority, 7u);
+  EXPECT_EQ(co.stateDir, "/tmp/st");
+  EXPECT_FALSE(co.adaptiveWakeups);
+  EXPECT_TRUE(co.tls);
+  EXPECT_EQ(co.tlsLibrary, "/usr/lib/x86_64-linux-gnu/libssl.so.3");
+  EXPECT_EQ(co.workers, 3u);
+  EXPECT_EQ(co.hashSeed, 0xabcdu);
+  ASSERT_EQ(co.rules.size(), 1u);
+  EXPECT_EQ(co.rules[0].port, 8000);
+}
+
+TEST(PipelineOptions, TheDefaultsAreTheDocumentedOnes) {
+  const Config c = parse({});
+  const capture::CaptureOptions co = captureOptionsOf(c, {}, 1, 0);
+  EXPECT_EQ(co.ringBufferBytes, 16u << 20);
+  EXPECT_EQ(co.attach, capture::AttachMode::kAuto);
+  EXPECT_TRUE(co.adaptiveWakeups);
+  EXPECT_FALSE(co.tls);
+  const http::FramerLimits fl = framerLimitsOf(c);
+  EXPECT_EQ(fl.maxRequestBytes, size_t(8) << 20);
+  EXPECT_EQ(fl.maxHeaderBytes, size_t(64) << 10);
+  EXPECT_EQ(fl.maxRequestLineBytes, size_t(16) << 10);
+  EXPECT_EQ(fl.maxResyncScanBytes, size_t(64) << 10);
+  const flow::FlowLimits f = flowLimitsOf(c);
+  EXPECT_EQ(f.maxFlows, 65536u);
+  EXPECT_EQ(f.maxFlowBufferBytes, size_t(4) << 20);
+  EXPECT_EQ(f.maxTotalBufferBytes, size_t(256) << 20);
+  EXPECT_EQ(f.idleTimeoutNs, 60'000'000'000ULL);
+  EXPECT_EQ(f.gapTimeoutNs, 1'000'000'000ULL);
+  EXPECT_EQ(f.maxFlowBufferSegments, 4096u);
+  EXPECT_EQ(f.closedLingerNs, 5'000'000'000ULL);
+}
+
+TEST(PipelineOptions, FramingAndReassemblyFlagsConvertTheirUnits) {
+  const Config c = parse({"--max-request-mib", "3", "--max-header-kib", "8", "--max-request-line-kib", "2",
+                          "--max-resync-scan-kib", "5", "--max-flows", "100", "--max-flow-buffer-mib", "1",
+                          "--max-buffer-mib", "32", "--idle-timeout", "7", "--gap-timeout-ms", "250",
+                          "--max-flow-buffer-segments", "64", "--closed-linger-ms", "1500"});
+  const http::FramerLimits fl = framerLimitsOf(c);
+  EXPECT_EQ(fl.maxRequestBytes, size_t(3) << 20);
+  EXPECT_EQ(fl.maxHeaderBytes, size_t(8) << 10);
+  EXPECT_EQ(fl.maxRequestLineBytes, size_t(2) << 10);
+  EXPECT_EQ(fl.maxResyncScanBytes, size_t(5) << 10);
+  // HTTP/2 streams are held to the HTTP/1 request and header limits.
+  const h2::H2DecoderLimits hl = h2LimitsOf(c);
+  EXPECT_EQ(hl.maxStreamBodyBytes, fl.maxRequestBytes);
+  EXPECT_EQ(hl.maxHeaderListBytes, fl.maxHeaderBytes);
+  const flow::FlowLimits f = flowLimitsOf(c);
+  EXPECT_EQ(f.maxFlows, 100u);
+  EXPECT_EQ(f.maxFlowBufferBytes, size_t(1) << 20);
+  EXPECT_EQ(f.maxTotalBufferBytes, size_t(32) << 20);
+  EXPECT_EQ(f.idleTimeoutNs, 7'000'000'000ULL);
+  EXPECT_EQ(f.gapTimeoutNs, 250'000'000ULL);
+  EXPECT_EQ(f.maxFlowBufferSegments, 64u);
+  EXPECT_EQ(f.closedLingerNs, 1'500'000'000ULL);
+}
+
+}  // namespace
+}  // namespace shadowtap
