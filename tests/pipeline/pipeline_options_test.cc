@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "config_args.h"
+
 #include <string>
 #include <vector>
 
@@ -11,15 +13,8 @@ namespace shadowtap {
 namespace {
 
 Config parse(std::vector<std::string> args) {
-  args.insert(args.begin(), {"shadowtap", "-i", "eth0", "--rule", "port=8000,mirror=127.0.0.1:9000"});
-  std::vector<char*> argv;
-  for (auto& a : args) {
-    argv.push_back(a.data());
-  }
-  Config c;
-  std::string error;
-  EXPECT_TRUE(reparseConfig(static_cast<int>(argv.size()), argv.data(), c, &error)) << error;
-  return c;
+  args.insert(args.begin(), {"-i", "eth0", "--rule", "port=8000,mirror=127.0.0.1:9000"});
+  return testing::parseArgs(std::move(args));
 }
 
 TEST(PipelineOptions, CaptureOptionsCarryTheFlagsInBytesAndTheCallersRulesWorkersAndSeed) {

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "config.h"
+#include "config_args.h"
 #include "pipeline.h"
 #include "synthetic_segment.h"
 #include "synthetic_source.h"
@@ -30,17 +30,7 @@ using testing::SyntheticSource;
 
 constexpr size_t kMss = 1448;
 
-Config parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "shadowtap");
-  std::vector<char*> argv;
-  for (auto& a : args) {
-    argv.push_back(a.data());
-  }
-  Config c;
-  std::string error;
-  EXPECT_TRUE(reparseConfig(static_cast<int>(argv.size()), argv.data(), c, &error)) << error;
-  return c;
-}
+Config parse(std::vector<std::string> args) { return testing::parseArgs(std::move(args)); }
 
 // One client connection's requests as segments of at most kMss bytes, with its
 // handshake and FIN, pushed into the source.
