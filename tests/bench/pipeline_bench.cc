@@ -3,6 +3,9 @@
 // flow::FlowTable -> http::RequestFramerFactory -> http::takeRewrittenRequest into
 // a sink that only counts, on one core; against llhttp parsing the same request
 // bytes from one contiguous buffer with no-op callbacks (the limit of framing).
+// Last, the whole agent in-process (agent_run.h): the real Pipeline, built from
+// a command line, fed by a synthetic segment source (tests/pipeline), mirroring
+// to a loopback HTTP/1 sink: requests/s and agent CPU per mirrored request.
 //
 // Usage: pipeline_bench [--runs N] [--quick] [--json FILE]
 // Prints a table; --json writes the medians for scripts/bench.sh.
@@ -19,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "agent_run.h"
 #include "base/memory_tuning.h"
 #include "flow/flow_table.h"
 #include "http/host_rewrite.h"
@@ -85,6 +89,7 @@ struct Workload {
     uint8_t flags;
     size_t off;
     size_t len;
+    bool endsRequest = false;
   };
   std::vector<Seg> segs;
   std::string contiguous;
@@ -174,9 +179,9 @@ Workload makeWorkload(const std::string& name, uint64_t totalRequests, size_t co
       const size_t off = w.captureBytes.size();
       w.captureBytes.insert(w.captureBytes.end(), c.pending.begin() + long(c.pendingOff),
                             c.pending.begin() + long(c.pendingOff + len));
-      w.segs.push_back({c.key, c.nextSeq, shadowtap::flow::kTcpAck, off, len});
-      c.nextSeq += uint32_t(len);
       c.pendingOff += len;
+      w.segs.push_back({c.key, c.nextSeq, shadowtap::flow::kTcpAck, off, len, c.pendingOff == c.pending.size()});
+      c.nextSeq += uint32_t(len);
     }
   }
   w.requests = made;
@@ -312,6 +317,23 @@ double copyEachRequest(const Workload& w) {
   return s;
 }
 
+// The workload as the agent stage's segments (payloads point into w.captureBytes).
+std::vector<shadowtap::bench::AgentSegment> agentSegments(const Workload& w) {
+  std::vector<shadowtap::bench::AgentSegment> out;
+  for (const auto& g : w.segs) {
+    shadowtap::bench::AgentSegment a;
+    a.segment.key = g.key;
+    a.segment.ruleId = 1;
+    a.segment.seq = g.seq;
+    a.segment.ack = 1;
+    a.segment.flags = g.flags;
+    a.segment.payload = std::span<const uint8_t>(w.captureBytes.data() + g.off, g.len);
+    a.endsRequest = g.endsRequest;
+    out.push_back(a);
+  }
+  return out;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -406,8 +428,32 @@ int main(int argc, char** argv) {
       std::fprintf(json, "], \"counts_ok\": %s}%s\n", ok ? "true" : "false", li + 1 < loads.size() ? "," : "");
     }
   }
+  // The whole agent in-process: the real Pipeline (one worker) from a synthetic
+  // source into a loopback HTTP/1 sink, 1024 requests at most outstanding.
+  const Workload agentLoad = makeWorkload("small GET (~200 B)", 100'000 / scale, 64, 100, 0, false);
+  const auto agentSegs = agentSegments(agentLoad);
+  std::vector<double> tAgent, cpuAgent;
+  uint64_t lost = 0, answered = 0;
+  for (int r = 0; r < runs; ++r) {
+    const shadowtap::bench::AgentRun a = shadowtap::bench::runAgent(agentSegs, agentLoad.requests, 1, 1024);
+    tAgent.push_back(a.seconds);
+    cpuAgent.push_back(a.agentCpuSeconds);
+    lost += a.lost;
+    answered += a.answered;
+  }
+  const double n = double(agentLoad.requests);
+  const bool agentOk = answered == agentLoad.requests * uint64_t(runs) && lost == 0;
+  std::printf("whole agent (Pipeline, 1 worker, loopback mirror): %llu small GETs over 64 connections, %d runs\n",
+              (unsigned long long)agentLoad.requests, runs);
+  std::printf("  %10.0f req/s   agent CPU %.2f us per mirrored request   %llu answered, %llu lost\n",
+              n / median(tAgent), median(cpuAgent) / n * 1e6, (unsigned long long)answered,
+              (unsigned long long)lost);
+  ok = ok && agentOk;
   if (json) {
-    std::fprintf(json, "]}\n");
+    std::fprintf(json, "], \"agent\": {\"requests\": %llu, \"workers\": 1, \"seconds\": %.6f, \"cpu_s\": %.6f,"
+                 " \"answered\": %llu, \"lost\": %llu, \"counts_ok\": %s}}\n",
+                 (unsigned long long)agentLoad.requests, median(tAgent), median(cpuAgent),
+                 (unsigned long long)answered, (unsigned long long)lost, agentOk ? "true" : "false");
     std::fclose(json);
   }
   return ok ? 0 : 1;
