@@ -28,11 +28,12 @@ std::unique_ptr<flow::StreamConsumer> Worker::OwnTrafficFilter::create(const mod
   return inner_.create(key, ruleId, fromStart);
 }
 
-Worker::Worker(uint32_t index, const WorkerShared& shared) : index_(index), shared_(shared) {
+Worker::Worker(uint32_t index, const WorkerShared& shared)
+    : index_(index), shared_(shared), local_(*shared.localEndpoints) {
   rules_ = shared_.rules->load();
   generation_ = rules_->generation;
   sniffers_ = std::make_unique<h2::ProtocolSnifferFactory>(*this, shared_.framerLimits, shared_.h2Limits);
-  ownTraffic_ = std::make_unique<OwnTrafficFilter>(*sniffers_, *shared_.localEndpoints, stats_.ownTrafficSegments);
+  ownTraffic_ = std::make_unique<OwnTrafficFilter>(*sniffers_, local_, stats_.ownTrafficSegments);
   flows_ = std::make_unique<flow::FlowTable>(shared_.flowLimits, *ownTraffic_);
   if (shared_.engine != nullptr) {
     // The primary's responses: a flow table of their own (server -> client
@@ -166,14 +167,13 @@ RuleRuntime* Worker::findRule(uint32_t ruleId) {
 
 void Worker::onSegment(const flow::Segment& segment) {
   base::bump(stats_.segments);
-  const replay::LocalEndpoints& local = *shared_.localEndpoints;
   if (segment.fromServer) {
     // Compare mode's egress capture: the primary's responses. Those to our own
     // mirror connections (a mirror on this node and port) are not the primary's.
     if (!responseFlows_) {
       return;
     }
-    if (local.contains(segment.key.family, segment.key.daddr, segment.key.dport)) {
+    if (local_.contains(segment.key.family, segment.key.daddr, segment.key.dport)) {
       base::bump(stats_.ownResponseSegments);
       return;
     }
@@ -183,7 +183,7 @@ void Worker::onSegment(const flow::Segment& segment) {
   }
   record::RecordWriter* recorder = shared_.recorder;
   if (recorder != nullptr && recorder->wantsSegments() &&
-      !local.contains(segment.key.family, segment.key.saddr, segment.key.sport)) {
+      !local_.contains(segment.key.family, segment.key.saddr, segment.key.sport)) {
     recorder->onSegment(segment);
   }
   flows_->ingest(segment);

@@ -89,7 +89,7 @@ class Worker final : public capture::SegmentSink, public model::RequestSink {
   // same node and port as the primary), so they are never reassembled.
   class OwnTrafficFilter : public flow::StreamConsumerFactory {
    public:
-    OwnTrafficFilter(flow::StreamConsumerFactory& inner, const replay::LocalEndpoints& endpoints,
+    OwnTrafficFilter(flow::StreamConsumerFactory& inner, replay::LocalEndpoints::View& endpoints,
                      std::atomic<uint64_t>& declined)
         : inner_(inner), endpoints_(endpoints), declined_(declined) {}
     std::unique_ptr<flow::StreamConsumer> create(const model::FlowKey& key, uint32_t ruleId,
@@ -97,7 +97,7 @@ class Worker final : public capture::SegmentSink, public model::RequestSink {
 
    private:
     flow::StreamConsumerFactory& inner_;
-    const replay::LocalEndpoints& endpoints_;
+    replay::LocalEndpoints::View& endpoints_;
     std::atomic<uint64_t>& declined_;
   };
 
@@ -116,6 +116,8 @@ class Worker final : public capture::SegmentSink, public model::RequestSink {
 
   const uint32_t index_;
   const WorkerShared shared_;
+  // The agent's own mirror sockets, this thread's copy (no lock per lookup).
+  replay::LocalEndpoints::View local_;
   PipelineStats stats_;
   std::shared_ptr<const RuleSet> rules_;
   uint64_t generation_ = 0;

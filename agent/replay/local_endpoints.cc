@@ -41,6 +41,7 @@ void LocalEndpoints::add(const Endpoint& e) {
   std::lock_guard lock(mutex_);
   set_.insert(e);
   count_.store(set_.size(), std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 void LocalEndpoints::remove(const Endpoint& e) {
@@ -50,16 +51,31 @@ void LocalEndpoints::remove(const Endpoint& e) {
     set_.erase(it);
   }
   count_.store(set_.size(), std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+}
+
+bool LocalEndpoints::has(const std::unordered_multiset<Endpoint, Hash>& set, uint8_t family,
+                         const std::array<uint8_t, 16>& addr, uint16_t port) {
+  return set.count(Endpoint{family, addr, port}) != 0 || set.count(Endpoint{family, {}, port}) != 0;
 }
 
 bool LocalEndpoints::contains(uint8_t family, const std::array<uint8_t, 16>& addr, uint16_t port) const {
   if (count_.load(std::memory_order_relaxed) == 0) {
     return false;
   }
-  Endpoint exact{family, addr, port};
-  Endpoint any{family, {}, port};
   std::lock_guard lock(mutex_);
-  return set_.count(exact) != 0 || set_.count(any) != 0;
+  return has(set_, family, addr, port);
+}
+
+bool LocalEndpoints::View::contains(uint8_t family, const std::array<uint8_t, 16>& addr, uint16_t port) {
+  const uint64_t now = shared_.generation_.load(std::memory_order_acquire);
+  if (now != generation_) {
+    std::lock_guard lock(shared_.mutex_);
+    copy_ = shared_.set_;
+    generation_ = shared_.generation_.load(std::memory_order_relaxed);
+    ++refreshes_;
+  }
+  return !copy_.empty() && has(copy_, family, addr, port);
 }
 
 }  // namespace shadowtap::replay

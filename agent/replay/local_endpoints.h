@@ -13,9 +13,11 @@ namespace shadowtap::replay {
 // The local (address, port) of every socket the replayers hold open to a
 // mirror, so the capture side can decline flows that are our own traffic (a
 // mirror on the same node and port as the primary would otherwise be mirrored
-// to itself). Written by replay loops, read by the capture thread once per new
-// flow. A socket is published before its connect (wildcard address, the port
-// bound then) and narrowed to its real address after, so even its SYN is known.
+// to itself). Written by replay loops, read by every worker once per new flow
+// (and per response segment in compare mode) through its own View, which takes
+// no lock unless a socket was published or removed since its last look. A
+// socket is published before its connect (wildcard address, the port bound
+// then) and narrowed to its real address after, so even its SYN is known.
 class LocalEndpoints {
  public:
   struct Endpoint {
@@ -25,6 +27,10 @@ class LocalEndpoints {
     bool operator==(const Endpoint&) const = default;
   };
 
+  struct Hash {
+    size_t operator()(const Endpoint& e) const noexcept;
+  };
+
   // From a sockaddr_in/in6; nullopt-like: port 0 when the family is unknown.
   static Endpoint fromSockaddr(const sockaddr_storage& addr);
 
@@ -32,19 +38,37 @@ class LocalEndpoints {
   void remove(const Endpoint& e);
 
   // True when (family, addr, port) is one of our sockets' local endpoints.
-  // Lock-free when no socket is published.
+  // Takes the lock unless no socket is published (for occasional callers).
   bool contains(uint8_t family, const std::array<uint8_t, 16>& addr, uint16_t port) const;
+
+  // One thread's copy of the set, for the hot path: contains() reads the
+  // shared set (under its lock, copying it) only when its generation moved,
+  // that is when a mirror connection opened or closed since the last call.
+  class View {
+   public:
+    explicit View(const LocalEndpoints& shared) : shared_(shared) {}
+    bool contains(uint8_t family, const std::array<uint8_t, 16>& addr, uint16_t port);
+    // Copies of the shared set taken (a counter for tests and profiles).
+    uint64_t refreshes() const { return refreshes_; }
+
+   private:
+    const LocalEndpoints& shared_;
+    uint64_t generation_ = 0;
+    uint64_t refreshes_ = 0;
+    std::unordered_multiset<Endpoint, Hash> copy_;
+  };
 
   size_t size() const { return count_.load(std::memory_order_relaxed); }
 
  private:
-  struct Hash {
-    size_t operator()(const Endpoint& e) const noexcept;
-  };
+  static bool has(const std::unordered_multiset<Endpoint, Hash>& set, uint8_t family,
+                  const std::array<uint8_t, 16>& addr, uint16_t port);
 
   mutable std::mutex mutex_;
   std::unordered_multiset<Endpoint, Hash> set_;
   std::atomic<size_t> count_{0};
+  // Bumped (release) after every change, under the lock; starts at 0 = empty.
+  std::atomic<uint64_t> generation_{0};
 };
 
 }  // namespace shadowtap::replay

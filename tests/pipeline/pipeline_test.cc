@@ -130,7 +130,7 @@ TEST_F(PipelineTest, SyntheticConnectionsOnTwoWorkersReachTheMirrorWithTheShadow
   // Both workers had connections (the ports' hash spreads the eight), and the
   // source's deliveries are the ring reader's records.
   EXPECT_EQ(s.labelValues("shadowtap_worker_requests_total", "worker").size(), 2u);
-  for (const std::string& w : {"0", "1"}) {
+  for (const char* w : {"0", "1"}) {
     EXPECT_GT(s.sum("shadowtap_worker_requests_total", {{"worker", w}}), 0) << "worker " << w;
   }
   EXPECT_EQ(s.sum("shadowtap_capture_records_total"), static_cast<double>(source_->delivered()));

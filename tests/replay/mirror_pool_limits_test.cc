@@ -226,6 +226,30 @@ TEST(MirrorPoolLimits, LocalEndpointsMatchExactOrWildcard) {
   EXPECT_EQ(e.size(), 0u);
 }
 
+// A worker's View answers as the shared set does, and copies the set only
+// when a socket was published or removed since its last lookup.
+TEST(MirrorPoolLimits, AViewSeesEveryChangeAndCopiesOnlyAfterOne) {
+  LocalEndpoints e;
+  LocalEndpoints::View v(e);
+  std::array<uint8_t, 16> a{198, 18, 0, 2};
+  std::array<uint8_t, 16> b{198, 18, 0, 3};
+  EXPECT_FALSE(v.contains(4, a, 40000));
+  EXPECT_EQ(v.refreshes(), 0u) << "nothing published: nothing to copy";
+  e.add({4, a, 40000});
+  EXPECT_TRUE(v.contains(4, a, 40000));
+  EXPECT_FALSE(v.contains(4, b, 40000));
+  EXPECT_FALSE(v.contains(4, a, 40001));
+  EXPECT_EQ(v.refreshes(), 1u) << "three lookups after one change: one copy";
+  e.add({4, {}, 40001});  // bound, not yet connected: any address
+  EXPECT_TRUE(v.contains(4, b, 40001));
+  e.remove({4, a, 40000});
+  EXPECT_FALSE(v.contains(4, a, 40000));
+  EXPECT_TRUE(v.contains(4, a, 40001));
+  e.remove({4, {}, 40001});
+  EXPECT_FALSE(v.contains(4, b, 40001));
+  EXPECT_EQ(v.refreshes(), 4u);
+}
+
 TEST(MirrorPoolLimits, LatencyIsRecordedForEveryResponse) {
   TestHttpServer server([](const ServerRequest&, size_t, size_t index) {
     return ServerAction{.delay = index == 0 ? 60ms : 0ms, .response = httpResponse(200, "x")};
