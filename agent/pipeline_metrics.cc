@@ -211,6 +211,13 @@ void exportWorkers(const Pipeline& p, StatsSink& out) {
     out.counter("shadowtap_worker_requests_total", "Requests a worker decoded (HTTP/1 and HTTP/2).",
                 v(w->stats().requests) + v(w->stats().h2Requests), l);
   }
+  uint64_t unknown = 0;
+  for (const auto& w : p.workers()) {
+    unknown += base::load(w->stats().unknownRule);
+  }
+  out.counter("shadowtap_requests_unknown_rule_total",
+              "Requests of a rule no longer installed (removed by a reload while its connection was open), not mirrored.",
+              static_cast<double>(unknown));
 }
 
 }  // namespace

@@ -164,6 +164,39 @@ TEST_F(PipelineTest, AReloadAddsARuleAndItsRequestsAreMirroredWhileTheFirstRuleG
   const metrics::Snapshot s = p->counters();
   EXPECT_EQ(s.sum("shadowtap_requests_total", {{"rule", "1"}}), 2);
   EXPECT_EQ(s.sum("shadowtap_requests_total", {{"rule", "2"}}), 1);
+  ASSERT_NE(s.find("shadowtap_requests_unknown_rule_total"), nullptr);
+  EXPECT_EQ(s.sum("shadowtap_requests_unknown_rule_total"), 0) << "the kept rule's connection found its rule";
+}
+
+TEST_F(PipelineTest, ARequestOfARuleAReloadRemovedIsCountedAndNotMirrored) {
+  const std::vector<std::string> both = {"-i", "synthetic0", "--rule", "port=8000,mirror=" + mirror_, "--rule",
+                                         "port=9000,mirror=" + mirror_, "--metrics-address", "off",
+                                         "--summary-interval", "0", "--workers", "1"};
+  auto p = start(parse(both));
+  ASSERT_TRUE(p);
+  // A keep-alive connection to rule 2's port: its first request is mirrored.
+  const std::string first = request(43000, 0, "c.example");
+  const uint32_t isn = 777;
+  source_->push(testing::syntheticSegment(43000, 9000, 2, isn, flow::kTcpSyn));
+  source_->push(testing::syntheticSegment(43000, 9000, 2, isn + 1, flow::kTcpAck, first));
+  ASSERT_TRUE(server_.waitForRequests(1, std::chrono::seconds(10)));
+
+  const Config one = parse({"-i", "synthetic0", "--rule", "port=8000,mirror=" + mirror_, "--metrics-address", "off",
+                            "--summary-interval", "0", "--workers", "1"});
+  p->setReloadSource([one](std::string*) { return std::optional<Config>(one); });
+  p->reload();
+  // Records the kernel copied before the reload still carry rule 2.
+  const std::string second = request(43000, 1, "c.example");
+  source_->push(testing::syntheticSegment(43000, 9000, 2, isn + 1 + static_cast<uint32_t>(first.size()),
+                                          flow::kTcpAck, second));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (p->counters().sum("shadowtap_requests_unknown_rule_total") < 1 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  p->stop();
+  EXPECT_EQ(p->counters().sum("shadowtap_requests_unknown_rule_total"), 1);
+  EXPECT_EQ(server_.requestCount(), 1u) << "the request of the removed rule is not mirrored";
 }
 
 }  // namespace
