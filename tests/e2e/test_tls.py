@@ -456,6 +456,11 @@ def main():
         # SIGTERM: everything goes.
         rc = st.stop(signal.SIGTERM)
         check(rc == 0, f"shadowtap exits 0 on SIGTERM ({rc})")
+        s = st.stats()  # written at exit, after the probes are gone: their counters stay
+        check(s.value("shadowtap_kernel_tls_connections_total", outcome="followed") == 7 and
+              s.value("shadowtap_kernel_tls_bytes_copied_total") == copied and
+              s.value("shadowtap_tls_wire_connections_total", plaintext="covered") == 7,
+              "the stats written at exit still hold the TLS counters (followed, bytes copied, covered)")
         check(gone(ids), "after SIGTERM none of the TLS programs (or their uprobes) is loaded")
 
         # A connection established before shadowtap starts is not read (a known
