@@ -17,7 +17,10 @@ as no_rule and nothing of it reaches the mirror). After SIGTERM and after
 SIGKILL none of the programs (hence none of the uprobes) stays loaded.
 Then tls=true to a TLS mirror (verified with tls-ca, refused without it,
 accepted with tls-verify=false), and HTTP/2 over TLS (ALPN h2, nginx's http2)
-with concurrent streams to an h2c mirror.
+with concurrent streams to an h2c mirror. Last, the agent as deploy/tls-patch.yaml runs it:
+refused with daemonset.yaml's capabilities alone (naming CAP_SYS_ADMIN), and with the
+patch's, the node's libssl bind-mounted at another path in its own mount namespace, a
+connection is followed and mirrored.
 """
 import argparse
 import base64
@@ -31,6 +34,8 @@ import sys
 import tempfile
 import time
 
+import yaml
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
 from harness import HERE, PY, Shadowtap, check, finish, loaded_programs, read_records, shadow_host, wait_stable  # noqa: E402
@@ -41,6 +46,17 @@ OTHER_PORT = 9443
 H2_PORT = 8445  # nginx with http2 on (ALPN h2)
 COPY_PORT = 8444  # a rule's port, served through a copy of libssl the probes are not on
 PY_PORT = 9446  # a rule's port, served by the python ssl server (the probed libssl)
+LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
+DEPLOY = os.path.join(HERE, "..", "..", "deploy")
+
+
+def manifest_caps(name):
+    """The shadowtap container's added capabilities in deploy/NAME (daemonset.yaml, or
+    tls-patch.yaml), as setpriv names them."""
+    with open(os.path.join(DEPLOY, name)) as f:
+        ds = next(d for d in yaml.safe_load_all(f) if d and "spec" in d and "template" in d["spec"])
+    container = next(c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "shadowtap")
+    return [c.lower() for c in container["securityContext"]["capabilities"]["add"]]
 TLS_PROGRAMS = {"st_tls_set_fd", "st_tls_read", "st_tls_read_ex", "st_tls_read_ret", "st_tls_read_ex_ret",
                 "st_tls_write", "st_tls_write_ex", "st_tls_write_ret", "st_tls_write_ex_ret", "st_tls_free"}
 
@@ -179,7 +195,7 @@ class TlsLab:
         container would have): TLS the probes cannot see."""
         lib = os.path.join(self.work, "lib")
         os.makedirs(lib, exist_ok=True)
-        shutil.copy("/usr/lib/x86_64-linux-gnu/libssl.so.3", lib)
+        shutil.copy(LIBSSL, lib)
         self.start_other(COPY_PORT, env={**os.environ, "LD_LIBRARY_PATH": lib})
 
     def wait_port(self, port):
@@ -367,12 +383,56 @@ def h2_over_tls(t, binary):
     st.stop()
 
 
+def as_in_the_daemonset(t, binary):
+    """The agent as deploy/tls-patch.yaml runs it: only the DaemonSet's capabilities (a
+    bounding set without the rest, as a container has) and the node's libssl.so.3
+    bind-mounted read-only at another path in a mount namespace of its own, named by
+    --tls-library. Without CAP_SYS_ADMIN the uprobes are refused, and the agent says so;
+    with it, a connection through the node's file is followed and mirrored."""
+    host_lib = os.path.join(t.work, "host", "libssl.so.3")
+    os.makedirs(os.path.dirname(host_lib), exist_ok=True)
+    open(host_lib, "w").close()
+
+    def start(caps):
+        prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                  f'mount --bind -o ro {LIBSSL} {host_lib} && exec "$@"', "sh",
+                  "setpriv", "--bounding-set", "-all," + ",".join("+" + c for c in caps), "--inh-caps", "-all"]
+        return Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls", "--tls-library", host_lib, prefix=prefix,
+                         argv=["--interface", t.node_if, "--rule", f"port={TLS_PORT},mirror=httpbin-mirror:8000"])
+
+    base, patched = manifest_caps("daemonset.yaml"), manifest_caps("tls-patch.yaml")
+    check(sorted(base) == ["bpf", "net_admin", "perfmon"] and sorted(patched) == sorted(base + ["sys_admin"]),
+          f"the manifests' capabilities: daemonset.yaml {base}, tls-patch.yaml {patched}")
+    try:
+        start(base).stop()
+        refused = ""
+    except RuntimeError as e:
+        refused = str(e)
+    check("uprobes need CAP_SYS_ADMIN" in refused,
+          "with daemonset.yaml's capabilities alone --tls is refused, naming CAP_SYS_ADMIN")
+    st = start(patched)
+    with open(f"/proc/{st.proc.pid}/status") as f:
+        cap_eff = int(re.search(r"^CapEff:\s*([0-9a-f]+)$", f.read(), re.M).group(1), 16)
+    check(cap_eff == (1 << 12) | (1 << 21) | (1 << 38) | (1 << 39),
+          f"... with tls-patch.yaml's (+ SYS_ADMIN) it runs with exactly those four ({cap_eff:#x})")
+    before = len(read_records(t.mirror_rec))
+    sent = t.curl("daemonset", urls=("/daemonset",))
+    wait_stable(t.mirror_rec, quiet=1.5, timeout=20)
+    got = read_records(t.mirror_rec)
+    check(got[before:] == [shadow_host(sent[0])],
+          "... and a connection through the node's libssl, probed through the bind-mounted path, is mirrored")
+    time.sleep(1.5)
+    followed = st.stats().value("shadowtap_kernel_tls_connections_total", outcome="followed")
+    check(followed == 1, f"... followed by the kernel ({followed})")
+    st.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap", required=True)
     args = ap.parse_args()
     netlab.require_root_or_skip("test_tls")
-    for tool in ("nginx", "curl", "openssl"):
+    for tool in ("nginx", "curl", "openssl", "setpriv", "unshare"):
         if not shutil.which(tool):
             print(f"SKIP: {tool} not installed")
             return 77 if os.environ.get("CI") != "true" else 1
@@ -492,6 +552,7 @@ def main():
         check(gone(ids), "after SIGKILL none of the TLS programs (or their uprobes) is loaded")
         mirror_over_tls(t, args.shadowtap)
         h2_over_tls(t, args.shadowtap)
+        as_in_the_daemonset(t, args.shadowtap)
     finally:
         t.close()
     return finish("test_tls")
