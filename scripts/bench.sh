@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs shadowtap's benchmarks and rewrites tests/bench/RESULTS.md.
 #
-# Usage: scripts/bench.sh [all|kernel|pipeline|impact|fidelity|memory|h2|slow]...   (default: all)
+# Usage: scripts/bench.sh [all|kernel|pipeline|impact|fidelity|memory|h2|slow|tls]...   (default: all)
 #
 # Installs the benchmark tools from Debian (scripts/install-deps.sh --bench),
 # builds in Release into build-bench/ (or $BUILD_DIR), runs the parts asked for
@@ -11,7 +11,10 @@
 # suite takes about 6-7 minutes on 2 cores once built, plus under 4 for `h2`
 # (h2c with nghttpd and h2load: tests/bench/h2bench.py), and about 2 for `slow` (a 200 ms
 # mirror at 2,000 req/s, fixed 16 connections against the adaptive pool: tests/bench/slowbench.py,
-# whose figures are written up by hand in tests/bench/analysis.md).
+# whose figures are written up by hand in tests/bench/analysis.md), and about 1.5 for `tls`
+# (--tls: ns per SSL_read with and without the uprobes, tests/bench/tls_bench.cc, and an HTTPS
+# nginx's closed-loop throughput under wrk without shadowtap, with the probes, and mirroring:
+# tests/bench/tlsload.py; written up by hand in analysis.md, section 9).
 # Environment: BENCH_QUICK=1 shortens every part (smoke test, figures not meaningful);
 # BENCH_NO_BUILD=1 measures the binaries already in $BUILD_DIR without rebuilding.
 set -euo pipefail
@@ -24,10 +27,10 @@ TAG=sbn$$
 parts=()
 for a in "${@:-all}"; do
   case "$a" in
-    all) parts+=(kernel pipeline impact fidelity memory h2 slow) ;;
-    kernel|pipeline|impact|fidelity|memory|h2|slow) parts+=("$a") ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown part '$a' (kernel|pipeline|impact|fidelity|memory|h2|slow|all)" >&2; exit 2 ;;
+    all) parts+=(kernel pipeline impact fidelity memory h2 slow tls) ;;
+    kernel|pipeline|impact|fidelity|memory|h2|slow|tls) parts+=("$a") ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown part '$a' (kernel|pipeline|impact|fidelity|memory|h2|slow|tls|all)" >&2; exit 2 ;;
   esac
 done
 
@@ -77,13 +80,13 @@ if [[ ${BENCH_NO_BUILD:-0} == 1 ]]; then
   # Measure the binaries already in $BUILD_DIR (e.g. while the tree does not build).
   log "BENCH_NO_BUILD=1: using the existing binaries in $BUILD_DIR"
   echo "# BENCH_NO_BUILD=1: binaries of an earlier Release build in $BUILD_DIR, not rebuilt" >>"$OUT/commands-setup.txt"
-  for b in agent/shadowtap tests/bench/pipeline_bench tests/bench/kernel_bench tests/bench/rate_client; do
+  for b in agent/shadowtap tests/bench/pipeline_bench tests/bench/kernel_bench tests/bench/rate_client tests/bench/tls_bench; do
     [[ -x $BUILD_DIR/$b ]] || { echo "bench.sh: $BUILD_DIR/$b missing; build first" >&2; exit 1; }
   done
 else
   run setup cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
   log "building (Release) in $BUILD_DIR"
-  run setup cmake --build "$BUILD_DIR" --target shadowtap pipeline_bench kernel_bench rate_client -j"$(nproc)" >/dev/null
+  run setup cmake --build "$BUILD_DIR" --target shadowtap pipeline_bench kernel_bench rate_client tls_bench -j"$(nproc)" >/dev/null
 fi
 
 git_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -151,6 +154,16 @@ for p in "${parts[@]}"; do
       # mirror gone; writes slow.json and a table (analysis.md, section 7, by hand).
       run slow python3 tests/bench/slowbench.py --build "$BUILD_DIR" --out "$OUT" --tag "$TAG" --runs "$netruns" \
         --seconds "$([[ -n ${quick[*]} ]] && echo 2 || echo 5)" --rate 2000 --conns 32
+      ;;
+    tls)
+      # --tls (issue 18): ns per SSL_read without/with the uprobes, then an HTTPS nginx under
+      # wrk (closed loop, keep-alive, client on its own libssl copy) without shadowtap, with
+      # the probes, and followed + mirrored; writes tls.json and tlsload.json (section 9 of
+      # analysis.md, by hand).
+      run tls "$BUILD_DIR/tests/bench/tls_bench" --runs "$runs" --reads "$([[ -n ${quick[*]} ]] && echo 500 || echo 2000)" \
+        --json "$OUT/tls.json"
+      run tls python3 tests/bench/tlsload.py --build "$BUILD_DIR" --out "$OUT" --tag "$TAG" --runs "$netruns" \
+        --seconds "$([[ -n ${quick[*]} ]] && echo 2 || echo 5)" --conns 16
       ;;
   esac
 done

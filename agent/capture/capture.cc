@@ -41,7 +41,8 @@ base::Fd epollOver(const std::vector<int>& fds, std::string* error) {
 // buffer reader before the programs it reads from.
 struct Capture::Impl {
   std::unique_ptr<LoadedProgram> program;
-  std::unique_ptr<TlsProbes> tls;  // --tls only
+  std::unique_ptr<TlsProbes> tls;  // --tls only; gone after detach()
+  bool tlsLoaded = false;          // the TLS programs were loaded: their counters stay (final stats)
   std::unique_ptr<RuleMapSync> rules;
   std::vector<std::unique_ptr<RingReader>> rings;  // one per worker
   std::unique_ptr<InterfaceWatcher> watcher;
@@ -83,6 +84,7 @@ std::string Capture::start(const CaptureOptions& options) {
     if (!im.tls) {
       return error;
     }
+    im.tlsLoaded = true;
   }
   im.rules = std::make_unique<RuleMapSync>(im.program->rulesFd(), im.program->prefixRulesFd());
   if (std::string why = im.rules->replace(options.rules); !why.empty()) {
@@ -181,7 +183,7 @@ bool Capture::egressAttached() const { return impl_->interfaces->egressAttached(
 
 KernelCounters Capture::kernelCounters() const {
   KernelCounters k = impl_->program->counters();
-  k.tls = impl_->tls != nullptr;
+  k.tls = impl_->tlsLoaded;
   return k;
 }
 

@@ -110,8 +110,14 @@ std::string TlsProbes::attach() {
     LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = p.ret, .func_name = p.function);
     bpf_link* link = bpf_program__attach_uprobe_opts(p.prog, -1, library_.c_str(), 0, &opts);
     if (!link) {
+      const int err = errno;
+      // The kernel opens uprobe perf events to CAP_SYS_ADMIN only (CAP_PERFMON is not
+      // enough, unlike for the packet programs), so a container with the DaemonSet's
+      // capabilities lands here.
+      const bool denied = err == EACCES || err == EPERM;
       return std::string("--tls: cannot attach a ") + (p.ret ? "uretprobe" : "uprobe") + " to " + p.function +
-             " in " + library_ + ": " + std::strerror(errno) + " (is it OpenSSL's libssl?)";
+             " in " + library_ + ": " + std::strerror(err) +
+             (denied ? " (uprobes need CAP_SYS_ADMIN; CAP_PERFMON is not enough)" : " (is it OpenSSL's libssl?)");
     }
     links_[nlinks_++] = link;
   }

@@ -255,10 +255,10 @@ http {{
         return out.strip()
 
     # --- shadowtap ---
-    def start_shadowtap(self, name="shadowtap", extra=()):
+    def start_shadowtap(self, name="shadowtap", extra=(), port=PRIMARY_PORT):
         logpath = os.path.join(self.dir, f"{name}.log")
         f = open(logpath, "w")
-        argv = [os.path.join(self.build, "agent", "shadowtap"), "-i", self.if_s0, "-p", str(PRIMARY_PORT),
+        argv = [os.path.join(self.build, "agent", "shadowtap"), "-i", self.if_s0, "-p", str(port),
                 "-m", f"{M_ADDR}:{MIRROR_PORT}", "--stats-file", logpath + ".stats.json",
                 *(extra or ("--summary-interval", "0"))]
         p = self.spawn(name, self.ns["s"], argv, stdout=f, stderr=subprocess.STDOUT)

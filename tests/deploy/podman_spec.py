@@ -47,6 +47,29 @@ def daemonset(docs, container="shadowtap"):
     raise SpecError(f"the DaemonSet has no container named {container}")
 
 
+def strategic_merge(obj, patch):
+    """`patch` applied to `obj` as `kubectl patch` (strategic merge) does for the fields
+    deploy/*-patch.yaml use: maps merge; lists of maps merge by `name` (containers,
+    volumes) or `mountPath` (volumeMounts); other lists are replaced."""
+    if isinstance(obj, dict) and isinstance(patch, dict):
+        out = dict(obj)
+        for k, v in patch.items():
+            out[k] = strategic_merge(obj[k], v) if k in obj else v
+        return out
+    if isinstance(obj, list) and isinstance(patch, list) and patch and all(isinstance(p, dict) for p in patch):
+        key = next((k for k in ("name", "mountPath") if all(k in p for p in patch)), None)
+        if key:
+            out = list(obj)
+            for p in patch:
+                at = next((i for i, o in enumerate(out) if o.get(key) == p[key]), None)
+                if at is None:
+                    out.append(p)
+                else:
+                    out[at] = strategic_merge(out[at], p)
+            return out
+    return patch
+
+
 def config_map(docs, name):
     for d in docs:
         if d.get("kind") == "ConfigMap" and d["metadata"]["name"] == name:
@@ -154,7 +177,7 @@ def podman_run_args(pod, container, *, config_dirs, host_path):
             source = config_dirs[v["configMap"]["name"]]
         elif "hostPath" in v:
             hp = v["hostPath"]
-            if hp.get("type", "") not in ("", "Directory", "DirectoryOrCreate"):
+            if hp.get("type", "") not in ("", "Directory", "DirectoryOrCreate", "File"):
                 raise SpecError(f"hostPath type {hp['type']} not understood")
             source = host_path(hp["path"])
             if hp.get("type") == "DirectoryOrCreate":

@@ -35,6 +35,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import tomllib
@@ -132,6 +133,28 @@ def build_image(source, tag, workdir, timer):
             timer.lap("podman build " + ("(build dependencies)" if "deps" in extra else "(image)"))
     size = int(podman("image", "inspect", "-f", "{{.Size}}", tag).stdout.strip())
     print(f"image {tag}: {size} bytes ({size / 1e6:.1f} MB)", flush=True)
+    check_ca_bundle(tag, workdir)
+
+
+def check_ca_bundle(tag, workdir):
+    """The system CAs (a rule's tls=true without tls-ca verifies the mirror against them),
+    where OpenSSL's default verify paths (OPENSSLDIR /usr/lib/ssl) find them."""
+    cid = podman("create", tag).stdout.strip()
+    tar_path = os.path.join(workdir, "rootfs.tar")
+    try:
+        podman("export", "-o", tar_path, cid)
+    finally:
+        podman("rm", cid, check=False)
+    with tarfile.open(tar_path) as tar:
+        members = {m.name.lstrip("./"): m for m in tar.getmembers()}
+        bundle = members.get("etc/ssl/certs/ca-certificates.crt")
+        count = tar.extractfile(bundle).read().count(b"BEGIN CERTIFICATE") if bundle and bundle.isfile() else 0
+        links = {p: members[p].linkname if p in members and members[p].issym() else None
+                 for p in ("usr/lib/ssl/cert.pem", "usr/lib/ssl/certs")}
+    os.remove(tar_path)
+    check(count > 100, f"the image holds Debian's CA bundle ({count} certificates)")
+    check(links == {"usr/lib/ssl/cert.pem": "/etc/ssl/certs/ca-certificates.crt", "usr/lib/ssl/certs": "/etc/ssl/certs"},
+          f"OpenSSL's default verify paths point at it: {links}")
 
 
 def bpf_objects(pid):

@@ -9,6 +9,9 @@ Usage: test_podman_spec.py deploy/daemonset.yaml
 import copy
 import os
 import sys
+import tomllib
+
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import podman_spec  # noqa: E402
@@ -38,6 +41,34 @@ def refused(pod, container, what):
         check(True, f"refused: {what} ({e})")
         return
     check(False, f"refused: {what}")
+
+
+def check_tls_patch(deploy_dir, docs):
+    """deploy/tls-patch.yaml on daemonset.yaml (--tls, with deploy/tls.yaml's ConfigMap): the
+    capabilities plus SYS_ADMIN (uprobes), the node's libssl mounted read-only where the
+    ConfigMap's tls-library looks for it, everything else as before."""
+    with open(os.path.join(deploy_dir, "tls-patch.yaml")) as f:
+        patch = yaml.safe_load(f)
+    ds = next(d for d in docs if d.get("kind") == "DaemonSet")
+    patched = podman_spec.strategic_merge(ds, patch)
+    pod, c = podman_spec.daemonset([patched])
+    _, base = podman_spec.daemonset(docs)
+    flags, args = translate(pod, c)
+    want_caps = ["CAP_" + x for x in base["securityContext"]["capabilities"]["add"]] + ["CAP_SYS_ADMIN"]
+    check(sorted(pairs(flags, "--cap-add")) == sorted(want_caps), f"tls-patch: the capabilities plus SYS_ADMIN ({want_caps})")
+    config = tomllib.loads(podman_spec.config_map(podman_spec.load(os.path.join(deploy_dir, "tls.yaml")),
+                                                  "shadowtap-config")["config.toml"])
+    mount = next((m for m in c["volumeMounts"] if m["mountPath"] == config.get("tls-library")), None)
+    volume = next((v for v in pod["volumes"] if mount and v["name"] == mount["name"]), {})
+    check(config.get("tls") is True and mount and mount.get("readOnly") is True and
+          volume.get("hostPath", {}).get("type") == "File" and
+          volume["hostPath"]["path"].endswith("/libssl.so.3"),
+          f"tls.yaml turns --tls on with tls-library {config.get('tls-library')}, the node's libssl.so.3 "
+          f"mounted there read-only ({volume.get('hostPath')})")
+    check(f"/node{volume.get('hostPath', {}).get('path')}:{config.get('tls-library')}:ro" in pairs(flags, "--volume"),
+          "... and the image test would mount it so")
+    check(len(c["volumeMounts"]) == len(base["volumeMounts"]) + 1 and args == base.get("args", []),
+          "the other mounts and the arguments are daemonset.yaml's")
 
 
 def main():
@@ -91,6 +122,8 @@ def main():
     c6 = copy.deepcopy(c)
     c6["securityContext"]["privileged"] = True
     check("--privileged" in translate(pod, c6)[0], "privileged: true -> --privileged")
+
+    check_tls_patch(os.path.dirname(os.path.abspath(sys.argv[1])), docs)
 
     print("deploy_podman_spec: " + ("all checks passed" if not FAILURES else f"{len(FAILURES)} checks failed"))
     return 1 if FAILURES else 0

@@ -1,20 +1,26 @@
 """HTTPS services mirrored from OpenSSL's plaintext (issue 18): --tls.
 
-  cli (198.18.0.1) --veth-- node (198.18.0.2; nginx HTTPS :8443, a python ssl server :9443; shadowtap --tls)
+  cli (198.18.0.1) --veth-- node (198.18.0.2; nginx HTTPS :8443, python ssl servers :9443 :9446 :8444; shadowtap --tls)
                             node (198.18.1.1) --veth-- mir (198.18.1.2; recording_server.py :8000)
 
 shadowtap (--workers 2: a connection's TLS records and packets must meet in
-one worker) starts first, then nginx (a server started after shadowtap is
-mirrored: uprobes on the library file cover processes started later). curl
-sends keep-alive, chunked and 1 MiB requests over TLS; what curl sent is taken
-from its own --trace (the plaintext it handed to OpenSSL), and the mirror must
-have received exactly those requests with only the Host rewritten. The python
+one worker) starts first, then nginx and the python servers (a server started
+after shadowtap is mirrored: uprobes on the library file cover processes
+started later). curl sends keep-alive, chunked and 1 MiB requests over TLS;
+what curl sent is taken from its own --trace (the plaintext it handed to
+OpenSSL). A python ssl client writes three pipelined requests in one SSL_write;
+`openssl s_client` sends two pipelined requests from its stdin; curl also talks
+to a python `ssl` server (http.server) on a rule's port. The mirror must have
+received exactly those requests with only the Host rewritten. The python
 server on a port without a rule is not read (the kernel counts its connections
 as no_rule and nothing of it reaches the mirror). After SIGTERM and after
 SIGKILL none of the programs (hence none of the uprobes) stays loaded.
 Then tls=true to a TLS mirror (verified with tls-ca, refused without it,
 accepted with tls-verify=false), and HTTP/2 over TLS (ALPN h2, nginx's http2)
-with concurrent streams to an h2c mirror.
+with concurrent streams to an h2c mirror. Last, the agent as deploy/tls-patch.yaml runs it:
+refused with daemonset.yaml's capabilities alone (naming CAP_SYS_ADMIN), and with the
+patch's, the node's libssl bind-mounted at another path in its own mount namespace, a
+connection is followed and mirrored.
 """
 import argparse
 import base64
@@ -28,6 +34,8 @@ import sys
 import tempfile
 import time
 
+import yaml
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
 from harness import HERE, PY, Shadowtap, check, finish, loaded_programs, read_records, shadow_host, wait_stable  # noqa: E402
@@ -37,6 +45,18 @@ TLS_PORT = 8443
 OTHER_PORT = 9443
 H2_PORT = 8445  # nginx with http2 on (ALPN h2)
 COPY_PORT = 8444  # a rule's port, served through a copy of libssl the probes are not on
+PY_PORT = 9446  # a rule's port, served by the python ssl server (the probed libssl)
+LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
+DEPLOY = os.path.join(HERE, "..", "..", "deploy")
+
+
+def manifest_caps(name):
+    """The shadowtap container's added capabilities in deploy/NAME (daemonset.yaml, or
+    tls-patch.yaml), as setpriv names them."""
+    with open(os.path.join(DEPLOY, name)) as f:
+        ds = next(d for d in yaml.safe_load_all(f) if d and "spec" in d and "template" in d["spec"])
+    container = next(c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "shadowtap")
+    return [c.lower() for c in container["securityContext"]["capabilities"]["add"]]
 TLS_PROGRAMS = {"st_tls_set_fd", "st_tls_read", "st_tls_read_ex", "st_tls_read_ret", "st_tls_read_ex_ret",
                 "st_tls_write", "st_tls_write_ex", "st_tls_write_ret", "st_tls_write_ex_ret", "st_tls_free"}
 
@@ -73,6 +93,8 @@ class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
         self.send_response(200); self.send_header("Content-Length", "3"); self.end_headers(); self.wfile.write(b"ok\n")
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0"))); self.do_GET()
     def log_message(self, *a): pass
 srv = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[3], sys.argv[4])
@@ -80,6 +102,39 @@ srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 print("ready", flush=True)
 srv.serve_forever()
 """
+
+
+# Several requests in ONE SSL_write on one connection (pipelined), then the
+# responses until the server closes (the last request says Connection: close).
+PIPELINING_CLIENT = r"""
+import base64, socket, ssl, sys
+data = base64.b64decode(sys.argv[3])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection((sys.argv[1], int(sys.argv[2]))))
+n = s.send(data)  # one SSL_write_ex of the whole buffer (under one record's 16 KiB)
+got = bytearray()
+s.settimeout(10)
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+print(n, got.count(b"HTTP/1.1 200 "), flush=True)
+"""
+
+
+def pipelined_requests(prefix, host, count):
+    """`count` requests, the second with a body, the last closing the connection."""
+    reqs = []
+    for i in range(1, count + 1):
+        close = "Connection: close\r\n" if i == count else ""
+        head = f"/{prefix}/{i} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: st-tls\r\n{close}"
+        if i == 2:
+            body = f"pipelined-body-{prefix}".encode()
+            reqs.append(f"POST {head}Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        else:
+            reqs.append(f"GET {head}\r\n".encode())
+    return reqs
 
 
 def sent_requests(trace_path):
@@ -140,7 +195,7 @@ class TlsLab:
         container would have): TLS the probes cannot see."""
         lib = os.path.join(self.work, "lib")
         os.makedirs(lib, exist_ok=True)
-        shutil.copy("/usr/lib/x86_64-linux-gnu/libssl.so.3", lib)
+        shutil.copy(LIBSSL, lib)
         self.start_other(COPY_PORT, env={**os.environ, "LD_LIBRARY_PATH": lib})
 
     def wait_port(self, port):
@@ -151,6 +206,27 @@ class TlsLab:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"nothing listens on {PRIMARY}:{port}")
+
+    def pipelined(self, count=3):
+        """A python ssl client writes `count` requests in one SSL_write on one connection."""
+        reqs = pipelined_requests("pipe", f"{PRIMARY}:{TLS_PORT}", count)
+        data = b"".join(reqs)
+        r = self.lab.run(self.cli, [PY, "-c", PIPELINING_CLIENT, PRIMARY, str(TLS_PORT),
+                                    base64.b64encode(data).decode()], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0 and r.stdout.split() == [str(len(data)), str(count)],
+              f"pipelined: {count} requests written in one SSL_write, {count} answered 200 by the primary "
+              f"(wrote, answered: {r.stdout.split()} {r.stderr.strip()[-300:]})")
+        return reqs
+
+    def s_client(self, count=2):
+        """`openssl s_client` sends `count` pipelined requests read from its stdin."""
+        reqs = pipelined_requests("sclient", f"{PRIMARY}:{TLS_PORT}", count)
+        r = self.lab.run(self.cli, ["openssl", "s_client", "-connect", f"{PRIMARY}:{TLS_PORT}", "-servername", "primary",
+                                    "-quiet", "-ign_eof"], input=b"".join(reqs), capture_output=True, timeout=60)
+        answered = r.stdout.count(b"HTTP/1.1 200 ")
+        check(r.returncode == 0 and answered == count,
+              f"openssl s_client: its {count} requests answered 200 by the primary ({answered}, rc {r.returncode})")
+        return reqs
 
     def curl(self, name, *args, port=TLS_PORT, urls=("/",)):
         trace = os.path.join(self.work, f"{name}.trace")
@@ -171,7 +247,8 @@ class TlsLab:
 def start_shadowtap(t, binary):
     return Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls", "--workers", "2",
                      argv=["--interface", t.node_if, "--rule", f"port={TLS_PORT},mirror=httpbin-mirror:8000",
-                           "--rule", f"port={COPY_PORT},mirror=httpbin-mirror:8000"])
+                           "--rule", f"port={COPY_PORT},mirror=httpbin-mirror:8000",
+                           "--rule", f"port={PY_PORT},mirror=httpbin-mirror:8000"])
 
 
 TLS_MIRROR = r"""
@@ -306,12 +383,56 @@ def h2_over_tls(t, binary):
     st.stop()
 
 
+def as_in_the_daemonset(t, binary):
+    """The agent as deploy/tls-patch.yaml runs it: only the DaemonSet's capabilities (a
+    bounding set without the rest, as a container has) and the node's libssl.so.3
+    bind-mounted read-only at another path in a mount namespace of its own, named by
+    --tls-library. Without CAP_SYS_ADMIN the uprobes are refused, and the agent says so;
+    with it, a connection through the node's file is followed and mirrored."""
+    host_lib = os.path.join(t.work, "host", "libssl.so.3")
+    os.makedirs(os.path.dirname(host_lib), exist_ok=True)
+    open(host_lib, "w").close()
+
+    def start(caps):
+        prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                  f'mount --bind -o ro {LIBSSL} {host_lib} && exec "$@"', "sh",
+                  "setpriv", "--bounding-set", "-all," + ",".join("+" + c for c in caps), "--inh-caps", "-all"]
+        return Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls", "--tls-library", host_lib, prefix=prefix,
+                         argv=["--interface", t.node_if, "--rule", f"port={TLS_PORT},mirror=httpbin-mirror:8000"])
+
+    base, patched = manifest_caps("daemonset.yaml"), manifest_caps("tls-patch.yaml")
+    check(sorted(base) == ["bpf", "net_admin", "perfmon"] and sorted(patched) == sorted(base + ["sys_admin"]),
+          f"the manifests' capabilities: daemonset.yaml {base}, tls-patch.yaml {patched}")
+    try:
+        start(base).stop()
+        refused = ""
+    except RuntimeError as e:
+        refused = str(e)
+    check("uprobes need CAP_SYS_ADMIN" in refused,
+          "with daemonset.yaml's capabilities alone --tls is refused, naming CAP_SYS_ADMIN")
+    st = start(patched)
+    with open(f"/proc/{st.proc.pid}/status") as f:
+        cap_eff = int(re.search(r"^CapEff:\s*([0-9a-f]+)$", f.read(), re.M).group(1), 16)
+    check(cap_eff == (1 << 12) | (1 << 21) | (1 << 38) | (1 << 39),
+          f"... with tls-patch.yaml's (+ SYS_ADMIN) it runs with exactly those four ({cap_eff:#x})")
+    before = len(read_records(t.mirror_rec))
+    sent = t.curl("daemonset", urls=("/daemonset",))
+    wait_stable(t.mirror_rec, quiet=1.5, timeout=20)
+    got = read_records(t.mirror_rec)
+    check(got[before:] == [shadow_host(sent[0])],
+          "... and a connection through the node's libssl, probed through the bind-mounted path, is mirrored")
+    time.sleep(1.5)
+    followed = st.stats().value("shadowtap_kernel_tls_connections_total", outcome="followed")
+    check(followed == 1, f"... followed by the kernel ({followed})")
+    st.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap", required=True)
     args = ap.parse_args()
     netlab.require_root_or_skip("test_tls")
-    for tool in ("nginx", "curl", "openssl"):
+    for tool in ("nginx", "curl", "openssl", "setpriv", "unshare"):
         if not shutil.which(tool):
             print(f"SKIP: {tool} not installed")
             return 77 if os.environ.get("CI") != "true" else 1
@@ -324,6 +445,7 @@ def main():
         # Started after shadowtap: covered by the uprobes on the library file.
         t.start_nginx()
         t.start_other()
+        t.start_other(PY_PORT)
         t.start_copy_server()
 
         big = os.path.join(t.work, "big.bin")
@@ -341,6 +463,12 @@ def main():
         check(len(sent) == 5, f"curl's traces hold the 5 requests it sent ({len(sent)})")
         check(any(b"Transfer-Encoding: chunked" in r and r.endswith(b"0\r\n\r\n") for r in sent),
               "the chunked request went out chunked")
+        sent += t.pipelined(3)
+        sent += t.s_client(2)
+        # The python ssl server (http.server) as a primary: keep-alive and a POST.
+        sent += t.curl("python", port=PY_PORT, urls=("/py/1", "/py/2"))
+        sent += t.curl("python-post", "--data-binary", "py-post-body", port=PY_PORT, urls=("/py/post",))
+        check(len(sent) == 13, f"13 requests sent on 7 connections to the rules' ports ({len(sent)})")
         # Not ours: a TLS server on a port without a rule.
         t.curl("other", port=OTHER_PORT, urls=("/other",))
         # A rule's port, but TLS the probes cannot see: counted and named.
@@ -353,6 +481,11 @@ def main():
               f"the mirror received exactly the {len(want)} plaintext requests, Host rewritten ({len(got)} received)")
         check(not any(b"/other" in r or b"/copy" in r for r in got),
               "nothing of the server outside the rules (or of the unprobed libssl copy) reached the mirror")
+        for prefix, n in (("/pipe/", 3), ("/sclient/", 2), ("/py/", 3)):
+            want_n = sorted(w for w in want if w.split(b" ", 2)[1].startswith(prefix.encode()))
+            got_n = sorted(g for g in got if g.split(b" ", 2)[1].startswith(prefix.encode()))
+            check(len(want_n) == n and got_n == want_n,
+                  f"{prefix}: the mirror got each of the {n} requests, byte-identical but the host ({len(got_n)})")
         big_got = [r for r in got if r.startswith(b"POST /post/1m ")]
         check(len(big_got) == 1 and big_got[0].endswith(open(big, "rb").read()),
               "the 1 MiB body arrived whole and byte-identical")
@@ -365,12 +498,13 @@ def main():
         s = st.stats()
         followed = s.value("shadowtap_kernel_tls_connections_total", outcome="followed")
         no_rule = s.value("shadowtap_kernel_tls_connections_total", outcome="no_rule")
-        check(followed == 3, f"the kernel followed the 3 TLS connections to the rule's port, keep-alive's 3 requests on one ({followed})")
+        check(followed == 7, "the kernel followed the 7 TLS connections to the rules' ports: curl's 3 to nginx "
+              f"(keep-alive's 3 requests on one), the pipelining client's, s_client's, curl's 2 to python ({followed})")
         check(no_rule >= 1, f"the other server's connection was seen and not followed: no_rule ({no_rule})")
         check(s.value("shadowtap_kernel_tls_read_faults_total") == 0, "no plaintext read faults")
         check(s.value("shadowtap_kernel_records_lost_total") == 0, "no records lost")
-        check(s.value("shadowtap_tls_wire_connections_total", plaintext="covered") == 3,
-              "the 3 connections to nginx were seen on the wire and covered by plaintext")
+        check(s.value("shadowtap_tls_wire_connections_total", plaintext="covered") == 7,
+              "the 7 connections to nginx and the python server were seen on the wire and covered by plaintext")
         check(s.value("shadowtap_tls_wire_connections_total", plaintext="no_plaintext") == 1 and
               s.value("shadowtap_tls_wire_connections_without_plaintext_total", server=f"{PRIMARY}:{COPY_PORT}") == 1,
               "the connection to the libssl copy is counted as no_plaintext and named by its server")
@@ -382,6 +516,11 @@ def main():
         # SIGTERM: everything goes.
         rc = st.stop(signal.SIGTERM)
         check(rc == 0, f"shadowtap exits 0 on SIGTERM ({rc})")
+        s = st.stats()  # written at exit, after the probes are gone: their counters stay
+        check(s.value("shadowtap_kernel_tls_connections_total", outcome="followed") == 7 and
+              s.value("shadowtap_kernel_tls_bytes_copied_total") == copied and
+              s.value("shadowtap_tls_wire_connections_total", plaintext="covered") == 7,
+              "the stats written at exit still hold the TLS counters (followed, bytes copied, covered)")
         check(gone(ids), "after SIGTERM none of the TLS programs (or their uprobes) is loaded")
 
         # A connection established before shadowtap starts is not read (a known
@@ -413,6 +552,7 @@ def main():
         check(gone(ids), "after SIGKILL none of the TLS programs (or their uprobes) is loaded")
         mirror_over_tls(t, args.shadowtap)
         h2_over_tls(t, args.shadowtap)
+        as_in_the_daemonset(t, args.shadowtap)
     finally:
         t.close()
     return finish("test_tls")
