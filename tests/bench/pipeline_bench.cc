@@ -7,7 +7,7 @@
 // a command line, fed by a synthetic segment source (tests/pipeline), mirroring
 // to a loopback HTTP/1 sink: requests/s and agent CPU per mirrored request.
 //
-// Usage: pipeline_bench [--runs N] [--quick] [--json FILE]
+// Usage: pipeline_bench [--runs N] [--quick] [--agent-only] [--json FILE]
 // Prints a table; --json writes the medians for scripts/bench.sh.
 
 #include <llhttp.h>
@@ -346,16 +346,19 @@ int main(int argc, char** argv) {
   shadowtap::tuneAllocatorForRequests();  // as the agent does at start
   int runs = 5;
   bool quick = false;
+  bool agentOnly = false;  // only the whole-agent stage (for profiles: perf, strace -c)
   const char* jsonPath = nullptr;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--runs") && i + 1 < argc) {
       runs = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--quick")) {
       quick = true;
+    } else if (!std::strcmp(argv[i], "--agent-only")) {
+      agentOnly = true;
     } else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) {
       jsonPath = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: %s [--runs N] [--quick] [--json FILE]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--runs N] [--quick] [--agent-only] [--json FILE]\n", argv[0]);
       return 2;
     }
   }
@@ -375,7 +378,7 @@ int main(int argc, char** argv) {
     std::fprintf(json, "{\"runs\": %d, \"workloads\": [\n", runs);
   }
   bool ok = true;
-  for (size_t li = 0; li < loads.size(); ++li) {
+  for (size_t li = 0; li < loads.size() && !agentOnly; ++li) {
     const Workload& w = loads[li];
     std::vector<double> tBare, tCopy, tFlow, tFrame, tFull;
     uint64_t reqFull = 0, reqBare = 0, reqFrame = 0;
