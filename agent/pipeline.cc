@@ -97,7 +97,7 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   }
   for (const auto& mine : set->perWorker) {
     for (const auto& rt : mine) {
-      if ((rt->replayer && !rt->replayer->start()) || (rt->secondary && !rt->secondary->start())) {
+      if (!startPools(*rt)) {
         *error = "cannot start the replay event loop for rule '" + rt->rule.text + "' (see the log above)";
         return nullptr;
       }
@@ -192,24 +192,25 @@ WorkerShared Pipeline::workerShared(uint32_t worker) {
 
 namespace {
 
-replay::DropPolicy dropPolicyOf(const rules::Rule& rule) {
-  return rule.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
+replay::DropPolicy dropPolicyOf(const rules::MirrorSpec& m) {
+  return m.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
 }
 
-// tls=true: the rule's TLS client to its mirror (SNI from host=HOST, else the
+// tls=true: the mirror's TLS client (SNI from its host=HOST, else the
 // mirror's name). nullptr and *error (naming the rule) on failure.
-std::shared_ptr<const replay::TlsClientConfig> tlsClientOf(const rules::Rule& rule, std::string* error) {
+std::shared_ptr<const replay::TlsClientConfig> tlsClientOf(const rules::Rule& rule, const rules::MirrorSpec& m,
+                                                           std::string* error) {
   auto tls = replay::TlsClientConfig::make(
-      rule.tlsVerify, rule.tlsCa,
-      replay::sniName(rule.hostMode == rules::HostMode::kLiteral ? rule.hostLiteral : "", rule.mirror), error);
+      m.tlsVerify, m.tlsCa, replay::sniName(m.hostMode == rules::HostMode::kLiteral ? m.hostLiteral : "", m.target),
+      error);
   if (!tls) {
     *error = "rule '" + rule.text + "': " + *error;
   }
   return tls;
 }
 
-// One limiter for the rule's pools of one kind in every worker, so max-rps is
-// the rule's total whatever the number of workers (null: unlimited, or one
+// One limiter for a target's pools of one kind in every worker, so max-rps is
+// the target's total whatever the number of workers (null: unlimited, or one
 // worker, whose pool keeps its own).
 std::shared_ptr<replay::RateLimiter> sharedRate(uint32_t maxRps, uint32_t workers) {
   return maxRps != 0 && workers > 1 ? std::make_shared<replay::RateLimiter>(maxRps) : nullptr;
@@ -217,19 +218,19 @@ std::shared_ptr<replay::RateLimiter> sharedRate(uint32_t maxRps, uint32_t worker
 
 }  // namespace
 
-// The rule's mirror pool options, whole (splitPoolOptions gives each worker its share).
-replay::MirrorPoolOptions Pipeline::poolOptionsOf(const rules::Rule& rule,
+// A mirror's pool options, whole (splitPoolOptions gives each worker its share).
+replay::MirrorPoolOptions Pipeline::poolOptionsOf(const rules::MirrorSpec& m,
                                                   const std::vector<sockaddr_storage>& addrs) {
   replay::MirrorPoolOptions ro;
-  ro.target = rule.mirror;
+  ro.target = m.target;
   ro.addrs = addrs;
   ro.resolveInterval = std::chrono::milliseconds(uint64_t(config_.resolveIntervalSec) * 1000);
-  ro.minConnections = rule.connections;
-  ro.maxConnections = rule.maxConnections;
-  ro.queueCapacity = rule.queue;
-  ro.queueBytes = rule.queueMiB << 20;
-  ro.dropPolicy = dropPolicyOf(rule);
-  ro.maxRps = rule.maxRps;
+  ro.minConnections = m.connections;
+  ro.maxConnections = m.maxConnections;
+  ro.queueCapacity = m.queue;
+  ro.queueBytes = m.queueMiB << 20;
+  ro.dropPolicy = dropPolicyOf(m);
+  ro.maxRps = m.maxRps;
   ro.connectTimeout = std::chrono::milliseconds(config_.connectTimeoutMs);
   ro.responseTimeout = std::chrono::milliseconds(config_.responseTimeoutMs);
   ro.idleTimeout = std::chrono::milliseconds(config_.idleTimeoutMs);
@@ -256,57 +257,72 @@ std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Ru
     return {};
 #endif
   }
-  if (rule.mirror.empty()) {
+  if (!rule.hasMirror()) {
     return out;  // --record only: captured and recorded, sent nowhere
   }
-  replay::ResolveResult resolved = replay::resolveTarget(rule.mirror);
-  if (!resolved.error.empty()) {
-    *error = "rule '" + rule.text + "': " + resolved.error;
-    return {};
-  }
-  replay::MirrorPoolOptions ro = poolOptionsOf(rule, resolved.addrs);
-  if (rule.tls && !(ro.tls = tlsClientOf(rule, error))) {
-    return {};
-  }
-  // Compare mode: mirror (and secondary) responses are kept and go to the
-  // engine. A rule added by a reload has no comparator (the engine's are made
-  // at start): its begin() refuses and it is mirrored only.
+  // Compare mode, with the first mirror: its (and the secondary's) responses
+  // are kept and go to the engine. A rule added by a reload has no comparator
+  // (the engine's are made at start): its begin() refuses and it is mirrored only.
   const bool compared = engine_ && rule.compare;
-  std::vector<sockaddr_storage> secondaryAddrs;
-  if (compared) {
-    ro.observer = mirrorObserver_.get();
-    if (!rule.secondary.empty()) {
-      replay::ResolveResult second = replay::resolveTarget(rule.secondary);
-      if (!second.error.empty()) {
-        *error = "rule '" + rule.text + "': secondary: " + second.error;
-        return {};
-      }
-      secondaryAddrs = second.addrs;
+  for (size_t i = 0; i < rule.mirrors.size(); ++i) {
+    if (!makeMirrorPools(rule, i, compared && i == 0, out, error)) {
+      return {};
     }
   }
-  const auto rate = sharedRate(rule.maxRps, workerCount_);
-  const auto h2Rate = sharedRate(rule.maxRps, workerCount_);
-  const auto secondaryRate = sharedRate(rule.maxRps, workerCount_);
-  const auto h2SecondaryRate = sharedRate(rule.maxRps, workerCount_);
-  for (auto& rt : out) {
-    replay::MirrorPoolOptions mine = ro;
-    splitPoolOptions(mine, workerCount_, rt->worker, rate);
-    rt->mirrorAddrs = resolved.addrs;
-    rt->h2Rate = h2Rate;
-    rt->compared = compared;
-    if (compared && !rule.secondary.empty()) {
-      replay::MirrorPoolOptions so = mine;
-      so.target = rule.secondary;
-      so.addrs = secondaryAddrs;
-      so.observer = secondaryObserver_.get();
-      so.sharedRate = secondaryRate;
-      rt->secondary = std::make_unique<replay::MirrorPool>(so);
-      rt->secondaryAddrs = secondaryAddrs;
-      rt->h2SecondaryRate = h2SecondaryRate;
+  if (!compared || rule.secondary.empty()) {
+    for (auto& rt : out) {
+      rt->compared = compared;
     }
-    rt->replayer = std::make_unique<replay::MirrorPool>(mine);
+    return out;
+  }
+  replay::ResolveResult second = replay::resolveTarget(rule.secondary);
+  if (!second.error.empty()) {
+    *error = "rule '" + rule.text + "': secondary: " + second.error;
+    return {};
+  }
+  const auto secondaryRate = sharedRate(rule.first().maxRps, workerCount_);
+  const auto h2SecondaryRate = sharedRate(rule.first().maxRps, workerCount_);
+  for (auto& rt : out) {
+    rt->compared = true;
+    replay::MirrorPoolOptions so = rt->mirrors.front().replayer->options();  // the first mirror's share
+    so.target = rule.secondary;
+    so.addrs = second.addrs;
+    so.observer = secondaryObserver_.get();
+    so.sharedRate = secondaryRate;
+    rt->secondary = std::make_unique<replay::MirrorPool>(so);
+    rt->secondaryAddrs = second.addrs;
+    rt->h2SecondaryRate = h2SecondaryRate;
   }
   return out;
+}
+
+bool Pipeline::makeMirrorPools(const rules::Rule& rule, size_t mirror, bool compared,
+                               std::vector<std::shared_ptr<RuleRuntime>>& runtimes, std::string* error) {
+  const rules::MirrorSpec& m = rule.mirrors[mirror];
+  replay::ResolveResult resolved = replay::resolveTarget(m.target);
+  if (!resolved.error.empty()) {
+    *error = "rule '" + rule.text + "': " + (rule.mirrors.size() > 1 ? "mirror " + m.target + ": " : "") +
+             resolved.error;
+    return false;
+  }
+  replay::MirrorPoolOptions ro = poolOptionsOf(m, resolved.addrs);
+  if (m.tls && !(ro.tls = tlsClientOf(rule, m, error))) {
+    return false;
+  }
+  if (compared) {
+    ro.observer = mirrorObserver_.get();
+  }
+  const auto rate = sharedRate(m.maxRps, workerCount_);
+  const auto h2Rate = sharedRate(m.maxRps, workerCount_);
+  for (auto& rt : runtimes) {
+    MirrorRuntime& mine = rt->mirrors[mirror];
+    replay::MirrorPoolOptions o = ro;
+    splitPoolOptions(o, workerCount_, rt->worker, rate);
+    mine.addrs = resolved.addrs;
+    mine.h2Rate = h2Rate;
+    mine.replayer = std::make_unique<replay::MirrorPool>(o);
+  }
+  return true;
 }
 
 bool Pipeline::setUpRecorder(std::string* error) {
@@ -348,7 +364,7 @@ bool Pipeline::setUpRecorder(std::string* error) {
 
 bool Pipeline::setUpCompare(std::string* error) {
   const bool any = std::any_of(config_.rules.begin(), config_.rules.end(),
-                               [](const rules::Rule& r) { return r.compare && !r.mirror.empty(); });
+                               [](const rules::Rule& r) { return r.compare && r.hasMirror(); });
   if (!any || config_.dryRun) {
     return true;
   }
@@ -358,7 +374,7 @@ bool Pipeline::setUpCompare(std::string* error) {
   // One comparator per rule id (index id - 1): each keeps its own noise memory.
   std::vector<std::unique_ptr<compare::Comparator>> comparators;
   for (const rules::Rule& r : config_.rules) {
-    if (!r.compare || r.mirror.empty()) {
+    if (!r.compare || !r.hasMirror()) {
       comparators.push_back(nullptr);
       continue;
     }
@@ -422,6 +438,15 @@ std::vector<capture::PortRule> Pipeline::portRules(const RuleSet& set) {
     out.push_back(pr);
   }
   return out;
+}
+
+bool Pipeline::startPools(RuleRuntime& rt) {
+  for (MirrorRuntime& m : rt.mirrors) {
+    if (m.replayer && !m.replayer->start()) {
+      return false;
+    }
+  }
+  return !rt.secondary || rt.secondary->start();
 }
 
 uint64_t Pipeline::lastLoopTurnNs() const {

@@ -44,8 +44,8 @@ class WorkerMirrorTest : public ::testing::Test {
     o.addrs = replay::resolveTarget(target).addrs;
     o.minConnections = o.maxConnections = 2;
     o.localEndpoints = &local_;
-    runtime_->replayer = std::make_unique<replay::MirrorPool>(o);
-    EXPECT_TRUE(runtime_->replayer->start());
+    runtime_->mirrors[0].replayer = std::make_unique<replay::MirrorPool>(o);
+    EXPECT_TRUE(runtime_->mirrors[0].replayer->start());
     set->perWorker[0].push_back(runtime_);
     snapshot_.publish(set);
     shared_.rules = &snapshot_;
@@ -53,7 +53,7 @@ class WorkerMirrorTest : public ::testing::Test {
     shared_.localEndpoints = &local_;
   }
   ~WorkerMirrorTest() override {
-    runtime_->replayer->stop(std::chrono::milliseconds(500));
+    runtime_->mirrors[0].replayer->stop(std::chrono::milliseconds(500));
     server_.stop();
   }
 
@@ -102,14 +102,14 @@ TEST_F(WorkerMirrorTest, SegmentsOutOfOrderReachTheMirrorAsTheClientSentThemWith
   const RuleStats& rs = runtime_->stats;
   EXPECT_EQ(base::load(w.stats().requests), 2u);
   EXPECT_EQ(base::load(rs.requests), 2u);
-  EXPECT_EQ(base::load(rs.submitted), 2u);
-  EXPECT_EQ(base::load(rs.queued), 2u);
+  EXPECT_EQ(base::load(runtime_->mirrors[0].stats.submitted), 2u);
+  EXPECT_EQ(base::load(runtime_->mirrors[0].stats.queued), 2u);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (base::load(runtime_->replayer->stats().responses2xx) < 2 && std::chrono::steady_clock::now() < deadline) {
+  while (base::load(runtime_->mirrors[0].replayer->stats().responses2xx) < 2 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  EXPECT_EQ(base::load(runtime_->replayer->stats().sent), 2u);
-  EXPECT_EQ(base::load(runtime_->replayer->stats().responses2xx), 2u);
+  EXPECT_EQ(base::load(runtime_->mirrors[0].replayer->stats().sent), 2u);
+  EXPECT_EQ(base::load(runtime_->mirrors[0].replayer->stats().responses2xx), 2u);
   EXPECT_EQ(base::load(w.stats().segments), 6u) << "every segment is counted, the retransmission too";
 }
 
@@ -144,7 +144,7 @@ TEST(WorkerTls, AnHttp2RequestOfATlsRuleIsCountedAndNotSentInCleartext) {
   replay::MirrorPoolOptions o;  // the rule's HTTP/1 pool: never started, nothing goes there
   o.target = "127.0.0.1:9";
   o.addrs = replay::resolveTarget(o.target).addrs;
-  rt->replayer = std::make_unique<replay::MirrorPool>(o);
+  rt->mirrors[0].replayer = std::make_unique<replay::MirrorPool>(o);
   set->perWorker[0].push_back(rt);
   RuleSnapshot snapshot;
   snapshot.publish(set);
@@ -164,10 +164,11 @@ TEST(WorkerTls, AnHttp2RequestOfATlsRuleIsCountedAndNotSentInCleartext) {
   w.onSegment(testing::syntheticSegment(40010, 8000, 1, 70, flow::kTcpSyn));
   w.onSegment(testing::syntheticSegment(40010, 8000, 1, 71, flow::kTcpAck, bytes));
   EXPECT_EQ(base::load(w.stats().h2Requests), 1u);
-  EXPECT_EQ(base::load(rt->stats.h2TlsUnsupported), 1u);
-  EXPECT_EQ(base::load(rt->stats.dropped), 1u);
-  EXPECT_EQ(base::load(rt->stats.submitted), 1u);
-  EXPECT_EQ(rt->h2Pool, nullptr) << "no h2c connection is opened for a tls=true rule";
+  const MirrorCounters& mc = rt->mirrors[0].stats;
+  EXPECT_EQ(base::load(mc.h2TlsUnsupported), 1u);
+  EXPECT_EQ(base::load(mc.dropped), 1u);
+  EXPECT_EQ(base::load(mc.submitted), 1u);
+  EXPECT_EQ(rt->mirrors[0].h2Pool, nullptr) << "no h2c connection is opened for a tls=true rule";
 }
 
 }  // namespace

@@ -47,15 +47,15 @@ TEST(ConfigTest, ShorthandFlagsMakeTheFirstRule) {
             -1);
   ASSERT_EQ(c.rules.size(), 2u);
   EXPECT_EQ(c.rules[0].port, 8000);
-  EXPECT_EQ(c.rules[0].mirror, "127.0.0.1:9");
-  EXPECT_EQ(c.rules[0].sampleBasisPoints(), 1250u);
-  EXPECT_EQ(c.rules[0].suffix, "-sh");
-  EXPECT_EQ(c.rules[0].connections, 3u);
-  EXPECT_EQ(c.rules[0].maxConnections, 40u);  // grows from 3 to 40
+  EXPECT_EQ(c.rules[0].first().target, "127.0.0.1:9");
+  EXPECT_EQ(c.rules[0].first().sampleBasisPoints(), 1250u);
+  EXPECT_EQ(c.rules[0].first().suffix, "-sh");
+  EXPECT_EQ(c.rules[0].first().connections, 3u);
+  EXPECT_EQ(c.rules[0].first().maxConnections, 40u);  // grows from 3 to 40
   EXPECT_EQ(c.rules[1].port, 9000);
-  EXPECT_EQ(c.rules[1].suffix, "-x");
-  EXPECT_EQ(c.rules[1].connections, 5u);     // the rule's own: a fixed pool
-  EXPECT_EQ(c.rules[1].maxConnections, 5u);
+  EXPECT_EQ(c.rules[1].first().suffix, "-x");
+  EXPECT_EQ(c.rules[1].first().connections, 5u);     // the rule's own: a fixed pool
+  EXPECT_EQ(c.rules[1].first().maxConnections, 5u);
 }
 
 TEST(ConfigTest, ConfigFileAndFlagsOverrideIt) {
@@ -71,8 +71,8 @@ TEST(ConfigTest, ConfigFileAndFlagsOverrideIt) {
   EXPECT_EQ(c.summaryIntervalSec, 3u);
   ASSERT_EQ(c.rules.size(), 2u);
   EXPECT_EQ(c.rules[0].methods, (std::vector<std::string>{"GET", "HEAD"}));
-  EXPECT_EQ(c.rules[0].maxRps, 7u);
-  EXPECT_EQ(c.rules[0].dropPolicy, rules::DropPolicy::kOldest);
+  EXPECT_EQ(c.rules[0].first().maxRps, 7u);
+  EXPECT_EQ(c.rules[0].first().dropPolicy, rules::DropPolicy::kOldest);
   ASSERT_EQ(c.rules[1].headers.size(), 1u);
 
   Config o;
@@ -81,7 +81,7 @@ TEST(ConfigTest, ConfigFileAndFlagsOverrideIt) {
   EXPECT_EQ(o.summaryIntervalSec, 5u);
   ASSERT_EQ(o.rules.size(), 1u);  // the flag's rules replace the file's
   EXPECT_EQ(o.rules[0].port, 7000);
-  EXPECT_EQ(o.rules[0].maxRps, 7u);  // other file settings still apply
+  EXPECT_EQ(o.rules[0].first().maxRps, 7u);  // other file settings still apply
 }
 
 TEST(ConfigTest, Rejections) {
