@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/counters.h"
+#include "h2_test_server.h"
 #include "h2_wire.h"
 #include "replay/mirror_pool.h"
 #include "replay/target.h"
@@ -251,6 +252,50 @@ TEST(WorkerMirrors, OneRequestGoesToTwoShadowsEachDecidingOnItsOwn) {
   }
   first.stop();
   second.stop();
+}
+
+// The same for HTTP/2: one request stream goes to two h2c shadows, each with
+// its own :authority (suffix, and the host kept), each on its own pool.
+TEST(WorkerMirrors, AnHttp2RequestGoesToTwoShadowsWithTheirOwnAuthority) {
+  h2::test::H2TestServer first, second;
+  const std::string a = "127.0.0.1:" + std::to_string(first.port());
+  const std::string b = "127.0.0.1:" + std::to_string(second.port());
+  std::string error;
+  auto rule = rules::parseRule("port=8000,mirror=" + a + ",mirror=" + b + ";host=keep", rules::RuleDefaults{}, false,
+                               &error);
+  ASSERT_TRUE(rule) << error;
+  auto rt = std::make_shared<RuleRuntime>(*rule, 1, 0);
+  OneRuleWorld world(rt);
+  for (MirrorRuntime& m : rt->mirrors) {
+    replay::MirrorPoolOptions o;  // the HTTP/1 pool, whose settings the h2c pool takes
+    o.target = m.spec.target;
+    o.addrs = m.addrs = replay::resolveTarget(o.target).addrs;
+    o.minConnections = o.maxConnections = 1;
+    o.localEndpoints = &world.local;
+    m.replayer = std::make_unique<replay::MirrorPool>(o);
+  }
+  Worker w(0, world.shared);
+  h2::test::WireClient client;
+  client.submit({.headers = {{":method", "GET", false}, {":scheme", "http", false},
+                             {":authority", "shop.example:8000", false}, {":path", "/two", false}}});
+  client.pump();
+  w.onSegment(testing::syntheticSegment(40030, 8000, 1, 90, flow::kTcpSyn));
+  w.onSegment(testing::syntheticSegment(40030, 8000, 1, 91, flow::kTcpAck, client.captured()));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while ((first.requestCount() < 1 || second.requestCount() < 1) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(first.requestCount(), 1u);
+  ASSERT_EQ(second.requestCount(), 1u);
+  EXPECT_EQ(first.requests()[0].authority(), "shop.example-shadow:8000");
+  EXPECT_EQ(second.requests()[0].authority(), "shop.example:8000");
+  EXPECT_EQ(first.requests()[0].target(), "/two");
+  for (MirrorRuntime& m : rt->mirrors) {
+    EXPECT_EQ(base::load(m.stats.submitted), 1u);
+    EXPECT_EQ(base::load(m.stats.queued), 1u);
+    ASSERT_NE(m.h2Pool, nullptr) << "each mirror has its own h2c pool";
+    m.h2Pool->stop(std::chrono::milliseconds(500));
+  }
 }
 
 }  // namespace
