@@ -84,6 +84,36 @@ TEST(ConfigTest, ConfigFileAndFlagsOverrideIt) {
   EXPECT_EQ(o.rules[0].first().maxRps, 7u);  // other file settings still apply
 }
 
+// Several mirrors in the TOML file's rule strings, with the flags' defaults
+// under each mirror's own keys; a bad mirror value is refused.
+TEST(ConfigTest, SeveralMirrorsInTheConfigFile) {
+  TempFile file(
+      "interface = [\"lo\"]\n"
+      "mirror-max-rps = 7\n"
+      "rule = [\"port=8000,sample=request,mirror=127.0.0.1:9,mirror=127.0.0.1:10;percentage=20;host=keep;max-rps=3\"]\n");
+  Config c;
+  ASSERT_EQ(parse({"--config", file.path()}, c), -1);
+  ASSERT_EQ(c.rules.size(), 1u);
+  ASSERT_EQ(c.rules[0].mirrors.size(), 2u);
+  EXPECT_EQ(c.rules[0].mirrors[0].maxRps, 7u);
+  EXPECT_EQ(c.rules[0].mirrors[0].hostMode, rules::HostMode::kSuffix);
+  EXPECT_EQ(c.rules[0].mirrors[1].target, "127.0.0.1:10");
+  EXPECT_EQ(c.rules[0].mirrors[1].sampleBasisPoints(), 2000u);
+  EXPECT_EQ(c.rules[0].mirrors[1].hostMode, rules::HostMode::kKeep);
+  EXPECT_EQ(c.rules[0].mirrors[1].maxRps, 3u);
+  TempFile bad("interface = [\"lo\"]\nrule = [\"port=8000,mirror=127.0.0.1:9,mirror=127.0.0.1:10;percentage=x\"]\n");
+  Config b;
+  std::string error;
+  std::vector<std::string> args = {"shadowtap", "--config", bad.path()};
+  std::vector<char*> argv;
+  for (auto& a : args) {
+    argv.push_back(a.data());
+  }
+  EXPECT_FALSE(reparseConfig(static_cast<int>(argv.size()), argv.data(), b, &error));
+  EXPECT_NE(error.find("'mirror=127.0.0.1:10;percentage=x': percentage must be a number"), std::string::npos) << error;
+  EXPECT_EQ(error.find('\n'), std::string::npos) << "one line: " << error;
+}
+
 TEST(ConfigTest, Rejections) {
   TempFile typo("interface = [\"lo\"]\nrule = [\"port=8000,mirror=127.0.0.1:9\"]\nmirror-queu = 3\n");
   auto rc = [](std::vector<std::string> args) {
