@@ -68,7 +68,7 @@ std::string buildRules(Config& c, bool shorthand) {
 std::string checkCompare(const Config& c) {
   bool any = false;
   for (const rules::Rule& r : c.rules) {
-    if (r.compare && r.mirror.empty()) {
+    if (r.compare && !r.hasMirror()) {
       return "rule '" + r.text + "': compare=true needs a mirror to compare with";
     }
     any = any || r.compare;
@@ -147,11 +147,13 @@ CLI::Option* addRuleFlags(CLI::App& app, Config& c) {
   app.add_option("-m,--mirror", c.mirror, "Mirror target host:port of the --port rule (a name is re-resolved periodically)")
       ->check(CLI::Validator(checkHostPort, "HOST:PORT"));
   app.add_option("--rule", c.ruleTexts,
-                 "Mirroring rule (repeatable): port=N,mirror=HOST:PORT[,percentage=P][,suffix=S]"
+                 "Mirroring rule (repeatable): port=N,mirror=HOST:PORT[;KEY=VALUE...][,mirror=...][,percentage=P][,suffix=S]"
                  "[,host=suffix|keep|HOST[:PORT]][,sample=connection|request|header:NAME][,dst=CIDR]"
                  "[,methods=GET|HEAD][,header=NAME:VALUE]...[,drop-header=NAME]...[,connections=N][,queue=N]"
                  "[,queue-mib=N][,max-rps=N][,drop-policy=newest|oldest][,compare=true[,secondary=HOST:PORT]]"
-                 "[,tls=true[,tls-verify=false][,tls-ca=FILE]]")
+                 "[,tls=true[,tls-verify=false][,tls-ca=FILE]]. Up to 8 mirrors per rule, each deciding on its own; "
+                 "percentage, suffix, host, connections, queue, queue-mib, max-rps, drop-policy and tls* are every "
+                 "mirror's defaults, and a mirror's own after ';' (mirror=v3:8000;percentage=10;host=keep)")
       ->take_all();
 #ifdef SHADOWTAP_HAVE_DRY_RUN
   app.add_flag("--dry-run", c.dryRun,

@@ -24,9 +24,6 @@
 #include "pipeline_options.h"
 #include "summary.h"
 #include "worker_share.h"
-#ifdef SHADOWTAP_HAVE_DRY_RUN
-#include "record/dry_run_writer.h"
-#endif
 
 namespace shadowtap {
 namespace {
@@ -102,7 +99,7 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
   }
   for (const auto& mine : set->perWorker) {
     for (const auto& rt : mine) {
-      if ((rt->replayer && !rt->replayer->start()) || (rt->secondary && !rt->secondary->start())) {
+      if (!startPools(*rt)) {
         *error = "cannot start the replay event loop for rule '" + rt->rule.text + "' (see the log above)";
         return nullptr;
       }
@@ -171,125 +168,6 @@ WorkerShared Pipeline::workerShared(uint32_t worker) {
   return ws;
 }
 
-namespace {
-
-replay::DropPolicy dropPolicyOf(const rules::Rule& rule) {
-  return rule.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
-}
-
-// tls=true: the rule's TLS client to its mirror (SNI from host=HOST, else the
-// mirror's name). nullptr and *error (naming the rule) on failure.
-std::shared_ptr<const replay::TlsClientConfig> tlsClientOf(const rules::Rule& rule, std::string* error) {
-  auto tls = replay::TlsClientConfig::make(
-      rule.tlsVerify, rule.tlsCa,
-      replay::sniName(rule.hostMode == rules::HostMode::kLiteral ? rule.hostLiteral : "", rule.mirror), error);
-  if (!tls) {
-    *error = "rule '" + rule.text + "': " + *error;
-  }
-  return tls;
-}
-
-// One limiter for the rule's pools of one kind in every worker, so max-rps is
-// the rule's total whatever the number of workers (null: unlimited, or one
-// worker, whose pool keeps its own).
-std::shared_ptr<replay::RateLimiter> sharedRate(uint32_t maxRps, uint32_t workers) {
-  return maxRps != 0 && workers > 1 ? std::make_shared<replay::RateLimiter>(maxRps) : nullptr;
-}
-
-}  // namespace
-
-// The rule's mirror pool options, whole (splitPoolOptions gives each worker its share).
-replay::MirrorPoolOptions Pipeline::poolOptionsOf(const rules::Rule& rule,
-                                                  const std::vector<sockaddr_storage>& addrs) {
-  replay::MirrorPoolOptions ro;
-  ro.target = rule.mirror;
-  ro.addrs = addrs;
-  ro.resolveInterval = std::chrono::milliseconds(uint64_t(config_.resolveIntervalSec) * 1000);
-  ro.minConnections = rule.connections;
-  ro.maxConnections = rule.maxConnections;
-  ro.queueCapacity = rule.queue;
-  ro.queueBytes = rule.queueMiB << 20;
-  ro.dropPolicy = dropPolicyOf(rule);
-  ro.maxRps = rule.maxRps;
-  ro.connectTimeout = std::chrono::milliseconds(config_.connectTimeoutMs);
-  ro.responseTimeout = std::chrono::milliseconds(config_.responseTimeoutMs);
-  ro.idleTimeout = std::chrono::milliseconds(config_.idleTimeoutMs);
-  ro.localEndpoints = &localEndpoints_;
-  return ro;
-}
-
-std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Rule& rule, uint32_t ruleId,
-                                                                  std::string* error) {
-  std::vector<std::shared_ptr<RuleRuntime>> out;
-  for (uint32_t w = 0; w < workerCount_; ++w) {
-    out.push_back(std::make_shared<RuleRuntime>(rule, ruleId, w));
-  }
-  if (config_.dryRun) {
-#ifdef SHADOWTAP_HAVE_DRY_RUN
-    for (auto& rt : out) {
-      const rules::Router* router = &rt->router;
-      rt->dryRun = std::make_unique<record::DryRunWriter>(
-          stdout, [router](std::string_view host) { return router->shadowHost(host); });
-    }
-    return out;
-#else
-    *error = "--dry-run is not available in this build";
-    return {};
-#endif
-  }
-  if (rule.mirror.empty()) {
-    return out;  // --record only: captured and recorded, sent nowhere
-  }
-  replay::ResolveResult resolved = replay::resolveTarget(rule.mirror);
-  if (!resolved.error.empty()) {
-    *error = "rule '" + rule.text + "': " + resolved.error;
-    return {};
-  }
-  replay::MirrorPoolOptions ro = poolOptionsOf(rule, resolved.addrs);
-  if (rule.tls && !(ro.tls = tlsClientOf(rule, error))) {
-    return {};
-  }
-  // Compare mode: mirror (and secondary) responses are kept and go to the
-  // engine. A rule added by a reload has no comparator (the engine's are made
-  // at start): its begin() refuses and it is mirrored only.
-  const bool compared = engine_ && rule.compare;
-  std::vector<sockaddr_storage> secondaryAddrs;
-  if (compared) {
-    ro.observer = mirrorObserver_.get();
-    if (!rule.secondary.empty()) {
-      replay::ResolveResult second = replay::resolveTarget(rule.secondary);
-      if (!second.error.empty()) {
-        *error = "rule '" + rule.text + "': secondary: " + second.error;
-        return {};
-      }
-      secondaryAddrs = second.addrs;
-    }
-  }
-  const auto rate = sharedRate(rule.maxRps, workerCount_);
-  const auto h2Rate = sharedRate(rule.maxRps, workerCount_);
-  const auto secondaryRate = sharedRate(rule.maxRps, workerCount_);
-  const auto h2SecondaryRate = sharedRate(rule.maxRps, workerCount_);
-  for (auto& rt : out) {
-    replay::MirrorPoolOptions mine = ro;
-    splitPoolOptions(mine, workerCount_, rt->worker, rate);
-    rt->mirrorAddrs = resolved.addrs;
-    rt->h2Rate = h2Rate;
-    rt->compared = compared;
-    if (compared && !rule.secondary.empty()) {
-      replay::MirrorPoolOptions so = mine;
-      so.target = rule.secondary;
-      so.addrs = secondaryAddrs;
-      so.observer = secondaryObserver_.get();
-      so.sharedRate = secondaryRate;
-      rt->secondary = std::make_unique<replay::MirrorPool>(so);
-      rt->secondaryAddrs = secondaryAddrs;
-      rt->h2SecondaryRate = h2SecondaryRate;
-    }
-    rt->replayer = std::make_unique<replay::MirrorPool>(mine);
-  }
-  return out;
-}
-
 bool Pipeline::setUpRecorder(std::string* error) {
   const Config& config = config_;
   if (!config.recordPath.empty()) {
@@ -329,7 +207,7 @@ bool Pipeline::setUpRecorder(std::string* error) {
 
 bool Pipeline::setUpCompare(std::string* error) {
   const bool any = std::any_of(config_.rules.begin(), config_.rules.end(),
-                               [](const rules::Rule& r) { return r.compare && !r.mirror.empty(); });
+                               [](const rules::Rule& r) { return r.compare && r.hasMirror(); });
   if (!any || config_.dryRun) {
     return true;
   }
@@ -339,7 +217,7 @@ bool Pipeline::setUpCompare(std::string* error) {
   // One comparator per rule id (index id - 1): each keeps its own noise memory.
   std::vector<std::unique_ptr<compare::Comparator>> comparators;
   for (const rules::Rule& r : config_.rules) {
-    if (!r.compare || r.mirror.empty()) {
+    if (!r.compare || !r.hasMirror()) {
       comparators.push_back(nullptr);
       continue;
     }

@@ -92,13 +92,20 @@ class Pipeline {
 
  private:
   explicit Pipeline(const Config& config);
-  // The rule's mirror pool options from the rule and the flags, before the
+  // A mirror's pool options from its settings and the flags, before the
   // split over the workers.
-  replay::MirrorPoolOptions poolOptionsOf(const rules::Rule& rule, const std::vector<sockaddr_storage>& addrs);
+  replay::MirrorPoolOptions poolOptionsOf(const rules::MirrorSpec& mirror, const std::vector<sockaddr_storage>& addrs);
   // The rule's runtime in every worker (one resolution of its names, each
   // worker's share of its limits); empty and *error set on failure.
   std::vector<std::shared_ptr<RuleRuntime>> makeRuntimes(const rules::Rule& rule, uint32_t ruleId,
                                                          std::string* error);
+  // The pools of the rule's mirror `mirror` in every worker's runtime (its
+  // name resolved once, each worker's share of its limits, one rate limiter
+  // for all); false and *error set on failure.
+  bool makeMirrorPools(const rules::Rule& rule, size_t mirror, bool compared,
+                       std::vector<std::shared_ptr<RuleRuntime>>& runtimes, std::string* error);
+  // Starts the rule's HTTP/1 pools in one worker (every mirror's, the secondary's).
+  static bool startPools(RuleRuntime& rt);
   static std::vector<capture::PortRule> portRules(const RuleSet& set);
   // A reload's rules (pipeline_reload.cc): the current set with the kept
   // rules' runtimes and the added rules' new ones; false and *error set when

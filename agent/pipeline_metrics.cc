@@ -30,43 +30,67 @@ std::string ago(uint64_t thenNs, uint64_t now) {
   return std::to_string((now - thenNs) / 1'000'000) + " ms ago";
 }
 
-// The rule's labels, once per rule (a gauge: exported again it would add up).
+// The labels of one mirror's samples: the rule's, and for a rule with several
+// mirrors the mirror's target (a rule with one keeps the labels it always had).
+Labels mirrorLabels(const RuleRuntime& rt, size_t mirror) {
+  Labels l = {{"rule", std::to_string(rt.ruleId)}};
+  if (rt.mirrors.size() > 1) {
+    l.emplace_back("mirror", rt.mirrors[mirror].spec.target);
+  }
+  return l;
+}
+
+Labels with(Labels l, std::string key, std::string value) {
+  l.emplace_back(std::move(key), std::move(value));
+  return l;
+}
+
+// The rule's labels, once per rule and mirror (a gauge: exported again it would add up).
 void exportRuleInfo(const RuleRuntime& rt, StatsSink& out) {
-  const std::string id = std::to_string(rt.ruleId);
   static constexpr const char* kHostModes[] = {"suffix", "keep", "literal"};
   static constexpr const char* kSampleModes[] = {"connection", "request", "header"};
-  out.gauge("shadowtap_rule_info", "Always 1: the rule's port, mirror target and modes, to label dashboards by.", 1,
-            {{"rule", id},
-             {"port", std::to_string(rt.rule.port)},
-             {"target", rt.rule.mirror},
-             {"host_mode", kHostModes[static_cast<int>(rt.rule.hostMode)]},
-             {"sample", kSampleModes[static_cast<int>(rt.rule.sampleMode)]}});
+  for (size_t i = 0; i < rt.mirrors.size(); ++i) {
+    const rules::MirrorSpec& m = rt.mirrors[i].spec;
+    Labels l = {{"rule", std::to_string(rt.ruleId)},
+                {"port", std::to_string(rt.rule.port)},
+                {"target", m.target},
+                {"host_mode", kHostModes[static_cast<int>(m.hostMode)]},
+                {"sample", kSampleModes[static_cast<int>(rt.rule.sampleMode)]}};
+    if (rt.mirrors.size() > 1) {
+      l.emplace_back("mirror", m.target);
+    }
+    out.gauge("shadowtap_rule_info",
+              "Always 1: the rule's port, mirror target and modes, to label dashboards by (one per mirror).", 1, l);
+  }
 }
 
 // One worker's routing decisions for the rule (router, recorder-only, dry
-// run) and its request sizes; the registry adds up the workers'.
+// run), by mirror, and its request sizes; the registry adds up the workers'.
 void exportRuleRequests(const RuleRuntime& rt, StatsSink& out) {
-  const std::string id = std::to_string(rt.ruleId);
+  const Labels rule = {{"rule", std::to_string(rt.ruleId)}};
   const RuleStats& r = rt.stats;
-  out.counter("shadowtap_requests_total", "Requests framed for a rule.", v(r.requests), {{"rule", id}});
-  out.counters("shadowtap_requests_not_mirrored_total", "Requests of a rule not handed to the mirror, by reason.",
-               "reason",
-               {{"method_filtered", v(r.filtered)},
-                {"already_shadow", v(r.loopSkipped)},
-                {"sampled_out", v(r.sampledOut)},
-                {"record_only", v(r.recordOnly)}},
-               {{"rule", id}});
-  out.counter("shadowtap_h2_requests_total", "HTTP/2 requests decoded for a rule.", v(r.h2Requests), {{"rule", id}});
+  out.counter("shadowtap_requests_total", "Requests framed for a rule.", v(r.requests), rule);
+  for (size_t i = 0; i < rt.mirrors.size(); ++i) {
+    const MirrorCounters& m = rt.mirrors[i].stats;
+    out.counters("shadowtap_requests_not_mirrored_total",
+                 "Requests of a rule not handed to the mirror (each of its mirrors), by reason.", "reason",
+                 {{"method_filtered", v(m.filtered)},
+                  {"already_shadow", v(r.loopSkipped)},
+                  {"sampled_out", v(m.sampledOut)},
+                  {"record_only", v(r.recordOnly)}},
+                 mirrorLabels(rt, i));
+  }
+  out.counter("shadowtap_h2_requests_total", "HTTP/2 requests decoded for a rule.", v(r.h2Requests), rule);
   std::vector<double> bounds(RuleStats::kSizeBounds.begin(), RuleStats::kSizeBounds.end());
   std::vector<uint64_t> counts;
   for (const auto& b : r.sizeBuckets) {
     counts.push_back(base::load(b));
   }
   out.histogram("shadowtap_request_size_bytes", "Size of requests seen by a rule.", bounds, counts, v(r.sizeSum),
-                {{"rule", id}});
+                rule);
 }
 
-void exportLatency(const std::string& id, const char* protocol, const base::LatencyHistogram& hist, StatsSink& out) {
+void exportLatency(const Labels& l, const base::LatencyHistogram& hist, StatsSink& out) {
   std::vector<double> bounds;
   for (uint64_t us : base::LatencyHistogram::kBoundsUs) {
     bounds.push_back(static_cast<double>(us) / 1e6);
@@ -75,8 +99,7 @@ void exportLatency(const std::string& id, const char* protocol, const base::Late
   for (const auto& b : hist.buckets) {
     counts.push_back(base::load(b));
   }
-  out.histogram("shadowtap_mirror_latency_seconds", "Mirror response time.", bounds, counts, v(hist.sumUs) / 1e6,
-                {{"rule", id}, {"protocol", protocol}});
+  out.histogram("shadowtap_mirror_latency_seconds", "Mirror response time.", bounds, counts, v(hist.sumUs) / 1e6, l);
 }
 
 constexpr std::string_view kOutcomes = "shadowtap_mirror_requests_total";
@@ -106,9 +129,9 @@ void exportPoolSize(const replay::MirrorStats& s, const Labels& l, StatsSink& ou
               "Connections to the mirror not opened for want of a file descriptor.", v(s.noDescriptors), l);
 }
 
-// What both protocols' mirrors export beside their outcomes (one MirrorStats each).
-void exportMirrorState(const std::string& id, const char* protocol, const replay::MirrorStats& s, StatsSink& out) {
-  const Labels l = {{"rule", id}, {"protocol", protocol}};
+// What both protocols' mirrors export beside their outcomes (one MirrorStats
+// each); `l` has the rule's (and mirror's) labels and the protocol.
+void exportMirrorState(const Labels& l, const replay::MirrorStats& s, StatsSink& out) {
   out.gauge("shadowtap_mirror_queue_requests", "Requests waiting for the mirror.", v(s.queueDepth), l);
   out.gauge("shadowtap_mirror_queue_bytes", "Bytes of requests waiting for the mirror.", v(s.queueBytes), l);
   out.gauge("shadowtap_mirror_in_flight_requests", "Requests sent and not yet answered.", v(s.inFlight), l);
@@ -118,10 +141,11 @@ void exportMirrorState(const std::string& id, const char* protocol, const replay
                {{"ok", v(s.resolves) - v(s.resolveErrors)}, {"error", v(s.resolveErrors)}}, l);
   out.counter("shadowtap_mirror_address_changes_total", "Re-resolutions that changed a rule's mirror addresses.",
               v(s.addressChanges), l);
-  exportLatency(id, protocol, s.latency, out);
+  exportLatency(l, s.latency, out);
 }
 
-void exportHttp1Mirror(const std::string& id, const replay::MirrorStats& s, StatsSink& out) {
+void exportHttp1Mirror(const Labels& mirror, const replay::MirrorStats& s, StatsSink& out) {
+  const Labels l = with(mirror, "protocol", "http1");
   out.counters(kOutcomes, kOutcomesHelp, "outcome",
                {
                    {"response_1xx", v(s.responses1xx)},
@@ -141,11 +165,12 @@ void exportHttp1Mirror(const std::string& id, const replay::MirrorStats& s, Stat
                    {"rate_limited", v(s.droppedRateLimit)},
                    {"dropped_shutdown", v(s.droppedShutdown)},
                },
-               {{"rule", id}, {"protocol", "http1"}});
-  exportMirrorState(id, "http1", s, out);
+               l);
+  exportMirrorState(l, s, out);
 }
 
-void exportH2Mirror(const std::string& id, const replay::MirrorStats& q, const RuleStats& r, StatsSink& out) {
+void exportH2Mirror(const Labels& mirror, const replay::MirrorStats& q, const MirrorCounters& m, StatsSink& out) {
+  const Labels l = with(mirror, "protocol", "h2");
   out.counters(kOutcomes, kOutcomesHelp, "outcome",
                {
                    {"response_2xx", v(q.responses2xx)},
@@ -162,13 +187,13 @@ void exportH2Mirror(const std::string& id, const replay::MirrorStats& q, const R
                    {"dropped_oldest", v(q.droppedOldest)},
                    {"rate_limited", v(q.droppedRateLimit)},
                    {"dropped_shutdown", v(q.droppedShutdown)},
-                   {"pool_unavailable", v(r.h2PoolUnavailable)},
-                   {"tls_unsupported", v(r.h2TlsUnsupported)},
+                   {"pool_unavailable", v(m.h2PoolUnavailable)},
+                   {"tls_unsupported", v(m.h2TlsUnsupported)},
                },
-               {{"rule", id}, {"protocol", "h2"}});
+               l);
   out.counters("shadowtap_mirror_grpc_responses_total", "HTTP/2 mirror responses carrying grpc-status, by status class.",
-               "status", {{"ok", v(q.grpcOk)}, {"error", v(q.grpcError)}}, {{"rule", id}});
-  exportMirrorState(id, "h2", q, out);
+               "status", {{"ok", v(q.grpcOk)}, {"error", v(q.grpcError)}}, mirror);
+  exportMirrorState(l, q, out);
 }
 
 void exportRules(const Pipeline& p, StatsSink& out) {
@@ -183,16 +208,19 @@ void exportRules(const Pipeline& p, StatsSink& out) {
         exportRuleInfo(*rt, out);
       }
       exportRuleRequests(*rt, out);
-      const std::string id = std::to_string(rt->ruleId);
-      if (!rt->replayer) {
-        out.counter(kOutcomes, kOutcomesHelp, v(rt->stats.queued),
-                    {{"rule", id}, {"protocol", "http1"}, {"outcome", "dry_run_printed"}});
-        continue;
+      for (size_t i = 0; i < rt->mirrors.size(); ++i) {
+        const MirrorRuntime& m = rt->mirrors[i];
+        const Labels l = mirrorLabels(*rt, i);
+        if (!m.replayer) {
+          out.counter(kOutcomes, kOutcomesHelp, v(m.stats.queued),
+                      with(with(l, "protocol", "http1"), "outcome", "dry_run_printed"));
+          continue;
+        }
+        exportHttp1Mirror(l, m.replayer->stats(), out);
+        // HTTP/2: the pool exists from the worker's first HTTP/2 request to the mirror; zeros before.
+        static const replay::MirrorStats kNoPool;
+        exportH2Mirror(l, m.h2Pool ? m.h2Pool->stats() : kNoPool, m.stats, out);
       }
-      exportHttp1Mirror(id, rt->replayer->stats(), out);
-      // HTTP/2: the pool exists from the worker's first HTTP/2 request of the rule; zeros before.
-      static const replay::MirrorStats kNoPool;
-      exportH2Mirror(id, rt->h2Pool ? rt->h2Pool->stats() : kNoPool, rt->stats, out);
     }
   }
 }

@@ -77,7 +77,7 @@ void Pipeline::reload() {
   }
   for (const auto& runtimes : added) {
     for (const auto& rt : runtimes) {
-      if ((rt->replayer && !rt->replayer->start()) || (rt->secondary && !rt->secondary->start())) {
+      if (!startPools(*rt)) {
         spdlog::error("reload: cannot start the replay loop of rule '{}'", rt->rule.text);
       }
     }
@@ -117,15 +117,20 @@ void Pipeline::stopPools(const std::vector<std::shared_ptr<RuleRuntime>>& runtim
     if (!rt) {
       continue;
     }
-    for (replay::MirrorPool* pool : {rt->replayer.get(), rt->secondary.get()}) {
-      if (pool != nullptr) {
-        stoppers.emplace_back([pool, drain] { pool->stop(drain); });
+    std::vector<replay::MirrorPool*> pools = {rt->secondary.get()};
+    for (MirrorRuntime& m : rt->mirrors) {
+      pools.push_back(m.replayer.get());
+    }
+    {
+      // A worker adds its HTTP/2 pools under the rules mutex. One added after
+      // this look stops when its runtime goes (without drain time).
+      std::lock_guard<std::mutex> lock(rulesMutex_);
+      pools.push_back(rt->h2SecondaryPool.get());
+      for (MirrorRuntime& m : rt->mirrors) {
+        pools.push_back(m.h2Pool.get());
       }
     }
-    // A worker adds its HTTP/2 pools under the rules mutex. One added after
-    // this look stops when its runtime goes (without drain time).
-    std::lock_guard<std::mutex> lock(rulesMutex_);
-    for (replay::MirrorPool* pool : {rt->h2Pool.get(), rt->h2SecondaryPool.get()}) {
+    for (replay::MirrorPool* pool : pools) {
       if (pool != nullptr) {
         stoppers.emplace_back([pool, drain] { pool->stop(drain); });
       }

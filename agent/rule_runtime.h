@@ -5,12 +5,14 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <utility>
 #include <vector>
 
 #include "model/request.h"
+#include "record/dry_run_writer.h"
 #include "replay/mirror_pool.h"
 #include "replay/rate_limiter.h"
 #include "rules/router.h"
@@ -34,10 +36,12 @@ struct PipelineStats {
   std::atomic<uint64_t> batches{0};
 };
 
-// Per-rule request outcomes before the replayer: every request of the rule
-// (HTTP/1 and HTTP/2 alike) is exactly one of filtered, loopSkipped, sampledOut, recordOnly,
-// submitted (whose outcome the replayer's or the HTTP/2 pool's stats
-// then give; submitted = queued + dropped by submit).
+// Per-rule request counts before the mirrors: every request of the rule
+// (HTTP/1 and HTTP/2 alike) is counted here, and for each of the rule's
+// mirrors it is exactly one of loopSkipped (the rule's), recordOnly (the
+// rule's: no mirror), or that mirror's filtered, sampledOut or submitted
+// (whose outcome the mirror's pools' stats then give; submitted = queued +
+// dropped by submit).
 struct RuleStats {
   // Sizes of the requests the rule saw, for the request size histogram.
   static constexpr std::array<uint64_t, 8> kSizeBounds = {256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
@@ -53,47 +57,60 @@ struct RuleStats {
   }
 
   std::atomic<uint64_t> requests{0};
-  std::atomic<uint64_t> filtered{0};     // method not in the rule's allow-list
   std::atomic<uint64_t> loopSkipped{0};  // already a shadow (the router's loop guard): never mirrored twice
-  std::atomic<uint64_t> sampledOut{0};   // not in the rule's share of requests (sample=request|header)
-  std::atomic<uint64_t> submitted{0};
-  std::atomic<uint64_t> queued{0};       // taken by the replayer's queue
-  std::atomic<uint64_t> dropped{0};      // refused by submit (queue full, rate limit, shutdown)
+  std::atomic<uint64_t> h2Requests{0};   // HTTP/2 (counted in requests too)
+  std::atomic<uint64_t> recordOnly{0};   // the rule has no mirror: captured for --record only
+};
 
-  // HTTP/2 (counted in the fields above too).
-  std::atomic<uint64_t> h2Requests{0};
-  std::atomic<uint64_t> recordOnly{0};        // the rule has no mirror: captured for --record only
+// One mirror's share of a rule's requests (MirrorRuntime).
+struct MirrorCounters {
+  std::atomic<uint64_t> filtered{0};    // in its share, but the method is not in the rule's allow-list
+  std::atomic<uint64_t> sampledOut{0};  // not in its share (sample=request|header, or several mirrors)
+  std::atomic<uint64_t> submitted{0};
+  std::atomic<uint64_t> queued{0};   // taken by a pool's queue (dry run: printed)
+  std::atomic<uint64_t> dropped{0};  // refused by submit (queue full, rate limit, shutdown)
   std::atomic<uint64_t> h2PoolUnavailable{0};  // submitted, but no HTTP/2 pool could be started (dropped)
-  // HTTP/2 requests of a tls=true rule: dropped, never sent to the mirror in
-  // cleartext (TLS to the mirror is HTTP/1 only).
+  // HTTP/2 requests to a tls=true mirror: dropped, never sent in cleartext
+  // (TLS to the mirror is HTTP/1 only).
   std::atomic<uint64_t> h2TlsUnsupported{0};
 };
 
-// One installed rule as one worker runs it: its router, its mirror pools (per
-// rule, hence per target, with the worker's share of the rule's limits; one
-// per protocol) and its counters. Only its worker's thread uses the router
-// and submits; other threads read the counters and the pools' stats.
+// One mirror of a rule as one worker runs it: its pools (the worker's share of
+// the mirror's limits; one per protocol) and its counters.
+struct MirrorRuntime {
+  rules::MirrorSpec spec;
+  std::unique_ptr<replay::MirrorPool> replayer;  // HTTP/1 to the mirror; null in dry-run and record-only mode
+  // HTTP/2 requests go to their own pool of h2c (prior knowledge) connections
+  // to the same target, started on the mirror's first HTTP/2 request in this
+  // worker (so a mirror that never sees HTTP/2 never gets an h2c connection).
+  // Set by the worker under the pipeline's rules mutex; other threads read it
+  // under that mutex.
+  std::unique_ptr<replay::MirrorPool> h2Pool;
+  std::vector<sockaddr_storage> addrs;  // resolved when the rule was made (off the workers)
+  bool h2PoolFailed = false;            // start() failed once: not retried
+  // The mirror's max-rps for HTTP/2, one limiter shared by every worker's h2
+  // pool of the mirror (null: unlimited, or one worker).
+  std::shared_ptr<replay::RateLimiter> h2Rate;
+  MirrorCounters stats;
+
+  explicit MirrorRuntime(rules::MirrorSpec s) : spec(std::move(s)) {}
+};
+
+// One installed rule as one worker runs it: its router, its mirrors (each with
+// its pools and counters) and its counters. Only its worker's thread uses the
+// router and submits; other threads read the counters and the pools' stats.
 struct RuleRuntime {
   rules::Rule rule;
   uint32_t ruleId = 0;
   uint32_t worker = 0;
   rules::Router router;
-  std::unique_ptr<replay::MirrorPool> replayer;  // HTTP/1 to the mirror; null in dry-run mode
-  std::unique_ptr<model::RequestSink> dryRun;  // only in dry-run mode
-  // HTTP/2 requests go to their own pool of h2c (prior knowledge) connections
-  // to the same target, started on the rule's first HTTP/2 request in this
-  // worker (so a mirror that never sees HTTP/2 never gets an h2c connection).
-  // Set by the worker under the pipeline's rules mutex; other threads read it
-  // under that mutex.
-  std::unique_ptr<replay::MirrorPool> h2Pool;
-  std::vector<sockaddr_storage> mirrorAddrs;  // resolved when the rule was made (off the workers)
-  bool h2PoolFailed = false;                  // start() failed once: not retried
-  // The rule's max-rps for HTTP/2, one limiter shared by every worker's h2 pool
-  // of the rule (null: unlimited, or one worker).
-  std::shared_ptr<replay::RateLimiter> h2Rate;
-  // Compare mode: exchanges begun for this rule's requests (HTTP/1 and HTTP/2)
-  // go to the engine; the secondary (rule.secondary) gets the same requests,
-  // HTTP/2 ones on a pool of its own, made like h2Pool.
+  // One per rule.mirrors, in order (std::deque: a MirrorRuntime does not move).
+  std::deque<MirrorRuntime> mirrors;
+  std::unique_ptr<record::DryRunWriter> dryRun;  // only in dry-run mode
+  // Compare mode, with the first mirror: exchanges begun for this rule's
+  // requests to it (HTTP/1 and HTTP/2) go to the engine; the secondary
+  // (rule.secondary) gets the same requests, HTTP/2 ones on a pool of its own,
+  // made like a mirror's h2Pool.
   bool compared = false;
   std::unique_ptr<replay::MirrorPool> secondary;
   std::unique_ptr<replay::MirrorPool> h2SecondaryPool;
@@ -102,7 +119,13 @@ struct RuleRuntime {
   std::shared_ptr<replay::RateLimiter> h2SecondaryRate;
   RuleStats stats;
 
-  RuleRuntime(rules::Rule r, uint32_t id, uint32_t w) : rule(std::move(r)), ruleId(id), worker(w), router(rule) {}
+  RuleRuntime(rules::Rule r, uint32_t id, uint32_t w) : rule(std::move(r)), ruleId(id), worker(w), router(rule) {
+    for (const rules::MirrorSpec& m : rule.mirrors) {
+      mirrors.emplace_back(m);
+    }
+  }
+  // Whether the rule sends anywhere (false: dry run, or record only).
+  bool sends() const { return mirrors.front().replayer != nullptr; }
 };
 
 // The installed rules as every worker sees them, immutable once published:

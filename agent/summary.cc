@@ -57,8 +57,18 @@ std::string reasons(const Snapshot& s, std::string_view name, std::string_view l
 bool isLoss(const std::string& outcome) { return !isAnswer(outcome) && outcome != "dry_run_printed"; }
 bool isStatusClass(const std::string& outcome) { return isAnswer(outcome); }
 
-// Smallest latency bucket bound below which `q` of the rule's responses fall.
-std::string latencyBound(const Snapshot& s, const std::string& rule, double q) {
+// The labels that pick one mirror of a rule out of a rule_info sample: the
+// rule, and for a rule with several mirrors the mirror.
+base::Labels mirrorOf(const Sample& info) {
+  base::Labels l = {{"rule", labelOf(info, "rule")}};
+  if (const std::string mirror = labelOf(info, "mirror"); !mirror.empty()) {
+    l.emplace_back("mirror", mirror);
+  }
+  return l;
+}
+
+// Smallest latency bucket bound below which `q` of the mirror's responses fall.
+std::string latencyBound(const Snapshot& s, const base::Labels& mirror, double q) {
   const Family* f = s.find("shadowtap_mirror_latency_seconds");
   if (f == nullptr) {
     return "";
@@ -66,7 +76,11 @@ std::string latencyBound(const Snapshot& s, const std::string& rule, double q) {
   std::vector<double> bounds;
   std::vector<uint64_t> counts;
   for (const Sample& sample : f->samples) {
-    if (labelOf(sample, "rule") != rule) {
+    bool matches = true;
+    for (const auto& [k, v] : mirror) {
+      matches = matches && labelOf(sample, k) == v;
+    }
+    if (!matches) {
       continue;
     }
     bounds = sample.bounds;
@@ -92,6 +106,21 @@ std::string latencyBound(const Snapshot& s, const std::string& rule, double q) {
   return "inf";
 }
 
+// Requests handed to mirrors, a request sent to two mirrors counted twice:
+// for each rule and mirror, the rule's requests less those not mirrored to it.
+uint64_t toMirrors(const Snapshot& s, uint64_t seen, uint64_t notMirrored) {
+  const Family* info = s.find("shadowtap_rule_info");
+  if (info == nullptr) {
+    return seen - notMirrored;
+  }
+  uint64_t total = 0;
+  for (const Sample& mirror : info->samples) {
+    const base::Labels l = mirrorOf(mirror);
+    total += n(s.sum("shadowtap_requests_total", {l.front()})) - n(s.sum("shadowtap_requests_not_mirrored_total", l));
+  }
+  return total;
+}
+
 std::string requestsLine(const Snapshot& s) {
   const uint64_t seen = n(s.sum("shadowtap_requests_total"));
   const uint64_t notMirrored = n(s.sum("shadowtap_requests_not_mirrored_total"));
@@ -102,8 +131,8 @@ std::string requestsLine(const Snapshot& s) {
   }
   const uint64_t waiting =
       n(s.sum("shadowtap_mirror_queue_requests") + s.sum("shadowtap_mirror_in_flight_requests"));
-  std::string line = fmt::format("requests: {} seen -> {} to mirrors -> {} answered", seen, seen - notMirrored,
-                                 answered);
+  std::string line = fmt::format("requests: {} seen -> {} to mirrors -> {} answered", seen,
+                                 toMirrors(s, seen, notMirrored), answered);
   if (printed != 0) {
     line += fmt::format(", {} printed (dry run)", printed);
   }
@@ -116,12 +145,15 @@ std::string requestsLine(const Snapshot& s) {
   return line;
 }
 
+// One line per rule and mirror (rule_info has a sample for each).
 std::string ruleLine(const Snapshot& s, const Sample& info) {
   const std::string rule = labelOf(info, "rule");
-  const base::Labels r = {{"rule", rule}};
+  const base::Labels r = mirrorOf(info);
   uint64_t answered = 0, lost = 0;
   for (const std::string& outcome : s.labelValues(kOutcomes, "outcome")) {
-    const uint64_t count = n(s.sum(kOutcomes, {{"rule", rule}, {"outcome", outcome}}));
+    base::Labels m = r;
+    m.emplace_back("outcome", outcome);
+    const uint64_t count = n(s.sum(kOutcomes, m));
     if (isAnswer(outcome)) {
       answered += count;
     } else if (isLoss(outcome)) {
@@ -130,11 +162,11 @@ std::string ruleLine(const Snapshot& s, const Sample& info) {
   }
   std::string line = fmt::format("rule {} :{} -> {}: {} seen, {} answered{}, lost {}{}", rule,
                                  labelOf(info, "port"), labelOf(info, "target"),
-                                 n(s.sum("shadowtap_requests_total", r)), answered,
+                                 n(s.sum("shadowtap_requests_total", {r.front()})), answered,
                                  reasons(s, kOutcomes, "outcome", r, isStatusClass), lost,
                                  reasons(s, kOutcomes, "outcome", r, isLoss));
-  if (const std::string p99 = latencyBound(s, rule, 0.99); !p99.empty()) {
-    line += fmt::format(", p50 <= {}, p99 <= {}", latencyBound(s, rule, 0.5), p99);
+  if (const std::string p99 = latencyBound(s, r, 0.99); !p99.empty()) {
+    line += fmt::format(", p50 <= {}, p99 <= {}", latencyBound(s, r, 0.5), p99);
   }
   if (const uint64_t conns = n(s.sum("shadowtap_mirror_connections", r)); conns != 0) {
     line += fmt::format(", {} connections", conns);

@@ -204,13 +204,19 @@ void Worker::onRequest(model::Request&& request) {
     base::bump(rs.h2Requests);
   }
   rs.observeSize(request.size());
-  const rules::Router::Verdict verdict = rt.router.classify(request);
+  rules::MirrorSet taken = 0;
+  const rules::Router::Verdict verdict = rt.router.classify(request, &taken);
   if (verdict == rules::Router::Verdict::kAlreadyShadow) {
     base::bump(rs.loopSkipped);
     return;
   }
+  const auto takes = [taken](size_t i) { return (taken & (rules::MirrorSet{1} << i)) != 0; };
+  for (size_t i = 0; i < rt.mirrors.size(); ++i) {
+    if (!takes(i)) {
+      base::bump(rt.mirrors[i].stats.sampledOut);
+    }
+  }
   if (verdict == rules::Router::Verdict::kSampledOut) {
-    base::bump(rs.sampledOut);
     return;
   }
   // The recording holds what was captured, not what the method allow-list lets through.
@@ -218,25 +224,55 @@ void Worker::onRequest(model::Request&& request) {
     shared_.recorder->record(request);
   }
   if (verdict == rules::Router::Verdict::kMethodFiltered) {
-    base::bump(rs.filtered);
+    for (size_t i = 0; i < rt.mirrors.size(); ++i) {
+      if (takes(i)) {
+        base::bump(rt.mirrors[i].stats.filtered);
+      }
+    }
     return;
   }
   if (rt.dryRun) {
-    base::bump(rs.submitted);
-    rt.dryRun->onRequest(std::move(request));
-    base::bump(rs.queued);  // printed
+    printDryRun(rt, taken, request);
     return;
   }
-  if (!rt.replayer) {
+  if (!rt.sends()) {
     base::bump(rs.recordOnly);
     return;
   }
-  base::bump(rs.submitted);
-  if (h2) {
-    sendHttp2(rt, std::move(request));
-  } else {
-    sendHttp1(rt, std::move(request));
+  // Each mirror that takes the request gets its own copy (its own host); the
+  // last one the request itself.
+  size_t last = 0;
+  for (size_t i = 0; i < rt.mirrors.size(); ++i) {
+    last = takes(i) ? i : last;
   }
+  for (size_t i = 0; i <= last; ++i) {
+    if (!takes(i)) {
+      continue;
+    }
+    base::bump(rt.mirrors[i].stats.submitted);
+    model::Request copy = i == last ? std::move(request) : request;
+    if (h2) {
+      sendHttp2(rt, i, std::move(copy));
+    } else {
+      sendHttp1(rt, i, std::move(copy));
+    }
+  }
+}
+
+void Worker::printDryRun(RuleRuntime& rt, rules::MirrorSet taken, const model::Request& request) {
+  std::vector<record::DryRunWriter::Mirror> mirrors;
+  for (size_t i = 0; i < rt.mirrors.size(); ++i) {
+    if ((taken & (rules::MirrorSet{1} << i)) == 0) {
+      continue;
+    }
+    MirrorCounters& c = rt.mirrors[i].stats;
+    base::bump(c.submitted);
+    base::bump(c.queued);  // printed
+    if (rt.rule.hasMirror()) {
+      mirrors.push_back({rt.mirrors[i].spec.target, rt.router.shadowHost(request.authority(), i)});
+    }
+  }
+  rt.dryRun->print(request, mirrors);
 }
 
 uint64_t Worker::beginCompared(RuleRuntime& rt, const model::Request& request) {
@@ -254,34 +290,36 @@ uint64_t Worker::beginCompared(RuleRuntime& rt, const model::Request& request) {
   return id;
 }
 
-void Worker::sendHttp1(RuleRuntime& rt, model::Request&& request) {
-  // Compare mode pairs the request as captured, so before the rewrite.
-  const uint64_t exchangeId = rt.compared ? beginCompared(rt, request) : 0;
-  rt.router.rewrite(request);
+void Worker::sendHttp1(RuleRuntime& rt, size_t mirror, model::Request&& request) {
+  MirrorRuntime& m = rt.mirrors[mirror];
+  // Compare mode (with the first mirror) pairs the request as captured, so before the rewrite.
+  const uint64_t exchangeId = rt.compared && mirror == 0 ? beginCompared(rt, request) : 0;
+  rt.router.rewrite(request, mirror);
   request.exchangeId = exchangeId;
   if (exchangeId != 0 && rt.secondary) {
     model::Request copy = request;
     rt.secondary->submit(std::move(copy));  // a drop is reported to the engine as a missing part
   }
-  base::bump(rt.replayer->submit(std::move(request)) ? rt.stats.queued : rt.stats.dropped);
+  base::bump(m.replayer->submit(std::move(request)) ? m.stats.queued : m.stats.dropped);
 }
 
-replay::MirrorPool* Worker::h2PoolFor(RuleRuntime& rt, compare::Part part) {
+replay::MirrorPool* Worker::h2PoolFor(RuleRuntime& rt, size_t mirror, compare::Part part) {
   const bool secondary = part == compare::Part::kSecondary;
-  std::unique_ptr<replay::MirrorPool>& slot = secondary ? rt.h2SecondaryPool : rt.h2Pool;
-  bool& failed = secondary ? rt.h2SecondaryFailed : rt.h2PoolFailed;
+  MirrorRuntime& m = rt.mirrors[mirror];
+  std::unique_ptr<replay::MirrorPool>& slot = secondary ? rt.h2SecondaryPool : m.h2Pool;
+  bool& failed = secondary ? rt.h2SecondaryFailed : m.h2PoolFailed;
   if (slot || failed) {
     return slot.get();
   }
-  const std::string& target = secondary ? rt.rule.secondary : rt.rule.mirror;
-  // The rule's HTTP/1 pool's settings (this worker's share), with h2c
-  // connections and the rule's HTTP/2 rate limit.
-  replay::MirrorPoolOptions o = (secondary ? rt.secondary : rt.replayer)->options();
+  const std::string& target = secondary ? rt.rule.secondary : m.spec.target;
+  // The HTTP/1 pool's settings (this worker's share), with h2c connections
+  // and the mirror's HTTP/2 rate limit.
+  replay::MirrorPoolOptions o = (secondary ? rt.secondary : m.replayer)->options();
   o.protocol = model::Protocol::kHttp2;
-  o.addrs = secondary ? rt.secondaryAddrs : rt.mirrorAddrs;
+  o.addrs = secondary ? rt.secondaryAddrs : m.addrs;
   o.target = target;
-  o.sharedRate = secondary ? rt.h2SecondaryRate : rt.h2Rate;
-  o.observer = rt.compared ? (secondary ? shared_.secondaryObserver : shared_.mirrorObserver) : nullptr;
+  o.sharedRate = secondary ? rt.h2SecondaryRate : m.h2Rate;
+  o.observer = rt.compared && mirror == 0 ? (secondary ? shared_.secondaryObserver : shared_.mirrorObserver) : nullptr;
   const bool noAddress = o.addrs.empty();
   auto pool = std::make_unique<replay::MirrorPool>(std::move(o));
   if (noAddress || !pool->start()) {
@@ -297,28 +335,29 @@ replay::MirrorPool* Worker::h2PoolFor(RuleRuntime& rt, compare::Part part) {
   return slot.get();
 }
 
-void Worker::sendHttp2(RuleRuntime& rt, model::Request&& request) {
-  if (rt.rule.tls) {
+void Worker::sendHttp2(RuleRuntime& rt, size_t mirror, model::Request&& request) {
+  MirrorRuntime& m = rt.mirrors[mirror];
+  if (m.spec.tls) {
     // The user asked for TLS to this mirror, which the h2c pool cannot give:
     // dropped and counted, never sent in cleartext.
-    if (rt.stats.h2TlsUnsupported.fetch_add(1, std::memory_order_relaxed) == 0) {
-      spdlog::warn("rule {}: an HTTP/2 request is not mirrored: tls=true originates TLS for HTTP/1.1 only "
-                   "(counted as outcome tls_unsupported)", rt.ruleId);
+    if (m.stats.h2TlsUnsupported.fetch_add(1, std::memory_order_relaxed) == 0) {
+      spdlog::warn("rule {}: an HTTP/2 request is not mirrored to {}: tls=true originates TLS for HTTP/1.1 only "
+                   "(counted as outcome tls_unsupported)", rt.ruleId, m.spec.target);
     }
-    base::bump(rt.stats.dropped);
+    base::bump(m.stats.dropped);
     return;
   }
-  rt.router.rewrite(request);
-  replay::MirrorPool* pool = h2PoolFor(rt, compare::Part::kMirror);
+  rt.router.rewrite(request, mirror);
+  replay::MirrorPool* pool = h2PoolFor(rt, mirror, compare::Part::kMirror);
   if (pool == nullptr) {
-    base::bump(rt.stats.h2PoolUnavailable);
-    base::bump(rt.stats.dropped);
+    base::bump(m.stats.h2PoolUnavailable);
+    base::bump(m.stats.dropped);
     return;
   }
-  if (rt.compared) {
+  if (rt.compared && mirror == 0) {
     request.exchangeId = beginCompared(rt, request);
     if (request.exchangeId != 0 && rt.secondary) {
-      replay::MirrorPool* second = h2PoolFor(rt, compare::Part::kSecondary);
+      replay::MirrorPool* second = h2PoolFor(rt, mirror, compare::Part::kSecondary);
       if (second == nullptr) {
         shared_.engine->onMissing(request.exchangeId, compare::Part::kSecondary);
       } else {
@@ -327,7 +366,7 @@ void Worker::sendHttp2(RuleRuntime& rt, model::Request&& request) {
       }
     }
   }
-  base::bump(pool->submit(std::move(request)) ? rt.stats.queued : rt.stats.dropped);
+  base::bump(pool->submit(std::move(request)) ? m.stats.queued : m.stats.dropped);
 }
 
 }  // namespace shadowtap

@@ -105,14 +105,17 @@ class Worker final : public capture::SegmentSink, public model::RequestSink {
   // Picks up a reload's rules (at each batch, and for a rule id not yet known).
   void refreshRules();
   RuleRuntime* findRule(uint32_t ruleId);
-  // The rule's HTTP/2 pool to the mirror (kMirror) or the secondary
-  // (kSecondary), started on first use; null when it cannot be started.
-  replay::MirrorPool* h2PoolFor(RuleRuntime& rt, compare::Part part);
+  // The HTTP/2 pool to the rule's mirror `mirror` (kMirror) or to its
+  // secondary (kSecondary), started on first use; null when it cannot be started.
+  replay::MirrorPool* h2PoolFor(RuleRuntime& rt, size_t mirror, compare::Part part);
   // Begins the exchange of a request of a compared rule and registers it for
   // pairing; its id, or 0 when it is not compared.
   uint64_t beginCompared(RuleRuntime& rt, const model::Request& request);
-  void sendHttp1(RuleRuntime& rt, model::Request&& request);
-  void sendHttp2(RuleRuntime& rt, model::Request&& request);
+  // `request` to the rule's mirror `mirror`: its rewrite, then its pool.
+  void sendHttp1(RuleRuntime& rt, size_t mirror, model::Request&& request);
+  void sendHttp2(RuleRuntime& rt, size_t mirror, model::Request&& request);
+  // --dry-run: the line of a request, listing the mirrors in `taken`.
+  void printDryRun(RuleRuntime& rt, rules::MirrorSet taken, const model::Request& request);
 
   const uint32_t index_;
   const WorkerShared shared_;

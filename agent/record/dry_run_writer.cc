@@ -53,7 +53,7 @@ DryRunWriter::DryRunWriter(std::FILE* out, std::string suffix, int64_t realtimeO
 DryRunWriter::DryRunWriter(std::FILE* out, std::function<std::string(std::string_view)> shadowHost)
     : out_(out), shadowHost_(std::move(shadowHost)), realtimeOffsetNs_(measureRealtimeOffset()) {}
 
-std::string DryRunWriter::format(const model::Request& r) const {
+std::string DryRunWriter::format(const model::Request& r, const std::vector<Mirror>& mirrors) const {
   nlohmann::ordered_json j;
   j["time"] = formatRfc3339Utc(static_cast<int64_t>(r.tsNs) + realtimeOffsetNs_);
   j["flow"] = r.flow.toString();
@@ -61,7 +61,7 @@ std::string DryRunWriter::format(const model::Request& r) const {
   j["method"] = r.method;
   j["target"] = std::string(r.target());
   j["host"] = std::string(r.authority());
-  j["shadow_host"] = shadowHost_(r.authority());
+  j["shadow_host"] = mirrors.empty() ? shadowHost_(r.authority()) : mirrors.front().shadowHost;
   j["body_length"] = r.bodyLength;
   j["bytes"] = r.size();
   if (r.isHttp2()) {
@@ -69,11 +69,22 @@ std::string DryRunWriter::format(const model::Request& r) const {
     j["stream"] = r.streamId;
     j["trailers"] = r.trailers.size();
   }
+  if (!mirrors.empty()) {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (const Mirror& m : mirrors) {
+      list.push_back({{"target", m.target}, {"shadow_host", m.shadowHost}});
+    }
+    j["mirrors"] = std::move(list);
+  }
   // Targets and values may hold any byte; never throw on the capture thread.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void DryRunWriter::onRequest(model::Request&& request) { writeLine(format(request)); }
+
+void DryRunWriter::print(const model::Request& request, const std::vector<Mirror>& mirrors) {
+  writeLine(format(request, mirrors));
+}
 
 void DryRunWriter::writeLine(std::string line) {
   line += '\n';

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "model/request.h"
 
@@ -19,6 +20,12 @@ namespace shadowtap::record {
 // :path, host from :authority) plus "protocol":"h2", its "stream" id and the
 // number of "trailers"; "bytes" is then its fields (name + value + 4 each, as
 // HTTP/1 would carry them) plus the body.
+// A rule with mirrors adds "mirrors": the targets the request would go to, each
+// with what its host would become (several mirrors decide on their own, so a
+// line lists those whose share the request is in), and "shadow_host" is the
+// first one's:
+//   "mirrors":[{"target":"v2:8000","shadow_host":"httpbin-shadow:8000"},
+//              {"target":"v3:8000","shadow_host":"httpbin:8000"}]
 // Strings are JSON-escaped; bytes that are not UTF-8 become U+FFFD. Each line is
 // flushed, so `| jq` shows requests as they come. Runs on the capture thread.
 class DryRunWriter final : public model::RequestSink {
@@ -36,10 +43,19 @@ class DryRunWriter final : public model::RequestSink {
   // For tests: realtime ns = monotonic ns + realtimeOffsetNs.
   DryRunWriter(std::FILE* out, std::string suffix, int64_t realtimeOffsetNs);
 
+  // One mirror a request would go to, and its host there.
+  struct Mirror {
+    std::string target;
+    std::string shadowHost;
+  };
+
   void onRequest(model::Request&& request) override;
+  // The line for a request that would go to `mirrors` (empty: a rule without
+  // mirror=, whose shadow host the constructor's function gives).
+  void print(const model::Request& request, const std::vector<Mirror>& mirrors);
 
   // The line for `request`, without the newline.
-  std::string format(const model::Request& request) const;
+  std::string format(const model::Request& request, const std::vector<Mirror>& mirrors = {}) const;
 
   const Stats& stats() const { return stats_; }
 

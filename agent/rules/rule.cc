@@ -114,45 +114,6 @@ std::string checkHostPort(std::string_view value) {
   return "";
 }
 
-uint32_t Rule::sampleBasisPoints() const { return static_cast<uint32_t>(std::lround(percentage * 100.0)); }
-
-uint32_t Rule::kernelSampleBasisPoints() const {
-  return sampleMode == SampleMode::kConnection ? sampleBasisPoints() : 10000;
-}
-
-std::string Rule::describe() const {
-  char pct[32];
-  std::snprintf(pct, sizeof(pct), "%g", percentage);
-  std::string out = "port=" + std::to_string(port);
-  if (dst) {
-    out += " dst=" + dstText;
-  }
-  const char* unit = sampleMode == SampleMode::kConnection ? "% of connections" : "% of requests";
-  out += " -> " + (mirror.empty() ? std::string("(dry run)") : mirror) + " (" + pct + unit;
-  if (sampleMode == SampleMode::kHeader) {
-    out += " by " + sampleHeader;
-  }
-  if (hostMode != HostMode::kSuffix) {
-    out += hostMode == HostMode::kKeep ? ", host kept" : ", host " + hostLiteral;
-  }
-  if (!methods.empty()) {
-    out += ", methods ";
-    for (size_t i = 0; i < methods.size(); ++i) {
-      out += (i ? "|" : "") + methods[i];
-    }
-  }
-  if (maxRps != 0) {
-    out += ", max " + std::to_string(maxRps) + " rps";
-  }
-  if (tls) {
-    out += std::string(", TLS to the mirror") + (tlsVerify ? "" : " (not verified)");
-  }
-  if (compare) {
-    out += ", responses compared" + (secondary.empty() ? std::string() : ", noise from " + secondary);
-  }
-  return out + ")";
-}
-
 namespace {
 
 // What a key handler found wrong: `what` follows "rule '...': 'key=value': ",
@@ -240,7 +201,7 @@ KeyResult parseDropHeader(Rule& r, std::string_view value) {
 
 // host=suffix|keep|NAME[:PORT]: a literal is a host name or address as a Host
 // header carries it ("[v6]" for IPv6), optionally with a port.
-KeyResult parseHost(Rule& r, std::string_view value) {
+KeyResult parseHost(MirrorSpec& r, std::string_view value) {
   if (value == "suffix") {
     r.hostMode = HostMode::kSuffix;
   } else if (value == "keep") {
@@ -290,7 +251,7 @@ KeyResult parseHostPortOnce(std::string_view value, std::string& out, const char
   return std::nullopt;
 }
 
-KeyResult parseTlsCa(Rule& r, Seen& seen, std::string_view value) {
+KeyResult parseTlsCa(MirrorSpec& r, Seen& seen, std::string_view value) {
   if (!seen.once("tls-ca")) {
     return fail("tls-ca given twice");
   }
@@ -301,10 +262,19 @@ KeyResult parseTlsCa(Rule& r, Seen& seen, std::string_view value) {
   return std::nullopt;
 }
 
-// The keys of the rule's mirror pool.
+// The keys of a mirror's pool.
 constexpr std::string_view kPoolKeys[] = {"connections", "queue", "queue-mib", "max-rps", "drop-policy"};
 
-KeyResult parsePoolKey(Rule& r, std::string_view key, std::string_view value) {
+// Every key a mirror may have of its own (and the rule gives every mirror by default).
+constexpr std::string_view kMirrorKeys[] = {"percentage",  "suffix",  "host",        "connections",
+                                            "queue",       "queue-mib", "max-rps",   "drop-policy",
+                                            "tls",         "tls-verify", "tls-ca"};
+
+bool isMirrorKey(std::string_view key) {
+  return std::find(std::begin(kMirrorKeys), std::end(kMirrorKeys), key) != std::end(kMirrorKeys);
+}
+
+KeyResult parsePoolKey(MirrorSpec& r, std::string_view key, std::string_view value) {
   if (key == "connections") {
     // A number the user chose for this target: a fixed pool, no growth.
     KeyResult e = parseLimit<size_t>(value, 1, 4096, r.connections, "connections must be a number from 1 to 4096");
@@ -329,7 +299,97 @@ KeyResult parsePoolKey(Rule& r, std::string_view key, std::string_view value) {
   return std::nullopt;
 }
 
-KeyResult parseKey(Rule& r, Seen& seen, std::string_view key, std::string_view value) {
+// A key of one mirror (isMirrorKey), at the rule's level or inside mirror=.
+KeyResult parseMirrorKey(MirrorSpec& m, Seen& seen, std::string_view key, std::string_view value) {
+  if (key == "percentage") {
+    if (!seen.once(key)) {
+      return fail("percentage given twice");
+    }
+    return parsePercentage(value, m.percentage) ? KeyResult() : fail("percentage must be a number from 0 to 100");
+  }
+  if (key == "suffix") {
+    if (!seen.once(key)) {
+      return fail("suffix given twice");
+    }
+    std::string why = checkSuffix(value);
+    m.suffix = std::string(value);
+    return why.empty() ? KeyResult() : fail("suffix " + why);
+  }
+  if (key == "host") {
+    if (!seen.once(key)) {
+      return fail("host given twice");
+    }
+    return parseHost(m, value);
+  }
+  if (std::find(std::begin(kPoolKeys), std::end(kPoolKeys), key) != std::end(kPoolKeys)) {
+    return parsePoolKey(m, key, value);
+  }
+  if (key == "tls" || key == "tls-verify") {
+    if (value != "true" && value != "false") {
+      return fail(std::string(key) + " must be true or false");
+    }
+    (key == "tls" ? m.tls : m.tlsVerify) = value == "true";
+    seen.once(key);
+    return std::nullopt;
+  }
+  return parseTlsCa(m, seen, value);  // tls-ca
+}
+
+// A mirror= item: its target and, after ';', its own keys, applied once the
+// rule's keys (its defaults) are all known.
+struct MirrorItem {
+  std::string item;  // "mirror=...", for messages
+  std::string target;
+  std::vector<std::pair<std::string_view, std::string_view>> keys;
+};
+
+KeyResult parseMirrorItem(std::string_view value, std::vector<MirrorItem>& mirrors, std::string_view item) {
+  MirrorItem m;
+  m.item = std::string(item);
+  const size_t semi = value.find(';');
+  const std::string_view target = value.substr(0, semi);
+  if (std::string why = checkHostPort(target); !why.empty()) {
+    return fail(why);
+  }
+  m.target = std::string(target);
+  for (const MirrorItem& other : mirrors) {
+    if (other.target == m.target) {
+      return fail("mirror " + m.target + " given twice (each mirror once per rule)");
+    }
+  }
+  if (mirrors.size() == kMaxMirrorsPerRule) {
+    return fail("more than " + std::to_string(kMaxMirrorsPerRule) + " mirrors in one rule");
+  }
+  std::string_view rest = semi == std::string_view::npos ? std::string_view() : value.substr(semi + 1);
+  while (semi != std::string_view::npos) {
+    const size_t next = rest.find(';');
+    const std::string_view kv = rest.substr(0, next);
+    const size_t eq = kv.find('=');
+    if (eq == std::string_view::npos || eq == 0 || eq + 1 == kv.size()) {
+      return fail("'" + std::string(kv) + "' is not key=value (a mirror's own keys: mirror=HOST:PORT;key=value;...)");
+    }
+    const std::string_view key = kv.substr(0, eq);
+    if (!isMirrorKey(key)) {
+      return fail(key == "port" || key == "mirror" || key == "sample" || key == "dst" || key == "methods" ||
+                          key == "header" || key == "drop-header" || key == "compare" || key == "secondary"
+                      ? "'" + std::string(key) + "' is a key of the whole rule, not of one mirror: give it outside mirror="
+                      : "unknown key '" + std::string(key) +
+                            "' for a mirror (a mirror's own keys: percentage, suffix, host, connections, queue, "
+                            "queue-mib, max-rps, drop-policy, tls, tls-verify, tls-ca)");
+    }
+    m.keys.emplace_back(key, kv.substr(eq + 1));
+    if (next == std::string_view::npos) {
+      break;
+    }
+    rest = rest.substr(next + 1);
+  }
+  mirrors.push_back(std::move(m));
+  return std::nullopt;
+}
+
+// A key of the rule (not a mirror key); mirror= items are collected in `mirrors`.
+KeyResult parseRuleKey(Rule& r, Seen& seen, std::string_view key, std::string_view value,
+                       std::vector<MirrorItem>& mirrors, std::string_view item) {
   if (key == "port") {
     if (!seen.once(key)) {
       return fail("port given twice");
@@ -337,30 +397,16 @@ KeyResult parseKey(Rule& r, Seen& seen, std::string_view key, std::string_view v
     return parseLimit<uint16_t>(value, 1, 65535, r.port, "port must be a number from 1 to 65535");
   }
   if (key == "mirror") {
-    return parseHostPortOnce(value, r.mirror, "mirror");
+    return parseMirrorItem(value, mirrors, item);
   }
   if (key == "secondary") {
     return parseHostPortOnce(value, r.secondary, "secondary");
   }
-  if (key == "percentage") {
+  if (key == "sample") {
     if (!seen.once(key)) {
-      return fail("percentage given twice");
+      return fail("sample given twice");
     }
-    return parsePercentage(value, r.percentage) ? KeyResult() : fail("percentage must be a number from 0 to 100");
-  }
-  if (key == "suffix") {
-    if (!seen.once(key)) {
-      return fail("suffix given twice");
-    }
-    std::string why = checkSuffix(value);
-    r.suffix = std::string(value);
-    return why.empty() ? KeyResult() : fail("suffix " + why);
-  }
-  if (key == "host" || key == "sample") {
-    if (!seen.once(key)) {
-      return fail(std::string(key) + " given twice");
-    }
-    return key == "host" ? parseHost(r, value) : parseSample(r, value);
+    return parseSample(r, value);
   }
   if (key == "dst") {
     if (r.dst) {
@@ -380,19 +426,12 @@ KeyResult parseKey(Rule& r, Seen& seen, std::string_view key, std::string_view v
   if (key == "drop-header") {
     return parseDropHeader(r, value);
   }
-  if (std::find(std::begin(kPoolKeys), std::end(kPoolKeys), key) != std::end(kPoolKeys)) {
-    return parsePoolKey(r, key, value);
-  }
-  if (key == "compare" || key == "tls" || key == "tls-verify") {
+  if (key == "compare") {
     if (value != "true" && value != "false") {
-      return fail(std::string(key) + " must be true or false");
+      return fail("compare must be true or false");
     }
-    (key == "compare" ? r.compare : key == "tls" ? r.tls : r.tlsVerify) = value == "true";
-    seen.once(key);
+    r.compare = value == "true";
     return std::nullopt;
-  }
-  if (key == "tls-ca") {
-    return parseTlsCa(r, seen, value);
   }
   return KeyError{"unknown key '" + std::string(key) +
                       "' (known: port, mirror, percentage, suffix, host, sample, dst, methods, header, drop-header, "
@@ -400,22 +439,51 @@ KeyResult parseKey(Rule& r, Seen& seen, std::string_view key, std::string_view v
                   true};
 }
 
+bool given(const Seen& seen, std::string_view key) {
+  return std::find(seen.keys.begin(), seen.keys.end(), key) != seen.keys.end();
+}
+
 // The checks that need the whole rule.
 std::string checkWhole(const Rule& r, const Seen& seen, bool mirrorOptional) {
-  if (std::find(seen.keys.begin(), seen.keys.end(), "port") == seen.keys.end()) {
+  if (!given(seen, "port")) {
     return "port=N is required";
   }
-  if (r.mirror.empty() && !mirrorOptional) {
+  if (!r.hasMirror() && !mirrorOptional) {
     return "mirror=HOST:PORT is required";
   }
   if (!r.secondary.empty() && !r.compare) {
     return "secondary=HOST:PORT only makes sense with compare=true";
   }
-  const auto given = [&](const char* k) { return std::find(seen.keys.begin(), seen.keys.end(), k) != seen.keys.end(); };
-  if (!r.tls && (given("tls-verify") || given("tls-ca"))) {
+  const bool anyTls = std::any_of(r.mirrors.begin(), r.mirrors.end(), [](const MirrorSpec& m) { return m.tls; });
+  if (!anyTls && (given(seen, "tls-verify") || given(seen, "tls-ca"))) {
     return "tls-verify and tls-ca only make sense with tls=true";
   }
   return "";
+}
+
+// Each mirror= item: the rule's mirror keys (`base`) with the item's own on top.
+std::optional<KeyError> applyMirrorItems(Rule& r, const MirrorSpec& base, const std::vector<MirrorItem>& items,
+                                         std::string& where) {
+  r.mirrors.clear();
+  for (const MirrorItem& item : items) {
+    MirrorSpec m = base;
+    m.target = item.target;
+    Seen seen;
+    where = item.item;
+    for (const auto& [key, value] : item.keys) {
+      if (KeyResult e = parseMirrorKey(m, seen, key, value)) {
+        return e;
+      }
+    }
+    if (!m.tls && (given(seen, "tls-verify") || given(seen, "tls-ca"))) {
+      return fail("tls-verify and tls-ca only make sense with tls=true");
+    }
+    r.mirrors.push_back(std::move(m));
+  }
+  if (r.mirrors.empty()) {
+    r.mirrors.push_back(base);  // no mirror named: the rule's settings still apply (dry run)
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -424,16 +492,18 @@ std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& default
                               std::string* error) {
   Rule r;
   r.text = std::string(text);
-  r.suffix = defaults.suffix;
-  r.connections = defaults.connections;
-  r.maxConnections = std::max(defaults.connections, defaults.maxConnections);
-  r.queue = defaults.queue;
-  r.queueMiB = defaults.queueMiB;
-  r.maxRps = defaults.maxRps;
-  r.dropPolicy = defaults.dropPolicy;
+  MirrorSpec base;  // the rule's mirror keys: every mirror's defaults
+  base.suffix = defaults.suffix;
+  base.connections = defaults.connections;
+  base.maxConnections = std::max(defaults.connections, defaults.maxConnections);
+  base.queue = defaults.queue;
+  base.queueMiB = defaults.queueMiB;
+  base.maxRps = defaults.maxRps;
+  base.dropPolicy = defaults.dropPolicy;
 
   const std::string quoted = "rule '" + r.text + "': ";
   Seen seen;
+  std::vector<MirrorItem> mirrorItems;
   size_t pos = 0;
   while (pos <= text.size()) {
     size_t comma = text.find(',', pos);
@@ -453,37 +523,25 @@ std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& default
       *error = quoted + bad + "empty value";
       return std::nullopt;
     }
-    if (KeyResult e = parseKey(r, seen, item.substr(0, eq), item.substr(eq + 1))) {
+    const std::string_view key = item.substr(0, eq);
+    const std::string_view value = item.substr(eq + 1);
+    KeyResult e = isMirrorKey(key) ? parseMirrorKey(base, seen, key, value)
+                                   : parseRuleKey(r, seen, key, value, mirrorItems, item);
+    if (e) {
       *error = quoted + (e->quoted ? "" : bad) + e->what;
       return std::nullopt;
     }
+  }
+  std::string where;
+  if (std::optional<KeyError> e = applyMirrorItems(r, base, mirrorItems, where)) {
+    *error = quoted + "'" + where + "': " + e->what;
+    return std::nullopt;
   }
   if (std::string why = checkWhole(r, seen, mirrorOptional); !why.empty()) {
     *error = quoted + why;
     return std::nullopt;
   }
   return r;
-}
-
-std::string checkRuleSet(const std::vector<Rule>& rules) {
-  for (size_t i = 0; i < rules.size(); ++i) {
-    for (size_t j = 0; j < i; ++j) {
-      if (rules[i].port == rules[j].port && rules[i].dst == rules[j].dst) {
-        return "rule '" + rules[i].text + "' matches the same traffic as rule '" + rules[j].text +
-               "' (same port" + (rules[i].dst ? " and dst" : "") + "); give each a different port or dst";
-      }
-    }
-  }
-  return "";
-}
-
-bool Rule::sameAs(const Rule& o) const {
-  auto key = [](const Rule& r) {
-    return std::tie(r.port, r.mirror, r.percentage, r.suffix, r.hostMode, r.hostLiteral, r.sampleMode, r.sampleHeader,
-                    r.dst, r.methods, r.headers, r.dropHeaders, r.connections, r.maxConnections, r.queue, r.queueMiB,
-                    r.maxRps, r.dropPolicy, r.compare, r.secondary, r.tls, r.tlsVerify, r.tlsCa);
-  };
-  return key(*this) == key(o);
 }
 
 }  // namespace shadowtap::rules

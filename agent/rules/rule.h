@@ -37,28 +37,19 @@ enum class HostMode { kSuffix, kKeep, kLiteral };
 // user or tenant always in or always out).
 enum class SampleMode { kConnection, kRequest, kHeader };
 
-// One mirroring rule: traffic to `port` (optionally only to destinations in
-// `dst`) is mirrored to `mirror`, with its own percentage, suffix, limits and
-// safety switches. Built only by parseRule, so every field is valid.
-struct Rule {
-  std::string text;  // as the user wrote it, for messages
-  uint16_t port = 0;
-  std::string mirror;  // host:port; empty only in dry-run mode
+// One mirror of a rule (issue 19: a rule may have several, as the Gateway API
+// allows several mirror filters per rule): its target and the settings that
+// are each mirror's own: its share, host mode, pool, limits and TLS. The
+// rule's own keys are every mirror's defaults; keys given inside
+// mirror=HOST:PORT;key=value;... are that mirror's.
+struct MirrorSpec {
+  std::string target;  // host:port; empty only when the rule names no mirror (--dry-run, --record)
   double percentage = 100.0;
   std::string suffix;
   HostMode hostMode = HostMode::kSuffix;
   std::string hostLiteral;  // kLiteral: "name" or "name:port"
-  SampleMode sampleMode = SampleMode::kConnection;
-  std::string sampleHeader;  // kHeader: the header's name, lower case
-  std::optional<model::DestinationPrefix> dst;
-  std::string dstText;
 
-  // Safety switches; empty means off.
-  std::vector<std::string> methods;                          // allow-list, upper case
-  std::vector<std::pair<std::string, std::string>> headers;  // added, in order
-  std::vector<std::string> dropHeaders;                      // removed, lower case
-
-  // Per-target limits. Connections: `connections` open on demand (the floor),
+  // The pool's limits. Connections: `connections` open on demand (the floor),
   // grown up to `maxConnections` as the mirror's latency needs; the key
   // connections=N sets both, a fixed pool of N.
   size_t connections = 16;
@@ -67,13 +58,6 @@ struct Rule {
   size_t queueMiB = 64;
   uint32_t maxRps = 0;
   DropPolicy dropPolicy = DropPolicy::kNewest;
-
-  // Compare mode (issue 9): the primary's responses are captured too and
-  // compared with the mirror's. `secondary` (HOST:PORT, optional, needs
-  // compare) runs the primary's version and gets the same requests, so fields
-  // that differ between primary and secondary are known as noise.
-  bool compare = false;
-  std::string secondary;
 
   // TLS to the mirror (issue 18): tls=true originates TLS (HTTP/1 only),
   // verifying the certificate (against tlsCa, or the system's CAs) unless
@@ -84,10 +68,48 @@ struct Rule {
 
   // Basis points of `percentage`.
   uint32_t sampleBasisPoints() const;
-  // The share of connections the kernel copies: the percentage when sampling
-  // connections, all of them when requests are picked in the agent.
+  bool operator==(const MirrorSpec&) const = default;
+};
+
+// At most this many mirrors per rule: each has a pool per worker.
+constexpr size_t kMaxMirrorsPerRule = 8;
+
+// One mirroring rule: traffic to `port` (optionally only to destinations in
+// `dst`) is mirrored to each of `mirrors`, with the rule's sample mode, method
+// allow-list, header switches and compare mode. Built only by parseRule, so
+// every field is valid.
+struct Rule {
+  std::string text;  // as the user wrote it, for messages
+  uint16_t port = 0;
+  // At least one, in the order given; mirrors[0].target is empty when the rule
+  // names no mirror (dry run, record only): its host mode still applies.
+  std::vector<MirrorSpec> mirrors = {MirrorSpec{}};
+  SampleMode sampleMode = SampleMode::kConnection;
+  std::string sampleHeader;  // kHeader: the header's name, lower case
+  std::optional<model::DestinationPrefix> dst;
+  std::string dstText;
+
+  // Safety switches, the same for every mirror; empty means off.
+  std::vector<std::string> methods;                          // allow-list, upper case
+  std::vector<std::pair<std::string, std::string>> headers;  // added, in order
+  std::vector<std::string> dropHeaders;                      // removed, lower case
+
+  // Compare mode (issue 9): the primary's responses are captured too and
+  // compared with the first mirror's. `secondary` (HOST:PORT, optional, needs
+  // compare) runs the primary's version and gets the same requests, so fields
+  // that differ between primary and secondary are known as noise.
+  bool compare = false;
+  std::string secondary;
+
+  const MirrorSpec& first() const { return mirrors.front(); }
+  // Whether the rule sends anywhere (false: dry run or record only).
+  bool hasMirror() const { return !mirrors.front().target.empty(); }
+  // The share of connections the kernel copies: with connection sampling the
+  // largest of the mirrors' percentages (each mirror then takes its share of
+  // those in the agent), all of them when requests are picked in the agent.
   uint32_t kernelSampleBasisPoints() const;
-  // "port=8000 -> httpbin-mirror:8000 (50%)" for logs.
+  // "port=8000 -> httpbin-mirror:8000 (50%)" for logs; several mirrors are
+  // listed with " + ".
   std::string describe() const;
   // Same in every setting that matters (the text may be spelt differently).
   bool sameAs(const Rule& other) const;
@@ -102,8 +124,12 @@ struct Rule {
 //   compare=true|false          secondary=HOST:PORT (needs compare=true)
 //   tls=true|false  tls-verify=true|false  tls-ca=FILE (the last two need tls=true)
 //   host=suffix|keep|HOST[:PORT]  sample=connection|request|header:NAME
-// Values cannot contain ','. nullopt and *error (one line quoting the rule and
-// the offending part) when the text is not a valid rule.
+// mirror= is repeatable (up to kMaxMirrorsPerRule, each target once) and may
+// carry the mirror's own keys: mirror=HOST:PORT;percentage=P;host=keep;...
+// (percentage, suffix, host, the pool keys and the tls keys; the rule's keys
+// are the defaults). Values cannot contain ',' (nor ';' inside mirror=).
+// nullopt and *error (one line quoting the rule and the offending part) when
+// the text is not a valid rule.
 std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& defaults, bool mirrorOptional,
                               std::string* error);
 

@@ -45,7 +45,7 @@ double cpuSeconds() {
 uint64_t answered(const RuleSet& set) {
   uint64_t n = 0;
   for (const auto& mine : set.perWorker) {
-    const replay::MirrorStats& s = mine[0]->replayer->stats();
+    const replay::MirrorStats& s = mine[0]->mirrors[0].replayer->stats();
     n += base::load(s.responses2xx) + base::load(s.responses3xx) + base::load(s.responses4xx) +
          base::load(s.responses5xx);
   }
@@ -73,7 +73,7 @@ void produce(Worker& worker, RuleRuntime& rt, uint32_t first, uint32_t conns, si
     s.flags = flow::kTcpSyn;
     worker.onSegment(s);
   }
-  const replay::MirrorStats& ps = rt.replayer->stats();
+  const replay::MirrorStats& ps = rt.mirrors[0].replayer->stats();
   std::string req;
   uint64_t n = 0;
   while (!stop.load(std::memory_order_relaxed)) {
@@ -144,13 +144,13 @@ int main(int argc, char** argv) {
     replay::MirrorPoolOptions o;
     o.target = mirror;
     o.addrs = resolved.addrs;
-    o.maxConnections = rule->connections;
-    o.queueCapacity = rule->queue;
-    o.queueBytes = rule->queueMiB << 20;
+    o.maxConnections = rule->first().connections;
+    o.queueCapacity = rule->first().queue;
+    o.queueBytes = rule->first().queueMiB << 20;
     o.localEndpoints = &local;
     splitPoolOptions(o, workers, w, nullptr);
-    rt->replayer = std::make_unique<replay::MirrorPool>(o);
-    if (!rt->replayer->start()) {
+    rt->mirrors[0].replayer = std::make_unique<replay::MirrorPool>(o);
+    if (!rt->mirrors[0].replayer->start()) {
       return 1;
     }
     set->perWorker[w].push_back(rt);
@@ -191,11 +191,11 @@ int main(int argc, char** argv) {
   uint64_t errors = 0, dropped = 0;
   for (uint32_t w = 0; w < workers; ++w) {
     RuleRuntime& rt = *set->perWorker[w][0];
-    rt.replayer->stop(std::chrono::milliseconds(500));
-    const replay::MirrorStats& s = rt.replayer->stats();
+    rt.mirrors[0].replayer->stop(std::chrono::milliseconds(500));
+    const replay::MirrorStats& s = rt.mirrors[0].replayer->stats();
     errors += base::load(s.errorsConnect) + base::load(s.errorsReset) + base::load(s.errorsResponseTimeout) +
               base::load(s.errorsBadResponse);
-    dropped += base::load(rt.stats.dropped);
+    dropped += base::load(rt.mirrors[0].stats.dropped);
   }
   const double secs = static_cast<double>(t1 - t0) / 1e9;
   const double rps = static_cast<double>(a1 - a0) / secs;

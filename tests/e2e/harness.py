@@ -257,11 +257,15 @@ class MirrorLab:
         lab.hosts_file(self.node, {"httpbin-mirror": "198.18.1.2"})
         self.primary_rec = os.path.join(self.workdir, "primary.jsonl")
         self.mirror_rec = os.path.join(self.workdir, "mirror.jsonl")
-        for ns, rec, name in ((self.node, self.primary_rec, "v1"), (self.mir, self.mirror_rec, "v1-mirroring")):
-            p = lab.spawn(ns, [PY, os.path.join(HERE, "recording_server.py"), "--port", str(PORT),
-                               "--record", rec, "--name", name], stdout=subprocess.PIPE, text=True)
-            if p.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"{name} server did not start")
+        self.recording_server(self.node, PORT, self.primary_rec, "v1")
+        self.recording_server(self.mir, PORT, self.mirror_rec, "v1-mirroring")
+
+    def recording_server(self, ns, port, rec, name):
+        """A recording_server.py in `ns` on `port`, writing every request it gets to `rec`."""
+        p = self.lab.spawn(ns, [PY, os.path.join(HERE, "recording_server.py"), "--port", str(port),
+                                "--record", rec, "--name", name], stdout=subprocess.PIPE, text=True)
+        if p.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{name} server did not start")
 
     def shadowtap(self, binary, *extra, **kw):
         return Shadowtap(self.lab, self.node, binary, self.node_if, self.workdir, *extra, **kw)

@@ -42,6 +42,33 @@ TEST(Summary, FewShortLinesWithTheFiguresThatAddUp) {
   }
 }
 
+// A rule with two mirrors: one line per mirror, and "to mirrors" counts the
+// copies (a request sent to both counts twice).
+TEST(Summary, ARuleWithTwoMirrorsHasALinePerMirror) {
+  metrics::Registry r;
+  r.add([](base::StatsSink& out) {
+    for (const char* m : {"a:80", "b:80"}) {
+      out.gauge("shadowtap_rule_info", "", 1, {{"rule", "1"}, {"port", "8000"}, {"target", m}, {"mirror", m}});
+    }
+    out.counter("shadowtap_requests_total", "", 100, {{"rule", "1"}});
+    out.counters("shadowtap_requests_not_mirrored_total", "", "reason", {{"already_shadow", 2}, {"sampled_out", 0}},
+                 {{"rule", "1"}, {"mirror", "a:80"}});
+    out.counters("shadowtap_requests_not_mirrored_total", "", "reason", {{"already_shadow", 2}, {"sampled_out", 49}},
+                 {{"rule", "1"}, {"mirror", "b:80"}});
+    out.counters("shadowtap_mirror_requests_total", "", "outcome", {{"response_2xx", 98}},
+                 {{"rule", "1"}, {"mirror", "a:80"}, {"protocol", "http1"}});
+    out.counters("shadowtap_mirror_requests_total", "", "outcome", {{"response_2xx", 45}, {"reset", 4}},
+                 {{"rule", "1"}, {"mirror", "b:80"}, {"protocol", "http1"}});
+  });
+  const std::vector<std::string> lines = formatSummary(r.collect());
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[0],
+            "requests: 100 seen -> 147 to mirrors -> 143 answered; lost 4 (reset 4); "
+            "not mirrored 53 (already_shadow 4, sampled_out 49)");
+  EXPECT_EQ(lines[1], "rule 1 :8000 -> a:80: 100 seen, 98 answered (2xx 98), lost 0");
+  EXPECT_EQ(lines[2], "rule 1 :8000 -> b:80: 100 seen, 45 answered (2xx 45), lost 4 (reset 4)");
+}
+
 TEST(Summary, KafkaRecordLineSaysDeliveredWaitingAndWhyNot) {
   metrics::Registry r;
   r.add([](base::StatsSink& out) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/counters.h"
+#include "h2_test_server.h"
 #include "h2_wire.h"
 #include "replay/mirror_pool.h"
 #include "replay/target.h"
@@ -44,8 +45,8 @@ class WorkerMirrorTest : public ::testing::Test {
     o.addrs = replay::resolveTarget(target).addrs;
     o.minConnections = o.maxConnections = 2;
     o.localEndpoints = &local_;
-    runtime_->replayer = std::make_unique<replay::MirrorPool>(o);
-    EXPECT_TRUE(runtime_->replayer->start());
+    runtime_->mirrors[0].replayer = std::make_unique<replay::MirrorPool>(o);
+    EXPECT_TRUE(runtime_->mirrors[0].replayer->start());
     set->perWorker[0].push_back(runtime_);
     snapshot_.publish(set);
     shared_.rules = &snapshot_;
@@ -53,7 +54,7 @@ class WorkerMirrorTest : public ::testing::Test {
     shared_.localEndpoints = &local_;
   }
   ~WorkerMirrorTest() override {
-    runtime_->replayer->stop(std::chrono::milliseconds(500));
+    runtime_->mirrors[0].replayer->stop(std::chrono::milliseconds(500));
     server_.stop();
   }
 
@@ -102,14 +103,14 @@ TEST_F(WorkerMirrorTest, SegmentsOutOfOrderReachTheMirrorAsTheClientSentThemWith
   const RuleStats& rs = runtime_->stats;
   EXPECT_EQ(base::load(w.stats().requests), 2u);
   EXPECT_EQ(base::load(rs.requests), 2u);
-  EXPECT_EQ(base::load(rs.submitted), 2u);
-  EXPECT_EQ(base::load(rs.queued), 2u);
+  EXPECT_EQ(base::load(runtime_->mirrors[0].stats.submitted), 2u);
+  EXPECT_EQ(base::load(runtime_->mirrors[0].stats.queued), 2u);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (base::load(runtime_->replayer->stats().responses2xx) < 2 && std::chrono::steady_clock::now() < deadline) {
+  while (base::load(runtime_->mirrors[0].replayer->stats().responses2xx) < 2 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  EXPECT_EQ(base::load(runtime_->replayer->stats().sent), 2u);
-  EXPECT_EQ(base::load(runtime_->replayer->stats().responses2xx), 2u);
+  EXPECT_EQ(base::load(runtime_->mirrors[0].replayer->stats().sent), 2u);
+  EXPECT_EQ(base::load(runtime_->mirrors[0].replayer->stats().responses2xx), 2u);
   EXPECT_EQ(base::load(w.stats().segments), 6u) << "every segment is counted, the retransmission too";
 }
 
@@ -130,6 +131,25 @@ TEST_F(WorkerMirrorTest, AGarbageStreamIsCountedAndNothingReachesTheMirror) {
   EXPECT_GT(base::load(w.framers().stats().unmirroredBytes), 0u) << "the garbage's bytes are counted as not mirrored";
 }
 
+// What a Worker needs to run one rule (its runtime, with the pools the test
+// gave it), without a pipeline.
+struct OneRuleWorld {
+  explicit OneRuleWorld(std::shared_ptr<RuleRuntime> rt) {
+    auto set = std::make_shared<RuleSet>();
+    set->generation = 1;
+    set->perWorker.resize(1);
+    set->perWorker[0].push_back(std::move(rt));
+    snapshot.publish(set);
+    shared.rules = &snapshot;
+    shared.rulesMutex = &mutex;
+    shared.localEndpoints = &local;
+  }
+  RuleSnapshot snapshot;
+  std::mutex mutex;
+  replay::LocalEndpoints local;
+  WorkerShared shared;
+};
+
 // tls=true originates TLS for HTTP/1.1 only: an HTTP/2 request of such a rule
 // is dropped and counted, never sent to the mirror in cleartext h2c.
 TEST(WorkerTls, AnHttp2RequestOfATlsRuleIsCountedAndNotSentInCleartext) {
@@ -137,24 +157,13 @@ TEST(WorkerTls, AnHttp2RequestOfATlsRuleIsCountedAndNotSentInCleartext) {
   auto rule = rules::parseRule("port=8000,mirror=127.0.0.1:9,tls=true,tls-verify=false", rules::RuleDefaults{}, true,
                                &error);
   ASSERT_TRUE(rule) << error;
-  auto set = std::make_shared<RuleSet>();
-  set->generation = 1;
-  set->perWorker.resize(1);
   auto rt = std::make_shared<RuleRuntime>(*rule, 1, 0);
   replay::MirrorPoolOptions o;  // the rule's HTTP/1 pool: never started, nothing goes there
   o.target = "127.0.0.1:9";
   o.addrs = replay::resolveTarget(o.target).addrs;
-  rt->replayer = std::make_unique<replay::MirrorPool>(o);
-  set->perWorker[0].push_back(rt);
-  RuleSnapshot snapshot;
-  snapshot.publish(set);
-  std::mutex mutex;
-  replay::LocalEndpoints local;
-  WorkerShared shared;
-  shared.rules = &snapshot;
-  shared.rulesMutex = &mutex;
-  shared.localEndpoints = &local;
-  Worker w(0, shared);
+  rt->mirrors[0].replayer = std::make_unique<replay::MirrorPool>(o);
+  OneRuleWorld world(rt);
+  Worker w(0, world.shared);
 
   h2::test::WireClient client;
   client.submit({.headers = {{":method", "GET", false}, {":scheme", "https", false},
@@ -164,10 +173,129 @@ TEST(WorkerTls, AnHttp2RequestOfATlsRuleIsCountedAndNotSentInCleartext) {
   w.onSegment(testing::syntheticSegment(40010, 8000, 1, 70, flow::kTcpSyn));
   w.onSegment(testing::syntheticSegment(40010, 8000, 1, 71, flow::kTcpAck, bytes));
   EXPECT_EQ(base::load(w.stats().h2Requests), 1u);
-  EXPECT_EQ(base::load(rt->stats.h2TlsUnsupported), 1u);
-  EXPECT_EQ(base::load(rt->stats.dropped), 1u);
-  EXPECT_EQ(base::load(rt->stats.submitted), 1u);
-  EXPECT_EQ(rt->h2Pool, nullptr) << "no h2c connection is opened for a tls=true rule";
+  const MirrorCounters& mc = rt->mirrors[0].stats;
+  EXPECT_EQ(base::load(mc.h2TlsUnsupported), 1u);
+  EXPECT_EQ(base::load(mc.dropped), 1u);
+  EXPECT_EQ(base::load(mc.submitted), 1u);
+  EXPECT_EQ(rt->mirrors[0].h2Pool, nullptr) << "no h2c connection is opened for a tls=true rule";
+}
+
+// Issue 19: one request to two shadows. A rule with two mirrors, the second
+// with its own host mode and a 50 % share of the requests: every request
+// reaches the first with the shadow host, half of them reach the second with
+// the host kept, each mirror's pool counts its own, and for each mirror the
+// rule's requests add up (submitted + sampled out).
+TEST(WorkerMirrors, OneRequestGoesToTwoShadowsEachDecidingOnItsOwn) {
+  const auto ok = [](const ServerRequest&, size_t, size_t) { return ServerAction{.response = httpResponse(200, "ok")}; };
+  TestHttpServer first(ok), second(ok);
+  const std::string a = "127.0.0.1:" + std::to_string(replay::testing::portOf(first.address()));
+  const std::string b = "127.0.0.1:" + std::to_string(replay::testing::portOf(second.address()));
+  std::string error;
+  auto rule = rules::parseRule("port=8000,sample=request,mirror=" + a + ",mirror=" + b + ";percentage=50;host=keep",
+                               rules::RuleDefaults{}, false, &error);
+  ASSERT_TRUE(rule) << error;
+  auto rt = std::make_shared<RuleRuntime>(*rule, 1, 0);
+  OneRuleWorld world(rt);
+  for (MirrorRuntime& m : rt->mirrors) {
+    replay::MirrorPoolOptions o;
+    o.target = m.spec.target;
+    o.addrs = replay::resolveTarget(o.target).addrs;
+    o.minConnections = o.maxConnections = 2;
+    o.localEndpoints = &world.local;
+    m.replayer = std::make_unique<replay::MirrorPool>(o);
+    ASSERT_TRUE(m.replayer->start());
+  }
+  Worker w(0, world.shared);
+
+  std::string stream;
+  const int n = 40;
+  for (int i = 0; i < n; ++i) {
+    stream += "GET /r" + std::to_string(i) + " HTTP/1.1\r\nHost: shop.example:8000\r\n\r\n";
+  }
+  w.onSegment(testing::syntheticSegment(40020, 8000, 1, 500, flow::kTcpSyn));
+  w.onSegment(testing::syntheticSegment(40020, 8000, 1, 501, flow::kTcpAck, stream));
+  ASSERT_TRUE(first.waitForRequests(n, std::chrono::seconds(5)));
+  ASSERT_TRUE(second.waitForRequests(n / 2 - 1, std::chrono::seconds(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // nothing more arrives
+  const auto all = [](TestHttpServer& server) {
+    std::vector<std::string> got;
+    for (const auto& conn : server.requestsByConnection()) {
+      got.insert(got.end(), conn.begin(), conn.end());
+    }
+    return got;
+  };
+  const std::vector<std::string> atFirst = all(first), atSecond = all(second);
+  EXPECT_EQ(atFirst.size(), static_cast<size_t>(n));
+  EXPECT_NEAR(static_cast<double>(atSecond.size()), n / 2.0, 1.0) << "sample=request: its share, within one";
+  for (const std::string& r : atFirst) {
+    EXPECT_NE(r.find("\r\nHost: shop.example-shadow:8000\r\n"), std::string::npos) << r;
+  }
+  for (const std::string& r : atSecond) {
+    EXPECT_NE(r.find("\r\nHost: shop.example:8000\r\n"), std::string::npos) << r;
+  }
+  const MirrorCounters& ca = rt->mirrors[0].stats;
+  const MirrorCounters& cb = rt->mirrors[1].stats;
+  EXPECT_EQ(base::load(rt->stats.requests), static_cast<uint64_t>(n));
+  EXPECT_EQ(base::load(ca.submitted) + base::load(ca.sampledOut), static_cast<uint64_t>(n));
+  EXPECT_EQ(base::load(cb.submitted) + base::load(cb.sampledOut), static_cast<uint64_t>(n));
+  EXPECT_EQ(base::load(ca.queued), atFirst.size());
+  EXPECT_EQ(base::load(cb.queued), atSecond.size());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (base::load(rt->mirrors[1].replayer->stats().responses2xx) < atSecond.size() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(base::load(rt->mirrors[0].replayer->stats().sent), atFirst.size());
+  EXPECT_EQ(base::load(rt->mirrors[1].replayer->stats().responses2xx), atSecond.size());
+  for (MirrorRuntime& m : rt->mirrors) {
+    m.replayer->stop(std::chrono::milliseconds(500));
+  }
+  first.stop();
+  second.stop();
+}
+
+// The same for HTTP/2: one request stream goes to two h2c shadows, each with
+// its own :authority (suffix, and the host kept), each on its own pool.
+TEST(WorkerMirrors, AnHttp2RequestGoesToTwoShadowsWithTheirOwnAuthority) {
+  h2::test::H2TestServer first, second;
+  const std::string a = "127.0.0.1:" + std::to_string(first.port());
+  const std::string b = "127.0.0.1:" + std::to_string(second.port());
+  std::string error;
+  auto rule = rules::parseRule("port=8000,mirror=" + a + ",mirror=" + b + ";host=keep", rules::RuleDefaults{}, false,
+                               &error);
+  ASSERT_TRUE(rule) << error;
+  auto rt = std::make_shared<RuleRuntime>(*rule, 1, 0);
+  OneRuleWorld world(rt);
+  for (MirrorRuntime& m : rt->mirrors) {
+    replay::MirrorPoolOptions o;  // the HTTP/1 pool, whose settings the h2c pool takes
+    o.target = m.spec.target;
+    o.addrs = m.addrs = replay::resolveTarget(o.target).addrs;
+    o.minConnections = o.maxConnections = 1;
+    o.localEndpoints = &world.local;
+    m.replayer = std::make_unique<replay::MirrorPool>(o);
+  }
+  Worker w(0, world.shared);
+  h2::test::WireClient client;
+  client.submit({.headers = {{":method", "GET", false}, {":scheme", "http", false},
+                             {":authority", "shop.example:8000", false}, {":path", "/two", false}}});
+  client.pump();
+  w.onSegment(testing::syntheticSegment(40030, 8000, 1, 90, flow::kTcpSyn));
+  w.onSegment(testing::syntheticSegment(40030, 8000, 1, 91, flow::kTcpAck, client.captured()));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while ((first.requestCount() < 1 || second.requestCount() < 1) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(first.requestCount(), 1u);
+  ASSERT_EQ(second.requestCount(), 1u);
+  EXPECT_EQ(first.requests()[0].authority(), "shop.example-shadow:8000");
+  EXPECT_EQ(second.requests()[0].authority(), "shop.example:8000");
+  EXPECT_EQ(first.requests()[0].target(), "/two");
+  for (MirrorRuntime& m : rt->mirrors) {
+    EXPECT_EQ(base::load(m.stats.submitted), 1u);
+    EXPECT_EQ(base::load(m.stats.queued), 1u);
+    ASSERT_NE(m.h2Pool, nullptr) << "each mirror has its own h2c pool";
+    m.h2Pool->stop(std::chrono::milliseconds(500));
+  }
 }
 
 }  // namespace

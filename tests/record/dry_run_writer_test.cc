@@ -68,6 +68,20 @@ TEST(DryRunWriter, OneJsonLinePerRequest) {
   EXPECT_EQ(w.stats().writeErrors, 0u);
 }
 
+// A rule with mirrors: the line lists the mirrors the request would go to,
+// each with its host there; shadow_host is the first one's.
+TEST(DryRunWriter, ListsTheMirrorsARequestWouldGoTo) {
+  DryRunWriter w(stdout, "-shadow", 0);
+  const auto j = nlohmann::json::parse(
+      w.format(sampleRequest(), {{"v2:8000", "httpbin-shadow:8000"}, {"v3:9000", "httpbin:8000"}}));
+  EXPECT_EQ(j["shadow_host"], "httpbin-shadow:8000");
+  ASSERT_EQ(j["mirrors"].size(), 2u);
+  EXPECT_EQ(j["mirrors"][0]["target"], "v2:8000");
+  EXPECT_EQ(j["mirrors"][1]["target"], "v3:9000");
+  EXPECT_EQ(j["mirrors"][1]["shadow_host"], "httpbin:8000");
+  EXPECT_FALSE(nlohmann::json::parse(w.format(sampleRequest())).contains("mirrors")) << "a rule without mirror=";
+}
+
 TEST(DryRunWriter, InvalidUtf8AndControlBytesStayOneValidLine) {
   DryRunWriter w(stdout, "-shadow", 0);
   model::Request r = sampleRequest();

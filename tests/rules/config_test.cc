@@ -47,15 +47,15 @@ TEST(ConfigTest, ShorthandFlagsMakeTheFirstRule) {
             -1);
   ASSERT_EQ(c.rules.size(), 2u);
   EXPECT_EQ(c.rules[0].port, 8000);
-  EXPECT_EQ(c.rules[0].mirror, "127.0.0.1:9");
-  EXPECT_EQ(c.rules[0].sampleBasisPoints(), 1250u);
-  EXPECT_EQ(c.rules[0].suffix, "-sh");
-  EXPECT_EQ(c.rules[0].connections, 3u);
-  EXPECT_EQ(c.rules[0].maxConnections, 40u);  // grows from 3 to 40
+  EXPECT_EQ(c.rules[0].first().target, "127.0.0.1:9");
+  EXPECT_EQ(c.rules[0].first().sampleBasisPoints(), 1250u);
+  EXPECT_EQ(c.rules[0].first().suffix, "-sh");
+  EXPECT_EQ(c.rules[0].first().connections, 3u);
+  EXPECT_EQ(c.rules[0].first().maxConnections, 40u);  // grows from 3 to 40
   EXPECT_EQ(c.rules[1].port, 9000);
-  EXPECT_EQ(c.rules[1].suffix, "-x");
-  EXPECT_EQ(c.rules[1].connections, 5u);     // the rule's own: a fixed pool
-  EXPECT_EQ(c.rules[1].maxConnections, 5u);
+  EXPECT_EQ(c.rules[1].first().suffix, "-x");
+  EXPECT_EQ(c.rules[1].first().connections, 5u);     // the rule's own: a fixed pool
+  EXPECT_EQ(c.rules[1].first().maxConnections, 5u);
 }
 
 TEST(ConfigTest, ConfigFileAndFlagsOverrideIt) {
@@ -71,8 +71,8 @@ TEST(ConfigTest, ConfigFileAndFlagsOverrideIt) {
   EXPECT_EQ(c.summaryIntervalSec, 3u);
   ASSERT_EQ(c.rules.size(), 2u);
   EXPECT_EQ(c.rules[0].methods, (std::vector<std::string>{"GET", "HEAD"}));
-  EXPECT_EQ(c.rules[0].maxRps, 7u);
-  EXPECT_EQ(c.rules[0].dropPolicy, rules::DropPolicy::kOldest);
+  EXPECT_EQ(c.rules[0].first().maxRps, 7u);
+  EXPECT_EQ(c.rules[0].first().dropPolicy, rules::DropPolicy::kOldest);
   ASSERT_EQ(c.rules[1].headers.size(), 1u);
 
   Config o;
@@ -81,7 +81,37 @@ TEST(ConfigTest, ConfigFileAndFlagsOverrideIt) {
   EXPECT_EQ(o.summaryIntervalSec, 5u);
   ASSERT_EQ(o.rules.size(), 1u);  // the flag's rules replace the file's
   EXPECT_EQ(o.rules[0].port, 7000);
-  EXPECT_EQ(o.rules[0].maxRps, 7u);  // other file settings still apply
+  EXPECT_EQ(o.rules[0].first().maxRps, 7u);  // other file settings still apply
+}
+
+// Several mirrors in the TOML file's rule strings, with the flags' defaults
+// under each mirror's own keys; a bad mirror value is refused.
+TEST(ConfigTest, SeveralMirrorsInTheConfigFile) {
+  TempFile file(
+      "interface = [\"lo\"]\n"
+      "mirror-max-rps = 7\n"
+      "rule = [\"port=8000,sample=request,mirror=127.0.0.1:9,mirror=127.0.0.1:10;percentage=20;host=keep;max-rps=3\"]\n");
+  Config c;
+  ASSERT_EQ(parse({"--config", file.path()}, c), -1);
+  ASSERT_EQ(c.rules.size(), 1u);
+  ASSERT_EQ(c.rules[0].mirrors.size(), 2u);
+  EXPECT_EQ(c.rules[0].mirrors[0].maxRps, 7u);
+  EXPECT_EQ(c.rules[0].mirrors[0].hostMode, rules::HostMode::kSuffix);
+  EXPECT_EQ(c.rules[0].mirrors[1].target, "127.0.0.1:10");
+  EXPECT_EQ(c.rules[0].mirrors[1].sampleBasisPoints(), 2000u);
+  EXPECT_EQ(c.rules[0].mirrors[1].hostMode, rules::HostMode::kKeep);
+  EXPECT_EQ(c.rules[0].mirrors[1].maxRps, 3u);
+  TempFile bad("interface = [\"lo\"]\nrule = [\"port=8000,mirror=127.0.0.1:9,mirror=127.0.0.1:10;percentage=x\"]\n");
+  Config b;
+  std::string error;
+  std::vector<std::string> args = {"shadowtap", "--config", bad.path()};
+  std::vector<char*> argv;
+  for (auto& a : args) {
+    argv.push_back(a.data());
+  }
+  EXPECT_FALSE(reparseConfig(static_cast<int>(argv.size()), argv.data(), b, &error));
+  EXPECT_NE(error.find("'mirror=127.0.0.1:10;percentage=x': percentage must be a number"), std::string::npos) << error;
+  EXPECT_EQ(error.find('\n'), std::string::npos) << "one line: " << error;
 }
 
 TEST(ConfigTest, Rejections) {

@@ -17,14 +17,14 @@ TEST(RuleTest, MinimalRuleTakesDefaults) {
   auto r = parse("port=8000,mirror=httpbin-mirror:8000", &error);
   ASSERT_TRUE(r) << error;
   EXPECT_EQ(r->port, 8000);
-  EXPECT_EQ(r->mirror, "httpbin-mirror:8000");
-  EXPECT_EQ(r->percentage, 100.0);
-  EXPECT_EQ(r->sampleBasisPoints(), 10000u);
-  EXPECT_EQ(r->suffix, "-dflt");
-  EXPECT_EQ(r->connections, 7u);
-  EXPECT_EQ(r->maxConnections, 1024u) << "the pool grows from the floor to the default maximum";
-  EXPECT_EQ(r->maxRps, 0u);
-  EXPECT_EQ(r->dropPolicy, DropPolicy::kNewest);
+  EXPECT_EQ(r->first().target, "httpbin-mirror:8000");
+  EXPECT_EQ(r->first().percentage, 100.0);
+  EXPECT_EQ(r->first().sampleBasisPoints(), 10000u);
+  EXPECT_EQ(r->first().suffix, "-dflt");
+  EXPECT_EQ(r->first().connections, 7u);
+  EXPECT_EQ(r->first().maxConnections, 1024u) << "the pool grows from the floor to the default maximum";
+  EXPECT_EQ(r->first().maxRps, 0u);
+  EXPECT_EQ(r->first().dropPolicy, DropPolicy::kNewest);
   EXPECT_TRUE(r->methods.empty());
   EXPECT_TRUE(r->headers.empty());
   EXPECT_TRUE(r->dropHeaders.empty());
@@ -41,13 +41,13 @@ TEST(RuleTest, ConnectionFloorAndMaximum) {
   std::string error;
   auto r = parseRule("port=80,mirror=a:1", d, false, &error);
   ASSERT_TRUE(r) << error;
-  EXPECT_EQ(r->connections, 7u);
-  EXPECT_EQ(r->maxConnections, 7u);
+  EXPECT_EQ(r->first().connections, 7u);
+  EXPECT_EQ(r->first().maxConnections, 7u);
   d.maxConnections = 100;
   r = parseRule("port=80,mirror=a:1,connections=30", d, false, &error);
   ASSERT_TRUE(r) << error;
-  EXPECT_EQ(r->connections, 30u);
-  EXPECT_EQ(r->maxConnections, 30u);
+  EXPECT_EQ(r->first().connections, 30u);
+  EXPECT_EQ(r->first().maxConnections, 30u);
   auto grown = parseRule("port=80,mirror=a:1", d, false, &error);
   ASSERT_TRUE(grown) << error;
   d.maxConnections = 200;
@@ -65,9 +65,9 @@ TEST(RuleTest, EveryKey) {
       &error);
   ASSERT_TRUE(r) << error;
   EXPECT_EQ(r->port, 9000);
-  EXPECT_EQ(r->mirror, "[2001:db8::2]:80");
-  EXPECT_EQ(r->sampleBasisPoints(), 1250u);
-  EXPECT_EQ(r->suffix, "-canary");
+  EXPECT_EQ(r->first().target, "[2001:db8::2]:80");
+  EXPECT_EQ(r->first().sampleBasisPoints(), 1250u);
+  EXPECT_EQ(r->first().suffix, "-canary");
   ASSERT_TRUE(r->dst);
   EXPECT_EQ(r->dst->family, 4);
   EXPECT_EQ(r->dst->length, 24);
@@ -76,12 +76,12 @@ TEST(RuleTest, EveryKey) {
   EXPECT_EQ(r->headers[0], (std::pair<std::string, std::string>{"x-shadowtap", "1"}));
   EXPECT_EQ(r->headers[1], (std::pair<std::string, std::string>{"X-Env", "staging"}));
   EXPECT_EQ(r->dropHeaders, (std::vector<std::string>{"authorization", "cookie"}));
-  EXPECT_EQ(r->connections, 3u);
-  EXPECT_EQ(r->maxConnections, 3u) << "connections=N in a rule is a fixed pool";
-  EXPECT_EQ(r->queue, 10u);
-  EXPECT_EQ(r->queueMiB, 2u);
-  EXPECT_EQ(r->maxRps, 50u);
-  EXPECT_EQ(r->dropPolicy, DropPolicy::kOldest);
+  EXPECT_EQ(r->first().connections, 3u);
+  EXPECT_EQ(r->first().maxConnections, 3u) << "connections=N in a rule is a fixed pool";
+  EXPECT_EQ(r->first().queue, 10u);
+  EXPECT_EQ(r->first().queueMiB, 2u);
+  EXPECT_EQ(r->first().maxRps, 50u);
+  EXPECT_EQ(r->first().dropPolicy, DropPolicy::kOldest);
 }
 
 TEST(RuleTest, MirrorOptionalOnlyInDryRun) {
@@ -159,13 +159,13 @@ TEST(RuleTest, TlsToTheMirror) {
   std::string error;
   auto plain = parse("port=443,mirror=v2:8443", &error);
   ASSERT_TRUE(plain) << error;
-  EXPECT_FALSE(plain->tls);
-  EXPECT_TRUE(plain->tlsVerify);
+  EXPECT_FALSE(plain->first().tls);
+  EXPECT_TRUE(plain->first().tlsVerify);
   auto r = parse("port=443,mirror=v2:8443,tls=true,tls-verify=false,tls-ca=/dev/null", &error);
   ASSERT_TRUE(r) << error;
-  EXPECT_TRUE(r->tls);
-  EXPECT_FALSE(r->tlsVerify);
-  EXPECT_EQ(r->tlsCa, "/dev/null");
+  EXPECT_TRUE(r->first().tls);
+  EXPECT_FALSE(r->first().tlsVerify);
+  EXPECT_EQ(r->first().tlsCa, "/dev/null");
   EXPECT_NE(r->describe().find("TLS to the mirror (not verified)"), std::string::npos) << r->describe();
   EXPECT_FALSE(r->sameAs(*plain)) << "a reload that turns TLS on is a new rule";
   EXPECT_FALSE(parse("port=443,mirror=v2:8443,tls=yes", &error));
@@ -174,6 +174,108 @@ TEST(RuleTest, TlsToTheMirror) {
   EXPECT_NE(error.find("only make sense with tls=true"), std::string::npos) << error;
   EXPECT_FALSE(parse("port=443,mirror=v2:8443,tls=true,tls-ca=/nonexistent/ca.pem", &error));
   EXPECT_NE(error.find("not a readable file"), std::string::npos) << error;
+}
+
+// Issue 19: several mirrors per rule. The rule's keys are every mirror's
+// defaults; keys after ';' inside mirror= are that mirror's own.
+TEST(RuleTest, SeveralMirrorsEachWithItsOwnKeys) {
+  std::string error;
+  auto r = parse(
+      "port=8000,percentage=50,host=keep,max-rps=9,mirror=v2:8000,"
+      "mirror=v3:9000;percentage=12.5;host=staging.svc;suffix=-x;connections=3;queue=7;queue-mib=2;max-rps=0;"
+      "drop-policy=oldest,methods=GET,sample=request",
+      &error);
+  ASSERT_TRUE(r) << error;
+  ASSERT_EQ(r->mirrors.size(), 2u);
+  const MirrorSpec& a = r->mirrors[0];
+  const MirrorSpec& b = r->mirrors[1];
+  EXPECT_EQ(a.target, "v2:8000");
+  EXPECT_EQ(a.percentage, 50.0);
+  EXPECT_EQ(a.hostMode, HostMode::kKeep);
+  EXPECT_EQ(a.maxRps, 9u);
+  EXPECT_EQ(a.suffix, "-dflt");
+  EXPECT_EQ(a.connections, 7u);
+  EXPECT_EQ(a.dropPolicy, DropPolicy::kNewest);
+  EXPECT_EQ(b.target, "v3:9000");
+  EXPECT_EQ(b.sampleBasisPoints(), 1250u);
+  EXPECT_EQ(b.hostMode, HostMode::kLiteral);
+  EXPECT_EQ(b.hostLiteral, "staging.svc");
+  EXPECT_EQ(b.suffix, "-x");
+  EXPECT_EQ(b.connections, 3u);
+  EXPECT_EQ(b.maxConnections, 3u);
+  EXPECT_EQ(b.queue, 7u);
+  EXPECT_EQ(b.queueMiB, 2u);
+  EXPECT_EQ(b.maxRps, 0u) << "a mirror's own key wins over the rule's";
+  EXPECT_EQ(b.dropPolicy, DropPolicy::kOldest);
+  EXPECT_EQ(r->methods, std::vector<std::string>{"GET"});
+  EXPECT_EQ(r->sampleMode, SampleMode::kRequest);
+  EXPECT_EQ(r->describe(),
+            "port=8000 -> v2:8000 (50% of requests, host kept, max 9 rps) + v3:9000 (12.5% of requests, host "
+            "staging.svc), methods GET");
+
+  // The order of the rule's keys and the mirrors does not matter to the settings.
+  auto same = parse("port=8000,mirror=v2:8000,sample=request,methods=GET,mirror=v3:9000;percentage=12.5;host=staging."
+                    "svc;suffix=-x;connections=3;queue=7;queue-mib=2;max-rps=0;drop-policy=oldest,max-rps=9,"
+                    "host=keep,percentage=50",
+                    &error);
+  ASSERT_TRUE(same) << error;
+  EXPECT_TRUE(r->sameAs(*same));
+  auto fewer = parse("port=8000,percentage=50,host=keep,max-rps=9,mirror=v2:8000,methods=GET,sample=request", &error);
+  ASSERT_TRUE(fewer) << error;
+  EXPECT_FALSE(r->sameAs(*fewer)) << "a reload that adds or removes a mirror is a new rule";
+}
+
+// One mirror written either way is the same rule: the single-mirror form is unchanged.
+TEST(RuleTest, OneMirrorWithItsOwnKeysIsTheSameAsTheRuleKeys) {
+  std::string error;
+  auto plain = parse("port=80,mirror=a:1,percentage=20,host=keep,tls=true", &error);
+  auto scoped = parse("port=80,mirror=a:1;percentage=20;host=keep;tls=true", &error);
+  ASSERT_TRUE(plain && scoped) << error;
+  EXPECT_TRUE(plain->sameAs(*scoped));
+  EXPECT_EQ(plain->mirrors.size(), 1u);
+  EXPECT_EQ(plain->describe(), "port=80 -> a:1 (20% of connections, host kept, TLS to the mirror)");
+}
+
+// The kernel copies the largest share of connections; with agent sampling, all.
+TEST(RuleTest, KernelCopiesTheLargestMirrorShare) {
+  std::string error;
+  auto r = parse("port=80,mirror=a:1;percentage=30,mirror=b:1;percentage=70,mirror=c:1;percentage=5", &error);
+  ASSERT_TRUE(r) << error;
+  EXPECT_EQ(r->kernelSampleBasisPoints(), 7000u);
+  r = parse("port=80,sample=header:x-user,mirror=a:1;percentage=30,mirror=b:1;percentage=70", &error);
+  ASSERT_TRUE(r) << error;
+  EXPECT_EQ(r->kernelSampleBasisPoints(), 10000u);
+}
+
+TEST(RuleTest, BadMirrorsAreOneClearLine) {
+  const Bad cases[] = {
+      {"port=80,mirror=a:1,mirror=a:1", "mirror a:1 given twice"},
+      {"port=80,mirror=a:1;percentage=101", "'mirror=a:1;percentage=101': percentage must be a number from 0 to 100"},
+      {"port=80,mirror=a:1;percentage=5;percentage=6", "percentage given twice"},
+      {"port=80,mirror=a:1;host=a b", "host must be suffix, keep"},
+      {"port=80,mirror=a:1;suffix=a/b", "suffix may contain only"},
+      {"port=80,mirror=a:1;connections=0", "connections must be a number"},
+      {"port=80,mirror=a:1;drop-policy=random", "drop-policy must be newest or oldest"},
+      {"port=80,mirror=a:1;tls=yes", "tls must be true or false"},
+      {"port=80,mirror=a:1;tls-verify=false", "only make sense with tls=true"},
+      {"port=80,mirror=a:1;sample=request", "'sample' is a key of the whole rule, not of one mirror"},
+      {"port=80,mirror=a:1;methods=GET", "'methods' is a key of the whole rule"},
+      {"port=80,mirror=a:1;compare=true", "'compare' is a key of the whole rule"},
+      {"port=80,mirror=a:1;colour=blue", "unknown key 'colour' for a mirror"},
+      {"port=80,mirror=a:1;", "'' is not key=value"},
+      {"port=80,mirror=a:1;percentage", "'percentage' is not key=value"},
+      {"port=80,mirror=a:1;percentage=", "'percentage=' is not key=value"},
+      {"port=80,mirror=a;percentage=5", "'mirror=a;percentage=5': expected host:port"},
+      {"port=80,mirror=a:1,mirror=b:1,mirror=c:1,mirror=d:1,mirror=e:1,mirror=f:1,mirror=g:1,mirror=h:1,mirror=i:1",
+       "more than 8 mirrors in one rule"},
+  };
+  for (const Bad& c : cases) {
+    std::string error;
+    EXPECT_FALSE(parse(c.text, &error)) << c.text;
+    EXPECT_NE(error.find(std::string("rule '") + c.text + "'"), std::string::npos) << error;
+    EXPECT_NE(error.find(c.mention), std::string::npos) << c.text << " -> " << error;
+    EXPECT_EQ(error.find('\n'), std::string::npos) << "one line: " << error;
+  }
 }
 
 TEST(RuleTest, RuleSetRejectsTwoRulesForTheSameTraffic) {
