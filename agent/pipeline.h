@@ -94,7 +94,6 @@ class Pipeline {
   explicit Pipeline(const Config& config);
   // A mirror's pool options from its settings and the flags, before the
   // split over the workers.
-  replay::MirrorPoolOptions poolOptionsOf(const rules::MirrorSpec& mirror, const std::vector<sockaddr_storage>& addrs);
   // The rule's runtime in every worker (one resolution of its names, each
   // worker's share of its limits); empty and *error set on failure.
   std::vector<std::shared_ptr<RuleRuntime>> makeRuntimes(const rules::Rule& rule, uint32_t ruleId,

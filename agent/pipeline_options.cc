@@ -50,4 +50,22 @@ flow::FlowLimits flowLimitsOf(const Config& config) {
   return limits;
 }
 
+replay::MirrorPoolOptions poolOptionsOf(const Config& config, const rules::MirrorSpec& m,
+                                        const std::vector<sockaddr_storage>& addrs) {
+  replay::MirrorPoolOptions ro;
+  ro.target = m.target;
+  ro.addrs = addrs;
+  ro.resolveInterval = std::chrono::milliseconds(uint64_t(config.resolveIntervalSec) * 1000);
+  ro.minConnections = m.connections;
+  ro.maxConnections = m.maxConnections;
+  ro.queueCapacity = m.queue;
+  ro.queueBytes = m.queueMiB << 20;
+  ro.dropPolicy = m.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
+  ro.maxRps = m.maxRps;
+  ro.connectTimeout = std::chrono::milliseconds(config.connectTimeoutMs);
+  ro.responseTimeout = std::chrono::milliseconds(config.responseTimeoutMs);
+  ro.idleTimeout = std::chrono::milliseconds(config.idleTimeoutMs);
+  return ro;
+}
+
 }  // namespace shadowtap

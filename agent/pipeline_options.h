@@ -12,6 +12,8 @@
 #include "flow/flow_limits.h"
 #include "h2/h2_stream_decoder.h"
 #include "http/request_framer.h"
+#include "replay/mirror_pool_options.h"
+#include "rules/rule.h"
 
 namespace shadowtap {
 
@@ -28,5 +30,12 @@ h2::H2DecoderLimits h2LimitsOf(const Config& config);
 
 // Reassembly limits for the whole agent (splitFlowLimits gives each worker its share).
 flow::FlowLimits flowLimitsOf(const Config& config);
+
+// A mirror's pool options, whole (splitPoolOptions gives each worker its
+// share): its limits from the rule, the timeouts from the flags. The caller
+// adds what is not configuration (the local endpoints registry, a shared rate
+// limiter, the TLS client).
+replay::MirrorPoolOptions poolOptionsOf(const Config& config, const rules::MirrorSpec& mirror,
+                                        const std::vector<sockaddr_storage>& addrs);
 
 }  // namespace shadowtap

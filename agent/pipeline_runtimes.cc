@@ -1,6 +1,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pipeline.h"
+#include "pipeline_options.h"
 #include "worker_share.h"
 #ifdef SHADOWTAP_HAVE_DRY_RUN
 #include "record/dry_run_writer.h"
@@ -12,10 +13,6 @@
 namespace shadowtap {
 
 namespace {
-
-replay::DropPolicy dropPolicyOf(const rules::MirrorSpec& m) {
-  return m.dropPolicy == rules::DropPolicy::kOldest ? replay::DropPolicy::kOldest : replay::DropPolicy::kNewest;
-}
 
 // tls=true: the mirror's TLS client (SNI from its host=HOST, else the
 // mirror's name). nullptr and *error (naming the rule) on failure.
@@ -40,25 +37,6 @@ std::shared_ptr<replay::RateLimiter> sharedRate(uint32_t maxRps, uint32_t worker
 }  // namespace
 
 // A mirror's pool options, whole (splitPoolOptions gives each worker its share).
-replay::MirrorPoolOptions Pipeline::poolOptionsOf(const rules::MirrorSpec& m,
-                                                  const std::vector<sockaddr_storage>& addrs) {
-  replay::MirrorPoolOptions ro;
-  ro.target = m.target;
-  ro.addrs = addrs;
-  ro.resolveInterval = std::chrono::milliseconds(uint64_t(config_.resolveIntervalSec) * 1000);
-  ro.minConnections = m.connections;
-  ro.maxConnections = m.maxConnections;
-  ro.queueCapacity = m.queue;
-  ro.queueBytes = m.queueMiB << 20;
-  ro.dropPolicy = dropPolicyOf(m);
-  ro.maxRps = m.maxRps;
-  ro.connectTimeout = std::chrono::milliseconds(config_.connectTimeoutMs);
-  ro.responseTimeout = std::chrono::milliseconds(config_.responseTimeoutMs);
-  ro.idleTimeout = std::chrono::milliseconds(config_.idleTimeoutMs);
-  ro.localEndpoints = &localEndpoints_;
-  return ro;
-}
-
 std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Rule& rule, uint32_t ruleId,
                                                                   std::string* error) {
   std::vector<std::shared_ptr<RuleRuntime>> out;
@@ -126,7 +104,8 @@ bool Pipeline::makeMirrorPools(const rules::Rule& rule, size_t mirror, bool comp
              resolved.error;
     return false;
   }
-  replay::MirrorPoolOptions ro = poolOptionsOf(m, resolved.addrs);
+  replay::MirrorPoolOptions ro = poolOptionsOf(config_, m, resolved.addrs);
+  ro.localEndpoints = &localEndpoints_;
   if (m.tls && !(ro.tls = tlsClientOf(rule, m, error))) {
     return false;
   }

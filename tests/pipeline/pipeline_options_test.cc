@@ -84,5 +84,39 @@ TEST(PipelineOptions, FramingAndReassemblyFlagsConvertTheirUnits) {
   EXPECT_EQ(f.closedLingerNs, 1'500'000'000ULL);
 }
 
+// A mirror's pool: its limits from the rule (the flags are every rule's
+// defaults; a mirror's own keys after ';' win), its timeouts from the flags.
+TEST(PipelineOptions, PoolOptionsTakeTheMirrorsLimitsAndTheFlagsTimeouts) {
+  const Config c = parse({"--rule",
+                          "port=9000,mirror=127.0.0.1:9001,queue=100,mirror=127.0.0.1:9002;connections=4;"
+                          "queue-mib=2;max-rps=50;drop-policy=oldest",
+                          "--mirror-connections", "8", "--mirror-max-connections", "64", "--connect-timeout-ms", "250",
+                          "--response-timeout-ms", "900", "--idle-connection-timeout-ms", "3000", "--resolve-interval",
+                          "7"});
+  ASSERT_EQ(c.rules.size(), 2u);
+  ASSERT_EQ(c.rules[1].mirrors.size(), 2u);
+  const replay::MirrorPoolOptions a = poolOptionsOf(c, c.rules[1].mirrors[0], {});
+  EXPECT_EQ(a.target, "127.0.0.1:9001");
+  EXPECT_EQ(a.minConnections, 8u);
+  EXPECT_EQ(a.maxConnections, 64u);
+  EXPECT_EQ(a.queueCapacity, 100u);
+  EXPECT_EQ(a.queueBytes, size_t(64) << 20);
+  EXPECT_EQ(a.dropPolicy, replay::DropPolicy::kNewest);
+  EXPECT_EQ(a.maxRps, 0u);
+  EXPECT_EQ(a.connectTimeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(a.responseTimeout, std::chrono::milliseconds(900));
+  EXPECT_EQ(a.idleTimeout, std::chrono::milliseconds(3000));
+  EXPECT_EQ(a.resolveInterval, std::chrono::milliseconds(7000));
+  EXPECT_EQ(a.localEndpoints, nullptr) << "not configuration: the pipeline adds it";
+  const replay::MirrorPoolOptions b = poolOptionsOf(c, c.rules[1].mirrors[1], {});
+  EXPECT_EQ(b.target, "127.0.0.1:9002");
+  EXPECT_EQ(b.minConnections, 4u);
+  EXPECT_EQ(b.maxConnections, 4u) << "connections=N is a fixed pool";
+  EXPECT_EQ(b.queueCapacity, 100u) << "the rule's key is every mirror's default";
+  EXPECT_EQ(b.queueBytes, size_t(2) << 20);
+  EXPECT_EQ(b.dropPolicy, replay::DropPolicy::kOldest);
+  EXPECT_EQ(b.maxRps, 50u);
+}
+
 }  // namespace
 }  // namespace shadowtap
