@@ -172,6 +172,7 @@ WorkerShared Pipeline::workerShared(uint32_t worker) {
   ws.recorder = recorder_.get();
   http::FramerLimits& fl = ws.framerLimits;
   fl.maxRequestBytes = config_.maxRequestMiB << 20;
+  fl.streamWindowBytes = config_.streamWindowKiB << 10;
   fl.maxHeaderBytes = config_.maxHeaderKiB << 10;
   fl.maxRequestLineBytes = config_.maxRequestLineKiB << 10;
   fl.maxResyncScanBytes = config_.maxResyncScanKiB << 10;

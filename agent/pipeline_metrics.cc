@@ -58,6 +58,9 @@ void exportRuleRequests(const RuleRuntime& rt, StatsSink& out) {
                 {"record_only", v(r.recordOnly)}},
                {{"rule", id}});
   out.counter("shadowtap_h2_requests_total", "HTTP/2 requests decoded for a rule.", v(r.h2Requests), {{"rule", id}});
+  out.counter("shadowtap_compare_streamed_skipped_total",
+              "Streamed requests (over --max-request-mib) of a compared rule: mirrored, not compared.",
+              v(r.streamedNotCompared), {{"rule", id}});
   std::vector<double> bounds(RuleStats::kSizeBounds.begin(), RuleStats::kSizeBounds.end());
   std::vector<uint64_t> counts;
   for (const auto& b : r.sizeBuckets) {
@@ -141,8 +144,14 @@ void exportHttp1Mirror(const std::string& id, const replay::MirrorStats& s, Stat
                    {"dropped_oldest", v(s.droppedOldest)},
                    {"rate_limited", v(s.droppedRateLimit)},
                    {"dropped_shutdown", v(s.droppedShutdown)},
+                   {"aborted_gap", v(s.abortedGap)},
+                   {"aborted_capture", v(s.abortedCapture)},
+                   {"aborted_window", v(s.abortedWindow)},
                },
                {{"rule", id}, {"protocol", "http1"}});
+  out.counters("shadowtap_mirror_streamed_requests_total",
+               "Streamed requests (over --max-request-mib) on mirror connections, by progress.", "stage",
+               {{"head_sent", v(s.streamsStarted)}, {"body_sent", v(s.streamsSent)}}, {{"rule", id}});
   exportMirrorState(id, "http1", s, out);
 }
 

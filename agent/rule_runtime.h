@@ -67,6 +67,8 @@ struct RuleStats {
   // HTTP/2 requests of a tls=true rule: dropped, never sent to the mirror in
   // cleartext (TLS to the mirror is HTTP/1 only).
   std::atomic<uint64_t> h2TlsUnsupported{0};
+  // Compare mode: streamed requests (over --max-request-mib) mirrored but not compared.
+  std::atomic<uint64_t> streamedNotCompared{0};
 };
 
 // One installed rule as one worker runs it: its router, its mirror pools (per

@@ -210,7 +210,8 @@ void Worker::onRequest(model::Request&& request) {
     base::bump(rs.sampledOut);
     return;
   }
-  // The recording holds what was captured, not what the method allow-list lets through.
+  // The recording holds what was captured, not what the method allow-list lets
+  // through; a streamed request is past its bound (counted there).
   if (shared_.recorder != nullptr) {
     shared_.recorder->record(request);
   }
@@ -252,8 +253,12 @@ uint64_t Worker::beginCompared(RuleRuntime& rt, const model::Request& request) {
 }
 
 void Worker::sendHttp1(RuleRuntime& rt, model::Request&& request) {
-  // Compare mode pairs the request as captured, so before the rewrite.
-  const uint64_t exchangeId = rt.compared ? beginCompared(rt, request) : 0;
+  // Compare mode pairs the request as captured, so before the rewrite. A
+  // streamed request is mirrored, not compared: its body has one consumer.
+  if (rt.compared && request.isStreamed()) {
+    base::bump(rt.stats.streamedNotCompared);
+  }
+  const uint64_t exchangeId = rt.compared && !request.isStreamed() ? beginCompared(rt, request) : 0;
   rt.router.rewrite(request);
   request.exchangeId = exchangeId;
   if (exchangeId != 0 && rt.secondary) {
