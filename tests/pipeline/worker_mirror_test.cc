@@ -5,8 +5,11 @@
 // the shadow host, in order, and the counters add up.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -128,6 +131,108 @@ TEST_F(WorkerMirrorTest, AGarbageStreamIsCountedAndNothingReachesTheMirror) {
   EXPECT_EQ(server_.requestsByConnection().front().front(), "GET / HTTP/1.1\r\nHost: h-shadow\r\n\r\n");
   EXPECT_EQ(base::load(runtime_->stats.requests), 1u);
   EXPECT_GT(base::load(w.framers().stats().unmirroredBytes), 0u) << "the garbage's bytes are counted as not mirrored";
+}
+
+// #19: a request over the whole-request limit is streamed through the worker
+// to the mirror: byte-identical except the host, with Content-Length and
+// chunked, in capture-sized segments.
+class WorkerStreamTest : public WorkerMirrorTest {
+ protected:
+  WorkerStreamTest() {
+    shared_.framerLimits.maxRequestBytes = 64 << 10;
+    // A window larger than the bodies: the test feeds segments faster than any
+    // capture, and must not depend on the mirror keeping up.
+    shared_.framerLimits.streamWindowBytes = 8 << 20;
+    shared_.flowLimits.maxFlowBufferBytes = 256 << 10;
+  }
+  // Sends `stream` on connection `sport` in segments of `mss`, leaving out the
+  // bytes [holeFrom, holeTo) (a capture that lost them), then a FIN.
+  static void send(Worker& w, uint16_t sport, const std::string& stream, size_t mss, size_t holeFrom = SIZE_MAX,
+                   size_t holeTo = SIZE_MAX) {
+    const uint32_t isn = 1000;
+    w.onSegment(segment(sport, isn, flow::kTcpSyn));
+    for (size_t off = 0; off < stream.size(); off += mss) {
+      const size_t n = std::min(mss, stream.size() - off);
+      if (off + n > holeFrom && off < holeTo) {
+        continue;
+      }
+      w.onSegment(segment(sport, isn + 1 + static_cast<uint32_t>(off), flow::kTcpAck,
+                          std::string_view(stream).substr(off, n)));
+    }
+  }
+  static std::string body(size_t n) {
+    std::string b(n, 0);
+    for (size_t i = 0; i < n; ++i) {
+      b[i] = static_cast<char>('a' + (i * 31 + i / 977) % 26);
+    }
+    return b;
+  }
+};
+
+TEST_F(WorkerStreamTest, ContentLengthAndChunkedUploadsArriveByteIdenticalExceptTheHost) {
+  Worker w(0, shared_);
+  const std::string data = body(4 << 20);
+  const std::string cl = "PUT /up HTTP/1.1\r\nHost: shop.example:8000\r\nContent-Length: " +
+                         std::to_string(data.size()) + "\r\n\r\n" + data;
+  std::string chunked = "POST /c HTTP/1.1\r\nHost: shop.example:8000\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (size_t off = 0; off < data.size(); off += 40000) {
+    const size_t n = std::min<size_t>(40000, data.size() - off);
+    char size[16];
+    std::snprintf(size, sizeof(size), "%zx", n);
+    chunked += std::string(size) + "\r\n" + data.substr(off, n) + "\r\n";
+  }
+  chunked += "0\r\n\r\n";
+  send(w, 41000, cl, 1448);
+  send(w, 41001, chunked, 16384);
+  ASSERT_TRUE(server_.waitForRequests(2, std::chrono::seconds(20)));
+  std::vector<std::string> got;
+  for (const auto& conn : server_.requestsByConnection()) {
+    got.insert(got.end(), conn.begin(), conn.end());
+  }
+  ASSERT_EQ(got.size(), 2u);
+  std::sort(got.begin(), got.end());
+  auto shadow = [](std::string r) { return r.replace(r.find("shop.example"), 12, "shop.example-shadow"); };
+  std::vector<std::string> want = {shadow(cl), shadow(chunked)};
+  std::sort(want.begin(), want.end());
+  EXPECT_TRUE(got == want) << "the mirror got other bytes than the client sent (sizes " << got[0].size() << ", "
+                           << got[1].size() << ")";
+  const http::HttpStats& hs = w.framers().stats();
+  EXPECT_EQ(base::load(hs.requestsStreamed), 2u);
+  EXPECT_EQ(base::load(hs.streamsCompleted), 2u);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (base::load(runtime_->replayer->stats().responses2xx) < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(base::load(runtime_->replayer->stats().streamsSent), 2u);
+  EXPECT_EQ(base::load(runtime_->replayer->stats().responses2xx), 2u);
+}
+
+// A capture gap inside the body: the mirror's connection closes mid-request (it
+// never frames a complete one), the request is counted aborted_gap, and the
+// next upload goes through.
+TEST_F(WorkerStreamTest, AGapInsideTheBodyAbortsTheMirrorRequest) {
+  Worker w(0, shared_);
+  const std::string data = body(2 << 20);
+  const std::string head = "POST /up HTTP/1.1\r\nHost: shop.example\r\nContent-Length: " + std::to_string(data.size()) +
+                           "\r\n\r\n";
+  const std::string cl = head + data;
+  // A hole of 3000 bytes at 1 MiB; the bytes after it pass the flow's buffer
+  // limit, so the hole is given up as a gap.
+  send(w, 41010, cl, 1000, 1 << 20, (1 << 20) + 3000);
+  const replay::MirrorStats& ms = runtime_->replayer->stats();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (base::load(ms.abortedGap) < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(base::load(ms.abortedGap), 1u);
+  EXPECT_EQ(base::load(w.framers().stats().streamsAbortedGap), 1u);
+  EXPECT_EQ(server_.requestCount(), 0u) << "the mirror never saw a complete request";
+  EXPECT_GT(server_.partialBytes(), head.size());
+  EXPECT_LE(server_.partialBytes(), head.size() + 7 + (1u << 20));  // the head (with -shadow) and the bytes before the hole
+  const std::string next = "GET /after HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+  send(w, 41011, next, 1000);
+  ASSERT_TRUE(server_.waitForRequests(1, std::chrono::seconds(5)));
+  EXPECT_EQ(server_.requestsByConnection().back().back(), "GET /after HTTP/1.1\r\nHost: shop.example-shadow\r\n\r\n");
 }
 
 // tls=true originates TLS for HTTP/1.1 only: an HTTP/2 request of such a rule
