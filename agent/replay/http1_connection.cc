@@ -22,6 +22,7 @@ namespace shadowtap::replay {
 namespace {
 
 constexpr int kMaxReadsPerEvent = 16;
+constexpr size_t kKeptBodyCapacity = 1 << 20;
 
 Outcome abortOutcome(model::BodyStream::End end) {
   switch (end) {
@@ -405,6 +406,11 @@ bool Http1Connection::writeBody(uint64_t nowNs, uint64_t& written) {
   for (;;) {
     if (bodyOffset_ == bodyChunk_.size()) {
       bodyOffset_ = 0;
+      if (bodyChunk_.capacity() > kKeptBodyCapacity) {
+        // take() hands this buffer to the producer: let only one side of the
+        // window keep a window's worth of capacity.
+        std::string().swap(bodyChunk_);
+      }
       if (body_->take(bodyChunk_) == 0) {
         const model::BodyStream::End end = body_->end();
         if (end == model::BodyStream::End::kComplete) {
@@ -496,6 +502,10 @@ void Http1Connection::feed(const char* data, size_t len, uint64_t nowNs) {
     // Close when the mirror asked to, when it sent more than one response (we
     // never pipeline), when it answered before taking the whole request, or
     // when it switched protocols.
+    if (body_ && !bodyDone_ && bodyOffset_ == bodyChunk_.size() && body_->end() == model::BodyStream::End::kComplete) {
+      // The mirror answered the last body byte before the stream's end reached us.
+      writeSome(nowNs);
+    }
     const bool mustClose = !parser_.keepAlive || leftover > 0 || !written() || parser_.status == 101;
     finishOk(nowNs);
     if (mustClose) {
