@@ -43,9 +43,7 @@ bool ChunkedBodyChecker::feed(std::string_view piece) {
         if (c == '\n') {
           return fail();
         }
-        if (c == '\r') {
-          state_ = State::kSizeLf;
-        }
+        state_ = c == '\r' ? State::kSizeLf : state_;
         break;
       case State::kSizeLf:
         if (c != '\n') {
@@ -67,16 +65,11 @@ bool ChunkedBodyChecker::feed(std::string_view piece) {
         continue;
       }
       case State::kDataCr:
-        if (c != '\r') {
-          return fail();
-        }
-        state_ = State::kDataLf;
-        break;
       case State::kDataLf:
-        if (c != '\n') {
+        if (c != (state_ == State::kDataCr ? '\r' : '\n')) {
           return fail();
         }
-        state_ = State::kSize;
+        state_ = state_ == State::kDataCr ? State::kDataLf : State::kSize;
         break;
       case State::kTrailer:
         if (c == '\n') {

@@ -133,6 +133,8 @@ class RequestFramer final : public flow::StreamConsumer {
   bool startStream(uint64_t end);
   // Hands the body bytes [accounted_, end) of the current chunk to the stream.
   void streamBytes(uint64_t end);
+  // The streamed request's message ends at `end`: its last bytes, its stream complete.
+  void completeStream(uint64_t end);
   // Ends the stream (if still held) with `how`, counted under `counter`.
   void endStream(model::BodyStream::End how, std::atomic<uint64_t>& counter);
   // A head servers answer with 400 and a close: counted, the rest unmirrored.

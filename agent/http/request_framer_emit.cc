@@ -138,25 +138,7 @@ void RequestFramer::completeRequest(uint64_t end) {
     }
   }
   if (streaming_) {
-    // The body's last bytes; its framing was checked as it went.
-    streamBytes(end);
-    if (mode_ != Mode::kParse) {
-      return;  // refused in its last bytes
-    }
-    if (!chunkCheck_.complete() && (parser_.flags & F_CHUNKED) != 0) {
-      abandon(stats_.bareLf);  // cannot happen: llhttp ended it where the checker did
-      return;
-    }
-    endStream(model::BodyStream::End::kComplete, stats_.streamsCompleted);
-    streaming_ = false;
-    account(end);
-    atBoundary_ = true;
-    if (llhttp_should_keep_alive(&parser_) == 0) {
-      base::bump(stats_.closedByRequest);
-      mode_ = Mode::kClosed;
-      account(pos_);
-      releaseBuffer(pos_);
-    }
+    completeStream(end);
     return;
   }
   const bool connect = parser_.method == HTTP_CONNECT;

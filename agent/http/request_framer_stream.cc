@@ -102,6 +102,28 @@ void RequestFramer::streamBytes(uint64_t end) {
   accounted_ = end;
 }
 
+void RequestFramer::completeStream(uint64_t end) {
+  // The body's last bytes; its framing was checked as it went.
+  streamBytes(end);
+  if (mode_ != Mode::kParse) {
+    return;  // refused in its last bytes
+  }
+  if (!chunkCheck_.complete() && (parser_.flags & F_CHUNKED) != 0) {
+    abandon(stats_.bareLf);  // llhttp ended the body where the checker does not: refused as a whole body would be
+    return;
+  }
+  endStream(model::BodyStream::End::kComplete, stats_.streamsCompleted);
+  streaming_ = false;
+  account(end);
+  atBoundary_ = true;
+  if (llhttp_should_keep_alive(&parser_) == 0) {
+    base::bump(stats_.closedByRequest);
+    mode_ = Mode::kClosed;
+    account(pos_);
+    releaseBuffer(pos_);
+  }
+}
+
 void RequestFramer::endStream(model::BodyStream::End how, std::atomic<uint64_t>& counter) {
   if (!stream_) {
     return;
