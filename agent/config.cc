@@ -249,9 +249,16 @@ void addLimitFlags(CLI::App& app, Config& c) {
   app.add_option("--gap-timeout-ms", c.gapTimeoutMs, "Milliseconds a sequence hole may stay open before it is given up")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--max-request-mib", c.maxRequestMiB, "Largest request mirrored (MiB); larger ones are counted and skipped")
+  app.add_option("--max-request-mib", c.maxRequestMiB,
+                 "Largest request held whole (MiB): recorded, compared; larger ones are streamed to the mirror "
+                 "(--stream-window-kib), or counted and skipped when that is 0")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--stream-window-kib", c.streamWindowKiB,
+                 "Body bytes a streamed request may hold between capture and mirror (KiB); a mirror further behind "
+                 "aborts that request (counted). 0: requests over --max-request-mib are skipped")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   app.add_option("--max-header-kib", c.maxHeaderKiB,
                  "Largest request line + header section (KiB); larger requests are counted and skipped")
       ->capture_default_str()

@@ -49,6 +49,7 @@ struct Config {
   uint32_t idleTimeoutSec = 60;
   uint32_t gapTimeoutMs = 1000;
   size_t maxRequestMiB = 8;
+  size_t streamWindowKiB = 4096;  // 0: requests over maxRequestMiB are skipped, not streamed
   size_t maxHeaderKiB = 64;
   size_t maxRequestLineKiB = 16;
   size_t maxResyncScanKiB = 64;

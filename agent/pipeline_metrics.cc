@@ -77,10 +77,14 @@ void exportRuleRequests(const RuleRuntime& rt, StatsSink& out) {
                  {{"method_filtered", v(m.filtered)},
                   {"already_shadow", v(r.loopSkipped)},
                   {"sampled_out", v(m.sampledOut)},
-                  {"record_only", v(r.recordOnly)}},
+                  {"record_only", v(r.recordOnly)},
+                  {"streamed_elsewhere", v(m.streamedElsewhere)}},
                  mirrorLabels(rt, i));
   }
   out.counter("shadowtap_h2_requests_total", "HTTP/2 requests decoded for a rule.", v(r.h2Requests), rule);
+  out.counter("shadowtap_compare_streamed_skipped_total",
+              "Streamed requests (over --max-request-mib) of a compared rule: mirrored, not compared.",
+              v(r.streamedNotCompared), rule);
   std::vector<double> bounds(RuleStats::kSizeBounds.begin(), RuleStats::kSizeBounds.end());
   std::vector<uint64_t> counts;
   for (const auto& b : r.sizeBuckets) {
@@ -164,8 +168,14 @@ void exportHttp1Mirror(const Labels& mirror, const replay::MirrorStats& s, Stats
                    {"dropped_oldest", v(s.droppedOldest)},
                    {"rate_limited", v(s.droppedRateLimit)},
                    {"dropped_shutdown", v(s.droppedShutdown)},
+                   {"aborted_gap", v(s.abortedGap)},
+                   {"aborted_capture", v(s.abortedCapture)},
+                   {"aborted_window", v(s.abortedWindow)},
                },
                l);
+  out.counters("shadowtap_mirror_streamed_requests_total",
+               "Streamed requests (over --max-request-mib) on mirror connections, by progress.", "stage",
+               {{"head_sent", v(s.streamsStarted)}, {"body_sent", v(s.streamsSent)}}, mirror);
   exportMirrorState(l, s, out);
 }
 

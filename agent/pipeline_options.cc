@@ -24,6 +24,7 @@ capture::CaptureOptions captureOptionsOf(const Config& config, std::vector<captu
 http::FramerLimits framerLimitsOf(const Config& config) {
   http::FramerLimits fl;
   fl.maxRequestBytes = config.maxRequestMiB << 20;
+  fl.streamWindowBytes = config.streamWindowKiB << 10;
   fl.maxHeaderBytes = config.maxHeaderKiB << 10;
   fl.maxRequestLineBytes = config.maxRequestLineKiB << 10;
   fl.maxResyncScanBytes = config.maxResyncScanKiB << 10;

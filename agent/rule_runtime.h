@@ -60,6 +60,8 @@ struct RuleStats {
   std::atomic<uint64_t> loopSkipped{0};  // already a shadow (the router's loop guard): never mirrored twice
   std::atomic<uint64_t> h2Requests{0};   // HTTP/2 (counted in requests too)
   std::atomic<uint64_t> recordOnly{0};   // the rule has no mirror: captured for --record only
+  // Compare mode: streamed requests (over --max-request-mib) mirrored but not compared.
+  std::atomic<uint64_t> streamedNotCompared{0};
 };
 
 // One mirror's share of a rule's requests (MirrorRuntime).
@@ -73,6 +75,10 @@ struct MirrorCounters {
   // HTTP/2 requests to a tls=true mirror: dropped, never sent in cleartext
   // (TLS to the mirror is HTTP/1 only).
   std::atomic<uint64_t> h2TlsUnsupported{0};
+  // A streamed request (over --max-request-mib) in this mirror's share that
+  // an earlier mirror of the rule took: its body has one reader, so it goes to
+  // the first mirror that takes it and is counted here for the others.
+  std::atomic<uint64_t> streamedElsewhere{0};
 };
 
 // One mirror of a rule as one worker runs it: its pools (the worker's share of

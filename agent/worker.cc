@@ -219,7 +219,8 @@ void Worker::onRequest(model::Request&& request) {
   if (verdict == rules::Router::Verdict::kSampledOut) {
     return;
   }
-  // The recording holds what was captured, not what the method allow-list lets through.
+  // The recording holds what was captured, not what the method allow-list lets
+  // through; a streamed request is past its bound (counted there).
   if (shared_.recorder != nullptr) {
     shared_.recorder->record(request);
   }
@@ -245,12 +246,20 @@ void Worker::onRequest(model::Request&& request) {
   for (size_t i = 0; i < rt.mirrors.size(); ++i) {
     last = takes(i) ? i : last;
   }
+  // A streamed request's body has one reader: the first mirror that takes it.
+  const bool streamed = request.isStreamed();
+  bool sent = false;
   for (size_t i = 0; i <= last; ++i) {
     if (!takes(i)) {
       continue;
     }
+    if (streamed && sent) {
+      base::bump(rt.mirrors[i].stats.streamedElsewhere);
+      continue;
+    }
+    sent = true;
     base::bump(rt.mirrors[i].stats.submitted);
-    model::Request copy = i == last ? std::move(request) : request;
+    model::Request copy = i == last || streamed ? std::move(request) : request;
     if (h2) {
       sendHttp2(rt, i, std::move(copy));
     } else {
@@ -292,8 +301,14 @@ uint64_t Worker::beginCompared(RuleRuntime& rt, const model::Request& request) {
 
 void Worker::sendHttp1(RuleRuntime& rt, size_t mirror, model::Request&& request) {
   MirrorRuntime& m = rt.mirrors[mirror];
-  // Compare mode (with the first mirror) pairs the request as captured, so before the rewrite.
-  const uint64_t exchangeId = rt.compared && mirror == 0 ? beginCompared(rt, request) : 0;
+  // Compare mode (with the first mirror) pairs the request as captured, so
+  // before the rewrite. A streamed request is mirrored, not compared: its body
+  // has one consumer.
+  const bool compared = rt.compared && mirror == 0;
+  if (compared && request.isStreamed()) {
+    base::bump(rt.stats.streamedNotCompared);
+  }
+  const uint64_t exchangeId = compared && !request.isStreamed() ? beginCompared(rt, request) : 0;
   rt.router.rewrite(request, mirror);
   request.exchangeId = exchangeId;
   if (exchangeId != 0 && rt.secondary) {

@@ -1,6 +1,6 @@
 #include "http/chunked_body.h"
 
-#include <cstdint>
+#include <algorithm>
 
 namespace shadowtap::http {
 namespace {
@@ -18,69 +18,88 @@ int hexValue(char c) {
   return -1;
 }
 
-// Length of the line at `i` up to its LF (exclusive), or npos. The line must end
-// in CRLF and contain no other CR.
-size_t crlfLine(std::string_view s, size_t i) {
-  const size_t lf = s.find('\n', i);
-  if (lf == std::string_view::npos || lf == i || s[lf - 1] != '\r') {
-    return std::string_view::npos;
-  }
-  const size_t cr = s.find('\r', i);
-  if (cr != lf - 1) {
-    return std::string_view::npos;
-  }
-  return lf - i;
-}
-
 }  // namespace
 
-bool isWellFormedChunkedBody(std::string_view body) {
+bool ChunkedBodyChecker::feed(std::string_view piece) {
   size_t i = 0;
-  for (;;) {
-    const size_t line = crlfLine(body, i);
-    if (line == std::string_view::npos) {
-      return false;
-    }
-    uint64_t size = 0;
-    size_t digits = 0;
-    for (size_t k = i; k < i + line - 1; ++k) {
-      const int v = hexValue(body[k]);
-      if (v < 0) {
+  while (i < piece.size()) {
+    const char c = piece[i];
+    switch (state_) {
+      case State::kSize:
+        if (const int v = hexValue(c); v >= 0) {
+          if (size_ > (UINT64_MAX >> 4)) {
+            return fail();
+          }
+          size_ = (size_ << 4) | static_cast<uint64_t>(v);
+          ++digits_;
+          break;
+        }
+        if (digits_ == 0) {
+          return fail();
+        }
+        state_ = State::kExtension;
+        continue;  // the byte after the digits belongs to the extension (or is the CR)
+      case State::kExtension:
+        if (c == '\n') {
+          return fail();
+        }
+        state_ = c == '\r' ? State::kSizeLf : state_;
         break;
+      case State::kSizeLf:
+        if (c != '\n') {
+          return fail();
+        }
+        left_ = size_;
+        state_ = size_ == 0 ? State::kTrailer : State::kData;
+        size_ = 0;
+        digits_ = 0;
+        lineBytes_ = 0;
+        break;
+      case State::kData: {
+        const uint64_t take = std::min<uint64_t>(left_, piece.size() - i);
+        left_ -= take;
+        i += take;
+        if (left_ == 0) {
+          state_ = State::kDataCr;
+        }
+        continue;
       }
-      if (size > (UINT64_MAX >> 4)) {
-        return false;
-      }
-      size = (size << 4) | static_cast<uint64_t>(v);
-      ++digits;
+      case State::kDataCr:
+      case State::kDataLf:
+        if (c != (state_ == State::kDataCr ? '\r' : '\n')) {
+          return fail();
+        }
+        state_ = state_ == State::kDataCr ? State::kDataLf : State::kSize;
+        break;
+      case State::kTrailer:
+        if (c == '\n') {
+          return fail();
+        }
+        if (c == '\r') {
+          state_ = State::kTrailerLf;
+        } else {
+          ++lineBytes_;
+        }
+        break;
+      case State::kTrailerLf:
+        if (c != '\n') {
+          return fail();
+        }
+        state_ = lineBytes_ == 0 ? State::kDone : State::kTrailer;
+        lineBytes_ = 0;
+        break;
+      case State::kDone:  // nothing may follow the blank line that ends the body
+      case State::kFailed:
+        return fail();
     }
-    if (digits == 0) {
-      return false;
-    }
-    i += line + 1;
-    if (size == 0) {
-      break;
-    }
-    if (size > body.size() - i || body.size() - i - size < 2) {
-      return false;
-    }
-    i += size;
-    if (body[i] != '\r' || body[i + 1] != '\n') {
-      return false;
-    }
-    i += 2;
+    ++i;
   }
-  // Trailer lines, then the empty line that ends the body.
-  for (;;) {
-    const size_t line = crlfLine(body, i);
-    if (line == std::string_view::npos) {
-      return false;
-    }
-    i += line + 1;
-    if (line == 1) {
-      return i == body.size();
-    }
-  }
+  return state_ != State::kFailed;
+}
+
+bool isWellFormedChunkedBody(std::string_view body) {
+  ChunkedBodyChecker checker;
+  return checker.feed(body) && checker.complete();
 }
 
 }  // namespace shadowtap::http

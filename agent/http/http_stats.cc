@@ -50,6 +50,20 @@ void exportStats(const HttpStats& hs, base::StatsSink& out) {
                    {"http10_without_host", v(hs.http10WithoutHost)},
                    {"ignored_header_name", v(hs.ignoredHeaderName)},
                });
+  out.counter("shadowtap_http_requests_streamed_total",
+              "Requests over the whole-request limit emitted with their body streamed (in requests_parsed).",
+              v(hs.requestsStreamed));
+  out.counters("shadowtap_http_streams_ended_total", "Streamed request bodies, by how their stream ended.", "end",
+               {
+                   {"complete", v(hs.streamsCompleted)},
+                   {"gap", v(hs.streamsAbortedGap)},
+                   {"stream_ended", v(hs.streamsAbortedEnd)},
+                   {"refused", v(hs.streamsAbortedRefused)},
+                   {"window_full", v(hs.streamsOverflowed)},
+                   {"let_go", v(hs.streamsLetGo)},
+               });
+  out.counter("shadowtap_http_streamed_bytes_total", "Body bytes handed to streamed requests' windows.",
+              v(hs.bytesStreamed));
   out.counter("shadowtap_http_unmirrored_bytes_total",
               "Stream bytes skipped (before a resync point, in skipped requests, after abandonment).",
               v(hs.unmirroredBytes));

@@ -14,6 +14,9 @@ namespace shadowtap::http {
 //   requestsStarted == requestsParsed + noHost + multipleHost + invalidHost + tooLarge
 //                      + headersTooLarge + droppedByGap + droppedAtEnd + droppedByAbandon
 //                      + requestsInProgress
+//   requestsStreamed == streamsCompleted + streamsAbortedGap + streamsAbortedEnd
+//                       + streamsAbortedRefused + streamsOverflowed + streamsLetGo
+//                       + streamsInProgress
 //   bytesIn == bytesParsed + unmirroredBytes + bytesBuffered
 //   connectionsAbandoned == parseErrors + upgrade + connect + http2 + tls
 //                           + ambiguousLength + conflictingLength + invalidLength + obsFold
@@ -74,6 +77,19 @@ struct HttpStats {
   std::atomic<uint64_t> droppedAtEnd{0};      // in progress when the stream ended
   std::atomic<uint64_t> droppedByAbandon{0};  // in progress (or CONNECT/PRI) when given up
   std::atomic<uint64_t> requestsInProgress{0};  // gauge
+
+  // --- streamed requests (over maxRequestBytes, streamWindowBytes > 0): each
+  // is counted in requestsParsed when its head is emitted, and its body stream
+  // ends in exactly one of these ---
+  std::atomic<uint64_t> requestsStreamed{0};
+  std::atomic<uint64_t> streamsCompleted{0};       // every body byte handed over
+  std::atomic<uint64_t> streamsAbortedGap{0};      // the capture lost bytes inside the body
+  std::atomic<uint64_t> streamsAbortedEnd{0};      // the client's stream ended inside the body
+  std::atomic<uint64_t> streamsAbortedRefused{0};  // the body's framing was refused (connection abandoned)
+  std::atomic<uint64_t> streamsOverflowed{0};      // the consumer fell a window behind
+  std::atomic<uint64_t> streamsLetGo{0};           // no consumer wanted it (sampled out, dropped, mirror failed)
+  std::atomic<uint64_t> streamsInProgress{0};      // gauge
+  std::atomic<uint64_t> bytesStreamed{0};          // body bytes handed to streams (in bytesParsed)
 
   // --- emitted requests that vary from the canonical form, by variation ---
   // Mirrored as common servers serve them; a request may count under several.

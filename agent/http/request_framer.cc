@@ -122,6 +122,11 @@ void RequestFramer::onGap(uint64_t /*bytes*/) {
   if (inRequest_) {
     resolve(stats_.droppedByGap);
   }
+  if (streaming_) {
+    // Never a truncated body that looks complete: the consumer aborts.
+    endStream(model::BodyStream::End::kGap, stats_.streamsAbortedGap);
+    streaming_ = false;
+  }
   skipping_ = false;
   account(pos_);
   releaseBuffer(pos_);
@@ -140,6 +145,10 @@ void RequestFramer::finish() {
   }
   if (inRequest_) {
     resolve(stats_.droppedAtEnd);
+  }
+  if (streaming_) {
+    endStream(model::BodyStream::End::kIncomplete, stats_.streamsAbortedEnd);
+    streaming_ = false;
   }
   account(pos_);
   releaseBuffer(pos_);

@@ -10,6 +10,7 @@
 
 #include "model/flow_key.h"
 #include "flow/stream_consumer.h"
+#include "http/chunked_body.h"
 #include "http/http_stats.h"
 #include "model/request.h"
 
@@ -20,6 +21,9 @@ struct FramerLimits {
   size_t maxHeaderBytes = 64 << 10;     // request line + headers + blank line
   size_t maxRequestLineBytes = 16 << 10;  // request line with its CRLF
   size_t maxResyncScanBytes = 64 << 10;  // longest candidate request line held while resyncing
+  // A request over maxRequestBytes is streamed with this window
+  // (model::BodyStream) instead of skipped; 0: skipped (counted tooLarge).
+  size_t streamWindowBytes = 0;
 };
 
 // Frames the HTTP/1.x requests of one client-to-server byte stream with llhttp
@@ -44,13 +48,24 @@ struct FramerLimits {
 //   stream: counted by reason, never resynchronised. These checks hold whether
 //   llhttp is built in strict mode or not.
 // - After a request that closes the connection, the rest is unmirrored.
-// - A header section over maxHeaderBytes or a request over maxRequestBytes is
-//   counted and skipped as llhttp frames it; the stream stays in sync.
+// - A header section over maxHeaderBytes is counted and skipped as llhttp
+//   frames it; the stream stays in sync. So is a request over maxRequestBytes
+//   when streamWindowBytes is 0. Otherwise such a request is streamed: emitted
+//   once its head is framed (a Content-Length over the limit) or once it holds
+//   maxRequestBytes (chunked), with a model::BodyStream that gets the rest of
+//   the body as it is framed. Counted requestsParsed and requestsStreamed when
+//   emitted; its stream then ends in exactly one of the stream counters of
+//   HttpStats. A gap, the stream's end or a refusal inside the body aborts it
+//   (never completes it); a stream its consumer let go of (sampled out,
+//   dropped, the mirror failed) has the rest of its body skipped, unmirrored.
+//   A streamed chunked body is checked as it goes (ChunkedBodyChecker).
 // - After a gap, or when joined mid-stream, the framer skips to the next line
 //   that is a complete `METHOD SP target SP HTTP/1.x CRLF` (a method llhttp
 //   knows) and parses from there.
-// - Holds at most max(maxHeaderBytes, maxRequestBytes) bytes; oversized requests
-//   are skipped as llhttp frames them, without buffering.
+// - Holds at most max(maxHeaderBytes, maxRequestBytes) bytes, plus a streamed
+//   request's window (counted in bufferedBytes(), so the flow table's memory
+//   limit covers it); oversized requests are skipped or streamed as llhttp
+//   frames them, without buffering them whole.
 // - Requests emitted and every counter (reasons included) depend on the bytes
 //   and gaps only, never on how the stream was cut into onData() calls.
 // Not thread-safe; the parser points back at the framer, so it does not move.
@@ -68,7 +83,7 @@ class RequestFramer final : public flow::StreamConsumer {
   void onData(std::span<const uint8_t> bytes, uint64_t tsNs) override;
   void onGap(uint64_t bytes) override;
   void onEnd(flow::EndReason reason) override;
-  size_t bufferedBytes() const override { return buf_.size(); }
+  size_t bufferedBytes() const override { return buf_.size() + (stream_ ? stream_->held() : 0); }
 
   const HttpStats& stats() const { return stats_; }
 
@@ -112,6 +127,21 @@ class RequestFramer final : public flow::StreamConsumer {
   void enterResync();
   bool afterHeaders(uint64_t end);
   void completeRequest(uint64_t end);
+  // Streaming (request_framer_stream.cc). The request in progress, over
+  // maxRequestBytes, is emitted with its bytes up to `end` and a BodyStream.
+  // False when it was not (streaming off, refused: counted).
+  bool startStream(uint64_t end);
+  // Hands the body bytes [accounted_, end) of the current chunk to the stream.
+  void streamBytes(uint64_t end);
+  // The streamed request's message ends at `end`: its last bytes, its stream complete.
+  void completeStream(uint64_t end);
+  // Ends the stream (if still held) with `how`, counted under `counter`.
+  void endStream(model::BodyStream::End how, std::atomic<uint64_t>& counter);
+  // A head servers answer with 400 and a close: counted, the rest unmirrored.
+  void refuseHead(std::atomic<uint64_t>& reason);
+  // Builds the request [reqStart_, end) for emission; false (counted as
+  // invalidHost) when it must not be. `wholeBody`: end is the message's end.
+  bool frame(model::Request& req, uint64_t end, bool wholeBody);
   // False when the request was refused (counted) instead of emitted.
   bool emit(uint64_t end);
   void takeBytes(model::Request& req, uint64_t end);
@@ -242,6 +272,11 @@ class RequestFramer final : public flow::StreamConsumer {
   uint64_t hostEnd_ = 0;
   uint64_t headersEnd_ = 0;
   uint64_t chunkedBodyBytes_ = 0;  // sum of chunk sizes
+  // The request in progress was emitted as a stream and its body is framed;
+  // stream_ is its BodyStream while it is still wanted (null once ended or let go).
+  bool streaming_ = false;
+  std::shared_ptr<model::BodyStream> stream_;
+  ChunkedBodyChecker chunkCheck_;
 };
 
 // Creates one RequestFramer per client-to-server stream. Owns the shared

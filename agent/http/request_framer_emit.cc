@@ -42,13 +42,22 @@ void RequestFramer::finishChunk() {
     abandon(stats_.requestLineTooLong);
     return;
   }
+  if (streaming_) {
+    streamBytes(chunkEnd);
+    releaseBuffer(chunkEnd);
+    return;
+  }
   if (inRequest_ && !skipping_) {
     const uint64_t held = chunkEnd - reqStart_;
     if (!headersDone_ && held > limits_.maxHeaderBytes) {
       skipping_ = true;
       headersTooLarge_ = true;
-    } else if (held > limits_.maxRequestBytes) {
-      skipping_ = true;
+    } else if (held > limits_.maxRequestBytes && (!headersDone_ || !startStream(chunkEnd))) {
+      skipping_ = mode_ == Mode::kParse;  // (a refused head closed the stream)
+    }
+    if (streaming_ || mode_ != Mode::kParse) {
+      releaseBuffer(chunkEnd);
+      return;
     }
   }
   if (!inRequest_ || skipping_) {
@@ -110,14 +119,28 @@ bool RequestFramer::afterHeaders(uint64_t end) {
     headersTooLarge_ = true;
   } else if ((parser_.flags & F_CONTENT_LENGTH) != 0 &&
              parser_.content_length > limits_.maxRequestBytes) {
-    // A Content-Length body over the limit is skipped from the start; a chunked
-    // one is caught by finishChunk()/completeRequest() as it grows.
-    skipping_ = true;
+    // A Content-Length body over the limit is streamed (or skipped) from the
+    // start; a chunked one is caught by finishChunk()/completeRequest() as it grows.
+    if (!startStream(end)) {
+      skipping_ = mode_ == Mode::kParse;
+    }
   }
-  return true;
+  return mode_ == Mode::kParse;
 }
 
 void RequestFramer::completeRequest(uint64_t end) {
+  if (!streaming_ && inRequest_ && !skipping_ && end - reqStart_ > limits_.maxRequestBytes) {
+    // Over the limit, and complete within one chunk: streamed all the same
+    // (its stream completes at once), so the cut does not decide.
+    startStream(end);
+    if (mode_ != Mode::kParse) {
+      return;
+    }
+  }
+  if (streaming_) {
+    completeStream(end);
+    return;
+  }
   const bool connect = parser_.method == HTTP_CONNECT;
   const bool upgrade = parser_.upgrade != 0;
   if ((parser_.flags & F_CHUNKED) != 0) {
@@ -215,10 +238,8 @@ void RequestFramer::countTolerated(const model::Request& req) {
   }
 }
 
-bool RequestFramer::emit(uint64_t end) {
-  assert(accounted_ == reqStart_ && end >= chunkPos_);
+bool RequestFramer::frame(model::Request& req, uint64_t end, bool wholeBody) {
   const uint64_t size = end - reqStart_;
-  model::Request req;
   takeBytes(req, end);
 
   // llhttp leaves trailing whitespace in the value (folded values were refused).
@@ -236,7 +257,7 @@ bool RequestFramer::emit(uint64_t end) {
   const std::string_view host(req.bytes.data() + hostBegin, hostEnd - hostBegin);
   const size_t bodyOffset = headersEnd_ - reqStart_;
   const bool chunked = (parser_.flags & F_CHUNKED) != 0;
-  if (chunked) {
+  if (chunked && wholeBody) {
     const std::string_view body = std::string_view(req.bytes).substr(bodyOffset);
     if (!isWellFormedChunkedBody(body)) {
       abandon(hasBareCr(body) ? stats_.bareCr : stats_.bareLf);
@@ -272,6 +293,15 @@ bool RequestFramer::emit(uint64_t end) {
   resolve(stats_.requestsParsed);
   base::bump(stats_.bytesParsed, size);
   accounted_ = end;
+  return true;
+}
+
+bool RequestFramer::emit(uint64_t end) {
+  assert(accounted_ == reqStart_ && end >= chunkPos_);
+  model::Request req;
+  if (!frame(req, end, true)) {
+    return false;
+  }
   sink_.onRequest(std::move(req));
   return true;
 }
@@ -286,6 +316,10 @@ void RequestFramer::resolve(std::atomic<uint64_t>& outcome) {
 void RequestFramer::abandon(std::atomic<uint64_t>& reason) {
   if (inRequest_) {
     resolve(stats_.droppedByAbandon);
+  }
+  if (streaming_) {
+    endStream(model::BodyStream::End::kIncomplete, stats_.streamsAbortedRefused);
+    streaming_ = false;
   }
   base::bump(reason);
   base::bump(stats_.connectionsAbandoned);

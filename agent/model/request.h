@@ -2,10 +2,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "model/body_stream.h"
 #include "model/flow_key.h"
 #include "model/header_field.h"
 
@@ -58,6 +60,12 @@ struct Request {
   bool upgrade = false;
   // Position of bytes[0] in the stream of delivered bytes (gaps are not counted).
   uint64_t streamOffset = 0;
+  // A streamed request (larger than the framer's whole-request limit): `bytes`
+  // holds its head and the body bytes framed so far, `body` the rest as it
+  // arrives (bodyLength is the Content-Length, or 0 for a chunked body whose
+  // size is not known yet). It has one consumer: whoever holds the request
+  // last (a mirror connection); copies must not keep it (see isStreamed()).
+  std::shared_ptr<BodyStream> bodyStream;
 
   // --- HTTP/2 only.
   int32_t streamId = 0;
@@ -66,6 +74,7 @@ struct Request {
   std::vector<HeaderField> trailers;
 
   bool isHttp2() const { return protocol == Protocol::kHttp2; }
+  bool isStreamed() const { return bodyStream != nullptr; }
   // HTTP/2 producers call this once the stream's fields, body and trailers are
   // in: it sets protocol, method (from :method) and bodyLength.
   void finishHttp2();

@@ -17,6 +17,9 @@ void exportStats(const RecordStats& w, base::StatsSink& out) {
   out.counter("shadowtap_record_bytes_written_total",
               "Bytes written to recording files (Kafka: message values acknowledged by the brokers).",
               v(w.bytesWritten));
+  out.counter("shadowtap_record_streamed_skipped_total",
+              "Requests over --max-request-mib (their body streamed to the mirror) not recorded.",
+              v(w.streamedNotRecorded));
   out.counter("shadowtap_record_redacted_values_total", "Header and query values redacted.", v(w.redactedValues));
   out.counter("shadowtap_record_rotations_total", "Recording files closed by size or time.", v(w.rotations));
   out.counter("shadowtap_record_files_deleted_total", "Oldest recording files removed for the disk cap.",

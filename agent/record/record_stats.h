@@ -24,6 +24,8 @@ struct RecordStats {
   std::atomic<uint64_t> packets{0};        // pcap: packets written (a segment over 64 KiB is split)
   std::atomic<uint64_t> redactedValues{0}; // header and query values replaced by the marker
   std::atomic<uint64_t> bodiesOmitted{0};  // non-empty bodies recorded as length + hash only
+  // Requests over --max-request-mib (streamed to the mirror): not offered, not recorded.
+  std::atomic<uint64_t> streamedNotRecorded{0};
   std::atomic<uint64_t> filesOpened{0};
   std::atomic<uint64_t> rotations{0};      // files closed by size or time (not at exit)
   std::atomic<uint64_t> filesDeleted{0};   // oldest files removed to stay under the disk cap

@@ -119,6 +119,11 @@ void RecordWriter::record(const model::Request& request) {
   if (wantsSegments()) {
     return;
   }
+  if (request.isStreamed()) {
+    // Over --max-request-mib: its body is streamed to the mirror, never held whole.
+    stats_.streamedNotRecorded.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   model::Request copy = request;
   onRequest(std::move(copy));
 }

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "http/response_framer.h"
@@ -39,6 +40,14 @@ class ConnectionEvents {
   virtual void onBytes(uint64_t sent, uint64_t received) = 0;
   // HTTP/1: the last byte of a request went out.
   virtual void onRequestWritten() = 0;
+  // A streamed request's body stream calls this (from the capture thread) when
+  // bytes or its end arrive while the connection waits for them; the pool then
+  // calls Connection::onBodyReady(). Empty: nobody is woken (the connection is
+  // driven by other events only).
+  virtual std::function<void()> bodyListener() { return {}; }
+  // HTTP/1, streamed requests: the head went out; the body went out whole.
+  virtual void onStreamStarted() {}
+  virtual void onStreamSent() {}
 };
 
 // One connection to the mirror, of some kind (HTTP/1, h2c), driven by the
@@ -71,6 +80,9 @@ class Connection {
   virtual bool send(model::Request&& request, uint64_t nowNs) = 0;
 
   virtual void onEvents(uint32_t events, uint64_t nowNs) = 0;
+  // HTTP/1: the body stream of the request it carries has bytes or has ended
+  // (see ConnectionEvents::bodyListener). Kinds without streamed requests ignore it.
+  virtual void onBodyReady(uint64_t /*nowNs*/) {}
   // Connect and response timeouts.
   virtual void checkDeadlines(uint64_t nowNs) = 0;
   // When checkDeadlines next has something to do; UINT64_MAX if never.

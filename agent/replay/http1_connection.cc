@@ -10,6 +10,7 @@
 #include <chrono>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "base/rate_limited_log.h"
@@ -21,6 +22,18 @@ namespace shadowtap::replay {
 namespace {
 
 constexpr int kMaxReadsPerEvent = 16;
+constexpr size_t kKeptBodyCapacity = 1 << 20;
+
+Outcome abortOutcome(model::BodyStream::End end) {
+  switch (end) {
+    case model::BodyStream::End::kGap:
+      return Outcome::kAbortedGap;
+    case model::BodyStream::End::kOverflow:
+      return Outcome::kAbortedWindow;
+    default:
+      return Outcome::kAbortedCapture;
+  }
+}
 constexpr size_t kReadBufferSize = 64 * 1024;
 
 // llhttp state of the response being read.
@@ -95,8 +108,7 @@ class Http1Connection final : public Connection {
     if (tls_ && state_ != State::kBusy) {
       return state_ == State::kConnecting && tls_->wantsWrite();  // the handshake's turn to write
     }
-    return state_ == State::kConnecting ||
-           (state_ == State::kBusy && (writeOffset_ < request_->bytes.size() || (tls_ && tls_->wantsWrite())));
+    return state_ == State::kConnecting || (state_ == State::kBusy && (hasBytesToWrite() || (tls_ && tls_->wantsWrite())));
   }
   bool connected() const override { return connected_; }
   bool closed() const override { return state_ == State::kClosed; }
@@ -120,8 +132,19 @@ class Http1Connection final : public Connection {
 
   void onEvents(uint32_t events, uint64_t nowNs) override;
 
+  void onBodyReady(uint64_t nowNs) override {
+    if (state_ == State::kBusy && body_ && !written()) {
+      writeSome(nowNs);
+    }
+  }
+
   void checkDeadlines(uint64_t nowNs) override {
     if (nowNs < deadlineNs_) {
+      return;
+    }
+    if (state_ == State::kBusy && waitingForCapture()) {
+      // The client is slow, not the mirror: its stream ends (idle timeout) or goes on.
+      deadlineNs_ = nowNs + s_.responseTimeoutNs;
       return;
     }
     if (state_ == State::kConnecting) {
@@ -137,6 +160,7 @@ class Http1Connection final : public Connection {
 
   void close(Outcome outcome) override {
     if (request_) {
+      dropBody();
       Ending e{.outcome = outcome, .exchangeId = request_->exchangeId};
       end(e);
     }
@@ -148,6 +172,24 @@ class Http1Connection final : public Connection {
 
   void begin(uint64_t nowNs);
   void writeSome(uint64_t nowNs);
+  // Streamed requests: writes the body as its stream releases it; false when
+  // the request ended (aborted) meanwhile.
+  bool writeBody(uint64_t nowNs, uint64_t& written);
+  // The whole request (head, and a streamed body to its end) went out.
+  bool written() const { return writeOffset_ == request_->bytes.size() && (!body_ || bodyDone_); }
+  bool hasBytesToWrite() const {
+    return writeOffset_ < request_->bytes.size() || (body_ && bodyOffset_ < bodyChunk_.size());
+  }
+  bool waitingForCapture() const { return body_ && !bodyDone_ && !hasBytesToWrite(); }
+  // Lets go of the streamed body: its producer stops at once.
+  void dropBody() {
+    if (body_) {
+      body_->cancel();
+      body_.reset();
+    }
+    std::string().swap(bodyChunk_);
+    bodyOffset_ = 0;
+  }
   void readSome(uint64_t nowNs);
   void feed(const char* data, size_t len, uint64_t nowNs);
   void finishOk(uint64_t nowNs);
@@ -178,6 +220,13 @@ class Http1Connection final : public Connection {
   int connectError_ = 0;
   std::optional<model::Request> request_;
   size_t writeOffset_ = 0;
+  // A streamed request's body: its stream, the piece taken from it being
+  // written, and whether the stream completed and every byte went out.
+  std::shared_ptr<model::BodyStream> body_;
+  std::string bodyChunk_;
+  size_t bodyOffset_ = 0;
+  bool bodyDone_ = false;
+  bool writtenTold_ = false;  // onRequestWritten() was called for the request
   size_t responseBytes_ = 0;
   uint64_t deadlineNs_ = 0;  // connect or response deadline, by state
   uint64_t startNs_ = 0;     // the current request's first byte went out (or is about to)
@@ -232,7 +281,7 @@ void Http1Connection::onEvents(uint32_t events, uint64_t nowNs) {
       }
       return;
     case State::kBusy:
-      if ((events & (EPOLLOUT | EPOLLERR)) && writeOffset_ < request_->bytes.size()) {
+      if ((events & (EPOLLOUT | EPOLLERR)) && !written()) {
         writeSome(nowNs);
       }
       if (state_ == State::kBusy && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
@@ -278,6 +327,23 @@ void Http1Connection::begin(uint64_t nowNs) {
   parser_.status = 0;
   writeOffset_ = 0;
   responseBytes_ = 0;
+  body_ = std::exchange(request_->bodyStream, nullptr);
+  bodyDone_ = false;
+  writtenTold_ = false;
+  bodyOffset_ = 0;
+  bodyChunk_.clear();
+  if (body_) {
+    const model::BodyStream::End ended = body_->end();
+    if (ended != model::BodyStream::End::kOpen && ended != model::BodyStream::End::kComplete) {
+      // Aborted while it waited in the queue: nothing went out, the connection stays.
+      dropBody();
+      state_ = State::kIdle;
+      Ending e{.outcome = abortOutcome(ended), .exchangeId = request_->exchangeId};
+      end(e);
+      return;
+    }
+    body_->setListener(events_.bodyListener());
+  }
   framer_.reset();
   kept_.response_.reset();
   if (request_->exchangeId != 0 && s_.keepResponses && s_.keptFraming != nullptr) {
@@ -292,6 +358,7 @@ void Http1Connection::begin(uint64_t nowNs) {
 
 void Http1Connection::writeSome(uint64_t nowNs) {
   const std::string& bytes = request_->bytes;
+  const bool headBefore = writeOffset_ == bytes.size();
   uint64_t written = 0;
   while (writeOffset_ < bytes.size()) {
     const ssize_t n = sendBytes(bytes.data() + writeOffset_, bytes.size() - writeOffset_);
@@ -310,9 +377,75 @@ void Http1Connection::writeSome(uint64_t nowNs) {
     fail(Outcome::kReset, nowNs);
     return;
   }
+  if (body_ && writeOffset_ == bytes.size()) {
+    if (!headBefore) {
+      events_.onStreamStarted();
+    }
+    if (!writeBody(nowNs, written)) {
+      return;
+    }
+    if (!bodyDone_) {
+      events_.onBytes(written, 0);
+      return;
+    }
+  }
   events_.onBytes(written, 0);
-  if (writeOffset_ == bytes.size() && written > 0) {
+  if (this->written() && !writtenTold_) {
+    writtenTold_ = true;
     events_.onRequestWritten();
+    if (body_) {
+      events_.onStreamSent();
+      // Latency counts from the last body byte: the upload's length is the client's.
+      startNs_ = nowNs;
+      deadlineNs_ = nowNs + s_.responseTimeoutNs;
+    }
+  }
+}
+
+bool Http1Connection::writeBody(uint64_t nowNs, uint64_t& written) {
+  for (;;) {
+    if (bodyOffset_ == bodyChunk_.size()) {
+      bodyOffset_ = 0;
+      if (bodyChunk_.capacity() > kKeptBodyCapacity) {
+        // take() hands this buffer to the producer: let only one side of the
+        // window keep a window's worth of capacity.
+        std::string().swap(bodyChunk_);
+      }
+      if (body_->take(bodyChunk_) == 0) {
+        const model::BodyStream::End end = body_->end();
+        if (end == model::BodyStream::End::kComplete) {
+          bodyDone_ = true;
+        } else if (end != model::BodyStream::End::kOpen) {
+          events_.onBytes(written, 0);
+          fail(abortOutcome(end), nowNs);  // closed mid-request: never a truncated request that looks complete
+          return false;
+        }
+        return true;  // kOpen: onBodyReady() when more comes
+      }
+    }
+    if (const model::BodyStream::End end = body_->end();
+        end != model::BodyStream::End::kOpen && end != model::BodyStream::End::kComplete) {
+      events_.onBytes(written, 0);
+      fail(abortOutcome(end), nowNs);
+      return false;
+    }
+    const ssize_t n = sendBytes(bodyChunk_.data() + bodyOffset_, bodyChunk_.size() - bodyOffset_);
+    if (n > 0) {
+      bodyOffset_ += static_cast<size_t>(n);
+      written += static_cast<uint64_t>(n);
+      body_->release(static_cast<size_t>(n));
+      deadlineNs_ = nowNs + s_.responseTimeoutNs;  // progress: the mirror takes the body
+      continue;
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return true;
+    }
+    events_.onBytes(written, 0);
+    fail(Outcome::kReset, nowNs);
+    return false;
   }
 }
 
@@ -369,8 +502,11 @@ void Http1Connection::feed(const char* data, size_t len, uint64_t nowNs) {
     // Close when the mirror asked to, when it sent more than one response (we
     // never pipeline), when it answered before taking the whole request, or
     // when it switched protocols.
-    const bool mustClose =
-        !parser_.keepAlive || leftover > 0 || writeOffset_ < request_->bytes.size() || parser_.status == 101;
+    if (body_ && !bodyDone_ && bodyOffset_ == bodyChunk_.size() && body_->end() == model::BodyStream::End::kComplete) {
+      // The mirror answered the last body byte before the stream's end reached us.
+      writeSome(nowNs);
+    }
+    const bool mustClose = !parser_.keepAlive || leftover > 0 || !written() || parser_.status == 101;
     finishOk(nowNs);
     if (mustClose) {
       closeSocket();
@@ -384,6 +520,7 @@ void Http1Connection::feed(const char* data, size_t len, uint64_t nowNs) {
 
 void Http1Connection::finishOk(uint64_t nowNs) {
   framer_.reset();  // a response it did not complete is not kept
+  dropBody();  // a mirror that answered before the body's end gets no more of it
   Ending e{.outcome = Outcome::kResponse,
            .exchangeId = request_->exchangeId,
            .status = parser_.status,
@@ -398,6 +535,7 @@ void Http1Connection::finishOk(uint64_t nowNs) {
 
 void Http1Connection::fail(Outcome outcome, uint64_t nowNs) {
   framer_.reset();
+  dropBody();
   kept_.response_.reset();
   if (request_) {
     Ending e{.outcome = outcome,

@@ -328,4 +328,16 @@ void MirrorPool::onBytes(uint64_t sent, uint64_t received) {
 
 void MirrorPool::onRequestWritten() { base::bump(stats_.sent); }
 
+std::function<void()> MirrorPool::bodyListener() {
+  return [this] {
+    if (!bodyNews_.exchange(true, std::memory_order_acq_rel)) {
+      writeEventfd(wakeFd_);
+    }
+  };
+}
+
+void MirrorPool::onStreamStarted() { base::bump(stats_.streamsStarted); }
+
+void MirrorPool::onStreamSent() { base::bump(stats_.streamsSent); }
+
 }  // namespace shadowtap::replay

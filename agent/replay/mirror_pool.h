@@ -110,6 +110,11 @@ class MirrorPool final : public MirrorSink, private ConnectionEvents {
   void onEnded(Ending& ending) override;
   void onBytes(uint64_t sent, uint64_t received) override;
   void onRequestWritten() override;
+  std::function<void()> bodyListener() override;
+  void onStreamStarted() override;
+  void onStreamSent() override;
+  // Streamed bodies with news (bodyListener): every connection gets onBodyReady().
+  void pumpBodies(uint64_t nowNs);
   void countResponse(const Ending& ending);
   void reportMissing(uint64_t exchangeId);
 
@@ -128,6 +133,8 @@ class MirrorPool final : public MirrorSink, private ConnectionEvents {
   // empty to non-empty, and not at all while the loop is busy or backing off.
   std::atomic<bool> wakePending_{false};
   std::atomic<bool> stopRequested_{false};
+  // Set by a body stream's listener (capture thread), taken by the loop.
+  std::atomic<bool> bodyNews_{false};
   std::atomic<uint64_t> drainDeadlineNs_{0};
   std::thread thread_;
   std::unique_ptr<TargetResolver> resolver_;

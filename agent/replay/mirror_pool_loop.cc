@@ -63,11 +63,24 @@ void MirrorPool::run() {
       break;
     }
     handleEvents(n, events);
+    if (bodyNews_.exchange(false, std::memory_order_acq_rel)) {
+      pumpBodies(clock_.nowNs());
+    }
     if (anyGone_) {
       reap();
     }
   }
   dropEverything();
+}
+
+void MirrorPool::pumpBodies(uint64_t now) {
+  // Streamed requests are few (one per connection at most): a pass over the slots is cheap.
+  for (auto& slot : slots_) {
+    if (!slot->gone) {
+      slot->conn->onBodyReady(now);
+      settle(*slot, now);
+    }
+  }
 }
 
 void MirrorPool::handleEvents(int n, const epoll_event* events) {

@@ -30,6 +30,12 @@ const char* describe(Outcome outcome) {
       return "beyond max-rps";
     case Outcome::kDroppedShutdown:
       return "dropped at shutdown";
+    case Outcome::kAbortedGap:
+      return "streamed request aborted: a capture gap in its body";
+    case Outcome::kAbortedCapture:
+      return "streamed request aborted: the client's body did not complete";
+    case Outcome::kAbortedWindow:
+      return "streamed request aborted: the mirror fell a window behind";
   }
   return "?";
 }
@@ -62,6 +68,12 @@ std::atomic<uint64_t>& MirrorStats::counterOf(Outcome outcome) {
       return droppedRateLimit;
     case Outcome::kDroppedShutdown:
       return droppedShutdown;
+    case Outcome::kAbortedGap:
+      return abortedGap;
+    case Outcome::kAbortedCapture:
+      return abortedCapture;
+    case Outcome::kAbortedWindow:
+      return abortedWindow;
   }
   return droppedShutdown;  // unreachable: every enumerator is handled above
 }
@@ -75,8 +87,13 @@ uint64_t MirrorStats::errors() const {
   return n;
 }
 
+uint64_t MirrorStats::aborted() const {
+  return abortedGap.load(std::memory_order_relaxed) + abortedCapture.load(std::memory_order_relaxed) +
+         abortedWindow.load(std::memory_order_relaxed);
+}
+
 uint64_t MirrorStats::outcomes() const {
-  uint64_t n = responses.load(std::memory_order_relaxed) + errors();
+  uint64_t n = responses.load(std::memory_order_relaxed) + errors() + aborted();
   for (const auto* c : {&queueFull, &droppedOldest, &droppedRateLimit, &droppedShutdown}) {
     n += c->load(std::memory_order_relaxed);
   }

@@ -15,7 +15,7 @@ using base::LatencyHistogram;
 // written by the submitting threads and the pool's loop, read by anyone. Every
 // submitted request ends in exactly one outcome, so after MirrorPool::stop():
 //   submitted == outcomes() == responses + errors() + queueFull + droppedOldest + droppedRateLimit +
-//                              droppedShutdown
+//                              droppedShutdown + aborted()
 struct MirrorStats {
   // Requests offered to submit(), including the ones it dropped.
   std::atomic<uint64_t> submitted{0};
@@ -34,6 +34,10 @@ struct MirrorStats {
   std::atomic<uint64_t> errorsBadResponse{0};
   std::atomic<uint64_t> errorsResponseTooLarge{0};
   std::atomic<uint64_t> errorsRejected{0};
+  // Streamed requests aborted for the capture's sake (see Outcome).
+  std::atomic<uint64_t> abortedGap{0};
+  std::atomic<uint64_t> abortedCapture{0};
+  std::atomic<uint64_t> abortedWindow{0};
 
   // Final responses by status class (HTTP/1: 101 counts as 1xx; interim 1xx
   // responses are skipped), and the grpc-status of those that carried one.
@@ -48,6 +52,8 @@ struct MirrorStats {
 
   // Activity.
   std::atomic<uint64_t> sent{0};  // HTTP/1 requests written completely
+  std::atomic<uint64_t> streamsStarted{0};  // streamed requests whose head went out
+  std::atomic<uint64_t> streamsSent{0};     // ... of them whose body went out whole (also in sent)
   std::atomic<uint64_t> bytesSent{0};
   std::atomic<uint64_t> bytesReceived{0};
   std::atomic<uint64_t> connectAttempts{0};
@@ -87,6 +93,7 @@ struct MirrorStats {
   std::atomic<uint64_t>& counterOf(Outcome outcome);
 
   uint64_t errors() const;
+  uint64_t aborted() const;
   // Sum of all outcomes; equals `submitted` once the pool has stopped.
   uint64_t outcomes() const;
 };

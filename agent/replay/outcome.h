@@ -23,6 +23,12 @@ enum class Outcome : uint8_t {
   kDroppedOldest,     // drop policy oldest: pushed out of the full queue by a newer request
   kRateLimited,       // refused by submit: beyond max-rps
   kDroppedShutdown,   // still queued or in flight when stop()'s drain ran out, or submitted after stop()
+  // A streamed request (HTTP/1) whose body could not be sent whole: the
+  // connection is closed mid-request (or nothing was sent yet), so the mirror
+  // never takes a truncated request for a complete one.
+  kAbortedGap,        // the capture lost bytes inside the body
+  kAbortedCapture,    // the client's stream ended, or its body was refused, before the body was complete
+  kAbortedWindow,     // the mirror fell a window (--stream-window-kib) behind the capture
 };
 
 const char* describe(Outcome outcome);

@@ -19,6 +19,16 @@ class CollectingSink : public model::RequestSink {
   std::vector<model::Request> requests;
 };
 
+// The flow of the framer tests' requests (198.18.0.1:40000 -> 198.18.0.2:8000).
+inline model::FlowKey testKey() {
+  model::FlowKey k;
+  k.saddr = {198, 18, 0, 1};
+  k.daddr = {198, 18, 0, 2};
+  k.sport = 40000;
+  k.dport = 8000;
+  return k;
+}
+
 inline std::span<const uint8_t> asBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }

@@ -19,15 +19,7 @@ using test::CollectingSink;
 using test::expectIdentities;
 using test::snapshot;
 using test::StatsSnapshot;
-
-model::FlowKey testKey() {
-  model::FlowKey k;
-  k.saddr = {198, 18, 0, 1};
-  k.daddr = {198, 18, 0, 2};
-  k.sport = 40000;
-  k.dport = 8000;
-  return k;
-}
+using test::testKey;
 
 // One framer with its own stats and sink.
 struct Harness {

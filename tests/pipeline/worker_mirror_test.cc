@@ -5,8 +5,11 @@
 // the shadow host, in order, and the counters add up.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -150,6 +153,124 @@ struct OneRuleWorld {
   WorkerShared shared;
 };
 
+
+// #19: a request over the whole-request limit is streamed through the worker
+// to the mirror: byte-identical except the host, with Content-Length and
+// chunked, in capture-sized segments.
+class WorkerStreamTest : public WorkerMirrorTest {
+ protected:
+  WorkerStreamTest() {
+    shared_.framerLimits.maxRequestBytes = 64 << 10;
+    // A window larger than the bodies: the test feeds segments faster than any
+    // capture, and must not depend on the mirror keeping up.
+    shared_.framerLimits.streamWindowBytes = 8 << 20;
+    shared_.flowLimits.maxFlowBufferBytes = 256 << 10;
+  }
+  // Sends `stream` on connection `sport` in segments of `mss`, leaving out the
+  // segments that overlap [holeFrom, holeTo) (a capture that lost them).
+  static void send(Worker& w, uint16_t sport, const std::string& stream, size_t mss, size_t holeFrom = SIZE_MAX,
+                   size_t holeTo = SIZE_MAX, bool syn = true) {
+    const uint32_t isn = 1000;
+    if (syn) {
+      w.onSegment(segment(sport, isn, flow::kTcpSyn));
+    }
+    for (size_t off = 0; off < stream.size(); off += mss) {
+      const size_t n = std::min(mss, stream.size() - off);
+      if (off + n > holeFrom && off < holeTo) {
+        continue;
+      }
+      w.onSegment(segment(sport, isn + 1 + static_cast<uint32_t>(off), flow::kTcpAck,
+                          std::string_view(stream).substr(off, n)));
+    }
+  }
+  static std::string body(size_t n) {
+    std::string b(n, 0);
+    for (size_t i = 0; i < n; ++i) {
+      b[i] = static_cast<char>('a' + (i * 31 + i / 977) % 26);
+    }
+    return b;
+  }
+};
+
+TEST_F(WorkerStreamTest, ContentLengthAndChunkedUploadsArriveByteIdenticalExceptTheHost) {
+  Worker w(0, shared_);
+  const std::string data = body(4 << 20);
+  const std::string cl = "PUT /up HTTP/1.1\r\nHost: shop.example:8000\r\nContent-Length: " +
+                         std::to_string(data.size()) + "\r\n\r\n" + data;
+  std::string chunked = "POST /c HTTP/1.1\r\nHost: shop.example:8000\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (size_t off = 0; off < data.size(); off += 40000) {
+    const size_t n = std::min<size_t>(40000, data.size() - off);
+    char size[16];
+    std::snprintf(size, sizeof(size), "%zx", n);
+    chunked += std::string(size) + "\r\n" + data.substr(off, n) + "\r\n";
+  }
+  chunked += "0\r\n\r\n";
+  send(w, 41000, cl, 1448);
+  send(w, 41001, chunked, 16384);
+  ASSERT_TRUE(server_.waitForRequests(2, std::chrono::seconds(20)));
+  std::vector<std::string> got;
+  for (const auto& conn : server_.requestsByConnection()) {
+    got.insert(got.end(), conn.begin(), conn.end());
+  }
+  ASSERT_EQ(got.size(), 2u);
+  std::sort(got.begin(), got.end());
+  auto shadow = [](std::string r) { return r.replace(r.find("shop.example"), 12, "shop.example-shadow"); };
+  std::vector<std::string> want = {shadow(cl), shadow(chunked)};
+  std::sort(want.begin(), want.end());
+  EXPECT_TRUE(got == want) << "the mirror got other bytes than the client sent (sizes " << got[0].size() << ", "
+                           << got[1].size() << ")";
+  const http::HttpStats& hs = w.framers().stats();
+  EXPECT_EQ(base::load(hs.requestsStreamed), 2u);
+  EXPECT_EQ(base::load(hs.streamsCompleted), 2u);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (base::load(runtime_->mirrors[0].replayer->stats().responses2xx) < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(base::load(runtime_->mirrors[0].replayer->stats().streamsSent), 2u);
+  EXPECT_EQ(base::load(runtime_->mirrors[0].replayer->stats().responses2xx), 2u);
+}
+
+// A capture gap inside the body: the mirror's connection closes mid-request (it
+// never frames a complete one), the request is counted aborted_gap, and the
+// next upload goes through.
+TEST_F(WorkerStreamTest, AGapInsideTheBodyAbortsTheMirrorRequest) {
+  Worker w(0, shared_);
+  const std::string data = body(2 << 20);
+  const std::string head = "POST /up HTTP/1.1\r\nHost: shop.example\r\nContent-Length: " + std::to_string(data.size()) +
+                           "\r\n\r\n";
+  const std::string cl = head + data;
+  // The first MiB (whole segments of 1000 bytes) reaches the mirror; then a
+  // hole of 3000 bytes, and the bytes after it pass the flow's buffer limit, so
+  // the hole is given up as a gap.
+  const size_t before = (1u << 20) / 1000 * 1000;
+  send(w, 41010, cl, 1000, before, SIZE_MAX);
+  const size_t sentBefore = before + 7;  // with "-shadow"
+  const replay::MirrorStats& ms = runtime_->mirrors[0].replayer->stats();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (base::load(ms.bytesSent) < sentBefore && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_EQ(base::load(ms.bytesSent), sentBefore) << "the head and the bytes before the hole went out";
+  send(w, 41010, cl, 1000, 0, before + 3000, false);
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (base::load(ms.abortedGap) < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(base::load(ms.abortedGap), 1u);
+  EXPECT_EQ(base::load(w.framers().stats().streamsAbortedGap), 1u);
+  EXPECT_EQ(server_.requestCount(), 0u) << "the mirror never saw a complete request";
+  EXPECT_TRUE(server_.waitForRequests(0, std::chrono::seconds(1)));
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (server_.partialBytes() < sentBefore && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the server counts them when the connection closes
+  }
+  EXPECT_EQ(server_.partialBytes(), sentBefore) << "the connection closed inside the body, nothing after the gap sent";
+  const std::string next = "GET /after HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+  send(w, 41011, next, 1000);
+  ASSERT_TRUE(server_.waitForRequests(1, std::chrono::seconds(5)));
+  EXPECT_EQ(server_.requestsByConnection().back().back(), "GET /after HTTP/1.1\r\nHost: shop.example-shadow\r\n\r\n");
+}
+
 // tls=true originates TLS for HTTP/1.1 only: an HTTP/2 request of such a rule
 // is dropped and counted, never sent to the mirror in cleartext h2c.
 TEST(WorkerTls, AnHttp2RequestOfATlsRuleIsCountedAndNotSentInCleartext) {
@@ -247,6 +368,68 @@ TEST(WorkerMirrors, OneRequestGoesToTwoShadowsEachDecidingOnItsOwn) {
   }
   EXPECT_EQ(base::load(rt->mirrors[0].replayer->stats().sent), atFirst.size());
   EXPECT_EQ(base::load(rt->mirrors[1].replayer->stats().responses2xx), atSecond.size());
+  for (MirrorRuntime& m : rt->mirrors) {
+    m.replayer->stop(std::chrono::milliseconds(500));
+  }
+  first.stop();
+  second.stop();
+}
+
+// A streamed request (over the whole-request limit) has one reader for its
+// body: with two mirrors taking every request, the upload goes whole to the
+// first and is counted as streamed_elsewhere for the second, while a small
+// request on the same connection still goes to both.
+TEST(WorkerMirrors, AStreamedUploadGoesToTheFirstMirrorOnlyAndIsCountedForTheOthers) {
+  const auto ok = [](const ServerRequest&, size_t, size_t) { return ServerAction{.response = httpResponse(200, "ok")}; };
+  TestHttpServer first(ok), second(ok);
+  const std::string a = "127.0.0.1:" + std::to_string(replay::testing::portOf(first.address()));
+  const std::string b = "127.0.0.1:" + std::to_string(replay::testing::portOf(second.address()));
+  std::string error;
+  auto rule = rules::parseRule("port=8000,mirror=" + a + ",mirror=" + b + ";host=keep", rules::RuleDefaults{}, false,
+                               &error);
+  ASSERT_TRUE(rule) << error;
+  auto rt = std::make_shared<RuleRuntime>(*rule, 1, 0);
+  OneRuleWorld world(rt);
+  world.shared.framerLimits.maxRequestBytes = 64 << 10;
+  world.shared.framerLimits.streamWindowBytes = 8 << 20;
+  world.shared.flowLimits.maxFlowBufferBytes = 256 << 10;
+  for (MirrorRuntime& m : rt->mirrors) {
+    replay::MirrorPoolOptions o;
+    o.target = m.spec.target;
+    o.addrs = replay::resolveTarget(o.target).addrs;
+    o.minConnections = o.maxConnections = 2;
+    o.localEndpoints = &world.local;
+    m.replayer = std::make_unique<replay::MirrorPool>(o);
+    ASSERT_TRUE(m.replayer->start());
+  }
+  Worker w(0, world.shared);
+  const std::string body(200 << 10, 'u');
+  const std::string stream = "PUT /big HTTP/1.1\r\nHost: shop.example\r\nContent-Length: " +
+                             std::to_string(body.size()) + "\r\n\r\n" + body +
+                             "GET /small HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+  w.onSegment(testing::syntheticSegment(40030, 8000, 1, 900, flow::kTcpSyn));
+  for (size_t off = 0; off < stream.size(); off += 1448) {
+    w.onSegment(testing::syntheticSegment(40030, 8000, 1, 901 + static_cast<uint32_t>(off), flow::kTcpAck,
+                                          std::string_view(stream).substr(off, 1448)));
+  }
+  ASSERT_TRUE(first.waitForRequests(2, std::chrono::seconds(5)));
+  ASSERT_TRUE(second.waitForRequests(1, std::chrono::seconds(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // nothing more arrives
+  ASSERT_EQ(first.requestCount(), 2u);
+  ASSERT_EQ(second.requestCount(), 1u);
+  const std::string small = "GET /small HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+  const std::string bigShadowed = "PUT /big HTTP/1.1\r\nHost: shop.example-shadow\r\nContent-Length: " +
+                                  std::to_string(body.size()) + "\r\n\r\n" + body;
+  size_t bigAtFirst = 0;
+  for (const auto& conn : first.requestsByConnection()) {
+    bigAtFirst += static_cast<size_t>(std::count(conn.begin(), conn.end(), bigShadowed));
+  }
+  EXPECT_EQ(bigAtFirst, 1u) << "the upload reached the first mirror whole, with the shadow host";
+  EXPECT_EQ(second.requestsByConnection().front().front(), small);
+  EXPECT_EQ(base::load(rt->mirrors[0].stats.submitted), 2u);
+  EXPECT_EQ(base::load(rt->mirrors[1].stats.submitted), 1u);
+  EXPECT_EQ(base::load(rt->mirrors[1].stats.streamedElsewhere), 1u);
+  EXPECT_EQ(base::load(rt->mirrors[0].stats.streamedElsewhere), 0u);
   for (MirrorRuntime& m : rt->mirrors) {
     m.replayer->stop(std::chrono::milliseconds(500));
   }
