@@ -61,6 +61,11 @@ Pipeline::~Pipeline() {
   for (auto& w : workers_) {
     w->stop();
   }
+  // A reload's draining pools, when the pipeline ends without shutdown() (an
+  // error out of run(), a test that fails before stop()).
+  for (auto& t : retiring_) {
+    t.join();
+  }
 }
 
 std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* error, SourceFactory source) {
@@ -396,6 +401,10 @@ bool Pipeline::onSignal(int sfd) {
 void Pipeline::stop() { shutdown(); }
 
 void Pipeline::shutdown() {
+  if (shutDown_) {
+    return;  // the final summary and compare output are written once
+  }
+  shutDown_ = true;
   // Stop the kernel side first; each worker takes what is already in its ring
   // and ends its streams; then the mirrors get their drain time.
   source_->detach();

@@ -55,6 +55,7 @@ class Pipeline {
   int run();
   // What run() does after SIGTERM: detach, drain the workers and the mirrors,
   // the final summary. For callers that do not run() (tests, benchmarks).
+  // Idempotent: a second call does nothing.
   void stop();
 
   // Where SIGHUP gets the new configuration from (main re-reads the flags and
@@ -146,6 +147,7 @@ class Pipeline {
   ConfigSource reloadSource_;
   std::vector<std::shared_ptr<RuleRuntime>> retired_;  // removed by a reload, draining
   std::vector<std::thread> retiring_;
+  bool shutDown_ = false;  // shutdown() ran (stop() and run() may both ask)
   std::unique_ptr<capture::SegmentSource> source_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<uint64_t> loopTurnNs_{0};

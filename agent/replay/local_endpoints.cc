@@ -69,13 +69,22 @@ bool LocalEndpoints::contains(uint8_t family, const std::array<uint8_t, 16>& add
 
 bool LocalEndpoints::View::contains(uint8_t family, const std::array<uint8_t, 16>& addr, uint16_t port) {
   const uint64_t now = shared_.generation_.load(std::memory_order_acquire);
-  if (now != generation_) {
-    std::lock_guard lock(shared_.mutex_);
+  if (now == generation_) {
+    return !copy_.empty() && has(copy_, family, addr, port);  // no lock
+  }
+  // The set changed since the copy: look it up under the lock (O(1)), and copy
+  // it only once it has stayed the same since this view's last lookup, so
+  // sockets opening and closing in a burst cost one locked lookup each, not a
+  // copy of every socket per change.
+  std::lock_guard lock(shared_.mutex_);
+  const uint64_t current = shared_.generation_.load(std::memory_order_relaxed);
+  if (current == lastSeen_) {
     copy_ = shared_.set_;
-    generation_ = shared_.generation_.load(std::memory_order_relaxed);
+    generation_ = current;
     ++refreshes_;
   }
-  return !copy_.empty() && has(copy_, family, addr, port);
+  lastSeen_ = current;
+  return has(shared_.set_, family, addr, port);
 }
 
 }  // namespace shadowtap::replay

@@ -41,9 +41,10 @@ class LocalEndpoints {
   // Takes the lock unless no socket is published (for occasional callers).
   bool contains(uint8_t family, const std::array<uint8_t, 16>& addr, uint16_t port) const;
 
-  // One thread's copy of the set, for the hot path: contains() reads the
-  // shared set (under its lock, copying it) only when its generation moved,
-  // that is when a mirror connection opened or closed since the last call.
+  // One thread's copy of the set, for the hot path: contains() takes no lock
+  // while the set is as copied; after a change (a mirror connection opened or
+  // closed) it looks the shared set up under its lock, and copies it again once
+  // it has stayed the same between two lookups.
   class View {
    public:
     explicit View(const LocalEndpoints& shared) : shared_(shared) {}
@@ -53,7 +54,8 @@ class LocalEndpoints {
 
    private:
     const LocalEndpoints& shared_;
-    uint64_t generation_ = 0;
+    uint64_t generation_ = 0;  // of copy_ (0: the empty set, before any change)
+    uint64_t lastSeen_ = 0;    // the generation at this view's last locked lookup
     uint64_t refreshes_ = 0;
     std::unordered_multiset<Endpoint, Hash> copy_;
   };

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -187,15 +188,18 @@ AgentRun runAgent(const std::vector<AgentSegment>& segments, uint64_t requests, 
   const double cpu0 = processCpuSeconds(), producer0 = threadCpuSeconds(), sink0 = mirror->cpuSeconds();
   const uint64_t t0 = nowNs();
   uint64_t pushed = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   for (const AgentSegment& s : segments) {
-    while (pushed > mirror->answered() + window) {
+    // Held back by the window; past the deadline (requests lost, never
+    // answered) it goes on, and the run reports them lost.
+    while (pushed > mirror->answered() + window && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
     source->push(s.segment);
     pushed += s.endsRequest ? 1 : 0;
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (mirror->answered() < requests && std::chrono::steady_clock::now() < deadline) {
+  const auto end = std::max(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  while (mirror->answered() < requests && std::chrono::steady_clock::now() < end) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   out.seconds = double(nowNs() - t0) / 1e9;

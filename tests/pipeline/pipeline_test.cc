@@ -5,10 +5,13 @@
 // HTTP server on loopback. Bytes at the mirror are the client's with the
 // shadow host; the counters the operator reads add up; a reload adds a rule.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -197,6 +200,39 @@ TEST_F(PipelineTest, ARequestOfARuleAReloadRemovedIsCountedAndNotMirrored) {
   p->stop();
   EXPECT_EQ(p->counters().sum("shadowtap_requests_unknown_rule_total"), 1);
   EXPECT_EQ(server_.requestCount(), 1u) << "the request of the removed rule is not mirrored";
+}
+
+// stop() is idempotent (the final summary and compare output are written
+// once), and a pipeline destroyed after a reload removed a rule, without
+// stop(), joins the draining pools instead of terminating the process.
+TEST_F(PipelineTest, StopTwiceReportsOnceAndDestroyingAfterAReloadWithoutStopIsClean) {
+  std::ostringstream log;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  spdlog::default_logger()->sinks().push_back(sink);
+  {
+    auto p = start(parse({"-i", "synthetic0", "--rule", "port=8000,mirror=" + mirror_, "--metrics-address", "off",
+                          "--summary-interval", "0", "--workers", "1"}));
+    ASSERT_TRUE(p);
+    p->stop();
+    p->stop();
+  }
+  {
+    auto p = start(parse({"-i", "synthetic0", "--rule", "port=8000,mirror=" + mirror_, "--rule",
+                          "port=9000,mirror=" + mirror_, "--metrics-address", "off", "--summary-interval", "0",
+                          "--workers", "1"}));
+    ASSERT_TRUE(p);
+    const Config one = parse({"-i", "synthetic0", "--rule", "port=8000,mirror=" + mirror_, "--metrics-address", "off",
+                              "--summary-interval", "0", "--workers", "1"});
+    p->setReloadSource([one](std::string*) { return std::optional<Config>(one); });
+    p->reload();  // rule 2's pools drain on a thread of their own
+  }  // no stop(): the destructor joins them
+  spdlog::default_logger()->sinks().pop_back();
+  const std::string text = log.str();
+  size_t finals = 0;
+  for (size_t at = text.find("final: requests:"); at != std::string::npos; at = text.find("final: requests:", at + 1)) {
+    ++finals;
+  }
+  EXPECT_EQ(finals, 1u) << "one final summary for two stop() calls (none for the pipeline never stopped)";
 }
 
 }  // namespace
