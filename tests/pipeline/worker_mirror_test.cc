@@ -147,6 +147,21 @@ struct OneRuleWorld {
     shared.rulesMutex = &mutex;
     shared.localEndpoints = &local;
   }
+  // Each mirror's HTTP/1 pool, 2 connections, to its target; false when one cannot start.
+  bool startHttp1Pools(RuleRuntime& rt) {
+    for (MirrorRuntime& m : rt.mirrors) {
+      replay::MirrorPoolOptions o;
+      o.target = m.spec.target;
+      o.addrs = replay::resolveTarget(o.target).addrs;
+      o.minConnections = o.maxConnections = 2;
+      o.localEndpoints = &local;
+      m.replayer = std::make_unique<replay::MirrorPool>(o);
+      if (!m.replayer->start()) {
+        return false;
+      }
+    }
+    return true;
+  }
   RuleSnapshot snapshot;
   std::mutex mutex;
   replay::LocalEndpoints local;
@@ -317,15 +332,7 @@ TEST(WorkerMirrors, OneRequestGoesToTwoShadowsEachDecidingOnItsOwn) {
   ASSERT_TRUE(rule) << error;
   auto rt = std::make_shared<RuleRuntime>(*rule, 1, 0);
   OneRuleWorld world(rt);
-  for (MirrorRuntime& m : rt->mirrors) {
-    replay::MirrorPoolOptions o;
-    o.target = m.spec.target;
-    o.addrs = replay::resolveTarget(o.target).addrs;
-    o.minConnections = o.maxConnections = 2;
-    o.localEndpoints = &world.local;
-    m.replayer = std::make_unique<replay::MirrorPool>(o);
-    ASSERT_TRUE(m.replayer->start());
-  }
+  ASSERT_TRUE(world.startHttp1Pools(*rt));
   Worker w(0, world.shared);
 
   std::string stream;
@@ -393,15 +400,7 @@ TEST(WorkerMirrors, AStreamedUploadGoesToTheFirstMirrorOnlyAndIsCountedForTheOth
   world.shared.framerLimits.maxRequestBytes = 64 << 10;
   world.shared.framerLimits.streamWindowBytes = 8 << 20;
   world.shared.flowLimits.maxFlowBufferBytes = 256 << 10;
-  for (MirrorRuntime& m : rt->mirrors) {
-    replay::MirrorPoolOptions o;
-    o.target = m.spec.target;
-    o.addrs = replay::resolveTarget(o.target).addrs;
-    o.minConnections = o.maxConnections = 2;
-    o.localEndpoints = &world.local;
-    m.replayer = std::make_unique<replay::MirrorPool>(o);
-    ASSERT_TRUE(m.replayer->start());
-  }
+  ASSERT_TRUE(world.startHttp1Pools(*rt));
   Worker w(0, world.shared);
   const std::string body(200 << 10, 'u');
   const std::string stream = "PUT /big HTTP/1.1\r\nHost: shop.example\r\nContent-Length: " +
