@@ -192,6 +192,12 @@ void addAgentFlags(CLI::App& app, Config& c) {
                  "or xdp (through libxdp's dispatcher)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "tc", "tcx", "xdp"}));
+  app.add_option("--mirror-io", c.mirrorIo,
+                 "How HTTP/1 cleartext mirror connections send and receive: uring (io_uring: a loop turn's sends and "
+                 "receives in one system call), epoll (a send and a receive per request), or auto (uring where the "
+                 "kernel allows io_uring, else epoll). h2c and TLS mirrors always use epoll")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "uring", "epoll"}));
   app.add_flag("!--no-adaptive-wakeups", c.adaptiveWakeups,
                "Wake the agent for every ring buffer record instead of in batches (more CPU, lower latency)");
   app.add_flag("--tls", c.tls,

@@ -29,6 +29,7 @@ struct Config {
 
   // Capture.
   std::string attach = "auto";  // auto | tc | tcx | xdp
+  std::string mirrorIo = "auto";  // auto | uring | epoll: the HTTP/1 mirror pools' socket I/O
   bool adaptiveWakeups = true;
   bool tls = false;        // --tls: read OpenSSL plaintext through uprobes
   std::string tlsLibrary;  // --tls-library; empty: the loader's libssl.so.3

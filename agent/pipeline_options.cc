@@ -66,6 +66,9 @@ replay::MirrorPoolOptions poolOptionsOf(const Config& config, const rules::Mirro
   ro.connectTimeout = std::chrono::milliseconds(config.connectTimeoutMs);
   ro.responseTimeout = std::chrono::milliseconds(config.responseTimeoutMs);
   ro.idleTimeout = std::chrono::milliseconds(config.idleTimeoutMs);
+  ro.io = config.mirrorIo == "uring"   ? replay::MirrorIo::kUring
+          : config.mirrorIo == "epoll" ? replay::MirrorIo::kEpoll
+                                       : replay::MirrorIo::kAuto;  // validated by parseConfig
   return ro;
 }
 

@@ -121,6 +121,8 @@ void Worker::run(capture::WorkerFeed& feed) {
     if (consume || stopping) {
       // At stop the capture is detached: this takes what is left in the ring.
       refreshRules();
+      // Every pool this batch feeds is woken once, at its end (not per request).
+      replay::WakeBatch wakes;
       if (feed.consume(*this) > 0) {
         base::bump(stats_.batches);
       }

@@ -14,6 +14,8 @@ packages=(
   # agent libraries
   libcli11-dev libspdlog-dev libfmt-dev node-llhttp prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev
   libnghttp2-dev libpcap-dev librdkafka-dev
+  # io_uring: the mirror pools' batched sends and receives (--mirror-io)
+  liburing-dev
   # tests
   libgtest-dev libgmock-dev iproute2 curl python3 python3-httpbin procps nghttp2-client nghttp2-server python3-h2 tcpdump
   # nginx as the primary of the HTTP/1 framing tests (tests/e2e/test_http1_policy.py); also the benchmarks' server

@@ -15,6 +15,7 @@
 
 namespace shadowtap::replay {
 
+class Ring;
 class TlsClientConfig;
 
 // How one request a connection took ended.
@@ -89,6 +90,13 @@ class Connection {
   virtual uint64_t nextDeadlineNs() const = 0;
   // Closes now; every request it holds ends with `outcome`.
   virtual void close(Outcome outcome) = 0;
+
+  // The pool does its I/O through `ring` (--mirror-io uring): once connected,
+  // a kind that can moves its sends and receives there, its completions
+  // tagged with `tag`. Kinds that cannot (h2c, TLS) ignore it.
+  virtual void useRing(Ring& /*ring*/, void* /*tag*/) {}
+  // Its I/O is in the ring now: the pool's epoll set does not watch fd().
+  virtual bool usesRing() const { return false; }
 };
 
 // What the connections of a pool are made with (from MirrorPoolOptions).

@@ -2,23 +2,18 @@
 // pipelining), kept alive between requests, responses framed with llhttp and
 // discarded (or kept, in compare mode, through http::ResponseFramer).
 #include <errno.h>
-#include <llhttp.h>
-#include <sys/epoll.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <chrono>
-#include <optional>
-#include <span>
 #include <utility>
 #include <vector>
 
 #include "base/rate_limited_log.h"
-#include "replay/connection.h"
-#include "replay/mirror_socket.h"
-#include "replay/tls_client.h"
+#include "replay/http1_connection.h"
 
-namespace shadowtap::replay {
+namespace shadowtap::replay::http1 {
 namespace {
 
 constexpr int kMaxReadsPerEvent = 16;
@@ -35,15 +30,6 @@ Outcome abortOutcome(model::BodyStream::End end) {
   }
 }
 constexpr size_t kReadBufferSize = 64 * 1024;
-
-// llhttp state of the response being read.
-struct Parser {
-  llhttp_t http;
-  bool isHead = false;
-  bool complete = false;  // the final (non-1xx, or 101) response is complete
-  bool keepAlive = false;
-  int status = 0;
-};
 
 int onHeadersComplete(llhttp_t* http) {
   auto* parser = static_cast<Parser*>(http->data);
@@ -84,158 +70,7 @@ const llhttp_settings_t& parserSettings() {
   return kSettings;
 }
 
-// Compare mode: what the framer of a kept response hands over.
-class KeptSink final : public http::ResponseSink {
- public:
-  void onResponse(uint64_t, model::Response&& response) override { response_ = std::move(response); }
-  void onNoResponse(uint64_t, http::NoResponse) override {}
-  std::optional<model::Response> response_;
-};
-
-class Http1Connection final : public Connection {
- public:
-  Http1Connection(const ConnectionSettings& settings, ConnectionEvents& events, std::span<char> readBuf)
-      : s_(settings), events_(events), readBuf_(readBuf) {}
-  ~Http1Connection() override { close(Outcome::kDroppedShutdown); }
-
-  int start(const sockaddr_storage& addr, uint64_t nowNs) {
-    deadlineNs_ = nowNs + s_.connectTimeoutNs;
-    return socket_.connect(addr, s_.endpoints);
-  }
-
-  int fd() const override { return socket_.fd(); }
-  bool wantsWrite() const override {
-    if (tls_ && state_ != State::kBusy) {
-      return state_ == State::kConnecting && tls_->wantsWrite();  // the handshake's turn to write
-    }
-    return state_ == State::kConnecting || (state_ == State::kBusy && (hasBytesToWrite() || (tls_ && tls_->wantsWrite())));
-  }
-  bool connected() const override { return connected_; }
-  bool closed() const override { return state_ == State::kClosed; }
-  int connectError() const override { return connectError_; }
-  size_t room() const override {
-    return !request_ && (state_ == State::kConnecting || state_ == State::kIdle) ? 1 : 0;
-  }
-  size_t load() const override { return request_ ? 1 : 0; }
-  size_t onWire() const override { return state_ == State::kBusy ? 1 : 0; }
-
-  bool send(model::Request&& request, uint64_t nowNs) override {
-    if (room() == 0) {
-      return false;
-    }
-    request_.emplace(std::move(request));
-    if (state_ == State::kIdle) {
-      begin(nowNs);
-    }
-    return true;
-  }
-
-  void onEvents(uint32_t events, uint64_t nowNs) override;
-
-  void onBodyReady(uint64_t nowNs) override {
-    if (state_ == State::kBusy && body_ && !written()) {
-      writeSome(nowNs);
-    }
-  }
-
-  void checkDeadlines(uint64_t nowNs) override {
-    if (nowNs < deadlineNs_) {
-      return;
-    }
-    if (state_ == State::kBusy && waitingForCapture()) {
-      // The client is slow, not the mirror: its stream ends (idle timeout) or goes on.
-      deadlineNs_ = nowNs + s_.responseTimeoutNs;
-      return;
-    }
-    if (state_ == State::kConnecting) {
-      fail(Outcome::kConnectTimeout, nowNs);
-    } else if (state_ == State::kBusy) {
-      fail(Outcome::kResponseTimeout, nowNs);
-    }
-  }
-
-  uint64_t nextDeadlineNs() const override {
-    return state_ == State::kConnecting || state_ == State::kBusy ? deadlineNs_ : UINT64_MAX;
-  }
-
-  void close(Outcome outcome) override {
-    if (request_) {
-      dropBody();
-      Ending e{.outcome = outcome, .exchangeId = request_->exchangeId};
-      end(e);
-    }
-    closeSocket();
-  }
-
- private:
-  enum class State { kConnecting, kIdle, kBusy, kClosed };
-
-  void begin(uint64_t nowNs);
-  void writeSome(uint64_t nowNs);
-  // Streamed requests: writes the body as its stream releases it; false when
-  // the request ended (aborted) meanwhile.
-  bool writeBody(uint64_t nowNs, uint64_t& written);
-  // The whole request (head, and a streamed body to its end) went out.
-  bool written() const { return writeOffset_ == request_->bytes.size() && (!body_ || bodyDone_); }
-  bool hasBytesToWrite() const {
-    return writeOffset_ < request_->bytes.size() || (body_ && bodyOffset_ < bodyChunk_.size());
-  }
-  bool waitingForCapture() const { return body_ && !bodyDone_ && !hasBytesToWrite(); }
-  // Lets go of the streamed body: its producer stops at once.
-  void dropBody() {
-    if (body_) {
-      body_->cancel();
-      body_.reset();
-    }
-    std::string().swap(bodyChunk_);
-    bodyOffset_ = 0;
-  }
-  void readSome(uint64_t nowNs);
-  void feed(const char* data, size_t len, uint64_t nowNs);
-  void finishOk(uint64_t nowNs);
-  void fail(Outcome outcome, uint64_t nowNs);
-  void end(Ending& ending);
-  // tls=true: the handshake after the TCP connect; the connection is connected once it is done.
-  void handshake(uint64_t nowNs);
-  // send(2)/recv(2) of the connection's bytes, through TLS when the rule asks for it.
-  ssize_t sendBytes(const char* data, size_t len) {
-    return tls_ ? tls_->send(data, len) : ::send(socket_.fd(), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-  }
-  ssize_t recvBytes(char* data, size_t len) {
-    return tls_ ? tls_->recv(data, len) : ::recv(socket_.fd(), data, len, MSG_DONTWAIT);
-  }
-  void closeSocket() {
-    tls_.reset();
-    socket_.close();
-    state_ = State::kClosed;
-  }
-
-  const ConnectionSettings& s_;
-  ConnectionEvents& events_;
-  std::span<char> readBuf_;
-  MirrorSocket socket_;
-  std::unique_ptr<TlsSession> tls_;  // tls=true, from the TCP connect on
-  State state_ = State::kConnecting;
-  bool connected_ = false;
-  int connectError_ = 0;
-  std::optional<model::Request> request_;
-  size_t writeOffset_ = 0;
-  // A streamed request's body: its stream, the piece taken from it being
-  // written, and whether the stream completed and every byte went out.
-  std::shared_ptr<model::BodyStream> body_;
-  std::string bodyChunk_;
-  size_t bodyOffset_ = 0;
-  bool bodyDone_ = false;
-  bool writtenTold_ = false;  // onRequestWritten() was called for the request
-  size_t responseBytes_ = 0;
-  uint64_t deadlineNs_ = 0;  // connect or response deadline, by state
-  uint64_t startNs_ = 0;     // the current request's first byte went out (or is about to)
-  Parser parser_;
-  // Compare mode. The sink is declared before the framer so the framer, which
-  // reports to it when destroyed, goes first.
-  KeptSink kept_;
-  std::unique_ptr<http::ResponseFramer> framer_;
-};
+}  // namespace
 
 void Http1Connection::onEvents(uint32_t events, uint64_t nowNs) {
   switch (state_) {
@@ -260,6 +95,9 @@ void Http1Connection::onEvents(uint32_t events, uint64_t nowNs) {
       }
       connected_ = true;
       state_ = State::kIdle;
+      if (ring_ != nullptr) {
+        enterRing();
+      }
       if (request_) {
         begin(nowNs);
       }
@@ -352,6 +190,18 @@ void Http1Connection::begin(uint64_t nowNs) {
     framer_ = std::make_unique<http::ResponseFramer>(true, kept_, s_.responseLimits, *s_.keptFraming);
     framer_->expectResponseTo(request_->method.empty() ? std::string_view("GET") : std::string_view(request_->method),
                               request_->exchangeId);
+  }
+  if (inRing_) {
+    ringSent_ = false;
+    if (!body_) {
+      sendOp_->offset = 0;
+      sendOp_->bytes.swap(request_->bytes);
+      ringSend();
+      return;
+    }
+    if (!leaveRing()) {
+      return;  // writeSome() once the armed receive has ended
+    }
   }
   writeSome(nowNs);
 }
@@ -463,17 +313,7 @@ void Http1Connection::readSome(uint64_t nowNs) {
       continue;
     }
     if (n == 0) {
-      // EOF ends a response framed by connection close; anything else is cut short.
-      if (framer_) {
-        framer_->onEnd(flow::EndReason::kFin);
-      }
-      llhttp_finish(&parser_.http);
-      if (parser_.complete) {
-        finishOk(nowNs);
-        closeSocket();
-      } else {
-        fail(Outcome::kReset, nowNs);
-      }
+      onEof(nowNs);
       return;
     }
     if (errno == EINTR) {
@@ -483,6 +323,20 @@ void Http1Connection::readSome(uint64_t nowNs) {
       fail(Outcome::kReset, nowNs);
     }
     return;
+  }
+}
+
+void Http1Connection::onEof(uint64_t nowNs) {
+  // EOF ends a response framed by connection close; anything else is cut short.
+  if (framer_) {
+    framer_->onEnd(flow::EndReason::kFin);
+  }
+  llhttp_finish(&parser_.http);
+  if (parser_.complete) {
+    finishOk(nowNs);
+    closeSocket();
+  } else {
+    fail(Outcome::kReset, nowNs);
   }
 }
 
@@ -551,6 +405,8 @@ void Http1Connection::end(Ending& ending) {
   events_.onEnded(ending);
 }
 
+namespace {
+
 class Http1Kind final : public ConnectionKind {
  public:
   explicit Http1Kind(const ConnectionSettings& settings) : settings_(settings), readBuf_(kReadBufferSize) {}
@@ -573,9 +429,12 @@ class Http1Kind final : public ConnectionKind {
 };
 
 }  // namespace
+}  // namespace shadowtap::replay::http1
+
+namespace shadowtap::replay {
 
 std::unique_ptr<ConnectionKind> http1Kind(const ConnectionSettings& settings) {
-  return std::make_unique<Http1Kind>(settings);
+  return std::make_unique<http1::Http1Kind>(settings);
 }
 
 }  // namespace shadowtap::replay

@@ -117,6 +117,19 @@ bool MirrorPool::start() {
     spdlog::error("mirror pool: no mirror address; resolve the mirror target first");
     return false;
   }
+  if (opts_.io != MirrorIo::kEpoll && opts_.protocol == model::Protocol::kHttp1 && !opts_.tls) {
+    std::string why;
+    ring_ = Ring::open(1024, &why);
+    if (!ring_ && opts_.io == MirrorIo::kUring) {
+      spdlog::error("mirror pool: --mirror-io uring: the kernel refuses io_uring: {}; use --mirror-io auto (falls back "
+                    "to epoll) or epoll",
+                    why);
+      return false;
+    }
+    if (!ring_) {
+      spdlog::info("mirror pool: io_uring unavailable ({}); mirror I/O through epoll", why);
+    }
+  }
   if (opts_.resolveInterval.count() > 0 && !opts_.target.empty()) {
     resolver_ = std::make_unique<TargetResolver>(opts_.target, opts_.resolve, stats_, [this] { writeEventfd(wakeFd_); });
     nextResolveNs_ = clock_.nowNs() + toNs(opts_.resolveInterval);
@@ -132,13 +145,14 @@ bool MirrorPool::start() {
     return false;
   }
   started_ = true;
-  spdlog::info("mirror pool: mirroring {} to {}{} with {}, queue {} requests / {} bytes", kind_->name(),
+  spdlog::info("mirror pool: mirroring {} to {}{} with {}, queue {} requests / {} bytes, I/O through {}",
+               kind_->name(),
                opts_.target.empty() ? "" : opts_.target + " = ", addressList(opts_.addrs),
                opts_.minConnections >= opts_.maxConnections
                    ? fmt::format("up to {} connections (fixed)", opts_.maxConnections)
                    : fmt::format("{} to {} connections (grown as the mirror's latency needs)", opts_.minConnections,
                                  opts_.maxConnections),
-               opts_.queueCapacity, opts_.queueBytes);
+               opts_.queueCapacity, opts_.queueBytes, ring_ ? "io_uring" : "epoll");
   return true;
 }
 
@@ -173,10 +187,41 @@ bool MirrorPool::submit(model::Request&& request) {
     return false;
   }
   if (!wakePending_.exchange(true, std::memory_order_acq_rel)) {
-    writeEventfd(wakeFd_);
-    base::bump(stats_.wakeups);
+    if (WakeBatch* batch = WakeBatch::current()) {
+      batch->add(this);
+    } else {
+      flushWake();
+    }
   }
   return true;
+}
+
+void MirrorPool::flushWake() {
+  writeEventfd(wakeFd_);
+  base::bump(stats_.wakeups);
+}
+
+namespace {
+thread_local WakeBatch* tCurrentBatch = nullptr;
+}  // namespace
+
+WakeBatch::WakeBatch() : outer_(tCurrentBatch) { tCurrentBatch = this; }
+
+WakeBatch::~WakeBatch() {
+  tCurrentBatch = outer_;
+  for (MirrorPool* pool : pending_) {
+    pool->flushWake();
+  }
+}
+
+WakeBatch* WakeBatch::current() { return tCurrentBatch; }
+
+void WakeBatch::add(MirrorPool* pool) {
+  // The loop may clear its pending flag mid-batch (it ran out of requests), so a
+  // pool can come twice: a few pools per batch, a linear look is enough.
+  if (std::find(pending_.begin(), pending_.end(), pool) == pending_.end()) {
+    pending_.push_back(pool);
+  }
 }
 
 bool MirrorPool::enqueue(model::Request& request, size_t bytes) {

@@ -22,6 +22,30 @@
 
 namespace shadowtap::replay {
 
+class MirrorPool;
+
+// Within its scope, pools submitted to on this thread are woken once, when the
+// scope ends, instead of at the first submit: a worker opens one around each
+// batch of ring records, so a batch costs each pool it feeds one eventfd write
+// and its loop one wake-up, however many requests it holds (#16 item 2).
+// Without a scope (tests, `shadowtap replay`) submit() wakes at once. Scopes
+// do not nest; the pools must outlive the scope.
+class WakeBatch {
+ public:
+  WakeBatch();
+  ~WakeBatch();
+  WakeBatch(const WakeBatch&) = delete;
+  WakeBatch& operator=(const WakeBatch&) = delete;
+
+  // The scope open on this thread, if any.
+  static WakeBatch* current();
+  void add(MirrorPool* pool);
+
+ private:
+  WakeBatch* outer_;
+  std::vector<MirrorPool*> pending_;
+};
+
 // Mirrors requests to one target fire-and-forget, from its own event loop
 // thread (epoll, non-blocking sockets), over connections of one kind (HTTP/1
 // or h2c; see ConnectionKind). One core for both kinds: one bounded queue with
@@ -67,6 +91,9 @@ class MirrorPool final : public MirrorSink, private ConnectionEvents {
   // FakeClock. Every turn bumps stats().loopTurns.
   void wake();
 
+  // A WakeBatch's end: the wake-up its submits deferred (counted in stats().wakeups).
+  void flushWake();
+
   const MirrorStats& stats() const { return stats_; }
   const MirrorPoolOptions& options() const { return opts_; }
 
@@ -76,7 +103,7 @@ class MirrorPool final : public MirrorSink, private ConnectionEvents {
     std::unique_ptr<Connection> conn;
     size_t addrIndex = 0;  // SIZE_MAX once retired
     sockaddr_storage addr{};
-    uint32_t registeredEvents = 0;
+    uint32_t registeredEvents = 0;  // 0: not in the epoll set (its I/O is in the ring)
     uint64_t idleSinceNs = 0;  // 0: holds requests
     bool opened = false;       // counted in connectionsOpened
     bool retired = false;      // its address left the list: no new requests, closed once empty
@@ -94,6 +121,9 @@ class MirrorPool final : public MirrorSink, private ConnectionEvents {
   Slot* popReady();
   void settle(Slot& slot, uint64_t nowNs);
   void handleEvents(int n, const epoll_event* events);
+  // --mirror-io uring: submits the turn's ops, waits on the ring (the epoll set
+  // through a poll op), reaps completions; then what epoll has, as epoll_wait.
+  int waitRing(epoll_event* events, int maxEvents, int timeoutMs);
   void sweep(uint64_t nowNs);
   int timeoutMs(uint64_t nowNs) const;
   void reap();
@@ -138,6 +168,13 @@ class MirrorPool final : public MirrorSink, private ConnectionEvents {
   std::atomic<uint64_t> drainDeadlineNs_{0};
   std::thread thread_;
   std::unique_ptr<TargetResolver> resolver_;
+  // --mirror-io uring; created by start(), used and freed by the loop thread.
+  std::unique_ptr<Ring> ring_;
+  struct EpollOp final : RingOp {
+    bool ready = false;
+    void complete(int, uint64_t) override { ready = true; }
+  };
+  EpollOp epollOp_;
   bool started_ = false;
   bool stopped_ = false;
 

@@ -3,6 +3,8 @@
 // target, drains on stop.
 #include <errno.h>
 #include <spdlog/spdlog.h>
+#include <liburing.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -25,6 +27,12 @@ uint64_t toNs(std::chrono::milliseconds ms) { return static_cast<uint64_t>(ms.co
 }  // namespace
 
 void MirrorPool::run() {
+  if (ring_) {
+    if (const int err = ring_->enable(); err < 0) {
+      spdlog::warn("mirror pool: cannot enable io_uring ({}); mirror I/O through epoll", std::strerror(-err));
+      ring_.reset();
+    }
+  }
   epoll_event events[kMaxEvents];
   for (;;) {
     stats_.loopTurns.fetch_add(1, std::memory_order_release);  // tests wait on it (testing::settle)
@@ -56,10 +64,11 @@ void MirrorPool::run() {
         continue;
       }
     }
-    const int n = ::epoll_wait(epollFd_, events, kMaxEvents, timeoutMs(clock_.nowNs()));
+    const int timeout = timeoutMs(clock_.nowNs());
+    const int n = ring_ ? waitRing(events, kMaxEvents, timeout) : ::epoll_wait(epollFd_, events, kMaxEvents, timeout);
     if (n < 0 && errno != EINTR) {
       // Only a bug (bad fd or arguments) gets here; give up rather than spin.
-      spdlog::critical("mirror pool: epoll_wait failed: {}; mirroring stops", std::strerror(errno));
+      spdlog::critical("mirror pool: waiting for events failed: {}; mirroring stops", std::strerror(errno));
       break;
     }
     handleEvents(n, events);
@@ -71,6 +80,27 @@ void MirrorPool::run() {
     }
   }
   dropEverything();
+  ring_.reset();  // waits for the kernel to let go of the closed connections' buffers
+}
+
+int MirrorPool::waitRing(epoll_event* events, int maxEvents, int timeoutMs) {
+  if (!epollOp_.pending()) {
+    // The epoll set (the wake-up eventfd, connects, connections not in the
+    // ring) becomes one more completion.
+    io_uring_sqe* sqe = ring_->prepare(epollOp_);
+    io_uring_prep_poll_add(sqe, epollFd_, POLLIN);
+  }
+  if (const int err = ring_->submitAndWait(timeoutMs); err < 0) {
+    errno = -err;
+    return -1;
+  }
+  const uint64_t now = clock_.nowNs();
+  ring_->reap(now, [&](void* tag) { settle(*static_cast<Slot*>(tag), now); });
+  if (!epollOp_.ready) {
+    return 0;
+  }
+  epollOp_.ready = false;
+  return ::epoll_wait(epollFd_, events, maxEvents, 0);
 }
 
 void MirrorPool::pumpBodies(uint64_t now) {
@@ -161,6 +191,9 @@ bool MirrorPool::openConnection(uint64_t now) {
   int err = 0;
   auto slot = std::make_unique<Slot>();
   slot->conn = kind_->open(addrs_.at(addrIndex), *this, now, err);
+  if (slot->conn && ring_) {
+    slot->conn->useRing(*ring_, slot.get());
+  }
   if (slot->conn) {
     epoll_event ev{};
     ev.events = kBaseEvents | EPOLLOUT;
@@ -245,12 +278,19 @@ void MirrorPool::settle(Slot& slot, uint64_t now) {
     ready_.push_back(&slot);
     slot.inReady = true;
   }
+  if (conn.usesRing()) {
+    if (slot.registeredEvents != 0 && ::epoll_ctl(epollFd_, EPOLL_CTL_DEL, conn.fd(), nullptr) == 0) {
+      slot.registeredEvents = 0;
+    }
+    return;
+  }
   const uint32_t wanted = kBaseEvents | (conn.wantsWrite() ? static_cast<uint32_t>(EPOLLOUT) : 0U);
   if (wanted != slot.registeredEvents) {
     epoll_event ev{};
     ev.events = wanted;
     ev.data.ptr = &slot;
-    if (::epoll_ctl(epollFd_, EPOLL_CTL_MOD, conn.fd(), &ev) == 0) {
+    // A connection that left the ring (a streamed request) is watched again.
+    if (::epoll_ctl(epollFd_, slot.registeredEvents == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, conn.fd(), &ev) == 0) {
       slot.registeredEvents = wanted;
     }
   }

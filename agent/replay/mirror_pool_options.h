@@ -16,6 +16,7 @@
 #include "model/request.h"
 #include "replay/local_endpoints.h"
 #include "replay/rate_limiter.h"
+#include "replay/ring.h"
 #include "replay/response_observer.h"
 #include "replay/target.h"
 #include "replay/tls_client.h"
@@ -28,6 +29,10 @@ struct MirrorPoolOptions {
   // The connection kind: HTTP/1 (sends Request::bytes) or h2c (sends the
   // fields, body and trailers). Every request submitted must be of it.
   model::Protocol protocol = model::Protocol::kHttp1;
+  // How the loop does its sockets' I/O (ring.h): HTTP/1 cleartext pools can
+  // use io_uring; kUring fails start() where the kernel refuses it, kAuto
+  // falls back to epoll (logged).
+  MirrorIo io = MirrorIo::kEpoll;
 
   // "host:port" as configured: names the target in logs and is re-resolved
   // every resolveInterval (0: never) on the pool's resolver thread with

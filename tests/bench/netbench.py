@@ -56,6 +56,7 @@ class Lab:
         self.tag = tag
         self.build = build
         self.dir = workdir
+        self.agent_args = []  # --agent-args: added to every shadowtap command line
         self.ns = {r: f"{tag}-{r}" for r in ("c", "s", "m")}
         self.if_c0, self.if_s0 = f"{tag}c0", f"{tag}s0"
         self.if_s1, self.if_m0 = f"{tag}s1", f"{tag}m0"
@@ -260,7 +261,7 @@ http {{
         f = open(logpath, "w")
         argv = [os.path.join(self.build, "agent", "shadowtap"), "-i", self.if_s0, "-p", str(port),
                 "-m", f"{M_ADDR}:{MIRROR_PORT}", "--stats-file", logpath + ".stats.json",
-                *(extra or ("--summary-interval", "0"))]
+                *(extra or ("--summary-interval", "0")), *self.agent_args]
         p = self.spawn(name, self.ns["s"], argv, stdout=f, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -545,6 +546,8 @@ def main():
     ap.add_argument("--outage", type=int, default=30)
     ap.add_argument("--outage-rate", type=int, default=1000)
     ap.add_argument("--outage-body", type=int, default=16384)
+    ap.add_argument("--agent-args", default="", help="flags added to every shadowtap command line, "
+                    "e.g. '--mirror-io epoll' (split on spaces)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("netbench needs root (network namespaces, BPF)", file=sys.stderr)
@@ -557,6 +560,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="shadowtap-bench-")
     os.chmod(workdir, 0o755)
     lab = Lab(args.tag, os.path.abspath(args.build), workdir)
+    lab.agent_args = args.agent_args.split()
     try:
         lab.setup()
         lab.start_primary()

@@ -8,6 +8,12 @@
 // the mirror connections carry, not how fast a queue overflows.
 //
 //   workers_bench --workers N --mirror HOST:PORT [--seconds S] [--connections C] [--window W]
+//                 [--rate R] [--tick-us T]
+//
+// --rate paces the requests (all workers together) in batches every --tick-us,
+// as the kernel's ring hands them over: the CPU per request at a given rate.
+// Each batch is one replay::WakeBatch, as in Worker::run (--wake-batch 0: a
+// wake-up per submit that finds the pool's loop idle, as before #16 item 2).
 //
 // Prints one JSON object: answered requests/s in the measuring window (after
 // a 1 s warm-up), per worker, and the process's CPU-microseconds per request.
@@ -20,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,8 +61,10 @@ uint64_t answered(const RuleSet& set) {
 
 // One worker's synthetic capture: `conns` keep-alive connections, each sending
 // GET requests back to back, one segment per request, round robin.
-void produce(Worker& worker, RuleRuntime& rt, uint32_t first, uint32_t conns, size_t window,
-             const std::atomic<bool>& stop) {
+// With `rate` > 0 (requests/s for this worker) the requests come in batches
+// every `tickUs`, as a ring consume hands them over, and the thread sleeps between.
+void produce(Worker& worker, RuleRuntime& rt, uint32_t first, uint32_t conns, size_t window, double rate,
+             uint32_t tickUs, bool wakeBatch, const std::atomic<bool>& stop) {
   struct Conn {
     flow::Segment seg;
     uint32_t next = 1000;
@@ -76,9 +85,25 @@ void produce(Worker& worker, RuleRuntime& rt, uint32_t first, uint32_t conns, si
   const replay::MirrorStats& ps = rt.mirrors[0].replayer->stats();
   std::string req;
   uint64_t n = 0;
+  const uint64_t start = base::monotonicNs();
+  const uint64_t tickNs = static_cast<uint64_t>(tickUs) * 1000;
+  std::optional<replay::WakeBatch> batch;  // paced: one per tick, as around a ring consume
   while (!stop.load(std::memory_order_relaxed)) {
-    if (static_cast<size_t>(base::load(ps.queueDepth)) > window) {
-      // Sleep rather than spin, so the CPU figure is the pipeline's and the pool's.
+    if (rate > 0) {
+      const uint64_t now = base::monotonicNs();
+      const uint64_t ticks = (now - start) / tickNs + 1;
+      if (n >= static_cast<uint64_t>(static_cast<double>(ticks * tickNs) * rate / 1e9)) {
+        batch.reset();
+        worker.tick(now);
+        const uint64_t wait = tickNs - (now - start) % tickNs;
+        const timespec pause{static_cast<time_t>(wait / 1'000'000'000ULL), static_cast<long>(wait % 1'000'000'000ULL)};
+        nanosleep(&pause, nullptr);
+        continue;
+      }
+      if (!batch && wakeBatch) {
+        batch.emplace();
+      }
+    } else if (static_cast<size_t>(base::load(ps.queueDepth)) > window) {
       const timespec pause{0, 50'000};
       nanosleep(&pause, nullptr);
       continue;
@@ -106,6 +131,10 @@ int main(int argc, char** argv) {
   double seconds = 5;
   uint32_t connections = 64;
   size_t window = 256;
+  double rate = 0;
+  uint32_t tickUs = 1000;
+  bool wakeBatch = true;
+  std::string io = "uring";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--workers") {
@@ -118,10 +147,19 @@ int main(int argc, char** argv) {
       connections = static_cast<uint32_t>(std::atoi(argv[i + 1]));
     } else if (k == "--window") {
       window = static_cast<size_t>(std::atoi(argv[i + 1]));
+    } else if (k == "--rate") {
+      rate = std::atof(argv[i + 1]);
+    } else if (k == "--wake-batch") {
+      wakeBatch = std::atoi(argv[i + 1]) != 0;
+    } else if (k == "--io") {
+      io = argv[i + 1];
+    } else if (k == "--tick-us") {
+      tickUs = static_cast<uint32_t>(std::atoi(argv[i + 1]));
     }
   }
   if (mirror.empty() || workers < 1) {
-    std::fprintf(stderr, "usage: workers_bench --workers N --mirror HOST:PORT [--seconds S] [--connections C]\n");
+    std::fprintf(stderr, "usage: workers_bench --workers N --mirror HOST:PORT [--seconds S] [--connections C] [--window W] "
+                 "[--rate R (all workers; 0: as fast as the mirror answers)] [--tick-us T] [--wake-batch 0|1] [--io uring|epoll]\n");
     return 2;
   }
   replay::ResolveResult resolved = replay::resolveTarget(mirror);
@@ -148,6 +186,7 @@ int main(int argc, char** argv) {
     o.queueCapacity = rule->first().queue;
     o.queueBytes = rule->first().queueMiB << 20;
     o.localEndpoints = &local;
+    o.io = io == "epoll" ? replay::MirrorIo::kEpoll : replay::MirrorIo::kUring;
     splitPoolOptions(o, workers, w, nullptr);
     rt->mirrors[0].replayer = std::make_unique<replay::MirrorPool>(o);
     if (!rt->mirrors[0].replayer->start()) {
@@ -173,7 +212,7 @@ int main(int argc, char** argv) {
   for (uint32_t w = 0; w < workers; ++w) {
     const uint32_t mine = static_cast<uint32_t>(workerShare(connections, workers, w));
     threads.emplace_back([&, w, mine] {
-      produce(*ws[w], *set->perWorker[w][0], w * 1000, mine, window, stop);
+      produce(*ws[w], *set->perWorker[w][0], w * 1000, mine, window, rate / workers, tickUs, wakeBatch, stop);
     });
   }
   std::this_thread::sleep_for(std::chrono::seconds(1));  // warm-up: connections open

@@ -8,6 +8,7 @@ Prints each run's JSON line and the medians: answered requests/s, per worker, th
 scaling ratio N vs 1, and CPU-microseconds per request.
 
 Usage (root): workers_bench.py --bench build/tests/bench/workers_bench [--workers 2] [--runs 3] [--seconds 5]
+                               [--rate 20000 --tick-us 1000]
 """
 import argparse
 import json
@@ -45,6 +46,32 @@ http {{
 }}
 """
 
+def start_mirror(lab, work, procs):
+    """nginx (`return 200`, `procs` worker processes) on 198.18.1.2:8000 in namespace
+    `mir`, linked to namespace `node` (198.18.1.1), which is returned."""
+    node, mir = lab.netns("node"), lab.netns("mir")
+    lab.link(node, mir, ["198.18.1.1/24"], ["198.18.1.2/24"], "m")
+    os.makedirs(os.path.join(work, "tmp"))
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(work=work, procs=procs))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    lab.spawn(mir, [nginx, "-c", conf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    return node
+
+
+def run_json(lab, node, argv, seconds):
+    """Runs a benchmark binary in `node`; its last output line as JSON, printed too
+    (None, and its output on stderr, when it fails)."""
+    r = lab.run(node, argv, capture_output=True, text=True, timeout=seconds + 60)
+    if r.returncode != 0:
+        print(r.stdout, r.stderr, file=sys.stderr)
+        return None
+    line = json.loads(r.stdout.strip().splitlines()[-1])
+    print(json.dumps(line), flush=True)
+    return line
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -54,31 +81,26 @@ def main():
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--nginx-processes", type=int, default=1)
+    ap.add_argument("--rate", type=float, default=0,
+                    help="requests/s for all workers, in batches every --tick-us (0: as fast as the mirror answers)")
+    ap.add_argument("--tick-us", type=int, default=1000)
+    ap.add_argument("--wake-batch", type=int, default=1, help="0: wake the pool at submit, as before #16 item 2")
+    ap.add_argument("--io", choices=["epoll", "uring"], default="uring", help="the pools' mirror I/O (--mirror-io)")
     args = ap.parse_args()
     netlab.require_root_or_skip("the workers benchmark")
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     work = tempfile.mkdtemp(prefix="st-wbench-")
     lab = netlab.Lab("swb")
     try:
-        node, mir = lab.netns("node"), lab.netns("mir")
-        lab.link(node, mir, ["198.18.1.1/24"], ["198.18.1.2/24"], "m")
-        os.makedirs(os.path.join(work, "tmp"))
-        conf = os.path.join(work, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(work=work, procs=args.nginx_processes))
-        lab.spawn(mir, [nginx, "-c", conf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1)
+        node = start_mirror(lab, work, args.nginx_processes)
         results = {1: [], args.workers: []}
         for _ in range(args.runs):
             for n in (1, args.workers):
-                r = lab.run(node, [args.bench, "--workers", str(n), "--mirror", "198.18.1.2:8000",
-                                   "--seconds", str(args.seconds), "--connections", str(args.connections)],
-                            capture_output=True, text=True, timeout=args.seconds + 60)
-                if r.returncode != 0:
-                    print(r.stdout, r.stderr, file=sys.stderr)
+                line = run_json(lab, node, [args.bench, "--workers", str(n), "--mirror", "198.18.1.2:8000",
+                                            "--seconds", str(args.seconds), "--connections", str(args.connections),
+                                            "--rate", str(args.rate), "--tick-us", str(args.tick_us),
+                                            "--wake-batch", str(args.wake_batch), "--io", args.io], args.seconds)
+                if line is None:
                     return 1
-                line = json.loads(r.stdout.strip().splitlines()[-1])
-                print(json.dumps(line), flush=True)
                 results[n].append(line)
         med = {n: statistics.median(x["answered_per_s"] for x in rs) for n, rs in results.items()}
         cpu = {n: statistics.median(x["cpu_us_per_request"] for x in rs) for n, rs in results.items()}

@@ -118,5 +118,27 @@ TEST(PipelineOptions, PoolOptionsTakeTheMirrorsLimitsAndTheFlagsTimeouts) {
   EXPECT_EQ(b.maxRps, 50u);
 }
 
+TEST(PipelineOptions, MirrorIoIsAutoByDefaultAndTakesUringOrEpoll) {
+  const auto io = [](std::vector<std::string> extra) {
+    const Config c = parse(std::move(extra));
+    return poolOptionsOf(c, c.rules[0].mirrors[0], {}).io;
+  };
+  EXPECT_EQ(io({}), replay::MirrorIo::kAuto);
+  EXPECT_EQ(io({"--mirror-io", "uring"}), replay::MirrorIo::kUring);
+  EXPECT_EQ(io({"--mirror-io", "epoll"}), replay::MirrorIo::kEpoll);
+
+  std::vector<std::string> args = {"shadowtap", "-i", "eth0", "--rule", "port=8000,mirror=127.0.0.1:9000",
+                                   "--mirror-io", "poll"};
+  std::vector<char*> argv;
+  for (auto& a : args) {
+    argv.push_back(a.data());
+  }
+  Config c;
+  std::string error;
+  EXPECT_FALSE(reparseConfig(static_cast<int>(argv.size()), argv.data(), c, &error));
+  EXPECT_NE(error.find("--mirror-io"), std::string::npos) << error;
+  EXPECT_NE(error.find("poll"), std::string::npos) << error;
+}
+
 }  // namespace
 }  // namespace shadowtap

@@ -60,6 +60,7 @@ class MirrorPoolClock : public ::testing::TestWithParam<model::Protocol> {
  protected:
   MirrorPoolOptions options(const sockaddr_storage& addr) {
     MirrorPoolOptions o;
+    o.io = ::shadowtap::replay::testing::testIo();
     o.protocol = GetParam();
     o.addrs = {addr};
     o.clock = &clock_;

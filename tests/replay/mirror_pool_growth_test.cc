@@ -88,6 +88,7 @@ void expectLoopSleeps(const MirrorPool& pool, const char* when) {
 
 MirrorPoolOptions growing(const sockaddr_storage& addr, base::FakeClock& clock) {
   MirrorPoolOptions o;
+  o.io = ::shadowtap::replay::testing::testIo();
   o.addrs = {addr};
   o.minConnections = 2;
   o.maxConnections = 6;

@@ -23,6 +23,7 @@ using namespace testing;
 
 MirrorPoolOptions optionsFor(std::vector<sockaddr_storage> addrs) {
   MirrorPoolOptions opts;
+  opts.io = ::shadowtap::replay::testing::testIo();
   opts.addrs = std::move(addrs);
   opts.maxConnections = 4;
   opts.connectTimeout = 500ms;
@@ -135,6 +136,59 @@ TEST(MirrorPoolHttp1, KeepAliveReusesOneConnectionForSequentialRequests) {
   EXPECT_EQ(get(pool.stats().connectAttempts), 1u);
   EXPECT_EQ(get(pool.stats().connectionsClosed), 1u);  // closed by stop()
   expectOutcomesAddUp(pool.stats());
+}
+
+// #16 item 2: a worker submits a ring batch's requests inside a WakeBatch; the
+// pool's loop is woken once at its end, not once per request, and every request
+// still reaches the mirror byte for byte.
+TEST(MirrorPoolHttp1, AWakeBatchWakesThePoolOnceAtItsEnd) {
+  TestHttpServer server([](const ServerRequest&, size_t, size_t) { return ok(); });
+  MirrorPool pool(optionsFor({server.address()}));
+  ASSERT_TRUE(pool.start());
+  constexpr uint64_t kBatches = 5;
+  constexpr uint64_t kPerBatch = 60;
+  for (uint64_t b = 0; b < kBatches; ++b) {
+    const uint64_t wakeups = get(pool.stats().wakeups);
+    {
+      WakeBatch batch;
+      for (uint64_t i = 0; i < kPerBatch; ++i) {
+        ASSERT_TRUE(pool.submit(getJob(static_cast<int>(b * kPerBatch + i))));
+      }
+      std::this_thread::sleep_for(30ms);
+      // No submit wrote the eventfd: the wake-up waits for the batch's end (a
+      // loop still busy with the previous batch may pick requests up meanwhile).
+      EXPECT_EQ(get(pool.stats().wakeups), wakeups);
+    }
+    EXPECT_EQ(get(pool.stats().wakeups), wakeups + 1);
+    ASSERT_TRUE(waitFor([&] { return get(pool.stats().responses2xx) == (b + 1) * kPerBatch; }, 10s));
+  }
+  pool.stop(1s);
+  EXPECT_EQ(server.requestCount(), kBatches * kPerBatch);
+  EXPECT_EQ(get(pool.stats().wakeups), kBatches);
+  std::map<int, std::string> got;
+  for (const auto& conn : server.requestsByConnection()) {
+    for (const auto& request : conn) {
+      got[static_cast<int>(seqOf(request))] = request;
+    }
+  }
+  ASSERT_EQ(got.size(), kBatches * kPerBatch);
+  for (const auto& [seq, request] : got) {
+    EXPECT_EQ(request, getJob(seq).bytes);
+  }
+  expectOutcomesAddUp(pool.stats());
+}
+
+// Without a batch (tests, `shadowtap replay`) a submit to an idle loop wakes it at once.
+TEST(MirrorPoolHttp1, WithoutAWakeBatchASubmitWakesTheLoopAtOnce) {
+  TestHttpServer server([](const ServerRequest&, size_t, size_t) { return ok(); });
+  MirrorPool pool(optionsFor({server.address()}));
+  ASSERT_TRUE(pool.start());
+  for (uint64_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(pool.submit(getJob(static_cast<int>(i))));
+    ASSERT_TRUE(waitFor([&] { return get(pool.stats().responses2xx) == i + 1; }, 2s));
+    EXPECT_EQ(get(pool.stats().wakeups), i + 1);
+  }
+  pool.stop(1s);
 }
 
 TEST(MirrorPoolHttp1, BurstUsesAtMostMaxConnections) {

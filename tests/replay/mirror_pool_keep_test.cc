@@ -48,6 +48,7 @@ struct Collector final : public ResponseObserver {
 
 MirrorPoolOptions optionsFor(const sockaddr_storage& addr) {
   MirrorPoolOptions opts;
+  opts.io = ::shadowtap::replay::testing::testIo();
   opts.addrs = {addr};
   opts.maxConnections = 2;
   opts.connectTimeout = 500ms;

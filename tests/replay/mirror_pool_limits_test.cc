@@ -49,6 +49,7 @@ TEST(MirrorPoolLimits, RateLimitDropsTheExcessAndCountsIt) {
   TestHttpServer server([](const ServerRequest&, size_t, size_t) { return ServerAction{.response = httpResponse(200, "x")}; });
   base::FakeClock clock;
   MirrorPoolOptions opts;
+  opts.io = ::shadowtap::replay::testing::testIo();
   opts.addrs = {server.address()};
   opts.maxRps = 20;  // one every 50 ms, bursts of 2
   opts.clock = &clock;
@@ -92,6 +93,7 @@ TEST(MirrorPoolLimits, DropOldestKeepsTheNewestJobs) {
     return ServerAction{.response = httpResponse(200, "x")};
   });
   MirrorPoolOptions opts;
+  opts.io = ::shadowtap::replay::testing::testIo();
   opts.addrs = {server.address()};
   opts.maxConnections = 1;
   opts.queueCapacity = 3;
@@ -121,6 +123,7 @@ TEST(MirrorPoolLimits, DropOldestDropsAtShutdownWhatIsLeftInTheBacklog) {
     return ServerAction{.delay = 400ms, .response = httpResponse(200, "x")};
   });
   MirrorPoolOptions opts;
+  opts.io = ::shadowtap::replay::testing::testIo();
   opts.addrs = {server.address()};
   opts.maxConnections = 1;
   opts.queueCapacity = 4;
@@ -145,6 +148,7 @@ TEST(MirrorPoolLimits, ReResolutionMovesToTheNewAddress) {
   RefusedPort refused;
   base::FakeClock clock;
   MirrorPoolOptions opts;
+  opts.io = ::shadowtap::replay::testing::testIo();
   opts.addrs = {refused.address()};                // what the name resolved to at start
   opts.target = portTarget(server.address());      // what it resolves to now
   opts.resolveInterval = 100ms;
@@ -174,6 +178,7 @@ TEST(MirrorPoolLimits, ReResolutionMovesToTheNewAddress) {
 TEST(MirrorPoolLimits, FailedReResolutionKeepsTheAddresses) {
   TestHttpServer server([](const ServerRequest&, size_t, size_t) { return ServerAction{.response = httpResponse(200, "x")}; });
   MirrorPoolOptions opts;
+  opts.io = ::shadowtap::replay::testing::testIo();
   opts.addrs = {server.address()};
   opts.target = "name.invalid:80";
   opts.resolveInterval = 50ms;
@@ -190,6 +195,7 @@ TEST(MirrorPoolLimits, LocalEndpointsArePublishedWhileSocketsLive) {
   TestHttpServer server([](const ServerRequest&, size_t, size_t) { return ServerAction{.response = httpResponse(200, "x")}; });
   LocalEndpoints endpoints;
   MirrorPoolOptions opts;
+  opts.io = ::shadowtap::replay::testing::testIo();
   opts.addrs = {server.address()};
   opts.localEndpoints = &endpoints;
   MirrorPool pool(opts);
@@ -261,6 +267,7 @@ TEST(MirrorPoolLimits, LatencyIsRecordedForEveryResponse) {
     return ServerAction{.delay = index == 0 ? 60ms : 0ms, .response = httpResponse(200, "x")};
   });
   MirrorPoolOptions opts;
+  opts.io = ::shadowtap::replay::testing::testIo();
   opts.addrs = {server.address()};
   opts.maxConnections = 1;
   MirrorPool pool(opts);

@@ -25,6 +25,7 @@ model::Request plainGet() { return model::Request{.method = "GET", .bytes = "GET
 
 MirrorPoolOptions streamOptions(const sockaddr_storage& addr) {
   MirrorPoolOptions o;
+  o.io = ::shadowtap::replay::testing::testIo();
   o.addrs = {addr};
   o.maxConnections = 2;
   o.minConnections = 2;

@@ -17,6 +17,16 @@ namespace shadowtap::replay::testing {
 
 using namespace std::chrono_literals;
 
+// The I/O the HTTP/1 pool tests run with: epoll in replay_tests, io_uring in
+// replay_uring_tests (the same sources built with SHADOWTAP_TEST_URING).
+inline MirrorIo testIo() {
+#ifdef SHADOWTAP_TEST_URING
+  return MirrorIo::kUring;
+#else
+  return MirrorIo::kEpoll;
+#endif
+}
+
 inline bool waitFor(const std::function<bool()>& done, std::chrono::milliseconds timeout = 15s) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
