@@ -35,6 +35,23 @@ def use_workers(n):
         EXTRA_ARGS[:] = ["--workers", str(n)]
 
 
+def add_mirror_io_arg(ap):
+    """--mirror-io M: the agent's mirror I/O (default: the agent's auto)."""
+    ap.add_argument("--mirror-io", choices=["auto", "uring", "epoll"], default="")
+
+
+def use_mirror_io(mode):
+    if mode:
+        EXTRA_ARGS.extend(["--mirror-io", mode])
+
+
+def check_mirror_io(text, mode):
+    """The startup log names the I/O the mode asked for (auto: either)."""
+    if mode in ("uring", "epoll"):
+        want = "io_uring" if mode == "uring" else "epoll"
+        check(f"I/O through {want}" in text, f"--mirror-io {mode}: the mirror pool's start log says I/O through {want}")
+
+
 def check_workers(stats, n, what=""):
     """With N workers: the gauge says N, and the records the workers read add up to what
     the kernel copied (each record read by exactly one worker)."""

@@ -25,8 +25,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-from harness import (MirrorLab, Shadowtap, add_workers_arg, check, check_workers,  # noqa: E402,F401
-                     client, finish, our_filters, our_programs, use_workers, read_records, requests_of, shadow_host, wait_count,
+from harness import (MirrorLab, Shadowtap, add_mirror_io_arg, add_workers_arg, check, check_mirror_io, check_workers,  # noqa: E402,F401
+                     client, finish, our_filters, our_programs, use_mirror_io, use_workers, read_records, requests_of, shadow_host, wait_count,
                      wait_stable)
 
 
@@ -34,8 +34,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap", required=True)
     add_workers_arg(ap)
+    add_mirror_io_arg(ap)
     args = ap.parse_args()
     use_workers(args.workers)
+    use_mirror_io(args.mirror_io)
     netlab.require_root_or_skip("the end-to-end mirror test")
 
     m = MirrorLab()
@@ -89,6 +91,7 @@ def main():
                                                                       "response_4xx", "response_5xx"},
           f"stats count every mirror response and no loss: {stats.outcomes()}")
     check_workers(stats, args.workers, "100 %: ")
+    check_mirror_io(text, args.mirror_io)
     if args.workers:
         check(f"{args.workers} worker" in text, "the startup log says how many workers run")
 
