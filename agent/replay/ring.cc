@@ -13,6 +13,16 @@ namespace {
 
 // Completions of cancel requests carry no op.
 constexpr uint64_t kNoOp = 0;
+// Linux 6.12 (uapi names newer than Debian 12's headers): the wait's
+// min_wait_usec, in what older headers call io_uring_getevents_arg.pad.
+constexpr unsigned kFeatMinTimeout = 1U << 15;
+struct GetEventsArg {
+  uint64_t sigmask;
+  uint32_t sigmaskSize;
+  uint32_t minWaitUsec;
+  uint64_t ts;
+};
+static_assert(sizeof(GetEventsArg) == sizeof(io_uring_getevents_arg));
 
 }  // namespace
 
@@ -35,6 +45,7 @@ std::unique_ptr<Ring> Ring::open(unsigned entries, std::string* error) {
     params.flags |= IORING_SETUP_CQSIZE;
     err = io_uring_queue_init_params(entries, ring->ring_.get(), &params);
     if (err != -EINVAL) {
+      ring->minWait_ = (params.features & kFeatMinTimeout) != 0;
       break;
     }
   }
@@ -131,10 +142,34 @@ void Ring::orphan(RingOp* op) {
   orphans_.insert(op);
 }
 
-int Ring::submitAndWait(int timeoutMs) {
+int Ring::enterBatch(int timeoutMs, unsigned expected) {
+  // What io_uring_submit() does first: publish the prepared entries.
+  io_uring_sq& sq = ring_->sq;
+  const unsigned tail = sq.sqe_tail;
+  if (sq.sqe_head != tail) {
+    sq.sqe_head = tail;
+    __atomic_store_n(sq.ktail, tail, __ATOMIC_RELEASE);
+  }
+  const unsigned toSubmit = tail - __atomic_load_n(sq.khead, __ATOMIC_ACQUIRE);
+  __kernel_timespec ts{};
+  GetEventsArg arg{};
+  arg.minWaitUsec = kBatchWaitUs;
+  if (timeoutMs >= 0) {
+    ts.tv_sec = timeoutMs / 1000;
+    ts.tv_nsec = static_cast<long long>(timeoutMs % 1000) * 1'000'000;
+    arg.ts = reinterpret_cast<uint64_t>(&ts);
+  }
+  const long r = ::syscall(__NR_io_uring_enter, ring_->ring_fd, toSubmit, expected,
+                           IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof(arg));
+  return r < 0 ? -errno : 0;
+}
+
+int Ring::submitAndWait(int timeoutMs, unsigned expected) {
   io_uring_cqe* cqe = nullptr;
   int r;
-  if (timeoutMs < 0) {
+  if (timeoutMs != 0 && expected > 1 && minWait_) {
+    r = enterBatch(timeoutMs, expected);
+  } else if (timeoutMs < 0) {
     r = io_uring_submit_and_wait(ring_.get(), 1);
   } else if (timeoutMs == 0) {
     r = io_uring_submit(ring_.get());

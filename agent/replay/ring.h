@@ -67,7 +67,17 @@ class Ring {
   // Submits what was prepared and waits until a completion arrives or
   // timeoutMs passes (-1: no limit, 0: no wait). Negative errno on failure
   // (a timeout or an interruption is not one).
-  int submitAndWait(int timeoutMs);
+  //
+  // expected > 1 (completions the caller knows are coming: requests on the
+  // wire) on kernels with IORING_FEAT_MIN_TIMEOUT (6.12+): waits for that
+  // many, but no longer than kBatchWaitUs once one has arrived, so a burst of
+  // responses costs the loop one wake-up rather than one each. Elsewhere, and
+  // for expected <= 1, the wait ends at the first completion.
+  int submitAndWait(int timeoutMs, unsigned expected = 1);
+  // The longest a completion waits for the ones expected with it.
+  static constexpr unsigned kBatchWaitUs = 200;
+  // The kernel can wait for a batch (see submitAndWait).
+  bool batchesWaits() const { return minWait_; }
   // Hands every waiting completion to its op (orphans are deleted); calls
   // touched(op.tag) after each op that has a tag. Returns how many.
   template <typename Touched>
@@ -100,7 +110,12 @@ class Ring {
   // Ops orphaned when not pending, freed once no completion runs.
   void freeDead();
 
+  // submitAndWait with a batch: the submission and the batched wait in one
+  // io_uring_enter (liburing 2.3 has no call for min_wait_usec).
+  int enterBatch(int timeoutMs, unsigned expected);
+
   std::unique_ptr<io_uring> ring_;
+  bool minWait_ = false;  // IORING_FEAT_MIN_TIMEOUT
   size_t inFlight_ = 0;
   int lastRes_ = 0;
   std::unordered_set<RingOp*> orphans_;
