@@ -92,7 +92,9 @@ int MirrorPool::waitRing(epoll_event* events, int maxEvents, int timeoutMs) {
   }
   // Every request on the wire answers with a completion: a burst of them
   // wakes the loop once (kernels with batched waits; see Ring::submitAndWait).
-  const unsigned expected = static_cast<unsigned>(std::min<size_t>(held_, kMaxEvents));
+  // Not while requests wait for a connection: each completion frees one.
+  const unsigned expected =
+      queue_.size() > 0 ? 1 : static_cast<unsigned>(std::min<size_t>(held_, kMaxEvents));
   if (const int err = ring_->submitAndWait(timeoutMs, expected); err < 0) {
     errno = -err;
     return -1;
