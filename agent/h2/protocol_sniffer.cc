@@ -29,16 +29,16 @@ ProtocolSniffer::~ProtocolSniffer() {
   // Destroyed without onEnd (the flow table always ends a stream first, but
   // keep the gauge right regardless).
   setHeld({});
-  if (upgradeRequest_) {
-    factory_.stats_.heldBytes.fetch_sub(static_cast<int64_t>(upgradeRequest_->bytes.size()),
+  if (pending_) {
+    factory_.stats_.heldBytes.fetch_sub(static_cast<int64_t>(pending_->request.bytes.size()),
                                         std::memory_order_relaxed);
   }
 }
 
 size_t ProtocolSniffer::bufferedBytes() const {
   size_t n = held_.size();
-  if (upgradeRequest_) {
-    n += upgradeRequest_->bytes.size();
+  if (pending_) {
+    n += pending_->request.bytes.size();
   }
   if (framer_) {
     n += framer_->bufferedBytes();
@@ -104,11 +104,10 @@ void ProtocolSniffer::toH2(std::span<const uint8_t> bytes, uint64_t tsNs) {
   std::optional<H2cUpgrade> upgrade;
   if (mode_ == Mode::kSniffUpgrade) {
     base::bump(factory_.stats_.upgradesAccepted);
-    factory_.stats_.heldBytes.fetch_sub(static_cast<int64_t>(upgradeRequest_->bytes.size()),
+    factory_.stats_.heldBytes.fetch_sub(static_cast<int64_t>(pending_->request.bytes.size()),
                                         std::memory_order_relaxed);
-    upgradeRequest_.reset();
-    upgrade = std::move(upgrade_);
-    upgrade_.reset();
+    upgrade = std::move(pending_->upgrade);
+    pending_.reset();
     // The framer has abandoned the stream; it gets no more bytes and ends
     // with the stream.
   } else {
@@ -126,7 +125,7 @@ void ProtocolSniffer::toHttp1(std::span<const uint8_t> bytes, uint64_t tsNs) {
     // upgrade, so a new one takes over at that request boundary. The bytes of
     // the chunk that carried the request's end are counted by both framers
     // (the old one as unmirrored), as when the upgrade is accepted.
-    const uint64_t end = upgradeRequest_->streamOffset + upgradeRequest_->bytes.size();
+    const uint64_t end = pending_->request.streamOffset + pending_->request.bytes.size();
     releaseUpgrade();
     framer_->onEnd(flow::EndReason::kFin);
     framer_ = factory_.framers_.createAt(key_, ruleId_, end);
@@ -143,11 +142,10 @@ void ProtocolSniffer::toHttp1(std::span<const uint8_t> bytes, uint64_t tsNs) {
 
 void ProtocolSniffer::releaseUpgrade() {
   base::bump(factory_.stats_.upgradesDeclined);
-  factory_.stats_.heldBytes.fetch_sub(static_cast<int64_t>(upgradeRequest_->bytes.size()),
+  factory_.stats_.heldBytes.fetch_sub(static_cast<int64_t>(pending_->request.bytes.size()),
                                       std::memory_order_relaxed);
-  model::Request r = std::move(*upgradeRequest_);
-  upgradeRequest_.reset();
-  upgrade_.reset();
+  model::Request r = std::move(pending_->request);
+  pending_.reset();
   factory_.sink_.onRequest(std::move(r));
 }
 
@@ -157,13 +155,13 @@ void ProtocolSniffer::feedFramer(std::span<const uint8_t> bytes, uint64_t tsNs) 
   framer_->onData(bytes, tsNs);
   factory_.feeding_ = outer;
   framerPos_ += bytes.size();
-  if (!upgradeRequest_ || mode_ != Mode::kHttp1) {
+  if (!pending_ || mode_ != Mode::kHttp1) {
     return;
   }
   // The framer emitted an "Upgrade: h2c" request in this chunk (and gave the
   // stream up); what follows it decides the protocol.
   mode_ = Mode::kSniffUpgrade;
-  const uint64_t end = upgradeRequest_->streamOffset + upgradeRequest_->bytes.size();
+  const uint64_t end = pending_->request.streamOffset + pending_->request.bytes.size();
   if (end < chunkPos || end > framerPos_) {
     releaseUpgrade();  // cannot happen: the request ends in the chunk just parsed
     mode_ = Mode::kHttp1;
@@ -176,14 +174,13 @@ void ProtocolSniffer::feedFramer(std::span<const uint8_t> bytes, uint64_t tsNs) 
 }
 
 void ProtocolSniffer::holdUpgrade(model::Request&& request, H2cUpgrade&& upgrade) {
-  if (upgradeRequest_ || mode_ != Mode::kHttp1) {
+  if (pending_ || mode_ != Mode::kHttp1) {
     factory_.sink_.onRequest(std::move(request));  // one per stream; the framer stops after it
     return;
   }
   base::bump(factory_.stats_.upgradesSeen);
   factory_.stats_.heldBytes.fetch_add(static_cast<int64_t>(request.bytes.size()), std::memory_order_relaxed);
-  upgradeRequest_ = std::move(request);
-  upgrade_ = std::move(upgrade);
+  pending_ = std::make_unique<PendingUpgrade>(PendingUpgrade{std::move(request), std::move(upgrade)});
 }
 
 void ProtocolSniffer::onGap(uint64_t bytes) {

@@ -89,8 +89,14 @@ class ProtocolSniffer final : public flow::StreamConsumer {
   std::unique_ptr<flow::StreamConsumer> framer_;
   std::unique_ptr<H2StreamDecoder> h2_;
   uint64_t framerPos_ = 0;  // bytes fed to the framer (its stream positions)
-  std::optional<model::Request> upgradeRequest_;
-  std::optional<H2cUpgrade> upgrade_;
+  // An "Upgrade: h2c" request held until the bytes after it say whether the
+  // server switched. On the heap: rare, and a model::Request plus its HTTP/2
+  // form would double the size of every idle connection's sniffer.
+  struct PendingUpgrade {
+    model::Request request;
+    H2cUpgrade upgrade;
+  };
+  std::unique_ptr<PendingUpgrade> pending_;
   size_t heldCounted_ = 0;  // in stats heldBytes
 };
 
