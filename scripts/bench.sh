@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs shadowtap's benchmarks and rewrites tests/bench/RESULTS.md.
 #
-# Usage: scripts/bench.sh [all|kernel|pipeline|impact|fidelity|memory|h2|slow|tls]...   (default: all)
+# Usage: scripts/bench.sh [all|kernel|pipeline|impact|fidelity|memory|workers|io|h2|slow|tls]...   (default: all)
 #
 # Installs the benchmark tools from Debian (scripts/install-deps.sh --bench),
 # builds in Release into build-bench/ (or $BUILD_DIR), runs the parts asked for
@@ -14,7 +14,9 @@
 # whose figures are written up by hand in tests/bench/analysis.md), and about 1.5 for `tls`
 # (--tls: ns per SSL_read with and without the uprobes, tests/bench/tls_bench.cc, and an HTTPS
 # nginx's closed-loop throughput under wrk without shadowtap, with the probes, and mirroring:
-# tests/bench/tlsload.py; written up by hand in analysis.md, section 9).
+# tests/bench/tlsload.py; written up by hand in analysis.md, section 9), and about 1 each for
+# `workers` (the replay benchmark, 1 vs 2 workers into nginx: tests/bench/workers_bench.py) and
+# `io` (one mirror pool through epoll vs io_uring: tests/bench/mirror_io.py).
 # Environment: BENCH_QUICK=1 shortens every part (smoke test, figures not meaningful);
 # BENCH_NO_BUILD=1 measures the binaries already in $BUILD_DIR without rebuilding.
 set -euo pipefail
@@ -27,10 +29,10 @@ TAG=sbn$$
 parts=()
 for a in "${@:-all}"; do
   case "$a" in
-    all) parts+=(kernel pipeline impact fidelity memory h2 slow tls) ;;
-    kernel|pipeline|impact|fidelity|memory|h2|slow|tls) parts+=("$a") ;;
+    all) parts+=(kernel pipeline impact fidelity memory workers io h2 slow tls) ;;
+    kernel|pipeline|impact|fidelity|memory|workers|io|h2|slow|tls) parts+=("$a") ;;
     -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown part '$a' (kernel|pipeline|impact|fidelity|memory|h2|slow|tls|all)" >&2; exit 2 ;;
+    *) echo "bench.sh: unknown part '$a' (kernel|pipeline|impact|fidelity|memory|workers|io|h2|slow|tls|all)" >&2; exit 2 ;;
   esac
 done
 
@@ -80,13 +82,15 @@ if [[ ${BENCH_NO_BUILD:-0} == 1 ]]; then
   # Measure the binaries already in $BUILD_DIR (e.g. while the tree does not build).
   log "BENCH_NO_BUILD=1: using the existing binaries in $BUILD_DIR"
   echo "# BENCH_NO_BUILD=1: binaries of an earlier Release build in $BUILD_DIR, not rebuilt" >>"$OUT/commands-setup.txt"
-  for b in agent/shadowtap tests/bench/pipeline_bench tests/bench/kernel_bench tests/bench/rate_client tests/bench/tls_bench; do
+  for b in agent/shadowtap tests/bench/pipeline_bench tests/bench/kernel_bench tests/bench/rate_client tests/bench/tls_bench \
+    tests/bench/workers_bench tests/bench/mirror_io_bench; do
     [[ -x $BUILD_DIR/$b ]] || { echo "bench.sh: $BUILD_DIR/$b missing; build first" >&2; exit 1; }
   done
 else
   run setup cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
   log "building (Release) in $BUILD_DIR"
-  run setup cmake --build "$BUILD_DIR" --target shadowtap pipeline_bench kernel_bench rate_client tls_bench -j"$(nproc)" >/dev/null
+  run setup cmake --build "$BUILD_DIR" --target shadowtap pipeline_bench kernel_bench rate_client tls_bench \
+    workers_bench mirror_io_bench -j"$(nproc)" >/dev/null
 fi
 
 git_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -137,6 +141,16 @@ for p in "${parts[@]}"; do
     memory)
       run memory python3 tests/bench/netbench.py memory --build "$BUILD_DIR" --out "$OUT" --tag "$TAG" \
         --idle-conns 10000 --outage "$([[ -n ${quick[*]} ]] && echo 10 || echo 30)" --outage-rate 1000 --outage-body 16384
+      ;;
+    workers)
+      # Issue 16: the replay benchmark, 1 vs 2 workers, closed loop into nginx; workers.json, section 5b.
+      run workers python3 tests/bench/workers_bench.py --bench "$(realpath "$BUILD_DIR")/tests/bench/workers_bench" \
+        --workers 2 --runs "$netruns" --seconds "$([[ -n ${quick[*]} ]] && echo 2 || echo 4)" --json "$OUT/workers.json"
+      ;;
+    io)
+      # Issue 16: one mirror pool through epoll vs io_uring, at 20,000 req/s and closed loop; io.json, section 5c.
+      run io python3 tests/bench/mirror_io.py --bench "$(realpath "$BUILD_DIR")/tests/bench/mirror_io_bench" \
+        --rates 20000,0 --runs "$netruns" --seconds "$([[ -n ${quick[*]} ]] && echo 2 || echo 3)" --json "$OUT/io.json"
       ;;
     h2)
       # h2c: production impact (none / mirror ok / mirror refused), fidelity at rising

@@ -10,13 +10,16 @@ Prints each run's JSON line, then per rate the medians of answered requests/s an
 CPU-microseconds per request for each mode, and their ratio.
 
 Usage (root): mirror_io.py --bench build/tests/bench/mirror_io_bench [--rates 20000,0] [--runs 3] [--seconds 4]
+                           [--json io.json]
 """
 import argparse
+import json
 import os
 import shutil
 import statistics
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 import netlab  # noqa: E402
@@ -31,6 +34,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=4)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--tick-us", type=int, default=1000)
+    ap.add_argument("--json", help="write every run and the settings here (scripts/bench.sh: io.json)")
     args = ap.parse_args()
     netlab.require_root_or_skip("the mirror I/O benchmark")
     work = tempfile.mkdtemp(prefix="st-iobench-")
@@ -59,6 +63,13 @@ def main():
             print(f"{label}: epoll {med['epoll'][0]:.0f} req/s {med['epoll'][1]:.2f} CPU-us/req; "
                   f"uring {med['uring'][0]:.0f} req/s {med['uring'][1]:.2f} CPU-us/req; "
                   f"uring/epoll CPU per request {med['uring'][1] / med['epoll'][1]:.2f}x")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "nproc": os.cpu_count(),
+                           "connections": args.connections, "runs": args.runs, "seconds": args.seconds,
+                           "tick_us": args.tick_us, "rates": rates,
+                           "results": [{"rate": r, "mode": m, "runs": rs} for (r, m), rs in results.items()]},
+                          f, indent=1)
     finally:
         lab.close()
         shutil.rmtree(work, ignore_errors=True)

@@ -8,7 +8,7 @@ Prints each run's JSON line and the medians: answered requests/s, per worker, th
 scaling ratio N vs 1, and CPU-microseconds per request.
 
 Usage (root): workers_bench.py --bench build/tests/bench/workers_bench [--workers 2] [--runs 3] [--seconds 5]
-                               [--rate 20000 --tick-us 1000]
+                               [--rate 20000 --tick-us 1000] [--json workers.json]
 """
 import argparse
 import json
@@ -86,6 +86,7 @@ def main():
     ap.add_argument("--tick-us", type=int, default=1000)
     ap.add_argument("--wake-batch", type=int, default=1, help="0: wake the pool at submit, as before #16 item 2")
     ap.add_argument("--io", choices=["epoll", "uring"], default="uring", help="the pools' mirror I/O (--mirror-io)")
+    ap.add_argument("--json", help="write every run and the settings here (scripts/bench.sh: workers.json)")
     args = ap.parse_args()
     netlab.require_root_or_skip("the workers benchmark")
     work = tempfile.mkdtemp(prefix="st-wbench-")
@@ -110,6 +111,13 @@ def main():
             print(f"{n} worker(s): {med[n]:.0f} requests/s answered ({med[n] / n:.0f} per worker), "
                   f"{cpu[n]:.1f} CPU-us per request")
         print(f"scaling {args.workers} vs 1: {med[args.workers] / med[1]:.2f}x")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "nproc": os.cpu_count(),
+                           "nginx_processes": args.nginx_processes, "connections": args.connections,
+                           "runs": args.runs, "seconds": args.seconds, "rate": args.rate, "io": args.io,
+                           "workers": args.workers, "results": {str(n): rs for n, rs in results.items()}},
+                          f, indent=1)
     finally:
         lab.close()
         shutil.rmtree(work, ignore_errors=True)
