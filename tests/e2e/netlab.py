@@ -65,6 +65,9 @@ class Lab:
             f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 
     def spawn(self, ns, argv, **kw):
+        # Its own process group, so close() ends what it started too (nginx's
+        # workers outlive a killed master otherwise).
+        kw.setdefault("start_new_session", True)
         p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], **kw)
         self.processes.append(p)
         return p
@@ -74,12 +77,18 @@ class Lab:
 
     def close(self):
         for p in self.processes:
+            # Its group first (its id is the pid, see spawn): nginx's workers, a
+            # shell's children; then the process itself, whatever spawn was told.
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
             if p.poll() is None:
                 p.kill()
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
         self.processes.clear()
         for ns in self.namespaces:
             # Deleting a namespace removes its veth ends, qdiscs and filters.
