@@ -144,8 +144,10 @@ for p in "${parts[@]}"; do
       ;;
     workers)
       # Issue 16: the replay benchmark, 1 vs 2 workers, closed loop into nginx; workers.json, section 5b.
+      # nginx gets a process per worker where the cores allow (two workers, two pools, two nginx).
       run workers python3 tests/bench/workers_bench.py --bench "$(realpath "$BUILD_DIR")/tests/bench/workers_bench" \
-        --workers 2 --runs "$netruns" --seconds "$([[ -n ${quick[*]} ]] && echo 2 || echo 4)" --json "$OUT/workers.json"
+        --workers 2 --nginx-processes "$(( $(nproc) >= 6 ? 2 : 1 ))" --runs "$netruns" \
+        --seconds "$([[ -n ${quick[*]} ]] && echo 2 || echo 4)" --json "$OUT/workers.json"
       ;;
     io)
       # Issue 16: one mirror pool through epoll vs io_uring, at 20,000 req/s and closed loop; io.json, section 5c.

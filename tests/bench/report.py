@@ -360,16 +360,18 @@ def workers_section(w, out, summary, misses):
                    f"{fnum(sum(x['mirror_errors'] for x in r))} | {fnum(sum(x['submit_dropped'] for x in r))} |")
     scaling = medians[n] / medians[1] if medians[1] else None
     out.append("")
-    out.append(f"- Scaling {n} vs 1 worker: **{fratio(scaling)}** (goal ≥ {GOAL_SCALING:g}×) on {w['nproc']} CPUs. "
-               f"The benchmark and the mirror nginx share those CPUs: with {w['nproc']} CPUs, one worker, its pool "
-               f"and nginx already keep them busy, so the figure to take is from a machine with at least "
-               f"{2 * n} free cores for the benchmark (a worker and a pool thread each) and {n} more for nginx "
-               f"(`--nginx-processes {n}`).\n")
+    line = f"- Scaling {n} vs 1 worker: **{fratio(scaling)}** (goal ≥ {GOAL_SCALING:g}×) on {w['nproc']} CPUs."
+    if w["nproc"] < 3 * n:
+        line += (f" The benchmark and the mirror nginx share those CPUs: one worker, its pool and nginx already "
+                 f"keep them busy, so the figure to take is from a machine with at least {2 * n} free cores for "
+                 f"the benchmark (a worker and a pool thread each) and {n} more for nginx (`scripts/bench.sh "
+                 f"workers` gives nginx {n} processes from 6 CPUs up).")
+    out.append(line + "\n")
     summary.append(f"The replay benchmark answered {fnum(medians[1])} requests/s with 1 worker and "
                    f"{fnum(medians[n])} with {n} ({fratio(scaling)}, {w['nproc']} CPUs).")
     if scaling is not None and scaling < GOAL_SCALING:
         misses.append(f"workers scale {fratio(scaling)} from 1 to {n} (goal ≥ {GOAL_SCALING:g}×; "
-                      f"{w['nproc']} CPUs shared with the mirror)")
+                      f"{w['nproc']} CPUs" + (" shared with the mirror)" if w["nproc"] < 3 * n else ")"))
 
 
 def io_section(io, out, summary):
