@@ -42,7 +42,7 @@ packages=(
 )
 for arg in "$@"; do
   case "$arg" in
-    --bench) packages+=(wrk linux-perf valgrind) ;;
+    --bench) packages+=(wrk linux-perf valgrind ethtool) ;;
     --browser) packages+=(chromium) ;;
   esac
 done

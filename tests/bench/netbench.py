@@ -61,6 +61,7 @@ class Lab:
         self.if_c0, self.if_s0 = f"{tag}c0", f"{tag}s0"
         self.if_s1, self.if_m0 = f"{tag}s1", f"{tag}m0"
         self.procs = {}
+        self.mirror_rx_thread = False
         self.closed = False
         atexit.register(self.close)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -87,6 +88,17 @@ class Lab:
             self.run(ns, ["sysctl", "-q", "-w", "net.core.somaxconn=16384"], quiet=True)
             self.run(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=10000 65000"], quiet=True)
             self.run(ns, ["sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1"], quiet=True)
+        if self.mirror_rx_thread:
+            # veth delivers a packet to its peer's socket in the sender's
+            # softirq, so the mirror host's TCP receive is charged to the agent's
+            # send. With GRO on the peer, and TSO off on the sending side (veth
+            # takes its NAPI path for a TCP packet only then), the peer receives
+            # through NAPI, and a threaded NAPI runs that in its own kernel
+            # thread, as a NIC would for a mirror on another host
+            # (analysis.md, section 14).
+            self.run(m, ["ethtool", "-K", self.if_m0, "gro", "on"], quiet=True, check=True)
+            self.run(s, ["ethtool", "-K", self.if_s1, "tso", "off"], quiet=True, check=True)
+            self.run(m, ["sh", "-c", f"echo 1 > /sys/class/net/{self.if_m0}/threaded"], check=True)
 
     def run(self, ns, argv, quiet=False, check=False, **kw):
         if quiet:
@@ -548,6 +560,10 @@ def main():
     ap.add_argument("--outage-body", type=int, default=16384)
     ap.add_argument("--agent-args", default="", help="flags added to every shadowtap command line, "
                     "e.g. '--mirror-io epoll' (split on spaces)")
+    ap.add_argument("--mirror-rx-thread", action="store_true",
+                    help="the mirror's veth receives in a threaded NAPI, so its TCP receive is not charged "
+                    "to the agent's sends (as with a mirror on another host; needs ethtool; "
+                    "turns TSO off on the agent's side of the mirror link)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("netbench needs root (network namespaces, BPF)", file=sys.stderr)
@@ -561,6 +577,7 @@ def main():
     os.chmod(workdir, 0o755)
     lab = Lab(args.tag, os.path.abspath(args.build), workdir)
     lab.agent_args = args.agent_args.split()
+    lab.mirror_rx_thread = args.mirror_rx_thread
     try:
         lab.setup()
         lab.start_primary()
