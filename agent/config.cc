@@ -225,7 +225,8 @@ void addAgentFlags(CLI::App& app, Config& c) {
           "MiB"));
   app.add_option("--workers", c.workersText,
                  "Worker threads, each reading its own ring buffer and owning its connections' flows and mirror "
-                 "connections (1-64, or auto: a quarter of the usable cores, 1 to 4)")
+                 "connections (1-64, or auto: a quarter of the usable cores, 1 to 4, at most one per CPU of a "
+                 "cgroup CPU limit)")
       ->capture_default_str()
       ->check(CLI::Validator(
           [](const std::string& s) {

@@ -2,6 +2,7 @@
 
 #include <sched.h>
 #include <signal.h>
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
@@ -14,10 +15,12 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "base/clock.h"
 #include "base/counters.h"
+#include "base/cpu_limit.h"
 #include "base/fd.h"
 #include "http/host_rewrite.h"
 #include "pipeline_metrics.h"
@@ -49,6 +52,24 @@ unsigned usableCores() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+// How many workers run and why; a CPU limit that starves explicit workers is
+// worth a warning (each worker wants about a CPU at full load).
+void logWorkers(const Config& config, uint32_t workers, unsigned cores, std::optional<double> cpuLimit,
+                uint64_t ringBytes) {
+  const std::string why = config.workers != 0 ? "--workers"
+                          : cpuLimit          ? "--workers auto: a quarter of the cores, 1 to 4, "
+                                                "at most one per CPU of the limit"
+                                              : "--workers auto: a quarter of the cores, 1 to 4";
+  const std::string limit = cpuLimit ? fmt::format(", CPU limit {:g}", *cpuLimit) : "";
+  spdlog::info("{} worker{} ({}; {} usable core{}{}), each with its own ring buffer of {} KiB", workers,
+               workers > 1 ? "s" : "", why, cores, cores > 1 ? "s" : "", limit, ringBytes >> 10);
+  if (config.workers != 0 && cpuLimit && workers > std::max(1.0, *cpuLimit)) {
+    spdlog::warn("--workers {} under a CPU limit of {:g}: the workers share that much CPU time; raise the "
+                 "limit (limits.cpu) or use --workers auto",
+                 workers, *cpuLimit);
+  }
+}
+
 }  // namespace
 
 Pipeline::Pipeline(const Config& config) : config_(config) {}
@@ -71,7 +92,8 @@ Pipeline::~Pipeline() {
 std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* error, SourceFactory source) {
   auto p = std::unique_ptr<Pipeline>(new Pipeline(config));
   const unsigned cores = usableCores();
-  p->workerCount_ = config.workers != 0 ? config.workers : autoWorkers(cores);
+  const std::optional<double> cpuLimit = base::cpuLimitCores();
+  p->workerCount_ = config.workers != 0 ? config.workers : autoWorkers(cores, cpuLimit);
   // Before the rules: their replayers report mirror responses to the engine.
   if (!p->setUpCompare(error)) {
     return nullptr;
@@ -126,10 +148,7 @@ std::unique_ptr<Pipeline> Pipeline::create(const Config& config, std::string* er
     spdlog::info("--tls: reading the OpenSSL plaintext of processes that map {} (uprobes)",
                  p->source_->tlsLibrary());
   }
-  spdlog::info("{} worker{} ({}; {} usable core{}), each with its own ring buffer of {} KiB", p->workerCount_,
-               p->workerCount_ > 1 ? "s" : "",
-               config.workers != 0 ? "--workers" : "--workers auto: a quarter of the cores, 1 to 4", cores,
-               cores > 1 ? "s" : "", capture::ringBytesPerWorker(co.ringBufferBytes, p->workerCount_) >> 10);
+  logWorkers(config, p->workerCount_, cores, cpuLimit, capture::ringBytesPerWorker(co.ringBufferBytes, p->workerCount_));
   p->attached_ = p->source_->attachedInterfaces().size();
   p->loopTurnNs_ = base::monotonicNs();
   registerExporters(*p, p->registry_);

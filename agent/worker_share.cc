@@ -4,7 +4,13 @@
 
 namespace shadowtap {
 
-uint32_t autoWorkers(unsigned cores) { return std::clamp<uint32_t>(cores / 4, 1, 4); }
+uint32_t autoWorkers(unsigned cores, std::optional<double> cpuLimit) {
+  uint32_t n = cores / 4;
+  if (cpuLimit) {
+    n = std::min<uint32_t>(n, static_cast<uint32_t>(std::min(*cpuLimit, 64.0)));
+  }
+  return std::clamp<uint32_t>(n, 1, 4);
+}
 
 uint64_t workerShare(uint64_t total, uint32_t workers, uint32_t worker, uint64_t atLeast) {
   if (workers <= 1) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "flow/flow_limits.h"
 #include "replay/mirror_pool_options.h"
@@ -12,7 +13,9 @@ namespace shadowtap {
 // 100,000 requests/s (tests/bench/RESULTS.md), so 4 cover a busy node, and
 // the agent never takes more than a quarter of the cores production runs on;
 // a small node (up to 7 cores) keeps one worker, as before workers existed.
-uint32_t autoWorkers(unsigned cores);
+// Under a CPU limit (`cpuLimit` CPUs: a container's limits.cpu) no more than
+// one worker per whole CPU of it: more would only share the same quota.
+uint32_t autoWorkers(unsigned cores, std::optional<double> cpuLimit = std::nullopt);
 
 // Worker `worker`'s share of a limit of `total` split over `workers`:
 // total / workers, plus one for the first total % workers workers (so the

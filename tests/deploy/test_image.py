@@ -320,6 +320,16 @@ class ImageTest:
         self.progs, self.links = bpf_objects(self.pid)
         check(len(self.progs) >= 1,
               f"the agent holds its BPF programs {sorted(self.progs)} (links {sorted(self.links)})")
+        # The manifest's CPU limit, read by the agent from inside the container's
+        # cgroup, caps --workers auto (one worker per whole CPU of it).
+        limit = self.spec.get("resources", {}).get("limits", {}).get("cpu")
+        if limit is not None:
+            cpus = float(podman_spec._cpus(limit))
+            logs = podman("logs", self.name, check=False)
+            line = next((ln for ln in (logs.stdout + logs.stderr).splitlines() if "usable core" in ln), "")
+            want_workers = max(1, min(4, len(os.sched_getaffinity(0)) // 4, int(cpus)))
+            check(f"CPU limit {cpus:g}" in line and re.search(rf"\b{want_workers} workers? \(", line) is not None,
+                  f"the agent read the manifest's CPU limit ({limit}) and runs {want_workers} worker(s): {line.strip()!r}")
 
     def check_mirroring(self, count=40):
         """One request per connection, so the per-connection sampling shows."""

@@ -118,7 +118,11 @@ def require_root_or_skip(what):
     """Exit 77 (CTest skip) without root, unless CI=true where a skip is a failure."""
     if os.geteuid() == 0:
         return
-    msg = f"{what} needs root (network namespaces, BPF)"
+    skip(f"{what} needs root (network namespaces, BPF)")
+
+
+def skip(msg):
+    """Exit 77 (CTest skip) saying why, unless CI=true where a skip is a failure."""
     if os.environ.get("CI") == "true":
         print(f"FAIL: {msg}, and CI=true forbids skipping", file=sys.stderr)
         sys.exit(1)

@@ -56,6 +56,16 @@ TEST(WorkerShare, AutoIsAQuarterOfTheCoresFromOneToFour) {
   EXPECT_EQ(autoWorkers(128), 4u);
 }
 
+TEST(WorkerShare, AutoRunsAtMostOneWorkerPerCpuOfTheLimit) {
+  EXPECT_EQ(autoWorkers(16, 1.0), 1u) << "the DaemonSet's limits.cpu: 1 on a 16-core node";
+  EXPECT_EQ(autoWorkers(16, 0.5), 1u) << "at least one";
+  EXPECT_EQ(autoWorkers(16, 2.5), 2u);
+  EXPECT_EQ(autoWorkers(16, 8.0), 4u) << "a generous limit leaves a quarter of the cores";
+  EXPECT_EQ(autoWorkers(8, 3.0), 2u);
+  EXPECT_EQ(autoWorkers(128, 1e9), 4u);
+  EXPECT_EQ(autoWorkers(16, std::nullopt), 4u) << "no limit";
+}
+
 TEST(WorkerShare, PoolOptionsSplitQueuesAndConnectionsAndShareTheRate) {
   replay::MirrorPoolOptions o;
   o.minConnections = 16;
