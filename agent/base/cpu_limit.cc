@@ -83,9 +83,10 @@ struct Mount {
   std::string point;
 };
 
-// The cgroup v1 mount carrying the cpu controller, else the v2 mount.
-std::optional<Mount> cpuMount(std::string_view mountinfo, bool* v2) {
-  std::optional<Mount> unified;
+// The cgroup v1 mounts carrying the cpu controller, else the v2 mounts (a
+// container may see the hierarchy mounted more than once, at different roots).
+std::vector<Mount> cpuMounts(std::string_view mountinfo, bool* v2) {
+  std::vector<Mount> v1, unified;
   for (std::string_view line : split(mountinfo, '\n')) {
     const size_t dash = line.find(" - ");
     if (dash == std::string_view::npos) {
@@ -98,15 +99,19 @@ std::optional<Mount> cpuMount(std::string_view mountinfo, bool* v2) {
     }
     Mount m{unescape(before[3]), unescape(before[4])};
     if (after[0] == "cgroup" && hasToken(after[2], "cpu")) {
-      *v2 = false;
-      return m;
-    }
-    if (after[0] == "cgroup2" && !unified) {
-      unified = std::move(m);
+      v1.push_back(std::move(m));
+    } else if (after[0] == "cgroup2") {
+      unified.push_back(std::move(m));
     }
   }
-  *v2 = unified.has_value();
-  return unified;
+  *v2 = v1.empty();
+  return v1.empty() ? unified : v1;
+}
+
+// `root` is `path` or one of its ancestors.
+bool isUnder(std::string_view path, std::string_view root) {
+  return path.compare(0, root.size(), root) == 0 &&
+         (root == "/" || path.size() == root.size() || path[root.size()] == '/');
 }
 
 // The process's path in the hierarchy: v2's "0::/path", or the v1 line whose
@@ -144,36 +149,40 @@ std::optional<double> parseCfsQuota(std::string_view quota, std::string_view per
 
 CpuLimitDirs cpuLimitDirs(std::string_view mountinfo, std::string_view procCgroup) {
   CpuLimitDirs out;
-  const auto mount = cpuMount(mountinfo, &out.v2);
-  if (!mount) {
+  const std::vector<Mount> mounts = cpuMounts(mountinfo, &out.v2);
+  const auto path = cgroupPath(procCgroup, out.v2);
+  if (!path) {
     return out;
   }
-  const auto path = cgroupPath(procCgroup, out.v2);
-  std::string dir = mount->point;
-  // In a container with its own cgroup namespace the path is "/" and the
-  // mount's root is the container's cgroup; a path outside the mount's root
-  // (a bind mount of part of the tree) cannot be followed: the mount itself.
-  const bool under = path && path->compare(0, mount->root.size(), mount->root) == 0 &&
-                     (mount->root == "/" || path->size() == mount->root.size() || (*path)[mount->root.size()] == '/');
-  if (under) {
-    std::string rel = path->substr(mount->root == "/" ? 0 : mount->root.size());
-    while (!rel.empty() && rel.back() == '/') {
-      rel.pop_back();
+  // The mount whose root holds the process's cgroup, the deepest if several
+  // do. In a container with its own cgroup namespace the path is "/" and so is
+  // the root. None does (a path outside every mounted part of the tree): no
+  // directory, rather than a sibling cgroup's limit.
+  const Mount* mount = nullptr;
+  for (const Mount& m : mounts) {
+    if (isUnder(*path, m.root) && (mount == nullptr || m.root.size() > mount->root.size())) {
+      mount = &m;
     }
-    if (!rel.empty() && rel.front() != '/') {
-      rel.insert(rel.begin(), '/');
-    }
-    dir += rel;
   }
+  if (mount == nullptr) {
+    return out;
+  }
+  std::string rel = path->substr(mount->root == "/" ? 0 : mount->root.size());
+  while (!rel.empty() && rel.back() == '/') {
+    rel.pop_back();
+  }
+  const std::string top = mount->point == "/" ? "" : mount->point;
+  std::string dir = top + rel;
   for (;;) {
-    out.dirs.push_back(dir);
-    if (dir.size() <= mount->point.size()) {
+    out.dirs.push_back(dir.empty() ? "/" : dir);
+    if (dir.size() <= top.size()) {
       break;
     }
-    dir.resize(dir.rfind('/'));
-    if (dir.size() < mount->point.size()) {
+    const size_t up = dir.rfind('/');
+    if (up == std::string::npos) {
       break;
     }
+    dir.resize(up);
   }
   return out;
 }

@@ -24,9 +24,10 @@ std::optional<double> parseCpuMax(std::string_view cpuMax);
 std::optional<double> parseCfsQuota(std::string_view quota, std::string_view period);
 
 // Where a process's CPU limit files are: the directories from its cgroup up to
-// the root of the hierarchy that holds the cpu controller (innermost first),
+// the mount of the hierarchy that holds the cpu controller (innermost first),
 // from /proc/self/mountinfo and /proc/self/cgroup: v1's cpu hierarchy where
 // one is mounted (a hybrid system binds the cpu controller there), else v2's.
+// None when no mount of it holds the process's cgroup.
 struct CpuLimitDirs {
   bool v2 = false;
   std::vector<std::string> dirs;

@@ -20,9 +20,9 @@ constexpr const char* kV2Mountinfo =
 // hierarchy without controllers.
 constexpr const char* kHybridMountinfo =
     "30 22 0:27 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
-    "31 30 0:28 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n"
-    "33 30 0:30 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset\n"
-    "40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+    "40 30 0:37 / /sys/fs/cgroup/unified rw,relatime shared:5 - cgroup2 cgroup2 rw\n"
+    "33 30 0:30 / /sys/fs/cgroup/cpuset rw,relatime shared:6 - cgroup cgroup rw,cpuset\n"
+    "31 30 0:28 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:7 - cgroup cgroup rw,cpu,cpuacct\n";
 
 struct FakeFs {
   std::map<std::string, std::string> files;
@@ -96,11 +96,41 @@ TEST(CpuLimit, V2BindMountOfPartOfTheTree) {
   EXPECT_EQ(where.dirs, (std::vector<std::string>{"/sys/fs/cgroup/agent", "/sys/fs/cgroup"}));
 }
 
-TEST(CpuLimit, APathOutsideTheMountsRootReadsTheMountItself) {
-  // c10 is not under c1, though its name starts the same.
+TEST(CpuLimit, APathOutsideTheMountsRootReadsNothing) {
+  // c10 is not under c1, though its name starts the same: c1's limit is a
+  // sibling's, not the process's.
   const auto where = cpuLimitDirs("700 600 0:23 /kubepods/pod1/c1 /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n",
                                   "0::/kubepods/pod1/c10/agent\n");
-  EXPECT_EQ(where.dirs, (std::vector<std::string>{"/sys/fs/cgroup"}));
+  EXPECT_TRUE(where.dirs.empty());
+}
+
+TEST(CpuLimit, OfSeveralMountsTheOneHoldingTheProcess) {
+  // The host's hierarchy mounted first (its root outside this namespace's
+  // view), the container's own after it.
+  FakeFs fs;
+  fs.files["/proc/self/mountinfo"] =
+      "600 500 0:23 /.. /host/sys/fs/cgroup ro - cgroup2 cgroup2 rw\n"
+      "700 600 0:23 / /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n";
+  fs.files["/proc/self/cgroup"] = "0::/\n";
+  fs.files["/host/sys/fs/cgroup/cpu.max"] = "max 100000\n";
+  fs.files["/sys/fs/cgroup/cpu.max"] = "100000 100000\n";
+  EXPECT_EQ(fs.limit(), 1.0);
+}
+
+TEST(CpuLimit, MountedAtTheFileSystemRoot) {
+  const auto where = cpuLimitDirs("40 1 0:37 / / rw - cgroup2 cgroup2 rw\n", "0::/a/b\n");
+  EXPECT_EQ(where.dirs, (std::vector<std::string>{"/a/b", "/a", "/"}));
+}
+
+TEST(CpuLimit, V1AnAncestorsSmallerQuotaBindsTheChild) {
+  FakeFs fs;
+  fs.files["/proc/self/mountinfo"] = kHybridMountinfo;
+  fs.files["/proc/self/cgroup"] = "2:cpu,cpuacct:/pod/c1\n";
+  fs.files["/sys/fs/cgroup/cpu,cpuacct/pod/c1/cpu.cfs_quota_us"] = "400000\n";
+  fs.files["/sys/fs/cgroup/cpu,cpuacct/pod/c1/cpu.cfs_period_us"] = "100000\n";
+  fs.files["/sys/fs/cgroup/cpu,cpuacct/pod/cpu.cfs_quota_us"] = "50000\n";
+  fs.files["/sys/fs/cgroup/cpu,cpuacct/pod/cpu.cfs_period_us"] = "100000\n";
+  EXPECT_EQ(fs.limit(), 0.5);
 }
 
 TEST(CpuLimit, V1OnAHybridHostIgnoresTheUnifiedHierarchy) {

@@ -45,24 +45,54 @@ def cpu_hierarchy():
 
 
 def make_cgroup(name, quota_us, period_us):
-    """A cgroup with a CPU limit of quota/period CPUs; returns its directory."""
+    """A cgroup with a CPU limit of quota/period CPUs: (its directory, an undo
+    for the parent's controllers or None). Nothing is left if it fails."""
     mount, v2 = cpu_hierarchy()
     if mount is None:
-        raise RuntimeError("no cgroup file system is mounted")
+        raise OSError("no cgroup file system is mounted")
     path = os.path.join(mount, name)
+    undo = None
     if v2:
-        with open(os.path.join(mount, "cgroup.subtree_control"), "w") as f:
-            f.write("+cpu")
+        control = os.path.join(mount, "cgroup.subtree_control")
+        with open(control) as f:
+            enabled = f.read().split()
+        if "cpu" not in enabled:
+            with open(control, "w") as f:
+                f.write("+cpu")
+            undo = (control, "-cpu")
     os.mkdir(path)
-    if v2:
-        with open(os.path.join(path, "cpu.max"), "w") as f:
-            f.write(f"{quota_us} {period_us}")
-    else:
-        with open(os.path.join(path, "cpu.cfs_period_us"), "w") as f:
-            f.write(str(period_us))
-        with open(os.path.join(path, "cpu.cfs_quota_us"), "w") as f:
-            f.write(str(quota_us))
-    return path
+    try:
+        if v2:
+            with open(os.path.join(path, "cpu.max"), "w") as f:
+                f.write(f"{quota_us} {period_us}")
+        else:
+            with open(os.path.join(path, "cpu.cfs_period_us"), "w") as f:
+                f.write(str(period_us))
+            with open(os.path.join(path, "cpu.cfs_quota_us"), "w") as f:
+                f.write(str(quota_us))
+    except OSError:
+        remove_cgroup(path, undo)
+        raise
+    return path, undo
+
+
+def remove_cgroup(path, undo):
+    """rmdir once its processes are gone (they leave it as they exit); True when removed."""
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            break
+        except FileNotFoundError:
+            break
+        except OSError:
+            time.sleep(0.1)
+    if undo is not None:
+        try:
+            with open(undo[0], "w") as f:
+                f.write(undo[1])
+        except OSError:
+            pass
+    return not os.path.exists(path)
 
 
 def start_log(lab, ns, binary, cgroup, extra, log_path):
@@ -75,7 +105,7 @@ def start_log(lab, ns, binary, cgroup, extra, log_path):
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     lab.processes.append(p)  # close() ends it whatever happens below
     text = ""
-    deadline = time.time() + 30
+    deadline = time.time() + 20
     while time.time() < deadline and p.poll() is None:
         with open(log_path) as f:
             text = f.read()
@@ -84,11 +114,14 @@ def start_log(lab, ns, binary, cgroup, extra, log_path):
         time.sleep(0.2)
     in_cgroup = False
     if p.poll() is None:
-        with open(f"/proc/{p.pid}/cgroup") as f:
-            in_cgroup = any(line.rstrip("\n").endswith("/" + os.path.basename(cgroup)) for line in f)
+        try:
+            with open(f"/proc/{p.pid}/cgroup") as f:
+                in_cgroup = any(line.rstrip("\n").endswith("/" + os.path.basename(cgroup)) for line in f)
+        except OSError:
+            pass  # it exited meanwhile: the log says why
         p.send_signal(signal.SIGTERM)
         try:
-            p.wait(timeout=20)
+            p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
@@ -103,13 +136,13 @@ def main():
     binary = ap.parse_args().shadowtap
     netlab.require_root_or_skip("the CPU limit test")
     lab = netlab.Lab()
-    cgroup = None
+    cgroup, undo = None, None
     workdir = f"/tmp/{lab.tag}-cpu"
     os.makedirs(workdir, exist_ok=True)
     try:
         ns = lab.netns("cpu")
         try:
-            cgroup = make_cgroup(f"{lab.tag}-cpu", 150000, 100000)  # 1.5 CPUs
+            cgroup, undo = make_cgroup(f"{lab.tag}-cpu", 150000, 100000)  # 1.5 CPUs
         except OSError as e:
             netlab.skip(f"cannot make a cgroup with a CPU limit here: {e}")
 
@@ -133,13 +166,7 @@ def main():
     finally:
         lab.close()
         if cgroup is not None:
-            for _ in range(50):
-                try:
-                    os.rmdir(cgroup)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            check(not os.path.exists(cgroup), f"the test's cgroup {cgroup} is removed")
+            check(remove_cgroup(cgroup, undo), f"the test's cgroup {cgroup} is removed")
         for name in ("auto.log", "two.log"):
             try:
                 os.remove(f"{workdir}/{name}")
