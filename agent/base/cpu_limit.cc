@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/strings.h"
+
 namespace shadowtap::base {
 namespace {
 
@@ -20,18 +22,8 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
   }
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\n' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 std::optional<long long> toInt(std::string_view s) {
-  s = trim(s);
+  s = trimSpace(s);
   long long v = 0;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || end != s.data() + s.size()) {
@@ -136,7 +128,7 @@ std::optional<std::string> cgroupPath(std::string_view procCgroup, bool v2) {
 }  // namespace
 
 std::optional<double> parseCpuMax(std::string_view cpuMax) {
-  const auto fields = split(trim(cpuMax), ' ');
+  const auto fields = split(trimSpace(cpuMax), ' ');
   if (fields.size() != 2 || fields[0] == "max") {
     return std::nullopt;
   }

@@ -1,5 +1,7 @@
 #include "base/strings.h"
 
+#include <cctype>
+
 namespace shadowtap::base {
 namespace {
 
@@ -32,6 +34,16 @@ std::string_view trimOws(std::string_view s) {
     s.remove_prefix(1);
   }
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+std::string_view trimSpace(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) {
     s.remove_suffix(1);
   }
   return s;

@@ -11,6 +11,8 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b);
 std::string toLower(std::string_view s);
 // `s` without leading and trailing spaces and tabs (HTTP's OWS).
 std::string_view trimOws(std::string_view s);
+// `s` without leading and trailing ASCII white space (line ends included).
+std::string_view trimSpace(std::string_view s);
 
 // Incremental 64-bit FNV-1a; fnv1a64(a + b) == fnv1a64(b, fnv1a64(a)).
 inline constexpr uint64_t kFnv1aSeed = 0xcbf29ce484222325ULL;

@@ -14,15 +14,6 @@ namespace {
 using Json = nlohmann::json;
 using record::RecordedRequest;
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
 
 const Json* field(const Json& j, const char* name, Json::value_t type) {
   auto it = j.find(name);
@@ -351,7 +342,7 @@ std::optional<RecordedRequest> parseHarEntryText(std::string_view entry, std::st
 ReadResult parseRecordText(std::string_view text) {
   ReadResult out;
   std::string why;
-  const std::string_view body = trim(text);
+  const std::string_view body = base::trimSpace(text);
   if (body.empty()) {
     out.format = ReadResult::Format::kJsonl;  // an empty recording: nothing to send
     return out;
@@ -383,7 +374,7 @@ ReadResult parseRecordText(std::string_view text) {
     std::string_view rest = firstNl == std::string_view::npos ? std::string_view() : body.substr(firstNl + 1);
     while (!rest.empty()) {
       const size_t nl = rest.find('\n');
-      std::string_view line = trim(rest.substr(0, nl));
+      std::string_view line = base::trimSpace(rest.substr(0, nl));
       rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
       if (line == "]}}") {
         out.cut = false;  // complete after all, only something else was wrong
@@ -409,7 +400,7 @@ ReadResult parseRecordText(std::string_view text) {
   std::string_view rest = body;
   while (!rest.empty()) {
     const size_t nl = rest.find('\n');
-    const std::string_view line = trim(rest.substr(0, nl));
+    const std::string_view line = base::trimSpace(rest.substr(0, nl));
     rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
     if (line.empty()) {
       continue;

@@ -18,14 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
-
-FAILURES = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        FAILURES.append(what)
+from harness import check, finish  # noqa: E402
 
 
 def cpu_hierarchy():
@@ -176,10 +169,7 @@ def main():
             os.rmdir(workdir)
         except OSError:
             pass
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed")
-        sys.exit(1)
-    print("all checks passed")
+    sys.exit(finish("cpu limit"))
 
 
 if __name__ == "__main__":
