@@ -62,6 +62,8 @@ class Lab:
         self.if_s1, self.if_m0 = f"{tag}s1", f"{tag}m0"
         self.procs = {}
         self.mirror_rx_thread = False
+        self.nginx_processes = 1  # --nginx-processes: of every nginx (primary, proxy, mirror)
+        self.client_threads = 1  # --client-threads: of wrk and rate_client
         self.closed = False
         atexit.register(self.close)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -151,7 +153,7 @@ class Lab:
         conf = f"""
 {main_extra}
 user root;
-worker_processes 1;
+worker_processes {self.nginx_processes};
 worker_rlimit_nofile {NOFILE};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -350,7 +352,7 @@ def cpu_seconds(pid):
 # --- load generators ---
 def wrk(lab, port, seconds, conns):
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk_report.lua")
-    r = lab.run(lab.ns["c"], ["wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", "--timeout", "10s", "-H", f"Host: {HOST}", "-s", script,
+    r = lab.run(lab.ns["c"], ["wrk", f"-t{lab.client_threads}", f"-c{max(conns, lab.client_threads)}", f"-d{int(seconds)}s", "--timeout", "10s", "-H", f"Host: {HOST}", "-s", script,
                               f"http://{S_ADDR}:{port}/"], capture_output=True)
     for ln in reversed(r.stdout.splitlines()):
         if ln.startswith("{"):
@@ -361,7 +363,7 @@ def wrk(lab, port, seconds, conns):
 def rate_client(lab, port, rate, seconds, conns=32, unique_path=None, body=0, drain_ms=3000):
     argv = [os.path.join(lab.build, "tests", "bench", "rate_client"), "--addr", S_ADDR, "--port", str(port),
             "--rate", str(rate), "--duration", str(seconds), "--connections", str(conns), "--host", HOST,
-            "--drain-ms", str(drain_ms)]
+            "--drain-ms", str(drain_ms), "--threads", str(min(lab.client_threads, conns))]
     if unique_path:
         argv += ["--unique", "--path", unique_path]
     if body:
@@ -386,8 +388,14 @@ def impact(lab, args):
     cases = [("none", "ok"), ("shadowtap", "ok"), ("nginx-mirror", "ok"),
              ("shadowtap", "slow"), ("nginx-mirror", "slow"),
              ("shadowtap", "gone"), ("nginx-mirror", "gone")]
+    if args.cases:
+        unknown = set(args.cases) - {f"{c}/{s}" for c, s in cases}
+        if unknown:
+            raise SystemExit(f"netbench: unknown --cases {sorted(unknown)}")
+        cases = [(c, s) for c, s in cases if f"{c}/{s}" in args.cases]
     res = {f"{c}/{s}": {"wrk": [], "rate": [], "shadowtap": []} for c, s in cases}
-    lab.start_proxy()
+    if any(c == "nginx-mirror" for c, _ in cases):
+        lab.start_proxy()
     for run in range(args.runs):
         for case, state in cases:
             key = f"{case}/{state}"
@@ -414,7 +422,8 @@ def impact(lab, args):
     set_state(lab, "ok")
     lab.stop("proxy", signal.SIGQUIT)
     save(args.out, "impact", {"runs": args.runs, "seconds": args.seconds, "conns": args.conns,
-                              "rate": args.rate, "cases": [f"{c}/{s}" for c, s in cases], "results": res})
+                              "rate": args.rate, "nproc": os.cpu_count(), "agent_args": args.agent_args,
+                              "nginx_processes": args.nginx_processes, "client_threads": args.client_threads, "cases": [f"{c}/{s}" for c, s in cases], "results": res})
 
 
 _state = {}
@@ -481,6 +490,8 @@ def fidelity(lab, args):
                 f"{counters.get('flows.gaps')} queue_full {counters.get('queue_full')} errors "
                 f"{counters.get('mirror.errors')}")
     save(args.out, "fidelity", {"runs": args.runs, "seconds": args.seconds, "rates": args.rates,
+                                "nproc": os.cpu_count(), "agent_args": args.agent_args,
+                                "nginx_processes": args.nginx_processes, "client_threads": args.client_threads,
                                 "steps": {str(k): v for k, v in steps.items()}})
 
 
@@ -564,6 +575,13 @@ def main():
                     help="the mirror's veth receives in a threaded NAPI, so its TCP receive is not charged "
                     "to the agent's sends (as with a mirror on another host; needs ethtool; "
                     "turns TSO off on the agent's side of the mirror link)")
+    ap.add_argument("--nginx-processes", type=int, default=1,
+                    help="worker processes of every nginx (primary, proxy, mirror); more than 1 only where the "
+                    "machine has the cores (issue 16's goals above one core's rate)")
+    ap.add_argument("--client-threads", type=int, default=1,
+                    help="threads of wrk and rate_client (one is good for about 100,000 req/s)")
+    ap.add_argument("--cases", type=lambda s: s.split(","), default=None,
+                    help="impact: only these cases, e.g. none/ok,shadowtap/ok (default: all seven)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("netbench needs root (network namespaces, BPF)", file=sys.stderr)
@@ -578,6 +596,8 @@ def main():
     lab = Lab(args.tag, os.path.abspath(args.build), workdir)
     lab.agent_args = args.agent_args.split()
     lab.mirror_rx_thread = args.mirror_rx_thread
+    lab.nginx_processes = args.nginx_processes
+    lab.client_threads = args.client_threads
     try:
         lab.setup()
         lab.start_primary()
