@@ -53,13 +53,12 @@ def main():
     # B. Mirroring 100 %.
     primary_before = len(read_records(primary_rec))
     # Default attach mode: tcx on 6.6+ (a BPF link), cls_bpf before.
-    progs_before = our_programs()
     st = Shadowtap(lab, node, args.shadowtap, node_if, workdir)
     check(f"attached to {node_if}" in st.text(), "attached to the interface")
     auto = ("attach mode auto: using tcx because" if netlab.kernel_has_tcx()
             else "attach mode auto: using tc because the kernel has no tcx")
     check(auto in st.text(), f"auto picks what {os.uname().release} has and says why ('{auto}')")
-    ours = our_programs() - progs_before
+    ours = our_programs(st.proc.pid)
     check(len(ours) == 1, "one capture program of ours loaded")
     mirrored = client(lab, cli, workdir, "mix")
     check([r["response"] for r in mirrored] == [r["response"] for r in base],
@@ -143,10 +142,9 @@ def main():
 
     # F. tcx mode: a killed process leaves nothing behind (the link dies with it).
     # Kernels before 6.6 have no tcx: there it must be refused with what to do.
-    progs_before = our_programs()
     if netlab.kernel_has_tcx():
         st = Shadowtap(lab, node, args.shadowtap, node_if, workdir, "--attach", "tcx")
-        ours = our_programs() - progs_before
+        ours = our_programs(st.proc.pid)
         st.stop(signal.SIGKILL)
         deadline = time.time() + 5
         while ours & our_programs() and time.time() < deadline:
@@ -154,6 +152,7 @@ def main():
         check(len(ours) == 1 and not (ours & our_programs()) and our_filters(lab, node, node_if) == 0,
               "tcx mode, SIGKILL: no link, program or filter of ours left")
     else:
+        progs_before = our_programs()
         try:
             Shadowtap(lab, node, args.shadowtap, node_if, workdir, "--attach", "tcx").stop()
             refused = ""
