@@ -114,14 +114,19 @@ def ceiling_section(d, out, verdicts):
     wide = max(ceilings)
     if 1 in ceilings and wide > 1:
         (one, one_fell), (many, _) = ceilings[1], ceilings[wide]
-        if not one_fell or one is None:
-            verdict = "not shown (one worker's ceiling was not found in these steps)"
+        lowest = min(s["rate"] for s in steps(runs[1]))
+        if one is None:
+            verdict = (f"not shown: with one worker no step from the lowest ({lowest:,} req/s) on was sent at its "
+                       f"rate and delivered in full, so the ceiling is below the steps tried (rerun with lower rates)")
+        elif not one_fell:
+            verdict = "not shown: one worker delivered every step in full, so its ceiling is above the steps tried"
         elif many is not None and many >= 2 * one:
             verdict = "met"
         else:
             verdict = "missed"
-        verdicts.append(f"- 100 % delivered at ≥ 2× one worker's ceiling: 1 worker {one}, {wide} workers {many} "
-                        f"req/s: {verdict} (a step the client could not send at its rate does not count).")
+        fmt = lambda c: "none of the steps" if c is None else f"{c:,} req/s"
+        verdicts.append(f"- 100 % delivered at ≥ 2× one worker's ceiling: 1 worker {fmt(one)}, {wide} workers "
+                        f"{fmt(many)}: {verdict} (a step the client could not send at its rate does not count).")
 
 
 def impact_section(d, out, verdicts):
