@@ -16,6 +16,7 @@ void Http1Connection::enterRing() {
   sendOp_ = new SendOp();
   sendOp_->owner = this;
   sendOp_->tag = tag_;
+  sendOp_->isSend = true;
   inRing_ = true;
   armRecv();  // also tells an idle connection that the mirror closed it
 }

@@ -90,11 +90,13 @@ int MirrorPool::waitRing(epoll_event* events, int maxEvents, int timeoutMs) {
     io_uring_sqe* sqe = ring_->prepare(epollOp_);
     io_uring_prep_poll_add(sqe, epollFd_, POLLIN);
   }
-  // Every request on the wire answers with a completion: a burst of them
-  // wakes the loop once (kernels with batched waits; see Ring::submitAndWait).
+  // Every request on the wire answers with a completion, and each send not
+  // yet taken by the kernel completes too: a burst of requests sent and
+  // answered wakes the loop once (kernels with batched waits; see
+  // Ring::submitAndWait), not once for the sends and again for the answers.
   // Not while requests wait for a connection: each completion frees one.
   const unsigned expected =
-      queue_.size() > 0 ? 1 : static_cast<unsigned>(std::min<size_t>(held_, kMaxEvents));
+      queue_.size() > 0 ? 1 : static_cast<unsigned>(std::min<size_t>(held_ + ring_->sendsInFlight(), kMaxEvents));
   if (const int err = ring_->submitAndWait(timeoutMs, expected); err < 0) {
     errno = -err;
     return -1;

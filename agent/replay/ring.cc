@@ -113,6 +113,7 @@ io_uring_sqe* Ring::prepare(RingOp& op) {
   io_uring_sqe_set_data(sqe, &op);
   op.pending_ = true;
   ++inFlight_;
+  sendsInFlight_ += op.isSend ? 1 : 0;
   return sqe;
 }
 
@@ -211,6 +212,7 @@ RingOp* Ring::next() {
     auto* op = reinterpret_cast<RingOp*>(static_cast<uintptr_t>(data));
     op->pending_ = false;
     --inFlight_;
+    sendsInFlight_ -= op->isSend ? 1 : 0;
     return op;
   }
 }

@@ -30,6 +30,10 @@ class RingOp {
   virtual void complete(int res, uint64_t nowNs) = 0;
   // The pool's slot of the connection that owns the op (null: the pool's own).
   void* tag = nullptr;
+  // A send: it completes as soon as the kernel takes the bytes, not when the
+  // peer answers, so a loop waiting for its requests' answers counts on it
+  // too (Ring::sendsInFlight).
+  bool isSend = false;
   bool pending() const { return pending_; }
 
  private:
@@ -101,6 +105,8 @@ class Ring {
   }
 
   size_t inFlight() const { return inFlight_; }
+  // Ops with isSend submitted and not yet completed.
+  size_t sendsInFlight() const { return sendsInFlight_; }
 
  private:
   Ring() = default;
@@ -117,6 +123,7 @@ class Ring {
   std::unique_ptr<io_uring> ring_;
   bool minWait_ = false;  // IORING_FEAT_MIN_TIMEOUT
   size_t inFlight_ = 0;
+  size_t sendsInFlight_ = 0;
   int lastRes_ = 0;
   std::unordered_set<RingOp*> orphans_;
   std::vector<RingOp*> dead_;

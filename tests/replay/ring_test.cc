@@ -118,5 +118,38 @@ TEST_F(RingTest, ABatchedWaitWithNothingToReapEndsAtItsTimeout) {
   EXPECT_EQ(ops_[0].result, 2);
 }
 
+TEST_F(RingTest, SendsInFlightCountsTheSendsAPoolWaitsForNotTheReceives) {
+  // A pool waits for its requests' answers and for the sends not yet taken
+  // (MirrorPool::waitRing): only ops marked isSend count, until they complete.
+  armAll();
+  struct SendOp final : RingOp {
+    int result = 0;
+    void complete(int res, uint64_t) override { result = res; }
+  };
+  std::array<SendOp, kPairs> sends;
+  for (size_t i = 0; i < kPairs; ++i) {
+    sends[i].isSend = true;
+    io_uring_sqe* sqe = ring_->prepare(sends[i]);
+    io_uring_prep_send(sqe, pairs_[i][1], "ping", 4, MSG_NOSIGNAL);
+  }
+  EXPECT_EQ(ring_->sendsInFlight(), kPairs);
+  EXPECT_EQ(ring_->inFlight(), 2 * kPairs);
+  // Each send reaches the peer, whose armed receive completes too.
+  ASSERT_EQ(ring_->submitAndWait(5000, 2 * kPairs), 0);
+  size_t reaped = reap();
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (reaped < 2 * kPairs && Clock::now() < deadline) {
+    ASSERT_EQ(ring_->submitAndWait(100, 2 * kPairs - reaped), 0);
+    reaped += reap();
+  }
+  EXPECT_EQ(reaped, 2 * kPairs);
+  EXPECT_EQ(ring_->sendsInFlight(), 0u);
+  EXPECT_EQ(ring_->inFlight(), 0u);
+  for (size_t i = 0; i < kPairs; ++i) {
+    EXPECT_EQ(sends[i].result, 4);
+    EXPECT_EQ(std::string(ops_[i].buf, 4), "ping");
+  }
+}
+
 }  // namespace
 }  // namespace shadowtap::replay
