@@ -114,8 +114,8 @@ def ceiling_section(d, out, verdicts):
     wide = max(ceilings)
     if 1 in ceilings and wide > 1:
         (one, one_fell), (many, _) = ceilings[1], ceilings[wide]
-        lowest = min(s["rate"] for s in steps(runs[1]))
         if one is None:
+            lowest = min(s["rate"] for s in steps(runs[1]))
             verdict = (f"not shown: with one worker no step from the lowest ({lowest:,} req/s) on was sent at its "
                        f"rate and delivered in full, so the ceiling is below the steps tried (rerun with lower rates)")
         elif not one_fell:

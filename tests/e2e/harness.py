@@ -160,26 +160,10 @@ def loaded_programs(ids):
     return {p["id"] for p in json.loads(out or "[]")} & set(ids)
 
 
-def held_programs(pid):
-    """Ids of the BPF programs process `pid` holds (its program and link fds'
-    fdinfo), so a test counts its own agent's, not another one's on the machine."""
-    ids = set()
-    fdinfo = f"/proc/{pid}/fdinfo"
-    for fd in os.listdir(fdinfo) if os.path.isdir(fdinfo) else ():
-        try:
-            with open(os.path.join(fdinfo, fd)) as f:
-                ids.update(int(ln.split()[1]) for ln in f if ln.startswith("prog_id:"))
-        except OSError:
-            pass  # closed meanwhile
-    return ids
-
-
-def our_programs(pid=None):
-    """Ids of loaded BPF programs named like our capture program: system-wide,
-    or only those process `pid` holds."""
+def our_programs():
+    """Ids of loaded BPF programs named like our capture program (system-wide)."""
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
-    ids = {p["id"] for p in json.loads(out or "[]") if p.get("name") == "st_capture_tc"}
-    return ids if pid is None else ids & held_programs(pid)
+    return {p["id"] for p in json.loads(out or "[]") if p.get("name") == "st_capture_tc"}
 
 
 def our_filters(lab, ns, iface):

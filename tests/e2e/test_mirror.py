@@ -58,7 +58,7 @@ def main():
     auto = ("attach mode auto: using tcx because" if netlab.kernel_has_tcx()
             else "attach mode auto: using tc because the kernel has no tcx")
     check(auto in st.text(), f"auto picks what {os.uname().release} has and says why ('{auto}')")
-    ours = our_programs(st.proc.pid)
+    ours = st.held_programs("st_capture_tc")
     check(len(ours) == 1, "one capture program of ours loaded")
     mirrored = client(lab, cli, workdir, "mix")
     check([r["response"] for r in mirrored] == [r["response"] for r in base],
@@ -144,7 +144,7 @@ def main():
     # Kernels before 6.6 have no tcx: there it must be refused with what to do.
     if netlab.kernel_has_tcx():
         st = Shadowtap(lab, node, args.shadowtap, node_if, workdir, "--attach", "tcx")
-        ours = our_programs(st.proc.pid)
+        ours = st.held_programs("st_capture_tc")
         st.stop(signal.SIGKILL)
         deadline = time.time() + 5
         while ours & our_programs() and time.time() < deadline:

@@ -124,17 +124,20 @@ cpus=$(nproc)
 (( cpus > 4 )) && cpus=4
 echo "kernel matrix: Debian's $kver under qemu ($accel_name, $cpus CPUs), suites: $suites"
 
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }
 t_boot=$(date +%s.%N)
 # A guest kernel that oopses before it reaches /init is booted again, at most
 # twice more: under multi-threaded TCG on a busy host a 6.12 guest now and then
 # traps on a stale int3 while it patches its own text (sched_clock_cpu, static
 # keys), before any of our code runs. Seen once in CI, not reproduced on a
 # quiet host. A guest that boots and then fails is never retried.
+crashed='Oops:|Kernel panic|BUG:'
 attempt=1
 while :; do
   set +e
   # timeout bounds the guest whatever happens in it; qemu dies with its parent too.
-  left=$(awk -v a="$t_boot" -v b="$(date +%s.%N)" -v t="$timeout_s" 'BEGIN { l = t - (b - a); printf "%d", l < 60 ? 60 : l }')
+  left=$((timeout_s - $(secs "$t_boot" "$(date +%s.%N)")))
+  (( left >= 60 )) || left=60
   timeout --kill-after=10 "$left" \
     setpriv --pdeathsig KILL -- \
     qemu-system-x86_64 "${accel[@]}" -smp "$cpus" -m 2048 \
@@ -150,10 +153,10 @@ while :; do
   qemu_rc=$?
   set -e
   if [[ ! -f "$out/boot" && $qemu_rc -ne 124 && $qemu_rc -ne 137 && $attempt -lt 3 ]] &&
-     grep -qE 'Oops:|Kernel panic|BUG:' "$work/console.log"; then
+     grep -qE "$crashed" "$work/console.log"; then
     cp "$work/console.log" "$work/console.attempt$attempt.log"
     echo "kernel matrix: the guest kernel crashed before it booted (attempt $attempt, console in" \
-         "$work/console.attempt$attempt.log): $(grep -m1 -E 'Oops:|Kernel panic|BUG:' "$work/console.log" |
+         "$work/console.attempt$attempt.log): $(grep -m1 -E "$crashed" "$work/console.log" |
          sed 's/^\[[^]]*\] *//'); booting it again"
     attempt=$((attempt + 1))
     continue
@@ -162,7 +165,6 @@ while :; do
 done
 t_end=$(date +%s.%N)
 
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }
 failed=0
 if [[ $qemu_rc -eq 124 || $qemu_rc -eq 137 ]]; then
   echo "FAIL: the guest did not finish within ${timeout_s} s"
