@@ -281,7 +281,7 @@ def fidelity_section(fd, out, summary, misses):
         summary.append(f"At {GOAL_CPU_RATE:,} req/s the agent spent {cpu:.1f} CPU-s per million mirrored requests.")
         if cpu > GOAL_CPU_US:
             misses.append(f"agent CPU per mirrored request at {GOAL_CPU_RATE:,} req/s is {cpu:.1f} µs "
-                          f"(goal ≤ {GOAL_CPU_US:g}; where the time goes: analysis, section 12)")
+                          f"(goal ≤ {GOAL_CPU_US:g}; where the time goes: analysis, sections 12 and 14)")
     summary.append(f"The mirror received 100.0 % of requests byte-identical except Host up to "
                    f"{fnum(best_full) if best_full else 'none'} req/s"
                    + (f", loss begins at {fnum(first_loss)} req/s (every lost request is in a counter, see §4)"
