@@ -24,6 +24,11 @@ def f1(x):
     return "n/a" if x is None else f"{x:.1f}"
 
 
+def ms(x):
+    """A latency bucket bound in ms (netbench's mirror.latency_*_ms), n/a when not recorded."""
+    return "n/a" if x is None else f"≤ {x:g} ms"
+
+
 def rps(x):
     return fnum(x)
 
@@ -94,8 +99,9 @@ def ceiling_section(d, out, verdicts):
     any_f = next(iter(runs.values()))
     out.append(f"### Fidelity above one worker's ceiling (nproc {any_f.get('nproc')}, nginx processes "
                f"{any_f.get('nginx_processes')}, client threads {any_f.get('client_threads')})\n")
-    out.append("| workers | rate | achieved | sent | delivered | share | agent CPU | queue_full | ring full | gaps |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("| workers | rate | achieved | sent | delivered | share | agent CPU | queue_full | ring full | gaps | "
+               "connects | mirror p50 / p99 |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ceilings = {}
     for w in sorted(runs):
         ss = steps(runs[w])
@@ -103,7 +109,9 @@ def ceiling_section(d, out, verdicts):
             c = s["shadowtap"]
             out.append(f"| {w} | {s['rate']:,} | {s['client']['achieved_rps']:,.0f} | {s['sent']:,} | "
                        f"{s['delivered']:,} | {100 * s['share']:.2f} % | {s['cpu_pct']:.0f} % | "
-                       f"{c.get('queue_full', 0):,} | {c.get('kernel.ringbuf_full', 0):,} | {c.get('flows.gaps', 0):,} |")
+                       f"{c.get('queue_full', 0):,} | {c.get('kernel.ringbuf_full', 0):,} | {c.get('flows.gaps', 0):,} | "
+                       f"{c.get('mirror.connect_attempts', 0):,} | {ms(c.get('mirror.latency_p50_ms'))} / "
+                       f"{ms(c.get('mirror.latency_p99_ms'))} |")
         ceilings[w] = ceiling(ss)
     out.append("")
     for w, (c, fell) in sorted(ceilings.items()):

@@ -309,6 +309,19 @@ def read_counters(logpath):
         return int(sum(s.get("value", s.get("count", 0)) for s in stats.get(name, {}).get("samples", [])
                        if all(s["labels"].get(k) == v for k, v in labels.items())))
 
+    def quantile_ms(name, q):
+        """Upper bound (ms) of the histogram bucket holding quantile q, over every sample; None if empty."""
+        counts = {}  # bound -> requests in that bucket (not cumulative), over every sample
+        for s in stats.get(name, {}).get("samples", []):
+            for le, n in s.get("buckets", []):
+                counts[float(le)] = counts.get(float(le), 0) + n
+        total, seen = sum(counts.values()), 0
+        for le in sorted(counts):
+            seen += counts[le]
+            if total and seen >= q * total:
+                return None if le == float("inf") else round(le * 1000, 3)
+        return None
+
     outcomes = {}
     for s in stats.get("shadowtap_mirror_requests_total", {}).get("samples", []):
         o = s["labels"]["outcome"]
@@ -324,6 +337,12 @@ def read_counters(logpath):
         "mirror.responses": sum(v for o, v in outcomes.items() if o in _ANSWERS),
         "mirror.errors": sum(v for o, v in outcomes.items() if o not in _ANSWERS and o not in _DROPS),
         "mirror.dropped_shutdown": outcomes.get("dropped_shutdown", 0),
+        # Why a pool fell behind: how many connections it opened, how often
+        # growth held, and the mirror's latency (one request in flight per connection).
+        "mirror.connect_attempts": total("shadowtap_mirror_connect_attempts_total"),
+        "mirror.growth_holds": total("shadowtap_mirror_growth_holds_total"),
+        "mirror.latency_p50_ms": quantile_ms("shadowtap_mirror_latency_seconds", 0.5),
+        "mirror.latency_p99_ms": quantile_ms("shadowtap_mirror_latency_seconds", 0.99),
     }
 
 
