@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import unittest
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import device_summary  # noqa: E402
@@ -26,9 +27,9 @@ def step(rate, sent, delivered, achieved=None, cpu_s=0.1, counters=None):
             "cpu_s": cpu_s, "wall_s": 1.0, "cpu_pct": 100.0 * cpu_s, "shadowtap": counters or {}}
 
 
-def fidelity(steps_by_rate, **extra):
+def fidelity(steps_by_rate):
     return {"runs": 1, "seconds": 1, "rates": sorted(steps_by_rate), "nproc": 16, "nginx_processes": 4,
-            "client_threads": 4, "steps": {str(r): s for r, s in steps_by_rate.items()}, **extra}
+            "client_threads": 4, "steps": {str(r): s for r, s in steps_by_rate.items()}}
 
 
 def write(path, data):
@@ -178,8 +179,7 @@ class DeviceCpuAndReplay(Workdir):
 
     def test_nothing_measured_says_so(self):
         buf = io.StringIO()
-        sys.argv = ["device_summary.py", self.dir]
-        with contextlib.redirect_stdout(buf):
+        with mock.patch.object(sys, "argv", ["device_summary.py", self.dir]), contextlib.redirect_stdout(buf):
             self.assertEqual(device_summary.main(), 0)
         self.assertIn("- no results", buf.getvalue())
         self.assertIn("CPU per request: no results.", buf.getvalue())
@@ -227,8 +227,8 @@ class ReportSections(Workdir):
 
     def test_empty_results_write_every_part_as_not_run(self):
         dest = os.path.join(self.dir, "RESULTS.md")
-        sys.argv = ["report.py", self.dir, dest]
-        report.main()
+        with mock.patch.object(sys, "argv", ["report.py", self.dir, dest]):
+            report.main()
         with open(dest) as f:
             text = f.read()
         self.assertTrue(text.startswith("# shadowtap benchmark results\n"))
