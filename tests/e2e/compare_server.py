@@ -4,6 +4,9 @@
   GET /users/<n>   200 {"id": n, "name": "user n", "plan": ...}  v1 "gold", v2 "silver"
   GET /orders/<n>  {"order": n, "items": 2}                       v1 200, v2 500
   GET /time        {"now": <ns since the epoch>, "ok": true}      differs on every call
+                   and between the servers: a guest's clock may tick coarser than
+                   the time between two servers' answers (TCG qemu), so the last
+                   three digits are the server's own (port, version), not the clock's
   anything else    404
 
 HTTP/1.1 with keep-alive. Prints "ready" once listening.
@@ -21,6 +24,7 @@ import time
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     version = "v1"
+    tag = 0  # < 1000, distinct per server of a test
 
     def log_message(self, *args):
         pass
@@ -36,7 +40,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status = 200 if self.version == "v1" else 500
             body = {"order": int(m.group(1)), "items": 2}
         if self.path == "/time":
-            status, body = 200, {"now": time.time_ns(), "ok": True}
+            status, body = 200, {"now": time.time_ns() // 1000 * 1000 + self.tag, "ok": True}
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -57,6 +61,7 @@ def main():
     ap.add_argument("--bind", default="0.0.0.0")
     a = ap.parse_args()
     Handler.version = a.version
+    Handler.tag = (a.port % 100) * 2 + (a.version == "v2")
     srv = Server((a.bind, a.port), Handler)
     print("ready", flush=True)
     srv.serve_forever()

@@ -96,7 +96,8 @@ def check_endpoints(counts, metrics, total, per):
     check(counts.get((orders, "different")) == per and counts.get((orders, "equal")) == 0,
           f"{orders}: all {per} different (status)")
     check(counts.get((clock, "noisy")) == per and counts.get((clock, "different")) == 0,
-          f"{clock}: all {per} noisy, none different")
+          f"{clock}: all {per} noisy, none different "
+          f"({ {r: v for (e, r), v in counts.items() if e == clock} })")
     for reason in ("no_primary", "no_mirror", "expired"):
         check(metric(metrics, "shadowtap_compare_exchanges_uncompared_total", f'{{reason="{reason}"}}') == 0,
               f"no exchange ended as {reason}")
