@@ -126,6 +126,10 @@ void exportPoolSize(const replay::MirrorStats& s, const Labels& l, StatsSink& ou
   out.counter("shadowtap_mirror_growth_holds_total",
               "Times the pool stopped growing after refused or timed-out connects or a response timeout.",
               v(s.growthHolds), l);
+  out.counter("shadowtap_mirror_growth_saturated_total",
+              "Times the pool stopped growing because more connections did not raise the mirror's answers a second "
+              "(the mirror is at its capacity).",
+              v(s.growthSaturated), l);
   out.counters("shadowtap_mirror_connections_closed_idle_total",
                "Connections to the mirror closed for having nothing to do, by reason.", "reason",
                {{"idle", v(s.idleClosed)}, {"surplus", v(s.surplusClosed)}}, l);

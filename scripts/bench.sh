@@ -51,6 +51,7 @@ cleanup() {
   for r in c s m; do
     ip netns delete "$TAG-$r" 2>/dev/null || true
   done
+  rmdir "/sys/fs/cgroup/$TAG-mirror" "/sys/fs/cgroup/cpu/$TAG-mirror" 2>/dev/null || true  # netbench --mirror-cpu
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

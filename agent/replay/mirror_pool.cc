@@ -314,7 +314,7 @@ void MirrorPool::onEnded(Ending& ending) {
     uint64_t suppressed = 0;
     if (errorLog_.allow(std::chrono::steady_clock::now(), suppressed)) {
       spdlog::warn("mirror pool: {} request to {}: {} ({} similar warnings suppressed; see the mirror counters)",
-                   kind_->name(), opts_.target.empty() ? addressList(addrs_.addrs()) : opts_.target,
+                   kind_->name(), mirrorName(),
                    describe(ending.outcome), suppressed);
     }
   }
@@ -333,6 +333,10 @@ void MirrorPool::onEnded(Ending& ending) {
   }
   base::bump(stats_.keptResponses);
   opts_.observer->onResponse(ending.exchangeId, std::move(*ending.kept));
+}
+
+std::string MirrorPool::mirrorName() const {
+  return opts_.target.empty() ? addressList(addrs_.addrs()) : opts_.target;
 }
 
 void MirrorPool::countResponse(const Ending& ending) {

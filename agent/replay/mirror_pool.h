@@ -132,6 +132,10 @@ class MirrorPool final : public MirrorSink, private ConnectionEvents {
   void noteConnectFailure(size_t addrIndex, uint64_t nowNs, int err);
   // A refused or timed-out connect or a response timeout: growth holds (PoolSizer).
   void noteDistress(uint64_t nowNs);
+  // More connections did not raise the mirror's answers a second: growth holds (PoolSizer).
+  void noteSaturated(uint64_t nowNs);
+  // The mirror's name for logs: its target, or its addresses when given as such.
+  std::string mirrorName() const;
   size_t activeConnections() const { return live_ - retiredLive_; }
   void dropEverything();
   void dropQueued();
@@ -192,6 +196,7 @@ class MirrorPool final : public MirrorSink, private ConnectionEvents {
   uint64_t nextResolveNs_ = 0;
   base::RateLimitedLog connectLog_;
   base::RateLimitedLog errorLog_;
+  base::RateLimitedLog saturationLog_;
 };
 
 }  // namespace shadowtap::replay

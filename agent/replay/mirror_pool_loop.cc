@@ -38,6 +38,9 @@ void MirrorPool::run() {
     stats_.loopTurns.fetch_add(1, std::memory_order_release);  // tests wait on it (testing::settle)
     uint64_t now = clock_.nowNs();
     sizer_.arrivals(base::load(stats_.submitted) - base::load(stats_.droppedRateLimit), now);
+    if (sizer_.checkGrowth(now, activeConnections(), queue_.size())) {
+      noteSaturated(now);
+    }
     stats_.inFlightWanted.store(static_cast<int64_t>(sizer_.wanted(queue_.size())), std::memory_order_relaxed);
     if (resolver_) {
       if (resolver_->hasResult()) {
@@ -433,6 +436,19 @@ void MirrorPool::noteConnectFailure(size_t addrIndex, uint64_t now, int err) {
 void MirrorPool::noteDistress(uint64_t now) {
   sizer_.distress(now);
   stats_.growthHolds.store(sizer_.holds(), std::memory_order_relaxed);
+}
+
+void MirrorPool::noteSaturated(uint64_t now) {
+  base::bump(stats_.growthSaturated);
+  uint64_t suppressed = 0;
+  if (saturationLog_.allow(std::chrono::steady_clock::now(), suppressed)) {
+    const size_t live = activeConnections();
+    spdlog::warn("mirror pool: mirror {} is at its capacity: {} connections answer {:.0f} requests/s, {} answered "
+                 "{:.0f}/s; the pool stops growing for {} ms and requests queue up to the limit meanwhile ({} similar "
+                 "warnings suppressed)",
+                 mirrorName(), live, sizer_.answersPerSecond(live), sizer_.paidConnections(),
+                 sizer_.paidAnswersPerSecond(), (sizer_.holdUntilNs() - now) / 1'000'000, suppressed);
+  }
 }
 
 void MirrorPool::dropEverything() {

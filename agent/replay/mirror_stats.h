@@ -62,6 +62,7 @@ struct MirrorStats {
   std::atomic<uint64_t> idleClosed{0};         // ... of them closed for having nothing to do (idle timeout)
   std::atomic<uint64_t> surplusClosed{0};      // ... of them beyond the floor, closed after the shrink time
   std::atomic<uint64_t> growthHolds{0};        // growth stopped after refused/timed-out connects or responses
+  std::atomic<uint64_t> growthSaturated{0};    // growth stopped: more connections did not raise the answers a second
   std::atomic<uint64_t> noDescriptors{0};      // socket() failed with EMFILE/ENFILE: the pool stopped growing
   std::atomic<uint64_t> wakeups{0};            // eventfd writes by submit
   std::atomic<uint64_t> loopTurns{0};          // event loop iterations (tests wait on it)

@@ -14,6 +14,11 @@ constexpr double kLatencyWeight = 0.125;  // per response
 constexpr double kHeadroom = 1.25;
 // What waits in the queue should be gone within this long.
 constexpr double kDrainSeconds = 1.0;
+// Growth is judged each time the pool has grown this many times over from
+// where it last paid, and pays when the answers a second rose by at least this
+// share of the growth (doubling: at least 25 % more answers a second).
+constexpr double kCheckStep = 2.0;
+constexpr double kPayoff = 0.25;
 
 }  // namespace
 
@@ -51,11 +56,44 @@ void PoolSizer::distress(uint64_t nowNs) {
   if (nowNs < holdUntilNs_) {
     return;  // failures of one episode come together: one hold for them
   }
+  hold(nowNs);
+  ++holds_;
+}
+
+void PoolSizer::hold(uint64_t nowNs) {
   // Again within a hold's length of the last one ending: twice as long.
   const bool again = holdUntilNs_ != 0 && nowNs - holdUntilNs_ < holdNs_;
   holdNs_ = again ? std::min(holdNs_ * 2, holdMaxNs_) : holdInitialNs_;
   holdUntilNs_ = nowNs + holdNs_;
-  ++holds_;
+}
+
+double PoolSizer::answersPerSecond(size_t live) const {
+  return haveLatency_ && latencyNs_ > 0 ? static_cast<double>(live) * 1e9 / latencyNs_ : 0;
+}
+
+bool PoolSizer::checkGrowth(uint64_t nowNs, size_t live, size_t waiting) {
+  if (!haveLatency_ || live == 0) {
+    return false;
+  }
+  const double answers = answersPerSecond(live);
+  if (live <= floor_ || live < paidLive_ || paidLive_ == 0) {
+    paidLive_ = live;
+    paidAnswers_ = answers;
+    return false;
+  }
+  if (waiting == 0 || nowNs < holdUntilNs_ ||
+      static_cast<double>(live) < static_cast<double>(paidLive_) * kCheckStep) {
+    return false;
+  }
+  const double growth = static_cast<double>(live - paidLive_) / static_cast<double>(paidLive_);
+  if (answers >= paidAnswers_ * (1 + kPayoff * growth)) {
+    paidLive_ = live;
+    paidAnswers_ = answers;
+    return false;
+  }
+  hold(nowNs);
+  ++saturations_;
+  return true;
 }
 
 void PoolSizer::noDescriptors(uint64_t nowNs, size_t live) {

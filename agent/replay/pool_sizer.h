@@ -26,6 +26,15 @@ namespace shadowtap::replay {
 //       the previous one; the per-address connect backoff applies on top;
 //     * the process has descriptors: after EMFILE/ENFILE the pool stays at
 //       the size it had for holdInitialNs.
+// - Growth must pay (checkGrowth): a mirror at its capacity answers later the
+//   more requests wait in it, so Little's law would ask for ever more
+//   connections that carry nothing more. Each time the pool has doubled from
+//   the size where growth last paid (with requests waiting, outside a hold),
+//   the mirror's answers a second (connections / mean latency, Little's law
+//   again) must have risen by at least a quarter of the growth; else growth
+//   holds as after a failure (same lengths, same doubling). At or below the
+//   floor, and after the pool shrank, the size and answers a second there are
+//   where growth last paid.
 // - Shrinking is the pool's: connections beyond the floor close once idle for
 //   its shrink time (requests go to the most recently used connection first,
 //   so the surplus is what stays idle).
@@ -51,6 +60,10 @@ class PoolSizer {
   void distress(uint64_t nowNs);
   // socket() failed for want of descriptors with `live` connections open.
   void noDescriptors(uint64_t nowNs, size_t live);
+  // Each loop turn, with `live` connections (retired ones left out) and
+  // `waiting` requests queued: does the growth since it last paid still pay?
+  // True when it did not and a hold began.
+  bool checkGrowth(uint64_t nowNs, size_t live, size_t waiting);
 
   // May a connection be opened now, with `live` connections (retired ones
   // left out) holding `inFlight` requests, while `waiting` requests wait for room?
@@ -68,10 +81,19 @@ class PoolSizer {
   size_t wanted(size_t waiting) const;
   double ratePerSecond() const { return rate_; }
   uint64_t latencyNs() const { return static_cast<uint64_t>(latencyNs_); }
+  // Holds after failures (distress); holds after growth that did not pay.
   uint64_t holds() const { return holds_; }
+  uint64_t saturations() const { return saturations_; }
+  // Where growth last paid: the connections, and the answers a second then.
+  size_t paidConnections() const { return paidLive_; }
+  double paidAnswersPerSecond() const { return paidAnswers_; }
+  // Answers a second `live` connections give at the mean latency (0 before one is known).
+  double answersPerSecond(size_t live) const;
+  uint64_t holdUntilNs() const { return holdUntilNs_; }
 
  private:
   size_t ceiling(uint64_t nowNs) const;
+  void hold(uint64_t nowNs);
 
   size_t floor_;
   size_t max_;
@@ -90,6 +112,9 @@ class PoolSizer {
   uint64_t holdUntilNs_ = 0;
   uint64_t holdNs_ = 0;
   uint64_t holds_ = 0;
+  uint64_t saturations_ = 0;
+  size_t paidLive_ = 0;
+  double paidAnswers_ = 0;
   uint64_t fdHoldUntilNs_ = 0;
   size_t fdCeiling_ = 0;
 };

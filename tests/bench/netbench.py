@@ -51,6 +51,54 @@ def log(msg):
     print(f"[netbench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+class MirrorCpuCap:
+    """--mirror-cpu PCT: the mirror nginx (master and workers) in a cgroup of its
+    own with a CPU quota of PCT % of one CPU: a mirror at its capacity for
+    certain (analysis.md, section 16). cgroup v2 (cpu.max) or v1
+    (cpu.cfs_quota_us), whichever the machine mounts; removed at the end."""
+    PERIOD_US = 100_000
+
+    def __init__(self, tag, percent):
+        quota = max(1000, int(self.PERIOD_US * percent / 100))
+        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            with open("/sys/fs/cgroup/cgroup.subtree_control", "w") as f:
+                f.write("+cpu")
+            self.path = f"/sys/fs/cgroup/{tag}-mirror"
+            os.mkdir(self.path)
+            self._write("cpu.max", f"{quota} {self.PERIOD_US}")
+        else:
+            self.path = f"/sys/fs/cgroup/cpu/{tag}-mirror"
+            os.mkdir(self.path)
+            self._write("cpu.cfs_period_us", str(self.PERIOD_US))
+            self._write("cpu.cfs_quota_us", str(quota))
+
+    def _write(self, name, value):
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(value)
+
+    def add(self, pid):
+        """The process and its children (nginx's workers, forked by now)."""
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        for p in [str(pid), *children]:
+            self._write("cgroup.procs", p)
+
+    def stat(self):
+        """{nr_periods, nr_throttled, ...} of the quota so far."""
+        with open(os.path.join(self.path, "cpu.stat")) as f:
+            return {k: int(v) for k, v in (line.split() for line in f if len(line.split()) == 2)}
+
+    def remove(self):
+        for _ in range(50):  # its processes are gone a moment after they exit
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        log(f"netbench: could not remove the cgroup {self.path}")
+
+
 class Lab:
     def __init__(self, tag, build, workdir):
         self.tag = tag
@@ -64,6 +112,7 @@ class Lab:
         self.mirror_rx_thread = False
         self.nginx_processes = 1  # --nginx-processes: of every nginx (primary, proxy, mirror)
         self.client_threads = 1  # --client-threads: of wrk and rate_client
+        self.mirror_cap = None  # --mirror-cpu: a MirrorCpuCap
         self.closed = False
         atexit.register(self.close)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -145,6 +194,8 @@ class Lab:
                         pass
         for ns in self.ns.values():
             sh("ip", "netns", "delete", ns, check=False, quiet=True)
+        if self.mirror_cap:
+            self.mirror_cap.remove()
 
     # --- nginx ---
     def nginx_conf(self, name, listen, body, extra_http="", main_extra="", access_log="off"):
@@ -242,6 +293,8 @@ http {{
         self.start_nginx("mirror", self.ns["m"], f"listen {M_ADDR}:{MIRROR_PORT} backlog=16384;", body,
                          extra_http=fmt, main_extra=main_extra, port_check=(M_ADDR, MIRROR_PORT),
                          access_log=f"{d}/access.log shadow")
+        if self.mirror_cap:
+            self.mirror_cap.add(self.procs["mirror"].pid)
 
     def mirror_state(self, state):
         """ok | slow | gone. Gone: nothing listening, and packets to the mirror are
@@ -341,6 +394,7 @@ def read_counters(logpath):
         # growth held, and the mirror's latency (one request in flight per connection).
         "mirror.connect_attempts": total("shadowtap_mirror_connect_attempts_total"),
         "mirror.growth_holds": total("shadowtap_mirror_growth_holds_total"),
+        "mirror.growth_saturated": total("shadowtap_mirror_growth_saturated_total"),
         "mirror.latency_p50_ms": quantile_ms("shadowtap_mirror_latency_seconds", 0.5),
         "mirror.latency_p99_ms": quantile_ms("shadowtap_mirror_latency_seconds", 0.99),
     }
@@ -485,6 +539,7 @@ def fidelity(lab, args):
             prefix = f"/f{run}r{rate}"
             offset = os.path.getsize(logpath)
             p, stlog = lab.start_shadowtap()
+            cap0 = lab.mirror_cap.stat() if lab.mirror_cap else {}
             cpu0, t0 = cpu_seconds(p.pid), time.time()
             conns = max(32, rate // 500)
             rc = rate_client(lab, PRIMARY_PORT, rate, args.seconds, conns=conns, unique_path=prefix)
@@ -502,16 +557,21 @@ def fidelity(lab, args):
             step = {"rate": rate, "client": rc, "sent": sent, "delivered": delivered, "bad": bad, "dup": dup,
                     "share": delivered / sent if sent else 0.0, "cpu_s": cpu1 - cpu0, "wall_s": t1 - t0,
                     "cpu_pct": 100.0 * (cpu1 - cpu0) / max(t1 - t0, 1e-9), "shadowtap": counters}
+            if lab.mirror_cap:
+                cap1 = lab.mirror_cap.stat()
+                step["mirror_cap"] = {k: cap1.get(k, 0) - cap0.get(k, 0) for k in ("nr_periods", "nr_throttled")}
             steps[rate].append(step)
             log(f"run {run + 1} {rate:6d} req/s: achieved {rc['achieved_rps']:8.0f}, sent {sent}, mirrored "
                 f"{delivered} ({100.0 * step['share']:.2f} %), bad {bad}, dup {dup}, shadowtap CPU "
                 f"{step['cpu_pct']:.1f} % | ringbuf_full {counters.get('kernel.ringbuf_full')} gaps "
                 f"{counters.get('flows.gaps')} queue_full {counters.get('queue_full')} errors "
-                f"{counters.get('mirror.errors')}")
+                f"{counters.get('mirror.errors')} | connects {counters.get('mirror.connect_attempts')} saturated "
+                f"{counters.get('mirror.growth_saturated')} mirror p50/p99 {counters.get('mirror.latency_p50_ms')}/"
+                f"{counters.get('mirror.latency_p99_ms')} ms" + (f" throttled {step['mirror_cap']}" if lab.mirror_cap else ""))
     save(args.out, "fidelity", {"runs": args.runs, "seconds": args.seconds, "rates": args.rates,
                                 "nproc": os.cpu_count(), "agent_args": args.agent_args,
                                 "nginx_processes": args.nginx_processes, "client_threads": args.client_threads,
-                                "steps": {str(k): v for k, v in steps.items()}})
+                                "mirror_cpu": args.mirror_cpu, "steps": {str(k): v for k, v in steps.items()}})
 
 
 def memory(lab, args):
@@ -599,6 +659,9 @@ def main():
                     "machine has the cores (issue 16's goals above one core's rate)")
     ap.add_argument("--client-threads", type=int, default=1,
                     help="threads of wrk and rate_client (one is good for about 100,000 req/s)")
+    ap.add_argument("--mirror-cpu", type=float, default=None, metavar="PCT",
+                    help="the mirror nginx gets at most PCT %% of one CPU (a cgroup CPU quota): a mirror at its "
+                    "capacity, for the pool's growth rule (analysis.md, section 16)")
     ap.add_argument("--cases", type=lambda s: s.split(","), default=None,
                     help="impact: only these cases, e.g. none/ok,shadowtap/ok (default: all seven)")
     args = ap.parse_args()
@@ -618,6 +681,8 @@ def main():
     lab.nginx_processes = args.nginx_processes
     lab.client_threads = args.client_threads
     try:
+        if args.mirror_cpu:
+            lab.mirror_cap = MirrorCpuCap(args.tag, args.mirror_cpu)
         lab.setup()
         lab.start_primary()
         set_state(lab, "ok")

@@ -1,6 +1,7 @@
 // Adaptive pool size with real sockets on a fake clock: no growth before a
 // latency is measured, paced growth while requests wait, up to what Little's
-// law wants, surplus connections closed when idle, growth held on failures.
+// law wants, surplus connections closed when idle, growth held on failures;
+// and on the real clock, growth held against a mirror at its capacity.
 #include <gtest/gtest.h>
 
 #include <errno.h>
@@ -271,6 +272,44 @@ TEST(MirrorPoolGrowth, OutOfDescriptorsHoldsThePoolAtItsSize) {
   mirror.release(6);
   ASSERT_TRUE(waitFor([&] { return get(s.responses) == 6; }));
   pool.stop(0ms);
+  expectOutcomesAddUp(s);
+}
+
+// A mirror at its capacity, on the real clock: one request at a time, 2 ms
+// each, so 500 answers a second however many connections wait in it. Little's
+// law alone grows such a pool at its pace to the maximum (every connection's
+// answer comes later as more wait); growth that does not raise the answers a
+// second holds instead, and every request is still answered.
+TEST(MirrorPoolGrowth, GrowthStopsAtAMirrorAtItsCapacity) {
+  std::mutex oneAtATime;
+  TestHttpServer server([&](const ServerRequest&, size_t, size_t) {
+    std::lock_guard lock(oneAtATime);
+    std::this_thread::sleep_for(2ms);
+    return ServerAction{.response = httpResponse(200, "x")};
+  });
+  MirrorPoolOptions o;
+  o.io = ::shadowtap::replay::testing::testIo();
+  o.addrs = {server.address()};
+  o.minConnections = 2;
+  o.maxConnections = 64;
+  o.connectPacing = 5ms;
+  o.queueCapacity = 4096;
+  o.responseTimeout = 30s;
+  MirrorPool pool(o);
+  ASSERT_TRUE(pool.start());
+  constexpr uint64_t kRequests = 1500;  // 3 s of the mirror's capacity
+  for (uint64_t i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(pool.submit(request(static_cast<int>(i))));
+  }
+  const MirrorStats& s = pool.stats();
+  ASSERT_TRUE(waitFor([&] { return get(s.responses) == kRequests; }, 30s))
+      << get(s.responses) << " of " << kRequests << " answered";
+  EXPECT_GE(get(s.growthSaturated), 1u) << "growth was never judged unpaid";
+  // Unpaid growth is judged at twice the floor; a noisy clock may let one
+  // doubling pass, a slow machine two. Little's law alone: all 64.
+  EXPECT_LE(get(s.connectAttempts), 16u) << "the pool grew against a mirror at its capacity";
+  EXPECT_EQ(get(s.growthHolds), 0u) << "nothing refused or timed out";
+  pool.stop(1s);
   expectOutcomesAddUp(s);
 }
 

@@ -1,6 +1,6 @@
 // The growth rules of a mirror pool on explicit (fake) times: the floor, no
 // growth without a measured latency, Little's law, pacing, holds after
-// failures, descriptor exhaustion.
+// failures, descriptor exhaustion, growth that must pay.
 #include "replay/pool_sizer.h"
 
 #include <gtest/gtest.h>
@@ -157,6 +157,110 @@ TEST(PoolSizer, RateIsAnAverageOfWindowsAndForgetsIdleStretches) {
   s.latency(100 * kMs);
   s.latency(300 * kMs);
   EXPECT_EQ(s.latencyNs(), 125 * kMs);  // 1/8 of the way
+}
+
+// A mirror whose mean latency is `latencyOf(live)`: every millisecond for
+// `ms` ms the latency settles there, growth is judged and, where the sizer
+// allows, one more connection opens while `waiting` requests wait.
+struct Mirror {
+  PoolSizer& sizer;
+  uint64_t now;
+  size_t live;
+  uint64_t saturatedAt = 0;  // when checkGrowth last began a hold
+
+  template <typename LatencyOf>
+  void run(uint64_t ms, LatencyOf latencyOf, size_t waiting = 1000) {
+    for (uint64_t end = now + ms * kMs; now < end; now += kMs) {
+      for (int i = 0; i < 100; ++i) {
+        sizer.latency(latencyOf(live));  // the mean settles (1/8 a response)
+      }
+      if (sizer.checkGrowth(now, live, waiting)) {
+        saturatedAt = now;
+      }
+      if (sizer.mayOpen(now, live, live, waiting)) {
+        sizer.opened(now, ++live);
+      }
+    }
+  }
+};
+
+TEST(PoolSizer, GrowthAgainstAParallelSlowMirrorPays) {
+  // 200 ms whatever the connections: each doubling doubles the answers a second.
+  PoolSizer s(options(16, 1024));
+  uint64_t t = kT0;
+  measureSlowMirror(s, t);
+  Mirror m{s, t, 16};
+  m.run(4000, [](size_t) { return 200 * kMs; });
+  EXPECT_GE(m.live, 700u) << "Little's law wants 751 with 1,000 waiting at 2,000/s";
+  EXPECT_EQ(s.saturations(), 0u);
+  EXPECT_EQ(s.holds(), 0u);
+  EXPECT_GE(s.paidConnections(), 512u) << "judged at 32, 64, ... 512: each paid";
+  EXPECT_DOUBLE_EQ(s.paidAnswersPerSecond(), static_cast<double>(s.paidConnections()) * 5.0);
+}
+
+TEST(PoolSizer, AMirrorAtItsCapacityHoldsGrowthAtTwiceTheFloor) {
+  // 1 ms per connection: 1,000 answers a second however many connections wait.
+  PoolSizer s(options(16, 1024));
+  uint64_t t = kT0;
+  measureSlowMirror(s, t);
+  Mirror m{s, t, 16};
+  auto capacity = [](size_t live) { return live * kMs; };
+  m.run(200, capacity);
+  EXPECT_EQ(m.live, 32u) << "grew past twice the floor while growth did not pay";
+  EXPECT_EQ(s.saturations(), 1u);
+  EXPECT_EQ(s.holds(), 0u) << "no failure: a saturation is counted apart";
+  EXPECT_EQ(s.paidConnections(), 16u);
+  EXPECT_NEAR(s.paidAnswersPerSecond(), 1000.0, 1.0);
+  EXPECT_NEAR(s.answersPerSecond(32), 1000.0, 1.0);
+  const uint64_t first = m.saturatedAt;
+  EXPECT_EQ(s.holdUntilNs(), first + 1000 * kMs);
+  EXPECT_FALSE(s.mayOpen(first + 999 * kMs, 32, 32, 1000));
+  EXPECT_EQ(s.nextChanceNs(first, 32), first + 1000 * kMs);
+  EXPECT_TRUE(s.mayOpen(first, 15, 15, 1000)) << "the floor is not held";
+  // It stays so: judged again as each hold ends, held twice as long up to the
+  // most (4 s here): holds of 1, 2, 4, 4 s, and the fifth begins 11 s after the first.
+  m.run(12'000, capacity);
+  EXPECT_EQ(m.live, 32u);
+  EXPECT_EQ(s.saturations(), 5u);
+  EXPECT_EQ(m.saturatedAt - first, 11'000 * kMs);
+  EXPECT_EQ(s.holdUntilNs() - m.saturatedAt, 4000 * kMs);
+}
+
+TEST(PoolSizer, GrowthResumesWhenTheMirrorRecovers) {
+  PoolSizer s(options(16, 1024));
+  uint64_t t = kT0;
+  measureSlowMirror(s, t);
+  Mirror m{s, t, 16};
+  m.run(200, [](size_t live) { return live * kMs; });
+  ASSERT_EQ(m.live, 32u);
+  ASSERT_EQ(s.saturations(), 1u);
+  // Scaled up: 20 ms whatever the connections. After the hold, 32 connections
+  // answer 1,600/s, more than the 1,250/s growth must give: it paid, and goes
+  // on to what Little's law wants (76).
+  m.run(2000, [](size_t) { return 20 * kMs; });
+  EXPECT_EQ(s.saturations(), 1u);
+  EXPECT_GT(m.live, 64u);
+  EXPECT_GE(s.paidConnections(), 64u);
+}
+
+TEST(PoolSizer, GrowthIsJudgedOnlyWhileRequestsWait) {
+  PoolSizer s(options(4, 100));
+  EXPECT_FALSE(s.checkGrowth(kT0, 16, 100)) << "no latency, no judgement";
+  s.latency(kMs);
+  EXPECT_FALSE(s.checkGrowth(kT0, 4, 100));  // at the floor: where growth last paid
+  EXPECT_EQ(s.paidConnections(), 4u);
+  // Twice the floor at four times the latency: the same answers a second.
+  for (int i = 0; i < 100; ++i) {
+    s.latency(4 * kMs);
+  }
+  EXPECT_FALSE(s.checkGrowth(kT0, 8, 0)) << "nothing waits: nothing to judge";
+  EXPECT_FALSE(s.checkGrowth(kT0, 7, 100)) << "not yet twice";
+  EXPECT_TRUE(s.checkGrowth(kT0, 8, 100));
+  EXPECT_FALSE(s.checkGrowth(kT0 + 500 * kMs, 8, 100)) << "judged once a hold";
+  // The pool shrank below where growth last paid: the count starts there.
+  EXPECT_FALSE(s.checkGrowth(kT0 + 2000 * kMs, 3, 100));
+  EXPECT_EQ(s.paidConnections(), 3u);
+  EXPECT_EQ(s.saturations(), 1u);
 }
 
 }  // namespace
