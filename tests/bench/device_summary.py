@@ -100,8 +100,8 @@ def ceiling_section(d, out, verdicts):
     out.append(f"### Fidelity above one worker's ceiling (nproc {any_f.get('nproc')}, nginx processes "
                f"{any_f.get('nginx_processes')}, client threads {any_f.get('client_threads')})\n")
     out.append("| workers | rate | achieved | sent | delivered | share | agent CPU | queue_full | ring full | gaps | "
-               "connects | mirror p50 / p99 |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+               "connects | saturated | mirror p50 / p99 |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ceilings = {}
     for w in sorted(runs):
         ss = steps(runs[w])
@@ -110,7 +110,8 @@ def ceiling_section(d, out, verdicts):
             out.append(f"| {w} | {s['rate']:,} | {s['client']['achieved_rps']:,.0f} | {s['sent']:,} | "
                        f"{s['delivered']:,} | {100 * s['share']:.2f} % | {s['cpu_pct']:.0f} % | "
                        f"{c.get('queue_full', 0):,} | {c.get('kernel.ringbuf_full', 0):,} | {c.get('flows.gaps', 0):,} | "
-                       f"{c.get('mirror.connect_attempts', 0):,} | {ms(c.get('mirror.latency_p50_ms'))} / "
+                       f"{c.get('mirror.connect_attempts', 0):,} | {c.get('mirror.growth_saturated', 0):,} | "
+                       f"{ms(c.get('mirror.latency_p50_ms'))} / "
                        f"{ms(c.get('mirror.latency_p99_ms'))} |")
         ceilings[w] = ceiling(ss)
     out.append("")

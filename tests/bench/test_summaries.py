@@ -87,14 +87,15 @@ class DeviceCeiling(Workdir):
         self.assertIn("1 worker 80,000 req/s, 4 workers 165,000 req/s: met", v)
         self.assertIn("| 4 | 165,000 |", table)
         # The pool's connects and the mirror's latency, when netbench recorded them (n/a before it did).
-        self.assertIn("| 0 | n/a / n/a |", table)
+        self.assertIn("| 0 | 0 | n/a / n/a |", table)
 
-    def test_the_pools_connects_and_latency_are_shown(self):
+    def test_the_pools_connects_saturations_and_latency_are_shown(self):
         one = ceiling_steps(80000, self.RATES)
         one[110000][0]["shadowtap"] = {"queue_full": 11000, "mirror.connect_attempts": 871,
+                                       "mirror.growth_saturated": 3,
                                        "mirror.latency_p50_ms": 25.0, "mirror.latency_p99_ms": 50.0}
         _, table = self.verdict(one, ceiling_steps(165000, self.RATES))
-        self.assertIn("| 1 | 110,000 | 110,000 | 110,000 | 99,000 | 90.00 % | 10 % | 11,000 | 0 | 0 | 871 | "
+        self.assertIn("| 1 | 110,000 | 110,000 | 110,000 | 99,000 | 90.00 % | 10 % | 11,000 | 0 | 0 | 871 | 3 | "
                       "≤ 25 ms / ≤ 50 ms |", table)
 
     def test_missed_below_twice(self):
