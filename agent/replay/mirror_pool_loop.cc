@@ -38,9 +38,6 @@ void MirrorPool::run() {
     stats_.loopTurns.fetch_add(1, std::memory_order_release);  // tests wait on it (testing::settle)
     uint64_t now = clock_.nowNs();
     sizer_.arrivals(base::load(stats_.submitted) - base::load(stats_.droppedRateLimit), now);
-    if (sizer_.checkGrowth(now, activeConnections(), queue_.size())) {
-      noteSaturated(now);
-    }
     stats_.inFlightWanted.store(static_cast<int64_t>(sizer_.wanted(queue_.size())), std::memory_order_relaxed);
     if (resolver_) {
       if (resolver_->hasResult()) {
@@ -66,6 +63,11 @@ void MirrorPool::run() {
       if (queue_.ready()) {
         continue;
       }
+    }
+    // Judged with the connections just filled: at the turn's start they hold
+    // fewer, those whose answers came in the last wait.
+    if (sizer_.checkGrowth(now, activeConnections(), queue_.size())) {
+      noteSaturated(now);
     }
     const int timeout = timeoutMs(clock_.nowNs());
     const int n = ring_ ? waitRing(events, kMaxEvents, timeout) : ::epoll_wait(epollFd_, events, kMaxEvents, timeout);
@@ -442,12 +444,11 @@ void MirrorPool::noteSaturated(uint64_t now) {
   base::bump(stats_.growthSaturated);
   uint64_t suppressed = 0;
   if (saturationLog_.allow(std::chrono::steady_clock::now(), suppressed)) {
-    const size_t live = activeConnections();
     spdlog::warn("mirror pool: mirror {} is at its capacity: {} connections answer {:.0f} requests/s, {} answered "
-                 "{:.0f}/s; the pool stops growing for {} ms and requests queue up to the limit meanwhile ({} similar "
-                 "warnings suppressed)",
-                 mirrorName(), live, sizer_.answersPerSecond(live), sizer_.paidConnections(),
-                 sizer_.paidAnswersPerSecond(), (sizer_.holdUntilNs() - now) / 1'000'000, suppressed);
+                 "{:.0f}/s; the pool grows no further (judged again in {} ms) and requests queue up to the limit meanwhile "
+                 "({} similar warnings suppressed)",
+                 mirrorName(), activeConnections(), sizer_.measuredAnswersPerSecond(), sizer_.paidConnections(),
+                 sizer_.paidAnswersPerSecond(), (sizer_.saturatedUntilNs() - now) / 1'000'000, suppressed);
   }
 }
 

@@ -28,13 +28,19 @@ namespace shadowtap::replay {
 //       the size it had for holdInitialNs.
 // - Growth must pay (checkGrowth): a mirror at its capacity answers later the
 //   more requests wait in it, so Little's law would ask for ever more
-//   connections that carry nothing more. Each time the pool has doubled from
-//   the size where growth last paid (with requests waiting, outside a hold),
-//   the mirror's answers a second (connections / mean latency, Little's law
-//   again) must have risen by at least a quarter of the growth; else growth
-//   holds as after a failure (same lengths, same doubling). At or below the
-//   floor, and after the pool shrank, the size and answers a second there are
-//   where growth last paid.
+//   connections that carry nothing more. When the pool has doubled from the
+//   size where growth last paid, it grows no further until judged: the
+//   answers a second at the new size are counted (over 200 ms and a round of
+//   answers, one per connection and at least 16, every turn of it with
+//   requests waiting, so the count is the mirror's pace, not the arrivals')
+//   and must have risen by at least a quarter of the growth over those where
+//   growth last paid. If so, this is where growth last paid; if not, growth
+//   stays stopped and is judged again, counted afresh, after a hold (1 s,
+//   doubling to holdMaxNs while it keeps failing; connections that close
+//   meanwhile are replaced up to the doubled size). Fewer answers a second
+//   than where growth last paid (below 80 %) mean the mirror itself changed:
+//   judged from here. At or below the floor, and after the pool shrank, the
+//   size there is where growth last paid, its answers a second counted there.
 // - Shrinking is the pool's: connections beyond the floor close once idle for
 //   its shrink time (requests go to the most recently used connection first,
 //   so the surplus is what stays idle).
@@ -60,9 +66,9 @@ class PoolSizer {
   void distress(uint64_t nowNs);
   // socket() failed for want of descriptors with `live` connections open.
   void noDescriptors(uint64_t nowNs, size_t live);
-  // Each loop turn, with `live` connections (retired ones left out) and
-  // `waiting` requests queued: does the growth since it last paid still pay?
-  // True when it did not and a hold began.
+  // Each loop turn, with `live` connections (retired ones left out) just
+  // given what they can hold and `waiting` requests left queued: does the
+  // growth since it last paid still pay? True when it did not and a hold began.
   bool checkGrowth(uint64_t nowNs, size_t live, size_t waiting);
 
   // May a connection be opened now, with `live` connections (retired ones
@@ -81,19 +87,25 @@ class PoolSizer {
   size_t wanted(size_t waiting) const;
   double ratePerSecond() const { return rate_; }
   uint64_t latencyNs() const { return static_cast<uint64_t>(latencyNs_); }
-  // Holds after failures (distress); holds after growth that did not pay.
+  // Holds after failures (distress); judgements that growth did not pay.
   uint64_t holds() const { return holds_; }
   uint64_t saturations() const { return saturations_; }
   // Where growth last paid: the connections, and the answers a second then.
   size_t paidConnections() const { return paidLive_; }
   double paidAnswersPerSecond() const { return paidAnswers_; }
-  // Answers a second `live` connections give at the mean latency (0 before one is known).
-  double answersPerSecond(size_t live) const;
+  // Answers a second counted at the last judgement.
+  double measuredAnswersPerSecond() const { return measuredAnswers_; }
   uint64_t holdUntilNs() const { return holdUntilNs_; }
+  uint64_t saturatedUntilNs() const { return saturatedUntilNs_; }
 
  private:
   size_t ceiling(uint64_t nowNs) const;
-  void hold(uint64_t nowNs);
+  void paid(size_t live, double answersPerSecond);
+  void startCount(uint64_t nowNs);
+  bool counted(uint64_t nowNs, size_t live) const;
+  double countedRate(uint64_t nowNs) const;
+  // Doubled from where growth last paid, not judged to pay yet: no growth.
+  bool awaitsJudgement(size_t live) const;
 
   size_t floor_;
   size_t max_;
@@ -115,6 +127,13 @@ class PoolSizer {
   uint64_t saturations_ = 0;
   size_t paidLive_ = 0;
   double paidAnswers_ = 0;
+  bool reached_ = false;  // doubled from paidLive_, answers counted there
+  uint64_t answers_ = 0;  // responses so far (latency samples)
+  uint64_t countStartNs_ = 0;  // 0: no count running (nothing waits)
+  uint64_t countStartAnswers_ = 0;
+  double measuredAnswers_ = 0;
+  uint64_t saturatedUntilNs_ = 0;
+  uint64_t saturatedNs_ = 0;
   uint64_t fdHoldUntilNs_ = 0;
   size_t fdCeiling_ = 0;
 };

@@ -21,6 +21,7 @@ Results go to OUT/<part>.json; scripts/bench.sh turns them into RESULTS.md.
 """
 import argparse
 import atexit
+import errno
 import json
 import os
 import resource
@@ -60,26 +61,38 @@ class MirrorCpuCap:
 
     def __init__(self, tag, percent):
         quota = max(1000, int(self.PERIOD_US * percent / 100))
-        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-            with open("/sys/fs/cgroup/cgroup.subtree_control", "w") as f:
-                f.write("+cpu")
-            self.path = f"/sys/fs/cgroup/{tag}-mirror"
+        v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+        self.path = f"/sys/fs/cgroup/{tag}-mirror" if v2 else f"/sys/fs/cgroup/cpu/{tag}-mirror"
+        try:
+            if v2:
+                with open("/sys/fs/cgroup/cgroup.subtree_control") as f:
+                    enabled = f.read().split()
+                if "cpu" not in enabled:
+                    with open("/sys/fs/cgroup/cgroup.subtree_control", "w") as f:
+                        f.write("+cpu")
+            if os.path.isdir(self.path):
+                os.rmdir(self.path)  # a killed run's, empty by now
             os.mkdir(self.path)
-            self._write("cpu.max", f"{quota} {self.PERIOD_US}")
-        else:
-            self.path = f"/sys/fs/cgroup/cpu/{tag}-mirror"
-            os.mkdir(self.path)
-            self._write("cpu.cfs_period_us", str(self.PERIOD_US))
-            self._write("cpu.cfs_quota_us", str(quota))
+            if v2:
+                self._write("cpu.max", f"{quota} {self.PERIOD_US}")
+            else:
+                self._write("cpu.cfs_period_us", str(self.PERIOD_US))
+                self._write("cpu.cfs_quota_us", str(quota))
+        except OSError as e:
+            self.remove()
+            raise RuntimeError(f"--mirror-cpu: cannot set up the cgroup {self.path} ({e}); it needs root and a "
+                               "writable cgroup file system with the cpu controller") from e
 
     def _write(self, name, value):
         with open(os.path.join(self.path, name), "w") as f:
             f.write(value)
 
     def add(self, pid):
-        """The process and its children (nginx's workers, forked by now)."""
+        """The process, then its children (nginx's workers): those forked after
+        the parent moved are born in the cgroup."""
+        self._write("cgroup.procs", str(pid))
         children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-        for p in [str(pid), *children]:
+        for p in children:
             self._write("cgroup.procs", p)
 
     def stat(self):
@@ -94,7 +107,9 @@ class MirrorCpuCap:
                 return
             except FileNotFoundError:
                 return
-            except OSError:
+            except OSError as e:
+                if e.errno != errno.EBUSY:
+                    break
                 time.sleep(0.1)
         log(f"netbench: could not remove the cgroup {self.path}")
 

@@ -103,7 +103,11 @@ MirrorPoolOptions growing(const sockaddr_storage& addr, base::FakeClock& clock) 
 TEST(MirrorPoolGrowth, GrowsPacedWhileRequestsWaitAndShrinksWhenIdle) {
   GatedMirror mirror;
   base::FakeClock clock;
-  MirrorPool pool(growing(mirror.server().address(), clock));
+  // A floor of 3 and at most 6: twice the floor is the maximum, so whether
+  // growth paid (judged there, PoolSizer) never stops it here.
+  MirrorPoolOptions o = growing(mirror.server().address(), clock);
+  o.minConnections = 3;
+  MirrorPool pool(o);
   ASSERT_TRUE(pool.start());
   settle(pool);  // the arrival rate is measured from here
   const MirrorStats& s = pool.stats();
@@ -111,32 +115,32 @@ TEST(MirrorPoolGrowth, GrowsPacedWhileRequestsWaitAndShrinksWhenIdle) {
   for (; seq < 8; ++seq) {
     ASSERT_TRUE(pool.submit(request(seq)));
   }
-  ASSERT_TRUE(mirror.server().waitForRequests(2, 5s));
+  ASSERT_TRUE(mirror.server().waitForRequests(3, 5s));
   settle(pool);
-  EXPECT_EQ(get(s.connectAttempts), 2u) << "beyond the floor before any latency was measured";
-  EXPECT_EQ(s.queueDepth.load(), 6);
+  EXPECT_EQ(get(s.connectAttempts), 3u) << "beyond the floor before any latency was measured";
+  EXPECT_EQ(s.queueDepth.load(), 5);
   expectLoopSleeps(pool, "while requests wait for a first latency");
-  // 100 ms later (so 80 requests a second arrived) the two answer: latency 100 ms.
+  // 100 ms later (so 80 requests a second arrived) the three answer: latency 100 ms.
   advance(clock, pool, 100ms);
-  ASSERT_TRUE(mirror.waitAtGate(2));
-  mirror.release(2);
-  ASSERT_TRUE(waitFor([&] { return get(s.responses) == 2; }));
-  // They took two more; requests still wait: one new connection now, the next 5 ms later.
-  ASSERT_TRUE(waitFor([&] { return get(s.connectAttempts) == 3; }));
+  ASSERT_TRUE(mirror.waitAtGate(3));
+  mirror.release(3);
+  ASSERT_TRUE(waitFor([&] { return get(s.responses) == 3; }));
+  // They took three more; two still wait: one new connection now, the next 5 ms later.
+  ASSERT_TRUE(waitFor([&] { return get(s.connectAttempts) == 4; }));
   settle(pool);
-  EXPECT_EQ(get(s.connectAttempts), 3u) << "connects not paced";
+  EXPECT_EQ(get(s.connectAttempts), 4u) << "connects not paced";
   EXPECT_GT(s.inFlightWanted.load(), 0);
   advance(clock, pool, 4ms);
-  EXPECT_EQ(get(s.connectAttempts), 3u) << "connected again before the pacing interval";
+  EXPECT_EQ(get(s.connectAttempts), 4u) << "connected again before the pacing interval";
   advance(clock, pool, 1ms);
-  ASSERT_TRUE(waitFor([&] { return get(s.connectAttempts) == 4; }));
+  ASSERT_TRUE(waitFor([&] { return get(s.connectAttempts) == 5; }));
   for (int i = 0; i < 10; ++i) {
     advance(clock, pool, 5ms);
   }
   EXPECT_LE(get(s.connectAttempts), 6u) << "beyond maxConnections";
   ASSERT_TRUE(waitFor([&] { return s.queueDepth.load() == 0; }));
   const int64_t peak = s.openConnections.load();
-  EXPECT_GT(peak, 2);
+  EXPECT_GT(peak, 3);
   // Everything answered; idle connections beyond the floor close after the shrink time, the floor stays.
   mirror.release(100);
   ASSERT_TRUE(waitFor([&] { return get(s.responses) == 8; }));
@@ -144,12 +148,12 @@ TEST(MirrorPoolGrowth, GrowsPacedWhileRequestsWaitAndShrinksWhenIdle) {
   advance(clock, pool, 999ms);
   EXPECT_EQ(s.openConnections.load(), peak) << "shrunk early";
   advance(clock, pool, 1ms);
-  ASSERT_TRUE(waitFor([&] { return s.openConnections.load() == 2; }));
-  EXPECT_EQ(get(s.surplusClosed), static_cast<uint64_t>(peak - 2));
+  ASSERT_TRUE(waitFor([&] { return s.openConnections.load() == 3; }));
+  EXPECT_EQ(get(s.surplusClosed), static_cast<uint64_t>(peak - 3));
   EXPECT_EQ(get(s.idleClosed), 0u);
   // The floor's idle connections wait for the idle timeout (60 s), not the shrink time.
   advance(clock, pool, 2s);
-  EXPECT_EQ(s.openConnections.load(), 2);
+  EXPECT_EQ(s.openConnections.load(), 3);
   expectLoopSleeps(pool, "with the floor idle past the shrink time");
   pool.stop(0ms);
   expectOutcomesAddUp(s);

@@ -159,20 +159,25 @@ TEST(PoolSizer, RateIsAnAverageOfWindowsAndForgetsIdleStretches) {
   EXPECT_EQ(s.latencyNs(), 125 * kMs);  // 1/8 of the way
 }
 
-// A mirror whose mean latency is `latencyOf(live)`: every millisecond for
-// `ms` ms the latency settles there, growth is judged and, where the sizer
-// allows, one more connection opens while `waiting` requests wait.
+// A mirror that answers `live` connections after `latencyOf(live)` each
+// (HTTP/1: one request in flight per connection), so live / latency answers a
+// second: every millisecond for `ms` ms its answers of that millisecond come
+// in, growth is judged and, where the sizer allows, one more connection opens
+// while `waiting` requests wait.
 struct Mirror {
   PoolSizer& sizer;
   uint64_t now;
   size_t live;
-  uint64_t saturatedAt = 0;  // when checkGrowth last began a hold
+  uint64_t saturatedAt = 0;  // when checkGrowth last judged that growth did not pay
+  double due = 0;            // answers owed, fractions of one carried over
 
   template <typename LatencyOf>
   void run(uint64_t ms, LatencyOf latencyOf, size_t waiting = 1000) {
     for (uint64_t end = now + ms * kMs; now < end; now += kMs) {
-      for (int i = 0; i < 100; ++i) {
-        sizer.latency(latencyOf(live));  // the mean settles (1/8 a response)
+      const uint64_t latency = latencyOf(live);
+      due += static_cast<double>(live) * static_cast<double>(kMs) / static_cast<double>(latency);
+      for (; due >= 1; due -= 1) {
+        sizer.latency(latency);
       }
       if (sizer.checkGrowth(now, live, waiting)) {
         saturatedAt = now;
@@ -190,40 +195,48 @@ TEST(PoolSizer, GrowthAgainstAParallelSlowMirrorPays) {
   uint64_t t = kT0;
   measureSlowMirror(s, t);
   Mirror m{s, t, 16};
-  m.run(4000, [](size_t) { return 200 * kMs; });
+  m.run(5000, [](size_t) { return 200 * kMs; });
   EXPECT_GE(m.live, 700u) << "Little's law wants 751 with 1,000 waiting at 2,000/s";
   EXPECT_EQ(s.saturations(), 0u);
   EXPECT_EQ(s.holds(), 0u);
   EXPECT_GE(s.paidConnections(), 512u) << "judged at 32, 64, ... 512: each paid";
-  EXPECT_DOUBLE_EQ(s.paidAnswersPerSecond(), static_cast<double>(s.paidConnections()) * 5.0);
+  // Counted over 200 ms while it grew no further: 5 answers a second a connection.
+  EXPECT_NEAR(s.paidAnswersPerSecond(), static_cast<double>(s.paidConnections()) * 5.0, 10.0);
 }
 
-TEST(PoolSizer, AMirrorAtItsCapacityHoldsGrowthAtTwiceTheFloor) {
+TEST(PoolSizer, AMirrorAtItsCapacityHoldsGrowthAtTwiceWhereItLastPaid) {
   // 1 ms per connection: 1,000 answers a second however many connections wait.
   PoolSizer s(options(16, 1024));
   uint64_t t = kT0;
   measureSlowMirror(s, t);
   Mirror m{s, t, 16};
   auto capacity = [](size_t live) { return live * kMs; };
-  m.run(200, capacity);
-  EXPECT_EQ(m.live, 32u) << "grew past twice the floor while growth did not pay";
+  // The pool leaves the floor at once, before 200 ms were counted there: the
+  // first doubling is taken on trust, and 32 is where growth last paid.
+  m.run(300, capacity);
+  ASSERT_EQ(s.paidConnections(), 32u);
+  ASSERT_NEAR(s.paidAnswersPerSecond(), 1000.0, 10.0);
+  m.run(600, capacity);
+  EXPECT_EQ(m.live, 64u) << "grew past twice where growth last paid, though it did not pay";
   EXPECT_EQ(s.saturations(), 1u);
   EXPECT_EQ(s.holds(), 0u) << "no failure: a saturation is counted apart";
-  EXPECT_EQ(s.paidConnections(), 16u);
-  EXPECT_NEAR(s.paidAnswersPerSecond(), 1000.0, 1.0);
-  EXPECT_NEAR(s.answersPerSecond(32), 1000.0, 1.0);
+  EXPECT_EQ(s.paidConnections(), 32u);
+  EXPECT_NEAR(s.measuredAnswersPerSecond(), 1000.0, 10.0);
   const uint64_t first = m.saturatedAt;
-  EXPECT_EQ(s.holdUntilNs(), first + 1000 * kMs);
-  EXPECT_FALSE(s.mayOpen(first + 999 * kMs, 32, 32, 1000));
-  EXPECT_EQ(s.nextChanceNs(first, 32), first + 1000 * kMs);
+  EXPECT_EQ(s.saturatedUntilNs(), first + 1000 * kMs);
+  EXPECT_EQ(s.holdUntilNs(), 0u) << "not a failure hold";
+  EXPECT_FALSE(s.mayOpen(first + 999 * kMs, 64, 64, 1000));
+  EXPECT_EQ(s.nextChanceNs(first, 64), first + 1000 * kMs);
+  EXPECT_TRUE(s.mayOpen(first + 10 * kMs, 63, 63, 1000)) << "a connection that closed is replaced";
   EXPECT_TRUE(s.mayOpen(first, 15, 15, 1000)) << "the floor is not held";
-  // It stays so: judged again as each hold ends, held twice as long up to the
-  // most (4 s here): holds of 1, 2, 4, 4 s, and the fifth begins 11 s after the first.
+  // It stays so: counted afresh as each hold ends (200 ms), held twice as
+  // long up to the most (4 s here): holds of 1, 2, 4, 4 s, so the fifth
+  // judgement comes 11 s + 4 x 200 ms after the first.
   m.run(12'000, capacity);
-  EXPECT_EQ(m.live, 32u);
+  EXPECT_EQ(m.live, 64u);
   EXPECT_EQ(s.saturations(), 5u);
-  EXPECT_EQ(m.saturatedAt - first, 11'000 * kMs);
-  EXPECT_EQ(s.holdUntilNs() - m.saturatedAt, 4000 * kMs);
+  EXPECT_EQ(m.saturatedAt - first, 11'800 * kMs);
+  EXPECT_EQ(s.saturatedUntilNs() - m.saturatedAt, 4000 * kMs);
 }
 
 TEST(PoolSizer, GrowthResumesWhenTheMirrorRecovers) {
@@ -231,36 +244,70 @@ TEST(PoolSizer, GrowthResumesWhenTheMirrorRecovers) {
   uint64_t t = kT0;
   measureSlowMirror(s, t);
   Mirror m{s, t, 16};
-  m.run(200, [](size_t live) { return live * kMs; });
-  ASSERT_EQ(m.live, 32u);
+  m.run(900, [](size_t live) { return live * kMs; });
+  ASSERT_EQ(m.live, 64u);
   ASSERT_EQ(s.saturations(), 1u);
-  // Scaled up: 20 ms whatever the connections. After the hold, 32 connections
-  // answer 1,600/s, more than the 1,250/s growth must give: it paid, and goes
+  // Scaled up: 20 ms whatever the connections. After the hold, 64 connections
+  // answer 3,200/s, more than the 1,250/s growth must give: it paid, and goes
   // on to what Little's law wants (76).
-  m.run(2000, [](size_t) { return 20 * kMs; });
+  m.run(2500, [](size_t) { return 20 * kMs; });
   EXPECT_EQ(s.saturations(), 1u);
-  EXPECT_GT(m.live, 64u);
-  EXPECT_GE(s.paidConnections(), 64u);
+  EXPECT_GE(m.live, 70u);
+  EXPECT_EQ(s.paidConnections(), 64u);
 }
 
-TEST(PoolSizer, GrowthIsJudgedOnlyWhileRequestsWait) {
+TEST(PoolSizer, AMirrorThatSlowedByItselfIsJudgedFromWhereItIs) {
+  // 10 ms whatever the connections, then 50 ms (a slower dependency, say):
+  // fewer answers a second at 64 than where growth last paid (32 at 10 ms),
+  // which is no reason to stop at 64. Little's law wants 189 at 50 ms.
+  PoolSizer s(options(4, 1024));
+  uint64_t t = kT0;
+  measureSlowMirror(s, t);
+  Mirror m{s, t, 4};
+  m.run(2000, [](size_t) { return 10 * kMs; });
+  ASSERT_EQ(s.paidConnections(), 32u);
+  m.run(4000, [](size_t) { return 50 * kMs; });
+  EXPECT_EQ(s.saturations(), 0u);
+  EXPECT_GE(m.live, 180u);
+}
+
+TEST(PoolSizer, AnswersAreCountedOnlyWhileRequestsWait) {
   PoolSizer s(options(4, 100));
-  EXPECT_FALSE(s.checkGrowth(kT0, 16, 100)) << "no latency, no judgement";
   s.latency(kMs);
-  EXPECT_FALSE(s.checkGrowth(kT0, 4, 100));  // at the floor: where growth last paid
-  EXPECT_EQ(s.paidConnections(), 4u);
-  // Twice the floor at four times the latency: the same answers a second.
-  for (int i = 0; i < 100; ++i) {
+  uint64_t t = kT0;
+  // At the floor, requests waiting: 2,000 answers a second counted over 200 ms.
+  EXPECT_FALSE(s.checkGrowth(t, 4, 100));
+  for (int i = 0; i < 400; ++i) {
+    s.latency(2 * kMs);
+  }
+  t += 200 * kMs;
+  EXPECT_FALSE(s.checkGrowth(t, 4, 100));
+  EXPECT_DOUBLE_EQ(s.paidAnswersPerSecond(), 2000.0);
+  // Doubled: no growth until the answers at 8 are counted; none while nothing waits.
+  EXPECT_FALSE(s.checkGrowth(t, 7, 100)) << "not yet twice";
+  EXPECT_FALSE(s.checkGrowth(t, 8, 100));
+  EXPECT_FALSE(s.mayOpen(t, 8, 8, 100000)) << "grew while its answers were counted";
+  EXPECT_EQ(s.nextChanceNs(t, 8), UINT64_MAX) << "answers turn it, not time";
+  for (int i = 0; i < 400; ++i) {
     s.latency(4 * kMs);
   }
-  EXPECT_FALSE(s.checkGrowth(kT0, 8, 0)) << "nothing waits: nothing to judge";
-  EXPECT_FALSE(s.checkGrowth(kT0, 7, 100)) << "not yet twice";
-  EXPECT_TRUE(s.checkGrowth(kT0, 8, 100));
-  EXPECT_FALSE(s.checkGrowth(kT0 + 500 * kMs, 8, 100)) << "judged once a hold";
+  EXPECT_FALSE(s.checkGrowth(t + 199 * kMs, 8, 100)) << "judged before 200 ms were counted";
+  EXPECT_FALSE(s.checkGrowth(t + 200 * kMs, 8, 0)) << "judged while nothing waits";
+  EXPECT_FALSE(s.checkGrowth(t + 200 * kMs, 8, 100)) << "the count went on while nothing waited";
+  t += 200 * kMs;
+  for (int i = 0; i < 400; ++i) {
+    s.latency(4 * kMs);
+  }
+  t += 200 * kMs;
+  EXPECT_TRUE(s.checkGrowth(t, 8, 100)) << "2,000 a second at 8 as at 4: no growth that paid";
+  EXPECT_DOUBLE_EQ(s.measuredAnswersPerSecond(), 2000.0);
+  EXPECT_FALSE(s.checkGrowth(t + 500 * kMs, 8, 100)) << "judged again before the hold ended";
+  EXPECT_EQ(s.nextChanceNs(t + 500 * kMs, 8), t + 1000 * kMs);
   // The pool shrank below where growth last paid: the count starts there.
-  EXPECT_FALSE(s.checkGrowth(kT0 + 2000 * kMs, 3, 100));
+  EXPECT_FALSE(s.checkGrowth(t + 5000 * kMs, 3, 100));
   EXPECT_EQ(s.paidConnections(), 3u);
   EXPECT_EQ(s.saturations(), 1u);
+  EXPECT_EQ(s.holds(), 0u);
 }
 
 }  // namespace
