@@ -73,70 +73,98 @@ void PoolSizer::distress(uint64_t nowNs) {
   ++holds_;
 }
 
-void PoolSizer::startCount(uint64_t nowNs) {
-  countStartNs_ = nowNs;
-  countStartAnswers_ = answers_;
+void PoolSizer::resetCount(uint64_t nowNs) {
+  countSinceNs_ = nowNs;
+  countNs_ = 0;
+  countAnswers_ = 0;
 }
 
-bool PoolSizer::counted(uint64_t nowNs, size_t live) const {
-  return countStartNs_ != 0 && nowNs - countStartNs_ >= kCountNs &&
-         answers_ - countStartAnswers_ >= std::max<uint64_t>(live, kMinRound);
+void PoolSizer::countTurn(uint64_t nowNs, size_t waiting) {
+  // The stretch since the last turn counts when requests waited at its start:
+  // every connection held one then, so its answers are the mirror's pace.
+  // Other stretches are left out, not counted as a pause of the mirror.
+  if (waitedLastTurn_ && nowNs > lastTurnNs_) {
+    countNs_ += nowNs - lastTurnNs_;
+    countAnswers_ += answers_ - lastTurnAnswers_;
+  }
+  lastTurnNs_ = nowNs;
+  lastTurnAnswers_ = answers_;
+  waitedLastTurn_ = waiting > 0;
 }
 
-double PoolSizer::countedRate(uint64_t nowNs) const {
-  return static_cast<double>(answers_ - countStartAnswers_) * 1e9 / static_cast<double>(nowNs - countStartNs_);
+bool PoolSizer::counted(size_t live) const {
+  return countNs_ >= kCountNs && countAnswers_ >= std::max<uint64_t>(live, kMinRound);
+}
+
+double PoolSizer::countedRate() const {
+  return static_cast<double>(countAnswers_) * 1e9 / static_cast<double>(countNs_);
 }
 
 void PoolSizer::paid(size_t live, double answersPerSecond) {
   paidLive_ = live;
   paidAnswers_ = answersPerSecond;
   reached_ = false;
+  staleOnce_ = false;
 }
 
 bool PoolSizer::awaitsJudgement(size_t live) const {
-  return reached_ && static_cast<double>(live) >= static_cast<double>(paidLive_) * kCheckStep;
+  return paidLive_ != 0 && static_cast<double>(live) >= static_cast<double>(paidLive_) * kCheckStep;
 }
 
 bool PoolSizer::checkGrowth(uint64_t nowNs, size_t live, size_t waiting) {
-  if (waiting == 0 || live == 0) {
-    countStartNs_ = 0;  // counts only while requests wait
+  countTurn(nowNs, waiting);
+  if (live == 0) {
     return false;
   }
-  if (countStartNs_ == 0) {
-    startCount(nowNs);
-  }
   if (live <= floor_ || live < paidLive_ || paidLive_ == 0) {
-    // Where growth last paid: here, counted while the pool stays here.
     if (live != paidLive_ || reached_) {
-      paid(live, 0);
-      startCount(nowNs);
-    } else if (counted(nowNs, live)) {
-      paidAnswers_ = countedRate(nowNs);
-      startCount(nowNs);
+      // At the floor, or the pool shrank: this is where growth last paid. The
+      // bar stays what was counted at a larger size until counted here (a
+      // smaller pool answering as many would not be growth that paid).
+      paid(live, paidAnswers_);
+      resetCount(nowNs);
+    } else if (counted(live)) {
+      paidAnswers_ = countedRate();
+      resetCount(nowNs);
     }
     return false;
   }
-  if (static_cast<double>(live) < static_cast<double>(paidLive_) * kCheckStep) {
+  if (!awaitsJudgement(live)) {
     return false;
   }
-  if (!reached_ || countStartNs_ < saturatedUntilNs_) {
-    // Doubled, or a hold ended: count the answers at this size from here.
-    reached_ = true;
-    startCount(nowNs);
+  if (!reached_) {
+    reached_ = true;  // doubled: count the answers at this size from here
+    resetCount(nowNs);
     return false;
   }
-  if (nowNs < saturatedUntilNs_ || !counted(nowNs, live)) {
+  if (nowNs < saturatedUntilNs_) {
     return false;
   }
-  measuredAnswers_ = countedRate(nowNs);
+  if (countSinceNs_ < saturatedUntilNs_) {
+    resetCount(nowNs);  // a hold ended: counted afresh
+    return false;
+  }
+  if (waiting == 0 || !counted(live)) {
+    return false;
+  }
+  measuredAnswers_ = countedRate();
   const double growth = static_cast<double>(live - paidLive_) / static_cast<double>(paidLive_);
-  if (paidAnswers_ == 0 || measuredAnswers_ >= paidAnswers_ * (1 + kPayoff * growth) ||
-      measuredAnswers_ < paidAnswers_ * kStale) {
-    // It paid (or nothing was counted where it last paid); or the mirror
-    // answers fewer than there: it changed by itself, so judge from here.
-    paid(live, measuredAnswers_);
+  if (paidAnswers_ == 0 || measuredAnswers_ >= paidAnswers_ * (1 + kPayoff * growth)) {
+    paid(live, measuredAnswers_);  // it paid (or nothing was counted where it last paid)
     return false;
   }
+  if (measuredAnswers_ < paidAnswers_ * kStale) {
+    // Fewer answers than where growth last paid. Twice in a row: the mirror
+    // changed by itself, so judge from here. Once may be a burst: count again.
+    if (staleOnce_) {
+      paid(live, measuredAnswers_);
+    } else {
+      staleOnce_ = true;
+      resetCount(nowNs);
+    }
+    return false;
+  }
+  staleOnce_ = false;
   // Again within a hold's length of the last one ending: twice as long.
   const bool again = saturatedUntilNs_ != 0 && nowNs - saturatedUntilNs_ < saturatedNs_;
   saturatedNs_ = again ? std::min(saturatedNs_ * 2, holdMaxNs_) : holdInitialNs_;

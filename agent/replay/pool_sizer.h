@@ -31,16 +31,17 @@ namespace shadowtap::replay {
 //   connections that carry nothing more. When the pool has doubled from the
 //   size where growth last paid, it grows no further until judged: the
 //   answers a second at the new size are counted (over 200 ms and a round of
-//   answers, one per connection and at least 16, every turn of it with
+//   answers, one per connection and at least 16, of stretches that began with
 //   requests waiting, so the count is the mirror's pace, not the arrivals')
-//   and must have risen by at least a quarter of the growth over those where
-//   growth last paid. If so, this is where growth last paid; if not, growth
-//   stays stopped and is judged again, counted afresh, after a hold (1 s,
-//   doubling to holdMaxNs while it keeps failing; connections that close
-//   meanwhile are replaced up to the doubled size). Fewer answers a second
-//   than where growth last paid (below 80 %) mean the mirror itself changed:
-//   judged from here. At or below the floor, and after the pool shrank, the
-//   size there is where growth last paid, its answers a second counted there.
+//   and must have risen by at least a quarter of the growth over the bar
+//   where growth last paid. If so, this is where growth last paid; if not,
+//   growth stays stopped and is judged again, counted afresh, after a hold
+//   (1 s, doubling to holdMaxNs while it keeps failing; connections that
+//   close meanwhile are replaced up to the doubled size). Two counts in a row
+//   below 80 % of the bar mean the mirror itself changed: judged from here.
+//   At or below the floor, and after the pool shrank, the size there is where
+//   growth last paid; the bar stays what was counted at a larger size until
+//   counted there.
 // - Shrinking is the pool's: connections beyond the floor close once idle for
 //   its shrink time (requests go to the most recently used connection first,
 //   so the surplus is what stays idle).
@@ -101,9 +102,10 @@ class PoolSizer {
  private:
   size_t ceiling(uint64_t nowNs) const;
   void paid(size_t live, double answersPerSecond);
-  void startCount(uint64_t nowNs);
-  bool counted(uint64_t nowNs, size_t live) const;
-  double countedRate(uint64_t nowNs) const;
+  void resetCount(uint64_t nowNs);
+  void countTurn(uint64_t nowNs, size_t waiting);
+  bool counted(size_t live) const;
+  double countedRate() const;
   // Doubled from where growth last paid, not judged to pay yet: no growth.
   bool awaitsJudgement(size_t live) const;
 
@@ -127,10 +129,17 @@ class PoolSizer {
   uint64_t saturations_ = 0;
   size_t paidLive_ = 0;
   double paidAnswers_ = 0;
-  bool reached_ = false;  // doubled from paidLive_, answers counted there
-  uint64_t answers_ = 0;  // responses so far (latency samples)
-  uint64_t countStartNs_ = 0;  // 0: no count running (nothing waits)
-  uint64_t countStartAnswers_ = 0;
+  bool reached_ = false;    // doubled from paidLive_, answers counted there
+  bool staleOnce_ = false;  // the last count read below kStale of the bar
+  uint64_t answers_ = 0;    // responses so far (latency samples)
+  // The count: time and answers of the stretches between turns that began
+  // with requests waiting, since countSinceNs_.
+  uint64_t countSinceNs_ = 0;
+  uint64_t countNs_ = 0;
+  uint64_t countAnswers_ = 0;
+  uint64_t lastTurnNs_ = 0;
+  uint64_t lastTurnAnswers_ = 0;
+  bool waitedLastTurn_ = false;
   double measuredAnswers_ = 0;
   uint64_t saturatedUntilNs_ = 0;
   uint64_t saturatedNs_ = 0;
