@@ -225,7 +225,11 @@ TEST_P(CaptureEgressTest, EachConnectionBothDirectionsInOneWorkersRing) {
   ASSERT_NE(cap, nullptr) << error;
   ASSERT_EQ(cap->workers(), 2u);
   std::array<int, 2> connections{};
-  for (int i = 0; i < 12; ++i) {
+  // At least 12 connections, more until each worker has had one: 12 flows
+  // all hash to one of two workers once in 2,048 runs (seen in a 6.12 guest).
+  int opened = 0;
+  for (int i = 0; i < 64 && (i < 12 || connections[0] == 0 || connections[1] == 0); ++i) {
+    ++opened;
     const std::string req = "POST /" + std::to_string(i) + " HTTP/1.1\r\nContent-Length: 30000\r\n\r\n" +
                             pattern('q', 30000);
     const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 40000\r\n\r\n" + pattern('r', 40000);
@@ -255,8 +259,8 @@ TEST_P(CaptureEgressTest, EachConnectionBothDirectionsInOneWorkersRing) {
         << "connection " << i << " has records in both workers' rings";
     ++connections[worker];
   }
-  EXPECT_GT(connections[0], 0) << "12 connections, none for worker 0";
-  EXPECT_GT(connections[1], 0) << "12 connections, none for worker 1";
+  EXPECT_GT(connections[0], 0) << opened << " connections, none for worker 0";
+  EXPECT_GT(connections[1], 0) << opened << " connections, none for worker 1";
   const auto k = cap->kernelCounters();
   EXPECT_EQ(k.noRing, 0u);
   EXPECT_EQ(k.ringbufFull, 0u);
