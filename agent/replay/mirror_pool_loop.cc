@@ -441,7 +441,7 @@ void MirrorPool::noteDistress(uint64_t now) {
 }
 
 void MirrorPool::noteSaturated(uint64_t now) {
-  base::bump(stats_.growthSaturated);
+  stats_.growthSaturated.store(sizer_.saturations(), std::memory_order_relaxed);
   uint64_t suppressed = 0;
   if (saturationLog_.allow(std::chrono::steady_clock::now(), suppressed)) {
     spdlog::warn("mirror pool: mirror {} is at its capacity: {} connections answer {:.0f} requests/s, {} answered "

@@ -62,14 +62,18 @@ void PoolSizer::latency(uint64_t ns) {
   haveLatency_ = true;
 }
 
+void PoolSizer::Hold::begin(uint64_t nowNs, uint64_t initialNs, uint64_t maxNs) {
+  // Again within a hold's length of the last one ending: twice as long.
+  const bool again = untilNs != 0 && nowNs - untilNs < lengthNs;
+  lengthNs = again ? std::min(lengthNs * 2, maxNs) : initialNs;
+  untilNs = nowNs + lengthNs;
+}
+
 void PoolSizer::distress(uint64_t nowNs) {
-  if (nowNs < holdUntilNs_) {
+  if (nowNs < failureHold_.untilNs) {
     return;  // failures of one episode come together: one hold for them
   }
-  // Again within a hold's length of the last one ending: twice as long.
-  const bool again = holdUntilNs_ != 0 && nowNs - holdUntilNs_ < holdNs_;
-  holdNs_ = again ? std::min(holdNs_ * 2, holdMaxNs_) : holdInitialNs_;
-  holdUntilNs_ = nowNs + holdNs_;
+  failureHold_.begin(nowNs, holdInitialNs_, holdMaxNs_);
   ++holds_;
 }
 
@@ -137,10 +141,10 @@ bool PoolSizer::checkGrowth(uint64_t nowNs, size_t live, size_t waiting) {
     resetCount(nowNs);
     return false;
   }
-  if (nowNs < saturatedUntilNs_) {
+  if (nowNs < saturatedHold_.untilNs) {
     return false;
   }
-  if (countSinceNs_ < saturatedUntilNs_) {
+  if (countSinceNs_ < saturatedHold_.untilNs) {
     resetCount(nowNs);  // a hold ended: counted afresh
     return false;
   }
@@ -165,10 +169,7 @@ bool PoolSizer::checkGrowth(uint64_t nowNs, size_t live, size_t waiting) {
     return false;
   }
   staleOnce_ = false;
-  // Again within a hold's length of the last one ending: twice as long.
-  const bool again = saturatedUntilNs_ != 0 && nowNs - saturatedUntilNs_ < saturatedNs_;
-  saturatedNs_ = again ? std::min(saturatedNs_ * 2, holdMaxNs_) : holdInitialNs_;
-  saturatedUntilNs_ = nowNs + saturatedNs_;
+  saturatedHold_.begin(nowNs, holdInitialNs_, holdMaxNs_);
   ++saturations_;
   return true;
 }
@@ -196,7 +197,7 @@ bool PoolSizer::mayOpen(uint64_t nowNs, size_t live, size_t inFlight, size_t wai
   if (live < floor_) {
     return true;
   }
-  return haveLatency_ && nowNs >= holdUntilNs_ && nowNs >= nextOpenNs_ && !awaitsJudgement(live) &&
+  return haveLatency_ && nowNs >= failureHold_.untilNs && nowNs >= nextOpenNs_ && !awaitsJudgement(live) &&
          inFlight < wanted(waiting);
 }
 
@@ -216,9 +217,9 @@ uint64_t PoolSizer::nextChanceNs(uint64_t nowNs, size_t live) const {
   }
   if (awaitsJudgement(live)) {
     // Answers turn it (the loop wakes for them), or a saturation hold's end.
-    return saturatedUntilNs_ > nowNs ? saturatedUntilNs_ : next;
+    return saturatedHold_.untilNs > nowNs ? saturatedHold_.untilNs : next;
   }
-  const uint64_t at = std::max(nextOpenNs_, holdUntilNs_);
+  const uint64_t at = std::max(nextOpenNs_, failureHold_.untilNs);
   return at > nowNs ? at : next;
 }
 

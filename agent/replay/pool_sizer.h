@@ -96,10 +96,18 @@ class PoolSizer {
   double paidAnswersPerSecond() const { return paidAnswers_; }
   // Answers a second counted at the last judgement.
   double measuredAnswersPerSecond() const { return measuredAnswers_; }
-  uint64_t holdUntilNs() const { return holdUntilNs_; }
-  uint64_t saturatedUntilNs() const { return saturatedUntilNs_; }
+  uint64_t holdUntilNs() const { return failureHold_.untilNs; }
+  uint64_t saturatedUntilNs() const { return saturatedHold_.untilNs; }
 
  private:
+  // A growth hold: holdInitialNs, twice as long again within a hold's length
+  // of the last one ending, up to holdMaxNs.
+  struct Hold {
+    uint64_t untilNs = 0;
+    uint64_t lengthNs = 0;
+    void begin(uint64_t nowNs, uint64_t initialNs, uint64_t maxNs);
+  };
+
   size_t ceiling(uint64_t nowNs) const;
   void paid(size_t live, double answersPerSecond);
   void resetCount(uint64_t nowNs);
@@ -123,8 +131,8 @@ class PoolSizer {
   double latencyNs_ = 0;
   bool haveLatency_ = false;
   uint64_t nextOpenNs_ = 0;
-  uint64_t holdUntilNs_ = 0;
-  uint64_t holdNs_ = 0;
+  Hold failureHold_;    // distress
+  Hold saturatedHold_;  // growth that did not pay
   uint64_t holds_ = 0;
   uint64_t saturations_ = 0;
   size_t paidLive_ = 0;
@@ -141,8 +149,6 @@ class PoolSizer {
   uint64_t lastTurnAnswers_ = 0;
   bool waitedLastTurn_ = false;
   double measuredAnswers_ = 0;
-  uint64_t saturatedUntilNs_ = 0;
-  uint64_t saturatedNs_ = 0;
   uint64_t fdHoldUntilNs_ = 0;
   size_t fdCeiling_ = 0;
 };

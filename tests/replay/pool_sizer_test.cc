@@ -191,12 +191,18 @@ struct Mirror {
   }
 };
 
+// A mirror for `s` after measureSlowMirror (2,000 requests a second), with
+// `live` connections open.
+Mirror slowMirror(PoolSizer& s, size_t live) {
+  uint64_t t = kT0;
+  measureSlowMirror(s, t);
+  return Mirror{s, t, live};
+}
+
 TEST(PoolSizer, GrowthAgainstAParallelSlowMirrorPays) {
   // 200 ms whatever the connections: each doubling doubles the answers a second.
   PoolSizer s(options(16, 1024));
-  uint64_t t = kT0;
-  measureSlowMirror(s, t);
-  Mirror m{s, t, 16};
+  Mirror m = slowMirror(s, 16);
   m.run(5000, [](size_t) { return 200 * kMs; });
   EXPECT_GE(m.live, 700u) << "Little's law wants 751 with 1,000 waiting at 2,000/s";
   EXPECT_EQ(s.saturations(), 0u);
@@ -209,9 +215,7 @@ TEST(PoolSizer, GrowthAgainstAParallelSlowMirrorPays) {
 TEST(PoolSizer, AMirrorAtItsCapacityHoldsGrowthAtTwiceWhereItLastPaid) {
   // 1 ms per connection: 1,000 answers a second however many connections wait.
   PoolSizer s(options(16, 1024));
-  uint64_t t = kT0;
-  measureSlowMirror(s, t);
-  Mirror m{s, t, 16};
+  Mirror m = slowMirror(s, 16);
   auto capacity = [](size_t live) { return live * kMs; };
   // The pool leaves the floor at once, before 200 ms were counted there: the
   // first doubling is taken on trust, and 32 is where growth last paid.
@@ -243,9 +247,7 @@ TEST(PoolSizer, AMirrorAtItsCapacityHoldsGrowthAtTwiceWhereItLastPaid) {
 
 TEST(PoolSizer, GrowthResumesWhenTheMirrorRecovers) {
   PoolSizer s(options(16, 1024));
-  uint64_t t = kT0;
-  measureSlowMirror(s, t);
-  Mirror m{s, t, 16};
+  Mirror m = slowMirror(s, 16);
   m.run(900, [](size_t live) { return live * kMs; });
   ASSERT_EQ(m.live, 64u);
   ASSERT_EQ(s.saturations(), 1u);
@@ -263,9 +265,7 @@ TEST(PoolSizer, AMirrorThatSlowedByItselfIsJudgedFromWhereItIs) {
   // fewer answers a second at 64 than where growth last paid (32 at 10 ms),
   // which is no reason to stop at 64. Little's law wants 189 at 50 ms.
   PoolSizer s(options(4, 1024));
-  uint64_t t = kT0;
-  measureSlowMirror(s, t);
-  Mirror m{s, t, 4};
+  Mirror m = slowMirror(s, 4);
   m.run(2000, [](size_t) { return 10 * kMs; });
   ASSERT_EQ(s.paidConnections(), 32u);
   m.run(4000, [](size_t) { return 50 * kMs; });
@@ -278,9 +278,7 @@ TEST(PoolSizer, OneLowCountIsABurstNotAChangedMirror) {
   // 250 ms: one count below 80 % of the bar is counted again, not taken for
   // a mirror that changed (which would let the pool double again).
   PoolSizer s(options(16, 1024));
-  uint64_t t = kT0;
-  measureSlowMirror(s, t);
-  Mirror m{s, t, 16};
+  Mirror m = slowMirror(s, 16);
   uint64_t slowdown = 1;
   auto capacity = [&](size_t live) { return live * kMs * slowdown; };
   m.run(900, capacity);
@@ -300,9 +298,7 @@ TEST(PoolSizer, AfterAShrinkTheBarStaysWhatWasCountedAtTheLargerSize) {
   // pool drops below 32 (connections closed). Growth from 31 to 62 must
   // still beat 1,000/s; taken on trust it would climb a doubling per shrink.
   PoolSizer s(options(16, 1024));
-  uint64_t t = kT0;
-  measureSlowMirror(s, t);
-  Mirror m{s, t, 16};
+  Mirror m = slowMirror(s, 16);
   auto capacity = [](size_t live) { return live * kMs; };
   m.run(900, capacity);
   ASSERT_EQ(m.live, 64u);
@@ -320,9 +316,7 @@ TEST(PoolSizer, StretchesWithoutRequestsWaitingAreLeftOutOfTheCount) {
   // the count pauses then instead of starting over, so the parallel 200 ms
   // mirror is still judged and grows as before.
   PoolSizer s(options(16, 1024));
-  uint64_t t = kT0;
-  measureSlowMirror(s, t);
-  Mirror m{s, t, 16};
+  Mirror m = slowMirror(s, 16);
   m.flicker = true;
   m.run(6000, [](size_t) { return 200 * kMs; });
   EXPECT_EQ(s.saturations(), 0u);
