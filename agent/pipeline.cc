@@ -397,6 +397,7 @@ void Pipeline::tick(uint64_t now) {
   if (engine_) {
     engine_->expire(now);
   }
+  pruneRetired();
   if (config_.summaryIntervalSec != 0 && now >= nextSummaryNs_) {
     report("");
     nextSummaryNs_ = now + uint64_t(config_.summaryIntervalSec) * 1'000'000'000ULL;
@@ -438,8 +439,11 @@ void Pipeline::shutdown() {
     stoppers.emplace_back([this] { recorder_->close(); });
   }
   const std::shared_ptr<const RuleSet> set = snapshot_.load();
+  const auto drain = std::chrono::milliseconds(config_.drainTimeoutMs);
   for (const auto& mine : set->perWorker) {
-    stopPools(mine, stoppers);
+    for (replay::MirrorPool* pool : poolsOf(mine)) {
+      stoppers.emplace_back([pool, drain] { pool->stop(drain); });
+    }
   }
   for (auto& t : stoppers) {
     t.join();
@@ -448,6 +452,17 @@ void Pipeline::shutdown() {
     t.join();
   }
   retiring_.clear();
+  // A removed rule's HTTP/2 pool that a worker started after the rule's drain
+  // began (rare: a worker still on the old rules) went on sending while the
+  // others drained: it stops now.
+  std::vector<std::shared_ptr<RuleRuntime>> retired;
+  {
+    std::lock_guard<std::mutex> lock(rulesMutex_);
+    retired = retired_;
+  }
+  for (replay::MirrorPool* pool : poolsOf(retired)) {
+    pool->stop(std::chrono::milliseconds(0));
+  }
   finishCompare();
   report("final: ");
 }

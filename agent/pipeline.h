@@ -3,6 +3,7 @@
 #include <array>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "base/frozen_stats.h"
 #include "capture/capture.h"
 #include "compare/compare_engine.h"
 #include "compare/diff_writer.h"
@@ -77,6 +79,12 @@ class Pipeline {
   // rulesMutex() while they look at a runtime's HTTP/2 pools.
   std::shared_ptr<const RuleSet> rules() const { return snapshot_.load(); }
   std::mutex& rulesMutex() const { return rulesMutex_; }
+  // Under rulesMutex(): every worker's runtime of the rules a reload removed
+  // whose pools still drain or whose runtimes a worker still holds; and what
+  // the ones let go of counted, by rule id (at most kRemovedRulesKept rules).
+  const std::vector<std::shared_ptr<RuleRuntime>>& retiredRules() const { return retired_; }
+  const std::map<uint32_t, base::FrozenStats>& removedRuleCounters() const { return removedRules_; }
+  static constexpr size_t kRemovedRulesKept = 256;
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
   const capture::SegmentSource& source() const { return *source_; }
   const record::RecordWriter* recorder() const { return recorder_.get(); }
@@ -127,7 +135,17 @@ class Pipeline {
   bool setUpRecorder(std::string* error);
   WorkerShared workerShared(uint32_t worker);
   capture::CaptureOptions captureOptions(const RuleSet& set) const;
-  void stopPools(const std::vector<std::shared_ptr<RuleRuntime>>& runtimes, std::vector<std::thread>& stoppers);
+  // Every pool of the rules' runtimes, HTTP/2 ones included (under the rules mutex).
+  std::vector<replay::MirrorPool*> poolsOf(const std::vector<std::shared_ptr<RuleRuntime>>& runtimes) const;
+  // A reload's rules to the workers and the kernel; false (logged) when the
+  // kernel refused them, the current rules published again.
+  bool installRules(const NextRules& nr, const std::shared_ptr<const RuleSet>& current);
+  // The added rules' pools of a reload that was refused: stopped at once.
+  static void stopAdded(const NextRules& nr);
+  // A reload's removed rules, once their pools stopped draining and no worker
+  // holds their runtimes: counters frozen (removedRules_), pools freed,
+  // drain threads joined. Control thread (tick, reload).
+  void pruneRetired();
   void finishCompare();
 
   Config config_;
@@ -145,8 +163,11 @@ class Pipeline {
   mutable std::mutex rulesMutex_;
   RuleSnapshot snapshot_;
   ConfigSource reloadSource_;
+  // Guarded by rulesMutex_ (the exporters read them); changed on the control thread.
   std::vector<std::shared_ptr<RuleRuntime>> retired_;  // removed by a reload, draining
-  std::vector<std::thread> retiring_;
+  std::map<uint32_t, base::FrozenStats> removedRules_;
+  std::vector<std::thread> retiring_;      // a reload's drains, each one pool's stop()
+  std::atomic<size_t> retiringLeft_{0};  // of them, still draining
   bool shutDown_ = false;  // shutdown() ran (stop() and run() may both ask)
   std::unique_ptr<capture::SegmentSource> source_;
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -146,7 +146,7 @@ void exportMirrorState(const Labels& l, const replay::MirrorStats& s, StatsSink&
   out.gauge("shadowtap_mirror_connections", "Open connections to the mirror.", v(s.openConnections), l);
   exportPoolSize(s, l, out);
   out.counters("shadowtap_mirror_resolves_total", "Re-resolutions of a rule's mirror name, by result.", "result",
-               {{"ok", v(s.resolves) - v(s.resolveErrors)}, {"error", v(s.resolveErrors)}}, l);
+               {{"ok", v(s.resolvesOk)}, {"error", v(s.resolveErrors)}}, l);
   out.counter("shadowtap_mirror_address_changes_total", "Re-resolutions that changed a rule's mirror addresses.",
               v(s.addressChanges), l);
   exportLatency(l, s.latency, out);
@@ -216,26 +216,21 @@ void exportRules(const Pipeline& p, StatsSink& out) {
   for (size_t w = 0; w < set->perWorker.size(); ++w) {
     for (const auto& rt : set->perWorker[w]) {
       if (!rt) {
-        continue;  // removed by a reload
+        continue;  // removed by a reload: below
       }
       if (w == 0) {
         exportRuleInfo(*rt, out);
       }
-      exportRuleRequests(*rt, out);
-      for (size_t i = 0; i < rt->mirrors.size(); ++i) {
-        const MirrorRuntime& m = rt->mirrors[i];
-        const Labels l = mirrorLabels(*rt, i);
-        if (!m.replayer) {
-          out.counter(kOutcomes, kOutcomesHelp, v(m.stats.queued),
-                      with(with(l, "protocol", "http1"), "outcome", "dry_run_printed"));
-          continue;
-        }
-        exportHttp1Mirror(l, m.replayer->stats(), out);
-        // HTTP/2: the pool exists from the worker's first HTTP/2 request to the mirror; zeros before.
-        static const replay::MirrorStats kNoPool;
-        exportH2Mirror(l, m.h2Pool ? m.h2Pool->stats() : kNoPool, m.stats, out);
-      }
+      exportRuleCounters(*rt, out);
     }
+  }
+  // Rules a reload removed, while their pools drain, then what they counted:
+  // a removal never takes counts back.
+  for (const auto& rt : p.retiredRules()) {
+    exportRuleCounters(*rt, out);
+  }
+  for (const auto& [ruleId, frozen] : p.removedRuleCounters()) {
+    frozen.replay(out);
   }
 }
 
@@ -263,6 +258,23 @@ void exportWorkers(const Pipeline& p, StatsSink& out) {
 }
 
 }  // namespace
+
+void exportRuleCounters(const RuleRuntime& rt, StatsSink& out) {
+  exportRuleRequests(rt, out);
+  for (size_t i = 0; i < rt.mirrors.size(); ++i) {
+    const MirrorRuntime& m = rt.mirrors[i];
+    const Labels l = mirrorLabels(rt, i);
+    if (!m.replayer) {
+      out.counter(kOutcomes, kOutcomesHelp, v(m.stats.queued),
+                  with(with(l, "protocol", "http1"), "outcome", "dry_run_printed"));
+      continue;
+    }
+    exportHttp1Mirror(l, m.replayer->stats(), out);
+    // HTTP/2: the pool exists from the worker's first HTTP/2 request to the mirror; zeros before.
+    static const replay::MirrorStats kNoPool;
+    exportH2Mirror(l, m.h2Pool ? m.h2Pool->stats() : kNoPool, m.stats, out);
+  }
+}
 
 void registerExporters(const Pipeline& p, metrics::Registry& registry) {
   registry.add([&p](StatsSink& out) {

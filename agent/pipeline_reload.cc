@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "pipeline.h"
+#include "pipeline_metrics.h"
 
 // SIGHUP: the rules of the re-read configuration replace the running ones,
 // off the workers (pipeline.h).
@@ -52,6 +53,7 @@ void Pipeline::reload() {
     spdlog::warn("SIGHUP: no configuration to reload (start with --config FILE)");
     return;
   }
+  pruneRetired();
   std::string error;
   std::optional<Config> next = reloadSource_(&error);
   if (!next) {
@@ -68,19 +70,24 @@ void Pipeline::reload() {
     spdlog::error("reload refused, the current rules stay: {}", error);
     return;
   }
-  const std::shared_ptr<RuleSet>& set = nr.set;
-  const std::vector<bool>& kept = nr.kept;
-  const auto& added = nr.added;
-  if (std::string why = source_->updateRules(portRules(*set)); !why.empty()) {
-    spdlog::error("reload refused, the current rules stay: {}", why);
-    return;
-  }
-  for (const auto& runtimes : added) {
+  // The added rules' pools first: a rule that could not send is refused with
+  // the reload, before the kernel knows it.
+  for (const auto& runtimes : nr.added) {
     for (const auto& rt : runtimes) {
       if (!startPools(*rt)) {
-        spdlog::error("reload: cannot start the replay loop of rule '{}'", rt->rule.text);
+        spdlog::error("reload refused, the current rules stay: cannot start the mirror pools of rule '{}' (see "
+                      "above)",
+                      rt->rule.text);
+        stopAdded(nr);
+        return;
       }
     }
+  }
+  if (!installRules(nr, current)) {
+    stopAdded(nr);
+    return;
+  }
+  for (const auto& runtimes : nr.added) {
     const rules::Rule& rule = runtimes.front()->rule;
     if (rule.compare && !engine_) {
       spdlog::warn("reload: rule '{}' asks for compare=true, but comparison is set up only at start; it is "
@@ -88,12 +95,9 @@ void Pipeline::reload() {
     }
     spdlog::info("rule {}: {}", runtimes.front()->ruleId, rule.describe());
   }
-  // The workers take the new set at their next batch (or at the first request
-  // of a rule they do not know yet).
-  snapshot_.publish(set);
   size_t removed = 0;
   for (size_t i = 0; i < known; ++i) {
-    if (!current->perWorker.front()[i] || kept[i]) {
+    if (!current->perWorker.front()[i] || nr.kept[i]) {
       continue;
     }
     // Its in-flight requests get the drain time, off the workers; a request a
@@ -101,39 +105,128 @@ void Pipeline::reload() {
     std::vector<std::shared_ptr<RuleRuntime>> gone;
     for (uint32_t w = 0; w < workerCount_; ++w) {
       gone.push_back(current->perWorker[w][i]);
-      retired_.push_back(current->perWorker[w][i]);
     }
-    stopPools(gone, retiring_);
+    const auto drain = std::chrono::milliseconds(config_.drainTimeoutMs);
+    for (replay::MirrorPool* pool : poolsOf(gone)) {
+      retiringLeft_.fetch_add(1, std::memory_order_relaxed);
+      retiring_.emplace_back([this, pool, drain] {
+        pool->stop(drain);
+        retiringLeft_.fetch_sub(1, std::memory_order_release);
+      });
+    }
+    {
+      std::lock_guard<std::mutex> lock(rulesMutex_);
+      retired_.insert(retired_.end(), gone.begin(), gone.end());
+    }
     ++removed;
   }
-  spdlog::info("reloaded the configuration: {} rule(s) kept, {} added, {} removed", nr.keptCount, added.size(),
+  spdlog::info("reloaded the configuration: {} rule(s) kept, {} added, {} removed", nr.keptCount, nr.added.size(),
                removed);
 }
 
-void Pipeline::stopPools(const std::vector<std::shared_ptr<RuleRuntime>>& runtimes,
-                         std::vector<std::thread>& stoppers) {
-  const auto drain = std::chrono::milliseconds(config_.drainTimeoutMs);
+bool Pipeline::installRules(const NextRules& nr, const std::shared_ptr<const RuleSet>& current) {
+  // First a set with the added rules and the removed ones still in it, so
+  // that a connection the kernel tags with an added rule's id finds its rule
+  // at once, and one of a removed rule goes on until the kernel has the new
+  // rules.
+  const size_t known = current->rules();
+  const std::shared_ptr<RuleSet>& set = nr.set;
+  auto during = std::make_shared<RuleSet>(*set);
+  for (uint32_t w = 0; w < workerCount_; ++w) {
+    for (size_t i = 0; i < known; ++i) {
+      if (!nr.kept[i]) {
+        during->perWorker[w][i] = current->perWorker[w][i];
+      }
+    }
+  }
+  set->generation = during->generation + 1;
+  snapshot_.publish(during);
+  if (std::string why = source_->updateRules(portRules(*set)); !why.empty()) {
+    spdlog::error("reload refused, the current rules stay: {}", why);
+    auto back = std::make_shared<RuleSet>(*current);
+    back->generation = set->generation;
+    snapshot_.publish(back);
+    return false;
+  }
+  // The workers take the new set at their next batch (or at the first request
+  // of a rule they do not know yet).
+  snapshot_.publish(set);
+  return true;
+}
+
+std::vector<replay::MirrorPool*> Pipeline::poolsOf(const std::vector<std::shared_ptr<RuleRuntime>>& runtimes) const {
+  std::vector<replay::MirrorPool*> pools;
+  // A worker adds its HTTP/2 pools under the rules mutex. One added after this
+  // look is stopped when its runtime is let go of (pruneRetired, ~Pipeline).
+  std::lock_guard<std::mutex> lock(rulesMutex_);
   for (const auto& rt : runtimes) {
     if (!rt) {
       continue;
     }
-    std::vector<replay::MirrorPool*> pools = {rt->secondary.get()};
-    for (MirrorRuntime& m : rt->mirrors) {
-      pools.push_back(m.replayer.get());
-    }
-    {
-      // A worker adds its HTTP/2 pools under the rules mutex. One added after
-      // this look stops when its runtime goes (without drain time).
-      std::lock_guard<std::mutex> lock(rulesMutex_);
-      pools.push_back(rt->h2SecondaryPool.get());
-      for (MirrorRuntime& m : rt->mirrors) {
-        pools.push_back(m.h2Pool.get());
-      }
-    }
-    for (replay::MirrorPool* pool : pools) {
+    for (replay::MirrorPool* pool : {rt->secondary.get(), rt->h2SecondaryPool.get()}) {
       if (pool != nullptr) {
-        stoppers.emplace_back([pool, drain] { pool->stop(drain); });
+        pools.push_back(pool);
       }
+    }
+    for (MirrorRuntime& m : rt->mirrors) {
+      for (replay::MirrorPool* pool : {m.replayer.get(), m.h2Pool.get()}) {
+        if (pool != nullptr) {
+          pools.push_back(pool);
+        }
+      }
+    }
+  }
+  return pools;
+}
+
+void Pipeline::stopAdded(const NextRules& nr) {
+  for (const auto& runtimes : nr.added) {
+    for (const auto& rt : runtimes) {
+      for (MirrorRuntime& m : rt->mirrors) {
+        if (m.replayer) {
+          m.replayer->stop(std::chrono::milliseconds(0));
+        }
+      }
+      if (rt->secondary) {
+        rt->secondary->stop(std::chrono::milliseconds(0));
+      }
+    }
+  }
+}
+
+void Pipeline::pruneRetired() {
+  if (retired_.empty() || retiringLeft_.load(std::memory_order_acquire) != 0) {
+    return;  // drains still run: they hold pools of the retired runtimes
+  }
+  for (auto& t : retiring_) {
+    t.join();
+  }
+  retiring_.clear();
+  std::vector<std::shared_ptr<RuleRuntime>> released;  // freed outside the lock
+  {
+    std::lock_guard<std::mutex> lock(rulesMutex_);
+    std::erase_if(retired_, [&](std::shared_ptr<RuleRuntime>& rt) {
+      if (rt.use_count() != 1) {
+        return false;  // a worker (or an exporter) still holds a rule set with it
+      }
+      // An HTTP/2 pool a worker started after the drain began stops now, so
+      // that what it counted is final before it is frozen.
+      for (MirrorRuntime& m : rt->mirrors) {
+        if (m.h2Pool) {
+          m.h2Pool->stop(std::chrono::milliseconds(0));
+        }
+      }
+      if (rt->h2SecondaryPool) {
+        rt->h2SecondaryPool->stop(std::chrono::milliseconds(0));
+      }
+      exportRuleCounters(*rt, removedRules_[rt->ruleId]);
+      released.push_back(std::move(rt));
+      return true;
+    });
+    while (removedRules_.size() > kRemovedRulesKept) {
+      spdlog::info("reload: the counters of removed rule {} are no longer exported (more than {} rules removed)",
+                   removedRules_.begin()->first, kRemovedRulesKept);
+      removedRules_.erase(removedRules_.begin());
     }
   }
 }

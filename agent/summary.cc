@@ -3,6 +3,7 @@
 #include <spdlog/fmt/fmt.h>
 
 #include <cstdint>
+#include <set>
 #include <string_view>
 
 namespace shadowtap {
@@ -107,15 +108,19 @@ std::string latencyBound(const Snapshot& s, const base::Labels& mirror, double q
 }
 
 // Requests handed to mirrors, a request sent to two mirrors counted twice:
-// for each rule and mirror, the rule's requests less those not mirrored to it.
-uint64_t toMirrors(const Snapshot& s, uint64_t seen, uint64_t notMirrored) {
-  const Family* info = s.find("shadowtap_rule_info");
-  if (info == nullptr) {
-    return seen - notMirrored;
+// for each rule and mirror (those a reload removed included), the rule's
+// requests less those not mirrored to it.
+uint64_t toMirrors(const Snapshot& s) {
+  const Family* notMirrored = s.find("shadowtap_requests_not_mirrored_total");
+  if (notMirrored == nullptr) {
+    return 0;
+  }
+  std::set<base::Labels> mirrors;
+  for (const Sample& sample : notMirrored->samples) {
+    mirrors.insert(mirrorOf(sample));
   }
   uint64_t total = 0;
-  for (const Sample& mirror : info->samples) {
-    const base::Labels l = mirrorOf(mirror);
+  for (const base::Labels& l : mirrors) {
     total += n(s.sum("shadowtap_requests_total", {l.front()})) - n(s.sum("shadowtap_requests_not_mirrored_total", l));
   }
   return total;
@@ -132,7 +137,7 @@ std::string requestsLine(const Snapshot& s) {
   const uint64_t waiting =
       n(s.sum("shadowtap_mirror_queue_requests") + s.sum("shadowtap_mirror_in_flight_requests"));
   std::string line = fmt::format("requests: {} seen -> {} to mirrors -> {} answered", seen,
-                                 toMirrors(s, seen, notMirrored), answered);
+                                 toMirrors(s), answered);
   if (printed != 0) {
     line += fmt::format(", {} printed (dry run)", printed);
   }

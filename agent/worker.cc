@@ -47,9 +47,7 @@ Worker::Worker(uint32_t index, const WorkerShared& shared)
 Worker::~Worker() { stop(); }
 
 bool Worker::start(capture::WorkerFeed& feed) {
-  stopFd_ = base::Fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (stopFd_.get() < 0) {
-    spdlog::error("worker {}: cannot create its stop event: {}", index_, std::strerror(errno));
+  if (!setUpLoop(feed)) {
     return false;
   }
   loopTurnNs_ = base::monotonicNs();
@@ -58,6 +56,35 @@ bool Worker::start(capture::WorkerFeed& feed) {
   } catch (const std::system_error& e) {
     spdlog::error("worker {}: cannot start its thread: {}", index_, e.what());
     return false;
+  }
+  return true;
+}
+
+bool Worker::setUpLoop(capture::WorkerFeed& feed) {
+  // Here, not on the thread: a worker that cannot wait fails the start.
+  stopFd_ = base::Fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  timerFd_ = base::Fd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  epollFd_ = base::Fd(epoll_create1(EPOLL_CLOEXEC));
+  if (stopFd_.get() < 0 || timerFd_.get() < 0 || epollFd_.get() < 0) {
+    spdlog::error("worker {}: cannot set up its event loop: {}; check the process's file limit", index_,
+                  std::strerror(errno));
+    return false;
+  }
+  itimerspec its{};
+  its.it_interval.tv_nsec = static_cast<long>(kTickNs);
+  its.it_value.tv_nsec = static_cast<long>(kTickNs);
+  timerfd_settime(timerFd_.get(), 0, &its, nullptr);
+  std::vector<int> fds = feed.readableFds();
+  fds.push_back(timerFd_.get());
+  fds.push_back(stopFd_.get());
+  for (int fd : fds) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (epoll_ctl(epollFd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+      spdlog::error("worker {}: cannot set up its event loop: {}", index_, std::strerror(errno));
+      return false;
+    }
   }
   return true;
 }
@@ -72,32 +99,12 @@ void Worker::stop() {
 }
 
 void Worker::run(capture::WorkerFeed& feed) {
-  base::Fd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
-  base::Fd ep(epoll_create1(EPOLL_CLOEXEC));
-  if (tfd.get() < 0 || ep.get() < 0) {
-    spdlog::error("worker {}: cannot set up its event loop: {}", index_, std::strerror(errno));
-    return;
-  }
-  itimerspec its{};
-  its.it_interval.tv_nsec = static_cast<long>(kTickNs);
-  its.it_value.tv_nsec = static_cast<long>(kTickNs);
-  timerfd_settime(tfd.get(), 0, &its, nullptr);
-  std::vector<int> fds = feed.readableFds();
-  fds.push_back(tfd.get());
-  fds.push_back(stopFd_.get());
-  for (int fd : fds) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    if (epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-      spdlog::error("worker {}: cannot set up its event loop: {}", index_, std::strerror(errno));
-      return;
-    }
-  }
+  const int ep = epollFd_.get();
+  const int tfd = timerFd_.get();
   bool stopping = false;
   while (!stopping) {
     epoll_event events[4];
-    const int n = epoll_wait(ep.get(), events, 4, -1);
+    const int n = epoll_wait(ep, events, 4, -1);
     if (n < 0) {
       if (errno == EINTR) {
         continue;
@@ -108,9 +115,9 @@ void Worker::run(capture::WorkerFeed& feed) {
     bool consume = false;
     for (int i = 0; i < n; ++i) {
       const int fd = events[i].data.fd;
-      if (fd == tfd.get()) {
+      if (fd == tfd) {
         uint64_t expirations;
-        [[maybe_unused]] ssize_t r = read(tfd.get(), &expirations, sizeof(expirations));
+        [[maybe_unused]] ssize_t r = read(tfd, &expirations, sizeof(expirations));
         tick(base::monotonicNs());
       } else if (fd == stopFd_.get()) {
         stopping = true;

@@ -101,6 +101,8 @@ class Worker final : public capture::SegmentSink, public model::RequestSink {
     std::atomic<uint64_t>& declined_;
   };
 
+  // The loop's epoll set (the feed's fds, the tick timer, the stop event).
+  bool setUpLoop(capture::WorkerFeed& feed);
   void run(capture::WorkerFeed& feed);
   // Picks up a reload's rules (at each batch, and for a rule id not yet known).
   void refreshRules();
@@ -132,6 +134,8 @@ class Worker final : public capture::SegmentSink, public model::RequestSink {
   std::unique_ptr<compare::ResponsePairing> pairing_;
   std::unique_ptr<flow::FlowTable> responseFlows_;
   base::Fd stopFd_;
+  base::Fd timerFd_;
+  base::Fd epollFd_;
   std::thread thread_;
   std::atomic<uint64_t> loopTurnNs_{0};
   std::atomic<uint64_t> consumeNs_{0};

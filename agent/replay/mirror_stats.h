@@ -68,6 +68,7 @@ struct MirrorStats {
   std::atomic<uint64_t> loopTurns{0};          // event loop iterations (tests wait on it)
   std::atomic<uint64_t> resolves{0};           // re-resolutions of the target's name
   std::atomic<uint64_t> resolveErrors{0};      // ... that failed or came back empty (the last addresses stay)
+  std::atomic<uint64_t> resolvesOk{0};         // ... the others (counted apart: a difference read at scrape could fall)
   std::atomic<uint64_t> addressChanges{0};     // ... that changed the address list
 
   // Compare mode: requests with an exchange id end in exactly one of these.

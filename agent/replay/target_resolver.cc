@@ -79,6 +79,7 @@ void TargetResolver::run() {
       }
       continue;
     }
+    base::bump(stats_.resolvesOk);
     result_ = std::move(result.addrs);
     hasResult_.store(true, std::memory_order_release);
     wake_();

@@ -6,10 +6,13 @@
 // shadow host; the counters the operator reads add up; a reload adds a rule.
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -18,6 +21,7 @@
 
 #include "config_args.h"
 #include "pipeline.h"
+#include "summary.h"
 #include "synthetic_segment.h"
 #include "synthetic_source.h"
 #include "test_http_server.h"
@@ -233,6 +237,167 @@ TEST_F(PipelineTest, StopTwiceReportsOnceAndDestroyingAfterAReloadWithoutStopIsC
     ++finals;
   }
   EXPECT_EQ(finals, 1u) << "one final summary for two stop() calls (none for the pipeline never stopped)";
+}
+
+// Two rules; a request of rule 2 (port 9000) was mirrored and answered.
+class ReloadTest : public PipelineTest {
+ protected:
+  std::vector<std::string> args(bool withRule2) const {
+    std::vector<std::string> a = {"-i", "synthetic0", "--rule", "port=8000,mirror=" + mirror_};
+    if (withRule2) {
+      a.insert(a.end(), {"--rule", "port=9000,mirror=" + mirror_});
+    }
+    a.insert(a.end(), {"--metrics-address", "off", "--summary-interval", "0", "--workers", "2"});
+    return a;
+  }
+  // Reloads to the rules of `config`.
+  static void reloadTo(Pipeline& p, const Config& config) {
+    p.setReloadSource([config](std::string*) { return std::optional<Config>(config); });
+    p.reload();
+  }
+  // The workers take a reload's rules at their next tick (every 100 ms).
+  static void letWorkersTick() { std::this_thread::sleep_for(std::chrono::milliseconds(250)); }
+  static size_t openDescriptors() {
+    return static_cast<size_t>(std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                                             std::filesystem::directory_iterator{}));
+  }
+};
+
+TEST_F(ReloadTest, ARemovedRulesCountsStayExportedWhileItDrainsAndAfterItsRuntimesAreFreed) {
+  auto p = start(parse(args(true)));
+  ASSERT_TRUE(p);
+  sendConnection(*source_, 43100, 9000, 2, request(43100, 0, "c.example"));
+  ASSERT_TRUE(server_.waitForRequests(1, std::chrono::seconds(10)));
+  const std::vector<std::pair<std::string, std::string>> rule2 = {{"rule", "2"}};
+  for (int i = 0; i < 200 && p->counters().sum("shadowtap_mirror_requests_total", rule2) < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const metrics::Snapshot before = p->counters();
+  ASSERT_EQ(before.sum("shadowtap_mirror_requests_total", {{"rule", "2"}, {"outcome", "response_2xx"}}), 1);
+
+  reloadTo(*p, parse(args(false)));
+  const metrics::Snapshot draining = p->counters();
+  EXPECT_EQ(draining.sum("shadowtap_requests_total"), before.sum("shadowtap_requests_total"));
+  EXPECT_EQ(draining.sum("shadowtap_mirror_requests_total", {{"rule", "2"}, {"outcome", "response_2xx"}}), 1)
+      << "the removed rule's outcomes while it drains";
+  EXPECT_EQ(draining.sum("shadowtap_rule_info", {{"rule", "2"}}), 0) << "no longer installed";
+
+  letWorkersTick();
+  reloadTo(*p, parse(args(false)));  // a reload lets go of what the last one removed
+  {
+    std::lock_guard<std::mutex> lock(p->rulesMutex());
+    EXPECT_TRUE(p->retiredRules().empty()) << "the removed rule's runtimes are freed";
+    EXPECT_EQ(p->removedRuleCounters().count(2), 1u);
+  }
+  p->stop();
+  const metrics::Snapshot after = p->counters();
+  EXPECT_EQ(after.sum("shadowtap_requests_total"), before.sum("shadowtap_requests_total"));
+  EXPECT_EQ(after.sum("shadowtap_mirror_requests_total", {{"rule", "2"}, {"outcome", "response_2xx"}}), 1);
+  EXPECT_EQ(after.sum("shadowtap_mirror_requests_total", rule2), 1) << "no other outcome for it";
+  const metrics::Family* latency = after.find("shadowtap_mirror_latency_seconds");
+  ASSERT_NE(latency, nullptr);
+  double rule2Answers = 0;
+  for (const metrics::Sample& s : latency->samples) {
+    if (std::find(s.labels.begin(), s.labels.end(), std::pair<std::string, std::string>{"rule", "2"}) !=
+        s.labels.end()) {
+      rule2Answers += s.value;
+    }
+  }
+  EXPECT_EQ(rule2Answers, 1) << "its latency histogram is kept too";
+  const std::vector<std::string> summary = formatSummary(after);
+  ASSERT_FALSE(summary.empty());
+  EXPECT_EQ(summary.front().rfind("requests: 1 seen -> 1 to mirrors -> 1 answered; lost 0", 0), 0u) << summary.front();
+}
+
+TEST_F(ReloadTest, AConnectionOfAnAddedRuleThatBeginsAsTheKernelTakesTheRulesIsMirrored) {
+  auto p = start(parse(args(false)));
+  ASSERT_TRUE(p);
+  const std::string r = request(43200, 0, "d.example");
+  source_->onUpdateRules([&] {
+    // The kernel tags the new port's connections with rule 2 from here on; the
+    // worker frames this one before reload() returns.
+    const size_t delivered = source_->delivered();
+    sendConnection(*source_, 43200, 9000, 2, r);
+    for (int i = 0; i < 200 && source_->delivered() < delivered + 3; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return std::string();
+  });
+  reloadTo(*p, parse(args(true)));
+  source_->onUpdateRules(nullptr);
+  ASSERT_TRUE(server_.waitForRequests(1, std::chrono::seconds(10))) << "the request reached the mirror";
+  p->stop();
+  EXPECT_EQ(received(), std::vector<std::string>{shadowed(r, "d.example")});
+  const metrics::Snapshot s = p->counters();
+  EXPECT_EQ(s.sum("shadowtap_requests_unknown_rule_total"), 0);
+  EXPECT_EQ(s.sum("shadowtap_requests_total", {{"rule", "2"}}), 1);
+}
+
+TEST_F(ReloadTest, AReloadTheKernelRefusesKeepsTheRulesAndLosesNothing) {
+  auto p = start(parse(args(true)));
+  ASSERT_TRUE(p);
+  source_->onUpdateRules([] { return std::string("the rules map is full"); });
+  reloadTo(*p, parse(args(false)));  // would remove rule 2
+  source_->onUpdateRules(nullptr);
+  EXPECT_EQ(p->rules()->rules(), 2u);
+  letWorkersTick();
+  sendConnection(*source_, 43300, 9000, 2, request(43300, 0, "e.example"));
+  sendConnection(*source_, 43301, 8000, 1, request(43301, 1, "e.example"));
+  ASSERT_TRUE(server_.waitForRequests(2, std::chrono::seconds(10))) << "both rules still mirror";
+  p->stop();
+  const metrics::Snapshot s = p->counters();
+  EXPECT_EQ(s.sum("shadowtap_requests_unknown_rule_total"), 0);
+  EXPECT_EQ(s.sum("shadowtap_mirror_requests_total", {{"outcome", "response_2xx"}}), 2);
+}
+
+TEST_F(ReloadTest, ARuleWhosePoolsCannotStartIsRefusedWithTheReload) {
+  auto p = start(parse(args(false)));
+  ASSERT_TRUE(p);
+  // No descriptor left for the new rule's pools (epoll, eventfd) during the reload.
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const int lowest = dup(0);
+  ASSERT_GE(lowest, 0);
+  close(lowest);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(lowest);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  reloadTo(*p, parse(args(true)));
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_EQ(p->rules()->rules(), 1u) << "the reload was refused";
+  EXPECT_EQ(source_->ports(), std::vector<uint16_t>{}) << "the kernel never got the rule";
+  sendConnection(*source_, 43400, 8000, 1, request(43400, 0, "f.example"));
+  ASSERT_TRUE(server_.waitForRequests(1, std::chrono::seconds(10))) << "rule 1 still mirrors";
+  p->stop();
+  EXPECT_EQ(p->counters().sum("shadowtap_mirror_requests_total", {{"outcome", "response_2xx"}}), 1);
+}
+
+TEST_F(ReloadTest, ReloadsThatAddAndRemoveARuleDoNotKeepItsDescriptors) {
+  auto p = start(parse(args(false)));
+  ASSERT_TRUE(p);
+  const Config one = parse(args(false));
+  const Config two = parse(args(true));
+  const auto cycle = [&] {
+    reloadTo(*p, two);
+    reloadTo(*p, one);
+    letWorkersTick();
+  };
+  for (int i = 0; i < 3; ++i) {
+    cycle();
+  }
+  const size_t early = openDescriptors();
+  constexpr int kCycles = 20;
+  for (int i = 0; i < kCycles; ++i) {
+    cycle();
+  }
+  // Each removed rule's pools held an epoll fd and an eventfd per worker: 80 here if kept.
+  EXPECT_LE(openDescriptors(), early + 8) << "descriptors grow with every reload";
+  {
+    std::lock_guard<std::mutex> lock(p->rulesMutex());
+    EXPECT_LE(p->retiredRules().size(), 2u) << "only the last removal's runtimes (one per worker) wait";
+    EXPECT_EQ(p->removedRuleCounters().size(), static_cast<size_t>(kCycles + 3 - 1));
+  }
+  p->stop();
 }
 
 }  // namespace

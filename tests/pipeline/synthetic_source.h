@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -100,13 +101,19 @@ class SyntheticSource final : public capture::SegmentSource {
   capture::WorkerFeed& feed(uint32_t worker) override { return *feeds_.at(worker); }
   std::vector<std::string> attachedInterfaces() const override { return {"synthetic0"}; }
   std::string updateRules(const std::vector<capture::PortRule>& rules) override {
-    std::lock_guard lock(mutex_);
-    ports_.clear();
-    for (const auto& r : rules) {
-      ports_.push_back(r.port);
+    {
+      std::lock_guard lock(mutex_);
+      ports_.clear();
+      for (const auto& r : rules) {
+        ports_.push_back(r.port);
+      }
     }
-    return {};
+    // What the kernel does next with the new rules (the test's), or a refusal.
+    return onUpdate_ ? onUpdate_() : std::string();
   }
+  // Runs inside the next updateRules() calls, after the rules are taken:
+  // returns why they are refused (empty: taken).
+  void onUpdateRules(std::function<std::string()> hook) { onUpdate_ = std::move(hook); }
   void detach() override { detached_ = true; }
   void exportStats(bool egress, base::StatsSink& out) const override {
     capture::CaptureStats stats;
@@ -119,6 +126,7 @@ class SyntheticSource final : public capture::SegmentSource {
   std::atomic<bool> detached_{false};
   mutable std::mutex mutex_;
   std::vector<uint16_t> ports_;
+  std::function<std::string()> onUpdate_;
 };
 
 }  // namespace shadowtap::testing
