@@ -46,6 +46,7 @@ std::vector<nghttp2_nv> toNv(const std::vector<model::HeaderField>& fields) {
 // One request taken by the connection, queued for a stream slot or on a stream.
 struct Pending {
   model::Request request;
+  uint64_t takenNs = 0;      // by the connection (send)
   uint64_t submittedNs = 0;  // to nghttp2
   size_t bodyOffset = 0;
   int status = 0;
@@ -92,11 +93,31 @@ class H2Connection final : public Connection {
   }
   void checkDeadlines(uint64_t nowNs) override;
   uint64_t nextDeadlineNs() const override;
+  // Streams that timed out end as kResponseTimeout whatever `outcome` is.
   void close(Outcome outcome) override;
 
  private:
   friend struct SessionCallbacks;
 
+  // A queued request's clock runs from when it was taken, but not before the
+  // connect completed: the connect has its own timeout.
+  uint64_t queuedDeadlineNs(const Pending& p) const {
+    return std::max(p.takenNs, connectedNs_) + s_.responseTimeoutNs;
+  }
+  // A stream's response deadline; once it timed out, the end of the grace its
+  // RST_STREAM gets to go out (see expireStreams).
+  uint64_t streamDeadlineNs(const Pending& p) const {
+    return p.submittedNs + (p.timedOut ? 2 : 1) * s_.responseTimeoutNs;
+  }
+  // Deadlines of queued requests (false when that closed the connection) and of streams.
+  bool expireQueued(uint64_t nowNs);
+  void expireStreams(uint64_t nowNs);
+  void markConnected(uint64_t nowNs) {
+    if (!connected_) {
+      connected_ = true;
+      connectedNs_ = nowNs;
+    }
+  }
   void onWritable(uint64_t nowNs);
   void onReadable(uint64_t nowNs);
   void startQueued(uint64_t nowNs);
@@ -114,6 +135,7 @@ class H2Connection final : public Connection {
   bool settingsSeen_ = false;  // the server's first SETTINGS arrived
   int connectError_ = 0;
   uint64_t connectDeadlineNs_ = 0;
+  uint64_t connectedNs_ = 0;
   uint64_t nowNs_ = 0;
   std::string outBuf_;  // bytes nghttp2 produced that the socket did not take yet
   std::deque<std::unique_ptr<Pending>> queue_;
@@ -292,6 +314,7 @@ bool H2Connection::send(model::Request&& request, uint64_t nowNs) {
   }
   auto p = std::make_unique<Pending>();
   p->request = std::move(request);
+  p->takenNs = nowNs;
   if (s_.keepResponses && p->request.exchangeId != 0) {
     p->kept = std::make_unique<model::Response>();
     p->kept->bodyHash = base::kFnv1aSeed;
@@ -413,7 +436,7 @@ void H2Connection::onWritable(uint64_t nowNs) {
       close(Outcome::kConnectError);
       return;
     }
-    connected_ = true;
+    markConnected(nowNs);
   }
   afterIo(nowNs);
 }
@@ -427,7 +450,7 @@ void H2Connection::onReadable(uint64_t nowNs) {
   for (;;) {
     const ssize_t n = ::recv(socket_.fd(), buf, sizeof(buf), 0);
     if (n > 0) {
-      connected_ = true;  // data before the writable event: the connect has succeeded
+      markConnected(nowNs);  // data before the writable event: the connect has succeeded
       events_.onBytes(0, static_cast<uint64_t>(n));
       if (nghttp2_session_mem_recv(session_, buf, static_cast<size_t>(n)) < 0) {
         close(Outcome::kConnectionError);
@@ -461,15 +484,53 @@ void H2Connection::checkDeadlines(uint64_t nowNs) {
     }
     return;
   }
-  bool reset = false;
-  for (auto& [id, p] : active_) {
-    if (!p->timedOut && nowNs - p->submittedNs >= s_.responseTimeoutNs) {
-      p->timedOut = true;
-      nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
-      reset = true;
-    }
+  if (expireQueued(nowNs)) {
+    expireStreams(nowNs);
   }
-  if (reset) {
+}
+
+// Requests still waiting for a stream slot (the server's SETTINGS have not
+// come, or its streams are all taken) end as response timeouts at their
+// deadline. A server that sent no SETTINGS within a whole response timeout
+// never will: nothing on the connection can start, so it is closed.
+bool H2Connection::expireQueued(uint64_t nowNs) {
+  bool expired = false;
+  while (!queue_.empty() && nowNs >= queuedDeadlineNs(*queue_.front())) {
+    std::unique_ptr<Pending> p = std::move(queue_.front());
+    queue_.pop_front();  // detached before its ending is reported
+    finish(*p, Outcome::kResponseTimeout);
+    expired = true;
+  }
+  if (expired && !settingsSeen_) {
+    close(Outcome::kConnectionError);
+    return false;
+  }
+  return true;
+}
+
+// A stream past its deadline is reset (CANCEL) and ends as a response timeout
+// once nghttp2 closes it, which is when the RST_STREAM goes out. A mirror that
+// stopped reading keeps it in outBuf_ for good: one more response timeout of
+// grace, then the connection is closed so its streams end (the connection is
+// of no use with a full socket anyway).
+void H2Connection::expireStreams(uint64_t nowNs) {
+  bool reset = false;
+  bool stuck = false;
+  for (auto& [id, p] : active_) {
+    if (nowNs < streamDeadlineNs(*p)) {
+      continue;
+    }
+    if (p->timedOut) {
+      stuck = true;
+      continue;
+    }
+    p->timedOut = true;
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    reset = true;
+  }
+  if (stuck) {
+    close(Outcome::kConnectionError);
+  } else if (reset) {
     afterIo(nowNs);
   }
 }
@@ -481,11 +542,10 @@ uint64_t H2Connection::nextDeadlineNs() const {
   if (!connected_) {
     return connectDeadlineNs_;
   }
-  uint64_t next = UINT64_MAX;
+  // The queue is in the order requests were taken: its front is due first.
+  uint64_t next = queue_.empty() ? UINT64_MAX : queuedDeadlineNs(*queue_.front());
   for (const auto& [id, p] : active_) {
-    if (!p->timedOut) {
-      next = std::min(next, p->submittedNs + s_.responseTimeoutNs);
-    }
+    next = std::min(next, streamDeadlineNs(*p));
   }
   return next;
 }
@@ -502,7 +562,7 @@ void H2Connection::close(Outcome outcome) {
   auto queue = std::move(queue_);
   queue_.clear();
   for (auto& [id, p] : active) {
-    finish(*p, outcome);
+    finish(*p, p->timedOut ? Outcome::kResponseTimeout : outcome);
   }
   for (auto& p : queue) {
     finish(*p, outcome);

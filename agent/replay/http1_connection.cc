@@ -359,6 +359,9 @@ void Http1Connection::feed(const char* data, size_t len, uint64_t nowNs) {
     if (body_ && !bodyDone_ && bodyOffset_ == bodyChunk_.size() && body_->end() == model::BodyStream::End::kComplete) {
       // The mirror answered the last body byte before the stream's end reached us.
       writeSome(nowNs);
+      if (state_ != State::kBusy) {
+        return;  // the write failed: the request has ended and the connection is closed
+      }
     }
     const bool mustClose = !parser_.keepAlive || leftover > 0 || !written() || parser_.status == 101;
     finishOk(nowNs);

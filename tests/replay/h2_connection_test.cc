@@ -1,9 +1,14 @@
 // The h2c connection kind on its own, driven by a poll() loop: what the server
 // receives, stream limits, outcomes, keeping responses.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <functional>
 #include <map>
@@ -56,6 +61,75 @@ class Endings final : public ConnectionEvents {
   uint64_t bytesReceived = 0;
 };
 
+
+// A loopback listener the test handles by hand: the kernel completes the
+// handshake from its backlog whether or not anyone accepts.
+class RawListener {
+ public:
+  explicit RawListener(int rcvBuf = 0) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    if (rcvBuf > 0) {
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvBuf, sizeof(rcvBuf));  // accepted sockets inherit it
+    }
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    EXPECT_EQ(::listen(fd_, 8), 0);
+  }
+  ~RawListener() {
+    if (peer_ >= 0) {
+      ::close(peer_);
+    }
+    ::close(fd_);
+  }
+  sockaddr_storage address() const {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len);
+    return ss;
+  }
+  // Blocks until the connection under test is in the backlog.
+  int accept() {
+    peer_ = ::accept(fd_, nullptr, nullptr);
+    return peer_;
+  }
+
+ private:
+  int fd_;
+  int peer_ = -1;
+};
+
+// An HTTP/2 frame header (RFC 9113 4.1) followed by its payload.
+std::string frame(uint8_t type, const std::string& payload) {
+  const auto n = static_cast<uint32_t>(payload.size());
+  std::string f = {static_cast<char>(n >> 16), static_cast<char>(n >> 8), static_cast<char>(n),
+                   static_cast<char>(type), 0, 0, 0, 0, 0};
+  return f + payload;
+}
+
+std::string be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+
+// The pool's way of driving a connection: checkDeadlines only once
+// nextDeadlineNs() has come, so a deadline it does not report never fires.
+bool driveByDeadlines(Connection& c, const std::function<bool()>& until, int timeoutMs) {
+  const uint64_t deadline = nowNs() + uint64_t(timeoutMs) * 1'000'000ULL;
+  while (!until()) {
+    if (nowNs() > deadline) {
+      return false;
+    }
+    if (!c.closed()) {
+      pollfd p{c.fd(), static_cast<short>(POLLIN | POLLRDHUP | (c.wantsWrite() ? POLLOUT : 0)), 0};
+      poll(&p, 1, 10);
+      c.onEvents(static_cast<uint32_t>(p.revents), nowNs());
+    }
+    if (const uint64_t now = nowNs(); now >= c.nextDeadlineNs()) {
+      c.checkDeadlines(now);
+    }
+  }
+  return true;
+}
 
 std::string pattern(size_t n, int seed) {
   std::string s(n, '\0');
@@ -343,6 +417,76 @@ TEST(H2Connection, KeepsResponsesOnlyForExchanges) {
   EXPECT_EQ(k.bodyLength, 25u);
   EXPECT_EQ(k.bodyHash, base::fnv1a64(test::H2TestServer::bodyPattern(25)));
   EXPECT_GT(k.tsNs, 0u);
+}
+
+TEST(H2Connection, QueuedRequestsTimeOutWhenTheServerNeverSendsSettings) {
+  RawListener mirror;  // completes the handshake, never accepts: no SETTINGS ever
+  Endings ended;
+  ConnectionSettings settings;
+  settings.responseTimeoutNs = 100'000'000;
+  auto c = open(mirror.address(), ended, settings);
+  for (uint64_t i = 1; i <= 3; ++i) {
+    model::Request r = get("/q");
+    r.exchangeId = i;
+    ASSERT_TRUE(c->send(std::move(r), nowNs()));
+  }
+  ASSERT_TRUE(driveByDeadlines(*c, [&] { return c->connected(); }, 2000));
+  EXPECT_LE(c->nextDeadlineNs(), nowNs() + settings.responseTimeoutNs) << "queued requests have a deadline";
+  const uint64_t t0 = nowNs();
+  ASSERT_TRUE(driveByDeadlines(*c, [&] { return ended.got.size() == 3; }, 2000)) << "stranded until stop()";
+  EXPECT_LT(nowNs() - t0, 1'000'000'000u);
+  for (uint64_t i = 1; i <= 3; ++i) {
+    EXPECT_EQ(ended.calls[i], 1);
+    EXPECT_EQ(ended.got[i].outcome, Outcome::kResponseTimeout) << i;
+  }
+  EXPECT_TRUE(c->closed()) << "a mirror that never speaks HTTP/2 is given up";
+}
+
+TEST(H2Connection, QueuedRequestsTimeOutWhenTheServerAllowsNoStreams) {
+  test::H2TestServer server(0);  // SETTINGS_MAX_CONCURRENT_STREAMS = 0
+  Endings ended;
+  ConnectionSettings settings;
+  settings.responseTimeoutNs = 100'000'000;
+  auto c = open(server.address(), ended, settings);
+  model::Request r = get("/none");
+  r.exchangeId = 1;
+  ASSERT_TRUE(c->send(std::move(r), nowNs()));
+  ASSERT_TRUE(driveByDeadlines(*c, [&] { return ended.got.size() == 1; }, 2000));
+  EXPECT_EQ(ended.got[1].outcome, Outcome::kResponseTimeout);
+  EXPECT_EQ(c->load(), 0u);
+  EXPECT_FALSE(c->closed()) << "the server spoke HTTP/2: only the request timed out";
+  EXPECT_EQ(server.requestCount(), 0u);
+}
+
+TEST(H2Connection, TimedOutStreamEndsWhenItsResetCannotBeSent) {
+  RawListener mirror(4096);  // stops reading at once: the client's send buffer fills
+  Endings ended;
+  ConnectionSettings settings;
+  settings.responseTimeoutNs = 200'000'000;
+  auto c = open(mirror.address(), ended, settings);
+  const int peer = mirror.accept();
+  ASSERT_GE(peer, 0);
+  // Windows far beyond the body, so only the socket holds it back.
+  const std::string windows = frame(NGHTTP2_SETTINGS, std::string{0, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE} +
+                                                          be32(NGHTTP2_MAX_WINDOW_SIZE)) +
+                              frame(NGHTTP2_WINDOW_UPDATE, be32(NGHTTP2_MAX_WINDOW_SIZE - 65535));
+  ASSERT_EQ(::send(peer, windows.data(), windows.size(), 0), static_cast<ssize_t>(windows.size()));
+  model::Request r = get("/upload");
+  r.headers[0].value = "POST";
+  r.body = std::string(16 << 20, 'b');  // beyond any socket buffer
+  r.exchangeId = 1;
+  ASSERT_TRUE(c->send(std::move(r), nowNs()));
+  // Epoll (poll here) reports a socket writable only once much of its buffer
+  // is free: write until it takes no more, so the reset cannot follow.
+  for (int i = 0; i < 20; ++i) {
+    c->onEvents(EPOLLIN | EPOLLOUT, nowNs());
+    ::usleep(5000);
+  }
+  ASSERT_GT(ended.bytesSent, 1u << 20) << "the body is on the wire";
+  ASSERT_TRUE(ended.got.empty());
+  ASSERT_TRUE(driveByDeadlines(*c, [&] { return ended.got.size() == 1; }, 2000)) << "the stream never ends";
+  EXPECT_EQ(ended.got[1].outcome, Outcome::kResponseTimeout);
+  EXPECT_EQ(ended.calls[1], 1);
 }
 
 }  // namespace

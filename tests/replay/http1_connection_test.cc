@@ -1,15 +1,23 @@
 // The HTTP/1 connection kind on its own, driven by a poll() loop with explicit
 // times: connect, one request at a time, keep-alive, response framing, when it
 // closes, deadlines, kept responses, published endpoints.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <functional>
 #include <map>
 #include <vector>
 
 #include "base/clock.h"
+#include "model/body_stream.h"
 #include "replay/connection.h"
 #include "pool_test_util.h"
 #include "test_http_server.h"
@@ -267,6 +275,60 @@ TEST(Http1Connection, LocalEndpointIsPublishedWhileTheSocketLives) {
   EXPECT_EQ(endpoints.size(), 1u);
   c->close(Outcome::kDroppedShutdown);
   EXPECT_EQ(endpoints.size(), 0u);
+}
+
+// A mirror that answers after one byte of a huge head and resets the
+// connection: the connection reads the response, tries to send the rest of the
+// request and fails; the request ends once, as a reset.
+TEST(Http1Connection, SendFailureAfterTheResponseEndsTheRequestOnce) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int rcvBuf = 4096;  // the mirror takes little of the head before it stops reading
+  ::setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &rcvBuf, sizeof(rcvBuf));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+
+  Endings ended;
+  auto c = open(addr, ended);
+  const int peer = ::accept(listener, nullptr, nullptr);
+  ASSERT_GE(peer, 0);
+  model::Request r = get(0);
+  r.bytes = "POST /big HTTP/1.1\r\nX-Big: " + std::string(8 << 20, 'h') + "\r\nContent-Length: 0\r\n\r\n";
+  r.bodyStream = std::make_shared<model::BodyStream>(1 << 16);
+  r.bodyStream->finish(model::BodyStream::End::kComplete);  // empty: nothing but the head to send
+  const size_t headSize = r.bytes.size();
+  ASSERT_TRUE(c->send(std::move(r), nowNs()));
+  c->onEvents(EPOLLOUT, nowNs());  // connected: the head goes out until the socket is full
+  ASSERT_TRUE(c->connected());
+  ASSERT_LT(ended.sent, headSize);
+
+  char byte = 0;
+  ASSERT_EQ(::recv(peer, &byte, 1, 0), 1);
+  const std::string answer = "HTTP/1.1 431 Too Large\r\nContent-Length: 0\r\n\r\n";
+  ASSERT_EQ(::send(peer, answer.data(), answer.size(), 0), static_cast<ssize_t>(answer.size()));
+  int unacked = 1;
+  for (int i = 0; i < 1000 && unacked > 0; ++i) {  // the answer is in before the reset
+    ::ioctl(peer, SIOCOUTQ, &unacked);
+    ::usleep(1000);
+  }
+  const linger reset{1, 0};
+  ::setsockopt(peer, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+  ::close(peer);
+  ::close(listener);
+  pollfd p{c->fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  ASSERT_NE(p.revents & (POLLERR | POLLHUP), 0) << "the reset arrived";
+
+  c->onEvents(EPOLLIN, nowNs());  // the response, then the failed send of the rest
+  ASSERT_EQ(ended.got.size(), 1u) << "ended twice";
+  EXPECT_EQ(ended.got[0].outcome, Outcome::kReset);
+  EXPECT_TRUE(c->closed());
+  EXPECT_EQ(c->load(), 0u);
 }
 
 }  // namespace
