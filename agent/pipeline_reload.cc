@@ -89,9 +89,9 @@ void Pipeline::reload() {
   }
   for (const auto& runtimes : nr.added) {
     const rules::Rule& rule = runtimes.front()->rule;
-    if (rule.compare && !engine_) {
+    if (rule.compare) {
       spdlog::warn("reload: rule '{}' asks for compare=true, but comparison is set up only at start; it is "
-                   "mirrored without comparing", rule.text);
+                   "mirrored without comparing (restart to compare it)", rule.text);
     }
     spdlog::info("rule {}: {}", runtimes.front()->ruleId, rule.describe());
   }

@@ -61,8 +61,8 @@ std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Ru
   }
   // Compare mode, with the first mirror: its (and the secondary's) responses
   // are kept and go to the engine. A rule added by a reload has no comparator
-  // (the engine's are made at start): its begin() refuses and it is mirrored only.
-  const bool compared = engine_ && rule.compare;
+  // (the engine's are made at start): it is mirrored only (reload() warns).
+  const bool compared = engine_ && rule.compare && engine_->compares(ruleId);
   for (size_t i = 0; i < rule.mirrors.size(); ++i) {
     if (!makeMirrorPools(rule, i, compared && i == 0, out, error)) {
       return {};

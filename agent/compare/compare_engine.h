@@ -58,6 +58,10 @@ class CompareEngine {
   // (rule not compared, maxPending reached: counted in `refused`). With
   // `withSecondary` the exchange waits for a secondary response as well.
   uint64_t begin(uint32_t ruleId, std::string method, std::string target, bool withSecondary, uint64_t nowNs);
+  // Whether rule `ruleId` has a comparator (rules added by a reload have none).
+  bool compares(uint32_t ruleId) const {
+    return ruleId != 0 && ruleId <= comparators_.size() && comparators_[ruleId - 1] != nullptr;
+  }
   void onResponse(uint64_t id, Part part, model::Response&& response);
   // The part's response will never come.
   void onMissing(uint64_t id, Part part);

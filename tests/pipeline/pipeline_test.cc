@@ -400,5 +400,25 @@ TEST_F(ReloadTest, ReloadsThatAddAndRemoveARuleDoNotKeepItsDescriptors) {
   p->stop();
 }
 
+TEST_F(ReloadTest, ARuleAReloadAddsWithCompareIsMirroredAndNotKeptForComparing) {
+  std::vector<std::string> a = args(false);
+  a[3] += ",compare=true";  // rule 1 compares: the engine is set up at start
+  auto p = start(parse(a));
+  ASSERT_TRUE(p);
+  std::vector<std::string> b = args(true);
+  b[3] += ",compare=true";
+  b[5] += ",compare=true";
+  reloadTo(*p, parse(b));
+  ASSERT_EQ(p->rules()->rules(), 2u);
+  for (uint32_t w = 0; w < 2; ++w) {
+    EXPECT_TRUE(p->rules()->find(w, 1)->compared);
+    EXPECT_FALSE(p->rules()->find(w, 2)->compared) << "no comparator for a rule added by a reload";
+  }
+  sendConnection(*source_, 43500, 9000, 2, request(43500, 0, "g.example"));
+  ASSERT_TRUE(server_.waitForRequests(1, std::chrono::seconds(10)));
+  p->stop();
+  EXPECT_EQ(p->counters().sum("shadowtap_mirror_requests_total", {{"rule", "2"}, {"outcome", "response_2xx"}}), 1);
+}
+
 }  // namespace
 }  // namespace shadowtap
