@@ -15,6 +15,10 @@ void exportPairingStats(const ResponsePairing& pairing, base::StatsSink& out) {
   out.counters("shadowtap_compare_response_streams_total",
                "Primary response streams (egress) by the protocol their first bytes showed.", "protocol",
                {{"http1", v(ps.streamsHttp1)}, {"h2", v(ps.streamsH2)}});
+  out.counter("shadowtap_compare_pairing_broken_streams_total",
+              "HTTP/1 connections whose request order became unknown (a request skipped, filtered out or lost "
+              "in a capture gap): their exchanges from then on are not compared.",
+              v(ps.brokenStreams));
   const h2::H2ResponseStats& hs = pairing.h2Stats();
   out.counters("shadowtap_compare_h2_response_streams_total",
                "HTTP/2 primary response streams decoded for comparison, by outcome.", "outcome",

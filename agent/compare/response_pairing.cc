@@ -73,11 +73,13 @@ bool ResponsePairing::expect(const model::Request& request, uint64_t exchangeId)
   }
   Conn& conn = it->second;
   // Only an unbroken run of emitted requests from the start of the stream keeps
-  // the order: a request the framer skipped still gets a response.
+  // the order: a request the framer skipped, or one lost in a gap (positions
+  // do not count gap bytes), still gets a response.
   const uint64_t start = request.streamOffset;
-  const bool continuous = conn.seenRequest
-                              ? start >= conn.nextOffset && start - conn.nextOffset <= limits_.maxSkippedRequestBytes
-                              : start <= limits_.maxSkippedRequestBytes;
+  const bool continuous =
+      request.gapsBefore == 0 &&
+      (conn.seenRequest ? start >= conn.nextOffset && start - conn.nextOffset <= limits_.maxSkippedRequestBytes
+                        : start <= limits_.maxSkippedRequestBytes);
   conn.seenRequest = true;
   conn.nextOffset = start + request.bytes.size();
   if (!continuous) {
@@ -167,13 +169,6 @@ void ResponsePairing::onProtocolKnown(const model::FlowKey& requestFlow, Consume
       base::bump(stats_.earlyDropped);
       sink_.onNoResponse(e.id, http::NoResponse::kUnpairable);
     }
-  }
-}
-
-void ResponsePairing::requestStreamBroken(const model::FlowKey& requestFlow) {
-  auto it = conns_.find(requestFlow);
-  if (it != conns_.end()) {
-    markBroken(it->second);
   }
 }
 

@@ -116,11 +116,6 @@ class ResponsePairing final : public flow::StreamConsumerFactory {
   // GOAWAY, or over the limits): no sink call follows then.
   bool expectH2(const model::FlowKey& requestFlow, int32_t streamId, uint64_t exchangeId);
 
-  // The request direction of this connection lost bytes (a gap): HTTP/1 pairing
-  // stops for the connection (the order is lost). HTTP/2 pairing by stream id
-  // is not affected. `requestFlow` is client -> server.
-  void requestStreamBroken(const model::FlowKey& requestFlow);
-
   // Periodic: requests waiting longer than earlyTimeoutNs for a response stream
   // that never appeared get onNoResponse(kStreamEnded); HTTP/2 requests waiting
   // longer than h2WaitTimeoutNs get onNoResponse(kUnpairable); unmatched HTTP/2

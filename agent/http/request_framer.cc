@@ -113,6 +113,7 @@ void RequestFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
 
 void RequestFramer::onGap(uint64_t /*bytes*/) {
   base::bump(stats_.gaps);
+  ++gaps_;
   if (mode_ == Mode::kFailing) {
     failPending(nullptr, 0, pos_);  // what follows the gap is not the next byte
   }

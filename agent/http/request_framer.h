@@ -190,6 +190,7 @@ class RequestFramer final : public flow::StreamConsumer {
   // Stream positions count delivered bytes only (gaps are not positions).
   uint64_t pos_ = 0;        // end of everything delivered
   uint64_t accounted_ = 0;  // bytes before this were emitted or counted unmirrored
+  uint32_t gaps_ = 0;       // onGap calls so far (each request carries it: gapsBefore)
   // buf_ holds stream bytes [bufPos_, chunkPos_) while a chunk is parsed: the
   // request in progress (parse) or a candidate request line (resync).
   std::string buf_;

@@ -281,6 +281,7 @@ bool RequestFramer::frame(model::Request& req, uint64_t end, bool wholeBody) {
   req.bodyOffset = bodyOffset;
   req.bodyLength = chunked ? chunkedBodyBytes_ : size - bodyOffset;
   req.streamOffset = reqStart_;
+  req.gapsBefore = gaps_;
   req.upgrade = parser_.upgrade != 0;
 
   req.flow = key_;

@@ -60,6 +60,9 @@ struct Request {
   bool upgrade = false;
   // Position of bytes[0] in the stream of delivered bytes (gaps are not counted).
   uint64_t streamOffset = 0;
+  // Gaps (bytes never captured) in the stream before this request: the
+  // requests lost in them make pairing responses by order impossible.
+  uint32_t gapsBefore = 0;
   // A streamed request (larger than the framer's whole-request limit): `bytes`
   // holds its head and the body bytes framed so far, `body` the rest as it
   // arrives (bodyLength is the Content-Length, or 0 for a chunked body whose

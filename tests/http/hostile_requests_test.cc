@@ -695,6 +695,25 @@ TEST(RequestFields, ExpectContinueBodyArrivesLater) {
   expectIdentities(stats);
 }
 
+// Positions count delivered bytes only, so each request says how many gaps
+// came before it: compare mode's pairing by order stops at the first.
+TEST(HostileRequestsTable, RequestsCarryTheGapsBeforeThem) {
+  CollectingSink sink;
+  HttpStats stats;
+  RequestFramer f(model::FlowKey{}, 1, true, sink, FramerLimits{}, stats);
+  f.onData(asBytes(kGet), 1);
+  f.onGap(static_cast<uint64_t>(kGet.size()));  // a whole request lost
+  f.onData(asBytes(kGet), 2);
+  f.onGap(5);
+  f.onData(asBytes("xx\r\n" + kGet), 3);
+  ASSERT_EQ(sink.requests.size(), 3u);
+  EXPECT_EQ(sink.requests[0].gapsBefore, 0u);
+  EXPECT_EQ(sink.requests[1].gapsBefore, 1u);
+  EXPECT_EQ(sink.requests[1].streamOffset, kGet.size()) << "the gap is not a position";
+  EXPECT_EQ(sink.requests[2].gapsBefore, 2u);
+  expectIdentities(stats);
+}
+
 // After giving up, neither a gap nor a later valid request resynchronises.
 TEST(HostileRequestsTable, AbandonedStreamNeverResyncs) {
   CollectingSink sink;
