@@ -351,6 +351,11 @@ TEST_F(ReloadTest, AReloadTheKernelRefusesKeepsTheRulesAndLosesNothing) {
 }
 
 TEST_F(ReloadTest, ARuleWhosePoolsCannotStartIsRefusedWithTheReload) {
+#if defined(__SANITIZE_ADDRESS__)
+  // UBSan's vptr check probes memory through a pipe(): with no descriptor left
+  // it reports every polymorphic call as one on an "invalid vptr".
+  GTEST_SKIP() << "runs out of file descriptors, which the sanitizers' own checks need; runs in the plain build";
+#endif
   auto p = start(parse(args(false)));
   ASSERT_TRUE(p);
   // No descriptor left for the new rule's pools (epoll, eventfd) during the reload.
