@@ -64,6 +64,12 @@ void exportStats(const CompareEngine& engine, const ResponsePairing* pairing, co
   out.counter("shadowtap_compare_exchanges_refused_total",
               "Requests of compared rules not compared: too many exchanges pending.", v(cs.refused));
   out.gauge("shadowtap_compare_exchanges_pending", "Exchanges waiting for responses.", v(cs.pending));
+  // begun == compared + uncompared + pending + queued.
+  out.gauge("shadowtap_compare_exchanges_queued", "Exchanges with both responses, waiting for the comparison thread.",
+            v(cs.queued));
+  out.counter("shadowtap_compare_late_responses_total",
+              "Responses for an exchange no longer pending (after it expired or was given up), ignored.",
+              v(cs.unknownParts));
   out.counter("shadowtap_compare_response_segments_total",
               "Response segments of the primary (egress capture) reassembled for comparison.",
               static_cast<double>(responseSegments));

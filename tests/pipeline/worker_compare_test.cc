@@ -13,6 +13,8 @@
 #include "base/strings.h"
 #include "compare/comparator.h"
 #include "compare/compare_engine.h"
+#include "compare/compare_metrics.h"
+#include "metrics/registry.h"
 #include "model/response.h"
 #include "replay/mirror_pool.h"
 #include "rule_runtime.h"
@@ -108,9 +110,12 @@ class WorkerCompareTest : public ::testing::Test {
     for (size_t i = 0; i < sent.size(); ++i) {
       engine_->onResponse(i + 1, compare::Part::kMirror, mirrorResponse(sent[i]));
     }
-    pairing_ = w.responsePairing();
-    ASSERT_NE(pairing_, nullptr);
-    brokenStreams_ = base::load(pairing_->stats().brokenStreams);
+    const compare::ResponsePairing* pairing = w.responsePairing();
+    ASSERT_NE(pairing, nullptr);
+    brokenStreams_ = base::load(pairing->stats().brokenStreams);
+    metrics::Registry registry;
+    registry.add([pairing](base::StatsSink& out) { compare::exportPairing(*pairing, out); });
+    pairingMetrics_ = registry.collect();
     w.shutdownFlows();
   }
 
@@ -130,8 +135,8 @@ class WorkerCompareTest : public ::testing::Test {
   WorkerShared shared_;
   std::shared_ptr<RuleRuntime> runtime_;
   std::unique_ptr<compare::CompareEngine> engine_;
-  const compare::ResponsePairing* pairing_ = nullptr;
   uint64_t brokenStreams_ = 0;
+  metrics::Snapshot pairingMetrics_;  // the worker's pairing, as a scrape shows it
 };
 
 TEST_F(WorkerCompareTest, ALostRequestStopsPairingInsteadOfShiftingTheResponses) {
@@ -142,6 +147,15 @@ TEST_F(WorkerCompareTest, ALostRequestStopsPairingInsteadOfShiftingTheResponses)
   EXPECT_EQ(base::load(s.exchanges), 2u);
   EXPECT_EQ(base::load(s.noPrimary), 2u) << "both exchanges of the connection end uncompared";
   EXPECT_EQ(base::load(s.compared), 0u);
+  // What a scrape shows: the broken stream, and every exchange begun accounted for.
+  metrics::Registry registry;
+  registry.add([this](base::StatsSink& out) { compare::exportStats(*engine_, nullptr, nullptr, 0, out); });
+  const metrics::Snapshot m = registry.collect();
+  EXPECT_EQ(pairingMetrics_.sum("shadowtap_compare_pairing_broken_streams_total"), 1);
+  EXPECT_EQ(m.sum("shadowtap_compare_exchanges_begun_total"),
+            m.sum("shadowtap_compare_exchanges_total") + m.sum("shadowtap_compare_exchanges_uncompared_total") +
+                m.sum("shadowtap_compare_exchanges_pending") + m.sum("shadowtap_compare_exchanges_queued"));
+  EXPECT_EQ(m.sum("shadowtap_compare_late_responses_total"), 0);
 }
 
 TEST_F(WorkerCompareTest, ALostFirstRequestStopsPairingToo) {
