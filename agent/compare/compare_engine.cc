@@ -5,10 +5,14 @@
 #include "base/counters.h"
 
 namespace shadowtap::compare {
-namespace {
 
-
-}  // namespace
+uint64_t heldBytes(const model::Response& response) {
+  uint64_t n = response.body.size();
+  for (const model::HeaderField& f : response.headers) {
+    n += f.name.size() + f.value.size() + model::kH2FieldOverhead;
+  }
+  return n;
+}
 
 CompareEngine::CompareEngine(const EngineOptions& options, std::vector<std::unique_ptr<Comparator>> comparators,
                              DiffWriter* writer)
@@ -87,7 +91,16 @@ void CompareEngine::resolve(uint64_t id, Part part, PartState state, model::Resp
   Exchange& ex = it->second;
   ex.state[p] = state;
   if (response != nullptr) {
-    ex.response[p] = std::move(*response);
+    const uint64_t bytes = heldBytes(*response);
+    if (held_ + bytes > options_.maxHeldBytes) {
+      ex.state[p] = PartState::kMissing;
+      base::bump(stats_.overMemory);
+    } else {
+      held_ += bytes;
+      ex.held += bytes;
+      base::bump(stats_.heldBytes, bytes);
+      ex.response[p] = std::move(*response);
+    }
   }
   for (PartState s : ex.state) {
     if (s == PartState::kWaiting) {
@@ -97,17 +110,17 @@ void CompareEngine::resolve(uint64_t id, Part part, PartState state, model::Resp
   Exchange done = std::move(ex);
   pending_.erase(it);
   base::subtract(stats_.pending);
-  if (done.state[0] != PartState::kHave) {
-    base::bump(stats_.noPrimary);
+  if (done.state[0] != PartState::kHave || done.state[1] != PartState::kHave) {
+    base::bump(done.state[0] != PartState::kHave ? stats_.noPrimary : stats_.noMirror);
+    release(done);
     return;
   }
-  if (done.state[1] != PartState::kHave) {
-    base::bump(stats_.noMirror);
-    return;
-  }
-  if (running_) {
+  // Once stop() began, the thread may have seen its queue empty for the last
+  // time: compare here rather than queue where nothing reads.
+  if (running_ && !stopping_) {
     if (queue_.size() >= options_.queueCapacity) {
       base::bump(stats_.queueFull);
+      release(done);
       return;
     }
     queue_.push_back(std::move(done));
@@ -118,6 +131,13 @@ void CompareEngine::resolve(uint64_t id, Part part, PartState state, model::Resp
   }
   lock.unlock();
   compareNow(done);
+  lock.lock();
+  release(done);
+}
+
+void CompareEngine::release(const Exchange& ex) {
+  held_ -= ex.held;
+  base::subtract(stats_.heldBytes, ex.held);
 }
 
 void CompareEngine::compareNow(Exchange& ex) {
@@ -157,6 +177,7 @@ void CompareEngine::run() {
     compareNow(ex);
     base::subtract(stats_.queued);
     lock.lock();
+    release(ex);
   }
 }
 
@@ -166,6 +187,7 @@ void CompareEngine::expire(uint64_t nowNs) {
     if (nowNs > it->second.beganNs && nowNs - it->second.beganNs > options_.pendingTimeoutNs) {
       base::bump(stats_.expired);
       base::subtract(stats_.pending);
+      release(it->second);
       it = pending_.erase(it);
     } else {
       ++it;

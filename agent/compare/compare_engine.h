@@ -25,7 +25,16 @@ struct EngineOptions {
   uint64_t pendingTimeoutNs = 30'000'000'000ULL;  // then expired (counted)
   size_t queueCapacity = 1024;               // complete exchanges waiting for the comparison thread
   size_t maxEndpoints = 1024;                // counters per endpoint (all rules together)
+  // Bytes of responses kept (pending and queued exchanges together): a
+  // response that would go over is not kept, its part counted missing
+  // (CompareStats::overMemory). Without it 16,384 pending exchanges of three
+  // 1 MiB bodies could hold 48 GiB.
+  uint64_t maxHeldBytes = 256ULL << 20;
 };
+
+// What a kept response holds: its body (as kept) and header fields (name,
+// value and a field's overhead, as HTTP/2 counts it).
+uint64_t heldBytes(const model::Response& response);
 
 // Which response of an exchange.
 enum class Part : uint8_t { kPrimary = 0, kMirror = 1, kSecondary = 2 };
@@ -86,6 +95,7 @@ class CompareEngine {
     uint64_t beganNs = 0;
     PartState state[3] = {PartState::kWaiting, PartState::kWaiting, PartState::kWaiting};
     model::Response response[3];
+    uint64_t held = 0;  // heldBytes() of the responses kept
   };
   class PartSink final : public http::ResponseSink {
    public:
@@ -103,6 +113,8 @@ class CompareEngine {
   };
 
   void resolve(uint64_t id, Part part, PartState state, model::Response* response);
+  // The exchange's kept responses are let go of (under mutex_).
+  void release(const Exchange& ex);
   void compareNow(Exchange& ex);
   void run();
 
@@ -116,6 +128,7 @@ class CompareEngine {
   std::mutex mutex_;
   std::unordered_map<uint64_t, Exchange> pending_;
   std::deque<Exchange> queue_;
+  uint64_t held_ = 0;  // sum of the pending and queued exchanges' `held`
   std::condition_variable cv_;
   bool running_ = false;
   bool stopping_ = false;

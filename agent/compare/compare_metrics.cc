@@ -67,6 +67,12 @@ void exportStats(const CompareEngine& engine, const ResponsePairing* pairing, co
   // begun == compared + uncompared + pending + queued.
   out.gauge("shadowtap_compare_exchanges_queued", "Exchanges with both responses, waiting for the comparison thread.",
             v(cs.queued));
+  out.gauge("shadowtap_compare_held_bytes", "Bytes of responses kept for pending and queued exchanges.",
+            v(cs.heldBytes));
+  out.counter("shadowtap_compare_responses_over_memory_total",
+              "Responses not kept because the kept ones reached the engine's memory bound (256 MiB); their "
+              "exchanges end uncompared, or compared without the secondary.",
+              v(cs.overMemory));
   out.counter("shadowtap_compare_late_responses_total",
               "Responses for an exchange no longer pending (after it expired or was given up), ignored.",
               v(cs.unknownParts));

@@ -51,6 +51,11 @@ class CompareStats {
   std::atomic<uint64_t> endpointsOverflow{0};  // comparisons counted under "(other)"
   std::atomic<uint64_t> pending{0};          // gauge: waiting for responses
   std::atomic<uint64_t> queued{0};           // gauge: waiting for the comparison thread
+  // Responses not kept: the engine held EngineOptions::maxHeldBytes. Their part
+  // counts as missing (the exchange ends no_primary or no_mirror, or is
+  // compared without its secondary).
+  std::atomic<uint64_t> overMemory{0};
+  std::atomic<uint64_t> heldBytes{0};        // gauge: bytes of the responses kept
 
  private:
   CompareCounters& rule(uint32_t ruleId);

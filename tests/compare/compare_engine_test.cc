@@ -136,6 +136,61 @@ TEST(CompareEngine, ExpiresAndBoundsPending) {
   expectIdentity(engine.stats());
 }
 
+TEST(CompareEngine, KeptResponsesAreBoundedInBytesAndLetGoOfWhenTheirExchangeEnds) {
+  const model::Response one = jsonResponse(200, R"({"v":1})");
+  const uint64_t size = heldBytes(one);
+  ASSERT_GT(size, 7u);
+  EngineOptions o;
+  o.maxHeldBytes = 2 * size;
+  o.pendingTimeoutNs = 100;
+  CompareEngine engine(o, comparators(1), nullptr);
+  const uint64_t a = engine.begin(1, "GET", "/a", false, 0);
+  const uint64_t b = engine.begin(1, "GET", "/b", false, 0);
+  const uint64_t c = engine.begin(1, "GET", "/c", false, 50);
+  engine.onResponse(a, Part::kPrimary, model::Response(one));
+  engine.onResponse(b, Part::kPrimary, model::Response(one));
+  const CompareStats& s = engine.stats();
+  EXPECT_EQ(load(s.heldBytes), 2 * size);
+  engine.onResponse(a, Part::kMirror, model::Response(one));  // would go over: not kept
+  EXPECT_EQ(load(s.overMemory), 1u);
+  EXPECT_EQ(load(s.noMirror), 1u) << "its part counts as missing";
+  EXPECT_EQ(load(s.heldBytes), size) << "the ended exchange's primary is let go of";
+  engine.onResponse(b, Part::kMirror, model::Response(one));
+  EXPECT_EQ(load(s.compared), 1u);
+  engine.onResponse(c, Part::kPrimary, model::Response(one));
+  EXPECT_EQ(load(s.heldBytes), size);
+  engine.expire(200);
+  EXPECT_EQ(load(s.expired), 1u);
+  EXPECT_EQ(load(s.heldBytes), 0u) << "an expired exchange's responses are let go of";
+  expectIdentity(s);
+}
+
+// A response that completes an exchange while stop() runs is compared, not
+// left in a queue the thread no longer reads.
+TEST(CompareEngine, ExchangesCompletedWhileStoppingAreCompared) {
+  for (int round = 0; round < 200; ++round) {
+    CompareEngine engine(EngineOptions{}, comparators(1), nullptr);
+    ASSERT_TRUE(engine.start());
+    constexpr int kN = 64;
+    std::vector<uint64_t> ids;
+    for (int i = 0; i < kN; ++i) {
+      ids.push_back(engine.begin(1, "GET", "/", false, 0));
+      engine.onResponse(ids.back(), Part::kPrimary, jsonResponse(200, "{}"));
+    }
+    std::thread mirror([&] {
+      for (uint64_t id : ids) {
+        engine.onResponse(id, Part::kMirror, jsonResponse(200, "{}"));
+      }
+    });
+    engine.stop();
+    mirror.join();
+    const CompareStats& s = engine.stats();
+    ASSERT_EQ(load(s.queued), 0u) << "round " << round;
+    ASSERT_EQ(load(s.compared) + load(s.queueFull), uint64_t{kN});
+    ASSERT_EQ(load(s.heldBytes), 0u);
+  }
+}
+
 TEST(CompareEngine, ComparesOnItsOwnThread) {
   CompareEngine engine(EngineOptions{}, comparators(1), nullptr);
   ASSERT_TRUE(engine.start());
