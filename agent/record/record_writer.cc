@@ -1,8 +1,11 @@
 #include "record/record_writer.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -40,6 +43,12 @@ std::FILE* openBuffered(const std::string& path) {
     std::setvbuf(f, nullptr, _IOFBF, kFileBuffer);
   }
   return f;
+}
+
+// Size of the file at `path`; 0 when it cannot be told (gone).
+uint64_t fileSize(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
 bool writeAll(std::FILE* f, std::string_view s, uint64_t& bytes) {
@@ -216,87 +225,144 @@ uint64_t FileRecordWriter::tickNs() const {
 }
 
 void FileRecordWriter::writeBatch(std::vector<Item>& batch, uint64_t t) {
-  RecordStats& stats = mutableStats();
   const uint64_t rotateNs = uint64_t{options().rotateSeconds} * 1'000'000'000ULL;
   if (fileOpen_ && rotateNs != 0 && t - openedAtNs_ >= rotateNs) {
-    finishFile(true);
+    finishFile(true, t);
   }
   for (Item& item : batch) {
     writeOne(item, t);
   }
   if (!batch.empty() && fileOpen_) {
-    stats.flushes.fetch_add(1, std::memory_order_relaxed);
-    if (!flushFile()) {
-      // Whatever the buffer held may be lost; start over with a new file.
-      stats.writeErrors.fetch_add(1, std::memory_order_relaxed);
-      finishFile(false);
-      reopenAfterNs_ = t + kReopenBackoffNs;
-    }
+    mutableStats().flushes.fetch_add(1, std::memory_order_relaxed);
+    flushPending(t);
   }
 }
 
-void FileRecordWriter::finish(uint64_t) {
+void FileRecordWriter::finish(uint64_t t) {
   if (fileOpen_) {
-    finishFile(false);
+    finishFile(false, t);
   }
+}
+
+bool FileRecordWriter::logNow(uint64_t t) {
+  if (lastErrorLogNs_ != 0 && t - lastErrorLogNs_ < kErrorLogEveryNs) {
+    return false;
+  }
+  lastErrorLogNs_ = t;
+  return true;
+}
+
+bool FileRecordWriter::openNext(uint64_t t) {
+  RecordStats& stats = mutableStats();
+  if (t < reopenAfterNs_) {
+    return false;
+  }
+  const std::string path = files_.nextPath(static_cast<int64_t>(t) + realtimeOffsetNs());
+  if (!openFile(path)) {
+    const int err = errno;
+    reopenAfterNs_ = t + kReopenBackoffNs;
+    if (logNow(t)) {
+      spdlog::warn("record: cannot open {}: {} (records are counted as write errors)", path, std::strerror(err));
+    }
+    return false;
+  }
+  fileOpen_ = true;
+  currentPath_ = path;
+  openedAtNs_ = t;
+  pendingEnds_.clear();
+  flushedBytes_ = 0;
+  stats.filesOpened.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 void FileRecordWriter::writeOne(Item& item, uint64_t t) {
   RecordStats& stats = mutableStats();
-  if (!fileOpen_) {
-    if (t < reopenAfterNs_) {
-      stats.writeErrors.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    const std::string path = files_.nextPath(static_cast<int64_t>(t) + realtimeOffsetNs());
-    if (!openFile(path)) {
-      const int err = errno;
-      stats.writeErrors.fetch_add(1, std::memory_order_relaxed);
-      reopenAfterNs_ = t + kReopenBackoffNs;
-      if (lastErrorLogNs_ == 0 || t - lastErrorLogNs_ >= kErrorLogEveryNs) {
-        lastErrorLogNs_ = t;
-        spdlog::warn("record: cannot open {}: {} (records are counted as write errors)", path, std::strerror(err));
-      }
-      return;
-    }
-    fileOpen_ = true;
-    currentPath_ = path;
-    openedAtNs_ = t;
-    stats.filesOpened.fetch_add(1, std::memory_order_relaxed);
+  if (!fileOpen_ && !openNext(t)) {
+    stats.writeErrors.fetch_add(1, std::memory_order_relaxed);
+    return;
   }
-  const uint64_t before = fileBytes();
   switch (writeItem(item)) {
     case WriteResult::kOk:
-      stats.written.fetch_add(1, std::memory_order_relaxed);
+      pendingEnds_.push_back(fileBytes());  // written once flushed
       break;
     case WriteResult::kMalformed:
       stats.malformed.fetch_add(1, std::memory_order_relaxed);
       break;
     case WriteResult::kError:
       stats.writeErrors.fetch_add(1, std::memory_order_relaxed);
-      finishFile(false);
-      reopenAfterNs_ = t + kReopenBackoffNs;
+      abandonFile(t);
       return;
   }
-  stats.bytesWritten.fetch_add(fileBytes() - before, std::memory_order_relaxed);
   if (fileBytes() >= options().maxFileBytes) {
-    finishFile(true);
+    finishFile(true, t);
   } else {
     files_.enforceCap(fileBytes());
   }
 }
 
-void FileRecordWriter::finishFile(bool rotation) {
-  RecordStats& stats = mutableStats();
-  const uint64_t before = fileBytes();
-  if (!closeFile()) {
-    stats.writeErrors.fetch_add(1, std::memory_order_relaxed);
+bool FileRecordWriter::flushPending(uint64_t t) {
+  if (!flushFile()) {
+    abandonFile(t);
+    return false;
   }
-  const uint64_t bytes = fileBytes();
-  stats.bytesWritten.fetch_add(bytes - before, std::memory_order_relaxed);
+  RecordStats& stats = mutableStats();
+  stats.written.fetch_add(pendingEnds_.size(), std::memory_order_relaxed);
+  stats.bytesWritten.fetch_add(fileBytes() - flushedBytes_, std::memory_order_relaxed);
+  pendingEnds_.clear();
+  flushedBytes_ = fileBytes();
+  return true;
+}
+
+void FileRecordWriter::finishFile(bool rotation, uint64_t t) {
+  if (!flushPending(t)) {
+    return;
+  }
+  // Every record is in the file now; closing adds the trailer (HAR's closing
+  // line) at most, so a failed close loses no record.
+  uint64_t bytes = fileBytes();
+  if (!closeFile()) {
+    const int err = errno;
+    bytes = std::max(flushedBytes_, fileSize(currentPath_));
+    if (logNow(t)) {
+      spdlog::warn("record: cannot close {}: {} (its records are in it; a HAR file may lack its closing line)",
+                   currentPath_, std::strerror(err));
+    }
+  }
+  mutableStats().bytesWritten.fetch_add(bytes - flushedBytes_, std::memory_order_relaxed);
+  forgetFile(bytes, rotation);
+}
+
+void FileRecordWriter::abandonFile(uint64_t t) {
+  const int err = errno;
+  RecordStats& stats = mutableStats();
+  // Measured before closing: the close may still append a trailer.
+  const uint64_t inFile = fileSize(currentPath_);
+  const auto whole = std::upper_bound(pendingEnds_.begin(), pendingEnds_.end(), inFile);
+  const uint64_t kept = static_cast<uint64_t>(whole - pendingEnds_.begin());
+  const uint64_t lost = pendingEnds_.size() - kept;
+  const uint64_t keepBytes = kept == 0 ? flushedBytes_ : pendingEnds_[kept - 1];
+  stats.written.fetch_add(kept, std::memory_order_relaxed);
+  stats.writeErrors.fetch_add(lost, std::memory_order_relaxed);
+  stats.bytesWritten.fetch_add(keepBytes - flushedBytes_, std::memory_order_relaxed);
+  pendingEnds_.clear();
+  closeFile();  // fails too, most likely; whatever it wrote is cut off next
+  // Half a record (or a trailer after one) would make the file unreadable.
+  const bool cut = ::truncate(currentPath_.c_str(), static_cast<off_t>(keepBytes)) == 0;
+  if (logNow(t)) {
+    spdlog::warn("record: writing {} failed: {} ({} buffered record(s) lost, counted as write errors; file {} at "
+                 "{} bytes; a new file in 1 s)",
+                 currentPath_, std::strerror(err), lost, cut ? "cut back" : "left", keepBytes);
+  }
+  reopenAfterNs_ = t + kReopenBackoffNs;
+  forgetFile(cut ? keepBytes : std::max(keepBytes, inFile), false);
+}
+
+void FileRecordWriter::forgetFile(uint64_t bytes, bool rotation) {
   fileOpen_ = false;
+  pendingEnds_.clear();
+  flushedBytes_ = 0;
   if (rotation) {
-    stats.rotations.fetch_add(1, std::memory_order_relaxed);
+    mutableStats().rotations.fetch_add(1, std::memory_order_relaxed);
   }
   files_.closed(currentPath_, bytes);
   files_.enforceCap(0);
@@ -318,7 +384,12 @@ bool LineRecordWriter::openFile(const std::string& path) {
   if (f_ == nullptr) {
     return false;
   }
-  return !har_ || writeAll(f_, harFileHead(), bytes_);
+  if (har_ && !writeAll(f_, harFileHead(), bytes_)) {
+    std::fclose(f_);
+    f_ = nullptr;
+    return false;
+  }
+  return true;
 }
 
 FileRecordWriter::WriteResult LineRecordWriter::writeItem(Item& item) {

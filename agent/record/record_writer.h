@@ -117,6 +117,12 @@ class RecordWriter : public model::RequestSink {
 // disk cap): writes each batch through the subclass's file hooks, flushes
 // whenever the queue runs empty, and after a failed open or write starts over
 // with a new file at most once a second.
+//
+// A record counts as written once a flush got it to the file, not when it
+// enters the stdio buffer. When a write, flush or close fails (disk full),
+// the records that reached the file before the failure are written, the rest
+// of the buffer's are write errors (each once), and the file is cut back to
+// its last whole record, so a failure never leaves half a record behind.
 class FileRecordWriter : public RecordWriter {
  public:
   // Prefix and extension of the recording's file names ("dir/traffic-", ".har").
@@ -141,7 +147,18 @@ class FileRecordWriter : public RecordWriter {
   void finish(uint64_t now) final;
   uint64_t tickNs() const final;
   void writeOne(Item& item, uint64_t now);
-  void finishFile(bool rotation);
+  bool openNext(uint64_t now);
+  // Flushes the open file: the buffered records are written. False when the
+  // flush failed (the file is abandoned).
+  bool flushPending(uint64_t now);
+  // Flushes and closes the open file (rotation: by size or time).
+  void finishFile(bool rotation, uint64_t now);
+  // After a failed write, flush or close: settles the buffered records
+  // (written or write errors), cuts the file back to its last whole record,
+  // closes it and backs off before the next open.
+  void abandonFile(uint64_t now);
+  void forgetFile(uint64_t bytes, bool rotation);
+  bool logNow(uint64_t now);
 
   RotatingFiles files_;
   bool fileOpen_ = false;
@@ -149,6 +166,10 @@ class FileRecordWriter : public RecordWriter {
   uint64_t openedAtNs_ = 0;
   uint64_t reopenAfterNs_ = 0;
   uint64_t lastErrorLogNs_ = 0;
+  // Records of the open file in the stdio buffer, not yet flushed: the file
+  // offset where each ends (ascending).
+  std::vector<uint64_t> pendingEnds_;
+  uint64_t flushedBytes_ = 0;  // of the open file, known to be in it
 };
 
 // HAR 1.2 and JSON lines recorders (opts.format; see record_format.h for the

@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <vector>
 
@@ -11,30 +14,68 @@ namespace shadowtap::record {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+constexpr size_t kStampLength = 16;  // "20240501T120000Z"
+
+// The sequence number as nextPath writes it: at least 6 digits, zero-padded.
+std::string seqField(uint64_t seq) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%06llu", static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+
+// "YYYYMMDDTHHMMSSZ".
+bool isStamp(std::string_view s) {
+  if (s.size() != kStampLength || s[8] != 'T' || s[15] != 'Z') {
+    return false;
+  }
+  return std::all_of(s.begin(), s.begin() + 8, isDigit) && std::all_of(s.begin() + 9, s.begin() + 15, isDigit);
+}
+
+}  // namespace
+
+std::optional<uint64_t> RotatingFiles::sequenceOf(std::string_view name) const {
+  // STEM-SEQ-STAMP.EXT, exactly as nextPath writes it: anything else (another
+  // recording's files, such as STEM-2-SEQ-STAMP.EXT) is not ours.
+  if (!name.starts_with(stemDash_) || !name.ends_with(ext_) ||
+      name.size() < stemDash_.size() + 6 + 1 + kStampLength + ext_.size()) {
+    return std::nullopt;
+  }
+  name.remove_prefix(stemDash_.size());
+  name.remove_suffix(ext_.size());
+  const std::string_view stamp = name.substr(name.size() - kStampLength);
+  const std::string_view seq = name.substr(0, name.size() - kStampLength - 1);
+  uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(seq.data(), seq.data() + seq.size(), n);
+  if (name[seq.size()] != '-' || !isStamp(stamp) || ec != std::errc() || end != seq.data() + seq.size() ||
+      seqField(n) != seq) {
+    return std::nullopt;
+  }
+  return n;
+}
+
 RotatingFiles::RotatingFiles(const std::string& path, uint64_t maxTotalBytes, RecordStats& stats)
     : maxTotalBytes_(maxTotalBytes), stats_(stats) {
   const fs::path p(path);
   ext_ = p.extension().string();
   prefix_ = (p.parent_path() / p.stem()).string() + "-";
+  stemDash_ = p.stem().string() + "-";
   // Files of earlier runs count against the cap and set the next sequence number.
   const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
-  const std::string stemDash = p.stem().string() + "-";
   std::vector<File> found;
   std::error_code ec;
-  for (const auto& de : fs::directory_iterator(dir, ec)) {
-    const std::string name = de.path().filename().string();
-    if (!name.starts_with(stemDash) || !name.ends_with(ext_) || name.size() < stemDash.size() + 7 + ext_.size()) {
-      continue;
-    }
-    const std::string rest = name.substr(stemDash.size(), name.size() - stemDash.size() - ext_.size());
-    const size_t dash = rest.find('-');
-    if (dash == 0 || dash == std::string::npos ||
-        !std::all_of(rest.begin(), rest.begin() + static_cast<long>(dash), [](char c) { return c >= '0' && c <= '9'; })) {
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const std::optional<uint64_t> seq = sequenceOf(name);
+    if (!seq || *seq == UINT64_MAX) {
       continue;
     }
     std::error_code sec;
-    const uint64_t size = de.file_size(sec);
-    found.push_back({std::stoull(rest.substr(0, dash)), (dir / name).string(), sec ? 0 : size});
+    const uint64_t size = it->file_size(sec);
+    found.push_back({*seq, (dir / name).string(), sec ? 0 : size});
   }
   std::sort(found.begin(), found.end(), [](const File& a, const File& b) { return a.seq < b.seq; });
   for (auto& f : found) {
@@ -49,16 +90,17 @@ std::string RotatingFiles::nextPath(int64_t unixNs) {
   const time_t t = static_cast<time_t>(unixNs / 1'000'000'000);
   tm utc{};
   gmtime_r(&t, &utc);
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%06llu-%04d%02d%02dT%02d%02d%02dZ", static_cast<unsigned long long>(nextSeq_++),
-                utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
-  return prefix_ + buf + ext_;
+  char stamp[64];
+  std::snprintf(stamp, sizeof(stamp), "-%04d%02d%02dT%02d%02d%02dZ", utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday,
+                utc.tm_hour, utc.tm_min, utc.tm_sec);
+  lastSeq_ = nextSeq_++;
+  return prefix_ + seqField(lastSeq_) + stamp + ext_;
 }
 
 void RotatingFiles::closed(const std::string& path, uint64_t bytes) {
-  const size_t dash = path.find('-', prefix_.size());
-  const uint64_t seq = std::stoull(path.substr(prefix_.size(), dash - prefix_.size()));
-  files_.push_back({seq, path, bytes});
+  // Our own name; its sequence number is the one nextPath last handed out.
+  const std::optional<uint64_t> seq = sequenceOf(fs::path(path).filename().string());
+  files_.push_back({seq.value_or(lastSeq_), path, bytes});
   closedBytes_ += bytes;
 }
 

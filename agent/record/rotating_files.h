@@ -2,7 +2,9 @@
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "record/record_stats.h"
 
@@ -13,7 +15,9 @@ namespace shadowtap::record {
 // "...-000002-...", the sequence number continuing after the highest one
 // already in the directory, so sorting by it orders files by age, also
 // across restarts. Enforces the cap on their total size by deleting the
-// oldest closed files. Writer thread only.
+// oldest closed files. Only names of exactly that shape are ours: the scan
+// at construction ignores other files, also those of another recording
+// whose stem starts with ours ("dir/traffic-2.har"). Writer thread only.
 class RotatingFiles {
  public:
   RotatingFiles(const std::string& path, uint64_t maxTotalBytes, RecordStats& stats);
@@ -31,6 +35,10 @@ class RotatingFiles {
   const std::string& extension() const { return ext_; }
 
  private:
+  // The sequence number of a file name (without directory) of ours; nullopt
+  // for any other name.
+  std::optional<uint64_t> sequenceOf(std::string_view name) const;
+
   struct File {
     uint64_t seq;
     std::string path;
@@ -38,9 +46,11 @@ class RotatingFiles {
   };
   std::string prefix_;
   std::string ext_;
+  std::string stemDash_;  // "traffic-"
   uint64_t maxTotalBytes_;
   RecordStats& stats_;
   uint64_t nextSeq_ = 1;
+  uint64_t lastSeq_ = 0;  // handed out by nextPath
   std::deque<File> files_;  // closed, oldest first
   uint64_t closedBytes_ = 0;
 };

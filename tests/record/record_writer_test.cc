@@ -1,7 +1,11 @@
 #include "record/record_writer.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <regex>
 #include <nlohmann/json.hpp>
@@ -332,6 +336,63 @@ TEST(RecordWriter, WriteErrorsWhenTheDirectoryGoesAway) {
   EXPECT_EQ(s.written, 1u);
   EXPECT_EQ(s.writeErrors, 1u);
   EXPECT_EQ(s.offered, s.written + s.dropped + s.malformed + s.writeErrors);
+}
+
+// Runs a JSON lines recorder of 100 small requests in a child process whose
+// files may not grow past 4096 bytes (RLIMIT_FSIZE, SIGXFSZ ignored: writes
+// fail with EFBIG, as on a full disk). Returns the child's counters:
+// offered, written, dropped, malformed, writeErrors.
+std::vector<uint64_t> recordIntoFullDisk(const TempDir& dir) {
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    std::signal(SIGXFSZ, SIG_IGN);
+    const rlimit lim{4096, 4096};
+    std::string error;
+    auto w = setrlimit(RLIMIT_FSIZE, &lim) == 0 ? makeRecordWriter(optionsFor(dir, "full.jsonl"), &error) : nullptr;
+    if (w == nullptr) {
+      _exit(2);
+    }
+    for (int i = 0; i < 100; ++i) {
+      w->onRequest(makeRequest("GET /n/" + std::to_string(i) + " HTTP/1.1\r\nHost: h\r\n\r\n"));
+    }
+    w->close();
+    const auto& s = w->stats();
+    const uint64_t v[5] = {s.offered, s.written, s.dropped, s.malformed, s.writeErrors};
+    _exit(::write(fds[1], v, sizeof(v)) == sizeof(v) ? 0 : 3);
+  }
+  ::close(fds[1]);
+  std::vector<uint64_t> v(5);
+  EXPECT_EQ(::read(fds[0], v.data(), 5 * sizeof(uint64_t)), static_cast<ssize_t>(5 * sizeof(uint64_t)));
+  ::close(fds[0]);
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  return v;
+}
+
+TEST(RecordWriter, FailedFlushCountsLostRecordsAsWriteErrors) {
+  TempDir dir;
+  const std::vector<uint64_t> v = recordIntoFullDisk(dir);
+  const uint64_t offered = v[0], written = v[1], dropped = v[2], malformed = v[3], writeErrors = v[4];
+  uint64_t lines = 0;
+  for (const auto& f : dir.files("full", ".jsonl")) {
+    const std::string text = slurp(f);
+    EXPECT_LE(text.size(), 4096u);
+    // Only whole records: a cut line would not parse.
+    EXPECT_TRUE(text.empty() || text.back() == '\n') << f;
+    for (const Json& j : text.empty() ? std::vector<Json>() : jsonLines(text)) {
+      EXPECT_TRUE(j.contains("target"));
+      ++lines;
+    }
+  }
+  EXPECT_EQ(offered, 100u);
+  EXPECT_GT(lines, 0u);
+  EXPECT_EQ(written, lines);
+  EXPECT_GT(writeErrors, 1u);
+  EXPECT_EQ(offered, written + dropped + malformed + writeErrors);
 }
 
 TEST(RecordOptions, Checks) {
