@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <limits>
 
 #include "base/clock.h"
 
@@ -24,17 +25,39 @@ void SteadyClock::sleepUntilNs(uint64_t ns) {
 void Pacer::startPass(uint64_t nowNs) {
   passStartNs_ = nowNs;
   haveFirst_ = false;
+  skippedNs_ = 0;
+}
+
+uint64_t Pacer::offsetOf(int64_t recordedUnixNs) {
+  if (!haveFirst_) {
+    haveFirst_ = true;
+    firstRecordedNs_ = recordedUnixNs;
+    latestRecordedNs_ = recordedUnixNs;
+  }
+  if (recordedUnixNs > latestRecordedNs_) {
+    // The difference of two int64 may not fit one: do it in uint64.
+    const uint64_t gap = static_cast<uint64_t>(recordedUnixNs) - static_cast<uint64_t>(latestRecordedNs_);
+    if (gap > kMaxGapNs) {
+      skippedNs_ += gap - kMaxGapNs;
+    }
+    latestRecordedNs_ = recordedUnixNs;
+  }
+  if (recordedUnixNs <= firstRecordedNs_) {
+    return 0;
+  }
+  const uint64_t offset = static_cast<uint64_t>(recordedUnixNs) - static_cast<uint64_t>(firstRecordedNs_);
+  return offset - std::min(offset, skippedNs_);
 }
 
 uint64_t Pacer::due(int64_t recordedUnixNs) {
   uint64_t at = passStartNs_;
   if (speed_ > 0) {
-    if (!haveFirst_) {
-      haveFirst_ = true;
-      firstRecordedNs_ = recordedUnixNs;
-    }
-    const int64_t offset = std::max<int64_t>(0, recordedUnixNs - firstRecordedNs_);
-    at += static_cast<uint64_t>(static_cast<double>(offset) / speed_);
+    const uint64_t offset = offsetOf(recordedUnixNs);
+    // A tiny --speed stretches the gap past what uint64 holds (converting
+    // such a double is undefined): clamp to the end of time instead.
+    const double gap = static_cast<double>(offset) / speed_;
+    const uint64_t room = std::numeric_limits<uint64_t>::max() - at;
+    at += gap >= static_cast<double>(room) ? room : static_cast<uint64_t>(gap);
   }
   if (maxRps_ > 0 && haveLast_) {
     at = std::max<uint64_t>(at, lastSentNs_ + 1000000000ULL / maxRps_);

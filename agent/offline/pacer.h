@@ -23,9 +23,13 @@ class SteadyClock final : public Clock {
 // first request of the pass; with speed 0 every request is due at once.
 // maxRps > 0 spaces requests at least 1/maxRps apart on top of that (it
 // delays, never drops). A recorded time earlier than the pass's first (files
-// out of order) is due at once.
+// out of order) is due at once. A recorded gap longer than kMaxGapNs between a
+// request and the latest one before it is played as kMaxGapNs: a recording
+// with one absurd time (a clock set to 2200) would otherwise wait for years.
 class Pacer {
  public:
+  static constexpr uint64_t kMaxGapNs = 3600ULL * 1'000'000'000ULL;
+
   Pacer(double speed, uint32_t maxRps) : speed_(speed), maxRps_(maxRps) {}
 
   // Starts a pass (the first, or the next --loop) at `nowNs`.
@@ -36,11 +40,16 @@ class Pacer {
   void sent(uint64_t nowNs);
 
  private:
+  // Recorded time since the pass's first request, less the gaps' excess over kMaxGapNs.
+  uint64_t offsetOf(int64_t recordedUnixNs);
+
   double speed_;
   uint32_t maxRps_;
   uint64_t passStartNs_ = 0;
   bool haveFirst_ = false;
   int64_t firstRecordedNs_ = 0;
+  int64_t latestRecordedNs_ = 0;
+  uint64_t skippedNs_ = 0;  // this pass's gaps beyond kMaxGapNs, summed
   bool haveLast_ = false;
   uint64_t lastSentNs_ = 0;
 };

@@ -1,8 +1,13 @@
 #include "offline/record_reader.h"
 
-#include <fstream>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "base/strings.h"
 #include "record/codec.h"
@@ -94,6 +99,16 @@ bool readHarFields(const Json& fields, std::vector<std::pair<std::string, std::s
   return true;
 }
 
+// `r`, or nullopt with *why when a field would break the request apart on
+// the wire (a smuggled request).
+std::optional<RecordedRequest> sendable(RecordedRequest&& r, std::string* why) {
+  if (std::string reason = record::unsendableReason(r); !reason.empty()) {
+    *why = std::move(reason);
+    return std::nullopt;
+  }
+  return std::move(r);
+}
+
 std::optional<RecordedRequest> fromJsonLine(const Json& j, std::string* why) {
   RecordedRequest r;
   auto time = str(j, "time");
@@ -165,7 +180,7 @@ std::optional<RecordedRequest> fromJsonLine(const Json& j, std::string* why) {
     r.wireBody.clear();  // HTTP/2 has no body framing of its own
     record::normalizeH2(r, "", "");
   }
-  return r;
+  return sendable(std::move(r), why);
 }
 
 struct UrlParts {
@@ -229,7 +244,8 @@ bool readHarBody(const Json& e, const Json& req, RecordedRequest& r, std::string
   if (auto it = e.find("_bodyKept"); it != e.end() && it->is_boolean()) {
     r.bodyKept = it->get<bool>();
   }
-  if (const Json* post = field(req, "postData", Json::value_t::object)) {
+  const Json* post = field(req, "postData", Json::value_t::object);
+  if (post != nullptr) {
     std::string encoding = str(*post, "_encoding").value_or(str(*post, "encoding").value_or(""));
     if (!decodeBody(str(*post, "text").value_or(""), encoding, &r.body, why)) {
       return false;
@@ -239,6 +255,9 @@ bool readHarBody(const Json& e, const Json& req, RecordedRequest& r, std::string
     r.bodyLength = it->get<uint64_t>();
   } else {
     r.bodyLength = r.body.size();
+  }
+  if (post == nullptr && r.bodyLength > 0) {
+    r.bodyKept = false;  // a body was sent but not recorded: not replayable
   }
   if (auto wire = str(e, "_wireBody")) {
     auto d = record::base64Decode(*wire);
@@ -312,11 +331,132 @@ std::optional<RecordedRequest> fromHarEntry(const Json& e, std::string* why) {
     r.wireBody.clear();
     record::normalizeH2(r, parts.scheme, parts.authority);
   }
-  return r;
+  return sendable(std::move(r), why);
 }
 
 Json parseOrDiscard(std::string_view text) {
   return Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+}
+
+// A record skipped: counted, and the first one's reason kept.
+void skipped(ReadResult& out, const char* unit, uint64_t number, const std::string& why) {
+  if (out.malformed++ == 0) {
+    out.firstMalformed = std::string(unit) + " " + std::to_string(number) + ": " + why;
+  }
+}
+
+void readHar(const Json& whole, ReadResult& out) {
+  out.format = ReadResult::Format::kHar;
+  const Json& log = whole["log"];
+  const Json* entries = log.is_object() ? field(log, "entries", Json::value_t::array) : nullptr;
+  if (entries == nullptr) {
+    out.error = "HAR without log.entries";
+    return;
+  }
+  std::string why;
+  uint64_t n = 0;
+  for (const Json& e : *entries) {
+    ++n;
+    if (auto r = fromHarEntry(e, &why)) {
+      out.requests.push_back(std::move(*r));
+    } else {
+      skipped(out, "entry", n, why);
+    }
+  }
+}
+
+// A shadowtap HAR cut by a crash: one entry per line after the head line.
+void readCutHar(std::string_view body, ReadResult& out) {
+  out.format = ReadResult::Format::kHar;
+  out.cut = true;
+  const size_t firstNl = body.find('\n');
+  std::string_view rest = firstNl == std::string_view::npos ? std::string_view() : body.substr(firstNl + 1);
+  std::string why;
+  uint64_t lineNo = 1;
+  while (!rest.empty()) {
+    ++lineNo;
+    const size_t nl = rest.find('\n');
+    std::string_view line = base::trimSpace(rest.substr(0, nl));
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    if (line == "]}}") {
+      out.cut = false;  // complete after all, only something else was wrong
+      break;
+    }
+    if (line.starts_with(",")) {
+      line.remove_prefix(1);
+    }
+    if (line.empty()) {
+      continue;
+    }
+    if (auto r = parseHarEntryText(line, &why)) {
+      out.requests.push_back(std::move(*r));
+    } else if (!rest.empty()) {
+      skipped(out, "line", lineNo, why);
+    }
+    // else: the partial last line a crash leaves behind; `cut` says so.
+  }
+}
+
+void readJsonLines(std::string_view body, ReadResult& out) {
+  out.format = ReadResult::Format::kJsonl;
+  std::string why;
+  uint64_t lineNo = 0;
+  std::string_view rest = body;
+  while (!rest.empty()) {
+    ++lineNo;
+    const size_t nl = rest.find('\n');
+    const std::string_view line = base::trimSpace(rest.substr(0, nl));
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    if (line.empty()) {
+      continue;
+    }
+    if (auto r = parseJsonLine(line, &why)) {
+      out.requests.push_back(std::move(*r));
+    } else {
+      skipped(out, "line", lineNo, why);
+    }
+  }
+}
+
+// A regular file of at most kMaxRecordFileBytes into `text`; an error line
+// otherwise (a device or FIFO would be read until memory runs out).
+std::string readWhole(int fd, const std::string& path, std::string& text) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return "cannot read " + path + ": " + std::strerror(errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return path + " is not a regular file";
+  }
+  const std::string tooLarge = path + " is larger than " + std::to_string(kMaxRecordFileBytes >> 20) +
+                               " MiB, the most replay reads from one file (split it)";
+  if (static_cast<uint64_t>(st.st_size) > kMaxRecordFileBytes) {
+    return tooLarge;
+  }
+  text.resize(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (true) {
+    if (got == text.size()) {
+      if (text.size() >= kMaxRecordFileBytes) {
+        char probe;
+        const ssize_t n = ::read(fd, &probe, 1);  // still growing past the cap?
+        return n == 0 ? std::string() : n > 0 ? tooLarge : "cannot read " + path + ": " + std::strerror(errno);
+      }
+      text.resize(std::min<uint64_t>(kMaxRecordFileBytes, text.size() + (64 << 10)));  // grew since fstat
+    }
+    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return "cannot read " + path + ": " + std::strerror(errno);
+    }
+    if (n == 0) {
+      text.resize(got);
+      return {};
+    }
+    got += static_cast<size_t>(n);
+  }
 }
 
 }  // namespace
@@ -341,7 +481,6 @@ std::optional<RecordedRequest> parseHarEntryText(std::string_view entry, std::st
 
 ReadResult parseRecordText(std::string_view text) {
   ReadResult out;
-  std::string why;
   const std::string_view body = base::trimSpace(text);
   if (body.empty()) {
     out.format = ReadResult::Format::kJsonl;  // an empty recording: nothing to send
@@ -349,92 +488,40 @@ ReadResult parseRecordText(std::string_view text) {
   }
   const Json whole = parseOrDiscard(body);
   if (whole.is_object() && whole.contains("log")) {
-    out.format = ReadResult::Format::kHar;
-    const Json& log = whole["log"];
-    const Json* entries = log.is_object() ? field(log, "entries", Json::value_t::array) : nullptr;
-    if (entries == nullptr) {
-      out.error = "HAR without log.entries";
-      return out;
-    }
-    for (const Json& e : *entries) {
-      if (auto r = fromHarEntry(e, &why)) {
-        out.requests.push_back(std::move(*r));
-      } else {
-        ++out.malformed;
-      }
-    }
+    readHar(whole, out);
     return out;
   }
   const size_t firstNl = body.find('\n');
   const std::string_view firstLine = body.substr(0, firstNl);
   if (whole.is_discarded() && firstLine.starts_with("{\"log\"") && firstLine.ends_with("\"entries\":[")) {
-    // A shadowtap HAR cut by a crash: one entry per line after the head line.
-    out.format = ReadResult::Format::kHar;
-    out.cut = true;
-    std::string_view rest = firstNl == std::string_view::npos ? std::string_view() : body.substr(firstNl + 1);
-    while (!rest.empty()) {
-      const size_t nl = rest.find('\n');
-      std::string_view line = base::trimSpace(rest.substr(0, nl));
-      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-      if (line == "]}}") {
-        out.cut = false;  // complete after all, only something else was wrong
-        break;
-      }
-      if (line.starts_with(",")) {
-        line.remove_prefix(1);
-      }
-      if (line.empty()) {
-        continue;
-      }
-      if (auto r = parseHarEntryText(line, &why)) {
-        out.requests.push_back(std::move(*r));
-      } else if (!rest.empty()) {
-        ++out.malformed;
-      }
-      // else: the partial last line a crash leaves behind; `cut` says so.
-    }
+    readCutHar(body, out);
     return out;
   }
-  out.format = ReadResult::Format::kJsonl;
-  uint64_t lines = 0;
-  std::string_view rest = body;
-  while (!rest.empty()) {
-    const size_t nl = rest.find('\n');
-    const std::string_view line = base::trimSpace(rest.substr(0, nl));
-    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-    if (line.empty()) {
-      continue;
-    }
-    ++lines;
-    if (auto r = parseJsonLine(line, &why)) {
-      out.requests.push_back(std::move(*r));
-    } else {
-      ++out.malformed;
-    }
-  }
+  readJsonLines(body, out);
   if (out.requests.empty() && out.malformed > 0) {
     out.format = ReadResult::Format::kUnknown;
     out.error = "neither HAR nor shadowtap JSON lines (" + std::to_string(out.malformed) + " unreadable line" +
-                (out.malformed == 1 ? "" : "s") + ", first: " + why + ")";
+                (out.malformed == 1 ? "" : "s") + ", first: " + out.firstMalformed + ")";
   }
   return out;
 }
 
 ReadResult readRecordFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    ReadResult r;
+  ReadResult r;
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer before
+  // readWhole can refuse it; it changes nothing for a regular file.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
     r.error = "cannot open " + path + ": " + std::strerror(errno);
     return r;
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) {
-    ReadResult r;
-    r.error = "cannot read " + path;
+  std::string text;
+  r.error = readWhole(fd, path, text);
+  ::close(fd);
+  if (!r.error.empty()) {
     return r;
   }
-  return parseRecordText(ss.str());
+  return parseRecordText(text);
 }
 
 }  // namespace shadowtap::offline

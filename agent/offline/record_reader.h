@@ -18,8 +18,15 @@ struct ReadResult {
   std::vector<record::RecordedRequest> requests;
   uint64_t malformed = 0;  // records (lines, entries) that did not parse or lacked a field; skipped
   bool cut = false;        // HAR without its closing "]}}" (crash): read up to the last complete entry
+  // Why the first skipped record was skipped ("line 3: header 2 value
+  // contains CR, LF or NUL"); empty when none was.
+  std::string firstMalformed;
   std::string error;
 };
+
+// The largest recording file readRecordFile reads (it holds the whole file,
+// and its requests, in memory).
+inline constexpr uint64_t kMaxRecordFileBytes = uint64_t{1} << 30;
 
 // Reads a HAR 1.2 or JSON lines recording, telling them apart by content: a
 // JSON document with "log" is HAR; a shadowtap HAR cut by a crash (its head
@@ -32,6 +39,10 @@ struct ReadResult {
 // records with httpVersion record::kHttp2Version, every field in order with
 // pseudo-headers, trailers and never-index flags, passed through
 // record::normalizeH2 (so browser entries without :path/:scheme are sendable).
+// A record whose method, target, version or a field holds CR, LF or NUL
+// (record::unsendableReason) is skipped as malformed. A HAR entry with a
+// bodySize but no postData comes back with bodyKept false. `error` for a path
+// that is not a regular file or holds more than kMaxRecordFileBytes.
 ReadResult readRecordFile(const std::string& path);
 ReadResult parseRecordText(std::string_view text);
 

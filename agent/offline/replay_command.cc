@@ -214,6 +214,10 @@ bool loadPlan(const ReplayArgs& a, ReplayPlan& plan, ReplaySummary& summary) {
     summary.http2Read += static_cast<uint64_t>(
         std::count_if(rr.requests.begin(), rr.requests.end(), [](const auto& r) { return r.isHttp2(); }));
     summary.malformed += rr.malformed;
+    if (rr.malformed > 0) {
+      std::cerr << "shadowtap replay: " << path << ": " << rr.malformed << " unreadable record"
+                << (rr.malformed == 1 ? "" : "s") << " skipped; first: " << rr.firstMalformed << std::endl;
+    }
     summary.cutFiles += rr.cut ? 1 : 0;
     for (auto& r : rr.requests) {
       if (!filter.matches(r)) {

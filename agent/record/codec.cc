@@ -40,6 +40,12 @@ constexpr std::array<uint32_t, 64> kK = {
 
 uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
+int daysInMonth(int year, int month) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return month == 2 && leap ? 29 : kDays[month - 1];
+}
+
 bool digits(std::string_view s, size_t pos, size_t n, int* out) {
   if (pos + n > s.size()) {
     return false;
@@ -259,7 +265,9 @@ std::optional<int64_t> parseRfc3339(std::string_view s) {
       s[13] != ':' || !digits(s, 14, 2, &mi) || s[16] != ':' || !digits(s, 17, 2, &se)) {
     return std::nullopt;
   }
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) {
+  // timegm would roll an out-of-range field over ("2024-02-30" into March)
+  // and so read a damaged time as another valid one; 60 is a leap second.
+  if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth(y, mo) || h > 23 || mi > 59 || se > 60) {
     return std::nullopt;
   }
   size_t i = 19;
@@ -282,7 +290,8 @@ std::optional<int64_t> parseRfc3339(std::string_view s) {
     ++i;
   } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
     int oh, om;
-    if (!digits(s, i + 1, 2, &oh) || i + 3 >= s.size() || s[i + 3] != ':' || !digits(s, i + 4, 2, &om)) {
+    if (!digits(s, i + 1, 2, &oh) || i + 3 >= s.size() || s[i + 3] != ':' || !digits(s, i + 4, 2, &om) ||
+        oh > 23 || om > 59) {
       return std::nullopt;
     }
     offsetSec = (s[i] == '-' ? -1 : 1) * (oh * 3600 + om * 60);
@@ -299,8 +308,20 @@ std::optional<int64_t> parseRfc3339(std::string_view s) {
   t.tm_hour = h;
   t.tm_min = mi;
   t.tm_sec = se;
-  const int64_t sec = static_cast<int64_t>(timegm(&t)) - offsetSec;
-  return sec * 1'000'000'000 + frac;
+  int64_t sec = static_cast<int64_t>(timegm(&t)) - offsetSec;
+  // Unix ns in int64 span 1677-09-21 to 2262-04-11; outside (Go's zero time
+  // 0001-01-01, a year 9999) the time is not representable. Before 1970 the
+  // fraction is taken from the next second up, so the earliest time that
+  // int64 holds does not overflow on the way.
+  if (sec < 0 && frac > 0) {
+    sec += 1;
+    frac -= 1'000'000'000;
+  }
+  int64_t ns = 0;
+  if (__builtin_mul_overflow(sec, int64_t{1'000'000'000}, &ns) || __builtin_add_overflow(ns, frac, &ns)) {
+    return std::nullopt;
+  }
+  return ns;
 }
 
 }  // namespace shadowtap::record

@@ -34,7 +34,8 @@ class Sha256 {
 std::string sha256Hex(std::string_view data);
 
 // RFC 3339 parse ("2024-05-01T12:00:00.123456Z", "...+02:00", fraction optional)
-// into Unix ns. nullopt when malformed.
+// into Unix ns. nullopt when malformed or outside what int64 Unix ns can
+// hold (1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z).
 std::optional<int64_t> parseRfc3339(std::string_view text);
 
 }  // namespace shadowtap::record

@@ -237,6 +237,25 @@ size_t Redactor::apply(RecordedRequest& r) const {
   return replaced;
 }
 
+std::string unsendableReason(const RecordedRequest& r) {
+  const auto breaksLine = [](std::string_view s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != s.npos; };
+  const char* kWhat = " contains CR, LF or NUL";
+  for (const auto& [what, text] : {std::pair{"method", &r.method}, {"target", &r.target}, {"version", &r.httpVersion}}) {
+    if (breaksLine(*text)) {
+      return std::string(what) + kWhat;
+    }
+  }
+  for (const auto& [kind, fields] : {std::pair{"header", &r.headers}, {"trailer", &r.trailers}}) {
+    for (size_t i = 0; i < fields->size(); ++i) {
+      const auto& [name, value] = (*fields)[i];
+      if (breaksLine(name) || breaksLine(value)) {
+        return std::string(kind) + " " + std::to_string(i + 1) + (breaksLine(name) ? " name" : " value") + kWhat;
+      }
+    }
+  }
+  return {};
+}
+
 std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix) {
   model::Request req;
   std::string& b = req.bytes;

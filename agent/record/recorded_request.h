@@ -80,7 +80,13 @@ class Redactor {
   std::vector<std::string> query_;
 };
 
-// The request bytes rebuilt from the fields: request line, headers, blank
+// Why `r` cannot be put on the wire as recorded; empty when it can. A CR, LF
+// or NUL in the method, target, version or a header or trailer name or value
+// would end a line early and smuggle another header or a second request onto
+// the mirror's connection, so a reader must reject such a record.
+std::string unsendableReason(const RecordedRequest& r);
+
+// The request bytes rebuilt from the fields (see unsendableReason): request line, headers, blank
 // line, then wireBody if set, else body. Host (and the authority of an
 // absolute-form target) get `suffix` as in live mirroring (empty: unchanged).
 std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix);

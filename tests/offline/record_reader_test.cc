@@ -1,9 +1,12 @@
 #include "offline/record_reader.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+
+#include <fstream>
 
 #include "http/host_rewrite.h"
 #include "record/h2_record.h"
@@ -197,6 +200,100 @@ TEST(RecordReader, MalformedLinesAreCountedAndBadFilesRejected) {
   rr = parseRecordText("");
   EXPECT_EQ(rr.error, "");
   EXPECT_TRUE(rr.requests.empty());
+}
+
+// A JSON line with `headers` (JSON text) and the other fields as given.
+std::string jsonLine(const std::string& method, const std::string& target, const std::string& headers,
+                     const std::string& extra = "") {
+  return R"({"time":"2024-05-01T12:00:00Z","method":")" + method + R"(","target":")" + target +
+         R"(","headers":)" + headers + extra + "}";
+}
+
+TEST(RecordReader, LineBreaksInFieldsAreMalformedNotSmuggled) {
+  const std::string good = jsonLine("GET", "/", R"([["Host","h"]])");
+  // A header value that would end the request and start a second one on the wire.
+  const std::string smuggle =
+      jsonLine("GET", "/", R"([["Host","h"],["X-A","1\r\n\r\nGET /admin HTTP/1.1\r\nHost: h"]])");
+  ReadResult rr = parseRecordText(good + "\n" + smuggle + "\n" + good + "\n");
+  EXPECT_EQ(rr.error, "");
+  EXPECT_EQ(rr.requests.size(), 2u);
+  EXPECT_EQ(rr.malformed, 1u);
+  EXPECT_EQ(rr.firstMalformed, "line 2: header 2 value contains CR, LF or NUL");
+  for (const auto& r : rr.requests) {
+    EXPECT_EQ(record::buildRequestBytes(r, ""), "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  }
+  // Every field that goes into the head: method, target, version, names; LF alone and NUL too.
+  const std::vector<std::string> bad = {
+      jsonLine(R"(GET / HTTP/1.1\r\nX:)", "/", R"([["Host","h"]])"),
+      jsonLine("GET", R"(/ HTTP/1.1\nX: y)", R"([["Host","h"]])"),
+      jsonLine("GET", "/", R"([["Host","h"]])", R"(,"version":"HTTP/1.1\r\nX: y")"),
+      jsonLine("GET", "/", R"([["Host","h"],["X-A\r\nX-B","1"]])"),
+      jsonLine("GET", "/", R"([["Host","h\u0000"]])"),
+      jsonLine("POST", "/", R"([[":method","POST"],[":path","/"],[":scheme","http"],[":authority","h"]])",
+               R"(,"version":"HTTP/2","trailers":[["grpc-status","0\r\nx: 1"]])"),
+  };
+  for (const auto& line : bad) {
+    rr = parseRecordText(good + "\n" + line + "\n");
+    EXPECT_EQ(rr.requests.size(), 1u) << line;
+    EXPECT_EQ(rr.malformed, 1u) << line;
+    EXPECT_NE(rr.firstMalformed.find("contains CR, LF or NUL"), std::string::npos) << rr.firstMalformed;
+  }
+}
+
+const std::string kHarHead = R"({"log":{"version":"1.2","creator":{"name":"x","version":"1"},"entries":[)";
+const std::string kHarTail = "]}}";
+
+std::string harEntry(const std::string& headers, const std::string& bodyFields) {
+  return R"({"startedDateTime":"2024-05-01T12:00:00Z","request":{"method":"POST","url":"http://h/p",)"
+         R"("httpVersion":"HTTP/1.1","headers":)" + headers + bodyFields + "}}";
+}
+
+TEST(RecordReader, HarLineBreaksAreMalformed) {
+  const std::string har = kHarHead + harEntry(R"([{"name":"Host","value":"h"}])", "") + "," +
+                          harEntry(R"([{"name":"Host","value":"h\r\nContent-Length: 0"}])", "") + kHarTail;
+  ReadResult rr = parseRecordText(har);
+  EXPECT_EQ(rr.requests.size(), 1u);
+  EXPECT_EQ(rr.malformed, 1u);
+  EXPECT_EQ(rr.firstMalformed, "entry 2: header 1 value contains CR, LF or NUL");
+}
+
+TEST(RecordReader, HarBodySizeWithoutPostDataIsABodyNotRecorded) {
+  const std::string headers = R"([{"name":"Host","value":"h"},{"name":"Content-Length","value":"5"}])";
+  ReadResult rr = parseRecordText(kHarHead + harEntry(headers, R"(,"bodySize":5)") + "," +
+                                  harEntry(headers, R"(,"bodySize":5,"postData":{"text":"hello"})") + "," +
+                                  harEntry(R"([{"name":"Host","value":"h"}])", R"(,"bodySize":0)") + kHarTail);
+  ASSERT_EQ(rr.requests.size(), 3u);
+  EXPECT_FALSE(rr.requests[0].bodyKept);  // replay skips it rather than send a head without its body
+  EXPECT_EQ(rr.requests[0].bodyLength, 5u);
+  EXPECT_TRUE(rr.requests[1].bodyKept);
+  EXPECT_EQ(rr.requests[1].body, "hello");
+  EXPECT_TRUE(rr.requests[2].bodyKept);  // no body at all
+}
+
+TEST(RecordReader, NonRegularAndOversizedFilesAreRejected) {
+  ReadResult rr = readRecordFile("/dev/zero");
+  EXPECT_NE(rr.error.find("not a regular file"), std::string::npos) << rr.error;
+  TempDir dir;
+  // A FIFO without a writer: refused at once, not waited on.
+  const std::string fifo = dir.path() + "/fifo.jsonl";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  rr = readRecordFile(fifo);
+  EXPECT_NE(rr.error.find("not a regular file"), std::string::npos) << rr.error;
+  rr = readRecordFile(dir.path());
+  EXPECT_NE(rr.error.find("not a regular file"), std::string::npos) << rr.error;
+  const std::string big = dir.path() + "/big.jsonl";
+  ASSERT_EQ(::truncate(big.c_str(), 0), -1);  // not there yet
+  {
+    std::ofstream(big) << "";
+  }
+  ASSERT_EQ(::truncate(big.c_str(), static_cast<off_t>(kMaxRecordFileBytes + 1)), 0);  // sparse
+  rr = readRecordFile(big);
+  EXPECT_NE(rr.error.find("larger than 1024 MiB"), std::string::npos) << rr.error;
+  ASSERT_EQ(::truncate(big.c_str(), 0), 0);
+  std::ofstream(big) << jsonLine("GET", "/", R"([["Host","h"]])") << "\n";
+  rr = readRecordFile(big);
+  EXPECT_EQ(rr.error, "");
+  EXPECT_EQ(rr.requests.size(), 1u);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "offline/replay_command.h"
 
 namespace shadowtap::offline {
@@ -70,6 +72,42 @@ TEST(Pacer, OriginalPacingScaledBySpeed) {
     EXPECT_EQ(sink.jobs[0].method, "GET");
     EXPECT_FALSE(sink.jobs[0].isHttp2());
   }
+}
+
+TEST(Pacer, TinySpeedClampsTheDueTimeInsteadOfOverflowing) {
+  constexpr uint64_t kEnd = std::numeric_limits<uint64_t>::max();
+  Pacer p(1e-12, 0);
+  p.startPass(kSec);
+  EXPECT_EQ(p.due(100 * kSec), static_cast<uint64_t>(kSec));
+  EXPECT_EQ(p.due(200 * kSec), kEnd);  // 100 s / 1e-12: 1e26 ns, past what uint64 holds
+  // Recorded times at both ends of int64: the gap itself does not fit an int64.
+  Pacer q(0.5, 0);
+  q.startPass(0);
+  EXPECT_EQ(q.due(std::numeric_limits<int64_t>::min()), 0u);
+  EXPECT_EQ(q.due(std::numeric_limits<int64_t>::max()), 2 * Pacer::kMaxGapNs);
+}
+
+TEST(Pacer, GapsLongerThanTheMaximumArePlayedAsTheMaximum) {
+  constexpr int64_t kHour = 3600 * kSec;
+  constexpr int64_t kYear = 365 * 24 * kHour;
+  static_assert(Pacer::kMaxGapNs == kHour);
+  const int64_t t0 = int64_t{1714564800} * kSec;
+  Pacer p(2.0, 0);
+  for (int pass = 0; pass < 2; ++pass) {  // a --loop pass starts over
+    p.startPass(kSec);
+    EXPECT_EQ(p.due(t0), static_cast<uint64_t>(kSec));
+    EXPECT_EQ(p.due(t0 + 10 * kSec), static_cast<uint64_t>(kSec + 5 * kSec));
+    // A clock that jumped 176 years: an hour's wait (at speed 2, half of it), not 88 years.
+    EXPECT_EQ(p.due(t0 + 176 * kYear), static_cast<uint64_t>(kSec + 5 * kSec + kHour / 2));
+    EXPECT_EQ(p.due(t0 + 176 * kYear + 4 * kSec), static_cast<uint64_t>(kSec + 7 * kSec + kHour / 2));
+    // An hour exactly is played as recorded.
+    EXPECT_EQ(p.due(t0 + 176 * kYear + 4 * kSec + kHour), static_cast<uint64_t>(kSec + 7 * kSec + kHour));
+  }
+  // Out of order: a time before the pass's first is due at once, and moves nothing after it.
+  p.startPass(0);
+  EXPECT_EQ(p.due(t0), 0u);
+  EXPECT_EQ(p.due(t0 - 50 * kYear), 0u);
+  EXPECT_EQ(p.due(t0 + 2 * kSec), static_cast<uint64_t>(kSec));
 }
 
 TEST(Pacer, SpeedZeroWithMaxRpsAndBackpressure) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "record/recorded_request.h"
 
 namespace shadowtap::record {
@@ -56,6 +58,39 @@ TEST(Codec, Rfc3339) {
   EXPECT_FALSE(parseRfc3339("2024-05-01 12:00"));
   EXPECT_FALSE(parseRfc3339("2024-05-01T12:00:00"));
   EXPECT_FALSE(parseRfc3339("2024-13-01T12:00:00Z"));
+}
+
+TEST(Codec, Rfc3339FieldOutOfRangeIsRejectedNotRolledOver) {
+  EXPECT_FALSE(parseRfc3339("2024-02-30T12:00:00Z"));  // not March 1
+  EXPECT_FALSE(parseRfc3339("2023-02-29T12:00:00Z"));
+  EXPECT_EQ(parseRfc3339("2024-02-29T00:00:00Z"), int64_t{1709164800} * 1'000'000'000);  // a leap year
+  EXPECT_FALSE(parseRfc3339("2100-02-29T00:00:00Z"));  // not one
+  EXPECT_TRUE(parseRfc3339("2000-02-29T00:00:00Z"));   // one again
+  EXPECT_FALSE(parseRfc3339("2024-04-31T00:00:00Z"));
+  EXPECT_FALSE(parseRfc3339("2024-00-10T00:00:00Z"));
+  EXPECT_FALSE(parseRfc3339("2024-05-00T00:00:00Z"));
+  EXPECT_FALSE(parseRfc3339("2024-05-01T24:00:00Z"));
+  EXPECT_FALSE(parseRfc3339("2024-05-01T12:60:00Z"));
+  EXPECT_FALSE(parseRfc3339("2024-05-01T12:00:61Z"));
+  EXPECT_EQ(parseRfc3339("2016-12-31T23:59:60Z"), int64_t{1483228800} * 1'000'000'000);  // leap second
+  EXPECT_FALSE(parseRfc3339("2024-05-01T12:00:00+24:00"));
+  EXPECT_FALSE(parseRfc3339("2024-05-01T12:00:00+01:60"));
+  EXPECT_FALSE(parseRfc3339("2024-05-01T12:00:00+99:99"));
+}
+
+TEST(Codec, Rfc3339OutsideInt64NanosecondsIsRejected) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  EXPECT_FALSE(parseRfc3339("0001-01-01T00:00:00Z"));  // Go's zero time
+  EXPECT_FALSE(parseRfc3339("9999-12-31T23:59:59Z"));
+  EXPECT_EQ(parseRfc3339("2262-04-11T23:47:16.854775807Z"), kMax);
+  EXPECT_FALSE(parseRfc3339("2262-04-11T23:47:16.854775808Z"));
+  EXPECT_FALSE(parseRfc3339("2262-04-11T23:47:17Z"));
+  EXPECT_EQ(parseRfc3339("1677-09-21T00:12:43.145224192Z"), kMin);
+  EXPECT_FALSE(parseRfc3339("1677-09-21T00:12:43.145224191Z"));
+  EXPECT_FALSE(parseRfc3339("1677-09-21T00:12:42Z"));
+  // The offset moves a time in range out of it.
+  EXPECT_FALSE(parseRfc3339("2262-04-11T23:47:16-01:00"));
 }
 
 TEST(Chunked, DecodesAndRejects) {
