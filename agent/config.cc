@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "capture/capture_options.h"
 #include "compare/comparator.h"
 #include "record/kafka_options.h"
 
@@ -424,6 +425,13 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
     return 2;
   }
   c.workers = c.workersText == "auto" ? 0 : static_cast<uint32_t>(std::stoul(c.workersText));
+  // Here as well as at load: a reload must refuse it before the running capture
+  // is touched. auto (at most 4 workers) fits in the smallest buffer (1 MiB).
+  if (std::string error = capture::checkRingShare(c.ringBufferMiB << 20, std::max<uint32_t>(c.workers, 1));
+      !error.empty()) {
+    err << "shadowtap: " << error << std::endl;
+    return 2;
+  }
   if (std::string error = buildRules(c, portOpt->count() > 0); !error.empty()) {
     err << "shadowtap: " << error << " (see shadowtap --help)" << std::endl;
     return 2;

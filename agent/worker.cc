@@ -126,13 +126,20 @@ void Worker::run(capture::WorkerFeed& feed) {
       }
     }
     if (consume || stopping) {
-      // At stop the capture is detached: this takes what is left in the ring.
       refreshRules();
       // Every pool this batch feeds is woken once, at its end (not per request).
       replay::WakeBatch wakes;
-      if (feed.consume(*this) > 0) {
-        base::bump(stats_.batches);
-      }
+      // A ring gives at most RingReader::kConsumeBudget records a call, so that
+      // a ring kept full cannot hold the tick off; the rest wait for the next
+      // turn. At stop the capture is detached and the ring no longer fills:
+      // this takes all that is left in it.
+      int got = 0;
+      do {
+        got = feed.consume(*this);
+        if (got > 0) {
+          base::bump(stats_.batches);
+        }
+      } while (stopping && got > 0);
       consumeNs_.store(base::monotonicNs(), std::memory_order_relaxed);
     }
   }

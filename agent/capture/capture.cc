@@ -146,8 +146,7 @@ int Capture::consume(SegmentSink& sink) {
   followInterfaces();
   int n = 0;
   for (auto& ring : impl_->rings) {
-    const int r = ring->consume(sink);
-    n = r < 0 ? r : n + r;
+    n = addConsumed(n, ring->consume(sink));  // an error is not summed with a later ring's records
   }
   return n;
 }

@@ -37,10 +37,11 @@ class Capture final : public SegmentSource {
   // waiting, a poll tick, or interface notifications (an epoll fd of our own).
   int fd() const;
 
-  // Handles interface notifications (attach/forget), then delivers every waiting
-  // record of every worker's ring, of both directions (Segment::fromServer), to
-  // `sink`; returns the number of records consumed. For one thread that does
-  // everything; with worker threads, use followInterfaces() and ring(i).
+  // Handles interface notifications (attach/forget), then delivers the waiting
+  // records of every worker's ring (up to RingReader::kConsumeBudget a ring),
+  // of both directions (Segment::fromServer), to `sink`; returns the number of
+  // records consumed, or the first ring's error (addConsumed). For one thread
+  // that does everything; with worker threads, use followInterfaces() and ring(i).
   int consume(SegmentSink& sink);
 
   // Workers: one ring buffer each; the kernel sends both directions of a

@@ -44,7 +44,19 @@ struct CaptureOptions {
 };
 
 // Each worker's ring buffer: the largest power of two not above
-// ringBufferBytes / workers, at least one page (4096 bytes).
+// ringBufferBytes / workers, at least one page (4096 bytes); LoadedProgram::load
+// refuses less than kMinRingBytesPerWorker (checkRingShare).
 uint32_t ringBytesPerWorker(uint32_t ringBufferBytes, uint32_t workers);
+
+// The smallest ring a worker may get: the smallest power of two that holds the
+// largest record the programs write (65,624 bytes: a segment's 64 KiB chunk;
+// loader.cc checks this against the ABI). In a smaller ring every chunk over
+// 16 KiB would be lost, counted as ringbuf_full like a slow reader's losses.
+inline constexpr uint32_t kMinRingBytesPerWorker = 128u << 10;
+
+// Empty when ringBytesPerWorker(ringBufferBytes, workers) is at least
+// kMinRingBytesPerWorker, else one line saying what to raise
+// (--ring-buffer-mib) or lower (--workers), and to what.
+std::string checkRingShare(uint32_t ringBufferBytes, uint32_t workers);
 
 }  // namespace shadowtap::capture

@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -21,6 +22,19 @@ std::string privilegeHint(int err) {
     return " (run as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)";
   }
   return "";
+}
+
+// The largest record the programs reserve (st_emit_record: the header and the
+// largest payload class) with the ring's own record header, rounded up to 8
+// bytes as the kernel does. bpf_ringbuf_reserve refuses it in a smaller ring.
+constexpr uint32_t kLargestRecordBytes = (sizeof(st_segment) + ST_CLASS_3 + BPF_RINGBUF_HDR_SZ + 7) / 8 * 8;
+static_assert(kLargestRecordBytes == 65624);
+static_assert(kMinRingBytesPerWorker == std::bit_ceil(kLargestRecordBytes),
+              "a worker's ring: the smallest power of two that holds the largest record");
+
+std::string sizeText(uint64_t bytes) {
+  return bytes >= (1u << 20) && bytes % (1u << 20) == 0 ? std::to_string(bytes >> 20) + " MiB"
+                                                          : std::to_string(bytes >> 10) + " KiB";
 }
 
 std::string badRingBufferSize(uint32_t bytes) {
@@ -42,6 +56,26 @@ uint32_t ringBytesPerWorker(uint32_t ringBufferBytes, uint32_t workers) {
   return bytes;
 }
 
+std::string checkRingShare(uint32_t ringBufferBytes, uint32_t workers) {
+  workers = std::max<uint32_t>(workers, 1);
+  const uint32_t ring = ringBytesPerWorker(ringBufferBytes, workers);
+  if (ring >= kMinRingBytesPerWorker) {
+    return "";
+  }
+  // --ring-buffer-mib is a power of two; the most workers the given one carries.
+  const uint64_t neededMiB = std::max<uint64_t>(std::bit_ceil(uint64_t{workers} * kMinRingBytesPerWorker) >> 20, 1);
+  const uint32_t mostWorkers = ringBufferBytes / kMinRingBytesPerWorker;
+  std::string why = "a ring buffer of " + sizeText(ringBufferBytes) + " (--ring-buffer-mib) shared by " +
+                    std::to_string(workers) + " workers (--workers) gives each a " + sizeText(ring) +
+                    " ring, too small for the largest record (" + std::to_string(kLargestRecordBytes) +
+                    " bytes, a segment's 64 KiB chunk): each worker's ring must be at least " +
+                    sizeText(kMinRingBytesPerWorker) + "; raise --ring-buffer-mib to " + std::to_string(neededMiB);
+  if (mostWorkers >= 1) {
+    why += " or lower --workers to " + std::to_string(mostWorkers);
+  }
+  return why;
+}
+
 std::unique_ptr<LoadedProgram> LoadedProgram::load(const CaptureOptions& options, std::string* error) {
   auto program = std::unique_ptr<LoadedProgram>(new LoadedProgram());
   capture_tc* skel = program->skel_ = capture_tc__open();
@@ -53,6 +87,10 @@ std::unique_ptr<LoadedProgram> LoadedProgram::load(const CaptureOptions& options
   if (options.workers < 1 || options.workers > ST_MAX_WORKERS) {
     *error = "invalid number of workers " + std::to_string(options.workers) + " (1 to " +
              std::to_string(ST_MAX_WORKERS) + ")";
+    return nullptr;
+  }
+  if (std::string why = checkRingShare(options.ringBufferBytes, options.workers); !why.empty()) {
+    *error = why;
     return nullptr;
   }
   const uint32_t ringBytes = ringBytesPerWorker(options.ringBufferBytes, options.workers);

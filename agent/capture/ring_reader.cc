@@ -20,6 +20,12 @@
 namespace shadowtap::capture {
 namespace {
 
+// What onRecord returns once consume()'s budget is spent. libbpf (1.1 as later
+// ones) then stores the consumer position past that record, which the callback
+// has handled, and ring_buffer__consume returns this value: the records after
+// it stay in the ring for the next consume(). Not an error.
+constexpr int kBudgetSpent = -EAGAIN;
+
 // How often a ring's TLS coverage tracker judges its connections.
 constexpr uint64_t kJudgeEveryNs = 500'000'000;
 
@@ -51,6 +57,13 @@ uint32_t nextPollIntervalUs(int consumed, uint32_t currentUs, const PollPacing& 
   const uint32_t base = std::max<uint32_t>(pacing.pollIntervalUs, 100);
   const uint32_t idle = std::max(base, pacing.idlePollIntervalUs);
   return consumed > 0 ? base : std::min<uint32_t>(currentUs * 2, idle);
+}
+
+int addConsumed(int sofar, int ring) {
+  if (sofar < 0) {
+    return sofar;
+  }
+  return ring < 0 ? ring : sofar + ring;
 }
 
 RingReader::RingReader(int ringFd, const PollPacing& pacing, CaptureStats& stats)
@@ -101,8 +114,10 @@ int RingReader::consume(SegmentSink& sink) {
   uint64_t expirations = 0;
   [[maybe_unused]] ssize_t r = read(timer_.get(), &expirations, sizeof(expirations));
   sink_ = &sink;
-  const int n = ring_buffer__consume(ring_);
+  taken_ = 0;
+  const int got = ring_buffer__consume(ring_);
   sink_ = nullptr;
+  const int n = got == kBudgetSpent ? taken_ : got;
   if (coverage_) {
     const uint64_t now = base::monotonicNs();
     if (now - lastJudgeNs_ >= kJudgeEveryNs) {
@@ -119,25 +134,30 @@ int RingReader::consume(SegmentSink& sink) {
   return n;
 }
 
-int RingReader::onRecord(void* ctx, void* data, size_t size) {
-  auto* self = static_cast<RingReader*>(ctx);
-  base::bump(self->stats_.records);
+void RingReader::deliver(void* data, size_t size) {
+  base::bump(stats_.records);
   flow::Segment seg;
   if (!decodeRecord(data, size, &seg)) {
-    base::bump(self->stats_.badRecords);
-    return 0;
+    base::bump(stats_.badRecords);
+    return;
   }
   if (seg.fromServer) {
-    base::bump(self->stats_.fromServerRecords);
+    base::bump(stats_.fromServerRecords);
   }
-  base::bump(self->stats_.payloadBytes, seg.payload.size());
-  if (self->coverage_) {
-    self->coverage_->observe(seg);
+  base::bump(stats_.payloadBytes, seg.payload.size());
+  if (coverage_) {
+    coverage_->observe(seg);
   }
-  if (self->sink_) {
-    self->sink_->onSegment(seg);
+  if (sink_) {
+    sink_->onSegment(seg);
   }
-  return 0;
+}
+
+// Every record counts against the budget, a bad one too: it costs a read.
+int RingReader::onRecord(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<RingReader*>(ctx);
+  self->deliver(data, size);
+  return ++self->taken_ < kConsumeBudget ? 0 : kBudgetSpent;
 }
 
 }  // namespace shadowtap::capture

@@ -30,11 +30,25 @@ struct PollPacing {
 // 100 us) while records flow, else twice the current one up to the idle one.
 uint32_t nextPollIntervalUs(int consumed, uint32_t currentUs, const PollPacing& pacing);
 
+// The result of reading several rings in turn: `sofar` that of the rings read
+// before, `ring` that of the next one. Records add up; an error is kept (the
+// first one), not added to a later ring's records.
+int addConsumed(int sofar, int ring);
+
 // Reads the ring buffer shared by every capture program and hands each valid
 // record to a SegmentSink as a Segment (decodeRecord); invalid ones are counted
 // as badRecords and skipped. With adaptive wakeups, owns the poll timer too.
 class RingReader final : public WorkerFeed {
  public:
+  // The most records one consume() reads. libbpf's ring_buffer__consume reads
+  // on while the kernel keeps writing, so under sustained overload a worker's
+  // consume() never returned and its tick (flow expiry) and rule refresh
+  // starved. 4096 records keep a batch large (a loop turn and a timer read per
+  // 4096 records cost nothing measurable) and short: at a few microseconds a
+  // record, about 10 ms, well within the worker's 100 ms tick; they are a third
+  // of a 4 MiB ring of the smallest records (344 bytes each).
+  static constexpr int kConsumeBudget = 4096;
+
   // `eventsFd`: the ring buffer map. nullptr and *error set on failure.
   // `tlsCoverage`: --tls, judge whether the TLS connections on the wire got
   // their plaintext (TlsCoverage, counted in stats.tlsCoverage).
@@ -50,13 +64,17 @@ class RingReader final : public WorkerFeed {
   int timerFd() const { return timer_.get(); }
   std::vector<int> readableFds() const override { return {ringFd_, timer_.get()}; }
 
-  // Delivers every waiting record to `sink`; returns the number of records read
-  // (negative: the ring buffer's error). Re-arms the poll timer.
+  // Delivers the waiting records to `sink`, at most kConsumeBudget of them;
+  // returns the number of records read (negative: the ring buffer's error).
+  // Records left behind keep ringFd() readable, so a level-triggered wait
+  // (epoll without EPOLLET) returns at once for them. Re-arms the poll timer.
   int consume(SegmentSink& sink) override;
 
  private:
   RingReader(int ringFd, const PollPacing& pacing, CaptureStats& stats);
   static int onRecord(void* ctx, void* data, size_t size);
+  // One record: decoded, counted and handed to sink_ (a bad one only counted).
+  void deliver(void* data, size_t size);
   void setTimer(uint32_t us);
 
   int ringFd_;
@@ -66,6 +84,7 @@ class RingReader final : public WorkerFeed {
   base::Fd timer_;
   uint32_t intervalUs_ = 0;
   SegmentSink* sink_ = nullptr;  // during consume() only
+  int taken_ = 0;                // records read by this consume()
   std::unique_ptr<TlsCoverage> coverage_;  // --tls only
   uint64_t lastJudgeNs_ = 0;
 };

@@ -12,13 +12,25 @@
 namespace shadowtap {
 namespace {
 
-int parse(std::vector<std::string> args, Config& c) {
+// argv for `args` after the program's name; the pointers point into `args`.
+std::vector<char*> argvOf(std::vector<std::string>& args) {
   args.insert(args.begin(), "shadowtap");
   std::vector<char*> argv;
   for (auto& a : args) {
     argv.push_back(a.data());
   }
+  return argv;
+}
+
+int parse(std::vector<std::string> args, Config& c) {
+  std::vector<char*> argv = argvOf(args);
   return parseConfig(static_cast<int>(argv.size()), argv.data(), c);
+}
+
+// As a reload parses (reparseConfig): false and *error on refusal.
+bool reparse(std::vector<std::string> args, Config& c, std::string* error) {
+  std::vector<char*> argv = argvOf(args);
+  return reparseConfig(static_cast<int>(argv.size()), argv.data(), c, error);
 }
 
 class TempFile {
@@ -104,12 +116,7 @@ TEST(ConfigTest, SeveralMirrorsInTheConfigFile) {
   TempFile bad("interface = [\"lo\"]\nrule = [\"port=8000,mirror=127.0.0.1:9,mirror=127.0.0.1:10;percentage=x\"]\n");
   Config b;
   std::string error;
-  std::vector<std::string> args = {"shadowtap", "--config", bad.path()};
-  std::vector<char*> argv;
-  for (auto& a : args) {
-    argv.push_back(a.data());
-  }
-  EXPECT_FALSE(reparseConfig(static_cast<int>(argv.size()), argv.data(), b, &error));
+  EXPECT_FALSE(reparse({"--config", bad.path()}, b, &error));
   EXPECT_NE(error.find("'mirror=127.0.0.1:10;percentage=x': percentage must be a number"), std::string::npos) << error;
   EXPECT_EQ(error.find('\n'), std::string::npos) << "one line: " << error;
 }
@@ -148,6 +155,29 @@ TEST(ConfigTest, WorkersAreAutoOrOneToSixtyFour) {
     Config fresh;
     EXPECT_EQ(parse({"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9", "--workers", bad}, fresh), 2) << bad;
   }
+}
+
+TEST(ConfigTest, ARingBufferTooSmallForItsWorkersIsRefusedSayingWhatToRaiseOrLower) {
+  // Each worker's ring must hold the largest record (a 64 KiB payload class):
+  // 128 KiB at least, so 1 MiB carries 8 workers, and 64 need 8 MiB.
+  for (const std::vector<std::string>& fine :
+       {std::vector<std::string>{"--ring-buffer-mib", "1", "--workers", "8"},
+        std::vector<std::string>{"--ring-buffer-mib", "8", "--workers", "64"},
+        std::vector<std::string>{"--ring-buffer-mib", "1"}}) {  // auto: 4 workers at most
+    Config c;
+    std::vector<std::string> args = {"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9"};
+    args.insert(args.end(), fine.begin(), fine.end());
+    EXPECT_EQ(parse(args, c), -1) << fine[1];
+  }
+  Config c;
+  EXPECT_EQ(parse({"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9", "--ring-buffer-mib", "1", "--workers", "16"}, c), 2);
+  Config again;
+  std::string error;
+  EXPECT_FALSE(reparse({"-i", "lo", "-p", "8000", "-m", "127.0.0.1:9", "--ring-buffer-mib", "1", "--workers", "16"},
+                       again, &error));
+  EXPECT_NE(error.find("64 KiB"), std::string::npos) << error;
+  EXPECT_NE(error.find("raise --ring-buffer-mib to 2 or lower --workers to 8"), std::string::npos) << error;
+  EXPECT_EQ(error.find('\n'), std::string::npos) << "one line: " << error;
 }
 
 TEST(ConfigTest, CompareFlags) {
