@@ -414,6 +414,8 @@ void readJsonLines(std::string_view body, ReadResult& out) {
       out.requests.push_back(std::move(*r));
     } else {
       skipped(out, "line", lineNo, why);
+      const Json j = parseOrDiscard(line);
+      out.recordsSkipped += j.is_object() && j.contains("method") && j.contains("target") ? 1 : 0;
     }
   }
 }
@@ -498,7 +500,9 @@ ReadResult parseRecordText(std::string_view text) {
     return out;
   }
   readJsonLines(body, out);
-  if (out.requests.empty() && out.malformed > 0) {
+  // Only when no line was a record: a file whose records were all skipped (a
+  // field replay refuses to send) is a recording, its records counted.
+  if (out.requests.empty() && out.malformed > 0 && out.recordsSkipped == 0) {
     out.format = ReadResult::Format::kUnknown;
     out.error = "neither HAR nor shadowtap JSON lines (" + std::to_string(out.malformed) + " unreadable line" +
                 (out.malformed == 1 ? "" : "s") + ", first: " + out.firstMalformed + ")";

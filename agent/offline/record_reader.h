@@ -17,6 +17,9 @@ struct ReadResult {
   Format format = Format::kUnknown;
   std::vector<record::RecordedRequest> requests;
   uint64_t malformed = 0;  // records (lines, entries) that did not parse or lacked a field; skipped
+  // JSON lines: skipped lines that were records (an object with method and
+  // target) rather than something else; part of `malformed`.
+  uint64_t recordsSkipped = 0;
   bool cut = false;        // HAR without its closing "]}}" (crash): read up to the last complete entry
   // Why the first skipped record was skipped ("line 3: header 2 value
   // contains CR, LF or NUL"); empty when none was.

@@ -271,6 +271,7 @@ bool FileRecordWriter::openNext(uint64_t t) {
   openedAtNs_ = t;
   pendingEnds_.clear();
   flushedBytes_ = 0;
+  headBytes_ = fileBytes();
   stats.filesOpened.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
@@ -319,8 +320,10 @@ void FileRecordWriter::finishFile(bool rotation, uint64_t t) {
   }
   // Every record is in the file now; closing adds the trailer (HAR's closing
   // line) at most, so a failed close loses no record.
-  uint64_t bytes = fileBytes();
-  if (!closeFile()) {
+  uint64_t bytes = 0;
+  if (closeFile()) {
+    bytes = fileBytes();  // with the trailer the close wrote
+  } else {
     const int err = errno;
     bytes = std::max(flushedBytes_, fileSize(currentPath_));
     if (logNow(t)) {
@@ -340,7 +343,10 @@ void FileRecordWriter::abandonFile(uint64_t t) {
   const auto whole = std::upper_bound(pendingEnds_.begin(), pendingEnds_.end(), inFile);
   const uint64_t kept = static_cast<uint64_t>(whole - pendingEnds_.begin());
   const uint64_t lost = pendingEnds_.size() - kept;
-  const uint64_t keepBytes = kept == 0 ? flushedBytes_ : pendingEnds_[kept - 1];
+  // With no whole record in it, the file keeps its head (as much of it as
+  // reached the file): a pcap or HAR file without one is no file of its kind.
+  const uint64_t keepBytes =
+      kept != 0 ? pendingEnds_[kept - 1] : std::max(flushedBytes_, std::min(headBytes_, inFile));
   stats.written.fetch_add(kept, std::memory_order_relaxed);
   stats.writeErrors.fetch_add(lost, std::memory_order_relaxed);
   stats.bytesWritten.fetch_add(keepBytes - flushedBytes_, std::memory_order_relaxed);

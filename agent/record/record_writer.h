@@ -170,6 +170,7 @@ class FileRecordWriter : public RecordWriter {
   // offset where each ends (ascending).
   std::vector<uint64_t> pendingEnds_;
   uint64_t flushedBytes_ = 0;  // of the open file, known to be in it
+  uint64_t headBytes_ = 0;     // the open file's head (pcap header, HAR's opening), written at open
 };
 
 // HAR 1.2 and JSON lines recorders (opts.format; see record_format.h for the

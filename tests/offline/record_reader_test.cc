@@ -238,6 +238,14 @@ TEST(RecordReader, LineBreaksInFieldsAreMalformedNotSmuggled) {
     EXPECT_EQ(rr.malformed, 1u) << line;
     EXPECT_NE(rr.firstMalformed.find("contains CR, LF or NUL"), std::string::npos) << rr.firstMalformed;
   }
+  // A file of nothing but such records is still a recording (a rotated file
+  // can hold one record), its records skipped, not a format error that stops
+  // the whole replay.
+  rr = parseRecordText(smuggle + "\n");
+  EXPECT_EQ(rr.error, "");
+  EXPECT_EQ(rr.format, ReadResult::Format::kJsonl);
+  EXPECT_TRUE(rr.requests.empty());
+  EXPECT_EQ(rr.malformed, 1u);
 }
 
 const std::string kHarHead = R"({"log":{"version":"1.2","creator":{"name":"x","version":"1"},"entries":[)";

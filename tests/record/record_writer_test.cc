@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "record/codec.h"
+#include "record/record_format.h"
 #include "record_test_util.h"
 
 namespace shadowtap::record {
@@ -189,6 +190,7 @@ TEST(HarWriter, ValidHar12WithRequiredFields) {
   EXPECT_EQ(p["postData"]["text"], "hello");
   EXPECT_EQ(p["bodySize"], 5);
   EXPECT_EQ(har["log"]["entries"][1]["startedDateTime"], "2024-05-01T12:00:00.001500Z");
+  EXPECT_EQ(w->stats().bytesWritten, std::filesystem::file_size(files[0])) << "the closing line counts too";
 }
 
 TEST(HarWriter, EmptyAndUnredactedCookies) {
@@ -342,16 +344,17 @@ TEST(RecordWriter, WriteErrorsWhenTheDirectoryGoesAway) {
 // files may not grow past 4096 bytes (RLIMIT_FSIZE, SIGXFSZ ignored: writes
 // fail with EFBIG, as on a full disk). Returns the child's counters:
 // offered, written, dropped, malformed, writeErrors.
-std::vector<uint64_t> recordIntoFullDisk(const TempDir& dir) {
+std::vector<uint64_t> recordIntoFullDisk(const TempDir& dir, const std::string& name = "full.jsonl",
+                                         rlim_t maxFileBytes = 4096) {
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
   const pid_t pid = fork();
   if (pid == 0) {
     ::close(fds[0]);
     std::signal(SIGXFSZ, SIG_IGN);
-    const rlimit lim{4096, 4096};
+    const rlimit lim{maxFileBytes, maxFileBytes};
     std::string error;
-    auto w = setrlimit(RLIMIT_FSIZE, &lim) == 0 ? makeRecordWriter(optionsFor(dir, "full.jsonl"), &error) : nullptr;
+    auto w = setrlimit(RLIMIT_FSIZE, &lim) == 0 ? makeRecordWriter(optionsFor(dir, name), &error) : nullptr;
     if (w == nullptr) {
       _exit(2);
     }
@@ -393,6 +396,24 @@ TEST(RecordWriter, FailedFlushCountsLostRecordsAsWriteErrors) {
   EXPECT_EQ(written, lines);
   EXPECT_GT(writeErrors, 1u);
   EXPECT_EQ(offered, written + dropped + malformed + writeErrors);
+}
+
+// A file whose first flush fails before a whole record reached it keeps its
+// head (here an empty HAR log's opening, without its closing line, as after a
+// crash; a pcap file's header the same way), never zero bytes that no reader
+// takes for its format.
+TEST(RecordWriter, AFileWhoseFirstFlushFailsKeepsItsHead) {
+  TempDir dir;
+  const std::string head = harFileHead();
+  // Room for the head, not for one record.
+  const std::vector<uint64_t> v = recordIntoFullDisk(dir, "head.har", head.size() + 20);
+  EXPECT_EQ(v[1], 0u) << "nothing written";
+  EXPECT_EQ(v[0], v[4]) << "every record a write error";
+  const auto har = dir.files("head", ".har");
+  ASSERT_FALSE(har.empty());
+  for (const auto& f : har) {
+    EXPECT_EQ(slurp(f), head) << f;
+  }
 }
 
 TEST(RecordOptions, Checks) {
