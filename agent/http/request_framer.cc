@@ -113,7 +113,7 @@ void RequestFramer::onData(std::span<const uint8_t> bytes, uint64_t tsNs) {
 
 void RequestFramer::onGap(uint64_t /*bytes*/) {
   base::bump(stats_.gaps);
-  ++gaps_;
+  gaps_ += gaps_ != UINT32_MAX ? 1 : 0;  // saturates: never back to "no gap"
   if (mode_ == Mode::kFailing) {
     failPending(nullptr, 0, pos_);  // what follows the gap is not the next byte
   }

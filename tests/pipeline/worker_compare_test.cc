@@ -156,6 +156,11 @@ TEST_F(WorkerCompareTest, ALostRequestStopsPairingInsteadOfShiftingTheResponses)
             m.sum("shadowtap_compare_exchanges_total") + m.sum("shadowtap_compare_exchanges_uncompared_total") +
                 m.sum("shadowtap_compare_exchanges_pending") + m.sum("shadowtap_compare_exchanges_queued"));
   EXPECT_EQ(m.sum("shadowtap_compare_late_responses_total"), 0);
+  for (const char* name : {"shadowtap_compare_exchanges_queued", "shadowtap_compare_late_responses_total",
+                           "shadowtap_compare_held_bytes", "shadowtap_compare_responses_over_memory_total"}) {
+    EXPECT_NE(m.find(name), nullptr) << name << " is exported";
+  }
+  EXPECT_EQ(m.sum("shadowtap_compare_held_bytes"), 0) << "every ended exchange gave its responses back";
 }
 
 TEST_F(WorkerCompareTest, ALostFirstRequestStopsPairingToo) {
