@@ -66,8 +66,10 @@ class RingReader final : public WorkerFeed {
 
   // Delivers the waiting records to `sink`, at most kConsumeBudget of them;
   // returns the number of records read (negative: the ring buffer's error).
-  // Records left behind keep ringFd() readable, so a level-triggered wait
-  // (epoll without EPOLLET) returns at once for them. Re-arms the poll timer.
+  // Records left behind are read on the next turn: a level-triggered wait
+  // (epoll without EPOLLET) returns at once for them when the kernel woke the
+  // fd; records written without a wakeup (adaptive wakeups) wait at most for
+  // the poll timer. Re-arms the poll timer.
   int consume(SegmentSink& sink) override;
 
  private:
