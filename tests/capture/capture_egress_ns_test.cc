@@ -54,6 +54,12 @@ class DirectionSink : public capture::SegmentSink {
   };
 
   void onSegment(const flow::Segment& s) override {
+    // Another connection's record (a late ACK or retransmission of the one
+    // before) is not this connection's, in whichever ring it is.
+    if (clientPort != 0 && (s.fromServer ? s.key.dport : s.key.sport) != clientPort) {
+      ++foreign;
+      return;
+    }
     Side& side = s.fromServer ? fromServer : toServer;
     ++side.segments;
     // Requests go to the service port, responses leave from it.
@@ -87,6 +93,8 @@ class DirectionSink : public capture::SegmentSink {
 
   Side toServer;
   Side fromServer;
+  uint16_t clientPort = 0;  // when set, records of other connections only count here
+  uint64_t foreign = 0;
 };
 
 CaptureOptions optionsFor(AttachMode mode, const std::string& ifname, bool compare) {
@@ -236,6 +244,9 @@ TEST_P(CaptureEgressTest, EachConnectionBothDirectionsInOneWorkersRing) {
     std::array<DirectionSink, 2> sinks;
     TcpExchange x(net, kPort, req, resp);
     ASSERT_TRUE(x.ok());
+    for (DirectionSink& s : sinks) {
+      s.clientPort = x.clientPort();
+    }
     auto whole = [&](const DirectionSink& s) {
       return DirectionSink::stream(s.toServer) == req && DirectionSink::stream(s.fromServer) == resp;
     };
@@ -257,6 +268,17 @@ TEST_P(CaptureEgressTest, EachConnectionBothDirectionsInOneWorkersRing) {
     const DirectionSink& other = sinks[1 - worker];
     EXPECT_EQ(other.toServer.segments + other.fromServer.segments, 0u)
         << "connection " << i << " has records in both workers' rings";
+    if (HasFailure()) {
+      for (uint32_t w = 0; w < 2; ++w) {
+        ADD_FAILURE() << "connection " << i << " (client port " << x.clientPort() << "), worker " << w << ": "
+                      << sinks[w].toServer.segments << " segments to the server (syn " << sinks[w].toServer.haveSyn
+                      << ", " << DirectionSink::stream(sinks[w].toServer).size() << " of " << req.size()
+                      << " bytes), " << sinks[w].fromServer.segments << " from it (syn "
+                      << sinks[w].fromServer.haveSyn << ", " << DirectionSink::stream(sinks[w].fromServer).size()
+                      << " of " << resp.size() << " bytes), " << sinks[w].foreign << " of other connections";
+      }
+      break;
+    }
     ++connections[worker];
   }
   EXPECT_GT(connections[0], 0) << opened << " connections, none for worker 0";

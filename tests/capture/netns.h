@@ -142,6 +142,13 @@ class TcpExchange {
       NetnsScope in(net.client);
       client_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       ok_ = ok_ && in.ok() && client_ >= 0;
+      // Bound now, so that the connection's client port is known before it starts.
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      socklen_t len = sizeof(local);
+      ok_ = ok_ && bind(client_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) == 0 &&
+            getsockname(client_, reinterpret_cast<sockaddr*>(&local), &len) == 0;
+      clientPort_ = ntohs(local.sin_port);
     }
     if (!ok_) {
       return;
@@ -194,6 +201,7 @@ class TcpExchange {
   }
   bool ok() const { return ok_; }
   bool done() const { return done_; }
+  uint16_t clientPort() const { return clientPort_; }
   size_t serverReceived() const { return serverReceived_; }  // request bytes that arrived
   size_t clientReceived() const { return clientReceived_; }  // response bytes that arrived
 
@@ -213,6 +221,7 @@ class TcpExchange {
   const std::string response_;
   int listener_ = -1;
   int client_ = -1;
+  uint16_t clientPort_ = 0;
   bool ok_ = false;
   std::atomic<bool> done_{false};
   std::atomic<size_t> serverReceived_{0};
