@@ -427,7 +427,7 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
   c.workers = c.workersText == "auto" ? 0 : static_cast<uint32_t>(std::stoul(c.workersText));
   // Here as well as at load: a reload must refuse it before the running capture
   // is touched. auto (at most 4 workers) fits in the smallest buffer (1 MiB).
-  if (std::string error = capture::checkRingShare(c.ringBufferMiB << 20, std::max<uint32_t>(c.workers, 1));
+  if (std::string error = capture::checkRingShare(c.ringBufferMiB << 20, c.workers);
       !error.empty()) {
     err << "shadowtap: " << error << std::endl;
     return 2;

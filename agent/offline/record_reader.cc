@@ -410,12 +410,15 @@ void readJsonLines(std::string_view body, ReadResult& out) {
     if (line.empty()) {
       continue;
     }
-    if (auto r = parseJsonLine(line, &why)) {
+    // Parsed once: what decides a skipped line was a record is in the same JSON.
+    const Json j = parseOrDiscard(line);
+    if (!j.is_object()) {
+      skipped(out, "line", lineNo, "not a JSON object");
+    } else if (auto r = fromJsonLine(j, &why)) {
       out.requests.push_back(std::move(*r));
     } else {
       skipped(out, "line", lineNo, why);
-      const Json j = parseOrDiscard(line);
-      out.recordsSkipped += j.is_object() && j.contains("method") && j.contains("target") ? 1 : 0;
+      out.recordsSkipped += j.contains("method") && j.contains("target") ? 1 : 0;
     }
   }
 }
@@ -462,15 +465,6 @@ std::string readWhole(int fd, const std::string& path, std::string& text) {
 }
 
 }  // namespace
-
-std::optional<RecordedRequest> parseJsonLine(std::string_view line, std::string* why) {
-  Json j = parseOrDiscard(line);
-  if (!j.is_object()) {
-    *why = "not a JSON object";
-    return std::nullopt;
-  }
-  return fromJsonLine(j, why);
-}
 
 std::optional<RecordedRequest> parseHarEntryText(std::string_view entry, std::string* why) {
   Json j = parseOrDiscard(entry);

@@ -49,9 +49,8 @@ inline constexpr uint64_t kMaxRecordFileBytes = uint64_t{1} << 30;
 ReadResult readRecordFile(const std::string& path);
 ReadResult parseRecordText(std::string_view text);
 
-// One JSON line or one HAR entry (as JSON text). nullopt with *why when it
-// lacks a required field.
-std::optional<record::RecordedRequest> parseJsonLine(std::string_view line, std::string* why);
+// One HAR entry (as JSON text). nullopt with *why when it lacks a required
+// field.
 std::optional<record::RecordedRequest> parseHarEntryText(std::string_view entry, std::string* why);
 
 }  // namespace shadowtap::offline

@@ -269,9 +269,7 @@ bool FileRecordWriter::openNext(uint64_t t) {
   fileOpen_ = true;
   currentPath_ = path;
   openedAtNs_ = t;
-  pendingEnds_.clear();
-  flushedBytes_ = 0;
-  headBytes_ = fileBytes();
+  headBytes_ = fileBytes();  // pendingEnds_ and flushedBytes_ were reset by forgetFile
   stats.filesOpened.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
@@ -350,7 +348,6 @@ void FileRecordWriter::abandonFile(uint64_t t) {
   stats.written.fetch_add(kept, std::memory_order_relaxed);
   stats.writeErrors.fetch_add(lost, std::memory_order_relaxed);
   stats.bytesWritten.fetch_add(keepBytes - flushedBytes_, std::memory_order_relaxed);
-  pendingEnds_.clear();
   closeFile();  // fails too, most likely; whatever it wrote is cut off next
   // Half a record (or a trailer after one) would make the file unreadable.
   const bool cut = ::truncate(currentPath_.c_str(), static_cast<off_t>(keepBytes)) == 0;

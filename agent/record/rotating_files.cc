@@ -98,9 +98,8 @@ std::string RotatingFiles::nextPath(int64_t unixNs) {
 }
 
 void RotatingFiles::closed(const std::string& path, uint64_t bytes) {
-  // Our own name; its sequence number is the one nextPath last handed out.
-  const std::optional<uint64_t> seq = sequenceOf(fs::path(path).filename().string());
-  files_.push_back({seq.value_or(lastSeq_), path, bytes});
+  // One file is open at a time: the one closed got the last name nextPath gave.
+  files_.push_back({lastSeq_, path, bytes});
   closedBytes_ += bytes;
 }
 

@@ -24,7 +24,7 @@ class RotatingFiles {
 
   // Path of the next file to open (named after `unixNs`).
   std::string nextPath(int64_t unixNs);
-  // The file just closed, with its final size.
+  // The file just closed (the last path nextPath gave), with its final size.
   void closed(const std::string& path, uint64_t bytes);
   // Deletes the oldest closed files while closed + `openBytes` > the cap.
   void enforceCap(uint64_t openBytes);
