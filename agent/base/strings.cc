@@ -49,6 +49,18 @@ std::string_view trimSpace(std::string_view s) {
   return s;
 }
 
+bool isToken(std::string_view s) {
+  if (s.empty()) {
+    return false;
+  }
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c)) == 0 && std::string_view("!#$%&'*+-.^_`|~").find(c) == s.npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
 uint64_t fnv1a64(std::string_view bytes, uint64_t hash) {
   for (unsigned char c : bytes) {
     hash ^= c;

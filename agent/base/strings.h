@@ -13,6 +13,9 @@ std::string toLower(std::string_view s);
 std::string_view trimOws(std::string_view s);
 // `s` without leading and trailing ASCII white space (line ends included).
 std::string_view trimSpace(std::string_view s);
+// True when `s` is an RFC 9110 token (a valid method or field name): one or
+// more letters, digits and !#$%&'*+-.^_`|~.
+bool isToken(std::string_view s);
 
 // Incremental 64-bit FNV-1a; fnv1a64(a + b) == fnv1a64(b, fnv1a64(a)).
 inline constexpr uint64_t kFnv1aSeed = 0xcbf29ce484222325ULL;

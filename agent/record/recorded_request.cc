@@ -239,17 +239,35 @@ size_t Redactor::apply(RecordedRequest& r) const {
 
 std::string unsendableReason(const RecordedRequest& r) {
   const auto breaksLine = [](std::string_view s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != s.npos; };
+  // A space or control byte would split the request line differently on the mirror.
+  const auto splitsWord = [](std::string_view s) {
+    return std::ranges::any_of(s, [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == '\x7f'; });
+  };
+  // HTTP/2's pseudo-header names (":path") are a token after the colon.
+  const auto isName = [h2 = r.isHttp2()](std::string_view n) {
+    return base::isToken(h2 && n.starts_with(':') ? n.substr(1) : n);
+  };
   const char* kWhat = " contains CR, LF or NUL";
   for (const auto& [what, text] : {std::pair{"method", &r.method}, {"target", &r.target}, {"version", &r.httpVersion}}) {
     if (breaksLine(*text)) {
       return std::string(what) + kWhat;
     }
+    if (splitsWord(*text)) {
+      return std::string(what) + " contains a space or control character";
+    }
+  }
+  if (!base::isToken(r.method)) {
+    return "method is not a token (RFC 9110)";
   }
   for (const auto& [kind, fields] : {std::pair{"header", &r.headers}, {"trailer", &r.trailers}}) {
     for (size_t i = 0; i < fields->size(); ++i) {
       const auto& [name, value] = (*fields)[i];
+      const std::string where = std::string(kind) + " " + std::to_string(i + 1);
       if (breaksLine(name) || breaksLine(value)) {
-        return std::string(kind) + " " + std::to_string(i + 1) + (breaksLine(name) ? " name" : " value") + kWhat;
+        return where + (breaksLine(name) ? " name" : " value") + kWhat;
+      }
+      if (!isName(name)) {
+        return where + " name is not a token (RFC 9110)";
       }
     }
   }

@@ -83,7 +83,11 @@ class Redactor {
 // Why `r` cannot be put on the wire as recorded; empty when it can. A CR, LF
 // or NUL in the method, target, version or a header or trailer name or value
 // would end a line early and smuggle another header or a second request onto
-// the mirror's connection, so a reader must reject such a record.
+// the mirror's connection; a space or control byte in the request line, or a
+// field name that is not a token (a colon or space in it: "X-A: b" as a name
+// is the header X-A to the mirror), would make the mirror read other fields
+// than the ones recorded. A reader must reject such a record. HTTP/2 records
+// may name pseudo-headers (":path").
 std::string unsendableReason(const RecordedRequest& r);
 
 // The request bytes rebuilt from the fields (see unsendableReason): request line, headers, blank

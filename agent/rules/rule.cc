@@ -1,5 +1,7 @@
 #include "rules/rule.h"
 
+#include "base/strings.h"
+
 #include <tuple>
 
 #include <algorithm>
@@ -73,22 +75,6 @@ bool validHeaderValue(std::string_view v) {
 
 }  // namespace
 
-bool isToken(std::string_view s) {
-  if (s.empty()) {
-    return false;
-  }
-  for (char c : s) {
-    auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) != 0) {
-      continue;
-    }
-    if (std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
-      return false;
-    }
-  }
-  return true;
-}
-
 std::string checkSuffix(std::string_view s) {
   if (s.empty()) {
     return "must not be empty";
@@ -147,7 +133,7 @@ KeyResult parseMethods(Rule& r, std::string_view value) {
     size_t bar = value.find('|', start);
     std::string_view m = value.substr(start, bar == std::string_view::npos ? std::string_view::npos : bar - start);
     start = bar == std::string_view::npos ? value.size() + 1 : bar + 1;
-    if (!isToken(m)) {
+    if (!base::isToken(m)) {
       return fail("'" + std::string(m) + "' is not a method; separate methods with '|'");
     }
     std::string method = upper(m);
@@ -175,7 +161,7 @@ KeyResult parseHeader(Rule& r, std::string_view value) {
   }
   std::string_view name = value.substr(0, colon);
   std::string_view v = trimBlanks(value.substr(colon + 1));
-  if (!isToken(name)) {
+  if (!base::isToken(name)) {
     return fail("'" + std::string(name) + "' is not a valid header name");
   }
   if (isProtected(name)) {
@@ -189,7 +175,7 @@ KeyResult parseHeader(Rule& r, std::string_view value) {
 }
 
 KeyResult parseDropHeader(Rule& r, std::string_view value) {
-  if (!isToken(value)) {
+  if (!base::isToken(value)) {
     return fail("'" + std::string(value) + "' is not a valid header name");
   }
   if (isProtected(value)) {
@@ -223,7 +209,7 @@ KeyResult parseSample(Rule& r, std::string_view value) {
     r.sampleMode = SampleMode::kConnection;
   } else if (value == "request") {
     r.sampleMode = SampleMode::kRequest;
-  } else if (value.starts_with("header:") && isToken(value.substr(7))) {
+  } else if (value.starts_with("header:") && base::isToken(value.substr(7))) {
     r.sampleMode = SampleMode::kHeader;
     r.sampleHeader = lower(value.substr(7));
   } else {

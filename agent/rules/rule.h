@@ -137,8 +137,7 @@ std::optional<Rule> parseRule(std::string_view text, const RuleDefaults& default
 // destination). Empty when fine, else one line.
 std::string checkRuleSet(const std::vector<Rule>& rules);
 
-// Shared with config: valid HTTP header name (RFC 9110 token) and shadow suffix.
-bool isToken(std::string_view s);
+// Shared with config: valid shadow suffix and mirror address.
 std::string checkSuffix(std::string_view s);   // empty when valid
 std::string checkHostPort(std::string_view s); // empty when valid
 

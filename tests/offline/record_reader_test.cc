@@ -248,6 +248,43 @@ TEST(RecordReader, LineBreaksInFieldsAreMalformedNotSmuggled) {
   EXPECT_EQ(rr.malformed, 1u);
 }
 
+TEST(RecordReader, FieldsTheMirrorWouldReadOtherwiseAreMalformed) {
+  const std::string good = jsonLine("GET", "/", R"([["Host","h"]])");
+  // Each would reach the mirror as other fields than recorded: a name with a
+  // colon is the header before it, a space splits a name or the request line.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {jsonLine("GET", "/", R"([["Host","h"],["X-Forwarded-For: 198.18.0.9\tX-A","1"]])"),
+       "line 2: header 2 name is not a token (RFC 9110)"},
+      {jsonLine("GET", "/", R"([["Host","h"],["X A","1"]])"), "line 2: header 2 name is not a token (RFC 9110)"},
+      {jsonLine("GET", "/", R"([["Host","h"],["","1"]])"), "line 2: header 2 name is not a token (RFC 9110)"},
+      {jsonLine("GET", "/", R"([[":authority","h"]])"), "line 2: header 1 name is not a token (RFC 9110)"},
+      {jsonLine("GET", "/a b", R"([["Host","h"]])"), "line 2: target contains a space or control character"},
+      {jsonLine("GET /x", "/", R"([["Host","h"]])"), "line 2: method contains a space or control character"},
+      {jsonLine("G(T", "/", R"([["Host","h"]])"), "line 2: method is not a token (RFC 9110)"},
+      {jsonLine("GET", "/", R"([["Host","h"]])", R"(,"version":"HTTP/1.1 X")"),
+       "line 2: version contains a space or control character"},
+      {jsonLine("GET", "/", R"([[":method","GET"],[":path","/"],[":scheme","http"],[":authority","h"],["x:y","1"]])",
+                R"(,"version":"HTTP/2")"),
+       "line 2: header 5 name is not a token (RFC 9110)"},
+  };
+  for (const auto& [lines, why] : bad) {
+    ReadResult rr = parseRecordText(good + "\n" + lines + "\n");
+    EXPECT_EQ(rr.malformed, 1u) << lines;
+    EXPECT_EQ(rr.firstMalformed, why) << lines;
+    for (const auto& r : rr.requests) {
+      EXPECT_TRUE(record::unsendableReason(r).empty());
+    }
+  }
+  // What stays sendable: every tchar in a name, HTTP/2 pseudo-headers, bytes
+  // over 0x7f and spaces in values.
+  const std::string fine = jsonLine("M-1.x", "/p?q=%20", R"([["Host","h"],["!#$%&'*+-.^_`|~0aZ","a b \u00e9"]])") + "\n" +
+                           jsonLine("POST", "/", R"([[":method","POST"],[":path","/"],[":authority","h"]])",
+                                    R"(,"version":"HTTP/2")");
+  ReadResult rr = parseRecordText(fine + "\n");
+  EXPECT_EQ(rr.malformed, 0u) << rr.firstMalformed;
+  EXPECT_EQ(rr.requests.size(), 2u);
+}
+
 const std::string kHarHead = R"({"log":{"version":"1.2","creator":{"name":"x","version":"1"},"entries":[)";
 const std::string kHarTail = "]}}";
 
