@@ -388,6 +388,11 @@ void addOutputFlags(CLI::App& app, Config& c) {
   app.add_option("--compare-ignore-path", c.compareIgnorePaths,
                  "JSON path not compared in JSON bodies, e.g. $.timestamp or $.items[*].id (repeatable)")
       ->take_all();
+  app.add_option("--compare-max-mib", c.compareMaxMiB,
+                 "Rules with compare=true: MiB of responses held while their exchange waits to be compared, all "
+                 "rules together; a response that would go over is not kept and its exchange counted uncompared")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--summary-interval", c.summaryIntervalSec, "Seconds between counter summary lines (0: only at exit)")
       ->capture_default_str();
   app.add_option("--stats-file", c.statsFile,

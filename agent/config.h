@@ -79,6 +79,7 @@ struct Config {
   std::string compareOutput;                   // JSON lines of differing pairs, for `shadowtap report`
   std::vector<std::string> compareIgnoreHeaders;  // in addition to Date, Server, ...
   std::vector<std::string> compareIgnorePaths;    // JSON paths such as $.timestamp
+  size_t compareMaxMiB = 256;                     // responses held for comparison, all rules together
 
   // Recording (a side output; works with or without a live mirror).
   std::string recordPath;               // .har, .jsonl, .pcap or kafka://...; empty: off

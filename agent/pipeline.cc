@@ -259,7 +259,7 @@ bool Pipeline::setUpCompare(std::string* error) {
       return false;
     }
   }
-  engine_ = std::make_unique<compare::CompareEngine>(compare::EngineOptions{}, std::move(comparators),
+  engine_ = std::make_unique<compare::CompareEngine>(engineOptionsOf(config_), std::move(comparators),
                                                      diffWriter_.get());
   if (!engine_->start()) {
     *error = "cannot start the comparison thread";

@@ -39,6 +39,12 @@ h2::H2DecoderLimits h2LimitsOf(const Config& config) {
   return hl;
 }
 
+compare::EngineOptions engineOptionsOf(const Config& config) {
+  compare::EngineOptions o;
+  o.maxHeldBytes = static_cast<uint64_t>(config.compareMaxMiB) << 20;
+  return o;
+}
+
 flow::FlowLimits flowLimitsOf(const Config& config) {
   flow::FlowLimits limits;
   limits.maxFlows = config.maxFlows;

@@ -8,6 +8,7 @@
 
 #include "capture/capture_options.h"
 #include "capture/port_rule.h"
+#include "compare/compare_engine.h"
 #include "config.h"
 #include "flow/flow_limits.h"
 #include "h2/h2_stream_decoder.h"
@@ -27,6 +28,9 @@ http::FramerLimits framerLimitsOf(const Config& config);
 
 // HTTP/2 streams get the same request and header limits as HTTP/1.
 h2::H2DecoderLimits h2LimitsOf(const Config& config);
+
+// Compare mode's engine: the bound on responses held (--compare-max-mib).
+compare::EngineOptions engineOptionsOf(const Config& config);
 
 // Reassembly limits for the whole agent (splitFlowLimits gives each worker its share).
 flow::FlowLimits flowLimitsOf(const Config& config);

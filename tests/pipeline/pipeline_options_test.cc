@@ -84,6 +84,12 @@ TEST(PipelineOptions, FramingAndReassemblyFlagsConvertTheirUnits) {
   EXPECT_EQ(f.closedLingerNs, 1'500'000'000ULL);
 }
 
+TEST(PipelineOptions, CompareMaxMibBoundsTheResponsesTheEngineHolds) {
+  EXPECT_EQ(engineOptionsOf(parse({})).maxHeldBytes, uint64_t(256) << 20);
+  EXPECT_EQ(engineOptionsOf(parse({"--compare-max-mib", "3"})).maxHeldBytes, uint64_t(3) << 20);
+  EXPECT_EQ(engineOptionsOf(parse({"--compare-max-mib", "1048576"})).maxHeldBytes, uint64_t(1) << 40);
+}
+
 // A mirror's pool: its limits from the rule (the flags are every rule's
 // defaults; a mirror's own keys after ';' win), its timeouts from the flags.
 TEST(PipelineOptions, PoolOptionsTakeTheMirrorsLimitsAndTheFlagsTimeouts) {

@@ -194,6 +194,19 @@ TEST(ConfigTest, CompareFlags) {
   EXPECT_EQ(c.compareOutput, "/tmp/d.jsonl");
   EXPECT_EQ(c.compareIgnoreHeaders, (std::vector<std::string>{"X-Request-Id", "Etag"}));
   EXPECT_EQ(c.compareIgnorePaths, (std::vector<std::string>{"$.now", "$.items[*].id"}));
+  EXPECT_EQ(c.compareMaxMiB, 256u) << "the default bound on responses held for comparison";
+  Config bounded;
+  ASSERT_EQ(parse({"-i", "lo", "--rule", "port=8000,mirror=127.0.0.1:9,compare=true", "--compare-max-mib", "64"},
+                  bounded),
+            -1);
+  EXPECT_EQ(bounded.compareMaxMiB, 64u);
+  for (const char* bad : {"0", "1048577", "-1", "lots"}) {
+    Config fresh;
+    EXPECT_EQ(parse({"-i", "lo", "--rule", "port=8000,mirror=127.0.0.1:9,compare=true", "--compare-max-mib", bad},
+                    fresh),
+              2)
+        << bad;
+  }
 }
 
 }  // namespace
