@@ -17,6 +17,7 @@ struct CaptureStats {
   std::atomic<uint64_t> attaches{0};       // interfaces attached (at start and later)
   std::atomic<uint64_t> forgotten{0};      // interfaces gone, renamed away or detached
   std::atomic<uint64_t> attachErrors{0};   // matching interfaces we could not attach to
+  std::atomic<uint64_t> notEthernet{0};    // matching interfaces skipped: no Ethernet header (tun, wg, ipip)
   std::atomic<uint64_t> staleRemoved{0};   // leftovers of earlier runs removed
   std::atomic<uint64_t> linkRescans{0};    // full rescans after lost link notifications
   // XDP mode: interfaces where libxdp attached our program without its

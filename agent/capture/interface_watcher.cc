@@ -4,11 +4,15 @@
 #include <fmt/ranges.h>
 #include <fnmatch.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 
 #include "base/counters.h"
+#include "base/fd.h"
 
 namespace shadowtap::capture {
 namespace {
@@ -49,16 +53,64 @@ std::map<int, std::string> currentInterfaces() {
   return out;
 }
 
+int linkTypeOf(const std::string& name) {
+  ifreq req{};
+  if (name.empty() || name.size() >= sizeof(req.ifr_name)) {
+    return -1;
+  }
+  name.copy(req.ifr_name, name.size());
+  const base::Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s.valid() || ioctl(s.get(), SIOCGIFHWADDR, &req) != 0) {
+    return -1;
+  }
+  return req.ifr_hwaddr.sa_family;
+}
+
+std::string notEthernetReason(const std::string& name, int linkType) {
+  if (linkType < 0 || linkType == ARPHRD_ETHER || linkType == ARPHRD_LOOPBACK) {
+    return "";
+  }
+  static const std::map<int, std::string> kNames = {
+      {ARPHRD_NONE, "none: a tun or WireGuard device"}, {ARPHRD_TUNNEL, "ipip"}, {ARPHRD_TUNNEL6, "ip6tnl"},
+      {ARPHRD_SIT, "sit"},        {ARPHRD_IPGRE, "gre"},  {823, "ip6gre"},
+      {ARPHRD_RAWIP, "raw IP"},   {ARPHRD_PPP, "ppp"},    {ARPHRD_INFINIBAND, "InfiniBand"}};
+  const auto it = kNames.find(linkType);
+  const std::string type = it == kNames.end() ? std::to_string(linkType) : it->second;
+  return "interface '" + name + "' has no Ethernet header (link type " + type +
+         ") and the capture program reads Ethernet frames: capture on the interface where the traffic arrives "
+         "as Ethernet (the node's NIC, a pod's veth)";
+}
+
 std::string InterfaceWatcher::checkNames(const std::vector<std::string>& patterns) {
   if (patterns.empty()) {
     return "no interface to capture on (give --interface NAME or a pattern such as 'veth*')";
   }
   for (const auto& name : patterns) {
-    if (!isPattern(name) && if_nametoindex(name.c_str()) == 0) {
+    if (isPattern(name)) {
+      continue;
+    }
+    if (if_nametoindex(name.c_str()) == 0) {
       return "unknown interface '" + name + "' (see `ip link` for the interfaces of this host)";
+    }
+    if (std::string why = notEthernetReason(name, linkTypeOf(name)); !why.empty()) {
+      return why;
     }
   }
   return "";
+}
+
+bool InterfaceWatcher::skipped(int ifindex, const std::string& name) {
+  if (skipped_.contains(ifindex)) {
+    return true;
+  }
+  const std::string why = notEthernetReason(name, linkType_(name));
+  if (why.empty()) {
+    return false;
+  }
+  skipped_.insert(ifindex);
+  base::bump(stats_.notEthernet);
+  spdlog::warn("not capturing on {}: {}", name, why);
+  return true;
 }
 
 bool InterfaceWatcher::wanted(const std::string& name) const {
@@ -68,7 +120,7 @@ bool InterfaceWatcher::wanted(const std::string& name) const {
 
 std::string InterfaceWatcher::attachExisting(InterfaceTarget& target) {
   for (const auto& [ifindex, name] : currentInterfaces()) {
-    if (!wanted(name)) {
+    if (!wanted(name) || skipped(ifindex, name)) {
       continue;
     }
     if (std::string why = target.attach(ifindex, name); !why.empty()) {
@@ -99,9 +151,13 @@ bool InterfaceWatcher::follow(InterfaceTarget& target) {
 bool InterfaceWatcher::apply(std::vector<LinkEvent> events, const std::map<int, std::string>* rescan,
                              InterfaceTarget& target) {
   bool changed = rescan != nullptr && forgetMissing(*rescan, target, &events);
+  if (rescan != nullptr) {
+    std::erase_if(skipped_, [&](int ifindex) { return !rescan->contains(ifindex); });
+  }
   for (const LinkEvent& ev : events) {
     const std::optional<std::string> have = target.attachedName(ev.ifindex);
     if (ev.kind == LinkEvent::Kind::kGone) {
+      skipped_.erase(ev.ifindex);
       if (have) {
         target.forget(ev.ifindex, true);
         changed = true;
@@ -121,7 +177,7 @@ bool InterfaceWatcher::apply(std::vector<LinkEvent> events, const std::map<int, 
       changed = true;
       continue;
     }
-    if (!want) {
+    if (!want || skipped(ev.ifindex, ev.name)) {
       continue;
     }
     if (std::string why = target.attach(ev.ifindex, ev.name); !why.empty()) {

@@ -1,7 +1,9 @@
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -29,19 +31,31 @@ class InterfaceTarget {
 // Interfaces of this network namespace, by ifindex.
 std::map<int, std::string> currentInterfaces();
 
+// The link-layer type (ARPHRD_*) of interface `name` in this network
+// namespace; -1 when it cannot be read (no such interface).
+int linkTypeOf(const std::string& name);
+
+// Why the capture program cannot read `name`'s packets, whose link-layer type
+// is `linkType`: empty for Ethernet and loopback (frames with an Ethernet
+// header) and for an unknown type (-1), else one line saying what to do.
+std::string notEthernetReason(const std::string& name, int linkType);
+
 // Follows the interfaces whose names match the capture's names and fnmatch(3)
 // patterns ("eth0", "veth*"), from rtnetlink link notifications: one appearing
 // is attached, one renamed is renamed or, renamed away from the patterns,
 // forgotten, one removed is forgotten. When the kernel dropped notifications
-// (a burst of pods), the full interface list is compared instead.
+// (a burst of pods), the full interface list is compared instead. A
+// matching interface without Ethernet frames (tun, WireGuard, IP tunnels) is
+// skipped: logged once and counted (CaptureStats::notEthernet).
 class InterfaceWatcher {
  public:
-  InterfaceWatcher(std::vector<std::string> patterns, CaptureStats& stats)
-      : patterns_(std::move(patterns)), stats_(stats) {}
+  using LinkTypeLookup = std::function<int(const std::string& name)>;
+  InterfaceWatcher(std::vector<std::string> patterns, CaptureStats& stats, LinkTypeLookup linkType = linkTypeOf)
+      : patterns_(std::move(patterns)), stats_(stats), linkType_(std::move(linkType)) {}
 
   // Before anything is loaded, so that a typo costs no program load: empty when
-  // there is something to capture on and every plain name (no *?[) exists, else
-  // one line saying what to do.
+  // there is something to capture on and every plain name (no *?[) exists and
+  // carries Ethernet frames, else one line saying what to do.
   static std::string checkNames(const std::vector<std::string>& patterns);
 
   // Subscribes to link notifications; empty on success, else why not. Call
@@ -68,8 +82,14 @@ class InterfaceWatcher {
   void stop() { following_ = false; }
 
  private:
+  // True when `name` is skipped for its link type (logged and counted the
+  // first time for `ifindex`).
+  bool skipped(int ifindex, const std::string& name);
+
   std::vector<std::string> patterns_;
   CaptureStats& stats_;
+  LinkTypeLookup linkType_;
+  std::set<int> skipped_;  // ifindexes skipped for their link type, until they go
   LinkWatcher links_;
   bool following_ = true;
 };

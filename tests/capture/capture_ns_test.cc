@@ -449,5 +449,41 @@ TEST(HotPlugTest, MatchingInterfacesAreFollowed) {
   sh("ip link del renamed1");  // takes other1 along
 }
 
+// A tun device carries IP packets without an Ethernet header: named, the
+// capture refuses to start and says where to capture instead; matched by a
+// pattern, at start or later, it is skipped and counted while the rest is
+// attached.
+TEST(HotPlugTest, InterfacesWithoutEthernetAreRefusedByNameAndSkippedByPattern) {
+  ST_REQUIRE_ROOT();
+  VethPair net;
+  ASSERT_TRUE(net.ok());
+  NetnsScope in(net.server);
+  ASSERT_TRUE(in.ok());
+  // Without udev (the kernel matrix's guests) /dev/net/tun may be missing; the
+  // kernel loads the tun module when the node is opened.
+  ASSERT_EQ(sh("[ -e /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200; }"), 0);
+  ASSERT_EQ(sh("ip tuntap add dev sthptun0 mode tun"), 0) << "the tun driver is needed";
+  std::string error;
+  EXPECT_EQ(Capture::open(optionsFor(AttachMode::kAuto, {"st4srv0", "sthptun0"}), &error), nullptr);
+  EXPECT_NE(error.find("interface 'sthptun0' has no Ethernet header (link type none"), std::string::npos) << error;
+
+  auto cap = Capture::open(optionsFor(AttachMode::kAuto, {"sthp*", "st4srv0"}), &error);
+  ASSERT_NE(cap, nullptr) << error;
+  EXPECT_EQ(cap->attachedInterfaces(), std::vector<std::string>{"st4srv0"});
+  EXPECT_EQ(cap->stats().notEthernet.load(), 1u);
+  CollectingSink sink;
+  auto has = [&](const std::string& n) {
+    const auto& v = cap->attachedInterfaces();
+    return std::find(v.begin(), v.end(), n) != v.end();
+  };
+  ASSERT_EQ(sh("ip tuntap add dev sthptun1 mode tun && ip link set sthptun1 up"), 0);
+  ASSERT_EQ(sh("ip link add sthp0 type veth peer name other0"), 0);
+  EXPECT_TRUE(pump(*cap, sink, [&] { return has("sthp0"); }, std::chrono::seconds(5)));
+  EXPECT_FALSE(has("sthptun1"));
+  EXPECT_EQ(cap->stats().notEthernet.load(), 2u) << "sthptun1 counted once, its up event included";
+  EXPECT_EQ(cap->stats().attachErrors.load(), 0u);
+  sh("ip link del sthp0; ip link del sthptun0; ip link del sthptun1");
+}
+
 }  // namespace
 }  // namespace shadowtap::capturetest

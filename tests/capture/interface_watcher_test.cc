@@ -4,6 +4,7 @@
 #include "capture/interface_watcher.h"
 
 #include <gtest/gtest.h>
+#include <net/if_arp.h>
 
 #include <map>
 #include <set>
@@ -94,6 +95,57 @@ TEST_F(CaptureInterfaceWatcherTest, AFailedAttachIsCountedAndTheRestGoesOn) {
   EXPECT_EQ(ifs.calls, (std::vector<std::string>{"attach 5 veth1", "attach 6 veth2"}));
   EXPECT_EQ(stats.attachErrors.load(), 1u);
   EXPECT_EQ(ifs.attached_, (std::map<int, std::string>{{6, "veth2"}}));
+}
+
+// A tun, WireGuard or IP tunnel device has no Ethernet header, which the
+// capture program reads: matching ones are skipped, logged and counted once
+// however many notifications they send, and an ifindex is judged anew after
+// its interface is gone.
+TEST(CaptureInterfaceWatcherLinkTypes, InterfacesWithoutEthernetAreSkippedOnceAndCounted) {
+  CaptureStats stats;
+  std::map<std::string, int> types = {{"veth1", ARPHRD_ETHER}, {"veth2", ARPHRD_NONE}, {"veth3", ARPHRD_TUNNEL}};
+  std::vector<std::string> looked;
+  InterfaceWatcher watcher({"veth*"}, stats, [&](const std::string& name) {
+    looked.push_back(name);
+    auto it = types.find(name);
+    return it == types.end() ? -1 : it->second;
+  });
+  FakeInterfaces ifs;
+  EXPECT_TRUE(watcher.apply({present(5, "veth1"), present(6, "veth2"), present(7, "veth3")}, nullptr, ifs));
+  EXPECT_EQ(ifs.calls, (std::vector<std::string>{"attach 5 veth1"}));
+  EXPECT_EQ(stats.notEthernet.load(), 2u);
+  EXPECT_EQ(stats.attachErrors.load(), 0u);
+  // Up/down and MTU changes of a skipped interface: no new look, no new count.
+  looked.clear();
+  EXPECT_FALSE(watcher.apply({present(6, "veth2"), present(6, ""), present(7, "veth3")}, nullptr, ifs));
+  EXPECT_TRUE(looked.empty());
+  EXPECT_EQ(stats.notEthernet.load(), 2u);
+  // Gone, and its ifindex taken by an Ethernet interface: attached.
+  types["veth4"] = ARPHRD_ETHER;
+  EXPECT_TRUE(watcher.apply({gone(6), present(6, "veth4")}, nullptr, ifs));
+  EXPECT_EQ(ifs.attached_, (std::map<int, std::string>{{5, "veth1"}, {6, "veth4"}}));
+  // An unknown type (-1: the interface went before the look) is tried.
+  EXPECT_TRUE(watcher.apply({present(8, "veth8")}, nullptr, ifs));
+  EXPECT_EQ(ifs.attached_.count(8), 1u);
+  // A rescan forgets skipped interfaces that are no longer there.
+  types["veth3"] = ARPHRD_ETHER;
+  const std::map<int, std::string> now = {{5, "veth1"}, {6, "veth4"}, {8, "veth8"}};
+  watcher.apply({}, &now, ifs);
+  EXPECT_TRUE(watcher.apply({present(7, "veth3")}, nullptr, ifs));
+  EXPECT_EQ(ifs.attached_.count(7), 1u);
+  EXPECT_EQ(stats.notEthernet.load(), 2u);
+}
+
+TEST(CaptureInterfaceWatcherLinkTypes, TheReasonNamesTheInterfaceTheTypeAndWhereToCaptureInstead) {
+  EXPECT_EQ(notEthernetReason("eth0", ARPHRD_ETHER), "");
+  EXPECT_EQ(notEthernetReason("lo", ARPHRD_LOOPBACK), "") << "loopback frames carry an Ethernet header";
+  EXPECT_EQ(notEthernetReason("gone0", -1), "");
+  EXPECT_EQ(notEthernetReason("wg0", ARPHRD_NONE),
+            "interface 'wg0' has no Ethernet header (link type none: a tun or WireGuard device) and the capture "
+            "program reads Ethernet frames: capture on the interface where the traffic arrives as Ethernet (the "
+            "node's NIC, a pod's veth)");
+  EXPECT_NE(notEthernetReason("t", 4242).find("(link type 4242)"), std::string::npos);
+  EXPECT_NE(notEthernetReason("ipip0", ARPHRD_TUNNEL).find("(link type ipip)"), std::string::npos);
 }
 
 TEST_F(CaptureInterfaceWatcherTest, ARescanReplacesLostNotifications) {
