@@ -414,6 +414,11 @@ TEST(StaleFilterTest, KilledRunsFilterIsRemovedForeignStays) {
   EXPECT_EQ(filters[0].priority, 3u);
 }
 
+bool attachedTo(const Capture& cap, const std::string& name) {
+  const std::vector<std::string> v = cap.attachedInterfaces();
+  return std::find(v.begin(), v.end(), name) != v.end();
+}
+
 // Interfaces matching a pattern are attached when they appear and forgotten
 // when they go; others are left alone.
 TEST(HotPlugTest, MatchingInterfacesAreFollowed) {
@@ -428,10 +433,7 @@ TEST(HotPlugTest, MatchingInterfacesAreFollowed) {
   EXPECT_EQ(cap->attachedInterfaces(), std::vector<std::string>{"st4srv0"});
 
   CollectingSink sink;
-  auto has = [&](const std::string& n) {
-    const auto& v = cap->attachedInterfaces();
-    return std::find(v.begin(), v.end(), n) != v.end();
-  };
+  auto has = [&](const std::string& n) { return attachedTo(*cap, n); };
   ASSERT_EQ(sh("ip link add sthp0 type veth peer name other0"), 0);
   ASSERT_EQ(sh("ip link add sthp1 type veth peer name other1"), 0);
   EXPECT_TRUE(pump(*cap, sink, [&] { return has("sthp0") && has("sthp1"); }, std::chrono::seconds(5)));
@@ -472,10 +474,7 @@ TEST(HotPlugTest, InterfacesWithoutEthernetAreRefusedByNameAndSkippedByPattern) 
   EXPECT_EQ(cap->attachedInterfaces(), std::vector<std::string>{"st4srv0"});
   EXPECT_EQ(cap->stats().notEthernet.load(), 1u);
   CollectingSink sink;
-  auto has = [&](const std::string& n) {
-    const auto& v = cap->attachedInterfaces();
-    return std::find(v.begin(), v.end(), n) != v.end();
-  };
+  auto has = [&](const std::string& n) { return attachedTo(*cap, n); };
   ASSERT_EQ(sh("ip tuntap add dev sthptun1 mode tun && ip link set sthptun1 up"), 0);
   ASSERT_EQ(sh("ip link add sthp0 type veth peer name other0"), 0);
   EXPECT_TRUE(pump(*cap, sink, [&] { return has("sthp0"); }, std::chrono::seconds(5)));
