@@ -125,6 +125,9 @@ class Pipeline {
     std::vector<std::vector<std::shared_ptr<RuleRuntime>>> added;  // each: the rule in every worker
   };
   bool nextRules(const Config& next, const RuleSet& current, NextRules& out, std::string* error);
+  // A current rule that `out` neither keeps nor removes outright (an added
+  // rule has its port and destination) gets that rule as its successor.
+  static void linkSuccessors(const RuleSet& current, NextRules& out);
   // The control loop until SIGINT/SIGTERM (false when it cannot run), its
   // 100 ms housekeeping, a signal (false: stop), and the orderly stop.
   bool controlLoop();

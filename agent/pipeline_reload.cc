@@ -45,7 +45,25 @@ bool Pipeline::nextRules(const Config& next, const RuleSet& current, NextRules& 
       out.added.push_back(std::move(runtimes));
     }
   }
+  linkSuccessors(current, out);
   return true;
+}
+
+void Pipeline::linkSuccessors(const RuleSet& current, NextRules& out) {
+  out.set->successors.resize(out.set->rules(), 0);
+  for (size_t i = 0; i < current.rules(); ++i) {
+    const auto& old = current.perWorker.front()[i];
+    if (!old || out.kept[i]) {
+      continue;
+    }
+    for (const auto& runtimes : out.added) {
+      const RuleRuntime& added = *runtimes.front();
+      if (added.rule.port == old->rule.port && added.rule.dst == old->rule.dst) {
+        out.set->successors[i] = added.ruleId;
+        break;
+      }
+    }
+  }
 }
 
 void Pipeline::reload() {

@@ -25,7 +25,7 @@ namespace shadowtap {
 struct PipelineStats {
   std::atomic<uint64_t> requests{0};       // complete requests out of the framer
   std::atomic<uint64_t> h2Requests{0};     // complete requests out of the HTTP/2 decoders
-  std::atomic<uint64_t> unknownRule{0};    // carried a rule id we did not install (a bug if ever non-zero)
+  std::atomic<uint64_t> unknownRule{0};    // carried the id of a rule a reload removed (never installed: a bug)
   std::atomic<uint64_t> ownTrafficSegments{0};  // segments of our own mirror connections, never reassembled
   // Compare mode: response segments (egress capture) into the response flow
   // table, and those of our own mirror connections, skipped.
@@ -141,12 +141,27 @@ struct RuleRuntime {
 struct RuleSet {
   uint64_t generation = 0;
   std::vector<std::vector<std::shared_ptr<RuleRuntime>>> perWorker;
+  // successors[ruleId - 1]: for a rule a reload changed (a new rule for the
+  // same port and destination took its place), the new rule's id; 0 for a
+  // rule removed outright or still installed. A connection keeps the id it
+  // began with, so without it every connection open across a reload that
+  // changed its rule would go unmirrored until it reconnected. Always a
+  // higher id (a reload numbers its new rules after all earlier ones).
+  std::vector<uint32_t> successors;
 
   size_t rules() const { return perWorker.empty() ? 0 : perWorker[0].size(); }
-  // Worker w's runtime of rule `ruleId`, or null (unknown or removed).
+  // Worker w's runtime of rule `ruleId`, or of the rule that replaced it
+  // (successors); null when unknown or removed.
   RuleRuntime* find(uint32_t w, uint32_t ruleId) const {
     const auto& mine = perWorker[w];
-    return ruleId == 0 || ruleId > mine.size() ? nullptr : mine[ruleId - 1].get();
+    while (ruleId != 0 && ruleId <= mine.size()) {
+      if (RuleRuntime* rt = mine[ruleId - 1].get()) {
+        return rt;
+      }
+      const uint32_t next = ruleId <= successors.size() ? successors[ruleId - 1] : 0;
+      ruleId = next > ruleId ? next : 0;
+    }
+    return nullptr;
   }
 };
 

@@ -213,6 +213,7 @@ void Worker::onRequest(model::Request&& request) {
     base::bump(stats_.unknownRule);  // e.g. removed by a reload
     return;
   }
+  request.ruleId = found->ruleId;  // a connection older than a reload that changed its rule
   RuleRuntime& rt = *found;
   RuleStats& rs = rt.stats;
   base::bump(rs.requests);

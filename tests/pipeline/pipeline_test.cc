@@ -206,6 +206,57 @@ TEST_F(PipelineTest, ARequestOfARuleAReloadRemovedIsCountedAndNotMirrored) {
   EXPECT_EQ(server_.requestCount(), 1u) << "the request of the removed rule is not mirrored";
 }
 
+// A reload that changes a rule (same port, new settings) gives it a new id;
+// a keep-alive connection opened before it keeps the id it began with, and
+// its later requests go on under the new settings instead of being lost as
+// unknown_rule until the client reconnects. Twice: a successor's successor.
+TEST_F(PipelineTest, AConnectionOpenAcrossReloadsThatChangeItsRuleGoesOnUnderTheNewSettings) {
+  const auto rulesWith = [this](const std::string& rule2) {
+    return parse({"-i", "synthetic0", "--rule", "port=8000,mirror=" + mirror_, "--rule", rule2, "--metrics-address",
+                  "off", "--summary-interval", "0", "--workers", "1"});
+  };
+  auto p = start(rulesWith("port=9000,mirror=" + mirror_));
+  ASSERT_TRUE(p);
+  const uint32_t isn = 555;
+  uint32_t seq = isn + 1;
+  const auto send = [&](uint32_t ruleId, int i) {
+    const std::string r = request(43010, i, "c.example");
+    source_->push(testing::syntheticSegment(43010, 9000, ruleId, seq, flow::kTcpAck, r));
+    seq += static_cast<uint32_t>(r.size());
+  };
+  source_->push(testing::syntheticSegment(43010, 9000, 2, isn, flow::kTcpSyn));
+  send(2, 0);
+  ASSERT_TRUE(server_.waitForRequests(1, std::chrono::seconds(10)));
+
+  const auto reloadTo = [&](const Config& next) {
+    p->setReloadSource([next](std::string*) { return std::optional<Config>(next); });
+    p->reload();
+  };
+  reloadTo(rulesWith("port=9000,mirror=" + mirror_ + ",header=X-Reloaded:1"));  // rule 2 becomes rule 3
+  send(3, 1);  // the kernel tags with the new id; the connection's stream keeps 2
+  ASSERT_TRUE(server_.waitForRequests(2, std::chrono::seconds(10)));
+  reloadTo(rulesWith("port=9000,mirror=" + mirror_ + ",header=X-Reloaded:2"));  // rule 3 becomes rule 4
+  send(4, 2);
+  ASSERT_TRUE(server_.waitForRequests(3, std::chrono::seconds(10)));
+  p->stop();
+
+  const auto conns = server_.requestsByConnection();
+  std::vector<std::string> got;
+  for (const auto& c : conns) {
+    got.insert(got.end(), c.begin(), c.end());
+  }
+  ASSERT_EQ(got.size(), 3u);
+  std::sort(got.begin(), got.end());  // by target: /items/43010/0, 1, 2
+  EXPECT_EQ(got[0], shadowed(request(43010, 0, "c.example"), "c.example"));
+  EXPECT_NE(got[1].find("\r\nX-Reloaded: 1\r\n"), std::string::npos) << got[1];
+  EXPECT_NE(got[2].find("\r\nX-Reloaded: 2\r\n"), std::string::npos) << got[2];
+  const metrics::Snapshot c = p->counters();
+  EXPECT_EQ(c.sum("shadowtap_requests_unknown_rule_total"), 0);
+  EXPECT_EQ(c.sum("shadowtap_requests_total", {{"rule", "2"}}), 1);
+  EXPECT_EQ(c.sum("shadowtap_requests_total", {{"rule", "3"}}), 1) << "counted under the rule that sent it";
+  EXPECT_EQ(c.sum("shadowtap_requests_total", {{"rule", "4"}}), 1);
+}
+
 // stop() is idempotent (the final summary and compare output are written
 // once), and a pipeline destroyed after a reload removed a rule, without
 // stop(), joins the draining pools instead of terminating the process.
