@@ -202,7 +202,6 @@ void exportH2Mirror(const Labels& mirror, const replay::MirrorStats& q, const Mi
                    {"rate_limited", v(q.droppedRateLimit)},
                    {"dropped_shutdown", v(q.droppedShutdown)},
                    {"pool_unavailable", v(m.h2PoolUnavailable)},
-                   {"tls_unsupported", v(m.h2TlsUnsupported)},
                },
                l);
   out.counters("shadowtap_mirror_grpc_responses_total", "HTTP/2 mirror responses carrying grpc-status, by status class.",

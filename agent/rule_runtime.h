@@ -72,9 +72,6 @@ struct MirrorCounters {
   std::atomic<uint64_t> queued{0};   // taken by a pool's queue (dry run: printed)
   std::atomic<uint64_t> dropped{0};  // refused by submit (queue full, rate limit, shutdown)
   std::atomic<uint64_t> h2PoolUnavailable{0};  // submitted, but no HTTP/2 pool could be started (dropped)
-  // HTTP/2 requests to a tls=true mirror: dropped, never sent in cleartext
-  // (TLS to the mirror is HTTP/1 only).
-  std::atomic<uint64_t> h2TlsUnsupported{0};
   // A streamed request (over --max-request-mib) in this mirror's share that
   // an earlier mirror of the rule took: its body has one reader, so it goes to
   // the first mirror that takes it and is counted here for the others.

@@ -360,8 +360,9 @@ replay::MirrorPool* Worker::h2PoolFor(RuleRuntime& rt, size_t mirror, compare::P
                   secondary ? "secondary" : "mirror", target);
     return nullptr;
   }
-  spdlog::info("rule {}: first HTTP/2 request{}, opening h2c connections to {}", rt.ruleId,
-               shared_.workers > 1 ? " in worker " + std::to_string(index_) : std::string(), target);
+  spdlog::info("rule {}: first HTTP/2 request{}, opening {} connections to {}", rt.ruleId,
+               shared_.workers > 1 ? " in worker " + std::to_string(index_) : std::string(),
+               pool->options().tls ? "HTTP/2 over TLS" : "h2c", target);
   std::lock_guard<std::mutex> lock(*shared_.rulesMutex);
   slot = std::move(pool);
   return slot.get();
@@ -369,16 +370,6 @@ replay::MirrorPool* Worker::h2PoolFor(RuleRuntime& rt, size_t mirror, compare::P
 
 void Worker::sendHttp2(RuleRuntime& rt, size_t mirror, model::Request&& request) {
   MirrorRuntime& m = rt.mirrors[mirror];
-  if (m.spec.tls) {
-    // The user asked for TLS to this mirror, which the h2c pool cannot give:
-    // dropped and counted, never sent in cleartext.
-    if (m.stats.h2TlsUnsupported.fetch_add(1, std::memory_order_relaxed) == 0) {
-      spdlog::warn("rule {}: an HTTP/2 request is not mirrored to {}: tls=true originates TLS for HTTP/1.1 only "
-                   "(counted as outcome tls_unsupported)", rt.ruleId, m.spec.target);
-    }
-    base::bump(m.stats.dropped);
-    return;
-  }
   rt.router.rewrite(request, mirror);
   replay::MirrorPool* pool = h2PoolFor(rt, mirror, compare::Part::kMirror);
   if (pool == nullptr) {

@@ -1,277 +1,25 @@
-// The h2c connection kind: HTTP/2 cleartext with prior knowledge over nghttp2
-// client sessions. Each request becomes a new stream with exactly its header
-// fields (in order, never-index flags kept), body and trailers; the response is
-// read and discarded (kept in compare mode).
+// The HTTP/2 connection kind: h2c (cleartext with prior knowledge), or with
+// tls=true HTTP/2 over TLS (ALPN h2), over nghttp2 client sessions. Each
+// request becomes a new stream with exactly its header fields (in order,
+// never-index flags kept), body and trailers; the response is read and
+// discarded (kept in compare mode). What nghttp2 calls back is in
+// h2_session_callbacks.cc.
 #include <errno.h>
 #include <netinet/in.h>
-#include <nghttp2/nghttp2.h>
+#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <charconv>
-#include <cstring>
-#include <deque>
+#include <chrono>
 #include <string>
-#include <unordered_map>
-#include <vector>
 
+#include "base/rate_limited_log.h"
 #include "base/strings.h"
-#include "replay/connection.h"
-#include "replay/mirror_socket.h"
+#include "replay/h2_connection_internal.h"
 
 namespace shadowtap::replay {
-namespace {
-
-int parseInt(const uint8_t* p, size_t n) {
-  int v = 0;
-  const auto* s = reinterpret_cast<const char*>(p);
-  if (std::from_chars(s, s + n, v).ec != std::errc()) {
-    return 0;
-  }
-  return v;
-}
-
-std::vector<nghttp2_nv> toNv(const std::vector<model::HeaderField>& fields) {
-  std::vector<nghttp2_nv> nv;
-  nv.reserve(fields.size());
-  for (const model::HeaderField& f : fields) {
-    nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(f.name.data())),
-                  reinterpret_cast<uint8_t*>(const_cast<char*>(f.value.data())), f.name.size(), f.value.size(),
-                  static_cast<uint8_t>(f.neverIndex ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE)});
-  }
-  return nv;
-}
-
-// One request taken by the connection, queued for a stream slot or on a stream.
-struct Pending {
-  model::Request request;
-  uint64_t takenNs = 0;      // by the connection (send)
-  uint64_t submittedNs = 0;  // to nghttp2
-  size_t bodyOffset = 0;
-  int status = 0;
-  int grpcStatus = -1;
-  bool complete = false;
-  bool timedOut = false;
-  // Compare mode only (null otherwise).
-  std::unique_ptr<model::Response> kept;
-  size_t keptHeaderBytes = 0;
-  bool finalSeen = false;   // a final (non-1xx) :status arrived
-  bool inTrailers = false;  // the current header block is the trailers
-};
-
-class H2Connection final : public Connection {
- public:
-  H2Connection(const ConnectionSettings& settings, ConnectionEvents& events) : s_(settings), events_(events) {}
-  ~H2Connection() override {
-    close(Outcome::kDroppedShutdown);
-    if (session_ != nullptr) {
-      nghttp2_session_del(session_);
-    }
-  }
-
-  int start(const sockaddr_storage& addr, uint64_t nowNs);
-
-  int fd() const override { return socket_.fd(); }
-  bool wantsWrite() const override {
-    return !closed_ && (!connected_ || !outBuf_.empty() || nghttp2_session_want_write(session_) != 0);
-  }
-  bool connected() const override { return connected_; }
-  bool closed() const override { return closed_; }
-  int connectError() const override { return connectError_; }
-  size_t room() const override;
-  size_t load() const override { return active_.size() + queue_.size(); }
-  size_t onWire() const override { return active_.size(); }
-  bool send(model::Request&& request, uint64_t nowNs) override;
-  void onEvents(uint32_t events, uint64_t nowNs) override {
-    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0) {
-      onWritable(nowNs);
-    }
-    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) {
-      onReadable(nowNs);
-    }
-  }
-  void checkDeadlines(uint64_t nowNs) override;
-  uint64_t nextDeadlineNs() const override;
-  // Streams that timed out end as kResponseTimeout whatever `outcome` is.
-  void close(Outcome outcome) override;
-
- private:
-  friend struct SessionCallbacks;
-
-  // A queued request's clock runs from when it was taken, but not before the
-  // connect completed: the connect has its own timeout.
-  uint64_t queuedDeadlineNs(const Pending& p) const {
-    return std::max(p.takenNs, connectedNs_) + s_.responseTimeoutNs;
-  }
-  // A stream's response deadline; once it timed out, the end of the grace its
-  // RST_STREAM gets to go out (see expireStreams).
-  uint64_t streamDeadlineNs(const Pending& p) const {
-    return p.submittedNs + (p.timedOut ? 2 : 1) * s_.responseTimeoutNs;
-  }
-  // Deadlines of queued requests (false when that closed the connection) and of streams.
-  bool expireQueued(uint64_t nowNs);
-  void expireStreams(uint64_t nowNs);
-  void markConnected(uint64_t nowNs) {
-    if (!connected_) {
-      connected_ = true;
-      connectedNs_ = nowNs;
-    }
-  }
-  void onWritable(uint64_t nowNs);
-  void onReadable(uint64_t nowNs);
-  void startQueued(uint64_t nowNs);
-  void flush();
-  void afterIo(uint64_t nowNs);
-  void finish(Pending& p, Outcome outcome, uint32_t errorCode = 0);
-  void keepField(Pending& p, std::string_view name, std::string_view value);
-
-  const ConnectionSettings& s_;
-  ConnectionEvents& events_;
-  MirrorSocket socket_;
-  nghttp2_session* session_ = nullptr;
-  bool connected_ = false;
-  bool closed_ = false;
-  bool settingsSeen_ = false;  // the server's first SETTINGS arrived
-  int connectError_ = 0;
-  uint64_t connectDeadlineNs_ = 0;
-  uint64_t connectedNs_ = 0;
-  uint64_t nowNs_ = 0;
-  std::string outBuf_;  // bytes nghttp2 produced that the socket did not take yet
-  std::deque<std::unique_ptr<Pending>> queue_;
-  std::unordered_map<int32_t, std::unique_ptr<Pending>> active_;
-};
-
-// nghttp2's callbacks, with access to the connection.
-struct SessionCallbacks {
-  static H2Connection& self(void* user) { return *static_cast<H2Connection*>(user); }
-  static Pending* pendingOf(nghttp2_session* session, int32_t streamId) {
-    return static_cast<Pending*>(nghttp2_session_get_stream_user_data(session, streamId));
-  }
-
-  static ssize_t readBody(nghttp2_session* session, int32_t streamId, uint8_t* buf, size_t length, uint32_t* flags,
-                          nghttp2_data_source* source, void*) {
-    auto* p = static_cast<Pending*>(source->ptr);
-    const std::string& body = p->request.body;
-    const size_t n = std::min(length, body.size() - p->bodyOffset);
-    std::memcpy(buf, body.data() + p->bodyOffset, n);
-    p->bodyOffset += n;
-    if (p->bodyOffset == body.size()) {
-      *flags |= NGHTTP2_DATA_FLAG_EOF;
-      if (!p->request.trailers.empty()) {
-        // gRPC and other trailers go out as a final HEADERS with END_STREAM.
-        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        std::vector<nghttp2_nv> nv = toNv(p->request.trailers);
-        if (nghttp2_submit_trailer(session, streamId, nv.data(), nv.size()) != 0) {
-          return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        }
-      }
-    }
-    return static_cast<ssize_t>(n);
-  }
-
-  static int onHeader(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
-                      const uint8_t* value, size_t valuelen, uint8_t, void* user) {
-    Pending* p = frame->hd.type == NGHTTP2_HEADERS ? pendingOf(session, frame->hd.stream_id) : nullptr;
-    if (p == nullptr) {
-      return 0;
-    }
-    const std::string_view n(reinterpret_cast<const char*>(name), namelen);
-    if (n == ":status") {
-      p->status = parseInt(value, valuelen);  // a final status overwrites interim 1xx ones
-      p->finalSeen = p->status >= 200;
-    } else if (n == "grpc-status") {
-      p->grpcStatus = parseInt(value, valuelen);
-    }
-    if (p->kept) {
-      self(user).keepField(*p, n, std::string_view(reinterpret_cast<const char*>(value), valuelen));
-    }
-    return 0;
-  }
-
-  static int onBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
-    Pending* p = frame->hd.type == NGHTTP2_HEADERS ? pendingOf(session, frame->hd.stream_id) : nullptr;
-    if (p == nullptr || !p->kept) {
-      return 0;
-    }
-    if (p->finalSeen) {
-      p->inTrailers = true;
-      return 0;
-    }
-    // A new response header block: an interim (1xx) one before it is forgotten.
-    p->kept->headers.clear();
-    p->kept->headersTruncated = false;
-    p->keptHeaderBytes = 0;
-    p->kept->tsNs = self(user).nowNs_;
-    return 0;
-  }
-
-  static int onDataChunk(nghttp2_session* session, uint8_t, int32_t streamId, const uint8_t* data, size_t len,
-                         void* user) {
-    // Response bodies are discarded (auto window update keeps them flowing),
-    // except the prefix of a kept one; its hash and length cover all of it.
-    Pending* p = pendingOf(session, streamId);
-    if (p == nullptr || !p->kept) {
-      return 0;
-    }
-    model::Response& r = *p->kept;
-    const std::string_view chunk(reinterpret_cast<const char*>(data), len);
-    r.bodyLength += len;
-    r.bodyHash = base::fnv1a64(chunk, r.bodyHash);
-    const size_t max = self(user).s_.responseLimits.maxBodyBytes;
-    if (r.body.size() < max) {
-      r.body.append(chunk.substr(0, max - r.body.size()));
-    }
-    return 0;
-  }
-
-  static int onFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
-    if (frame->hd.type == NGHTTP2_SETTINGS && (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
-      self(user).settingsSeen_ = true;
-    }
-    if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
-        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
-      if (Pending* p = pendingOf(session, frame->hd.stream_id); p != nullptr) {
-        p->complete = true;
-      }
-    }
-    return 0;
-  }
-
-  static int onStreamClose(nghttp2_session*, int32_t streamId, uint32_t errorCode, void* user) {
-    H2Connection& c = self(user);
-    auto it = c.active_.find(streamId);
-    if (it == c.active_.end()) {
-      return 0;
-    }
-    std::unique_ptr<Pending> p = std::move(it->second);
-    c.active_.erase(it);
-    if (p->complete) {
-      c.finish(*p, Outcome::kResponse);
-    } else if (p->timedOut) {
-      c.finish(*p, Outcome::kResponseTimeout);
-    } else {
-      c.finish(*p, Outcome::kReset, errorCode);
-    }
-    return 0;
-  }
-
-  static const nghttp2_session_callbacks* get() {
-    static nghttp2_session_callbacks* callbacks = [] {
-      nghttp2_session_callbacks* cb = nullptr;
-      if (nghttp2_session_callbacks_new(&cb) != 0) {
-        return static_cast<nghttp2_session_callbacks*>(nullptr);
-      }
-      nghttp2_session_callbacks_set_on_begin_headers_callback(cb, onBeginHeaders);
-      nghttp2_session_callbacks_set_on_header_callback(cb, onHeader);
-      nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, onDataChunk);
-      nghttp2_session_callbacks_set_on_frame_recv_callback(cb, onFrameRecv);
-      nghttp2_session_callbacks_set_on_stream_close_callback(cb, onStreamClose);
-      return cb;
-    }();
-    return callbacks;
-  }
-};
+namespace h2conn {
 
 int H2Connection::start(const sockaddr_storage& addr, uint64_t nowNs) {
   nowNs_ = nowNs;
@@ -396,7 +144,7 @@ void H2Connection::flush() {
       }
       outBuf_.assign(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
     }
-    const ssize_t w = ::send(socket_.fd(), outBuf_.data(), outBuf_.size(), MSG_NOSIGNAL);
+    const ssize_t w = writeOut(outBuf_.data(), outBuf_.size());
     if (w < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
         return;
@@ -425,18 +173,51 @@ void H2Connection::afterIo(uint64_t nowNs) {
   }
 }
 
+bool H2Connection::advanceConnect(uint64_t nowNs) {
+  if (!tcpUp_) {
+    if (const int err = socket_.connectResult(); err != 0) {
+      connectError_ = err;
+      close(Outcome::kConnectError);
+      return false;
+    }
+    tcpUp_ = true;
+    if (s_.tls != nullptr) {
+      tls_ = std::make_unique<TlsSession>(*s_.tls, socket_.fd(), Alpn::kH2);
+    }
+  }
+  if (tls_) {
+    const int r = tls_->handshake();
+    if (r == 0) {
+      return false;
+    }
+    const std::string alpn = r > 0 ? tls_->alpnChosen() : std::string();
+    if (r < 0 || (!alpn.empty() && alpn != "h2")) {
+      thread_local base::RateLimitedLog limit;
+      uint64_t suppressed = 0;
+      if (limit.allow(std::chrono::steady_clock::now(), suppressed)) {
+        spdlog::warn("HTTP/2 over TLS to the mirror failed: {} ({} more not logged)",
+                     r < 0 ? tls_->error() : "the server chose " + alpn + " in ALPN, not h2", suppressed);
+      }
+      connectError_ = EPROTO;
+      close(Outcome::kConnectError);
+      return false;
+    }
+  }
+  markConnected(nowNs);
+  return true;
+}
+
 void H2Connection::onWritable(uint64_t nowNs) {
   nowNs_ = nowNs;
   if (closed_) {
     return;
   }
-  if (!connected_) {
-    if (const int err = socket_.connectResult(); err != 0) {
-      connectError_ = err;
-      close(Outcome::kConnectError);
-      return;
-    }
-    markConnected(nowNs);
+  if (!connected_ && !advanceConnect(nowNs)) {
+    return;
+  }
+  if (tls_ && tls_->wantsWrite() && outBuf_.empty()) {
+    onReadable(nowNs);  // a TLS read that had to write first (a key update): retried now
+    return;
   }
   afterIo(nowNs);
 }
@@ -446,9 +227,12 @@ void H2Connection::onReadable(uint64_t nowNs) {
   if (closed_) {
     return;
   }
+  if (!connected_ && tls_ && !advanceConnect(nowNs)) {
+    return;  // the handshake goes on (or failed)
+  }
   uint8_t buf[16384];
   for (;;) {
-    const ssize_t n = ::recv(socket_.fd(), buf, sizeof(buf), 0);
+    const ssize_t n = readIn(buf, sizeof(buf));
     if (n > 0) {
       markConnected(nowNs);  // data before the writable event: the connect has succeeded
       events_.onBytes(0, static_cast<uint64_t>(n));
@@ -582,16 +366,16 @@ class H2Kind final : public ConnectionKind {
     }
     return conn;
   }
-  const char* name() const override { return "h2c"; }
+  const char* name() const override { return settings_.tls != nullptr ? "h2" : "h2c"; }
 
  private:
   const ConnectionSettings settings_;
 };
 
-}  // namespace
+}  // namespace h2conn
 
 std::unique_ptr<ConnectionKind> h2Kind(const ConnectionSettings& settings) {
-  return std::make_unique<H2Kind>(settings);
+  return std::make_unique<h2conn::H2Kind>(settings);
 }
 
 }  // namespace shadowtap::replay

@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -10,10 +11,15 @@ struct ssl_st;
 
 namespace shadowtap::replay {
 
-// How a rule with tls=true talks to its mirror: an OpenSSL client context
-// (TLS 1.2+, the certificate verified against `caFile` or the system's CAs
-// unless verify is off, its name checked against the SNI name) and the name
-// sent as SNI. Shared by the rule's connections; immutable once made.
+// What a connection offers in ALPN: HTTP/1.1 connections "http/1.1" (a
+// server that offers h2 then stays on HTTP/1.1), HTTP/2 ones "h2".
+enum class Alpn : uint8_t { kHttp1, kH2 };
+
+// How a rule with tls=true talks to its mirror: OpenSSL client contexts, one
+// per ALPN (TLS 1.2+, the certificate verified against `caFile` or the
+// system's CAs unless verify is off, its name checked against the SNI name)
+// and the name sent as SNI. Shared by the rule's connections; immutable once
+// made.
 class TlsClientConfig {
  public:
   // `serverName`: SNI and the name the certificate must carry (empty: no SNI,
@@ -25,13 +31,16 @@ class TlsClientConfig {
   TlsClientConfig(const TlsClientConfig&) = delete;
   TlsClientConfig& operator=(const TlsClientConfig&) = delete;
 
-  ssl_ctx_st* context() const { return ctx_; }
+  ssl_ctx_st* context(Alpn alpn) const { return alpn == Alpn::kH2 ? h2Ctx_ : ctx_; }
   const std::string& serverName() const { return serverName_; }
   bool verify() const { return verify_; }
 
  private:
   TlsClientConfig() = default;
-  ssl_ctx_st* ctx_ = nullptr;
+  // A context offering `alpn`; nullptr and *error on failure.
+  static ssl_ctx_st* makeContext(bool verify, const std::string& caFile, Alpn alpn, std::string* error);
+  ssl_ctx_st* ctx_ = nullptr;    // HTTP/1.1
+  ssl_ctx_st* h2Ctx_ = nullptr;  // HTTP/2
   std::string serverName_;
   bool verify_ = true;
 };
@@ -47,7 +56,7 @@ std::string sniName(const std::string& literalHost, const std::string& mirrorHos
 // wantsWrite()), any other errno for a failure.
 class TlsSession {
  public:
-  TlsSession(const TlsClientConfig& config, int fd);
+  TlsSession(const TlsClientConfig& config, int fd, Alpn alpn = Alpn::kHttp1);
   ~TlsSession();
   TlsSession(const TlsSession&) = delete;
   TlsSession& operator=(const TlsSession&) = delete;
@@ -59,6 +68,9 @@ class TlsSession {
   ssize_t recv(void* data, size_t len);
   // The last call stopped because the socket must become writable (not readable).
   bool wantsWrite() const { return wantWrite_; }
+  // The protocol the server chose in ALPN once the handshake is done (empty:
+  // it chose none).
+  std::string alpnChosen() const;
   // Why the handshake or an I/O call failed, for the log.
   const std::string& error() const { return error_; }
 

@@ -6,12 +6,15 @@ recorded as stream 1 with the fields an HTTP/2 server sees). Records every reque
 in the order the streams end, and answers 200 (gRPC-shaped requests get
 grpc-status 0 trailers). With --app v1|v2 it is instead a tiny JSON service
 for the compare tests (v2 differs from v1 on /users/<n> $.plan and on the
-status of /orders/<n>; /time differs on every call). Prints "ready" once listening.
+status of /orders/<n>; /time differs on every call). With --tls-cert and
+--tls-key it speaks HTTP/2 over TLS instead (ALPN h2 only) and each line also
+holds the connection's "sni" and "alpn". Prints "ready" once listening.
 """
 import argparse
 import base64
 import json
 import socket
+import ssl
 import threading
 import time
 
@@ -55,7 +58,15 @@ def app_response(app, path):
     return 404, b'{"error": "not found"}'
 
 
-def serve(conn_sock, record, lock, app=None):
+def serve(conn_sock, record, lock, app=None, tls=None):
+    tls_fields = {}
+    if tls:
+        try:
+            conn_sock = tls.wrap_socket(conn_sock, server_side=True)
+        except (OSError, ssl.SSLError):
+            conn_sock.close()
+            return
+        tls_fields = {"sni": getattr(conn_sock, "sni", None), "alpn": conn_sock.selected_alpn_protocol()}
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
     streams = {}
     data = b""
@@ -98,7 +109,7 @@ def serve(conn_sock, record, lock, app=None):
                 elif isinstance(ev, h2.events.StreamEnded):
                     s = streams.pop(ev.stream_id)
                     line = json.dumps({"headers": s["headers"], "body": base64.b64encode(s["body"]).decode(),
-                                       "trailers": s["trailers"]})
+                                       "trailers": s["trailers"], **tls_fields})
                     with lock:
                         with open(record, "a") as f:
                             f.write(line + "\n")
@@ -135,7 +146,18 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--record", required=True)
     ap.add_argument("--app", choices=("v1", "v2"), help="answer as the compare tests' JSON service")
+    ap.add_argument("--tls-cert", help="PEM certificate: HTTP/2 over TLS (with --tls-key)")
+    ap.add_argument("--tls-key", help="PEM key of --tls-cert")
     args = ap.parse_args()
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        tls.set_alpn_protocols(["h2"])
+
+        def remember_sni(sock, name, _ctx):
+            sock.sni = name
+        tls.sni_callback = remember_sni
     lock = threading.Lock()
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -144,7 +166,7 @@ def main():
     print("ready", flush=True)
     while True:
         c, _ = srv.accept()
-        threading.Thread(target=serve, args=(c, args.record, lock, args.app), daemon=True).start()
+        threading.Thread(target=serve, args=(c, args.record, lock, args.app, tls), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ as no_rule and nothing of it reaches the mirror). After SIGTERM and after
 SIGKILL none of the programs (hence none of the uprobes) stays loaded.
 Then tls=true to a TLS mirror (verified with tls-ca, refused without it,
 accepted with tls-verify=false), and HTTP/2 over TLS (ALPN h2, nginx's http2)
-with concurrent streams to an h2c mirror. Last, the agent as deploy/tls-patch.yaml runs it:
+with concurrent streams to an h2c mirror, then to an HTTP/2-over-TLS mirror
+(tls=true: ALPN h2, SNI, tls-ca). Last, the agent as deploy/tls-patch.yaml runs it:
 refused with daemonset.yaml's capabilities alone (naming CAP_SYS_ADMIN), and with the
 patch's, the node's libssl bind-mounted at another path in its own mount namespace, a
 connection is followed and mirrored.
@@ -350,6 +351,22 @@ def mirror_over_tls(t, binary):
           "tls-verify=false: sent to the unverified mirror")
 
 
+def h2_streams_to_mirror(t, paths, rec):
+    """curl sends `paths` as concurrent streams of one HTTP/2-over-TLS connection
+    to nginx; returns what the mirror recording in `rec` got (JSON lines)."""
+    targets = [a for u in paths for a in ("-o", "/dev/null", f"https://{PRIMARY}:{H2_PORT}{u}")]
+    r = t.lab.run(t.cli, ["curl", "-sS", "--no-progress-meter", "-k", "--http2", "--parallel", "-w",
+                          "%{http_version} %{http_code}\\n", "-H", "User-Agent: st-tls", *targets],
+                  capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0 and r.stdout.split("\n")[:len(paths)] == ["2 200"] * len(paths),
+          f"curl spoke HTTP/2 over TLS to nginx, {len(paths)} streams answered ({r.stdout.split()} {r.stderr.strip()})")
+    deadline = time.time() + 15
+    while time.time() < deadline and (not os.path.exists(rec) or len(open(rec).readlines()) < len(paths)):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    return [json.loads(l) for l in open(rec)] if os.path.exists(rec) else []
+
+
 def h2_over_tls(t, binary):
     """ALPN h2: nginx with http2 on; curl sends 3 concurrent streams on one
     connection; the h2c mirror gets each with :authority suffixed."""
@@ -360,17 +377,7 @@ def h2_over_tls(t, binary):
     st = Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls",
                    argv=["--interface", t.node_if, "--rule", f"port={H2_PORT},mirror=httpbin-mirror:8002"])
     paths = ["/h2/a", "/h2/b?q=1", "/h2/c"]
-    targets = [a for u in paths for a in ("-o", "/dev/null", f"https://{PRIMARY}:{H2_PORT}{u}")]
-    r = t.lab.run(t.cli, ["curl", "-sS", "--no-progress-meter", "-k", "--http2", "--parallel", "-w",
-                          "%{http_version} %{http_code}\\n", "-H", "User-Agent: st-tls", *targets],
-                  capture_output=True, text=True, timeout=60)
-    check(r.returncode == 0 and r.stdout.split("\n")[:3] == ["2 200"] * 3,
-          f"curl spoke HTTP/2 over TLS to nginx, 3 streams answered ({r.stdout.split()} {r.stderr.strip()})")
-    deadline = time.time() + 15
-    while time.time() < deadline and (not os.path.exists(rec) or len(open(rec).readlines()) < len(paths)):
-        time.sleep(0.2)
-    time.sleep(1.0)
-    got = [json.loads(l) for l in open(rec)] if os.path.exists(rec) else []
+    got = h2_streams_to_mirror(t, paths, rec)
     heads = [dict(g["headers"]) for g in got]
     check(sorted(h.get(":path") for h in heads) == sorted(paths),
           f"the h2c mirror got the 3 streams' requests ({[h.get(':path') for h in heads]})")
@@ -380,6 +387,39 @@ def h2_over_tls(t, binary):
     s = st.stats()
     followed = s.value("shadowtap_kernel_tls_connections_total", outcome="followed")
     check(followed == 1, f"one TLS connection followed for the 3 concurrent streams ({followed})")
+    st.stop()
+
+
+def h2_to_a_tls_mirror(t, binary):
+    """tls=true for HTTP/2: the streams of nginx's HTTP/2 over TLS reach an
+    HTTP/2-over-TLS mirror (ALPN h2, SNI the mirror's name, its certificate
+    verified against tls-ca), :authority suffixed."""
+    if not os.path.exists(f"{t.work}/mcert.pem"):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=httpbin-mirror", "-addext", "subjectAltName=DNS:httpbin-mirror",
+                        "-keyout", f"{t.work}/mkey.pem", "-out", f"{t.work}/mcert.pem"], check=True,
+                       capture_output=True)
+    rec = os.path.join(t.work, "h2-tls-mirror.jsonl")
+    p = t.lab.spawn(t.mir, [PY, os.path.join(HERE, "h2_recording_server.py"), "--port", "8444", "--record", rec,
+                            "--tls-cert", f"{t.work}/mcert.pem", "--tls-key", f"{t.work}/mkey.pem"],
+                    stdout=subprocess.PIPE, text=True)
+    check(p.stdout.readline().strip() == "ready", "the HTTP/2-over-TLS mirror listens")
+    st = Shadowtap(t.lab, t.node, binary, t.node_if, t.work, "--tls",
+                   argv=["--interface", t.node_if, "--rule",
+                         f"port={H2_PORT},mirror=httpbin-mirror:8444,tls=true,tls-ca={t.work}/mcert.pem"])
+    paths = ["/h2tls/a", "/h2tls/b", "/h2tls/c"]
+    got = h2_streams_to_mirror(t, paths, rec)
+    heads = [dict(g["headers"]) for g in got]
+    check(sorted(h.get(":path") for h in heads) == sorted(paths),
+          f"the HTTP/2-over-TLS mirror got the 3 streams' requests ({[h.get(':path') for h in heads]})")
+    check(all(h.get(":authority") == f"{PRIMARY}-shadow:{H2_PORT}" for h in heads),
+          f"... with :authority suffixed ({[h.get(':authority') for h in heads]})")
+    check(got and all(g.get("alpn") == "h2" and g.get("sni") == "httpbin-mirror" for g in got),
+          f"... over TLS with ALPN h2 and SNI the mirror's name ({[(g.get('alpn'), g.get('sni')) for g in got]})")
+    time.sleep(1.5)
+    s = st.stats()
+    h2 = s.value("shadowtap_mirror_requests_total", protocol="h2", outcome="response_2xx")
+    check(h2 == 3, f"the agent counted 3 HTTP/2 responses from the mirror ({h2}; outcomes {s.outcomes()})")
     st.stop()
 
 
@@ -552,6 +592,7 @@ def main():
         check(gone(ids), "after SIGKILL none of the TLS programs (or their uprobes) is loaded")
         mirror_over_tls(t, args.shadowtap)
         h2_over_tls(t, args.shadowtap)
+        h2_to_a_tls_mirror(t, args.shadowtap)
         as_in_the_daemonset(t, args.shadowtap)
     finally:
         t.close()

@@ -2,8 +2,11 @@
 
 #include <arpa/inet.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <unistd.h>
+
+#include <cstdlib>
 
 #include <cstring>
 #include <functional>
@@ -155,8 +158,42 @@ std::string H2TestServer::bodyPattern(size_t n) {
   return s;
 }
 
-H2TestServer::H2TestServer(uint32_t maxConcurrentStreams, size_t responseBody)
+TlsFiles TlsFiles::selfSigned(const std::string& dir, const std::string& name) {
+  TlsFiles f{dir + "/" + name + ".crt", dir + "/" + name + ".key"};
+  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=" + name +
+                          " -addext subjectAltName=DNS:" + name + " -keyout " + f.key + " -out " + f.cert +
+                          " >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0) {
+    return {};
+  }
+  return f;
+}
+
+namespace {
+
+// ALPN: h2 or nothing (the handshake then fails with no_application_protocol).
+int selectH2(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
+             void*) {
+  static const unsigned char kH2[] = {2, 'h', '2'};
+  unsigned char* chosen = nullptr;
+  if (SSL_select_next_proto(&chosen, outlen, kH2, sizeof(kH2), in, inlen) != OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  }
+  *out = chosen;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+}  // namespace
+
+H2TestServer::H2TestServer(uint32_t maxConcurrentStreams, size_t responseBody, const TlsFiles& tls)
     : maxConcurrent_(maxConcurrentStreams), responseBody_(responseBody) {
+  if (!tls.cert.empty()) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate_chain_file(ctx, tls.cert.c_str());
+    SSL_CTX_use_PrivateKey_file(ctx, tls.key.c_str(), SSL_FILETYPE_PEM);
+    SSL_CTX_set_alpn_select_cb(ctx, selectH2, nullptr);
+    tlsCtx_ = ctx;
+  }
   listenFd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -177,6 +214,12 @@ H2TestServer::~H2TestServer() {
   for (auto& t : workers_) {
     t.join();
   }
+  SSL_CTX_free(static_cast<SSL_CTX*>(tlsCtx_));
+}
+
+std::vector<H2TestServer::TlsHandshake> H2TestServer::handshakes() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return handshakes_;
 }
 
 sockaddr_storage H2TestServer::address() const {
@@ -218,6 +261,38 @@ void H2TestServer::acceptLoop() {
 
 void H2TestServer::serve(int fd) {
   const uint64_t generation = dropGeneration_;
+  SSL* ssl = nullptr;
+  if (tlsCtx_ != nullptr) {
+    // A client that stops mid-handshake or mid-record cannot hold the server's stop.
+    const timeval bound{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound));
+    ssl = SSL_new(static_cast<SSL_CTX*>(tlsCtx_));
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) != 1) {
+      ++failedHandshakes_;
+      SSL_free(ssl);
+      close(fd);
+      return;
+    }
+    const unsigned char* alpn = nullptr;
+    unsigned int alpnLen = 0;
+    SSL_get0_alpn_selected(ssl, &alpn, &alpnLen);
+    const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    std::lock_guard<std::mutex> lock(mutex_);
+    handshakes_.push_back({sni != nullptr ? sni : "", std::string(reinterpret_cast<const char*>(alpn), alpnLen)});
+  }
+  // The connection's bytes, through TLS in TLS mode.
+  const auto out = [&](const uint8_t* data, size_t n) {
+    return ssl != nullptr ? SSL_write(ssl, data, static_cast<int>(n)) == static_cast<int>(n)
+                          : send(fd, data, n, MSG_NOSIGNAL) == static_cast<ssize_t>(n);
+  };
+  const auto in = [&](uint8_t* buf, size_t n) -> ssize_t {
+    if (ssl == nullptr) {
+      return recv(fd, buf, n, 0);
+    }
+    size_t got = 0;
+    return SSL_read_ex(ssl, buf, n, &got) == 1 ? static_cast<ssize_t>(got) : -1;
+  };
   Conn c{this, {}, {}, {}, [this](model::Request&& r) {
            std::lock_guard<std::mutex> lock(mutex_);
            requests_.push_back(std::move(r));
@@ -236,11 +311,11 @@ void H2TestServer::serve(int fd) {
   nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, 1);
   uint8_t buf[16384];
   while (!stop_ && dropGeneration_ == generation) {
-    const uint8_t* out = nullptr;
+    const uint8_t* data = nullptr;
     ssize_t n;
     bool failed = false;
-    while ((n = nghttp2_session_mem_send(s, &out)) > 0) {
-      if (send(fd, out, static_cast<size_t>(n), MSG_NOSIGNAL) != n) {
+    while ((n = nghttp2_session_mem_send(s, &data)) > 0) {
+      if (!out(data, static_cast<size_t>(n))) {
         failed = true;
         break;
       }
@@ -249,15 +324,19 @@ void H2TestServer::serve(int fd) {
       break;
     }
     pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 20) <= 0) {
+    const bool buffered = ssl != nullptr && SSL_pending(ssl) > 0;
+    if (!buffered && poll(&p, 1, 20) <= 0) {
       continue;
     }
-    n = recv(fd, buf, sizeof(buf), 0);
+    n = in(buf, sizeof(buf));
     if (n <= 0 || nghttp2_session_mem_recv(s, buf, static_cast<size_t>(n)) < 0) {
       break;
     }
   }
   nghttp2_session_del(s);
+  if (ssl != nullptr) {
+    SSL_free(ssl);
+  }
   close(fd);
 }
 

@@ -13,6 +13,9 @@
 //   x-respond-body-size: N  -> a body of N bytes of bodyPattern(N)
 //   x-respond-interim: 1    -> a 103 response (with "link: </interim>") before the final one
 // The response body is otherwise `responseBody` bytes of 'r'.
+// With TlsFiles it speaks HTTP/2 over TLS instead (ALPN h2 only: a client
+// that does not offer h2 fails the handshake) and records each connection's
+// SNI name and chosen ALPN.
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -27,10 +30,27 @@
 
 namespace shadowtap::h2::test {
 
+// A PEM certificate and its key.
+struct TlsFiles {
+  std::string cert;
+  std::string key;
+  // A self-signed certificate for DNS name `name`, written into `dir` with
+  // the openssl command; empty files on failure.
+  static TlsFiles selfSigned(const std::string& dir, const std::string& name);
+};
+
 class H2TestServer {
  public:
-  explicit H2TestServer(uint32_t maxConcurrentStreams = 100, size_t responseBody = 100);
+  explicit H2TestServer(uint32_t maxConcurrentStreams = 100, size_t responseBody = 100, const TlsFiles& tls = {});
   ~H2TestServer();
+
+  // TLS mode: what each handshake that completed gave (SNI name, ALPN).
+  struct TlsHandshake {
+    std::string sni;
+    std::string alpn;
+  };
+  std::vector<TlsHandshake> handshakes();
+  size_t failedHandshakes() const { return failedHandshakes_.load(); }
 
   // The body x-respond-body-size asks for: not one repeated byte, so hashes
   // and prefixes are checked for real.
@@ -48,6 +68,9 @@ class H2TestServer {
   void acceptLoop();
   void serve(int fd);
 
+  void* tlsCtx_ = nullptr;  // SSL_CTX, TLS mode only
+  std::atomic<size_t> failedHandshakes_{0};
+  std::vector<TlsHandshake> handshakes_;
   int listenFd_ = -1;
   uint16_t port_ = 0;
   uint32_t maxConcurrent_;

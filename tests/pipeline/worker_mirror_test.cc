@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 #include <string>
@@ -18,6 +19,7 @@
 #include "h2_wire.h"
 #include "replay/mirror_pool.h"
 #include "replay/target.h"
+#include "replay/tls_client.h"
 #include "rule_runtime.h"
 #include "synthetic_segment.h"
 #include "test_http_server.h"
@@ -286,34 +288,55 @@ TEST_F(WorkerStreamTest, AGapInsideTheBodyAbortsTheMirrorRequest) {
   EXPECT_EQ(server_.requestsByConnection().back().back(), "GET /after HTTP/1.1\r\nHost: shop.example-shadow\r\n\r\n");
 }
 
-// tls=true originates TLS for HTTP/1.1 only: an HTTP/2 request of such a rule
-// is dropped and counted, never sent to the mirror in cleartext h2c.
-TEST(WorkerTls, AnHttp2RequestOfATlsRuleIsCountedAndNotSentInCleartext) {
+// tls=true: an HTTP/2 request of such a rule goes to the mirror as HTTP/2
+// over TLS (ALPN h2), with the shadow authority; never in cleartext h2c.
+TEST(WorkerTls, AnHttp2RequestOfATlsRuleGoesOverTlsWithAlpnH2) {
+  char tmpl[] = "/tmp/st-wtls-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const h2::test::TlsFiles files = h2::test::TlsFiles::selfSigned(tmpl, "mirror.test");
+  ASSERT_FALSE(files.cert.empty()) << "the openssl command is needed";
+  h2::test::H2TestServer mirror(100, 100, files);
+  const std::string target = "127.0.0.1:" + std::to_string(mirror.port());
   std::string error;
-  auto rule = rules::parseRule("port=8000,mirror=127.0.0.1:9,tls=true,tls-verify=false", rules::RuleDefaults{}, true,
-                               &error);
+  auto rule = rules::parseRule("port=8000,mirror=" + target + ",tls=true,tls-ca=" + files.cert +
+                                   ",host=mirror.test:" + std::to_string(mirror.port()),
+                               rules::RuleDefaults{}, true, &error);
   ASSERT_TRUE(rule) << error;
   auto rt = std::make_shared<RuleRuntime>(*rule, 1, 0);
-  replay::MirrorPoolOptions o;  // the rule's HTTP/1 pool: never started, nothing goes there
-  o.target = "127.0.0.1:9";
-  o.addrs = replay::resolveTarget(o.target).addrs;
-  rt->mirrors[0].replayer = std::make_unique<replay::MirrorPool>(o);
   OneRuleWorld world(rt);
+  MirrorRuntime& m = rt->mirrors[0];
+  replay::MirrorPoolOptions o;  // the rule's HTTP/1 pool, whose settings (TLS too) the HTTP/2 pool takes
+  o.target = target;
+  o.addrs = m.addrs = replay::resolveTarget(o.target).addrs;
+  o.minConnections = o.maxConnections = 1;
+  o.localEndpoints = &world.local;
+  o.tls = replay::TlsClientConfig::make(true, files.cert, "mirror.test", &error);
+  ASSERT_TRUE(o.tls) << error;
+  m.replayer = std::make_unique<replay::MirrorPool>(o);
   Worker w(0, world.shared);
 
   h2::test::WireClient client;
   client.submit({.headers = {{":method", "GET", false}, {":scheme", "https", false},
-                             {":authority", "shop.example", false}, {":path", "/", false}}});
+                             {":authority", "shop.example", false}, {":path", "/secure", false}}});
   client.pump();
-  const std::string& bytes = client.captured();
   w.onSegment(testing::syntheticSegment(40010, 8000, 1, 70, flow::kTcpSyn));
-  w.onSegment(testing::syntheticSegment(40010, 8000, 1, 71, flow::kTcpAck, bytes));
-  EXPECT_EQ(base::load(w.stats().h2Requests), 1u);
-  const MirrorCounters& mc = rt->mirrors[0].stats;
-  EXPECT_EQ(base::load(mc.h2TlsUnsupported), 1u);
-  EXPECT_EQ(base::load(mc.dropped), 1u);
-  EXPECT_EQ(base::load(mc.submitted), 1u);
-  EXPECT_EQ(rt->mirrors[0].h2Pool, nullptr) << "no h2c connection is opened for a tls=true rule";
+  w.onSegment(testing::syntheticSegment(40010, 8000, 1, 71, flow::kTcpAck, client.captured()));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (mirror.requestCount() < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(mirror.requestCount(), 1u);
+  EXPECT_EQ(mirror.requests()[0].authority(), "mirror.test:" + std::to_string(mirror.port()));
+  EXPECT_EQ(mirror.requests()[0].target(), "/secure");
+  const auto handshakes = mirror.handshakes();
+  ASSERT_EQ(handshakes.size(), 1u);
+  EXPECT_EQ(handshakes[0].alpn, "h2");
+  EXPECT_EQ(handshakes[0].sni, "mirror.test");
+  EXPECT_EQ(base::load(m.stats.queued), 1u);
+  EXPECT_EQ(base::load(m.stats.dropped), 0u);
+  ASSERT_NE(m.h2Pool, nullptr);
+  m.h2Pool->stop(std::chrono::milliseconds(500));
+  std::filesystem::remove_all(tmpl);
 }
 
 // Issue 19: one request to two shadows. A rule with two mirrors, the second

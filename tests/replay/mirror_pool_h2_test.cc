@@ -18,6 +18,7 @@
 #include "h2/request_edit.h"
 #include "h2_test_server.h"
 #include "pool_test_util.h"
+#include "replay/tls_client.h"
 
 namespace shadowtap::replay {
 namespace {
@@ -124,6 +125,68 @@ TEST(MirrorPoolH2, MirrorsEverythingOverFewConnections) {
   EXPECT_FALSE(pool.submit(call(1)));
   EXPECT_EQ(s.droppedShutdown.load(), 1u);
   expectAddsUp(s);
+}
+
+// tls=true: HTTP/2 over TLS, ALPN h2, the certificate verified against the
+// CA file and the SNI name; a mirror whose certificate does not verify gets
+// nothing, every request ending as a connect error.
+TEST(MirrorPoolH2, OverTlsWithAlpnH2AndTheMirrorsNameVerified) {
+  char tmpl[] = "/tmp/st-h2tls-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const test::TlsFiles files = test::TlsFiles::selfSigned(dir, "mirror.test");
+  ASSERT_FALSE(files.cert.empty()) << "the openssl command is needed";
+  test::H2TestServer server(100, 100, files);
+  std::string error;
+  MirrorPoolOptions o = h2Options();
+  o.addrs = {server.address()};
+  o.maxConnections = 2;
+  o.tls = TlsClientConfig::make(true, files.cert, "mirror.test", &error);
+  ASSERT_TRUE(o.tls) << error;
+  MirrorPool pool(o);
+  ASSERT_TRUE(pool.start());
+  for (int i = 0; i < 50; ++i) {
+    model::Request r = call(i);
+    rewriteAuthority(r, "-shadow");
+    ASSERT_TRUE(pool.submit(std::move(r)));
+  }
+  EXPECT_TRUE(waitFor([&] { return pool.stats().responses.load() == 50; }));
+  pool.stop(std::chrono::milliseconds(2000));
+  const MirrorStats& s = pool.stats();
+  EXPECT_EQ(s.responses2xx.load(), 50u);
+  EXPECT_EQ(s.grpcError.load(), 5u);
+  expectAddsUp(s);
+  const auto got = server.requests();
+  ASSERT_EQ(got.size(), 50u);
+  for (const model::Request& g : got) {
+    EXPECT_EQ(g.authority(), "svc-shadow:9000");
+    EXPECT_EQ(g.body, call(std::stoi(std::string(g.target().substr(3)))).body);
+  }
+  const auto handshakes = server.handshakes();
+  ASSERT_FALSE(handshakes.empty());
+  EXPECT_LE(handshakes.size(), 2u);
+  for (const auto& h : handshakes) {
+    EXPECT_EQ(h.alpn, "h2");
+    EXPECT_EQ(h.sni, "mirror.test");
+  }
+
+  // Verified against the system's CAs, the self-signed mirror is refused.
+  MirrorPoolOptions refused = o;
+  refused.tls = TlsClientConfig::make(true, "", "mirror.test", &error);
+  ASSERT_TRUE(refused.tls) << error;
+  MirrorPool untrusted(refused);
+  ASSERT_TRUE(untrusted.start());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(untrusted.submit(call(i)));
+  }
+  EXPECT_TRUE(waitFor([&] { return untrusted.stats().outcomes() == 3; }));
+  untrusted.stop(std::chrono::milliseconds(100));
+  EXPECT_EQ(untrusted.stats().errorsConnect.load(), 3u);
+  EXPECT_EQ(untrusted.stats().responses.load(), 0u);
+  expectAddsUp(untrusted.stats());
+  EXPECT_EQ(server.requestCount(), 50u) << "nothing reached the mirror without a verified certificate";
+  EXPECT_TRUE(waitFor([&] { return server.failedHandshakes() >= 1; })) << "the server saw the handshake fail";
+  std::filesystem::remove_all(dir);
 }
 
 TEST(MirrorPoolH2, DeadTargetAndFullQueueAddUp) {
