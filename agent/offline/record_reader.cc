@@ -397,7 +397,9 @@ void readCutHar(std::string_view body, ReadResult& out) {
   }
 }
 
-void readJsonLines(std::string_view body, ReadResult& out) {
+// `lastLineCut`: the file does not end with a line end, so a last line that
+// does not parse is the partial line a crash leaves (`cut`), not a bad record.
+void readJsonLines(std::string_view body, bool lastLineCut, ReadResult& out) {
   out.format = ReadResult::Format::kJsonl;
   std::string why;
   uint64_t lineNo = 0;
@@ -412,7 +414,9 @@ void readJsonLines(std::string_view body, ReadResult& out) {
     }
     // Parsed once: what decides a skipped line was a record is in the same JSON.
     const Json j = parseOrDiscard(line);
-    if (!j.is_object()) {
+    if (j.is_discarded() && rest.empty() && lastLineCut) {
+      out.cut = true;
+    } else if (!j.is_object()) {
       skipped(out, "line", lineNo, "not a JSON object");
     } else if (auto r = fromJsonLine(j, &why)) {
       out.requests.push_back(std::move(*r));
@@ -493,7 +497,7 @@ ReadResult parseRecordText(std::string_view text) {
     readCutHar(body, out);
     return out;
   }
-  readJsonLines(body, out);
+  readJsonLines(body, !text.ends_with('\n'), out);
   // Only when no line was a record: a file whose records were all skipped (a
   // field replay refuses to send) is a recording, its records counted.
   if (out.requests.empty() && out.malformed > 0 && out.recordsSkipped == 0) {

@@ -20,7 +20,9 @@ struct ReadResult {
   // JSON lines: skipped lines that were records (an object with method and
   // target) rather than something else; part of `malformed`.
   uint64_t recordsSkipped = 0;
-  bool cut = false;        // HAR without its closing "]}}" (crash): read up to the last complete entry
+  // Cut by a crash: a HAR file without its closing "]}}", or JSON lines whose
+  // last line is partial (no line end, not JSON); read up to the last complete record.
+  bool cut = false;
   // Why the first skipped record was skipped ("line 3: header 2 value
   // contains CR, LF or NUL"); empty when none was.
   std::string firstMalformed;

@@ -24,7 +24,7 @@ struct ReplaySummary {
   uint64_t requestsRead = 0;
   uint64_t http2Read = 0;      // of requestsRead, HTTP/2 records
   uint64_t malformed = 0;      // unreadable records, skipped
-  uint64_t cutFiles = 0;       // HAR files cut by a crash, read up to their last entry
+  uint64_t cutFiles = 0;       // files cut by a crash (HAR, JSON lines), read up to their last record
   uint64_t filtered = 0;       // not matching --method / --path-prefix
   uint64_t noBody = 0;         // recorded without their body: cannot be rebuilt
   uint64_t passes = 0;

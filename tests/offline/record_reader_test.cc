@@ -209,6 +209,35 @@ std::string jsonLine(const std::string& method, const std::string& target, const
          R"(","headers":)" + headers + extra + "}";
 }
 
+// A crash can leave a JSON lines file ending in a partial line: the file is
+// cut, read up to its last whole record, and the partial line is not counted
+// as an unreadable record. A bad last line that ends with a line end is.
+TEST(RecordReader, CrashCutJsonLinesAreReadUpToTheLastWholeLine) {
+  const std::string good = jsonLine("GET", "/a", R"([["Host","h"]])");
+  const std::string whole = good + "\n" + good + "\n" + good + "\n";
+  ReadResult rr = parseRecordText(whole.substr(0, whole.size() - 20));
+  EXPECT_EQ(rr.error, "");
+  EXPECT_TRUE(rr.cut);
+  EXPECT_EQ(rr.format, ReadResult::Format::kJsonl);
+  EXPECT_EQ(rr.requests.size(), 2u);
+  EXPECT_EQ(rr.malformed, 0u);
+  // Only the partial line of a one-record file: a cut recording, not a format error.
+  rr = parseRecordText(good.substr(0, 30));
+  EXPECT_EQ(rr.error, "");
+  EXPECT_TRUE(rr.cut);
+  EXPECT_TRUE(rr.requests.empty());
+  // Cut right after the last record's '}': that record is whole.
+  rr = parseRecordText(whole.substr(0, whole.size() - 1));
+  EXPECT_FALSE(rr.cut);
+  EXPECT_EQ(rr.requests.size(), 3u);
+  // Garbage as a whole last line (with its line end) is unreadable, not cut.
+  rr = parseRecordText(good + "\n" + good.substr(0, 30) + "\n");
+  EXPECT_FALSE(rr.cut);
+  EXPECT_EQ(rr.requests.size(), 1u);
+  EXPECT_EQ(rr.malformed, 1u);
+  EXPECT_EQ(rr.firstMalformed, "line 2: not a JSON object");
+}
+
 TEST(RecordReader, LineBreaksInFieldsAreMalformedNotSmuggled) {
   const std::string good = jsonLine("GET", "/", R"([["Host","h"]])");
   // A header value that would end the request and start a second one on the wire.
