@@ -109,6 +109,21 @@ const char* XdpAttachment::modeName() const {
   }
 }
 
+namespace {
+
+// The kernel's generic XDP hands programs linear packets only: it copies every
+// cloned or non-linear skb of the interface (GRO and GSO ones, all ports)
+// first, and drops the packet when that allocation fails.
+void warnSkbMode(const std::string& ifname, bool veth) {
+  spdlog::warn("XDP on {} runs in skb (generic) mode{}: the kernel copies every cloned or non-linear packet "
+               "arriving there (GRO/GSO ones, all ports, not only the rules') into one buffer before our program "
+               "runs, which costs CPU and drops the packet when memory is short. --attach tcx or tc have neither "
+               "cost; XDP pays off only with a driver's native XDP",
+               ifname, veth ? " (veth)" : " (the driver has no native XDP)");
+}
+
+}  // namespace
+
 std::string XdpAttachment::attach(int ifindex, const std::string& ifname, const XdpShared& shared,
                                   const std::string& stateDir) {
   routeLibxdpLogs();
@@ -164,14 +179,7 @@ std::string XdpAttachment::attach(int ifindex, const std::string& ifname, const 
   ifindex_ = ifindex;
   lock_ = std::move(lock);
   if (mode_ == XDP_MODE_SKB) {
-    // The kernel's generic XDP hands programs linear packets only: it copies
-    // every cloned or non-linear skb of the interface (GRO and GSO ones, all
-    // ports) first, and drops the packet when that allocation fails.
-    spdlog::warn("XDP on {} runs in skb (generic) mode{}: the kernel copies every cloned or non-linear packet "
-                 "arriving there (GRO/GSO ones, all ports, not only the rules') into one buffer before our program "
-                 "runs, which costs CPU and drops the packet when memory is short. --attach tcx or tc have neither "
-                 "cost; XDP pays off only with a driver's native XDP",
-                 ifname, veth ? " (veth)" : " (the driver has no native XDP)");
+    warnSkbMode(ifname, veth);
   }
   // libxdp falls back to a plain single-program attach when it cannot use its
   // dispatcher (its freplace compatibility check fails, no bpffs): ours then
