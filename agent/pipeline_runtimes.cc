@@ -86,6 +86,7 @@ std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Ru
     replay::MirrorPoolOptions so = rt->mirrors.front().replayer->options();  // the first mirror's share
     so.target = rule.secondary;
     so.addrs = second.addrs;
+    so.tls = nullptr;  // the mirror's tls= keys are the mirror's: the secondary is cleartext
     so.observer = secondaryObserver_.get();
     so.sharedRate = secondaryRate;
     rt->secondary = std::make_unique<replay::MirrorPool>(so);

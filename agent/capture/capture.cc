@@ -55,7 +55,7 @@ Capture::~Capture() = default;
 
 std::unique_ptr<Capture> Capture::open(const CaptureOptions& options, std::string* error) {
   // Check names first: a typo should not cost a program load.
-  std::string why = InterfaceWatcher::checkNames(options.interfaces);
+  std::string why = InterfaceWatcher::checkNames(options.interfaces, options.tls);
   if (why.empty()) {
     why = checkRingBufferSize(options.ringBufferBytes);
   }

@@ -81,7 +81,7 @@ std::string notEthernetReason(const std::string& name, int linkType) {
          "as Ethernet (the node's NIC, a pod's veth)";
 }
 
-std::string InterfaceWatcher::checkNames(const std::vector<std::string>& patterns) {
+std::string InterfaceWatcher::checkNames(const std::vector<std::string>& patterns, bool tlsProbes) {
   if (patterns.empty()) {
     return "no interface to capture on (give --interface NAME or a pattern such as 'veth*')";
   }
@@ -92,8 +92,8 @@ std::string InterfaceWatcher::checkNames(const std::vector<std::string>& pattern
     if (if_nametoindex(name.c_str()) == 0) {
       return "unknown interface '" + name + "' (see `ip link` for the interfaces of this host)";
     }
-    if (std::string why = notEthernetReason(name, linkTypeOf(name)); !why.empty()) {
-      return why;
+    if (std::string why = notEthernetReason(name, linkTypeOf(name)); !why.empty() && !tlsProbes) {
+      return why + " (with --tls, requests read from OpenSSL are mirrored whatever the interface)";
     }
   }
   return "";

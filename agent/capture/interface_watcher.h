@@ -54,9 +54,11 @@ class InterfaceWatcher {
       : patterns_(std::move(patterns)), stats_(stats), linkType_(std::move(linkType)) {}
 
   // Before anything is loaded, so that a typo costs no program load: empty when
-  // there is something to capture on and every plain name (no *?[) exists and
-  // carries Ethernet frames, else one line saying what to do.
-  static std::string checkNames(const std::vector<std::string>& patterns);
+  // there is something to capture on and every plain name (no *?[) exists and,
+  // unless `tlsProbes` (--tls: requests come from OpenSSL's plaintext whatever
+  // the interface, so one without Ethernet is only skipped), carries Ethernet
+  // frames; else one line saying what to do.
+  static std::string checkNames(const std::vector<std::string>& patterns, bool tlsProbes = false);
 
   // Subscribes to link notifications; empty on success, else why not. Call
   // before attachExisting(), so that an interface appearing in between is not missed.

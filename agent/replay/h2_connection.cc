@@ -190,13 +190,15 @@ bool H2Connection::advanceConnect(uint64_t nowNs) {
     if (r == 0) {
       return false;
     }
-    const std::string alpn = r > 0 ? tls_->alpnChosen() : std::string();
-    if (r < 0 || (!alpn.empty() && alpn != "h2")) {
+    // HTTP/2 over TLS is what ALPN h2 says (RFC 9113 3.2): a server that
+    // chose nothing speaks HTTP/1.1 at best and would answer the preface with garbage.
+    if (r < 0 || tls_->alpnChosen() != "h2") {
       thread_local base::RateLimitedLog limit;
       uint64_t suppressed = 0;
       if (limit.allow(std::chrono::steady_clock::now(), suppressed)) {
         spdlog::warn("HTTP/2 over TLS to the mirror failed: {} ({} more not logged)",
-                     r < 0 ? tls_->error() : "the server chose " + alpn + " in ALPN, not h2", suppressed);
+                     r < 0 ? tls_->error() : "the mirror did not choose h2 in ALPN (does it serve HTTP/2 over TLS?)",
+                     suppressed);
       }
       connectError_ = EPROTO;
       close(Outcome::kConnectError);

@@ -40,57 +40,36 @@ std::string sniName(const std::string& literalHost, const std::string& mirrorHos
   return isAddressLiteral(host) ? std::string() : host;
 }
 
-ssl_ctx_st* TlsClientConfig::makeContext(bool verify, const std::string& caFile, Alpn alpn, std::string* error) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  if (!ctx) {
-    *error = lastError("cannot create a TLS client context");
-    return nullptr;
-  }
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  // Offer only the protocol the connection speaks (wire format: length, name).
-  static const unsigned char kHttp1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-  static const unsigned char kH2[] = {2, 'h', '2'};
-  if (alpn == Alpn::kH2) {
-    SSL_CTX_set_alpn_protos(ctx, kH2, sizeof(kH2));
-  } else {
-    SSL_CTX_set_alpn_protos(ctx, kHttp1, sizeof(kHttp1));
-  }
-  if (verify) {
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-    const int ok = caFile.empty() ? SSL_CTX_set_default_verify_paths(ctx)
-                                  : SSL_CTX_load_verify_locations(ctx, caFile.c_str(), nullptr);
-    if (ok != 1) {
-      *error = lastError(caFile.empty() ? "cannot load the system's CA certificates"
-                                        : ("tls-ca=" + caFile + ": cannot load the CA certificates").c_str());
-      SSL_CTX_free(ctx);
-      return nullptr;
-    }
-  } else {
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
-  }
-  return ctx;
-}
-
 std::shared_ptr<const TlsClientConfig> TlsClientConfig::make(bool verify, const std::string& caFile,
                                                              const std::string& serverName, std::string* error) {
   auto config = std::shared_ptr<TlsClientConfig>(new TlsClientConfig());
-  config->ctx_ = makeContext(verify, caFile, Alpn::kHttp1, error);
-  config->h2Ctx_ = config->ctx_ ? makeContext(verify, caFile, Alpn::kH2, error) : nullptr;
-  if (!config->h2Ctx_) {
+  config->ctx_ = SSL_CTX_new(TLS_client_method());
+  if (!config->ctx_) {
+    *error = lastError("cannot create a TLS client context");
     return nullptr;
   }
+  SSL_CTX_set_min_proto_version(config->ctx_, TLS1_2_VERSION);
+  SSL_CTX_set_mode(config->ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   config->verify_ = verify;
   config->serverName_ = serverName;
+  if (verify) {
+    SSL_CTX_set_verify(config->ctx_, SSL_VERIFY_PEER, nullptr);
+    const int ok = caFile.empty() ? SSL_CTX_set_default_verify_paths(config->ctx_)
+                                  : SSL_CTX_load_verify_locations(config->ctx_, caFile.c_str(), nullptr);
+    if (ok != 1) {
+      *error = lastError(caFile.empty() ? "cannot load the system's CA certificates"
+                                        : ("tls-ca=" + caFile + ": cannot load the CA certificates").c_str());
+      return nullptr;
+    }
+  } else {
+    SSL_CTX_set_verify(config->ctx_, SSL_VERIFY_NONE, nullptr);
+  }
   return config;
 }
 
 TlsClientConfig::~TlsClientConfig() {
   if (ctx_) {
     SSL_CTX_free(ctx_);
-  }
-  if (h2Ctx_) {
-    SSL_CTX_free(h2Ctx_);
   }
 }
 
@@ -103,9 +82,18 @@ std::string TlsSession::alpnChosen() const {
   return name == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(name), len);
 }
 
-TlsSession::TlsSession(const TlsClientConfig& config, int fd, Alpn alpn) : ssl_(SSL_new(config.context(alpn))) {
+TlsSession::TlsSession(const TlsClientConfig& config, int fd, Alpn alpn) : ssl_(SSL_new(config.context())) {
   if (!ssl_) {
     return;
+  }
+  // Offer only the protocol the connection speaks (wire format: length, name):
+  // a server that offers h2 then stays on HTTP/1.1 with an HTTP/1.1 connection.
+  static const unsigned char kHttp1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  static const unsigned char kH2[] = {2, 'h', '2'};
+  if (alpn == Alpn::kH2) {
+    SSL_set_alpn_protos(ssl_, kH2, sizeof(kH2));
+  } else {
+    SSL_set_alpn_protos(ssl_, kHttp1, sizeof(kHttp1));
   }
   SSL_set_fd(ssl_, fd);
   SSL_set_connect_state(ssl_);

@@ -15,11 +15,11 @@ namespace shadowtap::replay {
 // server that offers h2 then stays on HTTP/1.1), HTTP/2 ones "h2".
 enum class Alpn : uint8_t { kHttp1, kH2 };
 
-// How a rule with tls=true talks to its mirror: OpenSSL client contexts, one
-// per ALPN (TLS 1.2+, the certificate verified against `caFile` or the
-// system's CAs unless verify is off, its name checked against the SNI name)
-// and the name sent as SNI. Shared by the rule's connections; immutable once
-// made.
+// How a rule with tls=true talks to its mirror: an OpenSSL client context
+// (TLS 1.2+, the certificate verified against `caFile` or the system's CAs
+// unless verify is off, its name checked against the SNI name) and the name
+// sent as SNI. Shared by the rule's connections, HTTP/1.1 and HTTP/2 (each
+// session offers its own ALPN); immutable once made.
 class TlsClientConfig {
  public:
   // `serverName`: SNI and the name the certificate must carry (empty: no SNI,
@@ -31,16 +31,13 @@ class TlsClientConfig {
   TlsClientConfig(const TlsClientConfig&) = delete;
   TlsClientConfig& operator=(const TlsClientConfig&) = delete;
 
-  ssl_ctx_st* context(Alpn alpn) const { return alpn == Alpn::kH2 ? h2Ctx_ : ctx_; }
+  ssl_ctx_st* context() const { return ctx_; }
   const std::string& serverName() const { return serverName_; }
   bool verify() const { return verify_; }
 
  private:
   TlsClientConfig() = default;
-  // A context offering `alpn`; nullptr and *error on failure.
-  static ssl_ctx_st* makeContext(bool verify, const std::string& caFile, Alpn alpn, std::string* error);
-  ssl_ctx_st* ctx_ = nullptr;    // HTTP/1.1
-  ssl_ctx_st* h2Ctx_ = nullptr;  // HTTP/2
+  ssl_ctx_st* ctx_ = nullptr;
   std::string serverName_;
   bool verify_ = true;
 };

@@ -59,8 +59,8 @@ struct MirrorSpec {
   uint32_t maxRps = 0;
   DropPolicy dropPolicy = DropPolicy::kNewest;
 
-  // TLS to the mirror (issue 18): tls=true originates TLS (HTTP/1 only),
-  // verifying the certificate (against tlsCa, or the system's CAs) unless
+  // TLS to the mirror (issue 18): tls=true originates TLS (HTTP/1.1 with
+  // ALPN http/1.1, HTTP/2 with ALPN h2), verifying the certificate (against tlsCa, or the system's CAs) unless
   // tls-verify=false.
   bool tls = false;
   bool tlsVerify = true;

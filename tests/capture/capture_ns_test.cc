@@ -27,6 +27,7 @@
 
 #include "capture/capture.h"
 #include "capture/freplace_probe.h"
+#include "capture/interface_watcher.h"
 #include "capture/netlink.h"
 #include "netns.h"
 #include "shadowtap/capture_abi.h"  // our programs' names, to find them in the kernel
@@ -468,6 +469,8 @@ TEST(HotPlugTest, InterfacesWithoutEthernetAreRefusedByNameAndSkippedByPattern) 
   std::string error;
   EXPECT_EQ(Capture::open(optionsFor(AttachMode::kAuto, {"st4srv0", "sthptun0"}), &error), nullptr);
   EXPECT_NE(error.find("interface 'sthptun0' has no Ethernet header (link type none"), std::string::npos) << error;
+  EXPECT_EQ(capture::InterfaceWatcher::checkNames({"st4srv0", "sthptun0"}, true), "")
+      << "with --tls the probes mirror what a tun's TLS carries: the tun is only skipped";
 
   auto cap = Capture::open(optionsFor(AttachMode::kAuto, {"sthp*", "st4srv0"}), &error);
   ASSERT_NE(cap, nullptr) << error;

@@ -4,6 +4,7 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -188,10 +189,15 @@ int selectH2(SSL*, const unsigned char** out, unsigned char* outlen, const unsig
 H2TestServer::H2TestServer(uint32_t maxConcurrentStreams, size_t responseBody, const TlsFiles& tls)
     : maxConcurrent_(maxConcurrentStreams), responseBody_(responseBody) {
   if (!tls.cert.empty()) {
+    // OpenSSL writes with write(), not send(MSG_NOSIGNAL): a peer that went
+    // would end the test process (the agent ignores SIGPIPE too, main.cc).
+    signal(SIGPIPE, SIG_IGN);
     SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
     SSL_CTX_use_certificate_chain_file(ctx, tls.cert.c_str());
     SSL_CTX_use_PrivateKey_file(ctx, tls.key.c_str(), SSL_FILETYPE_PEM);
-    SSL_CTX_set_alpn_select_cb(ctx, selectH2, nullptr);
+    if (tls.alpn) {
+      SSL_CTX_set_alpn_select_cb(ctx, selectH2, nullptr);
+    }
     tlsCtx_ = ctx;
   }
   listenFd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -34,6 +34,7 @@ namespace shadowtap::h2::test {
 struct TlsFiles {
   std::string cert;
   std::string key;
+  bool alpn = true;  // false: the server chooses no ALPN protocol (an HTTP/1.1-only server)
   // A self-signed certificate for DNS name `name`, written into `dir` with
   // the openssl command; empty files on failure.
   static TlsFiles selfSigned(const std::string& dir, const std::string& name);

@@ -257,6 +257,21 @@ TEST_F(PipelineTest, AConnectionOpenAcrossReloadsThatChangeItsRuleGoesOnUnderThe
   EXPECT_EQ(c.sum("shadowtap_requests_total", {{"rule", "4"}}), 1);
 }
 
+// tls=true is the mirror's: compare mode's secondary (the primary's version,
+// sent the same requests) stays cleartext with the first mirror's limits.
+TEST_F(PipelineTest, TheSecondaryOfARuleWithATlsMirrorIsCleartext) {
+  auto p = start(parse({"-i", "synthetic0", "--rule",
+                        "port=8000,mirror=" + mirror_ + ",tls=true,tls-verify=false,compare=true,secondary=" + mirror_,
+                        "--metrics-address", "off", "--summary-interval", "0", "--workers", "1"}));
+  ASSERT_TRUE(p);
+  const RuleRuntime& rt = *p->rules()->perWorker[0][0];
+  ASSERT_NE(rt.secondary, nullptr);
+  EXPECT_NE(rt.mirrors[0].replayer->options().tls, nullptr);
+  EXPECT_EQ(rt.secondary->options().tls, nullptr);
+  EXPECT_EQ(rt.secondary->options().maxConnections, rt.mirrors[0].replayer->options().maxConnections);
+  p->stop();
+}
+
 // stop() is idempotent (the final summary and compare output are written
 // once), and a pipeline destroyed after a reload removed a rule, without
 // stop(), joins the draining pools instead of terminating the process.

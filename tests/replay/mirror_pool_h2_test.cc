@@ -127,6 +127,20 @@ TEST(MirrorPoolH2, MirrorsEverythingOverFewConnections) {
   expectAddsUp(s);
 }
 
+// A pool of `o` sends 3 requests; each ends as a connect error, none answered.
+void expectEveryRequestAConnectError(const MirrorPoolOptions& o) {
+  MirrorPool pool(o);
+  ASSERT_TRUE(pool.start());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(pool.submit(call(i)));
+  }
+  EXPECT_TRUE(waitFor([&] { return pool.stats().outcomes() == 3; }));
+  pool.stop(std::chrono::milliseconds(100));
+  EXPECT_EQ(pool.stats().errorsConnect.load(), 3u);
+  EXPECT_EQ(pool.stats().responses.load(), 0u);
+  expectAddsUp(pool.stats());
+}
+
 // tls=true: HTTP/2 over TLS, ALPN h2, the certificate verified against the
 // CA file and the SNI name; a mirror whose certificate does not verify gets
 // nothing, every request ending as a connect error.
@@ -174,18 +188,21 @@ TEST(MirrorPoolH2, OverTlsWithAlpnH2AndTheMirrorsNameVerified) {
   MirrorPoolOptions refused = o;
   refused.tls = TlsClientConfig::make(true, "", "mirror.test", &error);
   ASSERT_TRUE(refused.tls) << error;
-  MirrorPool untrusted(refused);
-  ASSERT_TRUE(untrusted.start());
-  for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(untrusted.submit(call(i)));
-  }
-  EXPECT_TRUE(waitFor([&] { return untrusted.stats().outcomes() == 3; }));
-  untrusted.stop(std::chrono::milliseconds(100));
-  EXPECT_EQ(untrusted.stats().errorsConnect.load(), 3u);
-  EXPECT_EQ(untrusted.stats().responses.load(), 0u);
-  expectAddsUp(untrusted.stats());
+  expectEveryRequestAConnectError(refused);
   EXPECT_EQ(server.requestCount(), 50u) << "nothing reached the mirror without a verified certificate";
   EXPECT_TRUE(waitFor([&] { return server.failedHandshakes() >= 1; })) << "the server saw the handshake fail";
+
+  // A TLS server that chooses no ALPN protocol does not speak HTTP/2 over TLS
+  // (RFC 9113 3.2): nothing is sent to it, every request ends a connect error.
+  test::TlsFiles noAlpnFiles = files;
+  noAlpnFiles.alpn = false;
+  test::H2TestServer http1Only(100, 100, noAlpnFiles);
+  MirrorPoolOptions plain = o;
+  plain.addrs = {http1Only.address()};
+  expectEveryRequestAConnectError(plain);
+  EXPECT_EQ(http1Only.requestCount(), 0u);
+  ASSERT_FALSE(http1Only.handshakes().empty()) << "the handshake itself succeeded";
+  EXPECT_EQ(http1Only.handshakes()[0].alpn, "");
   std::filesystem::remove_all(dir);
 }
 
