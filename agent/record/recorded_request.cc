@@ -59,36 +59,53 @@ bool isHttp2Version(std::string_view v) {
          base::equalsIgnoreCase(v, "h2c");
 }
 
-std::optional<std::string> decodeChunked(std::string_view w) {
-  std::string out;
+size_t chunkedLength(std::string_view w, std::string* body) {
   size_t i = 0;
   while (true) {
     const size_t eol = w.find("\r\n", i);
     if (eol == std::string_view::npos) {
-      return std::nullopt;
+      return std::string_view::npos;
     }
     uint64_t size = 0;
     size_t k = i;
     for (; k < eol && std::isxdigit(static_cast<unsigned char>(w[k])); ++k) {
       if (size > (uint64_t{1} << 40)) {
-        return std::nullopt;
+        return std::string_view::npos;
       }
       const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(w[k])));
       size = size * 16 + static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
     }
     if (k == i) {
-      return std::nullopt;
+      return std::string_view::npos;
     }
     i = eol + 2;
     if (size == 0) {
-      return out;  // trailers follow; they stay in the wire body only
+      break;
     }
     if (i + size + 2 > w.size() || w.substr(i + size, 2) != "\r\n") {
-      return std::nullopt;
+      return std::string_view::npos;
     }
-    out.append(w.substr(i, size));
+    if (body != nullptr) {
+      body->append(w.substr(i, size));
+    }
     i += size + 2;
   }
+  // Trailer fields, each a line, up to the empty line that ends the message.
+  for (size_t eol = w.find("\r\n", i); eol != std::string_view::npos; eol = w.find("\r\n", i)) {
+    if (eol == i) {
+      return i + 2;
+    }
+    i = eol + 2;
+  }
+  return std::string_view::npos;
+}
+
+std::optional<std::string> decodeChunked(std::string_view w) {
+  std::string out;
+  if (chunkedLength(w, &out) == std::string_view::npos) {
+    return std::nullopt;
+  }
+  return out;
 }
 
 std::optional<RecordedRequest> splitRequest(const model::Request& r, int64_t realtimeOffsetNs, bool keepBodies) {
@@ -237,6 +254,53 @@ size_t Redactor::apply(RecordedRequest& r) const {
   return replaced;
 }
 
+namespace {
+
+// HTTP/1 only: why the body would not end where the head says it does (the
+// bytes after that would reach the mirror as another request); empty when it
+// does, or when the body was not recorded (such records are skipped anyway).
+std::string bodyFramingReason(const RecordedRequest& r) {
+  if (r.isHttp2() || !r.bodyKept) {
+    return "";
+  }
+  std::optional<std::string_view> length;
+  bool chunked = false;
+  bool encoded = false;
+  for (const auto& [name, value] : r.headers) {
+    if (base::equalsIgnoreCase(name, "content-length")) {
+      if (length && *length != value) {
+        return "two different Content-Length values";
+      }
+      length = value;
+    } else if (base::equalsIgnoreCase(name, "transfer-encoding")) {
+      encoded = true;
+      const std::string v = base::toLower(base::trimOws(value));
+      chunked = v == "chunked" || v.ends_with(",chunked") || v.ends_with(" chunked");
+    }
+  }
+  const std::string_view sent = r.wireBody.empty() ? std::string_view(r.body) : std::string_view(r.wireBody);
+  if (encoded && length) {
+    return "both Content-Length and Transfer-Encoding";
+  }
+  if (encoded) {
+    if (!chunked) {
+      return "Transfer-Encoding does not end with chunked";
+    }
+    return chunkedLength(sent) == sent.size() ? "" : "body is not one whole chunked body";
+  }
+  if (length) {
+    uint64_t n = 0;
+    const char* end = length->data() + length->size();
+    const auto [ptr, ec] = std::from_chars(length->data(), end, n);
+    if (ec != std::errc() || ptr != end || n != sent.size()) {
+      return "body is not Content-Length (" + std::string(*length) + ") bytes long";
+    }
+  }
+  return !length && !sent.empty() ? "body without Content-Length or Transfer-Encoding" : "";
+}
+
+}  // namespace
+
 std::string unsendableReason(const RecordedRequest& r) {
   const auto breaksLine = [](std::string_view s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != s.npos; };
   // A space or control byte would split the request line differently on the mirror.
@@ -271,7 +335,7 @@ std::string unsendableReason(const RecordedRequest& r) {
       }
     }
   }
-  return {};
+  return bodyFramingReason(r);
 }
 
 std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix) {
