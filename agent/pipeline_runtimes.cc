@@ -79,6 +79,10 @@ std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Ru
     *error = "rule '" + rule.text + "': secondary: " + second.error;
     return {};
   }
+  if (rule.first().tls) {
+    spdlog::warn("rule '{}': the secondary {} is sent to in cleartext; tls=true is the mirror's only", rule.text,
+                 rule.secondary);
+  }
   const auto secondaryRate = sharedRate(rule.first().maxRps, workerCount_);
   const auto h2SecondaryRate = sharedRate(rule.first().maxRps, workerCount_);
   for (auto& rt : out) {

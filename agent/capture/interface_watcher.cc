@@ -93,7 +93,8 @@ std::string InterfaceWatcher::checkNames(const std::vector<std::string>& pattern
       return "unknown interface '" + name + "' (see `ip link` for the interfaces of this host)";
     }
     if (std::string why = notEthernetReason(name, linkTypeOf(name)); !why.empty() && !tlsProbes) {
-      return why + " (with --tls, requests read from OpenSSL are mirrored whatever the interface)";
+      return why + " (with --tls, the HTTPS requests OpenSSL carries over it are mirrored from the probes, whatever "
+                   "the interface; plain HTTP there is not)";
     }
   }
   return "";
@@ -128,7 +129,8 @@ std::string InterfaceWatcher::attachExisting(InterfaceTarget& target) {
     }
   }
   if (target.attached().empty()) {
-    spdlog::warn("no interface matches {} yet; attaching when one appears",
+    spdlog::warn("no interface {} {} yet; attaching when one appears",
+                 skipped_.empty() ? "matches" : "without a skipped link type matches",
                  fmt::format("'{}'", fmt::join(patterns_, "', '")));
   }
   return "";

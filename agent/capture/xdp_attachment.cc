@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <xdp/libxdp.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -111,15 +112,20 @@ const char* XdpAttachment::modeName() const {
 
 namespace {
 
-// The kernel's generic XDP hands programs linear packets only: it copies every
-// cloned or non-linear skb of the interface (GRO and GSO ones, all ports)
-// first, and drops the packet when that allocation fails.
+// The kernel's generic XDP hands programs linear packets with 256 bytes of
+// headroom only: it reallocates or copies every packet of the interface
+// short of either (GRO and GSO ones, most others for the headroom; all ports)
+// first, and drops the packet when that allocation fails. Said once per run
+// (a pattern such as veth* attaches to every new pod), then at debug level.
 void warnSkbMode(const std::string& ifname, bool veth) {
-  spdlog::warn("XDP on {} runs in skb (generic) mode{}: the kernel copies every cloned or non-linear packet "
-               "arriving there (GRO/GSO ones, all ports, not only the rules') into one buffer before our program "
-               "runs, which costs CPU and drops the packet when memory is short. --attach tcx or tc have neither "
-               "cost; XDP pays off only with a driver's native XDP",
-               ifname, veth ? " (veth)" : " (the driver has no native XDP)");
+  static std::atomic<bool> said{false};
+  const auto level = said.exchange(true) ? spdlog::level::debug : spdlog::level::warn;
+  spdlog::log(level,
+              "XDP on {} runs in skb (generic) mode{}: before any XDP program runs there the kernel reallocates "
+              "or copies every packet that is not linear with 256 bytes of headroom (GRO/GSO ones and most "
+              "others, all ports, not only the rules'), which costs CPU and drops the packet when memory is "
+              "short. --attach tcx or tc have neither cost (said once; further interfaces at debug level)",
+              ifname, veth ? " (shadowtap's choice on veth)" : " (the driver has no native XDP)");
 }
 
 }  // namespace

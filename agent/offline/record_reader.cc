@@ -398,7 +398,8 @@ void readCutHar(std::string_view body, ReadResult& out) {
 }
 
 // `lastLineCut`: the file does not end with a line end, so a last line that
-// does not parse is the partial line a crash leaves (`cut`), not a bad record.
+// begins as a record ('{') and does not parse is the partial line a crash
+// leaves (`cut`), not a bad record.
 void readJsonLines(std::string_view body, bool lastLineCut, ReadResult& out) {
   out.format = ReadResult::Format::kJsonl;
   std::string why;
@@ -414,7 +415,7 @@ void readJsonLines(std::string_view body, bool lastLineCut, ReadResult& out) {
     }
     // Parsed once: what decides a skipped line was a record is in the same JSON.
     const Json j = parseOrDiscard(line);
-    if (j.is_discarded() && rest.empty() && lastLineCut) {
+    if (j.is_discarded() && rest.empty() && lastLineCut && line.starts_with('{')) {
       out.cut = true;
     } else if (!j.is_object()) {
       skipped(out, "line", lineNo, "not a JSON object");

@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "base/strings.h"
+#include "http/chunked_body.h"
 #include "http/host_rewrite.h"
 #include "http/request_line.h"
 #include "record/codec.h"
@@ -59,6 +60,11 @@ bool isHttp2Version(std::string_view v) {
          base::equalsIgnoreCase(v, "h2c");
 }
 
+namespace {
+
+// The length of the chunked body at the start of `w`, up to and with the
+// empty line after its trailers; npos when it is malformed or does not end.
+// Appends the decoded bytes to *body.
 size_t chunkedLength(std::string_view w, std::string* body) {
   size_t i = 0;
   while (true) {
@@ -99,6 +105,8 @@ size_t chunkedLength(std::string_view w, std::string* body) {
   }
   return std::string_view::npos;
 }
+
+}  // namespace
 
 std::optional<std::string> decodeChunked(std::string_view w) {
   std::string out;
@@ -257,36 +265,45 @@ size_t Redactor::apply(RecordedRequest& r) const {
 namespace {
 
 // HTTP/1 only: why the body would not end where the head says it does (the
-// bytes after that would reach the mirror as another request); empty when it
-// does, or when the body was not recorded (such records are skipped anyway).
+// bytes after that would reach the mirror as another request), judged as the
+// framer judges a captured request; empty when it does. A body not recorded
+// is not judged when replay skips the record for it (bodyLength > 0); one of
+// length 0 goes out bodiless and is judged so.
 std::string bodyFramingReason(const RecordedRequest& r) {
-  if (r.isHttp2() || !r.bodyKept) {
+  if (r.isHttp2() || (!r.bodyKept && r.bodyLength > 0)) {
     return "";
   }
   std::optional<std::string_view> length;
+  int encodings = 0;
   bool chunked = false;
-  bool encoded = false;
   for (const auto& [name, value] : r.headers) {
+    const std::string_view v = base::trimOws(value);
     if (base::equalsIgnoreCase(name, "content-length")) {
-      if (length && *length != value) {
+      if (length && *length != v) {
         return "two different Content-Length values";
       }
-      length = value;
+      length = v;
     } else if (base::equalsIgnoreCase(name, "transfer-encoding")) {
-      encoded = true;
-      const std::string v = base::toLower(base::trimOws(value));
-      chunked = v == "chunked" || v.ends_with(",chunked") || v.ends_with(" chunked");
+      ++encodings;
+      const std::string lower = base::toLower(v);
+      chunked = lower == "chunked" || lower.ends_with(",chunked") || lower.ends_with(" chunked");
     }
   }
   const std::string_view sent = r.wireBody.empty() ? std::string_view(r.body) : std::string_view(r.wireBody);
-  if (encoded && length) {
-    return "both Content-Length and Transfer-Encoding";
-  }
-  if (encoded) {
+  if (encodings > 0) {
+    if (length) {
+      return "both Content-Length and Transfer-Encoding";
+    }
+    if (encodings > 1) {
+      return "Transfer-Encoding given more than once";
+    }
+    if (base::equalsIgnoreCase(r.httpVersion, "HTTP/1.0")) {
+      return "Transfer-Encoding in an HTTP/1.0 request";
+    }
     if (!chunked) {
       return "Transfer-Encoding does not end with chunked";
     }
-    return chunkedLength(sent) == sent.size() ? "" : "body is not one whole chunked body";
+    return http::isWellFormedChunkedBody(sent) ? "" : "body is not one whole chunked body";
   }
   if (length) {
     uint64_t n = 0;

@@ -97,9 +97,5 @@ std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix)
 
 // Decodes a chunked body framed on the wire. nullopt when malformed.
 std::optional<std::string> decodeChunked(std::string_view wire);
-// The length of the chunked body at the start of `wire`, up to and with the
-// empty line after its trailers; npos when it is malformed or does not end.
-// Appends the decoded bytes to *body unless null.
-size_t chunkedLength(std::string_view wire, std::string* body = nullptr);
 
 }  // namespace shadowtap::record

@@ -232,6 +232,10 @@ TEST(RecordReader, CrashCutJsonLinesAreReadUpToTheLastWholeLine) {
   rr = parseRecordText(whole.substr(0, whole.size() - 1));
   EXPECT_FALSE(rr.cut);
   EXPECT_EQ(rr.requests.size(), 3u);
+  // Text that never was a record is not a cut recording, line end or not.
+  rr = parseRecordText("foo");
+  EXPECT_FALSE(rr.cut);
+  EXPECT_NE(rr.error, "");
   // Garbage as a whole last line (with its line end) is unreadable, not cut.
   rr = parseRecordText(good + "\n" + good.substr(0, 30) + "\n");
   EXPECT_FALSE(rr.cut);
@@ -341,6 +345,20 @@ TEST(RecordReader, ABodyThatDoesNotEndWhereItsHeadSaysIsMalformed) {
       {post(R"([["Host","h"],["Transfer-Encoding","chunked"]])", "a", "1\r\na\r\n0\r\n"),
        "body is not one whole chunked body"},
       {post(R"([["Host","h"]])", "abc"), "body without Content-Length or Transfer-Encoding"},
+      // Bare LF ends lines for some servers (nginx, Go): the body would end at "0\n\n".
+      {post(R"([["Host","h"],["Transfer-Encoding","chunked"]])", "",
+            "0\nGET /admin HTTP/1.1\nHost: h\n\n\r\n\r\n"),
+       "body is not one whole chunked body"},
+      {post(R"([["Host","h"],["Transfer-Encoding","chunked"],["Transfer-Encoding","chunked"]])", "a",
+            "1\r\na\r\n0\r\n\r\n"),
+       "Transfer-Encoding given more than once"},
+      {jsonLine("POST", "/", R"([["Host","h"],["Transfer-Encoding","chunked"]])",
+                R"(,"version":"HTTP/1.0","body":"a","wire_body":")" + record::base64Encode("1\r\na\r\n0\r\n\r\n") +
+                    R"(")"),
+       "Transfer-Encoding in an HTTP/1.0 request"},
+      // Recorded without bodies, a chunked request of length 0 would go out bodiless.
+      {jsonLine("POST", "/", R"([["Host","h"],["Transfer-Encoding","chunked"]])", R"(,"body_length":0)"),
+       "body is not one whole chunked body"},
   };
   for (const auto& [line, why] : bad) {
     ReadResult rr = parseRecordText(line + "\n");
@@ -351,7 +369,7 @@ TEST(RecordReader, ABodyThatDoesNotEndWhereItsHeadSaysIsMalformed) {
   // extensions and trailers, "gzip, chunked", no body at all; and a body not
   // recorded is left to replay's own count of those.
   const std::string fine =
-      post(R"([["Host","h"],["Content-Length","3"],["content-length","3"]])", "abc") + "\n" +
+      post(R"([["Host","h"],["Content-Length","3"],["content-length"," 3 "]])", "abc") + "\n" +
       post(R"([["Host","h"],["Transfer-Encoding","chunked"]])", "ab", "2;x=1\r\nab\r\n0\r\nT: 1\r\n\r\n") + "\n" +
       post(R"([["Host","h"],["Transfer-Encoding","gzip, chunked"]])", "", "1\r\nz\r\n0\r\n\r\n") + "\n" +
       jsonLine("GET", "/", R"([["Host","h"]])") + "\n" +
