@@ -18,9 +18,11 @@
 // SNI name and chosen ALPN.
 
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 #include <atomic>
+#include <filesystem>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -29,6 +31,29 @@
 #include "model/request.h"
 
 namespace shadowtap::h2::test {
+
+// A directory under /tmp for a test's files, removed with everything in it
+// when the test ends, however it ends (a failed ASSERT returns early).
+class ScratchDir {
+ public:
+  ScratchDir() {
+    char name[] = "/tmp/st-h2test-XXXXXX";
+    if (mkdtemp(name) != nullptr) {
+      path_ = name;
+    }
+  }
+  ~ScratchDir() {
+    if (!path_.empty()) {
+      std::filesystem::remove_all(path_);
+    }
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }  // empty when it could not be made
+
+ private:
+  std::string path_;
+};
 
 // A PEM certificate and its key.
 struct TlsFiles {

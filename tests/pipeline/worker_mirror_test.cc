@@ -291,9 +291,9 @@ TEST_F(WorkerStreamTest, AGapInsideTheBodyAbortsTheMirrorRequest) {
 // tls=true: an HTTP/2 request of such a rule goes to the mirror as HTTP/2
 // over TLS (ALPN h2), with the shadow authority; never in cleartext h2c.
 TEST(WorkerTls, AnHttp2RequestOfATlsRuleGoesOverTlsWithAlpnH2) {
-  char tmpl[] = "/tmp/st-wtls-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const h2::test::TlsFiles files = h2::test::TlsFiles::selfSigned(tmpl, "mirror.test");
+  const h2::test::ScratchDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const h2::test::TlsFiles files = h2::test::TlsFiles::selfSigned(dir.path(), "mirror.test");
   ASSERT_FALSE(files.cert.empty()) << "the openssl command is needed";
   h2::test::H2TestServer mirror(100, 100, files);
   const std::string target = "127.0.0.1:" + std::to_string(mirror.port());
@@ -336,7 +336,6 @@ TEST(WorkerTls, AnHttp2RequestOfATlsRuleGoesOverTlsWithAlpnH2) {
   EXPECT_EQ(base::load(m.stats.dropped), 0u);
   ASSERT_NE(m.h2Pool, nullptr);
   m.h2Pool->stop(std::chrono::milliseconds(500));
-  std::filesystem::remove_all(tmpl);
 }
 
 // Issue 19: one request to two shadows. A rule with two mirrors, the second

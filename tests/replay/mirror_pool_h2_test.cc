@@ -145,10 +145,9 @@ void expectEveryRequestAConnectError(const MirrorPoolOptions& o) {
 // CA file and the SNI name; a mirror whose certificate does not verify gets
 // nothing, every request ending as a connect error.
 TEST(MirrorPoolH2, OverTlsWithAlpnH2AndTheMirrorsNameVerified) {
-  char tmpl[] = "/tmp/st-h2tls-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
-  const test::TlsFiles files = test::TlsFiles::selfSigned(dir, "mirror.test");
+  const test::ScratchDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const test::TlsFiles files = test::TlsFiles::selfSigned(dir.path(), "mirror.test");
   ASSERT_FALSE(files.cert.empty()) << "the openssl command is needed";
   test::H2TestServer server(100, 100, files);
   std::string error;
@@ -203,7 +202,6 @@ TEST(MirrorPoolH2, OverTlsWithAlpnH2AndTheMirrorsNameVerified) {
   EXPECT_EQ(http1Only.requestCount(), 0u);
   ASSERT_FALSE(http1Only.handshakes().empty()) << "the handshake itself succeeded";
   EXPECT_EQ(http1Only.handshakes()[0].alpn, "");
-  std::filesystem::remove_all(dir);
 }
 
 TEST(MirrorPoolH2, DeadTargetAndFullQueueAddUp) {
