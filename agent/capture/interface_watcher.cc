@@ -100,11 +100,13 @@ std::string InterfaceWatcher::checkNames(const std::vector<std::string>& pattern
   return "";
 }
 
-bool InterfaceWatcher::skipped(int ifindex, const std::string& name) {
+bool InterfaceWatcher::skipped(int ifindex, const std::string& name, int linkType) {
   if (skipped_.contains(ifindex)) {
     return true;
   }
-  const std::string why = notEthernetReason(name, linkType_(name));
+  // The notification's own type judges the device it is about; a look by
+  // name could meet another device renamed into that name since.
+  const std::string why = notEthernetReason(name, linkType >= 0 ? linkType : linkType_(name));
   if (why.empty()) {
     return false;
   }
@@ -179,7 +181,7 @@ bool InterfaceWatcher::apply(std::vector<LinkEvent> events, const std::map<int, 
       changed = true;
       continue;
     }
-    if (!want || skipped(ev.ifindex, ev.name)) {
+    if (!want || skipped(ev.ifindex, ev.name, ev.linkType)) {
       continue;
     }
     if (std::string why = target.attach(ev.ifindex, ev.name); !why.empty()) {

@@ -85,8 +85,9 @@ class InterfaceWatcher {
 
  private:
   // True when `name` is skipped for its link type (logged and counted the
-  // first time for `ifindex`).
-  bool skipped(int ifindex, const std::string& name);
+  // first time for `ifindex`): `linkType` when known (>= 0, from the
+  // notification), else looked up by name.
+  bool skipped(int ifindex, const std::string& name, int linkType = -1);
 
   std::vector<std::string> patterns_;
   CaptureStats& stats_;

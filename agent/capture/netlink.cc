@@ -169,13 +169,15 @@ std::vector<LinkEvent> LinkWatcher::read(bool* overflowed) {
     }
     int left = static_cast<int>(n);
     for (auto* nh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nh, left); nh = NLMSG_NEXT(nh, left)) {
-      if (nh->nlmsg_type != RTM_NEWLINK && nh->nlmsg_type != RTM_DELLINK) {
+      if ((nh->nlmsg_type != RTM_NEWLINK && nh->nlmsg_type != RTM_DELLINK) ||
+          nh->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) {
         continue;
       }
       const auto* ifi = static_cast<const ifinfomsg*>(NLMSG_DATA(nh));
       LinkEvent ev;
       ev.kind = nh->nlmsg_type == RTM_NEWLINK ? LinkEvent::Kind::kPresent : LinkEvent::Kind::kGone;
       ev.ifindex = ifi->ifi_index;
+      ev.linkType = ifi->ifi_type;
       const size_t attrLen = nh->nlmsg_len - NLMSG_LENGTH(sizeof(ifinfomsg));
       forEachAttr(reinterpret_cast<const char*>(ifi) + NLMSG_ALIGN(sizeof(ifinfomsg)), attrLen,
                   [&](uint16_t type, const void* data, size_t len) {

@@ -27,6 +27,9 @@ struct LinkEvent {
   Kind kind = Kind::kPresent;
   int ifindex = 0;
   std::string name;
+  // The link-layer type (ARPHRD_*) the notification carries; -1 when not known
+  // (a rescan's list has names only).
+  int linkType = -1;
 };
 
 // A non-blocking rtnetlink socket subscribed to link notifications (RTMGRP_LINK):

@@ -136,6 +136,31 @@ TEST(CaptureInterfaceWatcherLinkTypes, InterfacesWithoutEthernetAreSkippedOnceAn
   EXPECT_EQ(stats.notEthernet.load(), 2u);
 }
 
+// A notification carries its device's link type: that judges the device, not
+// a look by name, which could meet another device renamed into the name since.
+TEST(CaptureInterfaceWatcherLinkTypes, TheNotificationsOwnLinkTypeDecides) {
+  CaptureStats stats;
+  std::vector<std::string> looked;
+  InterfaceWatcher watcher({"veth*"}, stats, [&](const std::string& name) {
+    looked.push_back(name);
+    return ARPHRD_ETHER;  // what the name holds by the time we would look
+  });
+  FakeInterfaces ifs;
+  LinkEvent tun = present(9, "veth9");
+  tun.linkType = ARPHRD_NONE;
+  LinkEvent eth = present(10, "veth10");
+  eth.linkType = ARPHRD_ETHER;
+  EXPECT_TRUE(watcher.apply({tun, eth}, nullptr, ifs));
+  EXPECT_EQ(ifs.calls, (std::vector<std::string>{"attach 10 veth10"}));
+  EXPECT_EQ(stats.notEthernet.load(), 1u);
+  EXPECT_TRUE(looked.empty()) << "no look by name when the notification says";
+  // A rescan's list has names only: then the name is looked up.
+  const std::map<int, std::string> now = {{10, "veth10"}, {11, "veth11"}};
+  EXPECT_TRUE(watcher.apply({}, &now, ifs));
+  EXPECT_EQ(looked, (std::vector<std::string>{"veth11"}));
+  EXPECT_EQ(ifs.attached_.count(11), 1u);
+}
+
 TEST(CaptureInterfaceWatcherLinkTypes, TheReasonNamesTheInterfaceTheTypeAndWhereToCaptureInstead) {
   EXPECT_EQ(notEthernetReason("eth0", ARPHRD_ETHER), "");
   EXPECT_EQ(notEthernetReason("lo", ARPHRD_LOOPBACK), "") << "loopback frames carry an Ethernet header";
