@@ -99,7 +99,7 @@ void H2Connection::startQueued(uint64_t nowNs) {
   while (!queue_.empty() && active_.size() < limit && !closed_) {
     std::unique_ptr<Pending> p = std::move(queue_.front());
     queue_.pop_front();
-    std::vector<nghttp2_nv> nv = toNv(p->request.headers);
+    std::vector<nghttp2_nv> nv = toNv(p->request.headers, tls_ ? "https" : "http");
     nghttp2_data_provider dp{};
     dp.source.ptr = p.get();
     dp.read_callback = SessionCallbacks::readBody;

@@ -22,8 +22,11 @@
 
 namespace shadowtap::replay::h2conn {
 
-// nghttp2 name/value pairs pointing into `fields` (which must outlive them).
-std::vector<nghttp2_nv> toNv(const std::vector<model::HeaderField>& fields);
+// nghttp2 name/value pairs pointing into `fields` (which must outlive them),
+// except :scheme, which says `scheme` when one is given: the transport to the mirror ("https"
+// over TLS, else "http"), not the one the captured request came over (as a
+// proxy does: a request caught in cleartext and sent over TLS is https).
+std::vector<nghttp2_nv> toNv(const std::vector<model::HeaderField>& fields, std::string_view scheme = {});
 
 // One request taken by the connection, queued for a stream slot or on a stream.
 struct Pending {

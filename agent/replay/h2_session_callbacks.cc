@@ -24,12 +24,13 @@ int parseInt(const uint8_t* p, size_t n) {
 
 }  // namespace
 
-std::vector<nghttp2_nv> toNv(const std::vector<model::HeaderField>& fields) {
+std::vector<nghttp2_nv> toNv(const std::vector<model::HeaderField>& fields, std::string_view scheme) {
   std::vector<nghttp2_nv> nv;
   nv.reserve(fields.size());
   for (const model::HeaderField& f : fields) {
+    const std::string_view value = !scheme.empty() && f.name == ":scheme" ? scheme : std::string_view(f.value);
     nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(f.name.data())),
-                  reinterpret_cast<uint8_t*>(const_cast<char*>(f.value.data())), f.name.size(), f.value.size(),
+                  reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), f.name.size(), value.size(),
                   static_cast<uint8_t>(f.neverIndex ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE)});
   }
   return nv;
