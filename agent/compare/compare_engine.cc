@@ -65,6 +65,7 @@ uint64_t CompareEngine::begin(uint32_t ruleId, std::string method, std::string t
   ex.method = std::move(method);
   ex.target = std::move(target);
   ex.beganNs = nowNs;
+  ex.withSecondary = withSecondary;
   if (!withSecondary) {
     ex.state[static_cast<size_t>(Part::kSecondary)] = PartState::kMissing;
   }
@@ -148,7 +149,7 @@ void CompareEngine::compareNow(Exchange& ex) {
                                                   haveSecondary ? &ex.response[2] : nullptr);
   stats_.count(ex.ruleId, result.endpoint, result.outcome);
   base::bump(stats_.compared);
-  if (!haveSecondary) {
+  if (ex.withSecondary && !haveSecondary) {
     base::bump(stats_.noSecondary);
   }
   if (writer_ != nullptr) {

@@ -93,6 +93,7 @@ class CompareEngine {
     std::string method;
     std::string target;
     uint64_t beganNs = 0;
+    bool withSecondary = false;  // the rule has a secondary: its response is expected
     PartState state[3] = {PartState::kWaiting, PartState::kWaiting, PartState::kWaiting};
     model::Response response[3];
     uint64_t held = 0;  // heldBytes() of the responses kept

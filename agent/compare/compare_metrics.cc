@@ -59,6 +59,10 @@ void exportStats(const CompareEngine& engine, const ResponsePairing* pairing, co
                 {"no_mirror", v(cs.noMirror)},
                 {"expired", v(cs.expired)},
                 {"queue_full", v(cs.queueFull)}});
+  out.counter("shadowtap_compare_exchanges_without_secondary_total",
+              "Compared exchanges of rules with a secondary whose secondary's response did not come (an error, a "
+              "drop): compared without its noise; included in shadowtap_compare_exchanges_total.",
+              v(cs.noSecondary));
   out.counter("shadowtap_compare_exchanges_begun_total", "Exchanges begun (requests of compared rules).",
               v(cs.exchanges));
   out.counter("shadowtap_compare_exchanges_refused_total",

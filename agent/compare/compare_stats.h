@@ -44,7 +44,7 @@ class CompareStats {
   std::atomic<uint64_t> compared{0};
   std::atomic<uint64_t> noPrimary{0};        // the primary's response will not come (see the framer's reasons)
   std::atomic<uint64_t> noMirror{0};         // the mirror's response will not come (error, drop)
-  std::atomic<uint64_t> noSecondary{0};      // compared without a secondary (diagnostic, included in compared)
+  std::atomic<uint64_t> noSecondary{0};      // compared without the secondary's response it expected (included in compared)
   std::atomic<uint64_t> expired{0};          // a response never came within the timeout
   std::atomic<uint64_t> queueFull{0};        // complete, but the comparison queue was full
   std::atomic<uint64_t> unknownParts{0};     // a response for an exchange not pending (late or duplicate)

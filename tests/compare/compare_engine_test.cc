@@ -118,6 +118,12 @@ TEST(CompareEngine, PoolObserversReportTheirPart) {
   engine.onResponse(c, Part::kPrimary, jsonResponse(200, "{}"));
   mirror.onMissing(c);
   EXPECT_EQ(load(engine.stats().noMirror), 1u);
+  // A rule without a secondary: compared, and not counted as without one.
+  const uint64_t d = engine.begin(1, "GET", "/clock", false, 0);
+  engine.onResponse(d, Part::kPrimary, jsonResponse(200, "{}"));
+  mirror.onResponse(d, jsonResponse(200, "{}"));
+  EXPECT_EQ(load(engine.stats().compared), 3u);
+  EXPECT_EQ(load(engine.stats().noSecondary), 1u) << "only exchanges that expected a secondary";
   expectIdentity(engine.stats());
 }
 
