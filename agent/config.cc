@@ -151,7 +151,7 @@ CLI::Option* addRuleFlags(CLI::App& app, Config& c) {
                  "Mirroring rule (repeatable): port=N,mirror=HOST:PORT[;KEY=VALUE...][,mirror=...][,percentage=P][,suffix=S]"
                  "[,host=suffix|keep|HOST[:PORT]][,sample=connection|request|header:NAME][,dst=CIDR]"
                  "[,methods=GET|HEAD][,header=NAME:VALUE]...[,drop-header=NAME]...[,connections=N][,queue=N]"
-                 "[,queue-mib=N][,max-rps=N][,drop-policy=newest|oldest][,compare=true[,secondary=HOST:PORT]]"
+                 "[,queue-mib=N][,max-rps=N][,drop-policy=newest|oldest][,compare=true[,secondary=HOST:PORT[;tls=true...]]]"
                  "[,tls=true[,tls-verify=false][,tls-ca=FILE]]. Up to 8 mirrors per rule, each deciding on its own; "
                  "percentage, suffix, host, connections, queue, queue-mib, max-rps, drop-policy and tls* are every "
                  "mirror's defaults, and a mirror's own after ';' (mirror=v3:8000;percentage=10;host=keep)")

@@ -79,9 +79,18 @@ std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Ru
     *error = "rule '" + rule.text + "': secondary: " + second.error;
     return {};
   }
-  if (rule.first().tls) {
-    spdlog::warn("rule '{}': the secondary {} is sent to in cleartext; tls=true is the mirror's only", rule.text,
-                 rule.secondary);
+  std::shared_ptr<const replay::TlsClientConfig> secondaryTls;
+  if (rule.secondaryTls) {
+    secondaryTls = replay::TlsClientConfig::make(rule.secondaryTlsVerify, rule.secondaryTlsCa,
+                                                 replay::sniName("", rule.secondary), error);
+    if (!secondaryTls) {
+      *error = "rule '" + rule.text + "': secondary: " + *error;
+      return {};
+    }
+  } else if (rule.first().tls) {
+    spdlog::warn("rule '{}': the secondary {} is sent to in cleartext (tls=true is the mirror's; give "
+                 "secondary={};tls=true for TLS to the secondary)",
+                 rule.text, rule.secondary, rule.secondary);
   }
   const auto secondaryRate = sharedRate(rule.first().maxRps, workerCount_);
   const auto h2SecondaryRate = sharedRate(rule.first().maxRps, workerCount_);
@@ -90,7 +99,7 @@ std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Ru
     replay::MirrorPoolOptions so = rt->mirrors.front().replayer->options();  // the first mirror's share
     so.target = rule.secondary;
     so.addrs = second.addrs;
-    so.tls = nullptr;  // the mirror's tls= keys are the mirror's: the secondary is cleartext
+    so.tls = secondaryTls;  // its own keys: the mirror's tls= keys are the mirror's
     so.observer = secondaryObserver_.get();
     so.sharedRate = secondaryRate;
     rt->secondary = std::make_unique<replay::MirrorPool>(so);

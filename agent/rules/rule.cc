@@ -373,6 +373,47 @@ KeyResult parseMirrorItem(std::string_view value, std::vector<MirrorItem>& mirro
   return std::nullopt;
 }
 
+bool given(const Seen& seen, std::string_view key) {
+  return std::find(seen.keys.begin(), seen.keys.end(), key) != seen.keys.end();
+}
+
+// secondary=HOST:PORT and, after ';', its own TLS keys (tls, tls-verify,
+// tls-ca; the rule's are the mirrors', not the secondary's).
+KeyResult parseSecondary(Rule& r, std::string_view value) {
+  const size_t semi = value.find(';');
+  if (KeyResult e = parseHostPortOnce(value.substr(0, semi), r.secondary, "secondary")) {
+    return e;
+  }
+  MirrorSpec tls;  // only its TLS keys are parsed into it
+  Seen seen;
+  for (size_t at = semi; at != std::string_view::npos;) {
+    const size_t next = value.find(';', at + 1);
+    const std::string_view kv = value.substr(at + 1, next == std::string_view::npos ? next : next - at - 1);
+    at = next;
+    const size_t eq = kv.find('=');
+    if (eq == std::string_view::npos || eq == 0 || eq + 1 == kv.size()) {
+      return fail("'" + std::string(kv) + "' is not key=value (the secondary's own keys: secondary=HOST:PORT;tls=true;...)");
+    }
+    const std::string_view key = kv.substr(0, eq);
+    if (key != "tls" && key != "tls-verify" && key != "tls-ca") {
+      return fail("unknown key '" + std::string(key) + "' for the secondary (its own keys: tls, tls-verify, tls-ca)");
+    }
+    if ((key == "tls" || key == "tls-verify") && !seen.once(key)) {
+      return fail(std::string(key) + " given twice for the secondary");
+    }
+    if (KeyResult e = parseMirrorKey(tls, seen, key, kv.substr(eq + 1))) {
+      return e;
+    }
+  }
+  if (!tls.tls && (given(seen, "tls-verify") || given(seen, "tls-ca"))) {
+    return fail("the secondary's tls-verify and tls-ca only make sense with its tls=true");
+  }
+  r.secondaryTls = tls.tls;
+  r.secondaryTlsVerify = tls.tlsVerify;
+  r.secondaryTlsCa = tls.tlsCa;
+  return std::nullopt;
+}
+
 // A key of the rule (not a mirror key); mirror= items are collected in `mirrors`.
 KeyResult parseRuleKey(Rule& r, Seen& seen, std::string_view key, std::string_view value,
                        std::vector<MirrorItem>& mirrors, std::string_view item) {
@@ -386,7 +427,7 @@ KeyResult parseRuleKey(Rule& r, Seen& seen, std::string_view key, std::string_vi
     return parseMirrorItem(value, mirrors, item);
   }
   if (key == "secondary") {
-    return parseHostPortOnce(value, r.secondary, "secondary");
+    return parseSecondary(r, value);
   }
   if (key == "sample") {
     if (!seen.once(key)) {
@@ -423,10 +464,6 @@ KeyResult parseRuleKey(Rule& r, Seen& seen, std::string_view key, std::string_vi
                       "' (known: port, mirror, percentage, suffix, host, sample, dst, methods, header, drop-header, "
                       "connections, queue, queue-mib, max-rps, drop-policy, compare, secondary, tls, tls-verify, tls-ca)",
                   true};
-}
-
-bool given(const Seen& seen, std::string_view key) {
-  return std::find(seen.keys.begin(), seen.keys.end(), key) != seen.keys.end();
 }
 
 // The checks that need the whole rule.

@@ -100,6 +100,11 @@ struct Rule {
   // that differ between primary and secondary are known as noise.
   bool compare = false;
   std::string secondary;
+  // secondary=HOST:PORT;tls=true[;tls-verify=false][;tls-ca=FILE]: the
+  // secondary's own TLS keys, as a mirror's (none taken from the rule's).
+  bool secondaryTls = false;
+  bool secondaryTlsVerify = true;
+  std::string secondaryTlsCa;
 
   const MirrorSpec& first() const { return mirrors.front(); }
   // Whether the rule sends anywhere (false: dry run or record only).
@@ -121,7 +126,7 @@ struct Rule {
 //   methods=GET|HEAD            header=NAME:VALUE (repeatable)
 //   drop-header=NAME (repeatable)
 //   connections=N  queue=N  queue-mib=N  max-rps=N  drop-policy=newest|oldest
-//   compare=true|false          secondary=HOST:PORT (needs compare=true)
+//   compare=true|false          secondary=HOST:PORT[;tls=true;tls-verify=..;tls-ca=..] (needs compare=true)
 //   tls=true|false  tls-verify=true|false  tls-ca=FILE (the last two need tls=true)
 //   host=suffix|keep|HOST[:PORT]  sample=connection|request|header:NAME
 // mirror= is repeatable (up to kMaxMirrorsPerRule, each target once) and may

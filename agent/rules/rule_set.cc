@@ -61,7 +61,7 @@ std::string Rule::describe() const {
   }
   if (compare) {
     rest += std::string(", responses compared") + (mirrors.size() > 1 ? " with " + mirrors[0].target : "") +
-            (secondary.empty() ? std::string() : ", noise from " + secondary);
+            (secondary.empty() ? std::string() : ", noise from " + secondary + (secondaryTls ? " over TLS" : ""));
   }
   if (mirrors.size() == 1) {
     return out + " -> " + describeMirror(mirrors[0], *this) + rest + ")";
@@ -88,7 +88,7 @@ std::string checkRuleSet(const std::vector<Rule>& rules) {
 bool Rule::sameAs(const Rule& o) const {
   auto key = [](const Rule& r) {
     return std::tie(r.port, r.mirrors, r.sampleMode, r.sampleHeader, r.dst, r.methods, r.headers, r.dropHeaders,
-                    r.compare, r.secondary);
+                    r.compare, r.secondary, r.secondaryTls, r.secondaryTlsVerify, r.secondaryTlsCa);
   };
   return key(*this) == key(o);
 }

@@ -9,14 +9,16 @@
                    three digits are the server's own (port, version), not the clock's
   anything else    404
 
-HTTP/1.1 with keep-alive. Prints "ready" once listening.
-Usage: compare_server.py --port N --version v1|v2 [--bind ADDR]
+HTTP/1.1 with keep-alive, over TLS with --tls-cert and --tls-key. Prints "ready"
+once listening.
+Usage: compare_server.py --port N --version v1|v2 [--bind ADDR] [--tls-cert PEM --tls-key PEM]
 """
 import argparse
 import http.server
 import json
 import re
 import socketserver
+import ssl
 import sys
 import time
 
@@ -59,10 +61,16 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--version", choices=["v1", "v2"], required=True)
     ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     a = ap.parse_args()
     Handler.version = a.version
     Handler.tag = (a.port % 100) * 2 + (a.version == "v2")
     srv = Server((a.bind, a.port), Handler)
+    if a.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print("ready", flush=True)
     srv.serve_forever()
 

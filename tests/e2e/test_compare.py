@@ -15,8 +15,11 @@ the timestamp as noise.
 
 With --workers N the same with N workers: the kernel sends a connection's
 responses (egress) to the worker of its requests, so every exchange still pairs.
+With --secondary-tls the secondary serves HTTPS only (:8443, a self-signed
+certificate for shop-secondary) and the rule gives it its own keys,
+secondary=shop-secondary:8443;tls=true;tls-ca=CERT: the noise still shows.
 
-Usage: test_compare.py --shadowtap PATH [--workers N]
+Usage: test_compare.py --shadowtap PATH [--workers N] [--secondary-tls]
 Exits 77 (skip) without root, unless CI=true.
 """
 import argparse
@@ -126,6 +129,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shadowtap", required=True)
     add_workers_arg(ap)
+    ap.add_argument("--secondary-tls", action="store_true")
     args = ap.parse_args()
     use_workers(args.workers)
     netlab.require_root_or_skip("the compare end-to-end test")
@@ -137,16 +141,24 @@ def main():
         _, node_if = lab.link(cli, node, ["198.18.0.1/24"], ["198.18.0.2/24"], "c")
         lab.link(node, mir, ["198.18.1.1/24"], ["198.18.1.2/24"], "m")
         lab.hosts_file(node, {"shop-mirror": "198.18.1.2", "shop-secondary": "198.18.1.2"})
-        for ns, port, version in ((node, PORT, "v1"), (mir, PORT, "v2"), (mir, PORT + 1, "v1")):
-            p = lab.spawn(ns, [PY, os.path.join(HERE, "compare_server.py"), "--port", str(port), "--version", version],
-                          stdout=subprocess.PIPE, text=True)
+        secondary, tls_args = f"shop-secondary:{PORT + 1}", []
+        if args.secondary_tls:
+            cert, key = os.path.join(workdir, "secondary.crt"), os.path.join(workdir, "secondary.key")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                            "/CN=shop-secondary", "-addext", "subjectAltName=DNS:shop-secondary",
+                            "-keyout", key, "-out", cert], check=True, capture_output=True)
+            secondary, tls_args = f"shop-secondary:8443;tls=true;tls-ca={cert}", ["--tls-cert", cert, "--tls-key", key]
+        for ns, port, version, extra in ((node, PORT, "v1", []), (mir, PORT, "v2", []),
+                                         (mir, 8443 if args.secondary_tls else PORT + 1, "v1", tls_args)):
+            p = lab.spawn(ns, [PY, os.path.join(HERE, "compare_server.py"), "--port", str(port), "--version", version,
+                               *extra], stdout=subprocess.PIPE, text=True)
             if p.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"{version} server on :{port} did not start")
 
         diffs = os.path.join(workdir, "diffs.jsonl")
         st = Shadowtap(lab, node, args.shadowtap, node_if, workdir, argv=[
             "--interface", node_if,
-            "--rule", f"port={PORT},mirror=shop-mirror:{PORT},compare=true,secondary=shop-secondary:{PORT + 1}",
+            "--rule", f"port={PORT},mirror=shop-mirror:{PORT},compare=true,secondary={secondary}",
             "--compare-output", diffs])
         total = CONNECTIONS * ROUNDS * 3
         r = lab.run(cli, [PY, "-c", CLIENT, str(CONNECTIONS), str(ROUNDS)], capture_output=True, text=True,
@@ -177,6 +189,11 @@ def main():
         check(begun == total and compared == total and "final: compare: " in log,
               f"the final counters count every exchange compared ({compared} of {begun}, {total} sent)")
         check(not loaded_programs(egress), "no egress program of ours left loaded")
+        # With --secondary-tls the secondary speaks only HTTPS: its responses came over verified TLS.
+        check(stats.value("shadowtap_compare_exchanges_without_secondary_total") == 0,
+              "every exchange had the secondary's response (its noise known)")
+        if args.secondary_tls:
+            check("noise from shop-secondary:8443 over TLS" in log, "the rule's description says the secondary is TLS")
         check_workers(stats, args.workers)
         if args.workers > 1:
             per = [stats.value("shadowtap_worker_requests_total", worker=w) for w in range(args.workers)]

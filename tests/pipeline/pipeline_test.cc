@@ -272,6 +272,23 @@ TEST_F(PipelineTest, TheSecondaryOfARuleWithATlsMirrorIsCleartext) {
   p->stop();
 }
 
+// ... unless it has tls=true of its own: then its pools (HTTP/1 and, taking
+// the HTTP/1 pool's settings, HTTP/2) go over TLS, SNI its own host.
+TEST_F(PipelineTest, TheSecondaryHasItsOwnTlsKeys) {
+  auto p = start(parse({"-i", "synthetic0", "--rule",
+                        "port=8000,mirror=" + mirror_ + ",compare=true,secondary=localhost:" +
+                            mirror_.substr(mirror_.rfind(':') + 1) + ";tls=true;tls-verify=false",
+                        "--metrics-address", "off", "--summary-interval", "0", "--workers", "1"}));
+  ASSERT_TRUE(p);
+  const RuleRuntime& rt = *p->rules()->perWorker[0][0];
+  ASSERT_NE(rt.secondary, nullptr);
+  EXPECT_EQ(rt.mirrors[0].replayer->options().tls, nullptr) << "the secondary's keys are not the mirror's";
+  ASSERT_NE(rt.secondary->options().tls, nullptr);
+  EXPECT_EQ(rt.secondary->options().tls->serverName(), "localhost");
+  EXPECT_FALSE(rt.secondary->options().tls->verify());
+  p->stop();
+}
+
 // stop() is idempotent (the final summary and compare output are written
 // once), and a pipeline destroyed after a reload removed a rule, without
 // stop(), joins the draining pools instead of terminating the process.

@@ -155,6 +155,41 @@ TEST(RuleTest, CompareAndSecondary) {
   EXPECT_FALSE(parse("port=8000,mirror=v2:8000,compare=true,secondary=nohostport", &error));
 }
 
+// The secondary has its own TLS keys after ';' (the rule's tls= keys are the
+// mirrors'); they are part of what a reload compares.
+TEST(RuleTest, TheSecondarysOwnTlsKeys) {
+  std::string error;
+  auto r = parse("port=8000,mirror=v2:8000,tls=true,compare=true,secondary=v1:8443;tls=true;tls-verify=false", &error);
+  ASSERT_TRUE(r) << error;
+  EXPECT_EQ(r->secondary, "v1:8443");
+  EXPECT_TRUE(r->secondaryTls);
+  EXPECT_FALSE(r->secondaryTlsVerify);
+  EXPECT_TRUE(r->first().tls);
+  EXPECT_EQ(r->describe().find("noise from v1:8443 over TLS") != std::string::npos, true) << r->describe();
+  auto cleartext = parse("port=8000,mirror=v2:8000,tls=true,compare=true,secondary=v1:8443", &error);
+  ASSERT_TRUE(cleartext) << error;
+  EXPECT_FALSE(cleartext->secondaryTls) << "the rule's tls=true is the mirrors'";
+  EXPECT_FALSE(r->sameAs(*cleartext)) << "a reload must see the secondary's TLS change";
+  auto withCa = parse("port=8000,mirror=v2:8000,compare=true,secondary=v1:8443;tls=true;tls-ca=/dev/null", &error);
+  ASSERT_TRUE(withCa) << error;
+  EXPECT_EQ(withCa->secondaryTlsCa, "/dev/null");
+  EXPECT_TRUE(withCa->secondaryTlsVerify);
+  EXPECT_FALSE(withCa->first().tls);
+
+  const std::pair<std::string, std::string> bad[] = {
+      {"secondary=v1:8443;tls-verify=false", "only make sense with its tls=true"},
+      {"secondary=v1:8443;tls=true;tls=false", "tls given twice for the secondary"},
+      {"secondary=v1:8443;tls=maybe", "tls must be true or false"},
+      {"secondary=v1:8443;percentage=5", "unknown key 'percentage' for the secondary"},
+      {"secondary=v1:8443;tls", "'tls' is not key=value"},
+      {"secondary=v1:8443;tls=true;tls-ca=/no/such/file", "not a readable file"},
+  };
+  for (const auto& [secondary, want] : bad) {
+    EXPECT_FALSE(parse("port=8000,mirror=v2:8000,compare=true," + secondary, &error)) << secondary;
+    EXPECT_NE(error.find(want), std::string::npos) << secondary << ": " << error;
+  }
+}
+
 TEST(RuleTest, TlsToTheMirror) {
   std::string error;
   auto plain = parse("port=443,mirror=v2:8443", &error);
