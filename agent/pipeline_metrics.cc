@@ -258,8 +258,30 @@ void exportWorkers(const Pipeline& p, StatsSink& out) {
 
 }  // namespace
 
+// Compare mode's secondary: its own names, so that the mirrors' totals stay the mirrors'.
+void exportSecondary(const RuleRuntime& rt, StatsSink& out) {
+  if (!rt.secondary) {
+    return;
+  }
+  const replay::MirrorStats* pools[] = {&rt.secondary->stats(), rt.h2SecondaryPool ? &rt.h2SecondaryPool->stats() : nullptr};
+  for (size_t i = 0; i < 2; ++i) {
+    static const replay::MirrorStats kNoPool;
+    const replay::MirrorStats& s = pools[i] ? *pools[i] : kNoPool;
+    const double dropped = v(s.queueFull) + v(s.droppedOldest) + v(s.droppedRateLimit) + v(s.droppedShutdown);
+    out.counters("shadowtap_compare_secondary_requests_total",
+                 "Requests sent to compare mode's secondary, by protocol and outcome (error: no response; dropped: "
+                 "never sent, a full queue, the rate limit or shutdown).",
+                 "outcome",
+                 {{"response", v(s.responses)},
+                  {"error", static_cast<double>(s.errors() + s.aborted())},
+                  {"dropped", dropped}},
+                 {{"rule", std::to_string(rt.ruleId)}, {"protocol", i == 0 ? "http1" : "h2"}});
+  }
+}
+
 void exportRuleCounters(const RuleRuntime& rt, StatsSink& out) {
   exportRuleRequests(rt, out);
+  exportSecondary(rt, out);
   for (size_t i = 0; i < rt.mirrors.size(); ++i) {
     const MirrorRuntime& m = rt.mirrors[i];
     const Labels l = mirrorLabels(rt, i);

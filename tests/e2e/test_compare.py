@@ -192,6 +192,10 @@ def main():
         # With --secondary-tls the secondary speaks only HTTPS: its responses came over verified TLS.
         check(stats.value("shadowtap_compare_exchanges_without_secondary_total") == 0,
               "every exchange had the secondary's response (its noise known)")
+        secondary_got = {o: stats.value("shadowtap_compare_secondary_requests_total", outcome=o)
+                         for o in ("response", "error", "dropped")}
+        check(secondary_got == {"response": total, "error": 0, "dropped": 0},
+              f"the secondary answered all {total} requests ({secondary_got})")
         if args.secondary_tls:
             check("noise from shop-secondary:8443 over TLS" in log, "the rule's description says the secondary is TLS")
         check_workers(stats, args.workers)
