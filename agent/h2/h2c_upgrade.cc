@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <vector>
+
+#include "http/chunked_body.h"
 
 namespace shadowtap::h2 {
 namespace {
@@ -63,44 +66,6 @@ HeaderLines headerLines(std::string_view section) {
     out.emplace_back(line.substr(0, colon), trim(line.substr(colon + 1)));
   }
   return out;
-}
-
-// Decodes a chunked body the framer already checked (isWellFormedChunkedBody);
-// false if it is not one after all.
-bool decodeChunked(std::string_view in, std::string& body, std::vector<model::HeaderField>& trailers) {
-  for (;;) {
-    const size_t eol = in.find("\r\n");
-    if (eol == std::string_view::npos) {
-      return false;
-    }
-    std::string_view sizeLine = in.substr(0, eol);
-    sizeLine = sizeLine.substr(0, sizeLine.find(';'));
-    sizeLine = trim(sizeLine);
-    uint64_t size = 0;
-    if (sizeLine.empty() || sizeLine.size() > 15) {
-      return false;
-    }
-    for (char c : sizeLine) {
-      if (!std::isxdigit(static_cast<unsigned char>(c))) {
-        return false;
-      }
-      size = size * 16 + static_cast<uint64_t>(std::isdigit(static_cast<unsigned char>(c))
-                                                   ? c - '0'
-                                                   : std::tolower(static_cast<unsigned char>(c)) - 'a' + 10);
-    }
-    in.remove_prefix(eol + 2);
-    if (size == 0) {
-      for (const auto& [name, value] : headerLines(in)) {
-        trailers.push_back({lower(name), std::string(value), false});
-      }
-      return true;
-    }
-    if (in.size() < size + 2 || in.substr(size, 2) != "\r\n") {
-      return false;
-    }
-    body.append(in.substr(0, size));
-    in.remove_prefix(size + 2);
-  }
 }
 
 }  // namespace
@@ -179,8 +144,13 @@ bool toH2Request(const model::Request& r, const HeaderLines& fields, const std::
   }
   const std::string_view framedBody = bytes.substr(r.bodyOffset);
   if (chunked) {
-    if (!decodeChunked(framedBody, q.body, q.trailers)) {
+    std::optional<http::DecodedChunked> decoded = http::decodeChunkedBody(framedBody);
+    if (!decoded) {
       return false;
+    }
+    q.body = std::move(decoded->data);
+    for (model::HeaderField& t : decoded->trailers) {
+      q.trailers.push_back({lower(t.name), std::move(t.value), false});
     }
   } else {
     q.body.assign(framedBody);
@@ -203,6 +173,7 @@ UpgradeParse parseH2cUpgrade(const model::Request& r, H2cUpgrade& out) {
   std::vector<std::string> connection;
   int settingsCount = 0;
   std::string_view settings;
+  int encodings = 0;
   bool chunked = false;
   for (const auto& [name, value] : fields) {
     const std::string n = lower(name);
@@ -214,7 +185,8 @@ UpgradeParse parseH2cUpgrade(const model::Request& r, H2cUpgrade& out) {
       ++settingsCount;
       settings = value;
     } else if (n == "transfer-encoding") {
-      chunked = true;  // the framer emits only chunked as the final coding
+      ++encodings;
+      chunked = http::endsInChunked(value);
     }
   }
   if (!contains(upgrade, "h2c")) {
@@ -224,6 +196,11 @@ UpgradeParse parseH2cUpgrade(const model::Request& r, H2cUpgrade& out) {
   const std::string_view version = bytes.substr(0, lineEnd).substr(bytes.substr(0, lineEnd).rfind(' ') + 1);
   if (version != "HTTP/1.1" || settingsCount != 1 || !contains(connection, "upgrade") ||
       !contains(connection, "http2-settings")) {
+    return UpgradeParse::kInvalid;
+  }
+  // RFC 9112 6.3: a request whose last transfer coding is not chunked has no
+  // length to read. (The framer emits none: its only coding is "chunked".)
+  if (encodings > 0 && !chunked) {
     return UpgradeParse::kInvalid;
   }
   H2cUpgrade u;

@@ -1,6 +1,9 @@
 #include "http/chunked_body.h"
 
 #include <algorithm>
+#include <cassert>
+
+#include "base/strings.h"
 
 namespace shadowtap::http {
 namespace {
@@ -100,6 +103,49 @@ bool ChunkedBodyChecker::feed(std::string_view piece) {
 bool isWellFormedChunkedBody(std::string_view body) {
   ChunkedBodyChecker checker;
   return checker.feed(body) && checker.complete();
+}
+
+std::optional<DecodedChunked> decodeChunkedBody(std::string_view body) {
+  if (!isWellFormedChunkedBody(body)) {
+    return std::nullopt;
+  }
+  // From here on the checker's guarantees hold: every line ends in CRLF, a
+  // size line starts with hex digits whose value fits in 64 bits (the chunk
+  // extension, if any, follows them), each chunk's data is followed by CRLF
+  // and lies inside `body`, and the body ends with the empty line after the
+  // trailers.
+  DecodedChunked out;
+  size_t i = 0;
+  while (true) {
+    const size_t eol = body.find("\r\n", i);
+    assert(eol != std::string_view::npos);
+    uint64_t size = 0;
+    for (; i < eol && hexValue(body[i]) >= 0; ++i) {
+      size = (size << 4) | static_cast<uint64_t>(hexValue(body[i]));
+    }
+    i = eol + 2;
+    if (size == 0) {
+      break;
+    }
+    out.data.append(body.substr(i, size));
+    i += size + 2;
+  }
+  for (size_t eol = body.find("\r\n", i); eol != i; i = eol + 2, eol = body.find("\r\n", i)) {
+    assert(eol != std::string_view::npos);
+    const std::string_view line = body.substr(i, eol - i);
+    const size_t colon = line.find(':');
+    if (colon != std::string_view::npos) {
+      out.trailers.push_back({std::string(line.substr(0, colon)), std::string(base::trimOws(line.substr(colon + 1)))});
+    }
+  }
+  return out;
+}
+
+bool endsInChunked(std::string_view transferEncodingValue) {
+  const size_t comma = transferEncodingValue.rfind(',');
+  const std::string_view last =
+      comma == std::string_view::npos ? transferEncodingValue : transferEncodingValue.substr(comma + 1);
+  return base::equalsIgnoreCase(base::trimOws(last), "chunked");
 }
 
 }  // namespace shadowtap::http

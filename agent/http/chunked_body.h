@@ -2,7 +2,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
+
+#include "model/header_field.h"
 
 namespace shadowtap::http {
 
@@ -36,5 +41,23 @@ class ChunkedBodyChecker {
 
 // True when `body` is exactly a well-formed chunked body (ChunkedBodyChecker).
 bool isWellFormedChunkedBody(std::string_view body);
+
+// A whole chunked body decoded.
+struct DecodedChunked {
+  std::string data;  // the chunks' data, joined
+  // The trailer fields in order: names as sent, values without the OWS around
+  // them. A trailer line without a colon is no field and is left out.
+  std::vector<model::HeaderField> trailers;
+};
+
+// Decodes `body` when isWellFormedChunkedBody(body), nullopt otherwise. It
+// runs that check first, so the decoder and the framer cannot disagree on
+// which bodies are chunked bodies.
+std::optional<DecodedChunked> decodeChunkedBody(std::string_view body);
+
+// True when the last coding in a Transfer-Encoding value (the last
+// comma-separated element, without the spaces and tabs around it) is
+// "chunked", any case: the body is then framed by chunks (RFC 9112 6.3).
+bool endsInChunked(std::string_view transferEncodingValue);
 
 }  // namespace shadowtap::http

@@ -60,62 +60,6 @@ bool isHttp2Version(std::string_view v) {
          base::equalsIgnoreCase(v, "h2c");
 }
 
-namespace {
-
-// The length of the chunked body at the start of `w`, up to and with the
-// empty line after its trailers; npos when it is malformed or does not end.
-// Appends the decoded bytes to *body.
-size_t chunkedLength(std::string_view w, std::string* body) {
-  size_t i = 0;
-  while (true) {
-    const size_t eol = w.find("\r\n", i);
-    if (eol == std::string_view::npos) {
-      return std::string_view::npos;
-    }
-    uint64_t size = 0;
-    size_t k = i;
-    for (; k < eol && std::isxdigit(static_cast<unsigned char>(w[k])); ++k) {
-      if (size > (uint64_t{1} << 40)) {
-        return std::string_view::npos;
-      }
-      const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(w[k])));
-      size = size * 16 + static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
-    }
-    if (k == i) {
-      return std::string_view::npos;
-    }
-    i = eol + 2;
-    if (size == 0) {
-      break;
-    }
-    if (i + size + 2 > w.size() || w.substr(i + size, 2) != "\r\n") {
-      return std::string_view::npos;
-    }
-    if (body != nullptr) {
-      body->append(w.substr(i, size));
-    }
-    i += size + 2;
-  }
-  // Trailer fields, each a line, up to the empty line that ends the message.
-  for (size_t eol = w.find("\r\n", i); eol != std::string_view::npos; eol = w.find("\r\n", i)) {
-    if (eol == i) {
-      return i + 2;
-    }
-    i = eol + 2;
-  }
-  return std::string_view::npos;
-}
-
-}  // namespace
-
-std::optional<std::string> decodeChunked(std::string_view w) {
-  std::string out;
-  if (chunkedLength(w, &out) == std::string_view::npos) {
-    return std::nullopt;
-  }
-  return out;
-}
-
 std::optional<RecordedRequest> splitRequest(const model::Request& r, int64_t realtimeOffsetNs, bool keepBodies) {
   RecordedRequest out;
   out.unixNs = static_cast<int64_t>(r.tsNs) + realtimeOffsetNs;
@@ -151,8 +95,8 @@ std::optional<RecordedRequest> splitRequest(const model::Request& r, int64_t rea
     }
     std::string_view name = line.substr(0, colon);
     std::string_view value = base::trimOws(line.substr(colon + 1));
-    if (base::equalsIgnoreCase(name, "transfer-encoding") && lower(value).find("chunked") != std::string::npos) {
-      chunked = true;
+    if (base::equalsIgnoreCase(name, "transfer-encoding")) {
+      chunked = http::endsInChunked(value);
     }
     out.headers.emplace_back(std::string(name), std::string(value));
     pos = lineEnd + 2;
@@ -160,11 +104,11 @@ std::optional<RecordedRequest> splitRequest(const model::Request& r, int64_t rea
   const std::string_view wire = bytes.substr(r.bodyOffset);
   std::string body;
   if (chunked) {
-    auto decoded = decodeChunked(wire);
+    auto decoded = http::decodeChunkedBody(wire);
     if (!decoded) {
       return std::nullopt;
     }
-    body = std::move(*decoded);
+    body = std::move(decoded->data);
   } else {
     body = std::string(wire);
   }
@@ -285,8 +229,7 @@ std::string bodyFramingReason(const RecordedRequest& r) {
       length = v;
     } else if (base::equalsIgnoreCase(name, "transfer-encoding")) {
       ++encodings;
-      const std::string lower = base::toLower(v);
-      chunked = lower == "chunked" || lower.ends_with(",chunked") || lower.ends_with(" chunked");
+      chunked = http::endsInChunked(v);
     }
   }
   const std::string_view sent = r.wireBody.empty() ? std::string_view(r.body) : std::string_view(r.wireBody);

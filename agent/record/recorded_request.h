@@ -95,7 +95,4 @@ std::string unsendableReason(const RecordedRequest& r);
 // absolute-form target) get `suffix` as in live mirroring (empty: unchanged).
 std::string buildRequestBytes(const RecordedRequest& r, std::string_view suffix);
 
-// Decodes a chunked body framed on the wire. nullopt when malformed.
-std::optional<std::string> decodeChunked(std::string_view wire);
-
 }  // namespace shadowtap::record

@@ -71,6 +71,35 @@ TEST(H2cUpgrade, ChunkedBodyAndAbsoluteTarget) {
   EXPECT_EQ(u.request.header("transfer-encoding"), "");
 }
 
+// The body is judged as the framer judges it (http::isWellFormedChunkedBody).
+TEST(H2cUpgrade, ChunkedBodyMustBeOneWholeChunkedBody) {
+  const std::string head =
+      "POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: \r\n"
+      "Transfer-Encoding: chunked\r\n\r\n";
+  H2cUpgrade u;
+  // A size in 16 digits, as llhttp takes it.
+  ASSERT_EQ(parseH2cUpgrade(framed(head + "0000000000000003\r\nabc\r\n0\r\n\r\n"), u), UpgradeParse::kUpgrade);
+  EXPECT_EQ(u.request.body, "abc");
+  EXPECT_TRUE(u.request.trailers.empty());
+  for (const char* body : {"3\r\nabc\r\n0\r\nX-Sum: 9\r\n", "3\r\nabc\r\n0\r\n", "0\r\n\r\nX", "3\nabc\r\n0\r\n\r\n",
+                           " 3\r\nabc\r\n0\r\n\r\n"}) {
+    EXPECT_EQ(parseH2cUpgrade(framed(head + body), u), UpgradeParse::kInvalid) << body;
+  }
+}
+
+// RFC 9112 6.3: with a last coding other than chunked the body has no length.
+TEST(H2cUpgrade, TransferEncodingMustEndInChunked) {
+  const std::string head =
+      "POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: \r\n";
+  const std::string body = "3\r\nabc\r\n0\r\n\r\n";
+  H2cUpgrade u;
+  EXPECT_EQ(parseH2cUpgrade(framed(head + "Transfer-Encoding: chunked, gzip\r\n\r\n" + body), u),
+            UpgradeParse::kInvalid);
+  ASSERT_EQ(parseH2cUpgrade(framed(head + "Transfer-Encoding: gzip, Chunked\r\n\r\n" + body), u),
+            UpgradeParse::kUpgrade);
+  EXPECT_EQ(u.request.body, "abc");
+}
+
 TEST(H2cUpgrade, NotAndInvalid) {
   H2cUpgrade u;
   EXPECT_EQ(parseH2cUpgrade(framed("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), u), UpgradeParse::kNotUpgrade);

@@ -185,6 +185,26 @@ TEST(ProtocolSniffer, AcceptedUpgradeIsDecodedWithStreamOneAtEveryCut) {
   }
 }
 
+// An upgrade request with a chunked body, through the framer: its body and
+// trailers become stream 1's (a size in 16 digits, as llhttp takes it).
+TEST(ProtocolSniffer, ChunkedUpgradeRequestBecomesStreamOne) {
+  WireClient w(true, {}, &kSettingsPayload);
+  w.pump();
+  const std::string upgrade =
+      "POST /up HTTP/1.1\r\nHost: web:80\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+      "HTTP2-Settings: AAMAAABkAAQAAP__\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "0000000000000003\r\nabc\r\n2;x=y\r\nde\r\n0\r\nX-Sum: 9\r\n\r\n";
+  Sniffing r;
+  r.feed(upgrade + w.captured());
+  EXPECT_TRUE(r.sinks.http1.empty());
+  ASSERT_EQ(r.sinks.h2.size(), 1u);
+  EXPECT_EQ(r.sinks.h2[0].streamId, 1);
+  EXPECT_EQ(r.sinks.h2[0].body, "abcde");
+  EXPECT_EQ(r.sinks.h2[0].trailers, (std::vector<model::HeaderField>{{"x-sum", "9", false}}));
+  EXPECT_EQ(r.factory.stats().upgradesAccepted.load(), 1u);
+  r.end();
+}
+
 TEST(ProtocolSniffer, DeclinedUpgradeIsMirroredAsHttp1AndTheConnectionGoesOn) {
   // The server answered the upgrade request in HTTP/1 (we do not see it); the
   // client goes on with HTTP/1 on the same connection: every request is framed,

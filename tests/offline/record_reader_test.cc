@@ -340,6 +340,8 @@ TEST(RecordReader, ABodyThatDoesNotEndWhereItsHeadSaysIsMalformed) {
       {post(R"([["Host","h"],["Content-Length","1"],["Transfer-Encoding","chunked"]])", "a", "1\r\na\r\n0\r\n\r\n"),
        "both Content-Length and Transfer-Encoding"},
       {post(R"([["Host","h"],["Transfer-Encoding","chunked, gzip"]])", "a"), "Transfer-Encoding does not end with chunked"},
+      {post(R"([["Host","h"],["Transfer-Encoding","gzip chunked"]])", "a", "1\r\na\r\n0\r\n\r\n"),
+       "Transfer-Encoding does not end with chunked"},
       {post(R"([["Host","h"],["Transfer-Encoding","chunked"]])", "a", "1\r\na\r\n0\r\n\r\n" + smuggled),
        "body is not one whole chunked body"},
       {post(R"([["Host","h"],["Transfer-Encoding","chunked"]])", "a", "1\r\na\r\n0\r\n"),
@@ -366,18 +368,20 @@ TEST(RecordReader, ABodyThatDoesNotEndWhereItsHeadSaysIsMalformed) {
     EXPECT_EQ(rr.firstMalformed, "line 1: " + why) << line;
   }
   // Whole bodies pass: Content-Length (repeated, equal), chunked with
-  // extensions and trailers, "gzip, chunked", no body at all; and a body not
-  // recorded is left to replay's own count of those.
+  // extensions and trailers, "gzip, chunked" (a tab after the comma too), no
+  // body at all; and a body not recorded is left to replay's own count of
+  // those.
   const std::string fine =
       post(R"([["Host","h"],["Content-Length","3"],["content-length"," 3 "]])", "abc") + "\n" +
       post(R"([["Host","h"],["Transfer-Encoding","chunked"]])", "ab", "2;x=1\r\nab\r\n0\r\nT: 1\r\n\r\n") + "\n" +
       post(R"([["Host","h"],["Transfer-Encoding","gzip, chunked"]])", "", "1\r\nz\r\n0\r\n\r\n") + "\n" +
+      post(R"([["Host","h"],["Transfer-Encoding","gzip,\tChunked"]])", "", "1\r\nz\r\n0\r\n\r\n") + "\n" +
       jsonLine("GET", "/", R"([["Host","h"]])") + "\n" +
       jsonLine("POST", "/", R"([["Host","h"],["Content-Length","9"]])", R"(,"body_length":9)") + "\n";
   ReadResult rr = parseRecordText(fine);
   EXPECT_EQ(rr.malformed, 0u) << rr.firstMalformed;
-  ASSERT_EQ(rr.requests.size(), 5u);
-  EXPECT_FALSE(rr.requests[4].bodyKept);
+  ASSERT_EQ(rr.requests.size(), 6u);
+  EXPECT_FALSE(rr.requests[5].bodyKept);
 }
 
 const std::string kHarHead = R"({"log":{"version":"1.2","creator":{"name":"x","version":"1"},"entries":[)";

@@ -93,12 +93,5 @@ TEST(Codec, Rfc3339OutsideInt64NanosecondsIsRejected) {
   EXPECT_FALSE(parseRfc3339("2262-04-11T23:47:16-01:00"));
 }
 
-TEST(Chunked, DecodesAndRejects) {
-  EXPECT_EQ(decodeChunked("5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\nX-T: 1\r\n\r\n"), "hello!");
-  EXPECT_EQ(decodeChunked("0\r\n\r\n"), "");
-  EXPECT_FALSE(decodeChunked("5\r\nhell\r\n0\r\n\r\n"));
-  EXPECT_FALSE(decodeChunked("zz\r\n"));
-}
-
 }  // namespace
 }  // namespace shadowtap::record
