@@ -21,6 +21,10 @@ void exportStats(const RecordStats& w, base::StatsSink& out) {
               "Requests over --max-request-mib (their body streamed to the mirror) not recorded.",
               v(w.streamedNotRecorded));
   out.counter("shadowtap_record_redacted_values_total", "Header and query values redacted.", v(w.redactedValues));
+  out.counter("shadowtap_record_fields_not_utf8_total",
+              "Methods, targets, header and trailer names and values recorded with U+FFFD in place of bytes that are "
+              "not UTF-8 (HAR and JSON hold text only): replayed, they differ from what was captured.",
+              v(w.notUtf8Fields));
   out.counter("shadowtap_record_rotations_total", "Recording files closed by size or time.", v(w.rotations));
   out.counter("shadowtap_record_files_deleted_total", "Oldest recording files removed for the disk cap.",
               v(w.filesDeleted));

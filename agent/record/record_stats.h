@@ -23,6 +23,9 @@ struct RecordStats {
   std::atomic<uint64_t> bytesWritten{0};   // file bytes, headers and trailers included; Kafka: values delivered
   std::atomic<uint64_t> packets{0};        // pcap: packets written (a segment over 64 KiB is split)
   std::atomic<uint64_t> redactedValues{0}; // header and query values replaced by the marker
+  // Methods, targets, header and trailer names and values whose bytes are not
+  // UTF-8 (obs-text): JSON holds them with U+FFFD in place of those bytes.
+  std::atomic<uint64_t> notUtf8Fields{0};
   std::atomic<uint64_t> bodiesOmitted{0};  // non-empty bodies recorded as length + hash only
   // Requests over --max-request-mib (streamed to the mirror): not offered, not recorded.
   std::atomic<uint64_t> streamedNotRecorded{0};

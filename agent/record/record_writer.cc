@@ -101,11 +101,13 @@ void RecordWriter::enqueue(Item&& item, size_t bytes) {
     }
     queue_.push_back(std::move(item));
     queuedBytes_ += bytes;
+    // Under the lock, as the writer's subtraction is: a scrape never sees the
+    // gauges below zero.
+    stats_.queueDepth.fetch_add(1, std::memory_order_relaxed);
+    stats_.queueBytes.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
     wake = waiting_;
     waiting_ = false;
   }
-  stats_.queueDepth.fetch_add(1, std::memory_order_relaxed);
-  stats_.queueBytes.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
   if (wake) {
     cv_.notify_one();
   }
@@ -147,6 +149,9 @@ std::optional<RecordedRequest> RecordWriter::recordedFrom(Item& item, const Reda
     return rec;
   }
   stats_.redactedValues.fetch_add(redactor.apply(*rec), std::memory_order_relaxed);
+  if (const uint64_t n = fieldsNotUtf8(*rec); n != 0) {
+    stats_.notUtf8Fields.fetch_add(n, std::memory_order_relaxed);
+  }
   if (!rec->bodyKept && rec->bodyLength > 0) {
     stats_.bodiesOmitted.fetch_add(1, std::memory_order_relaxed);
   }

@@ -60,6 +60,16 @@ bool isHttp2Version(std::string_view v) {
          base::equalsIgnoreCase(v, "h2c");
 }
 
+uint64_t fieldsNotUtf8(const RecordedRequest& r) {
+  uint64_t n = !isValidUtf8(r.method) + !isValidUtf8(r.target);
+  for (const auto* fields : {&r.headers, &r.trailers}) {
+    for (const auto& [name, value] : *fields) {
+      n += !isValidUtf8(name) + !isValidUtf8(value);
+    }
+  }
+  return n;
+}
+
 std::optional<RecordedRequest> splitRequest(const model::Request& r, int64_t realtimeOffsetNs, bool keepBodies) {
   RecordedRequest out;
   out.unixNs = static_cast<int64_t>(r.tsNs) + realtimeOffsetNs;

@@ -61,6 +61,10 @@ bool isHttp2Version(std::string_view version);
 // chunked body does not decode (never for the framer's output).
 std::optional<RecordedRequest> splitRequest(const model::Request& r, int64_t realtimeOffsetNs, bool keepBodies);
 
+// How many of r's method, target, header and trailer names and values are not
+// UTF-8 (the body is not looked at: it is kept as base64 when not text).
+uint64_t fieldsNotUtf8(const RecordedRequest& r);
+
 // Replaces sensitive values with kRedactedMarker: the values of the headers
 // (and HTTP/2 trailers) named in kDefaultRedactedHeaders and `extraHeaders`
 // (any case) and of the query parameters named in `queryParams` (in the

@@ -85,6 +85,26 @@ TEST(JsonlWriter, OneObjectPerRequestWithDefaultRedaction) {
   EXPECT_EQ(s.rotations, 0u);
 }
 
+// obs-text in a header value (legal in HTTP/1, Latin-1 by habit) is not
+// UTF-8: JSON holds U+FFFD in its place, and the counter says how many fields
+// a replay will send differently. A binary body is not counted (base64).
+TEST(JsonlWriter, FieldsThatAreNotUtf8AreCounted) {
+  TempDir dir;
+  auto w = make(optionsFor(dir, "u.jsonl"));
+  w->onRequest(makeRequest("GET /caf\xe9 HTTP/1.1\r\nHost: h\r\nX-Name: Jos\xe9\r\nX-Ok: caf\xc3\xa9\r\n\r\n"));
+  std::string binary = "PUT /b HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n";
+  binary += std::string("\xff\xfe", 2);
+  w->onRequest(makeRequest(binary));
+  w->close();
+  const auto lines = jsonLines(slurp(dir.files("u", ".jsonl").at(0)));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["target"], "/caf\xef\xbf\xbd");
+  EXPECT_EQ(lines[0]["headers"][1][1], "Jos\xef\xbf\xbd");
+  EXPECT_EQ(lines[0]["headers"][2][1], "caf\xc3\xa9") << "valid UTF-8 is kept";
+  EXPECT_EQ(w->stats().notUtf8Fields, 2u) << "the target and X-Name";
+  EXPECT_EQ(w->stats().written, 2u);
+}
+
 TEST(JsonlWriter, RedactionNoneExtraHeadersAndQuery) {
   TempDir dir;
   RecordOptions none = optionsFor(dir, "none.jsonl");
