@@ -2,6 +2,8 @@
 // snapshot, and a worker driven from synthetic segments picking up reloads.
 #include <gtest/gtest.h>
 
+#include <sys/eventfd.h>
+
 #include <atomic>
 #include <numeric>
 #include <string>
@@ -9,6 +11,8 @@
 
 #include "base/clock.h"
 #include "base/counters.h"
+#include "base/fd.h"
+#include "capture/ring_reader.h"
 #include "replay/mirror_pool.h"
 #include "rule_runtime.h"
 #include "synthetic_segment.h"
@@ -268,6 +272,51 @@ TEST_F(WorkerTest, PicksUpAReloadsRulesWithoutAnyLock) {
   EXPECT_EQ(base::load(w.stats().unknownRule), 1u);
   EXPECT_EQ(base::load(w.stats().requests), 5u);
   EXPECT_EQ(base::load(w.stats().segments), 15u);
+}
+
+// A ring left full at stop: the feed gives at most a ring's budget a call, as
+// the ring reader does, and never becomes readable, so only the stop drains it.
+class FullRingAtStop final : public capture::WorkerFeed {
+ public:
+  explicit FullRingAtStop(size_t requests) {
+    segments_.push_back(testing::syntheticSegment(40100, 8000, 1, 999, flow::kTcpSyn));
+    for (size_t i = 0; i < requests; ++i) {
+      segments_.push_back(testing::syntheticSegment(40100, 8000, 1, 1000 + static_cast<uint32_t>(i * kReq.size()),
+                                                    flow::kTcpAck, kReq));
+    }
+  }
+  std::vector<int> readableFds() const override { return {never_.get()}; }
+  int consume(capture::SegmentSink& sink) override {
+    int n = 0;
+    for (; next_ < segments_.size() && n < capture::RingReader::kConsumeBudget; ++next_, ++n) {
+      sink.onSegment(segments_[next_]);
+    }
+    ++calls_;
+    return n;
+  }
+  size_t left() const { return segments_.size() - next_; }
+  int calls() const { return calls_; }
+
+  static constexpr std::string_view kReq = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+
+ private:
+  base::Fd never_{eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)};
+  std::vector<flow::Segment> segments_;
+  size_t next_ = 0;
+  int calls_ = 0;
+};
+
+TEST_F(WorkerTest, StopReadsEverythingLeftInTheRingBeyondOneBudget) {
+  constexpr size_t kRequests = 3 * capture::RingReader::kConsumeBudget + 17;
+  FullRingAtStop feed(kRequests);
+  Worker w(0, shared_);
+  ASSERT_TRUE(w.start(feed));
+  w.stop();
+  EXPECT_EQ(feed.left(), 0u) << "nothing left unread in the ring";
+  EXPECT_GE(feed.calls(), 5) << "four budgets' worth, then an empty read";
+  EXPECT_EQ(base::load(w.stats().segments), kRequests + 1);
+  EXPECT_EQ(base::load(w.stats().requests), kRequests) << "every request framed";
+  EXPECT_EQ(base::load(snapshot_.load()->find(0, 1)->stats.requests), kRequests);
 }
 
 }  // namespace
