@@ -66,7 +66,7 @@ std::string buildRules(Config& c, bool shorthand) {
 }
 
 // The compare flags against the rules. Empty when fine, else the one line to print.
-std::string checkCompare(const Config& c) {
+std::string checkCompare(const Config& c, bool maxMibGiven) {
   bool any = false;
   for (const rules::Rule& r : c.rules) {
     if (r.compare && !r.hasMirror()) {
@@ -77,9 +77,11 @@ std::string checkCompare(const Config& c) {
   if (any && c.dryRun) {
     return "compare=true cannot be used with --dry-run (nothing is sent, so there is no response to compare)";
   }
-  const bool flags = !c.compareOutput.empty() || !c.compareIgnoreHeaders.empty() || !c.compareIgnorePaths.empty();
+  const bool flags = !c.compareOutput.empty() || !c.compareIgnoreHeaders.empty() || !c.compareIgnorePaths.empty() ||
+                     maxMibGiven;
   if (flags && !any) {
-    return "--compare-output/--compare-ignore-* need a rule with compare=true (e.g. --rule port=N,mirror=H:P,compare=true)";
+    return "--compare-output/--compare-ignore-*/--compare-max-mib need a rule with compare=true (e.g. --rule "
+           "port=N,mirror=H:P,compare=true)";
   }
   compare::CompareOptions co;
   co.ignoreHeaders = c.compareIgnoreHeaders;
@@ -441,7 +443,7 @@ int parseInto(int argc, char** argv, Config& c, std::ostream& err) {
     err << "shadowtap: " << error << " (see shadowtap --help)" << std::endl;
     return 2;
   }
-  if (std::string error = checkCompare(c); !error.empty()) {
+  if (std::string error = checkCompare(c, app.get_option("--compare-max-mib")->count() > 0); !error.empty()) {
     err << "shadowtap: " << error << " (see shadowtap --help)" << std::endl;
     return 2;
   }

@@ -86,8 +86,13 @@ TEST(PipelineOptions, FramingAndReassemblyFlagsConvertTheirUnits) {
 
 TEST(PipelineOptions, CompareMaxMibBoundsTheResponsesTheEngineHolds) {
   EXPECT_EQ(engineOptionsOf(parse({})).maxHeldBytes, uint64_t(256) << 20);
-  EXPECT_EQ(engineOptionsOf(parse({"--compare-max-mib", "3"})).maxHeldBytes, uint64_t(3) << 20);
-  EXPECT_EQ(engineOptionsOf(parse({"--compare-max-mib", "1048576"})).maxHeldBytes, uint64_t(1) << 40);
+  const std::vector<std::string> compared = {"--rule", "port=8001,mirror=127.0.0.1:9001,compare=true"};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), compared.begin(), compared.end());
+    return parse(std::move(args));
+  };
+  EXPECT_EQ(engineOptionsOf(with({"--compare-max-mib", "3"})).maxHeldBytes, uint64_t(3) << 20);
+  EXPECT_EQ(engineOptionsOf(with({"--compare-max-mib", "1048576"})).maxHeldBytes, uint64_t(1) << 40);
 }
 
 // A mirror's pool: its limits from the rule (the flags are every rule's

@@ -207,6 +207,11 @@ TEST(ConfigTest, CompareFlags) {
               2)
         << bad;
   }
+  // Without a compare rule the bound would bind nothing: refused, as the other compare flags are.
+  Config without;
+  EXPECT_EQ(parse({"-i", "lo", "--rule", "port=8000,mirror=127.0.0.1:9", "--compare-max-mib", "64"}, without), 2);
+  EXPECT_EQ(parse({"-i", "lo", "--rule", "port=8000,mirror=127.0.0.1:9", "--compare-output", "/tmp/d.jsonl"}, without),
+            2);
 }
 
 }  // namespace
