@@ -125,6 +125,9 @@ class Pipeline {
     std::vector<std::vector<std::shared_ptr<RuleRuntime>>> added;  // each: the rule in every worker
   };
   bool nextRules(const Config& next, const RuleSet& current, NextRules& out, std::string* error);
+  // The compared rule of `current` that `rule` (compare=true, changed by a
+  // reload) continues: same port and dst; 0 for none.
+  uint32_t comparedPredecessor(const RuleSet& current, const rules::Rule& rule) const;
   // A current rule that `out` neither keeps nor removes outright (an added
   // rule has its port and destination) gets that rule as its successor.
   static void linkSuccessors(const RuleSet& current, NextRules& out);

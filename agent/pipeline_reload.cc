@@ -35,6 +35,11 @@ bool Pipeline::nextRules(const Config& next, const RuleSet& current, NextRules& 
       }
     }
     if (!found) {
+      if (engine_) {
+        // A compared rule whose settings changed goes on being compared, with
+        // the noise its predecessor (same port and dst) learned.
+        engine_->adopt(nextId, rule.compare ? comparedPredecessor(current, rule) : 0);
+      }
       auto runtimes = makeRuntimes(rule, nextId++, error);
       if (runtimes.empty()) {
         return false;
@@ -47,6 +52,16 @@ bool Pipeline::nextRules(const Config& next, const RuleSet& current, NextRules& 
   }
   linkSuccessors(current, out);
   return true;
+}
+
+uint32_t Pipeline::comparedPredecessor(const RuleSet& current, const rules::Rule& rule) const {
+  for (const auto& old : current.perWorker.front()) {
+    if (old && old->rule.compare && old->rule.port == rule.port && old->rule.dst == rule.dst &&
+        engine_->compares(old->ruleId)) {
+      return old->ruleId;
+    }
+  }
+  return 0;
 }
 
 void Pipeline::linkSuccessors(const RuleSet& current, NextRules& out) {
@@ -107,9 +122,11 @@ void Pipeline::reload() {
   }
   for (const auto& runtimes : nr.added) {
     const rules::Rule& rule = runtimes.front()->rule;
-    if (rule.compare) {
-      spdlog::warn("reload: rule '{}' asks for compare=true, but comparison is set up only at start; it is "
-                   "mirrored without comparing (restart to compare it)", rule.text);
+    if (rule.compare && !runtimes.front()->compared) {
+      spdlog::warn("reload: rule '{}' asks for compare=true, but comparison is set up only at start (a changed "
+                   "rule goes on being compared, a new one is not); it is mirrored without comparing (restart to "
+                   "compare it)",
+                   rule.text);
     }
     spdlog::info("rule {}: {}", runtimes.front()->ruleId, rule.describe());
   }

@@ -49,13 +49,37 @@ void CompareEngine::stop() {
   running_ = false;
 }
 
+uint32_t CompareEngine::comparatorOf(uint32_t ruleId) const {
+  if (ruleId != 0 && ruleId <= comparators_.size() && comparators_[ruleId - 1]) {
+    return ruleId;
+  }
+  const auto it = adopted_.find(ruleId);
+  return it == adopted_.end() ? 0 : it->second;
+}
+
+bool CompareEngine::compares(uint32_t ruleId) const {
+  std::lock_guard lock(mutex_);
+  return comparatorOf(ruleId) != 0;
+}
+
+void CompareEngine::adopt(uint32_t ruleId, uint32_t predecessor) {
+  std::lock_guard lock(mutex_);
+  const uint32_t from = comparatorOf(predecessor);
+  if (from == 0 || ruleId <= comparators_.size()) {
+    adopted_.erase(ruleId);
+    return;
+  }
+  adopted_[ruleId] = from;
+}
+
 uint64_t CompareEngine::begin(uint32_t ruleId, std::string method, std::string target, bool withSecondary,
                               uint64_t nowNs) {
-  if (ruleId == 0 || ruleId > comparators_.size() || !comparators_[ruleId - 1]) {
+  std::lock_guard lock(mutex_);
+  const uint32_t comparatorId = comparatorOf(ruleId);
+  if (comparatorId == 0) {
     return 0;
   }
   const uint64_t id = nextId_.fetch_add(1, std::memory_order_relaxed);
-  std::lock_guard lock(mutex_);
   if (pending_.size() >= options_.maxPending) {
     base::bump(stats_.refused);
     return 0;
@@ -65,6 +89,7 @@ uint64_t CompareEngine::begin(uint32_t ruleId, std::string method, std::string t
   ex.method = std::move(method);
   ex.target = std::move(target);
   ex.beganNs = nowNs;
+  ex.comparatorId = comparatorId;
   ex.withSecondary = withSecondary;
   if (!withSecondary) {
     ex.state[static_cast<size_t>(Part::kSecondary)] = PartState::kMissing;
@@ -143,7 +168,7 @@ void CompareEngine::release(const Exchange& ex) {
 
 void CompareEngine::compareNow(Exchange& ex) {
   std::lock_guard lock(compareMutex_);
-  Comparator& comparator = *comparators_[ex.ruleId - 1];
+  Comparator& comparator = *comparators_[ex.comparatorId - 1];
   const bool haveSecondary = ex.state[2] == PartState::kHave;
   const CompareResult result = comparator.compare(ex.method, ex.target, ex.response[0], ex.response[1],
                                                   haveSecondary ? &ex.response[2] : nullptr);
@@ -197,11 +222,13 @@ void CompareEngine::expire(uint64_t nowNs) {
 }
 
 std::vector<std::string> CompareEngine::noisyPaths(uint32_t ruleId, const std::string& endpoint) const {
-  std::lock_guard lock(compareMutex_);
-  if (ruleId == 0 || ruleId > comparators_.size() || !comparators_[ruleId - 1]) {
-    return {};
+  uint32_t from = 0;
+  {
+    std::lock_guard lock(mutex_);
+    from = comparatorOf(ruleId);
   }
-  return comparators_[ruleId - 1]->noisyPaths(endpoint);
+  std::lock_guard lock(compareMutex_);
+  return from == 0 ? std::vector<std::string>() : comparators_[from - 1]->noisyPaths(endpoint);
 }
 
 }  // namespace shadowtap::compare

@@ -67,10 +67,15 @@ class CompareEngine {
   // (rule not compared, maxPending reached: counted in `refused`). With
   // `withSecondary` the exchange waits for a secondary response as well.
   uint64_t begin(uint32_t ruleId, std::string method, std::string target, bool withSecondary, uint64_t nowNs);
-  // Whether rule `ruleId` has a comparator (rules added by a reload have none).
-  bool compares(uint32_t ruleId) const {
-    return ruleId != 0 && ruleId <= comparators_.size() && comparators_[ruleId - 1] != nullptr;
-  }
+  // Whether rule `ruleId` has a comparator: a rule of the start, or one a
+  // reload changed that took over its predecessor's (adopt()); a rule a reload
+  // added has none.
+  bool compares(uint32_t ruleId) const;
+  // Rule `ruleId`, made by a reload, continues compared rule `predecessor`
+  // (the same traffic, changed settings): it is compared with the
+  // predecessor's comparator and the noise it learned. `predecessor` 0 (or
+  // not compared) takes a reused id's earlier adoption back. Control thread.
+  void adopt(uint32_t ruleId, uint32_t predecessor);
   void onResponse(uint64_t id, Part part, model::Response&& response);
   // The part's response will never come.
   void onMissing(uint64_t id, Part part);
@@ -93,6 +98,7 @@ class CompareEngine {
     std::string method;
     std::string target;
     uint64_t beganNs = 0;
+    uint32_t comparatorId = 0;   // the rule whose comparator compares it (an adopted rule's predecessor)
     bool withSecondary = false;  // the rule has a secondary: its response is expected
     PartState state[3] = {PartState::kWaiting, PartState::kWaiting, PartState::kWaiting};
     model::Response response[3];
@@ -114,6 +120,9 @@ class CompareEngine {
   };
 
   void resolve(uint64_t id, Part part, PartState state, model::Response* response);
+  // The rule whose comparator serves `ruleId` (itself unless adopted); 0 for
+  // none. Under mutex_.
+  uint32_t comparatorOf(uint32_t ruleId) const;
   // The exchange's kept responses are let go of (under mutex_).
   void release(const Exchange& ex);
   void compareNow(Exchange& ex);
@@ -126,7 +135,8 @@ class CompareEngine {
   PartSink sinks_[3];
   std::atomic<uint64_t> nextId_{1};
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
+  std::unordered_map<uint32_t, uint32_t> adopted_;  // a reload's changed rule -> its comparator's rule
   std::unordered_map<uint64_t, Exchange> pending_;
   std::deque<Exchange> queue_;
   uint64_t held_ = 0;  // sum of the pending and queued exchanges' `held`

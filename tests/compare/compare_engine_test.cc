@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <thread>
 
 #include "compare/pool_observer.h"
@@ -94,6 +96,37 @@ TEST(CompareEngine, SecondaryMakesNoise) {
   uint64_t noisy = 0;
   engine.stats().forEachRule([&](uint32_t, const CompareCounters& c) { noisy = load(c.noisy); });
   EXPECT_EQ(noisy, 2u);
+  expectIdentity(engine.stats());
+}
+
+// A rule a reload changed (new id 3) adopts its predecessor's comparator:
+// compared, counted under its own id, with the noise the predecessor learned;
+// adopting nothing takes a reused id's adoption back.
+TEST(CompareEngine, AChangedRuleAdoptsItsPredecessorsComparatorAndNoise) {
+  CompareEngine engine(EngineOptions{}, comparators(1), nullptr);
+  EXPECT_FALSE(engine.compares(3));
+  const uint64_t a = engine.begin(1, "GET", "/clock", true, 0);
+  engine.onResponse(a, Part::kPrimary, jsonResponse(200, R"({"t":"1","v":1})"));
+  engine.onResponse(a, Part::kMirror, jsonResponse(200, R"({"t":"3","v":1})"));
+  engine.onResponse(a, Part::kSecondary, jsonResponse(200, R"({"t":"2","v":1})"));
+  engine.adopt(3, 1);
+  EXPECT_TRUE(engine.compares(3));
+  EXPECT_EQ(engine.noisyPaths(3, "GET /clock"), std::vector<std::string>{"$.t"});
+  // No secondary any more: the noise learned under rule 1 still holds for rule 3.
+  const uint64_t b = engine.begin(3, "GET", "/clock", false, 0);
+  ASSERT_NE(b, 0u);
+  engine.onResponse(b, Part::kPrimary, jsonResponse(200, R"({"t":"4","v":1})"));
+  engine.onResponse(b, Part::kMirror, jsonResponse(200, R"({"t":"5","v":1})"));
+  std::map<uint32_t, uint64_t> noisy;
+  engine.stats().forEachRule([&](uint32_t rule, const CompareCounters& c) { noisy[rule] = load(c.noisy); });
+  EXPECT_EQ(noisy, (std::map<uint32_t, uint64_t>{{1, 1}, {3, 1}})) << "each rule counts its own";
+  engine.adopt(4, 3);
+  EXPECT_TRUE(engine.compares(4)) << "a successor's successor";
+  engine.adopt(3, 0);
+  EXPECT_FALSE(engine.compares(3));
+  EXPECT_EQ(engine.begin(3, "GET", "/clock", false, 0), 0u);
+  engine.adopt(1, 0);
+  EXPECT_TRUE(engine.compares(1)) << "a rule of the start keeps its own";
   expectIdentity(engine.stats());
 }
 

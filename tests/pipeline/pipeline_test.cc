@@ -289,6 +289,46 @@ TEST_F(PipelineTest, TheSecondaryHasItsOwnTlsKeys) {
   p->stop();
 }
 
+// A reload that changes a compared rule (here its secondary's TLS keys, then
+// a header) makes a new rule that goes on being compared, with the noise its
+// predecessor learned, and with its new secondary; a compared rule a reload
+// adds on new traffic is not (comparison is set up at start).
+TEST_F(PipelineTest, AChangedComparedRuleGoesOnBeingComparedAfterAReload) {
+  const std::string port = mirror_.substr(mirror_.rfind(':') + 1);
+  const auto rulesWith = [&](const std::string& rule1, const std::string& extra) {
+    std::vector<std::string> args = {"-i", "synthetic0", "--rule", rule1, "--metrics-address", "off",
+                                     "--summary-interval", "0", "--workers", "2"};
+    if (!extra.empty()) {
+      args.insert(args.end(), {"--rule", extra});
+    }
+    return parse(args);
+  };
+  const std::string compared = "port=8000,mirror=" + mirror_ + ",compare=true,secondary=localhost:" + port;
+  auto p = start(rulesWith(compared, ""));
+  ASSERT_TRUE(p);
+  const compare::CompareEngine* engine = p->compareEngine();
+  ASSERT_NE(engine, nullptr);
+  const auto runtime = [&](uint32_t id) { return p->rules()->find(1, id); };
+  const auto reloadTo = [&](const Config& next) {
+    p->setReloadSource([next](std::string*) { return std::optional<Config>(next); });
+    p->reload();
+  };
+  reloadTo(rulesWith(compared + ";tls=true;tls-verify=false", ""));  // rule 1 becomes rule 2
+  ASSERT_NE(runtime(2), nullptr);
+  EXPECT_TRUE(runtime(2)->compared);
+  EXPECT_TRUE(engine->compares(2));
+  ASSERT_NE(runtime(2)->secondary, nullptr);
+  EXPECT_NE(runtime(2)->secondary->options().tls, nullptr) << "the new secondary, over TLS";
+  reloadTo(rulesWith(compared + ";tls=true;tls-verify=false,header=X-Reloaded:1",
+                     "port=9000,mirror=" + mirror_ + ",compare=true"));  // rule 2 becomes 3; 4 is new
+  ASSERT_NE(runtime(3), nullptr);
+  EXPECT_TRUE(runtime(3)->compared) << "a successor's successor";
+  ASSERT_NE(runtime(4), nullptr);
+  EXPECT_FALSE(runtime(4)->compared) << "new traffic: mirrored, not compared";
+  EXPECT_FALSE(engine->compares(4));
+  p->stop();
+}
+
 // stop() is idempotent (the final summary and compare output are written
 // once), and a pipeline destroyed after a reload removed a rule, without
 // stop(), joins the draining pools instead of terminating the process.
