@@ -19,7 +19,7 @@ namespace {
 std::shared_ptr<const replay::TlsClientConfig> tlsClientOf(const rules::Rule& rule, const rules::MirrorSpec& m,
                                                            std::string* error) {
   auto tls = replay::TlsClientConfig::make(
-      m.tlsVerify, m.tlsCa, replay::sniName(m.hostMode == rules::HostMode::kLiteral ? m.hostLiteral : "", m.target),
+      m.tlsVerify, m.tlsCa, replay::tlsPeer(m.hostMode == rules::HostMode::kLiteral ? m.hostLiteral : "", m.target),
       error);
   if (!tls) {
     *error = "rule '" + rule.text + "': " + *error;
@@ -82,7 +82,7 @@ std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Ru
   std::shared_ptr<const replay::TlsClientConfig> secondaryTls;
   if (rule.secondaryTls) {
     secondaryTls = replay::TlsClientConfig::make(rule.secondaryTlsVerify, rule.secondaryTlsCa,
-                                                 replay::sniName("", rule.secondary), error);
+                                                 replay::tlsPeer("", rule.secondary), error);
     if (!secondaryTls) {
       *error = "rule '" + rule.text + "': secondary: " + *error;
       return {};

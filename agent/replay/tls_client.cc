@@ -35,13 +35,17 @@ std::string hostOf(const std::string& hostPort) {
 
 }  // namespace
 
+std::string tlsPeer(const std::string& literalHost, const std::string& mirrorHostPort) {
+  return hostOf(literalHost.empty() ? mirrorHostPort : literalHost);
+}
+
 std::string sniName(const std::string& literalHost, const std::string& mirrorHostPort) {
-  const std::string host = hostOf(literalHost.empty() ? mirrorHostPort : literalHost);
+  const std::string host = tlsPeer(literalHost, mirrorHostPort);
   return isAddressLiteral(host) ? std::string() : host;
 }
 
 std::shared_ptr<const TlsClientConfig> TlsClientConfig::make(bool verify, const std::string& caFile,
-                                                             const std::string& serverName, std::string* error) {
+                                                             const std::string& peer, std::string* error) {
   auto config = std::shared_ptr<TlsClientConfig>(new TlsClientConfig());
   config->ctx_ = SSL_CTX_new(TLS_client_method());
   if (!config->ctx_) {
@@ -51,7 +55,7 @@ std::shared_ptr<const TlsClientConfig> TlsClientConfig::make(bool verify, const 
   SSL_CTX_set_min_proto_version(config->ctx_, TLS1_2_VERSION);
   SSL_CTX_set_mode(config->ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   config->verify_ = verify;
-  config->serverName_ = serverName;
+  (isAddressLiteral(peer) ? config->address_ : config->serverName_) = peer;
   if (verify) {
     SSL_CTX_set_verify(config->ctx_, SSL_VERIFY_PEER, nullptr);
     const int ok = caFile.empty() ? SSL_CTX_set_default_verify_paths(config->ctx_)
@@ -102,6 +106,10 @@ TlsSession::TlsSession(const TlsClientConfig& config, int fd, Alpn alpn) : ssl_(
     if (config.verify()) {
       SSL_set1_host(ssl_, config.serverName().c_str());
     }
+  } else if (config.verify() && !config.address().empty()) {
+    // A mirror given by address: its certificate must name that address
+    // (an iPAddress subjectAltName), not merely chain to a trusted CA.
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), config.address().c_str());
   }
 }
 

@@ -22,23 +22,28 @@ enum class Alpn : uint8_t { kHttp1, kH2 };
 // session offers its own ALPN); immutable once made.
 class TlsClientConfig {
  public:
-  // `serverName`: SNI and the name the certificate must carry (empty: no SNI,
-  // and, with verify, no name check). nullptr and *error (one line) when the
-  // context or the CA file cannot be set up.
-  static std::shared_ptr<const TlsClientConfig> make(bool verify, const std::string& caFile,
-                                                     const std::string& serverName, std::string* error);
+  // `peer` (tlsPeer()): a name is sent as SNI and, with verify, must be on
+  // the certificate; an IP address is not sent (SNI carries names only) and,
+  // with verify, must be on the certificate as an IP address; empty: no SNI
+  // and no name check. nullptr and *error (one line) when the context or the
+  // CA file cannot be set up.
+  static std::shared_ptr<const TlsClientConfig> make(bool verify, const std::string& caFile, const std::string& peer,
+                                                     std::string* error);
   ~TlsClientConfig();
   TlsClientConfig(const TlsClientConfig&) = delete;
   TlsClientConfig& operator=(const TlsClientConfig&) = delete;
 
   ssl_ctx_st* context() const { return ctx_; }
+  // The SNI name (empty for an address); the address checked instead.
   const std::string& serverName() const { return serverName_; }
+  const std::string& address() const { return address_; }
   bool verify() const { return verify_; }
 
  private:
   TlsClientConfig() = default;
   ssl_ctx_st* ctx_ = nullptr;
   std::string serverName_;
+  std::string address_;
   bool verify_ = true;
 };
 
@@ -46,6 +51,8 @@ class TlsClientConfig {
 // rewritten to when the rule names one (host=HOST[:PORT]), else the mirror
 // target's host; empty for an IP literal (SNI carries names only).
 std::string sniName(const std::string& literalHost, const std::string& mirrorHostPort);
+// The peer whose certificate is checked: that host, name or address.
+std::string tlsPeer(const std::string& literalHost, const std::string& mirrorHostPort);
 
 // TLS over one connected non-blocking socket, client side. Calls look like
 // send/recv: >0 bytes, 0 for the peer's close_notify or EOF (recv), -1 with

@@ -159,10 +159,11 @@ std::string H2TestServer::bodyPattern(size_t n) {
   return s;
 }
 
-TlsFiles TlsFiles::selfSigned(const std::string& dir, const std::string& name) {
+TlsFiles TlsFiles::selfSigned(const std::string& dir, const std::string& name, const std::string& san) {
   TlsFiles f{dir + "/" + name + ".crt", dir + "/" + name + ".key"};
   const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=" + name +
-                          " -addext subjectAltName=DNS:" + name + " -keyout " + f.key + " -out " + f.cert +
+                          " -addext subjectAltName=" + (san.empty() ? "DNS:" + name : san) + " -keyout " + f.key +
+                          " -out " + f.cert +
                           " >/dev/null 2>&1";
   if (std::system(cmd.c_str()) != 0) {
     return {};

@@ -62,7 +62,8 @@ struct TlsFiles {
   bool alpn = true;  // false: the server chooses no ALPN protocol (an HTTP/1.1-only server)
   // A self-signed certificate for DNS name `name`, written into `dir` with
   // the openssl command; empty files on failure.
-  static TlsFiles selfSigned(const std::string& dir, const std::string& name);
+  // `san`: the certificate's subjectAltName (default DNS:<name>; IP:127.0.0.1 for an address).
+  static TlsFiles selfSigned(const std::string& dir, const std::string& name, const std::string& san = "");
 };
 
 class H2TestServer {

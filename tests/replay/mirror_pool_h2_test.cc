@@ -209,6 +209,42 @@ TEST(MirrorPoolH2, OverTlsWithAlpnH2AndTheMirrorsNameVerified) {
   EXPECT_EQ(http1Only.handshakes()[0].alpn, "");
 }
 
+// A mirror given by address (mirror=127.0.0.1:PORT;tls=true): no SNI, and a
+// verified certificate must carry that address, not just any name a trusted
+// CA signed.
+TEST(MirrorPoolH2, AMirrorGivenByAddressMustHaveItOnItsCertificate) {
+  const test::ScratchDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const test::TlsFiles byName = test::TlsFiles::selfSigned(dir.path(), "mirror.test");
+  const test::TlsFiles byAddress = test::TlsFiles::selfSigned(dir.path(), "addressed", "IP:127.0.0.1");
+  ASSERT_FALSE(byName.cert.empty() || byAddress.cert.empty()) << "the openssl command is needed";
+  std::string error;
+  for (const bool matches : {false, true}) {
+    const test::TlsFiles& files = matches ? byAddress : byName;
+    test::H2TestServer server(100, 100, files);
+    MirrorPoolOptions o = h2Options();
+    o.addrs = {server.address()};
+    o.target = "127.0.0.1:" + std::to_string(server.port());
+    o.tls = TlsClientConfig::make(true, files.cert, tlsPeer("", o.target), &error);
+    ASSERT_TRUE(o.tls) << error;
+    EXPECT_EQ(o.tls->serverName(), "");
+    EXPECT_EQ(o.tls->address(), "127.0.0.1");
+    if (!matches) {
+      expectEveryRequestAConnectError(o);
+      EXPECT_EQ(server.requestCount(), 0u) << "a certificate for another name is refused";
+      continue;
+    }
+    MirrorPool pool(o);
+    ASSERT_TRUE(pool.start());
+    ASSERT_TRUE(pool.submit(call(1)));
+    EXPECT_TRUE(waitFor([&] { return pool.stats().responses.load() == 1; }));
+    pool.stop(std::chrono::milliseconds(500));
+    EXPECT_EQ(server.requestCount(), 1u);
+    ASSERT_EQ(server.handshakes().size(), 1u);
+    EXPECT_EQ(server.handshakes()[0].sni, "") << "SNI carries names only";
+  }
+}
+
 TEST(MirrorPoolH2, DeadTargetAndFullQueueAddUp) {
   sockaddr_storage dead;
   {

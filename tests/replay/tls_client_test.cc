@@ -15,6 +15,8 @@ TEST(TlsClientTest, SniIsTheLiteralHostElseTheMirrorsNameNeverAnAddress) {
   EXPECT_EQ(sniName("api.example", "198.18.1.2:8443"), "api.example");
   EXPECT_EQ(sniName("", "198.18.1.2:8443"), "");
   EXPECT_EQ(sniName("", "[2001:db8::2]:8443"), "");
+  EXPECT_EQ(tlsPeer("", "[2001:db8::2]:8443"), "2001:db8::2") << "an address is verified, not sent";
+  EXPECT_EQ(tlsPeer("api.example:443", "198.18.1.2:8443"), "api.example");
 }
 
 TEST(TlsClientTest, ContextsAreMadeOrRefusedWithTheReason) {
