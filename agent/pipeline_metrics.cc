@@ -256,8 +256,6 @@ void exportWorkers(const Pipeline& p, StatsSink& out) {
               static_cast<double>(unknown));
 }
 
-}  // namespace
-
 // Compare mode's secondary: its own names, so that the mirrors' totals stay the mirrors'.
 void exportSecondary(const RuleRuntime& rt, StatsSink& out) {
   if (!rt.secondary) {
@@ -267,10 +265,12 @@ void exportSecondary(const RuleRuntime& rt, StatsSink& out) {
   for (size_t i = 0; i < 2; ++i) {
     static const replay::MirrorStats kNoPool;
     const replay::MirrorStats& s = pools[i] ? *pools[i] : kNoPool;
-    const double dropped = v(s.queueFull) + v(s.droppedOldest) + v(s.droppedRateLimit) + v(s.droppedShutdown);
+    // HTTP/2: also the requests for which no pool to the secondary could be started.
+    const double dropped = v(s.queueFull) + v(s.droppedOldest) + v(s.droppedRateLimit) + v(s.droppedShutdown) +
+                           (i == 1 ? v(rt.stats.h2SecondaryUnavailable) : 0.0);
     out.counters("shadowtap_compare_secondary_requests_total",
                  "Requests sent to compare mode's secondary, by protocol and outcome (error: no response; dropped: "
-                 "never sent, a full queue, the rate limit or shutdown).",
+                 "never sent, a full queue, the rate limit, shutdown or no HTTP/2 pool).",
                  "outcome",
                  {{"response", v(s.responses)},
                   {"error", static_cast<double>(s.errors() + s.aborted())},
@@ -278,6 +278,8 @@ void exportSecondary(const RuleRuntime& rt, StatsSink& out) {
                  {{"rule", std::to_string(rt.ruleId)}, {"protocol", i == 0 ? "http1" : "h2"}});
   }
 }
+
+}  // namespace
 
 void exportRuleCounters(const RuleRuntime& rt, StatsSink& out) {
   exportRuleRequests(rt, out);

@@ -62,6 +62,8 @@ struct RuleStats {
   std::atomic<uint64_t> recordOnly{0};   // the rule has no mirror: captured for --record only
   // Compare mode: streamed requests (over --max-request-mib) mirrored but not compared.
   std::atomic<uint64_t> streamedNotCompared{0};
+  // Compared HTTP/2 requests the secondary did not get: no HTTP/2 pool to it could be started.
+  std::atomic<uint64_t> h2SecondaryUnavailable{0};
 };
 
 // One mirror's share of a rule's requests (MirrorRuntime).

@@ -382,6 +382,7 @@ void Worker::sendHttp2(RuleRuntime& rt, size_t mirror, model::Request&& request)
     if (request.exchangeId != 0 && rt.secondary) {
       replay::MirrorPool* second = h2PoolFor(rt, mirror, compare::Part::kSecondary);
       if (second == nullptr) {
+        base::bump(rt.stats.h2SecondaryUnavailable);
         shared_.engine->onMissing(request.exchangeId, compare::Part::kSecondary);
       } else {
         model::Request copy = request;

@@ -479,7 +479,10 @@ std::string checkWhole(const Rule& r, const Seen& seen, bool mirrorOptional) {
   }
   const bool anyTls = std::any_of(r.mirrors.begin(), r.mirrors.end(), [](const MirrorSpec& m) { return m.tls; });
   if (!anyTls && (given(seen, "tls-verify") || given(seen, "tls-ca"))) {
-    return "tls-verify and tls-ca only make sense with tls=true";
+    return std::string("tls-verify and tls-ca only make sense with tls=true") +
+           (r.secondary.empty() ? ""
+                                : " (the rule's tls keys are its mirrors'; the secondary's go after ';': "
+                                  "secondary=HOST:PORT;tls=true;tls-verify=false)");
   }
   return "";
 }

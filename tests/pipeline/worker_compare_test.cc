@@ -14,8 +14,10 @@
 #include "compare/comparator.h"
 #include "compare/compare_engine.h"
 #include "compare/compare_metrics.h"
+#include "compare/pool_observer.h"
 #include "metrics/registry.h"
 #include "model/response.h"
+#include "pipeline_metrics.h"
 #include "replay/mirror_pool.h"
 #include "rule_runtime.h"
 #include "synthetic_segment.h"
@@ -178,6 +180,45 @@ TEST_F(WorkerCompareTest, AnUnbrokenStreamIsPairedInOrder) {
   EXPECT_EQ(brokenStreams_, 0u);
   EXPECT_EQ(outcomes(), std::make_pair(uint64_t{3}, uint64_t{0}));
   EXPECT_EQ(base::load(engine_->stats().compared), 3u);
+}
+
+// A rule with a secondary whose pool drops everything (stopped): each
+// exchange is compared without the secondary's response, and a scrape shows
+// it twice over, as dropped for the secondary and as compared without it.
+TEST_F(WorkerCompareTest, ASecondaryThatGetsNothingIsCountedAsSuch) {
+  std::string error;
+  auto rule = rules::parseRule("port=8000,mirror=127.0.0.1:9,compare=true,secondary=127.0.0.1:10",
+                               rules::RuleDefaults{}, true, &error);
+  ASSERT_TRUE(rule) << error;
+  auto rt = std::make_shared<RuleRuntime>(*rule, 1, 0);
+  rt->compared = true;
+  replay::MirrorPoolOptions o;
+  o.target = "127.0.0.1:9";
+  rt->mirrors[0].replayer = std::make_unique<replay::MirrorPool>(o);
+  compare::PoolObserver observer(*engine_, compare::Part::kSecondary);
+  o.target = "127.0.0.1:10";
+  o.observer = &observer;
+  rt->secondary = std::make_unique<replay::MirrorPool>(o);
+  rt->secondary->stop(std::chrono::milliseconds(0));  // takes nothing more: every submit is dropped
+  auto set = std::make_shared<RuleSet>();
+  set->generation = 2;
+  set->perWorker.resize(1);
+  set->perWorker[0].push_back(rt);
+  snapshot_.publish(set);
+  runtime_ = rt;
+  run(3);
+  const compare::CompareStats& s = engine_->stats();
+  EXPECT_EQ(base::load(s.compared), 3u) << "compared without the secondary";
+  EXPECT_EQ(base::load(s.noSecondary), 3u);
+  metrics::Registry registry;
+  registry.add([this](base::StatsSink& out) { compare::exportStats(*engine_, nullptr, nullptr, 0, out); });
+  registry.add([rt](base::StatsSink& out) { exportRuleCounters(*rt, out); });
+  const metrics::Snapshot m = registry.collect();
+  EXPECT_EQ(m.sum("shadowtap_compare_exchanges_without_secondary_total"), 3);
+  EXPECT_EQ(m.sum("shadowtap_compare_secondary_requests_total", {{"outcome", "dropped"}, {"protocol", "http1"}}), 3);
+  EXPECT_EQ(m.sum("shadowtap_compare_secondary_requests_total", {{"outcome", "response"}}), 0);
+  EXPECT_EQ(m.sum("shadowtap_mirror_requests_total", {{"outcome", "dropped_shutdown"}}), 0)
+      << "the secondary's drops are not the mirror's";
 }
 
 }  // namespace

@@ -15,6 +15,9 @@
 #include <vector>
 
 #include "base/counters.h"
+#include "compare/comparator.h"
+#include "compare/compare_engine.h"
+#include "compare/pool_observer.h"
 #include "h2_test_server.h"
 #include "h2_wire.h"
 #include "replay/mirror_pool.h"
@@ -170,6 +173,26 @@ struct OneRuleWorld {
   WorkerShared shared;
 };
 
+// A client's HTTP/2 connection (port `sport`) with one GET, captured whole and
+// fed to `w`; then up to `wait` for each of `servers` to have one request.
+void sendOneH2Get(Worker& w, uint16_t sport, const std::string& scheme, const std::string& authority,
+                  const std::string& path, std::vector<h2::test::H2TestServer*> servers,
+                  std::chrono::seconds wait = std::chrono::seconds(10)) {
+  h2::test::WireClient client;
+  client.submit({.headers = {{":method", "GET", false}, {":scheme", scheme, false}, {":authority", authority, false},
+                             {":path", path, false}}});
+  client.pump();
+  w.onSegment(testing::syntheticSegment(sport, 8000, 1, 70, flow::kTcpSyn));
+  w.onSegment(testing::syntheticSegment(sport, 8000, 1, 71, flow::kTcpAck, client.captured()));
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  const auto allHaveOne = [&] {
+    return std::all_of(servers.begin(), servers.end(), [](auto* s) { return s->requestCount() >= 1; });
+  };
+  while (!allHaveOne() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 
 // #19: a request over the whole-request limit is streamed through the worker
 // to the mirror: byte-identical except the host, with Content-Length and
@@ -315,16 +338,7 @@ TEST(WorkerTls, AnHttp2RequestOfATlsRuleGoesOverTlsWithAlpnH2) {
   m.replayer = std::make_unique<replay::MirrorPool>(o);
   Worker w(0, world.shared);
 
-  h2::test::WireClient client;
-  client.submit({.headers = {{":method", "GET", false}, {":scheme", "https", false},
-                             {":authority", "shop.example", false}, {":path", "/secure", false}}});
-  client.pump();
-  w.onSegment(testing::syntheticSegment(40010, 8000, 1, 70, flow::kTcpSyn));
-  w.onSegment(testing::syntheticSegment(40010, 8000, 1, 71, flow::kTcpAck, client.captured()));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (mirror.requestCount() < 1 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  sendOneH2Get(w, 40010, "https", "shop.example", "/secure", {&mirror});
   ASSERT_EQ(mirror.requestCount(), 1u);
   EXPECT_EQ(mirror.requests()[0].authority(), "mirror.test:" + std::to_string(mirror.port()));
   EXPECT_EQ(mirror.requests()[0].target(), "/secure");
@@ -336,6 +350,65 @@ TEST(WorkerTls, AnHttp2RequestOfATlsRuleGoesOverTlsWithAlpnH2) {
   EXPECT_EQ(base::load(m.stats.dropped), 0u);
   ASSERT_NE(m.h2Pool, nullptr);
   m.h2Pool->stop(std::chrono::milliseconds(500));
+}
+
+// Compare mode's secondary with tls=true of its own: the worker's HTTP/2 pool
+// to it takes the HTTP/1 secondary pool's TLS (ALPN h2; given by address, its
+// certificate names the address), while the mirror stays h2c.
+TEST(WorkerTls, AnHttp2RequestReachesATlsSecondaryOverTlsWithAlpnH2) {
+  const h2::test::ScratchDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const h2::test::TlsFiles files = h2::test::TlsFiles::selfSigned(dir.path(), "secondary", "IP:127.0.0.1");
+  ASSERT_FALSE(files.cert.empty()) << "the openssl command is needed";
+  h2::test::H2TestServer mirror;
+  h2::test::H2TestServer secondary(100, 100, files);
+  const std::string mirrorTarget = "127.0.0.1:" + std::to_string(mirror.port());
+  const std::string secondaryTarget = "127.0.0.1:" + std::to_string(secondary.port());
+  std::string error;
+  auto rule = rules::parseRule("port=8000,mirror=" + mirrorTarget + ",compare=true,secondary=" + secondaryTarget +
+                                   ";tls=true;tls-ca=" + files.cert,
+                               rules::RuleDefaults{}, true, &error);
+  ASSERT_TRUE(rule) << error;
+  auto rt = std::make_shared<RuleRuntime>(*rule, 1, 0);
+  rt->compared = true;
+  OneRuleWorld world(rt);
+  std::vector<std::unique_ptr<compare::Comparator>> comparators;
+  comparators.push_back(compare::Comparator::create({}, &error));
+  compare::CompareEngine engine(compare::EngineOptions{}, std::move(comparators), nullptr);
+  compare::PoolObserver mirrorObserver(engine, compare::Part::kMirror);
+  compare::PoolObserver secondaryObserver(engine, compare::Part::kSecondary);
+  world.shared.engine = &engine;
+  world.shared.mirrorObserver = &mirrorObserver;
+  world.shared.secondaryObserver = &secondaryObserver;
+  MirrorRuntime& m = rt->mirrors[0];
+  replay::MirrorPoolOptions o;  // the HTTP/1 pools, whose settings the HTTP/2 pools take
+  o.target = mirrorTarget;
+  o.addrs = m.addrs = replay::resolveTarget(o.target).addrs;
+  o.minConnections = o.maxConnections = 1;
+  o.localEndpoints = &world.local;
+  m.replayer = std::make_unique<replay::MirrorPool>(o);
+  o.target = secondaryTarget;
+  o.addrs = rt->secondaryAddrs = replay::resolveTarget(o.target).addrs;
+  o.tls = replay::TlsClientConfig::make(true, files.cert, replay::tlsPeer("", secondaryTarget), &error);
+  ASSERT_TRUE(o.tls) << error;
+  rt->secondary = std::make_unique<replay::MirrorPool>(o);
+  Worker w(0, world.shared);
+
+  sendOneH2Get(w, 40020, "http", "shop.example", "/compared", {&mirror, &secondary});
+  ASSERT_EQ(mirror.requestCount(), 1u);
+  ASSERT_EQ(secondary.requestCount(), 1u);
+  EXPECT_EQ(secondary.requests()[0].target(), "/compared");
+  EXPECT_EQ(secondary.requests()[0].header(":scheme"), "https");
+  EXPECT_EQ(mirror.requests()[0].header(":scheme"), "http");
+  const auto handshakes = secondary.handshakes();
+  ASSERT_EQ(handshakes.size(), 1u);
+  EXPECT_EQ(handshakes[0].alpn, "h2");
+  EXPECT_TRUE(mirror.handshakes().empty()) << "the mirror is h2c";
+  ASSERT_NE(rt->h2SecondaryPool, nullptr);
+  ASSERT_NE(m.h2Pool, nullptr);
+  rt->h2SecondaryPool->stop(std::chrono::milliseconds(500));
+  m.h2Pool->stop(std::chrono::milliseconds(500));
+  w.shutdownFlows();
 }
 
 // Issue 19: one request to two shadows. A rule with two mirrors, the second
@@ -479,16 +552,7 @@ TEST(WorkerMirrors, AnHttp2RequestGoesToTwoShadowsWithTheirOwnAuthority) {
     m.replayer = std::make_unique<replay::MirrorPool>(o);
   }
   Worker w(0, world.shared);
-  h2::test::WireClient client;
-  client.submit({.headers = {{":method", "GET", false}, {":scheme", "http", false},
-                             {":authority", "shop.example:8000", false}, {":path", "/two", false}}});
-  client.pump();
-  w.onSegment(testing::syntheticSegment(40030, 8000, 1, 90, flow::kTcpSyn));
-  w.onSegment(testing::syntheticSegment(40030, 8000, 1, 91, flow::kTcpAck, client.captured()));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while ((first.requestCount() < 1 || second.requestCount() < 1) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  sendOneH2Get(w, 40030, "http", "shop.example:8000", "/two", {&first, &second}, std::chrono::seconds(5));
   ASSERT_EQ(first.requestCount(), 1u);
   ASSERT_EQ(second.requestCount(), 1u);
   EXPECT_EQ(first.requests()[0].authority(), "shop.example-shadow:8000");

@@ -183,6 +183,7 @@ TEST(RuleTest, TheSecondarysOwnTlsKeys) {
       {"secondary=v1:8443;percentage=5", "unknown key 'percentage' for the secondary"},
       {"secondary=v1:8443;tls", "'tls' is not key=value"},
       {"secondary=v1:8443;tls=true;tls-ca=/no/such/file", "not a readable file"},
+      {"secondary=v1:8443;tls=true,tls-verify=false", "the secondary's go after ';'"},
   };
   for (const auto& [secondary, want] : bad) {
     EXPECT_FALSE(parse("port=8000,mirror=v2:8000,compare=true," + secondary, &error)) << secondary;
