@@ -5,6 +5,7 @@
 #include <optional>
 #include <vector>
 
+#include "base/strings.h"
 #include "http/chunked_body.h"
 
 namespace shadowtap::h2 {
@@ -186,7 +187,10 @@ UpgradeParse parseH2cUpgrade(const model::Request& r, H2cUpgrade& out) {
       settings = value;
     } else if (n == "transfer-encoding") {
       ++encodings;
-      chunked = http::endsInChunked(value);
+      // Only chunked alone: its decoding is all the HTTP/2 request loses of
+      // the framing, where another coding would leave the body coded under
+      // no header.
+      chunked = base::equalsIgnoreCase(base::trimOws(value), "chunked");
     }
   }
   if (!contains(upgrade, "h2c")) {
@@ -198,9 +202,10 @@ UpgradeParse parseH2cUpgrade(const model::Request& r, H2cUpgrade& out) {
       !contains(connection, "http2-settings")) {
     return UpgradeParse::kInvalid;
   }
-  // RFC 9112 6.3: a request whose last transfer coding is not chunked has no
-  // length to read. (The framer emits none: its only coding is "chunked".)
-  if (encodings > 0 && !chunked) {
+  // One Transfer-Encoding, chunked alone, as the framer passes (RFC 9112 6.3:
+  // with another last coding the body has no length; before chunked, the
+  // coding would be lost with the header).
+  if (encodings > 1 || (encodings == 1 && !chunked)) {
     return UpgradeParse::kInvalid;
   }
   H2cUpgrade u;
