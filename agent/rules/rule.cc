@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace shadowtap::rules {
@@ -241,10 +242,12 @@ KeyResult parseTlsCa(MirrorSpec& r, Seen& seen, std::string_view value) {
   if (!seen.once("tls-ca")) {
     return fail("tls-ca given twice");
   }
-  if (access(std::string(value).c_str(), R_OK) != 0) {
+  struct stat st {};
+  if (access(std::string(value).c_str(), R_OK) != 0 || stat(std::string(value).c_str(), &st) != 0) {
     return fail("tls-ca=" + std::string(value) + ": not a readable file");
   }
   r.tlsCa = std::string(value);
+  r.tlsCaStamp = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
   return std::nullopt;
 }
 
@@ -411,6 +414,7 @@ KeyResult parseSecondary(Rule& r, std::string_view value) {
   r.secondaryTls = tls.tls;
   r.secondaryTlsVerify = tls.tlsVerify;
   r.secondaryTlsCa = tls.tlsCa;
+  r.secondaryTlsCaStamp = tls.tlsCaStamp;
   return std::nullopt;
 }
 

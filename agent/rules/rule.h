@@ -65,6 +65,10 @@ struct MirrorSpec {
   bool tls = false;
   bool tlsVerify = true;
   std::string tlsCa;
+  // tlsCa's modification time (ns) when the rule was parsed: a reload that
+  // finds the file rotated (same path, new certificates) makes a new rule,
+  // whose connections load them.
+  int64_t tlsCaStamp = 0;
 
   // Basis points of `percentage`.
   uint32_t sampleBasisPoints() const;
@@ -105,6 +109,7 @@ struct Rule {
   bool secondaryTls = false;
   bool secondaryTlsVerify = true;
   std::string secondaryTlsCa;
+  int64_t secondaryTlsCaStamp = 0;  // as MirrorSpec::tlsCaStamp
 
   const MirrorSpec& first() const { return mirrors.front(); }
   // Whether the rule sends anywhere (false: dry run or record only).

@@ -88,7 +88,8 @@ std::string checkRuleSet(const std::vector<Rule>& rules) {
 bool Rule::sameAs(const Rule& o) const {
   auto key = [](const Rule& r) {
     return std::tie(r.port, r.mirrors, r.sampleMode, r.sampleHeader, r.dst, r.methods, r.headers, r.dropHeaders,
-                    r.compare, r.secondary, r.secondaryTls, r.secondaryTlsVerify, r.secondaryTlsCa);
+                    r.compare, r.secondary, r.secondaryTls, r.secondaryTlsVerify, r.secondaryTlsCa,
+                    r.secondaryTlsCaStamp);
   };
   return key(*this) == key(o);
 }

@@ -1,6 +1,11 @@
 #include "rules/rule.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 namespace shadowtap::rules {
 namespace {
@@ -189,6 +194,32 @@ TEST(RuleTest, TheSecondarysOwnTlsKeys) {
     EXPECT_FALSE(parse("port=8000,mirror=v2:8000,compare=true," + secondary, &error)) << secondary;
     EXPECT_NE(error.find(want), std::string::npos) << secondary << ": " << error;
   }
+}
+
+// A tls-ca file rotated in place (same path, new certificates, as a mounted
+// secret is) makes the rule differ on reload, so its connections load them;
+// an untouched file keeps the rule.
+TEST(RuleTest, ARotatedTlsCaFileMakesTheRuleNew) {
+  char path[] = "/tmp/st-rule-ca-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  std::string error;
+  const std::string text = "port=443,mirror=v2:8443,tls=true,tls-ca=" + std::string(path) +
+                           ",compare=true,secondary=v1:8443;tls=true;tls-ca=" + std::string(path);
+  auto before = parse(text, &error);
+  ASSERT_TRUE(before) << error;
+  auto again = parse(text, &error);
+  ASSERT_TRUE(again) << error;
+  EXPECT_TRUE(before->sameAs(*again));
+  const timespec later[2] = {{0, UTIME_OMIT}, {before->first().tlsCaStamp / 1'000'000'000 + 60, 0}};
+  ASSERT_EQ(utimensat(AT_FDCWD, path, later, 0), 0);
+  auto rotated = parse(text, &error);
+  ASSERT_TRUE(rotated) << error;
+  EXPECT_FALSE(before->sameAs(*rotated));
+  EXPECT_NE(rotated->first().tlsCaStamp, before->first().tlsCaStamp);
+  EXPECT_NE(rotated->secondaryTlsCaStamp, before->secondaryTlsCaStamp);
+  unlink(path);
 }
 
 TEST(RuleTest, TlsToTheMirror) {
