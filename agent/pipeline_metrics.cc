@@ -256,6 +256,9 @@ void exportWorkers(const Pipeline& p, StatsSink& out) {
               static_cast<double>(unknown));
 }
 
+// What an HTTP/2 pool not started yet (the first request starts it) counts: zeros.
+const replay::MirrorStats kNoPool;
+
 // Compare mode's secondary: its own names, so that the mirrors' totals stay the mirrors'.
 void exportSecondary(const RuleRuntime& rt, StatsSink& out) {
   if (!rt.secondary) {
@@ -263,7 +266,6 @@ void exportSecondary(const RuleRuntime& rt, StatsSink& out) {
   }
   const replay::MirrorStats* pools[] = {&rt.secondary->stats(), rt.h2SecondaryPool ? &rt.h2SecondaryPool->stats() : nullptr};
   for (size_t i = 0; i < 2; ++i) {
-    static const replay::MirrorStats kNoPool;
     const replay::MirrorStats& s = pools[i] ? *pools[i] : kNoPool;
     // HTTP/2: also the requests for which no pool to the secondary could be started.
     const double dropped = v(s.queueFull) + v(s.droppedOldest) + v(s.droppedRateLimit) + v(s.droppedShutdown) +
@@ -294,7 +296,6 @@ void exportRuleCounters(const RuleRuntime& rt, StatsSink& out) {
     }
     exportHttp1Mirror(l, m.replayer->stats(), out);
     // HTTP/2: the pool exists from the worker's first HTTP/2 request to the mirror; zeros before.
-    static const replay::MirrorStats kNoPool;
     exportH2Mirror(l, m.h2Pool ? m.h2Pool->stats() : kNoPool, m.stats, out);
   }
 }
