@@ -14,15 +14,14 @@ namespace shadowtap {
 
 namespace {
 
-// tls=true: the mirror's TLS client (SNI from its host=HOST, else the
-// mirror's name). nullptr and *error (naming the rule) on failure.
-std::shared_ptr<const replay::TlsClientConfig> tlsClientOf(const rules::Rule& rule, const rules::MirrorSpec& m,
+// tls=true: the TLS client to `peer` (tlsPeer()), a mirror's or the
+// secondary's. nullptr and *error (naming the rule and `what`) on failure.
+std::shared_ptr<const replay::TlsClientConfig> tlsClientOf(const rules::Rule& rule, const char* what, bool verify,
+                                                           const std::string& ca, const std::string& peer,
                                                            std::string* error) {
-  auto tls = replay::TlsClientConfig::make(
-      m.tlsVerify, m.tlsCa, replay::tlsPeer(m.hostMode == rules::HostMode::kLiteral ? m.hostLiteral : "", m.target),
-      error);
+  auto tls = replay::TlsClientConfig::make(verify, ca, peer, error);
   if (!tls) {
-    *error = "rule '" + rule.text + "': " + *error;
+    *error = "rule '" + rule.text + "': " + what + *error;
   }
   return tls;
 }
@@ -81,10 +80,9 @@ std::vector<std::shared_ptr<RuleRuntime>> Pipeline::makeRuntimes(const rules::Ru
   }
   std::shared_ptr<const replay::TlsClientConfig> secondaryTls;
   if (rule.secondaryTls) {
-    secondaryTls = replay::TlsClientConfig::make(rule.secondaryTlsVerify, rule.secondaryTlsCa,
-                                                 replay::tlsPeer("", rule.secondary), error);
+    secondaryTls = tlsClientOf(rule, "secondary: ", rule.secondaryTlsVerify, rule.secondaryTlsCa,
+                               replay::tlsPeer("", rule.secondary), error);
     if (!secondaryTls) {
-      *error = "rule '" + rule.text + "': secondary: " + *error;
       return {};
     }
   } else if (rule.first().tls) {
@@ -120,7 +118,10 @@ bool Pipeline::makeMirrorPools(const rules::Rule& rule, size_t mirror, bool comp
   }
   replay::MirrorPoolOptions ro = poolOptionsOf(config_, m, resolved.addrs);
   ro.localEndpoints = &localEndpoints_;
-  if (m.tls && !(ro.tls = tlsClientOf(rule, m, error))) {
+  if (m.tls && !(ro.tls = tlsClientOf(rule, "", m.tlsVerify, m.tlsCa,
+                                       replay::tlsPeer(m.hostMode == rules::HostMode::kLiteral ? m.hostLiteral : "",
+                                                       m.target),
+                                       error))) {
     return false;
   }
   if (compared) {

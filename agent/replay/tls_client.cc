@@ -39,11 +39,6 @@ std::string tlsPeer(const std::string& literalHost, const std::string& mirrorHos
   return hostOf(literalHost.empty() ? mirrorHostPort : literalHost);
 }
 
-std::string sniName(const std::string& literalHost, const std::string& mirrorHostPort) {
-  const std::string host = tlsPeer(literalHost, mirrorHostPort);
-  return isAddressLiteral(host) ? std::string() : host;
-}
-
 std::shared_ptr<const TlsClientConfig> TlsClientConfig::make(bool verify, const std::string& caFile,
                                                              const std::string& peer, std::string* error) {
   auto config = std::shared_ptr<TlsClientConfig>(new TlsClientConfig());

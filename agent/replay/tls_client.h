@@ -47,11 +47,9 @@ class TlsClientConfig {
   bool verify_ = true;
 };
 
-// The SNI name of a rule's mirror connections: the host the requests are
-// rewritten to when the rule names one (host=HOST[:PORT]), else the mirror
-// target's host; empty for an IP literal (SNI carries names only).
-std::string sniName(const std::string& literalHost, const std::string& mirrorHostPort);
-// The peer whose certificate is checked: that host, name or address.
+// The peer of a rule's mirror connections, whose certificate is checked: the
+// host the requests are rewritten to when the rule names one (host=HOST[:PORT]),
+// else the mirror target's host, a name (sent as SNI) or an address (not).
 std::string tlsPeer(const std::string& literalHost, const std::string& mirrorHostPort);
 
 // TLS over one connected non-blocking socket, client side. Calls look like

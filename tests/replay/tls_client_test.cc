@@ -9,6 +9,13 @@
 namespace shadowtap::replay {
 namespace {
 
+// The SNI name a context sends for a rule's peer.
+std::string sniName(const std::string& literalHost, const std::string& mirrorHostPort) {
+  std::string error;
+  auto config = TlsClientConfig::make(false, "", tlsPeer(literalHost, mirrorHostPort), &error);
+  return config ? config->serverName() : "(no context: " + error + ")";
+}
+
 TEST(TlsClientTest, SniIsTheLiteralHostElseTheMirrorsNameNeverAnAddress) {
   EXPECT_EQ(sniName("", "httpbin-mirror:8443"), "httpbin-mirror");
   EXPECT_EQ(sniName("api.example:443", "httpbin-mirror:8443"), "api.example");
